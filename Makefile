@@ -1,0 +1,102 @@
+# sluice — build, run, test. Every dependency comes from a Debian package found with
+# pkg-config (http-parser ships no .pc file, so it is linked by name).
+#   make run      install what is missing, build, start `sluice serve`
+#   make test     install, build with ASan+UBSan, run every test; ends "N passed, N failed"
+#   make fuzz     run each libFuzzer target for FUZZ_SECONDS (default 60)
+#   make bench-ingest   ingest benchmark beside nginx and Redis (writes figures to stdout)
+
+PKGS     := libuv libcjson zlib libfyaml
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lpthread -lm
+
+CC       ?= cc
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wpointer-arith -Wformat=2 \
+            -Wno-unused-parameter -Wno-missing-field-initializers
+BASE     := -std=c11 -D_GNU_SOURCE -Isrc $(WARN) $(PKG_CFLAGS)
+REL_FLAGS  := $(BASE) -O2 -g -DNDEBUG
+ASAN_FLAGS := $(BASE) -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+              -fno-sanitize-recover=undefined
+FUZZ_CC    := clang-14
+FUZZ_FLAGS := $(BASE) -O1 -g -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer \
+              -Wno-unknown-warning-option
+
+LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c src/util/*.c))
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+
+REL_OBJ  := $(LIB_SRC:%.c=build/rel/%.o)
+ASAN_OBJ := $(LIB_SRC:%.c=build/asan/%.o)
+FUZZ_OBJ := $(LIB_SRC:%.c=build/fuzzobj/%.o)
+UNITS    := $(UNIT_SRC:tests/unit/%.c=build/asan/%)
+FUZZERS  := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+
+.PHONY: all run test unit fuzz fuzz-build bench-ingest deps test-deps clean
+
+all: build/sluice
+
+deps:
+	@sh scripts/deps.sh
+
+test-deps:
+	@sh scripts/deps.sh test
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	./build/sluice serve $(ARGS)
+
+build/rel/%.o: %.c $(wildcard src/*.h src/util/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(REL_FLAGS) -c $< -o $@
+
+build/asan/%.o: %.c $(wildcard src/*.h src/util/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_FLAGS) -c $< -o $@
+
+build/fuzzobj/%.o: %.c $(wildcard src/*.h src/util/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS:-fsanitize=fuzzer,%=-fsanitize=fuzzer-no-link,%) -c $< -o $@
+
+build/rel/libsluice.a: $(REL_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+build/asan/libsluice.a: $(ASAN_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+build/fuzzobj/libsluice.a: $(FUZZ_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+build/sluice: build/rel/src/main.o build/rel/libsluice.a
+	$(CC) $(REL_FLAGS) -o $@ $^ $(PKG_LIBS)
+
+build/asan/sluice: build/asan/src/main.o build/asan/libsluice.a
+	$(CC) $(ASAN_FLAGS) -o $@ $^ $(PKG_LIBS)
+
+build/asan/test_%: tests/unit/test_%.c tests/unit/test.h build/asan/libsluice.a
+	$(CC) $(ASAN_FLAGS) -Itests/unit -o $@ $< build/asan/libsluice.a $(PKG_LIBS)
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzzobj/libsluice.a
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< build/fuzzobj/libsluice.a $(PKG_LIBS)
+
+unit: $(UNITS)
+
+fuzz-build: $(FUZZERS)
+
+test: test-deps
+	@$(MAKE) --no-print-directory build/asan/sluice build/sluice $(UNITS) $(FUZZERS)
+	@sh tests/run.sh
+
+FUZZ_SECONDS ?= 60
+fuzz: test-deps
+	@$(MAKE) --no-print-directory $(FUZZERS)
+	@for f in $(FUZZERS); do n=$${f##*/}; n=$${n#fuzz_}; mkdir -p tests/fuzz/corpus/$$n; \
+	  echo "== $$n"; $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	  tests/fuzz/corpus/$$n || exit 1; done
+
+bench-ingest:
+	@sh scripts/deps.sh bench
+	@$(MAKE) --no-print-directory build/sluice
+	@sh bench/ingest.sh
+
+clean:
+	rm -rf build

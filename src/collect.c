@@ -1,0 +1,791 @@
+/* collect: ingestion endpoints (see collect.h). */
+#include "collect.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <zlib.h>
+
+#include "event.h"
+#include "keys.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/mem.h"
+#include "util/str.h"
+
+typedef enum { K_BATCH, K_SINGLE, K_NDJSON, K_PIXEL, K_REDIRECT } kind_t;
+
+typedef struct route {
+  const char *path;
+  const char *method;
+  kind_t kind;
+  const char *implied_type; /* K_SINGLE */
+  const char *label;        /* metrics route label */
+} route_t;
+
+static const route_t routes[] = {
+    {"/v1/batch", "POST", K_BATCH, NULL, "batch"},
+    {"/v1/import", "POST", K_BATCH, NULL, "batch"},
+    {"/v1/track", "POST", K_SINGLE, "track", "track"},
+    {"/v1/page", "POST", K_SINGLE, "page", "page"},
+    {"/v1/screen", "POST", K_SINGLE, "screen", "screen"},
+    {"/v1/identify", "POST", K_SINGLE, "identify", "identify"},
+    {"/v1/group", "POST", K_SINGLE, "group", "group"},
+    {"/v1/alias", "POST", K_SINGLE, "alias", "alias"},
+    {"/v1/events", "POST", K_NDJSON, NULL, "events"},
+    {"/v1/p.gif", "GET", K_PIXEL, NULL, "pixel"},
+    {"/v1/r", "GET", K_REDIRECT, NULL, "redirect"},
+};
+
+struct collect {
+  const config_t *cfg;
+  log_t *log, *bad;
+  enrich_t *enrich;
+  metrics_t *metrics;
+  buf_t body;    /* decompressed body scratch */
+  buf_t values;  /* serialised events of the request being built */
+  buf_t badvals; /* bad-event records of the request being built */
+  char *print;   /* cJSON_PrintPreallocated scratch, max_event_bytes + slack */
+  size_t print_cap;
+};
+
+/* One request waiting for its log ack. */
+typedef struct ingest {
+  collect_t *c;
+  http_req_t *req;
+  const route_t *route;
+  size_t accepted, nrejected;
+  buf_t rejected; /* JSON array body items, "" when none */
+  char *redirect; /* K_REDIRECT target */
+  char origin[256];
+} ingest_t;
+
+static const unsigned char gif[] = {
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c,
+    0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b};
+
+/* Slack over max-event-bytes for what enrichment adds (receivedAt, messageId, ip...). */
+#define ENRICH_SLACK 1024
+
+collect_t *collect_new(const collect_deps_t *d) {
+  collect_t *c = xcalloc(1, sizeof *c);
+  c->cfg = d->cfg;
+  c->log = d->log;
+  c->bad = d->bad;
+  c->enrich = d->enrich;
+  c->metrics = d->metrics;
+  c->print_cap = d->cfg->max_event_bytes + ENRICH_SLACK;
+  c->print = xmalloc(c->print_cap);
+  return c;
+}
+
+void collect_free(collect_t *c) {
+  if (!c) return;
+  buf_free(&c->body);
+  buf_free(&c->values);
+  buf_free(&c->badvals);
+  free(c->print);
+  free(c);
+}
+
+/* ---- CORS and redirect allowlists ---- */
+
+static int host_matches(const char *pattern, const char *host, size_t hlen) {
+  if (strcmp(pattern, "*") == 0) return 1;
+  if (pattern[0] == '*' && pattern[1] == '.') {
+    size_t plen = strlen(pattern + 1); /* ".example.com" */
+    return hlen > plen && strncasecmp(host + hlen - plen, pattern + 1, plen) == 0;
+  }
+  return strlen(pattern) == hlen && strncasecmp(pattern, host, hlen) == 0;
+}
+
+int collect_origin_allowed(const config_t *cfg, const char *origin, const char *host) {
+  const char *sep = strstr(origin, "://");
+  if (sep && host && strcasecmp(sep + 3, host) == 0) return 1;
+  for (size_t i = 0; i < cfg->cors_origins.n; i++) {
+    const char *p = cfg->cors_origins.items[i];
+    if (strcmp(p, "*") == 0 || strcasecmp(p, origin) == 0) return 1;
+  }
+  return 0;
+}
+
+int collect_redirect_allowed(const config_t *cfg, const char *url) {
+  size_t skip;
+  if (str_has_prefix_ci(url, strlen(url), "https://"))
+    skip = 8;
+  else if (str_has_prefix_ci(url, strlen(url), "http://"))
+    skip = 7;
+  else
+    return 0;
+  const char *h = url + skip;
+  size_t hlen = strcspn(h, "/?#");
+  /* Userinfo ("allowed.com@evil.com") and backslashes confuse browsers: refuse them. */
+  if (memchr(h, '@', hlen) || memchr(h, '\\', hlen) || strpbrk(url, "\r\n\t ")) return 0;
+  const char *colon = memchr(h, ':', hlen);
+  if (colon) hlen = (size_t)(colon - h);
+  if (!hlen) return 0;
+  for (size_t i = 0; i < cfg->redirect_hosts.n; i++)
+    if (strcmp(cfg->redirect_hosts.items[i], "*") != 0 &&
+        host_matches(cfg->redirect_hosts.items[i], h, hlen))
+      return 1;
+  return 0;
+}
+
+/* ---- responses ---- */
+
+static size_t cors_headers(const ingest_t *in, http_header_t *h, size_t n) {
+  if (!in->origin[0]) return n;
+  h[n++] = (http_header_t){"Access-Control-Allow-Origin", in->origin};
+  h[n++] = (http_header_t){"Access-Control-Allow-Credentials", "true"};
+  h[n++] = (http_header_t){"Vary", "Origin"};
+  return n;
+}
+
+static void retry_after(const collect_t *c, char out[24]) {
+  snprintf(out, 24, "%llu", (unsigned long long)c->cfg->retry_after_s);
+}
+
+static void fail_req(ingest_t *in, int status, const char *code, const char *msg) {
+  http_header_t h[6];
+  size_t n = cors_headers(in, h, 0);
+  char ra[24];
+  if (status == 503) {
+    retry_after(in->c, ra);
+    h[n++] = (http_header_t){"Retry-After", ra};
+  }
+  if (status == 401) h[n++] = (http_header_t){"WWW-Authenticate", "Basic realm=\"sluice\""};
+  http_respond_error(in->req, status, code, msg, h, n);
+}
+
+static void ingest_free(ingest_t *in) {
+  buf_free(&in->rejected);
+  free(in->redirect);
+  free(in);
+}
+
+static void respond_done(ingest_t *in) {
+  http_header_t h[6];
+  size_t n = cors_headers(in, h, 0);
+  if (in->accepted && in->route->kind == K_PIXEL) {
+    h[n++] = (http_header_t){"Content-Type", "image/gif"};
+    h[n++] = (http_header_t){"Cache-Control", "no-store, max-age=0"};
+    http_respond(in->req, 200, h, n, gif, sizeof gif, 0);
+    return;
+  }
+  if (in->accepted && in->route->kind == K_REDIRECT) {
+    h[n++] = (http_header_t){"Location", in->redirect};
+    h[n++] = (http_header_t){"Cache-Control", "no-store"};
+    http_respond(in->req, 302, h, n, "", 0, 0);
+    return;
+  }
+  h[n++] = (http_header_t){"Content-Type", "application/json"};
+  buf_t b = BUF_INIT;
+  if (!in->nrejected) {
+    buf_puts(&b, "{\"success\":true}");
+  } else {
+    buf_printf(&b, "{\"success\":%s,", in->accepted ? "true" : "false");
+    if (!in->accepted)
+      buf_puts(&b, "\"error\":\"invalid_events\",\"message\":\"no event in the request was valid\",");
+    buf_printf(&b, "\"accepted\":%zu,\"rejected\":[%s]}", in->accepted,
+               in->rejected.data ? in->rejected.data : "");
+  }
+  http_respond(in->req, in->accepted ? 200 : 400, h, n, b.data, b.len, 0);
+  buf_free(&b);
+}
+
+/* ---- the log ack ---- */
+
+static void on_ack(void *ud, int status, uint64_t first_offset) {
+  ingest_t *in = ud;
+  collect_t *c = in->c;
+  metrics_observe(c->metrics, MH_ACK, (uint64_t)(clock_mono_us() - http_req_start_us(in->req)));
+  if (status == 0) {
+    metrics_add(c->metrics, MC_EVENTS_ACCEPTED, in->accepted);
+    respond_done(in);
+  } else {
+    metrics_add(c->metrics, MC_EVENTS_FAILED, in->accepted);
+    if (in->route->kind == K_REDIRECT) {
+      /* The shopper clicked a link: send them on even though the click is not stored. */
+      respond_done(in);
+    } else if (status == -ENOSPC || status == -EDQUOT) {
+      fail_req(in, 503, "disk_full", "the event log's disk is full; retry later");
+    } else {
+      fail_req(in, 503, "log_unavailable", "the event log cannot write; retry later");
+    }
+  }
+  ingest_free(in);
+}
+
+static void on_bad_ack(void *ud, int status, uint64_t first_offset) {
+  (void)ud, (void)status, (void)first_offset;
+}
+
+/* ---- per event ---- */
+
+static void reject(collect_t *c, ingest_t *in, size_t index, const char *code, const char *msg,
+                   const char *raw, size_t rawlen, const enrich_ctx_t *ctx) {
+  in->nrejected++;
+  metrics_rejected(c->metrics, code);
+  buf_t *r = &in->rejected;
+  if (r->len) buf_putc(r, ',');
+  buf_printf(r, "{\"index\":%zu,\"error\":\"%s\",\"message\":\"", index, code);
+  buf_json_escape(r, msg, strlen(msg));
+  buf_puts(r, "\"}");
+
+  /* Bad-event record: reason, where, when, and the event as received (bounded). */
+  char iso[25], anon[46];
+  clock_format_iso(ctx->received_us, iso);
+  if (c->cfg->keep_full_ip || enrich_anonymise_ip(ctx->client_ip, anon) != 0)
+    snprintf(anon, sizeof anon, "%s", c->cfg->keep_full_ip ? ctx->client_ip : "");
+  buf_t *b = &c->badvals;
+  buf_printf(b, "{\"receivedAt\":\"%s\",\"endpoint\":\"%s\",\"index\":%zu,\"error\":\"%s\",\"message\":\"",
+             iso, in->route->path, index, code);
+  buf_json_escape(b, msg, strlen(msg));
+  buf_printf(b, "\",\"ip\":\"%s\",\"raw\":\"", anon);
+  size_t cap = c->cfg->max_event_bytes;
+  buf_json_escape(b, raw ? raw : "", raw ? (rawlen < cap ? rawlen : cap) : 0);
+  buf_printf(b, "\",\"truncated\":%s}", raw && rawlen > cap ? "true" : "false");
+  buf_putc(b, '\n'); /* record separator inside badvals; see flush_bad */
+}
+
+/* Validate, enrich and serialise one parsed event into c->values (NUL-separated).
+ * Returns 0 when accepted. raw/rawlen describe the input for the bad log. */
+static int take_event(collect_t *c, ingest_t *in, cJSON *ev, size_t index,
+                      const enrich_ctx_t *ctx, const char *raw, size_t rawlen) {
+  event_error_t err;
+  char *printed = NULL;
+  if (event_validate(ev, in->route->implied_type, &err) != 0) {
+    if (!raw) raw = printed = cJSON_PrintUnformatted(ev);
+    reject(c, in, index, err.code, err.message, raw, raw ? strlen(raw) : 0, ctx);
+    free(printed);
+    return -1;
+  }
+  char msg[200];
+  if (enrich_event(c->enrich, ev, ctx, msg, sizeof msg) != 0) {
+    if (!raw) raw = printed = cJSON_PrintUnformatted(ev);
+    reject(c, in, index, EVENT_ERR_FIELD, msg, raw, raw ? strlen(raw) : 0, ctx);
+    free(printed);
+    return -1;
+  }
+  if (!cJSON_PrintPreallocated(ev, c->print, (int)c->print_cap, 0) ||
+      strlen(c->print) > c->cfg->max_event_bytes + ENRICH_SLACK - 1) {
+    snprintf(msg, sizeof msg, "the event is larger than %llu bytes",
+             (unsigned long long)c->cfg->max_event_bytes);
+    reject(c, in, index, EVENT_ERR_TOO_LARGE, msg, raw, raw ? rawlen : 0, ctx);
+    return -1;
+  }
+  size_t klen;
+  const char *key = event_key(ev, &klen);
+  size_t vlen = strlen(c->print);
+  /* values holds: u32 key_len | key | u32 value_len | value, repeated */
+  uint32_t k32 = (uint32_t)klen, v32 = (uint32_t)vlen;
+  buf_append(&c->values, &k32, 4);
+  buf_append(&c->values, key, klen);
+  buf_append(&c->values, &v32, 4);
+  buf_append(&c->values, c->print, vlen);
+  in->accepted++;
+  return 0;
+}
+
+/* Merge batch-level context/integrations into an event (Segment semantics: the event's
+ * own keys win). */
+static void merge_defaults(cJSON *ev, const cJSON *batch, const char *name) {
+  const cJSON *src = cJSON_GetObjectItemCaseSensitive(batch, name);
+  if (!cJSON_IsObject(src) || !cJSON_IsObject(ev)) return;
+  cJSON *dst = cJSON_GetObjectItemCaseSensitive(ev, name);
+  if (!dst) {
+    cJSON_AddItemToObject(ev, name, cJSON_Duplicate(src, 1));
+    return;
+  }
+  if (!cJSON_IsObject(dst)) return;
+  for (const cJSON *it = src->child; it; it = it->next)
+    if (!cJSON_GetObjectItemCaseSensitive(dst, it->string))
+      cJSON_AddItemToObject(dst, it->string, cJSON_Duplicate(it, 1));
+}
+
+/* ---- request decoding ---- */
+
+static int inflate_body(collect_t *c, const char *in, size_t inlen, int gzip, const char **out,
+                        size_t *outlen, const char **code, const char **msg) {
+  z_stream z;
+  memset(&z, 0, sizeof z);
+  if (inflateInit2(&z, gzip ? 15 + 16 : 15) != Z_OK) {
+    *code = "internal";
+    *msg = "cannot start the decompressor";
+    return 500;
+  }
+  buf_reset(&c->body);
+  size_t limit = c->cfg->max_decompressed_bytes;
+  z.next_in = (Bytef *)in;
+  z.avail_in = (uInt)inlen;
+  int rc = Z_OK;
+  while (rc != Z_STREAM_END) {
+    buf_reserve(&c->body, 65536);
+    size_t room = c->body.cap - c->body.len;
+    if (c->body.len + room > limit + 1) room = limit + 1 - c->body.len;
+    z.next_out = (Bytef *)c->body.data + c->body.len;
+    z.avail_out = (uInt)room;
+    rc = inflate(&z, Z_NO_FLUSH);
+    c->body.len += room - z.avail_out;
+    if (c->body.len > limit) {
+      inflateEnd(&z);
+      *code = "body_too_large";
+      *msg = "the decompressed body exceeds max-decompressed-bytes";
+      return 413;
+    }
+    if (rc == Z_STREAM_END) break;
+    if (rc != Z_OK || (z.avail_in == 0 && z.avail_out != 0)) {
+      inflateEnd(&z);
+      *code = "bad_encoding";
+      *msg = gzip ? "the body is not valid gzip" : "the body is not valid deflate data";
+      return 400;
+    }
+  }
+  inflateEnd(&z);
+  c->body.data[c->body.len] = 0;
+  *out = c->body.data;
+  *outlen = c->body.len;
+  return 0;
+}
+
+/* Checks Content-Type and Content-Encoding and yields the plain body. Returns 0 or an
+ * HTTP status with code/msg. */
+static int decode_body(collect_t *c, ingest_t *in, const char **body, size_t *len,
+                       const char **code, const char **msg) {
+  const char *ct = http_req_header(in->req, "Content-Type");
+  if (ct && *ct) {
+    size_t n = strlen(ct);
+    int ok = str_has_prefix_ci(ct, n, "application/json") || str_has_prefix_ci(ct, n, "text/plain") ||
+             (in->route->kind == K_NDJSON &&
+              (str_has_prefix_ci(ct, n, "application/x-ndjson") ||
+               str_has_prefix_ci(ct, n, "application/jsonl") ||
+               str_has_prefix_ci(ct, n, "application/x-jsonlines")));
+    if (!ok) {
+      *code = "unsupported_media_type";
+      *msg = in->route->kind == K_NDJSON
+                 ? "send application/x-ndjson, application/json or text/plain"
+                 : "send application/json or text/plain";
+      return 415;
+    }
+  }
+  char *raw = http_req_body(in->req, len);
+  *body = raw;
+  const char *ce = http_req_header(in->req, "Content-Encoding");
+  if (!ce || !*ce || strcasecmp(ce, "identity") == 0) return 0;
+  if (strcasecmp(ce, "gzip") == 0 || strcasecmp(ce, "x-gzip") == 0)
+    return inflate_body(c, raw, *len, 1, body, len, code, msg);
+  if (strcasecmp(ce, "deflate") == 0) return inflate_body(c, raw, *len, 0, body, len, code, msg);
+  *code = "unsupported_encoding";
+  *msg = "Content-Encoding must be gzip, deflate or identity";
+  return 415;
+}
+
+/* Key check: returns 0 when key (len n) may write, else an HTTP status with code/msg. */
+static int check_write_key(const config_t *cfg, const char *key, size_t n, const char **code,
+                           const char **msg) {
+  if (!n) {
+    *code = "missing_key";
+    *msg = "send the write key as the HTTP Basic user, or as writeKey";
+    return 401;
+  }
+  key_kind_t k = keys_match(cfg, key, n);
+  if (k == KEY_WRITE || k == KEY_ADMIN) return 0;
+  if (k == KEY_READ) {
+    *code = "wrong_key_kind";
+    *msg = "the read key cannot send events; use the write key";
+    return 403;
+  }
+  *code = "invalid_key";
+  *msg = "the write key is not valid";
+  return 401;
+}
+
+/* ---- query-string events (pixel, redirect) ---- */
+
+static void put_path(cJSON *obj, const char *dotted, const char *value) {
+  const char *dot = strchr(dotted, '.');
+  if (!dot) {
+    cJSON_DeleteItemFromObjectCaseSensitive(obj, dotted);
+    cJSON_AddStringToObject(obj, dotted, value);
+    return;
+  }
+  char head[64];
+  size_t hl = (size_t)(dot - dotted);
+  if (hl == 0 || hl >= sizeof head) return;
+  memcpy(head, dotted, hl);
+  head[hl] = 0;
+  cJSON *child = cJSON_GetObjectItemCaseSensitive(obj, head);
+  if (!cJSON_IsObject(child)) {
+    cJSON_DeleteItemFromObjectCaseSensitive(obj, head);
+    child = cJSON_AddObjectToObject(obj, head);
+  }
+  put_path(child, dot + 1, value);
+}
+
+/* Build the event a pixel or redirect URL describes. Parameters: writeKey (or k),
+ * data (base64 JSON of a whole event, Segment pixel style), type, event, name, userId,
+ * anonymousId, messageId, and dotted paths (properties.x, context.campaign.source...).
+ * For the redirect, u (or url) is the target. Returns the event or NULL with code/msg. */
+static cJSON *event_from_query(ingest_t *in, char *key, size_t keycap, const char **code,
+                               const char **msg) {
+  const char *q = http_req_query(in->req);
+  size_t qlen = strlen(q), pos = 0;
+  const char *k, *v;
+  size_t kl, vl;
+  cJSON *ev = cJSON_CreateObject();
+  char *kd = xmalloc(qlen + 1), *vd = xmalloc(qlen + 1);
+  int fields = 0;
+  *key = 0;
+  while (str_query_next(q, qlen, &pos, &k, &kl, &v, &vl)) {
+    if (str_url_decode(k, kl, kd, 1) < 0 || str_url_decode(v, vl, vd, 1) < 0) {
+      *code = "bad_query";
+      *msg = "malformed percent-encoding in the query string";
+      goto fail;
+    }
+    if (!strcmp(kd, "writeKey") || !strcmp(kd, "k")) {
+      snprintf(key, keycap, "%s", vd);
+    } else if (!strcmp(kd, "u") || !strcmp(kd, "url")) {
+      free(in->redirect);
+      in->redirect = xstrdup(vd);
+    } else if (!strcmp(kd, "data")) {
+      unsigned char *dec = xmalloc(strlen(vd) + 4);
+      long dl = str_base64_decode(vd, strlen(vd), dec);
+      cJSON *d = dl < 0 ? NULL : cJSON_ParseWithLength((const char *)dec, (size_t)dl);
+      free(dec);
+      if (!cJSON_IsObject(d)) {
+        cJSON_Delete(d);
+        *code = EVENT_ERR_JSON;
+        *msg = "data must be base64 of a JSON object";
+        goto fail;
+      }
+      cJSON *wk = cJSON_GetObjectItemCaseSensitive(d, "writeKey");
+      if (cJSON_IsString(wk)) snprintf(key, keycap, "%s", wk->valuestring);
+      for (cJSON *it = d->child; it;) {
+        cJSON *next = it->next;
+        cJSON_DeleteItemFromObjectCaseSensitive(ev, it->string);
+        cJSON_AddItemToObject(ev, it->string, cJSON_DetachItemViaPointer(d, it));
+        it = next;
+      }
+      cJSON_Delete(d);
+      fields++;
+    } else if (kl < 200 && (strchr(kd, '.') || !strcmp(kd, "type") || !strcmp(kd, "event") ||
+                            !strcmp(kd, "name") || !strcmp(kd, "userId") ||
+                            !strcmp(kd, "anonymousId") || !strcmp(kd, "messageId") ||
+                            !strcmp(kd, "timestamp"))) {
+      if (fields++ < 256) put_path(ev, kd, vd);
+    }
+  }
+  free(kd);
+  free(vd);
+  if (!cJSON_GetObjectItemCaseSensitive(ev, "type")) cJSON_AddStringToObject(ev, "type", "track");
+  const cJSON *t = cJSON_GetObjectItemCaseSensitive(ev, "type");
+  if (cJSON_IsString(t) && !strcmp(t->valuestring, "track") &&
+      !cJSON_GetObjectItemCaseSensitive(ev, "event"))
+    cJSON_AddStringToObject(ev, "event",
+                            in->route->kind == K_REDIRECT ? "Email Link Clicked" : "Email Opened");
+  if (in->route->kind == K_REDIRECT && in->redirect) {
+    cJSON *props = cJSON_GetObjectItemCaseSensitive(ev, "properties");
+    if (!props) props = cJSON_AddObjectToObject(ev, "properties");
+    if (cJSON_IsObject(props) && !cJSON_GetObjectItemCaseSensitive(props, "url"))
+      cJSON_AddStringToObject(props, "url", in->redirect);
+  }
+  return ev;
+fail:
+  free(kd);
+  free(vd);
+  cJSON_Delete(ev);
+  return NULL;
+}
+
+/* ---- the handler ---- */
+
+static const route_t *find_route(const char *path) {
+  for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+    if (strcmp(routes[i].path, path) == 0) return &routes[i];
+  return NULL;
+}
+
+static void preflight(ingest_t *in) {
+  http_header_t h[8];
+  size_t n = cors_headers(in, h, 0);
+  h[n++] = (http_header_t){"Access-Control-Allow-Methods", "POST, GET, OPTIONS"};
+  h[n++] = (http_header_t){"Access-Control-Allow-Headers",
+                           "Content-Type, Authorization, Content-Encoding"};
+  h[n++] = (http_header_t){"Access-Control-Max-Age", "86400"};
+  http_respond(in->req, 204, h, n, "", 0, 0);
+}
+
+/* Hand the request's good events (c->values) and bad records (c->badvals) to the logs.
+ * Takes ownership of in. */
+/* Append the bad-event records gathered in c->badvals (newline-separated) to the bad
+ * log. Best effort: the client has its answer either way. */
+static void flush_bad(collect_t *c, int64_t now_us) {
+  if (!c->badvals.len) return;
+  size_t nbad = 0;
+  for (size_t i = 0; i < c->badvals.len; i++) nbad += c->badvals.data[i] == '\n';
+  log_entry_t *be = xcalloc(nbad, sizeof *be);
+  size_t k = 0, start = 0;
+  for (size_t i = 0; i < c->badvals.len; i++)
+    if (c->badvals.data[i] == '\n') {
+      be[k++] = (log_entry_t){now_us, NULL, 0, c->badvals.data + start, (uint32_t)(i - start)};
+      start = i + 1;
+    }
+  if (log_append(c->bad, be, nbad, on_bad_ack, NULL) == 0)
+    metrics_add(c->metrics, MC_BAD_EVENTS_LOGGED, nbad);
+  free(be);
+  buf_reset(&c->badvals);
+}
+
+/* Hand the request's good events (c->values) to the log and its bad records to the bad
+ * log. Takes ownership of in. */
+static void submit(collect_t *c, ingest_t *in, int64_t now_us) {
+  flush_bad(c, now_us);
+  if (!in->accepted) {
+    respond_done(in);
+    ingest_free(in);
+    return;
+  }
+  log_entry_t *e = xcalloc(in->accepted, sizeof *e);
+  size_t pos = 0;
+  for (size_t i = 0; i < in->accepted; i++) {
+    uint32_t kl, vl;
+    memcpy(&kl, c->values.data + pos, 4);
+    pos += 4;
+    e[i].key = c->values.data + pos;
+    e[i].key_len = kl;
+    pos += kl;
+    memcpy(&vl, c->values.data + pos, 4);
+    pos += 4;
+    e[i].value = c->values.data + pos;
+    e[i].value_len = vl;
+    e[i].time_us = now_us;
+    pos += vl;
+  }
+  int rc = log_append(c->log, e, in->accepted, on_ack, in);
+  free(e);
+  buf_reset(&c->values);
+  if (rc != 0) {
+    metrics_add(c->metrics, MC_EVENTS_FAILED, in->accepted);
+    if (rc == -EAGAIN)
+      fail_req(in, 503, "overloaded", "the event log's write queue is full; retry later");
+    else
+      fail_req(in, 503, "log_unavailable", "the event log cannot write; retry later");
+    ingest_free(in);
+  }
+}
+
+static void handle_json(collect_t *c, ingest_t *in, char *hkey, const enrich_ctx_t *ctx) {
+  const char *body, *code = NULL, *msg = NULL;
+  size_t len;
+  int st = decode_body(c, in, &body, &len, &code, &msg);
+  if (st) goto fail;
+  kind_t kind = in->route->kind;
+
+  if (kind == K_NDJSON) {
+    if (!hkey[0]) {
+      st = 401, code = "missing_key", msg = "send the write key as the HTTP Basic user";
+      goto fail;
+    }
+    size_t index = 0, lines = 0;
+    for (size_t pos = 0; pos < len;) {
+      const char *nl = memchr(body + pos, '\n', len - pos);
+      size_t end = nl ? (size_t)(nl - body) : len, n = end - pos;
+      const char *line = body + pos;
+      pos = end + 1;
+      while (n && (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t')) n--;
+      if (!n) continue;
+      if (++lines > c->cfg->max_batch_events) {
+        st = 413, code = EVENT_ERR_TOO_MANY, msg = "more lines than max-batch-events";
+        goto fail;
+      }
+      size_t idx = index++;
+      if (n > c->cfg->max_event_bytes) {
+        reject(c, in, idx, EVENT_ERR_TOO_LARGE, "the line is larger than max-event-bytes", line,
+               n, ctx);
+        continue;
+      }
+      cJSON *ev = cJSON_ParseWithLength(line, n);
+      if (!ev) {
+        reject(c, in, idx, EVENT_ERR_JSON, "the line is not valid JSON", line, n, ctx);
+        continue;
+      }
+      if (cJSON_IsObject(ev) && !cJSON_GetObjectItemCaseSensitive(ev, "type"))
+        cJSON_AddStringToObject(ev, "type", "track");
+      take_event(c, in, ev, idx, ctx, line, n);
+      cJSON_Delete(ev);
+    }
+    if (!index) {
+      st = 400, code = "empty_body", msg = "the body holds no event";
+      goto fail;
+    }
+    submit(c, in, ctx->received_us);
+    return;
+  }
+
+  cJSON *root = cJSON_ParseWithLength(body, len);
+  if (!root) {
+    reject(c, in, 0, EVENT_ERR_JSON, "the body is not valid JSON", body, len, ctx);
+    flush_bad(c, ctx->received_us);
+    st = 400, code = EVENT_ERR_JSON, msg = "the body is not valid JSON";
+    goto fail;
+  }
+  if (!cJSON_IsObject(root)) {
+    cJSON_Delete(root);
+    st = 400, code = EVENT_ERR_NOT_OBJECT, msg = "the body must be a JSON object";
+    goto fail;
+  }
+  if (!hkey[0]) {
+    const cJSON *wk = cJSON_GetObjectItemCaseSensitive(root, "writeKey");
+    if (cJSON_IsString(wk)) snprintf(hkey, 256, "%s", wk->valuestring);
+  }
+  st = check_write_key(c->cfg, hkey, strlen(hkey), &code, &msg);
+  if (st) {
+    cJSON_Delete(root);
+    goto fail;
+  }
+  if (kind == K_SINGLE) {
+    take_event(c, in, root, 0, ctx, body, len);
+  } else {
+    cJSON *batch = cJSON_GetObjectItemCaseSensitive(root, "batch");
+    if (!cJSON_IsArray(batch)) {
+      cJSON_Delete(root);
+      st = 400, code = EVENT_ERR_MISSING, msg = "the body must have a \"batch\" array";
+      goto fail;
+    }
+    if ((size_t)cJSON_GetArraySize(batch) > c->cfg->max_batch_events) {
+      cJSON_Delete(root);
+      st = 413, code = EVENT_ERR_TOO_MANY, msg = "the batch has more events than max-batch-events";
+      goto fail;
+    }
+    size_t index = 0;
+    for (cJSON *ev = batch->child; ev; ev = ev->next, index++) {
+      merge_defaults(ev, root, "context");
+      merge_defaults(ev, root, "integrations");
+      take_event(c, in, ev, index, ctx, NULL, 0);
+    }
+    if (!index) {
+      cJSON_Delete(root);
+      st = 400, code = "empty_batch", msg = "the batch holds no event";
+      goto fail;
+    }
+  }
+  cJSON_Delete(root);
+  submit(c, in, ctx->received_us);
+  return;
+fail:
+  buf_reset(&c->values);
+  buf_reset(&c->badvals);
+  fail_req(in, st, code, msg);
+  ingest_free(in);
+}
+
+static void handle_query(collect_t *c, ingest_t *in, char *hkey, const enrich_ctx_t *ctx) {
+  const char *code = NULL, *msg = NULL;
+  char qkey[256];
+  int st;
+  cJSON *ev = event_from_query(in, qkey, sizeof qkey, &code, &msg);
+  if (!ev) {
+    st = 400;
+    goto fail;
+  }
+  if (!hkey[0]) snprintf(hkey, 256, "%s", qkey);
+  st = check_write_key(c->cfg, hkey, strlen(hkey), &code, &msg);
+  if (!st && in->route->kind == K_REDIRECT &&
+      (!in->redirect || !collect_redirect_allowed(c->cfg, in->redirect))) {
+    st = 400;
+    code = "redirect_not_allowed";
+    msg = in->redirect ? "the target host is not on the redirect-hosts allowlist"
+                       : "the u parameter (target URL) is required";
+  }
+  if (st) {
+    cJSON_Delete(ev);
+    goto fail;
+  }
+  take_event(c, in, ev, 0, ctx, NULL, 0);
+  cJSON_Delete(ev);
+  submit(c, in, ctx->received_us);
+  return;
+fail:
+  fail_req(in, st, code, msg);
+  ingest_free(in);
+}
+
+int collect_handle(collect_t *c, http_req_t *r) {
+  const route_t *route = find_route(http_req_path(r));
+  if (!route) return 0;
+  http_req_set_route(r, route->label);
+  ingest_t *in = xcalloc(1, sizeof *in);
+  in->c = c;
+  in->req = r;
+  in->route = route;
+
+  const char *origin = http_req_header(r, "Origin");
+  const char *method = http_req_method(r);
+  if (origin && *origin) {
+    if (strlen(origin) >= sizeof in->origin ||
+        !collect_origin_allowed(c->cfg, origin, http_req_header(r, "Host"))) {
+      fail_req(in, 403, "origin_not_allowed", "this Origin is not on the cors-origins allowlist");
+      ingest_free(in);
+      return 1;
+    }
+    snprintf(in->origin, sizeof in->origin, "%s", origin);
+  }
+  if (strcmp(method, "OPTIONS") == 0) {
+    preflight(in);
+    ingest_free(in);
+    return 1;
+  }
+  int is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+  if ((route->method[0] == 'G') ? !is_get : strcmp(method, "POST") != 0) {
+    http_header_t h[5];
+    size_t n = cors_headers(in, h, 0);
+    h[n++] = (http_header_t){"Allow", route->method[0] == 'G' ? "GET, HEAD, OPTIONS" : "POST, OPTIONS"};
+    http_respond_error(r, 405, "method_not_allowed",
+                       route->method[0] == 'G' ? "use GET" : "use POST", h, n);
+    ingest_free(in);
+    return 1;
+  }
+  size_t blen;
+  http_req_body(r, &blen);
+  metrics_add(c->metrics, MC_REQUEST_BYTES, blen);
+  if (log_error(c->log)) {
+    fail_req(in, 503, "log_unavailable", "the event log failed; the server needs a restart");
+    ingest_free(in);
+    return 1;
+  }
+  if (log_pending_bytes(c->log) >= c->cfg->max_queue_bytes) {
+    fail_req(in, 503, "overloaded", "the event log's write queue is full; retry later");
+    ingest_free(in);
+    return 1;
+  }
+
+  char hkey[256] = "";
+  long kl = keys_from_authorization(http_req_header(r, "Authorization"), hkey, sizeof hkey);
+  if (kl < 0) {
+    fail_req(in, 401, "bad_authorization", "the Authorization header is malformed");
+    ingest_free(in);
+    return 1;
+  }
+  if (kl > 0) {
+    const char *code, *msg;
+    int st = check_write_key(c->cfg, hkey, (size_t)kl, &code, &msg);
+    if (st) {
+      fail_req(in, st, code, msg);
+      ingest_free(in);
+      return 1;
+    }
+  }
+
+  char ip[46];
+  enrich_client_ip(http_req_peer(r), http_req_header(r, "X-Forwarded-For"),
+                   &c->cfg->trusted_proxies, ip);
+  enrich_ctx_t ctx = {clock_wall_us(), ip, http_req_header(r, "User-Agent"),
+                      http_req_header(r, "Referer")};
+  if (is_get)
+    handle_query(c, in, hkey, &ctx);
+  else
+    handle_json(c, in, hkey, &ctx);
+  return 1;
+}

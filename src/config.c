@@ -1,0 +1,429 @@
+/* config: the option table and its three sources (see config.h). */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <libfyaml.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/mem.h"
+
+typedef enum { T_STR, T_SIZE, T_UINT, T_BOOL, T_LIST, T_ENUM } opt_type_t;
+
+typedef struct opt {
+  const char *name;
+  opt_type_t type;
+  size_t off;
+  const char *def;
+  const char *choices; /* T_ENUM: "a|b|c" */
+  const char *help;
+} opt_t;
+
+#define O(field) offsetof(config_t, field)
+
+static const opt_t opts[] = {
+    {"listen", T_STR, O(listen), "127.0.0.1:8080", NULL, "address and port to serve HTTP on"},
+    {"data-dir", T_STR, O(data_dir), "./sluice-data", NULL, "where the log, keys and state live"},
+    {"log-level", T_ENUM, O(log_level), "info", "debug|info|warn|error", "lowest level logged"},
+    {"write-key", T_STR, O(write_key), "", NULL,
+     "public key that may only send events (generated and kept in data-dir when empty)"},
+    {"read-key", T_STR, O(read_key), "", NULL, "key for the query API, dashboard and /metrics"},
+    {"admin-key", T_STR, O(admin_key), "", NULL, "key for admin: rules, forget, export"},
+    {"fsync", T_ENUM, O(fsync), "always", "always|interval|off",
+     "always: ack after fdatasync (group commit); interval: ack after write, sync every "
+     "fsync-interval-ms; off: never sync"},
+    {"fsync-interval-ms", T_UINT, O(fsync_interval_ms), "1000", NULL, "sync period for fsync=interval"},
+    {"segment-bytes", T_SIZE, O(segment_bytes), "64m", NULL, "log segment roll size"},
+    {"max-queue-bytes", T_SIZE, O(max_queue_bytes), "64m", NULL,
+     "bytes accepted but not yet durable; past it requests get 503 + Retry-After"},
+    {"retry-after-s", T_UINT, O(retry_after_s), "1", NULL, "Retry-After seconds sent with 503"},
+    {"max-body-bytes", T_SIZE, O(max_body_bytes), "500k", NULL, "request body limit (413)"},
+    {"max-decompressed-bytes", T_SIZE, O(max_decompressed_bytes), "4m", NULL,
+     "limit on a gzip body once inflated (413)"},
+    {"max-event-bytes", T_SIZE, O(max_event_bytes), "32k", NULL, "limit on one event's JSON"},
+    {"max-batch-events", T_UINT, O(max_batch_events), "2500", NULL, "events in one request"},
+    {"max-header-bytes", T_SIZE, O(max_header_bytes), "16k", NULL, "request line + headers (431)"},
+    {"header-timeout-ms", T_UINT, O(header_timeout_ms), "10000", NULL, "time to send headers (408)"},
+    {"body-timeout-ms", T_UINT, O(body_timeout_ms), "30000", NULL, "time to send the body (408)"},
+    {"idle-timeout-ms", T_UINT, O(idle_timeout_ms), "60000", NULL, "keep-alive idle time"},
+    {"max-connections", T_UINT, O(max_connections), "10000", NULL, "open connections"},
+    {"cors-origins", T_LIST, O(cors_origins), "", NULL,
+     "browser origins allowed to send events (\"*\" = any); empty allows none"},
+    {"redirect-hosts", T_LIST, O(redirect_hosts), "", NULL,
+     "hosts the e-mail click redirect may send to (\"*.example.com\" matches subdomains)"},
+    {"trusted-proxies", T_LIST, O(trusted_proxies), "", NULL,
+     "peer IPs whose X-Forwarded-For header gives the client IP"},
+    {"keep-full-ip", T_BOOL, O(keep_full_ip), "false", NULL,
+     "store full client IPs (default: IPv4 /24, IPv6 /48 before disk)"},
+};
+
+#define NOPTS (sizeof opts / sizeof opts[0])
+
+static void fmt(char *err, size_t errlen, const char *f, ...) __attribute__((format(printf, 3, 4)));
+static void fmt(char *err, size_t errlen, const char *f, ...) {
+  if (!err || !errlen) return;
+  va_list ap;
+  va_start(ap, f);
+  vsnprintf(err, errlen, f, ap);
+  va_end(ap);
+}
+
+static const opt_t *find(const char *name, size_t n) {
+  for (size_t i = 0; i < NOPTS; i++)
+    if (strlen(opts[i].name) == n && memcmp(opts[i].name, name, n) == 0) return &opts[i];
+  return NULL;
+}
+
+static void list_clear(strlist_t *l) {
+  for (size_t i = 0; i < l->n; i++) free(l->items[i]);
+  free(l->items);
+  l->items = NULL;
+  l->n = 0;
+}
+
+static void list_add(strlist_t *l, const char *s, size_t n) {
+  while (n && isspace((unsigned char)*s)) s++, n--;
+  while (n && isspace((unsigned char)s[n - 1])) n--;
+  if (!n) return;
+  l->items = xrealloc(l->items, (l->n + 1) * sizeof *l->items);
+  l->items[l->n++] = xstrndup(s, n);
+}
+
+static int parse_uint(const char *v, int sized, uint64_t *out) {
+  char *end;
+  errno = 0;
+  if (!isdigit((unsigned char)*v)) return -1;
+  unsigned long long x = strtoull(v, &end, 10);
+  if (errno) return -1;
+  uint64_t mul = 1;
+  if (sized && *end) {
+    switch (tolower((unsigned char)*end)) {
+      case 'k': mul = 1024ull; break;
+      case 'm': mul = 1024ull * 1024; break;
+      case 'g': mul = 1024ull * 1024 * 1024; break;
+      default: return -1;
+    }
+    end++;
+    if (tolower((unsigned char)*end) == 'b') end++;
+  }
+  if (*end) return -1;
+  if (x > UINT64_MAX / mul) return -1;
+  *out = x * mul;
+  return 0;
+}
+
+static int set_opt(config_t *c, const opt_t *o, const char *v, char *err, size_t errlen) {
+  void *p = (char *)c + o->off;
+  switch (o->type) {
+    case T_STR:
+      free(*(char **)p);
+      *(char **)p = xstrdup(v);
+      return 0;
+    case T_ENUM: {
+      size_t n = strlen(v);
+      for (const char *ch = o->choices; ch;) {
+        const char *bar = strchr(ch, '|');
+        size_t len = bar ? (size_t)(bar - ch) : strlen(ch);
+        if (len == n && memcmp(ch, v, n) == 0) {
+          free(*(char **)p);
+          *(char **)p = xstrdup(v);
+          return 0;
+        }
+        ch = bar ? bar + 1 : NULL;
+      }
+      fmt(err, errlen, "%s: '%s' is not one of %s", o->name, v, o->choices);
+      return -EINVAL;
+    }
+    case T_SIZE:
+    case T_UINT:
+      if (parse_uint(v, o->type == T_SIZE, (uint64_t *)p) != 0) {
+        fmt(err, errlen, "%s: '%s' is not a %s", o->name, v,
+            o->type == T_SIZE ? "size (e.g. 512k, 64m)" : "non-negative integer");
+        return -EINVAL;
+      }
+      return 0;
+    case T_BOOL:
+      if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on") || !strcmp(v, "1")) {
+        *(int *)p = 1;
+      } else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off") || !strcmp(v, "0")) {
+        *(int *)p = 0;
+      } else {
+        fmt(err, errlen, "%s: '%s' is not true or false", o->name, v);
+        return -EINVAL;
+      }
+      return 0;
+    case T_LIST: {
+      strlist_t *l = p;
+      list_clear(l);
+      for (const char *s = v; *s;) {
+        const char *comma = strchr(s, ',');
+        size_t len = comma ? (size_t)(comma - s) : strlen(s);
+        list_add(l, s, len);
+        s += len + (comma ? 1 : 0);
+      }
+      return 0;
+    }
+  }
+  return -EINVAL;
+}
+
+int config_set(config_t *c, const char *name, const char *value, char *err, size_t errlen) {
+  const opt_t *o = find(name, strlen(name));
+  if (!o) {
+    fmt(err, errlen, "unknown option '%s' (see sluice --help)", name);
+    return -ENOENT;
+  }
+  return set_opt(c, o, value, err, errlen);
+}
+
+void config_defaults(config_t *c) {
+  memset(c, 0, sizeof *c);
+  for (size_t i = 0; i < NOPTS; i++) set_opt(c, &opts[i], opts[i].def, NULL, 0);
+}
+
+void config_free(config_t *c) {
+  if (!c) return;
+  for (size_t i = 0; i < NOPTS; i++) {
+    void *p = (char *)c + opts[i].off;
+    if (opts[i].type == T_STR || opts[i].type == T_ENUM) {
+      free(*(char **)p);
+      *(char **)p = NULL;
+    } else if (opts[i].type == T_LIST) {
+      list_clear(p);
+    }
+  }
+}
+
+/* ---- YAML file ---- */
+
+static void mark_of(struct fy_node *n, int *line, int *col) {
+  *line = *col = 0;
+  struct fy_token *t = n ? fy_node_get_scalar_token(n) : NULL;
+  const struct fy_mark *m = t ? fy_token_start_mark(t) : NULL;
+  if (m) {
+    *line = m->line + 1;
+    *col = m->column + 1;
+  }
+}
+
+static int yaml_error(const char *path, struct fy_diag *diag, char *err, size_t errlen) {
+  void *it = NULL;
+  struct fy_diag_error *e = fy_diag_errors_iterate(diag, &it);
+  if (e)
+    fmt(err, errlen, "%s:%d:%d: %s", path, e->line + 1, e->column + 1, e->msg);
+  else
+    fmt(err, errlen, "%s: cannot read the file (%s)", path, strerror(errno));
+  return -1;
+}
+
+int config_load_file(config_t *c, const char *path, char *err, size_t errlen) {
+  struct fy_diag_cfg dcfg;
+  fy_diag_cfg_default(&dcfg);
+  dcfg.fp = NULL;
+  dcfg.output_fn = NULL;
+  struct fy_diag *diag = fy_diag_create(&dcfg);
+  if (!diag) {
+    fmt(err, errlen, "%s: out of memory", path);
+    return -1;
+  }
+  fy_diag_set_collect_errors(diag, true);
+  struct fy_parse_cfg pcfg = {.flags = FYPCF_QUIET, .diag = diag};
+  struct fy_document *doc = fy_document_build_from_file(&pcfg, path);
+  int rc = 0;
+  if (!doc) {
+    rc = yaml_error(path, diag, err, errlen);
+    goto done;
+  }
+  struct fy_node *root = fy_document_root(doc);
+  if (!root) goto done; /* empty file: nothing to set */
+  if (fy_node_get_type(root) != FYNT_MAPPING) {
+    fmt(err, errlen, "%s:1:1: expected a mapping of option names to values", path);
+    rc = -1;
+    goto done;
+  }
+  void *it = NULL;
+  struct fy_node_pair *pair;
+  while ((pair = fy_node_mapping_iterate(root, &it))) {
+    struct fy_node *k = fy_node_pair_key(pair), *v = fy_node_pair_value(pair);
+    int line, col;
+    mark_of(k, &line, &col);
+    size_t klen = 0;
+    const char *key = fy_node_get_type(k) == FYNT_SCALAR ? fy_node_get_scalar(k, &klen) : NULL;
+    const opt_t *o = key ? find(key, klen) : NULL;
+    if (!o) {
+      fmt(err, errlen, "%s:%d:%d: unknown option '%.*s'", path, line, col, (int)klen,
+          key ? key : "?");
+      rc = -1;
+      goto done;
+    }
+    char msg[256];
+    if (v && fy_node_get_type(v) == FYNT_SEQUENCE) {
+      if (o->type != T_LIST) {
+        fmt(err, errlen, "%s:%d:%d: %s takes one value, not a list", path, line, col, o->name);
+        rc = -1;
+        goto done;
+      }
+      strlist_t *l = (strlist_t *)((char *)c + o->off);
+      list_clear(l);
+      void *si = NULL;
+      struct fy_node *item;
+      while ((item = fy_node_sequence_iterate(v, &si))) {
+        size_t ilen = 0;
+        const char *s = fy_node_get_type(item) == FYNT_SCALAR ? fy_node_get_scalar(item, &ilen) : NULL;
+        if (!s) {
+          mark_of(item, &line, &col);
+          fmt(err, errlen, "%s:%d:%d: %s: list items must be plain values", path, line, col, o->name);
+          rc = -1;
+          goto done;
+        }
+        list_add(l, s, ilen);
+      }
+      continue;
+    }
+    if (v && fy_node_get_type(v) != FYNT_SCALAR) {
+      fmt(err, errlen, "%s:%d:%d: %s: expected a value, found a mapping", path, line, col, o->name);
+      rc = -1;
+      goto done;
+    }
+    size_t vlen = 0;
+    const char *sv = v ? fy_node_get_scalar(v, &vlen) : "";
+    char *val = xstrndup(sv ? sv : "", sv ? vlen : 0);
+    if (v) mark_of(v, &line, &col);
+    int r = set_opt(c, o, val, msg, sizeof msg);
+    free(val);
+    if (r) {
+      fmt(err, errlen, "%s:%d:%d: %s", path, line, col, msg);
+      rc = -1;
+      goto done;
+    }
+  }
+done:
+  fy_document_destroy(doc);
+  fy_diag_destroy(diag);
+  return rc;
+}
+
+/* ---- environment and flags ---- */
+
+int config_load_env(config_t *c, char *err, size_t errlen) {
+  for (size_t i = 0; i < NOPTS; i++) {
+    char var[64] = "SLUICE_";
+    size_t k = 7;
+    for (const char *s = opts[i].name; *s && k < sizeof var - 1; s++)
+      var[k++] = *s == '-' ? '_' : (char)toupper((unsigned char)*s);
+    var[k] = 0;
+    const char *v = getenv(var);
+    if (!v) continue;
+    char msg[256];
+    if (set_opt(c, &opts[i], v, msg, sizeof msg)) {
+      fmt(err, errlen, "environment %s: %s", var, msg);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+int config_parse_args(config_t *c, int argc, char **argv, int *i, char *err, size_t errlen) {
+  for (; *i < argc; (*i)++) {
+    const char *a = argv[*i];
+    if (strncmp(a, "--", 2) != 0 || !a[2]) return 0;
+    a += 2;
+    const char *eq = strchr(a, '=');
+    size_t nlen = eq ? (size_t)(eq - a) : strlen(a);
+    const char *val = eq ? eq + 1 : NULL;
+    int is_config = nlen == 6 && memcmp(a, "config", 6) == 0;
+    const opt_t *o = is_config ? NULL : find(a, nlen);
+    if (!o && !is_config) {
+      fmt(err, errlen, "unknown option '--%.*s' (see sluice --help)", (int)nlen, a);
+      return -1;
+    }
+    if (!val) {
+      if (o && o->type == T_BOOL) {
+        val = "true";
+      } else if (*i + 1 < argc) {
+        val = argv[++(*i)];
+      } else {
+        fmt(err, errlen, "option '--%.*s' needs a value", (int)nlen, a);
+        return -1;
+      }
+    }
+    if (is_config) {
+      if (config_load_file(c, val, err, errlen)) return -1;
+      continue;
+    }
+    char msg[256];
+    if (set_opt(c, o, val, msg, sizeof msg)) {
+      fmt(err, errlen, "--%s", msg);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+int config_split_listen(const char *listen, char host[64], int *port) {
+  const char *colon;
+  if (listen[0] == '[') {
+    const char *close = strchr(listen, ']');
+    if (!close || close[1] != ':' || (size_t)(close - listen - 1) >= 64) return -EINVAL;
+    memcpy(host, listen + 1, (size_t)(close - listen - 1));
+    host[close - listen - 1] = 0;
+    colon = close + 1;
+  } else {
+    colon = strrchr(listen, ':');
+    if (!colon || (size_t)(colon - listen) >= 64) return -EINVAL;
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = 0;
+  }
+  char *end;
+  long p = strtol(colon + 1, &end, 10);
+  if (!colon[1] || *end || p < 0 || p > 65535) return -EINVAL;
+  if (!host[0]) strcpy(host, "0.0.0.0");
+  *port = (int)p;
+  return 0;
+}
+
+int config_validate(const config_t *c, char *err, size_t errlen) {
+  char host[64];
+  int port;
+  if (config_split_listen(c->listen, host, &port)) {
+    fmt(err, errlen, "listen: '%s' is not host:port", c->listen);
+    return -1;
+  }
+  if (!c->data_dir[0]) {
+    fmt(err, errlen, "data-dir: must not be empty");
+    return -1;
+  }
+  if (c->max_body_bytes < 1024 || c->max_event_bytes < 256 || c->max_header_bytes < 1024) {
+    fmt(err, errlen, "max-body-bytes, max-event-bytes and max-header-bytes must be at least "
+                     "1k, 256 and 1k");
+    return -1;
+  }
+  if (c->max_batch_events < 1) {
+    fmt(err, errlen, "max-batch-events: must be at least 1");
+    return -1;
+  }
+  if (c->segment_bytes < 4096) {
+    fmt(err, errlen, "segment-bytes: must be at least 4k");
+    return -1;
+  }
+  const char *keys[] = {c->write_key, c->read_key, c->admin_key};
+  for (int i = 0; i < 3; i++)
+    for (int j = i + 1; j < 3; j++)
+      if (keys[i][0] && !strcmp(keys[i], keys[j])) {
+        fmt(err, errlen, "write-key, read-key and admin-key must differ");
+        return -1;
+      }
+  return 0;
+}
+
+void config_print_help(void) {
+  printf("options (config file key = long option; environment SLUICE_NAME):\n");
+  for (size_t i = 0; i < NOPTS; i++) {
+    printf("  --%-24s %s", opts[i].name, opts[i].help);
+    if (opts[i].def[0]) printf(" [%s]", opts[i].def);
+    printf("\n");
+  }
+}

@@ -1,0 +1,83 @@
+/* config: every setting of sluice, from one option table.
+ *
+ * The same table drives the config file, the command line, the environment, --help and
+ * docs/CONFIG.md, so the three always agree: a config file key is the long option name
+ * (`max-body-bytes: 512k`), the flag is `--max-body-bytes=512k` (or `--max-body-bytes 512k`),
+ * and the environment variable is SLUICE_MAX_BODY_BYTES. Later sources win:
+ * defaults < config file < environment < flags.
+ *
+ * The config file is YAML (libfyaml): a mapping of option names to scalars, or sequences
+ * for list options. Unknown keys, bad values and bad YAML are reported as
+ * "file:line:col: message". Sizes accept k/m/g suffixes (powers of 1024). */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct strlist {
+  char **items; /* owned */
+  size_t n;
+} strlist_t;
+
+typedef struct config {
+  /* serve */
+  char *listen;              /* host:port */
+  char *data_dir;
+  char *log_level;
+  /* keys */
+  char *write_key, *read_key, *admin_key;
+  /* log */
+  char *fsync;               /* always | interval | off */
+  uint64_t fsync_interval_ms;
+  uint64_t segment_bytes;
+  uint64_t max_queue_bytes;  /* appended but not yet durable: past it, 503 */
+  uint64_t retry_after_s;
+  /* HTTP limits */
+  uint64_t max_body_bytes;
+  uint64_t max_decompressed_bytes;
+  uint64_t max_event_bytes;
+  uint64_t max_batch_events;
+  uint64_t max_header_bytes;
+  uint64_t header_timeout_ms, body_timeout_ms, idle_timeout_ms;
+  uint64_t max_connections;
+  /* browsers and e-mail */
+  strlist_t cors_origins;    /* "*" allows any origin */
+  strlist_t redirect_hosts;  /* click redirect allowlist: "shop.example", "*.example.com" */
+  /* privacy / proxies */
+  strlist_t trusted_proxies; /* peers whose X-Forwarded-For is believed */
+  int keep_full_ip;          /* 0: anonymise IPv4 /24, IPv6 /48 before disk */
+} config_t;
+
+/* Fill c with the built-in defaults. */
+void config_defaults(config_t *c);
+
+/* Apply the YAML file at path. Returns 0, or -1 with "path:line:col: message" in err. */
+int config_load_file(config_t *c, const char *path, char *err, size_t errlen);
+
+/* Apply SLUICE_* environment variables. Returns 0 or -1 with a message in err. */
+int config_load_env(config_t *c, char *err, size_t errlen);
+
+/* Set one option by long name from text (as the file, the environment and flags do).
+ * Returns 0, -ENOENT for an unknown name, -EINVAL for a bad value (message in err). */
+int config_set(config_t *c, const char *name, const char *value, char *err, size_t errlen);
+
+/* Parse argv from index *i on: consume every --name[=value] option (also `--config FILE`,
+ * which is applied in order), stopping at the first non-option. Returns 0 or -1 with a
+ * message in err. *i is left at the first unconsumed argument. */
+int config_parse_args(config_t *c, int argc, char **argv, int *i, char *err, size_t errlen);
+
+/* Cross-field checks after loading (listen address parses, fsync mode known, ...).
+ * Returns 0 or -1 with a message. */
+int config_validate(const config_t *c, char *err, size_t errlen);
+
+/* Split "host:port" / "[v6]:port". Returns 0 or -EINVAL. host must hold 64 bytes. */
+int config_split_listen(const char *listen, char host[64], int *port);
+
+/* Print the option table (name, default, help) for --help. */
+void config_print_help(void);
+
+/* Free everything the config owns. NULL-safe. */
+void config_free(config_t *c);
+
+#endif

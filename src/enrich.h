@@ -1,0 +1,57 @@
+/* enrich: what the server adds to an event before it is logged — a chain of steps.
+ *
+ * Each step is a function over a validated event (cJSON, modified in place) and the
+ * request's context. The chain built by enrich_new runs, in order:
+ *   receivedAt  server receive time (always set by the server, never trusted from clients)
+ *   timestamp   kept when sent, corrected for client clock skew with sentAt (Segment's
+ *               rule: timestamp + (receivedAt - sentAt)); receivedAt when absent
+ *   messageId   kept when sent (dedup key), otherwise a fresh "srv-<uuid4>"
+ *   context.ip  the client IP (the event's own context.ip from a server-side SDK, else the
+ *               socket peer, else the X-Forwarded-For client when the peer is a trusted
+ *               proxy), anonymised — IPv4 to its /24, IPv6 to its /48 — unless
+ *               keep-full-ip is set. This is the only place a raw IP exists; it is gone
+ *               before the event is serialised for disk.
+ *   context.userAgent  from the User-Agent header when the event has none
+ * Later stages (geo, user agent parsing, UTM, pseudonymisation, consent) append their
+ * steps with enrich_add; a step that needs the raw IP reads ctx->client_ip. */
+#ifndef SLUICE_ENRICH_H
+#define SLUICE_ENRICH_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+typedef struct enrich enrich_t;
+
+typedef struct enrich_ctx {
+  int64_t received_us;        /* server receive time */
+  const char *client_ip;      /* raw client IP as resolved for this request */
+  const char *user_agent;     /* User-Agent header or NULL */
+  const char *referer;        /* Referer header or NULL */
+} enrich_ctx_t;
+
+/* A step: modify ev in place. Return 0, or -1 to reject the event (msg filled). */
+typedef int (*enrich_step_fn)(cJSON *ev, const enrich_ctx_t *ctx, void *state, char *msg,
+                              size_t msglen);
+
+/* The default chain for config c (borrowed; must outlive the chain). NULL on OOM. */
+enrich_t *enrich_new(const config_t *c);
+/* Append a step; state is borrowed. Returns 0. */
+int enrich_add(enrich_t *e, const char *name, enrich_step_fn fn, void *state);
+/* Run every step over ev. Returns 0, or -1 with msg naming the failing step. */
+int enrich_event(enrich_t *e, cJSON *ev, const enrich_ctx_t *ctx, char *msg, size_t msglen);
+void enrich_free(enrich_t *e);
+
+/* Resolve the client IP of a request: the peer, or — when the peer is in trusted
+ * (a list of IPs) — the right-most address of X-Forwarded-For that is not itself trusted.
+ * Writes into out (INET6_ADDRSTRLEN bytes). */
+void enrich_client_ip(const char *peer, const char *xff, const strlist_t *trusted,
+                      char out[46]);
+
+/* Anonymise ip text in place into out: IPv4 a.b.c.0, IPv6 first 48 bits then ::.
+ * Returns 0, or -EINVAL when ip is not an address (out then holds ""). */
+int enrich_anonymise_ip(const char *ip, char out[46]);
+
+#endif

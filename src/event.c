@@ -1,0 +1,138 @@
+/* event: Segment event validation and normalisation (see event.h). */
+#include "event.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "util/clock.h"
+
+static const char *const types[] = {"track", "page", "screen", "identify", "group", "alias"};
+
+int event_type_known(const char *name) {
+  for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+    if (strcmp(name, types[i]) == 0) return 1;
+  return 0;
+}
+
+static int fail(event_error_t *err, const char *code, const char *f, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(event_error_t *err, const char *code, const char *f, ...) {
+  err->code = code;
+  va_list ap;
+  va_start(ap, f);
+  vsnprintf(err->message, sizeof err->message, f, ap);
+  va_end(ap);
+  return -1;
+}
+
+/* An id may be a string or an integer (some SDKs send numbers); normalise to a string.
+ * Returns 1 when present and non-empty, 0 when absent/null/empty, -1 when invalid. */
+static int id_field(cJSON *ev, const char *name, event_error_t *err) {
+  cJSON *v = cJSON_GetObjectItemCaseSensitive(ev, name);
+  if (!v || cJSON_IsNull(v)) return 0;
+  if (cJSON_IsNumber(v)) {
+    double d = v->valuedouble;
+    if (d != d || d > 9007199254740992.0 || d < -9007199254740992.0 || d != (double)(long long)d)
+      return fail(err, EVENT_ERR_FIELD, "%s must be a string or an integer", name);
+    char tmp[32];
+    snprintf(tmp, sizeof tmp, "%lld", (long long)d);
+    cJSON_ReplaceItemInObjectCaseSensitive(ev, name, cJSON_CreateString(tmp));
+    return 1;
+  }
+  if (!cJSON_IsString(v)) return fail(err, EVENT_ERR_FIELD, "%s must be a string", name);
+  size_t n = strlen(v->valuestring);
+  if (n > EVENT_MAX_ID)
+    return fail(err, EVENT_ERR_FIELD, "%s is longer than %d bytes", name, EVENT_MAX_ID);
+  return n > 0;
+}
+
+static int object_field(cJSON *ev, const char *name, event_error_t *err) {
+  cJSON *v = cJSON_GetObjectItemCaseSensitive(ev, name);
+  if (!v || cJSON_IsNull(v) || cJSON_IsObject(v)) return 0;
+  return fail(err, EVENT_ERR_FIELD, "%s must be an object", name);
+}
+
+static int time_field(cJSON *ev, const char *name, event_error_t *err) {
+  cJSON *v = cJSON_GetObjectItemCaseSensitive(ev, name);
+  if (!v || cJSON_IsNull(v)) return 0;
+  int64_t t;
+  if (!cJSON_IsString(v) || clock_parse_iso(v->valuestring, strlen(v->valuestring), &t) != 0)
+    return fail(err, EVENT_ERR_TIMESTAMP, "%s must be an ISO-8601 date-time string", name);
+  return 0;
+}
+
+static int name_field(cJSON *ev, const char *name, int required, event_error_t *err) {
+  cJSON *v = cJSON_GetObjectItemCaseSensitive(ev, name);
+  if (!v || cJSON_IsNull(v)) {
+    if (required) return fail(err, EVENT_ERR_MISSING, "%s is required", name);
+    return 0;
+  }
+  if (!cJSON_IsString(v)) return fail(err, EVENT_ERR_FIELD, "%s must be a string", name);
+  size_t n = strlen(v->valuestring);
+  if (required && n == 0) return fail(err, EVENT_ERR_MISSING, "%s must not be empty", name);
+  if (n > EVENT_MAX_NAME)
+    return fail(err, EVENT_ERR_FIELD, "%s is longer than %d bytes", name, EVENT_MAX_NAME);
+  return 0;
+}
+
+int event_validate(cJSON *ev, const char *implied_type, event_error_t *err) {
+  if (!cJSON_IsObject(ev)) return fail(err, EVENT_ERR_NOT_OBJECT, "an event must be a JSON object");
+  cJSON *t = cJSON_GetObjectItemCaseSensitive(ev, "type");
+  const char *type;
+  if (implied_type) {
+    if (t && !(cJSON_IsString(t) && strcmp(t->valuestring, implied_type) == 0)) {
+      if (!cJSON_IsString(t))
+        return fail(err, EVENT_ERR_TYPE, "type must be a string");
+      return fail(err, EVENT_ERR_TYPE, "type '%.40s' does not match this endpoint (%s)",
+                  t->valuestring, implied_type);
+    }
+    if (!t) cJSON_AddItemToObject(ev, "type", cJSON_CreateString(implied_type));
+    type = implied_type;
+  } else {
+    if (!t) return fail(err, EVENT_ERR_TYPE, "type is required (track, page, screen, identify, group, alias)");
+    if (!cJSON_IsString(t) || !event_type_known(t->valuestring))
+      return fail(err, EVENT_ERR_TYPE, "type must be one of track, page, screen, identify, group, alias");
+    type = t->valuestring;
+  }
+  cJSON_DeleteItemFromObjectCaseSensitive(ev, "writeKey");
+
+  int uid = id_field(ev, "userId", err);
+  if (uid < 0) return -1;
+  int aid = id_field(ev, "anonymousId", err);
+  if (aid < 0) return -1;
+  if (!uid && !aid) return fail(err, EVENT_ERR_IDENTITY, "userId or anonymousId is required");
+  if (id_field(ev, "messageId", err) < 0) return -1;
+
+  static const char *const objects[] = {"properties", "traits", "context", "integrations"};
+  for (size_t i = 0; i < 4; i++)
+    if (object_field(ev, objects[i], err)) return -1;
+  static const char *const times[] = {"timestamp", "sentAt", "originalTimestamp"};
+  for (size_t i = 0; i < 3; i++)
+    if (time_field(ev, times[i], err)) return -1;
+
+  if (strcmp(type, "track") == 0) return name_field(ev, "event", 1, err);
+  if (strcmp(type, "page") == 0 || strcmp(type, "screen") == 0)
+    return name_field(ev, "name", 0, err) || name_field(ev, "category", 0, err) ? -1 : 0;
+  if (strcmp(type, "group") == 0) {
+    int g = id_field(ev, "groupId", err);
+    if (g < 0) return -1;
+    if (!g) return fail(err, EVENT_ERR_MISSING, "groupId is required for group");
+    return 0;
+  }
+  if (strcmp(type, "alias") == 0) {
+    int p = id_field(ev, "previousId", err);
+    if (p < 0) return -1;
+    if (!p) return fail(err, EVENT_ERR_MISSING, "previousId is required for alias");
+    if (!uid) return fail(err, EVENT_ERR_MISSING, "userId is required for alias");
+  }
+  return 0;
+}
+
+const char *event_key(const cJSON *ev, size_t *len) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(ev, "userId");
+  if (!cJSON_IsString(v) || !v->valuestring[0]) v = cJSON_GetObjectItemCaseSensitive(ev, "anonymousId");
+  const char *s = cJSON_IsString(v) ? v->valuestring : "";
+  *len = strlen(s);
+  return s;
+}

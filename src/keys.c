@@ -1,0 +1,111 @@
+/* keys: API keys (see keys.h). */
+#include "keys.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/mem.h"
+#include "util/rand.h"
+#include "util/str.h"
+
+static int save(const char *path, const config_t *c, char *err, size_t errlen) {
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0) goto fail;
+  char text[512];
+  int n = snprintf(text, sizeof text,
+                   "# sluice API keys, generated on first start. Keep read and admin secret.\n"
+                   "write-key: %s\nread-key: %s\nadmin-key: %s\n",
+                   c->write_key, c->read_key, c->admin_key);
+  if (n < 0 || write(fd, text, (size_t)n) != n || fsync(fd) != 0) {
+    close(fd);
+    goto fail;
+  }
+  close(fd);
+  if (rename(tmp, path) != 0) goto fail;
+  return 0;
+fail:
+  snprintf(err, errlen, "%s: cannot save keys: %s", path, strerror(errno));
+  unlink(tmp);
+  return -1;
+}
+
+int keys_resolve(config_t *c, int *generated, char *err, size_t errlen) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/keys.yaml", c->data_dir);
+  if (generated) *generated = 0;
+  char **mine[3] = {&c->write_key, &c->read_key, &c->admin_key};
+  int missing = 0;
+  for (int i = 0; i < 3; i++) missing |= !(*mine[i])[0];
+  if (!missing) return 0;
+
+  config_t stored;
+  config_defaults(&stored);
+  if (access(path, F_OK) == 0 && config_load_file(&stored, path, err, errlen) != 0) {
+    config_free(&stored);
+    return -1;
+  }
+  char **theirs[3] = {&stored.write_key, &stored.read_key, &stored.admin_key};
+  int changed = 0;
+  for (int i = 0; i < 3; i++) {
+    if ((*mine[i])[0]) continue;
+    if (!(*theirs[i])[0]) {
+      char key[65];
+      rand_hex(key, 24);
+      free(*theirs[i]);
+      *theirs[i] = xstrdup(key);
+      changed |= 1 << (KEY_WRITE + i);
+    }
+    free(*mine[i]);
+    *mine[i] = xstrdup(*theirs[i]);
+  }
+  int rc = changed ? save(path, &stored, err, errlen) : 0;
+  if (generated) *generated = changed;
+  config_free(&stored);
+  return rc;
+}
+
+key_kind_t keys_match(const config_t *c, const char *s, size_t n) {
+  if (!n) return KEY_NONE;
+  int w = str_ct_equal(s, n, c->write_key, strlen(c->write_key));
+  int r = str_ct_equal(s, n, c->read_key, strlen(c->read_key));
+  int a = str_ct_equal(s, n, c->admin_key, strlen(c->admin_key));
+  return a ? KEY_ADMIN : r ? KEY_READ : w ? KEY_WRITE : KEY_NONE;
+}
+
+long keys_from_authorization(const char *h, char *out, size_t outlen) {
+  if (!h || !*h) return 0;
+  size_t n = strlen(h);
+  if (str_has_prefix_ci(h, n, "Bearer ")) {
+    const char *k = h + 7;
+    while (*k == ' ') k++;
+    size_t len = strlen(k);
+    while (len && k[len - 1] == ' ') len--;
+    if (len >= outlen) return -1;
+    memcpy(out, k, len);
+    out[len] = 0;
+    return (long)len;
+  }
+  if (str_has_prefix_ci(h, n, "Basic ")) {
+    const char *b = h + 6;
+    while (*b == ' ') b++;
+    size_t blen = strlen(b);
+    while (blen && b[blen - 1] == ' ') blen--;
+    if (blen > 1024) return -1;
+    unsigned char dec[800];
+    long d = str_base64_decode(b, blen, dec);
+    if (d < 0) return -1;
+    const unsigned char *colon = memchr(dec, ':', (size_t)d);
+    size_t user = colon ? (size_t)(colon - dec) : (size_t)d;
+    if (user >= outlen) return -1;
+    memcpy(out, dec, user);
+    out[user] = 0;
+    return (long)user;
+  }
+  return -1;
+}

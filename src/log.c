@@ -1,0 +1,1339 @@
+/* log: the durable event log (see log.h for the design and the on-disk format).
+ *
+ * On disk, in short: <dir>/<20-digit base>.log segments, each a 16-byte header
+ * ("SLOG", u32 version 1, u64 base offset) and then frames
+ *   u32 len | u32 crc32c | u64 offset | i64 time_us | u32 key_len | key | value
+ * (little-endian; len counts the bytes after the crc field, 20 + key + value, and the
+ * CRC32C covers exactly those len bytes). Offsets are dense and a segment's first frame
+ * has offset == base, so a segment's name says where its records start and the next
+ * segment's name says where they end. Beside each segment, <base>.idx holds 16-byte
+ * entries (u32 offset - base, u32 file position, i64 time_us): the first frame of a
+ * segment gets one, then the first frame starting index_interval bytes or more past the
+ * previous entry. Positions past 4 GiB are not indexed (readers then scan). The index is
+ * written without fsync; log_open completes or rebuilds it from the segment.
+ *
+ * Threads. The loop thread frames records into the open group (offset and CRC left for
+ * later) under `mu`; the writer thread swaps the group out, stamps offsets and CRCs,
+ * writes it in chunks that fit the current segment (rolling between chunks, never inside
+ * one append), syncs per policy, and queues it on `done`; a uv_async wakes the loop,
+ * which calls the acks in order and recycles the group. Readers use their own file
+ * descriptors and only read offsets below `durable_end`, an atomic the writer advances
+ * after a chunk is written (and synced with LOG_SYNC_ALWAYS); bytes past it may still
+ * be rolled back, so a reader never trusts cached file bytes for them. */
+#include "log.h"
+
+#include <errno.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/crc32c.h"
+#include "util/mem.h"
+
+#define SEG_HDR 16                     /* "SLOG" | u32 version | u64 base */
+#define SEG_VERSION 1
+#define FRAME_HDR 28                   /* len crc offset time key_len */
+#define LEN_MIN 20                     /* len of a frame with empty key and value */
+#define MAX_RECORD (16u << 20)         /* key + value */
+#define LEN_MAX (LEN_MIN + MAX_RECORD)
+#define IDX_ENTRY 16
+#define SCAN_CHUNK (256u << 10)        /* recovery reads */
+#define READ_CHUNK (64u << 10)         /* reader read-ahead */
+#define GROUP_KEEP (8u << 20)          /* larger group buffers are freed, not reused */
+#define NAME_LEN 32
+
+/* ---- little-endian encoding ---- */
+
+static void wr32(char *p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = (char)(v >> (8 * i));
+}
+static void wr64(char *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (char)(v >> (8 * i));
+}
+static uint32_t rd32(const char *p) {
+  const unsigned char *u = (const unsigned char *)p;
+  return (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
+}
+static uint64_t rd64(const char *p) { return rd32(p) | (uint64_t)rd32(p + 4) << 32; }
+
+static void seg_name(char *out, uint64_t base, const char *ext) {
+  snprintf(out, NAME_LEN, "%020" PRIu64 ".%s", base, ext);
+}
+
+static void header_encode(char *h, uint64_t base) {
+  memcpy(h, "SLOG", 4);
+  wr32(h + 4, SEG_VERSION);
+  wr64(h + 8, base);
+}
+
+static int header_ok(const char *h, uint64_t base) {
+  return memcmp(h, "SLOG", 4) == 0 && rd32(h + 4) == SEG_VERSION && rd64(h + 8) == base;
+}
+
+/* ---- file I/O that survives EINTR and short transfers ---- */
+
+/* Returns bytes read (< n only at end of file) or a negative errno. */
+static ssize_t pread_full(int fd, void *p, size_t n, uint64_t pos) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = pread(fd, (char *)p + got, n - got, (off_t)(pos + got));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    if (r == 0) break;
+    got += (size_t)r;
+  }
+  return (ssize_t)got;
+}
+
+static int pwrite_full(int fd, const void *p, size_t n, uint64_t pos) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t r = pwrite(fd, (const char *)p + done, n - done, (off_t)(pos + done));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    if (r == 0) return -EIO;
+    done += (size_t)r;
+  }
+  return 0;
+}
+
+static int sync_fd(int fd, int data_only) {
+  int rc;
+  do rc = data_only ? fdatasync(fd) : fsync(fd);
+  while (rc != 0 && errno == EINTR);
+  return rc == 0 ? 0 : -errno;
+}
+
+/* ---- a read window over a file: recovery and readers parse frames from it ---- */
+
+typedef struct window {
+  int fd;
+  buf_t b;
+  uint64_t pos; /* file position of b.data[0] */
+  size_t len;   /* bytes of the file held */
+} window_t;
+
+/* Point *p at file bytes [pos, pos+n), reading at least chunk bytes when it must read.
+ * Returns the bytes available at *p (< n only at end of file) or a negative errno. */
+static ssize_t window_get(window_t *w, uint64_t pos, size_t n, size_t chunk, const char **p) {
+  if (w->len && pos >= w->pos && pos + n <= w->pos + w->len) {
+    *p = w->b.data + (pos - w->pos);
+    return (ssize_t)n;
+  }
+  size_t want = n > chunk ? n : chunk;
+  buf_reset(&w->b);
+  buf_reserve(&w->b, want);
+  w->len = 0;
+  ssize_t got = pread_full(w->fd, w->b.data, want, pos);
+  if (got < 0) return got;
+  w->pos = pos;
+  w->len = (size_t)got;
+  *p = w->b.data;
+  return got < (ssize_t)n ? got : (ssize_t)n;
+}
+
+static void window_drop(window_t *w) { w->len = 0; }
+
+enum { FRAME_OK, FRAME_END, FRAME_TORN, FRAME_BAD };
+
+typedef struct frame {
+  uint32_t len; /* bytes after the crc field */
+  uint64_t offset;
+  int64_t time_us;
+  const char *key;
+  uint32_t key_len;
+  const char *value;
+  uint32_t value_len;
+} frame_t;
+
+/* Parse and verify the frame at pos, which must carry offset `expect`. Returns FRAME_OK
+ * with *f filled (pointers into the window), FRAME_END when the file ends exactly at pos,
+ * FRAME_TORN when it ends inside the frame, FRAME_BAD for a bad length, CRC, offset or key
+ * length, or a negative errno. */
+static int frame_read(window_t *w, uint64_t pos, uint64_t expect, size_t chunk, frame_t *f) {
+  const char *p;
+  ssize_t got = window_get(w, pos, 8, chunk, &p);
+  if (got < 0) return (int)got;
+  if (got == 0) return FRAME_END;
+  if (got < 8) return FRAME_TORN;
+  uint32_t len = rd32(p), crc = rd32(p + 4);
+  if (len < LEN_MIN || len > LEN_MAX) return FRAME_BAD;
+  got = window_get(w, pos, 8 + (size_t)len, chunk, &p);
+  if (got < 0) return (int)got;
+  if ((size_t)got < 8 + (size_t)len) return FRAME_TORN;
+  if (crc32c(0, p + 8, len) != crc) return FRAME_BAD;
+  uint32_t key_len = rd32(p + 24);
+  if (rd64(p + 8) != expect || key_len > len - LEN_MIN) return FRAME_BAD;
+  f->len = len;
+  f->offset = expect;
+  f->time_us = (int64_t)rd64(p + 16);
+  f->key = p + FRAME_HDR;
+  f->key_len = key_len;
+  f->value = p + FRAME_HDR + key_len;
+  f->value_len = len - LEN_MIN - key_len;
+  return FRAME_OK;
+}
+
+/* The sparse index rule, shared by the writer and by recovery so both build the same
+ * file: an entry for the frame at pos when pos has reached *due. */
+static void idx_maybe_add(buf_t *idx, uint64_t *due, uint32_t interval, uint64_t base,
+                          uint64_t offset, uint64_t pos, int64_t time_us) {
+  if (pos < *due || pos > UINT32_MAX || offset - base > UINT32_MAX) return;
+  char e[IDX_ENTRY];
+  wr32(e, (uint32_t)(offset - base));
+  wr32(e + 4, (uint32_t)pos);
+  wr64(e + 8, (uint64_t)time_us);
+  buf_append(idx, e, sizeof e);
+  *due = pos + interval;
+}
+
+/* ---- the log ---- */
+
+typedef struct waiter {
+  log_ack_fn ack;
+  void *ud;
+  uint64_t nrecords;
+  uint64_t bytes;        /* framed bytes in the group buffer */
+  uint64_t first_offset; /* set by the writer */
+  int status;            /* set by the writer */
+} waiter_t;
+
+/* A batch of appends: framed records back to back, and who to tell. */
+typedef struct group {
+  buf_t data;
+  waiter_t *w;
+  size_t nw, capw;
+  struct group *next;
+} group_t;
+
+typedef struct sub {
+  log_notify_fn fn;
+  void *ud;
+} sub_t;
+
+struct log {
+  int read_only;
+  log_sync_t sync;
+  uint64_t segment_bytes, max_pending;
+  uint32_t index_interval, sync_interval_ms;
+  uv_loop_t *loop;
+  int dirfd;
+
+  pthread_mutex_t mu; /* guards everything down to `writer` */
+  pthread_cond_t wake;
+  int stopping;
+  group_t *open;      /* filled by log_append */
+  group_t *free;      /* recycled groups */
+  group_t *done, *done_tail;
+  uint64_t *segs;     /* segment bases, ascending */
+  size_t nseg, capseg;
+  log_sync_observer_fn obs_fn;
+  void *obs_ud;
+
+  pthread_t writer;
+  int writer_started;
+  uv_async_t *async;  /* separately allocated: freed by its close callback */
+
+  /* writer thread only (and log_open/log_close around it) */
+  int fd, idx_fd;
+  uint64_t seg_base, seg_size, idx_size, idx_due, next_offset;
+  int idx_broken;
+  uint64_t unsynced_records;
+  int64_t last_sync_us;
+  buf_t idx_pending;
+  log_sync_observer_fn w_obs_fn;
+  void *w_obs_ud;
+
+  /* loop thread only */
+  int closing;
+  sub_t *subs;
+  size_t nsubs;
+
+  _Atomic uint64_t durable_end; /* records below are readable */
+  _Atomic uint64_t pending_bytes;
+  _Atomic uint64_t disk_bytes;
+  _Atomic int error;
+};
+
+static group_t *group_take(log_t *log) {
+  group_t *g = log->free;
+  if (g) {
+    log->free = g->next;
+    g->next = NULL;
+    return g;
+  }
+  return xcalloc(1, sizeof *g);
+}
+
+static void group_destroy(group_t *g) {
+  while (g) {
+    group_t *next = g->next;
+    buf_free(&g->data);
+    free(g->w);
+    free(g);
+    g = next;
+  }
+}
+
+static void set_error(log_t *log, int err) {
+  int zero = 0;
+  atomic_compare_exchange_strong(&log->error, &zero, err);
+}
+
+/* Segment list lookups; caller holds mu. Index of the last segment with base <= off, or
+ * 0 when off precedes them all. */
+static size_t seg_find(const log_t *log, uint64_t off) {
+  size_t lo = 0, hi = log->nseg;
+  while (hi - lo > 1) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (log->segs[mid] <= off) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
+
+static void seg_push(log_t *log, uint64_t base) {
+  if (log->nseg == log->capseg) {
+    log->capseg = log->capseg ? log->capseg * 2 : 16;
+    log->segs = xrealloc(log->segs, log->capseg * sizeof *log->segs);
+  }
+  log->segs[log->nseg++] = base;
+}
+
+/* Create segment `base` with its header and an empty index. With sync, the header and
+ * the directory entry are made durable before returning. */
+static int segment_create(log_t *log, uint64_t base, int sync, int *fd_out, int *idx_out) {
+  char name[NAME_LEN], iname[NAME_LEN], h[SEG_HDR];
+  seg_name(name, base, "log");
+  seg_name(iname, base, "idx");
+  int fd = -1, ifd = -1, rc;
+  fd = openat(log->dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return -errno;
+  header_encode(h, base);
+  if ((rc = pwrite_full(fd, h, SEG_HDR, 0)) < 0) goto fail;
+  if (sync && ((rc = sync_fd(fd, 0)) < 0 || (rc = sync_fd(log->dirfd, 0)) < 0)) goto fail;
+  ifd = openat(log->dirfd, iname, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (ifd < 0) {
+    rc = -errno;
+    goto fail;
+  }
+  *fd_out = fd;
+  *idx_out = ifd;
+  return 0;
+fail:
+  close(fd);
+  unlinkat(log->dirfd, name, 0);
+  return rc;
+}
+
+/* ---- writer thread ---- */
+
+static int sync_interval_now(log_t *log) {
+  int64_t t0 = clock_mono_us();
+  int rc = sync_fd(log->fd, 1);
+  int64_t t1 = clock_mono_us();
+  if (log->w_obs_fn) log->w_obs_fn(log->w_obs_ud, (uint64_t)(t1 - t0), log->unsynced_records);
+  log->last_sync_us = t1;
+  log->unsynced_records = 0;
+  /* The records were acknowledged already; losing them now can only be reported. */
+  if (rc < 0) set_error(log, -EIO);
+  return rc < 0 ? -EIO : 0;
+}
+
+static int interval_due(const log_t *log) {
+  return log->sync == LOG_SYNC_INTERVAL && log->unsynced_records &&
+         clock_mono_us() >= log->last_sync_us + (int64_t)log->sync_interval_ms * 1000;
+}
+
+static int roll(log_t *log) {
+  if (log->sync == LOG_SYNC_INTERVAL && log->unsynced_records) {
+    int rc = sync_interval_now(log);
+    if (rc < 0) return rc;
+  }
+  int fd, ifd;
+  int rc = segment_create(log, log->next_offset, log->sync != LOG_SYNC_OFF, &fd, &ifd);
+  if (rc < 0) return rc;
+  pthread_mutex_lock(&log->mu);
+  seg_push(log, log->next_offset);
+  pthread_mutex_unlock(&log->mu);
+  close(log->fd);
+  close(log->idx_fd);
+  log->fd = fd;
+  log->idx_fd = ifd;
+  log->seg_base = log->next_offset;
+  log->seg_size = SEG_HDR;
+  log->idx_size = 0;
+  log->idx_due = SEG_HDR;
+  log->idx_broken = 0;
+  atomic_fetch_add(&log->disk_bytes, SEG_HDR);
+  return 0;
+}
+
+static int is_space_error(int e) { return e == -ENOSPC || e == -EDQUOT || e == -EFBIG; }
+
+/* Put the segment back to `size` after a failed chunk. Returns 0, or -EIO (sticky) when
+ * that is impossible: then a partial group might survive, so nothing more is written. */
+static int truncate_back(log_t *log, uint64_t size) {
+  int rc;
+  do rc = ftruncate(log->fd, (off_t)size);
+  while (rc != 0 && errno == EINTR);
+  if (rc == 0 && log->sync == LOG_SYNC_ALWAYS) {
+    /* Make the cut durable too, or a crash could resurrect a failed append. */
+    int s = sync_fd(log->fd, 1);
+    if (s < 0 && !is_space_error(s)) rc = -1;
+  }
+  if (rc != 0) {
+    set_error(log, -EIO);
+    return -EIO;
+  }
+  return 0;
+}
+
+/* Write waiters [i, j) of g, whose frames are the nbytes at g->data + byte. */
+static void commit(log_t *log, group_t *g, size_t i, size_t j, uint64_t byte,
+                   uint64_t nbytes) {
+  char *p = g->data.data + byte;
+  uint64_t off = log->next_offset, pos = log->seg_size, due = log->idx_due, records = 0;
+  int status = 0;
+  buf_reset(&log->idx_pending);
+  for (size_t k = i; k < j; k++) {
+    g->w[k].first_offset = off;
+    for (uint64_t r = 0; r < g->w[k].nrecords; r++) {
+      uint32_t len = rd32(p);
+      wr64(p + 8, off);
+      wr32(p + 4, crc32c(0, p + 8, len));
+      idx_maybe_add(&log->idx_pending, &due, log->index_interval, log->seg_base, off, pos,
+                    (int64_t)rd64(p + 16));
+      p += 8 + (size_t)len;
+      pos += 8 + (uint64_t)len;
+      off++;
+      records++;
+    }
+  }
+  status = pwrite_full(log->fd, g->data.data + byte, nbytes, log->seg_size);
+  if (status < 0) {
+    int t = truncate_back(log, log->seg_size);
+    if (t < 0) status = t;
+    goto done;
+  }
+  if (log->sync == LOG_SYNC_ALWAYS) {
+    int64_t t0 = clock_mono_us();
+    status = sync_fd(log->fd, 1);
+    if (log->w_obs_fn) log->w_obs_fn(log->w_obs_ud, (uint64_t)(clock_mono_us() - t0), records);
+    if (status < 0) {
+      if (is_space_error(status)) {
+        int t = truncate_back(log, log->seg_size);
+        if (t < 0) status = t;
+      } else {
+        /* The kernel may have dropped the dirty pages: nothing written can be trusted. */
+        set_error(log, -EIO);
+        status = -EIO;
+      }
+      goto done;
+    }
+  }
+  if (log->idx_pending.len && !log->idx_broken) {
+    if (pwrite_full(log->idx_fd, log->idx_pending.data, log->idx_pending.len,
+                    log->idx_size) == 0)
+      log->idx_size += log->idx_pending.len;
+    else
+      log->idx_broken = 1; /* derived data: log_open completes it */
+  }
+  log->idx_due = due;
+  log->seg_size = pos;
+  log->next_offset = off;
+  if (log->sync == LOG_SYNC_INTERVAL) log->unsynced_records += records;
+  atomic_fetch_add(&log->disk_bytes, nbytes);
+  atomic_store_explicit(&log->durable_end, off, memory_order_release);
+done:
+  for (size_t k = i; k < j; k++) g->w[k].status = status;
+}
+
+static void write_group(log_t *log, group_t *g) {
+  size_t i = 0;
+  uint64_t byte = 0;
+  while (i < g->nw) {
+    waiter_t *w = &g->w[i];
+    int err = atomic_load(&log->error);
+    if (err) {
+      for (; i < g->nw; i++) g->w[i].status = err;
+      return;
+    }
+    /* Roll between appends, never inside one, so one append lives in one segment. */
+    if (log->seg_size > SEG_HDR && log->seg_size + w->bytes > log->segment_bytes) {
+      int rc = roll(log);
+      if (rc < 0) {
+        w->status = rc;
+        byte += w->bytes;
+        i++;
+        continue;
+      }
+    }
+    size_t j = i + 1;
+    uint64_t nbytes = w->bytes;
+    while (j < g->nw && log->seg_size + nbytes + g->w[j].bytes <= log->segment_bytes)
+      nbytes += g->w[j++].bytes;
+    commit(log, g, i, j, byte, nbytes);
+    byte += nbytes;
+    i = j;
+  }
+}
+
+static void *writer_main(void *arg) {
+  log_t *log = arg;
+  pthread_mutex_lock(&log->mu);
+  for (;;) {
+    log->w_obs_fn = log->obs_fn;
+    log->w_obs_ud = log->obs_ud;
+    if (interval_due(log)) {
+      pthread_mutex_unlock(&log->mu);
+      sync_interval_now(log);
+      pthread_mutex_lock(&log->mu);
+      continue;
+    }
+    if (log->open->nw == 0) {
+      if (log->stopping) break;
+      if (log->sync == LOG_SYNC_INTERVAL && log->unsynced_records) {
+        int64_t at = log->last_sync_us + (int64_t)log->sync_interval_ms * 1000;
+        struct timespec ts = {at / 1000000, (at % 1000000) * 1000};
+        pthread_cond_timedwait(&log->wake, &log->mu, &ts);
+      } else {
+        pthread_cond_wait(&log->wake, &log->mu);
+      }
+      continue;
+    }
+    group_t *g = log->open;
+    log->open = group_take(log);
+    pthread_mutex_unlock(&log->mu);
+
+    write_group(log, g);
+
+    pthread_mutex_lock(&log->mu);
+    if (log->done_tail) log->done_tail->next = g;
+    else log->done = g;
+    log->done_tail = g;
+    pthread_mutex_unlock(&log->mu);
+    uv_async_send(log->async);
+    pthread_mutex_lock(&log->mu);
+  }
+  pthread_mutex_unlock(&log->mu);
+  if (log->sync == LOG_SYNC_INTERVAL && log->unsynced_records) sync_interval_now(log);
+  return NULL;
+}
+
+/* ---- loop thread: acks ---- */
+
+/* Run the callbacks of every finished group, in order, and recycle the groups. */
+static void deliver(log_t *log) {
+  pthread_mutex_lock(&log->mu);
+  group_t *g = log->done;
+  log->done = log->done_tail = NULL;
+  pthread_mutex_unlock(&log->mu);
+  while (g) {
+    group_t *next = g->next;
+    int any_ok = 0;
+    for (size_t k = 0; k < g->nw; k++) {
+      waiter_t *w = &g->w[k];
+      atomic_fetch_sub(&log->pending_bytes, w->bytes);
+      if (w->status == 0) any_ok = 1;
+      if (w->ack) w->ack(w->ud, w->status, w->status == 0 ? w->first_offset : 0);
+    }
+    if (any_ok) {
+      uint64_t end = atomic_load(&log->durable_end);
+      for (size_t s = 0; s < log->nsubs; s++) log->subs[s].fn(log->subs[s].ud, end);
+    }
+    if (g->data.cap > GROUP_KEEP) buf_free(&g->data);
+    buf_reset(&g->data);
+    g->nw = 0;
+    pthread_mutex_lock(&log->mu);
+    g->next = log->free;
+    log->free = g;
+    pthread_mutex_unlock(&log->mu);
+    g = next;
+  }
+}
+
+static void on_async(uv_async_t *h) {
+  if (h->data) deliver(h->data);
+}
+
+static void on_async_closed(uv_handle_t *h) { free(h); }
+
+/* ---- recovery ---- */
+
+/* Scan frames from (pos, off) until the first one that is not valid. Index entries due
+ * on the way are appended to idx. Returns the FRAME_* that stopped the scan (FRAME_END
+ * when the segment ends cleanly) or a negative errno; *pos and *off advance past the
+ * valid frames. */
+static int scan(window_t *w, uint64_t base, uint32_t interval, uint64_t *pos, uint64_t *off,
+                uint64_t *due, buf_t *idx) {
+  for (;;) {
+    frame_t f;
+    int rc = frame_read(w, *pos, *off, SCAN_CHUNK, &f);
+    if (rc != FRAME_OK) return rc;
+    idx_maybe_add(idx, due, interval, base, *off, *pos, f.time_us);
+    *pos += 8 + (uint64_t)f.len;
+    (*off)++;
+  }
+}
+
+/* Bases of the <20 digits>.log files in the directory, sorted. */
+static int list_segments(log_t *log, char *err, size_t errlen, const char *dir) {
+  int fd = dup(log->dirfd);
+  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+  if (!d) {
+    if (fd >= 0) close(fd);
+    snprintf(err, errlen, "log: cannot list %s: %s", dir, strerror(errno));
+    return -1;
+  }
+  rewinddir(d);
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    const char *n = de->d_name;
+    if (strlen(n) != 24 || strcmp(n + 20, ".log") != 0) continue;
+    uint64_t base = 0;
+    int ok = 1;
+    for (int i = 0; i < 20; i++) {
+      if (n[i] < '0' || n[i] > '9' || base > (UINT64_MAX - 9) / 10) {
+        ok = 0;
+        break;
+      }
+      base = base * 10 + (uint64_t)(n[i] - '0');
+    }
+    if (ok) seg_push(log, base);
+  }
+  closedir(d);
+  for (size_t i = 1; i < log->nseg; i++) /* insertion sort: directories are small */
+    for (size_t k = i; k > 0 && log->segs[k - 1] > log->segs[k]; k--) {
+      uint64_t t = log->segs[k];
+      log->segs[k] = log->segs[k - 1];
+      log->segs[k - 1] = t;
+    }
+  return 0;
+}
+
+/* A segment before the last: trusted, but its header is checked and its index
+ * completed, and the frames after the last index entry are verified to find where it
+ * ends. Returns 0 and *end, or -1 with err. */
+static int check_closed(log_t *log, uint64_t base, window_t *w, buf_t *idx, uint64_t *end,
+                        char *err, size_t errlen) {
+  char name[NAME_LEN], iname[NAME_LEN], h[SEG_HDR], e[IDX_ENTRY];
+  seg_name(name, base, "log");
+  seg_name(iname, base, "idx");
+  int ifd = -1, ret = -1;
+  struct stat st;
+  w->fd = openat(log->dirfd, name, O_RDONLY | O_CLOEXEC);
+  if (w->fd < 0 || fstat(w->fd, &st) != 0) {
+    snprintf(err, errlen, "log: cannot open segment %s: %s", name, strerror(errno));
+    goto out;
+  }
+  atomic_fetch_add(&log->disk_bytes, (uint64_t)st.st_size);
+  if (pread_full(w->fd, h, SEG_HDR, 0) != SEG_HDR || !header_ok(h, base)) {
+    snprintf(err, errlen,
+             "log: segment %s has a bad header; it is not the last segment, so the log "
+             "cannot be recovered automatically (restore it or move it and later segments "
+             "away)",
+             name);
+    goto out;
+  }
+  window_drop(w);
+  buf_reset(idx);
+  uint64_t pos = SEG_HDR, off = base, due = SEG_HDR, keep = 0;
+  ifd = openat(log->dirfd, iname, log->read_only ? O_RDONLY | O_CLOEXEC
+                                                 : O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  struct stat ist;
+  if (ifd >= 0 && fstat(ifd, &ist) == 0 && ist.st_size >= IDX_ENTRY &&
+      ist.st_size % IDX_ENTRY == 0 &&
+      pread_full(ifd, e, IDX_ENTRY, (uint64_t)ist.st_size - IDX_ENTRY) == IDX_ENTRY) {
+    /* Resume from the last entry if it points at the frame it claims. */
+    frame_t f;
+    uint64_t epos = rd32(e + 4), eoff = base + rd32(e);
+    if (epos >= SEG_HDR && frame_read(w, epos, eoff, SCAN_CHUNK, &f) == FRAME_OK &&
+        f.time_us == (int64_t)rd64(e + 8)) {
+      pos = epos;
+      off = eoff;
+      due = epos + log->index_interval;
+      keep = (uint64_t)ist.st_size;
+    }
+  }
+  int rc = scan(w, base, log->index_interval, &pos, &off, &due, idx);
+  if (rc < 0) {
+    snprintf(err, errlen, "log: cannot read segment %s: %s", name, strerror(-rc));
+    goto out;
+  }
+  if (rc != FRAME_END) {
+    snprintf(err, errlen,
+             "log: segment %s is corrupt at byte %" PRIu64 " (offset %" PRIu64
+             "); it is not the last segment, so it was not truncated (restore it or move it "
+             "and later segments away)",
+             name, pos, off);
+    goto out;
+  }
+  if (!log->read_only && ifd >= 0 && (idx->len || !keep)) {
+    /* Best effort: the index is derived data and readers validate what they use. */
+    if (!keep && ftruncate(ifd, 0) != 0) goto done_idx;
+    (void)pwrite_full(ifd, idx->data, idx->len, keep);
+  }
+done_idx:
+  *end = off;
+  ret = 0;
+out:
+  if (ifd >= 0) close(ifd);
+  if (w->fd >= 0) close(w->fd);
+  w->fd = -1;
+  return ret;
+}
+
+/* The last segment: scanned fully; a torn or corrupt tail is cut off (not in read_only
+ * mode) and the index is rebuilt if it does not match. Leaves the writer state (fd,
+ * idx_fd, seg_*, idx_*, next_offset) set up. */
+static int recover_last(log_t *log, uint64_t base, window_t *w, buf_t *idx,
+                        log_recovery_t *rec, char *err, size_t errlen) {
+  char name[NAME_LEN], iname[NAME_LEN], h[SEG_HDR];
+  seg_name(name, base, "log");
+  seg_name(iname, base, "idx");
+  int ro = log->read_only;
+  struct stat st;
+  log->fd = openat(log->dirfd, name, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+  if (log->fd < 0 || fstat(log->fd, &st) != 0) {
+    snprintf(err, errlen, "log: cannot open segment %s: %s", name, strerror(errno));
+    return -1;
+  }
+  uint64_t size = (uint64_t)st.st_size;
+  ssize_t hn = pread_full(log->fd, h, SEG_HDR, 0);
+  if (hn < 0) {
+    snprintf(err, errlen, "log: cannot read segment %s: %s", name, strerror((int)-hn));
+    return -1;
+  }
+  if (hn != SEG_HDR || !header_ok(h, base)) {
+    if (size > SEG_HDR) {
+      snprintf(err, errlen,
+               "log: segment %s has a bad header (not a sluice log segment?); move it away "
+               "to start",
+               name);
+      return -1;
+    }
+    /* Torn while being created: it cannot hold records, so rewrite its header. */
+    if (!ro) {
+      header_encode(h, base);
+      int rc = pwrite_full(log->fd, h, SEG_HDR, 0);
+      if (rc == 0) rc = sync_fd(log->fd, 0);
+      if (rc < 0) {
+        snprintf(err, errlen, "log: cannot repair the header of %s: %s", name, strerror(-rc));
+        return -1;
+      }
+      size = SEG_HDR;
+    }
+    atomic_fetch_add(&log->disk_bytes, size);
+    log->seg_base = base;
+    log->seg_size = SEG_HDR;
+    log->idx_due = SEG_HDR;
+    log->next_offset = base;
+    buf_reset(idx);
+    goto index;
+  }
+  w->fd = log->fd;
+  window_drop(w);
+  buf_reset(idx);
+  uint64_t pos = SEG_HDR, off = base, due = SEG_HDR;
+  int rc = scan(w, base, log->index_interval, &pos, &off, &due, idx);
+  w->fd = -1;
+  if (rc < 0) {
+    snprintf(err, errlen, "log: cannot read segment %s: %s", name, strerror(-rc));
+    return -1;
+  }
+  if (pos < size) {
+    rec->dropped_bytes = size - pos;
+    snprintf(rec->dropped_segment, sizeof rec->dropped_segment, "%s", name);
+    if (!ro) {
+      int t;
+      do t = ftruncate(log->fd, (off_t)pos);
+      while (t != 0 && errno == EINTR);
+      if (t != 0 || sync_fd(log->fd, 0) < 0) {
+        snprintf(err, errlen, "log: cannot truncate the torn tail of %s: %s", name,
+                 strerror(errno));
+        return -1;
+      }
+      size = pos;
+    }
+  }
+  atomic_fetch_add(&log->disk_bytes, size);
+  log->seg_base = base;
+  log->seg_size = pos;
+  log->idx_due = due;
+  log->next_offset = off;
+index:
+  log->idx_size = idx->len;
+  if (ro) return 0;
+  log->idx_fd = openat(log->dirfd, iname, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (log->idx_fd < 0) {
+    snprintf(err, errlen, "log: cannot open index %s: %s", iname, strerror(errno));
+    return -1;
+  }
+  struct stat ist;
+  int same = 0;
+  if (fstat(log->idx_fd, &ist) == 0 && (uint64_t)ist.st_size == idx->len) {
+    buf_t cur = BUF_INIT;
+    buf_reserve(&cur, idx->len);
+    same = pread_full(log->idx_fd, cur.data, idx->len, 0) == (ssize_t)idx->len &&
+           (idx->len == 0 || memcmp(cur.data, idx->data, idx->len) == 0);
+    buf_free(&cur);
+  }
+  if (!same && (ftruncate(log->idx_fd, 0) != 0 ||
+                pwrite_full(log->idx_fd, idx->data, idx->len, 0) < 0))
+    log->idx_broken = 1;
+  return 0;
+}
+
+static int recover(log_t *log, log_recovery_t *rec, const char *dir, char *err,
+                   size_t errlen) {
+  window_t w = {.fd = -1};
+  buf_t idx = BUF_INIT;
+  int ret = -1;
+  if (list_segments(log, err, errlen, dir) < 0) goto out;
+  rec->segments = log->nseg;
+  if (log->nseg == 0) {
+    if (!log->read_only) {
+      int rc = segment_create(log, 0, log->sync != LOG_SYNC_OFF, &log->fd, &log->idx_fd);
+      if (rc < 0) {
+        snprintf(err, errlen, "log: cannot create the first segment in %s: %s", dir,
+                 strerror(-rc));
+        goto out;
+      }
+      seg_push(log, 0);
+      atomic_store(&log->disk_bytes, SEG_HDR);
+      log->seg_size = log->idx_due = SEG_HDR;
+    }
+    ret = 0;
+    goto out;
+  }
+  for (size_t i = 0; i + 1 < log->nseg; i++) {
+    uint64_t end;
+    if (check_closed(log, log->segs[i], &w, &idx, &end, err, errlen) < 0) goto out;
+    if (end != log->segs[i + 1]) {
+      char a[NAME_LEN], b[NAME_LEN];
+      seg_name(a, log->segs[i], "log");
+      seg_name(b, log->segs[i + 1], "log");
+      snprintf(err, errlen,
+               "log: gap in %s: segment %s ends at offset %" PRIu64 " but the next one is %s; "
+               "restore the missing segment or move the later ones away",
+               dir, a, end, b);
+      goto out;
+    }
+  }
+  if (recover_last(log, log->segs[log->nseg - 1], &w, &idx, rec, err, errlen) < 0) goto out;
+  ret = 0;
+out:
+  buf_free(&w.b);
+  buf_free(&idx);
+  return ret;
+}
+
+/* ---- life cycle ---- */
+
+log_t *log_open(const log_opts_t *opts, log_recovery_t *rec, char *err, size_t errlen) {
+  log_recovery_t r0;
+  memset(&r0, 0, sizeof r0);
+  char dummy[1];
+  if (!err || !errlen) {
+    err = dummy;
+    errlen = sizeof dummy;
+  }
+  err[0] = 0;
+  if (!opts || !opts->dir || !opts->dir[0]) {
+    snprintf(err, errlen, "log: no directory given");
+    return NULL;
+  }
+  if (!opts->read_only && !opts->loop) {
+    snprintf(err, errlen, "log: a loop is required unless read_only");
+    return NULL;
+  }
+  log_t *log = xcalloc(1, sizeof *log);
+  int mu_ok = 0, cond_ok = 0;
+  log->read_only = opts->read_only;
+  log->sync = opts->sync;
+  log->segment_bytes = opts->segment_bytes ? opts->segment_bytes : 64u << 20;
+  log->index_interval = opts->index_interval ? opts->index_interval : 4096;
+  log->sync_interval_ms = opts->sync_interval_ms ? opts->sync_interval_ms : 1000;
+  log->max_pending = opts->max_pending_bytes ? opts->max_pending_bytes : 64u << 20;
+  log->loop = opts->loop;
+  log->dirfd = log->fd = log->idx_fd = -1;
+  log->last_sync_us = clock_mono_us();
+  const char *dir = opts->dir;
+
+  if (pthread_mutex_init(&log->mu, NULL) != 0) {
+    snprintf(err, errlen, "log: cannot create a mutex");
+    goto fail;
+  }
+  mu_ok = 1;
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  cond_ok = pthread_cond_init(&log->wake, &ca) == 0;
+  pthread_condattr_destroy(&ca);
+  if (!cond_ok) {
+    snprintf(err, errlen, "log: cannot create a condition variable");
+    goto fail;
+  }
+
+  if (!log->read_only && mkdir(dir, 0700) != 0 && errno != EEXIST) {
+    snprintf(err, errlen, "log: cannot create directory %s: %s", dir, strerror(errno));
+    goto fail;
+  }
+  log->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (log->dirfd < 0) {
+    snprintf(err, errlen, "log: cannot open directory %s: %s", dir, strerror(errno));
+    goto fail;
+  }
+  if (!log->read_only && flock(log->dirfd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK)
+      snprintf(err, errlen, "log: %s is already open for writing (another sluice running?)",
+               dir);
+    else
+      snprintf(err, errlen, "log: cannot lock %s: %s", dir, strerror(errno));
+    goto fail;
+  }
+  if (recover(log, &r0, dir, err, errlen) < 0) goto fail;
+  r0.records = log->nseg ? log->next_offset - log->segs[0] : 0;
+  atomic_store(&log->durable_end, log->next_offset);
+
+  if (!log->read_only) {
+    log->open = xcalloc(1, sizeof *log->open);
+    log->async = xmalloc(sizeof *log->async);
+    if (uv_async_init(log->loop, log->async, on_async) != 0) {
+      free(log->async);
+      log->async = NULL;
+      snprintf(err, errlen, "log: cannot create the wakeup handle");
+      goto fail;
+    }
+    log->async->data = log;
+    if (pthread_create(&log->writer, NULL, writer_main, log) != 0) {
+      snprintf(err, errlen, "log: cannot start the writer thread");
+      goto fail;
+    }
+    log->writer_started = 1;
+  }
+  if (rec) *rec = r0;
+  return log;
+
+fail:
+  if (log->async) {
+    log->async->data = NULL;
+    uv_close((uv_handle_t *)log->async, on_async_closed);
+  }
+  if (log->fd >= 0) close(log->fd);
+  if (log->idx_fd >= 0) close(log->idx_fd);
+  if (log->dirfd >= 0) close(log->dirfd);
+  group_destroy(log->open);
+  free(log->segs);
+  if (cond_ok) pthread_cond_destroy(&log->wake);
+  if (mu_ok) pthread_mutex_destroy(&log->mu);
+  free(log);
+  return NULL;
+}
+
+void log_close(log_t *log) {
+  if (!log) return;
+  if (!log->read_only) {
+    log->closing = 1;
+    pthread_mutex_lock(&log->mu);
+    log->stopping = 1;
+    pthread_cond_signal(&log->wake);
+    pthread_mutex_unlock(&log->mu);
+    pthread_join(log->writer, NULL);
+    deliver(log);
+    log->async->data = NULL;
+    uv_close((uv_handle_t *)log->async, on_async_closed);
+  }
+  if (log->fd >= 0) close(log->fd);
+  if (log->idx_fd >= 0) close(log->idx_fd);
+  close(log->dirfd); /* releases the flock */
+  group_destroy(log->open);
+  group_destroy(log->free);
+  group_destroy(log->done);
+  buf_free(&log->idx_pending);
+  free(log->segs);
+  free(log->subs);
+  pthread_cond_destroy(&log->wake);
+  pthread_mutex_destroy(&log->mu);
+  free(log);
+}
+
+/* ---- appending ---- */
+
+int log_append(log_t *log, const log_entry_t *entries, size_t n, log_ack_fn ack, void *ud) {
+  if (!log || log->read_only || !entries || n == 0) return -EINVAL;
+  if (log->closing) return -ESHUTDOWN;
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < n; i++) {
+    const log_entry_t *e = &entries[i];
+    uint64_t body = (uint64_t)e->key_len + e->value_len;
+    if (body == 0 || body > MAX_RECORD || (e->key_len && !e->key) ||
+        (e->value_len && !e->value))
+      return -EINVAL;
+    bytes += FRAME_HDR + body;
+  }
+  if (atomic_load(&log->error)) return -EIO;
+  if (atomic_load(&log->pending_bytes) > log->max_pending) return -EAGAIN;
+  atomic_fetch_add(&log->pending_bytes, bytes);
+
+  pthread_mutex_lock(&log->mu);
+  group_t *g = log->open;
+  buf_reserve(&g->data, bytes);
+  char *p = g->data.data + g->data.len;
+  for (size_t i = 0; i < n; i++) {
+    const log_entry_t *e = &entries[i];
+    uint32_t len = LEN_MIN + e->key_len + e->value_len;
+    wr32(p, len);
+    wr32(p + 4, 0);  /* crc: by the writer */
+    wr64(p + 8, 0);  /* offset: by the writer */
+    wr64(p + 16, (uint64_t)e->time_us);
+    wr32(p + 24, e->key_len);
+    if (e->key_len) memcpy(p + FRAME_HDR, e->key, e->key_len);
+    if (e->value_len) memcpy(p + FRAME_HDR + e->key_len, e->value, e->value_len);
+    p += FRAME_HDR + e->key_len + e->value_len;
+  }
+  g->data.len += bytes;
+  if (g->nw == g->capw) {
+    g->capw = g->capw ? g->capw * 2 : 64;
+    g->w = xrealloc(g->w, g->capw * sizeof *g->w);
+  }
+  g->w[g->nw++] = (waiter_t){.ack = ack, .ud = ud, .nrecords = n, .bytes = bytes};
+  pthread_cond_signal(&log->wake);
+  pthread_mutex_unlock(&log->mu);
+  return 0;
+}
+
+int log_subscribe(log_t *log, log_notify_fn fn, void *ud) {
+  if (!log || !fn) return -EINVAL;
+  log->subs = xrealloc(log->subs, (log->nsubs + 1) * sizeof *log->subs);
+  log->subs[log->nsubs++] = (sub_t){fn, ud};
+  return 0;
+}
+
+/* ---- state ---- */
+
+uint64_t log_end_offset(const log_t *log) {
+  return atomic_load(&((log_t *)log)->durable_end);
+}
+uint64_t log_pending_bytes(const log_t *log) {
+  return atomic_load(&((log_t *)log)->pending_bytes);
+}
+uint64_t log_disk_bytes(const log_t *log) { return atomic_load(&((log_t *)log)->disk_bytes); }
+int log_error(const log_t *log) { return atomic_load(&((log_t *)log)->error); }
+
+void log_set_sync_observer(log_t *log, log_sync_observer_fn fn, void *ud) {
+  pthread_mutex_lock(&log->mu);
+  log->obs_fn = fn;
+  log->obs_ud = ud;
+  pthread_mutex_unlock(&log->mu);
+}
+
+/* ---- reading ---- */
+
+struct log_reader {
+  log_t *log;
+  int fd;             /* current segment, -1 before the first */
+  uint64_t seg_base;
+  uint64_t seg_next;  /* base of the following segment, UINT64_MAX if not known yet */
+  uint64_t pos;       /* file position of record `next` */
+  uint64_t next;      /* offset of the record at pos */
+  uint64_t skip_to;   /* records below this are read and passed over (seeks) */
+  window_t win;
+  uint64_t win_valid; /* the window's bytes are final for offsets below this */
+  int err;            /* sticky -EBADMSG */
+};
+
+/* Open segment `base` for reading and check its header. Returns 0, -EBADMSG for a bad or
+ * torn header, or another negative errno (-ENOENT when it does not exist). */
+static int reader_open_seg(log_reader_t *r, uint64_t base, uint64_t next_base) {
+  char name[NAME_LEN], h[SEG_HDR];
+  seg_name(name, base, "log");
+  int fd = openat(r->log->dirfd, name, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  ssize_t n = pread_full(fd, h, SEG_HDR, 0);
+  if (n != SEG_HDR || !header_ok(h, base)) {
+    close(fd);
+    return n < 0 ? (int)n : -EBADMSG;
+  }
+  if (r->fd >= 0) close(r->fd);
+  r->fd = fd;
+  r->win.fd = fd;
+  window_drop(&r->win);
+  r->seg_base = base;
+  r->seg_next = next_base;
+  r->pos = SEG_HDR;
+  r->next = base;
+  return 0;
+}
+
+/* Move to the segment starting at r->next. Returns 1 when there, 0 when no such segment
+ * exists (yet), or a negative errno. */
+static int reader_next_seg(log_reader_t *r) {
+  log_t *log = r->log;
+  uint64_t base = UINT64_MAX, after = UINT64_MAX;
+  pthread_mutex_lock(&log->mu);
+  if (log->nseg) {
+    size_t k = seg_find(log, r->next);
+    if (log->segs[k] == r->next) {
+      base = r->next;
+      if (k + 1 < log->nseg) after = log->segs[k + 1];
+    }
+  }
+  pthread_mutex_unlock(&log->mu);
+  /* A read-only log may be growing under another process: look for the file itself. */
+  if (base == UINT64_MAX && log->read_only) base = r->next;
+  if (base == UINT64_MAX) return 0;
+  int rc = reader_open_seg(r, base, after);
+  if (rc == -ENOENT) return 0;
+  return rc < 0 ? rc : 1;
+}
+
+/* Position at the indexed record at or before `target` and skip up to it lazily. */
+static int reader_locate(log_reader_t *r, uint64_t target) {
+  log_t *log = r->log;
+  uint64_t base = 0, after = UINT64_MAX;
+  int have = 0;
+  pthread_mutex_lock(&log->mu);
+  if (log->nseg) {
+    if (target < log->segs[0]) target = log->segs[0];
+    size_t k = seg_find(log, target);
+    base = log->segs[k];
+    if (k + 1 < log->nseg) after = log->segs[k + 1];
+    have = 1;
+  }
+  pthread_mutex_unlock(&log->mu);
+  r->skip_to = target;
+  r->err = 0;
+  if (!have) { /* empty read-only log: wait for the first segment */
+    if (r->fd >= 0) close(r->fd);
+    r->fd = -1;
+    r->next = 0;
+    return 0;
+  }
+  int rc = reader_open_seg(r, base, after);
+  if (rc == -EBADMSG && base >= atomic_load(&log->durable_end)) {
+    /* A read-only log whose last segment was torn while being created: nothing to read
+     * in it yet; log_reader_next retries the file. */
+    if (r->fd >= 0) close(r->fd);
+    r->fd = -1;
+    r->next = base;
+    return 0;
+  }
+  if (rc < 0) return rc;
+
+  char iname[NAME_LEN], e[IDX_ENTRY], fh[FRAME_HDR];
+  seg_name(iname, base, "idx");
+  int ifd = openat(log->dirfd, iname, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (ifd < 0) return 0;
+  if (fstat(ifd, &st) == 0 && st.st_size >= IDX_ENTRY) {
+    /* Last entry whose offset is <= target; entries are written only for records that
+     * were written successfully, so the frame they point to is final. */
+    uint64_t lo = 0, hi = (uint64_t)st.st_size / IDX_ENTRY, found = UINT64_MAX;
+    uint32_t rel = 0, epos = 0;
+    while (lo < hi) {
+      uint64_t mid = lo + (hi - lo) / 2;
+      if (pread_full(ifd, e, IDX_ENTRY, mid * IDX_ENTRY) != IDX_ENTRY) break;
+      if (base + rd32(e) <= target) {
+        found = mid;
+        rel = rd32(e);
+        epos = rd32(e + 4);
+        lo = mid + 1;
+      } else {
+        hi = mid;
+      }
+    }
+    if (found != UINT64_MAX && epos >= SEG_HDR &&
+        pread_full(r->fd, fh, FRAME_HDR, epos) == FRAME_HDR && rd64(fh + 8) == base + rel &&
+        rd32(fh) >= LEN_MIN && rd32(fh) <= LEN_MAX) {
+      r->pos = epos;
+      r->next = base + rel;
+    }
+  }
+  close(ifd);
+  return 0;
+}
+
+log_reader_t *log_reader_open(log_t *log, uint64_t from, char *err, size_t errlen) {
+  if (!log) {
+    if (err && errlen) snprintf(err, errlen, "log: no log");
+    return NULL;
+  }
+  log_reader_t *r = xcalloc(1, sizeof *r);
+  r->log = log;
+  r->fd = -1;
+  r->win.fd = -1;
+  int rc = reader_locate(r, from);
+  if (rc < 0) {
+    if (err && errlen)
+      snprintf(err, errlen, "log: cannot open a reader at offset %" PRIu64 ": %s", from,
+               strerror(-rc));
+    log_reader_close(r);
+    return NULL;
+  }
+  return r;
+}
+
+int log_reader_next(log_reader_t *r, log_record_t *out) {
+  if (r->err) return r->err;
+  log_t *log = r->log;
+  for (;;) {
+    uint64_t end = atomic_load_explicit(&log->durable_end, memory_order_acquire);
+    /* Past the durable end only a read-only log reads on, opportunistically: another
+     * process may be appending, and whatever is not (yet) valid just means "caught up". */
+    int beyond = r->next >= end;
+    if (beyond && !log->read_only) return 0;
+    if (r->fd < 0 || r->next >= r->seg_next) {
+      int rc = r->next > r->seg_next && r->fd >= 0 ? -EBADMSG : reader_next_seg(r);
+      if (rc == 1) continue;
+      if (beyond) return 0;
+      if (rc == -EBADMSG || rc == 0) return r->err = -EBADMSG;
+      return -EIO;
+    }
+    if (r->next >= r->win_valid) {
+      window_drop(&r->win); /* may hold bytes read before they were final */
+      r->win_valid = end;
+    }
+    frame_t f;
+    int rc = frame_read(&r->win, r->pos, r->next, READ_CHUNK, &f);
+    if (rc < 0) return -EIO;
+    if (rc == FRAME_END) {
+      rc = reader_next_seg(r);
+      if (rc == 1) continue;
+      if (beyond) return 0;
+      if (rc < 0 && rc != -EBADMSG) return -EIO;
+      return r->err = -EBADMSG;
+    }
+    if (rc != FRAME_OK) {
+      if (beyond) return 0;
+      return r->err = -EBADMSG;
+    }
+    r->pos += 8 + (uint64_t)f.len;
+    r->next++;
+    if (beyond) { /* found more valid records: the read-only log grew */
+      uint64_t cur = end;
+      while (cur < r->next &&
+             !atomic_compare_exchange_weak(&log->durable_end, &cur, r->next)) {
+      }
+    }
+    if (f.offset < r->skip_to) continue;
+    out->offset = f.offset;
+    out->time_us = f.time_us;
+    out->key = f.key;
+    out->key_len = f.key_len;
+    out->value = f.value;
+    out->value_len = f.value_len;
+    return 1;
+  }
+}
+
+/* Time of the first record of segment base, or INT64_MAX when it has none readable. */
+static int64_t first_time(log_t *log, uint64_t base) {
+  if (base >= atomic_load(&log->durable_end)) return INT64_MAX;
+  char name[NAME_LEN], fh[FRAME_HDR];
+  seg_name(name, base, "log");
+  int fd = openat(log->dirfd, name, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return INT64_MAX;
+  int64_t t = INT64_MAX;
+  if (pread_full(fd, fh, FRAME_HDR, SEG_HDR) == FRAME_HDR && rd64(fh + 8) == base)
+    t = (int64_t)rd64(fh + 16);
+  close(fd);
+  return t;
+}
+
+int log_reader_seek_time(log_reader_t *r, int64_t t_us) {
+  log_t *log = r->log;
+  pthread_mutex_lock(&log->mu);
+  size_t n = log->nseg;
+  uint64_t *segs = n ? xmalloc(n * sizeof *segs) : NULL;
+  if (n) memcpy(segs, log->segs, n * sizeof *segs);
+  pthread_mutex_unlock(&log->mu);
+  if (!n) return reader_locate(r, 0);
+
+  /* Last segment whose first record is older than t (times rise with offsets, up to
+   * clock steps, which only make the answer approximate). */
+  size_t lo = 0, hi = n, k = SIZE_MAX;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (first_time(log, segs[mid]) < t_us) {
+      k = mid;
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  uint64_t base = segs[k == SIZE_MAX ? 0 : k];
+  free(segs);
+  int rc = reader_locate(r, base);
+  if (rc < 0 || k == SIZE_MAX) return rc;
+
+  /* Within it, the last index entry older than t. */
+  char iname[NAME_LEN], e[IDX_ENTRY], fh[FRAME_HDR];
+  seg_name(iname, base, "idx");
+  int ifd = openat(log->dirfd, iname, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (ifd >= 0 && fstat(ifd, &st) == 0 && r->fd >= 0) {
+    uint64_t elo = 0, ehi = (uint64_t)st.st_size / IDX_ENTRY;
+    uint32_t rel = 0, epos = 0;
+    int found = 0;
+    while (elo < ehi) {
+      uint64_t mid = elo + (ehi - elo) / 2;
+      if (pread_full(ifd, e, IDX_ENTRY, mid * IDX_ENTRY) != IDX_ENTRY) break;
+      if ((int64_t)rd64(e + 8) < t_us) {
+        found = 1;
+        rel = rd32(e);
+        epos = rd32(e + 4);
+        elo = mid + 1;
+      } else {
+        ehi = mid;
+      }
+    }
+    if (found && epos >= SEG_HDR && pread_full(r->fd, fh, FRAME_HDR, epos) == FRAME_HDR &&
+        rd64(fh + 8) == base + rel && rd32(fh) >= LEN_MIN && rd32(fh) <= LEN_MAX) {
+      r->pos = epos;
+      r->next = base + rel;
+    }
+  }
+  if (ifd >= 0) close(ifd);
+
+  /* Then exactly: read forward to the first record at or after t and step back. */
+  r->skip_to = 0;
+  for (;;) {
+    log_record_t rec;
+    rc = log_reader_next(r, &rec);
+    if (rc < 0) return rc;
+    if (rc == 0) return 0;
+    if (rec.time_us >= t_us) {
+      r->pos -= FRAME_HDR + (uint64_t)rec.key_len + rec.value_len;
+      r->next--;
+      return 0;
+    }
+  }
+}
+
+uint64_t log_reader_offset(const log_reader_t *r) {
+  return r->next > r->skip_to ? r->next : r->skip_to;
+}
+
+void log_reader_close(log_reader_t *r) {
+  if (!r) return;
+  if (r->fd >= 0) close(r->fd);
+  buf_free(&r->win.b);
+  free(r);
+}

@@ -1,0 +1,159 @@
+/* log: the durable, segmented, append-only event log — sluice's source of truth.
+ *
+ * Every accepted event becomes one record. Records carry a dense 64-bit offset (0, 1, 2,
+ * ... as in a Kafka partition), the server receive time, a key (the user the event belongs
+ * to, so a Kafka backend can partition by it) and a value (the enriched event JSON).
+ *
+ * On disk a log is a directory of segments, <dir>/<20-digit base offset>.log, each opening
+ * with a 16-byte header ("SLOG", version, base offset) followed by frames:
+ *
+ *   u32 len | u32 crc32c | u64 offset | i64 time_us | u32 key_len | key | value
+ *
+ * all little-endian; len counts the bytes after the crc field and the CRC32C covers them.
+ * Beside each segment a sparse index <base>.idx holds one 16-byte entry (u32 relative
+ * offset, u32 file position, i64 time_us) every index_interval bytes; it is derived data,
+ * rebuilt from the segment whenever it is missing or shorter than the segment needs.
+ * A segment rolls once it passes segment_bytes.
+ *
+ * Writing (group commit): the loop thread calls log_append, which copies the records into
+ * the open group and returns at once. One writer thread takes the whole group, assigns
+ * offsets, frames and CRCs the records, write()s them and, with LOG_SYNC_ALWAYS, calls
+ * fdatasync once for the group; then every ack callback of that group runs on the loop
+ * thread. Many requests thus share one fdatasync, and a request is acknowledged only
+ * after its records are durable. While a group is being written the next one fills up.
+ * If a write or sync fails (ENOSPC, EIO), the segment is truncated back to where the group
+ * began, its callbacks get the error, and the next group tries again: the log resumes by
+ * itself once space returns and no partial group is ever left behind. An fdatasync
+ * failure other than ENOSPC makes the log fail sticky (-EIO) since the kernel may have
+ * dropped the dirty pages; only a restart (which recovers from disk) clears it.
+ *
+ * Recovery (log_open): the last segment is scanned from its start; a torn or corrupt tail
+ * (short frame, bad length, CRC mismatch, offset out of sequence) is truncated away and
+ * reported in log_recovery_t. Earlier segments were closed cleanly and are trusted (readers
+ * still check every CRC).
+ *
+ * Reading: a log_reader_t reads durable records by offset, from any thread, whether the
+ * log is open for writing in this process or opened read-only by a tool (sluice export).
+ * The same interface is what a Kafka-backed log will implement later: keyed records,
+ * offsets, and acks after durability. */
+#ifndef SLUICE_LOG_H
+#define SLUICE_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct log log_t;
+typedef struct log_reader log_reader_t;
+
+typedef enum {
+  LOG_SYNC_ALWAYS,   /* fdatasync every group before acknowledging it (default) */
+  LOG_SYNC_INTERVAL, /* acknowledge after write(); fdatasync every sync_interval_ms */
+  LOG_SYNC_OFF,      /* acknowledge after write(); never fdatasync (page cache only) */
+} log_sync_t;
+
+typedef struct log_opts {
+  const char *dir;           /* borrowed; created (mode 0700) if missing */
+  uint64_t segment_bytes;    /* roll threshold; default 64 MiB when 0 */
+  uint32_t index_interval;   /* bytes between sparse index entries; default 4096 when 0 */
+  log_sync_t sync;
+  uint32_t sync_interval_ms; /* for LOG_SYNC_INTERVAL; default 1000 when 0 */
+  uint64_t max_pending_bytes;/* log_append refuses with -EAGAIN past this; 0 = 64 MiB */
+  uv_loop_t *loop;           /* borrowed; ack callbacks run here. NULL with read_only */
+  int read_only;             /* open for reading only: no writer, no truncation */
+} log_opts_t;
+
+/* What log_open found and repaired. */
+typedef struct log_recovery {
+  uint64_t segments;         /* segment files found */
+  uint64_t records;          /* records in the log after recovery */
+  uint64_t dropped_bytes;    /* torn/corrupt tail bytes truncated (0 when clean) */
+  char dropped_segment[32];  /* file name of the segment truncated, "" if none */
+} log_recovery_t;
+
+/* One record to append; offset and framing are assigned by the log. */
+typedef struct log_entry {
+  int64_t time_us;           /* server receive time */
+  const void *key;           /* borrowed; may be NULL when key_len is 0 */
+  uint32_t key_len;
+  const void *value;         /* borrowed */
+  uint32_t value_len;
+} log_entry_t;
+
+/* One record read back. Pointers are borrowed from the reader and valid until the next
+ * call on it. */
+typedef struct log_record {
+  uint64_t offset;
+  int64_t time_us;
+  const char *key;
+  uint32_t key_len;
+  const char *value;
+  uint32_t value_len;
+} log_record_t;
+
+/* Called on the loop thread once the records of one log_append are durable (status 0,
+ * first_offset = offset of its first record) or have failed (status -ENOSPC, -EIO, ...;
+ * nothing of that append is in the log). Never called from inside log_append. */
+typedef void (*log_ack_fn)(void *ud, int status, uint64_t first_offset);
+
+/* Called on the loop thread after each group becomes readable; end_offset is the offset
+ * the next record will get. */
+typedef void (*log_notify_fn)(void *ud, uint64_t end_offset);
+
+/* ---- Life cycle ---- */
+
+/* Open (creating if needed) the log in opts->dir and recover its tail. Returns the log, or
+ * NULL with a message in err. rec (may be NULL) receives what recovery found. */
+log_t *log_open(const log_opts_t *opts, log_recovery_t *rec /* OUT */, char *err,
+                size_t errlen);
+
+/* Write and sync everything appended so far, run pending callbacks, stop the writer and
+ * free the log. Must run on the loop thread with the loop still alive. NULL is a no-op. */
+void log_close(log_t *log);
+
+/* ---- Appending (loop thread only) ---- */
+
+/* Queue n records as one unit and call ack when they are durable or failed. Returns 0
+ * when queued (ack will be called exactly once), or, with ack never called:
+ * -EAGAIN when more than max_pending_bytes are waiting (backpressure: answer 503),
+ * -EIO when the log has failed sticky, -EINVAL for an empty or oversized record
+ * (a record over 16 MiB). */
+int log_append(log_t *log, const log_entry_t *entries, size_t n, log_ack_fn ack, void *ud);
+
+/* Subscribe to new durable records (later stages tail the log). One subscriber per call;
+ * returns 0. */
+int log_subscribe(log_t *log, log_notify_fn fn, void *ud);
+
+/* ---- State (any thread) ---- */
+
+uint64_t log_end_offset(const log_t *log);     /* next offset to be assigned */
+uint64_t log_pending_bytes(const log_t *log);  /* appended, not yet acknowledged */
+uint64_t log_disk_bytes(const log_t *log);     /* sum of segment sizes */
+int log_error(const log_t *log);               /* sticky error (negative errno) or 0 */
+
+/* Latency observer for metrics: called on the writer thread after every fdatasync with
+ * its duration and the number of records it made durable. */
+typedef void (*log_sync_observer_fn)(void *ud, uint64_t sync_us, uint64_t records);
+void log_set_sync_observer(log_t *log, log_sync_observer_fn fn, void *ud);
+
+/* ---- Reading ---- */
+
+/* A reader positioned at offset `from` (clamped to the first offset still on disk).
+ * Returns NULL on allocation or I/O error with a message in err. */
+log_reader_t *log_reader_open(log_t *log, uint64_t from, char *err, size_t errlen);
+
+/* Read the next durable record. Returns 1 with *out filled, 0 when caught up (no record
+ * at this offset yet), or a negative errno: -EBADMSG for a corrupt record (the reader
+ * stops there), -EIO on a read error. */
+int log_reader_next(log_reader_t *r, log_record_t *out /* OUT */);
+
+/* Position at the first record with time_us >= t (approximate to one index interval,
+ * then exact by scanning). Returns 0 or a negative errno. */
+int log_reader_seek_time(log_reader_t *r, int64_t t_us);
+
+/* Offset of the record the next log_reader_next will return. */
+uint64_t log_reader_offset(const log_reader_t *r);
+
+void log_reader_close(log_reader_t *r);
+
+#endif

@@ -1,0 +1,170 @@
+/* sluice: one binary — argv and config in, the chosen command out.
+ *
+ *   sluice serve          collect -> enrich -> log, with the HTTP API (default command)
+ *   sluice check-config   load and validate the configuration, print what is wrong
+ *   sluice export         write the log (or a time/offset range) as NDJSON to stdout
+ *   sluice version
+ *
+ * Settings come from the option table in config.h: --config FILE, SLUICE_* environment
+ * variables and --long-option flags, in that order of precedence (flags win). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "serve.h"
+#include "util/clock.h"
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: sluice [serve|check-config|export|version] [--config FILE] [--option=value ...]\n"
+          "\n"
+          "  serve          start the server (default)\n"
+          "  check-config   validate the configuration and exit (0 when valid)\n"
+          "  export         write events as NDJSON to stdout; export options:\n"
+          "                   --since=ISO8601 --until=ISO8601   receive-time range\n"
+          "                   --from-offset=N --to-offset=N      offset range (to exclusive)\n"
+          "                   --bad                              the bad-event log instead\n"
+          "  version        print the version\n\n");
+  config_print_help();
+}
+
+typedef struct export_args {
+  int64_t since_us, until_us;
+  uint64_t from, to;
+  int bad;
+} export_args_t;
+
+/* Take export's own flags out of argv (compacting it). Returns 0 or -1 on a bad value. */
+static int take_export_args(int *argc, char **argv, export_args_t *ea) {
+  int out = 0;
+  for (int i = 0; i < *argc; i++) {
+    const char *a = argv[i];
+    const char *v = strchr(a, '=');
+    v = v ? v + 1 : "";
+    int ok = 1;
+    if (!strncmp(a, "--since=", 8)) {
+      ok = clock_parse_iso(v, strlen(v), &ea->since_us) == 0;
+    } else if (!strncmp(a, "--until=", 8)) {
+      ok = clock_parse_iso(v, strlen(v), &ea->until_us) == 0;
+    } else if (!strncmp(a, "--from-offset=", 14)) {
+      char *end;
+      ea->from = strtoull(v, &end, 10);
+      ok = *v && !*end;
+    } else if (!strncmp(a, "--to-offset=", 12)) {
+      char *end;
+      ea->to = strtoull(v, &end, 10);
+      ok = *v && !*end;
+    } else if (!strcmp(a, "--bad")) {
+      ea->bad = 1;
+    } else {
+      argv[out++] = argv[i];
+      continue;
+    }
+    if (!ok) {
+      fprintf(stderr, "sluice export: bad value in '%s'\n", a);
+      return -1;
+    }
+  }
+  *argc = out;
+  return 0;
+}
+
+static int run_export(const config_t *cfg, const export_args_t *ea) {
+  log_opts_t o;
+  char path[4096], err[512];
+  serve_log_opts(cfg, ea->bad ? "bad" : "log", NULL, &o, path, sizeof path);
+  log_t *log = log_open(&o, NULL, err, sizeof err);
+  if (!log) {
+    fprintf(stderr, "sluice export: %s\n", err);
+    return 1;
+  }
+  log_reader_t *r = log_reader_open(log, ea->from, err, sizeof err);
+  if (!r) {
+    fprintf(stderr, "sluice export: %s\n", err);
+    log_close(log);
+    return 1;
+  }
+  int rc = 0;
+  if (ea->since_us && log_reader_seek_time(r, ea->since_us) != 0) rc = 1;
+  log_record_t rec;
+  int n;
+  uint64_t count = 0;
+  while (!rc && (n = log_reader_next(r, &rec)) == 1) {
+    if (ea->to && rec.offset >= ea->to) break;
+    if (ea->until_us && rec.time_us >= ea->until_us) break;
+    if (rec.time_us < ea->since_us || rec.offset < ea->from) continue;
+    fwrite(rec.value, 1, rec.value_len, stdout);
+    putchar('\n');
+    count++;
+  }
+  if (!rc && n < 0) {
+    fprintf(stderr, "sluice export: read error at offset %llu: %s\n",
+            (unsigned long long)log_reader_offset(r), strerror(-n));
+    rc = 1;
+  }
+  if (fflush(stdout) != 0) rc = 1;
+  fprintf(stderr, "sluice export: %llu events\n", (unsigned long long)count);
+  log_reader_close(r);
+  log_close(log);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  const char *cmd = "serve";
+  int i = 1;
+  if (argc > 1 && argv[1][0] != '-') {
+    cmd = argv[1];
+    i = 2;
+  }
+  if (!strcmp(cmd, "version") || (argc > 1 && !strcmp(argv[1], "--version"))) {
+    printf("sluice %s\n", SLUICE_VERSION);
+    return 0;
+  }
+  if (!strcmp(cmd, "help") || (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))) {
+    usage(stdout);
+    return 0;
+  }
+  int is_serve = !strcmp(cmd, "serve"), is_check = !strcmp(cmd, "check-config"),
+      is_export = !strcmp(cmd, "export");
+  if (!is_serve && !is_check && !is_export) {
+    fprintf(stderr, "sluice: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+  }
+
+  export_args_t ea = {0};
+  int nargs = argc - i;
+  char **args = argv + i;
+  if (is_export && take_export_args(&nargs, args, &ea) != 0) return 2;
+
+  config_t cfg;
+  char err[1024];
+  config_defaults(&cfg);
+  const char *file = getenv("SLUICE_CONFIG");
+  int rc = 0, k = 0;
+  if (file && *file && config_load_file(&cfg, file, err, sizeof err) != 0) goto bad;
+  if (config_load_env(&cfg, err, sizeof err) != 0) goto bad;
+  if (config_parse_args(&cfg, nargs, args, &k, err, sizeof err) != 0) goto bad;
+  if (k < nargs) {
+    snprintf(err, sizeof err, "unexpected argument '%s'", args[k]);
+    goto bad;
+  }
+  if (config_validate(&cfg, err, sizeof err) != 0) goto bad;
+
+  if (is_check) {
+    printf("configuration is valid\n");
+  } else if (is_export) {
+    rc = run_export(&cfg, &ea);
+  } else {
+    rc = serve_run(&cfg);
+  }
+  config_free(&cfg);
+  return rc;
+bad:
+  fprintf(stderr, "sluice %s: %s\n", cmd, err);
+  config_free(&cfg);
+  return 2;
+}

@@ -1,0 +1,265 @@
+/* serve: wiring and the request router (see serve.h). */
+#include "serve.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include "collect.h"
+#include "enrich.h"
+#include "http.h"
+#include "keys.h"
+#include "log.h"
+#include "metrics.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/msg.h"
+
+typedef struct server {
+  config_t *cfg;
+  uv_loop_t *loop;
+  log_t *log, *bad;
+  enrich_t *enrich;
+  metrics_t *metrics;
+  collect_t *collect;
+  http_server_t *http;
+  uv_signal_t sigterm, sigint;
+  int draining;
+  int64_t started_us;
+} server_t;
+
+void serve_log_opts(const config_t *cfg, const char *subdir, uv_loop_t *loop, log_opts_t *o,
+                    char *path, size_t pathlen) {
+  snprintf(path, pathlen, "%s/%s", cfg->data_dir, subdir);
+  memset(o, 0, sizeof *o);
+  o->dir = path;
+  o->segment_bytes = cfg->segment_bytes;
+  o->sync = !strcmp(cfg->fsync, "off") ? LOG_SYNC_OFF
+            : !strcmp(cfg->fsync, "interval") ? LOG_SYNC_INTERVAL
+                                              : LOG_SYNC_ALWAYS;
+  o->sync_interval_ms = (uint32_t)cfg->fsync_interval_ms;
+  o->max_pending_bytes = cfg->max_queue_bytes;
+  o->loop = loop;
+  o->read_only = loop == NULL;
+}
+
+/* ---- operational endpoints ---- */
+
+static void json_reply(http_req_t *r, int status, const char *body) {
+  http_header_t h[] = {{"Content-Type", "application/json"}, {"Cache-Control", "no-store"}};
+  http_respond(r, status, h, 2, body, strlen(body), 0);
+}
+
+static int may_read(server_t *s, http_req_t *r) {
+  char key[256];
+  long n = keys_from_authorization(http_req_header(r, "Authorization"), key, sizeof key);
+  if (n <= 0) return 0;
+  key_kind_t k = keys_match(s->cfg, key, (size_t)n);
+  return k == KEY_READ || k == KEY_ADMIN;
+}
+
+static void metrics_reply(server_t *s, http_req_t *r) {
+  if (!may_read(s, r)) {
+    http_header_t h[] = {{"WWW-Authenticate", "Bearer realm=\"sluice\""}};
+    http_respond_error(r, 401, "unauthorized", "send the read key: Authorization: Bearer KEY", h, 1);
+    return;
+  }
+  struct statvfs vfs;
+  double disk_free = statvfs(s->cfg->data_dir, &vfs) == 0 ? (double)vfs.f_bavail * vfs.f_frsize : 0;
+  metrics_gauge_t g[] = {
+      {"sluice_log_queue_bytes", "Bytes accepted but not yet durable.", (double)log_pending_bytes(s->log)},
+      {"sluice_log_end_offset", "Offset the next event will get.", (double)log_end_offset(s->log)},
+      {"sluice_log_disk_bytes", "Bytes of log segments on disk.", (double)log_disk_bytes(s->log)},
+      {"sluice_bad_log_disk_bytes", "Bytes of bad-event log segments on disk.", (double)log_disk_bytes(s->bad)},
+      {"sluice_log_error", "1 when the log has failed and needs a restart.", log_error(s->log) ? 1 : 0},
+      {"sluice_http_connections", "Open HTTP connections.", (double)http_server_connections(s->http)},
+      {"sluice_data_dir_free_bytes", "Free bytes on the data dir's file system.", disk_free},
+      {"sluice_uptime_seconds", "Seconds since start.", (double)(clock_mono_us() - s->started_us) / 1e6},
+  };
+  buf_t b = BUF_INIT;
+  metrics_render(s->metrics, &b, g, sizeof g / sizeof g[0]);
+  http_header_t h[] = {{"Content-Type", "text/plain; version=0.0.4; charset=utf-8"}};
+  http_respond(r, 200, h, 1, b.data, b.len, 0);
+  buf_free(&b);
+}
+
+static void readyz_reply(server_t *s, http_req_t *r) {
+  const char *why = s->draining                                          ? "draining"
+                    : log_error(s->log)                                  ? "log_failed"
+                    : log_pending_bytes(s->log) >= s->cfg->max_queue_bytes ? "overloaded"
+                                                                         : NULL;
+  char body[128];
+  snprintf(body, sizeof body, "{\"ready\":%s%s%s%s}", why ? "false" : "true",
+           why ? ",\"reason\":\"" : "", why ? why : "", why ? "\"" : "");
+  json_reply(r, why ? 503 : 200, body);
+}
+
+static void on_request(http_req_t *r, void *ud) {
+  server_t *s = ud;
+  if (collect_handle(s->collect, r)) return;
+  const char *path = http_req_path(r), *method = http_req_method(r);
+  int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+  if (!strcmp(path, "/healthz") || !strcmp(path, "/readyz") || !strcmp(path, "/metrics") ||
+      !strcmp(path, "/version") || !strcmp(path, "/")) {
+    static const char *const labels[] = {"healthz", "readyz", "metrics", "version", "index"};
+    static const char *const paths[] = {"/healthz", "/readyz", "/metrics", "/version", "/"};
+    for (size_t i = 0; i < 5; i++)
+      if (!strcmp(path, paths[i])) http_req_set_route(r, labels[i]);
+    if (!get) {
+      http_header_t h[] = {{"Allow", "GET, HEAD"}};
+      http_respond_error(r, 405, "method_not_allowed", "use GET", h, 1);
+    } else if (!strcmp(path, "/healthz")) {
+      json_reply(r, 200, "{\"status\":\"ok\"}");
+    } else if (!strcmp(path, "/readyz")) {
+      readyz_reply(s, r);
+    } else if (!strcmp(path, "/metrics")) {
+      metrics_reply(s, r);
+    } else {
+      json_reply(r, 200, "{\"name\":\"sluice\",\"version\":\"" SLUICE_VERSION "\"}");
+    }
+    return;
+  }
+  http_respond_error(r, 404, "not_found", "no such endpoint", NULL, 0);
+}
+
+static void on_response(void *ud, const char *route, int status, uint64_t latency_us) {
+  server_t *s = ud;
+  metrics_request(s->metrics, route, status, latency_us);
+}
+
+static void on_sync(void *ud, uint64_t sync_us, uint64_t records) {
+  metrics_observe(ud, MH_FSYNC, sync_us);
+}
+
+/* ---- life cycle ---- */
+
+static void on_drained(void *ud) {
+  server_t *s = ud;
+  uv_stop(s->loop);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  server_t *s = h->data;
+  if (s->draining) {
+    msg_warn("second signal: exiting without waiting", "signal=%d", signum);
+    uv_stop(s->loop);
+    return;
+  }
+  s->draining = 1;
+  msg_info("draining", "signal=%d connections=%zu", signum, http_server_connections(s->http));
+  http_server_drain(s->http, on_drained, s);
+}
+
+static void raise_fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+static log_t *open_log(server_t *s, const char *sub) {
+  log_opts_t o;
+  char path[4096], err[512];
+  serve_log_opts(s->cfg, sub, s->loop, &o, path, sizeof path);
+  log_recovery_t rec;
+  log_t *l = log_open(&o, &rec, err, sizeof err);
+  if (!l) {
+    msg_error("cannot open the log", "dir=\"%s\" error=\"%s\"", path, err);
+    return NULL;
+  }
+  if (rec.dropped_bytes)
+    msg_warn("log recovered a torn tail", "dir=\"%s\" segment=%s dropped_bytes=%llu", path,
+             rec.dropped_segment, (unsigned long long)rec.dropped_bytes);
+  msg_info("log open", "dir=\"%s\" segments=%llu records=%llu end_offset=%llu", path,
+           (unsigned long long)rec.segments, (unsigned long long)rec.records,
+           (unsigned long long)log_end_offset(l));
+  return l;
+}
+
+int serve_run(config_t *cfg) {
+  server_t s = {.cfg = cfg, .started_us = clock_mono_us()};
+  char err[512], host[64];
+  int port, rc = 1, generated = 0;
+  msg_level_t lvl;
+  if (msg_parse_level(cfg->log_level, &lvl) == 0) msg_set_level(lvl);
+  config_split_listen(cfg->listen, host, &port);
+  raise_fd_limit();
+  signal(SIGPIPE, SIG_IGN);
+
+  if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
+    msg_error("cannot create the data dir", "dir=\"%s\" error=\"%s\"", cfg->data_dir, strerror(errno));
+    return 1;
+  }
+  if (keys_resolve(cfg, &generated, err, sizeof err) != 0) {
+    msg_error("cannot resolve keys", "error=\"%s\"", err);
+    return 1;
+  }
+  s.loop = uv_default_loop();
+  s.metrics = metrics_new();
+  if (!(s.log = open_log(&s, "log")) || !(s.bad = open_log(&s, "bad"))) goto out;
+  log_set_sync_observer(s.log, on_sync, s.metrics);
+  s.enrich = enrich_new(cfg);
+  collect_deps_t deps = {cfg, s.log, s.bad, s.enrich, s.metrics};
+  s.collect = collect_new(&deps);
+  http_limits_t lim = {
+      .max_header_bytes = cfg->max_header_bytes,
+      .max_body_bytes = cfg->max_body_bytes,
+      .header_timeout_ms = (uint32_t)cfg->header_timeout_ms,
+      .body_timeout_ms = (uint32_t)cfg->body_timeout_ms,
+      .idle_timeout_ms = (uint32_t)cfg->idle_timeout_ms,
+      .max_connections = (uint32_t)cfg->max_connections,
+  };
+  s.http = http_server_new(s.loop, &lim, on_request, &s);
+  http_server_set_observer(s.http, on_response, &s);
+  int lr = http_server_listen(s.http, host, port);
+  if (lr != 0) {
+    msg_error("cannot listen", "listen=%s error=\"%s\"", cfg->listen, uv_strerror(lr));
+    goto out;
+  }
+  uv_signal_init(s.loop, &s.sigterm);
+  uv_signal_init(s.loop, &s.sigint);
+  s.sigterm.data = s.sigint.data = &s;
+  uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&s.sigint, on_signal, SIGINT);
+
+  char url[128];
+  snprintf(url, sizeof url, "http://%s%s%s:%d/", strchr(host, ':') ? "[" : "",
+           strcmp(host, "0.0.0.0") ? host : "127.0.0.1", strchr(host, ':') ? "]" : "",
+           http_server_port(s.http));
+  msg_info("sluice serving", "version=%s url=%s data_dir=\"%s\" fsync=%s", SLUICE_VERSION, url,
+           cfg->data_dir, cfg->fsync);
+  /* The human-facing banner goes to stdout: the keys a shop and an analyst need. */
+#define NEW(k) ((generated & (1 << (k))) ? " (new)" : "")
+  printf("sluice %s listening on %s\n  dashboard: %s\n  write key: %s%s\n  read key:  %s%s\n"
+         "  admin key: %s%s\n  keys are kept in %s/keys.yaml\n",
+         SLUICE_VERSION, url, url, cfg->write_key, NEW(KEY_WRITE), cfg->read_key, NEW(KEY_READ),
+         cfg->admin_key, NEW(KEY_ADMIN), cfg->data_dir);
+#undef NEW
+  fflush(stdout);
+
+  uv_run(s.loop, UV_RUN_DEFAULT);
+  rc = 0;
+  msg_info("stopped accepting; closing the logs", "connections=%zu", http_server_connections(s.http));
+out:
+  if (s.http) {
+    uv_signal_stop(&s.sigterm);
+    uv_signal_stop(&s.sigint);
+    uv_close((uv_handle_t *)&s.sigterm, NULL);
+    uv_close((uv_handle_t *)&s.sigint, NULL);
+  }
+  http_server_free(s.http);
+  log_close(s.log);
+  log_close(s.bad);
+  uv_run(s.loop, UV_RUN_DEFAULT);
+  collect_free(s.collect);
+  enrich_free(s.enrich);
+  metrics_free(s.metrics);
+  uv_loop_close(s.loop);
+  if (rc == 0) msg_info("sluice stopped cleanly", NULL);
+  return rc;
+}

@@ -1,0 +1,94 @@
+/* buf: growable byte buffer (see buf.h). */
+#include "util/buf.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "util/mem.h"
+
+void buf_reserve(buf_t *b, size_t extra) {
+  if (b->cap - b->len >= extra && b->data) return;
+  size_t need = b->len + extra;
+  size_t cap = b->cap ? b->cap : 64;
+  while (cap < need) cap *= 2;
+  b->data = xrealloc(b->data, cap + 1);
+  b->cap = cap;
+}
+
+void buf_append(buf_t *b, const void *p, size_t n) {
+  buf_reserve(b, n);
+  if (n) memcpy(b->data + b->len, p, n);
+  b->len += n;
+  b->data[b->len] = 0;
+}
+
+void buf_putc(buf_t *b, char c) { buf_append(b, &c, 1); }
+
+void buf_puts(buf_t *b, const char *s) { buf_append(b, s, strlen(s)); }
+
+void buf_vprintf(buf_t *b, const char *fmt, va_list ap) {
+  /* Try the space already there first; grow and retry only when it does not fit. */
+  buf_reserve(b, 64);
+  va_list cp;
+  va_copy(cp, ap);
+  size_t room = b->cap - b->len + 1;
+  int n = vsnprintf(b->data + b->len, room, fmt, cp);
+  va_end(cp);
+  if (n < 0) {
+    b->data[b->len] = 0;
+    return;
+  }
+  if ((size_t)n >= room) {
+    buf_reserve(b, (size_t)n);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+  }
+  b->len += (size_t)n;
+}
+
+void buf_printf(buf_t *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  buf_vprintf(b, fmt, ap);
+  va_end(ap);
+}
+
+void buf_json_escape(buf_t *b, const char *s, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  buf_reserve(b, n + 2);
+  size_t run = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    buf_append(b, s + run, i - run);
+    run = i + 1;
+    switch (c) {
+      case '"': buf_append(b, "\\\"", 2); break;
+      case '\\': buf_append(b, "\\\\", 2); break;
+      case '\n': buf_append(b, "\\n", 2); break;
+      case '\r': buf_append(b, "\\r", 2); break;
+      case '\t': buf_append(b, "\\t", 2); break;
+      default: {
+        char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+        buf_append(b, u, 6);
+      }
+    }
+  }
+  buf_append(b, s + run, n - run);
+}
+
+void buf_consume(buf_t *b, size_t n) {
+  if (n >= b->len) {
+    buf_reset(b);
+    return;
+  }
+  memmove(b->data, b->data + n, b->len - n);
+  b->len -= n;
+  b->data[b->len] = 0;
+}
+
+void buf_free(buf_t *b) {
+  if (!b) return;
+  free(b->data);
+  b->data = NULL;
+  b->len = b->cap = 0;
+}

@@ -1,0 +1,39 @@
+/* buf: a growable byte buffer.
+ *
+ * The one buffer type of sluice. Hot paths keep a buf_t per connection or per writer and
+ * reset it (len = 0) instead of freeing, so steady-state appends do not allocate. Growth
+ * is geometric; allocation failure aborts (see xalloc in util/mem.h), so appends return
+ * nothing. data is always NUL-terminated when cap > 0, which lets a buffer be handed to
+ * string APIs without a copy. */
+#ifndef SLUICE_BUF_H
+#define SLUICE_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+typedef struct buf {
+  char *data;  /* owned; NULL until the first append */
+  size_t len;  /* bytes in use */
+  size_t cap;  /* bytes allocated, excluding the NUL kept after len */
+} buf_t;
+
+#define BUF_INIT {NULL, 0, 0}
+
+/* Ensure room for extra more bytes (plus the NUL). */
+void buf_reserve(buf_t *b, size_t extra);
+void buf_append(buf_t *b, const void *p, size_t n);
+void buf_putc(buf_t *b, char c);
+void buf_puts(buf_t *b, const char *s);
+/* printf-style append. */
+void buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_vprintf(buf_t *b, const char *fmt, va_list ap);
+/* Append s as the inside of a JSON string (quotes not included), escaping as RFC 8259
+ * requires; bytes >= 0x80 are copied as they are. */
+void buf_json_escape(buf_t *b, const char *s, size_t n);
+/* Drop the first n bytes, keeping the rest. */
+void buf_consume(buf_t *b, size_t n);
+static inline void buf_reset(buf_t *b) { b->len = 0; if (b->data) b->data[0] = 0; }
+/* Free the storage; the buffer may be reused afterwards. NULL-safe. */
+void buf_free(buf_t *b);
+
+#endif

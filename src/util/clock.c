@@ -1,0 +1,81 @@
+/* clock: time formatting and parsing (see clock.h). */
+#include "util/clock.h"
+
+#include <errno.h>
+#include <stdio.h>
+
+size_t clock_format_iso(int64_t t_us, char out[25]) {
+  time_t sec = (time_t)(t_us / 1000000);
+  int ms = (int)((t_us % 1000000) / 1000);
+  if (t_us < 0 && ms) { sec -= 1; ms += 1000; }
+  struct tm tm;
+  gmtime_r(&sec, &tm);
+  int n = snprintf(out, 25, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                   tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+  return n > 24 ? 24 : (size_t)n;
+}
+
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar. */
+static int64_t days_from_civil(int64_t y, int m, int d) {
+  y -= m <= 2;
+  int64_t era = (y >= 0 ? y : y - 399) / 400;
+  int64_t yoe = y - era * 400;
+  int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+static int digits(const char *s, size_t n, size_t *i, int count, int *out) {
+  int v = 0;
+  for (int k = 0; k < count; k++, (*i)++) {
+    if (*i >= n || s[*i] < '0' || s[*i] > '9') return -1;
+    v = v * 10 + (s[*i] - '0');
+  }
+  *out = v;
+  return 0;
+}
+
+int clock_parse_iso(const char *s, size_t n, int64_t *t_us) {
+  size_t i = 0;
+  int y, mo, d, h = 0, mi = 0, se = 0;
+  int64_t frac_us = 0, offset_s = 0;
+  if (digits(s, n, &i, 4, &y) || i >= n || s[i++] != '-' || digits(s, n, &i, 2, &mo) ||
+      i >= n || s[i++] != '-' || digits(s, n, &i, 2, &d))
+    return -EINVAL;
+  if (mo < 1 || mo > 12 || d < 1 || d > 31) return -EINVAL;
+  if (i < n && (s[i] == 'T' || s[i] == 't' || s[i] == ' ')) {
+    i++;
+    if (digits(s, n, &i, 2, &h) || i >= n || s[i++] != ':' || digits(s, n, &i, 2, &mi))
+      return -EINVAL;
+    if (i < n && s[i] == ':') {
+      i++;
+      if (digits(s, n, &i, 2, &se)) return -EINVAL;
+    }
+    if (h > 23 || mi > 59 || se > 60) return -EINVAL;
+    if (i < n && (s[i] == '.' || s[i] == ',')) {
+      i++;
+      int64_t scale = 100000;
+      size_t start = i;
+      for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+        frac_us += (s[i] - '0') * scale;
+        scale /= 10;
+      }
+      if (i == start) return -EINVAL;
+    }
+    if (i < n && (s[i] == 'Z' || s[i] == 'z')) {
+      i++;
+    } else if (i < n && (s[i] == '+' || s[i] == '-')) {
+      int sign = s[i++] == '-' ? -1 : 1, oh, om = 0;
+      if (digits(s, n, &i, 2, &oh)) return -EINVAL;
+      if (i < n && s[i] == ':') i++;
+      if (i < n && digits(s, n, &i, 2, &om)) return -EINVAL;
+      if (oh > 23 || om > 59) return -EINVAL;
+      offset_s = sign * (oh * 3600 + om * 60);
+    }
+  }
+  if (i != n) return -EINVAL;
+  int64_t days = days_from_civil(y, mo, d);
+  int64_t secs = days * 86400 + h * 3600 + mi * 60 + se - offset_s;
+  *t_us = secs * 1000000 + frac_us;
+  return 0;
+}

@@ -1,0 +1,81 @@
+/* crc32c: CRC-32C (Castagnoli) for log records (see crc32c.h).
+ *
+ * Two implementations giving identical results: the SSE4.2 crc32 instruction, picked at
+ * run time when the CPU has it (the binary itself is built for baseline x86-64), and a
+ * slicing-by-8 table for other CPUs. The tables are built once, on first use. */
+#include "util/crc32c.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#define POLY 0x82F63B78u /* Castagnoli, reflected */
+
+static uint32_t table[8][256];
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
+
+static void table_init(void) {
+  for (uint32_t i = 0; i < 256; i++) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; k++) c = (c >> 1) ^ (POLY & (0u - (c & 1)));
+    table[0][i] = c;
+  }
+  for (uint32_t i = 0; i < 256; i++)
+    for (int t = 1; t < 8; t++)
+      table[t][i] = (table[t - 1][i] >> 8) ^ table[0][table[t - 1][i] & 0xff];
+}
+
+/* Table version; crc is the raw (already inverted) register. */
+static uint32_t crc_sw(uint32_t crc, const unsigned char *p, size_t n) {
+  pthread_once(&table_once, table_init);
+  while (n && ((uintptr_t)p & 7)) {
+    crc = (crc >> 8) ^ table[0][(crc ^ *p++) & 0xff];
+    n--;
+  }
+  while (n >= 8) {
+    uint32_t lo, hi;
+    memcpy(&lo, p, 4);
+    memcpy(&hi, p + 4, 4);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    lo = __builtin_bswap32(lo);
+    hi = __builtin_bswap32(hi);
+#endif
+    lo ^= crc;
+    crc = table[7][lo & 0xff] ^ table[6][(lo >> 8) & 0xff] ^ table[5][(lo >> 16) & 0xff] ^
+          table[4][lo >> 24] ^ table[3][hi & 0xff] ^ table[2][(hi >> 8) & 0xff] ^
+          table[1][(hi >> 16) & 0xff] ^ table[0][hi >> 24];
+    p += 8;
+    n -= 8;
+  }
+  while (n--) crc = (crc >> 8) ^ table[0][(crc ^ *p++) & 0xff];
+  return crc;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const unsigned char *p,
+                                                          size_t n) {
+  while (n && ((uintptr_t)p & 7)) {
+    crc = __builtin_ia32_crc32qi(crc, *p++);
+    n--;
+  }
+  uint64_t c = crc;
+  while (n >= 8) {
+    uint64_t w;
+    memcpy(&w, p, 8);
+    c = __builtin_ia32_crc32di(c, w);
+    p += 8;
+    n -= 8;
+  }
+  crc = (uint32_t)c;
+  while (n--) crc = __builtin_ia32_crc32qi(crc, *p++);
+  return crc;
+}
+#endif
+
+uint32_t crc32c(uint32_t crc, const void *p, size_t n) {
+  const unsigned char *s = p;
+  crc = ~crc;
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("sse4.2")) return ~crc_hw(crc, s, n);
+#endif
+  return ~crc_sw(crc, s, n);
+}

@@ -1,0 +1,115 @@
+/* str: string helpers for untrusted input (see str.h). */
+#include "util/str.h"
+
+#include <ctype.h>
+#include <string.h>
+
+static int hexval(int c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+long str_url_decode(const char *s, size_t n, char *out, int plus_is_space) {
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (c == '%') {
+      if (i + 2 >= n) return -1;
+      int h = hexval((unsigned char)s[i + 1]), l = hexval((unsigned char)s[i + 2]);
+      if (h < 0 || l < 0) return -1;
+      out[o++] = (char)(h << 4 | l);
+      i += 2;
+    } else if (c == '+' && plus_is_space) {
+      out[o++] = ' ';
+    } else {
+      out[o++] = c;
+    }
+  }
+  out[o] = 0;
+  return (long)o;
+}
+
+int str_query_next(const char *q, size_t qlen, size_t *pos, const char **key, size_t *klen,
+                   const char **val, size_t *vlen) {
+  while (*pos < qlen) {
+    size_t start = *pos, end = start;
+    while (end < qlen && q[end] != '&') end++;
+    *pos = end < qlen ? end + 1 : end;
+    if (end == start) continue;
+    const char *eq = memchr(q + start, '=', end - start);
+    *key = q + start;
+    if (eq) {
+      *klen = (size_t)(eq - (q + start));
+      *val = eq + 1;
+      *vlen = (size_t)(q + end - (eq + 1));
+    } else {
+      *klen = end - start;
+      *val = q + end;
+      *vlen = 0;
+    }
+    return 1;
+  }
+  return 0;
+}
+
+static int b64val(int c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+' || c == '-') return 62;
+  if (c == '/' || c == '_') return 63;
+  return -1;
+}
+
+long str_base64_decode(const char *s, size_t n, unsigned char *out) {
+  while (n && s[n - 1] == '=') n--;
+  if (n % 4 == 1) return -1;
+  size_t o = 0;
+  unsigned acc = 0;
+  int bits = 0;
+  for (size_t i = 0; i < n; i++) {
+    int v = b64val((unsigned char)s[i]);
+    if (v < 0) return -1;
+    acc = (acc << 6) | (unsigned)v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out[o++] = (unsigned char)(acc >> bits);
+      acc &= (1u << bits) - 1;
+    }
+  }
+  return (long)o;
+}
+
+size_t str_base64_encode(const unsigned char *p, size_t n, char *out) {
+  static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t o = 0;
+  for (size_t i = 0; i < n; i += 3) {
+    unsigned v = (unsigned)p[i] << 16;
+    if (i + 1 < n) v |= (unsigned)p[i + 1] << 8;
+    if (i + 2 < n) v |= p[i + 2];
+    out[o++] = tbl[v >> 18 & 63];
+    out[o++] = tbl[v >> 12 & 63];
+    out[o++] = i + 1 < n ? tbl[v >> 6 & 63] : '=';
+    out[o++] = i + 2 < n ? tbl[v & 63] : '=';
+  }
+  out[o] = 0;
+  return o;
+}
+
+int str_ct_equal(const char *a, size_t alen, const char *b, size_t blen) {
+  unsigned char d = alen != blen;
+  size_t n = alen < blen ? alen : blen;
+  for (size_t i = 0; i < n; i++) d |= (unsigned char)(a[i] ^ b[i]);
+  return d == 0;
+}
+
+int str_has_prefix_ci(const char *s, size_t n, const char *prefix) {
+  size_t p = strlen(prefix);
+  if (n < p) return 0;
+  for (size_t i = 0; i < p; i++)
+    if (tolower((unsigned char)s[i]) != tolower((unsigned char)prefix[i])) return 0;
+  return 1;
+}

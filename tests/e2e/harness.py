@@ -1,0 +1,191 @@
+"""End-to-end harness: start the real sluice binary on 127.0.0.1 with an ephemeral port
+and a temporary data dir, talk HTTP to it, stop or kill it, read its log back.
+
+Each test file defines functions named test_*; run_all() runs them in order and prints
+"<file>: N passed, N failed" last. Waiting is by polling with a deadline, never a fixed
+sleep."""
+import base64
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BINARY = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "build", "asan", "sluice"))
+WRITE_KEY, READ_KEY, ADMIN_KEY = "wk-test-write", "rk-test-read", "ak-test-admin"
+
+
+class Server:
+    def __init__(self, data_dir=None, args=(), keys=True, env=None):
+        self.owns_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="sluice-e2e-")
+        self.args = list(args)
+        self.keys = keys
+        self.env = env
+        self.proc = None
+        self.port = None
+        self.stderr_path = os.path.join(tempfile.gettempdir(), "sluice-e2e-%d.stderr" % os.getpid())
+
+    def start(self, timeout=20):
+        cmd = [BINARY, "serve", "--listen=127.0.0.1:0", "--data-dir=" + self.data_dir]
+        if self.keys:
+            cmd += ["--write-key=" + WRITE_KEY, "--read-key=" + READ_KEY, "--admin-key=" + ADMIN_KEY]
+        cmd += self.args
+        env = dict(os.environ)
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
+        if self.env:
+            env.update(self.env)
+        self.stderr = open(self.stderr_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr, env=env)
+        deadline = time.time() + timeout
+        self.banner = ""
+        while time.time() < deadline:
+            line = self.proc.stdout.readline().decode()
+            if not line:
+                break
+            self.banner += line
+            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)/", line)
+            if m:
+                self.port = int(m.group(1))
+                break
+        if not self.port:
+            self.proc.kill()
+            raise RuntimeError("server did not start: " + self.banner + self.log_text()[-2000:])
+        # Read the rest of the banner (keys) without blocking forever.
+        while "keys are kept" not in self.banner:
+            line = self.proc.stdout.readline().decode()
+            if not line:
+                break
+            self.banner += line
+        wait_for(lambda: self.request("GET", "/healthz")[0] == 200, 10)
+        return self
+
+    def log_text(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def conn(self, timeout=10):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def request(self, method, path, body=None, headers=None, auth=WRITE_KEY):
+        h = dict(headers or {})
+        if auth is not None and "Authorization" not in h:
+            h["Authorization"] = "Basic " + base64.b64encode((auth + ":").encode()).decode()
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            h.setdefault("Content-Type", "application/json")
+        c = self.conn()
+        try:
+            c.request(method, path, body=body, headers=h)
+            r = c.getresponse()
+            data = r.read()
+            return r.status, dict((k.lower(), v) for k, v in r.getheaders()), data
+        finally:
+            c.close()
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if not self.proc:
+            return None
+        self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self.proc.stdout.close()
+        self.stderr.close()
+        self.proc = None
+        return rc
+
+    def kill(self):
+        return self.stop(signal.SIGKILL)
+
+    def export(self, *extra):
+        r = subprocess.run([BINARY, "export", "--data-dir=" + self.data_dir] + list(extra),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError("export failed: " + r.stderr.decode())
+        return [json.loads(l) for l in r.stdout.decode().splitlines() if l.strip()]
+
+    def cleanup(self):
+        if self.proc:
+            self.kill()
+        if self.owns_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+        try:
+            os.unlink(self.stderr_path)
+        except OSError:
+            pass
+
+
+def wait_for(cond, timeout, interval=0.02):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if cond():
+                return True
+        except (OSError, http.client.HTTPException):
+            pass
+        time.sleep(interval)
+    raise AssertionError("condition not met within %.1fs" % timeout)
+
+
+def raw(port, data, timeout=5, read_until_close=True):
+    """Send raw bytes, return everything the server answers until it closes (or timeout)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(data)
+        out = b""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            out += chunk
+            if not read_until_close and b"\r\n\r\n" in out:
+                break
+        return out
+    finally:
+        s.close()
+
+
+def check(cond, msg="check failed"):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def run_all(module_globals):
+    name = os.path.basename(module_globals["__file__"]).replace(".py", "")
+    tests = [(k, v) for k, v in module_globals.items() if k.startswith("test_") and callable(v)]
+    only = os.environ.get("ONLY")
+    passed = failed = 0
+    for tname, fn in tests:
+        if only and only not in tname:
+            continue
+        t0 = time.time()
+        try:
+            fn()
+            passed += 1
+            print("ok   %s (%.1fs)" % (tname, time.time() - t0))
+        except Exception:
+            failed += 1
+            print("FAIL %s" % tname)
+            for line in traceback.format_exc().splitlines():
+                print("  " + line)
+        sys.stdout.flush()
+    print("%s: %d passed, %d failed" % (name, passed, failed))
+    sys.exit(1 if failed else 0)

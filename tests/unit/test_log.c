@@ -1,0 +1,917 @@
+/* test_log: the durable event log, driven through a real libuv loop in a temp dir.
+ *
+ * Each TEST builds a scenario on disk (or damages one), opens the log and checks what a
+ * user relies on: acks in order and only after sync, records read back byte for byte,
+ * recovery cutting exactly the torn tail, read-only opens leaving files alone,
+ * backpressure, and ENOSPC (on a tiny tmpfs when the test may mount one). */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "log.h"
+#include "test.h"
+#include "util/clock.h"
+#include "util/crc32c.h"
+
+#define SEG0 "00000000000000000000.log"
+#define FRAME_HDR 28
+
+static uv_loop_t loop;
+static char root[256]; /* per-run temp dir; each test uses a subdirectory */
+
+/* ---- helpers ---- */
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f) {
+  (void)st, (void)flag, (void)f;
+  return remove(p);
+}
+
+static void rm_rf(const char *p) { nftw(p, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
+
+static const char *test_dir(const char *name) {
+  static char d[512];
+  snprintf(d, sizeof d, "%s/%s", root, name);
+  rm_rf(d);
+  return d;
+}
+
+static const char *path_in(const char *dir, const char *file) {
+  static char p[600];
+  snprintf(p, sizeof p, "%s/%s", dir, file);
+  return p;
+}
+
+static long long file_size(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+static int count_files(const char *dir, const char *ext) {
+  char cmd[700];
+  snprintf(cmd, sizeof cmd, "ls '%s' | grep -c '\\.%s$'", dir, ext);
+  FILE *f = popen(cmd, "r");
+  int n = -1;
+  if (f) {
+    if (fscanf(f, "%d", &n) != 1) n = -1;
+    pclose(f);
+  }
+  return n;
+}
+
+static void noop_timer(uv_timer_t *t) { (void)t; }
+
+/* Run the loop until pred(ctx) holds or timeout_ms passes; returns pred's last value. */
+static int run_until(int (*pred)(void *), void *ctx, int timeout_ms) {
+  uv_timer_t t;
+  uv_timer_init(&loop, &t);
+  uv_timer_start(&t, noop_timer, 2, 2);
+  int64_t deadline = clock_mono_us() + (int64_t)timeout_ms * 1000;
+  int ok;
+  while (!(ok = pred(ctx)) && clock_mono_us() < deadline) uv_run(&loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  return ok;
+}
+
+/* Close the log and let the loop release its handle; the loop must then be empty. */
+static void close_log(log_t *log) {
+  log_close(log);
+  uv_run(&loop, UV_RUN_DEFAULT);
+}
+
+/* Deterministic content of the record at offset i. */
+static void make_entry(uint64_t i, log_entry_t *e, char *key, char *val) {
+  int klen = i % 5 == 0 ? 0 : snprintf(key, 32, "user-%d", (int)(i % 7));
+  int vlen = snprintf(val, 40, "{\"n\":%llu}", (unsigned long long)i);
+  int pad = (int)((i * 37) % 300);
+  memset(val + vlen, 'a' + (int)(i % 26), (size_t)pad);
+  e->time_us = 1000000 + (int64_t)i * 1000;
+  e->key = klen ? key : NULL;
+  e->key_len = (uint32_t)klen;
+  e->value = val;
+  e->value_len = (uint32_t)(vlen + pad);
+}
+
+static int record_matches(const log_record_t *r, uint64_t i) {
+  char key[32], val[400];
+  log_entry_t e;
+  make_entry(i, &e, key, val);
+  return r->offset == i && r->time_us == e.time_us && r->key_len == e.key_len &&
+         (e.key_len == 0 || memcmp(r->key, key, e.key_len) == 0) &&
+         r->value_len == e.value_len && memcmp(r->value, val, e.value_len) == 0;
+}
+
+static uint64_t frame_size(uint64_t i) {
+  char key[32], val[400];
+  log_entry_t e;
+  make_entry(i, &e, key, val);
+  return FRAME_HDR + e.key_len + e.value_len;
+}
+
+typedef struct ackbox {
+  int calls, errors, last_status;
+  uint64_t last_offset;
+  int order_ok;
+  int next_seq;      /* sequence number the next ack must carry */
+} ackbox_t;
+
+typedef struct req {
+  ackbox_t *box;
+  int seq;
+  int status;
+  uint64_t offset;
+  int called;
+} req_t;
+
+static void on_ack(void *ud, int status, uint64_t first) {
+  req_t *q = ud;
+  q->called++;
+  q->status = status;
+  q->offset = first;
+  q->box->calls++;
+  q->box->last_status = status;
+  q->box->last_offset = first;
+  if (status) q->box->errors++;
+  if (q->seq != q->box->next_seq) q->box->order_ok = 0;
+  q->box->next_seq++;
+}
+
+typedef struct want {
+  ackbox_t *box;
+  int n;
+} want_t;
+
+static int acks_reached(void *ctx) {
+  want_t *w = ctx;
+  return w->box->calls >= w->n;
+}
+
+static int wait_acks(ackbox_t *box, int n) {
+  want_t w = {box, n};
+  return run_until(acks_reached, &w, 10000);
+}
+
+/* Append records [from, from+n) one append each, wait for every ack; returns errors. */
+static int append_range(log_t *log, uint64_t from, int n) {
+  ackbox_t box = {.order_ok = 1};
+  req_t *q = calloc((size_t)n, sizeof *q);
+  for (int k = 0; k < n; k++) {
+    char key[32], val[400];
+    log_entry_t e;
+    make_entry(from + (uint64_t)k, &e, key, val);
+    q[k] = (req_t){.box = &box, .seq = k};
+    int rc = log_append(log, &e, 1, on_ack, &q[k]);
+    if (rc) {
+      free(q);
+      return rc;
+    }
+  }
+  int bad = !wait_acks(&box, n) || box.errors || !box.order_ok;
+  for (int k = 0; k < n && !bad; k++) bad = q[k].offset != from + (uint64_t)k;
+  free(q);
+  return bad ? -1 : 0;
+}
+
+static log_t *open_log(const char *dir, log_sync_t sync, uint64_t seg_bytes, log_recovery_t *rec) {
+  char err[256] = "";
+  log_opts_t o = {.dir = dir, .segment_bytes = seg_bytes, .index_interval = 256,
+                  .sync = sync, .loop = &loop};
+  log_t *log = log_open(&o, rec, err, sizeof err);
+  if (!log) printf("  log_open: %s\n", err);
+  return log;
+}
+
+/* Read every record from `from`; check each against make_entry. Returns the count read,
+ * or -1 on a mismatch or error. */
+static long read_all(log_t *log, uint64_t from) {
+  char err[256];
+  log_reader_t *r = log_reader_open(log, from, err, sizeof err);
+  if (!r) return -1;
+  long n = 0;
+  log_record_t rec;
+  int rc;
+  while ((rc = log_reader_next(r, &rec)) == 1) {
+    if (!record_matches(&rec, from + (uint64_t)n)) {
+      printf("  record %llu differs\n", (unsigned long long)(from + (uint64_t)n));
+      n = -1;
+      break;
+    }
+    n++;
+  }
+  if (rc < 0) {
+    printf("  reader: %s\n", strerror(-rc));
+    n = -1;
+  }
+  log_reader_close(r);
+  return n;
+}
+
+/* ---- group commit and ordering ---- */
+
+static atomic_ullong syncs, synced_records;
+
+static void on_sync(void *ud, uint64_t us, uint64_t records) {
+  (void)ud, (void)us;
+  atomic_fetch_add(&syncs, 1);
+  atomic_fetch_add(&synced_records, records);
+}
+
+#define CLIENTS 32
+#define APPENDS 1500
+
+typedef struct client {
+  log_t *log;
+  int sent, acked, bad_order, errors;
+  uint64_t records_sent, last_offset;
+  int *per_client_expected;
+} client_t;
+
+static int total_acked, total_sent;
+static uint64_t expected_next_offset; /* acks arrive in append order: offsets ascend */
+static int ack_offset_errors;
+
+typedef struct creq {
+  client_t *c;
+  uint64_t nrec;
+} creq_t;
+
+static void client_send(client_t *c);
+
+static void on_client_ack(void *ud, int status, uint64_t first) {
+  creq_t *q = ud;
+  client_t *c = q->c;
+  if (status) c->errors++;
+  if (first != expected_next_offset) ack_offset_errors++;
+  expected_next_offset = first + q->nrec;
+  total_acked++;
+  free(q);
+  if (total_sent < APPENDS) client_send(c);
+}
+
+static void client_send(client_t *c) {
+  static uint64_t next_rec; /* offsets equal append order: content is known in advance */
+  size_t n = 1 + (size_t)(total_sent % 3);
+  log_entry_t e[3];
+  char key[3][32], val[3][400];
+  for (size_t k = 0; k < n; k++) make_entry(next_rec + k, &e[k], key[k], val[k]);
+  creq_t *q = malloc(sizeof *q);
+  q->c = c;
+  q->nrec = n;
+  int rc = log_append(c->log, e, n, on_client_ack, q);
+  if (rc) {
+    c->errors++;
+    free(q);
+    return;
+  }
+  next_rec += n;
+  total_sent++;
+}
+
+static int all_acked(void *ctx) {
+  (void)ctx;
+  return total_acked >= APPENDS;
+}
+
+TEST(group_commit_orders_acks) {
+  const char *dir = test_dir("group");
+  log_t *log = open_log(dir, LOG_SYNC_ALWAYS, 0, NULL);
+  CHECK(log != NULL);
+  if (!log) return;
+  log_set_sync_observer(log, on_sync, NULL);
+  client_t c[CLIENTS] = {0};
+  for (int i = 0; i < CLIENTS; i++) {
+    c[i].log = log;
+    client_send(&c[i]);
+  }
+  CHECK_INT(total_acked, 0); /* never acked from inside log_append */
+  CHECK(run_until(all_acked, NULL, 60000));
+  int errors = 0;
+  for (int i = 0; i < CLIENTS; i++) errors += c[i].errors;
+  CHECK_INT(errors, 0);
+  CHECK_INT(ack_offset_errors, 0);
+  uint64_t end = log_end_offset(log);
+  CHECK_INT(end, expected_next_offset);
+  CHECK_INT(atomic_load(&synced_records), end);
+  /* group commit: many appends share one fdatasync */
+  CHECK(atomic_load(&syncs) < (unsigned long long)APPENDS / 2);
+  CHECK_INT(log_pending_bytes(log), 0);
+  CHECK_INT(log_error(log), 0);
+  CHECK_INT(log_disk_bytes(log), file_size(path_in(dir, SEG0)));
+  CHECK_INT(read_all(log, 0), end);
+  printf("  %d appends, %llu records, %llu fdatasyncs\n", APPENDS, (unsigned long long)end,
+         (unsigned long long)atomic_load(&syncs));
+  close_log(log);
+}
+
+/* ---- reading back across segments, from another thread ---- */
+
+typedef struct tail {
+  log_t *log;
+  uint64_t want;
+  long got;
+  int bad;
+} tail_t;
+
+static void *tail_main(void *arg) {
+  tail_t *t = arg;
+  char err[256];
+  log_reader_t *r = log_reader_open(t->log, 0, err, sizeof err);
+  if (!r) {
+    t->bad = 1;
+    return NULL;
+  }
+  int64_t deadline = clock_mono_us() + 30000000;
+  while ((uint64_t)t->got < t->want && clock_mono_us() < deadline) {
+    log_record_t rec;
+    int rc = log_reader_next(r, &rec);
+    if (rc < 0 || (rc == 1 && !record_matches(&rec, (uint64_t)t->got))) {
+      t->bad = 1;
+      break;
+    }
+    if (rc == 1) t->got++;
+    else usleep(200);
+  }
+  log_reader_close(r);
+  return NULL;
+}
+
+static int sum_log_sizes(const char *dir, long long *sum) {
+  char cmd[700];
+  snprintf(cmd, sizeof cmd, "cat '%s'/*.log | wc -c", dir);
+  FILE *f = popen(cmd, "r");
+  int ok = f && fscanf(f, "%lld", sum) == 1;
+  if (f) pclose(f);
+  return ok;
+}
+
+TEST(reader_crosses_segments) {
+  const char *dir = test_dir("segments");
+  log_t *log = open_log(dir, LOG_SYNC_OFF, 4096, NULL);
+  CHECK(log != NULL);
+  if (!log) return;
+  tail_t t = {.log = log, .want = 600};
+  pthread_t th;
+  pthread_create(&th, NULL, tail_main, &t);
+  CHECK_INT(append_range(log, 0, 300), 0);
+  CHECK_INT(append_range(log, 300, 300), 0);
+  pthread_join(th, NULL);
+  CHECK_INT(t.bad, 0);
+  CHECK_INT(t.got, 600);
+  CHECK(count_files(dir, "log") >= 10);
+  CHECK_INT(read_all(log, 0), 600);
+  CHECK_INT(read_all(log, 237), 600 - 237);
+  CHECK_INT(read_all(log, 599), 1);
+  CHECK_INT(read_all(log, 600), 0);
+  long long sum = 0;
+  CHECK(sum_log_sizes(dir, &sum));
+  CHECK_INT(log_disk_bytes(log), sum);
+  for (long long i = 0; i < 600; i++) { /* every segment stays within segment_bytes */
+    char name[40];
+    snprintf(name, sizeof name, "%020lld.log", i);
+    long long sz = file_size(path_in(dir, name));
+    if (sz > 4096) FAILF("%s is %lld bytes", name, sz);
+  }
+  close_log(log);
+
+  /* The index is derived data: delete it and log_open rebuilds it identically. */
+  char idx_before[8192];
+  FILE *f = fopen(path_in(dir, "00000000000000000000.idx"), "rb");
+  size_t idx_len = f ? fread(idx_before, 1, sizeof idx_before, f) : 0;
+  if (f) fclose(f);
+  CHECK(idx_len > 16);
+  char cmd[700];
+  snprintf(cmd, sizeof cmd, "rm -f '%s'/*.idx", dir);
+  CHECK_INT(system(cmd), 0);
+  log_recovery_t rec;
+  log = open_log(dir, LOG_SYNC_OFF, 4096, &rec);
+  CHECK(log != NULL);
+  if (!log) return;
+  CHECK_INT(rec.records, 600);
+  CHECK_INT(rec.dropped_bytes, 0);
+  CHECK(rec.segments >= 10);
+  char idx_after[8192];
+  f = fopen(path_in(dir, "00000000000000000000.idx"), "rb");
+  size_t idx_len2 = f ? fread(idx_after, 1, sizeof idx_after, f) : 0;
+  if (f) fclose(f);
+  CHECK_INT(idx_len2, idx_len);
+  CHECK(idx_len2 == idx_len && memcmp(idx_before, idx_after, idx_len) == 0);
+  CHECK_INT(count_files(dir, "idx"), count_files(dir, "log"));
+  CHECK_INT(read_all(log, 451), 600 - 451);
+  close_log(log);
+}
+
+/* ---- reopening ---- */
+
+TEST(reopen_continues_offsets) {
+  const char *dir = test_dir("reopen");
+  log_recovery_t rec;
+  log_t *log = open_log(dir, LOG_SYNC_ALWAYS, 0, &rec);
+  CHECK(log != NULL);
+  if (!log) return;
+  CHECK_INT(rec.segments, 0);
+  CHECK_INT(rec.records, 0);
+  CHECK_INT(append_range(log, 0, 10), 0);
+  close_log(log);
+  log = open_log(dir, LOG_SYNC_ALWAYS, 0, &rec);
+  CHECK(log != NULL);
+  if (!log) return;
+  CHECK_INT(rec.segments, 1);
+  CHECK_INT(rec.records, 10);
+  CHECK_INT(rec.dropped_bytes, 0);
+  CHECK_STR(rec.dropped_segment, "");
+  CHECK_INT(log_end_offset(log), 10);
+  CHECK_INT(append_range(log, 10, 5), 0);
+  CHECK_INT(read_all(log, 0), 15);
+
+  /* a second writer on the same directory is refused */
+  char err[256] = "";
+  log_opts_t o = {.dir = dir, .loop = &loop};
+  log_t *two = log_open(&o, NULL, err, sizeof err);
+  CHECK(two == NULL);
+  CHECK(strstr(err, "already open") != NULL);
+  close_log(log);
+}
+
+/* ---- recovery: damage the last segment, table-driven ---- */
+
+typedef enum { CUT_TAIL, FLIP_BYTE, ADD_GARBAGE, ADD_ZEROS } damage_t;
+
+typedef struct recovery_case {
+  const char *name;
+  damage_t damage;
+  long long arg;          /* bytes cut / record whose value byte flips / bytes added */
+  uint64_t want_records;  /* records left after recovery */
+} recovery_case_t;
+
+static const recovery_case_t recovery_cases[] = {
+    {"torn last record", CUT_TAIL, 5, 9},
+    {"torn inside header of last", CUT_TAIL, 0 /* set below: frame - 3 */, 9},
+    {"corrupt byte in last record", FLIP_BYTE, 9, 9},
+    {"corrupt byte mid-log", FLIP_BYTE, 4, 4},
+    {"garbage after records", ADD_GARBAGE, 37, 10},
+    {"zeros after records", ADD_ZEROS, 4096, 10},
+};
+
+static uint64_t offset_pos(uint64_t i) { /* file position of record i in segment 0 */
+  uint64_t pos = 16;
+  for (uint64_t k = 0; k < i; k++) pos += frame_size(k);
+  return pos;
+}
+
+TEST(recovery_truncates_bad_tail) {
+  for (size_t c = 0; c < sizeof recovery_cases / sizeof *recovery_cases; c++) {
+    const recovery_case_t *tc = &recovery_cases[c];
+    const char *dir = test_dir("recovery");
+    log_t *log = open_log(dir, LOG_SYNC_ALWAYS, 0, NULL);
+    CHECK(log != NULL);
+    if (!log) return;
+    CHECK_INT(append_range(log, 0, 10), 0);
+    close_log(log);
+
+    const char *seg = path_in(dir, SEG0);
+    long long size = file_size(seg);
+    CHECK_INT(size, offset_pos(10));
+    int fd = open(seg, O_RDWR);
+    switch (tc->damage) {
+      case CUT_TAIL: {
+        long long cut = tc->arg ? tc->arg : (long long)frame_size(9) - 3;
+        CHECK_INT(ftruncate(fd, size - cut), 0);
+        break;
+      }
+      case FLIP_BYTE: {
+        off_t at = (off_t)offset_pos((uint64_t)tc->arg) + FRAME_HDR + 3;
+        char b;
+        CHECK_INT(pread(fd, &b, 1, at), 1);
+        b ^= 0x40;
+        CHECK_INT(pwrite(fd, &b, 1, at), 1);
+        break;
+      }
+      case ADD_GARBAGE:
+      case ADD_ZEROS: {
+        char junk[4096];
+        for (int i = 0; i < (int)sizeof junk; i++)
+          junk[i] = tc->damage == ADD_ZEROS ? 0 : (char)(i * 7 + 1);
+        CHECK_INT(pwrite(fd, junk, (size_t)tc->arg, size), tc->arg);
+        break;
+      }
+    }
+    close(fd);
+    long long damaged = file_size(seg);
+
+    log_recovery_t rec;
+    log = open_log(dir, LOG_SYNC_ALWAYS, 0, &rec);
+    CHECK(log != NULL);
+    if (!log) return;
+    uint64_t keep = offset_pos(tc->want_records);
+    if (rec.records != tc->want_records) printf("  case: %s\n", tc->name);
+    CHECK_INT(rec.records, tc->want_records);
+    CHECK_INT(rec.dropped_bytes, damaged - (long long)keep);
+    CHECK_STR(rec.dropped_segment, SEG0);
+    CHECK_INT(file_size(seg), keep);
+    CHECK_INT(log_end_offset(log), tc->want_records);
+    /* offsets continue where the valid records end, and the new ones read back */
+    CHECK_INT(append_range(log, tc->want_records, 3), 0);
+    CHECK_INT(read_all(log, 0), tc->want_records + 3);
+    close_log(log);
+
+    log = open_log(dir, LOG_SYNC_ALWAYS, 0, &rec); /* and the repair was clean */
+    CHECK(log != NULL);
+    if (!log) return;
+    CHECK_INT(rec.dropped_bytes, 0);
+    CHECK_INT(rec.records, tc->want_records + 3);
+    close_log(log);
+  }
+}
+
+static void write_file(const char *p, const void *data, size_t n) {
+  FILE *f = fopen(p, "wb");
+  if (f) {
+    fwrite(data, 1, n, f);
+    fclose(f);
+  }
+}
+
+TEST(recovery_torn_header_and_gaps) {
+  /* A segment torn while being created holds no records: its header is rewritten. */
+  const char *dir = test_dir("tornhdr");
+  mkdir(dir, 0700);
+  write_file(path_in(dir, SEG0), "SLO", 3);
+  log_recovery_t rec;
+  log_t *log = open_log(dir, LOG_SYNC_ALWAYS, 0, &rec);
+  CHECK(log != NULL);
+  if (!log) return;
+  CHECK_INT(rec.records, 0);
+  CHECK_INT(file_size(path_in(dir, SEG0)), 16);
+  CHECK_INT(append_range(log, 0, 10), 0);
+  close_log(log);
+
+  /* ...also when it follows full segments */
+  write_file(path_in(dir, "00000000000000000010.log"), "", 0);
+  log = open_log(dir, LOG_SYNC_ALWAYS, 0, &rec);
+  CHECK(log != NULL);
+  if (!log) return;
+  CHECK_INT(rec.segments, 2);
+  CHECK_INT(rec.records, 10);
+  CHECK_INT(append_range(log, 10, 2), 0);
+  CHECK_INT(file_size(path_in(dir, "00000000000000000010.log")),
+            16 + frame_size(10) + frame_size(11));
+  CHECK_INT(read_all(log, 0), 12);
+  close_log(log);
+
+  /* A gap between segments is refused, not papered over. */
+  rename(path_in(dir, "00000000000000000010.log"), path_in(dir, "00000000000000000020.log"));
+  char err[512] = "";
+  log_opts_t o = {.dir = dir, .loop = &loop};
+  log = log_open(&o, NULL, err, sizeof err);
+  CHECK(log == NULL);
+  CHECK(strstr(err, "gap") != NULL);
+  close_log(log);
+
+  /* So is a bad header in a segment that is not the last. */
+  rename(path_in(dir, "00000000000000000020.log"), path_in(dir, "00000000000000000012.log"));
+  int fd = open(path_in(dir, SEG0), O_RDWR);
+  CHECK_INT(pwrite(fd, "XLOG", 4, 0), 4);
+  close(fd);
+  log = log_open(&o, NULL, err, sizeof err);
+  CHECK(log == NULL);
+  CHECK(strstr(err, "bad header") != NULL);
+  close_log(log);
+  fd = open(path_in(dir, SEG0), O_RDWR);
+  CHECK_INT(pwrite(fd, "SLOG", 4, 0), 4);
+  close(fd);
+  log = log_open(&o, &rec, err, sizeof err);
+  CHECK(log != NULL);
+  CHECK_INT(rec.records, 12);
+  close_log(log);
+}
+
+/* ---- time seeks ---- */
+
+TEST(seek_time_finds_first_at_or_after) {
+  const char *dir = test_dir("seektime");
+  log_t *log = open_log(dir, LOG_SYNC_OFF, 8192, NULL);
+  CHECK(log != NULL);
+  if (!log) return;
+  CHECK_INT(append_range(log, 0, 400), 0);
+  char err[256];
+  log_reader_t *r = log_reader_open(log, 0, err, sizeof err);
+  CHECK(r != NULL);
+  if (!r) return;
+  /* record i has time 1000000 + 1000 i */
+  static const struct {
+    int64_t t;
+    uint64_t want;
+  } cases[] = {
+      {0, 0},          {1000000, 0},   {1000001, 1},   {1000999, 1},   {1001000, 1},
+      {1123456, 124},  {1250000, 250}, {1250001, 251}, {1399000, 399}, {1399001, 400},
+      {9999999, 400},  {1042000, 42},  {1300500, 301},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    CHECK_INT(log_reader_seek_time(r, cases[i].t), 0);
+    if (log_reader_offset(r) != cases[i].want)
+      printf("  seek %lld\n", (long long)cases[i].t);
+    CHECK_INT(log_reader_offset(r), cases[i].want);
+    log_record_t rec;
+    int rc = log_reader_next(r, &rec);
+    if (cases[i].want < 400) {
+      CHECK_INT(rc, 1);
+      CHECK(rc == 1 && record_matches(&rec, cases[i].want));
+    } else {
+      CHECK_INT(rc, 0);
+    }
+  }
+  log_reader_close(r);
+  close_log(log);
+}
+
+/* ---- read-only ---- */
+
+typedef struct snap {
+  long long size[8];
+  struct timespec mtime[8];
+  int n;
+} snap_t;
+
+static void snapshot(const char *dir, snap_t *s) {
+  static const char *names[] = {SEG0, "00000000000000000000.idx"};
+  s->n = 2;
+  for (int i = 0; i < s->n; i++) {
+    struct stat st;
+    memset(&st, 0, sizeof st);
+    stat(path_in(dir, names[i]), &st);
+    s->size[i] = st.st_size;
+    s->mtime[i] = st.st_mtim;
+  }
+}
+
+static int snap_equal(const snap_t *a, const snap_t *b) {
+  for (int i = 0; i < a->n; i++)
+    if (a->size[i] != b->size[i] || a->mtime[i].tv_sec != b->mtime[i].tv_sec ||
+        a->mtime[i].tv_nsec != b->mtime[i].tv_nsec)
+      return 0;
+  return 1;
+}
+
+TEST(read_only_leaves_files_alone) {
+  const char *dir = test_dir("readonly");
+  log_t *log = open_log(dir, LOG_SYNC_ALWAYS, 0, NULL);
+  CHECK(log != NULL);
+  if (!log) return;
+  CHECK_INT(append_range(log, 0, 10), 0);
+  close_log(log);
+  int fd = open(path_in(dir, SEG0), O_WRONLY | O_APPEND);
+  CHECK_INT(write(fd, "torn tail!", 10), 10);
+  close(fd);
+  unlink(path_in(dir, "00000000000000000000.idx")); /* and no index either */
+  snap_t before, after;
+  snapshot(dir, &before);
+
+  char err[256] = "";
+  log_opts_t o = {.dir = dir, .read_only = 1};
+  log_recovery_t rec;
+  log_t *ro = log_open(&o, &rec, err, sizeof err);
+  CHECK(ro != NULL);
+  if (!ro) return;
+  CHECK_INT(rec.records, 10);
+  CHECK_INT(rec.dropped_bytes, 10); /* reported, left in place */
+  CHECK_INT(log_end_offset(ro), 10);
+  CHECK_INT(read_all(ro, 0), 10);
+  CHECK_INT(read_all(ro, 7), 3);
+  CHECK_INT(log_append(ro, NULL, 0, NULL, NULL), -EINVAL);
+  log_close(ro);
+  snapshot(dir, &after);
+  CHECK(snap_equal(&before, &after));
+  CHECK_INT(file_size(path_in(dir, "00000000000000000000.idx")), -1);
+
+  /* A read-only reader follows a log another writer is appending to. */
+  log = open_log(dir, LOG_SYNC_ALWAYS, 0, NULL);
+  CHECK(log != NULL);
+  if (!log) return;
+  ro = log_open(&o, &rec, err, sizeof err);
+  CHECK(ro != NULL);
+  if (!ro) {
+    close_log(log);
+    return;
+  }
+  log_reader_t *r = log_reader_open(ro, 0, err, sizeof err);
+  log_record_t x;
+  long n = 0;
+  while (log_reader_next(r, &x) == 1) n += record_matches(&x, (uint64_t)n);
+  CHECK_INT(n, 10);
+  CHECK_INT(append_range(log, 10, 5), 0);
+  while (log_reader_next(r, &x) == 1) n += record_matches(&x, (uint64_t)n);
+  CHECK_INT(n, 15);
+  CHECK_INT(log_end_offset(ro), 15);
+  log_reader_close(r);
+  log_close(ro);
+  close_log(log);
+
+  /* a missing directory is not created in read-only mode */
+  o.dir = path_in(dir, "nope");
+  CHECK(log_open(&o, NULL, err, sizeof err) == NULL);
+  CHECK_INT(file_size(o.dir), -1);
+}
+
+/* ---- admission ---- */
+
+TEST(backpressure_and_bad_appends) {
+  const char *dir = test_dir("pressure");
+  char err[256];
+  log_opts_t o = {.dir = dir, .loop = &loop, .max_pending_bytes = 1};
+  log_t *log = log_open(&o, NULL, err, sizeof err);
+  CHECK(log != NULL);
+  if (!log) return;
+  ackbox_t box = {.order_ok = 1};
+  req_t q1 = {.box = &box, .seq = 0}, q2 = {.box = &box, .seq = 1};
+  char big[5000];
+  memset(big, 'x', sizeof big);
+  log_entry_t e = {.time_us = 1, .value = big, .value_len = sizeof big};
+  CHECK_INT(log_append(log, &e, 1, on_ack, &q1), 0); /* alone: allowed however big */
+  CHECK(log_pending_bytes(log) >= sizeof big);
+  CHECK_INT(log_append(log, &e, 1, on_ack, &q2), -EAGAIN);
+  CHECK(wait_acks(&box, 1));
+  CHECK_INT(q1.status, 0);
+  CHECK_INT(q2.called, 0);
+  CHECK_INT(log_pending_bytes(log), 0);
+  CHECK_INT(log_append(log, &e, 1, on_ack, &q2), 0);
+  CHECK(wait_acks(&box, 2));
+  CHECK_INT(q2.offset, 1);
+  CHECK_INT(box.order_ok, 1);
+
+  log_entry_t empty = {.time_us = 1};
+  CHECK_INT(log_append(log, &e, 0, on_ack, &q1), -EINVAL);
+  CHECK_INT(log_append(log, &empty, 1, on_ack, &q1), -EINVAL);
+  log_entry_t huge = {.time_us = 1, .value = big, .value_len = (16u << 20) + 1};
+  CHECK_INT(log_append(log, &huge, 1, on_ack, &q1), -EINVAL);
+  CHECK_INT(box.calls, 2);
+  close_log(log);
+}
+
+/* ---- sync policies ---- */
+
+static int synced_at_least(void *ctx) { return atomic_load(&synced_records) >= *(uint64_t *)ctx; }
+
+TEST(sync_policies) {
+  const char *dir = test_dir("interval");
+  char err[256];
+  atomic_store(&syncs, 0);
+  atomic_store(&synced_records, 0);
+  log_opts_t o = {.dir = dir, .loop = &loop, .sync = LOG_SYNC_INTERVAL,
+                  .sync_interval_ms = 30};
+  log_t *log = log_open(&o, NULL, err, sizeof err);
+  CHECK(log != NULL);
+  if (!log) return;
+  log_set_sync_observer(log, on_sync, NULL);
+  CHECK_INT(append_range(log, 0, 20), 0);
+  uint64_t want = 20;
+  CHECK(run_until(synced_at_least, &want, 5000)); /* the timer syncs what was acked */
+  CHECK_INT(atomic_load(&synced_records), 20);
+  close_log(log);
+
+  dir = test_dir("off");
+  atomic_store(&syncs, 0);
+  o.dir = dir;
+  o.sync = LOG_SYNC_OFF;
+  log = log_open(&o, NULL, err, sizeof err);
+  CHECK(log != NULL);
+  if (!log) return;
+  log_set_sync_observer(log, on_sync, NULL);
+  CHECK_INT(append_range(log, 0, 20), 0);
+  close_log(log);
+  CHECK_INT(atomic_load(&syncs), 0);
+}
+
+/* ---- close ---- */
+
+TEST(close_acks_pending) {
+  const char *dir = test_dir("close");
+  log_t *log = open_log(dir, LOG_SYNC_ALWAYS, 0, NULL);
+  CHECK(log != NULL);
+  if (!log) return;
+  ackbox_t box = {.order_ok = 1};
+  req_t q[100];
+  for (int k = 0; k < 100; k++) {
+    char key[32], val[400];
+    log_entry_t e;
+    make_entry((uint64_t)k, &e, key, val);
+    q[k] = (req_t){.box = &box, .seq = k};
+    CHECK_INT(log_append(log, &e, 1, on_ack, &q[k]), 0);
+  }
+  log_close(log); /* without running the loop: close itself delivers */
+  CHECK_INT(box.calls, 100);
+  CHECK_INT(box.errors, 0);
+  CHECK_INT(box.order_ok, 1);
+  CHECK_INT(q[99].offset, 99);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  log_recovery_t rec;
+  log = open_log(dir, LOG_SYNC_ALWAYS, 0, &rec);
+  CHECK(log != NULL);
+  CHECK_INT(rec.records, 100);
+  CHECK_INT(read_all(log, 0), 100);
+  close_log(log);
+}
+
+/* ---- ENOSPC on a tiny tmpfs ---- */
+
+static int fill(const char *p) { /* write until the filesystem is full */
+  int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  char b[4096];
+  memset(b, 'F', sizeof b);
+  while (write(fd, b, sizeof b) > 0) {
+  }
+  close(fd);
+  return 0;
+}
+
+TEST(enospc_fails_group_and_resumes) {
+  const char *dir = test_dir("enospc");
+  mkdir(dir, 0700);
+  if (mount("tmpfs", dir, "tmpfs", 0, "size=256k") != 0) {
+    printf("  skip: cannot mount a tmpfs (%s)\n", strerror(errno));
+    rmdir(dir);
+    return;
+  }
+  char logdir[600], filler[600];
+  snprintf(logdir, sizeof logdir, "%s/log", dir);
+  snprintf(filler, sizeof filler, "%s/filler", dir);
+  log_t *log = open_log(logdir, LOG_SYNC_ALWAYS, 0, NULL);
+  CHECK(log != NULL);
+  if (!log) goto out;
+  CHECK_INT(append_range(log, 0, 10), 0);
+  const char *seg = path_in(logdir, SEG0);
+  long long before = file_size(seg);
+
+  fill(filler);
+  CHECK_INT(truncate(filler, file_size(filler) - 8192), 0); /* two pages left */
+  static char big[64 << 10];
+  memset(big, 'B', sizeof big);
+  log_entry_t e = {.time_us = 5, .value = big, .value_len = sizeof big};
+  ackbox_t box = {.order_ok = 1};
+  req_t q1 = {.box = &box, .seq = 0}, q2 = {.box = &box, .seq = 1};
+  CHECK_INT(log_append(log, &e, 1, on_ack, &q1), 0);
+  CHECK(wait_acks(&box, 1));
+  CHECK_INT(q1.status, -ENOSPC);
+  CHECK_INT(file_size(seg), before); /* no partial record left behind */
+  CHECK_INT(log_error(log), 0);      /* not sticky */
+  CHECK_INT(log_end_offset(log), 10);
+  CHECK_INT(log_pending_bytes(log), 0);
+
+  unlink(filler); /* space returns: the log resumes by itself */
+  CHECK_INT(log_append(log, &e, 1, on_ack, &q2), 0);
+  CHECK(wait_acks(&box, 2));
+  CHECK_INT(q2.status, 0);
+  CHECK_INT(q2.offset, 10);
+  CHECK_INT(file_size(seg), before + FRAME_HDR + (long long)sizeof big);
+  char err[256];
+  log_reader_t *r = log_reader_open(log, 0, err, sizeof err);
+  log_record_t rec;
+  for (uint64_t i = 0; i < 10; i++)
+    CHECK(log_reader_next(r, &rec) == 1 && record_matches(&rec, i));
+  CHECK_INT(log_reader_next(r, &rec), 1);
+  CHECK_INT(rec.offset, 10);
+  CHECK_INT(rec.value_len, sizeof big);
+  CHECK_INT(log_reader_next(r, &rec), 0);
+  log_reader_close(r);
+  close_log(log);
+  log_recovery_t rr;
+  log = open_log(logdir, LOG_SYNC_ALWAYS, 0, &rr);
+  CHECK(log != NULL);
+  CHECK_INT(rr.dropped_bytes, 0);
+  CHECK_INT(rr.records, 11);
+  close_log(log);
+out:
+  umount2(dir, MNT_DETACH);
+}
+
+int main(void) {
+  const char *tmp = getenv("TMPDIR");
+  snprintf(root, sizeof root, "%s/sluice-test-log-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  if (!mkdtemp(root)) {
+    perror("mkdtemp");
+    return 1;
+  }
+  uv_loop_init(&loop);
+  RUN(group_commit_orders_acks);
+  RUN(reader_crosses_segments);
+  RUN(reopen_continues_offsets);
+  RUN(recovery_truncates_bad_tail);
+  RUN(recovery_torn_header_and_gaps);
+  RUN(seek_time_finds_first_at_or_after);
+  RUN(read_only_leaves_files_alone);
+  RUN(backpressure_and_bad_appends);
+  RUN(sync_policies);
+  RUN(close_acks_pending);
+  RUN(enospc_fails_group_and_resumes);
+  if (uv_loop_close(&loop) != 0) {
+    printf("loop still has handles\n");
+    test_failed++;
+  }
+  rm_rf(root);
+  return TEST_REPORT("test_log");
+}

@@ -1,0 +1,108 @@
+/* Unit tests for the small shared pieces: buf, clock, str. */
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/rand.h"
+#include "util/str.h"
+
+#include "test.h"
+
+TEST(buf_appends_and_escapes) {
+  buf_t b = BUF_INIT;
+  buf_puts(&b, "a");
+  buf_printf(&b, "%d", 42);
+  buf_json_escape(&b, "q\"\\\n\x01z", 6);
+  CHECK_STR(b.data, "a42q\\\"\\\\\\n\\u0001z");
+  buf_consume(&b, 3);
+  CHECK_STR(b.data, "q\\\"\\\\\\n\\u0001z");
+  for (int i = 0; i < 10000; i++) buf_putc(&b, 'x');
+  CHECK_INT(b.len, 10000 + 14);
+  buf_free(&b);
+  buf_free(&b);
+}
+
+TEST(clock_iso_round_trip) {
+  static const struct {
+    const char *in;
+    int64_t us;
+  } cases[] = {
+      {"1970-01-01T00:00:00Z", 0},
+      {"2026-11-22T19:37:05Z", 1795376225000000LL},
+      {"2026-11-22T19:37:05.123Z", 1795376225123000LL},
+      {"2026-11-22T21:37:05.123+02:00", 1795376225123000LL},
+      {"2026-11-22T19:37:05.5-0100", 1795379825500000LL},
+      {"2026-11-22", 1795305600000000LL},
+      {"2000-02-29T12:00:00Z", 951825600000000LL},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int64_t t = -1;
+    int rc = clock_parse_iso(cases[i].in, strlen(cases[i].in), &t);
+    if (rc != 0 || t != cases[i].us)
+      FAILF("%s -> rc %d t %lld, expected %lld", cases[i].in, rc, (long long)t, (long long)cases[i].us);
+  }
+  char out[25];
+  clock_format_iso(1795376225123000LL, out);
+  CHECK_STR(out, "2026-11-22T19:37:05.123Z");
+  static const char *bad[] = {"", "2026", "2026-1-01", "2026-13-01", "2026-11-22T25:00:00Z",
+                              "2026-11-22T10:00:00Zjunk", "2026-11-22T10:00:00.Z", "yesterday"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    int64_t t;
+    if (clock_parse_iso(bad[i], strlen(bad[i]), &t) == 0) FAILF("accepted bad time '%s'", bad[i]);
+  }
+}
+
+TEST(url_decode_and_query) {
+  char out[64];
+  CHECK_INT(str_url_decode("a%20b+c", 7, out, 1), 5);
+  CHECK_STR(out, "a b c");
+  CHECK_INT(str_url_decode("%zz", 3, out, 1), -1);
+  CHECK_INT(str_url_decode("%4", 2, out, 1), -1);
+  CHECK_INT(str_url_decode("%", 1, out, 1), -1);
+  const char *q = "a=1&&b=&c&d=x%3Dy";
+  size_t pos = 0, kl, vl;
+  const char *k, *v;
+  int n = 0;
+  char got[128] = "";
+  while (str_query_next(q, strlen(q), &pos, &k, &kl, &v, &vl)) {
+    n++;
+    strncat(got, k, kl);
+    strcat(got, "=");
+    strncat(got, v, vl);
+    strcat(got, ";");
+  }
+  CHECK_INT(n, 4);
+  CHECK_STR(got, "a=1;b=;c=;d=x%3Dy;");
+}
+
+TEST(base64) {
+  unsigned char out[64];
+  long n = str_base64_decode("aGVsbG8gd29ybGQ=", 16, out);
+  CHECK_INT(n, 11);
+  CHECK(memcmp(out, "hello world", 11) == 0);
+  n = str_base64_decode("aGVsbG8gd29ybGQ", 15, out); /* unpadded */
+  CHECK_INT(n, 11);
+  CHECK_INT(str_base64_decode("a$==", 4, out), -1);
+  char enc[32];
+  str_base64_encode((const unsigned char *)"wk:", 3, enc);
+  CHECK_STR(enc, "d2s6");
+}
+
+TEST(ct_equal_and_uuid) {
+  CHECK(str_ct_equal("abc", 3, "abc", 3));
+  CHECK(!str_ct_equal("abc", 3, "abd", 3));
+  CHECK(!str_ct_equal("abc", 3, "abcd", 4));
+  char u1[37], u2[37];
+  rand_uuid(u1);
+  rand_uuid(u2);
+  CHECK_INT(strlen(u1), 36);
+  CHECK(u1[14] == '4');
+  CHECK(strcmp(u1, u2) != 0);
+}
+
+int main(void) {
+  RUN(buf_appends_and_escapes);
+  RUN(clock_iso_round_trip);
+  RUN(url_decode_and_query);
+  RUN(base64);
+  RUN(ct_equal_and_uuid);
+  return TEST_REPORT("test_util");
+}
