@@ -76,6 +76,8 @@ int config_split_listen(const char *listen, char host[64], int *port);
 
 /* Print the option table (name, default, help) for --help. */
 void config_print_help(void);
+/* Print the option table as the Markdown of docs/CONFIG.md (a test keeps them equal). */
+void config_print_markdown(void);
 
 /* Free everything the config owns. NULL-safe. */
 void config_free(config_t *c);

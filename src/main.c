@@ -123,6 +123,10 @@ int main(int argc, char **argv) {
     printf("sluice %s\n", SLUICE_VERSION);
     return 0;
   }
+  if (!strcmp(cmd, "config-doc")) {
+    config_print_markdown();
+    return 0;
+  }
   if (!strcmp(cmd, "help") || (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))) {
     usage(stdout);
     return 0;

@@ -332,6 +332,13 @@ def test_generated_keys_kept_across_restart_and_drain():
         s.cleanup()
 
 
+def test_config_doc_matches_the_option_table():
+    from harness import ROOT
+    r = subprocess.run([BINARY, "config-doc"], capture_output=True)
+    with open(os.path.join(ROOT, "docs", "CONFIG.md"), "rb") as f:
+        check(f.read() == r.stdout, "docs/CONFIG.md is stale: run ./build/sluice config-doc > docs/CONFIG.md")
+
+
 def test_export_ranges():
     before = len(srv.export())
     evs = srv.export("--from-offset=1", "--to-offset=3")

@@ -35,7 +35,7 @@ TEST(paths_agree_and_extend) {
     }
   CHECK_INT(mismatches, 0);
   CHECK_INT(split_bad, 0);
-  CHECK_INT(~crc_sw(~0u, "123456789", 9), 0xE3069283u);
+  CHECK_INT(~crc_sw(~0u, (const unsigned char *)"123456789", 9), 0xE3069283u);
   CHECK(crc32c(0, b, 4096) == ~crc_sw(~0u, b, 4096));
 }
 

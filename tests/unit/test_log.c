@@ -41,10 +41,13 @@ static const char *test_dir(const char *name) {
   return d;
 }
 
+/* dir/file in one of four rotating buffers, so two results can be used together. */
 static const char *path_in(const char *dir, const char *file) {
-  static char p[600];
-  snprintf(p, sizeof p, "%s/%s", dir, file);
-  return p;
+  static char p[4][600];
+  static int turn;
+  char *out = p[turn++ % 4];
+  snprintf(out, sizeof p[0], "%s/%s", dir, file);
+  return out;
 }
 
 static long long file_size(const char *p) {
@@ -574,7 +577,7 @@ TEST(recovery_torn_header_and_gaps) {
   close_log(log);
 
   /* So is a bad header in a segment that is not the last. */
-  rename(path_in(dir, "00000000000000000020.log"), path_in(dir, "00000000000000000012.log"));
+  rename(path_in(dir, "00000000000000000020.log"), path_in(dir, "00000000000000000010.log"));
   int fd = open(path_in(dir, SEG0), O_RDWR);
   CHECK_INT(pwrite(fd, "XLOG", 4, 0), 4);
   close(fd);

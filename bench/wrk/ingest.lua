@@ -1,0 +1,56 @@
+-- wrk script for bench/ingest.sh: one static request per connection, optional
+-- rate limiting, and a machine-readable summary line.
+--
+-- Environment (all optional):
+--   BENCH_METHOD   GET | POST                          (default GET)
+--   BENCH_BODY     file whose bytes are the request body (POST)
+--   BENCH_AUTH     value of the Authorization header
+--   BENCH_CTYPE    Content-Type of the body              (default application/json)
+--   BENCH_RATE     target requests/s over all connections; unset = as fast as possible
+--   BENCH_CONNS    connections (must equal wrk -c) when BENCH_RATE is set
+--   BENCH_EVENTS   events per request (only echoed in the summary)
+--
+-- With BENCH_RATE each connection waits a random, exponentially distributed think time
+-- (mean BENCH_CONNS / BENCH_RATE seconds) after each response before it sends the next
+-- request: a closed loop with Poisson-like think times, not wrk2's open loop. Latency
+-- is measured by wrk from the request's first write to the response's last byte, so it
+-- excludes the think time.
+
+local env = os.getenv
+
+wrk.method = env("BENCH_METHOD") or "GET"
+local body_file = env("BENCH_BODY")
+if body_file and body_file ~= "" then
+  local f = assert(io.open(body_file, "rb"))
+  wrk.body = f:read("*a")
+  f:close()
+  wrk.headers["Content-Type"] = env("BENCH_CTYPE") or "application/json"
+end
+local auth = env("BENCH_AUTH")
+if auth and auth ~= "" then wrk.headers["Authorization"] = auth end
+wrk.headers["User-Agent"] = "sluice-bench/1"
+
+local rate = tonumber(env("BENCH_RATE") or "")
+local conns = tonumber(env("BENCH_CONNS") or "")
+if rate and rate > 0 and conns and conns > 0 then
+  local mean_ms = conns * 1000.0 / rate
+  math.randomseed(os.time())
+  function delay()
+    local u = math.random()
+    if u < 1e-12 then u = 1e-12 end
+    local d = -mean_ms * math.log(u)
+    -- wrk takes whole milliseconds: round at random so the mean stays mean_ms
+    return math.floor(d + math.random())
+  end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "BENCH requests=%d duration_us=%d bytes=%d p50_us=%d p90_us=%d p99_us=%d p999_us=%d " ..
+    "max_us=%d mean_us=%.1f err_connect=%d err_read=%d err_write=%d err_status=%d err_timeout=%d events_per_req=%s\n",
+    summary.requests, summary.duration, summary.bytes,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9), latency.max, latency.mean,
+    e.connect, e.read, e.write, e.status, e.timeout, env("BENCH_EVENTS") or "1"))
+end
