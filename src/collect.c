@@ -9,6 +9,7 @@
 
 #include "event.h"
 #include "keys.h"
+#include "ratelimit.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/mem.h"
@@ -43,6 +44,7 @@ struct collect {
   log_t *log, *bad;
   enrich_t *enrich;
   metrics_t *metrics;
+  ratelimit_t *limiter;
   buf_t body;    /* decompressed body scratch */
   buf_t values;  /* serialised events of the request being built */
   buf_t badvals; /* bad-event records of the request being built */
@@ -76,6 +78,8 @@ collect_t *collect_new(const collect_deps_t *d) {
   c->bad = d->bad;
   c->enrich = d->enrich;
   c->metrics = d->metrics;
+  double rate = (double)d->cfg->rate_limit_per_ip;
+  c->limiter = ratelimit_new(rate, d->cfg->rate_limit_burst ? (double)d->cfg->rate_limit_burst : 2 * rate, 0);
   c->print_cap = d->cfg->max_event_bytes + ENRICH_SLACK;
   c->print = xmalloc(c->print_cap);
   return c;
@@ -86,6 +90,7 @@ void collect_free(collect_t *c) {
   buf_free(&c->body);
   buf_free(&c->values);
   buf_free(&c->badvals);
+  ratelimit_free(c->limiter);
   free(c->print);
   free(c);
 }
@@ -761,6 +766,21 @@ int collect_handle(collect_t *c, http_req_t *r) {
     return 1;
   }
 
+  char ip[46];
+  enrich_client_ip(http_req_peer(r), http_req_header(r, "X-Forwarded-For"),
+                   &c->cfg->trusted_proxies, ip);
+  uint32_t wait_s = ratelimit_take(c->limiter, ip, clock_mono_us());
+  if (wait_s) {
+    char ra[16];
+    snprintf(ra, sizeof ra, "%u", wait_s);
+    http_header_t h[5];
+    size_t n = cors_headers(in, h, 0);
+    h[n++] = (http_header_t){"Retry-After", ra};
+    http_respond_error(r, 429, "rate_limited", "too many requests from this address; retry later", h, n);
+    ingest_free(in);
+    return 1;
+  }
+
   char hkey[256] = "";
   long kl = keys_from_authorization(http_req_header(r, "Authorization"), hkey, sizeof hkey);
   if (kl < 0) {
@@ -778,9 +798,6 @@ int collect_handle(collect_t *c, http_req_t *r) {
     }
   }
 
-  char ip[46];
-  enrich_client_ip(http_req_peer(r), http_req_header(r, "X-Forwarded-For"),
-                   &c->cfg->trusted_proxies, ip);
   enrich_ctx_t ctx = {clock_wall_us(), ip, http_req_header(r, "User-Agent"),
                       http_req_header(r, "Referer")};
   if (is_get)

@@ -50,6 +50,11 @@ static const opt_t opts[] = {
     {"body-timeout-ms", T_UINT, O(body_timeout_ms), "30000", NULL, "time to send the body (408)"},
     {"idle-timeout-ms", T_UINT, O(idle_timeout_ms), "60000", NULL, "keep-alive idle time"},
     {"max-connections", T_UINT, O(max_connections), "10000", NULL, "open connections"},
+    {"rate-limit-per-ip", T_UINT, O(rate_limit_per_ip), "0", NULL,
+     "ingestion requests per second per client address before 429 (0 = no limit; behind a "
+     "proxy set trusted-proxies so clients are told apart)"},
+    {"rate-limit-burst", T_UINT, O(rate_limit_burst), "0", NULL,
+     "requests a client may send at once above the rate (0 = twice the rate)"},
     {"cors-origins", T_LIST, O(cors_origins), "", NULL,
      "browser origins allowed to send events (\"*\" = any); empty allows none"},
     {"redirect-hosts", T_LIST, O(redirect_hosts), "", NULL,

@@ -41,6 +41,7 @@ typedef struct config {
   uint64_t max_header_bytes;
   uint64_t header_timeout_ms, body_timeout_ms, idle_timeout_ms;
   uint64_t max_connections;
+  uint64_t rate_limit_per_ip, rate_limit_burst; /* ingestion requests/s per client; 0 = off */
   /* browsers and e-mail */
   strlist_t cors_origins;    /* "*" allows any origin */
   strlist_t redirect_hosts;  /* click redirect allowlist: "shop.example", "*.example.com" */

@@ -332,6 +332,22 @@ def test_generated_keys_kept_across_restart_and_drain():
         s.cleanup()
 
 
+def test_rate_limit_429():
+    s = Server(args=["--rate-limit-per-ip=2", "--rate-limit-burst=3"]).start()
+    try:
+        statuses = []
+        for i in range(8):
+            st, h, data = s.request("POST", "/v1/track", {"event": "r", "userId": "u"})
+            statuses.append(st)
+            if st == 429:
+                check(int(h["retry-after"]) >= 1 and json.loads(data)["error"] == "rate_limited")
+        check(statuses[:3] == [200, 200, 200] and 429 in statuses[3:], statuses)
+        check(s.request("GET", "/healthz", auth=None)[0] == 200, "ops endpoints are not limited")
+        wait_for(lambda: s.request("POST", "/v1/track", {"event": "r", "userId": "u"})[0] == 200, 5)
+    finally:
+        s.cleanup()
+
+
 def test_config_doc_matches_the_option_table():
     from harness import ROOT
     r = subprocess.run([BINARY, "config-doc"], capture_output=True)
