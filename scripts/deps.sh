@@ -6,7 +6,7 @@
 #   scripts/deps.sh bench    plus benchmark references (nginx, redis, wrk)
 set -eu
 
-build="pkg-config make gcc libuv1-dev libhttp-parser-dev libcjson-dev zlib1g-dev libfyaml-dev"
+build="pkg-config make gcc libuv1-dev libhttp-parser-dev libcjson-dev zlib1g-dev libfyaml-dev libssl-dev libpcre2-dev libxxhash-dev libmaxminddb-dev uap-core tor-geoipdb libmaxmind-db-writer-perl"
 test="clang-14 libclang-rt-14-dev python3 curl prometheus e2fsprogs"
 bench="nginx-light redis-server wrk"
 

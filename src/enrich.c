@@ -121,15 +121,11 @@ static int step_message_id(cJSON *ev, const enrich_ctx_t *ctx, void *state, char
 static int step_ip(cJSON *ev, const enrich_ctx_t *ctx, void *state, char *msg, size_t ml) {
   const config_t *cfg = state;
   cJSON *context = ensure_object(ev, "context");
-  const cJSON *given = cJSON_GetObjectItemCaseSensitive(context, "ip");
   char anon[46];
   const char *ip = NULL;
-  /* A server-side SDK reports its visitor's address; anything that is not an address is
-   * dropped and the socket's address used instead, so no client text lands in "ip". */
-  if (cJSON_IsString(given) && enrich_anonymise_ip(given->valuestring, anon) == 0)
-    ip = given->valuestring;
-  else if (ctx->client_ip && enrich_anonymise_ip(ctx->client_ip, anon) == 0)
-    ip = ctx->client_ip;
+  /* ctx->client_ip is the event's own address (see enrich_event): anything a client put
+   * in context.ip that is not an address was already replaced by the request's. */
+  if (ctx->client_ip && enrich_anonymise_ip(ctx->client_ip, anon) == 0) ip = ctx->client_ip;
   if (!ip) {
     cJSON_DeleteItemFromObjectCaseSensitive(context, "ip");
     return 0;
@@ -164,7 +160,33 @@ int enrich_add(enrich_t *e, const char *name, enrich_step_fn fn, void *state) {
   return 0;
 }
 
-int enrich_event(enrich_t *e, cJSON *ev, const enrich_ctx_t *ctx, char *msg, size_t msglen) {
+int enrich_insert(enrich_t *e, const char *before, const char *name, enrich_step_fn fn,
+                  void *state) {
+  size_t at = e->n;
+  for (size_t i = 0; i < e->n; i++)
+    if (strcmp(e->steps[i].name, before) == 0) {
+      at = i;
+      break;
+    }
+  e->steps = xrealloc(e->steps, (e->n + 1) * sizeof *e->steps);
+  memmove(e->steps + at + 1, e->steps + at, (e->n - at) * sizeof *e->steps);
+  e->steps[at] = (step_t){name, fn, state};
+  e->n++;
+  return 0;
+}
+
+int enrich_event(enrich_t *e, cJSON *ev, const enrich_ctx_t *ctx_in, char *msg, size_t msglen) {
+  /* A server-side SDK reports its visitor's address in context.ip: that is the event's
+   * client. Anything there that is not an address is ignored. */
+  enrich_ctx_t local = *ctx_in;
+  const cJSON *context = cJSON_GetObjectItemCaseSensitive(ev, "context");
+  const cJSON *given = cJSON_GetObjectItemCaseSensitive(context, "ip");
+  char tmp[46], raw[46];
+  if (cJSON_IsString(given) && enrich_anonymise_ip(given->valuestring, tmp) == 0) {
+    snprintf(raw, sizeof raw, "%s", given->valuestring); /* steps may replace the item */
+    local.client_ip = raw;
+  }
+  const enrich_ctx_t *ctx = &local;
   for (size_t i = 0; i < e->n; i++) {
     char m[160] = "";
     if (e->steps[i].fn(ev, ctx, e->steps[i].state, m, sizeof m) != 0) {

@@ -12,8 +12,10 @@
  *               keep-full-ip is set. This is the only place a raw IP exists; it is gone
  *               before the event is serialised for disk.
  *   context.userAgent  from the User-Agent header when the event has none
- * Later stages (geo, user agent parsing, UTM, pseudonymisation, consent) append their
- * steps with enrich_add; a step that needs the raw IP reads ctx->client_ip. */
+ * Later stages (geo, user agent parsing, UTM, pseudonymisation, consent) add their
+ * steps with enrich_add (appended) or enrich_insert (before a named step); a step that
+ * needs the raw IP reads ctx->client_ip, which stays raw for every step even after the
+ * "ip" step has anonymised context.ip. */
 #ifndef SLUICE_ENRICH_H
 #define SLUICE_ENRICH_H
 
@@ -27,7 +29,9 @@ typedef struct enrich enrich_t;
 
 typedef struct enrich_ctx {
   int64_t received_us;        /* server receive time */
-  const char *client_ip;      /* raw client IP as resolved for this request */
+  const char *client_ip;      /* raw client IP. enrich_event passes steps the event's own:
+                               * a valid context.ip sent by a server-side SDK, else the
+                               * request's (socket peer or trusted X-Forwarded-For) */
   const char *user_agent;     /* User-Agent header or NULL */
   const char *referer;        /* Referer header or NULL */
 } enrich_ctx_t;
@@ -38,8 +42,11 @@ typedef int (*enrich_step_fn)(cJSON *ev, const enrich_ctx_t *ctx, void *state, c
 
 /* The default chain for config c (borrowed; must outlive the chain). NULL on OOM. */
 enrich_t *enrich_new(const config_t *c);
-/* Append a step; state is borrowed. Returns 0. */
+/* Append a step; name (static) and state are borrowed. Returns 0. */
 int enrich_add(enrich_t *e, const char *name, enrich_step_fn fn, void *state);
+/* Insert a step before the step called before (appended when there is none). Returns 0. */
+int enrich_insert(enrich_t *e, const char *before, const char *name, enrich_step_fn fn,
+                  void *state);
 /* Run every step over ev. Returns 0, or -1 with msg naming the failing step. */
 int enrich_event(enrich_t *e, cJSON *ev, const enrich_ctx_t *ctx, char *msg, size_t msglen);
 void enrich_free(enrich_t *e);

@@ -6,15 +6,16 @@
 --   BENCH_BODY     file whose bytes are the request body (POST)
 --   BENCH_AUTH     value of the Authorization header
 --   BENCH_CTYPE    Content-Type of the body              (default application/json)
---   BENCH_RATE     target requests/s over all connections; unset = as fast as possible
---   BENCH_CONNS    connections (must equal wrk -c) when BENCH_RATE is set
+--   BENCH_THINK_MS mean think time per connection in ms; unset or 0 = as fast as possible
 --   BENCH_EVENTS   events per request (only echoed in the summary)
 --
--- With BENCH_RATE each connection waits a random, exponentially distributed think time
--- (mean BENCH_CONNS / BENCH_RATE seconds) after each response before it sends the next
--- request: a closed loop with Poisson-like think times, not wrk2's open loop. Latency
--- is measured by wrk from the request's first write to the response's last byte, so it
--- excludes the think time.
+-- With BENCH_THINK_MS each connection waits a random, exponentially distributed think
+-- time after each response before it sends its next request: a closed loop with
+-- Poisson-like think times, which is how bench/ingest.sh offers a chosen load (wrk2's
+-- open loop is not packaged in Debian). The rate is then about
+-- connections / (think + latency); the script calibrates the think time and reports the
+-- rate reached. Latency is measured by wrk from the request's first write to the
+-- response's last byte, so it excludes the think time.
 
 local env = os.getenv
 
@@ -30,10 +31,8 @@ local auth = env("BENCH_AUTH")
 if auth and auth ~= "" then wrk.headers["Authorization"] = auth end
 wrk.headers["User-Agent"] = "sluice-bench/1"
 
-local rate = tonumber(env("BENCH_RATE") or "")
-local conns = tonumber(env("BENCH_CONNS") or "")
-if rate and rate > 0 and conns and conns > 0 then
-  local mean_ms = conns * 1000.0 / rate
+local mean_ms = tonumber(env("BENCH_THINK_MS") or "")
+if mean_ms and mean_ms > 0 then
   math.randomseed(os.time())
   function delay()
     local u = math.random()

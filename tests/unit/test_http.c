@@ -31,7 +31,11 @@ enum mode {
   MODE_HOLD,        /* hold every request until the test answers it */
   MODE_CRLF,        /* answer with caller headers, some carrying CR/LF */
   MODE_ERROR,       /* http_respond_error with characters to escape */
+  MODE_BIG,         /* answer with BIG_LEN bytes of a pattern, more than a socket takes */
 };
+
+#define BIG_LEN (8u << 20)
+static char *big_body;
 
 typedef struct fx {
   uv_loop_t loop;
@@ -127,6 +131,10 @@ static void handler(http_req_t *r, void *ud) {
     }
     case MODE_ERROR:
       http_respond_error(r, 422, "bad\"code", "line\nbreak", NULL, 0);
+      break;
+    case MODE_BIG:
+      http_respond(r, 200, NULL, 0, big_body, BIG_LEN, 0);
+      memset(big_body, '!', BIG_LEN); /* borrowed only during the call */
       break;
   }
 }
@@ -262,6 +270,10 @@ static int fx_wait_int(fx_t *f, int *field, int want) {
 static void cmd_answer_held(fx_t *f, void *arg) {
   for (int i = 0; i < f->nheld; i++) echo(f->held[i], "held");
   f->nheld = 0;
+}
+
+static void cmd_refill_big(fx_t *f, void *arg) {
+  for (size_t i = 0; i < BIG_LEN; i++) big_body[i] = (char)('a' + i % 26);
 }
 
 static void on_drained(void *ud) {
@@ -593,6 +605,16 @@ TEST(test_header_too_large) {
   pthread_mutex_lock(&f.mu);
   CHECK_STR(f.last_route, "other");
   pthread_mutex_unlock(&f.mu);
+  cli_close(c);
+
+  /* many small header fields: 431 as well */
+  c = cli_open(f.port);
+  size_t n = (size_t)snprintf(req, sizeof req, "GET / HTTP/1.1\r\n");
+  for (int i = 0; i < 200; i++) n += (size_t)snprintf(req + n, sizeof req - n, "h%d:\r\n", i);
+  snprintf(req + n, sizeof req - n, "\r\n");
+  cli_send(c, req);
+  CHECK_INT(cli_response(c, r, 0), 431);
+  CHECK(cli_closed(c, WAIT_MS));
   cli_close(c);
 
   /* just under the limit passes */
@@ -937,6 +959,59 @@ TEST(test_max_connections) {
   fx_stop(&f);
 }
 
+TEST(test_large_response) {
+  fx_t f;
+  big_body = malloc(BIG_LEN);
+  for (size_t i = 0; i < BIG_LEN; i++) big_body[i] = (char)('a' + i % 26);
+  CHECK_INT(fx_start(&f, NULL, MODE_BIG), 0);
+  cli_t *c = cli_open(f.port);
+  resp_t *r = malloc(sizeof *r);
+  /* two pipelined requests; the first answer cannot go out in one write */
+  cli_send(c, "GET /big HTTP/1.1\r\n\r\nGET /big2 HTTP/1.1\r\n\r\n");
+  usleep(50000); /* let the server fill the socket before reading */
+  for (int k = 0; k < 2; k++) {
+    CHECK_INT(cli_response(c, r, 1), 200); /* head only: the body is streamed below */
+    char v[32];
+    CHECK_INT(strtoul(resp_header(r, "Content-Length", v, sizeof v), NULL, 10), BIG_LEN);
+    size_t got = 0, bad = 0;
+    int64_t deadline = clock_mono_us() + WAIT_MS * 1000;
+    while (got < BIG_LEN) {
+      if (c->len == 0 && cli_fill(c, deadline) <= 0) break;
+      size_t n = c->len < BIG_LEN - got ? c->len : BIG_LEN - got;
+      for (size_t i = 0; i < n; i++)
+        if (c->buf[i] != (char)('a' + (got + i) % 26)) bad++;
+      memmove(c->buf, c->buf + n, c->len - n);
+      c->len -= n;
+      got += n;
+    }
+    CHECK_INT(got, BIG_LEN);
+    CHECK_INT(bad, 0);
+    fx_call(&f, cmd_refill_big, NULL);
+  }
+  CHECK_INT(fx_get(&f, &f.nreq), 2);
+  cli_close(c);
+  free(r);
+  fx_stop(&f);
+  free(big_body);
+}
+
+TEST(test_upgrade_refused) {
+  fx_t f;
+  CHECK_INT(fx_start(&f, NULL, MODE_ECHO), 0);
+  cli_t *c = cli_open(f.port);
+  resp_t *r = malloc(sizeof *r);
+  cli_send(c, "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+              "\x81\x05hello");
+  CHECK_INT(cli_response(c, r, 0), 200); /* answered as plain HTTP, then closed */
+  char v[32];
+  CHECK_STR(resp_header(r, "Connection", v, sizeof v), "close");
+  CHECK(cli_closed(c, WAIT_MS));
+  CHECK_INT(fx_get(&f, &f.nreq), 1);
+  cli_close(c);
+  free(r);
+  fx_stop(&f);
+}
+
 static void noop_handler(http_req_t *r, void *ud) { http_respond(r, 204, NULL, 0, NULL, 0, 0); }
 
 TEST(test_listen) {
@@ -987,6 +1062,8 @@ int main(void) {
   RUN(test_respond_error_json);
   RUN(test_drain);
   RUN(test_max_connections);
+  RUN(test_large_response);
+  RUN(test_upgrade_refused);
   RUN(test_listen);
   return TEST_REPORT("test_http");
 }
