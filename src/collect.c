@@ -44,6 +44,7 @@ struct collect {
   log_t *log, *bad;
   enrich_t *enrich;
   metrics_t *metrics;
+  dedup_t *dedup;
   ratelimit_t *limiter;
   buf_t body;    /* decompressed body scratch */
   buf_t values;  /* serialised events of the request being built */
@@ -57,7 +58,10 @@ typedef struct ingest {
   collect_t *c;
   http_req_t *req;
   const route_t *route;
-  size_t accepted, nrejected;
+  size_t accepted;  /* events stored by this request (appended to the log) */
+  size_t skipped;   /* accepted but not stored: duplicates, no analytics consent */
+  size_t nrejected;
+  buf_t ids;        /* NUL-separated messageIds of the stored events, for dedup */
   buf_t rejected; /* JSON array body items, "" when none */
   char *redirect; /* K_REDIRECT target */
   char origin[256];
@@ -78,6 +82,7 @@ collect_t *collect_new(const collect_deps_t *d) {
   c->bad = d->bad;
   c->enrich = d->enrich;
   c->metrics = d->metrics;
+  c->dedup = d->dedup;
   double rate = (double)d->cfg->rate_limit_per_ip;
   c->limiter = ratelimit_new(rate, d->cfg->rate_limit_burst ? (double)d->cfg->rate_limit_burst : 2 * rate, 0);
   c->print_cap = d->cfg->max_event_bytes + ENRICH_SLACK;
@@ -166,6 +171,7 @@ static void fail_req(ingest_t *in, int status, const char *code, const char *msg
 
 static void ingest_free(ingest_t *in) {
   buf_free(&in->rejected);
+  buf_free(&in->ids);
   free(in->redirect);
   free(in);
 }
@@ -173,13 +179,14 @@ static void ingest_free(ingest_t *in) {
 static void respond_done(ingest_t *in) {
   http_header_t h[6];
   size_t n = cors_headers(in, h, 0);
-  if (in->accepted && in->route->kind == K_PIXEL) {
+  size_t ok = in->accepted + in->skipped;
+  if (ok && in->route->kind == K_PIXEL) {
     h[n++] = (http_header_t){"Content-Type", "image/gif"};
     h[n++] = (http_header_t){"Cache-Control", "no-store, max-age=0"};
     http_respond(in->req, 200, h, n, gif, sizeof gif, 0);
     return;
   }
-  if (in->accepted && in->route->kind == K_REDIRECT) {
+  if (ok && in->route->kind == K_REDIRECT) {
     h[n++] = (http_header_t){"Location", in->redirect};
     h[n++] = (http_header_t){"Cache-Control", "no-store"};
     http_respond(in->req, 302, h, n, "", 0, 0);
@@ -190,13 +197,13 @@ static void respond_done(ingest_t *in) {
   if (!in->nrejected) {
     buf_puts(&b, "{\"success\":true}");
   } else {
-    buf_printf(&b, "{\"success\":%s,", in->accepted ? "true" : "false");
-    if (!in->accepted)
+    buf_printf(&b, "{\"success\":%s,", ok ? "true" : "false");
+    if (!ok)
       buf_puts(&b, "\"error\":\"invalid_events\",\"message\":\"no event in the request was valid\",");
-    buf_printf(&b, "\"accepted\":%zu,\"rejected\":[%s]}", in->accepted,
+    buf_printf(&b, "\"accepted\":%zu,\"rejected\":[%s]}", ok,
                in->rejected.data ? in->rejected.data : "");
   }
-  http_respond(in->req, in->accepted ? 200 : 400, h, n, b.data, b.len, 0);
+  http_respond(in->req, ok ? 200 : 400, h, n, b.data, b.len, 0);
   buf_free(&b);
 }
 
@@ -208,6 +215,13 @@ static void on_ack(void *ud, int status, uint64_t first_offset) {
   metrics_observe(c->metrics, MH_ACK, (uint64_t)(clock_mono_us() - http_req_start_us(in->req)));
   if (status == 0) {
     metrics_add(c->metrics, MC_EVENTS_ACCEPTED, in->accepted);
+    /* Durable now: from here on a retry of these events is a duplicate. */
+    int64_t now = clock_wall_us();
+    for (size_t pos = 0; pos < in->ids.len;) {
+      size_t n = strlen(in->ids.data + pos);
+      dedup_add(c->dedup, in->ids.data + pos, n, now);
+      pos += n + 1;
+    }
     respond_done(in);
   } else {
     metrics_add(c->metrics, MC_EVENTS_FAILED, in->accepted);
@@ -268,7 +282,13 @@ static int take_event(collect_t *c, ingest_t *in, cJSON *ev, size_t index,
     return -1;
   }
   char msg[200];
-  if (enrich_event(c->enrich, ev, ctx, msg, sizeof msg) != 0) {
+  int erc = enrich_event(c->enrich, ev, ctx, msg, sizeof msg);
+  if (erc == ENRICH_DROP) {
+    in->skipped++;
+    metrics_add(c->metrics, MC_EVENTS_NO_CONSENT, 1);
+    return 0;
+  }
+  if (erc != 0) {
     if (!raw) raw = printed = cJSON_PrintUnformatted(ev);
     reject(c, in, index, EVENT_ERR_FIELD, msg, raw, raw ? strlen(raw) : 0, ctx);
     free(printed);
@@ -281,6 +301,15 @@ static int take_event(collect_t *c, ingest_t *in, cJSON *ev, size_t index,
     reject(c, in, index, EVENT_ERR_TOO_LARGE, msg, raw, raw ? rawlen : 0, ctx);
     return -1;
   }
+  const cJSON *mid = cJSON_GetObjectItemCaseSensitive(ev, "messageId");
+  const char *id = cJSON_IsString(mid) ? mid->valuestring : "";
+  size_t idlen = strlen(id);
+  if (dedup_seen(c->dedup, id, idlen, ctx->received_us)) {
+    in->skipped++;
+    metrics_add(c->metrics, MC_EVENTS_DUPLICATE, 1);
+    return 0;
+  }
+  if (c->dedup) buf_append(&in->ids, id, idlen + 1);
   size_t klen;
   const char *key = event_key(ev, &klen);
   size_t vlen = strlen(c->print);

@@ -11,7 +11,8 @@
  *
  * A request goes: CORS origin check -> backpressure check -> key (Authorization header,
  * else writeKey in the body or query) -> body decoding (gzip/deflate, bounded) -> JSON
- * parse -> per event: validate (event.h), enrich (enrich.h), serialise -> one log_append
+ * parse -> per event: validate (event.h), enrich (enrich.h), skip if its messageId is
+ * already stored (dedup.h) or it has no analytics consent, serialise -> one log_append
  * for all good events of the request -> response once the log acknowledges them.
  * Rejected events are reported by index with a code and a message, and are written with
  * their reason to the bad-event log (a second log, <data-dir>/bad). The good events of a
@@ -22,6 +23,7 @@
 #define SLUICE_COLLECT_H
 
 #include "config.h"
+#include "dedup.h"
 #include "enrich.h"
 #include "http.h"
 #include "log.h"
@@ -35,6 +37,7 @@ typedef struct collect_deps {
   log_t *bad;           /* borrowed: the bad-event log */
   enrich_t *enrich;     /* borrowed */
   metrics_t *metrics;   /* borrowed */
+  dedup_t *dedup;       /* borrowed; NULL = no deduplication */
 } collect_deps_t;
 
 collect_t *collect_new(const collect_deps_t *deps);

@@ -48,6 +48,13 @@ typedef struct config {
   /* privacy / proxies */
   strlist_t trusted_proxies; /* peers whose X-Forwarded-For is believed */
   int keep_full_ip;          /* 0: anonymise IPv4 /24, IPv6 /48 before disk */
+  int pseudonymise;          /* replace identifying fields by keyed HMAC-SHA256 */
+  strlist_t pseudonymise_fields;
+  char *consent_default;     /* granted | denied: events without consent information */
+  char *without_analytics_consent; /* drop | anonymous */
+  strlist_t analytics_categories, marketing_categories;
+  /* dedup */
+  uint64_t dedup_window_events, dedup_window_s;
 } config_t;
 
 /* Fill c with the built-in defaults. */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "campaign.h"
 #include "util/clock.h"
 #include "util/mem.h"
 #include "util/rand.h"
@@ -151,6 +152,7 @@ enrich_t *enrich_new(const config_t *c) {
   enrich_add(e, "message_id", step_message_id, NULL);
   enrich_add(e, "ip", step_ip, (void *)c);
   enrich_add(e, "user_agent", step_user_agent, NULL);
+  enrich_add(e, "campaign", campaign_enrich_step, NULL);
   return e;
 }
 
@@ -189,7 +191,9 @@ int enrich_event(enrich_t *e, cJSON *ev, const enrich_ctx_t *ctx_in, char *msg, 
   const enrich_ctx_t *ctx = &local;
   for (size_t i = 0; i < e->n; i++) {
     char m[160] = "";
-    if (e->steps[i].fn(ev, ctx, e->steps[i].state, m, sizeof m) != 0) {
+    int rc = e->steps[i].fn(ev, ctx, e->steps[i].state, m, sizeof m);
+    if (rc == ENRICH_DROP) return ENRICH_DROP;
+    if (rc != 0) {
       snprintf(msg, msglen, "%s: %s", e->steps[i].name, m);
       return -1;
     }

@@ -36,7 +36,10 @@ typedef struct enrich_ctx {
   const char *referer;        /* Referer header or NULL */
 } enrich_ctx_t;
 
-/* A step: modify ev in place. Return 0, or -1 to reject the event (msg filled). */
+/* A step: modify ev in place. Return 0; -1 to reject the event (msg filled; the client
+ * is told and the event goes to the bad-event log); or ENRICH_DROP to drop it silently
+ * (answered as accepted, never stored: a visitor without consent). */
+#define ENRICH_DROP 1
 typedef int (*enrich_step_fn)(cJSON *ev, const enrich_ctx_t *ctx, void *state, char *msg,
                               size_t msglen);
 
@@ -47,7 +50,8 @@ int enrich_add(enrich_t *e, const char *name, enrich_step_fn fn, void *state);
 /* Insert a step before the step called before (appended when there is none). Returns 0. */
 int enrich_insert(enrich_t *e, const char *before, const char *name, enrich_step_fn fn,
                   void *state);
-/* Run every step over ev. Returns 0, or -1 with msg naming the failing step. */
+/* Run every step over ev. Returns 0, ENRICH_DROP when a step dropped the event, or -1
+ * with msg naming the failing step. */
 int enrich_event(enrich_t *e, cJSON *ev, const enrich_ctx_t *ctx, char *msg, size_t msglen);
 void enrich_free(enrich_t *e);
 

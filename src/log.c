@@ -846,6 +846,20 @@ out:
 
 /* ---- life cycle ---- */
 
+/* Best effort fsync of the directory holding path. */
+static void sync_parent(const char *path) {
+  size_t n = strlen(path);
+  while (n > 1 && path[n - 1] == '/') n--;
+  while (n > 0 && path[n - 1] != '/') n--;
+  char *parent = n ? xstrndup(path, n) : xstrdup(".");
+  int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    (void)sync_fd(fd, 0);
+    close(fd);
+  }
+  free(parent);
+}
+
 log_t *log_open(const log_opts_t *opts, log_recovery_t *rec, char *err, size_t errlen) {
   log_recovery_t r0;
   memset(&r0, 0, sizeof r0);
@@ -891,9 +905,13 @@ log_t *log_open(const log_opts_t *opts, log_recovery_t *rec, char *err, size_t e
     goto fail;
   }
 
-  if (!log->read_only && mkdir(dir, 0700) != 0 && errno != EEXIST) {
-    snprintf(err, errlen, "log: cannot create directory %s: %s", dir, strerror(errno));
-    goto fail;
+  if (!log->read_only) {
+    if (mkdir(dir, 0700) == 0) {
+      sync_parent(dir); /* so the new directory itself survives a crash */
+    } else if (errno != EEXIST) {
+      snprintf(err, errlen, "log: cannot create directory %s: %s", dir, strerror(errno));
+      goto fail;
+    }
   }
   log->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (log->dirfd < 0) {

@@ -12,13 +12,15 @@
  * all little-endian; len counts the bytes after the crc field and the CRC32C covers them.
  * Beside each segment a sparse index <base>.idx holds one 16-byte entry (u32 relative
  * offset, u32 file position, i64 time_us) every index_interval bytes; it is derived data,
- * rebuilt from the segment whenever it is missing or shorter than the segment needs.
- * A segment rolls once it passes segment_bytes.
+ * rebuilt from the segment whenever it is missing, shorter than the segment needs or (for
+ * the last segment) different from what the segment says. A segment rolls before an
+ * append would take it past segment_bytes; an append larger than that gets a segment to
+ * itself, since one append never spans two segments.
  *
  * Writing (group commit): the loop thread calls log_append, which copies the records into
  * the open group and returns at once. One writer thread takes the whole group, assigns
  * offsets, frames and CRCs the records, write()s them and, with LOG_SYNC_ALWAYS, calls
- * fdatasync once for the group; then every ack callback of that group runs on the loop
+ * fdatasync once for the group (once per segment when it fills one); then every ack callback of that group runs on the loop
  * thread. Many requests thus share one fdatasync, and a request is acknowledged only
  * after its records are durable. While a group is being written the next one fills up.
  * If a write or sync fails (ENOSPC, EIO), the segment is truncated back to where the group
@@ -29,8 +31,10 @@
  *
  * Recovery (log_open): the last segment is scanned from its start; a torn or corrupt tail
  * (short frame, bad length, CRC mismatch, offset out of sequence) is truncated away and
- * reported in log_recovery_t. Earlier segments were closed cleanly and are trusted (readers
- * still check every CRC).
+ * reported in log_recovery_t; a last segment torn inside its header holds no records and
+ * gets its header rewritten. Earlier segments were closed cleanly and are trusted (readers
+ * still check every CRC); a gap between segments, or a bad header or torn end in an
+ * earlier one, makes log_open fail with a message instead of dropping data.
  *
  * Reading: a log_reader_t reads durable records by offset, from any thread, whether the
  * log is open for writing in this process or opened read-only by a tool (sluice export).
@@ -67,7 +71,8 @@ typedef struct log_opts {
 typedef struct log_recovery {
   uint64_t segments;         /* segment files found */
   uint64_t records;          /* records in the log after recovery */
-  uint64_t dropped_bytes;    /* torn/corrupt tail bytes truncated (0 when clean) */
+  uint64_t dropped_bytes;    /* torn/corrupt tail bytes truncated (0 when clean); with
+                                read_only, the bytes that would be, left in place */
   char dropped_segment[32];  /* file name of the segment truncated, "" if none */
 } log_recovery_t;
 
@@ -108,16 +113,20 @@ log_t *log_open(const log_opts_t *opts, log_recovery_t *rec /* OUT */, char *err
                 size_t errlen);
 
 /* Write and sync everything appended so far, run pending callbacks, stop the writer and
- * free the log. Must run on the loop thread with the loop still alive. NULL is a no-op. */
+ * free the log. Must run on the loop thread with the loop still alive, not from an ack or
+ * notify callback, after the log's readers are closed. The log's uv handle is released on
+ * the loop's next iteration: run the loop (uv_run) once more before uv_loop_close.
+ * NULL is a no-op. */
 void log_close(log_t *log);
 
 /* ---- Appending (loop thread only) ---- */
 
-/* Queue n records as one unit and call ack when they are durable or failed. Returns 0
- * when queued (ack will be called exactly once), or, with ack never called:
+/* Queue n records as one unit and call ack (may be NULL) when they are durable or failed.
+ * Returns 0 when queued (ack will be called exactly once), or, with ack never called:
  * -EAGAIN when more than max_pending_bytes are waiting (backpressure: answer 503),
  * -EIO when the log has failed sticky, -EINVAL for an empty or oversized record
- * (a record over 16 MiB). */
+ * (no key and no value, or key + value over 16 MiB), n == 0 or a read_only log,
+ * -ESHUTDOWN from a callback run by log_close. */
 int log_append(log_t *log, const log_entry_t *entries, size_t n, log_ack_fn ack, void *ud);
 
 /* Subscribe to new durable records (later stages tail the log). One subscriber per call;
@@ -138,13 +147,15 @@ void log_set_sync_observer(log_t *log, log_sync_observer_fn fn, void *ud);
 
 /* ---- Reading ---- */
 
-/* A reader positioned at offset `from` (clamped to the first offset still on disk).
- * Returns NULL on allocation or I/O error with a message in err. */
+/* A reader positioned at offset `from` (clamped to the first offset still on disk; an
+ * offset not written yet is waited for). Borrows log, which must outlive it. Returns NULL
+ * on allocation or I/O error with a message in err. */
 log_reader_t *log_reader_open(log_t *log, uint64_t from, char *err, size_t errlen);
 
 /* Read the next durable record. Returns 1 with *out filled, 0 when caught up (no record
  * at this offset yet), or a negative errno: -EBADMSG for a corrupt record (the reader
- * stops there), -EIO on a read error. */
+ * stops there), -EIO on a read error. On a read_only log the reader also picks up valid
+ * records another process appended after log_open. */
 int log_reader_next(log_reader_t *r, log_record_t *out /* OUT */);
 
 /* Position at the first record with time_us >= t (approximate to one index interval,

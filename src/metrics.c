@@ -48,6 +48,10 @@ static const struct {
     [MC_REQUEST_BYTES] = {"sluice_request_bytes_total", "Request body bytes received."},
     [MC_BAD_EVENTS_LOGGED] = {"sluice_bad_events_logged_total",
                               "Records written to the bad-event log."},
+    [MC_EVENTS_DUPLICATE] = {"sluice_events_duplicate_total",
+                             "Events not stored again because their messageId was stored."},
+    [MC_EVENTS_NO_CONSENT] = {"sluice_events_dropped_no_consent_total",
+                              "Events not stored because the visitor gave no analytics consent."},
 };
 
 static const struct {

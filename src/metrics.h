@@ -20,6 +20,8 @@ typedef enum {
   MC_EVENTS_FAILED,     /* events refused because the log could not take them (503) */
   MC_REQUEST_BYTES,     /* request body bytes received (before decompression) */
   MC_BAD_EVENTS_LOGGED, /* records written to the bad-event log */
+  MC_EVENTS_DUPLICATE,  /* events answered as accepted, not stored: messageId seen */
+  MC_EVENTS_NO_CONSENT, /* events answered as accepted, not stored: no analytics consent */
   MC_COUNT_
 } metrics_counter_t;
 

@@ -10,11 +10,13 @@
 #include <sys/statvfs.h>
 
 #include "collect.h"
+#include "dedup.h"
 #include "enrich.h"
 #include "http.h"
 #include "keys.h"
 #include "log.h"
 #include "metrics.h"
+#include "privacy.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/msg.h"
@@ -24,6 +26,8 @@ typedef struct server {
   uv_loop_t *loop;
   log_t *log, *bad;
   enrich_t *enrich;
+  privacy_t *privacy;
+  dedup_t *dedup;
   metrics_t *metrics;
   collect_t *collect;
   http_server_t *http;
@@ -203,8 +207,24 @@ int serve_run(config_t *cfg) {
   s.metrics = metrics_new();
   if (!(s.log = open_log(&s, "log")) || !(s.bad = open_log(&s, "bad"))) goto out;
   log_set_sync_observer(s.log, on_sync, s.metrics);
+  if (!(s.privacy = privacy_new(cfg, err, sizeof err))) {
+    msg_error("cannot set up pseudonymisation", "error=\"%s\"", err);
+    goto out;
+  }
   s.enrich = enrich_new(cfg);
-  collect_deps_t deps = {cfg, s.log, s.bad, s.enrich, s.metrics};
+  /* Consent and pseudonymisation run last: they see (and may strip) what the others add. */
+  enrich_add(s.enrich, "consent", privacy_consent_step, s.privacy);
+  enrich_add(s.enrich, "pseudonymise", privacy_pseudonymise_step, s.privacy);
+  s.dedup = dedup_new(cfg->dedup_window_events, (int64_t)cfg->dedup_window_s * 1000000);
+  int64_t t0 = clock_mono_us();
+  long loaded = dedup_rebuild(s.dedup, s.log, clock_wall_us());
+  if (loaded < 0) {
+    msg_error("cannot rebuild the dedup window from the log", "error=\"%s\"", strerror((int)-loaded));
+    goto out;
+  }
+  if (s.dedup)
+    msg_info("dedup window rebuilt", "ids=%ld ms=%lld", loaded, (long long)(clock_mono_us() - t0) / 1000);
+  collect_deps_t deps = {cfg, s.log, s.bad, s.enrich, s.metrics, s.dedup};
   s.collect = collect_new(&deps);
   http_limits_t lim = {
       .max_header_bytes = cfg->max_header_bytes,
@@ -258,6 +278,8 @@ out:
   uv_run(s.loop, UV_RUN_DEFAULT);
   collect_free(s.collect);
   enrich_free(s.enrich);
+  privacy_free(s.privacy);
+  dedup_free(s.dedup);
   metrics_free(s.metrics);
   uv_loop_close(s.loop);
   if (rc == 0) msg_info("sluice stopped cleanly", NULL);

@@ -12,6 +12,7 @@ void buf_reserve(buf_t *b, size_t extra) {
   size_t cap = b->cap ? b->cap : 64;
   while (cap < need) cap *= 2;
   b->data = xrealloc(b->data, cap + 1);
+  b->data[b->len] = 0;
   b->cap = cap;
 }
 

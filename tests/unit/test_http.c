@@ -75,6 +75,16 @@ static void echo(http_req_t *r, const char *route) {
   size_t blen;
   const char *body = http_req_body(r, &blen);
   const char *xt = http_req_header(r, "X-Test");
+  static int slot;
+  int ok = http_req_data(r) == NULL; /* a fresh request starts without data */
+  http_req_set_data(r, &slot);
+  ok = ok && http_req_data(r) == &slot && body[blen] == '\0';
+  int64_t age_us = clock_mono_us() - http_req_start_us(r);
+  ok = ok && http_req_start_us(r) > 0 && age_us >= 0 && age_us < 60 * 1000000;
+  if (!ok) {
+    http_respond(r, 500, NULL, 0, "echo: request checks failed", 27, 0);
+    return;
+  }
   int n = snprintf(out, sizeof out, "method=%s path=%s query=%s peer=%s x-test=%s body=%zu:%.64s",
                    http_req_method(r), http_req_path(r), http_req_query(r), http_req_peer(r),
                    xt ? xt : "(none)", blen, body);
@@ -133,6 +143,7 @@ static void handler(http_req_t *r, void *ud) {
       http_respond_error(r, 422, "bad\"code", "line\nbreak", NULL, 0);
       break;
     case MODE_BIG:
+      for (size_t i = 0; i < BIG_LEN; i++) big_body[i] = (char)('a' + i % 26);
       http_respond(r, 200, NULL, 0, big_body, BIG_LEN, 0);
       memset(big_body, '!', BIG_LEN); /* borrowed only during the call */
       break;
@@ -181,7 +192,7 @@ static void fx_call(fx_t *f, void (*cmd)(fx_t *, void *), void *arg) {
   pthread_mutex_unlock(&f->mu);
 }
 
-static int fx_start(fx_t *f, const http_limits_t *lim, enum mode mode) {
+static int fx_start_on(fx_t *f, const http_limits_t *lim, enum mode mode, const char *host) {
   memset(f, 0, sizeof *f);
   f->mode = mode;
   pthread_mutex_init(&f->mu, NULL);
@@ -194,11 +205,22 @@ static int fx_start(fx_t *f, const http_limits_t *lim, enum mode mode) {
   f->srv = http_server_new(&f->loop, lim, handler, f);
   if (!f->srv) return -1;
   http_server_set_observer(f->srv, observer, f);
-  int rc = http_server_listen(f->srv, "127.0.0.1", 0);
-  if (rc < 0) return rc;
+  int rc = http_server_listen(f->srv, host, 0);
+  if (rc < 0) {
+    http_server_free(f->srv);
+    uv_close((uv_handle_t *)&f->delay, NULL);
+    uv_close((uv_handle_t *)&f->wake, NULL);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&f->loop);
+    return rc;
+  }
   f->port = http_server_port(f->srv);
   pthread_create(&f->thread, NULL, loop_main, f);
   return 0;
+}
+
+static int fx_start(fx_t *f, const http_limits_t *lim, enum mode mode) {
+  return fx_start_on(f, lim, mode, "127.0.0.1");
 }
 
 static void cmd_stop(fx_t *f, void *arg) {
@@ -267,13 +289,20 @@ static int fx_wait_int(fx_t *f, int *field, int want) {
   return 0;
 }
 
-static void cmd_answer_held(fx_t *f, void *arg) {
-  for (int i = 0; i < f->nheld; i++) echo(f->held[i], "held");
+static void cmd_free_server(fx_t *f, void *arg) {
+  http_server_free(f->srv);
+  f->srv = NULL;
+}
+
+/* Answer held requests (after the server is gone: only releases them). */
+static void cmd_answer_gone(fx_t *f, void *arg) {
+  for (int i = 0; i < f->nheld; i++) http_respond_error(f->held[i], 500, "late", "late", NULL, 0);
   f->nheld = 0;
 }
 
-static void cmd_refill_big(fx_t *f, void *arg) {
-  for (size_t i = 0; i < BIG_LEN; i++) big_body[i] = (char)('a' + i % 26);
+static void cmd_answer_held(fx_t *f, void *arg) {
+  for (int i = 0; i < f->nheld; i++) echo(f->held[i], "held");
+  f->nheld = 0;
 }
 
 static void on_drained(void *ud) {
@@ -833,12 +862,26 @@ TEST(test_disconnect_before_async_response) {
   usleep(20000);
   fx_call(&f, cmd_answer_held, NULL);
   CHECK(fx_wait_conns(&f, 0));
-  /* server freed while a request is held: cmd_stop answers it after the free */
+  fx_stop(&f);
+
+  /* server freed while a request is held: cmd_stop answers it in the same loop turn */
+  CHECK_INT(fx_start(&f, NULL, MODE_HOLD), 0);
   c = cli_open(f.port);
   cli_send(c, "GET /held HTTP/1.1\r\nHost: h\r\n\r\n");
   CHECK(fx_wait_held(&f, 1));
   fx_stop(&f);
   CHECK(cli_closed(c, WAIT_MS));
+  cli_close(c);
+
+  /* ... and answered only after the connection's handles are closed */
+  CHECK_INT(fx_start(&f, NULL, MODE_HOLD), 0);
+  c = cli_open(f.port);
+  cli_send(c, "GET /held HTTP/1.1\r\nHost: h\r\n\r\n");
+  CHECK(fx_wait_held(&f, 1));
+  fx_call(&f, cmd_free_server, NULL);
+  CHECK(cli_closed(c, WAIT_MS));
+  fx_call(&f, cmd_answer_gone, NULL); /* close callbacks ran in the earlier loop turn */
+  fx_stop(&f);
   cli_close(c);
 }
 
@@ -962,7 +1005,6 @@ TEST(test_max_connections) {
 TEST(test_large_response) {
   fx_t f;
   big_body = malloc(BIG_LEN);
-  for (size_t i = 0; i < BIG_LEN; i++) big_body[i] = (char)('a' + i % 26);
   CHECK_INT(fx_start(&f, NULL, MODE_BIG), 0);
   cli_t *c = cli_open(f.port);
   resp_t *r = malloc(sizeof *r);
@@ -986,7 +1028,6 @@ TEST(test_large_response) {
     }
     CHECK_INT(got, BIG_LEN);
     CHECK_INT(bad, 0);
-    fx_call(&f, cmd_refill_big, NULL);
   }
   CHECK_INT(fx_get(&f, &f.nreq), 2);
   cli_close(c);
@@ -1008,6 +1049,39 @@ TEST(test_upgrade_refused) {
   CHECK(cli_closed(c, WAIT_MS));
   CHECK_INT(fx_get(&f, &f.nreq), 1);
   cli_close(c);
+  free(r);
+  fx_stop(&f);
+}
+
+TEST(test_peer_ipv6) {
+  fx_t f;
+  if (fx_start_on(&f, NULL, MODE_ECHO, "::") != 0) {
+    printf("  (skipped: no IPv6)\n");
+    return;
+  }
+  resp_t *r = malloc(sizeof *r);
+  /* IPv4 client on a dual-stack listener: shown as plain IPv4 */
+  cli_t *c = cli_open(f.port);
+  CHECK(c != NULL);
+  if (c) {
+    cli_send(c, "GET / HTTP/1.1\r\n\r\n");
+    CHECK_INT(cli_response(c, r, 0), 200);
+    CHECK(has(r->body, " peer=127.0.0.1 "));
+    cli_close(c);
+  }
+  int fd = socket(AF_INET6, SOCK_STREAM, 0);
+  struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)f.port)};
+  sa.sin6_addr = in6addr_loopback;
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+    c = calloc(1, sizeof *c);
+    c->fd = fd;
+    cli_send(c, "GET / HTTP/1.1\r\n\r\n");
+    CHECK_INT(cli_response(c, r, 0), 200);
+    CHECK(has(r->body, " peer=::1 "));
+    cli_close(c);
+  } else {
+    close(fd);
+  }
   free(r);
   fx_stop(&f);
 }
@@ -1064,6 +1138,7 @@ int main(void) {
   RUN(test_max_connections);
   RUN(test_large_response);
   RUN(test_upgrade_refused);
+  RUN(test_peer_ipv6);
   RUN(test_listen);
   return TEST_REPORT("test_http");
 }

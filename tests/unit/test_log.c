@@ -276,6 +276,16 @@ static void client_send(client_t *c) {
   total_sent++;
 }
 
+static int notifies;
+static uint64_t notified_end;
+
+static void on_notify(void *ud, uint64_t end) {
+  (void)ud;
+  if (end < notified_end) ack_offset_errors++; /* the readable end only grows */
+  notified_end = end;
+  notifies++;
+}
+
 static int all_acked(void *ctx) {
   (void)ctx;
   return total_acked >= APPENDS;
@@ -287,6 +297,7 @@ TEST(group_commit_orders_acks) {
   CHECK(log != NULL);
   if (!log) return;
   log_set_sync_observer(log, on_sync, NULL);
+  CHECK_INT(log_subscribe(log, on_notify, NULL), 0);
   client_t c[CLIENTS] = {0};
   for (int i = 0; i < CLIENTS; i++) {
     c[i].log = log;
@@ -301,6 +312,8 @@ TEST(group_commit_orders_acks) {
   uint64_t end = log_end_offset(log);
   CHECK_INT(end, expected_next_offset);
   CHECK_INT(atomic_load(&synced_records), end);
+  CHECK(notifies > 0);
+  CHECK_INT(notified_end, end);
   /* group commit: many appends share one fdatasync */
   CHECK(atomic_load(&syncs) < (unsigned long long)APPENDS / 2);
   CHECK_INT(log_pending_bytes(log), 0);

@@ -1,0 +1,34 @@
+/* campaign: where a visitor came from — UTM parameters, ad click ids and the referrer's
+ * class — as an enrichment step.
+ *
+ * Reads the page URL (context.page.url, else properties.url) and the referrer
+ * (context.page.referrer, else properties.referrer) the tracker or SDK sent, and adds:
+ *   context.campaign  {"source","medium","name","term","content"} from utm_* (Segment's
+ *                     names: utm_campaign is "name"), plus "clickId" {"type","value"} for
+ *                     gclid, fbclid, msclkid, ttclid, twclid, li_fat_id, dclid, wbraid,
+ *                     gbraid, yclid — only when the event has no context.campaign yet
+ *   context.referrer  {"host", "class"} merged into what is there; class is one of
+ *                     search, social, email, internal (same site as the page), direct (no
+ *                     referrer), other. utm_medium=email (or newsletter) makes it email.
+ * Host lists are built in (see campaign.c) and matched on registrable-domain suffixes,
+ * e.g. "google." matches www.google.com and google.co.uk. */
+#ifndef SLUICE_CAMPAIGN_H
+#define SLUICE_CAMPAIGN_H
+
+#include <stddef.h>
+
+#include "enrich.h"
+
+/* Classify a referrer host given the page's host (either may be NULL/empty). Returns a
+ * static string: "search", "social", "email", "internal", "direct" or "other". */
+const char *campaign_referrer_class(const char *ref_host, const char *page_host);
+
+/* Copy the host of an absolute URL (lowercased, without port or userinfo) into out.
+ * Returns its length, or 0 when url has no host. */
+size_t campaign_url_host(const char *url, char *out, size_t outlen);
+
+/* enrich_step_fn: state unused. Never fails. */
+int campaign_enrich_step(cJSON *ev, const enrich_ctx_t *ctx, void *state, char *msg,
+                         size_t msglen);
+
+#endif

@@ -1,0 +1,617 @@
+/* uaparse: uap-core user-agent parsing with PCRE2 and a bounded cache (see uaparse.h).
+ *
+ * uaparse_open reads regexes.yaml with libfyaml into three rule lists and compiles each
+ * regex once. uaparse_match runs the lists (first match wins), filling fields from the
+ * rule's replacement templates or, without one, from the capture group of the same
+ * position. uaparse_parse puts the cache in front and derives sluice's ua_info_t. */
+#include "uaparse.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <errno.h>
+#include <libfyaml.h>
+#include <pcre2.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "util/rand.h"
+
+/* Limits on one regex match. Subjects are at most UAPARSE_MAX_UA bytes, so these only
+ * cut off pathological backtracking; uap-core's own patterns stay far below them. */
+#define MATCH_LIMIT 100000
+#define DEPTH_LIMIT 2000
+#define HEAP_LIMIT_KIB 4096
+#define JIT_STACK_MAX (512 * 1024)
+#define OVECTOR_PAIRS 20
+
+enum { LIST_UA, LIST_OS, LIST_DEVICE, LIST_COUNT };
+#define MAX_FIELDS 5
+
+/* The YAML key of each list and the replacement keys of its fields, in field order. */
+static const struct {
+  const char *key;
+  int nfields;
+  const char *repl[MAX_FIELDS];
+} list_spec[LIST_COUNT] = {
+    {"user_agent_parsers", 4, {"family_replacement", "v1_replacement", "v2_replacement",
+                               "v3_replacement"}},
+    {"os_parsers", 5, {"os_replacement", "os_v1_replacement", "os_v2_replacement",
+                       "os_v3_replacement", "os_v4_replacement"}},
+    {"device_parsers", 3, {"device_replacement", "brand_replacement", "model_replacement"}},
+};
+
+typedef struct rule {
+  pcre2_code *re;
+  char *repl[MAX_FIELDS]; /* owned; NULL = take the capture group */
+} rule_t;
+
+typedef struct rule_list {
+  rule_t *rules;
+  size_t n, cap;
+} rule_list_t;
+
+typedef struct slot {
+  uint64_t lo, hi; /* XXH3-128 of the truncated user agent */
+  uint32_t len;    /* its length */
+  uint32_t used;
+  ua_info_t info;
+} slot_t;
+
+struct uaparse {
+  rule_list_t lists[LIST_COUNT];
+  pcre2_match_context *mctx;
+  pcre2_jit_stack *jit_stack;
+  pcre2_match_data *md;
+  slot_t *slots;         /* 2 * (set_mask + 1) slots; set s is slots[2s], slots[2s+1] */
+  unsigned char *mru;    /* per set: the way used last */
+  size_t set_mask;
+  uint64_t seed;
+  uint64_t hits, misses;
+};
+
+static void fmt(char *err, size_t errlen, const char *f, ...) {
+  if (!err || !errlen) return;
+  va_list ap;
+  va_start(ap, f);
+  vsnprintf(err, errlen, f, ap);
+  va_end(ap);
+}
+
+/* ---- Loading ---- */
+
+/* 1-based line and column of n, or of its first scalar for a mapping or list
+ * (libfyaml keeps positions on tokens, and only scalars expose theirs); 0 unknown. */
+static void mark_of(struct fy_node *n, int *line, int *col) {
+  *line = *col = 0;
+  for (int depth = 0; n && depth < 8 && fy_node_get_type(n) != FYNT_SCALAR; depth++) {
+    void *it = NULL;
+    if (fy_node_get_type(n) == FYNT_MAPPING) {
+      struct fy_node_pair *pair = fy_node_mapping_iterate(n, &it);
+      n = pair ? fy_node_pair_key(pair) : NULL;
+    } else {
+      n = fy_node_sequence_iterate(n, &it);
+    }
+  }
+  struct fy_token *t = n && fy_node_get_type(n) == FYNT_SCALAR ? fy_node_get_scalar_token(n)
+                                                               : NULL;
+  const struct fy_mark *m = t ? fy_token_start_mark(t) : NULL;
+  if (m) {
+    *line = m->line + 1;
+    *col = m->column + 1;
+  }
+}
+
+/* The scalar text of n (NUL-terminated, owned by the document), or NULL when n is
+ * absent, null or not a scalar. */
+static const char *scalar(struct fy_node *n) {
+  if (!n || fy_node_get_type(n) != FYNT_SCALAR) return NULL;
+  if (fy_node_is_null(n)) return NULL;
+  return fy_node_get_scalar0(n);
+}
+
+static void rule_clear(rule_t *r) {
+  pcre2_code_free(r->re);
+  for (int i = 0; i < MAX_FIELDS; i++) free(r->repl[i]);
+}
+
+/* Compile one list item into a rule appended to l. Returns 0 or -1 with err filled. */
+static int load_rule(rule_list_t *l, int which, struct fy_node *item, const char *path,
+                     char *err, size_t errlen) {
+  int line, col;
+  mark_of(item, &line, &col);
+  if (fy_node_get_type(item) != FYNT_MAPPING) {
+    fmt(err, errlen, "%s:%d:%d: %s entry is not a mapping", path, line, col,
+        list_spec[which].key);
+    return -1;
+  }
+  struct fy_node *rn = fy_node_mapping_lookup_by_string(item, "regex", -1);
+  size_t rlen = 0;
+  const char *rx = rn && fy_node_get_type(rn) == FYNT_SCALAR ? fy_node_get_scalar(rn, &rlen)
+                                                             : NULL;
+  if (!rx) {
+    fmt(err, errlen, "%s:%d:%d: %s entry has no regex", path, line, col, list_spec[which].key);
+    return -1;
+  }
+  uint32_t opts = 0;
+  const char *flag = scalar(fy_node_mapping_lookup_by_string(item, "regex_flag", -1));
+  if (flag && strchr(flag, 'i')) opts |= PCRE2_CASELESS;
+
+  int ecode;
+  PCRE2_SIZE eoff;
+  pcre2_code *re = pcre2_compile((PCRE2_SPTR)rx, rlen, opts, &ecode, &eoff, NULL);
+  if (!re) {
+    PCRE2_UCHAR msg[160];
+    pcre2_get_error_message(ecode, msg, sizeof msg);
+    mark_of(rn, &line, &col);
+    fmt(err, errlen, "%s:%d:%d: regex rejected at offset %zu: %s", path, line, col,
+        (size_t)eoff, (const char *)msg);
+    return -1;
+  }
+  /* JIT is an optimisation: where the platform forbids it, the interpreter runs. */
+  (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 256;
+    rule_t *nr = realloc(l->rules, cap * sizeof *nr);
+    if (!nr) {
+      pcre2_code_free(re);
+      fmt(err, errlen, "%s: out of memory", path);
+      return -1;
+    }
+    l->rules = nr;
+    l->cap = cap;
+  }
+  rule_t *r = &l->rules[l->n++];
+  memset(r, 0, sizeof *r);
+  r->re = re;
+  for (int i = 0; i < list_spec[which].nfields; i++) {
+    struct fy_node *v = fy_node_mapping_lookup_by_string(item, list_spec[which].repl[i], -1);
+    if (v && fy_node_get_type(v) != FYNT_SCALAR) {
+      mark_of(v, &line, &col);
+      fmt(err, errlen, "%s:%d:%d: %s must be a string", path, line, col,
+          list_spec[which].repl[i]);
+      return -1;
+    }
+    const char *s = scalar(v);
+    /* An empty replacement counts as none, as in the reference implementations. */
+    if (s && *s && !(r->repl[i] = strdup(s))) {
+      fmt(err, errlen, "%s: out of memory", path);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static int load_regexes(uaparse_t *p, const char *path, char *err, size_t errlen) {
+  struct fy_diag_cfg dcfg;
+  fy_diag_cfg_default(&dcfg);
+  dcfg.fp = NULL;
+  dcfg.output_fn = NULL;
+  struct fy_diag *diag = fy_diag_create(&dcfg);
+  if (!diag) {
+    fmt(err, errlen, "%s: out of memory", path);
+    return -1;
+  }
+  fy_diag_set_collect_errors(diag, true);
+  struct fy_parse_cfg pcfg = {.flags = FYPCF_QUIET, .diag = diag};
+  int rc = -1;
+  FILE *probe = fopen(path, "r");
+  if (!probe) {
+    fmt(err, errlen, "%s: cannot open the user-agent regexes (%s)", path, strerror(errno));
+    fy_diag_destroy(diag);
+    return -1;
+  }
+  fclose(probe);
+  struct fy_document *doc = fy_document_build_from_file(&pcfg, path);
+  if (!doc) {
+    void *it = NULL;
+    struct fy_diag_error *e = fy_diag_errors_iterate(diag, &it);
+    if (e)
+      fmt(err, errlen, "%s:%d:%d: %s", path, e->line + 1, e->column + 1, e->msg);
+    else
+      fmt(err, errlen, "%s: cannot read the user-agent regexes", path);
+    goto done;
+  }
+  struct fy_node *root = fy_document_root(doc);
+  if (!root || fy_node_get_type(root) != FYNT_MAPPING) {
+    fmt(err, errlen, "%s:1:1: expected a mapping with user_agent_parsers, os_parsers "
+                     "and device_parsers", path);
+    goto done;
+  }
+  size_t total = 0;
+  for (int w = 0; w < LIST_COUNT; w++) {
+    struct fy_node *seq = fy_node_mapping_lookup_by_string(root, list_spec[w].key, -1);
+    if (!seq) continue;
+    if (fy_node_get_type(seq) != FYNT_SEQUENCE) {
+      int line, col;
+      mark_of(seq, &line, &col);
+      fmt(err, errlen, "%s:%d:%d: %s must be a list", path, line, col, list_spec[w].key);
+      goto done;
+    }
+    void *it = NULL;
+    struct fy_node *item;
+    while ((item = fy_node_sequence_iterate(seq, &it)))
+      if (load_rule(&p->lists[w], w, item, path, err, errlen) != 0) goto done;
+    total += p->lists[w].n;
+  }
+  if (total == 0) {
+    fmt(err, errlen, "%s: no user_agent_parsers, os_parsers or device_parsers entries",
+        path);
+    goto done;
+  }
+  rc = 0;
+done:
+  fy_document_destroy(doc);
+  fy_diag_destroy(diag);
+  return rc;
+}
+
+/* ---- Lifecycle ---- */
+
+uaparse_t *uaparse_open(const char *regexes_path, size_t cache_entries, char *err,
+                        size_t errlen) {
+  const char *path = regexes_path ? regexes_path : UAPARSE_DEFAULT_REGEXES;
+  if (cache_entries == 0) cache_entries = UAPARSE_DEFAULT_CACHE;
+  if (cache_entries > UAPARSE_MAX_CACHE) {
+    fmt(err, errlen, "ua cache entries %zu exceeds the maximum %u", cache_entries,
+        UAPARSE_MAX_CACHE);
+    return NULL;
+  }
+  size_t slots = 2;
+  while (slots < cache_entries) slots <<= 1;
+
+  uaparse_t *p = calloc(1, sizeof *p);
+  if (!p) goto oom;
+  p->slots = calloc(slots, sizeof *p->slots);
+  p->mru = calloc(slots / 2, 1);
+  p->mctx = pcre2_match_context_create(NULL);
+  p->jit_stack = pcre2_jit_stack_create(32 * 1024, JIT_STACK_MAX, NULL);
+  p->md = pcre2_match_data_create(OVECTOR_PAIRS, NULL);
+  if (!p->slots || !p->mru || !p->mctx || !p->jit_stack || !p->md) goto oom;
+  p->set_mask = slots / 2 - 1;
+  pcre2_set_match_limit(p->mctx, MATCH_LIMIT);
+  pcre2_set_depth_limit(p->mctx, DEPTH_LIMIT);
+  pcre2_set_heap_limit(p->mctx, HEAP_LIMIT_KIB);
+  pcre2_jit_stack_assign(p->mctx, NULL, p->jit_stack);
+  rand_bytes(&p->seed, sizeof p->seed);
+  if (load_regexes(p, path, err, errlen) != 0) goto fail;
+  return p;
+oom:
+  fmt(err, errlen, "user-agent parser: out of memory");
+fail:
+  uaparse_free(p);
+  return NULL;
+}
+
+void uaparse_free(uaparse_t *p) {
+  if (!p) return;
+  for (int w = 0; w < LIST_COUNT; w++) {
+    for (size_t i = 0; i < p->lists[w].n; i++) rule_clear(&p->lists[w].rules[i]);
+    free(p->lists[w].rules);
+  }
+  pcre2_match_data_free(p->md);
+  pcre2_jit_stack_free(p->jit_stack);
+  pcre2_match_context_free(p->mctx);
+  free(p->slots);
+  free(p->mru);
+  free(p);
+}
+
+void uaparse_stats(const uaparse_t *p, uint64_t *hits, uint64_t *misses) {
+  if (hits) *hits = p ? p->hits : 0;
+  if (misses) *misses = p ? p->misses : 0;
+}
+
+/* ---- Matching ---- */
+
+/* A bounded string builder: appends are cut at the capacity, never overflow. */
+typedef struct sbuf {
+  char *s;
+  size_t cap, len;
+} sbuf_t;
+
+static void sb_put(sbuf_t *b, const char *s, size_t n) {
+  size_t room = b->cap - 1 - b->len;
+  if (n > room) n = room;
+  memcpy(b->s + b->len, s, n);
+  b->len += n;
+  b->s[b->len] = '\0';
+}
+
+/* The capture group g of the last match (rc from pcre2_match), or NULL when unset. */
+static const char *group(const uaparse_t *p, int rc, const char *subj, unsigned g,
+                         size_t *n) {
+  PCRE2_SIZE *ov = pcre2_get_ovector_pointer(p->md);
+  if (g >= (unsigned)rc || ov[2 * g] == PCRE2_UNSET) return NULL;
+  *n = ov[2 * g + 1] - ov[2 * g];
+  return subj + ov[2 * g];
+}
+
+static int is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/* Fill out (capacity cap) with field i of rule r after a match: its template with $1..$9
+ * expanded (unset groups empty) and trimmed, or without a template capture group i+1.
+ * For the device brand there is no default group. */
+static void field(const uaparse_t *p, const rule_t *r, int rc, const char *subj, int i,
+                  int default_group, char *out, size_t cap) {
+  sbuf_t b = {out, cap, 0};
+  out[0] = '\0';
+  const char *t = r->repl[i];
+  size_t n;
+  if (!t) {
+    const char *g = default_group ? group(p, rc, subj, (unsigned)default_group, &n) : NULL;
+    if (g) sb_put(&b, g, n);
+    return;
+  }
+  for (; *t; t++) {
+    if (t[0] == '$' && t[1] >= '1' && t[1] <= '9') {
+      const char *g = group(p, rc, subj, (unsigned)(t[1] - '0'), &n);
+      if (g) sb_put(&b, g, n);
+      t++;
+    } else {
+      sb_put(&b, t, 1);
+    }
+  }
+  size_t start = 0;
+  while (start < b.len && is_space(out[start])) start++;
+  while (b.len > start && is_space(out[b.len - 1])) b.len--;
+  memmove(out, out + start, b.len - start);
+  out[b.len - start] = '\0';
+}
+
+/* The first rule of list w matching subj, with rc its pcre2_match result; NULL if none.
+ * A match that hits a limit counts as no match. */
+static const rule_t *first_match(uaparse_t *p, int w, const char *subj, size_t n, int *rc) {
+  const rule_list_t *l = &p->lists[w];
+  for (size_t i = 0; i < l->n; i++) {
+    int r = pcre2_match(l->rules[i].re, (PCRE2_SPTR)subj, n, 0, 0, p->md, p->mctx);
+    if (r == 0) r = OVECTOR_PAIRS; /* more groups than the ovector: the first ones count */
+    if (r > 0) {
+      *rc = r;
+      return &l->rules[i];
+    }
+  }
+  return NULL;
+}
+
+#define FIELD(r, i, grp, dst) field(p, r, rc, subj, i, grp, dst, sizeof dst)
+
+void uaparse_match(uaparse_t *p, const char *ua, size_t len, ua_parts_t *out) {
+  memset(out, 0, sizeof *out);
+  const char *subj = ua ? ua : "";
+  if (!ua) len = 0;
+  if (len > UAPARSE_MAX_UA) len = UAPARSE_MAX_UA;
+  int rc;
+  const rule_t *r;
+
+  if ((r = first_match(p, LIST_UA, subj, len, &rc))) {
+    FIELD(r, 0, 1, out->ua_family);
+    FIELD(r, 1, 2, out->ua_major);
+    FIELD(r, 2, 3, out->ua_minor);
+    FIELD(r, 3, 4, out->ua_patch);
+  }
+  if ((r = first_match(p, LIST_OS, subj, len, &rc))) {
+    FIELD(r, 0, 1, out->os_family);
+    FIELD(r, 1, 2, out->os_major);
+    FIELD(r, 2, 3, out->os_minor);
+    FIELD(r, 3, 4, out->os_patch);
+    FIELD(r, 4, 5, out->os_patch_minor);
+  }
+  if ((r = first_match(p, LIST_DEVICE, subj, len, &rc))) {
+    FIELD(r, 0, 1, out->device_family);
+    FIELD(r, 1, 0, out->device_brand);
+    FIELD(r, 2, 1, out->device_model);
+  }
+  if (!out->ua_family[0]) strcpy(out->ua_family, "Other");
+  if (!out->os_family[0]) strcpy(out->os_family, "Other");
+  if (!out->device_family[0]) strcpy(out->device_family, "Other");
+}
+
+/* ---- sluice's view: truncation, versions, device type ---- */
+
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 when it is not one. */
+static size_t utf8_seq(const unsigned char *s, size_t n) {
+  unsigned c = s[0];
+  size_t len;
+  unsigned min;
+  if (c < 0x80) return 1;
+  if (c >= 0xc2 && c <= 0xdf) len = 2, min = 0x80;
+  else if (c >= 0xe0 && c <= 0xef) len = 3, min = 0x800;
+  else if (c >= 0xf0 && c <= 0xf4) len = 4, min = 0x10000;
+  else return 0;
+  if (n < len) return 0;
+  unsigned cp = c & (0x3f >> (len - 1));
+  for (size_t i = 1; i < len; i++) {
+    if ((s[i] & 0xc0) != 0x80) return 0;
+    cp = (cp << 6) | (s[i] & 0x3f);
+  }
+  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+  return len;
+}
+
+/* Copy src into dst (capacity cap): invalid UTF-8 bytes and control characters become
+ * '?', the copy stops before a character that does not fit, trailing spaces go. */
+static void copy_clean(char *dst, size_t cap, const char *src) {
+  const unsigned char *s = (const unsigned char *)src;
+  size_t n = strlen(src), i = 0, o = 0;
+  while (i < n) {
+    size_t k = utf8_seq(s + i, n - i);
+    if (k == 0 || (k == 1 && (s[i] < 0x20 || s[i] == 0x7f))) {
+      if (o + 1 >= cap) break;
+      dst[o++] = '?';
+      i++;
+      continue;
+    }
+    if (o + k >= cap) break;
+    memcpy(dst + o, s + i, k);
+    o += k;
+    i += k;
+  }
+  while (o > 0 && dst[o - 1] == ' ') o--;
+  dst[o] = '\0';
+}
+
+/* Join the leading non-empty parts with '.' into dst (capacity cap). */
+static void join_version(char *dst, size_t cap, const char *const *parts, int n) {
+  char tmp[256];
+  sbuf_t b = {tmp, sizeof tmp, 0};
+  tmp[0] = '\0';
+  for (int i = 0; i < n && parts[i][0]; i++) {
+    if (i) sb_put(&b, ".", 1);
+    sb_put(&b, parts[i], strlen(parts[i]));
+  }
+  copy_clean(dst, cap, tmp);
+}
+
+static int contains_ci(const char *hay, const char *needle) {
+  size_t n = strlen(needle);
+  for (; *hay; hay++)
+    if (strncasecmp(hay, needle, n) == 0) return 1;
+  return 0;
+}
+
+static int any_ci(const char *s, const char *const *list) {
+  for (; *list; list++)
+    if (contains_ci(s, *list)) return 1;
+  return 0;
+}
+
+static int one_of(const char *s, const char *const *list) {
+  for (; *list; list++)
+    if (strcmp(s, *list) == 0) return 1;
+  return 0;
+}
+
+static const char *const tablet_names[] = {
+    "iPad", "Tablet", "Kindle", "PlayBook", "Xoom", "Galaxy Tab", "MediaPad", "MatePad",
+    "MI PAD", "Nexus 7", "Nexus 9", "Nexus 10", "Lenovo TAB", "SM-T", "WeTab", NULL};
+static const char *const phone_names[] = {"iPhone", "iPod", "Phone", NULL};
+static const char *const mobile_oses[] = {
+    "iOS", "Android", "Windows Phone", "Windows Mobile", "Windows CE", "BlackBerry OS",
+    "Symbian OS", "Symbian^3", "Symbian^3 Anna", "Symbian^3 Belle", "Nokia Series 40",
+    "Nokia Series 30 Plus", "Series 60", "KaiOS", "Firefox OS", "Tizen", "Sailfish", "Bada",
+    "webOS", "MeeGo", "Maemo", "Brew MP", "BREW", "Ubuntu Touch", NULL};
+static const char *const desktop_oses[] = {
+    "Windows", "Mac OS X", "Mac OS", "Linux", "Ubuntu", "Chrome OS", "Fedora", "Debian",
+    "FreeBSD", "OpenBSD", "NetBSD", "BSD", "Solaris", "Red Hat", "Mandriva", "Gentoo",
+    "SUSE", "openSUSE", "Slackware", "Arch Linux", "Linux Mint", "CentOS", "Kubuntu",
+    "Xubuntu", NULL};
+
+static const char *device_type(const ua_parts_t *pt, const char *ua, size_t len) {
+  const char *fam = pt->device_family, *os = pt->os_family;
+  if (strcmp(fam, "Spider") == 0) return "bot";
+  int android = strcmp(os, "Android") == 0;
+  int mobile_token = ua && memmem(ua, len, "Mobile", 6) != NULL;
+  if (any_ci(fam, tablet_names) || any_ci(pt->device_model, tablet_names) ||
+      contains_ci(os, "Tablet") || (android && !mobile_token))
+    return "tablet";
+  if (any_ci(fam, phone_names) || one_of(os, mobile_oses)) return "mobile";
+  if ((strcmp(fam, "Other") == 0 || strcmp(fam, "Mac") == 0) &&
+      (one_of(os, desktop_oses) || strncmp(os, "Windows", 7) == 0))
+    return "desktop";
+  return "other";
+}
+
+void uaparse_info_from_parts(const ua_parts_t *pt, const char *ua, size_t len,
+                             ua_info_t *out) {
+  memset(out, 0, sizeof *out);
+  if (!ua) len = 0;
+  if (len > UAPARSE_MAX_UA) len = UAPARSE_MAX_UA;
+  copy_clean(out->browser, sizeof out->browser, pt->ua_family);
+  const char *uv[] = {pt->ua_major, pt->ua_minor, pt->ua_patch};
+  join_version(out->browser_version, sizeof out->browser_version, uv, 3);
+  copy_clean(out->os, sizeof out->os, pt->os_family);
+  const char *ov[] = {pt->os_major, pt->os_minor, pt->os_patch, pt->os_patch_minor};
+  join_version(out->os_version, sizeof out->os_version, ov, 4);
+  copy_clean(out->device_family, sizeof out->device_family, pt->device_family);
+  copy_clean(out->device_brand, sizeof out->device_brand, pt->device_brand);
+  copy_clean(out->device_model, sizeof out->device_model, pt->device_model);
+  out->device_type = device_type(pt, ua, len);
+  out->bot = strcmp(out->device_type, "bot") == 0;
+}
+
+/* ---- Cached parse ---- */
+
+int uaparse_parse(uaparse_t *p, const char *ua, size_t len, ua_info_t *out) {
+  if (!ua) len = 0;
+  if (len > UAPARSE_MAX_UA) len = UAPARSE_MAX_UA;
+  XXH128_hash_t h = XXH3_128bits_withSeed(ua ? ua : "", len, p->seed);
+  size_t set = (size_t)h.low64 & p->set_mask;
+  slot_t *ways = &p->slots[2 * set];
+  for (int w = 0; w < 2; w++) {
+    slot_t *s = &ways[w];
+    if (s->used && s->lo == h.low64 && s->hi == h.high64 && s->len == len) {
+      *out = s->info;
+      p->mru[set] = (unsigned char)w;
+      p->hits++;
+      return 1;
+    }
+  }
+  ua_parts_t parts;
+  uaparse_match(p, ua, len, &parts);
+  uaparse_info_from_parts(&parts, ua, len, out);
+  int victim = !ways[0].used ? 0 : !ways[1].used ? 1 : !p->mru[set];
+  slot_t *s = &ways[victim];
+  s->lo = h.low64;
+  s->hi = h.high64;
+  s->len = (uint32_t)len;
+  s->used = 1;
+  s->info = *out;
+  p->mru[set] = (unsigned char)victim;
+  p->misses++;
+  return 0;
+}
+
+/* ---- Enrichment step ---- */
+
+static void add_str(cJSON *obj, const char *key, const char *val) {
+  if (val && *val) cJSON_AddStringToObject(obj, key, val);
+}
+
+int uaparse_enrich_step(cJSON *ev, const enrich_ctx_t *ctx, void *state, char *msg,
+                        size_t msglen) {
+  uaparse_t *p = state;
+  cJSON *c = cJSON_GetObjectItemCaseSensitive(ev, "context");
+  cJSON *uav = cJSON_IsObject(c) ? cJSON_GetObjectItemCaseSensitive(c, "userAgent") : NULL;
+  if (!p || !cJSON_IsString(uav) || !uav->valuestring) return 0;
+  int need_browser = !cJSON_HasObjectItem(c, "browser");
+  int need_os = !cJSON_HasObjectItem(c, "os");
+  int need_device = !cJSON_HasObjectItem(c, "device");
+  int need_bot = !cJSON_HasObjectItem(c, "bot");
+  if (!need_browser && !need_os && !need_device && !need_bot) return 0;
+
+  ua_info_t info;
+  uaparse_parse(p, uav->valuestring, strlen(uav->valuestring), &info);
+  if (need_browser) {
+    cJSON *o = cJSON_AddObjectToObject(c, "browser");
+    if (o) {
+      add_str(o, "name", info.browser);
+      add_str(o, "version", info.browser_version);
+    }
+  }
+  if (need_os) {
+    cJSON *o = cJSON_AddObjectToObject(c, "os");
+    if (o) {
+      add_str(o, "name", info.os);
+      add_str(o, "version", info.os_version);
+    }
+  }
+  if (need_device) {
+    cJSON *o = cJSON_AddObjectToObject(c, "device");
+    if (o) {
+      add_str(o, "type", info.device_type);
+      add_str(o, "family", info.device_family);
+      add_str(o, "manufacturer", info.device_brand);
+      add_str(o, "model", info.device_model);
+    }
+  }
+  if (need_bot) cJSON_AddBoolToObject(c, "bot", info.bot);
+  return 0;
+}

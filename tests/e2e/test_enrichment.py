@@ -1,0 +1,117 @@
+"""End-to-end: deduplication by messageId across retries and restarts, consent,
+pseudonymisation (the real id is in no file of the data dir), campaign attribution."""
+import json
+import os
+
+from harness import READ_KEY, Server, check, run_all
+
+
+def all_bytes(data_dir):
+    out = b""
+    for root, _, files in os.walk(data_dir):
+        for f in files:
+            with open(os.path.join(root, f), "rb") as fh:
+                out += fh.read()
+    return out
+
+
+def metric(srv, name):
+    st, _, data = srv.request("GET", "/metrics", headers={"Authorization": "Bearer " + READ_KEY})
+    for line in data.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("metric %s missing" % name)
+
+
+def test_retried_batch_is_stored_once_even_after_restart():
+    srv = Server().start()
+    try:
+        batch = {"batch": [{"type": "track", "event": "e", "userId": "u", "messageId": "dup-%d" % i} for i in range(5)]}
+        for _ in range(3):
+            st, _, data = srv.request("POST", "/v1/batch", batch)
+            check(st == 200 and json.loads(data) == {"success": True}, data)
+        ids = [e["messageId"] for e in srv.export()]
+        check(sorted(ids) == sorted("dup-%d" % i for i in range(5)), ids)
+        check(metric(srv, "sluice_events_duplicate_total") == 10)
+        check(srv.stop() == 0)
+        srv.start()
+        check("dedup window rebuilt" in srv.log_text() and "ids=5" in srv.log_text(), srv.log_text()[-500:])
+        st, _, _ = srv.request("POST", "/v1/batch", batch)
+        check(st == 200)
+        batch["batch"].append({"type": "track", "event": "e", "userId": "u", "messageId": "new-1"})
+        st, _, _ = srv.request("POST", "/v1/batch", batch)
+        check(st == 200)
+        ids = [e["messageId"] for e in srv.export()]
+        check(len(ids) == 6 and ids.count("new-1") == 1, ids)
+    finally:
+        srv.cleanup()
+
+
+def test_consent_drop_anonymous_and_marketing_flag():
+    srv = Server().start()
+    try:
+        denied = {"event": "Viewed", "userId": "carol", "messageId": "c-1",
+                  "context": {"consent": {"categoryPreferences": {"Analytics": False}}}}
+        st, _, data = srv.request("POST", "/v1/track", denied)
+        check(st == 200 and json.loads(data)["success"] is True, data)
+        no_ads = {"event": "Viewed", "userId": "dave", "messageId": "d-1",
+                  "context": {"consent": {"categoryPreferences": {"Analytics": True, "Advertising": False}}}}
+        check(srv.request("POST", "/v1/track", no_ads)[0] == 200)
+        evs = srv.export()
+        check([e["messageId"] for e in evs] == ["d-1"], evs)
+        check(evs[0]["context"]["consent"]["marketing"] is False and evs[0]["context"]["consent"]["analytics"] is True)
+        check(b"carol" not in all_bytes(srv.data_dir), "a visitor without consent must leave no trace")
+        check(metric(srv, "sluice_events_dropped_no_consent_total") == 1)
+        srv.stop()
+        srv.args = ["--without-analytics-consent=anonymous"]
+        srv.start()
+        denied["messageId"] = "c-2"
+        check(srv.request("POST", "/v1/track", denied)[0] == 200)
+        evs = srv.export()
+        anon = [e for e in evs if e["messageId"] == "c-2"][0]
+        check(anon.get("anonymous") is True and anon["event"] == "Viewed" and "userId" not in anon, anon)
+        check(b"carol" not in all_bytes(srv.data_dir))
+    finally:
+        srv.cleanup()
+
+
+def test_pseudonymised_ids_never_reach_disk():
+    srv = Server(args=["--pseudonymise"]).start()
+    try:
+        ev = {"type": "identify", "userId": "erin-real-id", "anonymousId": "anon-e",
+              "traits": {"email": "erin@example.com", "plan": "gold"}}
+        check(srv.request("POST", "/v1/identify", ev)[0] == 200)
+        check(srv.request("POST", "/v1/track", {"event": "Bought", "userId": "erin-real-id"})[0] == 200)
+        evs = srv.export()
+        check(evs[0]["userId"].startswith("p1_") and evs[0]["userId"] == evs[1]["userId"], evs)
+        check(evs[0]["traits"]["plan"] == "gold")
+        blob = all_bytes(srv.data_dir)
+        check(b"erin-real-id" not in blob and b"erin@example.com" not in blob)
+        key = os.path.join(srv.data_dir, "pseudonym.key")
+        check(os.stat(key).st_mode & 0o777 == 0o600)
+        srv.stop()
+        srv.start()  # same key after restart: same pseudonym
+        check(srv.request("POST", "/v1/track", {"event": "Again", "userId": "erin-real-id"})[0] == 200)
+        evs = srv.export()
+        check(evs[2]["userId"] == evs[0]["userId"])
+    finally:
+        srv.cleanup()
+
+
+def test_campaign_and_referrer():
+    srv = Server().start()
+    try:
+        page = {"type": "page", "anonymousId": "a", "messageId": "pg-1",
+                "context": {"page": {"url": "https://shop.example/sale?utm_source=google&utm_medium=cpc&utm_campaign=bf&gclid=Cj0",
+                                     "referrer": "https://www.google.de/"}}}
+        check(srv.request("POST", "/v1/page", page)[0] == 200)
+        e = srv.export()[0]
+        c = e["context"]
+        check(c["campaign"] == {"source": "google", "medium": "cpc", "name": "bf",
+                                "clickId": {"type": "gclid", "value": "Cj0"}}, c["campaign"])
+        check(c["referrer"] == {"host": "www.google.de", "class": "search"}, c["referrer"])
+    finally:
+        srv.cleanup()
+
+
+run_all(globals())

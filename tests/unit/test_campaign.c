@@ -1,0 +1,91 @@
+/* Unit tests for campaign attribution: UTM, click ids, referrer classes. */
+#include "campaign.h"
+
+#include "test.h"
+
+TEST(referrer_classes) {
+  static const struct {
+    const char *ref, *page, *cls;
+  } cases[] = {
+      {"www.google.com", "shop.example", "search"},
+      {"google.co.uk", "shop.example", "search"},
+      {"duckduckgo.com", "shop.example", "search"},
+      {"search.brave.com", "shop.example", "search"},
+      {"l.facebook.com", "shop.example", "social"},
+      {"t.co", "shop.example", "social"},
+      {"x.com", "shop.example", "social"},
+      {"mail.google.com", "shop.example", "email"},
+      {"outlook.live.com", "shop.example", "email"},
+      {"www.shop.example", "shop.example", "internal"},
+      {"shop.example", "shop.example", "internal"},
+      {"", "shop.example", "direct"},
+      {NULL, "shop.example", "direct"},
+      {"blog.example.org", "shop.example", "other"},
+      {"notgoogle.com", "shop.example", "other"},
+      {"myt.co", "shop.example", "other"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const char *got = campaign_referrer_class(cases[i].ref, cases[i].page);
+    if (strcmp(got, cases[i].cls))
+      FAILF("%s -> %s, expected %s", cases[i].ref ? cases[i].ref : "(null)", got, cases[i].cls);
+  }
+}
+
+TEST(url_host) {
+  char h[64];
+  CHECK_INT(campaign_url_host("https://User@WWW.Shop.Example:8443/p?q=1", h, sizeof h), 16);
+  CHECK_STR(h, "www.shop.example");
+  CHECK_INT(campaign_url_host("http://[2001:db8::1]:80/", h, sizeof h), 13);
+  CHECK_INT(campaign_url_host("/relative/path", h, sizeof h), 0);
+}
+
+static cJSON *enrich(const char *json) {
+  cJSON *ev = cJSON_Parse(json);
+  enrich_ctx_t ctx = {0, "127.0.0.1", NULL, NULL};
+  char msg[100];
+  CHECK_INT(campaign_enrich_step(ev, &ctx, NULL, msg, sizeof msg), 0);
+  return ev;
+}
+
+static const char *path(cJSON *ev, const char *a, const char *b, const char *c) {
+  cJSON *v = cJSON_GetObjectItem(ev, a);
+  if (v && b) v = cJSON_GetObjectItem(v, b);
+  if (v && c) v = cJSON_GetObjectItem(v, c);
+  return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+TEST(utm_and_click_ids) {
+  cJSON *ev = enrich("{\"type\":\"page\",\"context\":{\"page\":{\"url\":\"https://shop.example/p/1?"
+                     "utm_source=newsletter&utm_medium=email&utm_campaign=Black%20Friday&utm_term=shoes"
+                     "&utm_content=hero&gclid=abc123#top\",\"referrer\":\"https://mail.google.com/\"}}}");
+  CHECK_STR(path(ev, "context", "campaign", "source"), "newsletter");
+  CHECK_STR(path(ev, "context", "campaign", "medium"), "email");
+  CHECK_STR(path(ev, "context", "campaign", "name"), "Black Friday");
+  CHECK_STR(path(ev, "context", "campaign", "term"), "shoes");
+  CHECK_STR(path(ev, "context", "campaign", "content"), "hero");
+  cJSON *ci = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(ev, "context"), "campaign"), "clickId");
+  CHECK_STR(cJSON_GetObjectItem(ci, "type")->valuestring, "gclid");
+  CHECK_STR(cJSON_GetObjectItem(ci, "value")->valuestring, "abc123");
+  CHECK_STR(path(ev, "context", "referrer", "class"), "email");
+  CHECK_STR(path(ev, "context", "referrer", "host"), "mail.google.com");
+  cJSON_Delete(ev);
+}
+
+TEST(existing_campaign_kept_and_direct) {
+  cJSON *ev = enrich("{\"type\":\"page\",\"properties\":{\"url\":\"https://shop.example/?utm_source=x\"},"
+                     "\"context\":{\"campaign\":{\"source\":\"sdk\"}}}");
+  CHECK_STR(path(ev, "context", "campaign", "source"), "sdk");
+  CHECK_STR(path(ev, "context", "referrer", "class"), "direct");
+  cJSON_Delete(ev);
+  ev = enrich("{\"type\":\"track\",\"event\":\"x\",\"context\":{\"ip\":\"1.2.3.0\"}}");
+  CHECK(cJSON_GetObjectItem(cJSON_GetObjectItem(ev, "context"), "referrer") == NULL);
+  cJSON_Delete(ev);
+}
+
+int main(void) {
+  RUN(referrer_classes);
+  RUN(url_host);
+  RUN(utm_and_click_ids);
+  RUN(existing_campaign_kept_and_direct);
+  return TEST_REPORT("test_campaign");
+}
