@@ -32,7 +32,20 @@ FUZZERS  := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
 .PHONY: all run test unit fuzz fuzz-build bench-ingest deps test-deps clean
 
-all: build/sluice
+all: build/sluice build/geoip-country.mmdb
+
+# The default geo database, built from Debian's tor-geoipdb (CC BY-SA 4.0, see docs/GEO.md),
+# and the small fixture the tests use.
+GEOIP_SRC := /usr/share/tor/geoip /usr/share/tor/geoip6
+build/geoip-country.mmdb: scripts/build-geoip.pl $(GEOIP_SRC)
+	@mkdir -p $(dir $@)
+	perl scripts/build-geoip.pl $@ $(GEOIP_SRC)
+
+build/test-geo.mmdb: scripts/make-geo-fixture.pl
+	@mkdir -p $(dir $@)
+	perl scripts/make-geo-fixture.pl $@
+
+build/asan/test_geo: build/test-geo.mmdb
 
 deps:
 	@sh scripts/deps.sh
@@ -83,7 +96,8 @@ unit: $(UNITS)
 fuzz-build: $(FUZZERS)
 
 test: test-deps
-	@$(MAKE) --no-print-directory build/asan/sluice build/sluice $(UNITS) $(FUZZERS)
+	@$(MAKE) --no-print-directory build/asan/sluice build/sluice build/geoip-country.mmdb \
+	  build/test-geo.mmdb $(UNITS) $(FUZZERS)
 	@sh tests/run.sh
 
 FUZZ_SECONDS ?= 60

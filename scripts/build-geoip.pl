@@ -44,19 +44,20 @@ my ($generated, $generated_epoch);
 }
 
 # One hash per country code, shared by every range of that country: the writer stores
-# identical data once, and reusing the reference saves re-hashing 660k small maps.
+# identical data once either way; sharing just avoids building 660k small hashes.
 my %record;
 sub record_for {
     my $cc = shift;
     return $record{$cc} //= { country => { iso_code => $cc } };
 }
 
-# Ranges inside these are never inserted: the tree aliases them to the IPv4 space
-# (alias_ipv6_to_ipv4), and the writer refuses inserts there. The tor data maps all of
-# 2002::/16 (6to4) to one country, which is wrong for every 6to4 client anyway.
+# Ranges starting inside these are never inserted: the tree aliases them to the IPv4
+# space (alias_ipv6_to_ipv4) and the writer refuses inserts there. Aliasing is better
+# data anyway: the tor files give all of 2002::/16 (6to4) one country, while through the
+# alias 2002:0808:0808:: finds the country of the IPv4 address it embeds, 8.8.8.8.
 sub aliased {
     my $ip = lc shift;
-    return $ip =~ /^2002:/ || $ip =~ /^2001:0*:/ || $ip =~ /^2001::/ || $ip =~ /^::ffff:/;
+    return $ip =~ /^(?:2002:|2001:0*:|::ffff:)/;    # 6to4, Teredo (2001:0::/32), v4-mapped
 }
 
 sub read_ranges {

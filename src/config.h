@@ -53,6 +53,12 @@ typedef struct config {
   char *consent_default;     /* granted | denied: events without consent information */
   char *without_analytics_consent; /* drop | anonymous */
   strlist_t analytics_categories, marketing_categories;
+  /* enrichment */
+  char *geo_db;              /* .mmdb path; "" = default next to the binary; "off" */
+  char *ua_regexes;          /* uap-core regexes.yaml; "off" disables UA parsing */
+  uint64_t ua_cache_entries;
+  /* retention */
+  uint64_t retention_days, bad_retention_days;
   /* dedup */
   uint64_t dedup_window_events, dedup_window_s;
 } config_t;

@@ -15,7 +15,7 @@
 
 struct geo {
   MMDB_s db;
-  char description[512];
+  char *description; /* geo_description's line, owned */
 };
 
 /* Say why MMDB_open failed in words a user can act on: libmaxminddb reports every
@@ -45,10 +45,13 @@ geo_t *geo_open(const char *mmdb_path, char *err, size_t errlen) {
     return NULL;
   }
   geo_t *g = xcalloc(1, sizeof *g);
+  errno = 0;
   int rc = MMDB_open(mmdb_path, MMDB_MODE_MMAP, &g->db);
   if (rc != MMDB_SUCCESS) {
     explain_open_error(mmdb_path, rc, errno, err, errlen);
-    free(g); /* MMDB_open releases its own state on failure */
+    /* MMDB_open frees its own state on failure (libmaxminddb before 1.12 leaks a few KB
+     * on some corrupt metadata: upstream PR #356; nothing to do about it here). */
+    free(g);
     return NULL;
   }
 
@@ -63,8 +66,11 @@ geo_t *geo_open(const char *mmdb_path, char *err, size_t errlen) {
     if (d && d->language && d->description && strcmp(d->language, "en") == 0)
       desc = d->description;
   }
-  snprintf(g->description, sizeof g->description, "%s, built %s%s%s",
-           m->database_type ? m->database_type : "unnamed database", built, desc ? ": " : "",
+  /* Sized to fit, so a long description is never cut inside a UTF-8 character. */
+  const char *type = m->database_type ? m->database_type : "unnamed database";
+  int n = snprintf(NULL, 0, "%s, built %s%s%s", type, built, desc ? ": " : "", desc ? desc : "");
+  g->description = xmalloc((size_t)n + 1);
+  snprintf(g->description, (size_t)n + 1, "%s, built %s%s%s", type, built, desc ? ": " : "",
            desc ? desc : "");
   return g;
 }
@@ -72,6 +78,7 @@ geo_t *geo_open(const char *mmdb_path, char *err, size_t errlen) {
 void geo_free(geo_t *g) {
   if (!g) return;
   MMDB_close(&g->db);
+  free(g->description);
   free(g);
 }
 

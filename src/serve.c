@@ -8,10 +8,12 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "collect.h"
 #include "dedup.h"
 #include "enrich.h"
+#include "geo.h"
 #include "http.h"
 #include "keys.h"
 #include "log.h"
@@ -26,6 +28,7 @@ typedef struct server {
   uv_loop_t *loop;
   log_t *log, *bad;
   enrich_t *enrich;
+  geo_t *geo;
   privacy_t *privacy;
   dedup_t *dedup;
   metrics_t *metrics;
@@ -139,6 +142,35 @@ static void on_sync(void *ud, uint64_t sync_us, uint64_t records) {
   metrics_observe(ud, MH_FSYNC, sync_us);
 }
 
+/* ---- enrichment data ---- */
+
+/* The geo database: the configured one (failing to open it is fatal), else the one built
+ * beside the binary (absent: events get no location), or none with "off". */
+static int open_geo(server_t *s) {
+  const char *want = s->cfg->geo_db;
+  if (!strcmp(want, "off")) return 0;
+  char path[4096], err[512];
+  if (want[0]) {
+    snprintf(path, sizeof path, "%s", want);
+  } else {
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 32);
+    if (n <= 0) return 0;
+    path[n] = 0;
+    char *slash = strrchr(path, '/');
+    strcpy(slash ? slash + 1 : path, "geoip-country.mmdb");
+    if (access(path, R_OK) != 0) {
+      msg_info("no geo database; events get no location", "looked_for=\"%s\"", path);
+      return 0;
+    }
+  }
+  if (!(s->geo = geo_open(path, err, sizeof err))) {
+    msg_error("cannot open the geo database", "error=\"%s\"", err);
+    return -1;
+  }
+  msg_info("geo database", "path=\"%s\" description=\"%s\"", path, geo_description(s->geo));
+  return 0;
+}
+
 /* ---- life cycle ---- */
 
 static void on_drained(void *ud) {
@@ -212,6 +244,8 @@ int serve_run(config_t *cfg) {
     goto out;
   }
   s.enrich = enrich_new(cfg);
+  if (open_geo(&s) != 0) goto out;
+  if (s.geo) enrich_add(s.enrich, "geo", geo_enrich_step, s.geo);
   /* Consent and pseudonymisation run last: they see (and may strip) what the others add. */
   enrich_add(s.enrich, "consent", privacy_consent_step, s.privacy);
   enrich_add(s.enrich, "pseudonymise", privacy_pseudonymise_step, s.privacy);
@@ -278,6 +312,7 @@ out:
   uv_run(s.loop, UV_RUN_DEFAULT);
   collect_free(s.collect);
   enrich_free(s.enrich);
+  geo_free(s.geo);
   privacy_free(s.privacy);
   dedup_free(s.dedup);
   metrics_free(s.metrics);

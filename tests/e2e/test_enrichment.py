@@ -114,4 +114,27 @@ def test_campaign_and_referrer():
         srv.cleanup()
 
 
+def test_geo_from_raw_ip_then_anonymised():
+    from harness import ROOT
+    fixture = os.path.join(ROOT, "build", "test-geo.mmdb")
+    srv = Server(args=["--geo-db=" + fixture]).start()
+    try:
+        ev = {"event": "Viewed", "userId": "g", "context": {"ip": "203.0.113.77"}}
+        check(srv.request("POST", "/v1/track", ev)[0] == 200)
+        e = srv.export()[0]
+        check(e["context"]["ip"] == "203.0.113.0", e["context"])
+        check(e["context"]["location"].get("country") == "DE", e["context"])
+        check(b"203.0.113.77" not in all_bytes(srv.data_dir))
+    finally:
+        srv.cleanup()
+    s2 = Server(args=["--geo-db=/nonexistent.mmdb"])
+    try:
+        s2.start(timeout=5)
+        raise AssertionError("a configured but missing geo database must stop the start")
+    except RuntimeError as e:
+        check("cannot open the geo database" in s2.log_text(), s2.log_text()[-300:])
+    finally:
+        s2.cleanup()
+
+
 run_all(globals())
