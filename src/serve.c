@@ -14,6 +14,7 @@
 #include "dedup.h"
 #include "enrich.h"
 #include "geo.h"
+#include "uaparse.h"
 #include "http.h"
 #include "keys.h"
 #include "log.h"
@@ -29,6 +30,7 @@ typedef struct server {
   log_t *log, *bad;
   enrich_t *enrich;
   geo_t *geo;
+  uaparse_t *ua;
   privacy_t *privacy;
   dedup_t *dedup;
   metrics_t *metrics;
@@ -75,6 +77,8 @@ static void metrics_reply(server_t *s, http_req_t *r) {
     http_respond_error(r, 401, "unauthorized", "send the read key: Authorization: Bearer KEY", h, 1);
     return;
   }
+  uint64_t ua_hits = 0, ua_misses = 0;
+  if (s->ua) uaparse_stats(s->ua, &ua_hits, &ua_misses);
   struct statvfs vfs;
   double disk_free = statvfs(s->cfg->data_dir, &vfs) == 0 ? (double)vfs.f_bavail * vfs.f_frsize : 0;
   metrics_gauge_t g[] = {
@@ -86,6 +90,8 @@ static void metrics_reply(server_t *s, http_req_t *r) {
       {"sluice_http_connections", "Open HTTP connections.", (double)http_server_connections(s->http)},
       {"sluice_data_dir_free_bytes", "Free bytes on the data dir's file system.", disk_free},
       {"sluice_uptime_seconds", "Seconds since start.", (double)(clock_mono_us() - s->started_us) / 1e6},
+      {"sluice_ua_cache_hits", "User agents answered from the parse cache since start.", (double)ua_hits},
+      {"sluice_ua_cache_misses", "User agents parsed with the regexes since start.", (double)ua_misses},
   };
   buf_t b = BUF_INIT;
   metrics_render(s->metrics, &b, g, sizeof g / sizeof g[0]);
@@ -246,6 +252,13 @@ int serve_run(config_t *cfg) {
   s.enrich = enrich_new(cfg);
   if (open_geo(&s) != 0) goto out;
   if (s.geo) enrich_add(s.enrich, "geo", geo_enrich_step, s.geo);
+  if (strcmp(cfg->ua_regexes, "off") != 0) {
+    if (!(s.ua = uaparse_open(cfg->ua_regexes, cfg->ua_cache_entries, err, sizeof err))) {
+      msg_error("cannot load the user-agent regexes", "error=\"%s\"", err);
+      goto out;
+    }
+    enrich_add(s.enrich, "user_agent_parse", uaparse_enrich_step, s.ua);
+  }
   /* Consent and pseudonymisation run last: they see (and may strip) what the others add. */
   enrich_add(s.enrich, "consent", privacy_consent_step, s.privacy);
   enrich_add(s.enrich, "pseudonymise", privacy_pseudonymise_step, s.privacy);
@@ -313,6 +326,7 @@ out:
   collect_free(s.collect);
   enrich_free(s.enrich);
   geo_free(s.geo);
+  uaparse_free(s.ua);
   privacy_free(s.privacy);
   dedup_free(s.dedup);
   metrics_free(s.metrics);

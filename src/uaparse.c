@@ -55,26 +55,31 @@ typedef struct rule_list {
   size_t n, cap;
 } rule_list_t;
 
-typedef struct slot {
+/* Cache geometry: sets of WAYS slots. The tags of a set sit together (WAYS * 32 bytes)
+ * so a lookup scans a few cache lines; the payloads live in a parallel array. */
+#define WAYS 8
+
+typedef struct tag {
   uint64_t lo, hi; /* XXH3-128 of the truncated user agent */
-  uint32_t len;    /* its length */
-  uint32_t used;
-  ua_info_t info;
-} slot_t;
+  uint64_t used;   /* access stamp (p->tick) of the last hit or fill; 0 = empty */
+  uint32_t len;    /* length of the truncated user agent */
+} tag_t;
 
 struct uaparse {
   rule_list_t lists[LIST_COUNT];
   pcre2_match_context *mctx;
   pcre2_jit_stack *jit_stack;
   pcre2_match_data *md;
-  slot_t *slots;         /* 2 * (set_mask + 1) slots; set s is slots[2s], slots[2s+1] */
-  unsigned char *mru;    /* per set: the way used last */
+  tag_t *tags;           /* WAYS * (set_mask + 1); set s is tags[WAYS*s ..] */
+  ua_info_t *infos;      /* parallel to tags */
   size_t set_mask;
+  uint64_t tick;         /* access counter for LRU within a set */
   uint64_t seed;
   uint64_t hits, misses;
 };
 
-static void fmt(char *err, size_t errlen, const char *f, ...) {
+__attribute__((format(printf, 3, 4))) static void fmt(char *err, size_t errlen,
+                                                       const char *f, ...) {
   if (!err || !errlen) return;
   va_list ap;
   va_start(ap, f);
@@ -262,18 +267,18 @@ uaparse_t *uaparse_open(const char *regexes_path, size_t cache_entries, char *er
         UAPARSE_MAX_CACHE);
     return NULL;
   }
-  size_t slots = 2;
+  size_t slots = WAYS;
   while (slots < cache_entries) slots <<= 1;
 
   uaparse_t *p = calloc(1, sizeof *p);
   if (!p) goto oom;
-  p->slots = calloc(slots, sizeof *p->slots);
-  p->mru = calloc(slots / 2, 1);
+  p->tags = calloc(slots, sizeof *p->tags);
+  p->infos = calloc(slots, sizeof *p->infos);
   p->mctx = pcre2_match_context_create(NULL);
   p->jit_stack = pcre2_jit_stack_create(32 * 1024, JIT_STACK_MAX, NULL);
   p->md = pcre2_match_data_create(OVECTOR_PAIRS, NULL);
-  if (!p->slots || !p->mru || !p->mctx || !p->jit_stack || !p->md) goto oom;
-  p->set_mask = slots / 2 - 1;
+  if (!p->tags || !p->infos || !p->mctx || !p->jit_stack || !p->md) goto oom;
+  p->set_mask = slots / WAYS - 1;
   pcre2_set_match_limit(p->mctx, MATCH_LIMIT);
   pcre2_set_depth_limit(p->mctx, DEPTH_LIMIT);
   pcre2_set_heap_limit(p->mctx, HEAP_LIMIT_KIB);
@@ -297,8 +302,8 @@ void uaparse_free(uaparse_t *p) {
   pcre2_match_data_free(p->md);
   pcre2_jit_stack_free(p->jit_stack);
   pcre2_match_context_free(p->mctx);
-  free(p->slots);
-  free(p->mru);
+  free(p->tags);
+  free(p->infos);
   free(p);
 }
 
@@ -437,8 +442,9 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
 }
 
 /* Copy src into dst (capacity cap): invalid UTF-8 bytes and control characters become
- * '?', the copy stops before a character that does not fit, trailing spaces go. */
+ * '?', the copy stops before a character that does not fit, surrounding spaces go. */
 static void copy_clean(char *dst, size_t cap, const char *src) {
+  while (*src == ' ') src++;
   const unsigned char *s = (const unsigned char *)src;
   size_t n = strlen(src), i = 0, o = 0;
   while (i < n) {
@@ -492,6 +498,7 @@ static int one_of(const char *s, const char *const *list) {
 static const char *const tablet_names[] = {
     "iPad", "Tablet", "Kindle", "PlayBook", "Xoom", "Galaxy Tab", "MediaPad", "MatePad",
     "MI PAD", "Nexus 7", "Nexus 9", "Nexus 10", "Lenovo TAB", "SM-T", "WeTab", NULL};
+static const char *const console_names[] = {"PlayStation", "Xbox", "Nintendo", "Ouya", NULL};
 static const char *const phone_names[] = {"iPhone", "iPod", "Phone", NULL};
 static const char *const mobile_oses[] = {
     "iOS", "Android", "Windows Phone", "Windows Mobile", "Windows CE", "BlackBerry OS",
@@ -512,7 +519,12 @@ static const char *device_type(const ua_parts_t *pt, const char *ua, size_t len)
   if (any_ci(fam, tablet_names) || any_ci(pt->device_model, tablet_names) ||
       contains_ci(os, "Tablet") || (android && !mobile_token))
     return "tablet";
-  if (any_ci(fam, phone_names) || one_of(os, mobile_oses)) return "mobile";
+  if (contains_ci(fam, "TV") || contains_ci(os, "TV") || any_ci(fam, console_names))
+    return "other";
+  int identified = strcmp(fam, "Other") != 0 && strcmp(fam, "Mac") != 0;
+  if (any_ci(fam, phone_names) || one_of(os, mobile_oses) ||
+      (identified && strcmp(os, "Other") == 0))
+    return "mobile";
   if ((strcmp(fam, "Other") == 0 || strcmp(fam, "Mac") == 0) &&
       (one_of(os, desktop_oses) || strncmp(os, "Windows", 7) == 0))
     return "desktop";
@@ -533,6 +545,10 @@ void uaparse_info_from_parts(const ua_parts_t *pt, const char *ua, size_t len,
   copy_clean(out->device_family, sizeof out->device_family, pt->device_family);
   copy_clean(out->device_brand, sizeof out->device_brand, pt->device_brand);
   copy_clean(out->device_model, sizeof out->device_model, pt->device_model);
+  /* A capture of nothing but spaces or NULs leaves a family empty: that is unknown. */
+  if (!out->browser[0]) strcpy(out->browser, "Other");
+  if (!out->os[0]) strcpy(out->os, "Other");
+  if (!out->device_family[0]) strcpy(out->device_family, "Other");
   out->device_type = device_type(pt, ua, len);
   out->bot = strcmp(out->device_type, "bot") == 0;
 }
@@ -543,28 +559,26 @@ int uaparse_parse(uaparse_t *p, const char *ua, size_t len, ua_info_t *out) {
   if (!ua) len = 0;
   if (len > UAPARSE_MAX_UA) len = UAPARSE_MAX_UA;
   XXH128_hash_t h = XXH3_128bits_withSeed(ua ? ua : "", len, p->seed);
-  size_t set = (size_t)h.low64 & p->set_mask;
-  slot_t *ways = &p->slots[2 * set];
-  for (int w = 0; w < 2; w++) {
-    slot_t *s = &ways[w];
-    if (s->used && s->lo == h.low64 && s->hi == h.high64 && s->len == len) {
-      *out = s->info;
-      p->mru[set] = (unsigned char)w;
+  size_t base = WAYS * ((size_t)h.low64 & p->set_mask), victim = base;
+  for (size_t w = base; w < base + WAYS; w++) {
+    tag_t *t = &p->tags[w];
+    if (t->used && t->lo == h.low64 && t->hi == h.high64 && t->len == len) {
+      *out = p->infos[w];
+      t->used = ++p->tick;
       p->hits++;
       return 1;
     }
+    if (t->used < p->tags[victim].used) victim = w; /* an empty slot (0) or the LRU */
   }
   ua_parts_t parts;
   uaparse_match(p, ua, len, &parts);
   uaparse_info_from_parts(&parts, ua, len, out);
-  int victim = !ways[0].used ? 0 : !ways[1].used ? 1 : !p->mru[set];
-  slot_t *s = &ways[victim];
-  s->lo = h.low64;
-  s->hi = h.high64;
-  s->len = (uint32_t)len;
-  s->used = 1;
-  s->info = *out;
-  p->mru[set] = (unsigned char)victim;
+  tag_t *t = &p->tags[victim];
+  t->lo = h.low64;
+  t->hi = h.high64;
+  t->len = (uint32_t)len;
+  t->used = ++p->tick;
+  p->infos[victim] = *out;
   p->misses++;
   return 0;
 }
@@ -581,10 +595,10 @@ int uaparse_enrich_step(cJSON *ev, const enrich_ctx_t *ctx, void *state, char *m
   cJSON *c = cJSON_GetObjectItemCaseSensitive(ev, "context");
   cJSON *uav = cJSON_IsObject(c) ? cJSON_GetObjectItemCaseSensitive(c, "userAgent") : NULL;
   if (!p || !cJSON_IsString(uav) || !uav->valuestring) return 0;
-  int need_browser = !cJSON_HasObjectItem(c, "browser");
-  int need_os = !cJSON_HasObjectItem(c, "os");
-  int need_device = !cJSON_HasObjectItem(c, "device");
-  int need_bot = !cJSON_HasObjectItem(c, "bot");
+  int need_browser = !cJSON_GetObjectItemCaseSensitive(c, "browser");
+  int need_os = !cJSON_GetObjectItemCaseSensitive(c, "os");
+  int need_device = !cJSON_GetObjectItemCaseSensitive(c, "device");
+  int need_bot = !cJSON_GetObjectItemCaseSensitive(c, "bot");
   if (!need_browser && !need_os && !need_device && !need_bot) return 0;
 
   ua_info_t info;

@@ -9,11 +9,14 @@
  * lists costs ~100 us per user agent, so uaparse_parse keeps results in a bounded cache
  * (below); real traffic repeats a few thousand user agents, and a hit is a hash and a copy.
  *
- * Cache: a fixed table of cache_entries slots (rounded up to a power of two), 2-way set
- * associative with LRU inside each set; no allocation after uaparse_open. A slot holds
- * the 128-bit seeded XXH3 hash and the length of the (truncated) user agent plus the
- * parsed ua_info_t — about 430 bytes a slot, 7 MB for the default 16384. The seed is
- * random per process, so colliding keys cannot be prepared offline.
+ * Cache: a fixed table of cache_entries slots (rounded up to a power of two), 8-way set
+ * associative — the hash picks a set of eight slots, a miss replaces the least recently
+ * used of them; no allocation after uaparse_open. (Eight ways, not two: with fewer, a
+ * few sets overflow even when the working set is a tenth of the table, and a cyclic
+ * access pattern then misses on every pass.) A slot holds the 128-bit seeded XXH3 hash
+ * and the length of the (truncated) user agent plus the parsed ua_info_t — about 430
+ * bytes, 7 MB for the default 16384. A hit needs all 128 bits and the length to agree;
+ * the seed is random per process, so colliding keys cannot be prepared offline.
  *
  * Threads: a uaparse_t holds mutable state (cache, match data) and belongs to one thread
  * — the event loop. There is no locking; use one uaparse_t per thread if that changes.
@@ -21,15 +24,22 @@
  * Device type (ua_info_t.device_type) is sluice's own rule on top of uap-core, first
  * rule that applies:
  *   "bot"      device family "Spider" (uap-core's family for crawlers and monitors)
- *   "tablet"   device family or model names a tablet (iPad, Kindle, Tablet, Tab, Pad,
- *              KF* Fire models, Nexus 7/9/10, SM-T*, ...) or the OS is Android and the
- *              user agent lacks "Mobile" (Google's convention for Android tablets)
- *   "mobile"   iPhone/iPod, Android with "Mobile", a mobile OS (iOS, Windows Phone,
- *              BlackBerry, Symbian, KaiOS, Firefox OS, ...) or any identified device
- *              other than a Mac (uap-core names phones, not desktops)
+ *   "tablet"   device family or model names a tablet (iPad, Kindle, Tablet, PlayBook,
+ *              Xoom, Galaxy Tab, MediaPad, MatePad, MI PAD, Nexus 7/9/10, Lenovo TAB,
+ *              SM-T*), the OS names one (BlackBerry Tablet OS), or the OS is Android and
+ *              the user agent lacks "Mobile" (Google's convention for Android tablets)
+ *   "other"    device family or OS names a TV (HbbTV, SMART-TV, GoogleTV, tvOS, ...) or
+ *              the family a games console (PlayStation, Xbox, Nintendo, Ouya)
+ *   "mobile"   device family names a phone (iPhone, iPod, "Generic Smartphone", "Generic
+ *              Feature Phone", ...), the OS is a mobile one (iOS, Android with "Mobile",
+ *              Windows Phone, BlackBerry OS, Symbian, KaiOS, Firefox OS, Tizen, ...), or
+ *              uap-core identified a device (not "Other" or "Mac") but no OS — feature
+ *              phones such as "Nokia 6300"
  *   "desktop"  device family "Other" or "Mac" and a desktop OS (Windows, Mac OS X,
  *              Linux, Ubuntu, Chrome OS, Fedora, FreeBSD, ...)
- *   "other"    everything else (TVs, consoles, libraries, unknown) */
+ *   "other"    everything else (HTTP libraries, unknown)
+ * Device families and models are matched as case-insensitive substrings, OS families
+ * exactly (any other "Windows ..." family counts as a desktop OS). */
 #ifndef SLUICE_UAPARSE_H
 #define SLUICE_UAPARSE_H
 
@@ -41,7 +51,7 @@
 
 /* The Debian package's regexes; used when uaparse_open is given NULL. */
 #define UAPARSE_DEFAULT_REGEXES "/usr/share/uap-core/regexes.yaml"
-/* Cache slots when uaparse_open is given 0, and the most it accepts. */
+/* Cache slots when uaparse_open is given 0, and the most it accepts (~450 MB). */
 #define UAPARSE_DEFAULT_CACHE 16384
 #define UAPARSE_MAX_CACHE (1u << 20)
 /* Only the first UAPARSE_MAX_UA bytes of a user agent are matched (and hashed). */
@@ -76,7 +86,7 @@ typedef struct ua_parts {
 
 /* Load and compile the regexes at regexes_path (borrowed; NULL = UAPARSE_DEFAULT_REGEXES)
  * and allocate a cache of cache_entries slots (0 = UAPARSE_DEFAULT_CACHE; rounded up to
- * a power of two, at least 2, at most UAPARSE_MAX_CACHE). Returns the parser (owned by
+ * a power of two, at least 8; more than UAPARSE_MAX_CACHE is an error). Returns the parser (owned by
  * the caller; release with uaparse_free), or NULL with err filled: an unreadable file,
  * invalid YAML or a regex PCRE2 rejects (as "path:line:col: message"), a file with no
  * parsers, or out of memory. */

@@ -114,6 +114,25 @@ def test_campaign_and_referrer():
         srv.cleanup()
 
 
+def test_user_agent_parsed():
+    srv = Server().start()
+    try:
+        ua = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 "
+              "(KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1")
+        for _ in range(3):
+            check(srv.request("POST", "/v1/track", {"event": "v", "userId": "u"}, headers={"User-Agent": ua})[0] == 200)
+        bot = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+        check(srv.request("POST", "/v1/track", {"event": "v", "userId": "b"}, headers={"User-Agent": bot})[0] == 200)
+        evs = srv.export()
+        c = evs[0]["context"]
+        check(c["browser"]["name"] == "Mobile Safari" and c["os"]["name"] == "iOS", c)
+        check(c["device"]["type"] == "mobile" and c["bot"] is False, c)
+        check(evs[3]["context"]["bot"] is True and evs[3]["context"]["device"]["type"] == "bot", evs[3]["context"])
+        check(metric(srv, "sluice_ua_cache_hits") >= 2)
+    finally:
+        srv.cleanup()
+
+
 def test_geo_from_raw_ip_then_anonymised():
     from harness import ROOT
     fixture = os.path.join(ROOT, "build", "test-geo.mmdb")
