@@ -23,13 +23,17 @@
 #   BENCH_CONNS     connections at full load (default 64)
 #   BENCH_FSYNC_OFF 1 to also run sluice --fsync=off (default 1)
 #   BENCH_MD        file to write the result tables to as Markdown (default: none)
+#   BENCH_IDLE_WAIT seconds to wait at the start for the machine to be idle (default 60)
+#   BENCH_RUN_IDLE_WAIT  the same before each measured run (default 10)
 #   SLUICE          the binary (default build/sluice)
+#
+# The machine is shared: before each run the script waits (bounded) for it to be idle,
+# and after each run it names the busiest other processes, so a noisy row can be told.
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
 export LC_ALL=C
 
 cd "$(dirname "$0")/.."
-ROOT=$PWD
 SLUICE=${SLUICE:-build/sluice}
 DUR=${BENCH_DURATION:-8}
 CONNS=${BENCH_CONNS:-64}
@@ -62,6 +66,13 @@ cleanup() {
   rm -rf "$TMP"
 }
 trap cleanup EXIT
+stop_server() { # pid: SIGTERM, wait up to 10 s, forget it
+  kill "$1" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  PIDS=$(echo "$PIDS" | tr ' ' '\n' | grep -vx "$1" | tr '\n' ' ' || true)
+}
 trap 'exit 130' INT TERM
 
 log() { printf '%s\n' "$*" >&2; }
@@ -121,20 +132,43 @@ machine_ticks() { # busy and softirq clock ticks of all CPUs together, from /pro
   awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9, $8}' /proc/stat
 }
 
+# CPU ticks of every process ("pid comm ticks"), to name what else ran during a run
+proc_snapshot() {
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk '{
+    o = index($0, " ("); c = match($0, /\) [A-Za-z] /)
+    if (!o || !c) next
+    pid = substr($0, 1, o - 1); comm = substr($0, o + 2, c - o - 2)
+    n = split(substr($0, c + 2), f, " ")
+    gsub(/ /, "_", comm)
+    print pid, comm, f[12] + f[13]
+  }'
+}
+# noise BEFORE AFTER SECONDS OURPIDS...: the 3 busiest other processes, "comm NN%"
+noise() {
+  local a=$1 b=$2 secs=$3
+  shift 3
+  awk -v hz="$HZ" -v secs="$secs" -v ours=" $* " '
+    NR == FNR {t[$1 " " $2] = $3; next}
+    index(ours, " " $1 " ") {next}
+    {d = $3 - t[$1 " " $2]; if (d > 0) u[$2] += d}
+    END {for (c in u) printf "%d %s\n", 100 * u[c] / hz / secs + 0.5, c}' "$a" "$b" |
+    sort -rn | awk '$1 >= 2 && n < 3 {printf "%s%s %d%%", (n++ ? ", " : ""), $2, $1} END {if (!n) printf "-"}'
+}
+
 # Wait (at most BENCH_IDLE_WAIT seconds, default 60) for the machine to be nearly idle:
 # other work on this shared machine (a build, a fuzzer) skews every figure.
 wait_idle() {
-  local limit=${BENCH_IDLE_WAIT:-60} start=$SECONDS a b busy
+  local limit=${1:-${BENCH_IDLE_WAIT:-60}} start=$SECONDS a b busy
   while :; do
     a=$(machine_ticks); sleep 1; b=$(machine_ticks)
     busy=$(( (${b% *} - ${a% *}) * 100 / HZ ))
-    [ "$busy" -le 15 ] && { log "machine idle before the run: ${busy}% busy"; return 0; }
+    [ "$busy" -le 15 ] && { [ -n "${1:-}" ] || log "machine idle before the runs: ${busy}% busy"; return 0; }
     if [ $((SECONDS - start)) -ge "$limit" ]; then
-      log "bench: WARNING: the machine is ${busy}% busy (of $(nproc)00%) with other work; figures will be noisy"
-      BUSY_BEFORE=$busy
+      log "  (the machine is ${busy}% busy (of $(nproc)00%) with other work; going on: figures will be noisy)"
+      [ -n "${1:-}" ] || BUSY_BEFORE=$busy
       return 0
     fi
-    sleep 2
+    sleep 1
   done
 }
 
@@ -151,6 +185,8 @@ run_wrk() {
   shift 8
   [ "$id" = - ] && dur=${CAL_DUR:-2}
   local out="$TMP/wrk-$id.out" t0 t1 m0 m1
+  [ "$id" = - ] || wait_idle "${BENCH_RUN_IDLE_WAIT:-10}"
+  proc_snapshot >"$TMP/ps0"
   m0=$(machine_ticks)
   t0=$(ticks "$@")
   # wrk runs under a small bash that reports wrk's CPU time (its cutime + cstime)
@@ -165,6 +201,7 @@ run_wrk() {
     ' _ "$url" "$out" "$CONNS" "$dur" || { log "bench: wrk failed ($label):"; cat "$out" >&2; return 1; }
   t1=$(ticks "$@")
   m1=$(machine_ticks)
+  proc_snapshot >"$TMP/ps1"
   local line cli
   line=$(grep '^BENCH ' "$out") || { log "bench: no summary from wrk ($label)"; cat "$out" >&2; return 1; }
   cli=$(awk '/^CLIENT_TICKS/ {print $2}' "$out")
@@ -177,22 +214,24 @@ run_wrk() {
   if [ "$W_err_status" -gt 0 ]; then log "bench: $label: $W_err_status responses were not 2xx/3xx"; fi
   awk -v id="$id" -v label="$label" -v server="$server" -v conns="$CONNS" -v ev="$events" \
       -v r="$W_requests" -v d="$W_duration_us" -v p50="$W_p50_us" -v p99="$W_p99_us" \
-      -v dt=$((t1 - t0)) -v hz="$HZ" -v cli="${cli:-0}" -v errs="$errs" -v note="${RUN_NOTE:-}" \
+      -v dt=$((t1 - t0)) -v hz="$HZ" -v cli="${cli:-0}" -v errs="$errs" -v note="${RUN_NOTE:--}" \
+      -v others="$(noise "$TMP/ps0" "$TMP/ps1" "$(awk -v d="$W_duration_us" 'BEGIN {print d / 1e6}')" "$@" $$ $BASHPID)" \
       -v busy=$(( ${m1% *} - ${m0% *} )) -v sirq=$(( ${m1#* } - ${m0#* } )) '
     BEGIN {
       s = d / 1e6; cpu_us = dt * 1e6 / hz
-      others = busy - sirq - dt - cli; if (others < 0) others = 0
-      printf "%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%.3f\t%.0f\t%.0f\t%d\t%s\t%.0f\t%.0f\n",
+      oth = busy - sirq - dt - cli; if (oth < 0) oth = 0
+      printf "%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%.3f\t%.0f\t%.0f\t%d\t%s\t%.0f\t%.0f\t%s\n",
         id, label, server, conns, r / s, r * ev / s, p50 / 1000, p99 / 1000,
         cpu_us / r, cpu_us / (r * ev), 100 * dt / hz / s, 100 * cli / hz / s, errs, note,
-        100 * sirq / hz / s, 100 * others / hz / s
+        100 * sirq / hz / s, 100 * oth / hz / s, others
     }' >>"$RES"
   log "  $(tail -1 "$RES" | awk -F'\t' '{printf "%s: %s req/s, %s ev/s, p50 %s ms, p99 %s ms, %s us/req, %s us/ev, server %s%%, client %s%%, others %s%%", $2, $5, $6, $7, $8, $9, $10, $11, $12, $16}')"
 }
 
 # half_load ID LABEL SERVER EVENTS URL METHOD BODY FULL_REQ_S PIDS...
-# Offers about half of FULL_REQ_S: a short calibration run with think = conns / rate,
-# then think time minus the latency seen there, then the measured run.
+# Offers about half of FULL_REQ_S. Rate = conns / (think + overhead): a short calibration
+# run with think = conns / rate gives the overhead per request (latency plus wrk's timer
+# slack), and the measured run uses think = conns / rate - overhead.
 half_load() {
   local id=$1 label=$2 server=$3 events=$4 url=$5 method=$6 body=$7 full=$8
   shift 8
@@ -200,8 +239,9 @@ half_load() {
   target=$(awk -v f="$full" 'BEGIN {printf "%.0f", f / 2}')
   think=$(awk -v c="$CONNS" -v r="$target" 'BEGIN {printf "%.3f", c * 1000 / r}')
   run_wrk - "$label (calibration)" "$server" "$events" "$url" "$method" "$body" "$think" "$@"
-  think=$(awk -v c="$CONNS" -v r="$target" -v m="$WRK_MEAN_MS" \
-          'BEGIN {t = c * 1000 / r - m; if (t < 0.05) t = 0.05; printf "%.3f", t}')
+  think=$(awk -v c="$CONNS" -v r="$target" -v t0="$think" -v r0="$WRK_REQ_S" \
+          'BEGIN {o = c * 1000 / r0 - t0; if (o < 0) o = 0
+                  t = c * 1000 / r - o; if (t < 0.05) t = 0.05; printf "%.3f", t}')
   RUN_NOTE="target ${target} req/s = 50% of ${full}; think ${think} ms" \
     run_wrk "$id" "$label" "$server" "$events" "$url" "$method" "$body" "$think" "$@"
   awk -F'\t' -v id="$id" -v f="$full" '$1 == id {printf "%.0f", 100 * $5 / f}' "$RES" >"$TMP/pct-$id"
@@ -214,6 +254,7 @@ col() { awk -F'\t' -v id="$1" -v c="$2" '$1 == id {print $c}' "$RES"; }
   echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), kernel $(uname -r)"
   echo "data dir file system: $(df -T "$TMP" | awk 'NR == 2 {print $2}'); runs of ${DUR}s, wrk -t1 -c$CONNS; server on CPU $SRV_CPU, client on CPU $CLI_CPU"
   echo "versions: $("$SLUICE" version 2>&1 | head -1); $(nginx -v 2>&1); $(redis-server --version | cut -d' ' -f1-3); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+  echo "sluice build: $(git describe --always --dirty 2>/dev/null || echo unknown) ($SLUICE)"
   echo "event: $(wc -c <"$TMP/event.json") bytes; batch: $BATCH events, $(wc -c <"$TMP/batch.json") bytes"
 } | tee "$TMP/header.txt" >&2
 wait_idle
@@ -246,7 +287,7 @@ run_wrk ng_batch "POST 100-event body -> 204" nginx $BATCH "$NG/204" POST "$TMP/
 run_wrk ng_pixel "GET /p.gif (empty_gif)" nginx 1 "$NG/p.gif?$PIXEL_QS" GET "" 0 "$NG_PID" "$NG_WORKER"
 half_load ng_single_half "POST 315 B event -> 204, half load" nginx 1 "$NG/204" POST "$TMP/event.json" "$NG_SINGLE" "$NG_PID" "$NG_WORKER"
 NG_LOG_LINES=$(wc -l <"$TMP/nginx/nginx-access.log")
-kill "$NG_PID"; wait "$NG_PID" 2>/dev/null || true
+stop_server "$NG_PID"
 rm -f "$TMP/nginx/nginx-access.log"
 log "  nginx access log lines: $NG_LOG_LINES"
 
@@ -268,11 +309,14 @@ is_server "$RD_PID" redis-server
 run_redis() {
   local id=$1 label=$2 pipe=$3 n=$4 out="$TMP/redis-$1.csv" t0 t1 s0 s1 m0 m1
   timeout 5 redis-cli -p "$RD_PORT" FLUSHALL >/dev/null
+  [ "$id" = - ] || wait_idle "${BENCH_RUN_IDLE_WAIT:-10}"
+  proc_snapshot >"$TMP/ps0"
   m0=$(machine_ticks); t0=$(ticks "$RD_PID"); s0=$(date +%s%N)
   timeout $((DUR * 4 + 60)) taskset -c "$CLI_CPU" redis-benchmark -h 127.0.0.1 -p "$RD_PORT" \
     -n "$n" -c "$CONNS" -P "$pipe" --csv XADD s '*' e "$EVENT" >"$out" 2>&1 \
     || { log "bench: redis-benchmark failed"; cat "$out" >&2; return 1; }
   t1=$(ticks "$RD_PID"); s1=$(date +%s%N); m1=$(machine_ticks)
+  proc_snapshot >"$TMP/ps1"
   local len
   len=$(timeout 5 redis-cli -p "$RD_PORT" XLEN s)
   [ "$len" -ge "$n" ] || log "bench: $label: stream has $len entries, expected $n"
@@ -282,14 +326,15 @@ run_redis() {
   [ "$id" = - ] && return 0
   tail -1 "$out" | awk -F'","' -v id="$id" -v label="$label" -v conns="$CONNS" -v n="$n" \
       -v dt=$((t1 - t0)) -v hz="$HZ" -v ns=$((s1 - s0)) -v pipe="$pipe" \
-      -v busy=$(( ${m1% *} - ${m0% *} )) -v sirq=$(( ${m1#* } - ${m0#* } )) '{
+      -v busy=$(( ${m1% *} - ${m0% *} )) -v sirq=$(( ${m1#* } - ${m0#* } )) \
+      -v others="$(noise "$TMP/ps0" "$TMP/ps1" "$(awk -v n=$((s1 - s0)) 'BEGIN {print n / 1e9}')" "$RD_PID" $$ $BASHPID)" '{
     rps = $(NF-6); p50 = $(NF-3); p99 = $(NF-1); s = ns / 1e9; cpu_us = dt * 1e6 / hz
     # redis-benchmark is not measured on its own: "others" includes it
-    others = busy - sirq - dt; if (others < 0) others = 0
-    printf "%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%.3f\t%.0f\t%s\t%d\t%s\t%.0f\t%.0f\n",
+    oth = busy - sirq - dt; if (oth < 0) oth = 0
+    printf "%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%.3f\t%.0f\t%s\t%d\t%s\t%.0f\t%.0f\t%s\n",
       id, label, "redis", conns, rps, rps, p50, p99, cpu_us / n, cpu_us / n,
       100 * dt / hz / s, "(in others)", 0, "-P " pipe "; latency per command",
-      100 * sirq / hz / s, 100 * others / hz / s
+      100 * sirq / hz / s, 100 * oth / hz / s, others
   }' >>"$RES"
   log "  $(tail -1 "$RES" | awk -F'\t' '{printf "%s: %s req/s, %s ev/s, p50 %s ms, p99 %s ms, %s us/req, %s us/ev, server %s%%, client %s%%, others %s%%", $2, $5, $6, $7, $8, $9, $10, $11, $12, $16}')"
 }
@@ -300,7 +345,7 @@ run_redis - "calibration" $BATCH 100000
 N100=$(awk -v r="$RD_RPS" -v d="$DUR" 'BEGIN {n = int(r * d); if (n < 100000) n = 100000; if (n > 3000000) n = 3000000; print n}')
 run_redis rd_p100 "XADD 315 B, -P 100" $BATCH "$N100"
 timeout 5 redis-cli -p "$RD_PORT" FLUSHALL >/dev/null
-kill "$RD_PID"; wait "$RD_PID" 2>/dev/null || true
+stop_server "$RD_PID"
 
 # ---- sluice ------------------------------------------------------------------------
 
@@ -317,11 +362,7 @@ sluice_start() {
   is_server "$SL_PID" sluice
   SL="http://127.0.0.1:$port"
 }
-sluice_stop() {
-  kill "$SL_PID"
-  for _ in $(seq 1 100); do kill -0 "$SL_PID" 2>/dev/null || break; sleep 0.1; done
-  wait "$SL_PID" 2>/dev/null || true
-}
+sluice_stop() { stop_server "$SL_PID"; }
 # fsync count, fsync seconds, events accepted (from /metrics, outside the measured window)
 sluice_stats() {
   timeout 5 curl -s -H "Authorization: Bearer $RK" "$SL/metrics" |
@@ -351,16 +392,16 @@ for mode in always off; do
   log "== sluice --fsync=$mode"
   sluice_start "$mode"
   CAL_DUR=1 run_wrk - "warm-up" sluice 1 "$SL/v1/track" POST "$TMP/event.json" 0 "$SL_PID"
-  sl_run "sl_${mode}_single" "POST /v1/track, 1 event" 1 "$SL/v1/track" POST "$TMP/event.json"
+  sl_run "sl_${mode}_single" "POST /v1/track, 1 event, fsync=$mode" 1 "$SL/v1/track" POST "$TMP/event.json"
   SL_SINGLE=$WRK_REQ_S
-  sl_run "sl_${mode}_batch" "POST /v1/batch, $BATCH events" $BATCH "$SL/v1/batch" POST "$TMP/batch.json"
+  sl_run "sl_${mode}_batch" "POST /v1/batch, $BATCH events, fsync=$mode" $BATCH "$SL/v1/batch" POST "$TMP/batch.json"
   SL_BATCH=$WRK_REQ_S
-  sl_run "sl_${mode}_pixel" "GET /v1/p.gif" 1 "$SL/v1/p.gif?$PIXEL_QS" GET ""
+  sl_run "sl_${mode}_pixel" "GET /v1/p.gif, fsync=$mode" 1 "$SL/v1/p.gif?$PIXEL_QS" GET ""
   SL_PIXEL=$WRK_REQ_S
   if [ "$mode" = always ]; then
-    sl_half sl_always_single_half "POST /v1/track, half load" 1 "$SL/v1/track" POST "$TMP/event.json" "$SL_SINGLE"
-    sl_half sl_always_batch_half "POST /v1/batch, half load" $BATCH "$SL/v1/batch" POST "$TMP/batch.json" "$SL_BATCH"
-    sl_half sl_always_pixel_half "GET /v1/p.gif, half load" 1 "$SL/v1/p.gif?$PIXEL_QS" GET "" "$SL_PIXEL"
+    sl_half sl_always_single_half "POST /v1/track, fsync=always, half load" 1 "$SL/v1/track" POST "$TMP/event.json" "$SL_SINGLE"
+    sl_half sl_always_batch_half "POST /v1/batch, fsync=always, half load" $BATCH "$SL/v1/batch" POST "$TMP/batch.json" "$SL_BATCH"
+    sl_half sl_always_pixel_half "GET /v1/p.gif, fsync=always, half load" 1 "$SL/v1/p.gif?$PIXEL_QS" GET "" "$SL_PIXEL"
   fi
   log "  events stored: $(sluice_stats | cut -d' ' -f3)"
   sluice_stop
@@ -383,8 +424,9 @@ report() {
   echo
   echo "| run | server | req/s | events/s | p50 ms | p99 ms | server CPU µs/req | server CPU µs/event | server CPU % | client CPU % | softirq % | others % | errors | reference CPU µs/req | ratio |"
   echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"
+  : >"$TMP/noise.txt"
   local id ref
-  while IFS=$'\t' read -r id label server conns rps eps p50 p99 cpr cpe srv cli errs note sirq oth; do
+  while IFS=$'\t' read -r id label server conns rps eps p50 p99 cpr cpe srv cli errs note sirq oth busy; do
     ref=""
     case "$id" in
       sl_*_single) ref=ng_single ;;
@@ -398,16 +440,28 @@ report() {
     fi
     case "$id" in *_half) label="$label ($(cat "$TMP/pct-$id" 2>/dev/null || echo '?')% of full)" ;; esac
     echo "| $label | $server | $rps | $eps | $p50 | $p99 | $cpr | $cpe | $srv | $cli | $sirq | $oth | $errs | $refcol | $rat |"
+    [ "$busy" = - ] || echo "- $label ($server): $busy" >>"$TMP/noise.txt"
   done <"$RES"
   echo
-  echo "sluice group commit (from its /metrics, per full-load run):"
+  echo "Server: the benchmarked server's own CPU (all threads; nginx master + worker), from /proc/PID/stat."
+  echo "softirq: kernel softirq time on both CPUs (loopback TCP delivery), charged to no process."
+  echo "others: all other busy CPU time on the machine (kernel threads, and other users' work)."
+  if [ -s "$TMP/noise.txt" ]; then
+    echo
+    echo "Busiest other processes during each run (≥ 2% of one CPU):"
+    echo
+    cat "$TMP/noise.txt"
+  fi
+  echo
+  echo "sluice group commit with --fsync=always (from its /metrics, per full-load run):"
   echo
   echo "| run | fdatasyncs | fdatasyncs/s | mean fdatasync ms | events per fdatasync |"
   echo "|---|---:|---:|---:|---:|"
   local mode
   while IFS=$'\t' read -r id n ns ms epf; do
     mode=${id#sl_}
-    echo "| $(col "$id" 2), --fsync=${mode%%_*} | $n | $ns | $ms | $epf |"
+    [ "${mode%%_*}" = always ] || continue
+    echo "| $(col "$id" 2) | $n | $ns | $ms | $epf |"
   done <"$GC"
   echo
   local s n b p

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <stdio.h>
+
 #include "util/str.h"
 
 /* Host patterns: "google." matches any label sequence containing "google." at a label
@@ -77,23 +79,19 @@ size_t campaign_url_host(const char *url, char *out, size_t outlen) {
   return h;
 }
 
-static const char *str_at(const cJSON *obj, const char *a, const char *b) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, a);
-  if (b) v = cJSON_GetObjectItemCaseSensitive(v, b);
-  return cJSON_IsString(v) && v->valuestring[0] ? v->valuestring : NULL;
-}
-
 static const char *const click_ids[] = {"gclid", "fbclid", "msclkid", "ttclid", "twclid",
                                         "li_fat_id", "dclid", "wbraid", "gbraid", "yclid", NULL};
 
-/* Fill context.campaign (created lazily in *camp) from the URL's query string. */
-static void parse_query(const char *url, cJSON *context, cJSON **camp) {
+/* Set context.campaign.* from the URL's query string (only called when the event has
+ * no context.campaign). Returns whether utm_medium says e-mail. */
+static int parse_query(evdoc_t *ev, const char *url) {
   const char *q = strchr(url, '?');
-  if (!q) return;
+  if (!q) return 0;
   q++;
   size_t qlen = strcspn(q, "#"), pos = 0, kl, vl;
   const char *k, *v;
-  char key[32], val[512];
+  char key[32], val[512], path[64];
+  int email = 0, have_click = 0;
   while (str_query_next(q, qlen, &pos, &k, &kl, &v, &vl)) {
     if (kl >= sizeof key || vl >= sizeof val) continue;
     if (str_url_decode(k, kl, key, 1) < 0 || str_url_decode(v, vl, val, 1) < 0 || !val[0]) continue;
@@ -107,48 +105,51 @@ static void parse_query(const char *url, cJSON *context, cJSON **camp) {
               : !strcmp(s, "content")  ? "content"
                                        : NULL;
     }
-    int click = 0;
-    for (const char *const *c = click_ids; *c && !field; c++) click |= !strcmp(key, *c);
-    if (!field && !click) continue;
-    if (!*camp) *camp = cJSON_AddObjectToObject(context, "campaign");
-    if (field && !cJSON_GetObjectItemCaseSensitive(*camp, field)) {
-      cJSON_AddStringToObject(*camp, field, val);
-    } else if (click && !cJSON_GetObjectItemCaseSensitive(*camp, "clickId")) {
-      cJSON *ci = cJSON_AddObjectToObject(*camp, "clickId");
-      cJSON_AddStringToObject(ci, "type", key);
-      cJSON_AddStringToObject(ci, "value", val);
+    if (field) {
+      snprintf(path, sizeof path, "context.campaign.%s", field);
+      if (evdoc_get(ev, path).type == JSCAN_NONE) evdoc_set_str(ev, path, val);
+      if (!strcmp(field, "medium") &&
+          (!strcasecmp(val, "email") || !strcasecmp(val, "e-mail") || !strcasecmp(val, "newsletter")))
+        email = 1;
+      continue;
     }
+    for (const char *const *c = click_ids; *c && !have_click; c++)
+      if (!strcmp(key, *c)) {
+        evdoc_set_str(ev, "context.campaign.clickId.type", key);
+        evdoc_set_str(ev, "context.campaign.clickId.value", val);
+        have_click = 1;
+      }
   }
+  return email;
 }
 
-int campaign_enrich_step(cJSON *ev, const enrich_ctx_t *ctx, void *state, char *msg,
+int campaign_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg,
                          size_t msglen) {
-  cJSON *context = cJSON_GetObjectItemCaseSensitive(ev, "context");
-  if (!cJSON_IsObject(context)) return 0; /* the ip step always creates it */
-  const char *url = str_at(context, "page", "url");
-  if (!url) url = str_at(ev, "properties", "url");
-  const char *ref = str_at(context, "page", "referrer");
-  if (!ref) ref = str_at(ev, "properties", "referrer");
+  char url[2048], ref[2048], medium[64];
+  const char *u = evdoc_str(ev, "context.page.url", url, sizeof url);
+  if (!u) u = evdoc_str(ev, "properties.url", url, sizeof url);
+  const char *r = evdoc_str(ev, "context.page.referrer", ref, sizeof ref);
+  if (!r) r = evdoc_str(ev, "properties.referrer", ref, sizeof ref);
 
-  cJSON *camp = cJSON_GetObjectItemCaseSensitive(context, "campaign");
-  if (!camp && url) parse_query(url, context, &camp);
-  if (camp && !cJSON_IsObject(camp)) camp = NULL;
+  int email = 0;
+  if (evdoc_get(ev, "context.campaign").type == JSCAN_NONE) {
+    if (u) email = parse_query(ev, u);
+  } else {
+    const char *m = evdoc_str(ev, "context.campaign.medium", medium, sizeof medium);
+    email = m && (!strcasecmp(m, "email") || !strcasecmp(m, "e-mail") || !strcasecmp(m, "newsletter"));
+  }
 
   /* Only page views and events that carry a page say where the visitor came from. */
-  if (!url && !ref) return 0;
+  if (!u && !r) return 0;
   char page_host[256] = "", ref_host[256] = "";
-  if (url) campaign_url_host(url, page_host, sizeof page_host);
-  if (ref) campaign_url_host(ref, ref_host, sizeof ref_host);
-  const char *cls = campaign_referrer_class(ref_host, page_host);
-  const char *medium = camp ? str_at(camp, "medium", NULL) : NULL;
-  if (medium && (!strcasecmp(medium, "email") || !strcasecmp(medium, "e-mail") ||
-                 !strcasecmp(medium, "newsletter")))
-    cls = "email";
-  cJSON *r = cJSON_GetObjectItemCaseSensitive(context, "referrer");
-  if (!r) r = cJSON_AddObjectToObject(context, "referrer");
-  if (!cJSON_IsObject(r)) return 0;
-  if (ref_host[0] && !cJSON_GetObjectItemCaseSensitive(r, "host"))
-    cJSON_AddStringToObject(r, "host", ref_host);
-  if (!cJSON_GetObjectItemCaseSensitive(r, "class")) cJSON_AddStringToObject(r, "class", cls);
+  if (u) campaign_url_host(u, page_host, sizeof page_host);
+  if (r) campaign_url_host(r, ref_host, sizeof ref_host);
+  const char *cls = email ? "email" : campaign_referrer_class(ref_host, page_host);
+  jscan_type_t rt = evdoc_get(ev, "context.referrer").type;
+  if (rt != JSCAN_NONE && rt != JSCAN_OBJECT) return 0;
+  if (ref_host[0] && evdoc_get(ev, "context.referrer.host").type == JSCAN_NONE)
+    evdoc_set_str(ev, "context.referrer.host", ref_host);
+  if (evdoc_get(ev, "context.referrer.class").type == JSCAN_NONE)
+    evdoc_set_str(ev, "context.referrer.class", cls);
   return 0;
 }

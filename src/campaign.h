@@ -28,7 +28,7 @@ const char *campaign_referrer_class(const char *ref_host, const char *page_host)
 size_t campaign_url_host(const char *url, char *out, size_t outlen);
 
 /* enrich_step_fn: state unused. Never fails. */
-int campaign_enrich_step(cJSON *ev, const enrich_ctx_t *ctx, void *state, char *msg,
+int campaign_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg,
                          size_t msglen);
 
 #endif

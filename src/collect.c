@@ -7,7 +7,10 @@
 #include <strings.h>
 #include <zlib.h>
 
+#include <cjson/cJSON.h>
+
 #include "event.h"
+#include "evdoc.h"
 #include "keys.h"
 #include "ratelimit.h"
 #include "util/buf.h"
@@ -49,8 +52,11 @@ struct collect {
   buf_t body;    /* decompressed body scratch */
   buf_t values;  /* serialised events of the request being built */
   buf_t badvals; /* bad-event records of the request being built */
-  char *print;   /* cJSON_PrintPreallocated scratch, max_event_bytes + slack */
-  size_t print_cap;
+  evdoc_t *ev;    /* the event being taken */
+  evdoc_t *batch; /* the /v1/batch body around it */
+  log_entry_t *entries; /* reused per request */
+  size_t entries_cap;
+  buf_t query_event; /* pixel/redirect event text */
 };
 
 /* One request waiting for its log ack. */
@@ -85,8 +91,8 @@ collect_t *collect_new(const collect_deps_t *d) {
   c->dedup = d->dedup;
   double rate = (double)d->cfg->rate_limit_per_ip;
   c->limiter = ratelimit_new(rate, d->cfg->rate_limit_burst ? (double)d->cfg->rate_limit_burst : 2 * rate, 0);
-  c->print_cap = d->cfg->max_event_bytes + ENRICH_SLACK;
-  c->print = xmalloc(c->print_cap);
+  c->ev = evdoc_new();
+  c->batch = evdoc_new();
   return c;
 }
 
@@ -96,7 +102,10 @@ void collect_free(collect_t *c) {
   buf_free(&c->values);
   buf_free(&c->badvals);
   ratelimit_free(c->limiter);
-  free(c->print);
+  evdoc_free(c->ev);
+  evdoc_free(c->batch);
+  free(c->entries);
+  buf_free(&c->query_event);
   free(c);
 }
 
@@ -269,19 +278,51 @@ static void reject(collect_t *c, ingest_t *in, size_t index, const char *code, c
   buf_putc(b, '\n'); /* record separator inside badvals; see flush_bad */
 }
 
-/* Validate, enrich and serialise one parsed event into c->values (NUL-separated).
- * Returns 0 when accepted. raw/rawlen describe the input for the bad log. */
-static int take_event(collect_t *c, ingest_t *in, cJSON *ev, size_t index,
-                      const enrich_ctx_t *ctx, const char *raw, size_t rawlen) {
+/* Merge the batch-level object `name` (context or integrations) into the event: keys the
+ * event lacks are added (Segment semantics: the event's own keys win). */
+static void merge_defaults(collect_t *c, evdoc_t *ev, const char *name) {
+  const jscan_member_t *m;
+  long n = evdoc_members(c->batch, name, &m);
+  if (n <= 0) return;
+  jscan_type_t t = evdoc_get(ev, name).type;
+  if (t != JSCAN_NONE && t != JSCAN_OBJECT && t != JSCAN_NULL) return;
+  char key[256];
+  for (long i = 0; i < n; i++) {
+    jscan_val_t kv = {JSCAN_STRING, m[i].key, m[i].keylen, m[i].key_escaped, 0};
+    if (m[i].keylen >= sizeof key || jscan_string(&kv, key, sizeof key) < 0) continue;
+    const char *segs[2] = {name, key};
+    if (evdoc_get_v(ev, segs, 2).type != JSCAN_NONE) continue;
+    const jscan_val_t *v = &m[i].val;
+    if (v->type == JSCAN_STRING)
+      evdoc_set_raw_v(ev, segs, 2, v->p - 1, v->n + 2);
+    else
+      evdoc_set_raw_v(ev, segs, 2, v->p, v->n);
+  }
+}
+
+/* Validate, enrich and serialise the event loaded in c->ev into c->values. raw/rawlen
+ * are the client's bytes of this event (for the size check and the bad-event log);
+ * batch_defaults says whether to merge c->batch's context/integrations. Returns 0 when
+ * the event is accepted (stored or skipped). */
+static int take_event(collect_t *c, ingest_t *in, size_t index, const enrich_ctx_t *ctx,
+                      const char *raw, size_t rawlen, int batch_defaults) {
+  evdoc_t *ev = c->ev;
   event_error_t err;
-  char *printed = NULL;
-  if (event_validate(ev, in->route->implied_type, &err) != 0) {
-    if (!raw) raw = printed = cJSON_PrintUnformatted(ev);
-    reject(c, in, index, err.code, err.message, raw, raw ? strlen(raw) : 0, ctx);
-    free(printed);
+  char msg[200];
+  if (rawlen > c->cfg->max_event_bytes) {
+    snprintf(msg, sizeof msg, "the event is larger than %llu bytes",
+             (unsigned long long)c->cfg->max_event_bytes);
+    reject(c, in, index, EVENT_ERR_TOO_LARGE, msg, raw, rawlen, ctx);
     return -1;
   }
-  char msg[200];
+  if (event_validate(ev, in->route->implied_type, &err) != 0) {
+    reject(c, in, index, err.code, err.message, raw, rawlen, ctx);
+    return -1;
+  }
+  if (batch_defaults) {
+    merge_defaults(c, ev, "context");
+    merge_defaults(c, ev, "integrations");
+  }
   int erc = enrich_event(c->enrich, ev, ctx, msg, sizeof msg);
   if (erc == ENRICH_DROP) {
     in->skipped++;
@@ -289,54 +330,56 @@ static int take_event(collect_t *c, ingest_t *in, cJSON *ev, size_t index,
     return 0;
   }
   if (erc != 0) {
-    if (!raw) raw = printed = cJSON_PrintUnformatted(ev);
-    reject(c, in, index, EVENT_ERR_FIELD, msg, raw, raw ? strlen(raw) : 0, ctx);
-    free(printed);
+    reject(c, in, index, EVENT_ERR_FIELD, msg, raw, rawlen, ctx);
     return -1;
   }
-  if (!cJSON_PrintPreallocated(ev, c->print, (int)c->print_cap, 0) ||
-      strlen(c->print) > c->cfg->max_event_bytes + ENRICH_SLACK - 1) {
-    snprintf(msg, sizeof msg, "the event is larger than %llu bytes",
-             (unsigned long long)c->cfg->max_event_bytes);
-    reject(c, in, index, EVENT_ERR_TOO_LARGE, msg, raw, raw ? rawlen : 0, ctx);
-    return -1;
-  }
-  const cJSON *mid = cJSON_GetObjectItemCaseSensitive(ev, "messageId");
-  const char *id = cJSON_IsString(mid) ? mid->valuestring : "";
+  char id[EVENT_MAX_ID + 8];
+  if (!evdoc_str(ev, "messageId", id, sizeof id)) id[0] = 0;
   size_t idlen = strlen(id);
   if (dedup_seen(c->dedup, id, idlen, ctx->received_us)) {
     in->skipped++;
     metrics_add(c->metrics, MC_EVENTS_DUPLICATE, 1);
     return 0;
   }
-  if (c->dedup) buf_append(&in->ids, id, idlen + 1);
-  size_t klen;
-  const char *key = event_key(ev, &klen);
-  size_t vlen = strlen(c->print);
   /* values holds: u32 key_len | key | u32 value_len | value, repeated */
-  uint32_t k32 = (uint32_t)klen, v32 = (uint32_t)vlen;
+  char key[EVENT_MAX_ID + 8];
+  event_key(ev, key, sizeof key);
+  size_t mark = c->values.len;
+  uint32_t k32 = (uint32_t)strlen(key), v32 = 0;
   buf_append(&c->values, &k32, 4);
-  buf_append(&c->values, key, klen);
+  buf_append(&c->values, key, k32);
+  size_t vpos = c->values.len;
   buf_append(&c->values, &v32, 4);
-  buf_append(&c->values, c->print, vlen);
+  evdoc_write(ev, &c->values);
+  size_t vlen = c->values.len - vpos - 4;
+  if (vlen > c->cfg->max_event_bytes + ENRICH_SLACK) {
+    c->values.len = mark;
+    snprintf(msg, sizeof msg, "the event is larger than %llu bytes once enriched",
+             (unsigned long long)c->cfg->max_event_bytes);
+    reject(c, in, index, EVENT_ERR_TOO_LARGE, msg, raw, rawlen, ctx);
+    return -1;
+  }
+  v32 = (uint32_t)vlen;
+  memcpy(c->values.data + vpos, &v32, 4);
+  if (c->dedup) buf_append(&in->ids, id, idlen + 1);
   in->accepted++;
   return 0;
 }
 
-/* Merge batch-level context/integrations into an event (Segment semantics: the event's
- * own keys win). */
-static void merge_defaults(cJSON *ev, const cJSON *batch, const char *name) {
-  const cJSON *src = cJSON_GetObjectItemCaseSensitive(batch, name);
-  if (!cJSON_IsObject(src) || !cJSON_IsObject(ev)) return;
-  cJSON *dst = cJSON_GetObjectItemCaseSensitive(ev, name);
-  if (!dst) {
-    cJSON_AddItemToObject(ev, name, cJSON_Duplicate(src, 1));
-    return;
+/* Load bytes into c->ev and take the event; a load failure is the event's rejection. */
+static int load_and_take(collect_t *c, ingest_t *in, size_t index, const enrich_ctx_t *ctx,
+                         const char *raw, size_t rawlen, int batch_defaults, int default_track) {
+  int lr = evdoc_load(c->ev, raw, rawlen);
+  if (lr != 0) {
+    reject(c, in, index, lr == -2 ? EVENT_ERR_NOT_OBJECT : lr == -3 ? EVENT_ERR_FIELD : EVENT_ERR_JSON,
+           lr == -2   ? "an event must be a JSON object"
+           : lr == -3 ? "the event has duplicate or too many top-level fields"
+                      : "the event is not valid JSON",
+           raw, rawlen, ctx);
+    return -1;
   }
-  if (!cJSON_IsObject(dst)) return;
-  for (const cJSON *it = src->child; it; it = it->next)
-    if (!cJSON_GetObjectItemCaseSensitive(dst, it->string))
-      cJSON_AddItemToObject(dst, it->string, cJSON_Duplicate(it, 1));
+  if (default_track && evdoc_get(c->ev, "type").type == JSCAN_NONE) evdoc_set_str(c->ev, "type", "track");
+  return take_event(c, in, index, ctx, raw, rawlen, batch_defaults);
 }
 
 /* ---- request decoding ---- */
@@ -581,7 +624,11 @@ static void submit(collect_t *c, ingest_t *in, int64_t now_us) {
     ingest_free(in);
     return;
   }
-  log_entry_t *e = xcalloc(in->accepted, sizeof *e);
+  if (c->entries_cap < in->accepted) {
+    c->entries_cap = in->accepted * 2;
+    c->entries = xrealloc(c->entries, c->entries_cap * sizeof *c->entries);
+  }
+  log_entry_t *e = c->entries;
   size_t pos = 0;
   for (size_t i = 0; i < in->accepted; i++) {
     uint32_t kl, vl;
@@ -598,7 +645,6 @@ static void submit(collect_t *c, ingest_t *in, int64_t now_us) {
     pos += vl;
   }
   int rc = log_append(c->log, e, in->accepted, on_ack, in);
-  free(e);
   buf_reset(&c->values);
   if (rc != 0) {
     metrics_add(c->metrics, MC_EVENTS_FAILED, in->accepted);
@@ -622,7 +668,7 @@ static void handle_json(collect_t *c, ingest_t *in, char *hkey, const enrich_ctx
       st = 401, code = "missing_key", msg = "send the write key as the HTTP Basic user";
       goto fail;
     }
-    size_t index = 0, lines = 0;
+    size_t index = 0;
     for (size_t pos = 0; pos < len;) {
       const char *nl = memchr(body + pos, '\n', len - pos);
       size_t end = nl ? (size_t)(nl - body) : len, n = end - pos;
@@ -630,25 +676,11 @@ static void handle_json(collect_t *c, ingest_t *in, char *hkey, const enrich_ctx
       pos = end + 1;
       while (n && (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t')) n--;
       if (!n) continue;
-      if (++lines > c->cfg->max_batch_events) {
+      if (index >= c->cfg->max_batch_events) {
         st = 413, code = EVENT_ERR_TOO_MANY, msg = "more lines than max-batch-events";
         goto fail;
       }
-      size_t idx = index++;
-      if (n > c->cfg->max_event_bytes) {
-        reject(c, in, idx, EVENT_ERR_TOO_LARGE, "the line is larger than max-event-bytes", line,
-               n, ctx);
-        continue;
-      }
-      cJSON *ev = cJSON_ParseWithLength(line, n);
-      if (!ev) {
-        reject(c, in, idx, EVENT_ERR_JSON, "the line is not valid JSON", line, n, ctx);
-        continue;
-      }
-      if (cJSON_IsObject(ev) && !cJSON_GetObjectItemCaseSensitive(ev, "type"))
-        cJSON_AddStringToObject(ev, "type", "track");
-      take_event(c, in, ev, idx, ctx, line, n);
-      cJSON_Delete(ev);
+      load_and_take(c, in, index++, ctx, line, n, 0, 1);
     }
     if (!index) {
       st = 400, code = "empty_body", msg = "the body holds no event";
@@ -658,54 +690,51 @@ static void handle_json(collect_t *c, ingest_t *in, char *hkey, const enrich_ctx
     return;
   }
 
-  cJSON *root = cJSON_ParseWithLength(body, len);
-  if (!root) {
+  evdoc_t *doc = kind == K_SINGLE ? c->ev : c->batch;
+  int lr = evdoc_load(doc, body, len);
+  if (lr == -1) {
     reject(c, in, 0, EVENT_ERR_JSON, "the body is not valid JSON", body, len, ctx);
     flush_bad(c, ctx->received_us);
     st = 400, code = EVENT_ERR_JSON, msg = "the body is not valid JSON";
     goto fail;
   }
-  if (!cJSON_IsObject(root)) {
-    cJSON_Delete(root);
+  if (lr == -2) {
     st = 400, code = EVENT_ERR_NOT_OBJECT, msg = "the body must be a JSON object";
     goto fail;
   }
-  if (!hkey[0]) {
-    const cJSON *wk = cJSON_GetObjectItemCaseSensitive(root, "writeKey");
-    if (cJSON_IsString(wk)) snprintf(hkey, 256, "%s", wk->valuestring);
-  }
-  st = check_write_key(c->cfg, hkey, strlen(hkey), &code, &msg);
-  if (st) {
-    cJSON_Delete(root);
+  if (lr == -3) {
+    st = 400, code = EVENT_ERR_FIELD, msg = "the body has duplicate or too many top-level fields";
     goto fail;
   }
+  if (!hkey[0] && !evdoc_str(doc, "writeKey", hkey, 256)) hkey[0] = 0;
+  st = check_write_key(c->cfg, hkey, strlen(hkey), &code, &msg);
+  if (st) goto fail;
   if (kind == K_SINGLE) {
-    take_event(c, in, root, 0, ctx, body, len);
+    take_event(c, in, 0, ctx, body, len, 0);
   } else {
-    cJSON *batch = cJSON_GetObjectItemCaseSensitive(root, "batch");
-    if (!cJSON_IsArray(batch)) {
-      cJSON_Delete(root);
+    jscan_val_t arr = evdoc_get(doc, "batch");
+    if (arr.type != JSCAN_ARRAY) {
       st = 400, code = EVENT_ERR_MISSING, msg = "the body must have a \"batch\" array";
       goto fail;
     }
-    if ((size_t)cJSON_GetArraySize(batch) > c->cfg->max_batch_events) {
-      cJSON_Delete(root);
+    size_t pos = 0, count = 0;
+    jscan_val_t el;
+    while (jscan_array_next(&arr, &pos, &el) == 1) count++;
+    if (count > c->cfg->max_batch_events) {
       st = 413, code = EVENT_ERR_TOO_MANY, msg = "the batch has more events than max-batch-events";
       goto fail;
     }
-    size_t index = 0;
-    for (cJSON *ev = batch->child; ev; ev = ev->next, index++) {
-      merge_defaults(ev, root, "context");
-      merge_defaults(ev, root, "integrations");
-      take_event(c, in, ev, index, ctx, NULL, 0);
-    }
-    if (!index) {
-      cJSON_Delete(root);
+    if (!count) {
       st = 400, code = "empty_batch", msg = "the batch holds no event";
       goto fail;
     }
+    pos = 0;
+    for (size_t index = 0; jscan_array_next(&arr, &pos, &el) == 1; index++) {
+      const char *raw = el.type == JSCAN_STRING ? el.p - 1 : el.p;
+      size_t rawlen = el.type == JSCAN_STRING ? el.n + 2 : el.n;
+      load_and_take(c, in, index, ctx, raw, rawlen, 1, 0);
+    }
   }
-  cJSON_Delete(root);
   submit(c, in, ctx->received_us);
   return;
 fail:
@@ -737,8 +766,12 @@ static void handle_query(collect_t *c, ingest_t *in, char *hkey, const enrich_ct
     cJSON_Delete(ev);
     goto fail;
   }
-  take_event(c, in, ev, 0, ctx, NULL, 0);
+  buf_reset(&c->query_event);
+  char *text = cJSON_PrintUnformatted(ev);
   cJSON_Delete(ev);
+  buf_puts(&c->query_event, text ? text : "{}");
+  cJSON_free(text);
+  load_and_take(c, in, 0, ctx, c->query_event.data, c->query_event.len, 0, 0);
   submit(c, in, ctx->received_us);
   return;
 fail:
@@ -828,7 +861,8 @@ int collect_handle(collect_t *c, http_req_t *r) {
   }
 
   enrich_ctx_t ctx = {clock_wall_us(), ip, http_req_header(r, "User-Agent"),
-                      http_req_header(r, "Referer")};
+                      http_req_header(r, "Referer"), ""};
+  enrich_ctx_prepare(&ctx);
   if (is_get)
     handle_query(c, in, hkey, &ctx);
   else

@@ -70,78 +70,57 @@ void enrich_client_ip(const char *peer, const char *xff, const strlist_t *truste
   }
 }
 
-static cJSON *ensure_object(cJSON *parent, const char *name) {
-  cJSON *o = cJSON_GetObjectItemCaseSensitive(parent, name);
-  if (cJSON_IsObject(o)) return o;
-  if (o) cJSON_DeleteItemFromObjectCaseSensitive(parent, name);
-  return cJSON_AddObjectToObject(parent, name);
+void enrich_ctx_prepare(enrich_ctx_t *ctx) { clock_format_iso(ctx->received_us, ctx->received_iso); }
+
+static int time_of(evdoc_t *ev, const char *name, int64_t *t) {
+  jscan_val_t v = evdoc_get(ev, name);
+  return v.type == JSCAN_STRING && !v.escaped && clock_parse_iso(v.p, v.n, t) == 0;
 }
 
-static void set_string(cJSON *obj, const char *name, const char *value) {
-  cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-  if (v)
-    cJSON_ReplaceItemInObjectCaseSensitive(obj, name, cJSON_CreateString(value));
-  else
-    cJSON_AddStringToObject(obj, name, value);
-}
-
-static int time_of(const cJSON *ev, const char *name, int64_t *t) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(ev, name);
-  return cJSON_IsString(v) && clock_parse_iso(v->valuestring, strlen(v->valuestring), t) == 0;
-}
-
-static int step_times(cJSON *ev, const enrich_ctx_t *ctx, void *state, char *msg, size_t ml) {
-  char iso[25];
-  clock_format_iso(ctx->received_us, iso);
-  set_string(ev, "receivedAt", iso);
+static int step_times(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg, size_t ml) {
+  evdoc_set_str(ev, "receivedAt", ctx->received_iso);
   int64_t ts, sent;
   if (time_of(ev, "timestamp", &ts)) {
     if (time_of(ev, "sentAt", &sent)) {
-      if (!cJSON_GetObjectItemCaseSensitive(ev, "originalTimestamp")) {
-        cJSON *orig = cJSON_GetObjectItemCaseSensitive(ev, "timestamp");
-        cJSON_AddStringToObject(ev, "originalTimestamp", orig->valuestring);
-      }
+      jscan_val_t orig = evdoc_get(ev, "timestamp");
+      if (evdoc_get(ev, "originalTimestamp").type == JSCAN_NONE)
+        evdoc_set_raw(ev, "originalTimestamp", orig.p - 1, orig.n + 2);
+      char iso[25];
       clock_format_iso(ts + (ctx->received_us - sent), iso);
-      set_string(ev, "timestamp", iso);
+      evdoc_set_str(ev, "timestamp", iso);
     }
   } else {
-    set_string(ev, "timestamp", iso);
+    evdoc_set_str(ev, "timestamp", ctx->received_iso);
   }
   return 0;
 }
 
-static int step_message_id(cJSON *ev, const enrich_ctx_t *ctx, void *state, char *msg, size_t ml) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(ev, "messageId");
-  if (cJSON_IsString(v) && v->valuestring[0]) return 0;
+static int step_message_id(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg, size_t ml) {
+  jscan_val_t v = evdoc_get(ev, "messageId");
+  if (v.type == JSCAN_STRING && v.n) return 0;
   char id[41] = "srv-";
   rand_uuid(id + 4);
-  set_string(ev, "messageId", id);
+  evdoc_set_str(ev, "messageId", id);
   return 0;
 }
 
-static int step_ip(cJSON *ev, const enrich_ctx_t *ctx, void *state, char *msg, size_t ml) {
+static int step_ip(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg, size_t ml) {
   const config_t *cfg = state;
-  cJSON *context = ensure_object(ev, "context");
   char anon[46];
-  const char *ip = NULL;
   /* ctx->client_ip is the event's own address (see enrich_event): anything a client put
    * in context.ip that is not an address was already replaced by the request's. */
-  if (ctx->client_ip && enrich_anonymise_ip(ctx->client_ip, anon) == 0) ip = ctx->client_ip;
-  if (!ip) {
-    cJSON_DeleteItemFromObjectCaseSensitive(context, "ip");
+  if (!ctx->client_ip || enrich_anonymise_ip(ctx->client_ip, anon) != 0) {
+    if (evdoc_get(ev, "context.ip").type != JSCAN_NONE) evdoc_del(ev, "context.ip");
     return 0;
   }
-  char keep[46];
-  snprintf(keep, sizeof keep, "%s", cfg->keep_full_ip ? ip : anon);
-  set_string(context, "ip", keep);
+  evdoc_set_str(ev, "context.ip", cfg->keep_full_ip ? ctx->client_ip : anon);
   return 0;
 }
 
-static int step_user_agent(cJSON *ev, const enrich_ctx_t *ctx, void *state, char *msg, size_t ml) {
+static int step_user_agent(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg, size_t ml) {
   if (!ctx->user_agent || !ctx->user_agent[0]) return 0;
-  cJSON *context = ensure_object(ev, "context");
-  if (!cJSON_GetObjectItemCaseSensitive(context, "userAgent"))
-    cJSON_AddStringToObject(context, "userAgent", ctx->user_agent);
+  if (evdoc_get(ev, "context.userAgent").type == JSCAN_NONE)
+    evdoc_set_str(ev, "context.userAgent", ctx->user_agent);
   return 0;
 }
 
@@ -177,17 +156,13 @@ int enrich_insert(enrich_t *e, const char *before, const char *name, enrich_step
   return 0;
 }
 
-int enrich_event(enrich_t *e, cJSON *ev, const enrich_ctx_t *ctx_in, char *msg, size_t msglen) {
+int enrich_event(enrich_t *e, evdoc_t *ev, const enrich_ctx_t *ctx_in, char *msg, size_t msglen) {
   /* A server-side SDK reports its visitor's address in context.ip: that is the event's
    * client. Anything there that is not an address is ignored. */
   enrich_ctx_t local = *ctx_in;
-  const cJSON *context = cJSON_GetObjectItemCaseSensitive(ev, "context");
-  const cJSON *given = cJSON_GetObjectItemCaseSensitive(context, "ip");
-  char tmp[46], raw[46];
-  if (cJSON_IsString(given) && enrich_anonymise_ip(given->valuestring, tmp) == 0) {
-    snprintf(raw, sizeof raw, "%s", given->valuestring); /* steps may replace the item */
+  char raw[46], tmp[46];
+  if (evdoc_str(ev, "context.ip", raw, sizeof raw) && enrich_anonymise_ip(raw, tmp) == 0)
     local.client_ip = raw;
-  }
   const enrich_ctx_t *ctx = &local;
   for (size_t i = 0; i < e->n; i++) {
     char m[160] = "";

@@ -19,11 +19,11 @@
 #ifndef SLUICE_ENRICH_H
 #define SLUICE_ENRICH_H
 
-#include <cjson/cJSON.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
+#include "evdoc.h"
 
 typedef struct enrich enrich_t;
 
@@ -34,13 +34,18 @@ typedef struct enrich_ctx {
                                * request's (socket peer or trusted X-Forwarded-For) */
   const char *user_agent;     /* User-Agent header or NULL */
   const char *referer;        /* Referer header or NULL */
+  /* Filled by enrich_event (per request work done once, not per event): */
+  char received_iso[25];      /* received_us as RFC 3339 */
 } enrich_ctx_t;
 
-/* A step: modify ev in place. Return 0; -1 to reject the event (msg filled; the client
+/* Prepare ctx for a request: fills the derived fields. Call once per request. */
+void enrich_ctx_prepare(enrich_ctx_t *ctx);
+
+/* A step: edit ev (see evdoc.h). Return 0; -1 to reject the event (msg filled; the client
  * is told and the event goes to the bad-event log); or ENRICH_DROP to drop it silently
  * (answered as accepted, never stored: a visitor without consent). */
 #define ENRICH_DROP 1
-typedef int (*enrich_step_fn)(cJSON *ev, const enrich_ctx_t *ctx, void *state, char *msg,
+typedef int (*enrich_step_fn)(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg,
                               size_t msglen);
 
 /* The default chain for config c (borrowed; must outlive the chain). NULL on OOM. */
@@ -52,7 +57,7 @@ int enrich_insert(enrich_t *e, const char *before, const char *name, enrich_step
                   void *state);
 /* Run every step over ev. Returns 0, ENRICH_DROP when a step dropped the event, or -1
  * with msg naming the failing step. */
-int enrich_event(enrich_t *e, cJSON *ev, const enrich_ctx_t *ctx, char *msg, size_t msglen);
+int enrich_event(enrich_t *e, evdoc_t *ev, const enrich_ctx_t *ctx, char *msg, size_t msglen);
 void enrich_free(enrich_t *e);
 
 /* Resolve the client IP of a request: the peer, or — when the peer is in trusted

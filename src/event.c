@@ -28,74 +28,78 @@ static int fail(event_error_t *err, const char *code, const char *f, ...) {
 
 /* An id may be a string or an integer (some SDKs send numbers); normalise to a string.
  * Returns 1 when present and non-empty, 0 when absent/null/empty, -1 when invalid. */
-static int id_field(cJSON *ev, const char *name, event_error_t *err) {
-  cJSON *v = cJSON_GetObjectItemCaseSensitive(ev, name);
-  if (!v || cJSON_IsNull(v)) return 0;
-  if (cJSON_IsNumber(v)) {
-    double d = v->valuedouble;
+static int id_field(evdoc_t *ev, const char *name, event_error_t *err) {
+  jscan_val_t v = evdoc_get(ev, name);
+  if (v.type == JSCAN_NONE || v.type == JSCAN_NULL) return 0;
+  if (v.type == JSCAN_NUMBER) {
+    double d = v.num;
     if (d != d || d > 9007199254740992.0 || d < -9007199254740992.0 || d != (double)(long long)d)
       return fail(err, EVENT_ERR_FIELD, "%s must be a string or an integer", name);
     char tmp[32];
     snprintf(tmp, sizeof tmp, "%lld", (long long)d);
-    cJSON_ReplaceItemInObjectCaseSensitive(ev, name, cJSON_CreateString(tmp));
+    evdoc_set_str(ev, name, tmp);
     return 1;
   }
-  if (!cJSON_IsString(v)) return fail(err, EVENT_ERR_FIELD, "%s must be a string", name);
-  size_t n = strlen(v->valuestring);
-  if (n > EVENT_MAX_ID)
-    return fail(err, EVENT_ERR_FIELD, "%s is longer than %d bytes", name, EVENT_MAX_ID);
-  return n > 0;
+  if (v.type != JSCAN_STRING) return fail(err, EVENT_ERR_FIELD, "%s must be a string", name);
+  /* Raw length bounds the decoded length from above; decode only near the limit. */
+  if (v.n > EVENT_MAX_ID) {
+    char buf[EVENT_MAX_ID + 8];
+    if (jscan_string(&v, buf, sizeof buf) > EVENT_MAX_ID)
+      return fail(err, EVENT_ERR_FIELD, "%s is longer than %d bytes", name, EVENT_MAX_ID);
+  }
+  return v.n > 0;
 }
 
-static int object_field(cJSON *ev, const char *name, event_error_t *err) {
-  cJSON *v = cJSON_GetObjectItemCaseSensitive(ev, name);
-  if (!v || cJSON_IsNull(v) || cJSON_IsObject(v)) return 0;
+static int object_field(evdoc_t *ev, const char *name, event_error_t *err) {
+  jscan_type_t t = evdoc_get(ev, name).type;
+  if (t == JSCAN_NONE || t == JSCAN_NULL || t == JSCAN_OBJECT) return 0;
   return fail(err, EVENT_ERR_FIELD, "%s must be an object", name);
 }
 
-static int time_field(cJSON *ev, const char *name, event_error_t *err) {
-  cJSON *v = cJSON_GetObjectItemCaseSensitive(ev, name);
-  if (!v || cJSON_IsNull(v)) return 0;
+static int time_field(evdoc_t *ev, const char *name, event_error_t *err) {
+  jscan_val_t v = evdoc_get(ev, name);
+  if (v.type == JSCAN_NONE || v.type == JSCAN_NULL) return 0;
   int64_t t;
-  if (!cJSON_IsString(v) || clock_parse_iso(v->valuestring, strlen(v->valuestring), &t) != 0)
+  if (v.type != JSCAN_STRING || v.escaped || clock_parse_iso(v.p, v.n, &t) != 0)
     return fail(err, EVENT_ERR_TIMESTAMP, "%s must be an ISO-8601 date-time string", name);
   return 0;
 }
 
-static int name_field(cJSON *ev, const char *name, int required, event_error_t *err) {
-  cJSON *v = cJSON_GetObjectItemCaseSensitive(ev, name);
-  if (!v || cJSON_IsNull(v)) {
+static int name_field(evdoc_t *ev, const char *name, int required, event_error_t *err) {
+  jscan_val_t v = evdoc_get(ev, name);
+  if (v.type == JSCAN_NONE || v.type == JSCAN_NULL) {
     if (required) return fail(err, EVENT_ERR_MISSING, "%s is required", name);
     return 0;
   }
-  if (!cJSON_IsString(v)) return fail(err, EVENT_ERR_FIELD, "%s must be a string", name);
-  size_t n = strlen(v->valuestring);
-  if (required && n == 0) return fail(err, EVENT_ERR_MISSING, "%s must not be empty", name);
-  if (n > EVENT_MAX_NAME)
-    return fail(err, EVENT_ERR_FIELD, "%s is longer than %d bytes", name, EVENT_MAX_NAME);
+  if (v.type != JSCAN_STRING) return fail(err, EVENT_ERR_FIELD, "%s must be a string", name);
+  if (required && v.n == 0) return fail(err, EVENT_ERR_MISSING, "%s must not be empty", name);
+  if (v.n > EVENT_MAX_NAME) {
+    char buf[EVENT_MAX_NAME + 8];
+    if (jscan_string(&v, buf, sizeof buf) > EVENT_MAX_NAME)
+      return fail(err, EVENT_ERR_FIELD, "%s is longer than %d bytes", name, EVENT_MAX_NAME);
+  }
   return 0;
 }
 
-int event_validate(cJSON *ev, const char *implied_type, event_error_t *err) {
-  if (!cJSON_IsObject(ev)) return fail(err, EVENT_ERR_NOT_OBJECT, "an event must be a JSON object");
-  cJSON *t = cJSON_GetObjectItemCaseSensitive(ev, "type");
-  const char *type;
+int event_validate(evdoc_t *ev, const char *implied_type, event_error_t *err) {
+  char type[16];
+  jscan_val_t t = evdoc_get(ev, "type");
+  int have_type = t.type == JSCAN_STRING && t.n < sizeof type && jscan_string(&t, type, sizeof type) >= 0;
   if (implied_type) {
-    if (t && !(cJSON_IsString(t) && strcmp(t->valuestring, implied_type) == 0)) {
-      if (!cJSON_IsString(t))
-        return fail(err, EVENT_ERR_TYPE, "type must be a string");
+    if (t.type != JSCAN_NONE && !(have_type && strcmp(type, implied_type) == 0)) {
+      if (t.type != JSCAN_STRING) return fail(err, EVENT_ERR_TYPE, "type must be a string");
       return fail(err, EVENT_ERR_TYPE, "type '%.40s' does not match this endpoint (%s)",
-                  t->valuestring, implied_type);
+                  have_type ? type : "?", implied_type);
     }
-    if (!t) cJSON_AddItemToObject(ev, "type", cJSON_CreateString(implied_type));
-    type = implied_type;
+    if (t.type == JSCAN_NONE) evdoc_set_str(ev, "type", implied_type);
+    snprintf(type, sizeof type, "%s", implied_type);
   } else {
-    if (!t) return fail(err, EVENT_ERR_TYPE, "type is required (track, page, screen, identify, group, alias)");
-    if (!cJSON_IsString(t) || !event_type_known(t->valuestring))
+    if (t.type == JSCAN_NONE)
+      return fail(err, EVENT_ERR_TYPE, "type is required (track, page, screen, identify, group, alias)");
+    if (!have_type || !event_type_known(type))
       return fail(err, EVENT_ERR_TYPE, "type must be one of track, page, screen, identify, group, alias");
-    type = t->valuestring;
   }
-  cJSON_DeleteItemFromObjectCaseSensitive(ev, "writeKey");
+  if (evdoc_get(ev, "writeKey").type != JSCAN_NONE) evdoc_del(ev, "writeKey");
 
   int uid = id_field(ev, "userId", err);
   if (uid < 0) return -1;
@@ -129,10 +133,10 @@ int event_validate(cJSON *ev, const char *implied_type, event_error_t *err) {
   return 0;
 }
 
-const char *event_key(const cJSON *ev, size_t *len) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(ev, "userId");
-  if (!cJSON_IsString(v) || !v->valuestring[0]) v = cJSON_GetObjectItemCaseSensitive(ev, "anonymousId");
-  const char *s = cJSON_IsString(v) ? v->valuestring : "";
-  *len = strlen(s);
-  return s;
+const char *event_key(evdoc_t *ev, char *buf, size_t cap) {
+  buf[0] = 0;
+  jscan_val_t v = evdoc_get(ev, "userId");
+  if (v.type != JSCAN_STRING || v.n == 0) v = evdoc_get(ev, "anonymousId");
+  if (v.type == JSCAN_STRING && jscan_string(&v, buf, cap) < 0) buf[0] = 0;
+  return buf;
 }

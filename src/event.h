@@ -1,17 +1,18 @@
 /* event: what a valid incoming event is — the Segment Tracking API spec, checked.
  *
- * The collector parses a request body into cJSON and hands each event object here.
- * event_validate checks one event against the Segment spec (type, the identity it needs,
- * field types, timestamp syntax, size) and normalises it in place: the type implied by
- * the endpoint is set, numeric ids become strings, and writeKey (a credential) is
- * removed so it never reaches disk. A rejected event gets a stable machine-readable code
+ * The collector loads each event into an evdoc (the client's bytes, validated as JSON)
+ * and hands it here. event_validate checks it against the Segment spec (type, the
+ * identity it needs, field types, timestamp syntax) and normalises it with edits: the
+ * type implied by the endpoint is set, numeric ids become strings, and writeKey (a
+ * credential) is removed so it never reaches disk. A rejected event gets a stable machine-readable code
  * (listed below; clients and the bad-event log use it) and a sentence a developer can act
  * on. This module does no I/O and keeps no state, so it is fuzzed directly. */
 #ifndef SLUICE_EVENT_H
 #define SLUICE_EVENT_H
 
-#include <cjson/cJSON.h>
 #include <stddef.h>
+
+#include "evdoc.h"
 
 /* Error codes (stable API strings). */
 #define EVENT_ERR_JSON "invalid_json"
@@ -36,11 +37,11 @@ typedef struct event_error {
 /* Validate and normalise one event in place. implied_type is the type the endpoint
  * implies ("track" for /v1/track, NULL for /v1/batch where each event must say).
  * Returns 0, or -1 with err filled. */
-int event_validate(cJSON *ev, const char *implied_type, event_error_t *err /* OUT */);
+int event_validate(evdoc_t *ev, const char *implied_type, event_error_t *err /* OUT */);
 
-/* The partition key of a valid event: userId if set, else anonymousId (borrowed from
- * ev; never NULL for a valid event). *len receives its length. */
-const char *event_key(const cJSON *ev, size_t *len /* OUT */);
+/* The partition key of a valid event: userId if set, else anonymousId, decoded into buf
+ * (capacity cap, at least EVENT_MAX_ID + 1). Returns buf ("" when neither is set). */
+const char *event_key(evdoc_t *ev, char *buf, size_t cap);
 
 /* Is name one of the Segment types (track, page, screen, identify, group, alias)? */
 int event_type_known(const char *name);

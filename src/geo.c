@@ -183,33 +183,21 @@ int geo_lookup(geo_t *g, const char *ip, geo_info_t *out) {
   return out->found ? 0 : -ENOENT;
 }
 
-int geo_enrich_step(cJSON *ev, const enrich_ctx_t *ctx, void *state, char *msg,
+int geo_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg,
                     size_t msglen) {
   geo_t *g = state;
   if (!g || !ctx->client_ip || !ctx->client_ip[0]) return 0;
-  cJSON *context = cJSON_GetObjectItemCaseSensitive(ev, "context");
-  if (context && !cJSON_IsObject(context)) return 0; /* the validator's business, not ours */
+  jscan_type_t ct = evdoc_get(ev, "context").type;
+  if (ct != JSCAN_NONE && ct != JSCAN_OBJECT) return 0; /* the validator's business, not ours */
   /* A location the client sent (a mobile SDK's device position) beats an IP guess. */
-  const cJSON *have = context ? cJSON_GetObjectItemCaseSensitive(context, "location") : NULL;
-  if (have && !cJSON_IsNull(have)) return 0;
+  jscan_type_t have = evdoc_get(ev, "context.location").type;
+  if (have != JSCAN_NONE && have != JSCAN_NULL) return 0;
 
   geo_info_t info;
   if (geo_lookup(g, ctx->client_ip, &info) != 0) return 0;
-
-  cJSON *loc = cJSON_CreateObject();
-  if (!loc) return 0;
-  if ((info.country[0] && !cJSON_AddStringToObject(loc, "country", info.country)) ||
-      (info.region[0] && !cJSON_AddStringToObject(loc, "region", info.region)) ||
-      (info.city[0] && !cJSON_AddStringToObject(loc, "city", info.city)))
-    goto fail;
-  if (!context && !(context = cJSON_AddObjectToObject(ev, "context"))) goto fail;
-  if (have) {
-    if (!cJSON_ReplaceItemInObjectCaseSensitive(context, "location", loc)) goto fail;
-  } else if (!cJSON_AddItemToObject(context, "location", loc)) {
-    goto fail;
-  }
-  return 0;
-fail:
-  cJSON_Delete(loc);
+  if (have == JSCAN_NULL) evdoc_del(ev, "context.location");
+  if (info.country[0]) evdoc_set_str(ev, "context.location.country", info.country);
+  if (info.region[0]) evdoc_set_str(ev, "context.location.region", info.region);
+  if (info.city[0]) evdoc_set_str(ev, "context.location.city", info.city);
   return 0;
 }

@@ -20,7 +20,6 @@
 #ifndef SLUICE_GEO_H
 #define SLUICE_GEO_H
 
-#include <cjson/cJSON.h>
 #include <stddef.h>
 
 #include "enrich.h"
@@ -70,6 +69,6 @@ const char *geo_description(const geo_t *g);
  * sends the device's own, which is better than ours). Always returns 0: a missing
  * location never rejects an event. Register it after the "ip" step, e.g.
  * enrich_add(chain, "geo", geo_enrich_step, g). */
-int geo_enrich_step(cJSON *ev, const enrich_ctx_t *ctx, void *state, char *msg, size_t msglen);
+int geo_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg, size_t msglen);
 
 #endif

@@ -19,8 +19,13 @@
  * which calls the acks in order and recycles the group. Readers use their own file
  * descriptors and only read offsets below `durable_end`, an atomic the writer advances
  * after a chunk is written (and synced with LOG_SYNC_ALWAYS); bytes past it may still
- * be rolled back, so a reader never trusts cached file bytes for them. */
+ * be rolled back, so a reader never trusts cached file bytes for them.
+ *
+ * The module spans three files sharing log_int.h: this one (writer thread, acks,
+ * recovery, life cycle), log_read.c (readers) and log_rewrite.c (log_retain and
+ * log_rewrite, which change closed segments while the writer keeps appending). */
 #include "log.h"
+#include "log_int.h"
 
 #include <errno.h>
 #include <dirent.h>
@@ -36,239 +41,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "util/buf.h"
 #include "util/clock.h"
-#include "util/crc32c.h"
 #include "util/mem.h"
 
-#define SEG_HDR 16                     /* "SLOG" | u32 version | u64 base */
-#define SEG_VERSION 1
-#define FRAME_HDR 28                   /* len crc offset time key_len */
-#define LEN_MIN 20                     /* len of a frame with empty key and value */
-#define MAX_RECORD (16u << 20)         /* key + value */
-#define LEN_MAX (LEN_MIN + MAX_RECORD)
-#define IDX_ENTRY 16
-#define SCAN_CHUNK (256u << 10)        /* recovery reads */
-#define READ_CHUNK (64u << 10)         /* reader read-ahead */
-#define GROUP_KEEP (8u << 20)          /* larger group buffers are freed, not reused */
-#define NAME_LEN 32
-
-/* ---- little-endian encoding ---- */
-
-static void wr32(char *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (char)(v >> (8 * i));
-}
-static void wr64(char *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (char)(v >> (8 * i));
-}
-static uint32_t rd32(const char *p) {
-  const unsigned char *u = (const unsigned char *)p;
-  return (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
-}
-static uint64_t rd64(const char *p) { return rd32(p) | (uint64_t)rd32(p + 4) << 32; }
-
-static void seg_name(char *out, uint64_t base, const char *ext) {
-  snprintf(out, NAME_LEN, "%020" PRIu64 ".%s", base, ext);
-}
-
-static void header_encode(char *h, uint64_t base) {
-  memcpy(h, "SLOG", 4);
-  wr32(h + 4, SEG_VERSION);
-  wr64(h + 8, base);
-}
-
-static int header_ok(const char *h, uint64_t base) {
-  return memcmp(h, "SLOG", 4) == 0 && rd32(h + 4) == SEG_VERSION && rd64(h + 8) == base;
-}
-
-/* ---- file I/O that survives EINTR and short transfers ---- */
-
-/* Returns bytes read (< n only at end of file) or a negative errno. */
-static ssize_t pread_full(int fd, void *p, size_t n, uint64_t pos) {
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = pread(fd, (char *)p + got, n - got, (off_t)(pos + got));
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return -errno;
-    }
-    if (r == 0) break;
-    got += (size_t)r;
-  }
-  return (ssize_t)got;
-}
-
-static int pwrite_full(int fd, const void *p, size_t n, uint64_t pos) {
-  size_t done = 0;
-  while (done < n) {
-    ssize_t r = pwrite(fd, (const char *)p + done, n - done, (off_t)(pos + done));
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return -errno;
-    }
-    if (r == 0) return -EIO;
-    done += (size_t)r;
-  }
-  return 0;
-}
-
-static int sync_fd(int fd, int data_only) {
-  int rc;
-  do rc = data_only ? fdatasync(fd) : fsync(fd);
-  while (rc != 0 && errno == EINTR);
-  return rc == 0 ? 0 : -errno;
-}
-
-/* ---- a read window over a file: recovery and readers parse frames from it ---- */
-
-typedef struct window {
-  int fd;
-  buf_t b;
-  uint64_t pos; /* file position of b.data[0] */
-  size_t len;   /* bytes of the file held */
-} window_t;
-
-/* Point *p at file bytes [pos, pos+n), reading at least chunk bytes when it must read.
- * Returns the bytes available at *p (< n only at end of file) or a negative errno. */
-static ssize_t window_get(window_t *w, uint64_t pos, size_t n, size_t chunk, const char **p) {
-  if (w->len && pos >= w->pos && pos + n <= w->pos + w->len) {
-    *p = w->b.data + (pos - w->pos);
-    return (ssize_t)n;
-  }
-  size_t want = n > chunk ? n : chunk;
-  buf_reset(&w->b);
-  buf_reserve(&w->b, want);
-  w->len = 0;
-  ssize_t got = pread_full(w->fd, w->b.data, want, pos);
-  if (got < 0) return got;
-  w->pos = pos;
-  w->len = (size_t)got;
-  *p = w->b.data;
-  return got < (ssize_t)n ? got : (ssize_t)n;
-}
-
-static void window_drop(window_t *w) { w->len = 0; }
-
-enum { FRAME_OK, FRAME_END, FRAME_TORN, FRAME_BAD };
-
-typedef struct frame {
-  uint32_t len; /* bytes after the crc field */
-  uint64_t offset;
-  int64_t time_us;
-  const char *key;
-  uint32_t key_len;
-  const char *value;
-  uint32_t value_len;
-} frame_t;
-
-/* Parse and verify the frame at pos, which must carry offset `expect`. Returns FRAME_OK
- * with *f filled (pointers into the window), FRAME_END when the file ends exactly at pos,
- * FRAME_TORN when it ends inside the frame, FRAME_BAD for a bad length, CRC, offset or key
- * length, or a negative errno. */
-static int frame_read(window_t *w, uint64_t pos, uint64_t expect, size_t chunk, frame_t *f) {
-  const char *p;
-  ssize_t got = window_get(w, pos, 8, chunk, &p);
-  if (got < 0) return (int)got;
-  if (got == 0) return FRAME_END;
-  if (got < 8) return FRAME_TORN;
-  uint32_t len = rd32(p), crc = rd32(p + 4);
-  if (len < LEN_MIN || len > LEN_MAX) return FRAME_BAD;
-  got = window_get(w, pos, 8 + (size_t)len, chunk, &p);
-  if (got < 0) return (int)got;
-  if ((size_t)got < 8 + (size_t)len) return FRAME_TORN;
-  if (crc32c(0, p + 8, len) != crc) return FRAME_BAD;
-  uint32_t key_len = rd32(p + 24);
-  if (rd64(p + 8) != expect || key_len > len - LEN_MIN) return FRAME_BAD;
-  f->len = len;
-  f->offset = expect;
-  f->time_us = (int64_t)rd64(p + 16);
-  f->key = p + FRAME_HDR;
-  f->key_len = key_len;
-  f->value = p + FRAME_HDR + key_len;
-  f->value_len = len - LEN_MIN - key_len;
-  return FRAME_OK;
-}
-
-/* The sparse index rule, shared by the writer and by recovery so both build the same
- * file: an entry for the frame at pos when pos has reached *due. */
-static void idx_maybe_add(buf_t *idx, uint64_t *due, uint32_t interval, uint64_t base,
-                          uint64_t offset, uint64_t pos, int64_t time_us) {
-  if (pos < *due || pos > UINT32_MAX || offset - base > UINT32_MAX) return;
-  char e[IDX_ENTRY];
-  wr32(e, (uint32_t)(offset - base));
-  wr32(e + 4, (uint32_t)pos);
-  wr64(e + 8, (uint64_t)time_us);
-  buf_append(idx, e, sizeof e);
-  *due = pos + interval;
-}
-
 /* ---- the log ---- */
-
-typedef struct waiter {
-  log_ack_fn ack;
-  void *ud;
-  uint64_t nrecords;
-  uint64_t bytes;        /* framed bytes in the group buffer */
-  uint64_t first_offset; /* set by the writer */
-  int status;            /* set by the writer */
-} waiter_t;
-
-/* A batch of appends: framed records back to back, and who to tell. */
-typedef struct group {
-  buf_t data;
-  waiter_t *w;
-  size_t nw, capw;
-  struct group *next;
-} group_t;
-
-typedef struct sub {
-  log_notify_fn fn;
-  void *ud;
-} sub_t;
-
-struct log {
-  int read_only;
-  log_sync_t sync;
-  uint64_t segment_bytes, max_pending;
-  uint32_t index_interval, sync_interval_ms;
-  uv_loop_t *loop;
-  int dirfd;
-
-  pthread_mutex_t mu; /* guards everything down to `writer` */
-  pthread_cond_t wake;
-  int stopping;
-  group_t *open;      /* filled by log_append */
-  group_t *free;      /* recycled groups */
-  group_t *done, *done_tail;
-  uint64_t *segs;     /* segment bases, ascending */
-  size_t nseg, capseg;
-  log_sync_observer_fn obs_fn;
-  void *obs_ud;
-
-  pthread_t writer;
-  int writer_started;
-  uv_async_t *async;  /* separately allocated: freed by its close callback */
-
-  /* writer thread only (and log_open/log_close around it) */
-  int fd, idx_fd;
-  uint64_t seg_base, seg_size, idx_size, idx_due, next_offset;
-  int idx_broken;
-  uint64_t unsynced_records;
-  int64_t last_sync_us;
-  buf_t idx_pending;
-  log_sync_observer_fn w_obs_fn;
-  void *w_obs_ud;
-
-  /* loop thread only */
-  int closing;
-  sub_t *subs;
-  size_t nsubs;
-
-  _Atomic uint64_t durable_end; /* records below are readable */
-  _Atomic uint64_t pending_bytes;
-  _Atomic uint64_t disk_bytes;
-  _Atomic int error;
-};
 
 static group_t *group_take(log_t *log) {
   group_t *g = log->free;
@@ -293,18 +69,6 @@ static void group_destroy(group_t *g) {
 static void set_error(log_t *log, int err) {
   int zero = 0;
   atomic_compare_exchange_strong(&log->error, &zero, err);
-}
-
-/* Segment list lookups; caller holds mu. Index of the last segment with base <= off, or
- * 0 when off precedes them all. */
-static size_t seg_find(const log_t *log, uint64_t off) {
-  size_t lo = 0, hi = log->nseg;
-  while (hi - lo > 1) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (log->segs[mid] <= off) lo = mid;
-    else hi = mid;
-  }
-  return lo;
 }
 
 static void seg_push(log_t *log, uint64_t base) {
@@ -506,6 +270,17 @@ static void *writer_main(void *arg) {
       pthread_mutex_lock(&log->mu);
       continue;
     }
+    if (log->roll_served != log->roll_asked) { /* log_roll_active, between two groups */
+      uint64_t asked = log->roll_asked;
+      pthread_mutex_unlock(&log->mu);
+      int rc = atomic_load(&log->error);
+      if (!rc && log->seg_size > SEG_HDR) rc = roll(log);
+      pthread_mutex_lock(&log->mu);
+      log->roll_status = rc;
+      log->roll_served = asked;
+      pthread_cond_broadcast(&log->rolled);
+      continue;
+    }
     if (log->open->nw == 0) {
       if (log->stopping) break;
       if (log->sync == LOG_SYNC_INTERVAL && log->unsynced_records) {
@@ -534,6 +309,21 @@ static void *writer_main(void *arg) {
   pthread_mutex_unlock(&log->mu);
   if (log->sync == LOG_SYNC_INTERVAL && log->unsynced_records) sync_interval_now(log);
   return NULL;
+}
+
+int log_roll_active(log_t *log) {
+  if (log->read_only) return -EROFS;
+  pthread_mutex_lock(&log->mu);
+  if (log->stopping) {
+    pthread_mutex_unlock(&log->mu);
+    return -ESHUTDOWN;
+  }
+  uint64_t ticket = ++log->roll_asked;
+  pthread_cond_signal(&log->wake);
+  while (log->roll_served < ticket) pthread_cond_wait(&log->rolled, &log->mu);
+  int rc = log->roll_status;
+  pthread_mutex_unlock(&log->mu);
+  return rc;
 }
 
 /* ---- loop thread: acks ---- */
@@ -592,7 +382,9 @@ static int scan(window_t *w, uint64_t base, uint32_t interval, uint64_t *pos, ui
   }
 }
 
-/* Bases of the <20 digits>.log files in the directory, sorted. */
+/* Bases of the <20 digits>.log files in the directory, sorted. Unless read_only, files
+ * a log_rewrite left behind when it was interrupted (<name>.rewrite, never renamed into
+ * place, so never part of the log) are deleted on the way. */
 static int list_segments(log_t *log, char *err, size_t errlen, const char *dir) {
   int fd = dup(log->dirfd);
   DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
@@ -603,9 +395,15 @@ static int list_segments(log_t *log, char *err, size_t errlen, const char *dir) 
   }
   rewinddir(d);
   struct dirent *de;
+  int removed = 0;
   while ((de = readdir(d))) {
     const char *n = de->d_name;
-    if (strlen(n) != 24 || strcmp(n + 20, ".log") != 0) continue;
+    size_t nlen = strlen(n), rlen = strlen(REWRITE_EXT);
+    if (!log->read_only && nlen > rlen && strcmp(n + nlen - rlen, REWRITE_EXT) == 0) {
+      if (unlinkat(log->dirfd, n, 0) == 0) removed++;
+      continue;
+    }
+    if (nlen != 24 || strcmp(n + 20, ".log") != 0) continue;
     uint64_t base = 0;
     int ok = 1;
     for (int i = 0; i < 20; i++) {
@@ -618,6 +416,7 @@ static int list_segments(log_t *log, char *err, size_t errlen, const char *dir) 
     if (ok) seg_push(log, base);
   }
   closedir(d);
+  if (removed) (void)sync_fd(log->dirfd, 0);
   for (size_t i = 1; i < log->nseg; i++) /* insertion sort: directories are small */
     for (size_t k = i; k > 0 && log->segs[k - 1] > log->segs[k]; k--) {
       uint64_t t = log->segs[k];
@@ -759,7 +558,7 @@ static int recover_last(log_t *log, uint64_t base, window_t *w, buf_t *idx,
   }
   if (pos < size) {
     rec->dropped_bytes = size - pos;
-    snprintf(rec->dropped_segment, sizeof rec->dropped_segment, "%s", name);
+    snprintf(rec->dropped_segment, sizeof rec->dropped_segment, "%.31s", name);
     if (!ro) {
       int t;
       do t = ftruncate(log->fd, (off_t)pos);
@@ -878,7 +677,7 @@ log_t *log_open(const log_opts_t *opts, log_recovery_t *rec, char *err, size_t e
     return NULL;
   }
   log_t *log = xcalloc(1, sizeof *log);
-  int mu_ok = 0, cond_ok = 0;
+  int mu_ok = 0, cond_ok = 0, admin_ok = 0, rolled_ok = 0;
   log->read_only = opts->read_only;
   log->sync = opts->sync;
   log->segment_bytes = opts->segment_bytes ? opts->segment_bytes : 64u << 20;
@@ -900,7 +699,9 @@ log_t *log_open(const log_opts_t *opts, log_recovery_t *rec, char *err, size_t e
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   cond_ok = pthread_cond_init(&log->wake, &ca) == 0;
   pthread_condattr_destroy(&ca);
-  if (!cond_ok) {
+  rolled_ok = cond_ok && pthread_cond_init(&log->rolled, NULL) == 0;
+  admin_ok = rolled_ok && pthread_mutex_init(&log->admin_mu, NULL) == 0;
+  if (!admin_ok) {
     snprintf(err, errlen, "log: cannot create a condition variable");
     goto fail;
   }
@@ -929,6 +730,7 @@ log_t *log_open(const log_opts_t *opts, log_recovery_t *rec, char *err, size_t e
   if (recover(log, &r0, dir, err, errlen) < 0) goto fail;
   r0.records = log->nseg ? log->next_offset - log->segs[0] : 0;
   atomic_store(&log->durable_end, log->next_offset);
+  atomic_store(&log->start_offset, log->nseg ? log->segs[0] : 0);
 
   if (!log->read_only) {
     log->open = xcalloc(1, sizeof *log->open);
@@ -959,6 +761,8 @@ fail:
   if (log->dirfd >= 0) close(log->dirfd);
   group_destroy(log->open);
   free(log->segs);
+  if (admin_ok) pthread_mutex_destroy(&log->admin_mu);
+  if (rolled_ok) pthread_cond_destroy(&log->rolled);
   if (cond_ok) pthread_cond_destroy(&log->wake);
   if (mu_ok) pthread_mutex_destroy(&log->mu);
   free(log);
@@ -987,6 +791,8 @@ void log_close(log_t *log) {
   buf_free(&log->idx_pending);
   free(log->segs);
   free(log->subs);
+  pthread_mutex_destroy(&log->admin_mu);
+  pthread_cond_destroy(&log->rolled);
   pthread_cond_destroy(&log->wake);
   pthread_mutex_destroy(&log->mu);
   free(log);
@@ -1052,6 +858,9 @@ uint64_t log_end_offset(const log_t *log) {
 uint64_t log_pending_bytes(const log_t *log) {
   return atomic_load(&((log_t *)log)->pending_bytes);
 }
+uint64_t log_start_offset(const log_t *log) {
+  return atomic_load(&((log_t *)log)->start_offset);
+}
 uint64_t log_disk_bytes(const log_t *log) { return atomic_load(&((log_t *)log)->disk_bytes); }
 int log_error(const log_t *log) { return atomic_load(&((log_t *)log)->error); }
 
@@ -1060,298 +869,4 @@ void log_set_sync_observer(log_t *log, log_sync_observer_fn fn, void *ud) {
   log->obs_fn = fn;
   log->obs_ud = ud;
   pthread_mutex_unlock(&log->mu);
-}
-
-/* ---- reading ---- */
-
-struct log_reader {
-  log_t *log;
-  int fd;             /* current segment, -1 before the first */
-  uint64_t seg_base;
-  uint64_t seg_next;  /* base of the following segment, UINT64_MAX if not known yet */
-  uint64_t pos;       /* file position of record `next` */
-  uint64_t next;      /* offset of the record at pos */
-  uint64_t skip_to;   /* records below this are read and passed over (seeks) */
-  window_t win;
-  uint64_t win_valid; /* the window's bytes are final for offsets below this */
-  int err;            /* sticky -EBADMSG */
-};
-
-/* Open segment `base` for reading and check its header. Returns 0, -EBADMSG for a bad or
- * torn header, or another negative errno (-ENOENT when it does not exist). */
-static int reader_open_seg(log_reader_t *r, uint64_t base, uint64_t next_base) {
-  char name[NAME_LEN], h[SEG_HDR];
-  seg_name(name, base, "log");
-  int fd = openat(r->log->dirfd, name, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -errno;
-  ssize_t n = pread_full(fd, h, SEG_HDR, 0);
-  if (n != SEG_HDR || !header_ok(h, base)) {
-    close(fd);
-    return n < 0 ? (int)n : -EBADMSG;
-  }
-  if (r->fd >= 0) close(r->fd);
-  r->fd = fd;
-  r->win.fd = fd;
-  window_drop(&r->win);
-  r->seg_base = base;
-  r->seg_next = next_base;
-  r->pos = SEG_HDR;
-  r->next = base;
-  return 0;
-}
-
-/* Move to the segment starting at r->next. Returns 1 when there, 0 when no such segment
- * exists (yet), or a negative errno. */
-static int reader_next_seg(log_reader_t *r) {
-  log_t *log = r->log;
-  uint64_t base = UINT64_MAX, after = UINT64_MAX;
-  pthread_mutex_lock(&log->mu);
-  if (log->nseg) {
-    size_t k = seg_find(log, r->next);
-    if (log->segs[k] == r->next) {
-      base = r->next;
-      if (k + 1 < log->nseg) after = log->segs[k + 1];
-    }
-  }
-  pthread_mutex_unlock(&log->mu);
-  /* A read-only log may be growing under another process: look for the file itself. */
-  if (base == UINT64_MAX && log->read_only) base = r->next;
-  if (base == UINT64_MAX) return 0;
-  int rc = reader_open_seg(r, base, after);
-  if (rc == -ENOENT) return 0;
-  return rc < 0 ? rc : 1;
-}
-
-/* Position at the indexed record at or before `target` and skip up to it lazily. */
-static int reader_locate(log_reader_t *r, uint64_t target) {
-  log_t *log = r->log;
-  uint64_t base = 0, after = UINT64_MAX;
-  int have = 0;
-  pthread_mutex_lock(&log->mu);
-  if (log->nseg) {
-    if (target < log->segs[0]) target = log->segs[0];
-    size_t k = seg_find(log, target);
-    base = log->segs[k];
-    if (k + 1 < log->nseg) after = log->segs[k + 1];
-    have = 1;
-  }
-  pthread_mutex_unlock(&log->mu);
-  r->skip_to = target;
-  r->err = 0;
-  if (!have) { /* empty read-only log: wait for the first segment */
-    if (r->fd >= 0) close(r->fd);
-    r->fd = -1;
-    r->next = 0;
-    return 0;
-  }
-  int rc = reader_open_seg(r, base, after);
-  if (rc == -EBADMSG && base >= atomic_load(&log->durable_end)) {
-    /* A read-only log whose last segment was torn while being created: nothing to read
-     * in it yet; log_reader_next retries the file. */
-    if (r->fd >= 0) close(r->fd);
-    r->fd = -1;
-    r->next = base;
-    return 0;
-  }
-  if (rc < 0) return rc;
-
-  char iname[NAME_LEN], e[IDX_ENTRY], fh[FRAME_HDR];
-  seg_name(iname, base, "idx");
-  int ifd = openat(log->dirfd, iname, O_RDONLY | O_CLOEXEC);
-  struct stat st;
-  if (ifd < 0) return 0;
-  if (fstat(ifd, &st) == 0 && st.st_size >= IDX_ENTRY) {
-    /* Last entry whose offset is <= target; entries are written only for records that
-     * were written successfully, so the frame they point to is final. */
-    uint64_t lo = 0, hi = (uint64_t)st.st_size / IDX_ENTRY, found = UINT64_MAX;
-    uint32_t rel = 0, epos = 0;
-    while (lo < hi) {
-      uint64_t mid = lo + (hi - lo) / 2;
-      if (pread_full(ifd, e, IDX_ENTRY, mid * IDX_ENTRY) != IDX_ENTRY) break;
-      if (base + rd32(e) <= target) {
-        found = mid;
-        rel = rd32(e);
-        epos = rd32(e + 4);
-        lo = mid + 1;
-      } else {
-        hi = mid;
-      }
-    }
-    if (found != UINT64_MAX && epos >= SEG_HDR &&
-        pread_full(r->fd, fh, FRAME_HDR, epos) == FRAME_HDR && rd64(fh + 8) == base + rel &&
-        rd32(fh) >= LEN_MIN && rd32(fh) <= LEN_MAX) {
-      r->pos = epos;
-      r->next = base + rel;
-    }
-  }
-  close(ifd);
-  return 0;
-}
-
-log_reader_t *log_reader_open(log_t *log, uint64_t from, char *err, size_t errlen) {
-  if (!log) {
-    if (err && errlen) snprintf(err, errlen, "log: no log");
-    return NULL;
-  }
-  log_reader_t *r = xcalloc(1, sizeof *r);
-  r->log = log;
-  r->fd = -1;
-  r->win.fd = -1;
-  int rc = reader_locate(r, from);
-  if (rc < 0) {
-    if (err && errlen)
-      snprintf(err, errlen, "log: cannot open a reader at offset %" PRIu64 ": %s", from,
-               strerror(-rc));
-    log_reader_close(r);
-    return NULL;
-  }
-  return r;
-}
-
-int log_reader_next(log_reader_t *r, log_record_t *out) {
-  if (r->err) return r->err;
-  log_t *log = r->log;
-  for (;;) {
-    uint64_t end = atomic_load_explicit(&log->durable_end, memory_order_acquire);
-    /* Past the durable end only a read-only log reads on, opportunistically: another
-     * process may be appending, and whatever is not (yet) valid just means "caught up". */
-    int beyond = r->next >= end;
-    if (beyond && !log->read_only) return 0;
-    if (r->fd < 0 || r->next >= r->seg_next) {
-      int rc = r->next > r->seg_next && r->fd >= 0 ? -EBADMSG : reader_next_seg(r);
-      if (rc == 1) continue;
-      if (beyond) return 0;
-      if (rc == -EBADMSG || rc == 0) return r->err = -EBADMSG;
-      return -EIO;
-    }
-    if (r->next >= r->win_valid) {
-      window_drop(&r->win); /* may hold bytes read before they were final */
-      r->win_valid = end;
-    }
-    frame_t f;
-    int rc = frame_read(&r->win, r->pos, r->next, READ_CHUNK, &f);
-    if (rc < 0) return -EIO;
-    if (rc == FRAME_END) {
-      rc = reader_next_seg(r);
-      if (rc == 1) continue;
-      if (beyond) return 0;
-      if (rc < 0 && rc != -EBADMSG) return -EIO;
-      return r->err = -EBADMSG;
-    }
-    if (rc != FRAME_OK) {
-      if (beyond) return 0;
-      return r->err = -EBADMSG;
-    }
-    r->pos += 8 + (uint64_t)f.len;
-    r->next++;
-    if (beyond) { /* found more valid records: the read-only log grew */
-      uint64_t cur = end;
-      while (cur < r->next &&
-             !atomic_compare_exchange_weak(&log->durable_end, &cur, r->next)) {
-      }
-    }
-    if (f.offset < r->skip_to) continue;
-    out->offset = f.offset;
-    out->time_us = f.time_us;
-    out->key = f.key;
-    out->key_len = f.key_len;
-    out->value = f.value;
-    out->value_len = f.value_len;
-    return 1;
-  }
-}
-
-/* Time of the first record of segment base, or INT64_MAX when it has none readable. */
-static int64_t first_time(log_t *log, uint64_t base) {
-  if (base >= atomic_load(&log->durable_end)) return INT64_MAX;
-  char name[NAME_LEN], fh[FRAME_HDR];
-  seg_name(name, base, "log");
-  int fd = openat(log->dirfd, name, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return INT64_MAX;
-  int64_t t = INT64_MAX;
-  if (pread_full(fd, fh, FRAME_HDR, SEG_HDR) == FRAME_HDR && rd64(fh + 8) == base)
-    t = (int64_t)rd64(fh + 16);
-  close(fd);
-  return t;
-}
-
-int log_reader_seek_time(log_reader_t *r, int64_t t_us) {
-  log_t *log = r->log;
-  pthread_mutex_lock(&log->mu);
-  size_t n = log->nseg;
-  uint64_t *segs = n ? xmalloc(n * sizeof *segs) : NULL;
-  if (n) memcpy(segs, log->segs, n * sizeof *segs);
-  pthread_mutex_unlock(&log->mu);
-  if (!n) return reader_locate(r, 0);
-
-  /* Last segment whose first record is older than t (times rise with offsets, up to
-   * clock steps, which only make the answer approximate). */
-  size_t lo = 0, hi = n, k = SIZE_MAX;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (first_time(log, segs[mid]) < t_us) {
-      k = mid;
-      lo = mid + 1;
-    } else {
-      hi = mid;
-    }
-  }
-  uint64_t base = segs[k == SIZE_MAX ? 0 : k];
-  free(segs);
-  int rc = reader_locate(r, base);
-  if (rc < 0 || k == SIZE_MAX) return rc;
-
-  /* Within it, the last index entry older than t. */
-  char iname[NAME_LEN], e[IDX_ENTRY], fh[FRAME_HDR];
-  seg_name(iname, base, "idx");
-  int ifd = openat(log->dirfd, iname, O_RDONLY | O_CLOEXEC);
-  struct stat st;
-  if (ifd >= 0 && fstat(ifd, &st) == 0 && r->fd >= 0) {
-    uint64_t elo = 0, ehi = (uint64_t)st.st_size / IDX_ENTRY;
-    uint32_t rel = 0, epos = 0;
-    int found = 0;
-    while (elo < ehi) {
-      uint64_t mid = elo + (ehi - elo) / 2;
-      if (pread_full(ifd, e, IDX_ENTRY, mid * IDX_ENTRY) != IDX_ENTRY) break;
-      if ((int64_t)rd64(e + 8) < t_us) {
-        found = 1;
-        rel = rd32(e);
-        epos = rd32(e + 4);
-        elo = mid + 1;
-      } else {
-        ehi = mid;
-      }
-    }
-    if (found && epos >= SEG_HDR && pread_full(r->fd, fh, FRAME_HDR, epos) == FRAME_HDR &&
-        rd64(fh + 8) == base + rel && rd32(fh) >= LEN_MIN && rd32(fh) <= LEN_MAX) {
-      r->pos = epos;
-      r->next = base + rel;
-    }
-  }
-  if (ifd >= 0) close(ifd);
-
-  /* Then exactly: read forward to the first record at or after t and step back. */
-  r->skip_to = 0;
-  for (;;) {
-    log_record_t rec;
-    rc = log_reader_next(r, &rec);
-    if (rc < 0) return rc;
-    if (rc == 0) return 0;
-    if (rec.time_us >= t_us) {
-      r->pos -= FRAME_HDR + (uint64_t)rec.key_len + rec.value_len;
-      r->next--;
-      return 0;
-    }
-  }
-}
-
-uint64_t log_reader_offset(const log_reader_t *r) {
-  return r->next > r->skip_to ? r->next : r->skip_to;
-}
-
-void log_reader_close(log_reader_t *r) {
-  if (!r) return;
-  if (r->fd >= 0) close(r->fd);
-  buf_free(&r->win.b);
-  free(r);
 }

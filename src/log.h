@@ -39,13 +39,26 @@
  * Reading: a log_reader_t reads durable records by offset, from any thread, whether the
  * log is open for writing in this process or opened read-only by a tool (sluice export).
  * The same interface is what a Kafka-backed log will implement later: keyed records,
- * offsets, and acks after durability. */
+ * offsets, and acks after durability.
+ *
+ * Removing data. Only closed segments (every one but the last) are ever changed, and only
+ * whole: log_retain deletes the oldest ones once all their records are older than a
+ * cut-off, so the log becomes the contiguous range [log_start_offset, log_end_offset) and
+ * its first segment's base may be above 0 (log_open accepts that); log_rewrite replaces
+ * chosen records by tombstones with the same offset and time (erasure: the old bytes
+ * leave the files, offsets stay dense). A rewrite first asks the writer to roll, so the
+ * records it must see are all in closed segments, then copies each affected segment to
+ * <base>.log.rewrite, fsyncs it and renames it over the original; a crash leaves either
+ * the old or the new segment, and log_open deletes any *.rewrite left behind. Appends go
+ * on meanwhile: neither call holds the lock the writer needs while it reads or copies. */
 #ifndef SLUICE_LOG_H
 #define SLUICE_LOG_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+
+#include "util/buf.h"
 
 typedef struct log log_t;
 typedef struct log_reader log_reader_t;
@@ -136,6 +149,8 @@ int log_subscribe(log_t *log, log_notify_fn fn, void *ud);
 /* ---- State (any thread) ---- */
 
 uint64_t log_end_offset(const log_t *log);     /* next offset to be assigned */
+uint64_t log_start_offset(const log_t *log);   /* first offset still on disk (0 until
+                                                  log_retain deletes a segment) */
 uint64_t log_pending_bytes(const log_t *log);  /* appended, not yet acknowledged */
 uint64_t log_disk_bytes(const log_t *log);     /* sum of segment sizes */
 int log_error(const log_t *log);               /* sticky error (negative errno) or 0 */
@@ -149,7 +164,16 @@ void log_set_sync_observer(log_t *log, log_sync_observer_fn fn, void *ud);
 
 /* A reader positioned at offset `from` (clamped to the first offset still on disk; an
  * offset not written yet is waited for). Borrows log, which must outlive it. Returns NULL
- * on allocation or I/O error with a message in err. */
+ * on allocation or I/O error with a message in err.
+ *
+ * Readers and log_retain / log_rewrite: a reader keeps reading the segment file it has
+ * open, even once it is deleted or replaced (the old file stays alive for its
+ * descriptor), so it may return records, or record bytes, that are no longer in the log.
+ * When it then needs a segment that log_retain has deleted, it continues at
+ * log_start_offset: the offsets it returns jump forward, never back, and never error. A
+ * reader opened after a log_rewrite returned sees only the rewritten data. This holds for
+ * a read_only log too, whose readers notice another process's log_retain when a segment
+ * they need is gone while a later one is still there. */
 log_reader_t *log_reader_open(log_t *log, uint64_t from, char *err, size_t errlen);
 
 /* Read the next durable record. Returns 1 with *out filled, 0 when caught up (no record
@@ -166,5 +190,68 @@ int log_reader_seek_time(log_reader_t *r, int64_t t_us);
 uint64_t log_reader_offset(const log_reader_t *r);
 
 void log_reader_close(log_reader_t *r);
+
+/* ---- Retention and erasure (writable logs; any thread but the writer's) ----
+ *
+ * Both block the calling thread for as long as they read and copy segments, without
+ * holding up the writer: appends keep being acknowledged meanwhile, provided the loop
+ * thread is free to deliver them (a server runs them on a worker thread; the offline CLI
+ * just calls them with a loop of its own that it does not need to run). They are
+ * serialised against each other, must not run from the sync observer (the writer's own
+ * thread), and must return before log_close. A read_only log refuses them (-EROFS): an
+ * offline tool opens the log writable, which also takes the directory lock. */
+
+/* Delete the oldest closed segments whose every record has time_us < min_time_us,
+ * oldest first, stopping at the first segment that holds a record at or after
+ * min_time_us; the last (active) segment is never deleted, so the log stays one
+ * contiguous range of offsets. "Every record" is meant exactly: each candidate segment is
+ * read to its end (its index is consulted first, and a segment whose index already names
+ * a record at or after the cut-off is kept without reading it), because receive times
+ * can step backwards with the wall clock, so neither the next segment's first time nor
+ * the segment's last record bounds its newest one. Each deletion removes <base>.idx, then
+ * <base>.log, then fsyncs the directory, so a crash never leaves a gap. Returns 0 with
+ * the number of segments and bytes (.log + .idx) deleted in *deleted_segments and
+ * *deleted_bytes (either may be NULL; counted also when an error stops the run part way),
+ * -EBADMSG when a candidate segment is corrupt (it and everything after it are kept),
+ * -EROFS for a read_only log, or another negative errno from the file system. */
+int log_retain(log_t *log, int64_t min_time_us, uint64_t *deleted_segments /* OUT */,
+               uint64_t *deleted_bytes /* OUT */);
+
+/* Decides the fate of one record for log_rewrite: return 1 to keep it as it is, 0 to
+ * replace it by a tombstone whose value the callback appends to replacement (empty on
+ * entry; 1 byte to 16 MiB), or a negative errno to stop the rewrite. rec and its bytes
+ * are borrowed for the duration of the call. Runs on log_rewrite's thread. */
+typedef int (*log_rewrite_fn)(void *ud, const log_record_t *rec, buf_t *replacement /* OUT */);
+
+typedef struct log_rewrite_stats {
+  uint64_t segments_rewritten; /* segment files replaced */
+  uint64_t records_examined;   /* records passed to the callback */
+  uint64_t records_replaced;   /* records that became tombstones */
+  uint64_t bytes_before;       /* size of the rewritten .log files before ... */
+  uint64_t bytes_after;        /* ... and after */
+  uint64_t end_offset;         /* every record below this offset was examined */
+} log_rewrite_stats_t;
+
+/* Erase records in place: every record durable when the call begins, and any appended
+ * since that the writer put in the same segment (all those below stats->end_offset), is
+ * passed to keep, and each one it rejects becomes a
+ * tombstone record with the same offset and time_us, an empty key and the replacement as
+ * value, so offsets stay dense for every consumer. The writer is first made to roll (an
+ * active segment holding records is closed, appends continue in a new one); then each
+ * closed segment with at least one record to replace is copied to <base>.log.rewrite
+ * (kept frames byte for byte, tombstones framed with a new CRC), fsync'd and renamed
+ * over <base>.log, its index is rebuilt the same way, and the directory is fsync'd.
+ * Segments with nothing to replace are left untouched. On return the replaced records'
+ * keys and values are in no file of the log directory; the blocks the old files used are
+ * freed, not overwritten, and a reader that had the old file open keeps reading it until
+ * it moves to another segment (new readers see the rewritten data). A crash at any point
+ * leaves each segment either old or new, never mixed; the stray *.rewrite files are
+ * deleted by the next log_open. Returns 0 with *stats (may be NULL) filled, or a negative
+ * errno with a message in err (segments already rewritten stay rewritten; stats counts
+ * them): the callback's own error, -EINVAL for a replacement that is empty or over
+ * 16 MiB, -EBADMSG for a corrupt segment, -EROFS for a read_only log, -ESHUTDOWN when the
+ * log is closing, or an I/O error (-ENOSPC: the copy needs room for one segment). */
+int log_rewrite(log_t *log, log_rewrite_fn keep, void *ud, log_rewrite_stats_t *stats /* OUT */,
+                char *err, size_t errlen);
 
 #endif

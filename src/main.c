@@ -3,6 +3,8 @@
  *   sluice serve          collect -> enrich -> log, with the HTTP API (default command)
  *   sluice check-config   load and validate the configuration, print what is wrong
  *   sluice export         write the log (or a time/offset range) as NDJSON to stdout
+ *   sluice forget ID      erase a user (see users.h); the server must be stopped
+ *   sluice export-user ID write all events of a user as NDJSON to stdout
  *   sluice version
  *
  * Settings come from the option table in config.h: --config FILE, SLUICE_* environment
@@ -14,6 +16,8 @@
 
 #include "config.h"
 #include "log.h"
+#include "privacy.h"
+#include "users.h"
 #include "serve.h"
 #include "util/clock.h"
 
@@ -27,6 +31,9 @@ static void usage(FILE *f) {
           "                   --since=ISO8601 --until=ISO8601   receive-time range\n"
           "                   --from-offset=N --to-offset=N      offset range (to exclusive)\n"
           "                   --bad                              the bad-event log instead\n"
+          "  forget ID      erase every event of user ID (stop the server first, or use\n"
+          "                 DELETE /v1/users/ID with the admin key while it runs)\n"
+          "  export-user ID write every event of user ID as NDJSON to stdout\n"
           "  version        print the version\n\n");
   config_print_help();
 }
@@ -70,6 +77,62 @@ static int take_export_args(int *argc, char **argv, export_args_t *ea) {
   }
   *argc = out;
   return 0;
+}
+
+/* forget / export-user: open both logs (writable for forget, with a loop of our own). */
+static int run_user(const config_t *cfg, const char *id, int forget) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  log_opts_t o;
+  char path[4096], err[1024];
+  log_t *logs[2] = {NULL, NULL};
+  privacy_t *priv = NULL;
+  users_t *u = NULL;
+  int rc = 1;
+  for (int i = 0; i < 2; i++) {
+    serve_log_opts(cfg, i ? "bad" : "log", forget ? &loop : NULL, &o, path, sizeof path);
+    if (!(logs[i] = log_open(&o, NULL, err, sizeof err))) {
+      fprintf(stderr, "sluice: %s%s\n", err,
+              forget ? " (if the server is running, use DELETE /v1/users/ID with the admin key)" : "");
+      goto out;
+    }
+  }
+  if (!(priv = privacy_new(cfg, err, sizeof err))) {
+    fprintf(stderr, "sluice: %s\n", err);
+    goto out;
+  }
+  u = users_new(cfg, &loop, logs[0], logs[1], priv);
+  if (forget) {
+    users_forget_result_t res;
+    if (users_forget(u, id, "cli", &res, err, sizeof err) != 0) {
+      fprintf(stderr, "sluice forget: %s\n", err);
+      goto out;
+    }
+    printf("forgot %llu events and %llu bad-event records of %zu ids in %llu segments "
+           "(audit request %s)\n",
+           (unsigned long long)res.events, (unsigned long long)res.bad_records, res.ids,
+           (unsigned long long)res.segments, res.request_id);
+  } else {
+    buf_t b = BUF_INIT;
+    size_t n;
+    if (users_export(u, id, &b, &n, err, sizeof err) != 0) {
+      fprintf(stderr, "sluice export-user: %s\n", err);
+      buf_free(&b);
+      goto out;
+    }
+    fwrite(b.data ? b.data : "", 1, b.len, stdout);
+    fprintf(stderr, "sluice export-user: %zu events\n", n);
+    buf_free(&b);
+  }
+  rc = fflush(stdout) != 0;
+out:
+  users_free(u);
+  privacy_free(priv);
+  log_close(logs[0]);
+  log_close(logs[1]);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  return rc;
 }
 
 static int run_export(const config_t *cfg, const export_args_t *ea) {
@@ -132,8 +195,17 @@ int main(int argc, char **argv) {
     return 0;
   }
   int is_serve = !strcmp(cmd, "serve"), is_check = !strcmp(cmd, "check-config"),
-      is_export = !strcmp(cmd, "export");
-  if (!is_serve && !is_check && !is_export) {
+      is_export = !strcmp(cmd, "export"), is_forget = !strcmp(cmd, "forget"),
+      is_export_user = !strcmp(cmd, "export-user");
+  const char *user_id = NULL;
+  if (is_forget || is_export_user) {
+    if (i >= argc || argv[i][0] == '-' || !argv[i][0]) {
+      fprintf(stderr, "sluice %s: give the user id: sluice %s ID [--options]\n", cmd, cmd);
+      return 2;
+    }
+    user_id = argv[i++];
+  }
+  if (!is_serve && !is_check && !is_export && !user_id) {
     fprintf(stderr, "sluice: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;
@@ -162,6 +234,8 @@ int main(int argc, char **argv) {
     printf("configuration is valid\n");
   } else if (is_export) {
     rc = run_export(&cfg, &ea);
+  } else if (user_id) {
+    rc = run_user(&cfg, user_id, is_forget);
   } else {
     rc = serve_run(&cfg);
   }

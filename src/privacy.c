@@ -87,41 +87,32 @@ int privacy_pseudonym(const privacy_t *p, const char *value, size_t len, char ou
 /* ---- consent ---- */
 
 /* 1 granted, 0 denied, -1 no information, for the categories in list. */
-static int decide(const cJSON *prefs, const strlist_t *list) {
+static int decide(evdoc_t *ev, const strlist_t *list) {
   int seen = 0;
   for (size_t i = 0; i < list->n; i++) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(prefs, list->items[i]);
-    if (cJSON_IsTrue(v)) return 1;
-    if (cJSON_IsBool(v)) seen = 1;
+    const char *segs[] = {"context", "consent", "categoryPreferences", list->items[i]};
+    jscan_type_t t = evdoc_get_v(ev, segs, 4).type;
+    if (t == JSCAN_TRUE) return 1;
+    if (t == JSCAN_FALSE) seen = 1;
   }
   return seen ? 0 : -1;
 }
 
-static void reduce_to_count(cJSON *ev) {
+static void reduce_to_count(evdoc_t *ev) {
   static const char *const keep[] = {"type", "event", "name", "messageId", "timestamp",
                                      "receivedAt", "originalTimestamp", "sentAt", NULL};
-  for (cJSON *it = ev->child; it;) {
-    cJSON *next = it->next;
-    int kept = 0;
-    for (const char *const *k = keep; *k && !kept; k++) kept = it->string && !strcmp(it->string, *k);
-    if (!kept) cJSON_Delete(cJSON_DetachItemViaPointer(ev, it));
-    it = next;
-  }
-  cJSON_AddTrueToObject(ev, "anonymous");
-  cJSON *consent = cJSON_AddObjectToObject(cJSON_AddObjectToObject(ev, "context"), "consent");
-  cJSON_AddFalseToObject(consent, "analytics");
-  cJSON_AddFalseToObject(consent, "marketing");
+  evdoc_keep_only(ev, keep);
+  evdoc_set_bool(ev, "anonymous", 1);
+  static const char none[] = "{\"consent\":{\"analytics\":false,\"marketing\":false}}";
+  evdoc_set_raw(ev, "context", none, sizeof none - 1);
 }
 
-int privacy_consent_step(cJSON *ev, const enrich_ctx_t *ctx, void *state, char *msg,
+int privacy_consent_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg,
                          size_t msglen) {
   privacy_t *p = state;
   int dflt = strcmp(p->cfg->consent_default, "denied") != 0;
-  cJSON *context = cJSON_GetObjectItemCaseSensitive(ev, "context");
-  cJSON *consent = cJSON_GetObjectItemCaseSensitive(context, "consent");
-  const cJSON *prefs = cJSON_GetObjectItemCaseSensitive(consent, "categoryPreferences");
-  int analytics = cJSON_IsObject(prefs) ? decide(prefs, &p->cfg->analytics_categories) : -1;
-  int marketing = cJSON_IsObject(prefs) ? decide(prefs, &p->cfg->marketing_categories) : -1;
+  int analytics = decide(ev, &p->cfg->analytics_categories);
+  int marketing = decide(ev, &p->cfg->marketing_categories);
   if (analytics < 0) analytics = dflt;
   if (marketing < 0) marketing = dflt;
   if (!analytics) {
@@ -129,52 +120,33 @@ int privacy_consent_step(cJSON *ev, const enrich_ctx_t *ctx, void *state, char *
     reduce_to_count(ev);
     return 0;
   }
-  if (!cJSON_IsObject(context)) return 0; /* the ip step always creates it */
-  if (!cJSON_IsObject(consent)) {
-    if (consent) cJSON_DeleteItemFromObjectCaseSensitive(context, "consent");
-    consent = cJSON_AddObjectToObject(context, "consent");
-  }
-  cJSON_DeleteItemFromObjectCaseSensitive(consent, "analytics");
-  cJSON_DeleteItemFromObjectCaseSensitive(consent, "marketing");
-  cJSON_AddTrueToObject(consent, "analytics");
-  cJSON_AddBoolToObject(consent, "marketing", marketing);
+  jscan_type_t ct = evdoc_get(ev, "context.consent").type;
+  if (ct != JSCAN_NONE && ct != JSCAN_OBJECT) evdoc_del(ev, "context.consent");
+  evdoc_set_bool(ev, "context.consent.analytics", 1);
+  evdoc_set_bool(ev, "context.consent.marketing", marketing);
   return 0;
 }
 
 /* ---- pseudonymisation ---- */
 
-static void pseudonymise_path(const privacy_t *p, cJSON *obj, const char *path) {
-  const char *dot = strchr(path, '.');
-  if (dot) {
-    char head[64];
-    size_t n = (size_t)(dot - path);
-    if (n >= sizeof head) return;
-    memcpy(head, path, n);
-    head[n] = 0;
-    cJSON *child = cJSON_GetObjectItemCaseSensitive(obj, head);
-    if (cJSON_IsObject(child)) pseudonymise_path(p, child, dot + 1);
-    return;
-  }
-  cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, path);
-  char text[64];
-  const char *s = NULL;
-  if (cJSON_IsString(v)) {
-    s = v->valuestring;
-  } else if (cJSON_IsNumber(v)) {
-    snprintf(text, sizeof text, "%.17g", v->valuedouble);
-    s = text;
-  }
-  if (!s || !s[0]) return;
-  char out[36];
-  privacy_pseudonym(p, s, strlen(s), out);
-  cJSON_ReplaceItemInObjectCaseSensitive(obj, path, cJSON_CreateString(out));
-}
-
-int privacy_pseudonymise_step(cJSON *ev, const enrich_ctx_t *ctx, void *state, char *msg,
+int privacy_pseudonymise_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg,
                               size_t msglen) {
   const privacy_t *p = state;
   if (!p->pseudonymise) return 0;
-  for (size_t i = 0; i < p->cfg->pseudonymise_fields.n; i++)
-    pseudonymise_path(p, ev, p->cfg->pseudonymise_fields.items[i]);
+  for (size_t i = 0; i < p->cfg->pseudonymise_fields.n; i++) {
+    const char *path = p->cfg->pseudonymise_fields.items[i];
+    jscan_val_t v = evdoc_get(ev, path);
+    char text[1100];
+    if (v.type == JSCAN_STRING) {
+      if (jscan_string(&v, text, sizeof text) <= 0) continue;
+    } else if (v.type == JSCAN_NUMBER) {
+      snprintf(text, sizeof text, "%.*s", (int)(v.n < 64 ? v.n : 64), v.p);
+    } else {
+      continue;
+    }
+    char out[36];
+    privacy_pseudonym(p, text, strlen(text), out);
+    evdoc_set_str(ev, path, out);
+  }
   return 0;
 }

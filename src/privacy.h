@@ -34,10 +34,10 @@ void privacy_free(privacy_t *p);
 int privacy_pseudonym(const privacy_t *p, const char *value, size_t len, char out[36]);
 
 /* enrich_step_fn, state = privacy_t*: consent. Returns ENRICH_DROP for an event to drop. */
-int privacy_consent_step(cJSON *ev, const enrich_ctx_t *ctx, void *state, char *msg,
+int privacy_consent_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg,
                          size_t msglen);
 /* enrich_step_fn, state = privacy_t*: pseudonymisation (no-op when off). */
-int privacy_pseudonymise_step(cJSON *ev, const enrich_ctx_t *ctx, void *state, char *msg,
+int privacy_pseudonymise_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg,
                               size_t msglen);
 
 #endif

@@ -20,8 +20,10 @@
 #include "log.h"
 #include "metrics.h"
 #include "privacy.h"
+#include "users.h"
 #include "util/buf.h"
 #include "util/clock.h"
+#include "util/mem.h"
 #include "util/msg.h"
 
 typedef struct server {
@@ -35,6 +37,9 @@ typedef struct server {
   dedup_t *dedup;
   metrics_t *metrics;
   collect_t *collect;
+  users_t *users;
+  uv_timer_t retention;
+  int retention_running;
   http_server_t *http;
   uv_signal_t sigterm, sigint;
   int draining;
@@ -114,6 +119,7 @@ static void readyz_reply(server_t *s, http_req_t *r) {
 static void on_request(http_req_t *r, void *ud) {
   server_t *s = ud;
   if (collect_handle(s->collect, r)) return;
+  if (users_handle(s->users, r)) return;
   const char *path = http_req_path(r), *method = http_req_method(r);
   int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
   if (!strcmp(path, "/healthz") || !strcmp(path, "/readyz") || !strcmp(path, "/metrics") ||
@@ -146,6 +152,54 @@ static void on_response(void *ud, const char *route, int status, uint64_t latenc
 
 static void on_sync(void *ud, uint64_t sync_us, uint64_t records) {
   metrics_observe(ud, MH_FSYNC, sync_us);
+}
+
+/* ---- retention ---- */
+
+/* Deleting segments reads and unlinks files: it runs on the thread pool, never on the
+ * loop, and one run at a time. */
+typedef struct retention_job {
+  uv_work_t work;
+  server_t *s;
+  int rc[2];
+  uint64_t segs[2], bytes[2];
+} retention_job_t;
+
+static void retention_run(uv_work_t *w) {
+  retention_job_t *j = w->data;
+  log_t *logs[2] = {j->s->log, j->s->bad};
+  uint64_t days[2] = {j->s->cfg->retention_days, j->s->cfg->bad_retention_days};
+  for (int i = 0; i < 2; i++)
+    if (days[i])
+      j->rc[i] = log_retain(logs[i], clock_wall_us() - (int64_t)days[i] * 86400 * 1000000,
+                            &j->segs[i], &j->bytes[i]);
+}
+
+static void retention_done(uv_work_t *w, int status) {
+  retention_job_t *j = w->data;
+  static const char *const names[2] = {"events", "bad"};
+  for (int i = 0; i < 2; i++) {
+    if (j->rc[i])
+      msg_warn("retention failed", "log=%s error=\"%s\"", names[i], strerror(-j->rc[i]));
+    else if (j->segs[i])
+      msg_info("retention deleted old segments", "log=%s segments=%llu bytes=%llu", names[i],
+               (unsigned long long)j->segs[i], (unsigned long long)j->bytes[i]);
+  }
+  j->s->retention_running = 0;
+  free(j);
+}
+
+static void on_retention(uv_timer_t *t) {
+  server_t *s = t->data;
+  if (s->retention_running || (!s->cfg->retention_days && !s->cfg->bad_retention_days)) return;
+  retention_job_t *j = xcalloc(1, sizeof *j);
+  j->s = s;
+  j->work.data = j;
+  s->retention_running = 1;
+  if (uv_queue_work(s->loop, &j->work, retention_run, retention_done) != 0) {
+    s->retention_running = 0;
+    free(j);
+  }
 }
 
 /* ---- enrichment data ---- */
@@ -242,6 +296,10 @@ int serve_run(config_t *cfg) {
     return 1;
   }
   s.loop = uv_default_loop();
+  uv_signal_init(s.loop, &s.sigterm);
+  uv_signal_init(s.loop, &s.sigint);
+  uv_timer_init(s.loop, &s.retention);
+  s.sigterm.data = s.sigint.data = s.retention.data = &s;
   s.metrics = metrics_new();
   if (!(s.log = open_log(&s, "log")) || !(s.bad = open_log(&s, "bad"))) goto out;
   log_set_sync_observer(s.log, on_sync, s.metrics);
@@ -273,6 +331,8 @@ int serve_run(config_t *cfg) {
     msg_info("dedup window rebuilt", "ids=%ld ms=%lld", loaded, (long long)(clock_mono_us() - t0) / 1000);
   collect_deps_t deps = {cfg, s.log, s.bad, s.enrich, s.metrics, s.dedup};
   s.collect = collect_new(&deps);
+  s.users = users_new(cfg, s.loop, s.log, s.bad, s.privacy);
+  uv_timer_start(&s.retention, on_retention, 0, 3600 * 1000);
   http_limits_t lim = {
       .max_header_bytes = cfg->max_header_bytes,
       .max_body_bytes = cfg->max_body_bytes,
@@ -288,9 +348,6 @@ int serve_run(config_t *cfg) {
     msg_error("cannot listen", "listen=%s error=\"%s\"", cfg->listen, uv_strerror(lr));
     goto out;
   }
-  uv_signal_init(s.loop, &s.sigterm);
-  uv_signal_init(s.loop, &s.sigint);
-  s.sigterm.data = s.sigint.data = &s;
   uv_signal_start(&s.sigterm, on_signal, SIGTERM);
   uv_signal_start(&s.sigint, on_signal, SIGINT);
 
@@ -313,17 +370,17 @@ int serve_run(config_t *cfg) {
   rc = 0;
   msg_info("stopped accepting; closing the logs", "connections=%zu", http_server_connections(s.http));
 out:
-  if (s.http) {
-    uv_signal_stop(&s.sigterm);
-    uv_signal_stop(&s.sigint);
-    uv_close((uv_handle_t *)&s.sigterm, NULL);
-    uv_close((uv_handle_t *)&s.sigint, NULL);
-  }
+  uv_close((uv_handle_t *)&s.sigterm, NULL);
+  uv_close((uv_handle_t *)&s.sigint, NULL);
+  uv_close((uv_handle_t *)&s.retention, NULL);
   http_server_free(s.http);
+  /* Let thread-pool jobs (erasures, retention) finish before their logs close. */
+  while (users_busy(s.users) || s.retention_running) uv_run(s.loop, UV_RUN_ONCE);
   log_close(s.log);
   log_close(s.bad);
   uv_run(s.loop, UV_RUN_DEFAULT);
   collect_free(s.collect);
+  users_free(s.users);
   enrich_free(s.enrich);
   geo_free(s.geo);
   uaparse_free(s.ua);

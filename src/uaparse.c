@@ -585,47 +585,41 @@ int uaparse_parse(uaparse_t *p, const char *ua, size_t len, ua_info_t *out) {
 
 /* ---- Enrichment step ---- */
 
-static void add_str(cJSON *obj, const char *key, const char *val) {
-  if (val && *val) cJSON_AddStringToObject(obj, key, val);
+static void add_str(evdoc_t *ev, const char *path, const char *val) {
+  if (val && *val) evdoc_set_str(ev, path, val);
 }
 
-int uaparse_enrich_step(cJSON *ev, const enrich_ctx_t *ctx, void *state, char *msg,
+int uaparse_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg,
                         size_t msglen) {
   uaparse_t *p = state;
-  cJSON *c = cJSON_GetObjectItemCaseSensitive(ev, "context");
-  cJSON *uav = cJSON_IsObject(c) ? cJSON_GetObjectItemCaseSensitive(c, "userAgent") : NULL;
-  if (!p || !cJSON_IsString(uav) || !uav->valuestring) return 0;
-  int need_browser = !cJSON_GetObjectItemCaseSensitive(c, "browser");
-  int need_os = !cJSON_GetObjectItemCaseSensitive(c, "os");
-  int need_device = !cJSON_GetObjectItemCaseSensitive(c, "device");
-  int need_bot = !cJSON_GetObjectItemCaseSensitive(c, "bot");
+  if (!p || evdoc_get(ev, "context").type != JSCAN_OBJECT) return 0;
+  int need_browser = evdoc_get(ev, "context.browser").type == JSCAN_NONE;
+  int need_os = evdoc_get(ev, "context.os").type == JSCAN_NONE;
+  int need_device = evdoc_get(ev, "context.device").type == JSCAN_NONE;
+  int need_bot = evdoc_get(ev, "context.bot").type == JSCAN_NONE;
   if (!need_browser && !need_os && !need_device && !need_bot) return 0;
+  char ua[UAPARSE_MAX_UA + 8];
+  if (!evdoc_str(ev, "context.userAgent", ua, sizeof ua)) return 0;
 
   ua_info_t info;
-  uaparse_parse(p, uav->valuestring, strlen(uav->valuestring), &info);
+  uaparse_parse(p, ua, strlen(ua), &info);
   if (need_browser) {
-    cJSON *o = cJSON_AddObjectToObject(c, "browser");
-    if (o) {
-      add_str(o, "name", info.browser);
-      add_str(o, "version", info.browser_version);
-    }
+    evdoc_set_raw(ev, "context.browser", "{}", 2);
+    add_str(ev, "context.browser.name", info.browser);
+    add_str(ev, "context.browser.version", info.browser_version);
   }
   if (need_os) {
-    cJSON *o = cJSON_AddObjectToObject(c, "os");
-    if (o) {
-      add_str(o, "name", info.os);
-      add_str(o, "version", info.os_version);
-    }
+    evdoc_set_raw(ev, "context.os", "{}", 2);
+    add_str(ev, "context.os.name", info.os);
+    add_str(ev, "context.os.version", info.os_version);
   }
   if (need_device) {
-    cJSON *o = cJSON_AddObjectToObject(c, "device");
-    if (o) {
-      add_str(o, "type", info.device_type);
-      add_str(o, "family", info.device_family);
-      add_str(o, "manufacturer", info.device_brand);
-      add_str(o, "model", info.device_model);
-    }
+    evdoc_set_raw(ev, "context.device", "{}", 2);
+    add_str(ev, "context.device.type", info.device_type);
+    add_str(ev, "context.device.family", info.device_family);
+    add_str(ev, "context.device.manufacturer", info.device_brand);
+    add_str(ev, "context.device.model", info.device_model);
   }
-  if (need_bot) cJSON_AddBoolToObject(c, "bot", info.bot);
+  if (need_bot) evdoc_set_bool(ev, "context.bot", info.bot);
   return 0;
 }

@@ -43,7 +43,6 @@
 #ifndef SLUICE_UAPARSE_H
 #define SLUICE_UAPARSE_H
 
-#include <cjson/cJSON.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -129,7 +128,7 @@ void uaparse_stats(const uaparse_t *p, uint64_t *hits, uint64_t *misses);
  *   context.bot     true / false
  * "version", "manufacturer" and "model" are left out when unknown. Never rejects an event:
  * always returns 0 (on out of memory the event is left partly enriched). */
-int uaparse_enrich_step(cJSON *ev, const enrich_ctx_t *ctx, void *state, char *msg,
+int uaparse_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg,
                         size_t msglen);
 
 #endif

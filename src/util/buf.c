@@ -53,12 +53,36 @@ void buf_printf(buf_t *b, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* Length of the valid UTF-8 sequence at p (lead byte >= 0x80), 0 when invalid. */
+static size_t utf8_len(const unsigned char *p, size_t avail) {
+  unsigned c = p[0];
+  size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
+  if (!n || c > 0xF4 || avail < n) return 0;
+  for (size_t i = 1; i < n; i++)
+    if ((p[i] & 0xC0) != 0x80) return 0;
+  if ((c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] >= 0xA0) || (c == 0xF0 && p[1] < 0x90) ||
+      (c == 0xF4 && p[1] >= 0x90))
+    return 0;
+  return n;
+}
+
 void buf_json_escape(buf_t *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   buf_reserve(b, n + 2);
   size_t run = 0;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
+    if (c >= 0x80) {
+      size_t k = utf8_len((const unsigned char *)s + i, n - i);
+      if (k) {
+        i += k - 1;
+        continue;
+      }
+      buf_append(b, s + run, i - run);
+      buf_append(b, "\\ufffd", 6); /* not UTF-8: the replacement character */
+      run = i + 1;
+      continue;
+    }
     if (c >= 0x20 && c != '"' && c != '\\') continue;
     buf_append(b, s + run, i - run);
     run = i + 1;

@@ -28,7 +28,8 @@ void buf_puts(buf_t *b, const char *s);
 void buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_vprintf(buf_t *b, const char *fmt, va_list ap);
 /* Append s as the inside of a JSON string (quotes not included), escaping as RFC 8259
- * requires; bytes >= 0x80 are copied as they are. */
+ * requires. Valid UTF-8 is copied as it is; a byte that is not part of valid UTF-8
+ * becomes U+FFFD, so the result is always valid JSON text. */
 void buf_json_escape(buf_t *b, const char *s, size_t n);
 /* Drop the first n bytes, keeping the rest. */
 void buf_consume(buf_t *b, size_t n);

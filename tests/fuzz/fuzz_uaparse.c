@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "uaparse.h"
+#include "../unit/evtest.h"
 
 static uaparse_t *parser;
 
@@ -59,11 +60,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char *s = malloc(size + 1);
   memcpy(s, data, size);
   s[size] = '\0';
-  cJSON *ev = cJSON_CreateObject(), *ctx = cJSON_AddObjectToObject(ev, "context");
-  cJSON_AddStringToObject(ctx, "userAgent", s);
+  buf_t in = BUF_INIT;
+  buf_puts(&in, "{\"context\":{\"userAgent\":\"");
+  buf_json_escape(&in, s, strlen(s));
+  buf_puts(&in, "\"}}");
+  char *text = in.data;
   enrich_ctx_t ectx = {0};
-  char msg[64];
-  if (uaparse_enrich_step(ev, &ectx, parser, msg, sizeof msg) != 0) __builtin_trap();
+  int rc = -1;
+  cJSON *ev = evtest_step(uaparse_enrich_step, parser, text, &ectx, &rc);
+  buf_free(&in);
+  (void)text;
+  if (!ev) __builtin_trap(); /* escaping makes any user agent valid JSON text */
+  if (rc != 0) __builtin_trap();
+  cJSON *ctx = cJSON_GetObjectItem(ev, "context");
   if (!cJSON_IsBool(cJSON_GetObjectItem(ctx, "bot"))) __builtin_trap();
   cJSON *dev = cJSON_GetObjectItem(ctx, "device");
   if (!cJSON_IsString(cJSON_GetObjectItem(dev, "type"))) __builtin_trap();

@@ -1,6 +1,7 @@
 /* Unit tests for campaign attribution: UTM, click ids, referrer classes. */
 #include "campaign.h"
 
+#include "evtest.h"
 #include "test.h"
 
 TEST(referrer_classes) {
@@ -40,10 +41,10 @@ TEST(url_host) {
 }
 
 static cJSON *enrich(const char *json) {
-  cJSON *ev = cJSON_Parse(json);
-  enrich_ctx_t ctx = {0, "127.0.0.1", NULL, NULL};
-  char msg[100];
-  CHECK_INT(campaign_enrich_step(ev, &ctx, NULL, msg, sizeof msg), 0);
+  enrich_ctx_t ctx = {0, "127.0.0.1", NULL, NULL, ""};
+  int rc = -1;
+  cJSON *ev = evtest_step(campaign_enrich_step, NULL, json, &ctx, &rc);
+  CHECK_INT(rc, 0);
   return ev;
 }
 

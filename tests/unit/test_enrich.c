@@ -2,6 +2,7 @@
 #include "enrich.h"
 
 #include "config.h"
+#include "evtest.h"
 #include "test.h"
 
 TEST(anonymise) {
@@ -43,9 +44,10 @@ TEST(client_ip_through_trusted_proxies) {
 
 static cJSON *run(const char *json, config_t *c, const enrich_ctx_t *ctx) {
   enrich_t *e = enrich_new(c);
-  cJSON *ev = cJSON_Parse(json);
-  char msg[200];
-  if (enrich_event(e, ev, ctx, msg, sizeof msg) != 0) FAILF("enrich failed: %s", msg);
+  char msg[200] = "";
+  int rc = -1;
+  cJSON *ev = evtest_chain(e, json, ctx, &rc, msg, sizeof msg);
+  if (rc != 0) FAILF("enrich failed: %s", msg);
   enrich_free(e);
   return ev;
 }
@@ -60,7 +62,7 @@ TEST(chain_defaults) {
   config_t c;
   config_defaults(&c);
   /* received at 2026-11-22T19:37:05.000Z */
-  enrich_ctx_t ctx = {1795376225000000LL, "203.0.113.77", "Mozilla/5.0 test", NULL};
+  enrich_ctx_t ctx = {1795376225000000LL, "203.0.113.77", "Mozilla/5.0 test", NULL, ""};
   cJSON *ev = run("{\"type\":\"track\",\"event\":\"x\",\"userId\":\"u\"}", &c, &ctx);
   CHECK_STR(cJSON_GetObjectItem(ev, "receivedAt")->valuestring, "2026-11-22T19:37:05.000Z");
   CHECK_STR(cJSON_GetObjectItem(ev, "timestamp")->valuestring, "2026-11-22T19:37:05.000Z");
@@ -78,7 +80,7 @@ TEST(chain_defaults) {
 TEST(client_values_kept_or_corrected) {
   config_t c;
   config_defaults(&c);
-  enrich_ctx_t ctx = {1795376225000000LL, "203.0.113.77", "UA-header", NULL};
+  enrich_ctx_t ctx = {1795376225000000LL, "203.0.113.77", "UA-header", NULL, ""};
   /* Client clock 10 s behind: sentAt 19:36:55, timestamp 19:36:50 -> 19:37:00. */
   cJSON *ev = run("{\"type\":\"track\",\"event\":\"x\",\"userId\":\"u\",\"messageId\":\"m-1\","
                   "\"timestamp\":\"2026-11-22T19:36:50Z\",\"sentAt\":\"2026-11-22T19:36:55Z\","
@@ -103,7 +105,7 @@ TEST(keep_full_ip) {
   config_t c;
   config_defaults(&c);
   c.keep_full_ip = 1;
-  enrich_ctx_t ctx = {1795376225000000LL, "203.0.113.77", NULL, NULL};
+  enrich_ctx_t ctx = {1795376225000000LL, "203.0.113.77", NULL, NULL, ""};
   cJSON *ev = run("{\"type\":\"track\",\"event\":\"x\",\"userId\":\"u\"}", &c, &ctx);
   CHECK_STR(ctx_str(ev, "ip"), "203.0.113.77");
   CHECK(ctx_str(ev, "userAgent") == NULL);
@@ -111,7 +113,7 @@ TEST(keep_full_ip) {
   config_free(&c);
 }
 
-static int reject_all(cJSON *ev, const enrich_ctx_t *ctx, void *state, char *msg, size_t n) {
+static int reject_all(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg, size_t n) {
   snprintf(msg, n, "nope");
   return -1;
 }
@@ -121,10 +123,11 @@ TEST(steps_extend_the_chain) {
   config_defaults(&c);
   enrich_t *e = enrich_new(&c);
   enrich_add(e, "later_stage", reject_all, NULL);
-  cJSON *ev = cJSON_Parse("{\"type\":\"track\",\"event\":\"x\",\"userId\":\"u\"}");
-  enrich_ctx_t ctx = {0, "127.0.0.1", NULL, NULL};
+  enrich_ctx_t ctx = {0, "127.0.0.1", NULL, NULL, ""};
   char msg[200];
-  CHECK_INT(enrich_event(e, ev, &ctx, msg, sizeof msg), -1);
+  int rc = 0;
+  cJSON *ev = evtest_chain(e, "{\"type\":\"track\",\"event\":\"x\",\"userId\":\"u\"}", &ctx, &rc, msg, sizeof msg);
+  CHECK_INT(rc, -1);
   CHECK_STR(msg, "later_stage: nope");
   cJSON_Delete(ev);
   enrich_free(e);

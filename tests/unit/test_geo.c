@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "enrich.h"
+#include "evtest.h"
 #include "test.h"
 
 #define FIXTURE "build/test-geo.mmdb"
@@ -116,10 +117,11 @@ TEST(bad_values) {
 static cJSON *enrich(const char *json, const char *client_ip, int with_geo, config_t *c) {
   enrich_t *e = enrich_new(c);
   if (with_geo) enrich_add(e, "geo", geo_enrich_step, fixture);
-  enrich_ctx_t ctx = {1795376225000000LL, client_ip, NULL, NULL};
-  cJSON *ev = cJSON_Parse(json);
-  char msg[200];
-  if (enrich_event(e, ev, &ctx, msg, sizeof msg) != 0) FAILF("enrich failed: %s", msg);
+  enrich_ctx_t ctx = {1795376225000000LL, client_ip, NULL, NULL, ""};
+  char msg[200] = "";
+  int rc = -1;
+  cJSON *ev = evtest_chain(e, json, &ctx, &rc, msg, sizeof msg);
+  if (rc != 0) FAILF("enrich failed: %s", msg);
   enrich_free(e);
   return ev;
 }
@@ -200,16 +202,16 @@ TEST(enrich_keeps_or_skips) {
   }
 
   /* Directly, with no context object at all and with no database. */
-  enrich_ctx_t ctx = {0, "198.51.100.1", NULL, NULL};
-  ev = cJSON_Parse("{\"type\":\"track\"}");
-  char msg[64];
-  CHECK_INT(geo_enrich_step(ev, &ctx, fixture, msg, sizeof msg), 0);
+  enrich_ctx_t ctx = {0, "198.51.100.1", NULL, NULL, ""};
+  int rc = -1;
+  ev = evtest_step(geo_enrich_step, fixture, "{\"type\":\"track\"}", &ctx, &rc);
+  CHECK_INT(rc, 0);
   loc = location_of(ev);
   CHECK_STR(loc, "{\"country\":\"US\",\"region\":\"NY\",\"city\":\"New York\"}");
   free(loc);
   cJSON_Delete(ev);
-  ev = cJSON_Parse("{\"type\":\"track\"}");
-  CHECK_INT(geo_enrich_step(ev, &ctx, NULL, msg, sizeof msg), 0);
+  ev = evtest_step(geo_enrich_step, NULL, "{\"type\":\"track\"}", &ctx, &rc);
+  CHECK_INT(rc, 0);
   CHECK(cJSON_GetObjectItem(ev, "context") == NULL);
   cJSON_Delete(ev);
   config_free(&c);

@@ -454,6 +454,68 @@ TEST(reopen_continues_offsets) {
   close_log(log);
 }
 
+/* A log whose oldest segments are gone (log_retain deletes whole segments from the front)
+ * starts at its first segment's base: it recovers, reads, seeks and appends from there. */
+TEST(first_segment_above_zero) {
+  const char *dir = test_dir("startabove0");
+  log_t *log = open_log(dir, LOG_SYNC_OFF, 4096, NULL);
+  CHECK(log != NULL);
+  if (!log) return;
+  CHECK_INT(append_range(log, 0, 300), 0);
+  CHECK_INT(log_start_offset(log), 0);
+  close_log(log);
+  int nlog = count_files(dir, "log");
+  CHECK(nlog >= 4);
+  /* Delete the first two segments; leave segment 0's index behind as a stray. */
+  uint64_t second = 0, third = 0;
+  for (uint64_t i = 1; i < 300 && !third; i++) {
+    char name[40];
+    snprintf(name, sizeof name, "%020llu.log", (unsigned long long)i);
+    if (file_size(path_in(dir, name)) < 0) continue;
+    if (!second) second = i;
+    else third = i;
+  }
+  CHECK(second > 0 && third > second);
+  char name[40];
+  snprintf(name, sizeof name, "%020llu.log", (unsigned long long)second);
+  CHECK_INT(unlink(path_in(dir, SEG0)), 0);
+  CHECK_INT(unlink(path_in(dir, name)), 0);
+
+  log_recovery_t rec;
+  log = open_log(dir, LOG_SYNC_OFF, 4096, &rec);
+  CHECK(log != NULL);
+  if (!log) return;
+  CHECK_INT(rec.segments, nlog - 2);
+  CHECK_INT(rec.records, 300 - third);
+  CHECK_INT(rec.dropped_bytes, 0);
+  CHECK_INT(log_start_offset(log), third);
+  CHECK_INT(log_end_offset(log), 300);
+  CHECK_INT(read_all(log, third), 300 - (long)third);
+  char err[256];
+  log_reader_t *r = log_reader_open(log, 0, err, sizeof err);
+  CHECK(r != NULL);
+  if (r) {
+    CHECK_INT(log_reader_offset(r), third);
+    log_record_t rr;
+    CHECK_INT(log_reader_next(r, &rr), 1);
+    CHECK(record_matches(&rr, third));
+    CHECK_INT(log_reader_seek_time(r, 0), 0);
+    CHECK_INT(log_reader_offset(r), third);
+    log_reader_close(r);
+  }
+  CHECK_INT(append_range(log, 300, 10), 0);
+  close_log(log);
+
+  log_opts_t o = {.dir = dir, .read_only = 1};
+  log = log_open(&o, &rec, err, sizeof err);
+  CHECK(log != NULL);
+  if (!log) return;
+  CHECK_INT(rec.records, 310 - third);
+  CHECK_INT(log_start_offset(log), third);
+  CHECK_INT(read_all(log, third), 310 - (long)third);
+  log_close(log);
+}
+
 /* ---- recovery: damage the last segment, table-driven ---- */
 
 typedef enum { CUT_TAIL, FLIP_BYTE, ADD_GARBAGE, ADD_ZEROS } damage_t;
@@ -916,6 +978,7 @@ int main(void) {
   RUN(group_commit_orders_acks);
   RUN(reader_crosses_segments);
   RUN(reopen_continues_offsets);
+  RUN(first_segment_above_zero);
   RUN(recovery_truncates_bad_tail);
   RUN(recovery_torn_header_and_gaps);
   RUN(seek_time_finds_first_at_or_after);

@@ -5,15 +5,15 @@
 #include "config.h"
 #include "privacy.h"
 
+#include "evtest.h"
 #include "test.h"
 
 static char dir[] = "/tmp/sluice-test-privacy-XXXXXX";
 
 static int consent(privacy_t *p, const char *json, cJSON **out) {
-  cJSON *ev = cJSON_Parse(json);
-  enrich_ctx_t ctx = {0, "127.0.0.1", NULL, NULL};
-  char msg[100];
-  int rc = privacy_consent_step(ev, &ctx, p, msg, sizeof msg);
+  enrich_ctx_t ctx = {0, "127.0.0.1", NULL, NULL, ""};
+  int rc = -99;
+  cJSON *ev = evtest_step(privacy_consent_step, p, json, &ctx, &rc);
   if (out)
     *out = ev;
   else
@@ -83,10 +83,13 @@ TEST(pseudonyms_are_keyed_stable_and_kept) {
   CHECK_INT(st.st_mode & 0777, 0600);
   CHECK_INT(st.st_size, 32);
 
-  cJSON *ev = cJSON_Parse("{\"type\":\"identify\",\"userId\":\"alice\",\"anonymousId\":\"anon\","
-                          "\"traits\":{\"email\":\"alice@example.com\",\"plan\":\"pro\"},\"context\":{\"traits\":{\"phone\":12345}}}");
-  enrich_ctx_t ctx = {0, "127.0.0.1", NULL, NULL};
-  CHECK_INT(privacy_pseudonymise_step(ev, &ctx, p, err, sizeof err), 0);
+  enrich_ctx_t ctx = {0, "127.0.0.1", NULL, NULL, ""};
+  int rc = -1;
+  cJSON *ev = evtest_step(privacy_pseudonymise_step, p,
+                          "{\"type\":\"identify\",\"userId\":\"alice\",\"anonymousId\":\"anon\","
+                          "\"traits\":{\"email\":\"alice@example.com\",\"plan\":\"pro\"},\"context\":{\"traits\":{\"phone\":12345}}}",
+                          &ctx, &rc);
+  CHECK_INT(rc, 0);
   CHECK_STR(cJSON_GetObjectItem(ev, "userId")->valuestring, a);
   CHECK_STR(cJSON_GetObjectItem(ev, "anonymousId")->valuestring, "anon");
   char *text = cJSON_PrintUnformatted(ev);

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "evtest.h"
 #include "test.h"
 
 #define UAP_TESTS "/usr/share/uap-core/tests/"
@@ -281,11 +282,14 @@ TEST(cache_hits_and_eviction) {
   CHECK_INT(uaparse_parse(parser, "Wget/1.21.4", 11, &i1), 1);
 }
 
+/* The event {"type":"page","context":<context_json>} after the step (which must return 0). */
 static cJSON *event_with(const char *context_json) {
   char buf[1024];
   snprintf(buf, sizeof buf, "{\"type\":\"page\",\"context\":%s}", context_json);
-  cJSON *ev = cJSON_Parse(buf);
-  if (!ev) FAILF("bad test JSON %s", buf);
+  enrich_ctx_t ctx = {0};
+  int rc = -1;
+  cJSON *ev = evtest_step(uaparse_enrich_step, parser, buf, &ctx, &rc);
+  if (!ev || rc != 0) FAILF("step failed on %s", buf);
   return ev;
 }
 
@@ -297,11 +301,9 @@ static const char *path_str(cJSON *ev, const char *obj, const char *key) {
 }
 
 TEST(enrich_step_adds_fields) {
-  char ctxjson[512], msg[128];
+  char ctxjson[512];
   snprintf(ctxjson, sizeof ctxjson, "{\"userAgent\":\"%s\"}", chrome_win);
   cJSON *ev = event_with(ctxjson);
-  enrich_ctx_t ctx = {0};
-  CHECK_INT(uaparse_enrich_step(ev, &ctx, parser, msg, sizeof msg), 0);
   CHECK_STR(path_str(ev, "browser", "name"), "Chrome");
   CHECK_STR(path_str(ev, "browser", "version"), "120.0.6099");
   CHECK_STR(path_str(ev, "os", "name"), "Windows");
@@ -315,7 +317,6 @@ TEST(enrich_step_adds_fields) {
 
   snprintf(ctxjson, sizeof ctxjson, "{\"userAgent\":\"%s\"}", googlebot);
   ev = event_with(ctxjson);
-  CHECK_INT(uaparse_enrich_step(ev, &ctx, parser, msg, sizeof msg), 0);
   CHECK(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(ev, "context"), "bot")));
   CHECK_STR(path_str(ev, "device", "type"), "bot");
   cJSON_Delete(ev);
@@ -323,13 +324,11 @@ TEST(enrich_step_adds_fields) {
 
 TEST(enrich_step_keeps_sdk_fields) {
   /* A mobile SDK's own os and device win; the missing browser and bot are added. */
-  char ctxjson[768], msg[128];
+  char ctxjson[768];
   snprintf(ctxjson, sizeof ctxjson,
            "{\"userAgent\":\"%s\",\"os\":{\"name\":\"iOS\",\"version\":\"17.1\"},"
            "\"device\":{\"manufacturer\":\"Apple\",\"model\":\"iPhone15,2\"}}", chrome_win);
   cJSON *ev = event_with(ctxjson);
-  enrich_ctx_t ctx = {0};
-  CHECK_INT(uaparse_enrich_step(ev, &ctx, parser, msg, sizeof msg), 0);
   CHECK_STR(path_str(ev, "os", "name"), "iOS");
   CHECK_STR(path_str(ev, "os", "version"), "17.1");
   CHECK_STR(path_str(ev, "device", "model"), "iPhone15,2");
@@ -345,17 +344,21 @@ TEST(enrich_step_keeps_sdk_fields) {
   /* No userAgent, or not a string: the event is left alone. */
   const char *untouched[] = {"{}", "{\"userAgent\":42}"};
   for (size_t k = 0; k < 2; k++) {
+    char in[128];
+    snprintf(in, sizeof in, "{\"type\":\"page\",\"context\":%s}", untouched[k]);
+    cJSON *want = cJSON_Parse(in);
     ev = event_with(untouched[k]);
-    char *before = cJSON_PrintUnformatted(ev);
-    CHECK_INT(uaparse_enrich_step(ev, &ctx, parser, msg, sizeof msg), 0);
-    char *after = cJSON_PrintUnformatted(ev);
+    char *before = cJSON_PrintUnformatted(want), *after = cJSON_PrintUnformatted(ev);
     CHECK_STR(after, before);
     cJSON_free(before);
     cJSON_free(after);
+    cJSON_Delete(want);
     cJSON_Delete(ev);
   }
-  ev = cJSON_Parse("{\"type\":\"track\"}");
-  CHECK_INT(uaparse_enrich_step(ev, &ctx, parser, msg, sizeof msg), 0);
+  enrich_ctx_t ctx = {0};
+  int rc = -1;
+  ev = evtest_step(uaparse_enrich_step, parser, "{\"type\":\"track\"}", &ctx, &rc);
+  CHECK_INT(rc, 0);
   CHECK(cJSON_GetObjectItem(ev, "context") == NULL);
   cJSON_Delete(ev);
 }

@@ -16,6 +16,9 @@ TEST(buf_appends_and_escapes) {
   CHECK_STR(b.data, "q\\\"\\\\\\n\\u0001z");
   for (int i = 0; i < 10000; i++) buf_putc(&b, 'x');
   CHECK_INT(b.len, 10000 + 14);
+  buf_reset(&b);
+  buf_json_escape(&b, "\xc3\xa9 ok \xff bad \xe2\x82", 14);
+  CHECK_STR(b.data, "\xc3\xa9 ok \\ufffd bad \\ufffd\\ufffd");
   buf_free(&b);
   buf_free(&b);
 }

@@ -1,0 +1,438 @@
+/* evdoc: client JSON bytes plus edits (see evdoc.h).
+ *
+ * Edits are kept in order in a small array; their path segments and values live in one
+ * arena buffer, addressed by offset because the arena may move as it grows. Setting or
+ * deleting a path retires every earlier edit at or below it, so for any path the live
+ * edits are: at most one at the path itself, plus deeper ones made after it. Objects are
+ * indexed (jscan_members) on first use and cached by their address for this document. */
+#include "evdoc.h"
+
+#include <string.h>
+
+#include "util/mem.h"
+
+enum { OP_NOP, OP_SET, OP_DEL };
+
+typedef struct edit {
+  uint8_t op, nsegs;
+  uint32_t seg_off[EVDOC_MAX_DEPTH];
+  uint16_t seg_len[EVDOC_MAX_DEPTH];
+  uint32_t val_off, val_len;
+} edit_t;
+
+#define CACHE 16
+typedef struct indexed {
+  const char *p;
+  size_t n;
+  long count;
+  jscan_member_t *members; /* EVDOC_MAX_MEMBERS, allocated on first use */
+} indexed_t;
+
+struct evdoc {
+  const char *json;
+  size_t len;
+  jscan_val_t root;
+  edit_t *edits;
+  size_t nedits, cap_edits;
+  buf_t arena;
+  indexed_t cache[CACHE];
+  size_t ncache;
+};
+
+evdoc_t *evdoc_new(void) { return xcalloc(1, sizeof(evdoc_t)); }
+
+void evdoc_free(evdoc_t *d) {
+  if (!d) return;
+  for (size_t i = 0; i < CACHE; i++) free(d->cache[i].members);
+  free(d->edits);
+  buf_free(&d->arena);
+  free(d);
+}
+
+/* ---- object index ---- */
+
+static indexed_t *index_of(evdoc_t *d, const jscan_val_t *obj) {
+  if (obj->type != JSCAN_OBJECT || !obj->p) return NULL;
+  for (size_t i = 0; i < d->ncache; i++)
+    if (d->cache[i].p == obj->p && d->cache[i].n == obj->n) return &d->cache[i];
+  indexed_t *x = &d->cache[d->ncache < CACHE ? d->ncache++ : CACHE - 1];
+  if (!x->members) x->members = xmalloc(EVDOC_MAX_MEMBERS * sizeof *x->members);
+  x->p = obj->p;
+  x->n = obj->n;
+  x->count = jscan_members(obj->p, obj->n, x->members, EVDOC_MAX_MEMBERS);
+  if (x->count < 0) x->count = 0; /* validated at load; cannot happen */
+  return x;
+}
+
+static const jscan_member_t *member(evdoc_t *d, const jscan_val_t *obj, const char *name, size_t n) {
+  indexed_t *x = index_of(d, obj);
+  if (!x) return NULL;
+  for (long i = 0; i < x->count; i++)
+    if (jscan_key_is(&x->members[i], name, n)) return &x->members[i];
+  return NULL;
+}
+
+int evdoc_load(evdoc_t *d, const char *json, size_t len) {
+  d->json = json;
+  d->len = len;
+  d->nedits = 0;
+  d->ncache = 0;
+  buf_reset(&d->arena);
+  jscan_val_t root = {JSCAN_OBJECT, json, len, 0, 0};
+  /* Trim whitespace so the root span is exactly the object. */
+  while (root.n && (root.p[0] == ' ' || root.p[0] == '\n' || root.p[0] == '\r' || root.p[0] == '\t'))
+    root.p++, root.n--;
+  while (root.n && (root.p[root.n - 1] == ' ' || root.p[root.n - 1] == '\n' ||
+                    root.p[root.n - 1] == '\r' || root.p[root.n - 1] == '\t'))
+    root.n--;
+  if (!root.n) return -1;
+  if (root.p[0] != '{') {
+    /* Something that starts like another JSON value gets its own answer. */
+    char c = root.p[0];
+    return (c == '[' || c == '"' || c == 't' || c == 'f' || c == 'n' || c == '-' ||
+            (c >= '0' && c <= '9'))
+               ? -2
+               : -1;
+  }
+  d->root = root;
+  if (!d->cache[0].members) d->cache[0].members = xmalloc(EVDOC_MAX_MEMBERS * sizeof(jscan_member_t));
+  long n = jscan_members(root.p, root.n, d->cache[0].members, EVDOC_MAX_MEMBERS);
+  if (n == -2) return -3;
+  if (n < 0) return -1;
+  d->cache[0].p = root.p;
+  d->cache[0].n = root.n;
+  d->cache[0].count = n;
+  d->ncache = 1;
+  const jscan_member_t *m = d->cache[0].members;
+  for (long i = 0; i < n; i++)
+    for (long j = i + 1; j < n; j++)
+      if (m[i].keylen == m[j].keylen && !m[i].key_escaped && !m[j].key_escaped &&
+          memcmp(m[i].key, m[j].key, m[i].keylen) == 0)
+        return -3;
+  return 0;
+}
+
+/* ---- paths ---- */
+
+static size_t split(const char *path, const char *segs[EVDOC_MAX_DEPTH], char store[256]) {
+  size_t n = 0, len = strlen(path);
+  if (len >= 256) return 0;
+  memcpy(store, path, len + 1);
+  for (char *s = store; n < EVDOC_MAX_DEPTH;) {
+    segs[n++] = s;
+    char *dot = strchr(s, '.');
+    if (!dot) break;
+    *dot = 0;
+    s = dot + 1;
+  }
+  return n;
+}
+
+static const char *seg_of(const evdoc_t *d, const edit_t *e, size_t i) {
+  return d->arena.data + e->seg_off[i];
+}
+
+static int seg_eq(const evdoc_t *d, const edit_t *e, size_t i, const char *s, size_t n) {
+  return e->seg_len[i] == n && memcmp(seg_of(d, e, i), s, n) == 0;
+}
+
+/* Does edit e's path start with segs[0..n)? */
+static int edit_under(const evdoc_t *d, const edit_t *e, const char *const *segs, const size_t *lens,
+                      size_t n) {
+  if (e->nsegs < n) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!seg_eq(d, e, i, segs[i], lens[i])) return 0;
+  return 1;
+}
+
+static jscan_val_t edit_val(const evdoc_t *d, const edit_t *e) {
+  jscan_val_t v = {JSCAN_NONE, d->arena.data + e->val_off, e->val_len, 0, 0};
+  switch (v.p[0]) {
+    case '{': v.type = JSCAN_OBJECT; break;
+    case '[': v.type = JSCAN_ARRAY; break;
+    case '"':
+      v.type = JSCAN_STRING;
+      v.p++;
+      v.n -= 2;
+      v.escaped = memchr(v.p, '\\', v.n) != NULL;
+      break;
+    case 't': v.type = JSCAN_TRUE; break;
+    case 'f': v.type = JSCAN_FALSE; break;
+    case 'n': v.type = JSCAN_NULL; break;
+    default: {
+      v.type = JSCAN_NUMBER;
+      char tmp[64];
+      size_t k = v.n < 63 ? v.n : 63;
+      memcpy(tmp, v.p, k);
+      tmp[k] = 0;
+      v.num = strtod(tmp, NULL);
+    }
+  }
+  return v;
+}
+
+static jscan_val_t descend(evdoc_t *d, jscan_val_t at, const char *const *segs, const size_t *lens,
+                           size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    const jscan_member_t *m = member(d, &at, segs[i], lens[i]);
+    if (!m) return (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
+    at = m->val;
+  }
+  return at;
+}
+
+jscan_val_t evdoc_get_v(evdoc_t *d, const char *const *segs, size_t nsegs) {
+  size_t lens[EVDOC_MAX_DEPTH];
+  for (size_t i = 0; i < nsegs; i++) lens[i] = strlen(segs[i]);
+  for (size_t i = d->nedits; i-- > 0;) {
+    const edit_t *e = &d->edits[i];
+    if (e->op == OP_NOP || e->nsegs > nsegs || !edit_under(d, e, segs, lens, e->nsegs)) continue;
+    if (e->op == OP_DEL) break;
+    return descend(d, edit_val(d, e), segs + e->nsegs, lens + e->nsegs, nsegs - e->nsegs);
+  }
+  if (d->nedits) {
+    /* A deleted ancestor hides the original. */
+    for (size_t i = d->nedits; i-- > 0;) {
+      const edit_t *e = &d->edits[i];
+      if (e->op == OP_DEL && e->nsegs <= nsegs && edit_under(d, e, segs, lens, e->nsegs))
+        return (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
+    }
+  }
+  jscan_val_t v = descend(d, d->root, segs, lens, nsegs);
+  if (v.type == JSCAN_NONE || v.type != JSCAN_OBJECT) {
+    /* Members set below a path make it an object even before it is written. */
+    for (size_t i = 0; i < d->nedits; i++) {
+      const edit_t *e = &d->edits[i];
+      if (e->op == OP_SET && e->nsegs > nsegs && edit_under(d, e, segs, lens, nsegs))
+        return (jscan_val_t){JSCAN_OBJECT, NULL, 0, 0, 0};
+    }
+  }
+  return v;
+}
+
+jscan_val_t evdoc_get(evdoc_t *d, const char *path) {
+  const char *segs[EVDOC_MAX_DEPTH];
+  char store[256];
+  size_t n = split(path, segs, store);
+  if (!n) return (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
+  return evdoc_get_v(d, segs, n);
+}
+
+const char *evdoc_str(evdoc_t *d, const char *path, char *buf, size_t cap) {
+  jscan_val_t v = evdoc_get(d, path);
+  if (v.type != JSCAN_STRING || jscan_string(&v, buf, cap) < 0) return NULL;
+  return buf;
+}
+
+long evdoc_members(evdoc_t *d, const char *path, const jscan_member_t **out) {
+  jscan_val_t v = d->root;
+  if (path && *path) {
+    const char *segs[EVDOC_MAX_DEPTH];
+    char store[256];
+    size_t lens[EVDOC_MAX_DEPTH], n = split(path, segs, store);
+    for (size_t i = 0; i < n; i++) lens[i] = strlen(segs[i]);
+    v = descend(d, d->root, segs, lens, n);
+  }
+  indexed_t *x = index_of(d, &v);
+  if (!x) return -1;
+  *out = x->members;
+  return x->count;
+}
+
+/* ---- edits ---- */
+
+static void add_edit(evdoc_t *d, int op, const char *const *segs, size_t nsegs, const char *val,
+                     size_t vlen) {
+  if (!nsegs || nsegs > EVDOC_MAX_DEPTH) return;
+  size_t lens[EVDOC_MAX_DEPTH];
+  for (size_t i = 0; i < nsegs; i++) lens[i] = strlen(segs[i]);
+  for (size_t i = 0; i < d->nedits; i++)
+    if (d->edits[i].op != OP_NOP && edit_under(d, &d->edits[i], segs, lens, nsegs))
+      d->edits[i].op = OP_NOP;
+  if (d->nedits == d->cap_edits) {
+    d->cap_edits = d->cap_edits ? d->cap_edits * 2 : 32;
+    d->edits = xrealloc(d->edits, d->cap_edits * sizeof *d->edits);
+  }
+  edit_t *e = &d->edits[d->nedits++];
+  e->op = (uint8_t)op;
+  e->nsegs = (uint8_t)nsegs;
+  for (size_t i = 0; i < nsegs; i++) {
+    e->seg_off[i] = (uint32_t)d->arena.len;
+    e->seg_len[i] = (uint16_t)(lens[i] < 65535 ? lens[i] : 65535);
+    buf_append(&d->arena, segs[i], e->seg_len[i]);
+    buf_putc(&d->arena, 0);
+  }
+  e->val_off = (uint32_t)d->arena.len;
+  e->val_len = (uint32_t)vlen;
+  if (vlen) buf_append(&d->arena, val, vlen);
+}
+
+void evdoc_set_raw_v(evdoc_t *d, const char *const *segs, size_t nsegs, const char *json, size_t n) {
+  add_edit(d, OP_SET, segs, nsegs, json, n);
+}
+
+void evdoc_set_raw(evdoc_t *d, const char *path, const char *json, size_t n) {
+  const char *segs[EVDOC_MAX_DEPTH];
+  char store[256];
+  size_t k = split(path, segs, store);
+  add_edit(d, OP_SET, segs, k, json, n);
+}
+
+void evdoc_set_str(evdoc_t *d, const char *path, const char *s) {
+  buf_t tmp = BUF_INIT;
+  buf_putc(&tmp, '"');
+  buf_json_escape(&tmp, s, strlen(s));
+  buf_putc(&tmp, '"');
+  evdoc_set_raw(d, path, tmp.data, tmp.len);
+  buf_free(&tmp);
+}
+
+void evdoc_set_bool(evdoc_t *d, const char *path, int b) {
+  evdoc_set_raw(d, path, b ? "true" : "false", b ? 4 : 5);
+}
+
+void evdoc_del(evdoc_t *d, const char *path) {
+  const char *segs[EVDOC_MAX_DEPTH];
+  char store[256];
+  size_t k = split(path, segs, store);
+  add_edit(d, OP_DEL, segs, k, NULL, 0);
+}
+
+void evdoc_keep_only(evdoc_t *d, const char *const *keep) {
+  const jscan_member_t *m;
+  long n = evdoc_members(d, NULL, &m);
+  char name[256];
+  for (long i = 0; i < n; i++) {
+    jscan_val_t kv = {JSCAN_STRING, m[i].key, m[i].keylen, m[i].key_escaped, 0};
+    if (m[i].keylen >= sizeof name || jscan_string(&kv, name, sizeof name) < 0) continue;
+    int kept = 0;
+    for (const char *const *k = keep; *k && !kept; k++) kept = !strcmp(*k, name);
+    const char *seg = name;
+    if (!kept) add_edit(d, OP_DEL, &seg, 1, NULL, 0);
+  }
+  for (size_t i = 0; i < d->nedits; i++) {
+    edit_t *e = &d->edits[i];
+    if (e->op != OP_SET) continue;
+    int kept = 0;
+    for (const char *const *k = keep; *k && !kept; k++) kept = seg_eq(d, e, 0, *k, strlen(*k));
+    if (!kept) e->op = OP_NOP;
+  }
+}
+
+/* ---- writing ---- */
+
+/* The live edit exactly at prefix, and whether live edits lie strictly below it. */
+static const edit_t *edit_at(const evdoc_t *d, const char *const *segs, const size_t *lens, size_t n,
+                             int *deeper) {
+  const edit_t *exact = NULL;
+  *deeper = 0;
+  for (size_t i = 0; i < d->nedits; i++) {
+    const edit_t *e = &d->edits[i];
+    if (e->op == OP_NOP || !edit_under(d, e, segs, lens, n)) continue;
+    if (e->nsegs == n)
+      exact = e;
+    else
+      *deeper = 1;
+  }
+  return exact;
+}
+
+static void write_object(evdoc_t *d, const jscan_val_t *obj, const char **segs, size_t *lens,
+                         size_t depth, buf_t *out);
+
+static void write_value_at(evdoc_t *d, const jscan_val_t *orig, const char **segs, size_t *lens,
+                           size_t depth, buf_t *out) {
+  int deeper;
+  const edit_t *e = edit_at(d, segs, lens, depth, &deeper);
+  if (e && e->op == OP_DEL) {
+    write_object(d, NULL, segs, lens, depth, out); /* deleted, then members set below it */
+  } else if (e) {
+    jscan_val_t v = edit_val(d, e);
+    if (deeper && depth < EVDOC_MAX_DEPTH)
+      write_object(d, v.type == JSCAN_OBJECT ? &v : NULL, segs, lens, depth, out);
+    else
+      buf_append(out, d->arena.data + e->val_off, e->val_len);
+  } else if (deeper && depth < EVDOC_MAX_DEPTH) {
+    write_object(d, orig && orig->type == JSCAN_OBJECT ? orig : NULL, segs, lens, depth, out);
+  } else if (orig) {
+    buf_append(out, orig->type == JSCAN_STRING ? orig->p - 1 : orig->p,
+               orig->type == JSCAN_STRING ? orig->n + 2 : orig->n);
+  }
+}
+
+static void write_object(evdoc_t *d, const jscan_val_t *obj, const char **segs, size_t *lens,
+                         size_t depth, buf_t *out) {
+  indexed_t *x = obj ? index_of(d, obj) : NULL;
+  long count = x ? x->count : 0;
+  int first = 1;
+  char name[256];
+  buf_putc(out, '{');
+  for (long i = 0; i < count; i++) {
+    const jscan_member_t *m = &x->members[i];
+    jscan_val_t kv = {JSCAN_STRING, m->key, m->keylen, m->key_escaped, 0};
+    long kn = m->keylen < sizeof name ? jscan_string(&kv, name, sizeof name) : -1;
+    int deeper = 0;
+    const edit_t *e = NULL;
+    if (kn >= 0 && depth < EVDOC_MAX_DEPTH) {
+      segs[depth] = name;
+      lens[depth] = (size_t)kn;
+      e = edit_at(d, segs, lens, depth + 1, &deeper);
+      if (e && e->op == OP_DEL && !deeper) continue;
+    }
+    if (!e && !deeper) {
+      /* Untouched (or a name no edit can address): the client's bytes as they are. */
+      if (!first) buf_putc(out, ',');
+      first = 0;
+      const jscan_val_t *v = &m->val;
+      buf_putc(out, '"');
+      buf_append(out, m->key, m->keylen);
+      buf_append(out, "\":", 2);
+      buf_append(out, v->type == JSCAN_STRING ? v->p - 1 : v->p,
+                 v->type == JSCAN_STRING ? v->n + 2 : v->n);
+      continue;
+    }
+    if (!first) buf_putc(out, ',');
+    first = 0;
+    buf_putc(out, '"');
+    buf_append(out, m->key, m->keylen);
+    buf_append(out, "\":", 2);
+    write_value_at(d, &m->val, segs, lens, depth + 1, out);
+  }
+  /* New members: edits one or more levels below, whose child name the object lacks. */
+  for (size_t i = 0; i < d->nedits; i++) {
+    const edit_t *e = &d->edits[i];
+    if (e->op == OP_NOP || e->nsegs <= depth || !edit_under(d, e, segs, lens, depth)) continue;
+    const char *child = seg_of(d, e, depth);
+    size_t clen = e->seg_len[depth];
+    int seen = 0;
+    for (long k = 0; k < count && !seen; k++) seen = jscan_key_is(&x->members[k], child, clen);
+    for (size_t k = 0; k < i && !seen; k++) {
+      const edit_t *p = &d->edits[k];
+      seen = p->op != OP_NOP && p->nsegs > depth && edit_under(d, p, segs, lens, depth) &&
+             p->seg_len[depth] == clen && !memcmp(seg_of(d, p, depth), child, clen);
+    }
+    if (seen) continue;
+    segs[depth] = child;
+    lens[depth] = clen;
+    int deeper;
+    const edit_t *ex = edit_at(d, segs, lens, depth + 1, &deeper);
+    if ((ex && ex->op == OP_DEL && !deeper) || (!ex && !deeper)) continue;
+    if (!first) buf_putc(out, ',');
+    first = 0;
+    buf_putc(out, '"');
+    buf_json_escape(out, child, clen);
+    buf_append(out, "\":", 2);
+    write_value_at(d, NULL, segs, lens, depth + 1, out);
+  }
+  buf_putc(out, '}');
+}
+
+void evdoc_write(evdoc_t *d, buf_t *out) {
+  const char *segs[EVDOC_MAX_DEPTH];
+  size_t lens[EVDOC_MAX_DEPTH];
+  if (!d->nedits) {
+    buf_append(out, d->root.p, d->root.n);
+    return;
+  }
+  write_object(d, &d->root, segs, lens, 0, out);
+}

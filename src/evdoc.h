@@ -1,0 +1,67 @@
+/* evdoc: one event as the client's JSON bytes plus a short list of edits.
+ *
+ * The collector must validate each event, add a dozen fields and remove a few, then store
+ * it. Parsing into a tree and printing it back costs several times more than everything
+ * else together (allocating a node per value, re-formatting every number). An evdoc
+ * instead validates the bytes once (jscan), indexes objects lazily as their members are
+ * asked for, records edits (set a value, delete a member, keep only some members), and
+ * writes the result by copying the client's bytes and splicing the edits in: untouched
+ * members — typically all of "properties" — are copied byte for byte.
+ *
+ * Paths are dotted member names, at most EVDOC_MAX_DEPTH deep ("context.page.url");
+ * path_v variants take segments, for names that may contain dots. Reads see the edits
+ * made so far. Setting a path below a member that is not an object replaces that member
+ * with an object. New members are written after the existing ones, in the order they were
+ * first set. Arrays are values; paths never go inside them.
+ *
+ * An evdoc is reused from event to event (evdoc_load resets it), so steady state does not
+ * allocate. The JSON bytes are borrowed and must stay unchanged until the next load. */
+#ifndef SLUICE_EVDOC_H
+#define SLUICE_EVDOC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "jscan.h"
+#include "util/buf.h"
+
+#define EVDOC_MAX_DEPTH 6
+#define EVDOC_MAX_MEMBERS 256 /* per object; more is refused as malformed */
+
+typedef struct evdoc evdoc_t;
+
+evdoc_t *evdoc_new(void);
+void evdoc_free(evdoc_t *d);
+
+/* Load json[0..len): it must be one JSON object. Returns 0, -1 for malformed JSON,
+ * -2 when it is valid JSON but not an object, -3 when an object has duplicate member
+ * names at the top level or more than EVDOC_MAX_MEMBERS members. */
+int evdoc_load(evdoc_t *d, const char *json, size_t len);
+
+/* The value at path (the edited one if set), or type JSCAN_NONE. An object that exists
+ * only through members set below it reads as JSCAN_OBJECT with no bytes (p NULL). An
+ * object read after members were set below it shows its bytes before those edits. */
+jscan_val_t evdoc_get(evdoc_t *d, const char *path);
+jscan_val_t evdoc_get_v(evdoc_t *d, const char *const *segs, size_t nsegs);
+/* The decoded string at path into buf (capacity cap), or NULL when absent or not a
+ * string. */
+const char *evdoc_str(evdoc_t *d, const char *path, char *buf, size_t cap);
+
+/* Edits. Values are copied. set_raw takes valid JSON text (the caller's promise). */
+void evdoc_set_raw(evdoc_t *d, const char *path, const char *json, size_t n);
+void evdoc_set_raw_v(evdoc_t *d, const char *const *segs, size_t nsegs, const char *json, size_t n);
+void evdoc_set_str(evdoc_t *d, const char *path, const char *s);
+void evdoc_set_bool(evdoc_t *d, const char *path, int b);
+void evdoc_del(evdoc_t *d, const char *path);
+/* Delete every top-level member whose name is not in keep (NULL-terminated). */
+void evdoc_keep_only(evdoc_t *d, const char *const *keep);
+
+/* Iterate the members of the ORIGINAL object at path (edits not applied): returns the
+ * member count and points *out at an array owned by d (valid until the next load), or -1
+ * when path is not an object. */
+long evdoc_members(evdoc_t *d, const char *path, const jscan_member_t **out);
+
+/* Append the edited document to out as compact-where-edited JSON. */
+void evdoc_write(evdoc_t *d, buf_t *out);
+
+#endif

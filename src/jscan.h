@@ -1,0 +1,81 @@
+/* jscan: pick a few fields out of a JSON document in one pass, without building a tree.
+ *
+ * Processing reads every stored event again (live, and at replay millions per second),
+ * but needs only a dozen of its fields. A DOM parser spends most of its time allocating
+ * nodes for the rest; jscan walks the bytes once, validates the structure, and records,
+ * for each requested path, where its value lies. Values stay in the caller's buffer:
+ * strings are reported as spans between the quotes (raw, possibly with escapes; use
+ * jscan_string to get the decoded text), numbers as spans and as a double.
+ *
+ * Paths are dotted object keys ("context.page.url"); arrays are walked (and validated)
+ * but never matched. A path matches only the first time it occurs. Keys containing '.'
+ * cannot be requested. The input is untrusted: depth is bounded (JSCAN_MAX_DEPTH), every
+ * read is bounds-checked, and a malformed document is reported as an error — jscan is
+ * fuzzed. */
+#ifndef SLUICE_JSCAN_H
+#define SLUICE_JSCAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define JSCAN_MAX_DEPTH 64
+#define JSCAN_MAX_PATHS 64
+
+typedef enum {
+  JSCAN_NONE = 0, /* path absent */
+  JSCAN_STRING,
+  JSCAN_NUMBER,
+  JSCAN_TRUE,
+  JSCAN_FALSE,
+  JSCAN_NULL,
+  JSCAN_OBJECT,
+  JSCAN_ARRAY,
+} jscan_type_t;
+
+typedef struct jscan_val {
+  jscan_type_t type;
+  const char *p;   /* value bytes: inside the quotes for strings; whole value otherwise */
+  size_t n;
+  int escaped;     /* string contains backslash escapes */
+  double num;      /* JSCAN_NUMBER */
+} jscan_val_t;
+
+/* A compiled set of paths. */
+typedef struct jscan_paths jscan_paths_t;
+
+/* Compile paths (n <= JSCAN_MAX_PATHS, each a NUL-terminated dotted key path, borrowed
+ * only during the call). NULL on a bad path (empty segment, too deep). */
+jscan_paths_t *jscan_compile(const char *const *paths, size_t n);
+void jscan_paths_free(jscan_paths_t *ps);
+
+/* Scan the document json[0..len) (an object). out[i] receives path i (JSCAN_NONE when
+ * absent). Returns 0, or -1 for malformed JSON, a non-object document or too much depth. */
+int jscan_scan(const jscan_paths_t *ps, const char *json, size_t len, jscan_val_t *out);
+
+/* ---- Walking objects and arrays ---- */
+
+typedef struct jscan_member {
+  const char *key;  /* raw key bytes inside the quotes */
+  size_t keylen;
+  int key_escaped;
+  jscan_val_t val;
+} jscan_member_t;
+
+/* Index the members of the object json[0..len) (one object, whitespace around allowed),
+ * validating every value. Returns the member count (up to max stored in out), -1 for
+ * malformed JSON or a non-object, -2 when the object has more than max members. */
+long jscan_members(const char *json, size_t len, jscan_member_t *out, size_t max);
+
+/* Iterate the elements of a JSCAN_ARRAY value: start with *pos = 0; returns 1 with *out
+ * set, 0 after the last element, -1 when malformed. */
+int jscan_array_next(const jscan_val_t *arr, size_t *pos, jscan_val_t *out);
+
+/* Does the raw key (as in jscan_member_t) equal name once decoded? */
+int jscan_key_is(const jscan_member_t *m, const char *name, size_t namelen);
+
+/* Decode a JSCAN_STRING value into out (capacity cap, NUL-terminated, truncated at a
+ * character boundary when too long). Returns the decoded length, or -1 for a bad escape.
+ * Unescaped values are copied as they are. */
+long jscan_string(const jscan_val_t *v, char *out, size_t cap);
+
+#endif

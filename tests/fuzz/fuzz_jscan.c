@@ -1,0 +1,31 @@
+/* Fuzz target: one-pass JSON field extraction on hostile bytes. Every extracted string
+ * must decode, and every document jscan accepts must also be accepted by cJSON (jscan is
+ * never the more lenient parser of the two). */
+#include <cjson/cJSON.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "jscan.h"
+
+static const char *const paths[] = {"type", "event", "userId", "anonymousId", "properties.revenue",
+                                    "context.page.url", "context", "a.b"};
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  static jscan_paths_t *ps;
+  if (!ps) ps = jscan_compile(paths, sizeof paths / sizeof paths[0]);
+  jscan_val_t v[sizeof paths / sizeof paths[0]];
+  int rc = jscan_scan(ps, (const char *)data, size, v);
+  if (rc != 0) return 0;
+  for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+    if (v[i].type == JSCAN_NONE) continue;
+    if (v[i].p < (const char *)data || v[i].p + v[i].n > (const char *)data + size) __builtin_trap();
+    if (v[i].type == JSCAN_STRING) {
+      char out[64];
+      if (jscan_string(&v[i], out, sizeof out) < 0) __builtin_trap();
+    }
+  }
+  cJSON *j = cJSON_ParseWithLength((const char *)data, size);
+  if (!j && !memchr(data, 0, size)) __builtin_trap();
+  cJSON_Delete(j);
+  return 0;
+}

@@ -1,0 +1,150 @@
+/* Unit tests for evdoc: reads, edits, and that the written document is the client's bytes
+ * with exactly the edits applied (checked against cJSON). */
+#include <cjson/cJSON.h>
+
+#include "evdoc.h"
+
+#include "test.h"
+
+static evdoc_t *d;
+
+static char *written(void) {
+  buf_t b = BUF_INIT;
+  evdoc_write(d, &b);
+  char *s = strndup(b.data ? b.data : "", b.len);
+  buf_free(&b);
+  return s;
+}
+
+TEST(load_results) {
+  CHECK_INT(evdoc_load(d, "{\"a\":1}", 7), 0);
+  CHECK_INT(evdoc_load(d, " [1] ", 5), -2);
+  CHECK_INT(evdoc_load(d, "\"s\"", 3), -2);
+  CHECK_INT(evdoc_load(d, "{\"a\":}", 6), -1);
+  CHECK_INT(evdoc_load(d, "", 0), -1);
+  CHECK_INT(evdoc_load(d, "{\"a\":1,\"a\":2}", 13), -3);
+}
+
+TEST(untouched_is_byte_identical) {
+  const char *j = "{ \"type\" : \"track\",\"properties\":{\"price\":1.50e1, \"n\":[1, 2]} }";
+  CHECK_INT(evdoc_load(d, j, strlen(j)), 0);
+  char *w = written();
+  CHECK_STR(w, "{ \"type\" : \"track\",\"properties\":{\"price\":1.50e1, \"n\":[1, 2]} }");
+  free(w);
+}
+
+TEST(edits_apply) {
+  const char *j = "{\"type\":\"track\",\"writeKey\":\"wk\",\"userId\":42,\"context\":{\"ip\":\"1.2.3.4\","
+                  "\"page\":{\"url\":\"https://x/\"}},\"properties\":{\"price\":1.50e1}}";
+  CHECK_INT(evdoc_load(d, j, strlen(j)), 0);
+  char buf[64];
+  CHECK_STR(evdoc_str(d, "context.page.url", buf, sizeof buf), "https://x/");
+  CHECK(evdoc_get(d, "userId").type == JSCAN_NUMBER && evdoc_get(d, "userId").num == 42);
+  evdoc_del(d, "writeKey");
+  evdoc_set_str(d, "userId", "42");
+  evdoc_set_str(d, "context.ip", "1.2.3.0");
+  evdoc_set_str(d, "context.location.country", "DE");
+  evdoc_set_bool(d, "context.consent.marketing", 0);
+  evdoc_set_str(d, "receivedAt", "2026-01-01T00:00:00.000Z");
+  evdoc_set_str(d, "context.campaign.name", "q\"uote");
+  CHECK_STR(evdoc_str(d, "userId", buf, sizeof buf), "42");
+  CHECK_STR(evdoc_str(d, "context.ip", buf, sizeof buf), "1.2.3.0");
+  CHECK_STR(evdoc_str(d, "context.location.country", buf, sizeof buf), "DE");
+  CHECK(evdoc_get(d, "writeKey").type == JSCAN_NONE);
+  char *w = written();
+  CHECK_STR(w, "{\"type\":\"track\",\"userId\":\"42\",\"context\":{\"ip\":\"1.2.3.0\",\"page\":{\"url\":\"https://x/\"},"
+               "\"location\":{\"country\":\"DE\"},\"consent\":{\"marketing\":false},\"campaign\":{\"name\":\"q\\\"uote\"}},"
+               "\"properties\":{\"price\":1.50e1},\"receivedAt\":\"2026-01-01T00:00:00.000Z\"}");
+  cJSON *c = cJSON_Parse(w);
+  CHECK(c != NULL);
+  cJSON_Delete(c);
+  free(w);
+}
+
+TEST(set_replaces_non_object_and_order_rules) {
+  const char *j = "{\"context\":\"str\",\"traits\":{\"email\":\"a@b\",\"plan\":\"x\"}}";
+  CHECK_INT(evdoc_load(d, j, strlen(j)), 0);
+  evdoc_set_str(d, "context.ip", "1.2.3.0");
+  evdoc_set_str(d, "traits.email", "p1_x");
+  char *w = written();
+  CHECK_STR(w, "{\"context\":{\"ip\":\"1.2.3.0\"},\"traits\":{\"email\":\"p1_x\",\"plan\":\"x\"}}");
+  free(w);
+  /* Setting a parent after a child retires the child; a child after a parent applies inside. */
+  CHECK_INT(evdoc_load(d, j, strlen(j)), 0);
+  evdoc_set_str(d, "traits.plan", "y");
+  evdoc_set_raw(d, "traits", "{\"a\":1}", 7);
+  evdoc_set_str(d, "traits.b", "2");
+  w = written();
+  CHECK_STR(w, "{\"context\":\"str\",\"traits\":{\"a\":1,\"b\":\"2\"}}");
+  free(w);
+  /* Delete then set below: a fresh object. */
+  CHECK_INT(evdoc_load(d, j, strlen(j)), 0);
+  evdoc_del(d, "traits");
+  CHECK(evdoc_get(d, "traits.email").type == JSCAN_NONE);
+  evdoc_set_str(d, "traits.k", "v");
+  w = written();
+  CHECK_STR(w, "{\"context\":\"str\",\"traits\":{\"k\":\"v\"}}");
+  free(w);
+}
+
+TEST(keep_only) {
+  const char *j = "{\"type\":\"track\",\"event\":\"E\",\"userId\":\"u\",\"context\":{\"ip\":\"x\"},\"messageId\":\"m\"}";
+  CHECK_INT(evdoc_load(d, j, strlen(j)), 0);
+  evdoc_set_str(d, "receivedAt", "t");
+  evdoc_set_str(d, "context.ip", "y");
+  static const char *const keep[] = {"type", "event", "messageId", "receivedAt", NULL};
+  evdoc_keep_only(d, keep);
+  evdoc_set_bool(d, "anonymous", 1);
+  char *w = written();
+  CHECK_STR(w, "{\"type\":\"track\",\"event\":\"E\",\"messageId\":\"m\",\"receivedAt\":\"t\",\"anonymous\":true}");
+  free(w);
+}
+
+TEST(escaped_keys_and_members) {
+  const char *j = "{\"ty\\u0070e\":\"page\",\"context\":{\"a.b\":1,\"ip\":\"z\"}}";
+  CHECK_INT(evdoc_load(d, j, strlen(j)), 0);
+  char buf[32];
+  CHECK_STR(evdoc_str(d, "type", buf, sizeof buf), "page");
+  const jscan_member_t *m;
+  CHECK_INT(evdoc_members(d, "context", &m), 2);
+  const char *segs[] = {"context", "a.b"};
+  CHECK(evdoc_get_v(d, segs, 2).num == 1);
+  evdoc_set_raw_v(d, segs, 2, "2", 1);
+  evdoc_set_str(d, "type", "track");
+  char *w = written();
+  CHECK_STR(w, "{\"ty\\u0070e\":\"track\",\"context\":{\"a.b\":2,\"ip\":\"z\"}}");
+  free(w);
+}
+
+TEST(reuse_many_times) {
+  for (int i = 0; i < 2000; i++) {
+    char j[128];
+    int n = snprintf(j, sizeof j, "{\"i\":%d,\"context\":{\"x\":%d}}", i, i);
+    CHECK_INT(evdoc_load(d, j, (size_t)n), 0);
+    evdoc_set_str(d, "context.y", "v");
+    buf_t b = BUF_INIT;
+    evdoc_write(d, &b);
+    cJSON *c = cJSON_Parse(b.data);
+    if (!c || cJSON_GetObjectItem(cJSON_GetObjectItem(c, "context"), "x")->valueint != i) {
+      FAILF("iteration %d wrote %s", i, b.data);
+      cJSON_Delete(c);
+      buf_free(&b);
+      break;
+    }
+    cJSON_Delete(c);
+    buf_free(&b);
+  }
+}
+
+int main(void) {
+  d = evdoc_new();
+  RUN(load_results);
+  RUN(untouched_is_byte_identical);
+  RUN(edits_apply);
+  RUN(set_replaces_non_object_and_order_rules);
+  RUN(keep_only);
+  RUN(escaped_keys_and_members);
+  RUN(reuse_many_times);
+  evdoc_free(d);
+  return TEST_REPORT("test_evdoc");
+}

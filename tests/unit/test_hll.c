@@ -1,0 +1,350 @@
+/* Unit tests for hll: accuracy across cardinalities, duplicates, merge == union, sparse ->
+ * dense promotion, serialization round trips and hostile encodings, memory per sketch. */
+#include <errno.h>
+#include <math.h>
+
+#include "hll.h"
+#include "test.h"
+
+/* A bijection on 64-bit integers (splitmix64's finalizer): distinct inputs give distinct,
+ * well-mixed hashes, so a test knows the exact cardinality it added. */
+static uint64_t mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+/* Adds the values [from, to) of stream seed. */
+static void add_range(hll_t *h, uint64_t seed, uint64_t from, uint64_t to) {
+  for (uint64_t i = from; i < to; i++) hll_add_hash(h, mix(seed << 40 ^ i));
+}
+
+static double rel_err(uint64_t est, uint64_t n) { return n ? ((double)est - (double)n) / (double)n : 0; }
+
+/* Do a and b serialize to the same bytes (same representation, same registers/entries)? */
+static int same_bytes(const hll_t *a, const hll_t *b) {
+  buf_t x = BUF_INIT, y = BUF_INIT;
+  hll_serialize(a, &x);
+  hll_serialize(b, &y);
+  int same = x.len == y.len && memcmp(x.data, y.data, x.len) == 0;
+  buf_free(&x);
+  buf_free(&y);
+  return same;
+}
+
+TEST(test_empty) {
+  hll_t *h = hll_new();
+  CHECK_INT(hll_count(h), 0);
+  CHECK_INT(hll_is_dense(h), 0);
+  buf_t b = BUF_INIT;
+  CHECK_INT(hll_serialize(h, &b), 4);
+  hll_t *d = NULL;
+  CHECK_INT(hll_deserialize(b.data, b.len, &d), 0);
+  CHECK(d && hll_count(d) == 0);
+  hll_free(d);
+  buf_free(&b);
+  hll_free(h);
+  hll_free(NULL);
+}
+
+TEST(test_cardinalities) {
+  static const uint64_t ns[] = {0, 1, 10, 100, 1000, 3000, 10000, 100000, 1000000};
+  for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+    hll_t *h = hll_new();
+    for (uint64_t i = 0; i < ns[k]; i++) hll_add(h, &i, sizeof i); /* distinct 8-byte keys */
+    uint64_t est = hll_count(h);
+    double e = rel_err(est, ns[k]);
+    printf("  n=%-8" PRIu64 " estimate=%-8" PRIu64 " error=%+.3f%% (%s, %zu bytes)\n", ns[k], est,
+           100 * e, hll_is_dense(h) ? "dense" : "sparse", hll_bytes(h));
+    if (ns[k] <= 1000) CHECK_INT(est, ns[k]); /* sparse: exact */
+    else if (ns[k] <= 3000) CHECK(fabs(e) <= 0.001);
+    else if (fabs(e) > 0.02) FAILF("n=%" PRIu64 ": error %.3f%% beyond 2%%", ns[k], 100 * e);
+    hll_free(h);
+  }
+}
+
+/* Many independent sketches per cardinality: the spread must match the 0.81% standard error
+ * and the mean must show no bias, in particular around the range where classic HLL
+ * switches from linear counting and overestimates (a few times 16384). */
+TEST(test_error_distribution) {
+  static const uint64_t ns[] = {5000, 20000, 60000, 200000};
+  enum { TRIALS = 24 };
+  for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+    double sum = 0, sumsq = 0;
+    for (uint64_t t = 0; t < TRIALS; t++) {
+      hll_t *h = hll_new();
+      add_range(h, 1000 + t, 0, ns[k]);
+      double e = rel_err(hll_count(h), ns[k]);
+      sum += e;
+      sumsq += e * e;
+      hll_free(h);
+    }
+    double bias = sum / TRIALS, rms = sqrt(sumsq / TRIALS);
+    printf("  n=%-7" PRIu64 " over %d sketches: bias %+.3f%%, rms error %.3f%% (theory 0.81%%)\n",
+           ns[k], TRIALS, 100 * bias, 100 * rms);
+    CHECK(rms < 0.0125);
+    CHECK(fabs(bias) < 0.005);
+  }
+}
+
+TEST(test_duplicates) {
+  hll_t *once = hll_new(), *many = hll_new();
+  add_range(once, 7, 0, 1000);
+  for (int r = 0; r < 5; r++) add_range(many, 7, 0, 1000);
+  CHECK_INT(hll_count(many), 1000);
+  CHECK(same_bytes(once, many));
+  add_range(once, 8, 0, 50000); /* dense now */
+  for (int r = 0; r < 3; r++) add_range(many, 8, 0, 50000);
+  CHECK(hll_is_dense(many));
+  CHECK_INT(hll_count(many), hll_count(once));
+  CHECK(same_bytes(once, many));
+  hll_free(once);
+  hll_free(many);
+}
+
+/* Merging sketches of A and B gives exactly the sketch of A u B, for every representation
+ * mix (including a sparse union that outgrows sparse). */
+TEST(test_merge_equals_union) {
+  static const struct { uint64_t a0, a1, b0, b1; const char *what; } cases[] = {
+      {0, 500, 300, 900, "sparse+sparse"},
+      {0, 200, 100, 200, "sparse+subset"},
+      {0, 2000, 1500, 4000, "sparse+sparse -> dense"},
+      {0, 1000, 500, 60000, "sparse+dense"},
+      {0, 60000, 50000, 50500, "dense+sparse"},
+      {0, 60000, 40000, 100000, "dense+dense"},
+      {0, 0, 0, 100, "empty+sparse"},
+      {0, 100, 0, 0, "sparse+empty"},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    hll_t *a = hll_new(), *b = hll_new(), *u = hll_new();
+    add_range(a, 3, cases[k].a0, cases[k].a1);
+    add_range(b, 3, cases[k].b0, cases[k].b1);
+    add_range(u, 3, cases[k].a0, cases[k].a1);
+    add_range(u, 3, cases[k].b0, cases[k].b1);
+    uint64_t bcount = hll_count(b);
+    CHECK_INT(hll_merge(a, b), 0);
+    if (!same_bytes(a, u)) FAILF("%s: merge differs from the union sketch", cases[k].what);
+    CHECK_INT(hll_count(a), hll_count(u));
+    CHECK_INT(hll_count(b), bcount); /* src untouched */
+    printf("  %-24s union estimate %" PRIu64 " (%s)\n", cases[k].what, hll_count(a),
+           hll_is_dense(a) ? "dense" : "sparse");
+    hll_free(a);
+    hll_free(b);
+    hll_free(u);
+  }
+  hll_t *h = hll_new();
+  add_range(h, 4, 0, 100);
+  hll_t *c = hll_clone(h);
+  CHECK_INT(hll_merge(h, h), 0);
+  CHECK(same_bytes(h, c));
+  CHECK_INT(hll_merge(h, NULL), -EINVAL);
+  CHECK_INT(hll_merge(NULL, h), -EINVAL);
+  hll_free(h);
+  hll_free(c);
+}
+
+/* A value folded from a sparse entry lands in the same register, with the same rank, as the
+ * value added straight to dense registers — including the edge hashes where the rank runs
+ * past the 11 bits between precision 14 and 25, or the whole hash is zero below the index. */
+TEST(test_sparse_to_dense_exact) {
+  static const uint64_t edge[] = {0, 1, 1ull << 13, 1ull << 38, 1ull << 39, 1ull << 40,
+                                  1ull << 49, 1ull << 50, 3ull << 50, UINT64_MAX,
+                                  0x0003ffffffffffffull, 0xfffc000000000000ull, 0x8000000000000000ull};
+  hll_t *base = hll_new();
+  add_range(base, 5, 0, 4000); /* promoted */
+  CHECK(hll_is_dense(base));
+  hll_t *direct = hll_clone(base), *folded = hll_clone(base), *small = hll_new();
+  for (size_t k = 0; k < sizeof edge / sizeof edge[0]; k++) {
+    hll_add_hash(direct, edge[k]);
+    hll_add_hash(small, edge[k]);
+  }
+  add_range(direct, 6, 0, 500);
+  add_range(small, 6, 0, 500);
+  CHECK(!hll_is_dense(small));
+  CHECK_INT(hll_merge(folded, small), 0);
+  CHECK(same_bytes(direct, folded));
+  hll_free(base);
+  hll_free(direct);
+  hll_free(folded);
+  hll_free(small);
+}
+
+TEST(test_promotion) {
+  hll_t *h = hll_new();
+  uint64_t i = 0, last_sparse = 0;
+  size_t peak_sparse = 0;
+  while (!hll_is_dense(h)) {
+    last_sparse = hll_count(h);
+    if (hll_bytes(h) > peak_sparse) peak_sparse = hll_bytes(h);
+    hll_add_hash(h, mix(i++));
+  }
+  uint64_t after = hll_count(h);
+  printf("  promoted at value %" PRIu64 ": sparse count %" PRIu64 ", dense count %" PRIu64
+         " (%+.2f%%); peak sparse %zu bytes, dense %zu bytes\n",
+         i, last_sparse, after, 100 * rel_err(after, i), peak_sparse, hll_bytes(h));
+  CHECK(i >= 3000 && i <= 3100);
+  CHECK(last_sparse + 1 >= i - 1 && last_sparse <= i); /* exact up to a collision or two */
+  CHECK(fabs(rel_err(after, i)) < 0.03);
+  CHECK(peak_sparse <= hll_bytes(h)); /* sparse never outweighs dense */
+  CHECK(hll_bytes(h) <= HLL_DENSE_BYTES + 64);
+  hll_free(h);
+}
+
+TEST(test_serialize_roundtrip) {
+  static const uint64_t ns[] = {0, 1, 10, 1000, 3000, 100000};
+  for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+    hll_t *h = hll_new();
+    add_range(h, 9, 0, ns[k]);
+    buf_t b = BUF_INIT;
+    buf_append(&b, "prefix", 6); /* serialize appends */
+    size_t len = hll_serialize(h, &b);
+    CHECK_INT(b.len, 6 + len);
+    CHECK(memcmp(b.data, "prefix", 6) == 0);
+    printf("  n=%-7" PRIu64 " %s, %zu bytes serialized, %zu bytes in memory\n", ns[k],
+           hll_is_dense(h) ? "dense " : "sparse", len, hll_bytes(h));
+    hll_t *d = NULL;
+    CHECK_INT(hll_deserialize(b.data + 6, len, &d), 0);
+    if (d) {
+      CHECK_INT(hll_count(d), hll_count(h));
+      CHECK_INT(hll_is_dense(d), hll_is_dense(h));
+      buf_t again = BUF_INIT;
+      hll_serialize(d, &again);
+      CHECK(again.len == len && memcmp(again.data, b.data + 6, len) == 0);
+      buf_free(&again);
+      /* A deserialized sketch keeps working like the original. */
+      add_range(d, 10, 0, 50);
+      add_range(h, 10, 0, 50);
+      CHECK(same_bytes(d, h));
+    }
+    hll_t *c = hll_clone(h);
+    CHECK(same_bytes(c, h));
+    hll_free(c);
+    hll_free(d);
+    hll_free(h);
+    buf_free(&b);
+  }
+}
+
+static int decode(const void *p, size_t n) {
+  hll_t *h = (hll_t *)1;
+  int rc = hll_deserialize(p, n, &h);
+  if (rc == 0) hll_free(h);
+  else if (h != NULL) rc = -9999; /* *out must be NULL on error */
+  return rc;
+}
+
+TEST(test_malformed) {
+  /* input, reason: every one must be rejected with -EBADMSG. */
+  static const struct { const char *bytes; size_t n; const char *why; } bad[] = {
+      {"", 0, "empty"},
+      {"\x01\x01", 2, "header cut short"},
+      {"\x01\x01\x0e", 3, "no count"},
+      {"\x02\x01\x0e\x00", 4, "unknown version"},
+      {"\x01\x01\x0c\x00", 4, "other precision"},
+      {"\x01\x03\x0e\x00", 4, "unknown kind"},
+      {"\x01\x01\x0e\x00\x00", 5, "trailing byte"},
+      {"\x01\x01\x0e\x01", 4, "entry missing"},
+      {"\x01\x01\x0e\x02\x41", 5, "second entry missing"},
+      {"\x01\x01\x0e\x01\x00", 5, "zero entry (rank 0)"},
+      {"\x01\x01\x0e\x01\x40", 5, "rank 0"},
+      {"\x01\x01\x0e\x01\x29", 5, "rank 41"},
+      {"\x01\x01\x0e\x02\x41\x01", 6, "same index twice"},
+      {"\x01\x01\x0e\x02\x41\x00", 6, "zero delta"},
+      {"\x01\x01\x0e\x01\x81\x80\x80\x80\x08", 9, "index beyond 2^25"},
+      {"\x01\x01\x0e\x01\xc1\x00", 6, "overlong varint"},
+      {"\x01\x01\x0e\x01\x81\x80\x80\x80\x80\x01", 10, "varint over 5 bytes"},
+      {"\x01\x01\x0e\x81\x00", 5, "overlong count"},
+      {"\x01\x01\x0e\x81\x18", 5, "count 3073 > sparse limit"},
+      {"\x01\x01\x0e\xff\xff\xff\xff\x0f", 8, "count 2^32-1"},
+      {"\x01\x02\x0e", 3, "dense without registers"},
+  };
+  for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+    int rc = decode(bad[k].bytes, bad[k].n);
+    if (rc != -EBADMSG) FAILF("%s: rc %d, expected -EBADMSG", bad[k].why, rc);
+  }
+  CHECK_INT(decode("\x01\x01\x0e\x01\x41", 5), 0); /* the smallest valid one, for contrast */
+  CHECK_INT(decode("\x01\x01\x0e\x01\xc1\xff\xff\xff\x07", 9), 0); /* top index, rank 1 */
+  CHECK_INT(hll_deserialize("x", 1, NULL), -EINVAL);
+  CHECK_INT(decode(NULL, 5), -EINVAL);
+
+  /* Dense: wrong lengths, a register above 51. */
+  hll_t *h = hll_new();
+  add_range(h, 11, 0, 20000);
+  buf_t b = BUF_INIT;
+  hll_serialize(h, &b);
+  CHECK_INT(b.len, 3 + HLL_DENSE_BYTES);
+  CHECK_INT(decode(b.data, b.len), 0);
+  CHECK_INT(decode(b.data, b.len - 1), -EBADMSG);
+  buf_putc(&b, 0);
+  CHECK_INT(decode(b.data, b.len), -EBADMSG);
+  b.len--;
+  unsigned char save = (unsigned char)b.data[3 + 100];
+  b.data[3 + 100] = (char)0xff; /* registers 133 and 134 (part): 63 */
+  CHECK_INT(decode(b.data, b.len), -EBADMSG);
+  b.data[3 + 100] = (char)save;
+  b.data[3 + HLL_DENSE_BYTES - 1] = (char)(52 << 2); /* the last register: 52 */
+  CHECK_INT(decode(b.data, b.len), -EBADMSG);
+  b.data[3 + HLL_DENSE_BYTES - 1] = (char)(51 << 2);
+  CHECK_INT(decode(b.data, b.len), 0);
+  hll_free(h);
+
+  /* Sparse: every strict prefix of a valid encoding is rejected; every single-bit flip is
+   * rejected or decodes to a sketch whose encoding is exactly the flipped bytes. */
+  h = hll_new();
+  add_range(h, 12, 0, 300);
+  buf_reset(&b);
+  hll_serialize(h, &b);
+  for (size_t n = 0; n < b.len; n++)
+    if (decode(b.data, n) != -EBADMSG) FAILF("prefix of %zu bytes accepted", n);
+  int accepted = 0;
+  for (size_t bit = 0; bit < b.len * 8; bit++) {
+    b.data[bit / 8] ^= (char)(1 << (bit % 8));
+    hll_t *d = NULL;
+    if (hll_deserialize(b.data, b.len, &d) == 0) {
+      accepted++;
+      buf_t again = BUF_INIT;
+      hll_serialize(d, &again);
+      if (again.len != b.len || memcmp(again.data, b.data, b.len) != 0)
+        FAILF("bit %zu: accepted but not canonical", bit);
+      buf_free(&again);
+      hll_free(d);
+    }
+    b.data[bit / 8] ^= (char)(1 << (bit % 8));
+  }
+  printf("  %zu single-bit flips of a 300-value sketch: %d decode (canonically), rest rejected\n",
+         b.len * 8, accepted);
+  hll_free(h);
+  buf_free(&b);
+}
+
+TEST(test_memory) {
+  static const uint64_t ns[] = {0, 1, 10, 100, 1000, 3000, 5000};
+  for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+    hll_t *h = hll_new();
+    add_range(h, 13, 0, ns[k]);
+    printf("  n=%-5" PRIu64 " %zu bytes in memory (%s)\n", ns[k], hll_bytes(h),
+           hll_is_dense(h) ? "dense" : "sparse");
+    if (ns[k] == 10) CHECK(hll_bytes(h) <= 128);
+    if (ns[k] == 1000) CHECK(hll_bytes(h) <= 24 + 4 * 1500);
+    CHECK(hll_bytes(h) <= 24 + HLL_DENSE_BYTES + 64);
+    hll_t *c = hll_clone(h);
+    CHECK(hll_bytes(c) <= hll_bytes(h));
+    hll_free(c);
+    hll_free(h);
+  }
+}
+
+int main(void) {
+  RUN(test_empty);
+  RUN(test_cardinalities);
+  RUN(test_error_distribution);
+  RUN(test_duplicates);
+  RUN(test_merge_equals_union);
+  RUN(test_sparse_to_dense_exact);
+  RUN(test_promotion);
+  RUN(test_serialize_roundtrip);
+  RUN(test_malformed);
+  RUN(test_memory);
+  return TEST_REPORT("test_hll");
+}
