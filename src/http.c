@@ -6,6 +6,7 @@
  *   IDLE --first byte--> HEAD --headers--> BODY --complete--> READY --dispatch--> HANDLER
  *     ^                                                                              |
  *     +------------------ http_respond, keep-alive -------------------------------+
+ *   HANDLER --http_stream_start--> STREAM --http_stream_end/drain--> LINGER
  *   any state --error/timeout/Connection: close--> LINGER --EOF/timer--> CLOSED
  *
  * - Parser callbacks only record; they never call the handler. on_message_complete pauses
@@ -17,6 +18,18 @@
  *   req.head, body into req.body). Only bytes left unparsed when a request completes
  *   (pipelining) are copied into the connection's own `pending` buffer. All buffers are
  *   kept across requests, so a steady keep-alive connection does not allocate.
+ * - Reading does not stop while the handler holds a request: toggling it costs two
+ *   epoll_ctl calls per request, which dominated the per-request CPU. Bytes that arrive
+ *   meanwhile are appended to `pending` unparsed (the parser stays paused, so the next
+ *   request's timers start only when it is parsed, after the answer). Only when more than
+ *   PENDING_MAX bytes wait does reading stop, until the pump has parsed them down again;
+ *   the kernel's socket buffer and TCP flow control hold the rest. A FIN that arrives
+ *   meanwhile (a client that half-closes after sending) is remembered in `eof`: what was
+ *   received is still answered, then the connection closes.
+ * - A stream (http_stream_start) is a response without Content-Length whose body ends
+ *   with the connection. Its head goes out like any response, then the per-request
+ *   buffers are released: an idle stream owns no allocation beyond its conn_t. It keeps
+ *   reading (into the shared buffer, discarded) only to notice the client leaving.
  * - Writes try uv_try_write first; only a remainder the kernel did not take is copied into
  *   a heap write request for uv_write.
  * - After a final error (or Connection: close) the connection shuts down its write side
@@ -48,8 +61,17 @@
 #define MAX_HEADERS 128
 /* Buffers that grew past this for one big request are released when it is done. */
 #define KEEP_BUF_BYTES (64 * 1024)
+/* Read-ahead while the handler holds a request: beyond this many unparsed bytes reading
+ * stops until they are parsed. It only bounds memory (at most this plus one read, 128 KiB
+ * per connection); it is no protocol limit, since a bigger request is parsed as it is
+ * read once reading resumes. Browsers and beacons rarely pipeline, so it is seldom hit. */
+#define PENDING_MAX (64 * 1024)
+/* Default bound of a stream's user-space write queue (http_stream_set_max_queue). */
+#define STREAM_MAX_QUEUE (256 * 1024)
 
-enum conn_state { ST_IDLE, ST_HEAD, ST_BODY, ST_READY, ST_HANDLER, ST_LINGER, ST_CLOSED };
+enum conn_state {
+  ST_IDLE, ST_HEAD, ST_BODY, ST_READY, ST_HANDLER, ST_STREAM, ST_LINGER, ST_CLOSED
+};
 enum head_part { HP_URL, HP_FIELD, HP_VALUE, HP_DONE };
 
 typedef struct hdr_span {
@@ -59,6 +81,13 @@ typedef struct hdr_span {
 } hdr_span_t;
 
 typedef struct conn conn_t;
+
+struct http_stream {
+  conn_t *conn;
+  void (*on_close)(void *ud); /* run once from the connection's close callback */
+  void *on_close_ud;
+  size_t max_queue;
+};
 
 struct http_req {
   conn_t *conn;
@@ -95,8 +124,10 @@ struct conn {
   int req_pending;     /* the handler holds req */
   int reading;
   int pumping;
+  int eof;             /* the client half-closed while a request was in flight */
   int err_status;      /* set by a parser callback: 413/431, or -1 to close silently */
   const char *err_code, *err_msg;
+  http_stream_t stream; /* used once the state is ST_STREAM */
   char peer[64];
 };
 
@@ -189,6 +220,11 @@ static void on_conn_close(uv_handle_t *h) {
   conn_t *c = h->data;
   if (--c->open_handles > 0) return;
   http_server_t *s = c->srv;
+  if (c->stream.on_close) { /* before anything is freed: the owner may still look */
+    void (*fn)(void *) = c->stream.on_close;
+    c->stream.on_close = NULL;
+    fn(c->stream.on_close_ud);
+  }
   if (c->prev) c->prev->next = c->next;
   else s->conns = c->next;
   if (c->next) c->next->prev = c->prev;
@@ -225,11 +261,17 @@ static int conn_read_start(conn_t *c) {
   return rc;
 }
 
+static void conn_read_stop(conn_t *c) {
+  if (!c->reading) return;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  c->reading = 0;
+}
+
 /* Lingering close: FIN after the queued response, then discard input until EOF. */
 static void conn_linger(conn_t *c) {
   if (c->state >= ST_LINGER) return;
   c->state = ST_LINGER;
-  buf_reset(&c->pending);
+  buf_free(&c->pending);
   c->pending_off = 0;
   uv_timer_start(&c->timer, on_timer, LINGER_MS, 0);
   if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) < 0 ||
@@ -317,9 +359,10 @@ static int header_ok(const http_header_t *h) {
   return 1;
 }
 
+/* stream: the head of a stream (no Content-Length, Connection: close, no body). */
 static int write_response(conn_t *c, int status, const http_header_t *headers,
                           size_t nheaders, const void *body, size_t len, int close,
-                          const char *content_type) {
+                          const char *content_type, int stream) {
   http_server_t *s = c->srv;
   buf_t *o = &c->out;
   buf_reset(o);
@@ -332,7 +375,7 @@ static int write_response(conn_t *c, int status, const http_header_t *headers,
   buf_append(o, "\r\nDate: ", 8);
   buf_append(o, s->date, s->date_len);
   int bodiless = status < 200 || status == 204 || status == 304;
-  if (!bodiless) {
+  if (!bodiless && !stream) {
     buf_append(o, "\r\nContent-Length: ", 18);
     put_uint(o, len);
   }
@@ -355,7 +398,7 @@ static int write_response(conn_t *c, int status, const http_header_t *headers,
   buf_append(o, "\r\n", 2);
   uv_buf_t bufs[2] = {uv_buf_init(o->data, (unsigned)o->len),
                       uv_buf_init((char *)(body ? body : ""), (unsigned)len)};
-  int send_body = !bodiless && !c->req.is_head && len > 0;
+  int send_body = !bodiless && !stream && !c->req.is_head && len > 0;
   return conn_write(c, bufs, send_body ? 2 : 1);
 }
 
@@ -376,6 +419,13 @@ static void req_reset(http_req_t *r) {
   r->keep_alive = r->is_head = 0;
 }
 
+static void observe(conn_t *c, int status) {
+  http_server_t *s = c->srv;
+  if (s->observer)
+    s->observer(s->observer_ud, c->req.route ? c->req.route : "other", status,
+                (uint64_t)(clock_mono_us() - c->req.start_us));
+}
+
 /* Send a response for c->req (handler's or the server's own), then either close or go
  * back to parsing. */
 static void finish_response(conn_t *c, int status, const http_header_t *headers,
@@ -383,10 +433,8 @@ static void finish_response(conn_t *c, int status, const http_header_t *headers,
                             const char *content_type) {
   http_server_t *s = c->srv;
   int close = close_after || !c->req.keep_alive || s->draining || c->parser.upgrade;
-  int rc = write_response(c, status, headers, nheaders, body, len, close, content_type);
-  if (s->observer)
-    s->observer(s->observer_ud, c->req.route ? c->req.route : "other", status,
-                (uint64_t)(clock_mono_us() - c->req.start_us));
+  int rc = write_response(c, status, headers, nheaders, body, len, close, content_type, 0);
+  observe(c, status);
   if (rc < 0) {
     conn_abort(c);
     return;
@@ -663,10 +711,7 @@ static void conn_pump(conn_t *c) {
   for (;;) {
     if (c->state == ST_READY) {
       http_server_t *s = c->srv;
-      if (c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->reading = 0;
-      }
+      /* reading goes on while the handler works (see the top of the file) */
       if (c->parser.upgrade) { /* no protocol switch here: answer, then close */
         c->req.keep_alive = 0;
         buf_reset(&c->pending);
@@ -678,17 +723,26 @@ static void conn_pump(conn_t *c) {
       s->handler(&c->req, s->ud);
       continue;
     }
-    if (c->state >= ST_HANDLER) break;
+    if (c->state == ST_HANDLER) {
+      /* resume a read-ahead that hit PENDING_MAX once the parser has caught up */
+      if (!c->reading && !c->eof && c->pending.len - c->pending_off <= PENDING_MAX &&
+          conn_read_start(c) < 0)
+        conn_abort(c);
+      break;
+    }
+    if (c->state > ST_HANDLER) break;
     if (c->pending_off < c->pending.len) {
       c->pending_off +=
           conn_parse(c, c->pending.data + c->pending_off, c->pending.len - c->pending_off);
       if (c->pending_off >= c->pending.len) {
+        if (c->pending.cap > KEEP_BUF_BYTES) buf_free(&c->pending);
         buf_reset(&c->pending);
         c->pending_off = 0;
       }
       continue;
     }
-    if (conn_read_start(c) < 0) {
+    /* Everything received is answered; a client that half-closed sends no more. */
+    if (c->eof || conn_read_start(c) < 0) {
       conn_abort(c);
       break;
     }
@@ -705,13 +759,36 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
   *b = uv_buf_init(c->srv->rbuf, READ_BUF_SIZE);
 }
 
+/* Bytes that arrived while the handler holds a request wait, unparsed, in pending. */
+static void park(conn_t *c, const char *data, size_t len) {
+  if (c->parser.upgrade) return; /* the connection closes after this answer */
+  if (c->pending_off) {
+    buf_consume(&c->pending, c->pending_off);
+    c->pending_off = 0;
+  }
+  buf_append(&c->pending, data, len);
+  if (c->pending.len > PENDING_MAX) conn_read_stop(c);
+}
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
   conn_t *c = st->data;
   if (nread < 0) {
+    /* A FIN after complete requests: answer what was received first (conn_pump closes
+     * once nothing is left). A stream's client is gone, as is one mid-request. */
+    if (nread == UV_EOF && c->state < ST_STREAM &&
+        (c->state >= ST_READY || c->pending_off < c->pending.len)) {
+      c->eof = 1;
+      conn_read_stop(c);
+      return;
+    }
     conn_abort(c);
     return;
   }
-  if (nread == 0 || c->state >= ST_LINGER) return; /* lingering: discard */
+  if (nread == 0 || c->state >= ST_STREAM) return; /* streaming or lingering: discard */
+  if (c->state >= ST_READY) {
+    park(c, b->base, (size_t)nread);
+    return;
+  }
   size_t used = conn_parse(c, b->base, (size_t)nread);
   if (c->state != ST_READY) return;
   if (used < (size_t)nread) buf_append(&c->pending, b->base + used, (size_t)nread - used);
@@ -840,8 +917,10 @@ void http_server_drain(http_server_t *s, void (*drained)(void *ud), void *ud) {
   s->drained = drained;
   s->drained_ud = ud;
   close_listener(s);
-  for (conn_t *c = s->conns; c; c = c->next)
+  for (conn_t *c = s->conns; c; c = c->next) {
     if (c->state == ST_IDLE && c->pending_off >= c->pending.len) conn_abort(c);
+    else if (c->state == ST_STREAM) conn_linger(c); /* a stream never becomes idle */
+  }
 }
 
 size_t http_server_connections(const http_server_t *s) { return s->nconns; }
@@ -944,6 +1023,74 @@ void http_respond_error(http_req_t *r, int status, const char *code, const char 
   error_body(&c->scratch, code, message);
   respond(r, status, headers, nheaders, c->scratch.data, c->scratch.len, 0,
           "application/json");
+}
+
+/* ---- Streams ---- */
+
+http_stream_t *http_stream_start(http_req_t *r, int status, const http_header_t *headers,
+                                 size_t nheaders) {
+  conn_t *c = r->conn;
+  if (r->gone || c->state != ST_HANDLER) {
+    if (c->req_pending) release_gone(c);
+    return NULL;
+  }
+  c->req_pending = 0;
+  if (status < 200 || status == 204 || status == 304) { /* no body, so no stream */
+    finish_response(c, status, headers, nheaders, NULL, 0, 1, NULL);
+    return NULL;
+  }
+  int rc = write_response(c, status, headers, nheaders, NULL, 0, 1, NULL, 1);
+  observe(c, status);
+  if (rc < 0) {
+    conn_abort(c);
+    return NULL;
+  }
+  /* A stream may stay open for hours: give back everything the request used. */
+  http_req_t *q = &c->req;
+  req_free_bufs(q);
+  q->hdrs = NULL;
+  q->nhdrs = q->hdr_cap = 0;
+  q->path_off = q->query_off = 0;
+  buf_free(&c->pending);
+  c->pending_off = 0;
+  buf_free(&c->out);
+  buf_free(&c->scratch);
+  c->stream = (http_stream_t){.conn = c, .max_queue = STREAM_MAX_QUEUE};
+  c->state = ST_STREAM;
+  /* No timer runs for a stream; reading goes on (discarding) to notice the client leave. */
+  if (q->is_head || c->srv->draining || c->eof) conn_linger(c);
+  else if (conn_read_start(c) < 0) conn_abort(c);
+  return &c->stream;
+}
+
+int http_stream_write(http_stream_t *st, const void *data, size_t len) {
+  conn_t *c = st->conn;
+  if (c->state != ST_STREAM) return -EPIPE;
+  if (len == 0) return 0;
+  size_t queued = c->tcp.write_queue_size;
+  if (queued > 0 && queued + len > st->max_queue) return -ENOBUFS;
+  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+  if (conn_write(c, &b, 1) < 0) {
+    conn_abort(c);
+    return -EPIPE;
+  }
+  return 0;
+}
+
+size_t http_stream_queued(const http_stream_t *st) { return st->conn->tcp.write_queue_size; }
+
+void http_stream_set_max_queue(http_stream_t *st, size_t bytes) {
+  st->max_queue = bytes ? bytes : STREAM_MAX_QUEUE;
+}
+
+void http_stream_on_close(http_stream_t *st, void (*fn)(void *ud), void *ud) {
+  st->on_close = fn;
+  st->on_close_ud = ud;
+}
+
+void http_stream_end(http_stream_t *st) {
+  conn_t *c = st->conn;
+  if (c->state == ST_STREAM) conn_linger(c);
 }
 
 const char *http_status_text(int status) {

@@ -3,9 +3,11 @@
  * The collector sees requests and answers them; it never sees sockets or parser state.
  * Design:
  * - One connection handles one request at a time: after a request is complete the parser
- *   pauses and reading stops until the handler has answered, then parsing resumes on the
- *   bytes already buffered. Pipelined requests are thus answered in order, and a slow
- *   durable ack on one connection never blocks another.
+ *   pauses until the handler has answered, then parsing resumes on the bytes buffered
+ *   meanwhile. Reading goes on while the handler works (stopping and restarting it costs
+ *   two syscalls per request); it stops only when 64 KiB wait unparsed. Pipelined
+ *   requests are thus answered in order, and a slow durable ack on one connection never
+ *   blocks another. A client that half-closes after sending still gets its answers.
  * - The handler may answer at once or later (after the log acks): a request stays valid
  *   until http_respond. If the client goes away first, the request is marked gone and
  *   http_respond just frees it.
@@ -16,8 +18,15 @@
  *   Those answers are JSON like every other: {"success":false,"error":CODE,"message":...}.
  * - Expect: 100-continue is answered with 100 unless the body is already too large.
  * - Keep-alive follows HTTP/1.1 rules (Connection: close, HTTP/1.0 without keep-alive).
+ * - Streams (http_stream_start): instead of a response, the handler may turn the
+ *   connection into a stream — a head without Content-Length, then body bytes written
+ *   whenever the caller likes until the connection closes (what Server-Sent Events
+ *   need). A stream has no timeouts, serves no further request, owns no buffer beyond
+ *   its connection struct while idle, and has a bounded write queue so a slow reader is
+ *   reported (-ENOBUFS) instead of growing memory.
  * - Draining (http_server_drain): the listener closes, idle connections close, busy ones
- *   close right after their response; the drained callback runs when none is left. */
+ *   close right after their response, streams end at once (queued bytes flushed, FIN);
+ *   the drained callback runs when none is left. */
 #ifndef SLUICE_HTTP_H
 #define SLUICE_HTTP_H
 
@@ -27,6 +36,7 @@
 
 typedef struct http_server http_server_t;
 typedef struct http_req http_req_t;
+typedef struct http_stream http_stream_t;
 
 typedef struct http_limits {
   size_t max_header_bytes;     /* URL + header names and values; default 16 KiB. More than
@@ -70,7 +80,7 @@ int http_server_port(const http_server_t *s);
 /* Stop accepting and close connections as they become idle; drained(ud) runs on the loop
  * once every connection is closed. */
 void http_server_drain(http_server_t *s, void (*drained)(void *ud), void *ud);
-/* Open connections right now. */
+/* Open connections right now, streams included. */
 size_t http_server_connections(const http_server_t *s);
 /* Close everything and free. Call after drain completed, or at teardown. NULL no-op.
  * Handles close asynchronously: run the loop until it has no more handles before
@@ -121,6 +131,42 @@ void http_respond(http_req_t *r, int status, const http_header_t *headers, size_
  * Content-Type: application/json unless headers set one. The connection stays open. */
 void http_respond_error(http_req_t *r, int status, const char *code, const char *message,
                         const http_header_t *headers, size_t nheaders);
+
+/* ---- Streams (a response whose body lasts until the connection closes) ---- */
+
+/* Answer r with a stream: sends the status line, Date, Connection: close and headers
+ * (borrowed; filtered like http_respond's, Content-Length and Transfer-Encoding
+ * included), and no Content-Length — the body is everything written until the
+ * connection closes, for HTTP/1.1 and 1.0 alike. Consumes r like http_respond; the
+ * connection serves no further request. status must allow a body (not 1xx, 204, 304):
+ * otherwise it is sent as a plain response that closes, and NULL is returned. Returns
+ * NULL if the client already went away (r is then only released). For a HEAD request,
+ * during a drain, or when the client already half-closed, the stream ends at once
+ * (writes return -EPIPE, on_close follows).
+ * Lifetime: the handle is the server's; it stays valid until its on_close callback has
+ * run (on a later loop turn: never inside an http_stream_* call). A caller that keeps
+ * the handle past the current callback must therefore register on_close. */
+http_stream_t *http_stream_start(http_req_t *r, int status, const http_header_t *headers,
+                                 size_t nheaders);
+
+/* Queue len bytes of data (borrowed; copied if the kernel does not take them at once).
+ * Returns 0; -EPIPE once the stream has ended or the client went away (nothing queued);
+ * -ENOBUFS when bytes are already queued and these would take the queue past its bound
+ * (nothing queued: the caller drops the data or ends the stream). An empty queue takes
+ * any len, so one write larger than the bound is not refused forever. */
+int http_stream_write(http_stream_t *s, const void *data, size_t len);
+/* Bytes queued in user space, not yet taken by the kernel. */
+size_t http_stream_queued(const http_stream_t *s);
+/* Bound for http_stream_write's -ENOBUFS; 0 restores the default, 256 KiB. */
+void http_stream_set_max_queue(http_stream_t *s, size_t bytes);
+/* fn(ud) runs once, from a libuv close callback, when the connection is closed: the
+ * client went away, the stream ended, a write failed, or the server was freed. After it
+ * returns the handle is freed. Replaces an earlier callback; fn NULL unregisters. */
+void http_stream_on_close(http_stream_t *s, void (*fn)(void *ud), void *ud);
+/* End the stream: the queued bytes are flushed, then the server closes (FIN, then
+ * reading until the client's EOF or 2 s). Further writes return -EPIPE. No-op on a
+ * stream that already ended. */
+void http_stream_end(http_stream_t *s);
 
 /* Reason phrase for a status code ("Not Found"). */
 const char *http_status_text(int status);

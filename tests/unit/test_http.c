@@ -32,6 +32,7 @@ enum mode {
   MODE_CRLF,        /* answer with caller headers, some carrying CR/LF */
   MODE_ERROR,       /* http_respond_error with characters to escape */
   MODE_BIG,         /* answer with BIG_LEN bytes of a pattern, more than a socket takes */
+  MODE_STREAM,      /* answer with a stream (f->stream), ended by the test */
 };
 
 #define BIG_LEN (8u << 20)
@@ -60,6 +61,8 @@ typedef struct fx {
   int nobserved;
   int last_status;
   char last_route[32];
+  http_stream_t *stream; /* MODE_STREAM: the current one, NULL after its on_close */
+  int stream_closed;     /* on_close calls */
 } fx_t;
 
 static void fx_log(fx_t *f, const char *fmt, ...) {
@@ -101,6 +104,26 @@ static void on_delay(uv_timer_t *t) {
   fx_log(f, "R%s ", http_req_path(r));
   pthread_mutex_unlock(&f->mu);
   echo(r, "delayed");
+}
+
+static void on_stream_close(void *ud) {
+  fx_t *f = ud;
+  pthread_mutex_lock(&f->mu);
+  f->stream_closed++;
+  f->stream = NULL;
+  pthread_mutex_unlock(&f->mu);
+}
+
+static void start_stream(fx_t *f, http_req_t *r) {
+  http_header_t h[] = {{"Content-Type", "text/plain"},
+                       {"Content-Length", "5"},
+                       {"Transfer-Encoding", "chunked"}};
+  http_req_set_route(r, "stream");
+  http_stream_t *st = http_stream_start(r, 200, h, sizeof h / sizeof h[0]);
+  if (st) http_stream_on_close(st, on_stream_close, f);
+  pthread_mutex_lock(&f->mu);
+  f->stream = st;
+  pthread_mutex_unlock(&f->mu);
 }
 
 static void handler(http_req_t *r, void *ud) {
@@ -147,6 +170,7 @@ static void handler(http_req_t *r, void *ud) {
       http_respond(r, 200, NULL, 0, big_body, BIG_LEN, 0);
       memset(big_body, '!', BIG_LEN); /* borrowed only during the call */
       break;
+    case MODE_STREAM: start_stream(f, r); break;
   }
 }
 
@@ -298,6 +322,16 @@ static void cmd_free_server(fx_t *f, void *arg) {
 static void cmd_answer_gone(fx_t *f, void *arg) {
   for (int i = 0; i < f->nheld; i++) http_respond_error(f->held[i], 500, "late", "late", NULL, 0);
   f->nheld = 0;
+}
+
+/* Answer only the oldest held request (its answer may dispatch the next at once). */
+static void cmd_answer_first(fx_t *f, void *arg) {
+  if (!f->nheld) return;
+  pthread_mutex_lock(&f->mu);
+  http_req_t *r = f->held[0];
+  memmove(f->held, f->held + 1, (size_t)--f->nheld * sizeof f->held[0]);
+  pthread_mutex_unlock(&f->mu);
+  echo(r, "held");
 }
 
 static void cmd_answer_held(fx_t *f, void *arg) {
@@ -1086,6 +1120,339 @@ TEST(test_peer_ipv6) {
   fx_stop(&f);
 }
 
+/* ---- Read-ahead while the handler holds a request ---- */
+
+TEST(test_pipelined_while_held) {
+  /* the next request arrives while the first is with the handler: parked, then served */
+  fx_t f;
+  CHECK_INT(fx_start(&f, NULL, MODE_HOLD), 0);
+  cli_t *c = cli_open(f.port);
+  resp_t *r = malloc(sizeof *r);
+  cli_send(c, "GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
+  CHECK(fx_wait_held(&f, 1));
+  cli_send(c, "POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nxyz");
+  usleep(30000);
+  CHECK_INT(fx_get(&f, &f.nreq), 1); /* not dispatched before /a is answered */
+  fx_call(&f, cmd_answer_first, NULL);
+  CHECK_INT(cli_response(c, r, 0), 200);
+  CHECK(has(r->body, "path=/a "));
+  CHECK(fx_wait_held(&f, 1));
+  fx_call(&f, cmd_answer_first, NULL);
+  CHECK_INT(cli_response(c, r, 0), 200);
+  CHECK(has(r->body, "path=/b "));
+  CHECK(has(r->body, "body=3:xyz"));
+  pthread_mutex_lock(&f.mu);
+  CHECK_STR(f.log, "D/a D/b ");
+  pthread_mutex_unlock(&f.mu);
+  cli_close(c);
+  free(r);
+  fx_stop(&f);
+}
+
+TEST(test_read_ahead_bound) {
+  /* 300 KB arrive while a request is held: more than the read-ahead bound, so reading
+   * stops and must resume for the rest of the big body once the first is answered */
+  fx_t f;
+  CHECK_INT(fx_start(&f, NULL, MODE_HOLD), 0);
+  cli_t *c = cli_open(f.port);
+  resp_t *r = malloc(sizeof *r);
+  cli_send(c, "GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
+  CHECK(fx_wait_held(&f, 1));
+  size_t blen = 300000;
+  char *req = malloc(blen + 128);
+  int n = snprintf(req, 128, "POST /big HTTP/1.1\r\nHost: h\r\nContent-Length: %zu\r\n\r\n", blen);
+  memset(req + n, 'b', blen);
+  cli_send_n(c, req, (size_t)n + blen); /* fits the socket buffers: returns */
+  cli_send(c, "GET /after HTTP/1.1\r\nHost: h\r\n\r\n");
+  usleep(50000);
+  fx_call(&f, cmd_answer_first, NULL);
+  CHECK_INT(cli_response(c, r, 0), 200);
+  CHECK(has(r->body, "path=/a "));
+  CHECK(fx_wait_held(&f, 1));
+  fx_call(&f, cmd_answer_first, NULL);
+  CHECK_INT(cli_response(c, r, 0), 200);
+  CHECK(has(r->body, "path=/big "));
+  CHECK(has(r->body, "body=300000:bbbb"));
+  CHECK(fx_wait_held(&f, 1));
+  fx_call(&f, cmd_answer_first, NULL);
+  CHECK_INT(cli_response(c, r, 0), 200);
+  CHECK(has(r->body, "path=/after "));
+  cli_close(c);
+  free(req);
+  free(r);
+  fx_stop(&f);
+}
+
+TEST(test_next_header_timeout_starts_at_parse) {
+  /* a partial next request parked while the first is held: its header timeout starts
+   * when it is parsed (after the answer), not when its bytes arrived */
+  fx_t f;
+  http_limits_t lim = {.header_timeout_ms = 200};
+  CHECK_INT(fx_start(&f, &lim, MODE_HOLD), 0);
+  cli_t *c = cli_open(f.port);
+  resp_t *r = malloc(sizeof *r);
+  cli_send(c, "GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\n");
+  CHECK(fx_wait_held(&f, 1));
+  usleep(400000); /* twice the header timeout while held */
+  fx_call(&f, cmd_answer_first, NULL);
+  int64_t t0 = clock_mono_us();
+  CHECK_INT(cli_response(c, r, 0), 200);
+  CHECK(has(r->body, "path=/a "));
+  CHECK_INT(cli_response(c, r, 0), 408);
+  CHECK((clock_mono_us() - t0) / 1000 >= 150);
+  CHECK(cli_closed(c, WAIT_MS));
+  cli_close(c);
+  free(r);
+  fx_stop(&f);
+}
+
+TEST(test_half_close_answered) {
+  /* the client sends two requests and half-closes: both are answered, then the close */
+  fx_t f;
+  CHECK_INT(fx_start(&f, NULL, MODE_ASYNC_FIRST), 0);
+  cli_t *c = cli_open(f.port);
+  resp_t *r = malloc(sizeof *r);
+  cli_send(c, "GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n");
+  shutdown(c->fd, SHUT_WR);
+  CHECK_INT(cli_response(c, r, 0), 200);
+  CHECK(has(r->body, "path=/a "));
+  CHECK_INT(cli_response(c, r, 0), 200);
+  CHECK(has(r->body, "path=/b "));
+  CHECK(cli_closed(c, WAIT_MS));
+  CHECK(fx_wait_conns(&f, 0));
+  cli_close(c);
+  free(r);
+  fx_stop(&f);
+}
+
+/* ---- Streams ---- */
+
+typedef struct stream_write {
+  const void *data;
+  size_t len;
+  int rc;
+  size_t queued;
+} stream_write_t;
+
+static void cmd_stream_write(fx_t *f, void *arg) {
+  stream_write_t *w = arg;
+  w->rc = f->stream ? http_stream_write(f->stream, w->data, w->len) : -EBADF;
+  w->queued = f->stream ? http_stream_queued(f->stream) : 0;
+}
+
+static void cmd_start_stream(fx_t *f, void *arg) { start_stream(f, arg); }
+
+static void cmd_stream_end(fx_t *f, void *arg) {
+  if (f->stream) http_stream_end(f->stream);
+}
+
+static void cmd_stream_bound(fx_t *f, void *arg) {
+  if (f->stream) http_stream_set_max_queue(f->stream, *(size_t *)arg);
+}
+
+static int fx_stream_write(fx_t *f, const char *s) {
+  stream_write_t w = {s, strlen(s), 0, 0};
+  fx_call(f, cmd_stream_write, &w);
+  return w.rc;
+}
+
+static int fx_has_stream(fx_t *f) {
+  pthread_mutex_lock(&f->mu);
+  int yes = f->stream != NULL;
+  pthread_mutex_unlock(&f->mu);
+  return yes;
+}
+
+/* The head can reach the client before the handler stored the handle: poll. */
+static int fx_wait_stream(fx_t *f) {
+  int64_t deadline = clock_mono_us() + WAIT_MS * 1000;
+  while (clock_mono_us() < deadline) {
+    if (fx_has_stream(f)) return 1;
+    usleep(1000);
+  }
+  return 0;
+}
+
+/* Read until the buffer holds want (NUL-terminated compare) or the deadline passes. */
+static int cli_wait_for(cli_t *c, const char *want) {
+  int64_t deadline = clock_mono_us() + WAIT_MS * 1000;
+  size_t n = strlen(want);
+  while (!memmem(c->buf, c->len, want, n))
+    if (cli_fill(c, deadline) <= 0) return 0;
+  return 1;
+}
+
+TEST(test_stream_basic) {
+  fx_t f;
+  http_limits_t lim = {.idle_timeout_ms = 100, .header_timeout_ms = 100};
+  CHECK_INT(fx_start(&f, &lim, MODE_STREAM), 0);
+  cli_t *c = cli_open(f.port);
+  resp_t *r = malloc(sizeof *r);
+  /* a pipelined request behind the stream's is never served */
+  cli_send(c, "GET /s HTTP/1.1\r\nHost: h\r\n\r\nGET /x HTTP/1.1\r\nHost: h\r\n\r\n");
+  CHECK_INT(cli_response(c, r, 1), 200);
+  char v[64];
+  CHECK(resp_header(r, "Content-Length", v, sizeof v) == NULL);
+  CHECK(resp_header(r, "Transfer-Encoding", v, sizeof v) == NULL);
+  CHECK_STR(resp_header(r, "Connection", v, sizeof v), "close");
+  CHECK_STR(resp_header(r, "Content-Type", v, sizeof v), "text/plain");
+  CHECK(fx_wait_int(&f, &f.nobserved, 1));
+  pthread_mutex_lock(&f.mu);
+  CHECK_STR(f.last_route, "stream");
+  pthread_mutex_unlock(&f.mu);
+  CHECK(fx_wait_stream(&f));
+  /* no idle or header timeout for a stream */
+  CHECK(cli_quiet(c, 300));
+  CHECK_INT(fx_conns(&f), 1);
+  CHECK_INT(fx_stream_write(&f, "hello "), 0);
+  CHECK_INT(fx_stream_write(&f, "world"), 0);
+  CHECK(cli_wait_for(c, "hello world"));
+  CHECK_INT(fx_get(&f, &f.stream_closed), 0);
+  fx_call(&f, cmd_stream_end, NULL);
+  CHECK(cli_closed(c, WAIT_MS));
+  CHECK(c->len == 11 && memcmp(c->buf, "hello world", 11) == 0);
+  CHECK(fx_wait_int(&f, &f.stream_closed, 1));
+  CHECK(fx_wait_conns(&f, 0));
+  CHECK_INT(fx_get(&f, &f.nreq), 1);
+  cli_close(c);
+
+  /* HTTP/1.0 gets the same framing */
+  c = cli_open(f.port);
+  cli_send(c, "GET /s HTTP/1.0\r\n\r\n");
+  CHECK_INT(cli_response(c, r, 1), 200);
+  CHECK(resp_header(r, "Content-Length", v, sizeof v) == NULL);
+  CHECK_INT(fx_stream_write(&f, "old"), 0);
+  CHECK(cli_wait_for(c, "old"));
+  fx_call(&f, cmd_stream_end, NULL);
+  CHECK(cli_closed(c, WAIT_MS));
+  CHECK(fx_wait_int(&f, &f.stream_closed, 2));
+  cli_close(c);
+
+  /* HEAD: the head, then the end at once */
+  c = cli_open(f.port);
+  cli_send(c, "HEAD /s HTTP/1.1\r\nHost: h\r\n\r\n");
+  CHECK_INT(cli_response(c, r, 1), 200);
+  CHECK(cli_closed(c, WAIT_MS));
+  CHECK(fx_wait_int(&f, &f.stream_closed, 3));
+  cli_close(c);
+  free(r);
+  fx_stop(&f);
+}
+
+TEST(test_stream_client_leaves) {
+  fx_t f;
+  CHECK_INT(fx_start(&f, NULL, MODE_STREAM), 0);
+  resp_t *r = malloc(sizeof *r);
+  for (int k = 0; k < 2; k++) {
+    cli_t *c = cli_open(f.port);
+    cli_send(c, "GET /s HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK_INT(cli_response(c, r, 1), 200);
+    CHECK(fx_wait_stream(&f));
+    if (k == 0) cli_close(c); /* FIN */
+    else cli_reset(c);        /* RST */
+    CHECK(fx_wait_int(&f, &f.stream_closed, k + 1)); /* noticed without writing */
+    CHECK(fx_wait_conns(&f, 0));
+    CHECK(!fx_has_stream(&f));
+  }
+  free(r);
+  fx_stop(&f);
+}
+
+TEST(test_stream_start_after_client_left) {
+  fx_t f;
+  CHECK_INT(fx_start(&f, NULL, MODE_HOLD), 0);
+  cli_t *c = cli_open(f.port);
+  cli_send(c, "GET /s HTTP/1.1\r\nHost: h\r\n\r\n");
+  CHECK(fx_wait_held(&f, 1));
+  cli_reset(c);
+  CHECK(fx_wait_conns(&f, 0));
+  pthread_mutex_lock(&f.mu);
+  http_req_t *held = f.held[0];
+  f.nheld = 0;
+  pthread_mutex_unlock(&f.mu);
+  fx_call(&f, cmd_start_stream, held);
+  CHECK(!fx_has_stream(&f)); /* NULL: released */
+  CHECK_INT(fx_get(&f, &f.stream_closed), 0);
+  fx_stop(&f);
+}
+
+TEST(test_stream_nobufs) {
+  fx_t f;
+  CHECK_INT(fx_start(&f, NULL, MODE_STREAM), 0);
+  cli_t *c = calloc(1, sizeof *c);
+  c->fd = socket(AF_INET, SOCK_STREAM, 0);
+  int small = 4096; /* a reader that takes little and reads nothing for now */
+  setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f.port)};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK_INT(connect(c->fd, (struct sockaddr *)&sa, sizeof sa), 0);
+  resp_t *r = malloc(sizeof *r);
+  cli_send(c, "GET /s HTTP/1.1\r\nHost: h\r\n\r\n");
+  CHECK_INT(cli_response(c, r, 1), 200);
+  CHECK(fx_wait_stream(&f));
+  size_t bound = 64 * 1024;
+  fx_call(&f, cmd_stream_bound, &bound);
+  enum { CHUNK = 16 * 1024 };
+  static char chunk[CHUNK];
+  size_t sent = 0;
+  stream_write_t w = {0};
+  int nobufs = 0;
+  for (int i = 0; i < 4000 && !nobufs; i++) { /* at most 64 MB: kernel buffers are less */
+    for (size_t k = 0; k < CHUNK; k++) chunk[k] = (char)('a' + (sent + k) % 26);
+    w = (stream_write_t){chunk, CHUNK, 0, 0};
+    fx_call(&f, cmd_stream_write, &w);
+    if (w.rc == -ENOBUFS) nobufs = 1;
+    else if (w.rc == 0) sent += CHUNK;
+    else break;
+  }
+  CHECK(nobufs);
+  CHECK(w.queued > 0 && w.queued <= bound);
+  /* refused writes queued nothing: the reader gets exactly the accepted bytes */
+  fx_call(&f, cmd_stream_end, NULL);
+  size_t got = c->len, bad = 0;
+  for (size_t i = 0; i < c->len; i++)
+    if (c->buf[i] != (char)('a' + i % 26)) bad++;
+  c->len = 0;
+  int64_t deadline = clock_mono_us() + 10 * WAIT_MS * 1000;
+  for (;;) {
+    int rc = cli_fill(c, deadline);
+    for (size_t i = 0; i < c->len; i++)
+      if (c->buf[i] != (char)('a' + (got + i) % 26)) bad++;
+    got += c->len;
+    c->len = 0;
+    if (rc <= 0) break;
+  }
+  CHECK_INT(got, sent);
+  CHECK_INT(bad, 0);
+  CHECK(fx_wait_int(&f, &f.stream_closed, 1));
+  cli_close(c);
+  free(r);
+  fx_stop(&f);
+}
+
+TEST(test_stream_drain) {
+  fx_t f;
+  CHECK_INT(fx_start(&f, NULL, MODE_STREAM), 0);
+  cli_t *c = cli_open(f.port);
+  cli_t *idle = cli_open(f.port);
+  resp_t *r = malloc(sizeof *r);
+  cli_send(c, "GET /s HTTP/1.1\r\nHost: h\r\n\r\n");
+  CHECK_INT(cli_response(c, r, 1), 200);
+  CHECK_INT(fx_stream_write(&f, "before drain"), 0);
+  CHECK(fx_wait_conns(&f, 2)); /* streams count as connections */
+  fx_call(&f, cmd_drain, NULL);
+  CHECK(cli_closed(idle, WAIT_MS));
+  CHECK(cli_wait_for(c, "before drain"));
+  CHECK(cli_closed(c, WAIT_MS));
+  CHECK(fx_wait_int(&f, &f.stream_closed, 1));
+  CHECK(fx_wait_int(&f, &f.drained, 1));
+  CHECK_INT(fx_conns(&f), 0);
+  cli_close(c);
+  cli_close(idle);
+  free(r);
+  fx_stop(&f);
+}
+
 static void noop_handler(http_req_t *r, void *ud) { http_respond(r, 204, NULL, 0, NULL, 0, 0); }
 
 TEST(test_listen) {
@@ -1140,5 +1507,14 @@ int main(void) {
   RUN(test_upgrade_refused);
   RUN(test_peer_ipv6);
   RUN(test_listen);
+  RUN(test_pipelined_while_held);
+  RUN(test_read_ahead_bound);
+  RUN(test_next_header_timeout_starts_at_parse);
+  RUN(test_half_close_answered);
+  RUN(test_stream_basic);
+  RUN(test_stream_client_leaves);
+  RUN(test_stream_start_after_client_left);
+  RUN(test_stream_nobufs);
+  RUN(test_stream_drain);
   return TEST_REPORT("test_http");
 }

@@ -1,0 +1,735 @@
+/* test_sse: the Server-Sent Events hub over real sockets.
+ *
+ * Same shape as test_http: a server and a hub on their own uv loop in a second thread;
+ * the test thread is the client (blocking sockets, poll() deadlines) and reaches the hub
+ * only through fx_call, which runs a function on the loop thread and waits for it.
+ * GET /sub/<channel> subscribes (Last-Event-ID passed through); -ENOSPC is answered 503. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "http.h"
+#include "sse.h"
+#include "test.h"
+#include "util/clock.h"
+
+#define WAIT_MS 3000
+
+/* ---- Fixture: server + hub + loop thread ---- */
+
+typedef struct fx {
+  uv_loop_t loop;
+  uv_async_t wake;
+  pthread_t thread;
+  http_server_t *srv;
+  sse_hub_t *hub;
+  int port;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  void (*cmd)(struct fx *, void *);
+  void *cmd_arg;
+  int cmd_done;
+  int drained; /* guarded by mu */
+} fx_t;
+
+static void handler(http_req_t *r, void *ud) {
+  fx_t *f = ud;
+  const char *path = http_req_path(r);
+  if (strncmp(path, "/sub/", 5) != 0) {
+    http_respond_error(r, 404, "not_found", "no such path", NULL, 0);
+    return;
+  }
+  int rc = sse_subscribe(f->hub, r, path + 5, http_req_header(r, "Last-Event-ID"));
+  if (rc == -ENOSPC) http_respond_error(r, 503, "busy", "too many subscribers", NULL, 0);
+  else if (rc == -EINVAL) http_respond_error(r, 400, "bad_channel", "bad channel", NULL, 0);
+}
+
+static void on_wake(uv_async_t *a) {
+  fx_t *f = a->data;
+  pthread_mutex_lock(&f->mu);
+  void (*cmd)(fx_t *, void *) = f->cmd;
+  void *arg = f->cmd_arg;
+  f->cmd = NULL;
+  pthread_mutex_unlock(&f->mu);
+  if (!cmd) return;
+  cmd(f, arg);
+  pthread_mutex_lock(&f->mu);
+  f->cmd_done = 1;
+  pthread_cond_broadcast(&f->cv);
+  pthread_mutex_unlock(&f->mu);
+}
+
+static void *loop_main(void *arg) {
+  fx_t *f = arg;
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  return NULL;
+}
+
+static void fx_call(fx_t *f, void (*cmd)(fx_t *, void *), void *arg) {
+  pthread_mutex_lock(&f->mu);
+  f->cmd = cmd;
+  f->cmd_arg = arg;
+  f->cmd_done = 0;
+  uv_async_send(&f->wake);
+  while (!f->cmd_done) pthread_cond_wait(&f->cv, &f->mu);
+  pthread_mutex_unlock(&f->mu);
+}
+
+static int fx_start(fx_t *f, const sse_opts_t *opts) {
+  memset(f, 0, sizeof *f);
+  pthread_mutex_init(&f->mu, NULL);
+  pthread_cond_init(&f->cv, NULL);
+  uv_loop_init(&f->loop);
+  uv_async_init(&f->loop, &f->wake, on_wake);
+  f->wake.data = f;
+  f->srv = http_server_new(&f->loop, NULL, handler, f);
+  f->hub = sse_hub_new(&f->loop, opts);
+  if (!f->srv || !f->hub || http_server_listen(f->srv, "127.0.0.1", 0) < 0) return -1;
+  f->port = http_server_port(f->srv);
+  pthread_create(&f->thread, NULL, loop_main, f);
+  return 0;
+}
+
+static void cmd_stop(fx_t *f, void *arg) {
+  sse_hub_free(f->hub);
+  http_server_free(f->srv);
+  uv_close((uv_handle_t *)&f->wake, NULL);
+}
+
+/* Free hub and server, let the loop run dry, and check nothing was left open. */
+static void fx_stop(fx_t *f) {
+  fx_call(f, cmd_stop, NULL);
+  pthread_join(f->thread, NULL);
+  CHECK_INT(uv_loop_close(&f->loop), 0);
+  pthread_mutex_destroy(&f->mu);
+  pthread_cond_destroy(&f->cv);
+}
+
+typedef struct pub {
+  const char *channel, *type, *data;
+  int rc;
+  uint64_t id;
+} pub_t;
+
+static void cmd_publish(fx_t *f, void *arg) {
+  pub_t *p = arg;
+  p->rc = sse_publish(f->hub, p->channel, p->type, p->data, &p->id);
+}
+
+/* Publish on the loop thread; returns subscribers reached, *id (may be NULL) the id. */
+static int fx_publish(fx_t *f, const char *channel, const char *type, const char *data,
+                      uint64_t *id) {
+  pub_t p = {channel, type, data, 0, 0};
+  fx_call(f, cmd_publish, &p);
+  if (id) *id = p.id;
+  return p.rc;
+}
+
+typedef struct count {
+  const char *channel;
+  size_t n;
+} count_t;
+
+static void cmd_count(fx_t *f, void *arg) {
+  count_t *c = arg;
+  c->n = sse_subscribers(f->hub, c->channel);
+}
+
+static size_t fx_subs(fx_t *f, const char *channel) {
+  count_t c = {channel, 0};
+  fx_call(f, cmd_count, &c);
+  return c.n;
+}
+
+/* Poll until channel (NULL: all) has n subscribers. */
+static int fx_wait_subs(fx_t *f, const char *channel, size_t n) {
+  int64_t deadline = clock_mono_us() + WAIT_MS * 1000;
+  while (clock_mono_us() < deadline) {
+    if (fx_subs(f, channel) == n) return 1;
+    usleep(2000);
+  }
+  return 0;
+}
+
+static void cmd_conns(fx_t *f, void *arg) { *(size_t *)arg = http_server_connections(f->srv); }
+
+static size_t fx_conns(fx_t *f) {
+  size_t n = 0;
+  fx_call(f, cmd_conns, &n);
+  return n;
+}
+
+static void on_drained(void *ud) {
+  fx_t *f = ud;
+  pthread_mutex_lock(&f->mu);
+  f->drained++;
+  pthread_mutex_unlock(&f->mu);
+}
+
+static void cmd_drain(fx_t *f, void *arg) { http_server_drain(f->srv, on_drained, f); }
+
+static void cmd_free_hub(fx_t *f, void *arg) {
+  sse_hub_free(f->hub);
+  f->hub = NULL;
+}
+
+/* ---- Client ---- */
+
+typedef struct cli {
+  int fd;
+  size_t len;
+  char buf[256 * 1024];
+} cli_t;
+
+static cli_t *cli_connect(int port, int rcvbuf) {
+  cli_t *c = calloc(1, sizeof *c);
+  c->fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (rcvbuf) setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    close(c->fd);
+    free(c);
+    return NULL;
+  }
+  int one = 1;
+  setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return c;
+}
+
+static void cli_close(cli_t *c) {
+  if (!c) return;
+  close(c->fd);
+  free(c);
+}
+
+static void cli_send(cli_t *c, const char *s) {
+  size_t n = strlen(s);
+  while (n) {
+    ssize_t w = send(c->fd, s, n, MSG_NOSIGNAL);
+    if (w <= 0) return;
+    s += w;
+    n -= (size_t)w;
+  }
+}
+
+/* Read more within the deadline: >0 got bytes, 0 EOF or reset, -1 timeout or error. */
+static int cli_fill(cli_t *c, int64_t deadline) {
+  for (;;) {
+    int64_t left_ms = (deadline - clock_mono_us()) / 1000;
+    if (left_ms <= 0) return -1;
+    struct pollfd p = {c->fd, POLLIN, 0};
+    int rc = poll(&p, 1, (int)left_ms);
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc <= 0) return -1;
+    if (c->len == sizeof c->buf) return -1;
+    ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno == ECONNRESET ? 0 : -1;
+    c->len += (size_t)n;
+    return n > 0 ? 1 : 0;
+  }
+}
+
+static void cli_take(cli_t *c, size_t n) {
+  memmove(c->buf, c->buf + n, c->len - n);
+  c->len -= n;
+}
+
+/* Next SSE block (the lines before a blank line, each ending in \n) into out; 1 or 0 on
+ * EOF/timeout. */
+static int cli_block(cli_t *c, char *out, size_t outlen, int ms) {
+  int64_t deadline = clock_mono_us() + (int64_t)ms * 1000;
+  char *end;
+  while (!(end = memmem(c->buf, c->len, "\n\n", 2)))
+    if (cli_fill(c, deadline) <= 0) return 0;
+  size_t n = (size_t)(end - c->buf) + 1;
+  if (n >= outlen) return 0;
+  memcpy(out, c->buf, n);
+  out[n] = 0;
+  cli_take(c, n + 1);
+  return 1;
+}
+
+/* Next block that is not a heartbeat. */
+static int cli_event(cli_t *c, char *out, size_t outlen) {
+  for (;;) {
+    if (!cli_block(c, out, outlen, WAIT_MS)) return 0;
+    if (strcmp(out, ": hb\n") != 0) return 1;
+  }
+}
+
+/* 1 if nothing but heartbeats arrives within ms. */
+static int cli_no_event(cli_t *c, int ms) {
+  char b[256];
+  int64_t deadline = clock_mono_us() + (int64_t)ms * 1000;
+  for (;;) {
+    int left = (int)((deadline - clock_mono_us()) / 1000);
+    if (left <= 0) return 1;
+    if (!cli_block(c, b, sizeof b, left)) return c->len == 0;
+    if (strcmp(b, ": hb\n") != 0) return 0;
+  }
+}
+
+/* 1 if the server closes within ms (EOF or reset). */
+static int cli_closed(cli_t *c, int ms) {
+  int64_t deadline = clock_mono_us() + (int64_t)ms * 1000;
+  for (;;) {
+    int rc = cli_fill(c, deadline);
+    if (rc == 0) return 1;
+    if (rc < 0) return 0;
+    c->len = 0; /* whatever was still queued */
+  }
+}
+
+static char last_head[4096];
+
+/* Send the request without waiting; sse_open_read completes the subscription. */
+static cli_t *sse_open_send(int port, const char *channel, const char *last_id, int rcvbuf) {
+  cli_t *c = cli_connect(port, rcvbuf);
+  if (!c) return NULL;
+  char req[512];
+  snprintf(req, sizeof req, "GET /sub/%s HTTP/1.1\r\nHost: h\r\n%s%s%s\r\n", channel,
+           last_id ? "Last-Event-ID: " : "", last_id ? last_id : "", last_id ? "\r\n" : "");
+  cli_send(c, req);
+  return c;
+}
+
+/* Read the response head and the retry block. Returns the status (-1: none). */
+static int sse_open_read(cli_t *c) {
+  int64_t deadline = clock_mono_us() + WAIT_MS * 1000;
+  char *end;
+  while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4)))
+    if (cli_fill(c, deadline) <= 0) return -1;
+  size_t n = (size_t)(end - c->buf) + 4;
+  if (n >= sizeof last_head) return -1;
+  memcpy(last_head, c->buf, n);
+  last_head[n] = 0;
+  cli_take(c, n);
+  int status = -1;
+  if (sscanf(last_head, "HTTP/1.1 %d ", &status) != 1) return -1;
+  if (status != 200) return status;
+  char b[64];
+  if (!cli_block(c, b, sizeof b, WAIT_MS) || strcmp(b, "retry: 3000\n") != 0) return -2;
+  return status;
+}
+
+/* Subscribe and wait until the hub counts the subscriber (sub_count after it). */
+static cli_t *sse_open(fx_t *f, const char *channel, const char *last_id) {
+  cli_t *c = sse_open_send(f->port, channel, last_id, 0);
+  if (!c) return NULL;
+  if (sse_open_read(c) != 200) {
+    cli_close(c);
+    return NULL;
+  }
+  return c;
+}
+
+static int has(const char *hay, const char *needle) { return strstr(hay, needle) != NULL; }
+
+static char *fmt_id(char *out, uint64_t id) {
+  sprintf(out, "%" PRIu64, id);
+  return out;
+}
+
+/* ---- Tests ---- */
+
+TEST(test_framing) {
+  fx_t f;
+  CHECK_INT(fx_start(&f, NULL), 0);
+  cli_t *c = sse_open(&f, "live", NULL);
+  CHECK(c != NULL);
+  if (!c) {
+    fx_stop(&f);
+    return;
+  }
+  CHECK(has(last_head, "\r\nContent-Type: text/event-stream\r\n"));
+  CHECK(has(last_head, "\r\nCache-Control: no-store\r\n"));
+  CHECK(has(last_head, "\r\nX-Accel-Buffering: no\r\n"));
+  CHECK(has(last_head, "\r\nConnection: close\r\n"));
+  CHECK(!has(last_head, "Content-Length"));
+  CHECK_INT(fx_subs(&f, "live"), 1);
+  uint64_t id1, id2;
+  char want[256], got[4096], n1[24], n2[24];
+  CHECK_INT(fx_publish(&f, "live", "offer", "{\"pct\":10}", &id1), 1);
+  CHECK(cli_event(c, got, sizeof got));
+  snprintf(want, sizeof want, "id: %s\nevent: offer\ndata: {\"pct\":10}\n", fmt_id(n1, id1));
+  CHECK_STR(got, want);
+  /* no type: no event line; ids increase */
+  CHECK_INT(fx_publish(&f, "live", NULL, "{}", &id2), 1);
+  CHECK(id2 > id1);
+  CHECK(cli_event(c, got, sizeof got));
+  snprintf(want, sizeof want, "id: %s\ndata: {}\n", fmt_id(n2, id2));
+  CHECK_STR(got, want);
+  CHECK_INT(c->len, 0); /* nothing but whole events */
+  /* bad arguments */
+  CHECK_INT(fx_publish(&f, "live", "a\nb", "{}", NULL), -EINVAL);
+  CHECK_INT(fx_publish(&f, "", NULL, "{}", NULL), -EINVAL);
+  char longname[SSE_MAX_CHANNEL + 2];
+  memset(longname, 'x', sizeof longname - 1);
+  longname[sizeof longname - 1] = 0;
+  CHECK_INT(fx_publish(&f, longname, NULL, "{}", NULL), -EINVAL);
+  CHECK(cli_no_event(c, 50));
+  cli_close(c);
+  fx_stop(&f);
+  sse_hub_free(NULL);
+}
+
+TEST(test_multiline_data) {
+  fx_t f;
+  CHECK_INT(fx_start(&f, NULL), 0);
+  cli_t *c = sse_open(&f, "m", NULL);
+  CHECK(c != NULL);
+  if (!c) {
+    fx_stop(&f);
+    return;
+  }
+  static const struct {
+    const char *data, *lines;
+  } cases[] = {
+      {"a\nb\r\nc\rd", "data: a\ndata: b\ndata: c\ndata: d\n"},
+      {"x\n", "data: x\ndata: \n"},
+      {"", "data: \n"},
+      {"\r\n\r\n", "data: \ndata: \ndata: \n"},
+      {"one line", "data: one line\n"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    uint64_t id;
+    char want[256], got[1024], n[24];
+    CHECK_INT(fx_publish(&f, "m", NULL, cases[i].data, &id), 1);
+    CHECK(cli_event(c, got, sizeof got));
+    snprintf(want, sizeof want, "id: %s\n%s", fmt_id(n, id), cases[i].lines);
+    CHECK_STR(got, want);
+  }
+  cli_close(c);
+  fx_stop(&f);
+}
+
+TEST(test_channels) {
+  fx_t f;
+  CHECK_INT(fx_start(&f, NULL), 0);
+  cli_t *a1 = sse_open(&f, "a", NULL), *a2 = sse_open(&f, "a", NULL);
+  cli_t *b = sse_open(&f, "visitor:b", NULL);
+  CHECK(a1 && a2 && b);
+  if (!a1 || !a2 || !b) {
+    fx_stop(&f);
+    return;
+  }
+  CHECK_INT(fx_subs(&f, "a"), 2);
+  CHECK_INT(fx_subs(&f, "visitor:b"), 1);
+  CHECK_INT(fx_subs(&f, "nobody"), 0);
+  CHECK_INT(fx_subs(&f, NULL), 3);
+  char got[1024];
+  CHECK_INT(fx_publish(&f, "a", "t", "for a", NULL), 2);
+  CHECK(cli_event(a1, got, sizeof got) && has(got, "data: for a\n"));
+  CHECK(cli_event(a2, got, sizeof got) && has(got, "data: for a\n"));
+  CHECK(cli_no_event(b, 100));
+  CHECK_INT(fx_publish(&f, "visitor:b", NULL, "for b", NULL), 1);
+  CHECK(cli_event(b, got, sizeof got) && has(got, "data: for b\n"));
+  CHECK(cli_no_event(a1, 100));
+  CHECK(cli_no_event(a2, 0));
+  CHECK_INT(fx_publish(&f, "nobody", NULL, "x", NULL), 0);
+  cli_close(a1);
+  cli_close(a2);
+  cli_close(b);
+  fx_stop(&f);
+}
+
+TEST(test_replay) {
+  fx_t f;
+  sse_opts_t o = {.replay_events = 4, .replay_ms = 400};
+  CHECK_INT(fx_start(&f, &o), 0);
+  uint64_t id[7];
+  char data[16], got[1024], n[24];
+  for (int i = 1; i <= 6; i++) { /* no subscriber yet: kept for replay all the same */
+    snprintf(data, sizeof data, "e%d", i);
+    CHECK_INT(fx_publish(&f, "v", NULL, data, &id[i]), 0);
+  }
+  /* Last-Event-ID e2: e3..e6 are in the ring of 4 */
+  cli_t *c = sse_open(&f, "v", fmt_id(n, id[2]));
+  CHECK(c != NULL);
+  for (int i = 3; i <= 6 && c; i++) {
+    char want[64];
+    snprintf(want, sizeof want, "id: %s\ndata: e%d\n", fmt_id(n, id[i]), i);
+    CHECK(cli_event(c, got, sizeof got));
+    CHECK_STR(got, want);
+  }
+  if (c) CHECK(cli_no_event(c, 50));
+  /* e4: only e5, e6; then live events follow */
+  cli_t *d = sse_open(&f, "v", fmt_id(n, id[4]));
+  CHECK(d != NULL);
+  if (d) {
+    CHECK(cli_event(d, got, sizeof got) && has(got, "data: e5\n"));
+    CHECK(cli_event(d, got, sizeof got) && has(got, "data: e6\n"));
+    CHECK_INT(fx_publish(&f, "v", NULL, "live", NULL), 2);
+    CHECK(cli_event(d, got, sizeof got) && has(got, "data: live\n"));
+    CHECK(cli_event(c, got, sizeof got) && has(got, "data: live\n"));
+  }
+  /* Last-Event-ID older than the ring: only what the ring still has (e3 fell out) */
+  cli_t *e = sse_open(&f, "v", fmt_id(n, id[1]));
+  CHECK(e != NULL);
+  if (e) {
+    CHECK(cli_event(e, got, sizeof got) && has(got, "data: e4\n"));
+    cli_close(e);
+  }
+  /* no Last-Event-ID (or garbage): no replay; "0": the whole ring */
+  cli_t *g = sse_open(&f, "v", NULL), *h = sse_open(&f, "v", "12x");
+  CHECK(g && h && cli_no_event(g, 50) && cli_no_event(h, 0));
+  cli_close(g);
+  cli_close(h);
+  cli_t *z = sse_open(&f, "v", "0");
+  CHECK(z && cli_event(z, got, sizeof got) && has(got, "data: e4\n")); /* e4..live */
+  cli_close(z);
+  cli_close(c);
+  cli_close(d);
+  /* past replay_ms nothing is replayed */
+  usleep(500000);
+  c = sse_open(&f, "v", fmt_id(n, id[2]));
+  CHECK(c && cli_no_event(c, 100));
+  cli_close(c);
+  CHECK(fx_wait_subs(&f, NULL, 0));
+  fx_stop(&f);
+}
+
+TEST(test_heartbeat) {
+  fx_t f;
+  sse_opts_t o = {.heartbeat_ms = 50};
+  CHECK_INT(fx_start(&f, &o), 0);
+  cli_t *c = sse_open(&f, "hb", NULL);
+  CHECK(c != NULL);
+  if (c) {
+    char got[64];
+    int64_t t0 = clock_mono_us();
+    CHECK(cli_block(c, got, sizeof got, WAIT_MS));
+    CHECK_STR(got, ": hb\n");
+    CHECK(cli_block(c, got, sizeof got, WAIT_MS));
+    CHECK_STR(got, ": hb\n");
+    CHECK((clock_mono_us() - t0) / 1000 >= 50); /* two ticks */
+    cli_close(c);
+  }
+  fx_stop(&f);
+}
+
+TEST(test_slow_reader_dropped) {
+  fx_t f;
+  sse_opts_t o = {.max_queue_bytes = 64 * 1024};
+  CHECK_INT(fx_start(&f, &o), 0);
+  cli_t *fast = sse_open(&f, "s", NULL);
+  cli_t *slow = sse_open_send(f.port, "s", NULL, 4096); /* small window, never reads */
+  CHECK(fast && slow);
+  if (!fast || !slow) {
+    fx_stop(&f);
+    return;
+  }
+  CHECK(fx_wait_subs(&f, "s", 2));
+  enum { BIG = 32 * 1024 };
+  char *data = malloc(BIG + 1), *got = malloc(BIG + 256);
+  memset(data, 'x', BIG);
+  data[BIG] = 0;
+  int dropped_at = -1;
+  for (int i = 0; i < 2000 && dropped_at < 0; i++) { /* 64 MB at most */
+    int rc = fx_publish(&f, "s", NULL, data, NULL);
+    if (rc == 1) dropped_at = i;
+    else CHECK_INT(rc, 2);
+    /* the fast reader keeps up */
+    if (!cli_event(fast, got, BIG + 256) || strlen(got) < BIG) {
+      CHECK(!"fast reader missed an event");
+      break;
+    }
+  }
+  CHECK(dropped_at > 0);
+  CHECK_INT(fx_subs(&f, "s"), 1);
+  /* the slow one is closed once what was queued is out (or at the linger deadline) */
+  CHECK(cli_closed(slow, 3 * WAIT_MS));
+  CHECK(fx_wait_subs(&f, NULL, 1));
+  CHECK_INT(fx_publish(&f, "s", NULL, "small", NULL), 1);
+  CHECK(cli_event(fast, got, BIG + 256) && has(got, "data: small\n"));
+  free(data);
+  free(got);
+  cli_close(slow);
+  cli_close(fast);
+  fx_stop(&f);
+}
+
+TEST(test_client_disconnect) {
+  fx_t f;
+  CHECK_INT(fx_start(&f, NULL), 0);
+  cli_t *a = sse_open(&f, "d", NULL), *b = sse_open(&f, "d", NULL);
+  CHECK(a && b);
+  CHECK_INT(fx_subs(&f, "d"), 2);
+  cli_close(a); /* FIN: noticed without publishing */
+  CHECK(fx_wait_subs(&f, "d", 1));
+  struct linger lg = {1, 0};
+  setsockopt(b->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  cli_close(b); /* RST */
+  CHECK(fx_wait_subs(&f, "d", 0));
+  CHECK_INT(fx_subs(&f, NULL), 0);
+  CHECK_INT(fx_conns(&f), 0);
+  CHECK_INT(fx_publish(&f, "d", NULL, "x", NULL), 0);
+  fx_stop(&f);
+}
+
+TEST(test_max_subscribers) {
+  fx_t f;
+  sse_opts_t o = {.max_subscribers = 2};
+  CHECK_INT(fx_start(&f, &o), 0);
+  cli_t *a = sse_open(&f, "x", NULL), *b = sse_open(&f, "y", NULL);
+  CHECK(a && b);
+  cli_t *c = sse_open_send(f.port, "x", NULL, 0);
+  CHECK_INT(sse_open_read(c), 503);
+  cli_close(c);
+  /* an invalid channel is the caller's to answer too */
+  c = sse_open_send(f.port, "", NULL, 0);
+  CHECK_INT(sse_open_read(c), 400);
+  cli_close(c);
+  cli_close(a);
+  CHECK(fx_wait_subs(&f, NULL, 1));
+  c = sse_open(&f, "x", NULL);
+  CHECK(c != NULL);
+  cli_close(c);
+  cli_close(b);
+  fx_stop(&f);
+}
+
+TEST(test_drain_ends_streams) {
+  fx_t f;
+  CHECK_INT(fx_start(&f, NULL), 0);
+  cli_t *a = sse_open(&f, "live", NULL), *b = sse_open(&f, "other", NULL);
+  CHECK(a && b);
+  if (!a || !b) {
+    fx_stop(&f);
+    return;
+  }
+  CHECK_INT(fx_publish(&f, "live", NULL, "last", NULL), 1);
+  fx_call(&f, cmd_drain, NULL);
+  char got[256];
+  CHECK(cli_event(a, got, sizeof got) && has(got, "data: last\n")); /* flushed first */
+  CHECK(cli_closed(a, WAIT_MS));
+  CHECK(cli_closed(b, WAIT_MS));
+  CHECK(fx_wait_subs(&f, NULL, 0));
+  int64_t deadline = clock_mono_us() + WAIT_MS * 1000;
+  int drained = 0;
+  while (!drained && clock_mono_us() < deadline) {
+    pthread_mutex_lock(&f.mu);
+    drained = f.drained;
+    pthread_mutex_unlock(&f.mu);
+    usleep(2000);
+  }
+  CHECK_INT(drained, 1);
+  cli_close(a);
+  cli_close(b);
+  fx_stop(&f);
+}
+
+TEST(test_hub_free_ends_streams) {
+  fx_t f;
+  CHECK_INT(fx_start(&f, NULL), 0);
+  cli_t *a = sse_open(&f, "live", NULL);
+  CHECK(a != NULL);
+  fx_call(&f, cmd_free_hub, NULL);
+  CHECK(a && cli_closed(a, WAIT_MS));
+  int64_t deadline = clock_mono_us() + WAIT_MS * 1000;
+  while (fx_conns(&f) && clock_mono_us() < deadline) usleep(2000);
+  CHECK_INT(fx_conns(&f), 0);
+  cli_close(a);
+  fx_stop(&f);
+}
+
+static void cmd_channels(fx_t *f, void *arg) { *(size_t *)arg = sse_channels(f->hub); }
+
+static int fx_wait_channels(fx_t *f, size_t n) {
+  int64_t deadline = clock_mono_us() + WAIT_MS * 1000;
+  while (clock_mono_us() < deadline) {
+    size_t have = 0;
+    fx_call(f, cmd_channels, &have);
+    if (have == n) return 1;
+    usleep(2000);
+  }
+  return 0;
+}
+
+TEST(test_channels_freed) {
+  fx_t f;
+  sse_opts_t o = {.heartbeat_ms = 50, .replay_ms = 200};
+  CHECK_INT(fx_start(&f, &o), 0);
+  size_t n = 9;
+  /* subscribed, never published to: gone with its last subscriber */
+  cli_t *a = sse_open(&f, "visitor:a", NULL);
+  CHECK(a != NULL);
+  fx_call(&f, cmd_channels, &n);
+  CHECK_INT(n, 1);
+  cli_close(a);
+  CHECK(fx_wait_subs(&f, NULL, 0));
+  fx_call(&f, cmd_channels, &n);
+  CHECK_INT(n, 0);
+  /* published to without subscribers: kept for replay_ms, then freed */
+  int64_t t0 = clock_mono_us();
+  CHECK_INT(fx_publish(&f, "visitor:b", NULL, "offer", NULL), 0);
+  fx_call(&f, cmd_channels, &n);
+  CHECK_INT(n, 1);
+  CHECK(fx_wait_channels(&f, 0));
+  CHECK((clock_mono_us() - t0) / 1000 >= 150);
+  /* with events and a subscriber that leaves: the same */
+  cli_t *c = sse_open(&f, "visitor:c", NULL);
+  CHECK_INT(fx_publish(&f, "visitor:c", NULL, "offer", NULL), 1);
+  cli_close(c);
+  CHECK(fx_wait_subs(&f, NULL, 0));
+  fx_call(&f, cmd_channels, &n);
+  CHECK_INT(n, 1);
+  CHECK(fx_wait_channels(&f, 0));
+  fx_stop(&f);
+}
+
+TEST(test_many_subscribers) {
+  enum { N = 1000 };
+  fx_t f;
+  CHECK_INT(fx_start(&f, NULL), 0);
+  static cli_t *cs[N];
+  int opened = 0;
+  for (int i = 0; i < N; i++) {
+    cs[i] = sse_open_send(f.port, "live", NULL, 0);
+    if (cs[i]) opened++;
+  }
+  CHECK_INT(opened, N);
+  int ok = 0;
+  for (int i = 0; i < N; i++)
+    if (cs[i] && sse_open_read(cs[i]) == 200) ok++;
+  CHECK_INT(ok, N);
+  CHECK(fx_wait_subs(&f, "live", N));
+  uint64_t id;
+  CHECK_INT(fx_publish(&f, "live", "offer", "{\"n\":1}", &id), N);
+  char want[128], got[256], n[24];
+  snprintf(want, sizeof want, "id: %s\nevent: offer\ndata: {\"n\":1}\n", fmt_id(n, id));
+  int received = 0;
+  for (int i = 0; i < N; i++)
+    if (cs[i] && cli_event(cs[i], got, sizeof got) && strcmp(got, want) == 0) received++;
+  CHECK_INT(received, N);
+  for (int i = 0; i < N; i++) cli_close(cs[i]);
+  CHECK(fx_wait_subs(&f, NULL, 0));
+  fx_stop(&f);
+}
+
+int main(void) {
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  RUN(test_framing);
+  RUN(test_multiline_data);
+  RUN(test_channels);
+  RUN(test_replay);
+  RUN(test_heartbeat);
+  RUN(test_slow_reader_dropped);
+  RUN(test_client_disconnect);
+  RUN(test_max_subscribers);
+  RUN(test_drain_ends_streams);
+  RUN(test_hub_free_ends_streams);
+  RUN(test_channels_freed);
+  RUN(test_many_subscribers);
+  return TEST_REPORT("test_sse");
+}
