@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 
+#include "util/buf.h"
 #include "util/str.h"
 
 /* Host patterns: "google." matches any label sequence containing "google." at a label
@@ -82,45 +83,60 @@ size_t campaign_url_host(const char *url, char *out, size_t outlen) {
 static const char *const click_ids[] = {"gclid", "fbclid", "msclkid", "ttclid", "twclid",
                                         "li_fat_id", "dclid", "wbraid", "gbraid", "yclid", NULL};
 
-/* Set context.campaign.* from the URL's query string (only called when the event has
- * no context.campaign). Returns whether utm_medium says e-mail. */
+/* Set context.campaign from the URL's query string (only called when the event has no
+ * context.campaign), in one edit. Returns whether utm_medium says e-mail. */
 static int parse_query(evdoc_t *ev, const char *url) {
   const char *q = strchr(url, '?');
   if (!q) return 0;
   q++;
   size_t qlen = strcspn(q, "#"), pos = 0, kl, vl;
   const char *k, *v;
-  char key[32], val[512], path[64];
-  int email = 0, have_click = 0;
+  static const char *const fields[] = {"source", "medium", "name", "term", "content"};
+  char vals[5][256] = {"", "", "", "", ""}, click_type[32] = "", click[256] = "";
+  char key[32], val[256];
   while (str_query_next(q, qlen, &pos, &k, &kl, &v, &vl)) {
     if (kl >= sizeof key || vl >= sizeof val) continue;
     if (str_url_decode(k, kl, key, 1) < 0 || str_url_decode(v, vl, val, 1) < 0 || !val[0]) continue;
-    const char *field = NULL;
     if (!strncmp(key, "utm_", 4)) {
       const char *s = key + 4;
-      field = !strcmp(s, "source")     ? "source"
-              : !strcmp(s, "medium")   ? "medium"
-              : !strcmp(s, "campaign") ? "name"
-              : !strcmp(s, "term")     ? "term"
-              : !strcmp(s, "content")  ? "content"
-                                       : NULL;
-    }
-    if (field) {
-      snprintf(path, sizeof path, "context.campaign.%s", field);
-      if (evdoc_get(ev, path).type == JSCAN_NONE) evdoc_set_str(ev, path, val);
-      if (!strcmp(field, "medium") &&
-          (!strcasecmp(val, "email") || !strcasecmp(val, "e-mail") || !strcasecmp(val, "newsletter")))
-        email = 1;
+      int f = !strcmp(s, "source")     ? 0
+              : !strcmp(s, "medium")   ? 1
+              : !strcmp(s, "campaign") ? 2
+              : !strcmp(s, "term")     ? 3
+              : !strcmp(s, "content")  ? 4
+                                       : -1;
+      if (f >= 0 && !vals[f][0]) snprintf(vals[f], sizeof vals[f], "%s", val);
       continue;
     }
-    for (const char *const *c = click_ids; *c && !have_click; c++)
+    for (const char *const *c = click_ids; *c && !click[0]; c++)
       if (!strcmp(key, *c)) {
-        evdoc_set_str(ev, "context.campaign.clickId.type", key);
-        evdoc_set_str(ev, "context.campaign.clickId.value", val);
-        have_click = 1;
+        snprintf(click_type, sizeof click_type, "%s", key);
+        snprintf(click, sizeof click, "%s", val);
       }
   }
-  return email;
+  int any = click[0];
+  for (int i = 0; i < 5; i++) any |= vals[i][0] != 0;
+  if (!any) return 0;
+  buf_t obj = BUF_INIT;
+  buf_putc(&obj, '{');
+  for (int i = 0; i < 5; i++) {
+    if (!vals[i][0]) continue;
+    if (obj.len > 1) buf_putc(&obj, ',');
+    buf_printf(&obj, "\"%s\":\"", fields[i]);
+    buf_json_escape(&obj, vals[i], strlen(vals[i]));
+    buf_putc(&obj, '"');
+  }
+  if (click[0]) {
+    if (obj.len > 1) buf_putc(&obj, ',');
+    buf_printf(&obj, "\"clickId\":{\"type\":\"%s\",\"value\":\"", click_type);
+    buf_json_escape(&obj, click, strlen(click));
+    buf_puts(&obj, "\"}");
+  }
+  buf_putc(&obj, '}');
+  evdoc_set_raw(ev, "context.campaign", obj.data, obj.len);
+  buf_free(&obj);
+  const char *m = vals[1];
+  return !strcasecmp(m, "email") || !strcasecmp(m, "e-mail") || !strcasecmp(m, "newsletter");
 }
 
 int campaign_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg,
@@ -147,6 +163,11 @@ int campaign_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char
   const char *cls = email ? "email" : campaign_referrer_class(ref_host, page_host);
   jscan_type_t rt = evdoc_get(ev, "context.referrer").type;
   if (rt != JSCAN_NONE && rt != JSCAN_OBJECT) return 0;
+  if (rt == JSCAN_NONE) {
+    const char *kv[] = {"host", ref_host, "class", cls};
+    evdoc_set_strings(ev, "context.referrer", kv, 2);
+    return 0;
+  }
   if (ref_host[0] && evdoc_get(ev, "context.referrer.host").type == JSCAN_NONE)
     evdoc_set_str(ev, "context.referrer.host", ref_host);
   if (evdoc_get(ev, "context.referrer.class").type == JSCAN_NONE)

@@ -15,17 +15,19 @@ enum { OP_NOP, OP_SET, OP_DEL };
 
 typedef struct edit {
   uint8_t op, nsegs;
+  uint64_t phash[EVDOC_MAX_DEPTH]; /* hash of the path's first i+1 segments */
   uint32_t seg_off[EVDOC_MAX_DEPTH];
   uint16_t seg_len[EVDOC_MAX_DEPTH];
   uint32_t val_off, val_len;
 } edit_t;
 
-#define CACHE 16
+#define CACHE 32
 typedef struct indexed {
   const char *p;
   size_t n;
   long count;
   jscan_member_t *members; /* EVDOC_MAX_MEMBERS, allocated on first use */
+  uint64_t *names;         /* name_hash of each member's decoded name */
 } indexed_t;
 
 struct evdoc {
@@ -36,47 +38,91 @@ struct evdoc {
   size_t nedits, cap_edits;
   buf_t arena;
   indexed_t cache[CACHE];
-  size_t ncache;
+  size_t ncache, next_evict;
+  buf_t scratch; /* JSON text of values being set */
+  uint64_t mask[EVDOC_MAX_DEPTH]; /* per depth: bit_of(prefix hash) of every edit made */
 };
 
 evdoc_t *evdoc_new(void) { return xcalloc(1, sizeof(evdoc_t)); }
 
 void evdoc_free(evdoc_t *d) {
   if (!d) return;
-  for (size_t i = 0; i < CACHE; i++) free(d->cache[i].members);
+  for (size_t i = 0; i < CACHE; i++) {
+    free(d->cache[i].members);
+    free(d->cache[i].names);
+  }
   free(d->edits);
   buf_free(&d->arena);
+  buf_free(&d->scratch);
   free(d);
 }
 
 /* ---- object index ---- */
 
+static uint64_t name_hash(const char *s, size_t n);
+
+/* Index the object at p[0..n) into x, hashing every member's decoded name. */
+static void fill_index(indexed_t *x, const char *p, size_t n, long count_or_neg) {
+  x->p = p;
+  x->n = n;
+  x->count = count_or_neg < 0 ? 0 : count_or_neg;
+  if (!x->names) x->names = xmalloc(EVDOC_MAX_MEMBERS * sizeof *x->names);
+  for (long i = 0; i < x->count; i++) {
+    const jscan_member_t *m = &x->members[i];
+    if (!m->key_escaped) {
+      x->names[i] = name_hash(m->key, m->keylen);
+    } else {
+      char dec[256];
+      jscan_val_t kv = {JSCAN_STRING, m->key, m->keylen, 1, 0};
+      long k = m->keylen < sizeof dec ? jscan_string(&kv, dec, sizeof dec) : -1;
+      x->names[i] = k >= 0 ? name_hash(dec, (size_t)k) : name_hash(m->key, m->keylen);
+    }
+  }
+}
+
 static indexed_t *index_of(evdoc_t *d, const jscan_val_t *obj) {
   if (obj->type != JSCAN_OBJECT || !obj->p) return NULL;
   for (size_t i = 0; i < d->ncache; i++)
     if (d->cache[i].p == obj->p && d->cache[i].n == obj->n) return &d->cache[i];
-  indexed_t *x = &d->cache[d->ncache < CACHE ? d->ncache++ : CACHE - 1];
+  /* Full: replace round-robin, never the root (slot 0). */
+  indexed_t *x;
+  if (d->ncache < CACHE) {
+    x = &d->cache[d->ncache++];
+  } else {
+    x = &d->cache[1 + d->next_evict++ % (CACHE - 1)];
+  }
   if (!x->members) x->members = xmalloc(EVDOC_MAX_MEMBERS * sizeof *x->members);
-  x->p = obj->p;
-  x->n = obj->n;
-  x->count = jscan_members(obj->p, obj->n, x->members, EVDOC_MAX_MEMBERS);
-  if (x->count < 0) x->count = 0; /* validated at load; cannot happen */
+  /* Validated at load: index without checking again. */
+  fill_index(x, obj->p, obj->n, jscan_members_trusted(obj->p, obj->n, x->members, EVDOC_MAX_MEMBERS));
   return x;
 }
 
 static const jscan_member_t *member(evdoc_t *d, const jscan_val_t *obj, const char *name, size_t n) {
   indexed_t *x = index_of(d, obj);
   if (!x) return NULL;
-  for (long i = 0; i < x->count; i++)
-    if (jscan_key_is(&x->members[i], name, n)) return &x->members[i];
+  for (long i = 0; i < x->count; i++) {
+    const jscan_member_t *m = &x->members[i];
+    if (!m->key_escaped) {
+      if (m->keylen == n && m->key[0] == name[0] && memcmp(m->key, name, n) == 0) return m;
+    } else if (jscan_key_is(m, name, n)) {
+      return m;
+    }
+  }
   return NULL;
 }
 
-int evdoc_load(evdoc_t *d, const char *json, size_t len) {
+static int load(evdoc_t *d, const char *json, size_t len, int trusted);
+
+int evdoc_load(evdoc_t *d, const char *json, size_t len) { return load(d, json, len, 0); }
+
+int evdoc_load_trusted(evdoc_t *d, const char *json, size_t len) { return load(d, json, len, 1); }
+
+static int load(evdoc_t *d, const char *json, size_t len, int trusted) {
   d->json = json;
   d->len = len;
   d->nedits = 0;
   d->ncache = 0;
+  memset(d->mask, 0, sizeof d->mask);
   buf_reset(&d->arena);
   jscan_val_t root = {JSCAN_OBJECT, json, len, 0, 0};
   /* Trim whitespace so the root span is exactly the object. */
@@ -96,12 +142,11 @@ int evdoc_load(evdoc_t *d, const char *json, size_t len) {
   }
   d->root = root;
   if (!d->cache[0].members) d->cache[0].members = xmalloc(EVDOC_MAX_MEMBERS * sizeof(jscan_member_t));
-  long n = jscan_members(root.p, root.n, d->cache[0].members, EVDOC_MAX_MEMBERS);
+  long n = trusted ? jscan_members_trusted(root.p, root.n, d->cache[0].members, EVDOC_MAX_MEMBERS)
+                   : jscan_members(root.p, root.n, d->cache[0].members, EVDOC_MAX_MEMBERS);
   if (n == -2) return -3;
   if (n < 0) return -1;
-  d->cache[0].p = root.p;
-  d->cache[0].n = root.n;
-  d->cache[0].count = n;
+  fill_index(&d->cache[0], root.p, root.n, n);
   d->ncache = 1;
   const jscan_member_t *m = d->cache[0].members;
   for (long i = 0; i < n; i++)
@@ -136,13 +181,33 @@ static int seg_eq(const evdoc_t *d, const edit_t *e, size_t i, const char *s, si
   return e->seg_len[i] == n && memcmp(seg_of(d, e, i), s, n) == 0;
 }
 
-/* Does edit e's path start with segs[0..n)? */
-static int edit_under(const evdoc_t *d, const edit_t *e, const char *const *segs, const size_t *lens,
-                      size_t n) {
-  if (e->nsegs < n) return 0;
-  for (size_t i = 0; i < n; i++)
-    if (!seg_eq(d, e, i, segs[i], lens[i])) return 0;
-  return 1;
+/* Paths are compared by the hashes of their prefixes: FNV-1a over each segment's bytes
+ * and its length, chained from one segment to the next. Every lookup, edit and written
+ * member compares paths against every edit, so this must be a couple of instructions;
+ * a false match needs a 64-bit collision between two field names of one event. */
+static uint64_t name_hash(const char *s, size_t n) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+  return (h ^ n) * 1099511628211ull;
+}
+
+/* The hash of path parent.name from the parent's hash and the name's own hash, so a
+ * member's name is hashed once (when its object is indexed) whatever its depth. */
+static uint64_t chain(uint64_t parent, uint64_t name) {
+  return (parent * 0x9E3779B97F4A7C15ull) ^ name ^ (name >> 29);
+}
+#define ROOT_HASH 0x84222325cbf29ce4ull
+
+static void path_hashes(const char *const *segs, const size_t *lens, size_t n, uint64_t *h) {
+  for (size_t i = 0; i < n; i++) h[i] = chain(i ? h[i - 1] : ROOT_HASH, name_hash(segs[i], lens[i]));
+}
+
+static uint64_t bit_of(uint64_t h) { return 1ull << (h >> 58); }
+
+/* Does edit e's path start with the n-segment path whose prefix hashes are qh? */
+static int edit_under(const evdoc_t *d, const edit_t *e, const uint64_t *qh, size_t n) {
+  (void)d;
+  return e->nsegs >= n && (n == 0 || e->phash[n - 1] == qh[n - 1]);
 }
 
 static jscan_val_t edit_val(const evdoc_t *d, const edit_t *e) {
@@ -181,41 +246,59 @@ static jscan_val_t descend(evdoc_t *d, jscan_val_t at, const char *const *segs, 
   return at;
 }
 
-jscan_val_t evdoc_get_v(evdoc_t *d, const char *const *segs, size_t nsegs) {
-  size_t lens[EVDOC_MAX_DEPTH];
-  for (size_t i = 0; i < nsegs; i++) lens[i] = strlen(segs[i]);
+/* Segments are (pointer, length) pairs, not necessarily NUL-terminated. */
+static jscan_val_t get_path(evdoc_t *d, const char *const *segs, const size_t *lens, size_t nsegs) {
+  uint64_t qh[EVDOC_MAX_DEPTH];
+  path_hashes(segs, lens, nsegs, qh);
   for (size_t i = d->nedits; i-- > 0;) {
     const edit_t *e = &d->edits[i];
-    if (e->op == OP_NOP || e->nsegs > nsegs || !edit_under(d, e, segs, lens, e->nsegs)) continue;
+    if (e->op == OP_NOP || e->nsegs > nsegs || !edit_under(d, e, qh, e->nsegs)) continue;
     if (e->op == OP_DEL) break;
-    return descend(d, edit_val(d, e), segs + e->nsegs, lens + e->nsegs, nsegs - e->nsegs);
+    jscan_val_t v = descend(d, edit_val(d, e), segs + e->nsegs, lens + e->nsegs, nsegs - e->nsegs);
+    if (v.type == JSCAN_NUMBER) v.num = jscan_num(&v);
+    return v;
   }
   if (d->nedits) {
     /* A deleted ancestor hides the original. */
     for (size_t i = d->nedits; i-- > 0;) {
       const edit_t *e = &d->edits[i];
-      if (e->op == OP_DEL && e->nsegs <= nsegs && edit_under(d, e, segs, lens, e->nsegs))
+      if (e->op == OP_DEL && e->nsegs <= nsegs && edit_under(d, e, qh, e->nsegs))
         return (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
     }
   }
   jscan_val_t v = descend(d, d->root, segs, lens, nsegs);
+  if (v.type == JSCAN_NUMBER) v.num = jscan_num(&v);
   if (v.type == JSCAN_NONE || v.type != JSCAN_OBJECT) {
     /* Members set below a path make it an object even before it is written. */
     for (size_t i = 0; i < d->nedits; i++) {
       const edit_t *e = &d->edits[i];
-      if (e->op == OP_SET && e->nsegs > nsegs && edit_under(d, e, segs, lens, nsegs))
+      if (e->op == OP_SET && e->nsegs > nsegs && edit_under(d, e, qh, nsegs))
         return (jscan_val_t){JSCAN_OBJECT, NULL, 0, 0, 0};
     }
   }
   return v;
 }
 
+jscan_val_t evdoc_get_v(evdoc_t *d, const char *const *segs, size_t nsegs) {
+  size_t lens[EVDOC_MAX_DEPTH];
+  if (!nsegs || nsegs > EVDOC_MAX_DEPTH) return (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
+  for (size_t i = 0; i < nsegs; i++) lens[i] = strlen(segs[i]);
+  return get_path(d, segs, lens, nsegs);
+}
+
 jscan_val_t evdoc_get(evdoc_t *d, const char *path) {
   const char *segs[EVDOC_MAX_DEPTH];
-  char store[256];
-  size_t n = split(path, segs, store);
-  if (!n) return (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
-  return evdoc_get_v(d, segs, n);
+  size_t lens[EVDOC_MAX_DEPTH], n = 0;
+  for (const char *p = path;;) {
+    const char *dot = strchr(p, '.');
+    size_t len = dot ? (size_t)(dot - p) : strlen(p);
+    if (!len || n == EVDOC_MAX_DEPTH) return (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
+    segs[n] = p;
+    lens[n++] = len;
+    if (!dot) break;
+    p = dot + 1;
+  }
+  return get_path(d, segs, lens, n);
 }
 
 const char *evdoc_str(evdoc_t *d, const char *path, char *buf, size_t cap) {
@@ -245,9 +328,11 @@ static void add_edit(evdoc_t *d, int op, const char *const *segs, size_t nsegs, 
                      size_t vlen) {
   if (!nsegs || nsegs > EVDOC_MAX_DEPTH) return;
   size_t lens[EVDOC_MAX_DEPTH];
+  uint64_t qh[EVDOC_MAX_DEPTH];
   for (size_t i = 0; i < nsegs; i++) lens[i] = strlen(segs[i]);
+  path_hashes(segs, lens, nsegs, qh);
   for (size_t i = 0; i < d->nedits; i++)
-    if (d->edits[i].op != OP_NOP && edit_under(d, &d->edits[i], segs, lens, nsegs))
+    if (d->edits[i].op != OP_NOP && edit_under(d, &d->edits[i], qh, nsegs))
       d->edits[i].op = OP_NOP;
   if (d->nedits == d->cap_edits) {
     d->cap_edits = d->cap_edits ? d->cap_edits * 2 : 32;
@@ -256,6 +341,8 @@ static void add_edit(evdoc_t *d, int op, const char *const *segs, size_t nsegs, 
   edit_t *e = &d->edits[d->nedits++];
   e->op = (uint8_t)op;
   e->nsegs = (uint8_t)nsegs;
+  memcpy(e->phash, qh, nsegs * sizeof *qh);
+  for (size_t i = 0; i < nsegs; i++) d->mask[i] |= bit_of(qh[i]);
   for (size_t i = 0; i < nsegs; i++) {
     e->seg_off[i] = (uint32_t)d->arena.len;
     e->seg_len[i] = (uint16_t)(lens[i] < 65535 ? lens[i] : 65535);
@@ -279,12 +366,30 @@ void evdoc_set_raw(evdoc_t *d, const char *path, const char *json, size_t n) {
 }
 
 void evdoc_set_str(evdoc_t *d, const char *path, const char *s) {
-  buf_t tmp = BUF_INIT;
-  buf_putc(&tmp, '"');
-  buf_json_escape(&tmp, s, strlen(s));
-  buf_putc(&tmp, '"');
-  evdoc_set_raw(d, path, tmp.data, tmp.len);
-  buf_free(&tmp);
+  buf_t *tmp = &d->scratch;
+  buf_reset(tmp);
+  buf_putc(tmp, '"');
+  buf_json_escape(tmp, s, strlen(s));
+  buf_putc(tmp, '"');
+  evdoc_set_raw(d, path, tmp->data, tmp->len);
+}
+
+void evdoc_set_strings(evdoc_t *d, const char *path, const char *const *kv, size_t n) {
+  buf_t *tmp = &d->scratch;
+  buf_reset(tmp);
+  buf_putc(tmp, '{');
+  for (size_t i = 0; i < n; i++) {
+    const char *v = kv[2 * i + 1];
+    if (!v || !*v) continue;
+    if (tmp->len > 1) buf_putc(tmp, ',');
+    buf_putc(tmp, '"');
+    buf_json_escape(tmp, kv[2 * i], strlen(kv[2 * i]));
+    buf_append(tmp, "\":\"", 3);
+    buf_json_escape(tmp, v, strlen(v));
+    buf_putc(tmp, '"');
+  }
+  buf_putc(tmp, '}');
+  evdoc_set_raw(d, path, tmp->data, tmp->len);
 }
 
 void evdoc_set_bool(evdoc_t *d, const char *path, int b) {
@@ -322,13 +427,12 @@ void evdoc_keep_only(evdoc_t *d, const char *const *keep) {
 /* ---- writing ---- */
 
 /* The live edit exactly at prefix, and whether live edits lie strictly below it. */
-static const edit_t *edit_at(const evdoc_t *d, const char *const *segs, const size_t *lens, size_t n,
-                             int *deeper) {
+static const edit_t *edit_at(const evdoc_t *d, const uint64_t *hs, size_t n, int *deeper) {
   const edit_t *exact = NULL;
   *deeper = 0;
   for (size_t i = 0; i < d->nedits; i++) {
     const edit_t *e = &d->edits[i];
-    if (e->op == OP_NOP || !edit_under(d, e, segs, lens, n)) continue;
+    if (e->op == OP_NOP || !edit_under(d, e, hs, n)) continue;
     if (e->nsegs == n)
       exact = e;
     else
@@ -337,102 +441,92 @@ static const edit_t *edit_at(const evdoc_t *d, const char *const *segs, const si
   return exact;
 }
 
-static void write_object(evdoc_t *d, const jscan_val_t *obj, const char **segs, size_t *lens,
-                         size_t depth, buf_t *out);
+static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_t depth, buf_t *out);
 
-static void write_value_at(evdoc_t *d, const jscan_val_t *orig, const char **segs, size_t *lens,
-                           size_t depth, buf_t *out) {
+static void write_value_at(evdoc_t *d, const jscan_val_t *orig, uint64_t *hs, size_t depth,
+                           buf_t *out) {
   int deeper;
-  const edit_t *e = edit_at(d, segs, lens, depth, &deeper);
+  const edit_t *e = edit_at(d, hs, depth, &deeper);
   if (e && e->op == OP_DEL) {
-    write_object(d, NULL, segs, lens, depth, out); /* deleted, then members set below it */
+    write_object(d, NULL, hs, depth, out); /* deleted, then members set below it */
   } else if (e) {
     jscan_val_t v = edit_val(d, e);
     if (deeper && depth < EVDOC_MAX_DEPTH)
-      write_object(d, v.type == JSCAN_OBJECT ? &v : NULL, segs, lens, depth, out);
+      write_object(d, v.type == JSCAN_OBJECT ? &v : NULL, hs, depth, out);
     else
       buf_append(out, d->arena.data + e->val_off, e->val_len);
   } else if (deeper && depth < EVDOC_MAX_DEPTH) {
-    write_object(d, orig && orig->type == JSCAN_OBJECT ? orig : NULL, segs, lens, depth, out);
+    write_object(d, orig && orig->type == JSCAN_OBJECT ? orig : NULL, hs, depth, out);
   } else if (orig) {
     buf_append(out, orig->type == JSCAN_STRING ? orig->p - 1 : orig->p,
                orig->type == JSCAN_STRING ? orig->n + 2 : orig->n);
   }
 }
 
-static void write_object(evdoc_t *d, const jscan_val_t *obj, const char **segs, size_t *lens,
-                         size_t depth, buf_t *out) {
+static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_t depth, buf_t *out) {
   indexed_t *x = obj ? index_of(d, obj) : NULL;
   long count = x ? x->count : 0;
+  uint64_t parent = depth ? hs[depth - 1] : ROOT_HASH;
   int first = 1;
-  char name[256];
   buf_putc(out, '{');
   for (long i = 0; i < count; i++) {
     const jscan_member_t *m = &x->members[i];
-    jscan_val_t kv = {JSCAN_STRING, m->key, m->keylen, m->key_escaped, 0};
-    long kn = m->keylen < sizeof name ? jscan_string(&kv, name, sizeof name) : -1;
     int deeper = 0;
     const edit_t *e = NULL;
-    if (kn >= 0 && depth < EVDOC_MAX_DEPTH) {
-      segs[depth] = name;
-      lens[depth] = (size_t)kn;
-      e = edit_at(d, segs, lens, depth + 1, &deeper);
-      if (e && e->op == OP_DEL && !deeper) continue;
-    }
-    if (!e && !deeper) {
-      /* Untouched (or a name no edit can address): the client's bytes as they are. */
-      if (!first) buf_putc(out, ',');
-      first = 0;
-      const jscan_val_t *v = &m->val;
-      buf_putc(out, '"');
-      buf_append(out, m->key, m->keylen);
-      buf_append(out, "\":", 2);
-      buf_append(out, v->type == JSCAN_STRING ? v->p - 1 : v->p,
-                 v->type == JSCAN_STRING ? v->n + 2 : v->n);
-      continue;
+    if (depth < EVDOC_MAX_DEPTH) {
+      hs[depth] = chain(parent, x->names[i]);
+      /* Most members have no edit at or below them: one bit test says so. */
+      if (d->mask[depth] & bit_of(hs[depth])) {
+        e = edit_at(d, hs, depth + 1, &deeper);
+        if (e && e->op == OP_DEL && !deeper) continue;
+      }
     }
     if (!first) buf_putc(out, ',');
     first = 0;
     buf_putc(out, '"');
     buf_append(out, m->key, m->keylen);
     buf_append(out, "\":", 2);
-    write_value_at(d, &m->val, segs, lens, depth + 1, out);
+    if (!e && !deeper) {
+      /* Untouched: the client's bytes as they are. */
+      const jscan_val_t *v = &m->val;
+      buf_append(out, v->type == JSCAN_STRING ? v->p - 1 : v->p,
+                 v->type == JSCAN_STRING ? v->n + 2 : v->n);
+      continue;
+    }
+    write_value_at(d, &m->val, hs, depth + 1, out);
   }
   /* New members: edits one or more levels below, whose child name the object lacks. */
   for (size_t i = 0; i < d->nedits; i++) {
     const edit_t *e = &d->edits[i];
-    if (e->op == OP_NOP || e->nsegs <= depth || !edit_under(d, e, segs, lens, depth)) continue;
+    if (e->op == OP_NOP || e->nsegs <= depth || !edit_under(d, e, hs, depth)) continue;
     const char *child = seg_of(d, e, depth);
     size_t clen = e->seg_len[depth];
     int seen = 0;
-    for (long k = 0; k < count && !seen; k++) seen = jscan_key_is(&x->members[k], child, clen);
+    for (long k = 0; k < count && !seen; k++) seen = chain(parent, x->names[k]) == e->phash[depth];
     for (size_t k = 0; k < i && !seen; k++) {
       const edit_t *p = &d->edits[k];
-      seen = p->op != OP_NOP && p->nsegs > depth && edit_under(d, p, segs, lens, depth) &&
-             p->seg_len[depth] == clen && !memcmp(seg_of(d, p, depth), child, clen);
+      seen = p->op != OP_NOP && p->nsegs > depth && p->phash[depth] == e->phash[depth];
     }
     if (seen) continue;
-    segs[depth] = child;
-    lens[depth] = clen;
+    hs[depth] = e->phash[depth];
     int deeper;
-    const edit_t *ex = edit_at(d, segs, lens, depth + 1, &deeper);
+    const edit_t *ex = edit_at(d, hs, depth + 1, &deeper);
     if ((ex && ex->op == OP_DEL && !deeper) || (!ex && !deeper)) continue;
     if (!first) buf_putc(out, ',');
     first = 0;
     buf_putc(out, '"');
     buf_json_escape(out, child, clen);
     buf_append(out, "\":", 2);
-    write_value_at(d, NULL, segs, lens, depth + 1, out);
+    write_value_at(d, NULL, hs, depth + 1, out);
   }
   buf_putc(out, '}');
 }
 
 void evdoc_write(evdoc_t *d, buf_t *out) {
-  const char *segs[EVDOC_MAX_DEPTH];
-  size_t lens[EVDOC_MAX_DEPTH];
+  uint64_t hs[EVDOC_MAX_DEPTH];
   if (!d->nedits) {
     buf_append(out, d->root.p, d->root.n);
     return;
   }
-  write_object(d, &d->root, segs, lens, 0, out);
+  write_object(d, &d->root, hs, 0, out);
 }

@@ -37,6 +37,9 @@ void evdoc_free(evdoc_t *d);
  * -2 when it is valid JSON but not an object, -3 when an object has duplicate member
  * names at the top level or more than EVDOC_MAX_MEMBERS members. */
 int evdoc_load(evdoc_t *d, const char *json, size_t len);
+/* The same for bytes known to be valid JSON (an element of a validated batch): only
+ * indexes, does not check. */
+int evdoc_load_trusted(evdoc_t *d, const char *json, size_t len);
 
 /* The value at path (the edited one if set), or type JSCAN_NONE. An object that exists
  * only through members set below it reads as JSCAN_OBJECT with no bytes (p NULL). An
@@ -53,6 +56,9 @@ void evdoc_set_raw_v(evdoc_t *d, const char *const *segs, size_t nsegs, const ch
 void evdoc_set_str(evdoc_t *d, const char *path, const char *s);
 void evdoc_set_bool(evdoc_t *d, const char *path, int b);
 void evdoc_del(evdoc_t *d, const char *path);
+/* Set path to an object of string members in one edit: kv holds n name/value pairs
+ * (2n strings); pairs with a NULL or empty value are left out. */
+void evdoc_set_strings(evdoc_t *d, const char *path, const char *const *kv, size_t n);
 /* Delete every top-level member whose name is not in keep (NULL-terminated). */
 void evdoc_keep_only(evdoc_t *d, const char *const *keep);
 

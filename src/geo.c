@@ -195,9 +195,7 @@ int geo_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg
 
   geo_info_t info;
   if (geo_lookup(g, ctx->client_ip, &info) != 0) return 0;
-  if (have == JSCAN_NULL) evdoc_del(ev, "context.location");
-  if (info.country[0]) evdoc_set_str(ev, "context.location.country", info.country);
-  if (info.region[0]) evdoc_set_str(ev, "context.location.region", info.region);
-  if (info.city[0]) evdoc_set_str(ev, "context.location.city", info.city);
+  const char *kv[] = {"country", info.country, "region", info.region, "city", info.city};
+  evdoc_set_strings(ev, "context.location", kv, 3);
   return 0;
 }

@@ -81,6 +81,7 @@ typedef struct scan {
   const char *p, *end;
   jscan_val_t *out;
   int depth;
+  int lazy_num; /* leave num 0 (jscan_num computes it when needed) */
 } scan_t;
 
 static void ws(scan_t *s) {
@@ -96,6 +97,18 @@ static int hex4(const char *p) {
 }
 
 static unsigned hexval4(const char *p);
+
+/* Bytes that need no attention inside a string: printable ASCII but '"' and '\\'. */
+static const unsigned char plain[256] = {
+#define R16(x) x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x
+    R16(0), R16(0),                                       /* 0x00-0x1f: control */
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,       /* 0x20-0x2f: '"' */
+    R16(1), R16(1),                                       /* 0x30-0x4f */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,       /* 0x50-0x5f: '\\' */
+    R16(1), R16(1),                                       /* 0x60-0x7f */
+    R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), /* 0x80-0xff: UTF-8 */
+#undef R16
+};
 
 /* Length of the valid UTF-8 sequence at p (lead byte >= 0x80), or 0 when invalid:
  * no overlong forms, no surrogates, nothing above U+10FFFF. */
@@ -120,6 +133,9 @@ static int string(scan_t *s, const char **sp, size_t *sn, int *escaped) {
   const char *start = ++s->p;
   int esc = 0;
   while (s->p < s->end) {
+    /* Plain bytes are the common case: skip them with one table lookup each. */
+    while (s->p < s->end && plain[(unsigned char)*s->p]) s->p++;
+    if (s->p >= s->end) break;
     unsigned char c = (unsigned char)*s->p;
     if (c == '"') {
       *sp = start;
@@ -305,7 +321,7 @@ static int value(scan_t *s, const node_t *at, int out_index) {
   if (rc) return -1;
   if (out_index >= 0 && s->out[out_index].type == JSCAN_NONE) {
     if (v.type != JSCAN_STRING) v.n = (size_t)(s->p - v.p);
-    if (v.type == JSCAN_NUMBER) {
+    if (v.type == JSCAN_NUMBER && !s->lazy_num) {
       char tmp[64];
       size_t n = v.n < sizeof tmp - 1 ? v.n : sizeof tmp - 1;
       memcpy(tmp, v.p, n);
@@ -364,6 +380,11 @@ static unsigned hexval4(const char *p) {
 
 long jscan_string(const jscan_val_t *v, char *out, size_t cap) {
   if (!cap) return -1;
+  if (!v->escaped && v->n < cap) { /* the common case: the bytes are the text */
+    memcpy(out, v->p, v->n);
+    out[v->n] = 0;
+    return (long)v->n;
+  }
   size_t o = 0;
   const char *p = v->p, *end = v->p + v->n;
   while (p < end) {
@@ -427,7 +448,7 @@ static int value_into(scan_t *s, jscan_val_t *v) {
 }
 
 long jscan_members(const char *json, size_t len, jscan_member_t *out, size_t max) {
-  scan_t s = {json, json + len, NULL, 1};
+  scan_t s = {json, json + len, NULL, 1, 1};
   ws(&s);
   if (s.p >= s.end || *s.p != '{') return -1;
   s.p++;
@@ -462,21 +483,121 @@ long jscan_members(const char *json, size_t len, jscan_member_t *out, size_t max
   return s.p == s.end ? (long)n : -1;
 }
 
+/* ---- trusted walking (input already validated) ---- */
+
+/* Bytes that end a run inside a string: '"' and '\\'. */
+static const unsigned char stop[256] = {['"'] = 1, ['\\'] = 1};
+/* Bytes that end a number or literal. */
+static const unsigned char delim[256] = {[','] = 1, ['}'] = 1, [']'] = 1, [' '] = 1,
+                                         ['\n'] = 1, ['\r'] = 1, ['\t'] = 1};
+
+/* p just after an opening quote; returns just after the closing quote. */
+static const char *skip_string_t(const char *p, const char *end, int *escaped) {
+  for (;;) {
+    while (p < end && !stop[(unsigned char)*p]) p++;
+    if (p >= end) return end;
+    if (*p == '"') return p + 1;
+    *escaped = 1;
+    p += 2;
+  }
+}
+
+static const char *skip_value_t(const char *p, const char *end, jscan_val_t *v) {
+  v->p = p;
+  v->escaped = 0;
+  v->num = 0;
+  switch (*p) {
+    case '"': {
+      const char *q = skip_string_t(p + 1, end, &v->escaped);
+      v->type = JSCAN_STRING;
+      v->p = p + 1;
+      v->n = (size_t)(q - p - 2);
+      return q;
+    }
+    case '{':
+    case '[': {
+      v->type = *p == '{' ? JSCAN_OBJECT : JSCAN_ARRAY;
+      int depth = 0, esc = 0;
+      const char *q = p;
+      while (q < end) {
+        char c = *q;
+        if (c == '"') {
+          q = skip_string_t(q + 1, end, &esc);
+          continue;
+        }
+        if (c == '{' || c == '[') depth++;
+        if (c == '}' || c == ']') {
+          if (--depth == 0) {
+            q++;
+            break;
+          }
+        }
+        q++;
+      }
+      v->n = (size_t)(q - p);
+      return q;
+    }
+    default: {
+      v->type = *p == 't' ? JSCAN_TRUE : *p == 'f' ? JSCAN_FALSE : *p == 'n' ? JSCAN_NULL : JSCAN_NUMBER;
+      const char *q = p;
+      while (q < end && !delim[(unsigned char)*q]) q++;
+      v->n = (size_t)(q - p);
+      return q;
+    }
+  }
+}
+
+static const char *ws_t(const char *p, const char *end) {
+  while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+  return p;
+}
+
+long jscan_members_trusted(const char *json, size_t len, jscan_member_t *out, size_t max) {
+  const char *p = ws_t(json, json + len), *end = json + len;
+  if (p >= end || *p != '{') return -1;
+  p = ws_t(p + 1, end);
+  size_t n = 0;
+  while (p < end && *p == '"') {
+    jscan_member_t m;
+    m.key_escaped = 0;
+    const char *k = p + 1;
+    p = skip_string_t(k, end, &m.key_escaped);
+    m.key = k;
+    m.keylen = (size_t)(p - k - 1);
+    p = ws_t(p, end);
+    if (p >= end || *p != ':') return -1;
+    p = ws_t(p + 1, end);
+    if (p >= end) return -1;
+    p = ws_t(skip_value_t(p, end, &m.val), end);
+    if (n >= max) return -2;
+    out[n++] = m;
+    if (p < end && *p == ',') p = ws_t(p + 1, end);
+  }
+  return (long)n;
+}
+
 int jscan_array_next(const jscan_val_t *arr, size_t *pos, jscan_val_t *out) {
   if (arr->type != JSCAN_ARRAY || arr->n < 2) return -1;
-  scan_t s = {arr->p + (*pos ? *pos : 1), arr->p + arr->n - 1, NULL, 1};
-  ws(&s);
-  if (*pos && s.p < s.end) {
-    if (*s.p != ',') return -1;
-    s.p++;
-    ws(&s);
+  const char *end = arr->p + arr->n - 1; /* the closing ']' */
+  const char *p = ws_t(arr->p + (*pos ? *pos : 1), end);
+  if (*pos) {
+    if (p >= end) return 0;
+    if (*p != ',') return -1;
+    p = ws_t(p + 1, end);
   }
-  if (s.p >= s.end) return 0;
-  if (value_into(&s, out)) return -1;
-  ws(&s);
-  if (s.p < s.end && *s.p != ',') return -1;
-  *pos = (size_t)(s.p - arr->p);
+  if (p >= end) return 0;
+  p = skip_value_t(p, end, out);
+  *pos = (size_t)(p - arr->p);
   return 1;
+}
+
+double jscan_num(const jscan_val_t *v) {
+  if (v->type != JSCAN_NUMBER) return 0;
+  char tmp[64];
+  size_t n = v->n < sizeof tmp - 1 ? v->n : sizeof tmp - 1;
+  memcpy(tmp, v->p, n);
+  tmp[n] = 0;
+  return strtod(tmp, NULL);
 }
 
 int jscan_key_is(const jscan_member_t *m, const char *name, size_t namelen) {

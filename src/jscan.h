@@ -63,12 +63,21 @@ typedef struct jscan_member {
 
 /* Index the members of the object json[0..len) (one object, whitespace around allowed),
  * validating every value. Returns the member count (up to max stored in out), -1 for
- * malformed JSON or a non-object, -2 when the object has more than max members. */
+ * malformed JSON or a non-object, -2 when the object has more than max members.
+ * Numbers' num is left 0 (see jscan_num). */
 long jscan_members(const char *json, size_t len, jscan_member_t *out, size_t max);
 
-/* Iterate the elements of a JSCAN_ARRAY value: start with *pos = 0; returns 1 with *out
- * set, 0 after the last element, -1 when malformed. */
+/* The same for an object inside a document already validated (by jscan_members or
+ * jscan_scan): no checks, about a third of the work. Malformed input gives wrong spans,
+ * never reads outside json[0..len). Numbers' num is left 0 (see jscan_num). */
+long jscan_members_trusted(const char *json, size_t len, jscan_member_t *out, size_t max);
+
+/* Iterate the elements of a JSCAN_ARRAY value taken from a validated document: start
+ * with *pos = 0; returns 1 with *out set (num left 0), 0 after the last element. */
 int jscan_array_next(const jscan_val_t *arr, size_t *pos, jscan_val_t *out);
+
+/* The number a JSCAN_NUMBER value holds (0 for other types). */
+double jscan_num(const jscan_val_t *v);
 
 /* Does the raw key (as in jscan_member_t) equal name once decoded? */
 int jscan_key_is(const jscan_member_t *m, const char *name, size_t namelen);

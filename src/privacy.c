@@ -88,6 +88,7 @@ int privacy_pseudonym(const privacy_t *p, const char *value, size_t len, char ou
 
 /* 1 granted, 0 denied, -1 no information, for the categories in list. */
 static int decide(evdoc_t *ev, const strlist_t *list) {
+  if (evdoc_get(ev, "context.consent.categoryPreferences").type != JSCAN_OBJECT) return -1;
   int seen = 0;
   for (size_t i = 0; i < list->n; i++) {
     const char *segs[] = {"context", "consent", "categoryPreferences", list->items[i]};

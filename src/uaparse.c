@@ -585,10 +585,6 @@ int uaparse_parse(uaparse_t *p, const char *ua, size_t len, ua_info_t *out) {
 
 /* ---- Enrichment step ---- */
 
-static void add_str(evdoc_t *ev, const char *path, const char *val) {
-  if (val && *val) evdoc_set_str(ev, path, val);
-}
-
 int uaparse_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg,
                         size_t msglen) {
   uaparse_t *p = state;
@@ -604,21 +600,17 @@ int uaparse_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char 
   ua_info_t info;
   uaparse_parse(p, ua, strlen(ua), &info);
   if (need_browser) {
-    evdoc_set_raw(ev, "context.browser", "{}", 2);
-    add_str(ev, "context.browser.name", info.browser);
-    add_str(ev, "context.browser.version", info.browser_version);
+    const char *kv[] = {"name", info.browser, "version", info.browser_version};
+    evdoc_set_strings(ev, "context.browser", kv, 2);
   }
   if (need_os) {
-    evdoc_set_raw(ev, "context.os", "{}", 2);
-    add_str(ev, "context.os.name", info.os);
-    add_str(ev, "context.os.version", info.os_version);
+    const char *kv[] = {"name", info.os, "version", info.os_version};
+    evdoc_set_strings(ev, "context.os", kv, 2);
   }
   if (need_device) {
-    evdoc_set_raw(ev, "context.device", "{}", 2);
-    add_str(ev, "context.device.type", info.device_type);
-    add_str(ev, "context.device.family", info.device_family);
-    add_str(ev, "context.device.manufacturer", info.device_brand);
-    add_str(ev, "context.device.model", info.device_model);
+    const char *kv[] = {"type", info.device_type, "family", info.device_family,
+                        "manufacturer", info.device_brand, "model", info.device_model};
+    evdoc_set_strings(ev, "context.device", kv, 4);
   }
   if (need_bot) evdoc_set_bool(ev, "context.bot", info.bot);
   return 0;

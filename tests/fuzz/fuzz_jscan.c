@@ -10,7 +10,29 @@
 static const char *const paths[] = {"type", "event", "userId", "anonymousId", "properties.revenue",
                                     "context.page.url", "context", "a.b"};
 
+/* On a validated object, the trusted indexer must find exactly the same members. */
+static void check_trusted(const uint8_t *data, size_t size) {
+  static jscan_member_t a[64], b[64];
+  long na = jscan_members((const char *)data, size, a, 64);
+  if (na < 0) return;
+  long nb = jscan_members_trusted((const char *)data, size, b, 64);
+  if (na != nb) __builtin_trap();
+  for (long i = 0; i < na; i++) {
+    if (a[i].key != b[i].key || a[i].keylen != b[i].keylen || a[i].key_escaped != b[i].key_escaped ||
+        a[i].val.type != b[i].val.type || a[i].val.p != b[i].val.p || a[i].val.n != b[i].val.n ||
+        a[i].val.escaped != b[i].val.escaped)
+      __builtin_trap();
+    if (a[i].val.type == JSCAN_ARRAY) { /* elements: trusted iteration sees every one */
+      size_t pos = 0;
+      jscan_val_t el;
+      while (jscan_array_next(&a[i].val, &pos, &el) == 1)
+        if (el.p < a[i].val.p || el.p + el.n > a[i].val.p + a[i].val.n) __builtin_trap();
+    }
+  }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  check_trusted(data, size);
   static jscan_paths_t *ps;
   if (!ps) ps = jscan_compile(paths, sizeof paths / sizeof paths[0]);
   jscan_val_t v[sizeof paths / sizeof paths[0]];
