@@ -111,6 +111,7 @@ bench-ingest:
 	@sh scripts/deps.sh bench
 	@$(MAKE) --no-print-directory build/sluice
 	@sh bench/ingest.sh
+	@bash bench/enrich.sh
 
 clean:
 	rm -rf build

@@ -4,6 +4,7 @@
 -- Environment (all optional):
 --   BENCH_METHOD   GET | POST                          (default GET)
 --   BENCH_BODY     file whose bytes are the request body (POST)
+--   BENCH_BODIES   files separated by ':' sent in turn instead of one BENCH_BODY
 --   BENCH_AUTH     value of the Authorization header
 --   BENCH_CTYPE    Content-Type of the body              (default application/json)
 --   BENCH_THINK_MS mean think time per connection in ms; unset or 0 = as fast as possible
@@ -26,6 +27,22 @@ if body_file and body_file ~= "" then
   wrk.body = f:read("*a")
   f:close()
   wrk.headers["Content-Type"] = env("BENCH_CTYPE") or "application/json"
+end
+-- BENCH_BODIES: files separated by ':' sent in turn (varied events, e.g. user agents)
+local bodies = {}
+local list = env("BENCH_BODIES")
+if list and list ~= "" then
+  for name in string.gmatch(list, "[^:]+") do
+    local h = assert(io.open(name, "rb"))
+    bodies[#bodies + 1] = h:read("*a")
+    h:close()
+  end
+  wrk.headers["Content-Type"] = env("BENCH_CTYPE") or "application/json"
+  local turn = 0
+  function request()
+    turn = turn % #bodies + 1
+    return wrk.format(nil, nil, nil, bodies[turn])
+  end
 end
 local auth = env("BENCH_AUTH")
 if auth and auth ~= "" then wrk.headers["Authorization"] = auth end
