@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "util/mem.h"
+#include "util/yaml.h"
 
 typedef enum { T_STR, T_SIZE, T_UINT, T_BOOL, T_LIST, T_ENUM } opt_type_t;
 
@@ -233,44 +234,10 @@ void config_free(config_t *c) {
 
 /* ---- YAML file ---- */
 
-static void mark_of(struct fy_node *n, int *line, int *col) {
-  *line = *col = 0;
-  struct fy_token *t = n ? fy_node_get_scalar_token(n) : NULL;
-  const struct fy_mark *m = t ? fy_token_start_mark(t) : NULL;
-  if (m) {
-    *line = m->line + 1;
-    *col = m->column + 1;
-  }
-}
-
-static int yaml_error(const char *path, struct fy_diag *diag, char *err, size_t errlen) {
-  void *it = NULL;
-  struct fy_diag_error *e = fy_diag_errors_iterate(diag, &it);
-  if (e)
-    fmt(err, errlen, "%s:%d:%d: %s", path, e->line + 1, e->column + 1, e->msg);
-  else
-    fmt(err, errlen, "%s: cannot read the file (%s)", path, strerror(errno));
-  return -1;
-}
-
 int config_load_file(config_t *c, const char *path, char *err, size_t errlen) {
-  struct fy_diag_cfg dcfg;
-  fy_diag_cfg_default(&dcfg);
-  dcfg.fp = NULL;
-  dcfg.output_fn = NULL;
-  struct fy_diag *diag = fy_diag_create(&dcfg);
-  if (!diag) {
-    fmt(err, errlen, "%s: out of memory", path);
-    return -1;
-  }
-  fy_diag_set_collect_errors(diag, true);
-  struct fy_parse_cfg pcfg = {.flags = FYPCF_QUIET, .diag = diag};
-  struct fy_document *doc = fy_document_build_from_file(&pcfg, path);
+  struct fy_document *doc = yaml_load(path, "configuration", err, errlen);
+  if (!doc) return -1;
   int rc = 0;
-  if (!doc) {
-    rc = yaml_error(path, diag, err, errlen);
-    goto done;
-  }
   struct fy_node *root = fy_document_root(doc);
   if (!root) goto done; /* empty file: nothing to set */
   if (fy_node_get_type(root) != FYNT_MAPPING) {
@@ -283,7 +250,7 @@ int config_load_file(config_t *c, const char *path, char *err, size_t errlen) {
   while ((pair = fy_node_mapping_iterate(root, &it))) {
     struct fy_node *k = fy_node_pair_key(pair), *v = fy_node_pair_value(pair);
     int line, col;
-    mark_of(k, &line, &col);
+    yaml_mark(k, &line, &col);
     size_t klen = 0;
     const char *key = fy_node_get_type(k) == FYNT_SCALAR ? fy_node_get_scalar(k, &klen) : NULL;
     const opt_t *o = key ? find(key, klen) : NULL;
@@ -308,7 +275,7 @@ int config_load_file(config_t *c, const char *path, char *err, size_t errlen) {
         size_t ilen = 0;
         const char *s = fy_node_get_type(item) == FYNT_SCALAR ? fy_node_get_scalar(item, &ilen) : NULL;
         if (!s) {
-          mark_of(item, &line, &col);
+          yaml_mark(item, &line, &col);
           fmt(err, errlen, "%s:%d:%d: %s: list items must be plain values", path, line, col, o->name);
           rc = -1;
           goto done;
@@ -325,7 +292,7 @@ int config_load_file(config_t *c, const char *path, char *err, size_t errlen) {
     size_t vlen = 0;
     const char *sv = v ? fy_node_get_scalar(v, &vlen) : "";
     char *val = xstrndup(sv ? sv : "", sv ? vlen : 0);
-    if (v) mark_of(v, &line, &col);
+    if (v) yaml_mark(v, &line, &col);
     int r = set_opt(c, o, val, msg, sizeof msg);
     free(val);
     if (r) {
@@ -336,7 +303,6 @@ int config_load_file(config_t *c, const char *path, char *err, size_t errlen) {
   }
 done:
   fy_document_destroy(doc);
-  fy_diag_destroy(diag);
   return rc;
 }
 

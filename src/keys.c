@@ -8,31 +8,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/file.h"
 #include "util/mem.h"
 #include "util/rand.h"
 #include "util/str.h"
 
 static int save(const char *path, const config_t *c, char *err, size_t errlen) {
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  if (fd < 0) goto fail;
   char text[512];
   int n = snprintf(text, sizeof text,
                    "# sluice API keys, generated on first start. Keep read and admin secret.\n"
                    "write-key: %s\nread-key: %s\nadmin-key: %s\n",
                    c->write_key, c->read_key, c->admin_key);
-  if (n < 0 || write(fd, text, (size_t)n) != n || fsync(fd) != 0) {
-    close(fd);
-    goto fail;
-  }
-  close(fd);
-  if (rename(tmp, path) != 0) goto fail;
-  return 0;
-fail:
-  snprintf(err, errlen, "%s: cannot save keys: %s", path, strerror(errno));
-  unlink(tmp);
-  return -1;
+  int rc = n < 0 || (size_t)n >= sizeof text ? -EOVERFLOW : file_write_atomic(path, text, (size_t)n, 0600);
+  if (rc) snprintf(err, errlen, "%s: cannot save keys: %s", path, strerror(-rc));
+  return rc ? -1 : 0;
 }
 
 int keys_resolve(config_t *c, int *generated, char *err, size_t errlen) {

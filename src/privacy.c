@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/file.h"
 #include "util/mem.h"
 #include "util/rand.h"
 
@@ -23,7 +24,7 @@ struct privacy {
 
 /* Read the key, or create it (tmp file, fsync, rename) when missing. */
 static int load_key(const char *dir, unsigned char key[KEY_BYTES], char *err, size_t errlen) {
-  char path[4096], tmp[4200];
+  char path[4096];
   snprintf(path, sizeof path, "%s/pseudonym.key", dir);
   int fd = open(path, O_RDONLY);
   if (fd >= 0) {
@@ -34,22 +35,14 @@ static int load_key(const char *dir, unsigned char key[KEY_BYTES], char *err, si
                           "pseudonyms cannot be recomputed)", path, KEY_BYTES);
     return -1;
   }
-  if (errno != ENOENT) goto fail;
-  rand_bytes(key, KEY_BYTES);
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  if (fd < 0) goto fail;
-  if (write(fd, key, KEY_BYTES) != KEY_BYTES || fsync(fd) != 0) {
-    close(fd);
-    unlink(tmp);
-    goto fail;
+  if (errno != ENOENT) {
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    return -1;
   }
-  close(fd);
-  if (rename(tmp, path) != 0) goto fail;
-  return 0;
-fail:
-  snprintf(err, errlen, "%s: %s", path, strerror(errno));
-  return -1;
+  rand_bytes(key, KEY_BYTES);
+  int rc = file_write_atomic(path, key, KEY_BYTES, 0600);
+  if (rc) snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+  return rc ? -1 : 0;
 }
 
 privacy_t *privacy_new(const config_t *cfg, char *err, size_t errlen) {

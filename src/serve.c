@@ -138,7 +138,20 @@ static void on_request(http_req_t *r, void *ud) {
     } else if (!strcmp(path, "/metrics")) {
       metrics_reply(s, r);
     } else {
-      json_reply(r, 200, "{\"name\":\"sluice\",\"version\":\"" SLUICE_VERSION "\"}");
+      /* The geo data's licence (CC BY-SA) asks for visible credit: it travels here. */
+      buf_t b = BUF_INIT;
+      buf_puts(&b, "{\"name\":\"sluice\",\"version\":\"" SLUICE_VERSION "\",\"geoDatabase\":");
+      if (s->geo) {
+        const char *g = geo_description(s->geo);
+        buf_putc(&b, '"');
+        buf_json_escape(&b, g, strlen(g));
+        buf_putc(&b, '"');
+      } else {
+        buf_puts(&b, "null");
+      }
+      buf_putc(&b, '}');
+      json_reply(r, 200, b.data);
+      buf_free(&b);
     }
     return;
   }

@@ -6,6 +6,8 @@
  * position. uaparse_parse puts the cache in front and derives sluice's ua_info_t. */
 #include "uaparse.h"
 
+#include "util/yaml.h"
+
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <errno.h>
 #include <libfyaml.h>
@@ -91,25 +93,6 @@ __attribute__((format(printf, 3, 4))) static void fmt(char *err, size_t errlen,
 
 /* 1-based line and column of n, or of its first scalar for a mapping or list
  * (libfyaml keeps positions on tokens, and only scalars expose theirs); 0 unknown. */
-static void mark_of(struct fy_node *n, int *line, int *col) {
-  *line = *col = 0;
-  for (int depth = 0; n && depth < 8 && fy_node_get_type(n) != FYNT_SCALAR; depth++) {
-    void *it = NULL;
-    if (fy_node_get_type(n) == FYNT_MAPPING) {
-      struct fy_node_pair *pair = fy_node_mapping_iterate(n, &it);
-      n = pair ? fy_node_pair_key(pair) : NULL;
-    } else {
-      n = fy_node_sequence_iterate(n, &it);
-    }
-  }
-  struct fy_token *t = n && fy_node_get_type(n) == FYNT_SCALAR ? fy_node_get_scalar_token(n)
-                                                               : NULL;
-  const struct fy_mark *m = t ? fy_token_start_mark(t) : NULL;
-  if (m) {
-    *line = m->line + 1;
-    *col = m->column + 1;
-  }
-}
 
 /* The scalar text of n (NUL-terminated, owned by the document), or NULL when n is
  * absent, null or not a scalar. */
@@ -128,7 +111,7 @@ static void rule_clear(rule_t *r) {
 static int load_rule(rule_list_t *l, int which, struct fy_node *item, const char *path,
                      char *err, size_t errlen) {
   int line, col;
-  mark_of(item, &line, &col);
+  yaml_mark(item, &line, &col);
   if (fy_node_get_type(item) != FYNT_MAPPING) {
     fmt(err, errlen, "%s:%d:%d: %s entry is not a mapping", path, line, col,
         list_spec[which].key);
@@ -152,7 +135,7 @@ static int load_rule(rule_list_t *l, int which, struct fy_node *item, const char
   if (!re) {
     PCRE2_UCHAR msg[160];
     pcre2_get_error_message(ecode, msg, sizeof msg);
-    mark_of(rn, &line, &col);
+    yaml_mark(rn, &line, &col);
     fmt(err, errlen, "%s:%d:%d: regex rejected at offset %zu: %s", path, line, col,
         (size_t)eoff, (const char *)msg);
     return -1;
@@ -177,7 +160,7 @@ static int load_rule(rule_list_t *l, int which, struct fy_node *item, const char
   for (int i = 0; i < list_spec[which].nfields; i++) {
     struct fy_node *v = fy_node_mapping_lookup_by_string(item, list_spec[which].repl[i], -1);
     if (v && fy_node_get_type(v) != FYNT_SCALAR) {
-      mark_of(v, &line, &col);
+      yaml_mark(v, &line, &col);
       fmt(err, errlen, "%s:%d:%d: %s must be a string", path, line, col,
           list_spec[which].repl[i]);
       return -1;
@@ -193,35 +176,9 @@ static int load_rule(rule_list_t *l, int which, struct fy_node *item, const char
 }
 
 static int load_regexes(uaparse_t *p, const char *path, char *err, size_t errlen) {
-  struct fy_diag_cfg dcfg;
-  fy_diag_cfg_default(&dcfg);
-  dcfg.fp = NULL;
-  dcfg.output_fn = NULL;
-  struct fy_diag *diag = fy_diag_create(&dcfg);
-  if (!diag) {
-    fmt(err, errlen, "%s: out of memory", path);
-    return -1;
-  }
-  fy_diag_set_collect_errors(diag, true);
-  struct fy_parse_cfg pcfg = {.flags = FYPCF_QUIET, .diag = diag};
   int rc = -1;
-  FILE *probe = fopen(path, "r");
-  if (!probe) {
-    fmt(err, errlen, "%s: cannot open the user-agent regexes (%s)", path, strerror(errno));
-    fy_diag_destroy(diag);
-    return -1;
-  }
-  fclose(probe);
-  struct fy_document *doc = fy_document_build_from_file(&pcfg, path);
-  if (!doc) {
-    void *it = NULL;
-    struct fy_diag_error *e = fy_diag_errors_iterate(diag, &it);
-    if (e)
-      fmt(err, errlen, "%s:%d:%d: %s", path, e->line + 1, e->column + 1, e->msg);
-    else
-      fmt(err, errlen, "%s: cannot read the user-agent regexes", path);
-    goto done;
-  }
+  struct fy_document *doc = yaml_load(path, "user-agent regexes", err, errlen);
+  if (!doc) return -1;
   struct fy_node *root = fy_document_root(doc);
   if (!root || fy_node_get_type(root) != FYNT_MAPPING) {
     fmt(err, errlen, "%s:1:1: expected a mapping with user_agent_parsers, os_parsers "
@@ -234,7 +191,7 @@ static int load_regexes(uaparse_t *p, const char *path, char *err, size_t errlen
     if (!seq) continue;
     if (fy_node_get_type(seq) != FYNT_SEQUENCE) {
       int line, col;
-      mark_of(seq, &line, &col);
+      yaml_mark(seq, &line, &col);
       fmt(err, errlen, "%s:%d:%d: %s must be a list", path, line, col, list_spec[w].key);
       goto done;
     }
@@ -252,7 +209,6 @@ static int load_regexes(uaparse_t *p, const char *path, char *err, size_t errlen
   rc = 0;
 done:
   fy_document_destroy(doc);
-  fy_diag_destroy(diag);
   return rc;
 }
 

@@ -129,6 +129,25 @@ class Server:
             pass
 
 
+def all_bytes(data_dir):
+    """Every byte of every file below data_dir (for "no trace left" checks)."""
+    out = b""
+    for root, _, files in os.walk(data_dir):
+        for f in files:
+            with open(os.path.join(root, f), "rb") as fh:
+                out += fh.read()
+    return out
+
+
+def metric(srv, name):
+    """The value of an unlabelled metric from /metrics (read key)."""
+    st, _, data = srv.request("GET", "/metrics", headers={"Authorization": "Bearer " + READ_KEY})
+    for line in data.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("metric %s missing" % name)
+
+
 def wait_for(cond, timeout, interval=0.02):
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -3,24 +3,11 @@ pseudonymisation (the real id is in no file of the data dir), campaign attributi
 import json
 import os
 
-from harness import READ_KEY, Server, check, run_all
+from harness import Server, all_bytes, check, metric, run_all
 
 
-def all_bytes(data_dir):
-    out = b""
-    for root, _, files in os.walk(data_dir):
-        for f in files:
-            with open(os.path.join(root, f), "rb") as fh:
-                out += fh.read()
-    return out
 
 
-def metric(srv, name):
-    st, _, data = srv.request("GET", "/metrics", headers={"Authorization": "Bearer " + READ_KEY})
-    for line in data.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError("metric %s missing" % name)
 
 
 def test_retried_batch_is_stored_once_even_after_restart():
@@ -144,6 +131,8 @@ def test_geo_from_raw_ip_then_anonymised():
         check(e["context"]["ip"] == "203.0.113.0", e["context"])
         check(e["context"]["location"].get("country") == "DE", e["context"])
         check(b"203.0.113.77" not in all_bytes(srv.data_dir))
+        st, _, data = srv.request("GET", "/version", auth=None)
+        check(st == 200 and json.loads(data)["geoDatabase"], data)
     finally:
         srv.cleanup()
     s2 = Server(args=["--geo-db=/nonexistent.mmdb"])

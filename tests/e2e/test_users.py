@@ -6,16 +6,9 @@ import os
 import subprocess
 import urllib.parse
 
-from harness import ADMIN_KEY, BINARY, READ_KEY, WRITE_KEY, Server, check, run_all
+from harness import ADMIN_KEY, BINARY, READ_KEY, Server, all_bytes, check, run_all
 
 
-def all_bytes(data_dir):
-    out = b""
-    for root, _, files in os.walk(data_dir):
-        for f in files:
-            with open(os.path.join(root, f), "rb") as fh:
-                out += fh.read()
-    return out
 
 
 def seed(srv, who, anon, n):

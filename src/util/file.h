@@ -1,0 +1,13 @@
+/* file: small durable file operations shared by the modules that keep state files. */
+#ifndef SLUICE_FILE_H
+#define SLUICE_FILE_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Replace path with data[0..len) so that a crash leaves either the old file or the new
+ * one whole: write path.tmp (mode), fsync it, rename it over path, fsync the directory.
+ * Returns 0 or a negative errno (the temporary file is removed). */
+int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
+
+#endif

@@ -1,0 +1,16 @@
+/* yaml: load a YAML file with libfyaml, with errors a user can act on. */
+#ifndef SLUICE_YAML_H
+#define SLUICE_YAML_H
+
+#include <libfyaml.h>
+#include <stddef.h>
+
+/* Parse the file at path. Returns the document (free with fy_document_destroy), or NULL
+ * with "path:line:col: message" (or "path: <reason>" when unreadable) in err. what names
+ * the file for the reader ("configuration", "user-agent regexes"). */
+struct fy_document *yaml_load(const char *path, const char *what, char *err, size_t errlen);
+
+/* 1-based line and column where node n starts (0, 0 when unknown). */
+void yaml_mark(struct fy_node *n, int *line, int *col);
+
+#endif
