@@ -26,8 +26,9 @@ typedef struct indexed {
   const char *p;
   size_t n;
   long count;
-  jscan_member_t *members; /* EVDOC_MAX_MEMBERS, allocated on first use */
+  jscan_member_t *members; /* cap entries, allocated on first use */
   uint64_t *names;         /* name_hash of each member's decoded name */
+  size_t cap;
 } indexed_t;
 
 struct evdoc {
@@ -66,7 +67,7 @@ static void fill_index(indexed_t *x, const char *p, size_t n, long count_or_neg)
   x->p = p;
   x->n = n;
   x->count = count_or_neg < 0 ? 0 : count_or_neg;
-  if (!x->names) x->names = xmalloc(EVDOC_MAX_MEMBERS * sizeof *x->names);
+  /* names grows with members (see index_of). */
   for (long i = 0; i < x->count; i++) {
     const jscan_member_t *m = &x->members[i];
     if (!m->key_escaped) {
@@ -91,9 +92,16 @@ static indexed_t *index_of(evdoc_t *d, const jscan_val_t *obj) {
   } else {
     x = &d->cache[1 + d->next_evict++ % (CACHE - 1)];
   }
-  if (!x->members) x->members = xmalloc(EVDOC_MAX_MEMBERS * sizeof *x->members);
-  /* Validated at load: index without checking again. */
-  fill_index(x, obj->p, obj->n, jscan_members_trusted(obj->p, obj->n, x->members, EVDOC_MAX_MEMBERS));
+  /* Validated at load: index without checking again. A nested object may have any
+   * number of members (its bytes bound them), so the arrays grow until they fit: an
+   * object that is rewritten must never lose a member. */
+  long n;
+  while ((n = jscan_members_trusted(obj->p, obj->n, x->members, x->cap)) == -2 || !x->members) {
+    x->cap = x->cap ? x->cap * 2 : EVDOC_MAX_MEMBERS;
+    x->members = xrealloc(x->members, x->cap * sizeof *x->members);
+    x->names = xrealloc(x->names, x->cap * sizeof *x->names);
+  }
+  fill_index(x, obj->p, obj->n, n);
   return x;
 }
 
@@ -141,7 +149,12 @@ static int load(evdoc_t *d, const char *json, size_t len, int trusted) {
                : -1;
   }
   d->root = root;
-  if (!d->cache[0].members) d->cache[0].members = xmalloc(EVDOC_MAX_MEMBERS * sizeof(jscan_member_t));
+  indexed_t *r = &d->cache[0];
+  if (r->cap < EVDOC_MAX_MEMBERS) {
+    r->cap = EVDOC_MAX_MEMBERS;
+    r->members = xrealloc(r->members, r->cap * sizeof *r->members);
+    r->names = xrealloc(r->names, r->cap * sizeof *r->names);
+  }
   long n = trusted ? jscan_members_trusted(root.p, root.n, d->cache[0].members, EVDOC_MAX_MEMBERS)
                    : jscan_members(root.p, root.n, d->cache[0].members, EVDOC_MAX_MEMBERS);
   if (n == -2) return -3;

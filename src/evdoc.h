@@ -26,7 +26,7 @@
 #include "util/buf.h"
 
 #define EVDOC_MAX_DEPTH 6
-#define EVDOC_MAX_MEMBERS 256 /* per object; more is refused as malformed */
+#define EVDOC_MAX_MEMBERS 256 /* top-level members; more is refused (nested: no limit) */
 
 typedef struct evdoc evdoc_t;
 

@@ -26,7 +26,7 @@ void buf_putc(buf_t *b, char c);
 void buf_puts(buf_t *b, const char *s);
 /* printf-style append. */
 void buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void buf_vprintf(buf_t *b, const char *fmt, va_list ap);
+void buf_vprintf(buf_t *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Append s as the inside of a JSON string (quotes not included), escaping as RFC 8259
  * requires. Valid UTF-8 is copied as it is; a byte that is not part of valid UTF-8
  * becomes U+FFFD, so the result is always valid JSON text. */

@@ -136,6 +136,26 @@ TEST(reuse_many_times) {
   }
 }
 
+TEST(big_nested_object_keeps_every_member) {
+  /* context with 1000 members, then an edit inside it: nothing may be lost. */
+  buf_t j = BUF_INIT;
+  buf_puts(&j, "{\"type\":\"track\",\"context\":{");
+  for (int i = 0; i < 1000; i++) buf_printf(&j, "%s\"k%d\":%d", i ? "," : "", i, i);
+  buf_puts(&j, "}}");
+  CHECK_INT(evdoc_load(d, j.data, j.len), 0);
+  evdoc_set_str(d, "context.ip", "1.2.3.0");
+  CHECK(evdoc_get(d, "context.k999").num == 999);
+  buf_t out = BUF_INIT;
+  evdoc_write(d, &out);
+  cJSON *c = cJSON_Parse(out.data);
+  cJSON *ctx = cJSON_GetObjectItem(c, "context");
+  CHECK_INT(cJSON_GetArraySize(ctx), 1001);
+  CHECK(cJSON_GetObjectItem(ctx, "k500") && cJSON_GetObjectItem(ctx, "k500")->valueint == 500);
+  cJSON_Delete(c);
+  buf_free(&out);
+  buf_free(&j);
+}
+
 int main(void) {
   d = evdoc_new();
   RUN(load_results);
@@ -145,6 +165,7 @@ int main(void) {
   RUN(keep_only);
   RUN(escaped_keys_and_members);
   RUN(reuse_many_times);
+  RUN(big_nested_object_keeps_every_member);
   evdoc_free(d);
   return TEST_REPORT("test_evdoc");
 }
