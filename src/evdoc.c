@@ -42,7 +42,22 @@ struct evdoc {
   size_t ncache, next_evict;
   buf_t scratch; /* JSON text of values being set */
   uint64_t mask[EVDOC_MAX_DEPTH]; /* per depth: bit_of(prefix hash) of every edit made */
+  struct memo *memo;              /* parsed dotted paths, see evdoc_get */
 };
+
+/* A dotted path parsed and hashed once. Callers pass the same literal again and again,
+ * so evdoc_get keeps the parse by the string's address — checked against a copy of the
+ * text, so a reused buffer holding another path is never mistaken for it. */
+#define MEMO 64
+#define MEMO_TEXT 96
+typedef struct memo {
+  const char *ptr;
+  char text[MEMO_TEXT];
+  size_t n;
+  const char *segs[EVDOC_MAX_DEPTH];
+  size_t lens[EVDOC_MAX_DEPTH];
+  uint64_t h[EVDOC_MAX_DEPTH];
+} memo_t;
 
 evdoc_t *evdoc_new(void) { return xcalloc(1, sizeof(evdoc_t)); }
 
@@ -53,6 +68,7 @@ void evdoc_free(evdoc_t *d) {
     free(d->cache[i].names);
   }
   free(d->edits);
+  free(d->memo);
   buf_free(&d->arena);
   buf_free(&d->scratch);
   free(d);
@@ -260,9 +276,17 @@ static jscan_val_t descend(evdoc_t *d, jscan_val_t at, const char *const *segs, 
 }
 
 /* Segments are (pointer, length) pairs, not necessarily NUL-terminated. */
+static jscan_val_t get_hashed(evdoc_t *d, const char *const *segs, const size_t *lens,
+                              const uint64_t *qh, size_t nsegs);
+
 static jscan_val_t get_path(evdoc_t *d, const char *const *segs, const size_t *lens, size_t nsegs) {
   uint64_t qh[EVDOC_MAX_DEPTH];
   path_hashes(segs, lens, nsegs, qh);
+  return get_hashed(d, segs, lens, qh, nsegs);
+}
+
+static jscan_val_t get_hashed(evdoc_t *d, const char *const *segs, const size_t *lens,
+                              const uint64_t *qh, size_t nsegs) {
   for (size_t i = d->nedits; i-- > 0;) {
     const edit_t *e = &d->edits[i];
     if (e->op == OP_NOP || e->nsegs > nsegs || !edit_under(d, e, qh, e->nsegs)) continue;
@@ -300,18 +324,43 @@ jscan_val_t evdoc_get_v(evdoc_t *d, const char *const *segs, size_t nsegs) {
 }
 
 jscan_val_t evdoc_get(evdoc_t *d, const char *path) {
-  const char *segs[EVDOC_MAX_DEPTH];
-  size_t lens[EVDOC_MAX_DEPTH], n = 0;
-  for (const char *p = path;;) {
-    const char *dot = strchr(p, '.');
-    size_t len = dot ? (size_t)(dot - p) : strlen(p);
-    if (!len || n == EVDOC_MAX_DEPTH) return (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
-    segs[n] = p;
-    lens[n++] = len;
-    if (!dot) break;
-    p = dot + 1;
+  if (!d->memo) d->memo = xcalloc(MEMO, sizeof *d->memo);
+  memo_t *m = &d->memo[((uintptr_t)path >> 3) % MEMO];
+  if (m->ptr != path || strcmp(m->text, path) != 0) {
+    size_t len = strlen(path);
+    if (len >= MEMO_TEXT) { /* rare: parse without keeping it */
+      const char *segs[EVDOC_MAX_DEPTH];
+      size_t lens[EVDOC_MAX_DEPTH], n = 0;
+      for (const char *p = path;;) {
+        const char *dot = strchr(p, '.');
+        size_t l = dot ? (size_t)(dot - p) : strlen(p);
+        if (!l || n == EVDOC_MAX_DEPTH) return (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
+        segs[n] = p;
+        lens[n++] = l;
+        if (!dot) break;
+        p = dot + 1;
+      }
+      return get_path(d, segs, lens, n);
+    }
+    memcpy(m->text, path, len + 1);
+    m->ptr = path;
+    m->n = 0;
+    for (const char *p = m->text;;) {
+      const char *dot = strchr(p, '.');
+      size_t l = dot ? (size_t)(dot - p) : strlen(p);
+      if (!l || m->n == EVDOC_MAX_DEPTH) {
+        m->n = 0; /* a bad path: remembered as such */
+        break;
+      }
+      m->segs[m->n] = p;
+      m->lens[m->n++] = l;
+      if (!dot) break;
+      p = dot + 1;
+    }
+    path_hashes(m->segs, m->lens, m->n, m->h);
   }
-  return get_path(d, segs, lens, n);
+  if (!m->n) return (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
+  return get_hashed(d, m->segs, m->lens, m->h, m->n);
 }
 
 const char *evdoc_str(evdoc_t *d, const char *path, char *buf, size_t cap) {

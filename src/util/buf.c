@@ -6,7 +6,7 @@
 
 #include "util/mem.h"
 
-void buf_reserve(buf_t *b, size_t extra) {
+void buf_reserve_slow(buf_t *b, size_t extra) {
   if (b->cap - b->len >= extra && b->data) return;
   size_t need = b->len + extra;
   size_t cap = b->cap ? b->cap : 64;
@@ -16,14 +16,6 @@ void buf_reserve(buf_t *b, size_t extra) {
   b->cap = cap;
 }
 
-void buf_append(buf_t *b, const void *p, size_t n) {
-  buf_reserve(b, n);
-  if (n) memcpy(b->data + b->len, p, n);
-  b->len += n;
-  b->data[b->len] = 0;
-}
-
-void buf_putc(buf_t *b, char c) { buf_append(b, &c, 1); }
 
 void buf_puts(buf_t *b, const char *s) { buf_append(b, s, strlen(s)); }
 
@@ -66,11 +58,21 @@ static size_t utf8_len(const unsigned char *p, size_t avail) {
   return n;
 }
 
+/* Printable ASCII other than '"' and '\\': copied as it is. */
+static const unsigned char plain[256] = {
+#define R16(x) x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x
+    R16(0), R16(0), 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, R16(1), R16(1),
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, R16(1), R16(1),
+    R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0),
+#undef R16
+};
+
 void buf_json_escape(buf_t *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   buf_reserve(b, n + 2);
   size_t run = 0;
   for (size_t i = 0; i < n; i++) {
+    if (plain[(unsigned char)s[i]]) continue;
     unsigned char c = (unsigned char)s[i];
     if (c >= 0x80) {
       size_t k = utf8_len((const unsigned char *)s + i, n - i);

@@ -20,9 +20,22 @@ typedef struct buf {
 #define BUF_INIT {NULL, 0, 0}
 
 /* Ensure room for extra more bytes (plus the NUL). */
-void buf_reserve(buf_t *b, size_t extra);
-void buf_append(buf_t *b, const void *p, size_t n);
-void buf_putc(buf_t *b, char c);
+void buf_reserve_slow(buf_t *b, size_t extra);
+static inline void buf_reserve(buf_t *b, size_t extra) {
+  if (!b->data || b->cap - b->len < extra) buf_reserve_slow(b, extra);
+}
+/* Appends are on every hot path: the common case (room already there) is inline. */
+static inline void buf_append(buf_t *b, const void *p, size_t n) {
+  buf_reserve(b, n);
+  if (n) __builtin_memcpy(b->data + b->len, p, n);
+  b->len += n;
+  b->data[b->len] = 0;
+}
+static inline void buf_putc(buf_t *b, char c) {
+  buf_reserve(b, 1);
+  b->data[b->len++] = c;
+  b->data[b->len] = 0;
+}
 void buf_puts(buf_t *b, const char *s);
 /* printf-style append. */
 void buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
