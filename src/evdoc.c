@@ -48,7 +48,7 @@ struct evdoc {
 /* A dotted path parsed and hashed once. Callers pass the same literal again and again,
  * so evdoc_get keeps the parse by the string's address — checked against a copy of the
  * text, so a reused buffer holding another path is never mistaken for it. */
-#define MEMO 64
+#define MEMO 256
 #define MEMO_TEXT 96
 typedef struct memo {
   const char *ptr;
@@ -323,44 +323,42 @@ jscan_val_t evdoc_get_v(evdoc_t *d, const char *const *segs, size_t nsegs) {
   return get_path(d, segs, lens, nsegs);
 }
 
-jscan_val_t evdoc_get(evdoc_t *d, const char *path) {
+/* The memo of a dotted path (parsed and hashed), or NULL when the path is too long to
+ * keep or malformed (then the caller parses it itself). */
+static const memo_t *memo_of(evdoc_t *d, const char *path) {
   if (!d->memo) d->memo = xcalloc(MEMO, sizeof *d->memo);
-  memo_t *m = &d->memo[((uintptr_t)path >> 3) % MEMO];
-  if (m->ptr != path || strcmp(m->text, path) != 0) {
-    size_t len = strlen(path);
-    if (len >= MEMO_TEXT) { /* rare: parse without keeping it */
-      const char *segs[EVDOC_MAX_DEPTH];
-      size_t lens[EVDOC_MAX_DEPTH], n = 0;
-      for (const char *p = path;;) {
-        const char *dot = strchr(p, '.');
-        size_t l = dot ? (size_t)(dot - p) : strlen(p);
-        if (!l || n == EVDOC_MAX_DEPTH) return (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
-        segs[n] = p;
-        lens[n++] = l;
-        if (!dot) break;
-        p = dot + 1;
-      }
-      return get_path(d, segs, lens, n);
+  memo_t *m = &d->memo[((uint64_t)(uintptr_t)path * 0x9E3779B97F4A7C15ull) >> 56];
+  if (m->ptr == path && strcmp(m->text, path) == 0) return m->n ? m : NULL;
+  size_t len = strlen(path);
+  if (len >= MEMO_TEXT) return NULL;
+  memcpy(m->text, path, len + 1);
+  m->ptr = path;
+  m->n = 0;
+  for (const char *p = m->text;;) {
+    const char *dot = strchr(p, '.');
+    size_t l = dot ? (size_t)(dot - p) : strlen(p);
+    if (!l || m->n == EVDOC_MAX_DEPTH) {
+      m->n = 0; /* malformed: remembered as such */
+      return NULL;
     }
-    memcpy(m->text, path, len + 1);
-    m->ptr = path;
-    m->n = 0;
-    for (const char *p = m->text;;) {
-      const char *dot = strchr(p, '.');
-      size_t l = dot ? (size_t)(dot - p) : strlen(p);
-      if (!l || m->n == EVDOC_MAX_DEPTH) {
-        m->n = 0; /* a bad path: remembered as such */
-        break;
-      }
-      m->segs[m->n] = p;
-      m->lens[m->n++] = l;
-      if (!dot) break;
-      p = dot + 1;
-    }
-    path_hashes(m->segs, m->lens, m->n, m->h);
+    m->segs[m->n] = p;
+    m->lens[m->n++] = l;
+    if (!dot) break;
+    p = dot + 1;
   }
-  if (!m->n) return (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
-  return get_hashed(d, m->segs, m->lens, m->h, m->n);
+  path_hashes(m->segs, m->lens, m->n, m->h);
+  return m;
+}
+
+jscan_val_t evdoc_get(evdoc_t *d, const char *path) {
+  const memo_t *m = memo_of(d, path);
+  if (m) return get_hashed(d, m->segs, m->lens, m->h, m->n);
+  const char *segs[EVDOC_MAX_DEPTH];
+  char store[256];
+  size_t lens[EVDOC_MAX_DEPTH], n = split(path, segs, store);
+  if (!n) return (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
+  for (size_t i = 0; i < n; i++) lens[i] = strlen(segs[i]);
+  return get_path(d, segs, lens, n);
 }
 
 const char *evdoc_str(evdoc_t *d, const char *path, char *buf, size_t cap) {
@@ -386,6 +384,9 @@ long evdoc_members(evdoc_t *d, const char *path, const jscan_member_t **out) {
 
 /* ---- edits ---- */
 
+static void add_edit_hashed(evdoc_t *d, int op, const char *const *segs, const size_t *lens,
+                            const uint64_t *qh, size_t nsegs, const char *val, size_t vlen);
+
 static void add_edit(evdoc_t *d, int op, const char *const *segs, size_t nsegs, const char *val,
                      size_t vlen) {
   if (!nsegs || nsegs > EVDOC_MAX_DEPTH) return;
@@ -393,6 +394,24 @@ static void add_edit(evdoc_t *d, int op, const char *const *segs, size_t nsegs, 
   uint64_t qh[EVDOC_MAX_DEPTH];
   for (size_t i = 0; i < nsegs; i++) lens[i] = strlen(segs[i]);
   path_hashes(segs, lens, nsegs, qh);
+  add_edit_hashed(d, op, segs, lens, qh, nsegs, val, vlen);
+}
+
+/* Edit at a dotted path, through the memo. */
+static void add_edit_path(evdoc_t *d, int op, const char *path, const char *val, size_t vlen) {
+  const memo_t *m = memo_of(d, path);
+  if (m) {
+    add_edit_hashed(d, op, m->segs, m->lens, m->h, m->n, val, vlen);
+    return;
+  }
+  const char *segs[EVDOC_MAX_DEPTH];
+  char store[256];
+  size_t k = split(path, segs, store);
+  add_edit(d, op, segs, k, val, vlen);
+}
+
+static void add_edit_hashed(evdoc_t *d, int op, const char *const *segs, const size_t *lens,
+                            const uint64_t *qh, size_t nsegs, const char *val, size_t vlen) {
   for (size_t i = 0; i < d->nedits; i++)
     if (d->edits[i].op != OP_NOP && edit_under(d, &d->edits[i], qh, nsegs))
       d->edits[i].op = OP_NOP;
@@ -421,10 +440,7 @@ void evdoc_set_raw_v(evdoc_t *d, const char *const *segs, size_t nsegs, const ch
 }
 
 void evdoc_set_raw(evdoc_t *d, const char *path, const char *json, size_t n) {
-  const char *segs[EVDOC_MAX_DEPTH];
-  char store[256];
-  size_t k = split(path, segs, store);
-  add_edit(d, OP_SET, segs, k, json, n);
+  add_edit_path(d, OP_SET, path, json, n);
 }
 
 void evdoc_set_str(evdoc_t *d, const char *path, const char *s) {
@@ -458,12 +474,7 @@ void evdoc_set_bool(evdoc_t *d, const char *path, int b) {
   evdoc_set_raw(d, path, b ? "true" : "false", b ? 4 : 5);
 }
 
-void evdoc_del(evdoc_t *d, const char *path) {
-  const char *segs[EVDOC_MAX_DEPTH];
-  char store[256];
-  size_t k = split(path, segs, store);
-  add_edit(d, OP_DEL, segs, k, NULL, 0);
-}
+void evdoc_del(evdoc_t *d, const char *path) { add_edit_path(d, OP_DEL, path, NULL, 0); }
 
 void evdoc_keep_only(evdoc_t *d, const char *const *keep) {
   const jscan_member_t *m;
