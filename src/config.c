@@ -93,6 +93,15 @@ static const opt_t opts[] = {
      "messageIds remembered to drop retried duplicates (32 bytes each; 0 = off)"},
     {"dedup-window-s", T_UINT, O(dedup_window_s), "86400", NULL,
      "longest time a messageId is remembered"},
+    {"checkpoint-interval-s", T_UINT, O(checkpoint_interval_s), "10", NULL,
+     "seconds between snapshots of rollups and profiles (also written at shutdown)"},
+    {"tracked-events", T_LIST, O(tracked_events),
+     "Product Viewed,Product Added,Checkout Started,Order Completed,Email Opened,Email Link Clicked",
+     NULL, "event names counted per profile (at most 8)"},
+    {"conversion-event", T_STR, O(conversion_event), "Order Completed", NULL,
+     "event name that is an order: converts its session, its revenue is summed"},
+    {"session-timeout-s", T_UINT, O(session_timeout_s), "1800", NULL,
+     "inactivity that ends a session"},
 };
 
 #define NOPTS (sizeof opts / sizeof opts[0])
@@ -416,6 +425,14 @@ int config_validate(const config_t *c, char *err, size_t errlen) {
         fmt(err, errlen, "write-key, read-key and admin-key must differ");
         return -1;
       }
+  if (c->tracked_events.n > 8) {
+    fmt(err, errlen, "tracked-events: at most 8 names (got %zu)", c->tracked_events.n);
+    return -1;
+  }
+  if (c->checkpoint_interval_s < 1 || c->session_timeout_s < 1) {
+    fmt(err, errlen, "checkpoint-interval-s and session-timeout-s must be at least 1");
+    return -1;
+  }
   return 0;
 }
 

@@ -61,6 +61,11 @@ typedef struct config {
   uint64_t retention_days, bad_retention_days;
   /* dedup */
   uint64_t dedup_window_events, dedup_window_s;
+  /* process */
+  uint64_t checkpoint_interval_s;
+  strlist_t tracked_events;  /* profile counters, at most 8 */
+  char *conversion_event;
+  uint64_t session_timeout_s;
 } config_t;
 
 /* Fill c with the built-in defaults. */

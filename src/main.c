@@ -5,6 +5,7 @@
  *   sluice export         write the log (or a time/offset range) as NDJSON to stdout
  *   sluice forget ID      erase a user (see users.h); the server must be stopped
  *   sluice export-user ID write all events of a user as NDJSON to stdout
+ *   sluice replay         rebuild rollups and profiles from the whole log (server stopped)
  *   sluice version
  *
  * Settings come from the option table in config.h: --config FILE, SLUICE_* environment
@@ -17,6 +18,7 @@
 #include "config.h"
 #include "log.h"
 #include "privacy.h"
+#include "process.h"
 #include "users.h"
 #include "serve.h"
 #include "util/clock.h"
@@ -34,6 +36,8 @@ static void usage(FILE *f) {
           "  forget ID      erase every event of user ID (stop the server first, or use\n"
           "                 DELETE /v1/users/ID with the admin key while it runs)\n"
           "  export-user ID write every event of user ID as NDJSON to stdout\n"
+          "  replay         delete the processing snapshot and rebuild rollups and profiles\n"
+          "                 from the whole log (stop the server first)\n"
           "  version        print the version\n\n");
   config_print_help();
 }
@@ -112,6 +116,10 @@ static int run_user(const config_t *cfg, const char *id, int forget) {
            "(audit request %s)\n",
            (unsigned long long)res.events, (unsigned long long)res.bad_records, res.ids,
            (unsigned long long)res.segments, res.request_id);
+    /* Rollups and profiles derived from the forgotten events are rebuilt from the
+     * rewritten log at the next start: the snapshot may quote their values. */
+    snprintf(path, sizeof path, "%s/state", cfg->data_dir);
+    process_remove_snapshot(path);
   } else {
     buf_t b = BUF_INIT;
     size_t n;
@@ -175,6 +183,63 @@ static int run_export(const config_t *cfg, const export_args_t *ea) {
   return rc;
 }
 
+/* replay: delete the snapshot, process the whole log offline, write a new snapshot. */
+static int run_replay(const config_t *cfg) {
+  log_opts_t o;
+  char path[4096], state[4096], err[512];
+  serve_log_opts(cfg, "log", NULL, &o, path, sizeof path);
+  log_t *log = log_open(&o, NULL, err, sizeof err);
+  if (!log) {
+    fprintf(stderr, "sluice replay: %s\n", err);
+    return 1;
+  }
+  snprintf(state, sizeof state, "%s/state", cfg->data_dir);
+  int rc = process_remove_snapshot(state);
+  if (rc) {
+    fprintf(stderr, "sluice replay: cannot delete the snapshot: %s\n", strerror(-rc));
+    log_close(log);
+    return 1;
+  }
+  process_opts_t po = {
+      .log = log,
+      .state_dir = state,
+      .tracked = (const char *const *)cfg->tracked_events.items,
+      .ntracked = cfg->tracked_events.n,
+      .conversion_event = cfg->conversion_event,
+      .session_timeout_s = cfg->session_timeout_s,
+  };
+  process_t *p = process_new(&po, err, sizeof err);
+  if (!p) {
+    fprintf(stderr, "sluice replay: %s\n", err);
+    log_close(log);
+    return 1;
+  }
+  int64_t t0 = clock_mono_us();
+  long n = process_run_until_caught_up(p);
+  double secs = (double)(clock_mono_us() - t0) / 1e6;
+  rc = 0;
+  if (n < 0) {
+    fprintf(stderr, "sluice replay: read error: %s\n", strerror((int)-n));
+    rc = 1;
+  } else {
+    process_stats_t st;
+    process_stats(p, &st);
+    int64_t t1 = clock_mono_us();
+    int wr = process_checkpoint_sync(p);
+    if (wr) {
+      fprintf(stderr, "sluice replay: cannot write the snapshot: %s\n", strerror(-wr));
+      rc = 1;
+    }
+    printf("replayed %ld events in %.3f s: %.0f events/s (undecodable %llu, outside the "
+           "rollup windows %llu); snapshot written in %.3f s\n",
+           n, secs, secs > 0 ? (double)n / secs : 0.0, (unsigned long long)st.undecodable,
+           (unsigned long long)st.rejected, (double)(clock_mono_us() - t1) / 1e6);
+  }
+  process_free(p);
+  log_close(log);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   const char *cmd = "serve";
   int i = 1;
@@ -196,7 +261,7 @@ int main(int argc, char **argv) {
   }
   int is_serve = !strcmp(cmd, "serve"), is_check = !strcmp(cmd, "check-config"),
       is_export = !strcmp(cmd, "export"), is_forget = !strcmp(cmd, "forget"),
-      is_export_user = !strcmp(cmd, "export-user");
+      is_export_user = !strcmp(cmd, "export-user"), is_replay = !strcmp(cmd, "replay");
   const char *user_id = NULL;
   if (is_forget || is_export_user) {
     if (i >= argc || argv[i][0] == '-' || !argv[i][0]) {
@@ -205,7 +270,7 @@ int main(int argc, char **argv) {
     }
     user_id = argv[i++];
   }
-  if (!is_serve && !is_check && !is_export && !user_id) {
+  if (!is_serve && !is_check && !is_export && !is_replay && !user_id) {
     fprintf(stderr, "sluice: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;
@@ -234,6 +299,8 @@ int main(int argc, char **argv) {
     printf("configuration is valid\n");
   } else if (is_export) {
     rc = run_export(&cfg, &ea);
+  } else if (is_replay) {
+    rc = run_replay(&cfg);
   } else if (user_id) {
     rc = run_user(&cfg, user_id, is_forget);
   } else {

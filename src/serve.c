@@ -20,6 +20,10 @@
 #include "log.h"
 #include "metrics.h"
 #include "privacy.h"
+#include "process.h"
+#include "query.h"
+#include "sse.h"
+#include "static.h"
 #include "users.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -38,6 +42,9 @@ typedef struct server {
   metrics_t *metrics;
   collect_t *collect;
   users_t *users;
+  sse_hub_t *hub;
+  process_t *process;
+  query_t *query;
   uv_timer_t retention;
   int retention_running;
   http_server_t *http;
@@ -120,6 +127,8 @@ static void on_request(http_req_t *r, void *ud) {
   server_t *s = ud;
   if (collect_handle(s->collect, r)) return;
   if (users_handle(s->users, r)) return;
+  if (query_handle(s->query, r)) return;
+  if (static_handle(s->cfg, r)) return;
   const char *path = http_req_path(r), *method = http_req_method(r);
   int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
   if (!strcmp(path, "/healthz") || !strcmp(path, "/readyz") || !strcmp(path, "/metrics") ||
@@ -244,6 +253,58 @@ static int open_geo(server_t *s) {
   return 0;
 }
 
+/* ---- processing and queries ---- */
+
+/* The process stage (snapshot loaded, then the log's tail replayed in slices), the SSE
+ * hub for /v1/live and the query API. */
+static int start_process(server_t *s) {
+  char state[4096], err[512];
+  snprintf(state, sizeof state, "%s/state", s->cfg->data_dir);
+  s->hub = sse_hub_new(s->loop, NULL);
+  process_opts_t po = {
+      .loop = s->loop,
+      .log = s->log,
+      .state_dir = state,
+      .checkpoint_ms = s->cfg->checkpoint_interval_s * 1000,
+      .tracked = (const char *const *)s->cfg->tracked_events.items,
+      .ntracked = s->cfg->tracked_events.n,
+      .conversion_event = s->cfg->conversion_event,
+      .session_timeout_s = s->cfg->session_timeout_s,
+      .hub = s->hub,
+  };
+  int64_t t0 = clock_mono_us();
+  if (!(s->process = process_new(&po, err, sizeof err))) {
+    msg_error("cannot start processing", "error=\"%s\"", err);
+    return -1;
+  }
+  int st = process_snapshot_status(s->process, err, sizeof err);
+  process_stats_t ps;
+  process_stats(s->process, &ps);
+  if (st < 0)
+    msg_warn("processing snapshot unusable; rebuilding from the log", "error=\"%s\"", err);
+  else
+    msg_info("processing state", "snapshot=%s offset=%llu end_offset=%llu ms=%lld",
+             st ? "loaded" : "none", (unsigned long long)ps.offset,
+             (unsigned long long)log_end_offset(s->log), (long long)(clock_mono_us() - t0) / 1000);
+  s->query = query_new(s->cfg, s->process, s->hub);
+  return process_start(s->process);
+}
+
+/* After the HTTP server drained and the process stage's handles closed: the last
+ * snapshot, then free. */
+static void stop_process(server_t *s, int checkpoint) {
+  if (!s->process) return;
+  if (checkpoint) {
+    int rc = process_checkpoint_sync(s->process);
+    if (rc) msg_warn("cannot write the processing snapshot", "error=\"%s\"", strerror(-rc));
+  }
+  uv_run(s->loop, UV_RUN_NOWAIT); /* the stage's handles finish closing */
+  process_free(s->process); /* closes its log reader: before log_close */
+  s->process = NULL;
+  sse_hub_free(s->hub);
+  s->hub = NULL;
+}
+
 /* ---- life cycle ---- */
 
 static void on_drained(void *ud) {
@@ -345,6 +406,9 @@ int serve_run(config_t *cfg) {
   collect_deps_t deps = {cfg, s.log, s.bad, s.enrich, s.metrics, s.dedup};
   s.collect = collect_new(&deps);
   s.users = users_new(cfg, s.loop, s.log, s.bad, s.privacy);
+  if (start_process(&s) != 0) goto out;
+  /* An erased user's values also sit in the rollups and profiles: rebuild them. */
+  users_on_forget(s.users, process_forget, s.process);
   uv_timer_start(&s.retention, on_retention, 0, 3600 * 1000);
   http_limits_t lim = {
       .max_header_bytes = cfg->max_header_bytes,
@@ -387,12 +451,16 @@ out:
   uv_close((uv_handle_t *)&s.sigint, NULL);
   uv_close((uv_handle_t *)&s.retention, NULL);
   http_server_free(s.http);
-  /* Let thread-pool jobs (erasures, retention) finish before their logs close. */
-  while (users_busy(s.users) || s.retention_running) uv_run(s.loop, UV_RUN_ONCE);
+  process_stop(s.process);
+  /* Let thread-pool jobs (erasures, retention, checkpoints) finish before the logs close. */
+  while (users_busy(s.users) || s.retention_running || process_busy(s.process))
+    uv_run(s.loop, UV_RUN_ONCE);
+  stop_process(&s, rc == 0);
   log_close(s.log);
   log_close(s.bad);
   uv_run(s.loop, UV_RUN_DEFAULT);
   collect_free(s.collect);
+  query_free(s.query);
   users_free(s.users);
   enrich_free(s.enrich);
   geo_free(s.geo);

@@ -1,0 +1,624 @@
+/* process: log -> profiles + rollups, checkpoints, live frames (see process.h).
+ *
+ * Snapshot file, version 1, little-endian:
+ *   "SLSN", u32 version, u64 config fingerprint (tracked names, conversion event, session
+ *   timeout: a snapshot taken under other settings is rebuilt), u64 offset, i64 newest
+ *   event time (µs), u64 length of each of the three parts (events rollup, sessions
+ *   rollup, profile store), the parts (rollup_serialize, profile_store_serialize),
+ *   u32 CRC-32C of every byte before it. */
+#include "process.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "jscan.h"
+#include "profile.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/crc32c.h"
+#include "util/file.h"
+#include "util/mem.h"
+
+#define SNAP_MAGIC "SLSN"
+#define SNAP_VERSION 1
+#define SNAP_HEADER (4 + 4 + 8 + 8 + 8 + 3 * 8)
+#define SLICE_US 2000
+#define SWEEP_BUDGET 65536
+#define VAL_CAP 512
+
+enum {
+  F_TYPE, F_EVENT, F_USER, F_ANON, F_PREV, F_TS, F_RECV, F_REVENUE, F_TOTAL, F_URL, F_PATH,
+  F_SOURCE, F_MEDIUM, F_CAMPAIGN, F_REFCLASS, F_COUNTRY, F_DEVICE, F_BROWSER, F_PSESSION,
+  F_CSESSION, F_COUNT
+};
+
+static const char *const field_paths[F_COUNT] = {
+    "type", "event", "userId", "anonymousId", "previousId", "timestamp", "receivedAt",
+    "properties.revenue", "properties.total", "context.page.url", "context.page.path",
+    "context.campaign.source", "context.campaign.medium", "context.campaign.name",
+    "context.referrer.class", "context.location.country", "context.device.type",
+    "context.browser.name", "properties.sessionId", "context.sessionId"};
+
+static const char *const dim_names[PROCESS_NDIMS] = {PROCESS_DIMS};
+static const char *const session_dims[1] = {"session"};
+
+static const char *const default_tracked[] = {"Product Viewed", "Product Added",
+                                              "Checkout Started", "Order Completed",
+                                              "Email Opened", "Email Link Clicked"};
+
+typedef struct ckpt_job {
+  uv_work_t work;
+  process_t *p;
+  char *path;
+  buf_t data;
+  int rc;
+} ckpt_job_t;
+
+struct process {
+  uv_loop_t *loop;
+  log_t *log;
+  char *snap_path;
+  uint64_t checkpoint_ms;
+  sse_hub_t *hub;
+  profile_opts_t popts;
+  char *kinds[PROFILE_KINDS];
+  char *conversion;
+  uint64_t fingerprint;
+  profile_store_t *profiles;
+  rollup_t *events, *sessions;
+  jscan_paths_t *paths;
+  log_reader_t *reader;
+  uint64_t offset;
+  int64_t watermark_us; /* newest event time seen */
+  int snap_status;
+  char snap_msg[256];
+  process_stats_t st;
+  /* loop mode */
+  uv_idle_t idle;
+  uv_timer_t ckpt_timer, live_timer;
+  int started, idle_active, stopped, jobs;
+  /* live counters since the last frame */
+  uint64_t tick_events, tick_orders;
+  double tick_revenue;
+  int64_t tick_mono_us;
+  /* erasure: snapshot file operations are serialised with snap_mu */
+  pthread_mutex_t snap_mu;
+  atomic_int rebuild; /* set by process_forget, cleared by the loop once rebuilt */
+};
+
+/* ---- stores ---- */
+
+static void on_session_end(void *ud, const profile_session_t *s) {
+  process_t *p = ud;
+  const char *v[1] = {"end"};
+  rollup_add(p->sessions, s->start_us, v, s->profile, 0);
+  if (s->pages == 1) {
+    v[0] = "bounce";
+    rollup_add(p->sessions, s->start_us, v, s->profile, 0);
+  }
+}
+
+static int new_stores(process_t *p) {
+  rollup_opts_t ro = {.dims = dim_names, .ndims = PROCESS_NDIMS};
+  rollup_opts_t so = {.dims = session_dims, .ndims = 1};
+  p->events = rollup_new(&ro);
+  p->sessions = rollup_new(&so);
+  p->profiles = profile_store_new(&p->popts);
+  return p->events && p->sessions && p->profiles ? 0 : -EINVAL;
+}
+
+static void free_stores(process_t *p) {
+  rollup_free(p->events);
+  rollup_free(p->sessions);
+  profile_store_free(p->profiles);
+  p->events = p->sessions = NULL;
+  p->profiles = NULL;
+}
+
+static uint64_t rd64(const unsigned char *b) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--) v = v << 8 | b[i];
+  return v;
+}
+
+static void put64(buf_t *b, uint64_t v) {
+  unsigned char x[8];
+  for (int i = 0; i < 8; i++) x[i] = (unsigned char)(v >> (8 * i));
+  buf_append(b, x, 8);
+}
+
+/* Load the snapshot into fresh stores. 1 loaded, 0 none, -1 unusable (message). */
+static int load_snapshot(process_t *p) {
+  if (!p->snap_path) return 0;
+  FILE *f = fopen(p->snap_path, "rb");
+  if (!f) {
+    if (errno == ENOENT) return 0;
+    snprintf(p->snap_msg, sizeof p->snap_msg, "cannot open: %s", strerror(errno));
+    return -1;
+  }
+  buf_t b = BUF_INIT;
+  char chunk[65536];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) buf_append(&b, chunk, n);
+  int rerr = ferror(f);
+  fclose(f);
+  const unsigned char *d = (const unsigned char *)b.data;
+  const char *why = NULL;
+  rollup_t *ev = NULL, *se = NULL;
+  if (rerr) why = "read error";
+  else if (b.len < SNAP_HEADER + 4 || memcmp(d, SNAP_MAGIC, 4)) why = "not a snapshot";
+  else if (d[4] != SNAP_VERSION || d[5] || d[6] || d[7]) why = "unknown version";
+  else {
+    uint32_t crc = (uint32_t)d[b.len - 4] | (uint32_t)d[b.len - 3] << 8 |
+                   (uint32_t)d[b.len - 2] << 16 | (uint32_t)d[b.len - 1] << 24;
+    uint64_t l0 = rd64(d + 32), l1 = rd64(d + 40), l2 = rd64(d + 48);
+    if (crc32c(0, d, b.len - 4) != crc) why = "checksum mismatch";
+    else if (rd64(d + 8) != p->fingerprint) why = "taken with other settings";
+    else if (l0 > b.len || l1 > b.len || l2 > b.len ||
+             SNAP_HEADER + l0 + l1 + l2 + 4 != b.len) why = "bad lengths";
+    else {
+      const unsigned char *q = d + SNAP_HEADER;
+      if (rollup_deserialize(q, l0, &ev) != 0 || rollup_deserialize(q + l0, l1, &se) != 0)
+        why = "bad rollup";
+      else if (rollup_ndims(ev) != PROCESS_NDIMS || rollup_ndims(se) != 1)
+        why = "other dimensions";
+      else {
+        for (size_t i = 0; i < PROCESS_NDIMS && !why; i++)
+          if (rollup_dim_index(ev, dim_names[i]) != (int)i) why = "other dimensions";
+        if (!why && rollup_dim_index(se, "session") != 0) why = "other dimensions";
+      }
+      if (!why) {
+        profile_store_free(p->profiles);
+        p->profiles = profile_store_new(&p->popts);
+        if (profile_store_deserialize(p->profiles, q + l0 + l1, l2) != 0) why = "bad profiles";
+      }
+      uint64_t off = rd64(d + 16);
+      if (!why && off > log_end_offset(p->log)) why = "ahead of the log";
+      if (!why) {
+        rollup_free(p->events);
+        rollup_free(p->sessions);
+        p->events = ev;
+        p->sessions = se;
+        ev = se = NULL;
+        p->offset = off;
+        p->watermark_us = (int64_t)rd64(d + 24);
+      }
+    }
+  }
+  rollup_free(ev);
+  rollup_free(se);
+  buf_free(&b);
+  if (why) {
+    snprintf(p->snap_msg, sizeof p->snap_msg, "%s", why);
+    free_stores(p);
+    new_stores(p);
+    p->offset = 0;
+    p->watermark_us = 0;
+    return -1;
+  }
+  return 1;
+}
+
+static void serialize(process_t *p, buf_t *b) {
+  buf_append(b, SNAP_MAGIC, 4);
+  unsigned char v[4] = {SNAP_VERSION, 0, 0, 0};
+  buf_append(b, v, 4);
+  put64(b, p->fingerprint);
+  put64(b, p->offset);
+  put64(b, (uint64_t)p->watermark_us);
+  size_t lens_at = b->len;
+  put64(b, 0);
+  put64(b, 0);
+  put64(b, 0);
+  uint64_t l0 = rollup_serialize(p->events, b);
+  uint64_t l1 = rollup_serialize(p->sessions, b);
+  uint64_t l2 = profile_store_serialize(p->profiles, b);
+  uint64_t lens[3] = {l0, l1, l2};
+  for (int i = 0; i < 3; i++)
+    for (int k = 0; k < 8; k++) b->data[lens_at + 8 * i + k] = (char)(lens[i] >> (8 * k));
+  uint32_t crc = crc32c(0, b->data, b->len);
+  unsigned char c[4] = {(unsigned char)crc, (unsigned char)(crc >> 8),
+                        (unsigned char)(crc >> 16), (unsigned char)(crc >> 24)};
+  buf_append(b, c, 4);
+}
+
+/* ---- decoding one record ---- */
+
+/* The string at v, decoded into buf; NULL when absent, not a string or empty. */
+static const char *str_of(const jscan_val_t *v, char *buf, size_t cap) {
+  if (v->type != JSCAN_STRING || v->n == 0) return NULL;
+  if (!v->escaped && v->n < cap) {
+    memcpy(buf, v->p, v->n);
+    buf[v->n] = 0;
+    return buf;
+  }
+  long n = jscan_string(v, buf, cap);
+  return n > 0 ? buf : NULL;
+}
+
+/* The path of a URL: after the host, before '?' or '#'. */
+static const char *url_path(const char *url, char *buf, size_t cap) {
+  const char *s = strstr(url, "://");
+  s = s ? strchr(s + 3, '/') : (url[0] == '/' ? url : NULL);
+  if (!s) return "/";
+  size_t n = strcspn(s, "?#");
+  if (n >= cap) n = cap - 1;
+  memcpy(buf, s, n);
+  buf[n] = 0;
+  return buf;
+}
+
+static int time_of(const jscan_val_t *v, int64_t *t) {
+  if (v->type != JSCAN_STRING || v->escaped) return 0;
+  return clock_parse_iso(v->p, v->n, t) == 0;
+}
+
+static const char *const type_dim[PROFILE_TYPES] = {NULL, "$page", "$screen", "$identify",
+                                                    "$group", "$alias"};
+
+static void process_record(process_t *p, const log_record_t *rec) {
+  jscan_val_t f[F_COUNT];
+  p->st.events++;
+  if (jscan_scan(p->paths, rec->value, rec->value_len, f) != 0 || f[F_TYPE].type != JSCAN_STRING) {
+    p->st.undecodable++;
+    return;
+  }
+  int type = profile_type(f[F_TYPE].p, f[F_TYPE].n);
+  if (type < 0) return; /* tombstones ("forgotten") and unknown types */
+  int64_t t;
+  if (!time_of(&f[F_TS], &t) && !time_of(&f[F_RECV], &t)) t = rec->time_us;
+  if (t > p->watermark_us) p->watermark_us = t;
+
+  char vb[PROCESS_NDIMS][VAL_CAP], idb[3][PROFILE_ID_MAX + 1], sid[256], urlb[2048];
+  const char *user = str_of(&f[F_USER], idb[0], sizeof idb[0]);
+  const char *anon = str_of(&f[F_ANON], idb[1], sizeof idb[1]);
+  const char *prev = str_of(&f[F_PREV], idb[2], sizeof idb[2]);
+  const char *session = str_of(&f[F_PSESSION], sid, sizeof sid);
+  if (!session) session = str_of(&f[F_CSESSION], sid, sizeof sid);
+
+  const char *dims[PROCESS_NDIMS];
+  const char *name = type == PROFILE_TRACK ? str_of(&f[F_EVENT], vb[0], VAL_CAP) : type_dim[type];
+  dims[0] = name;
+  dims[1] = str_of(&f[F_PATH], vb[1], VAL_CAP);
+  if (!dims[1]) {
+    const char *u = str_of(&f[F_URL], urlb, sizeof urlb);
+    dims[1] = u ? url_path(u, vb[1], VAL_CAP) : NULL;
+  }
+  static const int dim_field[PROCESS_NDIMS] = {0, 0, F_SOURCE, F_MEDIUM, F_CAMPAIGN,
+                                               F_REFCLASS, F_COUNTRY, F_DEVICE, F_BROWSER};
+  for (int i = 2; i < PROCESS_NDIMS; i++) dims[i] = str_of(&f[dim_field[i]], vb[i], VAL_CAP);
+
+  int is_order = name && type == PROFILE_TRACK && !strcmp(name, p->conversion);
+  double revenue = 0;
+  if (is_order) {
+    revenue = f[F_REVENUE].type == JSCAN_NUMBER ? f[F_REVENUE].num
+              : f[F_TOTAL].type == JSCAN_NUMBER ? f[F_TOTAL].num
+                                                : 0;
+    if (!isfinite(revenue)) revenue = 0;
+  }
+  const char *ukey = anon ? anon : user;
+  uint64_t uh = ukey ? XXH3_64bits(ukey, strlen(ukey)) : 0;
+  if (rollup_add(p->events, t, dims, uh, revenue) != 0) p->st.rejected++;
+  p->tick_events++;
+  if (is_order) {
+    p->tick_orders++;
+    p->tick_revenue += revenue;
+  }
+
+  uint64_t camp = 0;
+  if (dims[2] || dims[3] || dims[4]) {
+    char cb[3 * VAL_CAP + 3];
+    int n = snprintf(cb, sizeof cb, "%s\n%s\n%s", dims[2] ? dims[2] : "", dims[3] ? dims[3] : "",
+                     dims[4] ? dims[4] : "");
+    camp = XXH3_64bits(cb, n > 0 ? (size_t)n : 0) | 1;
+  }
+  profile_event_t pe = {
+      .t_us = t,
+      .type = type,
+      .user_id = user,
+      .anonymous_id = anon,
+      .previous_id = prev,
+      .session_id = session,
+      .kind = name ? profile_kind(p->profiles, name, 0) : PROFILE_KIND_NONE,
+      .is_order = is_order,
+      .revenue = revenue,
+      .campaign_hash = camp,
+  };
+  profile_result_t res;
+  if (profile_apply(p->profiles, &pe, &res) != 0) return;
+  int64_t start_us = (int64_t)res.profile->session_start * 1000000;
+  const char *v[1];
+  if (res.flags & PROFILE_R_SESSION_START) {
+    v[0] = "start";
+    rollup_add(p->sessions, start_us, v, res.profile->id, 0);
+  }
+  if (res.flags & PROFILE_R_CONVERSION) {
+    v[0] = "converted";
+    rollup_add(p->sessions, start_us, v, res.profile->id, revenue);
+  }
+}
+
+/* Process up to max records (0: no limit) or until budget_us of wall time passes (0: no
+ * limit). Returns 1 when it stopped on a limit (more may wait), 0 when caught up, or a
+ * negative errno. */
+static int slice(process_t *p, size_t max, int64_t budget_us) {
+  if (p->st.read_error) return p->st.read_error;
+  if (!p->reader) {
+    char err[256];
+    if (!(p->reader = log_reader_open(p->log, p->offset, err, sizeof err))) return -EIO;
+  }
+  int64_t t0 = budget_us ? clock_mono_us() : 0;
+  log_record_t rec;
+  size_t n = 0;
+  for (;;) {
+    int rc = log_reader_next(p->reader, &rec);
+    if (rc < 0) {
+      p->st.read_error = rc;
+      return rc;
+    }
+    if (rc == 0) break;
+    process_record(p, &rec);
+    p->offset = rec.offset + 1;
+    n++;
+    if (max && n >= max) return 1;
+    if (budget_us && (n & 255) == 0 && clock_mono_us() - t0 >= budget_us) return 1;
+  }
+  profile_sweep(p->profiles, p->watermark_us, SWEEP_BUDGET);
+  return 0;
+}
+
+/* ---- loop mode ---- */
+
+static void on_idle(uv_idle_t *h) {
+  process_t *p = h->data;
+  if (slice(p, PROCESS_SLICE_RECORDS, SLICE_US) != 1) {
+    uv_idle_stop(&p->idle);
+    p->idle_active = 0;
+  }
+}
+
+static void schedule(process_t *p) {
+  if (p->stopped || p->idle_active) return;
+  p->idle_active = 1;
+  uv_idle_start(&p->idle, on_idle);
+}
+
+static void on_notify(void *ud, uint64_t end_offset) {
+  process_t *p = ud;
+  if (end_offset > p->offset) schedule(p);
+}
+
+/* Write a serialised snapshot unless an erasure asked for a rebuild (the data may hold
+ * what was just forgotten). Any thread. */
+static int write_snapshot(process_t *p, const char *path, const buf_t *data) {
+  pthread_mutex_lock(&p->snap_mu);
+  int rc = atomic_load(&p->rebuild) ? -ECANCELED : file_write_atomic(path, data->data, data->len, 0600);
+  pthread_mutex_unlock(&p->snap_mu);
+  return rc;
+}
+
+static void ckpt_work(uv_work_t *w) {
+  ckpt_job_t *j = w->data;
+  j->rc = write_snapshot(j->p, j->path, &j->data);
+}
+
+int process_forget(void *ud, const char *ids, size_t n) {
+  process_t *p = ud;
+  (void)ids, (void)n;
+  pthread_mutex_lock(&p->snap_mu);
+  atomic_store(&p->rebuild, 1);
+  int rc = 0;
+  if (p->snap_path && unlink(p->snap_path) != 0 && errno != ENOENT) rc = -errno;
+  pthread_mutex_unlock(&p->snap_mu);
+  return rc;
+}
+
+/* Start again from offset 0 with empty stores (loop thread). */
+static void rebuild_now(process_t *p) {
+  free_stores(p);
+  if (new_stores(p) != 0) abort(); /* the options were valid at process_new */
+  log_reader_close(p->reader);
+  p->reader = NULL;
+  p->offset = 0;
+  p->watermark_us = 0;
+  p->st.read_error = 0;
+  atomic_store(&p->rebuild, 0);
+  schedule(p);
+}
+
+static void ckpt_done(uv_work_t *w, int status) {
+  ckpt_job_t *j = w->data;
+  j->p->jobs--;
+  if (j->rc == 0) j->p->st.checkpoints++;
+  buf_free(&j->data);
+  free(j->path);
+  free(j);
+}
+
+static void on_ckpt(uv_timer_t *t) {
+  process_t *p = t->data;
+  if (p->jobs || !p->snap_path || atomic_load(&p->rebuild)) return;
+  ckpt_job_t *j = xcalloc(1, sizeof *j);
+  j->p = p;
+  j->path = xstrdup(p->snap_path);
+  j->work.data = j;
+  serialize(p, &j->data);
+  p->jobs++;
+  if (uv_queue_work(p->loop, &j->work, ckpt_work, ckpt_done) != 0) {
+    p->jobs--;
+    buf_free(&j->data);
+    free(j->path);
+    free(j);
+  }
+}
+
+static void on_live(uv_timer_t *t) {
+  process_t *p = t->data;
+  if (atomic_load(&p->rebuild) && !p->jobs) rebuild_now(p);
+  profile_sweep(p->profiles, p->watermark_us, SWEEP_BUDGET);
+  rollup_advance(p->events);
+  rollup_advance(p->sessions);
+  int64_t now_mono = clock_mono_us(), now = clock_wall_us();
+  double secs = (double)(now_mono - p->tick_mono_us) / 1e6;
+  if (secs <= 0) secs = 1;
+  rollup_totals_t tot = {0};
+  rollup_totals(p->events, now - 300 * 1000000LL, now + 1000000, NULL, 0, &tot);
+  if (p->hub) {
+    char iso[25], body[512];
+    clock_format_iso(now, iso);
+    uint64_t end = log_end_offset(p->log);
+    snprintf(body, sizeof body,
+             "{\"t\":\"%s\",\"events\":%llu,\"eventsPerSecond\":%.1f,\"activeUsers\":%llu,"
+             "\"revenue\":%.2f,\"orders\":%llu,\"offset\":%llu,\"lag\":%llu}",
+             iso, (unsigned long long)p->tick_events, (double)p->tick_events / secs,
+             (unsigned long long)tot.uniques, p->tick_revenue,
+             (unsigned long long)p->tick_orders, (unsigned long long)p->offset,
+             (unsigned long long)(end > p->offset ? end - p->offset : 0));
+    sse_publish(p->hub, PROCESS_LIVE_CHANNEL, NULL, body, NULL);
+  }
+  p->tick_events = p->tick_orders = 0;
+  p->tick_revenue = 0;
+  p->tick_mono_us = now_mono;
+}
+
+/* ---- public ---- */
+
+static uint64_t fingerprint(const process_t *p) {
+  buf_t b = BUF_INIT;
+  for (int i = 0; i < PROFILE_KINDS; i++) buf_printf(&b, "%s\n", p->kinds[i] ? p->kinds[i] : "");
+  buf_printf(&b, "%s\n%lld", p->conversion, (long long)p->popts.session_timeout_us);
+  uint64_t h = XXH3_64bits(b.data, b.len);
+  buf_free(&b);
+  return h;
+}
+
+process_t *process_new(const process_opts_t *o, char *err, size_t errlen) {
+  const char *const *tracked = o->tracked;
+  size_t ntracked = o->ntracked;
+  if (!tracked) {
+    tracked = default_tracked;
+    ntracked = sizeof default_tracked / sizeof default_tracked[0];
+  }
+  if (ntracked > PROFILE_KINDS) {
+    snprintf(err, errlen, "at most %d tracked events (got %zu)", PROFILE_KINDS, ntracked);
+    return NULL;
+  }
+  process_t *p = xcalloc(1, sizeof *p);
+  pthread_mutex_init(&p->snap_mu, NULL);
+  p->loop = o->loop;
+  p->log = o->log;
+  p->hub = o->hub;
+  p->checkpoint_ms = o->checkpoint_ms ? o->checkpoint_ms : 10000;
+  p->conversion = xstrdup(o->conversion_event && *o->conversion_event ? o->conversion_event
+                                                                       : "Order Completed");
+  for (size_t i = 0; i < ntracked; i++) {
+    p->kinds[i] = xstrdup(tracked[i]);
+    p->popts.kinds[i] = p->kinds[i];
+    if (!strcmp(tracked[i], p->conversion)) p->popts.conversion_kinds |= (uint8_t)(1u << i);
+  }
+  p->popts.session_timeout_us = (int64_t)(o->session_timeout_s ? o->session_timeout_s : 1800) * 1000000;
+  p->popts.on_session_end = on_session_end;
+  p->popts.ud = p;
+  p->fingerprint = fingerprint(p);
+  p->paths = jscan_compile(field_paths, F_COUNT);
+  if (new_stores(p) != 0 || !p->paths) {
+    snprintf(err, errlen, "bad processing options");
+    process_free(p);
+    return NULL;
+  }
+  if (o->state_dir) {
+    mkdir(o->state_dir, 0700);
+    size_t n = strlen(o->state_dir) + 16;
+    p->snap_path = xmalloc(n);
+    snprintf(p->snap_path, n, "%s/snapshot", o->state_dir);
+  }
+  p->snap_status = load_snapshot(p);
+  p->tick_mono_us = clock_mono_us();
+  return p;
+}
+
+int process_snapshot_status(const process_t *p, char *msg, size_t msglen) {
+  if (msg && msglen) snprintf(msg, msglen, "%s", p->snap_msg);
+  return p->snap_status;
+}
+
+int process_start(process_t *p) {
+  uv_idle_init(p->loop, &p->idle);
+  uv_timer_init(p->loop, &p->ckpt_timer);
+  uv_timer_init(p->loop, &p->live_timer);
+  p->idle.data = p->ckpt_timer.data = p->live_timer.data = p;
+  p->started = 1;
+  log_subscribe(p->log, on_notify, p);
+  uv_timer_start(&p->ckpt_timer, on_ckpt, p->checkpoint_ms, p->checkpoint_ms);
+  uv_timer_start(&p->live_timer, on_live, 1000, 1000);
+  schedule(p);
+  return 0;
+}
+
+void process_stop(process_t *p) {
+  if (!p || !p->started || p->stopped) return;
+  p->stopped = 1;
+  uv_close((uv_handle_t *)&p->idle, NULL);
+  uv_close((uv_handle_t *)&p->ckpt_timer, NULL);
+  uv_close((uv_handle_t *)&p->live_timer, NULL);
+}
+
+int process_busy(const process_t *p) { return p && p->jobs > 0; }
+
+void process_free(process_t *p) {
+  if (!p) return;
+  log_reader_close(p->reader);
+  free_stores(p);
+  jscan_paths_free(p->paths);
+  for (int i = 0; i < PROFILE_KINDS; i++) free(p->kinds[i]);
+  free(p->conversion);
+  free(p->snap_path);
+  pthread_mutex_destroy(&p->snap_mu);
+  free(p);
+}
+
+long process_run_until_caught_up(process_t *p) {
+  uint64_t before = p->st.events;
+  int rc;
+  while ((rc = slice(p, 0, 0)) == 1) {
+  }
+  if (rc < 0) return rc;
+  return (long)(p->st.events - before);
+}
+
+int process_checkpoint_sync(process_t *p) {
+  if (!p->snap_path) return 0;
+  buf_t b = BUF_INIT;
+  serialize(p, &b);
+  int rc = write_snapshot(p, p->snap_path, &b);
+  buf_free(&b);
+  if (rc == 0) p->st.checkpoints++;
+  return rc == -ECANCELED ? 0 : rc;
+}
+
+int process_remove_snapshot(const char *state_dir) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/snapshot", state_dir);
+  if (unlink(path) != 0 && errno != ENOENT) return -errno;
+  return 0;
+}
+
+const rollup_t *process_events(const process_t *p) { return p->events; }
+const rollup_t *process_sessions(const process_t *p) { return p->sessions; }
+const char *process_conversion_event(const process_t *p) { return p->conversion; }
+
+void process_stats(const process_t *p, process_stats_t *out) {
+  *out = p->st;
+  out->offset = p->offset;
+}
