@@ -3,25 +3,12 @@
  * Each test starts a server on 127.0.0.1:0 with its own uv loop running in a second
  * thread; the test thread is the client, with blocking sockets and poll() deadlines.
  * Anything that touches the server or the loop from the test thread goes through
- * fx_call, which runs a function on the loop thread and waits for it. */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <pthread.h>
+ * fx_call, which runs a function on the loop thread and waits for it (nettest.h). */
 #include <stdarg.h>
-#include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <unistd.h>
-#include <uv.h>
 
-#include "http.h"
 #include "test.h"
-#include "util/clock.h"
-
-#define WAIT_MS 3000
+#include "nettest.h"
 
 /* ---- Fixture: server + loop thread ---- */
 
@@ -38,32 +25,32 @@ enum mode {
 #define BIG_LEN (8u << 20)
 static char *big_body;
 
-typedef struct fx {
-  uv_loop_t loop;
-  uv_async_t wake;
-  pthread_t thread;
-  http_server_t *srv;
-  int port;
+typedef struct resp {
+  int status;
+  char head[8192];
+  char body[65536];
+  size_t body_len;
+} resp_t;
+
+struct fx {
+  nt_server_t nt;
+  resp_t *r; /* the test thread's response buffer */
   enum mode mode;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  void (*cmd)(struct fx *, void *);
-  void *cmd_arg;
-  int cmd_done;
-  /* loop-thread state, read by the test under mu */
+  /* loop-thread state, read by the test under nt.mu */
   int nreq;
   char log[512];
   http_req_t *held[8];
   int nheld;
   uv_timer_t delay;
-  int delay_active;
-  int drained;
   int nobserved;
   int last_status;
   char last_route[32];
   http_stream_t *stream; /* MODE_STREAM: the current one, NULL after its on_close */
   int stream_closed;     /* on_close calls */
-} fx_t;
+};
+
+static void fx_lock(fx_t *f) { pthread_mutex_lock(&f->nt.mu); }
+static void fx_unlock(fx_t *f) { pthread_mutex_unlock(&f->nt.mu); }
 
 static void fx_log(fx_t *f, const char *fmt, ...) {
   size_t n = strlen(f->log);
@@ -96,22 +83,40 @@ static void echo(http_req_t *r, const char *route) {
   http_respond(r, 200, h, 1, out, (size_t)n, 0);
 }
 
+/* Log "R<path>" under the lock, then echo. */
+static void echo_logged(fx_t *f, http_req_t *r, const char *route) {
+  fx_lock(f);
+  fx_log(f, "R%s ", http_req_path(r));
+  fx_unlock(f);
+  echo(r, route);
+}
+
+/* Take the oldest held request out of f->held (NULL if none). */
+static http_req_t *take_held(fx_t *f) {
+  fx_lock(f);
+  http_req_t *r = f->nheld ? f->held[0] : NULL;
+  if (r) memmove(f->held, f->held + 1, (size_t)--f->nheld * sizeof f->held[0]);
+  fx_unlock(f);
+  return r;
+}
+
+static void hold(fx_t *f, http_req_t *r) {
+  fx_lock(f);
+  f->held[f->nheld++] = r;
+  fx_unlock(f);
+}
+
 static void on_delay(uv_timer_t *t) {
   fx_t *f = t->data;
-  pthread_mutex_lock(&f->mu);
-  http_req_t *r = f->held[0];
-  f->nheld = 0;
-  fx_log(f, "R%s ", http_req_path(r));
-  pthread_mutex_unlock(&f->mu);
-  echo(r, "delayed");
+  echo_logged(f, take_held(f), "delayed");
 }
 
 static void on_stream_close(void *ud) {
   fx_t *f = ud;
-  pthread_mutex_lock(&f->mu);
+  fx_lock(f);
   f->stream_closed++;
   f->stream = NULL;
-  pthread_mutex_unlock(&f->mu);
+  fx_unlock(f);
 }
 
 static void start_stream(fx_t *f, http_req_t *r) {
@@ -121,37 +126,28 @@ static void start_stream(fx_t *f, http_req_t *r) {
   http_req_set_route(r, "stream");
   http_stream_t *st = http_stream_start(r, 200, h, sizeof h / sizeof h[0]);
   if (st) http_stream_on_close(st, on_stream_close, f);
-  pthread_mutex_lock(&f->mu);
+  fx_lock(f);
   f->stream = st;
-  pthread_mutex_unlock(&f->mu);
+  fx_unlock(f);
 }
 
 static void handler(http_req_t *r, void *ud) {
   fx_t *f = ud;
-  pthread_mutex_lock(&f->mu);
+  fx_lock(f);
   f->nreq++;
   fx_log(f, "D%s ", http_req_path(r));
-  pthread_mutex_unlock(&f->mu);
+  fx_unlock(f);
   switch (f->mode) {
     case MODE_ECHO: echo(r, "echo"); break;
     case MODE_ASYNC_FIRST:
       if (f->nreq == 1) {
-        pthread_mutex_lock(&f->mu);
-        f->held[f->nheld++] = r;
-        pthread_mutex_unlock(&f->mu);
+        hold(f, r);
         uv_timer_start(&f->delay, on_delay, 100, 0);
       } else {
-        pthread_mutex_lock(&f->mu);
-        fx_log(f, "R%s ", http_req_path(r));
-        pthread_mutex_unlock(&f->mu);
-        echo(r, "echo");
+        echo_logged(f, r, "echo");
       }
       break;
-    case MODE_HOLD:
-      pthread_mutex_lock(&f->mu);
-      f->held[f->nheld++] = r;
-      pthread_mutex_unlock(&f->mu);
-      break;
+    case MODE_HOLD: hold(f, r); break;
     case MODE_CRLF: {
       http_header_t h[] = {{"X-Good", "ok"},
                            {"X-Bad", "a\r\nSet-Cookie: evil=1"},
@@ -176,70 +172,36 @@ static void handler(http_req_t *r, void *ud) {
 
 static void observer(void *ud, const char *route, int status, uint64_t latency_us) {
   fx_t *f = ud;
-  pthread_mutex_lock(&f->mu);
+  fx_lock(f);
   f->nobserved++;
   f->last_status = status;
   snprintf(f->last_route, sizeof f->last_route, "%s", route);
-  pthread_mutex_unlock(&f->mu);
+  fx_unlock(f);
   (void)latency_us;
 }
 
-static void on_wake(uv_async_t *a) {
-  fx_t *f = a->data;
-  pthread_mutex_lock(&f->mu);
-  void (*cmd)(fx_t *, void *) = f->cmd;
-  void *arg = f->cmd_arg;
-  f->cmd = NULL;
-  pthread_mutex_unlock(&f->mu);
-  if (!cmd) return;
-  cmd(f, arg);
-  pthread_mutex_lock(&f->mu);
-  f->cmd_done = 1;
-  pthread_cond_broadcast(&f->cv);
-  pthread_mutex_unlock(&f->mu);
-}
-
-static void *loop_main(void *arg) {
-  fx_t *f = arg;
-  uv_run(&f->loop, UV_RUN_DEFAULT);
-  return NULL;
-}
-
 /* Run cmd(f, arg) on the loop thread and wait for it. */
-static void fx_call(fx_t *f, void (*cmd)(fx_t *, void *), void *arg) {
-  pthread_mutex_lock(&f->mu);
-  f->cmd = cmd;
-  f->cmd_arg = arg;
-  f->cmd_done = 0;
-  uv_async_send(&f->wake);
-  while (!f->cmd_done) pthread_cond_wait(&f->cv, &f->mu);
-  pthread_mutex_unlock(&f->mu);
-}
+static void fx_call(fx_t *f, nt_cmd_fn cmd, void *arg) { nt_call(&f->nt, cmd, arg); }
 
 static int fx_start_on(fx_t *f, const http_limits_t *lim, enum mode mode, const char *host) {
   memset(f, 0, sizeof *f);
   f->mode = mode;
-  pthread_mutex_init(&f->mu, NULL);
-  pthread_cond_init(&f->cv, NULL);
-  uv_loop_init(&f->loop);
-  uv_async_init(&f->loop, &f->wake, on_wake);
-  f->wake.data = f;
-  uv_timer_init(&f->loop, &f->delay);
+  nt_init(&f->nt, f);
+  uv_timer_init(&f->nt.loop, &f->delay);
   f->delay.data = f;
-  f->srv = http_server_new(&f->loop, lim, handler, f);
-  if (!f->srv) return -1;
-  http_server_set_observer(f->srv, observer, f);
-  int rc = http_server_listen(f->srv, host, 0);
+  f->nt.srv = http_server_new(&f->nt.loop, lim, handler, f);
+  if (!f->nt.srv) return -1;
+  http_server_set_observer(f->nt.srv, observer, f);
+  int rc = nt_listen(&f->nt, host);
   if (rc < 0) {
-    http_server_free(f->srv);
+    http_server_free(f->nt.srv);
     uv_close((uv_handle_t *)&f->delay, NULL);
-    uv_close((uv_handle_t *)&f->wake, NULL);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&f->loop);
+    uv_close((uv_handle_t *)&f->nt.wake, NULL);
+    uv_run(&f->nt.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&f->nt.loop);
     return rc;
   }
-  f->port = http_server_port(f->srv);
-  pthread_create(&f->thread, NULL, loop_main, f);
+  f->r = malloc(sizeof *f->r);
   return 0;
 }
 
@@ -248,74 +210,60 @@ static int fx_start(fx_t *f, const http_limits_t *lim, enum mode mode) {
 }
 
 static void cmd_stop(fx_t *f, void *arg) {
-  http_server_free(f->srv);
+  http_server_free(f->nt.srv);
   /* requests still held are answered after the free: they must only be released */
   for (int i = 0; i < f->nheld; i++) http_respond(f->held[i], 200, NULL, 0, "late", 4, 0);
   f->nheld = 0;
   uv_close((uv_handle_t *)&f->delay, NULL);
-  uv_close((uv_handle_t *)&f->wake, NULL);
 }
 
 /* Free the server, let the loop run dry, and check nothing was left open. */
 static void fx_stop(fx_t *f) {
-  fx_call(f, cmd_stop, NULL);
-  pthread_join(f->thread, NULL);
-  CHECK_INT(uv_loop_close(&f->loop), 0);
-  pthread_mutex_destroy(&f->mu);
-  pthread_cond_destroy(&f->cv);
+  nt_stop(&f->nt, cmd_stop);
+  free(f->r);
 }
 
-static void cmd_conns(fx_t *f, void *arg) { *(size_t *)arg = http_server_connections(f->srv); }
+static size_t fx_conns(fx_t *f) { return nt_conns(&f->nt); }
 
-static size_t fx_conns(fx_t *f) {
-  size_t n = 0;
-  fx_call(f, cmd_conns, &n);
-  return n;
-}
+static int fx_get(fx_t *f, int *field) { return nt_get(&f->nt, field); }
+
+static int conns_are(fx_t *f, const void *n) { return fx_conns(f) == *(const size_t *)n; }
+static int held_are(fx_t *f, const void *n) { return fx_get(f, &f->nheld) == *(const int *)n; }
 
 /* Poll until the server has n connections open. */
-static int fx_wait_conns(fx_t *f, size_t n) {
-  int64_t deadline = clock_mono_us() + WAIT_MS * 1000;
-  while (clock_mono_us() < deadline) {
-    if (fx_conns(f) == n) return 1;
-    usleep(2000);
-  }
-  return 0;
-}
+static int fx_wait_conns(fx_t *f, size_t n) { return nt_poll(conns_are, f, &n, 2000); }
 
 /* Poll until the handler holds n requests. */
-static int fx_wait_held(fx_t *f, int n) {
-  int64_t deadline = clock_mono_us() + WAIT_MS * 1000;
-  while (clock_mono_us() < deadline) {
-    pthread_mutex_lock(&f->mu);
-    int held = f->nheld;
-    pthread_mutex_unlock(&f->mu);
-    if (held == n) return 1;
-    usleep(2000);
-  }
-  return 0;
+static int fx_wait_held(fx_t *f, int n) { return nt_poll(held_are, f, &n, 2000); }
+
+typedef struct field_is {
+  int *field;
+  int want;
+} field_is_t;
+
+static int field_is(fx_t *f, const void *arg) {
+  const field_is_t *w = arg;
+  return fx_get(f, w->field) == w->want;
 }
 
-static int fx_get(fx_t *f, int *field) {
-  pthread_mutex_lock(&f->mu);
-  int v = *field;
-  pthread_mutex_unlock(&f->mu);
-  return v;
-}
-
-/* Poll until *field (guarded by mu) equals want. */
+/* Poll until *field (guarded by nt.mu) equals want. */
 static int fx_wait_int(fx_t *f, int *field, int want) {
-  int64_t deadline = clock_mono_us() + WAIT_MS * 1000;
-  while (clock_mono_us() < deadline) {
-    if (fx_get(f, field) == want) return 1;
-    usleep(1000);
-  }
-  return 0;
+  field_is_t w = {field, want};
+  return nt_poll(field_is, f, &w, 1000);
+}
+
+/* 1 if the string field of f (last_route, log; read under nt.mu) is want. */
+static int fx_str_is(fx_t *f, const char *field, const char *want) {
+  fx_lock(f);
+  int same = strcmp(field, want) == 0;
+  if (!same) printf("  \"%s\", expected \"%s\"\n", field, want);
+  fx_unlock(f);
+  return same;
 }
 
 static void cmd_free_server(fx_t *f, void *arg) {
-  http_server_free(f->srv);
-  f->srv = NULL;
+  http_server_free(f->nt.srv);
+  f->nt.srv = NULL;
 }
 
 /* Answer held requests (after the server is gone: only releases them). */
@@ -326,12 +274,8 @@ static void cmd_answer_gone(fx_t *f, void *arg) {
 
 /* Answer only the oldest held request (its answer may dispatch the next at once). */
 static void cmd_answer_first(fx_t *f, void *arg) {
-  if (!f->nheld) return;
-  pthread_mutex_lock(&f->mu);
-  http_req_t *r = f->held[0];
-  memmove(f->held, f->held + 1, (size_t)--f->nheld * sizeof f->held[0]);
-  pthread_mutex_unlock(&f->mu);
-  echo(r, "held");
+  http_req_t *r = take_held(f);
+  if (r) echo(r, "held");
 }
 
 static void cmd_answer_held(fx_t *f, void *arg) {
@@ -339,86 +283,7 @@ static void cmd_answer_held(fx_t *f, void *arg) {
   f->nheld = 0;
 }
 
-static void on_drained(void *ud) {
-  fx_t *f = ud;
-  pthread_mutex_lock(&f->mu);
-  f->drained++;
-  pthread_mutex_unlock(&f->mu);
-}
-
-static void cmd_drain(fx_t *f, void *arg) { http_server_drain(f->srv, on_drained, f); }
-
 /* ---- Client ---- */
-
-typedef struct cli {
-  int fd;
-  size_t len;
-  char buf[256 * 1024];
-} cli_t;
-
-typedef struct resp {
-  int status;
-  char head[8192];
-  char body[65536];
-  size_t body_len;
-} resp_t;
-
-static cli_t *cli_open(int port) {
-  cli_t *c = calloc(1, sizeof *c);
-  c->fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-    close(c->fd);
-    free(c);
-    return NULL;
-  }
-  int one = 1;
-  setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return c;
-}
-
-static void cli_close(cli_t *c) {
-  if (!c) return;
-  close(c->fd);
-  free(c);
-}
-
-/* Close with RST instead of FIN. */
-static void cli_reset(cli_t *c) {
-  struct linger lg = {1, 0};
-  setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-  cli_close(c);
-}
-
-static void cli_send_n(cli_t *c, const char *s, size_t n) {
-  while (n) {
-    ssize_t w = send(c->fd, s, n, MSG_NOSIGNAL);
-    if (w <= 0) return;
-    s += w;
-    n -= (size_t)w;
-  }
-}
-
-static void cli_send(cli_t *c, const char *s) { cli_send_n(c, s, strlen(s)); }
-
-/* Read more bytes within the deadline: >0 got bytes, 0 EOF, -1 timeout or error. */
-static int cli_fill(cli_t *c, int64_t deadline) {
-  for (;;) {
-    int64_t left_ms = (deadline - clock_mono_us()) / 1000;
-    if (left_ms <= 0) return -1;
-    struct pollfd p = {c->fd, POLLIN, 0};
-    int rc = poll(&p, 1, (int)left_ms);
-    if (rc < 0 && errno == EINTR) continue;
-    if (rc <= 0) return -1;
-    if (c->len == sizeof c->buf) return -1;
-    ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno == ECONNRESET ? 0 : -1;
-    c->len += (size_t)n;
-    return n > 0 ? 1 : 0;
-  }
-}
 
 /* Header value from a response head ("" terminated copy in out), or NULL. */
 static const char *resp_header(const resp_t *r, const char *name, char *out, size_t outlen) {
@@ -446,186 +311,172 @@ static const char *resp_header(const resp_t *r, const char *name, char *out, siz
 static int cli_response(cli_t *c, resp_t *r, int head_only) {
   int64_t deadline = clock_mono_us() + WAIT_MS * 1000;
   memset(r, 0, sizeof *r);
-  r->status = -1;
-  char *end;
-  while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4)))
-    if (cli_fill(c, deadline) <= 0) return -1;
-  size_t head_len = (size_t)(end - c->buf) + 4;
-  if (head_len >= sizeof r->head) return -1;
-  memcpy(r->head, c->buf, head_len);
-  r->head[head_len] = 0;
+  int status = cli_head(c, r->head, sizeof r->head, deadline);
+  if (status < 0) return r->status = -1;
   char v[32];
   size_t cl = 0;
   if (!head_only && resp_header(r, "Content-Length", v, sizeof v)) cl = strtoul(v, NULL, 10);
-  if (cl >= sizeof r->body) return -1;
-  while (c->len < head_len + cl)
-    if (cli_fill(c, deadline) <= 0) return -1;
-  memcpy(r->body, c->buf + head_len, cl);
+  if (cl >= sizeof r->body) return r->status = -1;
+  while (c->len < cl)
+    if (cli_fill(c, deadline) <= 0) return r->status = -1;
+  memcpy(r->body, c->buf, cl);
   r->body[cl] = 0;
   r->body_len = cl;
-  memmove(c->buf, c->buf + head_len + cl, c->len - head_len - cl);
-  c->len -= head_len + cl;
-  if (sscanf(r->head, "HTTP/1.1 %d ", &r->status) != 1) return -1;
-  return r->status;
+  cli_take(c, cl);
+  return r->status = status;
 }
 
-/* 1 if the server closes the connection within ms (EOF or reset) with no extra bytes. */
-static int cli_closed(cli_t *c, int ms) {
-  int64_t deadline = clock_mono_us() + (int64_t)ms * 1000;
-  size_t before = c->len;
-  for (;;) {
-    int rc = cli_fill(c, deadline);
-    if (rc == 0) return c->len == before;
-    if (rc < 0) return 0;
-  }
+/* Read the next response: 1 if its status is want and its body holds sub (NULL: any
+ * body); otherwise print what came and return 0. */
+static int answered(cli_t *c, resp_t *r, int want, const char *sub) {
+  int status = cli_response(c, r, 0);
+  if (status == want && (!sub || has(r->body, sub))) return 1;
+  printf("  got %d \"%.200s\", expected %d with \"%s\"\n", status, r->body, want, sub ? sub : "");
+  return 0;
 }
 
-/* 1 if nothing at all arrives within ms (connection still open, silent). */
-static int cli_quiet(cli_t *c, int ms) {
-  struct pollfd p = {c->fd, POLLIN, 0};
-  return poll(&p, 1, ms) == 0;
+/* Send req on c, then as answered(). */
+static int ask(cli_t *c, resp_t *r, const char *req, int want, const char *sub) {
+  cli_send(c, req);
+  return answered(c, r, want, sub);
 }
 
-static int has(const char *hay, const char *needle) { return strstr(hay, needle) != NULL; }
+/* A test's usual start: the fixture started and one client connected to it. */
+static cli_t *fx_begin(fx_t *f, const http_limits_t *lim, enum mode mode) {
+  CHECK_INT(fx_start(f, lim, mode), 0);
+  return cli_open(f->nt.port);
+}
+
+/* ... and its end: the client closed, the fixture stopped. */
+static void fx_end(fx_t *f, cli_t *c) {
+  cli_close(c);
+  fx_stop(f);
+}
+
+/* fx_end once the server has closed c: 1, or 0 if it did not within WAIT_MS (as cli_closed). */
+static int fx_end_closed(fx_t *f, cli_t *c) {
+  int closed = cli_closed(c, WAIT_MS);
+  fx_end(f, c);
+  return closed;
+}
 
 /* ---- Tests ---- */
 
 TEST(test_get) {
   fx_t f;
-  CHECK_INT(fx_start(&f, NULL, MODE_ECHO), 0);
-  cli_t *c = cli_open(f.port);
-  resp_t *r = malloc(sizeof *r);
+  cli_t *c = fx_begin(&f, NULL, MODE_ECHO);
   cli_send(c, "GET /p/a?x=1&y=2#frag HTTP/1.1\r\nHost: h\r\nX-Test: hello\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK_STR(r->body, "method=GET path=/p/a query=x=1&y=2 peer=127.0.0.1 x-test=hello body=0:");
+  CHECK_INT(cli_response(c, f.r, 0), 200);
+  CHECK_STR(f.r->body, "method=GET path=/p/a query=x=1&y=2 peer=127.0.0.1 x-test=hello body=0:");
   char v[64];
-  CHECK(resp_header(r, "Date", v, sizeof v) && has(v, " GMT"));
-  CHECK_STR(resp_header(r, "Connection", v, sizeof v), "keep-alive");
-  CHECK_STR(resp_header(r, "Content-Type", v, sizeof v), "text/plain");
-  CHECK_INT(strtoul(resp_header(r, "Content-Length", v, sizeof v), NULL, 10), r->body_len);
-  CHECK(strncmp(r->head, "HTTP/1.1 200 OK\r\n", 17) == 0);
+  CHECK(resp_header(f.r, "Date", v, sizeof v) && has(v, " GMT"));
+  CHECK_STR(resp_header(f.r, "Connection", v, sizeof v), "keep-alive");
+  CHECK_STR(resp_header(f.r, "Content-Type", v, sizeof v), "text/plain");
+  CHECK_INT(strtoul(resp_header(f.r, "Content-Length", v, sizeof v), NULL, 10), f.r->body_len);
+  CHECK(strncmp(f.r->head, "HTTP/1.1 200 OK\r\n", 17) == 0);
   CHECK(fx_wait_int(&f, &f.nobserved, 1)); /* observed once the response is queued */
   CHECK_INT(fx_get(&f, &f.last_status), 200);
-  pthread_mutex_lock(&f.mu);
-  CHECK_STR(f.last_route, "echo");
-  pthread_mutex_unlock(&f.mu);
+  CHECK(fx_str_is(&f, f.last_route, "echo"));
 
   /* absolute-form target, no query; duplicated header joined */
-  cli_send(c, "GET http://example.com:8080/abs/p HTTP/1.1\r\nHost: h\r\n"
-              "x-test: a\r\nX-TEST: b\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK(has(r->body, "path=/abs/p query= "));
-  CHECK(has(r->body, "x-test=a, b "));
-  cli_send(c, "GET http://example.com?q=1 HTTP/1.1\r\nHost: h\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK(has(r->body, "path=/ query=q=1 "));
-  cli_close(c);
-  free(r);
-  fx_stop(&f);
+  CHECK(ask(c, f.r, "GET http://example.com:8080/abs/p HTTP/1.1\r\nHost: h\r\n"
+                  "x-test: a\r\nX-TEST: b\r\n\r\n", 200, "path=/abs/p query= "));
+  CHECK(has(f.r->body, "x-test=a, b "));
+  CHECK(ask(c, f.r, "GET http://example.com?q=1 HTTP/1.1\r\nHost: h\r\n\r\n", 200,
+            "path=/ query=q=1 "));
+  fx_end(&f, c);
 }
 
-TEST(test_post_content_length) {
+/* One request per case on a fresh echo server; the answer must contain every want. */
+typedef struct echo_case {
+  const char *name;
+  const char *req[2]; /* sent in turn, 20 ms apart (a body split across reads) */
+  const char *want[2];
+} echo_case_t;
+
+static const echo_case_t echo_cases[] = {
+    {"post content-length",
+     {"POST /v1/track HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello", " world"},
+     {"method=POST path=/v1/track ", "body=11:hello world"}},
+    {"chunked",
+     {"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"},
+     {"body=11:hello world", "x-test=(none)"}},
+};
+
+static void run_echo_case(const echo_case_t *tc) {
   fx_t f;
-  CHECK_INT(fx_start(&f, NULL, MODE_ECHO), 0);
-  cli_t *c = cli_open(f.port);
-  resp_t *r = malloc(sizeof *r);
-  cli_send(c, "POST /v1/track HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello");
-  usleep(20000); /* body split across reads */
-  cli_send(c, " world");
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK(has(r->body, "method=POST path=/v1/track "));
-  CHECK(has(r->body, "body=11:hello world"));
-  cli_close(c);
-  free(r);
-  fx_stop(&f);
+  cli_t *c = fx_begin(&f, NULL, MODE_ECHO);
+  cli_send(c, tc->req[0]);
+  if (tc->req[1]) {
+    usleep(20000);
+    cli_send(c, tc->req[1]);
+  }
+  CHECK_INT(cli_response(c, f.r, 0), 200);
+  for (int i = 0; i < 2; i++)
+    if (!has(f.r->body, tc->want[i]))
+      FAILF("%s: \"%s\" lacks \"%s\"", tc->name, f.r->body, tc->want[i]);
+  fx_end(&f, c);
 }
 
-TEST(test_chunked) {
-  fx_t f;
-  CHECK_INT(fx_start(&f, NULL, MODE_ECHO), 0);
-  cli_t *c = cli_open(f.port);
-  resp_t *r = malloc(sizeof *r);
-  cli_send(c, "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
-              "5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK(has(r->body, "body=11:hello world"));
-  CHECK(has(r->body, "x-test=(none)"));
-  cli_close(c);
-  free(r);
-  fx_stop(&f);
+TEST(test_post_content_length) { run_echo_case(&echo_cases[0]); }
+
+TEST(test_chunked) { run_echo_case(&echo_cases[1]); }
+
+/* Open a connection, send req, expect a 200 whose Connection header is conn. */
+static cli_t *ask_conn(fx_t *f, resp_t *r, const char *req, const char *conn) {
+  cli_t *c = cli_open(f->nt.port);
+  CHECK(ask(c, r, req, 200, NULL));
+  char v[32];
+  CHECK_STR(resp_header(r, "Connection", v, sizeof v), conn);
+  return c;
 }
 
 TEST(test_keep_alive) {
   fx_t f;
-  CHECK_INT(fx_start(&f, NULL, MODE_ECHO), 0);
-  cli_t *c = cli_open(f.port);
-  resp_t *r = malloc(sizeof *r);
-  cli_send(c, "GET /one HTTP/1.1\r\nHost: h\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK(has(r->body, "path=/one "));
-  cli_send(c, "POST /two HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc");
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK(has(r->body, "path=/two "));
-  CHECK(has(r->body, "body=3:abc"));
+  cli_t *c = fx_begin(&f, NULL, MODE_ECHO);
+  CHECK(ask(c, f.r, "GET /one HTTP/1.1\r\nHost: h\r\n\r\n", 200, "path=/one "));
+  CHECK(ask(c, f.r, "POST /two HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc", 200,
+            "path=/two "));
+  CHECK(has(f.r->body, "body=3:abc"));
   CHECK_INT(fx_conns(&f), 1);
   CHECK_INT(fx_get(&f, &f.nreq), 2);
   /* Connection: close is honoured */
   cli_send(c, "GET /three HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 0), 200);
+  CHECK_INT(cli_response(c, f.r, 0), 200);
   char v[32];
-  CHECK_STR(resp_header(r, "Connection", v, sizeof v), "close");
+  CHECK_STR(resp_header(f.r, "Connection", v, sizeof v), "close");
   CHECK(cli_closed(c, WAIT_MS));
   cli_close(c);
 
   /* HTTP/1.0: close by default, keep-alive on request */
-  c = cli_open(f.port);
-  cli_send(c, "GET /old HTTP/1.0\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK_STR(resp_header(r, "Connection", v, sizeof v), "close");
+  c = ask_conn(&f, f.r, "GET /old HTTP/1.0\r\n\r\n", "close");
   CHECK(cli_closed(c, WAIT_MS));
   cli_close(c);
-  c = cli_open(f.port);
-  cli_send(c, "GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK_STR(resp_header(r, "Connection", v, sizeof v), "keep-alive");
-  cli_send(c, "GET /old2 HTTP/1.0\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK(has(r->body, "path=/old2 "));
-  cli_close(c);
-  free(r);
-  fx_stop(&f);
+  c = ask_conn(&f, f.r, "GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "keep-alive");
+  CHECK(ask(c, f.r, "GET /old2 HTTP/1.0\r\n\r\n", 200, "path=/old2 "));
+  fx_end(&f, c);
 }
 
 TEST(test_pipelined_in_order) {
   fx_t f;
-  CHECK_INT(fx_start(&f, NULL, MODE_ASYNC_FIRST), 0);
-  cli_t *c = cli_open(f.port);
-  resp_t *r = malloc(sizeof *r);
+  cli_t *c = fx_begin(&f, NULL, MODE_ASYNC_FIRST);
   cli_send(c, "GET /a HTTP/1.1\r\nHost: h\r\n\r\n"
               "POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi"
               "GET /c HTTP/1.1\r\nHost: h\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK(has(r->body, "path=/a "));
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK(has(r->body, "path=/b "));
-  CHECK(has(r->body, "body=2:hi"));
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK(has(r->body, "path=/c "));
+  CHECK(answered(c, f.r, 200, "path=/a "));
+  CHECK(answered(c, f.r, 200, "path=/b "));
+  CHECK(has(f.r->body, "body=2:hi"));
+  CHECK(answered(c, f.r, 200, "path=/c "));
   /* /b was not dispatched before /a was answered */
-  pthread_mutex_lock(&f.mu);
-  CHECK_STR(f.log, "D/a R/a D/b R/b D/c R/c ");
-  pthread_mutex_unlock(&f.mu);
-  cli_close(c);
-  free(r);
-  fx_stop(&f);
+  CHECK(fx_str_is(&f, f.log, "D/a R/a D/b R/b D/c R/c "));
+  fx_end(&f, c);
 }
 
 TEST(test_many_pipelined_sync) {
   /* 2000 tiny requests in one go: answered in order without recursion */
   fx_t f;
-  CHECK_INT(fx_start(&f, NULL, MODE_ECHO), 0);
-  cli_t *c = cli_open(f.port);
-  resp_t *r = malloc(sizeof *r);
+  cli_t *c = fx_begin(&f, NULL, MODE_ECHO);
   static char big[2000 * 40];
   size_t n = 0;
   for (int i = 0; i < 2000; i++) n += (size_t)sprintf(big + n, "GET /%d HTTP/1.1\r\n\r\n", i);
@@ -634,120 +485,100 @@ TEST(test_many_pipelined_sync) {
   for (int i = 0; i < 2000 && ok; i++) {
     char want[32];
     snprintf(want, sizeof want, "path=/%d ", i);
-    ok = cli_response(c, r, 0) == 200 && has(r->body, want);
+    ok = cli_response(c, f.r, 0) == 200 && has(f.r->body, want);
   }
   CHECK(ok);
   CHECK_INT(fx_get(&f, &f.nreq), 2000);
-  cli_close(c);
-  free(r);
-  fx_stop(&f);
+  fx_end(&f, c);
+}
+
+#define RUN_MAX 2048
+
+/* n times ch (n < RUN_MAX), as a string in a static buffer: one at a time. */
+static const char *run_of(char ch, size_t n) {
+  static char run[RUN_MAX];
+  if (n >= sizeof run) n = sizeof run - 1;
+  memset(run, ch, n);
+  run[n] = 0;
+  return run;
+}
+
+/* Expect the error answer status/error on c, then the close, no request dispatched.
+ * Returns when the answer came (clock_mono_us). */
+static int64_t check_refused(fx_t *f, cli_t *c, resp_t *r, int status, const char *error) {
+  char want[64];
+  snprintf(want, sizeof want, "\"error\":\"%s\"", error);
+  CHECK(answered(c, r, status, want));
+  int64_t at = clock_mono_us();
+  CHECK(cli_closed(c, WAIT_MS));
+  CHECK_INT(fx_get(f, &f->nreq), 0);
+  return at;
 }
 
 TEST(test_header_too_large) {
   fx_t f;
-  http_limits_t lim = {.max_header_bytes = 1024};
-  CHECK_INT(fx_start(&f, &lim, MODE_ECHO), 0);
-  cli_t *c = cli_open(f.port);
-  resp_t *r = malloc(sizeof *r);
-  char req[4096];
-  char val[2001];
-  memset(val, 'v', 2000);
-  val[2000] = 0;
-  snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: h\r\nX-Big: %s\r\n\r\n", val);
+  cli_t *c = fx_begin(&f, &(http_limits_t){.max_header_bytes = 1024}, MODE_ECHO);
+  char req[2 * RUN_MAX + 256];
+  snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: h\r\nX-Big: %s\r\n\r\n", run_of('v', 2000));
   cli_send(c, req);
-  CHECK_INT(cli_response(c, r, 0), 431);
-  CHECK(has(r->body, "\"success\":false"));
-  CHECK(has(r->body, "\"error\":\"header_too_large\""));
+  check_refused(&f, c, f.r, 431, "header_too_large");
+  CHECK(has(f.r->body, "\"success\":false"));
   char v[64];
-  CHECK_STR(resp_header(r, "Connection", v, sizeof v), "close");
-  CHECK_STR(resp_header(r, "Content-Type", v, sizeof v), "application/json");
-  CHECK(cli_closed(c, WAIT_MS));
-  CHECK_INT(fx_get(&f, &f.nreq), 0);
+  CHECK_STR(resp_header(f.r, "Connection", v, sizeof v), "close");
+  CHECK_STR(resp_header(f.r, "Content-Type", v, sizeof v), "application/json");
   CHECK(fx_wait_int(&f, &f.nobserved, 1));
   CHECK_INT(fx_get(&f, &f.last_status), 431);
-  pthread_mutex_lock(&f.mu);
-  CHECK_STR(f.last_route, "other");
-  pthread_mutex_unlock(&f.mu);
+  CHECK(fx_str_is(&f, f.last_route, "other"));
   cli_close(c);
 
   /* many small header fields: 431 as well */
-  c = cli_open(f.port);
+  c = cli_open(f.nt.port);
   size_t n = (size_t)snprintf(req, sizeof req, "GET / HTTP/1.1\r\n");
   for (int i = 0; i < 200; i++) n += (size_t)snprintf(req + n, sizeof req - n, "h%d:\r\n", i);
   snprintf(req + n, sizeof req - n, "\r\n");
-  cli_send(c, req);
-  CHECK_INT(cli_response(c, r, 0), 431);
+  CHECK(ask(c, f.r, req, 431, NULL));
   CHECK(cli_closed(c, WAIT_MS));
   cli_close(c);
 
   /* just under the limit passes */
-  c = cli_open(f.port);
-  memset(val, 'v', 900);
-  val[900] = 0;
-  snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: h\r\nX-Big: %s\r\n\r\n", val);
-  cli_send(c, req);
-  CHECK_INT(cli_response(c, r, 0), 200);
-  cli_close(c);
-  free(r);
-  fx_stop(&f);
+  c = cli_open(f.nt.port);
+  snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: h\r\nX-Big: %s\r\n\r\n", run_of('v', 900));
+  CHECK(ask(c, f.r, req, 200, NULL));
+  fx_end(&f, c);
 }
 
 TEST(test_body_too_large_by_length) {
   fx_t f;
-  http_limits_t lim = {.max_body_bytes = 100};
-  CHECK_INT(fx_start(&f, &lim, MODE_ECHO), 0);
-  cli_t *c = cli_open(f.port);
-  resp_t *r = malloc(sizeof *r);
+  cli_t *c = fx_begin(&f, &(http_limits_t){.max_body_bytes = 100}, MODE_ECHO);
   /* headers only: the 413 must come without the body being sent */
   cli_send(c, "POST /v1/batch HTTP/1.1\r\nHost: h\r\nContent-Length: 101\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 0), 413);
-  CHECK(has(r->body, "\"error\":\"body_too_large\""));
-  CHECK(cli_closed(c, WAIT_MS));
-  CHECK_INT(fx_get(&f, &f.nreq), 0);
+  check_refused(&f, c, f.r, 413, "body_too_large");
   cli_close(c);
 
   /* exactly the limit is fine */
-  c = cli_open(f.port);
-  char req[512];
-  char body[101];
-  memset(body, 'b', 100);
-  body[100] = 0;
-  snprintf(req, sizeof req, "POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\n%s", body);
-  cli_send(c, req);
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK(has(r->body, "body=100:"));
-  cli_close(c);
-  free(r);
-  fx_stop(&f);
+  c = cli_open(f.nt.port);
+  char req[2 * RUN_MAX + 256];
+  snprintf(req, sizeof req, "POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\n%s", run_of('b', 100));
+  CHECK(ask(c, f.r, req, 200, "body=100:"));
+  fx_end(&f, c);
 }
 
 TEST(test_chunked_too_large) {
   fx_t f;
-  http_limits_t lim = {.max_body_bytes = 100};
-  CHECK_INT(fx_start(&f, &lim, MODE_ECHO), 0);
-  cli_t *c = cli_open(f.port);
-  resp_t *r = malloc(sizeof *r);
-  char req[1024];
-  char chunk[81];
-  memset(chunk, 'c', 80);
-  chunk[80] = 0;
+  cli_t *c = fx_begin(&f, &(http_limits_t){.max_body_bytes = 100}, MODE_ECHO);
+  char req[2 * RUN_MAX + 256];
+  const char *chunk = run_of('c', 80);
   snprintf(req, sizeof req,
            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
            "50\r\n%s\r\n50\r\n%s\r\n0\r\n\r\n", chunk, chunk);
   cli_send(c, req);
-  CHECK_INT(cli_response(c, r, 0), 413);
-  CHECK(has(r->body, "\"error\":\"body_too_large\""));
-  CHECK(cli_closed(c, WAIT_MS));
-  CHECK_INT(fx_get(&f, &f.nreq), 0);
-  cli_close(c);
-  free(r);
-  fx_stop(&f);
+  check_refused(&f, c, f.r, 413, "body_too_large");
+  fx_end(&f, c);
 }
 
 TEST(test_malformed) {
   fx_t f;
   CHECK_INT(fx_start(&f, NULL, MODE_ECHO), 0);
-  resp_t *r = malloc(sizeof *r);
   const char *bad[] = {
       "GARBAGE\r\n\r\n",
       "GET / HTTP/1.1\r\nBad Header\r\n\r\n",
@@ -755,163 +586,125 @@ TEST(test_malformed) {
       "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    cli_t *c = cli_open(f.port);
-    cli_send(c, bad[i]);
-    CHECK_INT(cli_response(c, r, 0), 400);
-    CHECK(has(r->body, "\"error\":\"bad_request\""));
+    cli_t *c = cli_open(f.nt.port);
+    CHECK(ask(c, f.r, bad[i], 400, "\"error\":\"bad_request\""));
     CHECK(cli_closed(c, WAIT_MS));
     cli_close(c);
   }
   /* a bad request after a good one on the same connection: first answered, then 400 */
-  cli_t *c = cli_open(f.port);
-  cli_send(c, "GET /ok HTTP/1.1\r\n\r\nNOT HTTP AT ALL\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK_INT(cli_response(c, r, 0), 400);
+  cli_t *c = cli_open(f.nt.port);
+  CHECK(ask(c, f.r, "GET /ok HTTP/1.1\r\n\r\nNOT HTTP AT ALL\r\n\r\n", 200, NULL));
+  CHECK(answered(c, f.r, 400, NULL));
   CHECK(cli_closed(c, WAIT_MS));
   cli_close(c);
   CHECK_INT(fx_get(&f, &f.nreq), 1);
-  free(r);
   fx_stop(&f);
+}
+
+/* A request that stops short: 408 after the limit's timeout, then the close. */
+static void check_timeout(const http_limits_t *lim, const char *req) {
+  fx_t f;
+  cli_t *c = fx_begin(&f, lim, MODE_ECHO);
+  int64_t t0 = clock_mono_us();
+  cli_send(c, req);
+  int64_t waited_ms = (check_refused(&f, c, f.r, 408, "timeout") - t0) / 1000;
+  CHECK(waited_ms >= 150);
+  fx_end(&f, c);
 }
 
 TEST(test_header_timeout) {
-  fx_t f;
   http_limits_t lim = {.header_timeout_ms = 200};
-  CHECK_INT(fx_start(&f, &lim, MODE_ECHO), 0);
-  cli_t *c = cli_open(f.port);
-  resp_t *r = malloc(sizeof *r);
-  int64_t t0 = clock_mono_us();
-  cli_send(c, "GET / HTTP/1.1\r\nHost: h\r\n");
-  CHECK_INT(cli_response(c, r, 0), 408);
-  int64_t waited_ms = (clock_mono_us() - t0) / 1000;
-  CHECK(waited_ms >= 150);
-  CHECK(has(r->body, "\"error\":\"timeout\""));
-  CHECK(cli_closed(c, WAIT_MS));
-  CHECK_INT(fx_get(&f, &f.nreq), 0);
-  cli_close(c);
-  free(r);
-  fx_stop(&f);
+  check_timeout(&lim, "GET / HTTP/1.1\r\nHost: h\r\n");
 }
 
 TEST(test_body_timeout) {
-  fx_t f;
   http_limits_t lim = {.body_timeout_ms = 200};
-  CHECK_INT(fx_start(&f, &lim, MODE_ECHO), 0);
-  cli_t *c = cli_open(f.port);
-  resp_t *r = malloc(sizeof *r);
-  int64_t t0 = clock_mono_us();
-  cli_send(c, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc");
-  CHECK_INT(cli_response(c, r, 0), 408);
-  CHECK((clock_mono_us() - t0) / 1000 >= 150);
-  CHECK(has(r->body, "\"error\":\"timeout\""));
-  CHECK(cli_closed(c, WAIT_MS));
-  CHECK_INT(fx_get(&f, &f.nreq), 0);
-  cli_close(c);
-  free(r);
-  fx_stop(&f);
+  check_timeout(&lim, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc");
 }
 
 TEST(test_idle_timeout) {
   fx_t f;
   http_limits_t lim = {.idle_timeout_ms = 200};
   CHECK_INT(fx_start(&f, &lim, MODE_ECHO), 0);
-  resp_t *r = malloc(sizeof *r);
   /* after a request */
-  cli_t *c = cli_open(f.port);
-  cli_send(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 0), 200);
+  cli_t *c = cli_open(f.nt.port);
+  CHECK(ask(c, f.r, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", 200, NULL));
   int64_t t0 = clock_mono_us();
   CHECK(cli_closed(c, WAIT_MS)); /* silently: no bytes before EOF */
   CHECK((clock_mono_us() - t0) / 1000 >= 150);
   cli_close(c);
   /* a connection that never sends */
-  c = cli_open(f.port);
+  c = cli_open(f.nt.port);
   CHECK(cli_closed(c, WAIT_MS));
   cli_close(c);
   CHECK(fx_wait_conns(&f, 0));
   CHECK_INT(fx_get(&f, &f.nobserved), 1);
-  free(r);
   fx_stop(&f);
 }
 
 TEST(test_expect_continue) {
   fx_t f;
-  http_limits_t lim = {.max_body_bytes = 100};
-  CHECK_INT(fx_start(&f, &lim, MODE_ECHO), 0);
-  cli_t *c = cli_open(f.port);
-  resp_t *r = malloc(sizeof *r);
-  cli_send(c, "POST /e HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 0), 100);
-  CHECK_STR(r->head, "HTTP/1.1 100 Continue\r\n\r\n");
-  cli_send(c, "hello");
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK(has(r->body, "body=5:hello"));
+  cli_t *c = fx_begin(&f, &(http_limits_t){.max_body_bytes = 100}, MODE_ECHO);
+  CHECK(ask(c, f.r, "POST /e HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n"
+                    "Content-Length: 5\r\n\r\n", 100, NULL));
+  CHECK_STR(f.r->head, "HTTP/1.1 100 Continue\r\n\r\n");
+  CHECK(ask(c, f.r, "hello", 200, "body=5:hello"));
   cli_close(c);
 
   /* too large: 413 and no 100 */
-  c = cli_open(f.port);
-  cli_send(c, "POST /e HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 500\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 0), 413);
-  CHECK(cli_closed(c, WAIT_MS));
-  cli_close(c);
-  free(r);
-  fx_stop(&f);
+  c = cli_open(f.nt.port);
+  CHECK(ask(c, f.r, "POST /e HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n"
+                    "Content-Length: 500\r\n\r\n", 413, NULL));
+  CHECK(fx_end_closed(&f, c));
 }
 
 TEST(test_head) {
   fx_t f;
-  CHECK_INT(fx_start(&f, NULL, MODE_ECHO), 0);
-  cli_t *c = cli_open(f.port);
-  resp_t *r = malloc(sizeof *r);
+  cli_t *c = fx_begin(&f, NULL, MODE_ECHO);
   cli_send(c, "HEAD /h HTTP/1.1\r\nHost: h\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 1), 200);
+  CHECK_INT(cli_response(c, f.r, 1), 200);
   char v[32];
   size_t expect = strlen("method=HEAD path=/h query= peer=127.0.0.1 x-test=(none) body=0:");
-  CHECK_INT(strtoul(resp_header(r, "Content-Length", v, sizeof v), NULL, 10), expect);
+  CHECK_INT(strtoul(resp_header(f.r, "Content-Length", v, sizeof v), NULL, 10), expect);
   /* no body bytes followed: the next response starts right away */
-  cli_send(c, "GET /next HTTP/1.1\r\nHost: h\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK(has(r->body, "path=/next "));
-  cli_close(c);
-  free(r);
-  fx_stop(&f);
+  CHECK(ask(c, f.r, "GET /next HTTP/1.1\r\nHost: h\r\n\r\n", 200, "path=/next "));
+  fx_end(&f, c);
+}
+
+/* Open a connection to a MODE_HOLD fixture and send req; returns once it is held. */
+static cli_t *send_held(fx_t *f, const char *req) {
+  cli_t *c = cli_open(f->nt.port);
+  cli_send(c, req);
+  CHECK(fx_wait_held(f, 1));
+  return c;
 }
 
 TEST(test_disconnect_before_async_response) {
   fx_t f;
   CHECK_INT(fx_start(&f, NULL, MODE_HOLD), 0);
-  /* client resets */
-  cli_t *c = cli_open(f.port);
-  cli_send(c, "POST /slow HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi");
-  CHECK(fx_wait_held(&f, 1));
-  cli_reset(c);
-  usleep(20000);
-  fx_call(&f, cmd_answer_held, NULL);
-  CHECK(fx_wait_conns(&f, 0));
-  /* client closes politely */
-  c = cli_open(f.port);
-  cli_send(c, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n");
-  CHECK(fx_wait_held(&f, 1));
-  cli_close(c);
-  usleep(20000);
-  fx_call(&f, cmd_answer_held, NULL);
-  CHECK(fx_wait_conns(&f, 0));
+  /* client resets, or closes politely */
+  for (int polite = 0; polite < 2; polite++) {
+    cli_t *c = send_held(&f, polite ? "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n"
+                                    : "POST /slow HTTP/1.1\r\nHost: h\r\n"
+                                      "Content-Length: 2\r\n\r\nhi");
+    if (polite) cli_close(c);
+    else cli_reset(c);
+    usleep(20000);
+    fx_call(&f, cmd_answer_held, NULL);
+    CHECK(fx_wait_conns(&f, 0));
+  }
   fx_stop(&f);
 
   /* server freed while a request is held: cmd_stop answers it in the same loop turn */
   CHECK_INT(fx_start(&f, NULL, MODE_HOLD), 0);
-  c = cli_open(f.port);
-  cli_send(c, "GET /held HTTP/1.1\r\nHost: h\r\n\r\n");
-  CHECK(fx_wait_held(&f, 1));
+  cli_t *c = send_held(&f, "GET /held HTTP/1.1\r\nHost: h\r\n\r\n");
   fx_stop(&f);
   CHECK(cli_closed(c, WAIT_MS));
   cli_close(c);
 
   /* ... and answered only after the connection's handles are closed */
   CHECK_INT(fx_start(&f, NULL, MODE_HOLD), 0);
-  c = cli_open(f.port);
-  cli_send(c, "GET /held HTTP/1.1\r\nHost: h\r\n\r\n");
-  CHECK(fx_wait_held(&f, 1));
+  c = send_held(&f, "GET /held HTTP/1.1\r\nHost: h\r\n\r\n");
   fx_call(&f, cmd_free_server, NULL);
   CHECK(cli_closed(c, WAIT_MS));
   fx_call(&f, cmd_answer_gone, NULL); /* close callbacks ran in the earlier loop turn */
@@ -921,90 +714,77 @@ TEST(test_disconnect_before_async_response) {
 
 TEST(test_response_header_crlf_dropped) {
   fx_t f;
-  CHECK_INT(fx_start(&f, NULL, MODE_CRLF), 0);
-  cli_t *c = cli_open(f.port);
-  resp_t *r = malloc(sizeof *r);
-  cli_send(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK_STR(r->body, "body");
+  cli_t *c = fx_begin(&f, NULL, MODE_CRLF);
+  CHECK(ask(c, f.r, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", 200, NULL));
+  CHECK_STR(f.r->body, "body");
   char v[32];
-  CHECK_STR(resp_header(r, "X-Good", v, sizeof v), "ok");
-  CHECK_STR(resp_header(r, "X-Good2", v, sizeof v), "fine\tvalue");
-  CHECK(!has(r->head, "X-Bad"));
-  CHECK(!has(r->head, "Set-Cookie"));
-  CHECK(!has(r->head, "Bad Name"));
-  CHECK(!has(r->head, "999"));
+  CHECK_STR(resp_header(f.r, "X-Good", v, sizeof v), "ok");
+  CHECK_STR(resp_header(f.r, "X-Good2", v, sizeof v), "fine\tvalue");
+  static const char *dropped[] = {"X-Bad", "Set-Cookie", "Bad Name", "999"};
+  for (size_t i = 0; i < sizeof dropped / sizeof dropped[0]; i++)
+    if (has(f.r->head, dropped[i])) FAILF("head holds \"%s\"", dropped[i]);
   /* the connection is still usable: nothing injected */
-  cli_send(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 0), 200);
+  CHECK(ask(c, f.r, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", 200, NULL));
   CHECK_INT(c->len, 0);
-  cli_close(c);
-  free(r);
-  fx_stop(&f);
+  fx_end(&f, c);
 }
 
 TEST(test_respond_error_json) {
   fx_t f;
-  CHECK_INT(fx_start(&f, NULL, MODE_ERROR), 0);
-  cli_t *c = cli_open(f.port);
-  resp_t *r = malloc(sizeof *r);
-  cli_send(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 0), 422);
-  CHECK_STR(r->body, "{\"success\":false,\"error\":\"bad\\\"code\",\"message\":\"line\\nbreak\"}");
+  cli_t *c = fx_begin(&f, NULL, MODE_ERROR);
+  CHECK(ask(c, f.r, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", 422, NULL));
   char v[32];
-  CHECK_STR(resp_header(r, "Content-Type", v, sizeof v), "application/json");
-  CHECK_STR(resp_header(r, "Connection", v, sizeof v), "keep-alive");
-  cli_send(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 0), 422);
+  CHECK_STR(resp_header(f.r, "Content-Type", v, sizeof v), "application/json");
+  CHECK_STR(resp_header(f.r, "Connection", v, sizeof v), "keep-alive");
+  CHECK_STR(f.r->body,
+            "{\"success\":false,\"error\":\"bad\\\"code\",\"message\":\"line\\nbreak\"}");
+  CHECK(ask(c, f.r, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", 422, NULL));
+  fx_end(&f, c);
+}
+
+/* The held request of c is answered: a 200 with Connection: close, then the close. */
+static void check_last_answer(fx_t *f, cli_t *c, resp_t *r) {
+  fx_call(f, cmd_answer_held, NULL);
+  CHECK(answered(c, r, 200, NULL));
+  char v[32];
+  CHECK_STR(resp_header(r, "Connection", v, sizeof v), "close");
+  CHECK(cli_closed(c, WAIT_MS));
   cli_close(c);
-  free(r);
-  fx_stop(&f);
 }
 
 TEST(test_drain) {
   fx_t f;
   CHECK_INT(fx_start(&f, NULL, MODE_HOLD), 0);
-  resp_t *r = malloc(sizeof *r);
-  cli_t *idle1 = cli_open(f.port);
-  cli_t *idle2 = cli_open(f.port);
-  cli_t *busy = cli_open(f.port);
-  cli_t *partial = cli_open(f.port);
+  cli_t *idle1 = cli_open(f.nt.port);
+  cli_t *idle2 = cli_open(f.nt.port);
+  cli_t *busy = cli_open(f.nt.port);
+  cli_t *partial = cli_open(f.nt.port);
   cli_send(busy, "GET /busy HTTP/1.1\r\nHost: h\r\n\r\n");
   CHECK(fx_wait_held(&f, 1));
   cli_send(partial, "GET /partial HTTP/1.1\r\n");
   CHECK(fx_wait_conns(&f, 4));
   usleep(20000); /* let the partial bytes reach the server */
-  fx_call(&f, cmd_drain, NULL);
+  nt_drain(&f.nt);
   CHECK(cli_closed(idle1, WAIT_MS));
   CHECK(cli_closed(idle2, WAIT_MS));
   CHECK(fx_wait_conns(&f, 2));
-  CHECK_INT(fx_get(&f, &f.drained), 0);
+  CHECK_INT(fx_get(&f, &f.nt.drained), 0);
   CHECK(cli_quiet(busy, 50)); /* still waiting for its answer, not closed */
   /* no new connections */
-  cli_t *late = cli_open(f.port);
+  cli_t *late = cli_open(f.nt.port);
   CHECK(late == NULL);
   cli_close(late);
   /* the busy one gets its answer with Connection: close */
-  fx_call(&f, cmd_answer_held, NULL);
-  CHECK_INT(cli_response(busy, r, 0), 200);
-  char v[32];
-  CHECK_STR(resp_header(r, "Connection", v, sizeof v), "close");
-  CHECK(cli_closed(busy, WAIT_MS));
-  cli_close(busy);
-  CHECK_INT(fx_get(&f, &f.drained), 0);
+  check_last_answer(&f, busy, f.r);
+  CHECK_INT(fx_get(&f, &f.nt.drained), 0);
   /* the partial one finishes its request and is closed after the answer */
   cli_send(partial, "Host: h\r\n\r\n");
   CHECK(fx_wait_held(&f, 1));
-  fx_call(&f, cmd_answer_held, NULL);
-  CHECK_INT(cli_response(partial, r, 0), 200);
-  CHECK_STR(resp_header(r, "Connection", v, sizeof v), "close");
-  CHECK(cli_closed(partial, WAIT_MS));
-  cli_close(partial);
+  check_last_answer(&f, partial, f.r);
   CHECK(fx_wait_conns(&f, 0));
-  CHECK(fx_wait_int(&f, &f.drained, 1));
+  CHECK(fx_wait_int(&f, &f.nt.drained, 1));
   cli_close(idle1);
   cli_close(idle2);
-  free(r);
   fx_stop(&f);
 }
 
@@ -1012,43 +792,36 @@ TEST(test_max_connections) {
   fx_t f;
   http_limits_t lim = {.max_connections = 2};
   CHECK_INT(fx_start(&f, &lim, MODE_ECHO), 0);
-  resp_t *r = malloc(sizeof *r);
-  cli_t *a = cli_open(f.port), *b = cli_open(f.port);
-  cli_send(a, "GET / HTTP/1.1\r\n\r\n");
-  CHECK_INT(cli_response(a, r, 0), 200);
-  cli_send(b, "GET / HTTP/1.1\r\n\r\n");
-  CHECK_INT(cli_response(b, r, 0), 200);
-  cli_t *c = cli_open(f.port);
+  const char *get = "GET / HTTP/1.1\r\n\r\n";
+  cli_t *a = cli_open(f.nt.port), *b = cli_open(f.nt.port);
+  CHECK(ask(a, f.r, get, 200, NULL));
+  CHECK(ask(b, f.r, get, 200, NULL));
+  cli_t *c = cli_open(f.nt.port);
   CHECK(c != NULL);
-  cli_send(c, "GET / HTTP/1.1\r\n\r\n");
+  cli_send(c, get);
   CHECK(cli_closed(c, WAIT_MS)); /* accepted, then closed without an answer */
   CHECK_INT(fx_conns(&f), 2);
   cli_close(c);
   /* a slot frees up */
   cli_close(a);
   CHECK(fx_wait_conns(&f, 1));
-  c = cli_open(f.port);
-  cli_send(c, "GET / HTTP/1.1\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 0), 200);
-  cli_close(c);
+  c = cli_open(f.nt.port);
+  CHECK(ask(c, f.r, get, 200, NULL));
   cli_close(b);
-  free(r);
-  fx_stop(&f);
+  fx_end(&f, c);
 }
 
 TEST(test_large_response) {
   fx_t f;
   big_body = malloc(BIG_LEN);
-  CHECK_INT(fx_start(&f, NULL, MODE_BIG), 0);
-  cli_t *c = cli_open(f.port);
-  resp_t *r = malloc(sizeof *r);
+  cli_t *c = fx_begin(&f, NULL, MODE_BIG);
   /* two pipelined requests; the first answer cannot go out in one write */
   cli_send(c, "GET /big HTTP/1.1\r\n\r\nGET /big2 HTTP/1.1\r\n\r\n");
   usleep(50000); /* let the server fill the socket before reading */
   for (int k = 0; k < 2; k++) {
-    CHECK_INT(cli_response(c, r, 1), 200); /* head only: the body is streamed below */
+    CHECK_INT(cli_response(c, f.r, 1), 200); /* head only: the body is streamed below */
     char v[32];
-    CHECK_INT(strtoul(resp_header(r, "Content-Length", v, sizeof v), NULL, 10), BIG_LEN);
+    CHECK_INT(strtoul(resp_header(f.r, "Content-Length", v, sizeof v), NULL, 10), BIG_LEN);
     size_t got = 0, bad = 0;
     int64_t deadline = clock_mono_us() + WAIT_MS * 1000;
     while (got < BIG_LEN) {
@@ -1056,35 +829,28 @@ TEST(test_large_response) {
       size_t n = c->len < BIG_LEN - got ? c->len : BIG_LEN - got;
       for (size_t i = 0; i < n; i++)
         if (c->buf[i] != (char)('a' + (got + i) % 26)) bad++;
-      memmove(c->buf, c->buf + n, c->len - n);
-      c->len -= n;
+      cli_take(c, n);
       got += n;
     }
     CHECK_INT(got, BIG_LEN);
     CHECK_INT(bad, 0);
   }
   CHECK_INT(fx_get(&f, &f.nreq), 2);
-  cli_close(c);
-  free(r);
-  fx_stop(&f);
+  fx_end(&f, c);
   free(big_body);
 }
 
 TEST(test_upgrade_refused) {
   fx_t f;
-  CHECK_INT(fx_start(&f, NULL, MODE_ECHO), 0);
-  cli_t *c = cli_open(f.port);
-  resp_t *r = malloc(sizeof *r);
-  cli_send(c, "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
-              "\x81\x05hello");
-  CHECK_INT(cli_response(c, r, 0), 200); /* answered as plain HTTP, then closed */
+  cli_t *c = fx_begin(&f, NULL, MODE_ECHO);
+  /* answered as plain HTTP, then closed */
+  CHECK(ask(c, f.r, "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n"
+                    "Upgrade: websocket\r\n\r\n\x81\x05hello", 200, NULL));
   char v[32];
-  CHECK_STR(resp_header(r, "Connection", v, sizeof v), "close");
+  CHECK_STR(resp_header(f.r, "Connection", v, sizeof v), "close");
   CHECK(cli_closed(c, WAIT_MS));
   CHECK_INT(fx_get(&f, &f.nreq), 1);
-  cli_close(c);
-  free(r);
-  fx_stop(&f);
+  fx_end(&f, c);
 }
 
 TEST(test_peer_ipv6) {
@@ -1093,69 +859,57 @@ TEST(test_peer_ipv6) {
     printf("  (skipped: no IPv6)\n");
     return;
   }
-  resp_t *r = malloc(sizeof *r);
   /* IPv4 client on a dual-stack listener: shown as plain IPv4 */
-  cli_t *c = cli_open(f.port);
+  cli_t *c = cli_open(f.nt.port);
   CHECK(c != NULL);
   if (c) {
-    cli_send(c, "GET / HTTP/1.1\r\n\r\n");
-    CHECK_INT(cli_response(c, r, 0), 200);
-    CHECK(has(r->body, " peer=127.0.0.1 "));
+    CHECK(ask(c, f.r, "GET / HTTP/1.1\r\n\r\n", 200, " peer=127.0.0.1 "));
     cli_close(c);
   }
   int fd = socket(AF_INET6, SOCK_STREAM, 0);
-  struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)f.port)};
+  struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)f.nt.port)};
   sa.sin6_addr = in6addr_loopback;
   if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
     c = calloc(1, sizeof *c);
     c->fd = fd;
-    cli_send(c, "GET / HTTP/1.1\r\n\r\n");
-    CHECK_INT(cli_response(c, r, 0), 200);
-    CHECK(has(r->body, " peer=::1 "));
+    CHECK(ask(c, f.r, "GET / HTTP/1.1\r\n\r\n", 200, " peer=::1 "));
     cli_close(c);
   } else {
     close(fd);
   }
-  free(r);
   fx_stop(&f);
 }
 
 /* ---- Read-ahead while the handler holds a request ---- */
 
+/* Answer the oldest held request and expect its response to hold sub. */
+static int answer_next(fx_t *f, cli_t *c, resp_t *r, const char *sub) {
+  fx_call(f, cmd_answer_first, NULL);
+  return answered(c, r, 200, sub);
+}
+
 TEST(test_pipelined_while_held) {
   /* the next request arrives while the first is with the handler: parked, then served */
   fx_t f;
-  CHECK_INT(fx_start(&f, NULL, MODE_HOLD), 0);
-  cli_t *c = cli_open(f.port);
-  resp_t *r = malloc(sizeof *r);
+  cli_t *c = fx_begin(&f, NULL, MODE_HOLD);
   cli_send(c, "GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
   CHECK(fx_wait_held(&f, 1));
   cli_send(c, "POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nxyz");
   usleep(30000);
   CHECK_INT(fx_get(&f, &f.nreq), 1); /* not dispatched before /a is answered */
-  fx_call(&f, cmd_answer_first, NULL);
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK(has(r->body, "path=/a "));
+  CHECK(answer_next(&f, c, f.r, "path=/a "));
   CHECK(fx_wait_held(&f, 1));
-  fx_call(&f, cmd_answer_first, NULL);
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK(has(r->body, "path=/b "));
-  CHECK(has(r->body, "body=3:xyz"));
-  pthread_mutex_lock(&f.mu);
-  CHECK_STR(f.log, "D/a D/b ");
-  pthread_mutex_unlock(&f.mu);
-  cli_close(c);
-  free(r);
-  fx_stop(&f);
+  CHECK(answer_next(&f, c, f.r, "path=/b "));
+  CHECK(has(f.r->body, "body=3:xyz"));
+  CHECK(fx_str_is(&f, f.log, "D/a D/b "));
+  fx_end(&f, c);
 }
 
 TEST(test_read_ahead_bound) {
   /* 300 KB arrive while a request is held: more than the read-ahead bound, so reading
    * stops and must resume for the rest of the big body once the first is answered */
   fx_t f;
-  CHECK_INT(fx_start(&f, NULL, MODE_HOLD), 0);
-  cli_t *c = cli_open(f.port);
-  resp_t *r = malloc(sizeof *r);
+  cli_t *c = fx_begin(&f, NULL, MODE_HOLD);
   cli_send(c, "GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
   CHECK(fx_wait_held(&f, 1));
   size_t blen = 300000;
@@ -1165,64 +919,43 @@ TEST(test_read_ahead_bound) {
   cli_send_n(c, req, (size_t)n + blen); /* fits the socket buffers: returns */
   cli_send(c, "GET /after HTTP/1.1\r\nHost: h\r\n\r\n");
   usleep(50000);
-  fx_call(&f, cmd_answer_first, NULL);
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK(has(r->body, "path=/a "));
-  CHECK(fx_wait_held(&f, 1));
-  fx_call(&f, cmd_answer_first, NULL);
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK(has(r->body, "path=/big "));
-  CHECK(has(r->body, "body=300000:bbbb"));
-  CHECK(fx_wait_held(&f, 1));
-  fx_call(&f, cmd_answer_first, NULL);
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK(has(r->body, "path=/after "));
-  cli_close(c);
+  static const char *order[] = {"path=/a ", "path=/big ", "path=/after "};
+  for (int i = 0; i < 3; i++) {
+    if (i) CHECK(fx_wait_held(&f, 1));
+    CHECK(answer_next(&f, c, f.r, order[i]));
+    if (i == 1) CHECK(has(f.r->body, "body=300000:bbbb"));
+  }
   free(req);
-  free(r);
-  fx_stop(&f);
+  fx_end(&f, c);
 }
 
 TEST(test_next_header_timeout_starts_at_parse) {
   /* a partial next request parked while the first is held: its header timeout starts
    * when it is parsed (after the answer), not when its bytes arrived */
   fx_t f;
-  http_limits_t lim = {.header_timeout_ms = 200};
-  CHECK_INT(fx_start(&f, &lim, MODE_HOLD), 0);
-  cli_t *c = cli_open(f.port);
-  resp_t *r = malloc(sizeof *r);
+  cli_t *c = fx_begin(&f, &(http_limits_t){.header_timeout_ms = 200}, MODE_HOLD);
   cli_send(c, "GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\n");
   CHECK(fx_wait_held(&f, 1));
   usleep(400000); /* twice the header timeout while held */
   fx_call(&f, cmd_answer_first, NULL);
   int64_t t0 = clock_mono_us();
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK(has(r->body, "path=/a "));
-  CHECK_INT(cli_response(c, r, 0), 408);
+  CHECK(answered(c, f.r, 200, "path=/a "));
+  CHECK(answered(c, f.r, 408, NULL));
   CHECK((clock_mono_us() - t0) / 1000 >= 150);
-  CHECK(cli_closed(c, WAIT_MS));
-  cli_close(c);
-  free(r);
-  fx_stop(&f);
+  CHECK(fx_end_closed(&f, c));
 }
 
 TEST(test_half_close_answered) {
   /* the client sends two requests and half-closes: both are answered, then the close */
   fx_t f;
-  CHECK_INT(fx_start(&f, NULL, MODE_ASYNC_FIRST), 0);
-  cli_t *c = cli_open(f.port);
-  resp_t *r = malloc(sizeof *r);
+  cli_t *c = fx_begin(&f, NULL, MODE_ASYNC_FIRST);
   cli_send(c, "GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n");
   shutdown(c->fd, SHUT_WR);
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK(has(r->body, "path=/a "));
-  CHECK_INT(cli_response(c, r, 0), 200);
-  CHECK(has(r->body, "path=/b "));
+  CHECK(answered(c, f.r, 200, "path=/a "));
+  CHECK(answered(c, f.r, 200, "path=/b "));
   CHECK(cli_closed(c, WAIT_MS));
   CHECK(fx_wait_conns(&f, 0));
-  cli_close(c);
-  free(r);
-  fx_stop(&f);
+  fx_end(&f, c);
 }
 
 /* ---- Streams ---- */
@@ -1257,49 +990,46 @@ static int fx_stream_write(fx_t *f, const char *s) {
 }
 
 static int fx_has_stream(fx_t *f) {
-  pthread_mutex_lock(&f->mu);
+  fx_lock(f);
   int yes = f->stream != NULL;
-  pthread_mutex_unlock(&f->mu);
+  fx_unlock(f);
   return yes;
 }
 
+static int stream_is_up(fx_t *f, const void *arg) { return fx_has_stream(f); }
+
 /* The head can reach the client before the handler stored the handle: poll. */
-static int fx_wait_stream(fx_t *f) {
-  int64_t deadline = clock_mono_us() + WAIT_MS * 1000;
-  while (clock_mono_us() < deadline) {
-    if (fx_has_stream(f)) return 1;
-    usleep(1000);
-  }
-  return 0;
+static int fx_wait_stream(fx_t *f) { return nt_poll(stream_is_up, f, NULL, 1000); }
+
+/* Send a streamed request on a new connection and read the head of its answer. */
+static cli_t *open_stream(fx_t *f, resp_t *r, const char *req) {
+  cli_t *c = cli_open(f->nt.port);
+  cli_send(c, req);
+  CHECK_INT(cli_response(c, r, 1), 200);
+  return c;
 }
 
-/* Read until the buffer holds want (NUL-terminated compare) or the deadline passes. */
-static int cli_wait_for(cli_t *c, const char *want) {
-  int64_t deadline = clock_mono_us() + WAIT_MS * 1000;
-  size_t n = strlen(want);
-  while (!memmem(c->buf, c->len, want, n))
-    if (cli_fill(c, deadline) <= 0) return 0;
-  return 1;
+/* End the stream: the client sees the close, the server the n-th on_close. */
+static void end_stream(fx_t *f, cli_t *c, int n) {
+  fx_call(f, cmd_stream_end, NULL);
+  CHECK(cli_closed(c, WAIT_MS));
+  CHECK(fx_wait_int(f, &f->stream_closed, n));
 }
 
 TEST(test_stream_basic) {
   fx_t f;
   http_limits_t lim = {.idle_timeout_ms = 100, .header_timeout_ms = 100};
   CHECK_INT(fx_start(&f, &lim, MODE_STREAM), 0);
-  cli_t *c = cli_open(f.port);
-  resp_t *r = malloc(sizeof *r);
   /* a pipelined request behind the stream's is never served */
-  cli_send(c, "GET /s HTTP/1.1\r\nHost: h\r\n\r\nGET /x HTTP/1.1\r\nHost: h\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 1), 200);
+  cli_t *c = open_stream(&f, f.r, "GET /s HTTP/1.1\r\nHost: h\r\n\r\n"
+                                  "GET /x HTTP/1.1\r\nHost: h\r\n\r\n");
   char v[64];
-  CHECK(resp_header(r, "Content-Length", v, sizeof v) == NULL);
-  CHECK(resp_header(r, "Transfer-Encoding", v, sizeof v) == NULL);
-  CHECK_STR(resp_header(r, "Connection", v, sizeof v), "close");
-  CHECK_STR(resp_header(r, "Content-Type", v, sizeof v), "text/plain");
+  CHECK(resp_header(f.r, "Content-Length", v, sizeof v) == NULL);
+  CHECK(resp_header(f.r, "Transfer-Encoding", v, sizeof v) == NULL);
+  CHECK_STR(resp_header(f.r, "Connection", v, sizeof v), "close");
+  CHECK_STR(resp_header(f.r, "Content-Type", v, sizeof v), "text/plain");
   CHECK(fx_wait_int(&f, &f.nobserved, 1));
-  pthread_mutex_lock(&f.mu);
-  CHECK_STR(f.last_route, "stream");
-  pthread_mutex_unlock(&f.mu);
+  CHECK(fx_str_is(&f, f.last_route, "stream"));
   CHECK(fx_wait_stream(&f));
   /* no idle or header timeout for a stream */
   CHECK(cli_quiet(c, 300));
@@ -1308,45 +1038,34 @@ TEST(test_stream_basic) {
   CHECK_INT(fx_stream_write(&f, "world"), 0);
   CHECK(cli_wait_for(c, "hello world"));
   CHECK_INT(fx_get(&f, &f.stream_closed), 0);
-  fx_call(&f, cmd_stream_end, NULL);
-  CHECK(cli_closed(c, WAIT_MS));
+  end_stream(&f, c, 1);
   CHECK(c->len == 11 && memcmp(c->buf, "hello world", 11) == 0);
-  CHECK(fx_wait_int(&f, &f.stream_closed, 1));
   CHECK(fx_wait_conns(&f, 0));
   CHECK_INT(fx_get(&f, &f.nreq), 1);
   cli_close(c);
 
   /* HTTP/1.0 gets the same framing */
-  c = cli_open(f.port);
-  cli_send(c, "GET /s HTTP/1.0\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 1), 200);
-  CHECK(resp_header(r, "Content-Length", v, sizeof v) == NULL);
+  c = open_stream(&f, f.r, "GET /s HTTP/1.0\r\n\r\n");
+  CHECK(resp_header(f.r, "Content-Length", v, sizeof v) == NULL);
   CHECK_INT(fx_stream_write(&f, "old"), 0);
   CHECK(cli_wait_for(c, "old"));
-  fx_call(&f, cmd_stream_end, NULL);
-  CHECK(cli_closed(c, WAIT_MS));
-  CHECK(fx_wait_int(&f, &f.stream_closed, 2));
+  end_stream(&f, c, 2);
   cli_close(c);
 
   /* HEAD: the head, then the end at once */
-  c = cli_open(f.port);
+  c = cli_open(f.nt.port);
   cli_send(c, "HEAD /s HTTP/1.1\r\nHost: h\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 1), 200);
+  CHECK_INT(cli_response(c, f.r, 1), 200);
   CHECK(cli_closed(c, WAIT_MS));
   CHECK(fx_wait_int(&f, &f.stream_closed, 3));
-  cli_close(c);
-  free(r);
-  fx_stop(&f);
+  fx_end(&f, c);
 }
 
 TEST(test_stream_client_leaves) {
   fx_t f;
   CHECK_INT(fx_start(&f, NULL, MODE_STREAM), 0);
-  resp_t *r = malloc(sizeof *r);
   for (int k = 0; k < 2; k++) {
-    cli_t *c = cli_open(f.port);
-    cli_send(c, "GET /s HTTP/1.1\r\nHost: h\r\n\r\n");
-    CHECK_INT(cli_response(c, r, 1), 200);
+    cli_t *c = open_stream(&f, f.r, "GET /s HTTP/1.1\r\nHost: h\r\n\r\n");
     CHECK(fx_wait_stream(&f));
     if (k == 0) cli_close(c); /* FIN */
     else cli_reset(c);        /* RST */
@@ -1354,23 +1073,15 @@ TEST(test_stream_client_leaves) {
     CHECK(fx_wait_conns(&f, 0));
     CHECK(!fx_has_stream(&f));
   }
-  free(r);
   fx_stop(&f);
 }
 
 TEST(test_stream_start_after_client_left) {
   fx_t f;
   CHECK_INT(fx_start(&f, NULL, MODE_HOLD), 0);
-  cli_t *c = cli_open(f.port);
-  cli_send(c, "GET /s HTTP/1.1\r\nHost: h\r\n\r\n");
-  CHECK(fx_wait_held(&f, 1));
-  cli_reset(c);
+  cli_reset(send_held(&f, "GET /s HTTP/1.1\r\nHost: h\r\n\r\n"));
   CHECK(fx_wait_conns(&f, 0));
-  pthread_mutex_lock(&f.mu);
-  http_req_t *held = f.held[0];
-  f.nheld = 0;
-  pthread_mutex_unlock(&f.mu);
-  fx_call(&f, cmd_start_stream, held);
+  fx_call(&f, cmd_start_stream, take_held(&f));
   CHECK(!fx_has_stream(&f)); /* NULL: released */
   CHECK_INT(fx_get(&f, &f.stream_closed), 0);
   fx_stop(&f);
@@ -1379,16 +1090,11 @@ TEST(test_stream_start_after_client_left) {
 TEST(test_stream_nobufs) {
   fx_t f;
   CHECK_INT(fx_start(&f, NULL, MODE_STREAM), 0);
-  cli_t *c = calloc(1, sizeof *c);
-  c->fd = socket(AF_INET, SOCK_STREAM, 0);
-  int small = 4096; /* a reader that takes little and reads nothing for now */
-  setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f.port)};
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  CHECK_INT(connect(c->fd, (struct sockaddr *)&sa, sizeof sa), 0);
-  resp_t *r = malloc(sizeof *r);
+  /* a reader that takes little and reads nothing for now */
+  cli_t *c = cli_connect(f.nt.port, 4096);
+  CHECK(c != NULL);
   cli_send(c, "GET /s HTTP/1.1\r\nHost: h\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 1), 200);
+  CHECK_INT(cli_response(c, f.r, 1), 200);
   CHECK(fx_wait_stream(&f));
   size_t bound = 64 * 1024;
   fx_call(&f, cmd_stream_bound, &bound);
@@ -1425,32 +1131,27 @@ TEST(test_stream_nobufs) {
   CHECK_INT(got, sent);
   CHECK_INT(bad, 0);
   CHECK(fx_wait_int(&f, &f.stream_closed, 1));
-  cli_close(c);
-  free(r);
-  fx_stop(&f);
+  fx_end(&f, c);
 }
 
 TEST(test_stream_drain) {
   fx_t f;
   CHECK_INT(fx_start(&f, NULL, MODE_STREAM), 0);
-  cli_t *c = cli_open(f.port);
-  cli_t *idle = cli_open(f.port);
-  resp_t *r = malloc(sizeof *r);
+  cli_t *c = cli_open(f.nt.port);
+  cli_t *idle = cli_open(f.nt.port);
   cli_send(c, "GET /s HTTP/1.1\r\nHost: h\r\n\r\n");
-  CHECK_INT(cli_response(c, r, 1), 200);
+  CHECK_INT(cli_response(c, f.r, 1), 200);
   CHECK_INT(fx_stream_write(&f, "before drain"), 0);
   CHECK(fx_wait_conns(&f, 2)); /* streams count as connections */
-  fx_call(&f, cmd_drain, NULL);
+  nt_drain(&f.nt);
   CHECK(cli_closed(idle, WAIT_MS));
   CHECK(cli_wait_for(c, "before drain"));
   CHECK(cli_closed(c, WAIT_MS));
   CHECK(fx_wait_int(&f, &f.stream_closed, 1));
-  CHECK(fx_wait_int(&f, &f.drained, 1));
+  CHECK(fx_wait_int(&f, &f.nt.drained, 1));
   CHECK_INT(fx_conns(&f), 0);
-  cli_close(c);
   cli_close(idle);
-  free(r);
-  fx_stop(&f);
+  fx_end(&f, c);
 }
 
 static void noop_handler(http_req_t *r, void *ud) { http_respond(r, 204, NULL, 0, NULL, 0, 0); }

@@ -6,54 +6,19 @@
  * backpressure, and ENOSPC (on a tiny tmpfs when the test may mount one). */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/mount.h>
-#include <sys/stat.h>
 #include <unistd.h>
-#include <uv.h>
 
-#include "log.h"
 #include "test.h"
-#include "util/clock.h"
+#include "logtest.h"
 #include "util/crc32c.h"
 
 #define SEG0 "00000000000000000000.log"
 #define FRAME_HDR 28
 
-static uv_loop_t loop;
-static char root[256]; /* per-run temp dir; each test uses a subdirectory */
-
 /* ---- helpers ---- */
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f) {
-  (void)st, (void)flag, (void)f;
-  return remove(p);
-}
-
-static void rm_rf(const char *p) { nftw(p, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
-
-static const char *test_dir(const char *name) {
-  static char d[512];
-  snprintf(d, sizeof d, "%s/%s", root, name);
-  rm_rf(d);
-  return d;
-}
-
-/* dir/file in one of four rotating buffers, so two results can be used together. */
-static const char *path_in(const char *dir, const char *file) {
-  static char p[4][600];
-  static int turn;
-  char *out = p[turn++ % 4];
-  snprintf(out, sizeof p[0], "%s/%s", dir, file);
-  return out;
-}
-
-static long long file_size(const char *p) {
-  struct stat st;
-  return stat(p, &st) == 0 ? (long long)st.st_size : -1;
-}
 
 static int count_files(const char *dir, const char *ext) {
   char cmd[700];
@@ -67,47 +32,11 @@ static int count_files(const char *dir, const char *ext) {
   return n;
 }
 
-static void noop_timer(uv_timer_t *t) { (void)t; }
-
-/* Run the loop until pred(ctx) holds or timeout_ms passes; returns pred's last value. */
-static int run_until(int (*pred)(void *), void *ctx, int timeout_ms) {
-  uv_timer_t t;
-  uv_timer_init(&loop, &t);
-  uv_timer_start(&t, noop_timer, 2, 2);
-  int64_t deadline = clock_mono_us() + (int64_t)timeout_ms * 1000;
-  int ok;
-  while (!(ok = pred(ctx)) && clock_mono_us() < deadline) uv_run(&loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&t, NULL);
-  uv_run(&loop, UV_RUN_NOWAIT);
-  return ok;
-}
-
-/* Close the log and let the loop release its handle; the loop must then be empty. */
-static void close_log(log_t *log) {
-  log_close(log);
-  uv_run(&loop, UV_RUN_DEFAULT);
-}
-
 /* Deterministic content of the record at offset i. */
 static void make_entry(uint64_t i, log_entry_t *e, char *key, char *val) {
   int klen = i % 5 == 0 ? 0 : snprintf(key, 32, "user-%d", (int)(i % 7));
   int vlen = snprintf(val, 40, "{\"n\":%llu}", (unsigned long long)i);
-  int pad = (int)((i * 37) % 300);
-  memset(val + vlen, 'a' + (int)(i % 26), (size_t)pad);
-  e->time_us = 1000000 + (int64_t)i * 1000;
-  e->key = klen ? key : NULL;
-  e->key_len = (uint32_t)klen;
-  e->value = val;
-  e->value_len = (uint32_t)(vlen + pad);
-}
-
-static int record_matches(const log_record_t *r, uint64_t i) {
-  char key[32], val[400];
-  log_entry_t e;
-  make_entry(i, &e, key, val);
-  return r->offset == i && r->time_us == e.time_us && r->key_len == e.key_len &&
-         (e.key_len == 0 || memcmp(r->key, key, e.key_len) == 0) &&
-         r->value_len == e.value_len && memcmp(r->value, val, e.value_len) == 0;
+  entry_fill(e, i, key, klen, val, vlen, 300);
 }
 
 static uint64_t frame_size(uint64_t i) {
@@ -181,38 +110,19 @@ static int append_range(log_t *log, uint64_t from, int n) {
   return bad ? -1 : 0;
 }
 
-static log_t *open_log(const char *dir, log_sync_t sync, uint64_t seg_bytes, log_recovery_t *rec) {
-  char err[256] = "";
-  log_opts_t o = {.dir = dir, .segment_bytes = seg_bytes, .index_interval = 256,
-                  .sync = sync, .loop = &loop};
-  log_t *log = log_open(&o, rec, err, sizeof err);
-  if (!log) printf("  log_open: %s\n", err);
-  return log;
+static int matches(const log_record_t *r, uint64_t want, void *ctx) {
+  return record_matches(r, want);
 }
 
 /* Read every record from `from`; check each against make_entry. Returns the count read,
  * or -1 on a mismatch or error. */
-static long read_all(log_t *log, uint64_t from) {
-  char err[256];
-  log_reader_t *r = log_reader_open(log, from, err, sizeof err);
-  if (!r) return -1;
-  long n = 0;
-  log_record_t rec;
-  int rc;
-  while ((rc = log_reader_next(r, &rec)) == 1) {
-    if (!record_matches(&rec, from + (uint64_t)n)) {
-      printf("  record %llu differs\n", (unsigned long long)(from + (uint64_t)n));
-      n = -1;
-      break;
-    }
-    n++;
-  }
-  if (rc < 0) {
-    printf("  reader: %s\n", strerror(-rc));
-    n = -1;
-  }
-  log_reader_close(r);
-  return n;
+static long read_all(log_t *log, uint64_t from) { return read_log(log, from, from, matches, NULL); }
+
+/* open_log, then records [0, n) appended (checked); NULL if it did not open. */
+static log_t *new_log(const char *dir, log_sync_t sync, uint64_t seg_bytes, int n) {
+  log_t *log = logtest_open(dir, sync, seg_bytes, NULL);
+  if (log) CHECK_INT(append_range(log, 0, n), 0);
+  return log;
 }
 
 /* ---- group commit and ordering ---- */
@@ -293,9 +203,8 @@ static int all_acked(void *ctx) {
 
 TEST(group_commit_orders_acks) {
   const char *dir = test_dir("group");
-  log_t *log = open_log(dir, LOG_SYNC_ALWAYS, 0, NULL);
-  CHECK(log != NULL);
-  if (!log) return;
+  log_t *log = logtest_open(dir, LOG_SYNC_ALWAYS, 0, NULL);
+  REQUIRE(log != NULL);
   log_set_sync_observer(log, on_sync, NULL);
   CHECK_INT(log_subscribe(log, on_notify, NULL), 0);
   client_t c[CLIENTS] = {0};
@@ -368,9 +277,8 @@ static int sum_log_sizes(const char *dir, long long *sum) {
 
 TEST(reader_crosses_segments) {
   const char *dir = test_dir("segments");
-  log_t *log = open_log(dir, LOG_SYNC_OFF, 4096, NULL);
-  CHECK(log != NULL);
-  if (!log) return;
+  log_t *log = logtest_open(dir, LOG_SYNC_OFF, 4096, NULL);
+  REQUIRE(log != NULL);
   tail_t t = {.log = log, .want = 600};
   pthread_t th;
   pthread_create(&th, NULL, tail_main, &t);
@@ -405,9 +313,8 @@ TEST(reader_crosses_segments) {
   snprintf(cmd, sizeof cmd, "rm -f '%s'/*.idx", dir);
   CHECK_INT(system(cmd), 0);
   log_recovery_t rec;
-  log = open_log(dir, LOG_SYNC_OFF, 4096, &rec);
-  CHECK(log != NULL);
-  if (!log) return;
+  log = logtest_open(dir, LOG_SYNC_OFF, 4096, &rec);
+  REQUIRE(log != NULL);
   CHECK_INT(rec.records, 600);
   CHECK_INT(rec.dropped_bytes, 0);
   CHECK(rec.segments >= 10);
@@ -427,16 +334,14 @@ TEST(reader_crosses_segments) {
 TEST(reopen_continues_offsets) {
   const char *dir = test_dir("reopen");
   log_recovery_t rec;
-  log_t *log = open_log(dir, LOG_SYNC_ALWAYS, 0, &rec);
-  CHECK(log != NULL);
-  if (!log) return;
+  log_t *log = logtest_open(dir, LOG_SYNC_ALWAYS, 0, &rec);
+  REQUIRE(log != NULL);
   CHECK_INT(rec.segments, 0);
   CHECK_INT(rec.records, 0);
   CHECK_INT(append_range(log, 0, 10), 0);
   close_log(log);
-  log = open_log(dir, LOG_SYNC_ALWAYS, 0, &rec);
-  CHECK(log != NULL);
-  if (!log) return;
+  log = logtest_open(dir, LOG_SYNC_ALWAYS, 0, &rec);
+  REQUIRE(log != NULL);
   CHECK_INT(rec.segments, 1);
   CHECK_INT(rec.records, 10);
   CHECK_INT(rec.dropped_bytes, 0);
@@ -458,10 +363,8 @@ TEST(reopen_continues_offsets) {
  * starts at its first segment's base: it recovers, reads, seeks and appends from there. */
 TEST(first_segment_above_zero) {
   const char *dir = test_dir("startabove0");
-  log_t *log = open_log(dir, LOG_SYNC_OFF, 4096, NULL);
-  CHECK(log != NULL);
-  if (!log) return;
-  CHECK_INT(append_range(log, 0, 300), 0);
+  log_t *log = new_log(dir, LOG_SYNC_OFF, 4096, 300);
+  REQUIRE(log != NULL);
   CHECK_INT(log_start_offset(log), 0);
   close_log(log);
   int nlog = count_files(dir, "log");
@@ -482,9 +385,8 @@ TEST(first_segment_above_zero) {
   CHECK_INT(unlink(path_in(dir, name)), 0);
 
   log_recovery_t rec;
-  log = open_log(dir, LOG_SYNC_OFF, 4096, &rec);
-  CHECK(log != NULL);
-  if (!log) return;
+  log = logtest_open(dir, LOG_SYNC_OFF, 4096, &rec);
+  REQUIRE(log != NULL);
   CHECK_INT(rec.segments, nlog - 2);
   CHECK_INT(rec.records, 300 - third);
   CHECK_INT(rec.dropped_bytes, 0);
@@ -508,8 +410,7 @@ TEST(first_segment_above_zero) {
 
   log_opts_t o = {.dir = dir, .read_only = 1};
   log = log_open(&o, &rec, err, sizeof err);
-  CHECK(log != NULL);
-  if (!log) return;
+  REQUIRE(log != NULL);
   CHECK_INT(rec.records, 310 - third);
   CHECK_INT(log_start_offset(log), third);
   CHECK_INT(read_all(log, third), 310 - (long)third);
@@ -546,9 +447,8 @@ TEST(recovery_truncates_bad_tail) {
   for (size_t c = 0; c < sizeof recovery_cases / sizeof *recovery_cases; c++) {
     const recovery_case_t *tc = &recovery_cases[c];
     const char *dir = test_dir("recovery");
-    log_t *log = open_log(dir, LOG_SYNC_ALWAYS, 0, NULL);
-    CHECK(log != NULL);
-    if (!log) return;
+    log_t *log = logtest_open(dir, LOG_SYNC_ALWAYS, 0, NULL);
+    REQUIRE(log != NULL);
     CHECK_INT(append_range(log, 0, 10), 0);
     close_log(log);
 
@@ -583,9 +483,8 @@ TEST(recovery_truncates_bad_tail) {
     long long damaged = file_size(seg);
 
     log_recovery_t rec;
-    log = open_log(dir, LOG_SYNC_ALWAYS, 0, &rec);
-    CHECK(log != NULL);
-    if (!log) return;
+    log = logtest_open(dir, LOG_SYNC_ALWAYS, 0, &rec);
+    REQUIRE(log != NULL);
     uint64_t keep = offset_pos(tc->want_records);
     if (rec.records != tc->want_records) printf("  case: %s\n", tc->name);
     CHECK_INT(rec.records, tc->want_records);
@@ -598,20 +497,11 @@ TEST(recovery_truncates_bad_tail) {
     CHECK_INT(read_all(log, 0), tc->want_records + 3);
     close_log(log);
 
-    log = open_log(dir, LOG_SYNC_ALWAYS, 0, &rec); /* and the repair was clean */
-    CHECK(log != NULL);
-    if (!log) return;
+    log = logtest_open(dir, LOG_SYNC_ALWAYS, 0, &rec); /* and the repair was clean */
+    REQUIRE(log != NULL);
     CHECK_INT(rec.dropped_bytes, 0);
     CHECK_INT(rec.records, tc->want_records + 3);
     close_log(log);
-  }
-}
-
-static void write_file(const char *p, const void *data, size_t n) {
-  FILE *f = fopen(p, "wb");
-  if (f) {
-    fwrite(data, 1, n, f);
-    fclose(f);
   }
 }
 
@@ -621,9 +511,8 @@ TEST(recovery_torn_header_and_gaps) {
   mkdir(dir, 0700);
   write_file(path_in(dir, SEG0), "SLO", 3);
   log_recovery_t rec;
-  log_t *log = open_log(dir, LOG_SYNC_ALWAYS, 0, &rec);
-  CHECK(log != NULL);
-  if (!log) return;
+  log_t *log = logtest_open(dir, LOG_SYNC_ALWAYS, 0, &rec);
+  REQUIRE(log != NULL);
   CHECK_INT(rec.records, 0);
   CHECK_INT(file_size(path_in(dir, SEG0)), 16);
   CHECK_INT(append_range(log, 0, 10), 0);
@@ -631,9 +520,8 @@ TEST(recovery_torn_header_and_gaps) {
 
   /* ...also when it follows full segments */
   write_file(path_in(dir, "00000000000000000010.log"), "", 0);
-  log = open_log(dir, LOG_SYNC_ALWAYS, 0, &rec);
-  CHECK(log != NULL);
-  if (!log) return;
+  log = logtest_open(dir, LOG_SYNC_ALWAYS, 0, &rec);
+  REQUIRE(log != NULL);
   CHECK_INT(rec.segments, 2);
   CHECK_INT(rec.records, 10);
   CHECK_INT(append_range(log, 10, 2), 0);
@@ -673,14 +561,11 @@ TEST(recovery_torn_header_and_gaps) {
 
 TEST(seek_time_finds_first_at_or_after) {
   const char *dir = test_dir("seektime");
-  log_t *log = open_log(dir, LOG_SYNC_OFF, 8192, NULL);
-  CHECK(log != NULL);
-  if (!log) return;
-  CHECK_INT(append_range(log, 0, 400), 0);
+  log_t *log = new_log(dir, LOG_SYNC_OFF, 8192, 400);
+  REQUIRE(log != NULL);
   char err[256];
   log_reader_t *r = log_reader_open(log, 0, err, sizeof err);
-  CHECK(r != NULL);
-  if (!r) return;
+  REQUIRE(r != NULL);
   /* record i has time 1000000 + 1000 i */
   static const struct {
     int64_t t;
@@ -738,10 +623,8 @@ static int snap_equal(const snap_t *a, const snap_t *b) {
 
 TEST(read_only_leaves_files_alone) {
   const char *dir = test_dir("readonly");
-  log_t *log = open_log(dir, LOG_SYNC_ALWAYS, 0, NULL);
-  CHECK(log != NULL);
-  if (!log) return;
-  CHECK_INT(append_range(log, 0, 10), 0);
+  log_t *log = new_log(dir, LOG_SYNC_ALWAYS, 0, 10);
+  REQUIRE(log != NULL);
   close_log(log);
   int fd = open(path_in(dir, SEG0), O_WRONLY | O_APPEND);
   CHECK_INT(write(fd, "torn tail!", 10), 10);
@@ -754,8 +637,7 @@ TEST(read_only_leaves_files_alone) {
   log_opts_t o = {.dir = dir, .read_only = 1};
   log_recovery_t rec;
   log_t *ro = log_open(&o, &rec, err, sizeof err);
-  CHECK(ro != NULL);
-  if (!ro) return;
+  REQUIRE(ro != NULL);
   CHECK_INT(rec.records, 10);
   CHECK_INT(rec.dropped_bytes, 10); /* reported, left in place */
   CHECK_INT(log_end_offset(ro), 10);
@@ -768,9 +650,8 @@ TEST(read_only_leaves_files_alone) {
   CHECK_INT(file_size(path_in(dir, "00000000000000000000.idx")), -1);
 
   /* A read-only reader follows a log another writer is appending to. */
-  log = open_log(dir, LOG_SYNC_ALWAYS, 0, NULL);
-  CHECK(log != NULL);
-  if (!log) return;
+  log = logtest_open(dir, LOG_SYNC_ALWAYS, 0, NULL);
+  REQUIRE(log != NULL);
   ro = log_open(&o, &rec, err, sizeof err);
   CHECK(ro != NULL);
   if (!ro) {
@@ -803,8 +684,7 @@ TEST(backpressure_and_bad_appends) {
   char err[256];
   log_opts_t o = {.dir = dir, .loop = &loop, .max_pending_bytes = 1};
   log_t *log = log_open(&o, NULL, err, sizeof err);
-  CHECK(log != NULL);
-  if (!log) return;
+  REQUIRE(log != NULL);
   ackbox_t box = {.order_ok = 1};
   req_t q1 = {.box = &box, .seq = 0}, q2 = {.box = &box, .seq = 1};
   char big[5000];
@@ -843,8 +723,7 @@ TEST(sync_policies) {
   log_opts_t o = {.dir = dir, .loop = &loop, .sync = LOG_SYNC_INTERVAL,
                   .sync_interval_ms = 30};
   log_t *log = log_open(&o, NULL, err, sizeof err);
-  CHECK(log != NULL);
-  if (!log) return;
+  REQUIRE(log != NULL);
   log_set_sync_observer(log, on_sync, NULL);
   CHECK_INT(append_range(log, 0, 20), 0);
   uint64_t want = 20;
@@ -857,8 +736,7 @@ TEST(sync_policies) {
   o.dir = dir;
   o.sync = LOG_SYNC_OFF;
   log = log_open(&o, NULL, err, sizeof err);
-  CHECK(log != NULL);
-  if (!log) return;
+  REQUIRE(log != NULL);
   log_set_sync_observer(log, on_sync, NULL);
   CHECK_INT(append_range(log, 0, 20), 0);
   close_log(log);
@@ -869,9 +747,8 @@ TEST(sync_policies) {
 
 TEST(close_acks_pending) {
   const char *dir = test_dir("close");
-  log_t *log = open_log(dir, LOG_SYNC_ALWAYS, 0, NULL);
-  CHECK(log != NULL);
-  if (!log) return;
+  log_t *log = logtest_open(dir, LOG_SYNC_ALWAYS, 0, NULL);
+  REQUIRE(log != NULL);
   ackbox_t box = {.order_ok = 1};
   req_t q[100];
   for (int k = 0; k < 100; k++) {
@@ -888,7 +765,7 @@ TEST(close_acks_pending) {
   CHECK_INT(q[99].offset, 99);
   uv_run(&loop, UV_RUN_DEFAULT);
   log_recovery_t rec;
-  log = open_log(dir, LOG_SYNC_ALWAYS, 0, &rec);
+  log = logtest_open(dir, LOG_SYNC_ALWAYS, 0, &rec);
   CHECK(log != NULL);
   CHECK_INT(rec.records, 100);
   CHECK_INT(read_all(log, 0), 100);
@@ -918,7 +795,7 @@ TEST(enospc_fails_group_and_resumes) {
   char logdir[600], filler[600];
   snprintf(logdir, sizeof logdir, "%s/log", dir);
   snprintf(filler, sizeof filler, "%s/filler", dir);
-  log_t *log = open_log(logdir, LOG_SYNC_ALWAYS, 0, NULL);
+  log_t *log = logtest_open(logdir, LOG_SYNC_ALWAYS, 0, NULL);
   CHECK(log != NULL);
   if (!log) goto out;
   CHECK_INT(append_range(log, 0, 10), 0);
@@ -958,7 +835,7 @@ TEST(enospc_fails_group_and_resumes) {
   log_reader_close(r);
   close_log(log);
   log_recovery_t rr;
-  log = open_log(logdir, LOG_SYNC_ALWAYS, 0, &rr);
+  log = logtest_open(logdir, LOG_SYNC_ALWAYS, 0, &rr);
   CHECK(log != NULL);
   CHECK_INT(rr.dropped_bytes, 0);
   CHECK_INT(rr.records, 11);
@@ -968,13 +845,7 @@ out:
 }
 
 int main(void) {
-  const char *tmp = getenv("TMPDIR");
-  snprintf(root, sizeof root, "%s/sluice-test-log-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  if (!mkdtemp(root)) {
-    perror("mkdtemp");
-    return 1;
-  }
-  uv_loop_init(&loop);
+  if (logtest_init("test-log")) return 1;
   RUN(group_commit_orders_acks);
   RUN(reader_crosses_segments);
   RUN(reopen_continues_offsets);
@@ -987,10 +858,5 @@ int main(void) {
   RUN(sync_policies);
   RUN(close_acks_pending);
   RUN(enospc_fails_group_and_resumes);
-  if (uv_loop_close(&loop) != 0) {
-    printf("loop still has handles\n");
-    test_failed++;
-  }
-  rm_rf(root);
-  return TEST_REPORT("test_log");
+  return logtest_finish("test_log");
 }

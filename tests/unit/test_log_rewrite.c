@@ -9,159 +9,106 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <sys/stat.h>
 #include <unistd.h>
-#include <uv.h>
 
-#include "log.h"
 #include "test.h"
+#include "logtest.h"
 #include "util/buf.h"
-#include "util/clock.h"
 
 #define FRAME_HDR 28
 #define TOMBSTONE "{\"type\":\"forgotten\"}"
 
-static uv_loop_t loop;
-static char root[256]; /* per-run temp dir; each test uses a subdirectory */
-
 /* ---- helpers ---- */
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f) {
-  (void)st, (void)flag, (void)f;
-  return remove(p);
-}
-
-static void rm_rf(const char *p) { nftw(p, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
-
-static const char *test_dir(const char *name) {
-  static char d[512];
-  snprintf(d, sizeof d, "%s/%s", root, name);
-  rm_rf(d);
-  return d;
-}
-
-static const char *path_in(const char *dir, const char *file) {
-  static char p[4][600];
-  static int turn;
-  char *out = p[turn++ % 4];
-  snprintf(out, sizeof p[0], "%s/%s", dir, file);
-  return out;
-}
-
-static long long file_size(const char *p) {
-  struct stat st;
-  return stat(p, &st) == 0 ? (long long)st.st_size : -1;
-}
-
-/* Sorted bases of the dir's segments; returns how many (at most max). */
-static int list_bases(const char *dir, uint64_t *bases, int max) {
+/* Call fn(path, name, ctx) for each file of dir whose name ends with suffix (dot files
+ * aside). Returns 0, or -1 if dir cannot be read. */
+static int each_file(const char *dir, const char *suffix,
+                     void (*fn)(const char *path, const char *name, void *ctx), void *ctx) {
   DIR *d = opendir(dir);
-  int n = 0;
-  if (!d) return 0;
+  if (!d) return -1;
   struct dirent *de;
-  while ((de = readdir(d)) && n < max) {
-    if (strlen(de->d_name) == 24 && strcmp(de->d_name + 20, ".log") == 0)
-      bases[n++] = strtoull(de->d_name, NULL, 10);
+  size_t sl = strlen(suffix);
+  while ((de = readdir(d))) {
+    size_t l = strlen(de->d_name);
+    if (de->d_name[0] != '.' && l > sl && strcmp(de->d_name + l - sl, suffix) == 0)
+      fn(path_in(dir, de->d_name), de->d_name, ctx);
   }
   closedir(d);
-  for (int i = 1; i < n; i++)
-    for (int k = i; k > 0 && bases[k - 1] > bases[k]; k--) {
-      uint64_t t = bases[k];
-      bases[k] = bases[k - 1];
-      bases[k - 1] = t;
+  return 0;
+}
+
+/* The bases of a log directory's segments, ascending. */
+typedef struct seglist {
+  int n;
+  uint64_t base[256];
+} seglist_t;
+
+static void add_base(const char *path, const char *name, void *ctx) {
+  seglist_t *l = ctx;
+  if (strlen(name) == 24 && l->n < (int)(sizeof l->base / sizeof l->base[0]))
+    l->base[l->n++] = strtoull(name, NULL, 10);
+}
+
+static seglist_t list_segments(const char *dir) {
+  seglist_t l = {0};
+  each_file(dir, ".log", add_base, &l);
+  for (int i = 1; i < l.n; i++)
+    for (int k = i; k > 0 && l.base[k - 1] > l.base[k]; k--) {
+      uint64_t t = l.base[k];
+      l.base[k] = l.base[k - 1];
+      l.base[k - 1] = t;
     }
-  return n;
+  return l;
+}
+
+static void count_one(const char *path, const char *name, void *ctx) { ++*(long long *)ctx; }
+
+static void add_size(const char *path, const char *name, void *ctx) {
+  *(long long *)ctx += file_size(path);
 }
 
 /* Files in dir whose name ends with suffix. */
 static int count_suffix(const char *dir, const char *suffix) {
-  DIR *d = opendir(dir);
-  int n = 0;
-  if (!d) return -1;
-  struct dirent *de;
-  size_t sl = strlen(suffix);
-  while ((de = readdir(d))) {
-    size_t l = strlen(de->d_name);
-    if (l > sl && strcmp(de->d_name + l - sl, suffix) == 0) n++;
-  }
-  closedir(d);
-  return n;
+  long long n = 0;
+  return each_file(dir, suffix, count_one, &n) ? -1 : (int)n;
 }
 
 /* Sum of the sizes of the dir's files ending with suffix. */
 static long long sum_sizes(const char *dir, const char *suffix) {
-  DIR *d = opendir(dir);
   long long sum = 0;
-  if (!d) return -1;
-  struct dirent *de;
-  size_t sl = strlen(suffix);
-  while ((de = readdir(d))) {
-    size_t l = strlen(de->d_name);
-    if (l > sl && strcmp(de->d_name + l - sl, suffix) == 0)
-      sum += file_size(path_in(dir, de->d_name));
+  return each_file(dir, suffix, add_size, &sum) ? -1 : sum;
+}
+
+typedef struct needle {
+  const char *s;
+  long hits;
+} needle_t;
+
+static void count_needle(const char *path, const char *name, void *ctx) {
+  needle_t *nd = ctx;
+  FILE *f = fopen(path, "rb");
+  if (!f) return;
+  buf_t b = BUF_INIT;
+  char chunk[65536];
+  size_t n, nl = strlen(nd->s);
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) buf_append(&b, chunk, n);
+  fclose(f);
+  for (const char *p = b.data; p && (size_t)(p - b.data) + nl <= b.len;) {
+    const char *q = memmem(p, b.len - (size_t)(p - b.data), nd->s, nl);
+    if (!q) break;
+    nd->hits++;
+    p = q + 1;
   }
-  closedir(d);
-  return sum;
+  buf_free(&b);
 }
 
 /* Occurrences of needle in the raw bytes of every file of dir. */
 static long count_in_files(const char *dir, const char *needle) {
-  DIR *d = opendir(dir);
-  long hits = 0;
-  if (!d) return -1;
-  struct dirent *de;
-  size_t nl = strlen(needle);
-  while ((de = readdir(d))) {
-    if (de->d_name[0] == '.') continue;
-    FILE *f = fopen(path_in(dir, de->d_name), "rb");
-    if (!f) continue;
-    buf_t b = BUF_INIT;
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) buf_append(&b, chunk, n);
-    fclose(f);
-    for (const char *p = b.data; p && (size_t)(p - b.data) + nl <= b.len;) {
-      const char *q = memmem(p, b.len - (size_t)(p - b.data), needle, nl);
-      if (!q) break;
-      hits++;
-      p = q + 1;
-    }
-    buf_free(&b);
-  }
-  closedir(d);
-  return hits;
-}
-
-static void write_file(const char *p, const void *data, size_t n) {
-  FILE *f = fopen(p, "wb");
-  if (f) {
-    fwrite(data, 1, n, f);
-    fclose(f);
-  }
-}
-
-static void noop_timer(uv_timer_t *t) { (void)t; }
-
-/* Run the loop until pred(ctx) holds or timeout_ms passes; returns pred's last value. */
-static int run_until(int (*pred)(void *), void *ctx, int timeout_ms) {
-  uv_timer_t t;
-  uv_timer_init(&loop, &t);
-  uv_timer_start(&t, noop_timer, 2, 2);
-  int64_t deadline = clock_mono_us() + (int64_t)timeout_ms * 1000;
-  int ok;
-  while (!(ok = pred(ctx)) && clock_mono_us() < deadline) uv_run(&loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&t, NULL);
-  uv_run(&loop, UV_RUN_NOWAIT);
-  return ok;
-}
-
-static void close_log(log_t *log) {
-  log_close(log);
-  uv_run(&loop, UV_RUN_DEFAULT);
+  needle_t nd = {needle, 0};
+  return each_file(dir, "", count_needle, &nd) ? -1 : nd.hits;
 }
 
 /* Deterministic content of the record at offset i: every third record is alice's (key
@@ -176,22 +123,7 @@ static void make_entry(uint64_t i, log_entry_t *e, char *key, char *val) {
   const char *user = is_dave(i) ? "dave" : is_alice(i) ? "alice" : i % 3 == 1 ? "bob" : "carol";
   int klen = snprintf(key, 32, "%s", user);
   int vlen = snprintf(val, 80, "{\"userId\":\"%s\",\"n\":%llu}", user, (unsigned long long)i);
-  int pad = (int)((i * 37) % 200);
-  memset(val + vlen, 'a' + (int)(i % 26), (size_t)pad);
-  e->time_us = 1000000 + (int64_t)i * 1000;
-  e->key = key;
-  e->key_len = (uint32_t)klen;
-  e->value = val;
-  e->value_len = (uint32_t)(vlen + pad);
-}
-
-static int record_matches(const log_record_t *r, uint64_t i) {
-  char key[32], val[300];
-  log_entry_t e;
-  make_entry(i, &e, key, val);
-  return r->offset == i && r->time_us == e.time_us && r->key_len == e.key_len &&
-         memcmp(r->key, key, e.key_len) == 0 && r->value_len == e.value_len &&
-         memcmp(r->value, val, e.value_len) == 0;
+  entry_fill(e, i, key, klen, val, vlen, 200);
 }
 
 static int is_tombstone(const log_record_t *r, uint64_t i) {
@@ -230,11 +162,19 @@ static int append_range(log_t *log, uint64_t from, int n) {
 }
 
 static log_t *open_log(const char *dir, uint64_t seg_bytes, log_recovery_t *rec) {
-  char err[256] = "";
-  log_opts_t o = {.dir = dir, .segment_bytes = seg_bytes, .index_interval = 256,
-                  .sync = LOG_SYNC_OFF, .loop = &loop};
-  log_t *log = log_open(&o, rec, err, sizeof err);
-  if (!log) printf("  log_open: %s\n", err);
+  return logtest_open(dir, LOG_SYNC_OFF, seg_bytes, rec);
+}
+
+/* Alice's records below *forgotten_below are tombstones, everything else as appended. */
+static int as_rewritten(const log_record_t *rec, uint64_t want, void *forgotten_below) {
+  return is_alice(want) && want < *(uint64_t *)forgotten_below ? is_tombstone(rec, want)
+                                                              : record_matches(rec, want);
+}
+
+/* open_log, then records [0, n) appended (checked); NULL if it did not open. */
+static log_t *new_log(const char *dir, uint64_t seg_bytes, int n) {
+  log_t *log = open_log(dir, seg_bytes, NULL);
+  if (log) CHECK_INT(append_range(log, 0, n), 0);
   return log;
 }
 
@@ -242,33 +182,7 @@ static log_t *open_log(const char *dir, uint64_t seg_bytes, log_recovery_t *rec)
  * records below forgotten_below tombstones, everything else as appended. Returns the
  * count read, or -1. */
 static long read_check(log_t *log, uint64_t from, uint64_t first, uint64_t forgotten_below) {
-  char err[256];
-  log_reader_t *r = log_reader_open(log, from, err, sizeof err);
-  if (!r) {
-    printf("  reader: %s\n", err);
-    return -1;
-  }
-  long n = 0;
-  log_record_t rec;
-  int rc;
-  while ((rc = log_reader_next(r, &rec)) == 1) {
-    uint64_t want = first + (uint64_t)n;
-    int ok = is_alice(want) && want < forgotten_below ? is_tombstone(&rec, want)
-                                                      : record_matches(&rec, want);
-    if (!ok) {
-      printf("  record %llu (offset %llu) differs\n", (unsigned long long)want,
-             (unsigned long long)rec.offset);
-      n = -1;
-      break;
-    }
-    n++;
-  }
-  if (rc < 0) {
-    printf("  reader: %s\n", strerror(-rc));
-    n = -1;
-  }
-  log_reader_close(r);
-  return n;
+  return read_log(log, from, first, as_rewritten, &forgotten_below);
 }
 
 static int forget_alice(void *ud, const log_record_t *rec, buf_t *replacement) {
@@ -306,56 +220,49 @@ static int read_with_jump(log_reader_t *r, uint64_t expect, uint64_t jump_to, ui
 
 TEST(retention_deletes_old_closed_segments) {
   const char *dir = test_dir("retain");
-  log_t *log = open_log(dir, 4096, NULL);
-  CHECK(log != NULL);
-  if (!log) return;
-  CHECK_INT(append_range(log, 0, 600), 0);
-  uint64_t bases[256];
-  int nb = list_bases(dir, bases, 256);
-  CHECK(nb >= 10);
+  log_t *log = new_log(dir, 4096, 600);
+  REQUIRE(log != NULL);
+  seglist_t disk = list_segments(dir);
+  CHECK(disk.n >= 10);
   CHECK_INT(log_start_offset(log), 0);
 
   /* A reader in the middle of segment 0 when retention deletes it. */
   char err[256];
   log_reader_t *early = log_reader_open(log, 0, err, sizeof err);
-  CHECK(early != NULL);
-  if (!early) return;
+  REQUIRE(early != NULL);
   log_record_t rec;
   CHECK_INT(log_reader_next(early, &rec), 1);
   /* And one of a read-only open (as sluice export has) beside the writer. */
   log_opts_t ro_opts = {.dir = dir, .read_only = 1};
   log_t *ro = log_open(&ro_opts, NULL, err, sizeof err);
-  CHECK(ro != NULL);
-  if (!ro) return;
+  REQUIRE(ro != NULL);
   log_reader_t *ro_early = log_reader_open(ro, 0, err, sizeof err);
-  CHECK(ro_early != NULL);
-  if (!ro_early) return;
+  REQUIRE(ro_early != NULL);
   CHECK_INT(log_reader_next(ro_early, &rec), 1);
   log_t *ro2 = log_open(&ro_opts, NULL, err, sizeof err); /* for a reader opened later */
-  CHECK(ro2 != NULL);
-  if (!ro2) return;
+  REQUIRE(ro2 != NULL);
 
   /* Cut-off at record 300's time: the segment holding 300 stays, every one before goes. */
   uint64_t want_start = 0;
   long long want_bytes = 0;
-  for (int i = 0; i < nb && bases[i] <= 300; i++) want_start = bases[i];
-  for (int i = 0; i < nb && bases[i] < want_start; i++) {
+  for (int i = 0; i < disk.n && disk.base[i] <= 300; i++) want_start = disk.base[i];
+  for (int i = 0; i < disk.n && disk.base[i] < want_start; i++) {
     char name[40];
-    snprintf(name, sizeof name, "%020llu.log", (unsigned long long)bases[i]);
+    snprintf(name, sizeof name, "%020llu.log", (unsigned long long)disk.base[i]);
     want_bytes += file_size(path_in(dir, name));
-    snprintf(name, sizeof name, "%020llu.idx", (unsigned long long)bases[i]);
+    snprintf(name, sizeof name, "%020llu.idx", (unsigned long long)disk.base[i]);
     want_bytes += file_size(path_in(dir, name));
   }
   CHECK(want_start > 0);
   uint64_t segs = 99, bytes = 99;
   CHECK_INT(log_retain(log, 1000000 + 300 * 1000, &segs, &bytes), 0);
   int deleted = 0;
-  while (deleted < nb && bases[deleted] < want_start) deleted++;
+  while (deleted < disk.n && disk.base[deleted] < want_start) deleted++;
   CHECK_INT(segs, deleted);
   CHECK_INT(bytes, want_bytes);
   CHECK_INT(log_start_offset(log), want_start);
-  CHECK_INT(count_suffix(dir, ".log"), nb - deleted);
-  CHECK_INT(count_suffix(dir, ".idx"), nb - deleted);
+  CHECK_INT(count_suffix(dir, ".log"), disk.n - deleted);
+  CHECK_INT(count_suffix(dir, ".idx"), disk.n - deleted);
   CHECK_INT(log_disk_bytes(log), sum_sizes(dir, ".log"));
   /* Again with the same cut-off: nothing more to do. */
   CHECK_INT(log_retain(log, 1000000 + 300 * 1000, &segs, &bytes), 0);
@@ -379,10 +286,10 @@ TEST(retention_deletes_old_closed_segments) {
 
   /* A cut-off in the future deletes every closed segment, never the active one. */
   CHECK_INT(log_retain(log, INT64_MAX, &segs, &bytes), 0);
-  CHECK_INT(segs, nb - deleted - 1);
+  CHECK_INT(segs, disk.n - deleted - 1);
   CHECK_INT(count_suffix(dir, ".log"), 1);
-  CHECK_INT(log_start_offset(log), bases[nb - 1]);
-  CHECK_INT(read_check(log, 0, bases[nb - 1], 0), 600 - (long)bases[nb - 1]);
+  CHECK_INT(log_start_offset(log), disk.base[disk.n - 1]);
+  CHECK_INT(read_check(log, 0, disk.base[disk.n - 1], 0), 600 - (long)disk.base[disk.n - 1]);
   CHECK_INT(append_range(log, 600, 100), 0);
   uint64_t start = log_start_offset(log);
   close_log(log);
@@ -390,8 +297,7 @@ TEST(retention_deletes_old_closed_segments) {
   /* Reopen: a log whose first segment is not 0 recovers, reads, and appends on. */
   log_recovery_t rr;
   log = open_log(dir, 4096, &rr);
-  CHECK(log != NULL);
-  if (!log) return;
+  REQUIRE(log != NULL);
   CHECK_INT(rr.dropped_bytes, 0);
   CHECK_INT(rr.records, 700 - start);
   CHECK_INT(log_start_offset(log), start);
@@ -404,8 +310,7 @@ TEST(retention_deletes_old_closed_segments) {
   /* Read-only opens of it work too, and refuse to delete. */
   log_opts_t o = {.dir = dir, .read_only = 1};
   log = log_open(&o, NULL, err, sizeof err);
-  CHECK(log != NULL);
-  if (!log) return;
+  REQUIRE(log != NULL);
   CHECK_INT(log_start_offset(log), start);
   CHECK_INT(read_check(log, 0, start, 0), 750 - (long)start);
   CHECK_INT(log_retain(log, INT64_MAX, &segs, &bytes), -EROFS);
@@ -417,8 +322,7 @@ TEST(retention_deletes_old_closed_segments) {
 TEST(retention_keeps_segment_with_any_newer_record) {
   const char *dir = test_dir("retain_clock");
   log_t *log = open_log(dir, 4096, NULL);
-  CHECK(log != NULL);
-  if (!log) return;
+  REQUIRE(log != NULL);
   char key[32], val[300];
   log_entry_t e;
   make_entry(1, &e, key, val);
@@ -431,15 +335,14 @@ TEST(retention_keeps_segment_with_any_newer_record) {
   int one = 1;
   CHECK(run_until(acks_reached, &one, 5000));
   CHECK_INT(append_range(log, 2, 300), 0);
-  uint64_t bases[64];
-  int nb = list_bases(dir, bases, 64);
-  CHECK(nb >= 4);
+  seglist_t disk = list_segments(dir);
+  CHECK(disk.n >= 4);
   uint64_t segs = 9, bytes = 9;
   CHECK_INT(log_retain(log, 1000000 + 200 * 1000, &segs, &bytes), 0);
   CHECK_INT(segs, 0);
   CHECK_INT(bytes, 0);
   CHECK_INT(log_start_offset(log), 0);
-  CHECK_INT(count_suffix(dir, ".log"), nb);
+  CHECK_INT(count_suffix(dir, ".log"), disk.n);
   close_log(log);
 }
 
@@ -469,10 +372,8 @@ static void *rewrite_main(void *arg) {
 
 TEST(rewrite_while_appending) {
   const char *dir = test_dir("rewrite");
-  log_t *log = open_log(dir, 4096, NULL);
-  CHECK(log != NULL);
-  if (!log) return;
-  CHECK_INT(append_range(log, 0, 400), 0);
+  log_t *log = new_log(dir, 4096, 400);
+  REQUIRE(log != NULL);
   CHECK(count_in_files(dir, "alice") > 0);
 
   /* The rewrite runs on another thread (as the server runs it on the thread pool); the
@@ -532,11 +433,10 @@ TEST(rewrite_while_appending) {
 
   /* The rewritten segments need no repair; the index the rewrite built is the one
    * recovery would build. */
-  uint64_t bases[256];
-  int nb = list_bases(dir, bases, 256);
-  CHECK(nb >= 6);
+  seglist_t disk = list_segments(dir);
+  CHECK(disk.n >= 6);
   char idx_name[40], idx_before[4096];
-  snprintf(idx_name, sizeof idx_name, "%020llu.idx", (unsigned long long)bases[1]);
+  snprintf(idx_name, sizeof idx_name, "%020llu.idx", (unsigned long long)disk.base[1]);
   FILE *f = fopen(path_in(dir, idx_name), "rb");
   size_t idx_len = f ? fread(idx_before, 1, sizeof idx_before, f) : 0;
   if (f) fclose(f);
@@ -544,8 +444,7 @@ TEST(rewrite_while_appending) {
   unlink(path_in(dir, idx_name));
   log_recovery_t rr;
   log = open_log(dir, 4096, &rr);
-  CHECK(log != NULL);
-  if (!log) return;
+  REQUIRE(log != NULL);
   CHECK_INT(rr.dropped_bytes, 0);
   CHECK_INT(rr.records, end);
   char idx_after[4096];
@@ -582,10 +481,8 @@ TEST(rewrite_while_appending) {
  * how the offline CLI calls it: the loop is never run while the rewrite works. */
 TEST(rewrite_single_active_segment) {
   const char *dir = test_dir("rewrite_active");
-  log_t *log = open_log(dir, 0, NULL);
-  CHECK(log != NULL);
-  if (!log) return;
-  CHECK_INT(append_range(log, 0, 50), 0);
+  log_t *log = new_log(dir, 0, 50);
+  REQUIRE(log != NULL);
   CHECK_INT(count_suffix(dir, ".log"), 1);
   char err[256] = "";
   log_rewrite_stats_t st;
@@ -618,8 +515,7 @@ TEST(rewrite_single_active_segment) {
 
   log_recovery_t rr;
   log = open_log(dir, 0, &rr);
-  CHECK(log != NULL);
-  if (!log) return;
+  REQUIRE(log != NULL);
   CHECK_INT(rr.records, 60);
   CHECK_INT(rr.dropped_bytes, 0);
   CHECK_INT(read_check(log, 0, 0, 60), 60);
@@ -639,13 +535,10 @@ static int empty_replacement(void *ud, const log_record_t *rec, buf_t *replaceme
 
 TEST(rewrite_errors_leave_segments_whole) {
   const char *dir = test_dir("rewrite_err");
-  log_t *log = open_log(dir, 4096, NULL);
-  CHECK(log != NULL);
-  if (!log) return;
-  CHECK_INT(append_range(log, 0, 200), 0);
-  uint64_t bases[64];
-  int nb = list_bases(dir, bases, 64);
-  CHECK(nb >= 3 && bases[1] <= 40 && bases[2] > 40);
+  log_t *log = new_log(dir, 4096, 200);
+  REQUIRE(log != NULL);
+  seglist_t disk = list_segments(dir);
+  CHECK(disk.n >= 3 && disk.base[1] <= 40 && disk.base[2] > 40);
   char err[256] = "";
   log_rewrite_stats_t st;
   /* Stopped by the callback in the second segment: the first is rewritten, the rest
@@ -654,18 +547,17 @@ TEST(rewrite_errors_leave_segments_whole) {
   CHECK(strstr(err, "offset 40") != NULL);
   CHECK_INT(st.segments_rewritten, 1);
   CHECK_INT(count_suffix(dir, ".rewrite"), 0);
-  CHECK_INT(read_check(log, 0, 0, bases[1]), 200);
+  CHECK_INT(read_check(log, 0, 0, disk.base[1]), 200);
   CHECK_INT(log_rewrite(log, empty_replacement, NULL, &st, err, sizeof err), -EINVAL);
   CHECK_INT(st.segments_rewritten, 0);
   CHECK_INT(count_suffix(dir, ".rewrite"), 0);
-  CHECK_INT(read_check(log, 0, 0, bases[1]), 200);
+  CHECK_INT(read_check(log, 0, 0, disk.base[1]), 200);
   CHECK_INT(log_rewrite(log, NULL, NULL, &st, err, sizeof err), -EINVAL);
   close_log(log);
 
   log_opts_t o = {.dir = dir, .read_only = 1};
   log = log_open(&o, NULL, err, sizeof err);
-  CHECK(log != NULL);
-  if (!log) return;
+  REQUIRE(log != NULL);
   CHECK_INT(log_rewrite(log, forget_alice, NULL, &st, err, sizeof err), -EROFS);
   log_close(log);
 }
@@ -674,10 +566,8 @@ TEST(rewrite_errors_leave_segments_whole) {
  * intact original: log_open deletes them; a read-only open leaves them alone. */
 TEST(stray_rewrite_files_are_cleaned) {
   const char *dir = test_dir("stray");
-  log_t *log = open_log(dir, 4096, NULL);
-  CHECK(log != NULL);
-  if (!log) return;
-  CHECK_INT(append_range(log, 0, 100), 0);
+  log_t *log = new_log(dir, 4096, 100);
+  REQUIRE(log != NULL);
   close_log(log);
   const char *junk = "SLOG half a copy with alice in it";
   write_file(path_in(dir, "00000000000000000000.log.rewrite"), junk, strlen(junk));
@@ -692,8 +582,7 @@ TEST(stray_rewrite_files_are_cleaned) {
 
   log_recovery_t rr;
   log = open_log(dir, 4096, &rr);
-  CHECK(log != NULL);
-  if (!log) return;
+  REQUIRE(log != NULL);
   CHECK_INT(count_suffix(dir, ".rewrite"), 0);
   CHECK_INT(rr.records, 100);
   CHECK_INT(rr.dropped_bytes, 0);
@@ -704,10 +593,8 @@ TEST(stray_rewrite_files_are_cleaned) {
 /* Retention after a rewrite, and a rewrite of a log that retention shortened. */
 TEST(retain_and_rewrite_together) {
   const char *dir = test_dir("both");
-  log_t *log = open_log(dir, 4096, NULL);
-  CHECK(log != NULL);
-  if (!log) return;
-  CHECK_INT(append_range(log, 0, 300), 0);
+  log_t *log = new_log(dir, 4096, 300);
+  REQUIRE(log != NULL);
   uint64_t segs, bytes;
   CHECK_INT(log_retain(log, 1000000 + 150 * 1000, &segs, &bytes), 0);
   CHECK(segs > 0);
@@ -725,8 +612,7 @@ TEST(retain_and_rewrite_together) {
   close_log(log);
   log_recovery_t rr;
   log = open_log(dir, 4096, &rr);
-  CHECK(log != NULL);
-  if (!log) return;
+  REQUIRE(log != NULL);
   CHECK_INT(rr.records, 300 - start);
   CHECK_INT(read_check(log, 0, start, 300), 300 - (long)start);
   close_log(log);
@@ -743,22 +629,7 @@ static log_t *open_read_only(const char *dir) {
 /* Read r until it is caught up, checking as read_check does that offsets run densely
  * from `first`. Returns the records read, or -1. */
 static long read_to_end(log_reader_t *r, uint64_t first, uint64_t forgotten_below) {
-  log_record_t rec;
-  long n = 0;
-  int rc;
-  while ((rc = log_reader_next(r, &rec)) == 1) {
-    uint64_t want = first + (uint64_t)n;
-    int ok = is_alice(want) && want < forgotten_below ? is_tombstone(&rec, want)
-                                                      : record_matches(&rec, want);
-    if (!ok) {
-      printf("  record %llu (offset %llu) differs\n", (unsigned long long)want,
-             (unsigned long long)rec.offset);
-      return -1;
-    }
-    n++;
-  }
-  if (rc < 0) printf("  reader: %s\n", strerror(-rc));
-  return rc == 0 ? n : -1;
+  return read_each(r, first, as_rewritten, &forgotten_below);
 }
 
 static void on_hang(int sig) {
@@ -776,17 +647,14 @@ static void on_hang(int sig) {
  * hang into a failed run. */
 TEST(reader_stops_at_empty_last_segment) {
   const char *dir = test_dir("empty_last");
-  log_t *log = open_log(dir, 4096, NULL);
-  CHECK(log != NULL);
-  if (!log) return;
-  CHECK_INT(append_range(log, 0, 100), 0);
+  log_t *log = new_log(dir, 4096, 100);
+  REQUIRE(log != NULL);
   char err[256] = "";
   log_rewrite_stats_t st;
   CHECK_INT(log_rewrite(log, forget_alice, NULL, &st, err, sizeof err), 0);
-  uint64_t bases[64];
-  int nb = list_bases(dir, bases, 64);
-  CHECK(nb >= 3);
-  CHECK_INT(bases[nb - 1], 100);
+  seglist_t disk = list_segments(dir);
+  CHECK(disk.n >= 3);
+  CHECK_INT(disk.base[disk.n - 1], 100);
   CHECK_INT(file_size(path_in(dir, "00000000000000000100.log")), 16);
   fflush(stdout);
   signal(SIGALRM, on_hang);
@@ -805,13 +673,11 @@ TEST(reader_stops_at_empty_last_segment) {
 
   /* Read-only beside the writer, as sluice export runs next to the server. */
   log_t *ro = open_read_only(dir);
-  CHECK(ro != NULL);
-  if (!ro) return;
+  REQUIRE(ro != NULL);
   CHECK_INT(log_end_offset(ro), 100);
   CHECK_INT(read_check(ro, 0, 0, 100), 100);
   log_reader_t *ro_tail = log_reader_open(ro, 98, err, sizeof err);
-  CHECK(ro_tail != NULL);
-  if (!ro_tail) return;
+  REQUIRE(ro_tail != NULL);
   CHECK_INT(read_to_end(ro_tail, 98, 100), 2);
   CHECK_INT(log_reader_next(ro_tail, &rec), 0);
 
@@ -828,14 +694,13 @@ TEST(reader_stops_at_empty_last_segment) {
   /* Again, then closed with nothing appended after the roll: what export finds. */
   CHECK_INT(append_range(log, 105, 5), 0);
   CHECK_INT(log_rewrite(log, forget_alice, NULL, &st, err, sizeof err), 0);
-  nb = list_bases(dir, bases, 64);
-  CHECK_INT(bases[nb - 1], 110);
+  disk = list_segments(dir);
+  CHECK_INT(disk.base[disk.n - 1], 110);
   CHECK_INT(file_size(path_in(dir, "00000000000000000110.log")), 16);
   close_log(log);
 
   ro = open_read_only(dir);
-  CHECK(ro != NULL);
-  if (!ro) return;
+  REQUIRE(ro != NULL);
   CHECK_INT(log_end_offset(ro), 110);
   CHECK_INT(read_check(ro, 0, 0, 110), 110);
   at_end = log_reader_open(ro, 110, err, sizeof err);
@@ -847,33 +712,25 @@ TEST(reader_stops_at_empty_last_segment) {
   /* Recovery of a header-only last segment after rewritten ones: appends go into it. */
   log_recovery_t rinfo;
   log = open_log(dir, 4096, &rinfo);
-  CHECK(log != NULL);
-  if (!log) return;
-  CHECK_INT(rinfo.segments, nb);
+  REQUIRE(log != NULL);
+  CHECK_INT(rinfo.segments, disk.n);
   CHECK_INT(rinfo.records, 110);
   CHECK_INT(rinfo.dropped_bytes, 0);
   CHECK_INT(log_end_offset(log), 110);
   CHECK_INT(read_check(log, 0, 0, 110), 110);
   at_end = log_reader_open(log, 110, err, sizeof err);
-  CHECK(at_end != NULL);
-  if (!at_end) return;
+  REQUIRE(at_end != NULL);
   CHECK_INT(log_reader_next(at_end, &rec), 0);
   CHECK_INT(append_range(log, 110, 3), 0);
   CHECK_INT(read_to_end(at_end, 110, 110), 3);
   log_reader_close(at_end);
-  CHECK_INT(list_bases(dir, bases, 64), nb);
+  CHECK_INT(list_segments(dir).n, disk.n);
   close_log(log);
   alarm(0);
 }
 
 int main(void) {
-  const char *tmp = getenv("TMPDIR");
-  snprintf(root, sizeof root, "%s/sluice-test-logrw-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  if (!mkdtemp(root)) {
-    perror("mkdtemp");
-    return 1;
-  }
-  uv_loop_init(&loop);
+  if (logtest_init("test-logrw")) return 1;
   RUN(retention_deletes_old_closed_segments);
   RUN(retention_keeps_segment_with_any_newer_record);
   RUN(rewrite_while_appending);
@@ -882,10 +739,5 @@ int main(void) {
   RUN(stray_rewrite_files_are_cleaned);
   RUN(retain_and_rewrite_together);
   RUN(reader_stops_at_empty_last_segment);
-  if (uv_loop_close(&loop) != 0) {
-    printf("loop still has handles\n");
-    test_failed++;
-  }
-  rm_rf(root);
-  return TEST_REPORT("test_log_rewrite");
+  return logtest_finish("test_log_rewrite");
 }

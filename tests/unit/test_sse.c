@@ -1,44 +1,20 @@
 /* test_sse: the Server-Sent Events hub over real sockets.
  *
- * Same shape as test_http: a server and a hub on their own uv loop in a second thread;
- * the test thread is the client (blocking sockets, poll() deadlines) and reaches the hub
- * only through fx_call, which runs a function on the loop thread and waits for it.
+ * Same shape as test_http (the harness is nettest.h): a server and a hub on their own uv
+ * loop in a second thread; the test thread is the client (blocking sockets, poll()
+ * deadlines) and reaches the hub only through fx_call, which runs a function on the loop
+ * thread and waits for it.
  * GET /sub/<channel> subscribes (Last-Event-ID passed through); -ENOSPC is answered 503. */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <pthread.h>
-#include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <unistd.h>
-#include <uv.h>
-
-#include "http.h"
-#include "sse.h"
 #include "test.h"
-#include "util/clock.h"
-
-#define WAIT_MS 3000
+#include "nettest.h"
+#include "sse.h"
 
 /* ---- Fixture: server + hub + loop thread ---- */
 
-typedef struct fx {
-  uv_loop_t loop;
-  uv_async_t wake;
-  pthread_t thread;
-  http_server_t *srv;
+struct fx {
+  nt_server_t nt;
   sse_hub_t *hub;
-  int port;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  void (*cmd)(struct fx *, void *);
-  void *cmd_arg;
-  int cmd_done;
-  int drained; /* guarded by mu */
-} fx_t;
+};
 
 static void handler(http_req_t *r, void *ud) {
   fx_t *f = ud;
@@ -52,66 +28,41 @@ static void handler(http_req_t *r, void *ud) {
   else if (rc == -EINVAL) http_respond_error(r, 400, "bad_channel", "bad channel", NULL, 0);
 }
 
-static void on_wake(uv_async_t *a) {
-  fx_t *f = a->data;
-  pthread_mutex_lock(&f->mu);
-  void (*cmd)(fx_t *, void *) = f->cmd;
-  void *arg = f->cmd_arg;
-  f->cmd = NULL;
-  pthread_mutex_unlock(&f->mu);
-  if (!cmd) return;
-  cmd(f, arg);
-  pthread_mutex_lock(&f->mu);
-  f->cmd_done = 1;
-  pthread_cond_broadcast(&f->cv);
-  pthread_mutex_unlock(&f->mu);
-}
-
-static void *loop_main(void *arg) {
-  fx_t *f = arg;
-  uv_run(&f->loop, UV_RUN_DEFAULT);
-  return NULL;
-}
-
-static void fx_call(fx_t *f, void (*cmd)(fx_t *, void *), void *arg) {
-  pthread_mutex_lock(&f->mu);
-  f->cmd = cmd;
-  f->cmd_arg = arg;
-  f->cmd_done = 0;
-  uv_async_send(&f->wake);
-  while (!f->cmd_done) pthread_cond_wait(&f->cv, &f->mu);
-  pthread_mutex_unlock(&f->mu);
-}
+static void fx_call(fx_t *f, nt_cmd_fn cmd, void *arg) { nt_call(&f->nt, cmd, arg); }
 
 static int fx_start(fx_t *f, const sse_opts_t *opts) {
   memset(f, 0, sizeof *f);
-  pthread_mutex_init(&f->mu, NULL);
-  pthread_cond_init(&f->cv, NULL);
-  uv_loop_init(&f->loop);
-  uv_async_init(&f->loop, &f->wake, on_wake);
-  f->wake.data = f;
-  f->srv = http_server_new(&f->loop, NULL, handler, f);
-  f->hub = sse_hub_new(&f->loop, opts);
-  if (!f->srv || !f->hub || http_server_listen(f->srv, "127.0.0.1", 0) < 0) return -1;
-  f->port = http_server_port(f->srv);
-  pthread_create(&f->thread, NULL, loop_main, f);
+  nt_init(&f->nt, f);
+  f->nt.srv = http_server_new(&f->nt.loop, NULL, handler, f);
+  f->hub = sse_hub_new(&f->nt.loop, opts);
+  if (!f->nt.srv || !f->hub || nt_listen(&f->nt, "127.0.0.1") < 0) return -1;
   return 0;
 }
 
 static void cmd_stop(fx_t *f, void *arg) {
   sse_hub_free(f->hub);
-  http_server_free(f->srv);
-  uv_close((uv_handle_t *)&f->wake, NULL);
+  http_server_free(f->nt.srv);
 }
 
 /* Free hub and server, let the loop run dry, and check nothing was left open. */
-static void fx_stop(fx_t *f) {
-  fx_call(f, cmd_stop, NULL);
-  pthread_join(f->thread, NULL);
-  CHECK_INT(uv_loop_close(&f->loop), 0);
-  pthread_mutex_destroy(&f->mu);
-  pthread_cond_destroy(&f->cv);
+static void fx_stop(fx_t *f) { nt_stop(&f->nt, cmd_stop); }
+
+/* Close the clients a and b (either may be NULL), then fx_stop. */
+static void fx_end(fx_t *f, cli_t *a, cli_t *b) {
+  cli_close(a);
+  cli_close(b);
+  fx_stop(f);
 }
+
+/* Check cond; if it fails, stop the fixture and end the test. */
+#define REQUIRE_OR_STOP(f, cond)                \
+  do {                                          \
+    if (!(cond)) {                              \
+      FAILF("check failed: %s", #cond);         \
+      fx_stop(f);                               \
+      return;                                   \
+    }                                           \
+  } while (0)
 
 typedef struct pub {
   const char *channel, *type, *data;
@@ -149,32 +100,22 @@ static size_t fx_subs(fx_t *f, const char *channel) {
   return c.n;
 }
 
+static int subs_are(fx_t *f, const void *arg) {
+  const count_t *want = arg;
+  return fx_subs(f, want->channel) == want->n;
+}
+
 /* Poll until channel (NULL: all) has n subscribers. */
 static int fx_wait_subs(fx_t *f, const char *channel, size_t n) {
-  int64_t deadline = clock_mono_us() + WAIT_MS * 1000;
-  while (clock_mono_us() < deadline) {
-    if (fx_subs(f, channel) == n) return 1;
-    usleep(2000);
-  }
-  return 0;
+  count_t want = {channel, n};
+  return nt_poll(subs_are, f, &want, 2000);
 }
 
-static void cmd_conns(fx_t *f, void *arg) { *(size_t *)arg = http_server_connections(f->srv); }
+static size_t fx_conns(fx_t *f) { return nt_conns(&f->nt); }
 
-static size_t fx_conns(fx_t *f) {
-  size_t n = 0;
-  fx_call(f, cmd_conns, &n);
-  return n;
-}
+static int no_conns(fx_t *f, const void *arg) { return fx_conns(f) == 0; }
 
-static void on_drained(void *ud) {
-  fx_t *f = ud;
-  pthread_mutex_lock(&f->mu);
-  f->drained++;
-  pthread_mutex_unlock(&f->mu);
-}
-
-static void cmd_drain(fx_t *f, void *arg) { http_server_drain(f->srv, on_drained, f); }
+static int drained(fx_t *f, const void *arg) { return nt_get(&f->nt, &f->nt.drained) != 0; }
 
 static void cmd_free_hub(fx_t *f, void *arg) {
   sse_hub_free(f->hub);
@@ -182,67 +123,6 @@ static void cmd_free_hub(fx_t *f, void *arg) {
 }
 
 /* ---- Client ---- */
-
-typedef struct cli {
-  int fd;
-  size_t len;
-  char buf[256 * 1024];
-} cli_t;
-
-static cli_t *cli_connect(int port, int rcvbuf) {
-  cli_t *c = calloc(1, sizeof *c);
-  c->fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (rcvbuf) setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-    close(c->fd);
-    free(c);
-    return NULL;
-  }
-  int one = 1;
-  setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return c;
-}
-
-static void cli_close(cli_t *c) {
-  if (!c) return;
-  close(c->fd);
-  free(c);
-}
-
-static void cli_send(cli_t *c, const char *s) {
-  size_t n = strlen(s);
-  while (n) {
-    ssize_t w = send(c->fd, s, n, MSG_NOSIGNAL);
-    if (w <= 0) return;
-    s += w;
-    n -= (size_t)w;
-  }
-}
-
-/* Read more within the deadline: >0 got bytes, 0 EOF or reset, -1 timeout or error. */
-static int cli_fill(cli_t *c, int64_t deadline) {
-  for (;;) {
-    int64_t left_ms = (deadline - clock_mono_us()) / 1000;
-    if (left_ms <= 0) return -1;
-    struct pollfd p = {c->fd, POLLIN, 0};
-    int rc = poll(&p, 1, (int)left_ms);
-    if (rc < 0 && errno == EINTR) continue;
-    if (rc <= 0) return -1;
-    if (c->len == sizeof c->buf) return -1;
-    ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno == ECONNRESET ? 0 : -1;
-    c->len += (size_t)n;
-    return n > 0 ? 1 : 0;
-  }
-}
-
-static void cli_take(cli_t *c, size_t n) {
-  memmove(c->buf, c->buf + n, c->len - n);
-  c->len -= n;
-}
 
 /* Next SSE block (the lines before a blank line, each ending in \n) into out; 1 or 0 on
  * EOF/timeout. */
@@ -279,17 +159,6 @@ static int cli_no_event(cli_t *c, int ms) {
   }
 }
 
-/* 1 if the server closes within ms (EOF or reset). */
-static int cli_closed(cli_t *c, int ms) {
-  int64_t deadline = clock_mono_us() + (int64_t)ms * 1000;
-  for (;;) {
-    int rc = cli_fill(c, deadline);
-    if (rc == 0) return 1;
-    if (rc < 0) return 0;
-    c->len = 0; /* whatever was still queued */
-  }
-}
-
 static char last_head[4096];
 
 /* Send the request without waiting; sse_open_read completes the subscription. */
@@ -305,17 +174,7 @@ static cli_t *sse_open_send(int port, const char *channel, const char *last_id, 
 
 /* Read the response head and the retry block. Returns the status (-1: none). */
 static int sse_open_read(cli_t *c) {
-  int64_t deadline = clock_mono_us() + WAIT_MS * 1000;
-  char *end;
-  while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4)))
-    if (cli_fill(c, deadline) <= 0) return -1;
-  size_t n = (size_t)(end - c->buf) + 4;
-  if (n >= sizeof last_head) return -1;
-  memcpy(last_head, c->buf, n);
-  last_head[n] = 0;
-  cli_take(c, n);
-  int status = -1;
-  if (sscanf(last_head, "HTTP/1.1 %d ", &status) != 1) return -1;
+  int status = cli_head(c, last_head, sizeof last_head, clock_mono_us() + WAIT_MS * 1000);
   if (status != 200) return status;
   char b[64];
   if (!cli_block(c, b, sizeof b, WAIT_MS) || strcmp(b, "retry: 3000\n") != 0) return -2;
@@ -324,7 +183,7 @@ static int sse_open_read(cli_t *c) {
 
 /* Subscribe and wait until the hub counts the subscriber (sub_count after it). */
 static cli_t *sse_open(fx_t *f, const char *channel, const char *last_id) {
-  cli_t *c = sse_open_send(f->port, channel, last_id, 0);
+  cli_t *c = sse_open_send(f->nt.port, channel, last_id, 0);
   if (!c) return NULL;
   if (sse_open_read(c) != 200) {
     cli_close(c);
@@ -332,8 +191,6 @@ static cli_t *sse_open(fx_t *f, const char *channel, const char *last_id) {
   }
   return c;
 }
-
-static int has(const char *hay, const char *needle) { return strstr(hay, needle) != NULL; }
 
 static char *fmt_id(char *out, uint64_t id) {
   sprintf(out, "%" PRIu64, id);
@@ -346,11 +203,7 @@ TEST(test_framing) {
   fx_t f;
   CHECK_INT(fx_start(&f, NULL), 0);
   cli_t *c = sse_open(&f, "live", NULL);
-  CHECK(c != NULL);
-  if (!c) {
-    fx_stop(&f);
-    return;
-  }
+  REQUIRE_OR_STOP(&f, c != NULL);
   CHECK(has(last_head, "\r\nContent-Type: text/event-stream\r\n"));
   CHECK(has(last_head, "\r\nCache-Control: no-store\r\n"));
   CHECK(has(last_head, "\r\nX-Accel-Buffering: no\r\n"));
@@ -378,8 +231,7 @@ TEST(test_framing) {
   longname[sizeof longname - 1] = 0;
   CHECK_INT(fx_publish(&f, longname, NULL, "{}", NULL), -EINVAL);
   CHECK(cli_no_event(c, 50));
-  cli_close(c);
-  fx_stop(&f);
+  fx_end(&f, c, NULL);
   sse_hub_free(NULL);
 }
 
@@ -387,11 +239,7 @@ TEST(test_multiline_data) {
   fx_t f;
   CHECK_INT(fx_start(&f, NULL), 0);
   cli_t *c = sse_open(&f, "m", NULL);
-  CHECK(c != NULL);
-  if (!c) {
-    fx_stop(&f);
-    return;
-  }
+  REQUIRE_OR_STOP(&f, c != NULL);
   static const struct {
     const char *data, *lines;
   } cases[] = {
@@ -409,8 +257,7 @@ TEST(test_multiline_data) {
     snprintf(want, sizeof want, "id: %s\n%s", fmt_id(n, id), cases[i].lines);
     CHECK_STR(got, want);
   }
-  cli_close(c);
-  fx_stop(&f);
+  fx_end(&f, c, NULL);
 }
 
 TEST(test_channels) {
@@ -418,11 +265,7 @@ TEST(test_channels) {
   CHECK_INT(fx_start(&f, NULL), 0);
   cli_t *a1 = sse_open(&f, "a", NULL), *a2 = sse_open(&f, "a", NULL);
   cli_t *b = sse_open(&f, "visitor:b", NULL);
-  CHECK(a1 && a2 && b);
-  if (!a1 || !a2 || !b) {
-    fx_stop(&f);
-    return;
-  }
+  REQUIRE_OR_STOP(&f, a1 && a2 && b);
   CHECK_INT(fx_subs(&f, "a"), 2);
   CHECK_INT(fx_subs(&f, "visitor:b"), 1);
   CHECK_INT(fx_subs(&f, "nobody"), 0);
@@ -438,9 +281,7 @@ TEST(test_channels) {
   CHECK(cli_no_event(a2, 0));
   CHECK_INT(fx_publish(&f, "nobody", NULL, "x", NULL), 0);
   cli_close(a1);
-  cli_close(a2);
-  cli_close(b);
-  fx_stop(&f);
+  fx_end(&f, a2, b);
 }
 
 TEST(test_replay) {
@@ -523,12 +364,8 @@ TEST(test_slow_reader_dropped) {
   sse_opts_t o = {.max_queue_bytes = 64 * 1024};
   CHECK_INT(fx_start(&f, &o), 0);
   cli_t *fast = sse_open(&f, "s", NULL);
-  cli_t *slow = sse_open_send(f.port, "s", NULL, 4096); /* small window, never reads */
-  CHECK(fast && slow);
-  if (!fast || !slow) {
-    fx_stop(&f);
-    return;
-  }
+  cli_t *slow = sse_open_send(f.nt.port, "s", NULL, 4096); /* small window, never reads */
+  REQUIRE_OR_STOP(&f, fast && slow);
   CHECK(fx_wait_subs(&f, "s", 2));
   enum { BIG = 32 * 1024 };
   char *data = malloc(BIG + 1), *got = malloc(BIG + 256);
@@ -548,15 +385,13 @@ TEST(test_slow_reader_dropped) {
   CHECK(dropped_at > 0);
   CHECK_INT(fx_subs(&f, "s"), 1);
   /* the slow one is closed once what was queued is out (or at the linger deadline) */
-  CHECK(cli_closed(slow, 3 * WAIT_MS));
+  CHECK(cli_closed_after_rest(slow, 3 * WAIT_MS));
   CHECK(fx_wait_subs(&f, NULL, 1));
   CHECK_INT(fx_publish(&f, "s", NULL, "small", NULL), 1);
   CHECK(cli_event(fast, got, BIG + 256) && has(got, "data: small\n"));
   free(data);
   free(got);
-  cli_close(slow);
-  cli_close(fast);
-  fx_stop(&f);
+  fx_end(&f, slow, fast);
 }
 
 TEST(test_client_disconnect) {
@@ -567,9 +402,7 @@ TEST(test_client_disconnect) {
   CHECK_INT(fx_subs(&f, "d"), 2);
   cli_close(a); /* FIN: noticed without publishing */
   CHECK(fx_wait_subs(&f, "d", 1));
-  struct linger lg = {1, 0};
-  setsockopt(b->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-  cli_close(b); /* RST */
+  cli_reset(b); /* RST */
   CHECK(fx_wait_subs(&f, "d", 0));
   CHECK_INT(fx_subs(&f, NULL), 0);
   CHECK_INT(fx_conns(&f), 0);
@@ -583,50 +416,35 @@ TEST(test_max_subscribers) {
   CHECK_INT(fx_start(&f, &o), 0);
   cli_t *a = sse_open(&f, "x", NULL), *b = sse_open(&f, "y", NULL);
   CHECK(a && b);
-  cli_t *c = sse_open_send(f.port, "x", NULL, 0);
+  cli_t *c = sse_open_send(f.nt.port, "x", NULL, 0);
   CHECK_INT(sse_open_read(c), 503);
   cli_close(c);
   /* an invalid channel is the caller's to answer too */
-  c = sse_open_send(f.port, "", NULL, 0);
+  c = sse_open_send(f.nt.port, "", NULL, 0);
   CHECK_INT(sse_open_read(c), 400);
   cli_close(c);
   cli_close(a);
   CHECK(fx_wait_subs(&f, NULL, 1));
   c = sse_open(&f, "x", NULL);
   CHECK(c != NULL);
-  cli_close(c);
-  cli_close(b);
-  fx_stop(&f);
+  fx_end(&f, c, b);
 }
 
 TEST(test_drain_ends_streams) {
   fx_t f;
   CHECK_INT(fx_start(&f, NULL), 0);
   cli_t *a = sse_open(&f, "live", NULL), *b = sse_open(&f, "other", NULL);
-  CHECK(a && b);
-  if (!a || !b) {
-    fx_stop(&f);
-    return;
-  }
+  REQUIRE_OR_STOP(&f, a && b);
   CHECK_INT(fx_publish(&f, "live", NULL, "last", NULL), 1);
-  fx_call(&f, cmd_drain, NULL);
+  nt_drain(&f.nt);
   char got[256];
   CHECK(cli_event(a, got, sizeof got) && has(got, "data: last\n")); /* flushed first */
-  CHECK(cli_closed(a, WAIT_MS));
-  CHECK(cli_closed(b, WAIT_MS));
+  CHECK(cli_closed_after_rest(a, WAIT_MS));
+  CHECK(cli_closed_after_rest(b, WAIT_MS));
   CHECK(fx_wait_subs(&f, NULL, 0));
-  int64_t deadline = clock_mono_us() + WAIT_MS * 1000;
-  int drained = 0;
-  while (!drained && clock_mono_us() < deadline) {
-    pthread_mutex_lock(&f.mu);
-    drained = f.drained;
-    pthread_mutex_unlock(&f.mu);
-    usleep(2000);
-  }
-  CHECK_INT(drained, 1);
-  cli_close(a);
-  cli_close(b);
-  fx_stop(&f);
+  nt_poll(drained, &f, NULL, 2000);
+  CHECK_INT(nt_get(&f.nt, &f.nt.drained), 1);
+  fx_end(&f, a, b);
 }
 
 TEST(test_hub_free_ends_streams) {
@@ -635,12 +453,10 @@ TEST(test_hub_free_ends_streams) {
   cli_t *a = sse_open(&f, "live", NULL);
   CHECK(a != NULL);
   fx_call(&f, cmd_free_hub, NULL);
-  CHECK(a && cli_closed(a, WAIT_MS));
-  int64_t deadline = clock_mono_us() + WAIT_MS * 1000;
-  while (fx_conns(&f) && clock_mono_us() < deadline) usleep(2000);
+  CHECK(a && cli_closed_after_rest(a, WAIT_MS));
+  nt_poll(no_conns, &f, NULL, 2000);
   CHECK_INT(fx_conns(&f), 0);
-  cli_close(a);
-  fx_stop(&f);
+  fx_end(&f, a, NULL);
 }
 
 static void cmd_channels(fx_t *f, void *arg) { *(size_t *)arg = sse_channels(f->hub); }
@@ -695,7 +511,7 @@ TEST(test_many_subscribers) {
   static cli_t *cs[N];
   int opened = 0;
   for (int i = 0; i < N; i++) {
-    cs[i] = sse_open_send(f.port, "live", NULL, 0);
+    cs[i] = sse_open_send(f.nt.port, "live", NULL, 0);
     if (cs[i]) opened++;
   }
   CHECK_INT(opened, N);
