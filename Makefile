@@ -24,9 +24,14 @@ LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c src/util/*.c))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
-REL_OBJ  := $(LIB_SRC:%.c=build/rel/%.o)
-ASAN_OBJ := $(LIB_SRC:%.c=build/asan/%.o)
-FUZZ_OBJ := $(LIB_SRC:%.c=build/fuzzobj/%.o)
+# The tracker and demo shop are embedded in the binary: scripts/embed.py turns web/ into
+# build/assets.c (generated on every change, never committed), served by src/static.c.
+WEB_FILES := web/sluice.js $(wildcard web/demo/*)
+GEN_SRC  := build/assets.c
+
+REL_OBJ  := $(LIB_SRC:%.c=build/rel/%.o) $(GEN_SRC:%.c=build/rel/%.o)
+ASAN_OBJ := $(LIB_SRC:%.c=build/asan/%.o) $(GEN_SRC:%.c=build/asan/%.o)
+FUZZ_OBJ := $(LIB_SRC:%.c=build/fuzzobj/%.o) $(GEN_SRC:%.c=build/fuzzobj/%.o)
 UNITS    := $(UNIT_SRC:tests/unit/%.c=build/asan/%)
 FUZZERS  := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
@@ -57,6 +62,10 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	./build/sluice serve $(ARGS)
 
+build/assets.c: scripts/embed.py $(WEB_FILES)
+	@mkdir -p $(dir $@)
+	python3 scripts/embed.py $@ web $(WEB_FILES:web/%=%)
+
 build/rel/%.o: %.c $(wildcard src/*.h src/util/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(REL_FLAGS) -c $< -o $@
@@ -84,7 +93,7 @@ build/sluice: build/rel/src/main.o build/rel/libsluice.a
 build/asan/sluice: build/asan/src/main.o build/asan/libsluice.a
 	$(CC) $(ASAN_FLAGS) -o $@ $^ $(PKG_LIBS)
 
-build/asan/test_%: tests/unit/test_%.c tests/unit/test.h build/asan/libsluice.a
+build/asan/test_%: tests/unit/test_%.c $(wildcard tests/unit/*.h) build/asan/libsluice.a
 	$(CC) $(ASAN_FLAGS) -Itests/unit -o $@ $< build/asan/libsluice.a $(PKG_LIBS)
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzzobj/libsluice.a

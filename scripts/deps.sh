@@ -1,13 +1,16 @@
 #!/bin/sh
 # Installs the Debian packages sluice needs to build, run and test. Idempotent: only
 # packages that are missing are installed, so a second run costs one dpkg query.
-#   scripts/deps.sh          build + run dependencies
-#   scripts/deps.sh test     plus test tooling (clang libFuzzer, promtool, python3)
+#   scripts/deps.sh          build + run dependencies (python3 embeds web/ at build time)
+#   scripts/deps.sh test     plus test tooling (clang libFuzzer, promtool, chromium, node)
 #   scripts/deps.sh bench    plus benchmark references (nginx, redis, wrk)
 set -eu
 
-build="pkg-config make gcc libuv1-dev libhttp-parser-dev libcjson-dev zlib1g-dev libfyaml-dev libssl-dev libpcre2-dev libxxhash-dev libmaxminddb-dev uap-core tor-geoipdb libmaxmind-db-writer-perl"
-test="clang-14 libclang-rt-14-dev python3 curl prometheus e2fsprogs"
+build="pkg-config make gcc python3 libuv1-dev libhttp-parser-dev libcjson-dev zlib1g-dev libfyaml-dev libssl-dev libpcre2-dev libxxhash-dev libmaxminddb-dev uap-core tor-geoipdb libmaxmind-db-writer-perl"
+test="clang-14 libclang-rt-14-dev python3 curl prometheus e2fsprogs chromium"
+# Browser tests (tests/browser) drive Debian's chromium with playwright-core from npm;
+# node and npm come from Debian unless some nodejs package already provides them.
+command -v npm >/dev/null 2>&1 || test="$test nodejs npm"
 bench="nginx-light redis-server wrk"
 
 want="$build"

@@ -23,6 +23,7 @@
 #include "process.h"
 #include "query.h"
 #include "sse.h"
+#include "static.h"
 #include "users.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -127,6 +128,7 @@ static void on_request(http_req_t *r, void *ud) {
   if (collect_handle(s->collect, r)) return;
   if (users_handle(s->users, r)) return;
   if (query_handle(s->query, r)) return;
+  if (static_handle(s->cfg, r)) return;
   const char *path = http_req_path(r), *method = http_req_method(r);
   int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
   if (!strcmp(path, "/healthz") || !strcmp(path, "/readyz") || !strcmp(path, "/metrics") ||

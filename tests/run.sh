@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs every test suite and adds up their "N passed, N failed" lines:
 #   unit tests (ASan+UBSan binaries), fuzz corpus replays, end-to-end tests against the
-#   real (ASan) binary. A suite that crashes or prints no summary counts as one failure.
+#   real (ASan) binary, browser tests (chromium + playwright-core). A suite that crashes
+#   or prints no summary counts as one failure.
 # The last line printed is the total, "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.."
@@ -58,6 +59,10 @@ for e in tests/e2e/test_*.py; do
   timeout 600 python3 "$e" >"$out/$n.log" 2>&1; rc=$?
   tally "$n" "$out/$n.log" "$rc"
 done
+
+# Browser tests: sluice.js and the demo shop in Debian's chromium (tests/browser/run.sh).
+timeout 300 sh tests/browser/run.sh >"$out/browser.log" 2>&1; rc=$?
+tally browser "$out/browser.log" "$rc"
 
 [ -n "$failures" ] && echo "failed suites:$failures"
 echo "$passed passed, $failed failed"

@@ -1,0 +1,92 @@
+// What sluice serves itself: /sluice.js (size budget, caching headers, ETag, gzip) and
+// the demo shop (write key substituted, SPA routes), and nothing else: paths that try to
+// leave the embedded set get 404.
+import { connect } from "node:net";
+import { gzipSync, gunzipSync } from "node:zlib";
+import vm from "node:vm";
+import { Server, WRITE_KEY, assert, eq } from "./lib.mjs";
+
+const BUDGET = 3 * 1024; // sluice.js, minified and gzipped
+
+// A raw request, so that the path reaches the server exactly as written.
+function raw(port, path) {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, "127.0.0.1", () =>
+      s.write("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"));
+    let d = "";
+    s.on("data", (x) => (d += x));
+    s.on("end", () => resolve(d));
+    s.on("error", reject);
+  });
+}
+
+export async function setup() {
+  return { srv: await new Server().start() };
+}
+
+export async function teardown({ srv }) {
+  await srv.cleanup();
+}
+
+export const tests = [
+  ["sluice.js is under 3 KB gzipped, and what is served parses", async ({ srv }) => {
+    const r = await fetch(srv.url + "/sluice.js", { headers: { "Accept-Encoding": "identity" } });
+    eq(r.status, 200);
+    const js = Buffer.from(await r.arrayBuffer());
+    new vm.Script(js.toString(), { filename: "sluice.js" }); // throws on a syntax error
+    const ours = gzipSync(js, { level: 9 }).length;
+    // What goes over the wire to a browser that accepts gzip (node's fetch would inflate it).
+    const wire = await new Promise((resolve, reject) => {
+      const s = connect(srv.port, "127.0.0.1", () => s.write(
+        "GET /sluice.js HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip, br\r\nConnection: close\r\n\r\n"));
+      const parts = [];
+      s.on("data", (x) => parts.push(x));
+      s.on("end", () => resolve(Buffer.concat(parts)));
+      s.on("error", reject);
+    });
+    const sep = wire.indexOf("\r\n\r\n");
+    const head = wire.subarray(0, sep).toString(), body = wire.subarray(sep + 4);
+    assert(/content-encoding: gzip/i.test(head), "gzip encoding: " + head);
+    eq(gunzipSync(body).toString(), js.toString(), "gzip body inflates to the script");
+    console.log("  sluice.js: " + js.length + " bytes served, " + body.length + " gzipped on the wire, " +
+      ours + " with gzip -9 (budget " + BUDGET + ")");
+    assert(body.length < BUDGET && ours < BUDGET, "over budget: " + body.length + " / " + ours);
+  }],
+
+  ["sluice.js has caching headers and revalidates with its ETag", async ({ srv }) => {
+    const r = await fetch(srv.url + "/sluice.js");
+    eq(r.headers.get("content-type"), "application/javascript; charset=utf-8");
+    eq(r.headers.get("cache-control"), "public, max-age=3600");
+    const etag = r.headers.get("etag");
+    assert(/^"[0-9a-f]{20}"$/.test(etag), "etag " + etag);
+    const again = await fetch(srv.url + "/sluice.js", { headers: { "If-None-Match": etag } });
+    eq(again.status, 304);
+    eq((await again.text()).length, 0);
+    const post = await fetch(srv.url + "/sluice.js", { method: "POST", body: "x" });
+    eq(post.status, 405);
+  }],
+
+  ["the demo page carries the write key and answers every shop route", async ({ srv }) => {
+    for (const p of ["/demo", "/demo/", "/demo/product/3", "/demo/cart", "/demo/checkout"]) {
+      const r = await fetch(srv.url + p);
+      eq(r.status, 200, p);
+      assert(r.headers.get("content-type").startsWith("text/html"), p);
+      eq(r.headers.get("cache-control"), "no-cache", p);
+      const html = await r.text();
+      assert(html.includes('data-write-key="' + WRITE_KEY + '"'), "key substituted in " + p);
+      assert(!html.includes("{{"), "no template left in " + p);
+    }
+    for (const p of ["/demo/shop.js", "/demo/shop.css"]) eq((await fetch(srv.url + p)).status, 200, p);
+  }],
+
+  ["only embedded names are served: traversal and unknown files get 404", async ({ srv }) => {
+    const bad = ["/demo/../keys.yaml", "/demo/..%2fkeys.yaml", "/demo/%2e%2e/keys.yaml",
+      "/sluice.js/../keys.yaml", "/demo//etc/passwd", "/demo/index.html%00", "/demo/x.js",
+      "/demo/shop.js.map", "/keys.yaml", "/web/sluice.js", "/demo/.%2e/keys.yaml", "/sluice.js.gz"];
+    for (const p of bad) {
+      const res = await raw(srv.port, p);
+      assert(/^HTTP\/1\.1 404 /.test(res), p + " -> " + res.split("\r\n")[0]);
+      assert(!res.includes("write") || !res.includes(WRITE_KEY), p + " leaked the key file");
+    }
+  }],
+];
