@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 #include <zlib.h>
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 #include <cjson/cJSON.h>
 
@@ -42,6 +44,8 @@ static const route_t routes[] = {
     {"/v1/r", "GET", K_REDIRECT, NULL, "redirect"},
 };
 
+typedef struct flight flight_t;
+
 struct collect {
   const config_t *cfg;
   log_t *log, *bad;
@@ -58,6 +62,8 @@ struct collect {
   size_t entries_cap;
   jscan_val_t *elems;   /* the batch's elements, reused per request */
   size_t elems_cap;
+  flight_t *flight;     /* see flight_t; cap a power of two */
+  size_t flight_cap, flight_used;
   buf_t query_event; /* pixel/redirect event text */
 };
 
@@ -73,7 +79,22 @@ typedef struct ingest {
   buf_t rejected; /* JSON array body items, "" when none */
   char *redirect; /* K_REDIRECT target */
   char origin[256];
+  /* Duplicates of events another request is still writing are not stored again, but
+   * this request is answered only once those are durable, and fails if they fail. */
+  struct ingest **owners, **deps; /* requests we wait for / requests waiting for us */
+  size_t nowners, ndeps;
+  int own_pending;  /* our own append is not acknowledged yet */
+  int own_status;   /* its result */
+  int dep_failed;   /* a request we waited for failed */
 } ingest_t;
+
+/* messageIds being written right now (appended, not yet acknowledged), by request: an
+ * open-addressing table of 128-bit id hashes. */
+struct flight {
+  uint64_t lo, hi;
+  ingest_t *owner; /* NULL: empty; FLIGHT_GONE: deleted */
+};
+#define FLIGHT_GONE ((ingest_t *)1)
 
 static const unsigned char gif[] = {
     0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00,
@@ -108,6 +129,7 @@ void collect_free(collect_t *c) {
   evdoc_free(c->batch);
   free(c->entries);
   free(c->elems);
+  free(c->flight);
   buf_free(&c->query_event);
   free(c);
 }
@@ -181,7 +203,96 @@ static void fail_req(ingest_t *in, int status, const char *code, const char *msg
   http_respond_error(in->req, status, code, msg, h, n);
 }
 
+/* ---- events in flight ---- */
+
+static flight_t *flight_slot(collect_t *c, uint64_t lo, uint64_t hi, int for_insert) {
+  if (!c->flight_cap) return NULL;
+  size_t mask = c->flight_cap - 1, i = (size_t)lo & mask;
+  flight_t *gone = NULL;
+  for (;; i = (i + 1) & mask) {
+    flight_t *f = &c->flight[i];
+    if (!f->owner) return for_insert ? (gone ? gone : f) : NULL;
+    if (f->owner == FLIGHT_GONE) {
+      if (!gone) gone = f;
+    } else if (f->lo == lo && f->hi == hi) {
+      return f;
+    }
+  }
+}
+
+static void flight_grow(collect_t *c) {
+  flight_t *old = c->flight;
+  size_t oldcap = c->flight_cap, live = 0;
+  for (size_t i = 0; i < oldcap; i++) live += old[i].owner && old[i].owner != FLIGHT_GONE;
+  size_t cap = 1024;
+  while (cap < 4 * (live + 1)) cap *= 2;
+  c->flight = xcalloc(cap, sizeof *c->flight);
+  c->flight_cap = cap;
+  c->flight_used = 0;
+  for (size_t i = 0; i < oldcap; i++)
+    if (old[i].owner && old[i].owner != FLIGHT_GONE) {
+      *flight_slot(c, old[i].lo, old[i].hi, 1) = old[i];
+      c->flight_used++;
+    }
+  free(old);
+}
+
+static void id_hash(const char *id, size_t n, uint64_t *lo, uint64_t *hi) {
+  XXH128_hash_t h = XXH3_128bits(id, n);
+  *lo = h.low64;
+  *hi = h.high64;
+}
+
+/* Who is writing the event with this id right now, or NULL. */
+static ingest_t *flight_owner(collect_t *c, const char *id, size_t n) {
+  uint64_t lo, hi;
+  id_hash(id, n, &lo, &hi);
+  flight_t *f = flight_slot(c, lo, hi, 0);
+  return f ? f->owner : NULL;
+}
+
+static void flight_add(collect_t *c, const char *id, size_t n, ingest_t *owner) {
+  if (2 * (c->flight_used + 1) > c->flight_cap) flight_grow(c);
+  uint64_t lo, hi;
+  id_hash(id, n, &lo, &hi);
+  flight_t *f = flight_slot(c, lo, hi, 1);
+  if (!f->owner) c->flight_used++;
+  *f = (flight_t){lo, hi, owner};
+}
+
+/* Forget the ids in->ids that in is writing. */
+static void flight_remove(collect_t *c, ingest_t *in) {
+  for (size_t pos = 0; pos < in->ids.len;) {
+    size_t n = strlen(in->ids.data + pos);
+    uint64_t lo, hi;
+    id_hash(in->ids.data + pos, n, &lo, &hi);
+    flight_t *f = flight_slot(c, lo, hi, 0);
+    if (f && f->owner == in) f->owner = FLIGHT_GONE;
+    pos += n + 1;
+  }
+}
+
+static void list_add(ingest_t ***list, size_t *n, ingest_t *x) {
+  for (size_t i = 0; i < *n; i++)
+    if ((*list)[i] == x) return;
+  *list = xrealloc(*list, (*n + 1) * sizeof **list);
+  (*list)[(*n)++] = x;
+}
+
+static void list_del(ingest_t **list, size_t *n, ingest_t *x) {
+  for (size_t i = 0; i < *n; i++)
+    if (list[i] == x) {
+      list[i] = list[--*n];
+      return;
+    }
+}
+
 static void ingest_free(ingest_t *in) {
+  /* Unlink from the requests it waited for (an early failure) and forget its ids. */
+  for (size_t i = 0; i < in->nowners; i++) list_del(in->owners[i]->deps, &in->owners[i]->ndeps, in);
+  flight_remove(in->c, in);
+  free(in->owners);
+  free(in->deps);
   buf_free(&in->rejected);
   buf_free(&in->ids);
   free(in->redirect);
@@ -221,10 +332,29 @@ static void respond_done(ingest_t *in) {
 
 /* ---- the log ack ---- */
 
+/* Answer once our own events and every duplicate we waited for are settled. */
+static void try_finish(ingest_t *in) {
+  if (in->own_pending || in->nowners) return;
+  if (in->own_status == 0 && !in->dep_failed) {
+    respond_done(in);
+  } else if (in->route->kind == K_REDIRECT) {
+    /* The shopper clicked a link: send them on even though the click is not stored. */
+    respond_done(in);
+  } else if (in->own_status == -ENOSPC || in->own_status == -EDQUOT) {
+    fail_req(in, 503, "disk_full", "the event log's disk is full; retry later");
+  } else {
+    fail_req(in, 503, "log_unavailable", "the event log cannot write; retry later");
+  }
+  ingest_free(in);
+}
+
 static void on_ack(void *ud, int status, uint64_t first_offset) {
   ingest_t *in = ud;
   collect_t *c = in->c;
   metrics_observe(c->metrics, MH_ACK, (uint64_t)(clock_mono_us() - http_req_start_us(in->req)));
+  in->own_pending = 0;
+  in->own_status = status;
+  flight_remove(c, in);
   if (status == 0) {
     metrics_add(c->metrics, MC_EVENTS_ACCEPTED, in->accepted);
     /* Durable now: from here on a retry of these events is a duplicate. */
@@ -234,19 +364,18 @@ static void on_ack(void *ud, int status, uint64_t first_offset) {
       dedup_add(c->dedup, in->ids.data + pos, n, now);
       pos += n + 1;
     }
-    respond_done(in);
   } else {
     metrics_add(c->metrics, MC_EVENTS_FAILED, in->accepted);
-    if (in->route->kind == K_REDIRECT) {
-      /* The shopper clicked a link: send them on even though the click is not stored. */
-      respond_done(in);
-    } else if (status == -ENOSPC || status == -EDQUOT) {
-      fail_req(in, 503, "disk_full", "the event log's disk is full; retry later");
-    } else {
-      fail_req(in, 503, "log_unavailable", "the event log cannot write; retry later");
-    }
   }
-  ingest_free(in);
+  /* Requests that skipped our events as duplicates learn how they ended. */
+  for (size_t i = 0; i < in->ndeps; i++) {
+    ingest_t *d = in->deps[i];
+    list_del(d->owners, &d->nowners, in);
+    if (status != 0) d->dep_failed = 1;
+    try_finish(d);
+  }
+  in->ndeps = 0;
+  try_finish(in);
 }
 
 static void on_bad_ack(void *ud, int status, uint64_t first_offset) {
@@ -339,9 +468,14 @@ static int take_event(collect_t *c, ingest_t *in, size_t index, const enrich_ctx
   char id[EVENT_MAX_ID + 8];
   if (!evdoc_str(ev, "messageId", id, sizeof id)) id[0] = 0;
   size_t idlen = strlen(id);
-  if (dedup_seen(c->dedup, id, idlen, ctx->received_us)) {
+  ingest_t *owner = c->dedup ? flight_owner(c, id, idlen) : NULL;
+  if (owner || dedup_seen(c->dedup, id, idlen, ctx->received_us)) {
     in->skipped++;
     metrics_add(c->metrics, MC_EVENTS_DUPLICATE, 1);
+    if (owner && owner != in) { /* still being written: answer when it is durable */
+      list_add(&in->owners, &in->nowners, owner);
+      list_add(&owner->deps, &owner->ndeps, in);
+    }
     return 0;
   }
   /* values holds: u32 key_len | key | u32 value_len | value, repeated */
@@ -364,7 +498,10 @@ static int take_event(collect_t *c, ingest_t *in, size_t index, const enrich_ctx
   }
   v32 = (uint32_t)vlen;
   memcpy(c->values.data + vpos, &v32, 4);
-  if (c->dedup) buf_append(&in->ids, id, idlen + 1);
+  if (c->dedup) {
+    buf_append(&in->ids, id, idlen + 1);
+    flight_add(c, id, idlen, in);
+  }
   in->accepted++;
   return 0;
 }
@@ -624,8 +761,7 @@ static void flush_bad(collect_t *c, int64_t now_us) {
 static void submit(collect_t *c, ingest_t *in, int64_t now_us) {
   flush_bad(c, now_us);
   if (!in->accepted) {
-    respond_done(in);
-    ingest_free(in);
+    try_finish(in); /* at once, or when the duplicates it waits for are durable */
     return;
   }
   if (c->entries_cap < in->accepted) {
@@ -648,6 +784,7 @@ static void submit(collect_t *c, ingest_t *in, int64_t now_us) {
     e[i].time_us = now_us;
     pos += vl;
   }
+  in->own_pending = 1;
   int rc = log_append(c->log, e, in->accepted, on_ack, in);
   buf_reset(&c->values);
   if (rc != 0) {

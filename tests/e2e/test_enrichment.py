@@ -34,6 +34,32 @@ def test_retried_batch_is_stored_once_even_after_restart():
         srv.cleanup()
 
 
+def test_concurrent_duplicates_stored_once_and_acked_after_the_original():
+    """Two requests carrying the same messageIds at the same moment (a beacon and a
+    batch from one page): one stores them, the other waits for that and answers after."""
+    import threading
+    srv = Server().start()
+    try:
+        for round_ in range(5):
+            batch = {"batch": [{"type": "track", "event": "e", "userId": "u",
+                                "messageId": "race-%d-%d" % (round_, i)} for i in range(3)]}
+            gate, results = threading.Barrier(6), []
+
+            def send():
+                gate.wait()
+                results.append(srv.request("POST", "/v1/batch", batch)[0])
+            threads = [threading.Thread(target=send) for _ in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            check(results == [200] * 6, results)
+        ids = [e["messageId"] for e in srv.export()]
+        check(len(ids) == 15 and len(set(ids)) == 15, (len(ids), len(set(ids))))
+    finally:
+        srv.cleanup()
+
+
 def test_consent_drop_anonymous_and_marketing_flag():
     srv = Server().start()
     try:
