@@ -35,7 +35,7 @@ FUZZ_OBJ := $(LIB_SRC:%.c=build/fuzzobj/%.o) $(GEN_SRC:%.c=build/fuzzobj/%.o)
 UNITS    := $(UNIT_SRC:tests/unit/%.c=build/asan/%)
 FUZZERS  := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all run test unit fuzz fuzz-build bench-ingest deps test-deps clean
+.PHONY: all run test unit fuzz fuzz-build bench-ingest chaos deps test-deps clean
 
 all: build/sluice build/geoip-country.mmdb
 
@@ -115,6 +115,13 @@ fuzz: test-deps
 	@for f in $(FUZZERS); do n=$${f##*/}; n=$${n#fuzz_}; mkdir -p tests/fuzz/corpus/$$n; \
 	  echo "== $$n"; $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
 	  tests/fuzz/corpus/$$n || exit 1; done
+
+# kill -9 at random moments under mixed load, CHAOS_ROUNDS times (default 100), each
+# followed by a restart and an audit of every acknowledged messageId.
+CHAOS_ROUNDS ?= 100
+chaos: test-deps
+	@$(MAKE) --no-print-directory build/asan/sluice
+	@CRASH_ROUNDS=$(CHAOS_ROUNDS) ONLY=kill_9 python3 tests/e2e/test_durability.py
 
 bench-ingest:
 	@sh scripts/deps.sh bench

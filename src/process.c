@@ -318,10 +318,19 @@ static void process_record(process_t *p, const log_record_t *rec) {
 
   uint64_t camp = 0;
   if (dims[2] || dims[3] || dims[4]) {
+    /* "source\nmedium\nname", absent parts empty (built by hand: snprintf showed in
+     * replay profiles) */
     char cb[3 * VAL_CAP + 3];
-    int n = snprintf(cb, sizeof cb, "%s\n%s\n%s", dims[2] ? dims[2] : "", dims[3] ? dims[3] : "",
-                     dims[4] ? dims[4] : "");
-    camp = XXH3_64bits(cb, n > 0 ? (size_t)n : 0) | 1;
+    size_t n = 0;
+    for (int i = 2; i <= 4; i++) {
+      if (dims[i]) {
+        size_t len = strlen(dims[i]);
+        memcpy(cb + n, dims[i], len);
+        n += len;
+      }
+      if (i < 4) cb[n++] = '\n';
+    }
+    camp = XXH3_64bits(cb, n) | 1;
   }
   profile_event_t pe = {
       .t_us = t,
