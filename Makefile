@@ -112,9 +112,11 @@ test: test-deps
 FUZZ_SECONDS ?= 60
 fuzz: test-deps
 	@$(MAKE) --no-print-directory $(FUZZERS)
-	@for f in $(FUZZERS); do n=$${f##*/}; n=$${n#fuzz_}; mkdir -p tests/fuzz/corpus/$$n; \
+	@# New inputs go to build/fuzz-corpus/NAME (the first directory); the committed corpus
+	@# only seeds the run. Merge the interesting ones back with -merge=1 when worth it.
+	@for f in $(FUZZERS); do n=$${f##*/}; n=$${n#fuzz_}; mkdir -p build/fuzz-corpus/$$n; \
 	  echo "== $$n"; $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
-	  tests/fuzz/corpus/$$n || exit 1; done
+	  -artifact_prefix=build/fuzz-corpus/$$n- build/fuzz-corpus/$$n tests/fuzz/corpus/$$n || exit 1; done
 
 # kill -9 at random moments under mixed load, CHAOS_ROUNDS times (default 100), each
 # followed by a restart and an audit of every acknowledged messageId.
