@@ -6,7 +6,7 @@
 #   scripts/deps.sh bench    plus benchmark references (nginx, redis, wrk)
 set -eu
 
-build="pkg-config make gcc python3 libuv1-dev libhttp-parser-dev libcjson-dev zlib1g-dev libfyaml-dev libssl-dev libpcre2-dev libxxhash-dev libmaxminddb-dev uap-core tor-geoipdb libmaxmind-db-writer-perl"
+build="pkg-config make gcc python3 libuv1-dev libhttp-parser-dev libcjson-dev zlib1g-dev libfyaml-dev libssl-dev libpcre2-dev libxxhash-dev libmaxminddb-dev libcurl4-openssl-dev uap-core tor-geoipdb libmaxmind-db-writer-perl"
 test="clang-14 libclang-rt-14-dev python3 curl prometheus e2fsprogs chromium"
 # Browser tests (tests/browser) drive Debian's chromium with playwright-core from npm;
 # node and npm come from Debian unless some nodejs package already provides them.
