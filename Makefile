@@ -5,7 +5,7 @@
 #   make fuzz     run each libFuzzer target for FUZZ_SECONDS (default 60)
 #   make bench-ingest   ingest benchmark beside nginx and Redis (writes figures to stdout)
 
-PKGS     := libuv libcjson zlib libfyaml libpcre2-8 libmaxminddb libcrypto libxxhash
+PKGS     := libuv libcjson zlib libfyaml libpcre2-8 libmaxminddb libcrypto libxxhash libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lpthread -lm
 
