@@ -123,7 +123,7 @@ long dedup_rebuild(dedup_t *d, log_t *log, int64_t now_us) {
   log_record_t rec;
   long n = 0;
   int rc;
-  while ((rc = log_reader_next(r, &rec)) == 1) {
+  while ((rc = log_reader_next_intact(r, &rec, NULL)) == 1) {
     if (rec.time_us < now_us - d->window_us) continue;
     cJSON *ev = cJSON_ParseWithLength(rec.value, rec.value_len);
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(ev, "messageId");

@@ -428,9 +428,13 @@ static int list_segments(log_t *log, char *err, size_t errlen, const char *dir) 
 
 /* A segment before the last: trusted, but its header is checked and its index
  * completed, and the frames after the last index entry are verified to find where it
- * ends. Returns 0 and *end, or -1 with err. */
-static int check_closed(log_t *log, uint64_t base, window_t *w, buf_t *idx, uint64_t *end,
-                        char *err, size_t errlen) {
+ * ends. A frame there that does not verify (the disk damaged a closed segment) does not
+ * stop the log: the segment ends where the next one begins (next_base), the damage is
+ * counted in rec, and readers skip the records they cannot read (log_reader_damage).
+ * Returns 0 and *end, or -1 with err. */
+static int check_closed(log_t *log, uint64_t base, uint64_t next_base, window_t *w,
+                        buf_t *idx, uint64_t *end, log_recovery_t *rec, char *err,
+                        size_t errlen) {
   char name[NAME_LEN], iname[NAME_LEN], h[SEG_HDR], e[IDX_ENTRY];
   seg_name(name, base, "log");
   seg_name(iname, base, "idx");
@@ -476,12 +480,9 @@ static int check_closed(log_t *log, uint64_t base, window_t *w, buf_t *idx, uint
     goto out;
   }
   if (rc != FRAME_END) {
-    snprintf(err, errlen,
-             "log: segment %s is corrupt at byte %" PRIu64 " (offset %" PRIu64
-             "); it is not the last segment, so it was not truncated (restore it or move it "
-             "and later segments away)",
-             name, pos, off);
-    goto out;
+    if (!rec->damaged_segments++)
+      snprintf(rec->damaged_segment, sizeof rec->damaged_segment, "%.31s", name);
+    off = next_base;
   }
   if (!log->read_only && ifd >= 0 && (idx->len || !keep)) {
     /* Best effort: the index is derived data and readers validate what they use. */
@@ -623,7 +624,9 @@ static int recover(log_t *log, log_recovery_t *rec, const char *dir, char *err,
   }
   for (size_t i = 0; i + 1 < log->nseg; i++) {
     uint64_t end;
-    if (check_closed(log, log->segs[i], &w, &idx, &end, err, errlen) < 0) goto out;
+    if (check_closed(log, log->segs[i], log->segs[i + 1], &w, &idx, &end, rec, err,
+                     errlen) < 0)
+      goto out;
     if (end != log->segs[i + 1]) {
       char a[NAME_LEN], b[NAME_LEN];
       seg_name(a, log->segs[i], "log");

@@ -33,8 +33,17 @@
  * (short frame, bad length, CRC mismatch, offset out of sequence) is truncated away and
  * reported in log_recovery_t; a last segment torn inside its header holds no records and
  * gets its header rewritten. Earlier segments were closed cleanly and are trusted (readers
- * still check every CRC); a gap between segments, or a bad header or torn end in an
- * earlier one, makes log_open fail with a message instead of dropping data.
+ * still check every CRC); a gap between segments or a bad header in an earlier one makes
+ * log_open fail with a message instead of dropping data.
+ *
+ * Damage. A record in a closed segment whose frame does not verify (the disk changed
+ * bytes after they were synced) does not stop the log: log_open counts the segment in
+ * log_recovery_t.damaged_segments when it sees it, and a reader that meets it skips to
+ * the next frame that verifies, reporting the records it could not read once
+ * (log_reader_next's -EBADMSG, then log_reader_damage). Everything else stays readable
+ * and appends go on. Frames are found again by their header: offset, length and CRC-32C
+ * must all agree; event JSON cannot hold the NUL bytes a small offset field carries, so
+ * client data cannot fake one.
  *
  * Reading: a log_reader_t reads durable records by offset, from any thread, whether the
  * log is open for writing in this process or opened read-only by a tool (sluice export).
@@ -87,6 +96,9 @@ typedef struct log_recovery {
   uint64_t dropped_bytes;    /* torn/corrupt tail bytes truncated (0 when clean); with
                                 read_only, the bytes that would be, left in place */
   char dropped_segment[32];  /* file name of the segment truncated, "" if none */
+  uint64_t damaged_segments; /* closed segments holding frames that do not verify (see
+                                Damage above; readers skip what they cannot read) */
+  char damaged_segment[32];  /* the first of them, "" if none */
 } log_recovery_t;
 
 /* One record to append; offset and framing are assigned by the log. */
@@ -177,10 +189,29 @@ void log_set_sync_observer(log_t *log, log_sync_observer_fn fn, void *ud);
 log_reader_t *log_reader_open(log_t *log, uint64_t from, char *err, size_t errlen);
 
 /* Read the next durable record. Returns 1 with *out filled, 0 when caught up (no record
- * at this offset yet), or a negative errno: -EBADMSG for a corrupt record (the reader
- * stops there), -EIO on a read error. On a read_only log the reader also picks up valid
- * records another process appended after log_open. */
+ * at this offset yet), or a negative errno: -EIO on a read error; -EBADMSG for damage
+ * (see Damage above): log_reader_damage says which records could not be read, and the
+ * next call goes on after them — unless the damage's `to` is UINT64_MAX (no verifiable
+ * record after it in the last segment), when the reader stops there for good. On a
+ * read_only log the reader also picks up valid records another process appended after
+ * log_open. */
 int log_reader_next(log_reader_t *r, log_record_t *out /* OUT */);
+
+typedef struct log_damage {
+  uint64_t from, to;   /* records [from, to) could not be read; to == UINT64_MAX: the
+                          reader cannot go on */
+  uint64_t pos;        /* byte in the segment where the damage starts */
+  char segment[48];    /* segment file name */
+} log_damage_t;
+
+/* After log_reader_next returned -EBADMSG: what was skipped (OUT). */
+void log_reader_damage(const log_reader_t *r, log_damage_t *out /* OUT */);
+
+/* log_reader_next for readers that go on past damage: the records it skips are added to
+ * *skipped (may be NULL). Returns 1, 0, -EIO, or -EBADMSG only when the reader cannot go
+ * on (see log_reader_next). */
+int log_reader_next_intact(log_reader_t *r, log_record_t *out /* OUT */,
+                           uint64_t *skipped /* IN/OUT */);
 
 /* Position at the first record with time_us >= t (approximate to one index interval,
  * then exact by scanning). Returns 0 or a negative errno. */

@@ -183,6 +183,29 @@ static inline int frame_read(window_t *w, uint64_t pos, uint64_t expect, size_t 
   return FRAME_OK;
 }
 
+/* After damage at pos: the first position past pos holding a frame that verifies and
+ * carries an offset in (after, below). Candidates are filtered by their offset and length
+ * fields before the CRC is computed, so the scan costs little more than reading. Returns
+ * FRAME_OK with *at and *f, FRAME_END when the file holds none, or a negative errno. */
+static inline int frame_resync(window_t *w, uint64_t pos, uint64_t after, uint64_t below,
+                               size_t chunk, uint64_t *at, frame_t *f) {
+  for (uint64_t p = pos + 1;; p++) {
+    const char *h;
+    ssize_t got = window_get(w, p, FRAME_HDR, chunk, &h);
+    if (got < 0) return err_int(got);
+    if (got < FRAME_HDR) return FRAME_END;
+    uint64_t off = rd64(h + 8);
+    uint32_t len = rd32(h);
+    if (off <= after || off >= below || len < LEN_MIN || len > LEN_MAX) continue;
+    int rc = frame_read(w, p, off, chunk, f);
+    if (rc < 0) return rc;
+    if (rc == FRAME_OK) {
+      *at = p;
+      return FRAME_OK;
+    }
+  }
+}
+
 /* The sparse index rule, shared by the writer, recovery and rewrites so all build the
  * same file: an entry for the frame at pos when pos has reached *due. */
 static inline void idx_maybe_add(buf_t *idx, uint64_t *due, uint32_t interval, uint64_t base,

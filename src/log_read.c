@@ -39,7 +39,35 @@ struct log_reader {
   window_t win;
   uint64_t win_valid; /* the window's bytes are final for offsets below this */
   int err;            /* sticky -EBADMSG */
+  log_damage_t damage;/* the last damage skipped (log_reader_damage) */
 };
+
+/* The frame at r->pos does not verify although it is below the durable end `end`: move
+ * to the next frame that does, in this segment, or else to the next segment. Records
+ * [r->next, where it lands) are reported. Returns -EBADMSG; sticky when there is nowhere
+ * to go (the last segment holds no verifiable frame after the damage). */
+static int skip_damage(log_reader_t *r, uint64_t end) {
+  log_damage_t *d = &r->damage;
+  seg_name(d->segment, r->seg_base, "log");
+  d->from = r->next;
+  d->pos = r->pos;
+  uint64_t below = r->seg_next != UINT64_MAX ? r->seg_next : end, at;
+  frame_t f;
+  int rc = frame_resync(&r->win, r->pos, r->next, below, READ_CHUNK, &at, &f);
+  if (rc == FRAME_OK) {
+    d->to = f.offset;
+    r->pos = at;
+    r->next = f.offset;
+    return -EBADMSG;
+  }
+  if (rc == FRAME_END && r->seg_next != UINT64_MAX) {
+    d->to = r->seg_next;
+    r->next = r->seg_next; /* the next call opens the following segment */
+    return -EBADMSG;
+  }
+  d->to = UINT64_MAX;
+  return r->err = -EBADMSG;
+}
 
 /* Open segment `base` for reading and check its header. Returns 0, -EBADMSG for a bad or
  * torn header, or another negative errno (-ENOENT when it does not exist). */
@@ -230,6 +258,8 @@ int log_reader_next(log_reader_t *r, log_record_t *out) {
     frame_t f;
     int rc = frame_read(&r->win, r->pos, r->next, READ_CHUNK, &f);
     if (rc < 0) return -EIO;
+    if (rc == FRAME_END && !beyond && r->next < r->seg_next && r->seg_next != UINT64_MAX)
+      return skip_damage(r, end); /* a closed segment cut short */
     if (rc == FRAME_END) {
       rc = reader_next_seg(r);
       if (rc == 1) continue;
@@ -239,7 +269,7 @@ int log_reader_next(log_reader_t *r, log_record_t *out) {
     }
     if (rc != FRAME_OK) {
       if (beyond) return 0;
-      return r->err = -EBADMSG;
+      return skip_damage(r, end);
     }
     r->pos += 8 + (uint64_t)f.len;
     r->next++;
@@ -333,7 +363,7 @@ int log_reader_seek_time(log_reader_t *r, int64_t t_us) {
   r->skip_to = 0;
   for (;;) {
     log_record_t rec;
-    rc = log_reader_next(r, &rec);
+    rc = log_reader_next_intact(r, &rec, NULL);
     if (rc < 0) return rc;
     if (rc == 0) return 0;
     if (rec.time_us >= t_us) {
@@ -341,6 +371,16 @@ int log_reader_seek_time(log_reader_t *r, int64_t t_us) {
       r->next--;
       return 0;
     }
+  }
+}
+
+void log_reader_damage(const log_reader_t *r, log_damage_t *out) { *out = r->damage; }
+
+int log_reader_next_intact(log_reader_t *r, log_record_t *out, uint64_t *skipped) {
+  for (;;) {
+    int rc = log_reader_next(r, out);
+    if (rc != -EBADMSG || r->err) return rc;
+    if (skipped) *skipped += r->damage.to - r->damage.from;
   }
 }
 

@@ -162,8 +162,21 @@ static int run_export(const config_t *cfg, const export_args_t *ea) {
   if (ea->since_us && log_reader_seek_time(r, ea->since_us) != 0) rc = 1;
   log_record_t rec;
   int n;
-  uint64_t count = 0;
-  while (!rc && (n = log_reader_next(r, &rec)) == 1) {
+  uint64_t count = 0, unreadable = 0;
+  /* Damage is reported and passed over: the rest of the log is still worth having. */
+  while (!rc && ((n = log_reader_next(r, &rec)) == 1 || n == -EBADMSG)) {
+    if (n == -EBADMSG) {
+      log_damage_t d;
+      log_reader_damage(r, &d);
+      if (d.to == UINT64_MAX) break;
+      fprintf(stderr,
+              "sluice export: segment %s is damaged at byte %llu: records %llu..%llu are "
+              "unreadable and were skipped\n",
+              d.segment, (unsigned long long)d.pos, (unsigned long long)d.from,
+              (unsigned long long)d.to - 1);
+      unreadable += d.to - d.from;
+      continue;
+    }
     if (ea->to && rec.offset >= ea->to) break;
     if (ea->until_us && rec.time_us >= ea->until_us) break;
     if (rec.time_us < ea->since_us || rec.offset < ea->from) continue;
@@ -178,6 +191,11 @@ static int run_export(const config_t *cfg, const export_args_t *ea) {
   }
   if (fflush(stdout) != 0) rc = 1;
   fprintf(stderr, "sluice export: %llu events\n", (unsigned long long)count);
+  if (unreadable) {
+    fprintf(stderr, "sluice export: %llu damaged records skipped\n",
+            (unsigned long long)unreadable);
+    if (!rc) rc = 3;
+  }
   log_reader_close(r);
   log_close(log);
   return rc;

@@ -371,7 +371,7 @@ static int slice(process_t *p, size_t max, int64_t budget_us) {
   log_record_t rec;
   size_t n = 0;
   for (;;) {
-    int rc = log_reader_next(p->reader, &rec);
+    int rc = log_reader_next_intact(p->reader, &rec, &p->st.unreadable);
     if (rc < 0) {
       p->st.read_error = rc;
       return rc;

@@ -70,6 +70,7 @@ typedef struct process_stats {
   uint64_t offset;         /* next log offset to process */
   uint64_t events;         /* records processed since start (replay included) */
   uint64_t undecodable;    /* records that were not a JSON object */
+  uint64_t unreadable;     /* records skipped because the disk damaged them (log.h) */
   uint64_t rejected;       /* events the rollup refused (too old or too far ahead) */
   uint64_t checkpoints;    /* snapshots written */
   int read_error;          /* sticky log read error (negative errno) or 0 */

@@ -91,6 +91,9 @@ static void metrics_reply(server_t *s, http_req_t *r) {
   }
   uint64_t ua_hits = 0, ua_misses = 0;
   if (s->ua) uaparse_stats(s->ua, &ua_hits, &ua_misses);
+  process_stats_t ps = {0};
+  if (s->process) process_stats(s->process, &ps);
+  uint64_t end = log_end_offset(s->log);
   struct statvfs vfs;
   double disk_free = statvfs(s->cfg->data_dir, &vfs) == 0 ? (double)vfs.f_bavail * vfs.f_frsize : 0;
   metrics_gauge_t g[] = {
@@ -104,6 +107,9 @@ static void metrics_reply(server_t *s, http_req_t *r) {
       {"sluice_uptime_seconds", "Seconds since start.", (double)(clock_mono_us() - s->started_us) / 1e6},
       {"sluice_ua_cache_hits", "User agents answered from the parse cache since start.", (double)ua_hits},
       {"sluice_ua_cache_misses", "User agents parsed with the regexes since start.", (double)ua_misses},
+      {"sluice_process_offset", "Next log offset the processing stage reads.", (double)ps.offset},
+      {"sluice_process_lag_events", "Durable events not processed yet.", (double)(end > ps.offset ? end - ps.offset : 0)},
+      {"sluice_process_unreadable_events", "Events skipped because the disk damaged their log records.", (double)ps.unreadable},
   };
   buf_t b = BUF_INIT;
   metrics_render(s->metrics, &b, g, sizeof g / sizeof g[0]);
@@ -345,6 +351,10 @@ static log_t *open_log(server_t *s, const char *sub) {
   if (rec.dropped_bytes)
     msg_warn("log recovered a torn tail", "dir=\"%s\" segment=%s dropped_bytes=%llu", path,
              rec.dropped_segment, (unsigned long long)rec.dropped_bytes);
+  if (rec.damaged_segments)
+    msg_warn("log has damaged segments; their unreadable records are skipped",
+             "dir=\"%s\" segments=%llu first=%s", path,
+             (unsigned long long)rec.damaged_segments, rec.damaged_segment);
   msg_info("log open", "dir=\"%s\" segments=%llu records=%llu end_offset=%llu", path,
            (unsigned long long)rec.segments, (unsigned long long)rec.records,
            (unsigned long long)log_end_offset(l));

@@ -134,7 +134,7 @@ static int resolve(users_t *u, const char *id, idset_t *s, char *err, size_t err
     if (!r) return -1;
     log_record_t rec;
     int rc;
-    while ((rc = log_reader_next(r, &rec)) == 1) {
+    while ((rc = log_reader_next_intact(r, &rec, NULL)) == 1) {
       cJSON *ev = NULL;
       if (!record_belongs(s, &rec, &ev)) continue;
       grew |= idset_add(s, str_field(ev, "userId"));
@@ -234,7 +234,7 @@ int users_export(users_t *u, const char *id, buf_t *out, size_t *events, char *e
   if (!r) goto done;
   log_record_t rec;
   int n;
-  while ((n = log_reader_next(r, &rec)) == 1) {
+  while ((n = log_reader_next_intact(r, &rec, NULL)) == 1) {
     if (!record_belongs(&s, &rec, NULL)) continue;
     if (out->len + rec.value_len + 1 > MAX_EXPORT) {
       snprintf(err, errlen, "the export is larger than %u MiB; use sluice export-user", MAX_EXPORT >> 20);

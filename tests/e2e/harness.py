@@ -5,6 +5,7 @@ Each test file defines functions named test_*; run_all() runs them in order and 
 "<file>: N passed, N failed" last. Waiting is by polling with a deadline, never a fixed
 sleep."""
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -146,6 +147,21 @@ def metric(srv, name):
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError("metric %s missing" % name)
+
+
+@contextlib.contextmanager
+def tmpfs(size):
+    """A fresh tmpfs of `size` (e.g. "2m") mounted for the block: its path. Needs root."""
+    mnt = tempfile.mkdtemp(prefix="sluice-tmpfs-")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs", mnt], capture_output=True)
+    if r.returncode != 0:
+        os.rmdir(mnt)
+        raise AssertionError("cannot mount a tmpfs (needs root): %s" % r.stderr)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", mnt])
+        os.rmdir(mnt)
 
 
 def wait_for(cond, timeout, interval=0.02):

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 
-from harness import WRITE_KEY, Server, check, run_all, wait_for
+from harness import WRITE_KEY, Server, check, run_all, tmpfs, wait_for
 
 ROUNDS = int(os.environ.get("CRASH_ROUNDS", "3"))
 AUTH = "Basic " + base64.b64encode((WRITE_KEY + ":").encode()).decode()
@@ -147,49 +147,45 @@ def test_torn_tail_is_truncated_and_reported():
 
 
 def test_full_disk_503_then_recovers():
-    mnt = tempfile.mkdtemp(prefix="sluice-tmpfs-")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mnt], capture_output=True)
-    check(r.returncode == 0, "cannot mount a tmpfs for the full-disk test (needs root): %s" % r.stderr)
     srv = None
-    try:
-        data_dir = os.path.join(mnt, "data")
-        srv = Server(data_dir=data_dir, args=["--segment-bytes=64k"]).start()
-        filler = os.path.join(mnt, "filler")
-        free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
-        with open(filler, "wb") as f:
-            f.write(b"\0" * (free - 300 * 1024))
-        acked, full = [], None
-        body_pad = "x" * 1500
-        for i in range(2000):
-            m = "full-%d" % i
-            st, h, data = srv.request("POST", "/v1/track", {"event": "e", "userId": "u", "messageId": m,
-                                                            "properties": {"pad": body_pad}})
-            if st == 200:
-                acked.append(m)
-                continue
-            full = (st, h, data)
-            break
-        check(full is not None, "the disk never filled")
-        st, h, data = full
-        check(st == 503 and "retry-after" in h, full)
-        check(json.loads(data)["error"] == "disk_full", data)
-        check(srv.request("GET", "/healthz", auth=None)[0] == 200)
-        got = [e["messageId"] for e in srv.export()]
-        check(got == acked, "log after ENOSPC must hold exactly the acked events")
-        os.unlink(filler)  # space returns
-        st, _, _ = srv.request("POST", "/v1/track", {"event": "e", "userId": "u", "messageId": "after-full"})
-        check(st == 200, st)
-        check(srv.stop() == 0)
-        srv.start()
-        check("torn tail" not in srv.log_text(), "no torn tail after ENOSPC")
-        got = [e["messageId"] for e in srv.export()]
-        check(got == acked + ["after-full"], got[-3:])
-        srv.stop()
-    finally:
-        if srv:
-            srv.cleanup()
-        subprocess.run(["umount", mnt])
-        os.rmdir(mnt)
+    with tmpfs("2m") as mnt:
+        try:
+            data_dir = os.path.join(mnt, "data")
+            srv = Server(data_dir=data_dir, args=["--segment-bytes=64k"]).start()
+            filler = os.path.join(mnt, "filler")
+            free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
+            with open(filler, "wb") as f:
+                f.write(b"\0" * (free - 300 * 1024))
+            acked, full = [], None
+            body_pad = "x" * 1500
+            for i in range(2000):
+                m = "full-%d" % i
+                st, h, data = srv.request("POST", "/v1/track", {"event": "e", "userId": "u", "messageId": m,
+                                                                "properties": {"pad": body_pad}})
+                if st == 200:
+                    acked.append(m)
+                    continue
+                full = (st, h, data)
+                break
+            check(full is not None, "the disk never filled")
+            st, h, data = full
+            check(st == 503 and "retry-after" in h, full)
+            check(json.loads(data)["error"] == "disk_full", data)
+            check(srv.request("GET", "/healthz", auth=None)[0] == 200)
+            got = [e["messageId"] for e in srv.export()]
+            check(got == acked, "log after ENOSPC must hold exactly the acked events")
+            os.unlink(filler)  # space returns
+            st, _, _ = srv.request("POST", "/v1/track", {"event": "e", "userId": "u", "messageId": "after-full"})
+            check(st == 200, st)
+            check(srv.stop() == 0)
+            srv.start()
+            check("torn tail" not in srv.log_text(), "no torn tail after ENOSPC")
+            got = [e["messageId"] for e in srv.export()]
+            check(got == acked + ["after-full"], got[-3:])
+            srv.stop()
+        finally:
+            if srv:
+                srv.cleanup()
 
 
 run_all(globals())

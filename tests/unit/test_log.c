@@ -557,6 +557,119 @@ TEST(recovery_torn_header_and_gaps) {
   close_log(log);
 }
 
+/* ---- damage in closed segments ---- */
+
+/* Read everything from 0, collecting the records read and the damage reported. */
+static long read_damaged(log_t *log, log_damage_t *dmg, int *ndmg, uint64_t *missing) {
+  char err[256];
+  log_reader_t *r = log_reader_open(log, 0, err, sizeof err);
+  if (!r) return -1;
+  long n = 0;
+  uint64_t expect = 0;
+  *ndmg = 0;
+  *missing = UINT64_MAX;
+  for (int guard = 0; guard < 10000; guard++) {
+    log_record_t rec;
+    int rc = log_reader_next(r, &rec);
+    if (rc == 0) break;
+    if (rc == -EBADMSG) {
+      log_reader_damage(r, &dmg[*ndmg < 4 ? *ndmg : 3]);
+      (*ndmg)++;
+      if (dmg[0].to == UINT64_MAX) break;
+      expect = dmg[*ndmg <= 4 ? *ndmg - 1 : 3].to;
+      continue;
+    }
+    if (rc != 1 || !record_matches(&rec, expect)) {
+      if (*missing == UINT64_MAX) *missing = expect;
+      break;
+    }
+    expect++;
+    n++;
+  }
+  log_reader_close(r);
+  return n;
+}
+
+/* Bases of the segment files, ascending; returns how many (at most cap). */
+static int segment_bases(const char *dir, uint64_t *out, int cap) {
+  int n = 0;
+  for (uint64_t b = 0; b < 600 && n < cap; b++) {
+    char name[40];
+    snprintf(name, sizeof name, "%020llu.log", (unsigned long long)b);
+    if (file_size(path_in(dir, name)) > 0) out[n++] = b;
+  }
+  return n;
+}
+
+TEST(damage_in_closed_segments_is_skipped) {
+  const char *dir = test_dir("damage");
+  log_t *log = logtest_open(dir, LOG_SYNC_OFF, 4096, NULL);
+  REQUIRE(log != NULL);
+  CHECK_INT(append_range(log, 0, 600), 0);
+  close_log(log);
+  uint64_t bases[64];
+  int nb = segment_bases(dir, bases, 64);
+  REQUIRE(nb >= 6);
+  char name[40];
+  log_damage_t d[4];
+  int nd;
+  uint64_t missing;
+  log_recovery_t rec;
+
+  /* A flipped byte in the value of a record in the middle of a closed segment: exactly
+   * that record is reported and skipped, the ones after it are read. */
+  uint64_t k = bases[1] + 2;
+  uint64_t pos = 16 + frame_size(bases[1]) + frame_size(bases[1] + 1);
+  snprintf(name, sizeof name, "%020llu.log", (unsigned long long)bases[1]);
+  int fd = open(path_in(dir, name), O_RDWR);
+  char c;
+  CHECK_INT(pread(fd, &c, 1, (off_t)(pos + FRAME_HDR + 3)), 1);
+  c ^= 0x20;
+  CHECK_INT(pwrite(fd, &c, 1, (off_t)(pos + FRAME_HDR + 3)), 1);
+  close(fd);
+  log = logtest_open(dir, LOG_SYNC_OFF, 4096, &rec);
+  REQUIRE(log != NULL);
+  CHECK_INT(read_damaged(log, d, &nd, &missing), 599);
+  CHECK_INT(missing, UINT64_MAX);
+  CHECK_INT(nd, 1);
+  CHECK_INT(d[0].from, k);
+  CHECK_INT(d[0].to, k + 1);
+  CHECK_INT(d[0].pos, pos);
+  CHECK(!strcmp(d[0].segment, name));
+  /* Appends go on, and are read after the damage. */
+  CHECK_INT(append_range(log, 600, 5), 0);
+  CHECK_INT(read_damaged(log, d, &nd, &missing), 604);
+  close_log(log);
+
+  /* A length field destroyed: the next record is found again by its header. */
+  uint64_t k2 = bases[3] + 1, pos2 = 16 + frame_size(bases[3]);
+  snprintf(name, sizeof name, "%020llu.log", (unsigned long long)bases[3]);
+  fd = open(path_in(dir, name), O_RDWR);
+  CHECK_INT(pwrite(fd, "\xff\xff\xff\x7f", 4, (off_t)pos2), 4);
+  close(fd);
+  log = logtest_open(dir, LOG_SYNC_OFF, 4096, &rec);
+  REQUIRE(log != NULL);
+  CHECK_INT(read_damaged(log, d, &nd, &missing), 603);
+  CHECK_INT(nd, 2);
+  CHECK(nd == 2 && d[1].from == k2 && d[1].to == k2 + 1);
+  close_log(log);
+
+  /* A closed segment cut short (its last two records gone): log_open reports it instead
+   * of refusing to start, and readers skip to the next segment. */
+  snprintf(name, sizeof name, "%020llu.log", (unsigned long long)bases[4]);
+  long long sz = file_size(path_in(dir, name));
+  uint64_t last = bases[5] - 1;
+  CHECK_INT(truncate(path_in(dir, name), sz - (long long)frame_size(last) - 5), 0);
+  log = logtest_open(dir, LOG_SYNC_OFF, 4096, &rec);
+  REQUIRE(log != NULL);
+  CHECK_INT(rec.damaged_segments, 1);
+  CHECK(!strcmp(rec.damaged_segment, name));
+  CHECK_INT(read_damaged(log, d, &nd, &missing), 601);
+  CHECK_INT(nd, 3);
+  CHECK(nd == 3 && d[2].from == last - 1 && d[2].to == bases[5]);
+  close_log(log);
+}
+
 /* ---- time seeks ---- */
 
 TEST(seek_time_finds_first_at_or_after) {
@@ -852,6 +965,7 @@ int main(void) {
   RUN(first_segment_above_zero);
   RUN(recovery_truncates_bad_tail);
   RUN(recovery_torn_header_and_gaps);
+  RUN(damage_in_closed_segments_is_skipped);
   RUN(seek_time_finds_first_at_or_after);
   RUN(read_only_leaves_files_alone);
   RUN(backpressure_and_bad_appends);
