@@ -479,7 +479,7 @@ static int check_closed(log_t *log, uint64_t base, uint64_t next_base, window_t 
     snprintf(err, errlen, "log: cannot read segment %s: %s", name, strerror(-rc));
     goto out;
   }
-  if (rc != FRAME_END) {
+  if (rc != FRAME_END || off < next_base) { /* a bad frame, or cut short at a frame edge */
     if (!rec->damaged_segments++)
       snprintf(rec->damaged_segment, sizeof rec->damaged_segment, "%.31s", name);
     off = next_base;

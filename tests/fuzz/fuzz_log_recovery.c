@@ -6,6 +6,10 @@
  *   2  segment 0 = valid header + valid frames built from the bytes, then damaged
  *      (truncated, a byte flipped, garbage added) as the bytes say
  *   3  like 2, plus an .idx file holding arbitrary bytes
+ *   4  like 2, but the damaged segment is closed: a second segment follows it. log_open
+ *      must succeed; readers must return increasing offsets, report each damage once
+ *      with a range inside the damaged segment, and read or skip every record exactly
+ *      once, ending with the next segment's record (damaged_closed below)
  * Invariants once log_open succeeds (it must, whenever the header is valid): the reader
  * returns consecutive offsets and never an error; dropped_bytes + what is left == the
  * original size; what is left is exactly whole, valid frames; an append after recovery
@@ -74,17 +78,18 @@ static uint32_t get32(const unsigned char *p) {
   return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static void header(buf_t *b) {
+static void header_at(buf_t *b, uint64_t base) {
   buf_append(b, "SLOG", 4);
   put32(b, 1);
-  put64(b, 0);
+  put64(b, base);
 }
 
+static void header(buf_t *b) { header_at(b, 0); }
+
 /* Valid frames from the input: each record takes [klen][vlen] then that many bytes. */
-static size_t frames(buf_t *b, const uint8_t *p, size_t n) {
+static size_t frames_from(buf_t *b, const uint8_t *p, size_t n, uint64_t off) {
   size_t used = 0;
-  uint64_t off = 0;
-  while (used + 2 <= n && off < 64) {
+  for (uint64_t first = off; used + 2 <= n && off < first + 64;) {
     size_t klen = p[used] % 8, vlen = p[used + 1];
     if (used + 2 + klen + vlen > n) break;
     size_t at = b->len;
@@ -101,6 +106,11 @@ static size_t frames(buf_t *b, const uint8_t *p, size_t n) {
   }
   return used;
 }
+
+static size_t frames(buf_t *b, const uint8_t *p, size_t n) { return frames_from(b, p, n, 0); }
+
+static int acked, ack_status;
+static uint64_t ack_offset;
 
 static void write_file(const char *name, const void *p, size_t n) {
   char path[600];
@@ -153,9 +163,6 @@ static long check_file(uint64_t expect_records) {
   return count;
 }
 
-static int acked, ack_status;
-static uint64_t ack_offset;
-
 static void on_ack(void *ud, int status, uint64_t first) {
   (void)ud;
   acked = 1;
@@ -163,13 +170,79 @@ static void on_ack(void *ud, int status, uint64_t first) {
   ack_offset = first;
 }
 
+/* Mode 4: segment 0 (closed, damaged as the bytes say) then segment `k` with one record. */
+static int damaged_closed(const uint8_t *data, size_t size) {
+  if (size < 5) return 0;
+  uint8_t flags = data[0];
+  size_t cut = data[1] | (size_t)data[2] << 8, flip = data[3] | (size_t)data[4] << 8;
+  data += 5;
+  size -= 5;
+  buf_t seg = BUF_INIT, next = BUF_INIT;
+  header(&seg);
+  frames(&seg, data, size);
+  uint64_t k = 0;
+  for (size_t pos = 16; pos + 8 <= seg.len; k++)
+    pos += 8 + get32((const unsigned char *)seg.data + pos);
+  if ((flags & 1) && seg.len > 16) seg.len = 16 + cut % (seg.len - 16 + 1);
+  if ((flags & 2) && seg.len > 16) seg.data[16 + flip % (seg.len - 16)] ^= (char)(flags | 1);
+  if ((flags & 4) && seg.len > 16) /* a run of zeroes, as a lost page reads */
+    memset(seg.data + 16 + flip % (seg.len - 16), 0,
+           (seg.len - 16 - flip % (seg.len - 16)) < 64 ? seg.len - 16 - flip % (seg.len - 16) : 64);
+  char name[40];
+  snprintf(name, sizeof name, "%020llu.log", (unsigned long long)k);
+  uint8_t one[4] = {1, 1, 'k', 'v'};
+  header_at(&next, k);
+  frames_from(&next, one, sizeof one, k);
+  write_file(SEG0, seg.data, seg.len);
+  write_file(name, next.data, next.len);
+  buf_free(&seg);
+  buf_free(&next);
+
+  char err[256];
+  log_opts_t o = {.dir = dir, .sync = LOG_SYNC_OFF, .index_interval = 64, .loop = &loop};
+  log_t *log = log_open(&o, NULL, err, sizeof err);
+  if (!log) {
+    fprintf(stderr, "log_open refused a damaged closed segment: %s\n", err);
+    abort();
+  }
+  log_reader_t *r = log_reader_open(log, 0, err, sizeof err);
+  if (!r) abort();
+  uint64_t next_off = 0, seen = 0, last = UINT64_MAX;
+  for (;;) {
+    log_record_t x;
+    int rc = log_reader_next(r, &x);
+    if (rc == 0) break;
+    if (rc == -EBADMSG) {
+      log_damage_t d;
+      log_reader_damage(r, &d);
+      if (d.from != next_off || d.to <= d.from || d.to > k) abort();
+      seen += d.to - d.from;
+      next_off = d.to;
+      continue;
+    }
+    if (rc != 1 || x.offset != next_off) abort();
+    last = x.offset;
+    next_off++;
+    seen++;
+  }
+  if (seen != k + 1 || last != k) {
+    fprintf(stderr, "k=%llu seen=%llu last=%llu\n", (unsigned long long)k, (unsigned long long)seen, (unsigned long long)last);
+    abort();
+  }
+  log_reader_close(r);
+  log_close(log);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!dir[0]) init();
   if (size < 1) return 0;
-  int mode = data[0] % 4;
+  int mode = data[0] % 5;
   data++;
   size--;
   clear_dir();
+  if (mode == 4) return damaged_closed(data, size);
 
   buf_t seg = BUF_INIT;
   if (mode == 0) {
