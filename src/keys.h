@@ -17,6 +17,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "http.h"
 
 typedef enum { KEY_NONE = 0, KEY_WRITE = 1, KEY_READ = 2, KEY_ADMIN = 3 } key_kind_t;
 
@@ -33,5 +34,14 @@ key_kind_t keys_match(const config_t *c, const char *s, size_t n);
  * out (capacity outlen). Returns its length, 0 when the header holds no key, -1 when the
  * header is malformed. */
 long keys_from_authorization(const char *header, char *out, size_t outlen);
+
+/* The gate of every endpoint that is not ingestion: 0 when r presents a key that may do
+ * what `need` may (KEY_READ: the read or admin key; KEY_ADMIN: the admin key). Otherwise
+ * it answers r and returns -1: 401 "unauthorized" with WWW-Authenticate when r has no
+ * key or an unknown one, 403 "wrong_key_kind" when the key is valid but of a lesser kind
+ * (the public write key on the query API, the read key on an admin endpoint). The key is
+ * taken from Authorization, or, when query_param is not NULL, from that query parameter
+ * (EventSource cannot send headers). */
+int keys_require(const config_t *c, http_req_t *r, key_kind_t need, const char *query_param);
 
 #endif

@@ -360,37 +360,6 @@ query_t *query_new(const config_t *cfg, process_t *p, sse_hub_t *hub) {
 
 void query_free(query_t *q) { free(q); }
 
-/* The key from ?key= in the query string, or "" */
-static size_t query_key(const char *qs, char *out, size_t cap) {
-  for (const char *s = qs; s && *s;) {
-    size_t n = strcspn(s, "&");
-    if (n > 4 && !strncmp(s, "key=", 4) && n - 4 < cap) {
-      memcpy(out, s + 4, n - 4);
-      out[n - 4] = 0;
-      return n - 4;
-    }
-    s += n + (s[n] == '&');
-  }
-  return 0;
-}
-
-/* 0 when r may read; otherwise answers r (401 or 403) and returns -1. */
-static int authorize(query_t *q, http_req_t *r, int allow_query_key) {
-  char key[256];
-  long n = keys_from_authorization(http_req_header(r, "Authorization"), key, sizeof key);
-  if (n <= 0 && allow_query_key) n = (long)query_key(http_req_query(r), key, sizeof key);
-  key_kind_t k = n > 0 ? keys_match(q->cfg, key, (size_t)n) : KEY_NONE;
-  if (k == KEY_READ || k == KEY_ADMIN) return 0;
-  if (k == KEY_WRITE) {
-    http_respond_error(r, 403, "forbidden", "the write key may only send events; use the read key",
-                       NULL, 0);
-  } else {
-    http_header_t h[] = {{"WWW-Authenticate", "Bearer realm=\"sluice\""}};
-    http_respond_error(r, 401, "unauthorized", "send the read key: Authorization: Bearer KEY", h, 1);
-  }
-  return -1;
-}
-
 int query_handle(query_t *q, http_req_t *r) {
   const char *path = http_req_path(r), *method = http_req_method(r);
   if (!strcmp(path, "/v1/query")) {
@@ -400,7 +369,7 @@ int query_handle(query_t *q, http_req_t *r) {
       http_respond_error(r, 405, "method_not_allowed", "use POST", h, 1);
       return 1;
     }
-    if (authorize(q, r, 0) != 0) return 1;
+    if (keys_require(q->cfg, r, KEY_READ, NULL) != 0) return 1;
     size_t len = 0;
     const char *body = http_req_body(r, &len);
     query_stores_t st = {process_events(q->process), process_sessions(q->process),
@@ -419,7 +388,7 @@ int query_handle(query_t *q, http_req_t *r) {
       http_respond_error(r, 405, "method_not_allowed", "use GET", h, 1);
       return 1;
     }
-    if (authorize(q, r, 1) != 0) return 1;
+    if (keys_require(q->cfg, r, KEY_READ, "key") != 0) return 1;
     int rc = q->hub ? sse_subscribe(q->hub, r, PROCESS_LIVE_CHANNEL,
                                     http_req_header(r, "Last-Event-ID"))
                     : -ENOSPC;

@@ -75,20 +75,8 @@ static void json_reply(http_req_t *r, int status, const char *body) {
   http_respond(r, status, h, 2, body, strlen(body), 0);
 }
 
-static int may_read(server_t *s, http_req_t *r) {
-  char key[256];
-  long n = keys_from_authorization(http_req_header(r, "Authorization"), key, sizeof key);
-  if (n <= 0) return 0;
-  key_kind_t k = keys_match(s->cfg, key, (size_t)n);
-  return k == KEY_READ || k == KEY_ADMIN;
-}
-
 static void metrics_reply(server_t *s, http_req_t *r) {
-  if (!may_read(s, r)) {
-    http_header_t h[] = {{"WWW-Authenticate", "Bearer realm=\"sluice\""}};
-    http_respond_error(r, 401, "unauthorized", "send the read key: Authorization: Bearer KEY", h, 1);
-    return;
-  }
+  if (keys_require(s->cfg, r, KEY_READ, NULL) != 0) return;
   uint64_t ua_hits = 0, ua_misses = 0;
   if (s->ua) uaparse_stats(s->ua, &ua_hits, &ua_misses);
   process_stats_t ps = {0};

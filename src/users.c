@@ -314,14 +314,7 @@ int users_handle(users_t *u, http_req_t *r) {
   if (is_export) n -= 7;
   const char *method = http_req_method(r);
   http_req_set_route(r, is_export ? "user_export" : "user_forget");
-  char key[256];
-  long kl = keys_from_authorization(http_req_header(r, "Authorization"), key, sizeof key);
-  key_kind_t kind = kl > 0 ? keys_match(u->cfg, key, (size_t)kl) : KEY_NONE;
-  if (kind != KEY_ADMIN) {
-    http_respond_error(r, kind == KEY_NONE ? 401 : 403, kind == KEY_NONE ? "unauthorized" : "wrong_key_kind",
-                       "this endpoint needs the admin key", NULL, 0);
-    return 1;
-  }
+  if (keys_require(u->cfg, r, KEY_ADMIN, NULL) != 0) return 1;
   if (is_export ? strcmp(method, "GET") != 0 : strcmp(method, "DELETE") != 0) {
     http_header_t h[] = {{"Allow", is_export ? "GET" : "DELETE"}};
     http_respond_error(r, 405, "method_not_allowed", is_export ? "use GET" : "use DELETE", h, 1);

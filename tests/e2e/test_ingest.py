@@ -275,7 +275,7 @@ def test_ops_endpoints_and_metrics():
     st, _, _ = srv.request("GET", "/metrics", auth=None)
     check(st == 401)
     st, _, _ = srv.request("GET", "/metrics", headers={"Authorization": "Bearer " + WRITE_KEY})
-    check(st == 401, "the public write key must not read metrics")
+    check(st == 403, "the public write key must not read metrics")
     st, _, data = srv.request("GET", "/metrics", headers={"Authorization": "Bearer " + READ_KEY})
     check(st == 200)
     text = data.decode()
