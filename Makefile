@@ -26,7 +26,9 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
 # The tracker and demo shop are embedded in the binary: scripts/embed.py turns web/ into
 # build/assets.c (generated on every change, never committed), served by src/static.c.
-WEB_FILES := web/sluice.js $(wildcard web/demo/*)
+# The tracker is served minified: web/sluice.min.js, made from web/sluice.js by
+# `make tracker` (terser from npm) and committed, so building needs no Node.js.
+WEB_FILES := web/sluice.min.js $(wildcard web/demo/*)
 GEN_SRC  := build/assets.c
 
 REL_OBJ  := $(LIB_SRC:%.c=build/rel/%.o) $(GEN_SRC:%.c=build/rel/%.o)
@@ -35,7 +37,7 @@ FUZZ_OBJ := $(LIB_SRC:%.c=build/fuzzobj/%.o) $(GEN_SRC:%.c=build/fuzzobj/%.o)
 UNITS    := $(UNIT_SRC:tests/unit/%.c=build/asan/%)
 FUZZERS  := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all run test unit fuzz fuzz-build bench-ingest chaos deps test-deps clean
+.PHONY: tracker all run test unit fuzz fuzz-build bench-ingest chaos deps test-deps clean
 
 all: build/sluice build/geoip-country.mmdb
 
@@ -52,10 +54,16 @@ build/test-geo.mmdb: scripts/make-geo-fixture.pl
 
 build/asan/test_geo: build/test-geo.mmdb
 
+tracker:
+	@sh scripts/minify.sh
+
 deps:
 	@sh scripts/deps.sh
 
-test-deps:
+test-tracker:
+	@sh scripts/minify.sh
+
+deps:
 	@sh scripts/deps.sh test
 
 run: deps
@@ -64,7 +72,7 @@ run: deps
 
 build/assets.c: scripts/embed.py $(WEB_FILES)
 	@mkdir -p $(dir $@)
-	python3 scripts/embed.py $@ web $(WEB_FILES:web/%=%)
+	python3 scripts/embed.py $@ web $(subst sluice.min.js,sluice.min.js:sluice.js,$(WEB_FILES:web/%=%))
 
 build/rel/%.o: %.c $(wildcard src/*.h src/util/*.h)
 	@mkdir -p $(dir $@)

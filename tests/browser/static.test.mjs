@@ -4,6 +4,8 @@
 import { connect } from "node:net";
 import { gzipSync, gunzipSync } from "node:zlib";
 import vm from "node:vm";
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { Server, WRITE_KEY, assert, eq } from "./lib.mjs";
 
 const BUDGET = 3 * 1024; // sluice.js, minified and gzipped
@@ -51,6 +53,12 @@ export const tests = [
     console.log("  sluice.js: " + js.length + " bytes served, " + body.length + " gzipped on the wire, " +
       ours + " with gzip -9 (budget " + BUDGET + ")");
     assert(body.length < BUDGET && ours < BUDGET, "over budget: " + body.length + " / " + ours);
+  }],
+
+  ["the served tracker is web/sluice.js as terser minifies it now (web/sluice.min.js is current)", async () => {
+    const root = fileURLToPath(new URL("../..", import.meta.url));
+    // Throws (with the script's message) when the committed minified file is stale.
+    execFileSync("sh", ["scripts/minify.sh", "--check"], { cwd: root, stdio: ["ignore", "ignore", "pipe"] });
   }],
 
   ["sluice.js has caching headers and revalidates with its ETag", async ({ srv }) => {
