@@ -7,7 +7,7 @@
 set -eu
 
 build="pkg-config make gcc python3 libuv1-dev libhttp-parser-dev libcjson-dev zlib1g-dev libfyaml-dev libssl-dev libpcre2-dev libxxhash-dev libmaxminddb-dev libcurl4-openssl-dev uap-core tor-geoipdb libmaxmind-db-writer-perl"
-test="clang-14 libclang-rt-14-dev python3 curl prometheus e2fsprogs chromium"
+test="clang-14 libclang-rt-14-dev python3 curl prometheus e2fsprogs chromium libfaketime"
 # Browser tests (tests/browser) drive Debian's chromium with playwright-core from npm;
 # node and npm come from Debian unless some nodejs package already provides them.
 command -v npm >/dev/null 2>&1 || test="$test nodejs npm"

@@ -25,7 +25,8 @@ WRITE_KEY, READ_KEY, ADMIN_KEY = "wk-test-write", "rk-test-read", "ak-test-admin
 
 
 class Server:
-    def __init__(self, data_dir=None, args=(), keys=True, env=None):
+    def __init__(self, data_dir=None, args=(), keys=True, env=None, binary=None):
+        self.binary = binary or BINARY
         self.owns_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="sluice-e2e-")
         self.args = list(args)
@@ -36,7 +37,7 @@ class Server:
         self.stderr_path = os.path.join(tempfile.gettempdir(), "sluice-e2e-%d.stderr" % os.getpid())
 
     def start(self, timeout=20):
-        cmd = [BINARY, "serve", "--listen=127.0.0.1:0", "--data-dir=" + self.data_dir]
+        cmd = [self.binary, "serve", "--listen=127.0.0.1:0", "--data-dir=" + self.data_dir]
         if self.keys:
             cmd += ["--write-key=" + WRITE_KEY, "--read-key=" + READ_KEY, "--admin-key=" + ADMIN_KEY]
         cmd += self.args
