@@ -37,7 +37,7 @@ FUZZ_OBJ := $(LIB_SRC:%.c=build/fuzzobj/%.o) $(GEN_SRC:%.c=build/fuzzobj/%.o)
 UNITS    := $(UNIT_SRC:tests/unit/%.c=build/asan/%)
 FUZZERS  := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: tracker all run test unit fuzz fuzz-build bench-ingest chaos deps test-deps clean
+.PHONY: soak tracker all run test unit fuzz fuzz-build bench-ingest chaos deps test-deps clean
 
 all: build/sluice build/geoip-country.mmdb
 
@@ -57,13 +57,16 @@ build/asan/test_geo: build/test-geo.mmdb
 tracker:
 	@sh scripts/minify.sh
 
+# 30 minutes at steady load with memory sampled; prints the RSS slope (bench/soak.sh).
+soak:
+	@sh scripts/deps.sh bench
+	@$(MAKE) --no-print-directory build/sluice
+	@sh bench/soak.sh
+
 deps:
 	@sh scripts/deps.sh
 
-test-tracker:
-	@sh scripts/minify.sh
-
-deps:
+test-deps:
 	@sh scripts/deps.sh test
 
 run: deps

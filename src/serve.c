@@ -82,6 +82,11 @@ static void metrics_reply(server_t *s, http_req_t *r) {
   process_stats_t ps = {0};
   if (s->process) process_stats(s->process, &ps);
   uint64_t end = log_end_offset(s->log);
+  rollup_stats_t re = {0}, rs = {0};
+  if (s->process) {
+    rollup_stats(process_events(s->process), &re);
+    rollup_stats(process_sessions(s->process), &rs);
+  }
   struct statvfs vfs;
   double disk_free = statvfs(s->cfg->data_dir, &vfs) == 0 ? (double)vfs.f_bavail * vfs.f_frsize : 0;
   metrics_gauge_t g[] = {
@@ -97,6 +102,7 @@ static void metrics_reply(server_t *s, http_req_t *r) {
       {"sluice_ua_cache_misses", "User agents parsed with the regexes since start.", (double)ua_misses},
       {"sluice_process_offset", "Next log offset the processing stage reads.", (double)ps.offset},
       {"sluice_process_lag_events", "Durable events not processed yet.", (double)(end > ps.offset ? end - ps.offset : 0)},
+      {"sluice_rollup_bytes", "Heap bytes of the rollups (events and sessions).", (double)(re.bytes + rs.bytes)},
       {"sluice_process_unreadable_events", "Events skipped because the disk damaged their log records.", (double)ps.unreadable},
   };
   buf_t b = BUF_INIT;
