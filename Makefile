@@ -24,9 +24,9 @@ LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c src/util/*.c))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
-# The tracker and demo shop are embedded in the binary: scripts/embed.py turns web/ into
+# The tracker, the dashboard and the demo shop are embedded in the binary: scripts/embed.py turns web/ into
 # build/assets.c (generated on every change, never committed), served by src/static.c.
-WEB_FILES := web/sluice.js $(wildcard web/demo/*)
+WEB_FILES := web/sluice.js $(wildcard web/dashboard/*) $(wildcard web/demo/*)
 GEN_SRC  := build/assets.c
 
 REL_OBJ  := $(LIB_SRC:%.c=build/rel/%.o) $(GEN_SRC:%.c=build/rel/%.o)

@@ -360,25 +360,32 @@ query_t *query_new(const config_t *cfg, process_t *p, sse_hub_t *hub) {
 
 void query_free(query_t *q) { free(q); }
 
-/* The key from ?key= in the query string, or "" */
-static size_t query_key(const char *qs, char *out, size_t cap) {
+/* The value of parameter name (e.g. "key") in the query string qs, copied into out (no
+ * percent-decoding: keys and feed names are plain; cut to cap - 1 bytes). Returns its
+ * full length, or -1 when the parameter is absent. */
+static long query_param(const char *qs, const char *name, char *out, size_t cap) {
+  size_t nl = strlen(name);
   for (const char *s = qs; s && *s;) {
     size_t n = strcspn(s, "&");
-    if (n > 4 && !strncmp(s, "key=", 4) && n - 4 < cap) {
-      memcpy(out, s + 4, n - 4);
-      out[n - 4] = 0;
-      return n - 4;
+    if (n > nl && !strncmp(s, name, nl) && s[nl] == '=') {
+      size_t vl = n - nl - 1, c = vl < cap - 1 ? vl : cap - 1;
+      memcpy(out, s + nl + 1, c);
+      out[c] = 0;
+      return (long)vl;
     }
     s += n + (s[n] == '&');
   }
-  return 0;
+  return -1;
 }
 
 /* 0 when r may read; otherwise answers r (401 or 403) and returns -1. */
 static int authorize(query_t *q, http_req_t *r, int allow_query_key) {
   char key[256];
   long n = keys_from_authorization(http_req_header(r, "Authorization"), key, sizeof key);
-  if (n <= 0 && allow_query_key) n = (long)query_key(http_req_query(r), key, sizeof key);
+  if (n <= 0 && allow_query_key) {
+    n = query_param(http_req_query(r), "key", key, sizeof key);
+    if (n >= (long)sizeof key) n = 0;
+  }
   key_kind_t k = n > 0 ? keys_match(q->cfg, key, (size_t)n) : KEY_NONE;
   if (k == KEY_READ || k == KEY_ADMIN) return 0;
   if (k == KEY_WRITE) {
@@ -419,8 +426,19 @@ int query_handle(query_t *q, http_req_t *r) {
       http_respond_error(r, 405, "method_not_allowed", "use GET", h, 1);
       return 1;
     }
+    /* ?feed=events: the sampled event feed instead of the counters (process.h). */
+    char feed[16];
+    const char *channel = PROCESS_LIVE_CHANNEL;
+    long fl = query_param(http_req_query(r), "feed", feed, sizeof feed);
+    if (fl >= 0) {
+      if (fl != 6 || strcmp(feed, "events")) {
+        http_respond_error(r, 400, "bad_request", "feed must be \"events\"", NULL, 0);
+        return 1;
+      }
+      channel = PROCESS_FEED_CHANNEL;
+    }
     if (authorize(q, r, 1) != 0) return 1;
-    int rc = q->hub ? sse_subscribe(q->hub, r, PROCESS_LIVE_CHANNEL,
+    int rc = q->hub ? sse_subscribe(q->hub, r, channel,
                                     http_req_header(r, "Last-Event-ID"))
                     : -ENOSPC;
     if (rc == -ENOSPC || rc == -EINVAL)
