@@ -1,5 +1,5 @@
 /* static: the files sluice serves itself — the tracker (/sluice.js), the analysts'
- * dashboard (/ and /dashboard/*) and the demo shop (/demo) — embedded in the binary at
+ * dashboard (/ and the files below /dashboard/) and the demo shop (/demo) — embedded in the binary at
  * build time.
  *
  * Design: scripts/embed.py turns web/ into build/assets.c (a table of static_asset_t:
