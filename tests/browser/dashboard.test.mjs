@@ -230,6 +230,21 @@ export const tests = [
     await context.close();
   }],
 
+  ["dark mode follows the system setting", async ({ srv, browser }) => {
+    const context = await browser.newContext({ viewport: LAPTOP, colorScheme: "dark" });
+    const page = await context.newPage();
+    page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
+    await page.goto(srv.url + "/");
+    await signIn(page, READ_KEY);
+    await overviewReady(page);
+    const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    const [r, g, b] = bg.match(/\d+/g).map(Number);
+    assert(r + g + b < 150 && !/rgba\(0, 0, 0, 0\)/.test(bg), "dark background: " + bg);
+    await page.waitForTimeout(500);
+    await shoot(page, "dash-overview-laptop-dark");
+    await context.close();
+  }],
+
   ["phone layout: every view fits 390 px", async ({ srv, browser }) => {
     const { context, page } = await open(browser, srv, PHONE);
     await shoot(page, "dash-login-phone");
@@ -240,7 +255,11 @@ export const tests = [
       await page.waitForTimeout(v === "overview" ? 600 : 1200);
       const over = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       assert(over <= 0, v + ": " + over + " px wider than the phone");
-      await shoot(page, "dash-" + v + "-phone", v !== "feed");
+      await shoot(page, "dash-" + v + "-phone");
+      if (v === "overview") {
+        await page.locator("#traffic-chart").scrollIntoViewIfNeeded();
+        await shoot(page, "dash-overview-phone-charts");
+      }
     }
     await context.close();
   }],

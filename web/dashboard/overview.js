@@ -93,6 +93,9 @@
         var now = a[2 * i].value, before = a[2 * i + 1].value, d = F.delta(now, before);
         var good = now != null && before != null && now !== before && ((now > before) !== !!LOWER_IS_BETTER[k[0]]);
         var cls = d ? (good ? "up" : "down") : "";
+        // A rules module may colour tiles by alert state instead: SD.kpiState(kpi, value)
+        // returning "up" (fine) or "down" (alerting).
+        if (SD.kpiState) cls = SD.kpiState(k[0], now) || cls;
         st.kpiBox.appendChild(el("div", { class: "card stat kpi " + cls, id: "kpi-" + k[0] }, [
           el("div", { class: "label", text: k[1] }),
           el("div", { class: "value", text: k[2](now) }),
@@ -187,6 +190,13 @@
         el("div", { class: "legend", "aria-hidden": "true" }, [el("span", { text: "Events" }), el("span", { class: "l2", text: "Visitors" })]), st.trafficBox]),
       el("section", { class: "card", "aria-label": "Revenue" }, [el("h2", { text: "Revenue" }), st.revBox])]));
     main.appendChild(el("div", { class: "grid tops" }, tops));
+    // The last 90 seconds from the store, so the sparklines start full.
+    SD.query({ type: "timeseries", from: "-90s", to: "now", granularity: "second" }).then(function (r) {
+      if (!st || st.now.eps.hist.length) return;
+      r.points.forEach(function (p) { st.now.eps.hist.push(p.count); st.now.revenue.hist.push(p.sum); });
+      SD.chart.spark(st.now.eps.spark, st.now.eps.hist);
+      SD.chart.spark(st.now.revenue.spark, st.now.revenue.hist);
+    }).catch(function () {});
     st.unlive = SD.live(onFrame);
     st.onresize = drawTraffic;
     window.addEventListener("resize", st.onresize);

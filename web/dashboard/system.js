@@ -24,12 +24,14 @@
   function one(m, name) { return m[name] && m[name].length ? m[name][0].value : null; }
   function sum(m, name) { return (m[name] || []).reduce(function (a, x) { return a + x.value; }, 0); }
 
-  // The q quantile of a cumulative histogram, from the change of its buckets since the
-  // previous sample when there is one (recent latency), else since start.
+  // The q quantile (an upper bound: a bucket's le) of a cumulative histogram, from the
+  // change of its buckets since the previous sample when there were observations in
+  // between (recent latency), else since start.
   function quantile(m, prevM, name, q) {
-    var b = (m[name + "_bucket"] || []).map(function (x, i) {
-      var p = prevM && prevM[name + "_bucket"] ? prevM[name + "_bucket"][i].value : 0;
-      return { le: x.labels.le === "+Inf" ? Infinity : parseFloat(x.labels.le), n: x.value - p };
+    var cur = m[name + "_bucket"] || [], old = prevM && prevM[name + "_bucket"];
+    if (old && old.length === cur.length && cur.length && cur[cur.length - 1].value === old[old.length - 1].value) old = null;
+    var b = cur.map(function (x, i) {
+      return { le: x.labels.le === "+Inf" ? Infinity : parseFloat(x.labels.le), n: x.value - (old ? old[i].value : 0) };
     });
     var total = b.length ? b[b.length - 1].n : 0;
     if (!total) return null;
@@ -71,7 +73,7 @@
       set(s.ack, a99, a99 == null ? "no writes yet" : "≤ " + F.ms(a99), a50 == null ? "" : "p99 · p50 ≤ " + F.ms(a50));
       set(s.disk, one(m, "sluice_data_dir_free_bytes"), F.bytes(one(m, "sluice_data_dir_free_bytes")), "free on the data directory's disk");
       set(s.conn, one(m, "sluice_http_connections"), F.int(one(m, "sluice_http_connections")), "open HTTP connections");
-      var rej = one(m, "sluice_events_rejected_total"), dup = one(m, "sluice_events_duplicate_total"), failed = one(m, "sluice_events_failed_total");
+      var rej = sum(m, "sluice_events_rejected_total"), dup = one(m, "sluice_events_duplicate_total"), failed = one(m, "sluice_events_failed_total");
       set(s.rejected, rej, F.int(rej), F.int(dup) + " duplicates ignored · " + F.int(failed) + " failed");
       var ready = a[2] && a[2].ready, err = one(m, "sluice_log_error");
       st.health.textContent = "";
