@@ -4,6 +4,7 @@
 // the sampled live feed, the System view (version, geo credit, health), keyboard use, no
 // console errors. Screenshots of each view, laptop and phone, go to build/screenshots/.
 import { existsSync, mkdirSync } from "node:fs";
+import { gzipSync } from "node:zlib";
 import { join } from "node:path";
 import { Server, launch, waitFor, assert, eq, ROOT, READ_KEY, WRITE_KEY } from "./lib.mjs";
 
@@ -102,6 +103,20 @@ async function shoot(page, name, fullPage) {
 }
 
 export const tests = [
+  ["the whole dashboard is under 40 KB gzipped and loads nothing from elsewhere", async ({ srv }) => {
+    const html = await (await fetch(srv.url + "/")).text();
+    const refs = [...html.matchAll(/(?:src|href)="([^"#][^"]*)"/g)].map((m) => m[1]);
+    assert(refs.length >= 8 && refs.every((r) => r.startsWith("/dashboard/")), "assets are ours: " + refs);
+    let total = gzipSync(Buffer.from(html), { level: 9 }).length;
+    for (const r of refs) {
+      const res = await fetch(srv.url + r);
+      eq(res.status, 200, r);
+      total += gzipSync(Buffer.from(await res.arrayBuffer()), { level: 9 }).length;
+    }
+    console.log("     dashboard: " + (refs.length + 1) + " files, " + total + " bytes gzipped");
+    assert(total < 40 * 1024, "gzipped size " + total);
+  }],
+
   ["a wrong key shows the sign-in screen with a clear message", async ({ srv, browser }) => {
     const { context, page } = await open(browser, srv, LAPTOP, true);
     await page.locator("#login").waitFor();
@@ -124,6 +139,8 @@ export const tests = [
 
   ["the read key opens the overview; counters and charts follow new events within 2 s", async ({ srv, browser }) => {
     const { context, page } = await open(browser, srv);
+    const foreign = [];
+    page.on("request", (r) => { if (!r.url().startsWith(srv.url + "/")) foreign.push(r.url()); });
     await signIn(page, READ_KEY);
     await overviewReady(page);
     await page.locator("#conn.on").waitFor();
@@ -146,6 +163,7 @@ export const tests = [
     // The figures are the query API's.
     const today = (await query(srv, { type: "kpi", kpi: "orders", from: await page.evaluate(() => SD.startOfToday()), to: "now" })).value;
     await waitFor(async () => number(await text(page, "#now-orders")) === today, 3000, "orders today = query API");
+    eq(foreign, [], "requests outside sluice");
     await page.waitForTimeout(300);
     await shoot(page, "dash-overview-laptop", true);
     await context.close();
