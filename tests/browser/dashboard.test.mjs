@@ -71,8 +71,8 @@ export async function teardown({ srv, browser }) {
   eq(consoleErrors, [], "console errors");
 }
 
-async function open(browser, srv, viewport, expectAuthErrors) {
-  const context = await browser.newContext({ viewport: viewport || LAPTOP });
+async function open(browser, srv, viewport, expectAuthErrors, colorScheme) {
+  const context = await browser.newContext({ viewport: viewport || LAPTOP, colorScheme: colorScheme || "light" });
   const page = await context.newPage();
   const note = (m) => {
     if (expectAuthErrors && /status of 40[13]/.test(m)) return;
@@ -87,6 +87,14 @@ async function open(browser, srv, viewport, expectAuthErrors) {
 async function signIn(page, key) {
   await page.locator("#login-key").fill(key);
   await page.click("#login-submit");
+}
+
+// A page signed in with the read key, the app shown.
+async function signedIn(browser, srv, viewport, colorScheme) {
+  const { context, page } = await open(browser, srv, viewport, false, colorScheme);
+  await signIn(page, READ_KEY);
+  await page.locator("#app").waitFor();
+  return { context, page };
 }
 
 async function overviewReady(page) {
@@ -146,7 +154,8 @@ export const tests = [
     await page.locator("#conn.on").waitFor();
     eq(await page.evaluate(() => sessionStorage.getItem("sluice_read_key")), READ_KEY, "key kept for the tab");
     const before = { orders: await text(page, "#now-orders"), revenue: await text(page, "#now-revenue"),
-      chart: await page.locator("#traffic-chart svg").getAttribute("aria-label"), top: await text(page, "#top-event") };
+      chart: await page.locator("#traffic-chart svg").getAttribute("aria-label"),
+      revChart: await page.locator("#revenue-chart svg").getAttribute("aria-label"), kpiOrders: await text(page, "#kpi-orders .value") };
     const t = new Date().toISOString();
     const batch = [];
     for (let i = 0; i < 3; i++) batch.push({ type: "track", event: "Order Completed", anonymousId: "live-" + i, timestamp: t, properties: { revenue: 50 } },
@@ -157,8 +166,11 @@ export const tests = [
       (await text(page, "#now-revenue")) !== before.revenue, 2000, "Now strip within 2 s");
     const strip = Date.now() - acked;
     await waitFor(async () => (await page.locator("#traffic-chart svg").getAttribute("aria-label")) !== before.chart &&
-      /Dashboard Probe/.test(await text(page, "#top-event")), 2000, "chart and top list within 2 s");
+      (await page.locator("#revenue-chart svg").getAttribute("aria-label")) !== before.revChart, 2000, "charts within 2 s");
     console.log("     Now strip changed after " + strip + " ms, charts after " + (Date.now() - acked) + " ms");
+    // KPI tiles and top lists follow within 5 s.
+    await waitFor(async () => /Dashboard Probe/.test(await text(page, "#top-event")) &&
+      (await text(page, "#kpi-orders .value")) !== before.kpiOrders, 6000, "top list and KPI tiles");
     eq(number(await text(page, "#now-orders")) - number(before.orders), 3, "three more orders");
     // The figures are the query API's.
     const today = (await query(srv, { type: "kpi", kpi: "orders", from: await page.evaluate(() => SD.startOfToday()), to: "now" })).value;
@@ -170,8 +182,7 @@ export const tests = [
   }],
 
   ["Explore: a filter shows the numbers the query API gives", async ({ srv, browser }) => {
-    const { context, page } = await open(browser, srv);
-    await signIn(page, READ_KEY);
+    const { context, page } = await signedIn(browser, srv);
     await overviewReady(page);
     await page.click("#nav-explore");
     await page.locator("#ex-chart svg").waitFor();
@@ -207,9 +218,7 @@ export const tests = [
   }],
 
   ["the live feed shows new events with their enrichment", async ({ srv, browser }) => {
-    const { context, page } = await open(browser, srv);
-    await signIn(page, READ_KEY);
-    await page.locator("#app").waitFor();
+    const { context, page } = await signedIn(browser, srv);
     // Keyboard navigation: Enter on a focused link switches the view.
     await page.focus("#nav-feed");
     await page.keyboard.press("Enter");
@@ -217,23 +226,26 @@ export const tests = [
     await page.waitForTimeout(300);
     const t = Date.now();
     for (let k = 0; k < 3; k++) {
+      // The probe carries a page URL and a user agent only: campaign, browser and device
+      // are what enrichment derived from them.
       await send(srv, [0, 1, 2, 3, 4].flatMap((i) => visit(100 + k * 5 + i, t)).concat([{ type: "track", event: "Feed Probe",
-        anonymousId: "probe", timestamp: new Date().toISOString(), context: { location: { country: "BE" }, campaign: { source: "newsletter", name: "probe-campaign" } } }]));
+        anonymousId: "probe", timestamp: new Date().toISOString(), context: {
+          page: { url: "https://shop.example/spring?utm_source=newsletter&utm_medium=email&utm_campaign=probe-campaign", path: "/spring" },
+          userAgent: "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0" } }]));
       await page.waitForTimeout(400);
     }
     const row = page.locator("#feed-rows tr", { hasText: "Feed Probe" }).first();
     await row.waitFor({ timeout: 5000 });
     const cells = await row.locator("td").allTextContents();
-    assert(cells.includes("BE") && cells.includes("probe-campaign") && cells.includes("newsletter"), "enriched fields: " + cells);
+    assert(cells.includes("probe-campaign") && cells.includes("newsletter") && cells.includes("Firefox") &&
+      cells.includes("desktop") && cells.includes("/spring"), "enriched fields: " + cells);
     assert(/events in the last second/.test(await text(page, "#feed-status")), "status line");
     await shoot(page, "dash-feed-laptop");
     await context.close();
   }],
 
   ["System shows version, geo credit, health and storage", async ({ srv, browser }) => {
-    const { context, page } = await open(browser, srv);
-    await signIn(page, READ_KEY);
-    await page.locator("#app").waitFor();
+    const { context, page } = await signedIn(browser, srv);
     await page.click("#nav-system");
     const v = await (await fetch(srv.url + "/version")).json();
     await waitFor(async () => (await text(page, "#sys-version")) === "sluice " + v.version, 5000, "version");
@@ -249,11 +261,7 @@ export const tests = [
   }],
 
   ["dark mode follows the system setting", async ({ srv, browser }) => {
-    const context = await browser.newContext({ viewport: LAPTOP, colorScheme: "dark" });
-    const page = await context.newPage();
-    page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
-    await page.goto(srv.url + "/");
-    await signIn(page, READ_KEY);
+    const { context, page } = await signedIn(browser, srv, LAPTOP, "dark");
     await overviewReady(page);
     const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
     const [r, g, b] = bg.match(/\d+/g).map(Number);
@@ -270,6 +278,11 @@ export const tests = [
     await overviewReady(page);
     for (const v of ["overview", "explore", "feed", "system"]) {
       await page.click("#nav-" + v);
+      if (v === "feed") {
+        await page.waitForTimeout(300);
+        await send(srv, [0, 1, 2, 3, 4, 5, 6, 7].flatMap((i) => visit(300 + i, Date.now())));
+        await page.locator("#feed-rows tr").first().waitFor({ timeout: 5000 });
+      }
       await page.waitForTimeout(v === "overview" ? 600 : 1200);
       const over = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       assert(over <= 0, v + ": " + over + " px wider than the phone");
