@@ -192,12 +192,14 @@ export const tests = [
     await page.click("#ex-apply");
     await waitFor(async () => /country = NL/.test(await text(page, "#ex-total-label")), 5000, "filtered total");
     const shown = number(await text(page, "#ex-total"));
-    const api = await query(srv, { type: "totals", from: "-24h", to: "now", filter: { dimension: "country", value: "NL" } });
+    const asked = JSON.parse(await page.locator("#ex-chart").getAttribute("data-query"));
+    eq(asked.filter, { dimension: "country", value: "NL" }, "the query asked");
+    assert(Date.now() - asked.from >= 24 * 3600000 && Date.now() - asked.from < 25 * 3600000, "24 hours: " + asked.from);
+    const api = await query(srv, { type: "totals", from: asked.from, to: asked.to, filter: asked.filter });
     eq(shown, api.count, "events where country = NL");
     assert(shown > 0, "some NL events");
     // The chart's table holds the points the query API gives for the same query.
     const cells = await page.locator("#ex-chart ~ div table tbody tr td:nth-child(2)").allTextContents();
-    const asked = JSON.parse(await page.locator("#ex-chart").getAttribute("data-query"));
     const pts = (await query(srv, { type: "timeseries", ...asked })).points;
     eq(cells.map(number), pts.map((p) => p.count), "the table's points");
     // Revenue for the same filter.
@@ -212,6 +214,15 @@ export const tests = [
     await page.keyboard.press("ArrowRight");
     assert(await page.locator("#ex-chart .tip").isVisible(), "tooltip from the keyboard");
     await page.selectOption("#ex-metric", "count");
+    // The breakdown's rows are the topN answer; picking one filters the chart by it.
+    await page.selectOption("#ex-by", "device_type");
+    await page.locator("#ex-breakdown th", { hasText: "Device" }).waitFor();
+    const top = await query(srv, { type: "topN", dimension: "device_type", from: asked.from, to: asked.to, limit: 15 });
+    eq(await page.locator("#ex-breakdown tbody td:first-child").allTextContents(), top.rows.map((r) => r.value), "breakdown rows");
+    await page.click("#ex-breakdown button >> text=mobile");
+    await waitFor(async () => /device_type = mobile/.test(await text(page, "#ex-total-label")), 5000, "filter from the breakdown");
+    const mobile = await query(srv, { type: "totals", ...JSON.parse(await page.locator("#ex-chart").getAttribute("data-query")) });
+    eq(number(await text(page, "#ex-total")), mobile.count, "events where device_type = mobile");
     await page.waitForTimeout(400);
     await shoot(page, "dash-explore-laptop", true);
     await context.close();

@@ -60,7 +60,7 @@
       lab.textContent = SD.fmt.compact(t);
       s.appendChild(lab);
     });
-    var nx = Math.max(2, Math.min(n, Math.floor(iw / 90))), span = o.times[n - 1] - o.times[0];
+    var nx = Math.max(2, Math.min(n, Math.floor(iw / 130))), span = o.times[n - 1] - o.times[0];
     for (var k = 0; k < nx; k++) {
       var i = nx > 1 ? Math.round(k * (n - 1) / (nx - 1)) : 0;
       var tl = svg("text", { class: "axis", x: x(i), y: H - 6, "text-anchor": k === 0 ? "start" : k === nx - 1 ? "end" : "middle" });

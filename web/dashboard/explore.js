@@ -34,7 +34,10 @@
     if (g === "auto") g = auto;
     else if (order.indexOf(g) < order.indexOf(auto) && (to - from) / SD.step[g] > 1000) return { error: "Too many points for that granularity: pick a coarser one or a shorter range." };
     if (g === "second" && from < Date.now() - 3600000) return { error: "Per-second points are kept for the last hour only." };
-    var q = { from: Math.round(from), to: Math.round(to), granularity: g };
+    // Start on a bucket boundary, so the previous period's last bucket is not the current
+    // period's first one.
+    var unit = SD.step[g === "day" ? "hour" : g];
+    var q = { from: Math.floor(from / unit) * unit, to: Math.round(to), granularity: g };
     var dim = c.dim.input.value, val = c.val.value.trim();
     if (dim && val) q.filter = { dimension: dim, value: val };
     return q;
@@ -54,6 +57,7 @@
     var span = q.to - q.from, prev = Object.assign({}, q, { from: q.from - span, to: q.from });
     var compare = c.compare.checked, seq = ++st.seq;
     var tot = function (x) { return SD.query({ type: "totals", from: x.from, to: x.to, filter: x.filter }); };
+    breakdown(q).catch(function () {});
     return Promise.all([SD.series(Object.assign({ type: "timeseries" }, q)), tot(q),
       compare ? SD.series(Object.assign({ type: "timeseries" }, prev)) : null, compare ? tot(prev) : null]).then(function (a) {
       if (!st || seq !== st.seq) return;
@@ -86,6 +90,32 @@
     st.tableBox.appendChild(SD.chart.table(st.chart));
   }
 
+  // The range's top values of one dimension (all traffic: topN takes no filter); a
+  // value's button filters the chart by it.
+  function breakdown(q) {
+    var dim = st.c.by.input.value, seq = st.seq;
+    return SD.query({ type: "topN", dimension: dim, from: q.from, to: q.to, limit: 15 }).then(function (r) {
+      if (!st || seq !== st.seq) return;
+      var total = r.rows.reduce(function (a, x) { return a + x.count; }, 0);
+      st.byBox.textContent = "";
+      if (!r.rows.length) { st.byBox.appendChild(el("p", { class: "empty", text: "No data in this range." })); return; }
+      var rows = r.rows.map(function (row) {
+        return el("tr", {}, [el("td", {}, [el("button", { type: "button", class: "link", text: SD.label(row.value), title: "Filter by " + row.value, onclick: function () {
+          st.c.dim.input.value = dim;
+          st.c.val.disabled = false;
+          st.c.val.value = row.value;
+          suggest();
+          load();
+        } })]), el("td", { class: "r", text: F.int(row.count) }), el("td", { class: "r", text: F.pct(total ? row.count / total : null) }),
+          el("td", { class: "r", text: F.int(row.uniques) }), el("td", { class: "r", text: row.sum ? F.money(row.sum) : "" })]);
+      });
+      st.byBox.appendChild(el("div", { class: "scroll" }, [el("table", { id: "ex-breakdown" }, [el("thead", {}, [el("tr", {}, [
+        el("th", { scope: "col", text: st.c.by.input.options[st.c.by.input.selectedIndex].text }), el("th", { scope: "col", class: "r", text: "Events" }),
+        el("th", { scope: "col", class: "r", text: "Share" }), el("th", { scope: "col", class: "r", text: "Visitors" }),
+        el("th", { scope: "col", class: "r", text: "Revenue" })])]), el("tbody", {}, rows)])]));
+    });
+  }
+
   // Suggest the most frequent values of the chosen dimension.
   function suggest() {
     var dim = st.c.dim.input.value;
@@ -108,6 +138,9 @@
       list: el("datalist", { id: "ex-values" }),
       compare: el("input", { type: "checkbox", id: "ex-compare", checked: true })
     };
+    c.by = select("ex-by", "Break down by", SD.dims, "page_path");
+    st.byBox = el("div", { id: "ex-by-box" });
+    c.by.input.addEventListener("change", function () { var q = chosen(); if (!q.error) breakdown(q).catch(function () {}); });
     c.val = el("input", { type: "text", id: "ex-value", list: "ex-values", placeholder: "value", disabled: true, autocomplete: "off" });
     c.from = el("input", { type: "datetime-local", id: "ex-from", value: localInput(Date.now() - 86400000) });
     c.to = el("input", { type: "datetime-local", id: "ex-to", value: localInput(Date.now()) });
@@ -131,6 +164,8 @@
       el("p", { text: "Any metric over any range, filtered by any dimension." })])]));
     main.appendChild(el("section", { class: "card" }, [form, c.custom, st.err,
       el("div", { class: "total", "aria-live": "polite" }, [st.total, st.totalLabel, st.delta]), st.legend, st.chartBox, st.tableBox]));
+    main.appendChild(el("section", { class: "card breakdown", "aria-label": "Breakdown" }, [el("div", { class: "head" }, [
+      el("div", {}, [el("h2", { text: "Breakdown" }), el("p", { text: "Top values over the range, all traffic. Pick one to filter the chart." })]), c.by.node]), st.byBox]));
     st.onresize = draw;
     window.addEventListener("resize", draw);
     load();
