@@ -225,6 +225,21 @@ export const tests = [
     eq(number(await text(page, "#ex-total")), mobile.count, "events where device_type = mobile");
     await page.waitForTimeout(400);
     await shoot(page, "dash-explore-laptop", true);
+    // 90 days: days summed from hourly points (more than 1000 hours: several requests).
+    await page.selectOption("#ex-range", "90d");
+    await waitFor(async () => /last 90 days/.test(await text(page, "#ex-total-label")), 8000, "90 days");
+    const days = await page.locator("#ex-chart ~ div table tbody tr").count();
+    assert(days >= 90 && days <= 92, "one row a day: " + days);
+    const q90 = JSON.parse(await page.locator("#ex-chart").getAttribute("data-query"));
+    eq(q90.granularity, "day", "automatic granularity for 90 days");
+    let hourly = 0;
+    for (let f = q90.from; f < q90.to; f += 900 * 3600000) {
+      const r = await query(srv, { type: "timeseries", filter: q90.filter, granularity: "hour", from: f, to: Math.min(q90.to, f + 900 * 3600000) });
+      hourly += r.points.reduce((a, p) => a + p.count, 0);
+    }
+    const daily = (await page.locator("#ex-chart ~ div table tbody td:nth-child(2)").allTextContents()).reduce((a, c) => a + number(c), 0);
+    eq(daily, hourly, "the days add up to the API's hours");
+    assert(!(await text(page, "[role=alert].error")), "no error");
     await context.close();
   }],
 

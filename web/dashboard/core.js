@@ -304,7 +304,10 @@
   document.addEventListener("DOMContentLoaded", function () {
     SD.$("#login-form").addEventListener("submit", signIn);
     SD.$("#logout").addEventListener("click", function () { SD.logout("Signed out."); });
-    window.addEventListener("hashchange", route);
+    window.addEventListener("hashchange", function () {
+      route();
+      SD.$("#main").focus({ preventScroll: true });
+    });
     if (!SD.key()) { showLogin(); return; }
     SD.api("/v1/query", { type: "kpi", kpi: "events", from: "-1m" }).then(showApp, function (e) {
       if (!e.auth) showLogin("Cannot reach sluice: " + e.message);
