@@ -133,6 +133,7 @@ export const tests = [
     await signIn(page, "not-a-key");
     await page.locator("#login-msg").waitFor();
     assert(/not accepted/.test(await text(page, "#login-msg")), "message for an unknown key");
+    await shoot(page, "dash-login-wrong-key-laptop");
     await signIn(page, WRITE_KEY);
     await waitFor(async () => /write key/.test(await text(page, "#login-msg")), 5000, "message for the write key");
     assert(await page.locator("#app").isHidden(), "still signed out");
