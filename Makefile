@@ -24,11 +24,12 @@ LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c src/util/*.c))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
-# The tracker and demo shop are embedded in the binary: scripts/embed.py turns web/ into
+# The tracker, the dashboard and the demo shop are embedded in the binary: scripts/embed.py
+# turns web/ into
 # build/assets.c (generated on every change, never committed), served by src/static.c.
 # The tracker is served minified: web/sluice.min.js, made from web/sluice.js by
 # `make tracker` (terser from npm) and committed, so building needs no Node.js.
-WEB_FILES := web/sluice.min.js $(wildcard web/demo/*)
+WEB_FILES := web/sluice.min.js $(wildcard web/dashboard/*) $(wildcard web/demo/*)
 GEN_SRC  := build/assets.c
 
 REL_OBJ  := $(LIB_SRC:%.c=build/rel/%.o) $(GEN_SRC:%.c=build/rel/%.o)

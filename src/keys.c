@@ -99,27 +99,13 @@ long keys_from_authorization(const char *h, char *out, size_t outlen) {
   return -1;
 }
 
-/* The value of query parameter `name` (percent-encoding is not decoded: keys are hex or
- * plain ASCII) into out; its length, 0 when absent or too long. */
-static size_t query_value(const char *qs, const char *name, char *out, size_t cap) {
-  size_t nl = strlen(name);
-  for (const char *s = qs; s && *s;) {
-    size_t n = strcspn(s, "&");
-    if (n > nl && !strncmp(s, name, nl) && s[nl] == '=') {
-      if (n - nl - 1 >= cap) return 0;
-      memcpy(out, s + nl + 1, n - nl - 1);
-      out[n - nl - 1] = 0;
-      return n - nl - 1;
-    }
-    s += n + (s[n] == '&');
-  }
-  return 0;
-}
-
 int keys_require(const config_t *c, http_req_t *r, key_kind_t need, const char *query_param) {
   char key[256];
   long n = keys_from_authorization(http_req_header(r, "Authorization"), key, sizeof key);
-  if (n <= 0 && query_param) n = (long)query_value(http_req_query(r), query_param, key, sizeof key);
+  if (n <= 0 && query_param) {
+    n = str_query_param(http_req_query(r), query_param, key, sizeof key);
+    if (n >= (long)sizeof key) n = 0;
+  }
   key_kind_t k = n > 0 ? keys_match(c, key, (size_t)n) : KEY_NONE;
   if (k == KEY_ADMIN || (k == KEY_READ && need == KEY_READ)) return 0;
   const char *want = need == KEY_ADMIN ? "admin" : "read";

@@ -22,6 +22,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "feed.h"
 #include "jscan.h"
 #include "profile.h"
 #include "util/buf.h"
@@ -92,6 +93,9 @@ struct process {
   uint64_t tick_events, tick_orders;
   double tick_revenue;
   int64_t tick_mono_us;
+  /* the sampled event feed; events received before feed_since_us (a replay) stay out */
+  feed_t *feed;
+  int64_t feed_since_us;
   /* erasure: snapshot file operations are serialised with snap_mu */
   pthread_mutex_t snap_mu;
   atomic_int rebuild; /* set by process_forget, cleared by the loop once rebuilt */
@@ -311,6 +315,7 @@ static void process_record(process_t *p, const log_record_t *rec) {
   uint64_t uh = ukey ? XXH3_64bits(ukey, strlen(ukey)) : 0;
   if (rollup_add(p->events, t, dims, uh, revenue) != 0) p->st.rejected++;
   p->tick_events++;
+  if (p->feed && rec->time_us >= p->feed_since_us) feed_offer(p->feed, t, dims, revenue);
   if (is_order) {
     p->tick_orders++;
     p->tick_revenue += revenue;
@@ -496,6 +501,12 @@ static void on_live(uv_timer_t *t) {
              (unsigned long long)(end > p->offset ? end - p->offset : 0));
     sse_publish(p->hub, PROCESS_LIVE_CHANNEL, NULL, body, NULL);
   }
+  if (p->feed) {
+    buf_t b = BUF_INIT;
+    if (feed_flush(p->feed, now, &b)) sse_publish(p->hub, PROCESS_FEED_CHANNEL, NULL, b.data, NULL);
+    buf_free(&b);
+    p->feed_since_us = now - PROCESS_FEED_MAX_AGE_S * 1000000LL;
+  }
   p->tick_events = p->tick_orders = 0;
   p->tick_revenue = 0;
   p->tick_mono_us = now_mono;
@@ -554,6 +565,10 @@ process_t *process_new(const process_opts_t *o, char *err, size_t errlen) {
   }
   p->snap_status = load_snapshot(p);
   p->tick_mono_us = clock_mono_us();
+  if (p->hub && p->loop) {
+    p->feed = feed_new(dim_names, PROCESS_NDIMS, PROCESS_FEED_PER_TICK, (uint64_t)clock_wall_us());
+    p->feed_since_us = clock_wall_us() - PROCESS_FEED_MAX_AGE_S * 1000000LL;
+  }
   return p;
 }
 
@@ -590,6 +605,7 @@ void process_free(process_t *p) {
   log_reader_close(p->reader);
   free_stores(p);
   jscan_paths_free(p->paths);
+  feed_free(p->feed);
   for (int i = 0; i < PROFILE_KINDS; i++) free(p->kinds[i]);
   free(p->conversion);
   free(p->snap_path);

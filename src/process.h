@@ -30,7 +30,10 @@
  * again from offset 0.
  *
  * Live: with an SSE hub, process publishes once a second on channel "live" a JSON frame
- * {"t","events","eventsPerSecond","activeUsers","revenue","orders","offset","lag"}.
+ * {"t","events","eventsPerSecond","activeUsers","revenue","orders","offset","lag"}, and on
+ * channel "feed" a sample of the events processed during that second (feed.h: at most
+ * PROCESS_FEED_PER_TICK, only the rollup dimensions, the time and the order revenue; only
+ * events received within PROCESS_FEED_MAX_AGE_S, so a replay does not flood it).
  *
  * Single-threaded: every call on the loop thread (or, offline, the caller's). */
 #ifndef SLUICE_PROCESS_H
@@ -53,6 +56,9 @@ typedef struct process process_t;
 #define PROCESS_NDIMS 9
 #define PROCESS_SLICE_RECORDS 5000
 #define PROCESS_LIVE_CHANNEL "live"
+#define PROCESS_FEED_CHANNEL "feed"
+#define PROCESS_FEED_PER_TICK 20   /* events per feed frame, at most */
+#define PROCESS_FEED_MAX_AGE_S 300 /* events received earlier (a replay) stay out */
 
 typedef struct process_opts {
   uv_loop_t *loop;             /* borrowed; NULL: offline (process_run_until_caught_up) */

@@ -13,6 +13,7 @@
 #include "keys.h"
 #include "util/clock.h"
 #include "util/mem.h"
+#include "util/str.h"
 
 struct query {
   const config_t *cfg;
@@ -388,8 +389,19 @@ int query_handle(query_t *q, http_req_t *r) {
       http_respond_error(r, 405, "method_not_allowed", "use GET", h, 1);
       return 1;
     }
+    /* ?feed=events: the sampled event feed instead of the counters (process.h). */
+    char feed[16];
+    const char *channel = PROCESS_LIVE_CHANNEL;
+    long fl = str_query_param(http_req_query(r), "feed", feed, sizeof feed);
+    if (fl >= 0) {
+      if (fl != 6 || strcmp(feed, "events")) {
+        http_respond_error(r, 400, "bad_request", "feed must be \"events\"", NULL, 0);
+        return 1;
+      }
+      channel = PROCESS_FEED_CHANNEL;
+    }
     if (keys_require(q->cfg, r, KEY_READ, "key") != 0) return 1;
-    int rc = q->hub ? sse_subscribe(q->hub, r, PROCESS_LIVE_CHANNEL,
+    int rc = q->hub ? sse_subscribe(q->hub, r, channel,
                                     http_req_header(r, "Last-Event-ID"))
                     : -ENOSPC;
     if (rc == -ENOSPC || rc == -EINVAL)

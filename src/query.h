@@ -1,5 +1,7 @@
 /* query: the read side of serve — POST /v1/query over the rollups the process stage
- * keeps, and GET /v1/live, the SSE stream of the process stage's once-a-second frames.
+ * keeps, and GET /v1/live, the SSE stream of the process stage's once-a-second frames
+ * (channel "live"; with ?feed=events the sampled event feed, channel "feed"; any other
+ * feed value is answered 400).
  *
  * A query is a small JSON object (docs/API.md): {"type": timeseries | topN | totals | kpi,
  * "from", "to", "granularity", "dimension", "filter", "metric", "limit", "kpi"}. It is

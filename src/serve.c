@@ -132,10 +132,10 @@ static void on_request(http_req_t *r, void *ud) {
   const char *path = http_req_path(r), *method = http_req_method(r);
   int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
   if (!strcmp(path, "/healthz") || !strcmp(path, "/readyz") || !strcmp(path, "/metrics") ||
-      !strcmp(path, "/version") || !strcmp(path, "/")) {
-    static const char *const labels[] = {"healthz", "readyz", "metrics", "version", "index"};
-    static const char *const paths[] = {"/healthz", "/readyz", "/metrics", "/version", "/"};
-    for (size_t i = 0; i < 5; i++)
+      !strcmp(path, "/version")) {
+    static const char *const labels[] = {"healthz", "readyz", "metrics", "version"};
+    static const char *const paths[] = {"/healthz", "/readyz", "/metrics", "/version"};
+    for (size_t i = 0; i < 4; i++)
       if (!strcmp(path, paths[i])) http_req_set_route(r, labels[i]);
     if (!get) {
       http_header_t h[] = {{"Allow", "GET, HEAD"}};

@@ -1,4 +1,4 @@
-/* static: serves the embedded tracker and demo shop (see static.h). */
+/* static: serves the embedded tracker, dashboard and demo shop (see static.h). */
 #include "static.h"
 
 #include <stdint.h>
@@ -10,6 +10,7 @@
 #include "util/buf.h"
 
 #define DEMO_INDEX "/demo/index.html"
+#define DASHBOARD_INDEX "/dashboard/index.html"
 #define TEMPLATE_KEY "{{WRITE_KEY}}"
 
 static const static_asset_t *by_name(const char *name) {
@@ -33,6 +34,7 @@ static int demo_route(const char *path) {
 }
 
 const static_asset_t *static_find(const char *path) {
+  if (!strcmp(path, "/")) return by_name(DASHBOARD_INDEX);
   const static_asset_t *a = by_name(path);
   if (a) return a;
   return demo_route(path) ? by_name(DEMO_INDEX) : NULL;

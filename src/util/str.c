@@ -54,6 +54,20 @@ int str_query_next(const char *q, size_t qlen, size_t *pos, const char **key, si
   return 0;
 }
 
+long str_query_param(const char *q, const char *name, char *out, size_t cap) {
+  size_t pos = 0, klen, vlen, nl = strlen(name), qlen = q ? strlen(q) : 0;
+  const char *k, *v;
+  if (cap) out[0] = 0;
+  while (str_query_next(q, qlen, &pos, &k, &klen, &v, &vlen)) {
+    if (klen != nl || memcmp(k, name, nl) != 0) continue;
+    if (vlen + 1 > cap) return (long)vlen; /* decoding never lengthens */
+    long n = str_url_decode(v, vlen, out, 1);
+    if (n < 0) out[0] = 0;
+    return n;
+  }
+  return -1;
+}
+
 static int b64val(int c) {
   if (c >= 'A' && c <= 'Z') return c - 'A';
   if (c >= 'a' && c <= 'z') return c - 'a' + 26;

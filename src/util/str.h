@@ -14,6 +14,12 @@ long str_url_decode(const char *s, size_t n, char *out, int plus_is_space);
 int str_query_next(const char *q, size_t qlen, size_t *pos, const char **key, size_t *klen,
                    const char **val, size_t *vlen);
 
+/* The value of the first parameter named name (NUL-terminated) in the query string q
+ * (NUL-terminated; NULL is empty), percent-decoded ('+' is a space) into out (capacity
+ * cap). Returns the decoded length; -1 when it is absent or malformed; a length >= cap
+ * (out left "") when it does not fit. */
+long str_query_param(const char *q, const char *name, char *out, size_t cap);
+
 /* Decode standard or URL-safe base64 (padding optional) into out (capacity >= n*3/4+3).
  * Returns the decoded length or -1 for invalid input. */
 long str_base64_decode(const char *s, size_t n, unsigned char *out);

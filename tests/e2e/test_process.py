@@ -241,6 +241,36 @@ def test_live_stream_delivers_frames():
         srv.cleanup()
 
 
+def test_feed_stream_samples_recent_events():
+    srv = Server().start()
+    try:
+        st, _, _ = srv.request("GET", "/v1/live?feed=events")
+        check(st == 403, st)  # write key
+        st, _, data = srv.request("GET", "/v1/live?feed=users&key=" + READ_KEY, auth=None)
+        check(st == 400 and b"feed" in data, (st, data))
+        c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+        c.request("GET", "/v1/live?feed=events&key=" + READ_KEY)
+        resp = c.getresponse()
+        check(resp.status == 200 and resp.getheader("Content-Type").startswith("text/event-stream"))
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        # 50 events in one request: a frame shows at most 20 of them, and says how many
+        # it saw; only rollup fields go out, never ids or properties.
+        send(srv, [("/v1/batch", {"batch": [
+            {"type": "track", "anonymousId": "feed-%d" % i, "event": "Order Completed" if i == 0 else "Product Viewed",
+             "timestamp": now, "properties": {"revenue": 19.5, "secret": "s3cr3t"},
+             "context": {"page": {"path": "/p/%d" % i}, "location": {"country": "NL"}}}
+            for i in range(50)]})])
+        frames = read_frames(resp, lambda fs: sum(f["seen"] for f in fs) >= 50, time.time() + 15)
+        check(all(f["shown"] == len(f["events"]) <= 20 for f in frames), frames)
+        shown = [e for f in frames for e in f["events"]]
+        check(shown and all(e["country"] == "NL" and e["page_path"].startswith("/p/") for e in shown), shown)
+        text = json.dumps(frames)
+        check("feed-" not in text and "s3cr3t" not in text and "anonymousId" not in text, text[:500])
+        c.close()
+    finally:
+        srv.cleanup()
+
+
 def test_kill9_restart_gives_identical_answers():
     srv = Server(args=["--session-timeout-s=60", "--checkpoint-interval-s=1"]).start()
     snap = os.path.join(srv.data_dir, "state", "snapshot")

@@ -74,6 +74,18 @@ TEST(url_decode_and_query) {
   }
   CHECK_INT(n, 4);
   CHECK_STR(got, "a=1;b=;c=;d=x%3Dy;");
+
+  /* One parameter by name: decoded, first wins, absent, malformed, too long. */
+  char val[8];
+  CHECK_INT(str_query_param("key=a%2Bb&x=1&key=zz", "key", val, sizeof val), 3);
+  CHECK_STR(val, "a+b");
+  CHECK_INT(str_query_param("keys=1&ke=2", "key", val, sizeof val), -1);
+  CHECK_INT(str_query_param(NULL, "key", val, sizeof val), -1);
+  CHECK_INT(str_query_param("key=%zz", "key", val, sizeof val), -1);
+  CHECK_INT(str_query_param("key=12345678", "key", val, sizeof val), 8);
+  CHECK_STR(val, "");
+  CHECK_INT(str_query_param("feed=events", "feed", val, sizeof val), 6);
+  CHECK_STR(val, "events");
 }
 
 TEST(base64) {
