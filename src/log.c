@@ -632,8 +632,8 @@ static int recover(log_t *log, log_recovery_t *rec, const char *dir, char *err,
       seg_name(a, log->segs[i], "log");
       seg_name(b, log->segs[i + 1], "log");
       snprintf(err, errlen,
-               "log: gap in %s: segment %s ends at offset %" PRIu64 " but the next one is %s; "
-               "restore the missing segment or move the later ones away",
+               "log: overlap in %s: segment %s ends at offset %" PRIu64 ", past the start of %s; "
+               "one of them does not belong here (move it away)",
                dir, a, end, b);
       goto out;
     }

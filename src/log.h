@@ -33,11 +33,12 @@
  * (short frame, bad length, CRC mismatch, offset out of sequence) is truncated away and
  * reported in log_recovery_t; a last segment torn inside its header holds no records and
  * gets its header rewritten. Earlier segments were closed cleanly and are trusted (readers
- * still check every CRC); a gap between segments or a bad header in an earlier one makes
- * log_open fail with a message instead of dropping data.
+ * still check every CRC); a bad header in an earlier one, or segments that overlap, make
+ * log_open fail with a message instead of guessing.
  *
  * Damage. A record in a closed segment whose frame does not verify (the disk changed
- * bytes after they were synced) does not stop the log: log_open counts the segment in
+ * bytes after they were synced), a closed segment cut short, or one missing altogether
+ * (a gap between the segments around it) does not stop the log: log_open counts it in
  * log_recovery_t.damaged_segments when it sees it, and a reader that meets it skips to
  * the next frame that verifies, reporting the records it could not read once
  * (log_reader_next's -EBADMSG, then log_reader_damage). Everything else stays readable

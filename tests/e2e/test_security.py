@@ -19,11 +19,12 @@ ENDPOINTS = [
     ("POST", "/v1/events", b'{"event":"e","userId":"u"}\n', {"write", "admin"}),
     ("POST", "/v1/query", {"type": "totals", "from": "-1h", "to": "now"}, {"read", "admin"}),
     ("GET", "/v1/live", None, {"read", "admin"}),
+    ("GET", "/v1/live?feed=events", None, {"read", "admin"}),
     ("GET", "/metrics", None, {"read", "admin"}),
     ("GET", "/v1/users/someone/export", None, {"admin"}),
     ("DELETE", "/v1/users/someone-else", None, {"admin"}),
 ]
-PUBLIC = ["/healthz", "/readyz", "/version", "/sluice.js", "/demo"]
+PUBLIC = ["/", "/healthz", "/readyz", "/version", "/sluice.js", "/demo"]
 KEYS = {"write": WRITE_KEY, "read": READ_KEY, "admin": ADMIN_KEY}
 
 
@@ -32,11 +33,11 @@ def call(method, path, body, key, scheme="Bearer"):
     if key is not None:
         h["Authorization"] = ("Bearer " + key if scheme == "Bearer" else
                               "Basic " + base64.b64encode((key + ":").encode()).decode())
-    if path == "/v1/live":  # a stream: read only the status line and headers
+    if path.startswith("/v1/live"):  # a stream: read only the status line and headers
         s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
         try:
             auth = "Authorization: %s\r\n" % h["Authorization"] if h else ""
-            s.sendall(("GET /v1/live HTTP/1.1\r\nHost: x\r\n%s\r\n" % auth).encode())
+            s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n" % (path, auth)).encode())
             d = b""
             while b"\r\n\r\n" not in d:
                 c = s.recv(4096)
