@@ -12,16 +12,8 @@ set -eu
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
 R=${2:-10}
-make --no-print-directory build/sluice >/dev/null
-dir=$(mktemp -d)
-trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
-./build/sluice serve --listen=127.0.0.1:0 --data-dir="$dir" --fsync=off --write-key=wk \
-  --read-key=rk --admin-key=ak --max-body-bytes=8m --max-decompressed-bytes=16m \
-  --dedup-window-events=0 --scan-max-records=$((N * 2 + 1000)) --scan-timeout-ms=600000 \
-  >"$dir/banner" 2>"$dir/err" &
-pid=$!
-while ! grep -q "listening on" "$dir/banner" 2>/dev/null; do sleep 0.1; done
-port=$(sed -n 's/.*127.0.0.1:\([0-9]*\)\/.*/\1/p' "$dir/banner" | head -n 1)
+. bench/serve.sh
+start_sluice --scan-max-records=$((N * 2 + 1000)) --scan-timeout-ms=600000
 python3 bench/events.py "$port" "$N" 86000 countries
 echo "log: $(du -sh "$dir/log" | cut -f1) for $N events; nproc $(nproc)"
 t0=$(date +%s.%N)

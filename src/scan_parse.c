@@ -46,6 +46,12 @@ static int bad(perr_t *e, const char *field, const char *fmt, ...) {
   return -1;
 }
 
+/* The length of array v when it has min..max elements, else -1. */
+static int sized(const cJSON *v, int min, int max) {
+  int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : -1;
+  return n >= min && n <= max ? n : -1;
+}
+
 static int dim_index(const char *name) {
   for (int i = 0; i < PROCESS_NDIMS; i++)
     if (!strcmp(name, dim_names[i])) return i;
@@ -127,8 +133,8 @@ static scan_filter_t *parse_node(const cJSON *v, const char *path, int depth, pe
     }
     f->op = OP_IN;
     snprintf(sub, sizeof sub, "%s.in", path);
-    int n = cJSON_IsArray(in) ? cJSON_GetArraySize(in) : -1;
-    if (n < 1 || n > SCAN_MAX_IN_VALUES) {
+    int n = sized(in, 1, SCAN_MAX_IN_VALUES);
+    if (n < 0) {
       bad(e, sub, "\"in\" must be an array of 1 to %d strings", SCAN_MAX_IN_VALUES);
       goto fail;
     }
@@ -143,8 +149,8 @@ static scan_filter_t *parse_node(const cJSON *v, const char *path, int depth, pe
   if (list && nkeys == 1) {
     f->op = op;
     snprintf(sub, sizeof sub, "%s.%s", path, list->string);
-    int n = cJSON_IsArray(list) ? cJSON_GetArraySize(list) : -1;
-    if (n < 1 || n > SCAN_MAX_FILTER_NODES) {
+    int n = sized(list, 1, SCAN_MAX_FILTER_NODES);
+    if (n < 0) {
       bad(e, sub, "\"%s\" must be an array of 1 to %d filters", list->string,
           SCAN_MAX_FILTER_NODES);
       goto fail;
@@ -246,8 +252,7 @@ int scan_parse_groupby(const cJSON *root, scan_query_t *q, char *field, size_t f
                        char *err, size_t errlen) {
   perr_t e = {field, err, fieldlen, errlen, 0};
   const cJSON *g = cJSON_GetObjectItemCaseSensitive(root, "groupBy");
-  int n = cJSON_IsArray(g) ? cJSON_GetArraySize(g) : -1;
-  if (n < 1 || n > SCAN_MAX_GROUP_DIMS)
+  if (sized(g, 1, SCAN_MAX_GROUP_DIMS) < 0)
     return bad(&e, "groupBy", "groupBy must be an array of 1 to %d dimension names",
                SCAN_MAX_GROUP_DIMS);
   q->ngroup = 0;
@@ -285,8 +290,7 @@ int scan_parse_funnel(const cJSON *root, scan_query_t *q, char *field, size_t fi
                       char *err, size_t errlen) {
   perr_t e = {field, err, fieldlen, errlen, 0};
   const cJSON *steps = cJSON_GetObjectItemCaseSensitive(root, "steps");
-  int n = cJSON_IsArray(steps) ? cJSON_GetArraySize(steps) : -1;
-  if (n < 2 || n > SCAN_MAX_STEPS)
+  if (sized(steps, 2, SCAN_MAX_STEPS) < 0)
     return bad(&e, "steps", "steps must be an array of 2 to %d steps, each {\"event\": name, "
                             "\"filter\": optional filter}", SCAN_MAX_STEPS);
   q->nsteps = 0;

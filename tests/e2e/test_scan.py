@@ -2,10 +2,9 @@
 funnel). Events with explicit timestamps go in over HTTP; the answers must be the ones
 computed by hand below, a single-value filter (rollups) and the same filter written so
 that it needs a scan must agree, and a scan over its bound answers 422."""
-import json
 import time
 
-from harness import READ_KEY, Server, check, run_all, wait_for
+from harness import Server, check, query, query_ok, run_all, wait_for
 
 NOW = time.time()
 T0 = (int(NOW) // 60) * 60 - 40 * 60
@@ -41,17 +40,7 @@ FUNNEL = dict(RANGE, type="funnel", window="1h",
               steps=[{"event": "view"}, {"event": "cart"}, {"event": "Order Completed"}])
 
 
-def q(srv, body):
-    st, _, data = srv.request("POST", "/v1/query", json.dumps(body).encode(),
-                              headers={"Authorization": "Bearer " + READ_KEY,
-                                       "Content-Type": "application/json"}, auth=None)
-    return st, json.loads(data)
-
-
-def ok(srv, body):
-    st, r = q(srv, body)
-    check(st == 200, (st, r))
-    return r
+q, ok = query, query_ok
 
 
 def seeded(args=()):
