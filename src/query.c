@@ -525,8 +525,10 @@ static void run_query(query_t *q, http_req_t *r, const char *body, size_t len) {
   int status = plan(&st, body, len, clock_wall_us(), &pq, &out);
   if (status == 0 && (!q->log || q->njobs >= q->max_scans)) {
     http_header_t busy[] = {{"Retry-After", "1"}};
-    http_respond_error(r, 503, "busy", q->log ? "too many log scans are running; retry shortly"
-                                              : "log scans are not available", busy, 1);
+    if (q->log)
+      http_respond_error(r, 503, "busy", "too many log scans are running; retry shortly", busy, 1);
+    else
+      http_respond_error(r, 503, "unavailable", "log scans are not available", NULL, 0);
   } else if (status == 0) {
     scan_job_t *j = xcalloc(1, sizeof *j);
     j->q = q;
