@@ -451,6 +451,11 @@ int config_validate(const config_t *c, char *err, size_t errlen) {
                      "scan-exact-uniques must be at least 1, scan-max-memory at least 1m");
     return -1;
   }
+  if (c->scan_timeout_ms > 3600000 || c->scan_late_s > 366 * 86400) {
+    fmt(err, errlen, "scan-timeout-ms may be at most 3600000 (1 h), scan-late-s at most 31622400 "
+                     "(366 days)");
+    return -1;
+  }
   if (c->checkpoint_interval_s < 1 || c->session_timeout_s < 1) {
     fmt(err, errlen, "checkpoint-interval-s and session-timeout-s must be at least 1");
     return -1;

@@ -705,7 +705,13 @@ int scan_run(log_t *log, const scan_query_t *q, const scan_limits_t *lim, atomic
       goto done;
     }
   }
-  ss.elapsed_us = clock_mono_us() - t0;
+  /* a funnel's answer needs one result per user */
+  if (q->kind == SCAN_FUNNEL &&
+      s.mem + st.nusers * (sizeof(fresult_t) + sizeof(int64_t)) > s.lim.max_memory) {
+    rc = stop(err, errlen, -E2BIG, "the query needs more than %zu MiB for its funnel users; "
+              "narrow from..to or the filter", s.lim.max_memory >> 20);
+    goto done;
+  }
   answer(&s, &st, &ss, out);
 done:
   ss.elapsed_us = clock_mono_us() - t0;
