@@ -72,9 +72,10 @@ for name, body in queries:
     p50 = walls[len(walls) // 2]
     p99 = walls[min(len(walls) - 1, int(round(0.99 * (len(walls) - 1))))]
     cpu50 = cpus[len(cpus) // 2]
-    print("%s\n  scanned %d records; wall p50 %.0f ms, p99 %.0f ms; server CPU p50 %.2f s/run; "
-          "%.2f M events scanned per CPU-second (one core)" %
-          (name, scanned, p50 * 1000, p99 * 1000, cpu50, scanned / max(cpu50, 1e-9) / 1e6))
+    rate = ("%.2f M events scanned per CPU-second (one core)" % (scanned / cpu50 / 1e6)
+            if cpu50 >= 0.1 else "too little CPU time to measure a rate (clock ticks); use a larger N")
+    print("%s\n  scanned %d records; wall p50 %.0f ms, p99 %.0f ms; server CPU p50 %.2f s/run; %s" %
+          (name, scanned, p50 * 1000, p99 * 1000, cpu50, rate))
     if name.startswith("24 h funnel"):
         print("  steps: %s" % [s["users"] for s in a["steps"]])
 PY
