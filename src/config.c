@@ -102,6 +102,22 @@ static const opt_t opts[] = {
      "event name that is an order: converts its session, its revenue is summed"},
     {"session-timeout-s", T_UINT, O(session_timeout_s), "1800", NULL,
      "inactivity that ends a session"},
+    {"scan-concurrency", T_UINT, O(scan_concurrency), "2", NULL,
+     "log-scan queries (multi-dimension filters, groupBy, funnel) running at once; more get 503"},
+    {"scan-max-records", T_UINT, O(scan_max_records), "20000000", NULL,
+     "records one log-scan query may read (more: 422 scan_limit)"},
+    {"scan-max-bytes", T_SIZE, O(scan_max_bytes), "8g", NULL,
+     "event bytes one log-scan query may read (more: 422 scan_limit)"},
+    {"scan-timeout-ms", T_UINT, O(scan_timeout_ms), "30000", NULL,
+     "wall time one log-scan query may take (more: 422 scan_limit)"},
+    {"scan-max-memory", T_SIZE, O(scan_max_memory), "256m", NULL,
+     "memory for one log-scan query's groups, unique users and funnel state (more: 422)"},
+    {"scan-max-groups", T_UINT, O(scan_max_groups), "10000", NULL,
+     "groups of a groupBy or funnel breakdown before the rest fold into \"(other)\""},
+    {"scan-exact-uniques", T_UINT, O(scan_exact_uniques), "10000", NULL,
+     "users counted exactly per cell of a log scan before a HyperLogLog estimate"},
+    {"scan-late-s", T_UINT, O(scan_late_s), "3600", NULL,
+     "a log scan reads events received up to this long after the end of its range (0: to the log's end)"},
 };
 
 #define NOPTS (sizeof opts / sizeof opts[0])
@@ -427,6 +443,17 @@ int config_validate(const config_t *c, char *err, size_t errlen) {
       }
   if (c->tracked_events.n > 8) {
     fmt(err, errlen, "tracked-events: at most 8 names (got %zu)", c->tracked_events.n);
+    return -1;
+  }
+  if (c->scan_concurrency < 1 || c->scan_max_records < 1 || c->scan_timeout_ms < 1 ||
+      c->scan_max_groups < 1 || c->scan_exact_uniques < 1 || c->scan_max_memory < (1u << 20)) {
+    fmt(err, errlen, "scan-concurrency, scan-max-records, scan-timeout-ms, scan-max-groups and "
+                     "scan-exact-uniques must be at least 1, scan-max-memory at least 1m");
+    return -1;
+  }
+  if (c->scan_timeout_ms > 3600000 || c->scan_late_s > 366 * 86400) {
+    fmt(err, errlen, "scan-timeout-ms may be at most 3600000 (1 h), scan-late-s at most 31622400 "
+                     "(366 days)");
     return -1;
   }
   if (c->checkpoint_interval_s < 1 || c->session_timeout_s < 1) {

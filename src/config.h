@@ -66,6 +66,9 @@ typedef struct config {
   strlist_t tracked_events;  /* profile counters, at most 8 */
   char *conversion_event;
   uint64_t session_timeout_s;
+  /* log-scan queries */
+  uint64_t scan_concurrency, scan_max_records, scan_max_bytes, scan_timeout_ms;
+  uint64_t scan_max_memory, scan_max_groups, scan_exact_uniques, scan_late_s;
 } config_t;
 
 /* Fill c with the built-in defaults. */

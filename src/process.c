@@ -22,8 +22,8 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "evfields.h"
 #include "feed.h"
-#include "jscan.h"
 #include "profile.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -36,20 +36,6 @@
 #define SNAP_HEADER (4 + 4 + 8 + 8 + 8 + 3 * 8)
 #define SLICE_US 2000
 #define SWEEP_BUDGET 65536
-#define VAL_CAP 512
-
-enum {
-  F_TYPE, F_EVENT, F_USER, F_ANON, F_PREV, F_TS, F_RECV, F_REVENUE, F_TOTAL, F_URL, F_PATH,
-  F_SOURCE, F_MEDIUM, F_CAMPAIGN, F_REFCLASS, F_COUNTRY, F_DEVICE, F_BROWSER, F_PSESSION,
-  F_CSESSION, F_COUNT
-};
-
-static const char *const field_paths[F_COUNT] = {
-    "type", "event", "userId", "anonymousId", "previousId", "timestamp", "receivedAt",
-    "properties.revenue", "properties.total", "context.page.url", "context.page.path",
-    "context.campaign.source", "context.campaign.medium", "context.campaign.name",
-    "context.referrer.class", "context.location.country", "context.device.type",
-    "context.browser.name", "properties.sessionId", "context.sessionId"};
 
 static const char *const dim_names[PROCESS_NDIMS] = {PROCESS_DIMS};
 static const char *const session_dims[1] = {"session"};
@@ -78,7 +64,8 @@ struct process {
   uint64_t fingerprint;
   profile_store_t *profiles;
   rollup_t *events, *sessions;
-  jscan_paths_t *paths;
+  evfields_decoder_t *dec;
+  evfields_t *ev; /* decode buffer */
   log_reader_t *reader;
   uint64_t offset;
   int64_t watermark_us; /* newest event time seen */
@@ -237,82 +224,24 @@ static void serialize(process_t *p, buf_t *b) {
   buf_append(b, c, 4);
 }
 
-/* ---- decoding one record ---- */
-
-/* The string at v, decoded into buf; NULL when absent, not a string or empty. */
-static const char *str_of(const jscan_val_t *v, char *buf, size_t cap) {
-  if (v->type != JSCAN_STRING || v->n == 0) return NULL;
-  if (!v->escaped && v->n < cap) {
-    memcpy(buf, v->p, v->n);
-    buf[v->n] = 0;
-    return buf;
-  }
-  long n = jscan_string(v, buf, cap);
-  return n > 0 ? buf : NULL;
-}
-
-/* The path of a URL: after the host, before '?' or '#'. */
-static const char *url_path(const char *url, char *buf, size_t cap) {
-  const char *s = strstr(url, "://");
-  s = s ? strchr(s + 3, '/') : (url[0] == '/' ? url : NULL);
-  if (!s) return "/";
-  size_t n = strcspn(s, "?#");
-  if (n >= cap) n = cap - 1;
-  memcpy(buf, s, n);
-  buf[n] = 0;
-  return buf;
-}
-
-static int time_of(const jscan_val_t *v, int64_t *t) {
-  if (v->type != JSCAN_STRING || v->escaped) return 0;
-  return clock_parse_iso(v->p, v->n, t) == 0;
-}
-
-static const char *const type_dim[PROFILE_TYPES] = {NULL, "$page", "$screen", "$identify",
-                                                    "$group", "$alias"};
+/* ---- one record ---- */
 
 static void process_record(process_t *p, const log_record_t *rec) {
-  jscan_val_t f[F_COUNT];
+  evfields_t *e = p->ev;
   p->st.events++;
-  if (jscan_scan(p->paths, rec->value, rec->value_len, f) != 0 || f[F_TYPE].type != JSCAN_STRING) {
-    p->st.undecodable++;
-    return;
-  }
-  int type = profile_type(f[F_TYPE].p, f[F_TYPE].n);
-  if (type < 0) return; /* tombstones ("forgotten") and unknown types */
-  int64_t t;
-  if (!time_of(&f[F_TS], &t) && !time_of(&f[F_RECV], &t)) t = rec->time_us;
+  int drc = evfields_decode(p->dec, rec, e);
+  if (drc < 0) p->st.undecodable++;
+  if (drc <= 0) return;
+  int type = e->type;
+  int64_t t = e->t_us;
   if (t > p->watermark_us) p->watermark_us = t;
-
-  char vb[PROCESS_NDIMS][VAL_CAP], idb[3][PROFILE_ID_MAX + 1], sid[256], urlb[2048];
-  const char *user = str_of(&f[F_USER], idb[0], sizeof idb[0]);
-  const char *anon = str_of(&f[F_ANON], idb[1], sizeof idb[1]);
-  const char *prev = str_of(&f[F_PREV], idb[2], sizeof idb[2]);
-  const char *session = str_of(&f[F_PSESSION], sid, sizeof sid);
-  if (!session) session = str_of(&f[F_CSESSION], sid, sizeof sid);
-
-  const char *dims[PROCESS_NDIMS];
-  const char *name = type == PROFILE_TRACK ? str_of(&f[F_EVENT], vb[0], VAL_CAP) : type_dim[type];
-  dims[0] = name;
-  dims[1] = str_of(&f[F_PATH], vb[1], VAL_CAP);
-  if (!dims[1]) {
-    const char *u = str_of(&f[F_URL], urlb, sizeof urlb);
-    dims[1] = u ? url_path(u, vb[1], VAL_CAP) : NULL;
-  }
-  static const int dim_field[PROCESS_NDIMS] = {0, 0, F_SOURCE, F_MEDIUM, F_CAMPAIGN,
-                                               F_REFCLASS, F_COUNTRY, F_DEVICE, F_BROWSER};
-  for (int i = 2; i < PROCESS_NDIMS; i++) dims[i] = str_of(&f[dim_field[i]], vb[i], VAL_CAP);
-
-  int is_order = name && type == PROFILE_TRACK && !strcmp(name, p->conversion);
-  double revenue = 0;
-  if (is_order) {
-    revenue = f[F_REVENUE].type == JSCAN_NUMBER ? f[F_REVENUE].num
-              : f[F_TOTAL].type == JSCAN_NUMBER ? f[F_TOTAL].num
-                                                : 0;
-    if (!isfinite(revenue)) revenue = 0;
-  }
-  const char *ukey = anon ? anon : user;
-  uint64_t uh = ukey ? XXH3_64bits(ukey, strlen(ukey)) : 0;
+  const char *user = e->user_id, *anon = e->anonymous_id, *prev = e->previous_id;
+  const char *session = e->session_id;
+  const char *const *dims = e->dims;
+  const char *name = dims[0];
+  int is_order = e->is_order;
+  double revenue = e->revenue;
+  uint64_t uh = e->user_hash;
   if (rollup_add(p->events, t, dims, uh, revenue) != 0) p->st.rejected++;
   p->tick_events++;
   if (p->feed && rec->time_us >= p->feed_since_us) feed_offer(p->feed, t, dims, revenue);
@@ -325,7 +254,7 @@ static void process_record(process_t *p, const log_record_t *rec) {
   if (dims[2] || dims[3] || dims[4]) {
     /* "source\nmedium\nname", absent parts empty (built by hand: snprintf showed in
      * replay profiles) */
-    char cb[3 * VAL_CAP + 3];
+    char cb[3 * EVFIELDS_VAL_CAP + 3];
     size_t n = 0;
     for (int i = 2; i <= 4; i++) {
       if (dims[i]) {
@@ -551,8 +480,9 @@ process_t *process_new(const process_opts_t *o, char *err, size_t errlen) {
   p->popts.on_session_end = on_session_end;
   p->popts.ud = p;
   p->fingerprint = fingerprint(p);
-  p->paths = jscan_compile(field_paths, F_COUNT);
-  if (new_stores(p) != 0 || !p->paths) {
+  p->dec = evfields_new(p->conversion);
+  p->ev = xmalloc(sizeof *p->ev);
+  if (new_stores(p) != 0 || !p->dec) {
     snprintf(err, errlen, "bad processing options");
     process_free(p);
     return NULL;
@@ -604,7 +534,8 @@ void process_free(process_t *p) {
   if (!p) return;
   log_reader_close(p->reader);
   free_stores(p);
-  jscan_paths_free(p->paths);
+  evfields_free(p->dec);
+  free(p->ev);
   feed_free(p->feed);
   for (int i = 0; i < PROFILE_KINDS; i++) free(p->kinds[i]);
   free(p->conversion);

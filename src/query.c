@@ -5,12 +5,14 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "keys.h"
+#include "scan.h"
 #include "util/clock.h"
 #include "util/mem.h"
 #include "util/str.h"
@@ -19,11 +21,19 @@ struct query {
   const config_t *cfg;
   process_t *process;
   sse_hub_t *hub;
+  /* log scans (query_enable_scan) */
+  uv_loop_t *loop;
+  log_t *log;
+  scan_limits_t limits;
+  int max_scans;
+  struct scan_job *jobs; /* running, for query_cancel */
+  int njobs;
 };
 
 typedef struct qerr {
   const char *field;
   char msg[256];
+  char fieldbuf[160];
 } qerr_t;
 
 static int fail(qerr_t *e, const char *field, const char *fmt, ...)
@@ -73,8 +83,9 @@ static int known_dim(const char *d) {
   return 0;
 }
 
-enum { Q_TIMESERIES, Q_TOPN, Q_TOTALS, Q_KPI };
-static const char *const type_names[] = {"timeseries", "topN", "totals", "kpi"};
+enum { Q_TIMESERIES, Q_TOPN, Q_TOTALS, Q_KPI, Q_GROUPBY, Q_FUNNEL, Q_NTYPES };
+static const char *const type_names[] = {"timeseries", "topN", "totals", "kpi", "groupBy",
+                                         "funnel"};
 enum { K_CONV, K_BOUNCE, K_REVENUE, K_ORDERS, K_AOV, K_ACTIVE, K_EVENTS, K_N };
 static const char *const kpi_names[] = {"conversion_rate", "bounce_rate", "revenue", "orders",
                                         "aov", "active_users", "events"};
@@ -87,6 +98,8 @@ typedef struct q {
   int has_filter;
   rollup_metric_t metric;
   int limit;
+  scan_query_t sq;  /* the log scan, when needs_scan */
+  int needs_scan;
 } q_t;
 
 static int pick(const char *s, const char *const *names, int n) {
@@ -95,15 +108,74 @@ static int pick(const char *s, const char *const *names, int n) {
   return -1;
 }
 
+/* ---- log scans (scan.h): other filters, groupBy, funnel ---- */
+
+static int scan_fail(qerr_t *e) {
+  e->field = e->fieldbuf;
+  return -1;
+}
+
+/* Fields that belong to one query type only. */
+static int scan_fields_misplaced(const cJSON *root, int type, qerr_t *e) {
+  static const struct {
+    const char *name;
+    int type;
+  } only[] = {{"groupBy", Q_GROUPBY}, {"orderBy", Q_GROUPBY}, {"order", Q_GROUPBY},
+              {"steps", Q_FUNNEL},    {"window", Q_FUNNEL},   {"breakdown", Q_FUNNEL}};
+  for (size_t i = 0; i < sizeof only / sizeof only[0]; i++)
+    if (type != only[i].type && cJSON_GetObjectItemCaseSensitive(root, only[i].name))
+      return fail(e, only[i].name, "%s applies only to %s queries", only[i].name,
+                  type_names[only[i].type]);
+  return 0;
+}
+
+/* After the common fields: the scan's own fields, and whether the log must be read. */
+static int plan_scan(const cJSON *root, q_t *q, qerr_t *e) {
+  scan_query_t *sq = &q->sq;
+  if (q->type == Q_GROUPBY) {
+    if (scan_parse_groupby(root, sq, e->fieldbuf, sizeof e->fieldbuf, e->msg, sizeof e->msg))
+      return scan_fail(e);
+    sq->kind = SCAN_GROUPBY;
+    q->needs_scan = 1;
+  } else if (q->type == Q_FUNNEL) {
+    if (scan_parse_funnel(root, sq, e->fieldbuf, sizeof e->fieldbuf, e->msg, sizeof e->msg))
+      return scan_fail(e);
+    sq->kind = SCAN_FUNNEL;
+    q->needs_scan = 1;
+  } else {
+    sq->kind = q->type == Q_TIMESERIES ? SCAN_TIMESERIES : SCAN_TOTALS;
+  }
+  if (!q->needs_scan) return 0;
+  if ((q->type == Q_GROUPBY || q->type == Q_FUNNEL) &&
+      !cJSON_GetObjectItemCaseSensitive(root, "limit"))
+    q->limit = q->type == Q_GROUPBY ? 100 : 10;
+  sq->from_us = q->from;
+  sq->to_us = q->to;
+  sq->limit = (size_t)q->limit;
+  if (sq->kind == SCAN_TIMESERIES) {
+    sq->bucket_us = q->gran == ROLLUP_SECOND ? 1000000 : q->gran == ROLLUP_MINUTE ? 60000000
+                                                                                  : 3600000000LL;
+    sq->granularity = q->gran == ROLLUP_SECOND ? "second" : q->gran == ROLLUP_MINUTE ? "minute"
+                                                                                     : "hour";
+    int64_t b = sq->bucket_us, first = q->from / b - (q->from % b < 0);
+    if ((q->to - 1) / b - first + 1 > QUERY_MAX_POINTS)
+      return fail(e, "granularity", "too many points: at most 1000 per query; use a coarser "
+                                    "granularity");
+  }
+  return 0;
+}
+
 static int parse(const cJSON *root, int64_t now, q_t *q, qerr_t *e) {
   if (!cJSON_IsObject(root)) return fail(e, "", "the body must be a JSON object");
   static const char *const allowed[] = {"type", "from", "to", "granularity", "dimension",
-                                        "filter", "metric", "limit", "kpi"};
+                                        "filter", "metric", "limit", "kpi", "groupBy",
+                                        "orderBy", "order", "steps", "window", "breakdown"};
   for (const cJSON *c = root->child; c; c = c->next)
-    if (pick(c->string, allowed, 9) < 0) return fail(e, c->string, "unknown field '%s'", c->string);
+    if (pick(c->string, allowed, 15) < 0) return fail(e, c->string, "unknown field '%s'", c->string);
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "type");
-  if (!cJSON_IsString(v) || (q->type = pick(v->valuestring, type_names, 4)) < 0)
-    return fail(e, "type", "type must be one of timeseries, topN, totals, kpi");
+  if (!cJSON_IsString(v) || (q->type = pick(v->valuestring, type_names, Q_NTYPES)) < 0)
+    return fail(e, "type", "type must be one of timeseries, topN, totals, kpi, groupBy, funnel");
+  if (scan_fields_misplaced(root, q->type, e)) return -1;
 
   q->to = now;
   q->from = now - 3600LL * 1000000;
@@ -140,15 +212,16 @@ static int parse(const cJSON *root, int64_t now, q_t *q, qerr_t *e) {
     q->dimension = v->valuestring;
   }
   if ((v = cJSON_GetObjectItemCaseSensitive(root, "filter")) && !cJSON_IsNull(v)) {
-    const cJSON *d = cJSON_GetObjectItemCaseSensitive(v, "dimension");
-    const cJSON *val = cJSON_GetObjectItemCaseSensitive(v, "value");
-    if (!cJSON_IsObject(v) || !cJSON_IsString(d) || !cJSON_IsString(val))
-      return fail(e, "filter", "filter must be {\"dimension\": name, \"value\": string}");
-    if (!known_dim(d->valuestring))
-      return fail(e, "filter.dimension", "unknown filter dimension '%s'", d->valuestring);
-    q->filter.dim = d->valuestring;
-    q->filter.value = val->valuestring;
-    q->has_filter = 1;
+    q->sq.filter = scan_filter_parse(v, "filter", e->fieldbuf, sizeof e->fieldbuf, e->msg,
+                                     sizeof e->msg);
+    if (!q->sq.filter) return scan_fail(e);
+    int d;
+    if (scan_filter_simple(q->sq.filter, &d, &q->filter.value)) { /* the rollups answer */
+      q->filter.dim = dims[d];
+      q->has_filter = 1;
+    } else {
+      q->needs_scan = 1;
+    }
   }
   q->metric = ROLLUP_BY_COUNT;
   if ((v = cJSON_GetObjectItemCaseSensitive(root, "metric"))) {
@@ -159,9 +232,10 @@ static int parse(const cJSON *root, int64_t now, q_t *q, qerr_t *e) {
   }
   q->limit = 10;
   if ((v = cJSON_GetObjectItemCaseSensitive(root, "limit"))) {
-    if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > QUERY_MAX_LIMIT ||
+    int max = q->type == Q_GROUPBY || q->type == Q_FUNNEL ? SCAN_MAX_ROWS : QUERY_MAX_LIMIT;
+    if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > max ||
         v->valuedouble != floor(v->valuedouble))
-      return fail(e, "limit", "limit must be an integer from 1 to 100");
+      return fail(e, "limit", "limit must be an integer from 1 to %d", max);
     q->limit = (int)v->valuedouble;
   }
   q->kpi = -1;
@@ -172,14 +246,17 @@ static int parse(const cJSON *root, int64_t now, q_t *q, qerr_t *e) {
   }
   if (q->type == Q_TOPN && !q->dimension)
     return fail(e, "dimension", "topN needs a dimension");
-  if (q->type == Q_TOPN && q->has_filter)
-    return fail(e, "filter", "topN does not take a filter");
+  if (q->type == Q_TOPN && q->sq.filter)
+    return fail(e, "filter", "topN does not take a filter; use groupBy");
+  if (q->type == Q_KPI && q->needs_scan)
+    return fail(e, "filter", "a kpi takes only one {\"dim\", \"value\"} filter; use totals "
+                             "for other filters");
   if (q->type == Q_KPI && q->kpi < 0) return fail(e, "kpi", "a kpi query needs kpi");
   if (q->type == Q_KPI && q->has_filter &&
       (q->kpi == K_CONV || q->kpi == K_BOUNCE || q->kpi == K_ORDERS || q->kpi == K_AOV))
     return fail(e, "filter", "kpi %s cannot be filtered (sessions and orders are kept per "
                              "bucket, not per dimension value)", kpi_names[q->kpi]);
-  return 0;
+  return plan_scan(root, q, e);
 }
 
 /* ---- answering ---- */
@@ -190,17 +267,9 @@ static void put_time(buf_t *b, const char *key, int64_t t) {
   buf_printf(b, "\"%s\":\"%s\"", key, iso);
 }
 
-static void put_num(buf_t *b, double v) {
-  if (!isfinite(v)) buf_puts(b, "null");
-  else if (v == floor(v) && fabs(v) < 1e15) buf_printf(b, "%.0f", v);
-  else buf_printf(b, "%.6g", v);
-}
+static void put_num(buf_t *b, double v) { buf_json_num(b, v); }
 
-static void put_str(buf_t *b, const char *s) {
-  buf_putc(b, '"');
-  buf_json_escape(b, s, strlen(s));
-  buf_putc(b, '"');
-}
+static void put_str(buf_t *b, const char *s) { buf_json_str(b, s); }
 
 static const char *gran_name(int g) {
   return g == ROLLUP_SECOND ? "second" : g == ROLLUP_MINUTE ? "minute" : "hour";
@@ -332,21 +401,52 @@ static void error_body(buf_t *out, const qerr_t *e) {
   buf_putc(out, '}');
 }
 
-int query_run(const query_stores_t *st, const char *json, size_t len, int64_t now_us, buf_t *out) {
+/* Parse json and answer it from the rollups: returns the HTTP status with the body in
+ * out; or 0 when the log must be scanned, with q->sq ready (q->sq is the caller's to
+ * free either way). */
+static int plan(const query_stores_t *st, const char *json, size_t len, int64_t now_us, q_t *q,
+                buf_t *out) {
   qerr_t e = {0};
-  q_t q = {0};
   cJSON *root = cJSON_ParseWithLength(json ? json : "", json ? len : 0);
   size_t mark = out->len;
   int rc;
   if (!root) rc = fail(&e, "", "the body is not valid JSON");
-  else if ((rc = parse(root, now_us, &q, &e)) == 0) rc = answer(st, &q, out, &e);
+  else if ((rc = parse(root, now_us, q, &e)) == 0 && !q->needs_scan) rc = answer(st, q, out, &e);
   if (rc != 0) {
     out->len = mark;
     if (out->data) out->data[mark] = 0;
     error_body(out, &e);
   }
   cJSON_Delete(root);
-  return rc ? 400 : 200;
+  q->sq.conversion = st->conversion_event;
+  return rc ? 400 : q->needs_scan ? 0 : 200;
+}
+
+/* The HTTP status and body for scan_run's result rc. */
+static int scan_status(int rc, const char *err, const scan_stats_t *ss, buf_t *out) {
+  if (rc == 0) return 200;
+  int status = rc == -E2BIG || rc == -ETIMEDOUT ? 422 : rc == -ECANCELED ? 503 : 500;
+  buf_printf(out, "{\"success\":false,\"error\":\"%s\",\"message\":",
+             status == 422 ? "scan_limit" : status == 503 ? "unavailable" : "log_error");
+  put_str(out, err);
+  buf_printf(out, ",\"scanned\":%llu}", (unsigned long long)ss->records);
+  return status;
+}
+
+int query_run(const query_stores_t *st, const char *json, size_t len, int64_t now_us, buf_t *out) {
+  q_t q = {0};
+  int status = plan(st, json, len, now_us, &q, out);
+  if (status == 0 && !st->log) {
+    buf_puts(out, "{\"success\":false,\"error\":\"unavailable\",\"message\":\"no log to scan\"}");
+    status = 503;
+  } else if (status == 0) {
+    char err[256] = "";
+    scan_stats_t ss = {0};
+    int rc = scan_run(st->log, &q.sq, st->scan_limits, NULL, out, &ss, err, sizeof err);
+    status = scan_status(rc, err, &ss, out);
+  }
+  scan_query_free(&q.sq);
+  return status;
 }
 
 /* ---- HTTP ---- */
@@ -361,6 +461,98 @@ query_t *query_new(const config_t *cfg, process_t *p, sse_hub_t *hub) {
 
 void query_free(query_t *q) { free(q); }
 
+void query_enable_scan(query_t *q, uv_loop_t *loop, log_t *log, const scan_limits_t *limits,
+                       int max_scans) {
+  q->loop = loop;
+  q->log = log;
+  if (limits) q->limits = *limits;
+  q->max_scans = max_scans > 0 ? max_scans : 2;
+}
+
+int query_busy(const query_t *q) { return q && q->njobs > 0; }
+
+/* A scan on the thread pool, holding its request until it is done. */
+typedef struct scan_job {
+  uv_work_t work;
+  query_t *q;
+  http_req_t *req;
+  scan_query_t sq;
+  buf_t out;
+  int rc;
+  char err[256];
+  scan_stats_t stats;
+  atomic_int cancel;
+  struct scan_job *next;
+} scan_job_t;
+
+void query_cancel(query_t *q) {
+  for (scan_job_t *j = q ? q->jobs : NULL; j; j = j->next) atomic_store(&j->cancel, 1);
+}
+
+static void scan_work(uv_work_t *w) {
+  scan_job_t *j = w->data;
+  j->rc = scan_run(j->q->log, &j->sq, &j->q->limits, &j->cancel, &j->out, &j->stats, j->err,
+                   sizeof j->err);
+}
+
+static void scan_done(uv_work_t *w, int status) {
+  scan_job_t *j = w->data;
+  query_t *q = j->q;
+  for (scan_job_t **p = &q->jobs; *p; p = &(*p)->next)
+    if (*p == j) {
+      *p = j->next;
+      break;
+    }
+  q->njobs--;
+  if (status == UV_ECANCELED && j->rc == 0) {
+    j->rc = -ECANCELED;
+    snprintf(j->err, sizeof j->err, "the query was cancelled");
+  }
+  int code = scan_status(j->rc, j->err, &j->stats, &j->out);
+  http_header_t h[] = {{"Content-Type", "application/json"}, {"Cache-Control", "no-store"}};
+  http_respond(j->req, code, h, 2, j->out.data, j->out.len, 0);
+  scan_query_free(&j->sq);
+  buf_free(&j->out);
+  free(j);
+}
+
+/* Answer r's query: from the rollups at once, or from a log scan on the thread pool. */
+static void run_query(query_t *q, http_req_t *r, const char *body, size_t len) {
+  query_stores_t st = {process_events(q->process), process_sessions(q->process),
+                       process_conversion_event(q->process), NULL, NULL};
+  http_header_t h[] = {{"Content-Type", "application/json"}, {"Cache-Control", "no-store"}};
+  buf_t out = BUF_INIT;
+  q_t pq = {0};
+  int status = plan(&st, body, len, clock_wall_us(), &pq, &out);
+  if (status == 0 && (!q->log || q->njobs >= q->max_scans)) {
+    http_header_t busy[] = {{"Retry-After", "1"}};
+    if (q->log)
+      http_respond_error(r, 503, "busy", "too many log scans are running; retry shortly", busy, 1);
+    else
+      http_respond_error(r, 503, "unavailable", "log scans are not available", NULL, 0);
+  } else if (status == 0) {
+    scan_job_t *j = xcalloc(1, sizeof *j);
+    j->q = q;
+    j->req = r;
+    j->sq = pq.sq;
+    memset(&pq.sq, 0, sizeof pq.sq); /* moved into the job */
+    j->work.data = j;
+    j->next = q->jobs;
+    q->jobs = j;
+    q->njobs++;
+    int rc = uv_queue_work(q->loop, &j->work, scan_work, scan_done);
+    if (rc != 0) {
+      j->rc = -EIO;
+      snprintf(j->err, sizeof j->err, "cannot start the scan: %s", uv_strerror(rc));
+      scan_done(&j->work, 0);
+    }
+  } else {
+    http_respond(r, status, h, 2, out.data, out.len, 0);
+  }
+  scan_query_free(&pq.sq);
+  buf_free(&out);
+}
+
 int query_handle(query_t *q, http_req_t *r) {
   const char *path = http_req_path(r), *method = http_req_method(r);
   if (!strcmp(path, "/v1/query")) {
@@ -373,13 +565,7 @@ int query_handle(query_t *q, http_req_t *r) {
     if (keys_require(q->cfg, r, KEY_READ, NULL) != 0) return 1;
     size_t len = 0;
     const char *body = http_req_body(r, &len);
-    query_stores_t st = {process_events(q->process), process_sessions(q->process),
-                         process_conversion_event(q->process)};
-    buf_t out = BUF_INIT;
-    int status = query_run(&st, body, len, clock_wall_us(), &out);
-    http_header_t h[] = {{"Content-Type", "application/json"}, {"Cache-Control", "no-store"}};
-    http_respond(r, status, h, 2, out.data, out.len, 0);
-    buf_free(&out);
+    run_query(q, r, body, len);
     return 1;
   }
   if (!strcmp(path, "/v1/live")) {

@@ -287,6 +287,16 @@ static int start_process(server_t *s) {
              st ? "loaded" : "none", (unsigned long long)ps.offset,
              (unsigned long long)log_end_offset(s->log), (long long)(clock_mono_us() - t0) / 1000);
   s->query = query_new(s->cfg, s->process, s->hub);
+  scan_limits_t sl = {
+      .max_records = s->cfg->scan_max_records,
+      .max_bytes = s->cfg->scan_max_bytes,
+      .max_time_us = (int64_t)s->cfg->scan_timeout_ms * 1000,
+      .max_memory = (size_t)s->cfg->scan_max_memory,
+      .max_groups = (size_t)s->cfg->scan_max_groups,
+      .exact_uniques = (size_t)s->cfg->scan_exact_uniques,
+      .late_us = s->cfg->scan_late_s ? (int64_t)s->cfg->scan_late_s * 1000000 : -1,
+  };
+  query_enable_scan(s->query, s->loop, s->log, &sl, (int)s->cfg->scan_concurrency);
   return process_start(s->process);
 }
 
@@ -456,8 +466,11 @@ out:
   uv_close((uv_handle_t *)&s.retention, NULL);
   http_server_free(s.http);
   process_stop(s.process);
-  /* Let thread-pool jobs (erasures, retention, checkpoints) finish before the logs close. */
-  while (users_busy(s.users) || s.retention_running || process_busy(s.process))
+  query_cancel(s.query);
+  /* Let thread-pool jobs (erasures, retention, checkpoints, scans) finish before the logs
+   * close. */
+  while (users_busy(s.users) || s.retention_running || process_busy(s.process) ||
+         query_busy(s.query))
     uv_run(s.loop, UV_RUN_ONCE);
   stop_process(&s, rc == 0);
   log_close(s.log);

@@ -1,6 +1,7 @@
 /* buf: growable byte buffer (see buf.h). */
 #include "util/buf.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -118,4 +119,20 @@ void buf_free(buf_t *b) {
   free(b->data);
   b->data = NULL;
   b->len = b->cap = 0;
+}
+
+void buf_json_str(buf_t *b, const char *s) {
+  if (!s) {
+    buf_puts(b, "null");
+    return;
+  }
+  buf_putc(b, '"');
+  buf_json_escape(b, s, strlen(s));
+  buf_putc(b, '"');
+}
+
+void buf_json_num(buf_t *b, double v) {
+  if (!isfinite(v)) buf_puts(b, "null");
+  else if (v == floor(v) && fabs(v) < 1e15) buf_printf(b, "%.0f", v);
+  else buf_printf(b, "%.6g", v);
 }

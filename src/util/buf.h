@@ -44,6 +44,11 @@ void buf_vprintf(buf_t *b, const char *fmt, va_list ap) __attribute__((format(pr
  * requires. Valid UTF-8 is copied as it is; a byte that is not part of valid UTF-8
  * becomes U+FFFD, so the result is always valid JSON text. */
 void buf_json_escape(buf_t *b, const char *s, size_t n);
+/* Append s (NUL-terminated) as a quoted JSON string; NULL appends null. */
+void buf_json_str(buf_t *b, const char *s);
+/* Append v as a JSON number: integers without a fraction, others with 6 significant
+ * digits; a non-finite v appends null (JSON has no NaN). */
+void buf_json_num(buf_t *b, double v);
 /* Drop the first n bytes, keeping the rest. */
 void buf_consume(buf_t *b, size_t n);
 static inline void buf_reset(buf_t *b) { b->len = 0; if (b->data) b->data[0] = 0; }

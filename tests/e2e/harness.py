@@ -199,6 +199,21 @@ def raw(port, data, timeout=5, read_until_close=True):
         s.close()
 
 
+def query(srv, body, key=READ_KEY):
+    """POST body (a dict) to /v1/query with key; returns (status, decoded answer)."""
+    st, _, data = srv.request("POST", "/v1/query", json.dumps(body).encode(),
+                              headers={"Authorization": "Bearer " + key,
+                                       "Content-Type": "application/json"}, auth=None)
+    return st, json.loads(data)
+
+
+def query_ok(srv, body):
+    """query() that must answer 200; returns the answer."""
+    st, r = query(srv, body)
+    check(st == 200, (st, r))
+    return r
+
+
 def check(cond, msg="check failed"):
     if not cond:
         raise AssertionError(msg)

@@ -134,6 +134,19 @@ TEST(validate_and_split_listen) {
   config_set(&c, "read-key", "same", err, sizeof err);
   CHECK(config_validate(&c, err, sizeof err) != 0);
   config_free(&c);
+  /* log-scan bounds: none may be 0, and none so large that it overflows */
+  static const char *const bad_scan[][2] = {{"scan-concurrency", "0"}, {"scan-max-records", "0"},
+                                            {"scan-max-memory", "1k"}, {"scan-timeout-ms", "3600001"},
+                                            {"scan-late-s", "99999999999999"}};
+  for (size_t i = 0; i < sizeof bad_scan / sizeof bad_scan[0]; i++) {
+    config_defaults(&c);
+    CHECK_INT(config_set(&c, bad_scan[i][0], bad_scan[i][1], err, sizeof err), 0);
+    if (config_validate(&c, err, sizeof err) == 0) FAILF("%s=%s accepted", bad_scan[i][0], bad_scan[i][1]);
+    config_free(&c);
+  }
+  config_defaults(&c);
+  CHECK_INT(config_validate(&c, err, sizeof err), 0);
+  config_free(&c);
 }
 
 TEST(keys_generated_once_and_kept) {

@@ -1,0 +1,123 @@
+/* evfields: one stored event -> its dimensions, time, ids and revenue (see evfields.h). */
+#include "evfields.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "util/clock.h"
+#include "util/mem.h"
+
+enum {
+  F_TYPE, F_EVENT, F_USER, F_ANON, F_PREV, F_TS, F_RECV, F_REVENUE, F_TOTAL, F_URL, F_PATH,
+  F_SOURCE, F_MEDIUM, F_CAMPAIGN, F_REFCLASS, F_COUNTRY, F_DEVICE, F_BROWSER, F_PSESSION,
+  F_CSESSION, F_COUNT
+};
+
+static const char *const field_paths[F_COUNT] = {
+    "type", "event", "userId", "anonymousId", "previousId", "timestamp", "receivedAt",
+    "properties.revenue", "properties.total", "context.page.url", "context.page.path",
+    "context.campaign.source", "context.campaign.medium", "context.campaign.name",
+    "context.referrer.class", "context.location.country", "context.device.type",
+    "context.browser.name", "properties.sessionId", "context.sessionId"};
+
+struct evfields_decoder {
+  jscan_paths_t *paths;
+  char *conversion;
+};
+
+evfields_decoder_t *evfields_new(const char *conversion) {
+  evfields_decoder_t *d = xcalloc(1, sizeof *d);
+  d->paths = jscan_compile(field_paths, F_COUNT);
+  d->conversion = xstrdup(conversion && *conversion ? conversion : "Order Completed");
+  if (!d->paths) {
+    evfields_free(d);
+    return NULL;
+  }
+  return d;
+}
+
+void evfields_free(evfields_decoder_t *d) {
+  if (!d) return;
+  jscan_paths_free(d->paths);
+  free(d->conversion);
+  free(d);
+}
+
+/* The string at v, decoded into buf; NULL when absent, not a string or empty. */
+static const char *str_of(const jscan_val_t *v, char *buf, size_t cap) {
+  if (v->type != JSCAN_STRING || v->n == 0) return NULL;
+  if (!v->escaped && v->n < cap) {
+    memcpy(buf, v->p, v->n);
+    buf[v->n] = 0;
+    return buf;
+  }
+  long n = jscan_string(v, buf, cap);
+  return n > 0 ? buf : NULL;
+}
+
+/* The path of a URL: after the host, before '?' or '#'. */
+static const char *url_path(const char *url, char *buf, size_t cap) {
+  const char *s = strstr(url, "://");
+  s = s ? strchr(s + 3, '/') : (url[0] == '/' ? url : NULL);
+  if (!s) return "/";
+  size_t n = strcspn(s, "?#");
+  if (n >= cap) n = cap - 1;
+  memcpy(buf, s, n);
+  buf[n] = 0;
+  return buf;
+}
+
+static int time_of(const jscan_val_t *v, int64_t *t) {
+  if (v->type != JSCAN_STRING || v->escaped) return 0;
+  return clock_parse_iso(v->p, v->n, t) == 0;
+}
+
+static const char *const type_dim[PROFILE_TYPES] = {NULL, "$page", "$screen", "$identify",
+                                                    "$group", "$alias"};
+
+int evfields_decode(const evfields_decoder_t *d, const log_record_t *rec, evfields_t *e) {
+  jscan_val_t *f = e->raw;
+  _Static_assert(F_COUNT <= sizeof e->raw / sizeof e->raw[0], "raw too small");
+  if (jscan_scan(d->paths, rec->value, rec->value_len, f) != 0 || f[F_TYPE].type != JSCAN_STRING)
+    return -EBADMSG;
+  int type = profile_type(f[F_TYPE].p, f[F_TYPE].n);
+  if (type < 0) return 0; /* tombstones ("forgotten") and unknown types */
+  e->type = type;
+  if (!time_of(&f[F_TS], &e->t_us) && !time_of(&f[F_RECV], &e->t_us)) e->t_us = rec->time_us;
+
+  e->user_id = str_of(&f[F_USER], e->idb[0], sizeof e->idb[0]);
+  e->anonymous_id = str_of(&f[F_ANON], e->idb[1], sizeof e->idb[1]);
+  e->previous_id = str_of(&f[F_PREV], e->idb[2], sizeof e->idb[2]);
+  e->session_id = str_of(&f[F_PSESSION], e->sid, sizeof e->sid);
+  if (!e->session_id) e->session_id = str_of(&f[F_CSESSION], e->sid, sizeof e->sid);
+
+  const char *name = type == PROFILE_TRACK ? str_of(&f[F_EVENT], e->vb[0], EVFIELDS_VAL_CAP)
+                                           : type_dim[type];
+  e->dims[0] = name;
+  e->dims[1] = str_of(&f[F_PATH], e->vb[1], EVFIELDS_VAL_CAP);
+  if (!e->dims[1]) {
+    const char *u = str_of(&f[F_URL], e->urlb, sizeof e->urlb);
+    e->dims[1] = u ? url_path(u, e->vb[1], EVFIELDS_VAL_CAP) : NULL;
+  }
+  static const int dim_field[PROCESS_NDIMS] = {0, 0, F_SOURCE, F_MEDIUM, F_CAMPAIGN,
+                                               F_REFCLASS, F_COUNTRY, F_DEVICE, F_BROWSER};
+  for (int i = 2; i < PROCESS_NDIMS; i++)
+    e->dims[i] = str_of(&f[dim_field[i]], e->vb[i], EVFIELDS_VAL_CAP);
+
+  e->is_order = name && type == PROFILE_TRACK && !strcmp(name, d->conversion);
+  e->revenue = 0;
+  if (e->is_order) {
+    e->revenue = f[F_REVENUE].type == JSCAN_NUMBER ? f[F_REVENUE].num
+                 : f[F_TOTAL].type == JSCAN_NUMBER ? f[F_TOTAL].num
+                                                   : 0;
+    if (!isfinite(e->revenue)) e->revenue = 0;
+  }
+  e->user_key = e->anonymous_id ? e->anonymous_id : e->user_id;
+  e->user_hash = e->user_key ? XXH3_64bits(e->user_key, strlen(e->user_key)) : 0;
+  return 1;
+}

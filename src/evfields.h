@@ -1,0 +1,64 @@
+/* evfields: decode one stored event into what the read side aggregates by — its type,
+ * event time, the rollup dimensions (PROCESS_DIMS), the ids, order revenue.
+ *
+ * Design. The process stage (rollups, profiles) and the log-scan query engine (scan.h)
+ * must see an event the same way, or an exact scan would disagree with the rollups for
+ * the same range; so both decode with this one function. It runs jscan once over the
+ * record's value (no tree) with a compiled path set, and copies the strings it returns
+ * into buffers inside evfields_t (decoded, cut at EVFIELDS_VAL_CAP - 1 bytes), so the
+ * result does not borrow the record.
+ *
+ * Rules: event time is timestamp, else receivedAt, else the record's receive time.
+ * Dimension "event" is the event name for track events and "$page", "$screen",
+ * "$identify", "$group", "$alias" for the others; page_path is context.page.path, else the
+ * path of context.page.url. An order is a track event named the conversion event; its
+ * revenue is properties.revenue, else properties.total (0 when neither is a finite
+ * number). The user key (what unique users and funnels count) is anonymousId when
+ * present, else userId: a browser's anonymous events and its later identified ones count
+ * as one user.
+ *
+ * Thread-safety: a decoder is immutable after evfields_new and may be shared by threads;
+ * each evfields_t belongs to one caller. */
+#ifndef SLUICE_EVFIELDS_H
+#define SLUICE_EVFIELDS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "jscan.h"
+#include "log.h"
+#include "process.h"
+#include "profile.h"
+
+#define EVFIELDS_VAL_CAP 512
+
+typedef struct evfields_decoder evfields_decoder_t;
+
+/* One decoded event. Strings point into the struct's own buffers (NULL when absent or
+ * empty); valid until the struct is reused. */
+typedef struct evfields {
+  int type;                          /* PROFILE_TRACK ... PROFILE_ALIAS */
+  int64_t t_us;                      /* event time */
+  const char *dims[PROCESS_NDIMS];   /* in PROCESS_DIMS order */
+  const char *user_id, *anonymous_id, *previous_id, *session_id;
+  const char *user_key;              /* anonymous_id, else user_id, else NULL */
+  uint64_t user_hash;                /* XXH3 of user_key, 0 when there is none */
+  int is_order;
+  double revenue;                    /* order revenue, 0 for other events */
+  jscan_val_t raw[32];               /* jscan's spans (internal) */
+  char vb[PROCESS_NDIMS][EVFIELDS_VAL_CAP];
+  char idb[3][PROFILE_ID_MAX + 1];
+  char sid[256], urlb[2048];
+} evfields_t;
+
+/* A decoder for events whose order event is named conversion (copied; NULL: "Order
+ * Completed"). Returns NULL only on allocation failure. */
+evfields_decoder_t *evfields_new(const char *conversion);
+void evfields_free(evfields_decoder_t *d);
+
+/* Decode rec's value into *out (OUT). Returns 1 when decoded, 0 for a record that is
+ * JSON but no event the read side counts (tombstones, unknown types), -EBADMSG when the
+ * value is not a JSON object with a string "type". */
+int evfields_decode(const evfields_decoder_t *d, const log_record_t *rec, evfields_t *out);
+
+#endif
