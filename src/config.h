@@ -66,6 +66,17 @@ typedef struct config {
   strlist_t tracked_events;  /* profile counters, at most 8 */
   char *conversion_event;
   uint64_t session_timeout_s;
+  /* act: offers into the page */
+  uint64_t offers_token_ttl_s;
+  uint64_t offers_max_age_ms;  /* offers decided longer ago are skipped (replayed) */
+  /* act: webhooks */
+  strlist_t webhook_endpoints; /* "NAME URL secret=S [timeout-ms=N]" */
+  uint64_t webhook_timeout_ms;
+  uint64_t webhook_max_attempts;
+  uint64_t webhook_retry_base_ms, webhook_retry_max_ms;
+  uint64_t webhook_max_in_flight;
+  uint64_t webhook_outbox_max_bytes;
+  uint64_t webhook_remember_s;  /* delivered keys kept this long (never delivered twice) */
 } config_t;
 
 /* Fill c with the built-in defaults. */

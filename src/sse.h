@@ -79,6 +79,13 @@ int sse_subscribe(sse_hub_t *h, http_req_t *r, const char *channel,
 int sse_publish(sse_hub_t *h, const char *channel, const char *event_type,
                 const char *data, uint64_t *id_out /* OUT */);
 
+/* Publish like sse_publish, once, to every channel whose name starts with prefix and
+ * that has a subscriber now (channels without one are not created or kept: a broadcast
+ * reaches who is connected). Every such channel gets the event, with one id, in its
+ * replay ring. Returns the number of subscribers reached, or -EINVAL as sse_publish. */
+int sse_publish_prefix(sse_hub_t *h, const char *prefix, const char *event_type,
+                       const char *data, uint64_t *id_out /* OUT */);
+
 /* Subscribers of channel right now, or of the whole hub when channel is NULL. */
 size_t sse_subscribers(const sse_hub_t *h, const char *channel);
 /* Channels held in memory: those with subscribers, plus those without whose events can
