@@ -373,21 +373,21 @@ size_t act_gauges(const act_t *a, metrics_gauge_t *g, size_t cap) {
   webhook_stats(a->webhook, &ws);
   offers_stats(a->offers, &os);
   metrics_gauge_t all[] = {
-      {"sluice_webhook_delivered_total", "Webhook actions delivered (2xx).", (double)ws.delivered},
-      {"sluice_webhook_retries_total", "Webhook attempts that failed and were scheduled again.", (double)ws.retries},
-      {"sluice_webhook_dead_letters_total", "Webhook actions moved to the dead letters.", (double)ws.dead_letters},
-      {"sluice_webhook_refused_total", "Webhook actions refused because the outbox was full.", (double)ws.refused},
-      {"sluice_webhook_duplicates_total", "Webhook actions whose key was already known (replayed decisions).", (double)ws.duplicates},
+      {"sluice_webhook_delivered_total", "Webhook actions delivered (2xx).", (double)ws.delivered, 1},
+      {"sluice_webhook_retries_total", "Webhook attempts that failed and were scheduled again.", (double)ws.retries, 1},
+      {"sluice_webhook_dead_letters_total", "Webhook actions moved to the dead letters.", (double)ws.dead_letters, 1},
+      {"sluice_webhook_refused_total", "Webhook actions refused because the outbox was full.", (double)ws.refused, 1},
+      {"sluice_webhook_duplicates_total", "Webhook actions whose key was already known (replayed decisions).", (double)ws.duplicates, 1},
       {"sluice_webhook_outbox_depth", "Webhook actions waiting for delivery.", (double)ws.pending},
       {"sluice_webhook_dead_letters", "Dead letters kept now.", (double)ws.dead},
       {"sluice_webhook_in_flight", "Webhook requests open now.", (double)ws.in_flight},
-      {"sluice_offers_published_total", "Offers and pushes published to visitor streams.", (double)os.published},
-      {"sluice_offers_stale_total", "Offers skipped because they were decided too long ago.", (double)os.stale},
-      {"sluice_offers_refused_total", "Offer stream requests refused (bad, foreign or expired token).", (double)os.refused},
-      {"sluice_actions_emitted_total", "Events emitted by actions and made durable.", (double)a->emitted},
-      {"sluice_actions_emit_failed_total", "Emitted events rejected or not stored.", (double)a->emit_failed},
-      {"sluice_actions_failed_total", "Actions a sink refused.", (double)a->sink_errors},
-      {"sluice_actions_unsupported_total", "Actions of kinds the act stage does not carry out.", (double)a->unsupported},
+      {"sluice_offers_published_total", "Offers and pushes published to visitor streams.", (double)os.published, 1},
+      {"sluice_offers_stale_total", "Offers skipped because they were decided too long ago.", (double)os.stale, 1},
+      {"sluice_offers_refused_total", "Offer stream requests refused (bad, foreign or expired token).", (double)os.refused, 1},
+      {"sluice_actions_emitted_total", "Events emitted by actions and made durable.", (double)a->emitted, 1},
+      {"sluice_actions_emit_failed_total", "Emitted events rejected or not stored.", (double)a->emit_failed, 1},
+      {"sluice_actions_failed_total", "Actions a sink refused.", (double)a->sink_errors, 1},
+      {"sluice_actions_unsupported_total", "Actions of kinds the act stage does not carry out.", (double)a->unsupported, 1},
   };
   size_t n = sizeof all / sizeof all[0];
   if (n > cap) n = cap;
