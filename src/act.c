@@ -21,7 +21,7 @@ struct act {
   collect_t *collect;
   offers_t *offers;
   webhook_t *webhook;
-  uint64_t emitted, emit_failed, unsupported, sink_errors;
+  uint64_t emitted, emit_failed, unsupported, sink_errors, no_consent;
   buf_t scratch;
 };
 
@@ -109,6 +109,13 @@ static int emit_action(act_t *a, const action_t *x, http_req_t *req) {
 
 static int dispatch(act_t *a, const action_t *x, http_req_t *req) {
   int rc;
+  /* The engine never decides these without marketing consent; a sink does not carry
+   * one out that says otherwise. */
+  if (!x->consent_marketing &&
+      (x->kind == ACTION_OFFER || x->kind == ACTION_WEBHOOK || x->kind == ACTION_EMIT)) {
+    a->no_consent++;
+    return -EPERM;
+  }
   switch (x->kind) {
   case ACTION_OFFER: rc = offers_sink(a->offers, x); break;
   case ACTION_WEBHOOK: rc = webhook_sink(a->webhook, x); break;
@@ -387,6 +394,7 @@ size_t act_gauges(const act_t *a, metrics_gauge_t *g, size_t cap) {
       {"sluice_actions_emitted_total", "Events emitted by actions and made durable.", (double)a->emitted, 1},
       {"sluice_actions_emit_failed_total", "Emitted events rejected or not stored.", (double)a->emit_failed, 1},
       {"sluice_actions_failed_total", "Actions a sink refused.", (double)a->sink_errors, 1},
+      {"sluice_actions_no_consent_total", "Actions refused because they lacked marketing consent.", (double)a->no_consent, 1},
       {"sluice_actions_unsupported_total", "Actions of kinds the act stage does not carry out.", (double)a->unsupported, 1},
   };
   size_t n = sizeof all / sizeof all[0];

@@ -47,7 +47,8 @@ void act_stop(act_t *a);
 void act_free(act_t *a);
 
 /* The action_sink_fn of the rules engine: ud is the act_t. Returns what the kind's sink
- * returns (0 when taken), -ENOTSUP for kinds not carried out here. */
+ * returns (0 when taken), -ENOTSUP for kinds not carried out here, -EPERM for an offer,
+ * webhook or emit without consent_marketing (counted; the engine should never send one). */
 int act_sink(void *ud, const action_t *a);
 
 /* If r is an act route (offers, push, actions, redeliver), answer it and return 1. */

@@ -236,9 +236,8 @@ static void stream(offers_t *o, http_req_t *r) {
   }
   char chan[sizeof CHANNEL_PREFIX + OFFERS_MAX_ID];
   snprintf(chan, sizeof chan, CHANNEL_PREFIX "%s", id);
-  /* CORS headers cannot be passed through sse_subscribe; EventSource across origins
-   * needs them, so cross-origin streams without an allowed Origin were refused above. */
-  int rc = sse_subscribe(o->hub, r, chan, http_req_header(r, "Last-Event-ID"));
+  int rc = sse_subscribe_with(o->hub, r, chan, http_req_header(r, "Last-Event-ID"), ch,
+                              (size_t)nc);
   if (rc == -ENOSPC || rc == -EINVAL)
     http_respond_error(r, 503, "unavailable", "too many live subscribers", ch, (size_t)nc);
 }

@@ -340,6 +340,11 @@ static int parse_id(const char *s, uint64_t *out) {
 
 int sse_subscribe(sse_hub_t *h, http_req_t *r, const char *channel,
                   const char *last_event_id) {
+  return sse_subscribe_with(h, r, channel, last_event_id, NULL, 0);
+}
+
+int sse_subscribe_with(sse_hub_t *h, http_req_t *r, const char *channel,
+                       const char *last_event_id, const http_header_t *extra, size_t nextra) {
   if (!h || !r || !channel) return -EINVAL;
   size_t len = strlen(channel);
   if (len == 0 || len > SSE_MAX_CHANNEL) return -EINVAL;
@@ -348,10 +353,13 @@ int sse_subscribe(sse_hub_t *h, http_req_t *r, const char *channel,
   uint64_t last = 0;
   int replay = parse_id(last_event_id, &last);
   chan_t *c = chan_get(h, channel, len);
-  static const http_header_t headers[] = {{"Content-Type", "text/event-stream"},
-                                          {"Cache-Control", "no-store"},
-                                          {"X-Accel-Buffering", "no"}};
-  http_stream_t *st = http_stream_start(r, 200, headers, sizeof headers / sizeof headers[0]);
+  http_header_t headers[11] = {{"Content-Type", "text/event-stream"},
+                               {"Cache-Control", "no-store"},
+                               {"X-Accel-Buffering", "no"}};
+  size_t nh = 3;
+  for (size_t i = 0; i < nextra && nh < sizeof headers / sizeof headers[0]; i++)
+    headers[nh++] = extra[i];
+  http_stream_t *st = http_stream_start(r, 200, headers, nh);
   if (!st) {
     chan_idle(c, 1);
     return -EPIPE;

@@ -69,6 +69,11 @@ void sse_hub_free(sse_hub_t *h);
 int sse_subscribe(sse_hub_t *h, http_req_t *r, const char *channel,
                   const char *last_event_id);
 
+/* sse_subscribe with extra response headers (borrowed; filtered like http_respond's),
+ * e.g. CORS headers for a cross-origin EventSource. At most 8 are sent. */
+int sse_subscribe_with(sse_hub_t *h, http_req_t *r, const char *channel,
+                       const char *last_event_id, const http_header_t *extra, size_t nextra);
+
 /* Publish data (borrowed; NULL is empty) on channel as an event of type event_type
  * (NULL: the default "message"). A multi-line data (LF, CRLF or CR) becomes several
  * "data:" lines, which the browser joins with LF. The event gets the next id (OUT:

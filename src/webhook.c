@@ -64,6 +64,7 @@ struct webhook {
   uint64_t write_gen;    /* bumped per journal record that a delivery waits for */
   uv_fs_t sync_req;
   int syncing;
+  int sync_error;        /* sticky: a failed fdatasync of the journal */
   uint64_t sync_gen, sync_bytes;
   size_t in_flight;
   webhook_stats_t st;
@@ -235,8 +236,11 @@ static void on_synced(uv_fs_t *req) {
   int ok = req->result == 0;
   uv_fs_req_cleanup(req);
   w->syncing = 0;
-  if (!ok) return; /* the records are not known durable: nothing waiting is tried */
-  outbox_synced(w->ob, w->sync_bytes);
+  /* A failed sync leaves the journal's durability unknown: new actions are refused from
+   * now on (sticky), and the ones written are still tried — a receiver getting them is
+   * better than nobody. */
+  if (ok) outbox_synced(w->ob, w->sync_bytes);
+  else w->sync_error = (int)req->result;
   int64_t now = clock_mono_us();
   while (w->unsynced_head && w->unsynced_head->sync_gen <= w->sync_gen) {
     delivery_t *d = w->unsynced_head;
@@ -247,7 +251,7 @@ static void on_synced(uv_fs_t *req) {
     heap_push(w, d);
   }
   if (w->stopping) return;
-  start_sync(w);
+  if (ok) start_sync(w);
   pump(w);
 }
 
@@ -609,6 +613,7 @@ static void put_str_or_null(buf_t *b, const char *name, const char *v) {
 int webhook_sink(void *ud, const action_t *a) {
   webhook_t *w = ud;
   if (a->kind != ACTION_WEBHOOK || !a->target || w->stopping) return -EINVAL;
+  if (w->sync_error) return -EIO;
   if (!endpoint_find(w, a->target)) return -ENOENT;
   outbox_entry_t *known = outbox_find(w->ob, a->key);
   if (known) {

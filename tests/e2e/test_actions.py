@@ -319,9 +319,16 @@ def test_offers_stream_push_and_replay():
 
 
 def test_offers_tokens_refused():
-    srv = Server(args=["--offers-token-ttl-s=1"]).start()
+    srv = Server(args=["--offers-token-ttl-s=1", "--cors-origins=https://shop.example"]).start()
     try:
         tok = token_for(srv, "visitor-a")
+        # A page on an allowed origin gets the CORS headers EventSource needs; others 403.
+        s = Stream(srv.port, "/v1/offers?anonymousId=visitor-a&token=" + tok, {"Origin": "https://shop.example"})
+        check(s.status == 200 and "Access-Control-Allow-Origin: https://shop.example" in s.head, s.head)
+        s.close()
+        s = Stream(srv.port, "/v1/offers?anonymousId=visitor-a&token=" + tok, {"Origin": "https://evil.example"})
+        check(s.status == 403, s.head)
+        s.close()
 
         def status(path, auth=None):
             st, _, data = srv.request("GET", path, auth=auth)
