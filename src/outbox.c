@@ -72,6 +72,23 @@ static void set_state(outbox_t *o, outbox_entry_t *e, outbox_state_t s) {
   list_push(&o->lists[s], e);
 }
 
+static uint64_t live_size(const outbox_entry_t *e);
+
+/* Move an existing entry to state s (done: its body is freed and at_us is the delivery
+ * time), keeping the byte counts right. */
+static void become(outbox_t *o, outbox_entry_t *e, outbox_state_t s, int64_t at_us) {
+  o->live_bytes -= live_size(e);
+  if (s == OUTBOX_DONE) {
+    o->bytes -= e->body_len;
+    free(e->body);
+    e->body = NULL;
+    e->body_len = 0;
+    e->at_us = at_us;
+  }
+  set_state(o, e, s);
+  o->live_bytes += live_size(e);
+}
+
 /* Live bytes an entry needs in a compacted file. */
 static uint64_t live_size(const outbox_entry_t *e) {
   size_t k = strlen(e->key) + 1 + 8 + 1 + HEADER;
@@ -194,24 +211,19 @@ static int apply(outbox_t *o, const char *p, size_t n) {
   }
   case 'D':
     if (e && e->state == OUTBOX_DONE) return 0;
-    if (!e) {
-      e = entry_new(o, key);
-    } else {
-      o->live_bytes -= live_size(e);
-      o->bytes -= e->body_len;
-      free(e->body);
-      e->body = NULL;
-      e->body_len = 0;
+    if (e) {
+      become(o, e, OUTBOX_DONE, at);
+      return 0;
     }
+    e = entry_new(o, key);
     e->at_us = at;
     set_state(o, e, OUTBOX_DONE);
     break;
   case 'X':
   case 'R':
-    if (!e || e->state != (type == 'X' ? OUTBOX_PENDING : OUTBOX_DEAD)) return 0;
-    o->live_bytes -= live_size(e);
-    set_state(o, e, type == 'X' ? OUTBOX_DEAD : OUTBOX_PENDING);
-    break;
+    if (e && e->state == (type == 'X' ? OUTBOX_PENDING : OUTBOX_DEAD))
+      become(o, e, type == 'X' ? OUTBOX_DEAD : OUTBOX_PENDING, at);
+    return 0;
   default:
     return -1;
   }
@@ -321,26 +333,15 @@ int outbox_add(outbox_t *o, const char *key, const char *endpoint, const char *b
 int outbox_done(outbox_t *o, outbox_entry_t *e, int64_t now_us) {
   if (e->state != OUTBOX_PENDING) return -EINVAL;
   int rc = emit(o, 'D', e->key, now_us, NULL, NULL, 0);
-  if (rc) return rc;
-  o->live_bytes -= live_size(e);
-  o->bytes -= e->body_len;
-  free(e->body);
-  e->body = NULL;
-  e->body_len = 0;
-  e->at_us = now_us;
-  set_state(o, e, OUTBOX_DONE);
-  o->live_bytes += live_size(e);
-  return 0;
+  if (!rc) become(o, e, OUTBOX_DONE, now_us);
+  return rc;
 }
 
 int outbox_dead(outbox_t *o, outbox_entry_t *e, int64_t now_us) {
   if (e->state != OUTBOX_PENDING) return -EINVAL;
   int rc = emit(o, 'X', e->key, now_us, NULL, NULL, 0);
-  if (rc) return rc;
-  o->live_bytes -= live_size(e);
-  set_state(o, e, OUTBOX_DEAD);
-  o->live_bytes += live_size(e);
-  return 0;
+  if (!rc) become(o, e, OUTBOX_DEAD, now_us);
+  return rc;
 }
 
 long outbox_requeue(outbox_t *o, const char *key, void (*fn)(void *ud, outbox_entry_t *e),
@@ -352,9 +353,7 @@ long outbox_requeue(outbox_t *o, const char *key, void (*fn)(void *ud, outbox_en
     if (key && strcmp(key, e->key) != 0) continue;
     int rc = emit(o, 'R', e->key, e->at_us, NULL, NULL, 0);
     if (rc) return rc;
-    o->live_bytes -= live_size(e);
-    set_state(o, e, OUTBOX_PENDING);
-    o->live_bytes += live_size(e);
+    become(o, e, OUTBOX_PENDING, e->at_us);
     n++;
     if (fn) fn(ud, e);
   }

@@ -5,34 +5,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "outbox.h"
-
-#define REQUIRE(cond)                                           \
-  do {                                                          \
-    if (!(cond)) {                                              \
-      FAILF("check failed: %s", #cond);                         \
-      return;                                                   \
-    }                                                           \
-  } while (0)
-
-static char root[256];
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f) {
-  (void)st, (void)flag, (void)f;
-  return remove(p);
-}
-
-/* root/name, a fresh directory path (not created: outbox_open does). */
-static const char *test_dir(const char *name) {
-  static char d[512];
-  snprintf(d, sizeof d, "%s/%s", root, name);
-  nftw(d, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-  return d;
-}
+#include "tmpdir.h"
 
 #define T0 1795376225000000LL
 
@@ -213,14 +190,12 @@ TEST(compaction_keeps_state_and_forgets_old_keys) {
 }
 
 int main(void) {
-  const char *tmp = getenv("TMPDIR");
-  snprintf(root, sizeof root, "%s/sluice-outbox-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  if (!mkdtemp(root)) return 1;
+  if (tmpdir_init("outbox") != 0) return 1;
   RUN(states_survive_reopen);
   RUN(torn_tail_is_cut);
   RUN(corrupt_record_ends_replay);
   RUN(full_outbox_refuses);
   RUN(compaction_keeps_state_and_forgets_old_keys);
-  nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  tmpdir_finish();
   return TEST_REPORT("test_outbox");
 }
