@@ -124,6 +124,8 @@ static const opt_t opts[] = {
      "(counted in sluice_webhook_refused_total)"},
     {"webhook-remember-s", T_UINT, O(webhook_remember_s), "604800", NULL,
      "how long a delivered idempotency key is remembered so it is never delivered again"},
+    {"webhook-remember-keys", T_UINT, O(webhook_remember_keys), "1000000", NULL,
+     "most delivered keys remembered (about 200 bytes of memory each); the oldest go first"},
 };
 
 #define NOPTS (sizeof opts / sizeof opts[0])

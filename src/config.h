@@ -77,6 +77,7 @@ typedef struct config {
   uint64_t webhook_max_in_flight;
   uint64_t webhook_outbox_max_bytes;
   uint64_t webhook_remember_s;  /* delivered keys kept this long (never delivered twice) */
+  uint64_t webhook_remember_keys; /* and at most this many */
 } config_t;
 
 /* Fill c with the built-in defaults. */

@@ -248,6 +248,7 @@ static int replay(outbox_t *o, char *err, size_t errlen) {
     pos += HEADER + hdr[0];
   }
   free(rec);
+  while (o->lists[OUTBOX_DONE].n > o->opts.remember_max) entry_free(o, o->lists[OUTBOX_DONE].head);
   if (pos < size) {
     o->dropped = size - pos;
     if (ftruncate(o->fd, (off_t)pos) != 0 || fdatasync(o->fd) != 0) {
@@ -270,6 +271,7 @@ outbox_t *outbox_open(const char *dir, const outbox_opts_t *opts, char *err, siz
   outbox_t *o = xcalloc(1, sizeof *o);
   o->opts.max_bytes = opts && opts->max_bytes ? opts->max_bytes : 64ull << 20;
   o->opts.remember_us = opts && opts->remember_us ? opts->remember_us : 7LL * 86400 * 1000000;
+  o->opts.remember_max = opts && opts->remember_max ? opts->remember_max : 1000000;
   o->nbuckets = 64;
   o->buckets = xcalloc(o->nbuckets, sizeof *o->buckets);
   snprintf(o->path, sizeof o->path, "%s/outbox", dir);
@@ -333,8 +335,10 @@ int outbox_add(outbox_t *o, const char *key, const char *endpoint, const char *b
 int outbox_done(outbox_t *o, outbox_entry_t *e, int64_t now_us) {
   if (e->state != OUTBOX_PENDING) return -EINVAL;
   int rc = emit(o, 'D', e->key, now_us, NULL, NULL, 0);
-  if (!rc) become(o, e, OUTBOX_DONE, now_us);
-  return rc;
+  if (rc) return rc;
+  become(o, e, OUTBOX_DONE, now_us);
+  while (o->lists[OUTBOX_DONE].n > o->opts.remember_max) entry_free(o, o->lists[OUTBOX_DONE].head);
+  return 0;
 }
 
 int outbox_dead(outbox_t *o, outbox_entry_t *e, int64_t now_us) {

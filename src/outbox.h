@@ -46,6 +46,8 @@ typedef struct outbox_entry {
 typedef struct outbox_opts {
   uint64_t max_bytes;   /* bodies of pending + dead entries; default 64 MiB */
   int64_t remember_us;  /* done keys are forgotten after this; default 7 days */
+  uint64_t remember_max;/* and beyond this many, oldest first; default 1,000,000 (about
+                           200 bytes each) */
 } outbox_opts_t;
 
 /* Open (creating dir, mode 0700, and the file as needed) and replay the journal.
@@ -62,7 +64,8 @@ void outbox_close(outbox_t *o);
  * fails too). */
 int outbox_add(outbox_t *o, const char *key, const char *endpoint, const char *body,
                size_t len, int64_t now_us, outbox_entry_t **out /* OUT */);
-/* A pending entry was delivered: D record, body freed, state done. Returns 0 or -errno. */
+/* A pending entry was delivered: D record, body freed, state done; the oldest done key
+ * is forgotten when there are more than remember_max. Returns 0 or -errno. */
 int outbox_done(outbox_t *o, outbox_entry_t *e, int64_t now_us);
 /* A pending entry gave up: X record, state dead. Returns 0 or -errno. */
 int outbox_dead(outbox_t *o, outbox_entry_t *e, int64_t now_us);

@@ -89,6 +89,7 @@ void webhook_opts_from_config(const config_t *cfg, uv_loop_t *loop, webhook_opts
       .max_in_flight = (uint32_t)cfg->webhook_max_in_flight,
       .outbox_max_bytes = cfg->webhook_outbox_max_bytes,
       .remember_us = (int64_t)cfg->webhook_remember_s * 1000000,
+      .remember_max = cfg->webhook_remember_keys,
   };
 }
 
@@ -535,7 +536,7 @@ webhook_t *webhook_new(const webhook_opts_t *o, char *err, size_t errlen) {
   if (w->opts.retry_max_ms < w->opts.retry_base_ms) w->opts.retry_max_ms = w->opts.retry_base_ms;
   if (!w->opts.max_in_flight) w->opts.max_in_flight = 64;
   w->loop = o->loop;
-  outbox_opts_t oo = {o->outbox_max_bytes, o->remember_us};
+  outbox_opts_t oo = {o->outbox_max_bytes, o->remember_us, o->remember_max};
   if (!(w->ob = outbox_open(w->dir, &oo, err, errlen))) {
     free(w);
     return NULL;

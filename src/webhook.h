@@ -53,6 +53,7 @@ typedef struct webhook_opts {
   uint32_t max_in_flight;      /* default 64 */
   uint64_t outbox_max_bytes;   /* default 64 MiB */
   int64_t remember_us;         /* default 7 days */
+  uint64_t remember_max;       /* delivered keys kept at most; default 1,000,000 */
 } webhook_opts_t;
 
 /* Fill opts from cfg (dir = <data-dir>/webhooks, written into dirbuf of dirlen). */

@@ -15,7 +15,7 @@
 
 static outbox_t *open_dir(const char *dir, uint64_t max_bytes) {
   char err[256] = "";
-  outbox_opts_t o = {max_bytes, 3600LL * 1000000};
+  outbox_opts_t o = {max_bytes, 3600LL * 1000000, 0};
   outbox_t *ob = outbox_open(dir, &o, err, sizeof err);
   if (!ob) printf("  outbox_open: %s\n", err);
   return ob;
@@ -189,6 +189,34 @@ TEST(compaction_keeps_state_and_forgets_old_keys) {
   outbox_close(ob);
 }
 
+TEST(delivered_keys_bounded_by_count) {
+  const char *d = test_dir("bounded");
+  char err[256];
+  outbox_opts_t o = {0, 3600LL * 1000000, 3};
+  outbox_t *ob = outbox_open(d, &o, err, sizeof err);
+  REQUIRE(ob);
+  char key[16];
+  for (int i = 0; i < 5; i++) {
+    snprintf(key, sizeof key, "k%d", i);
+    REQUIRE(add(ob, key, "{}") == 0);
+    REQUIRE(outbox_done(ob, outbox_find(ob, key), T0 + i) == 0);
+  }
+  outbox_stats_t st;
+  outbox_stats(ob, &st);
+  CHECK_INT(st.done, 3);
+  CHECK_INT(state_of(ob, "k1"), 0); /* the oldest went first */
+  CHECK_INT(state_of(ob, "k2"), OUTBOX_DONE);
+  outbox_close(ob);
+  o.remember_max = 2; /* a smaller bound at the next start applies at once */
+  ob = outbox_open(d, &o, err, sizeof err);
+  REQUIRE(ob);
+  outbox_stats(ob, &st);
+  CHECK_INT(st.done, 2);
+  CHECK_INT(state_of(ob, "k2"), 0);
+  CHECK_INT(state_of(ob, "k4"), OUTBOX_DONE);
+  outbox_close(ob);
+}
+
 int main(void) {
   if (tmpdir_init("outbox") != 0) return 1;
   RUN(states_survive_reopen);
@@ -196,6 +224,7 @@ int main(void) {
   RUN(corrupt_record_ends_replay);
   RUN(full_outbox_refuses);
   RUN(compaction_keeps_state_and_forgets_old_keys);
+  RUN(delivered_keys_bounded_by_count);
   tmpdir_finish();
   return TEST_REPORT("test_outbox");
 }
