@@ -374,6 +374,14 @@ int act_handle(act_t *a, http_req_t *r) {
 
 /* ---- metrics ---- */
 
+void act_summary(const act_t *a, size_t *endpoints, uint64_t *pending, uint64_t *dead) {
+  webhook_stats_t ws;
+  webhook_stats(a->webhook, &ws);
+  *endpoints = a->cfg->webhook_endpoints.n;
+  *pending = ws.pending;
+  *dead = ws.dead;
+}
+
 size_t act_gauges(const act_t *a, metrics_gauge_t *g, size_t cap) {
   webhook_stats_t ws;
   offers_stats_t os;

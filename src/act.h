@@ -62,6 +62,10 @@ int act_parse_action(const char *json, size_t len, int64_t now_us, action_t *out
                      struct cJSON **holder /* OUT */, const char **field /* OUT */, char *err,
                      size_t errlen);
 
+/* What a start found, for the log line: webhook endpoints configured, actions pending
+ * (resumed from the journal), dead letters kept. OUT parameters. */
+void act_summary(const act_t *a, size_t *endpoints, uint64_t *pending, uint64_t *dead);
+
 /* Counters and gauges for /metrics, written into g (capacity cap). Returns how many. */
 size_t act_gauges(const act_t *a, metrics_gauge_t *g, size_t cap);
 

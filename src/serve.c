@@ -419,6 +419,11 @@ int serve_run(config_t *cfg) {
     msg_error("cannot start the act stage", "error=\"%s\"", err);
     goto out;
   }
+  size_t endpoints;
+  uint64_t pending, dead;
+  act_summary(s.act, &endpoints, &pending, &dead);
+  msg_info("webhooks", "endpoints=%zu pending=%llu dead_letters=%llu", endpoints,
+           (unsigned long long)pending, (unsigned long long)dead);
   /* An erased user's values also sit in the rollups and profiles: rebuild them. */
   users_on_forget(s.users, process_forget, s.process);
   uv_timer_start(&s.retention, on_retention, 0, 3600 * 1000);

@@ -216,6 +216,7 @@ def test_pending_webhook_survives_kill9():
         rcv = Receiver(port=port)
         srv.start()
         wait_for(lambda: len(rcv.delivered("crash-0001")) == 1, 20)
+        check('msg="webhooks" endpoints=1 pending=1 dead_letters=0' in srv.log_text(), "resumed")
         check(json.loads(rcv.delivered("crash-0001")[0]["body"])["payload"] == {"n": 1})
         check(signature_ok(rcv.delivered("crash-0001")[0]))
         # Delivered before this restart: the key is remembered, nothing goes out again.
