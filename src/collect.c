@@ -86,6 +86,8 @@ typedef struct ingest {
   int own_pending;  /* our own append is not acknowledged yet */
   int own_status;   /* its result */
   int dep_failed;   /* a request we waited for failed */
+  void (*emit_done)(void *ud, int rc); /* collect_emit: no request, a callback */
+  void *emit_ud;
 } ingest_t;
 
 /* messageIds being written right now (appended, not yet acknowledged), by request: an
@@ -192,6 +194,10 @@ static void retry_after(const collect_t *c, char out[24]) {
 }
 
 static void fail_req(ingest_t *in, int status, const char *code, const char *msg) {
+  if (in->emit_done) {
+    in->emit_done(in->emit_ud, status == 503 ? -EAGAIN : -EINVAL);
+    return;
+  }
   http_header_t h[6];
   size_t n = cors_headers(in, h, 0);
   char ra[24];
@@ -303,6 +309,10 @@ static void respond_done(ingest_t *in) {
   http_header_t h[6];
   size_t n = cors_headers(in, h, 0);
   size_t ok = in->accepted + in->skipped;
+  if (in->emit_done) {
+    in->emit_done(in->emit_ud, ok ? 0 : -EINVAL);
+    return;
+  }
   if (ok && in->route->kind == K_PIXEL) {
     h[n++] = (http_header_t){"Content-Type", "image/gif"};
     h[n++] = (http_header_t){"Cache-Control", "no-store, max-age=0"};
@@ -351,7 +361,8 @@ static void try_finish(ingest_t *in) {
 static void on_ack(void *ud, int status, uint64_t first_offset) {
   ingest_t *in = ud;
   collect_t *c = in->c;
-  metrics_observe(c->metrics, MH_ACK, (uint64_t)(clock_mono_us() - http_req_start_us(in->req)));
+  if (in->req)
+    metrics_observe(c->metrics, MH_ACK, (uint64_t)(clock_mono_us() - http_req_start_us(in->req)));
   in->own_pending = 0;
   in->own_status = status;
   flight_remove(c, in);
@@ -926,6 +937,25 @@ static void handle_query(collect_t *c, ingest_t *in, char *hkey, const enrich_ct
 fail:
   fail_req(in, st, code, msg);
   ingest_free(in);
+}
+
+void collect_emit(collect_t *c, const char *json, size_t len, void (*done)(void *ud, int rc),
+                  void *ud) {
+  static const route_t emit_route = {"emit", "POST", K_SINGLE, NULL, "emit"};
+  ingest_t *in = xcalloc(1, sizeof *in);
+  in->c = c;
+  in->route = &emit_route;
+  in->emit_done = done;
+  in->emit_ud = ud;
+  if (log_error(c->log) || log_pending_bytes(c->log) >= c->cfg->max_queue_bytes) {
+    fail_req(in, 503, "overloaded", "the event log cannot take the event");
+    ingest_free(in);
+    return;
+  }
+  enrich_ctx_t ctx = {clock_wall_us(), "", NULL, NULL, "", 1};
+  enrich_ctx_prepare(&ctx);
+  load_and_take(c, in, 0, &ctx, json, len, 0, 1);
+  submit(c, in, ctx.received_us);
 }
 
 int collect_handle(collect_t *c, http_req_t *r) {

@@ -47,6 +47,16 @@ void collect_free(collect_t *c);
  * return 1; otherwise return 0 and leave r alone. */
 int collect_handle(collect_t *c, http_req_t *r);
 
+/* Append one event the server emits itself (the act stage's ACTION_EMIT): json is a
+ * Segment event object (borrowed for the call). It goes the way a collected event goes
+ * — validation, enrichment (no client address; ids are taken as stored), dedup by
+ * messageId, the log — without an HTTP request. done(ud, rc) runs once, possibly before
+ * collect_emit returns: rc 0 when the event is durable or was a duplicate (already
+ * stored), -EINVAL when it was rejected (it is in the bad-event log), -EAGAIN when the
+ * log is full or failing. */
+void collect_emit(collect_t *c, const char *json, size_t len, void (*done)(void *ud, int rc),
+                  void *ud);
+
 /* Does origin (an Origin header value) pass the CORS allowlist for a request whose
  * Host header is host? Same-origin requests always pass. */
 int collect_origin_allowed(const config_t *cfg, const char *origin, const char *host);

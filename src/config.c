@@ -118,6 +118,30 @@ static const opt_t opts[] = {
      "users counted exactly per cell of a log scan before a HyperLogLog estimate"},
     {"scan-late-s", T_UINT, O(scan_late_s), "3600", NULL,
      "a log scan reads events received up to this long after the end of its range (0: to the log's end)"},
+    {"offers-token-ttl-s", T_UINT, O(offers_token_ttl_s), "86400", NULL,
+     "lifetime of a visitor's offers stream token (POST /v1/offers/token)"},
+    {"offers-max-age-ms", T_UINT, O(offers_max_age_ms), "5000", NULL,
+     "offers decided longer ago than this (replayed after a restart) are skipped and counted"},
+    {"webhook-endpoints", T_LIST, O(webhook_endpoints), "", NULL,
+     "webhook endpoints, each \"NAME URL secret=SECRET [timeout-ms=N]\" (the rules name "
+     "them; POST /v1/actions tests them)"},
+    {"webhook-timeout-ms", T_UINT, O(webhook_timeout_ms), "10000", NULL,
+     "time one webhook attempt may take, connect to response (endpoint default)"},
+    {"webhook-max-attempts", T_UINT, O(webhook_max_attempts), "10", NULL,
+     "attempts before a webhook action goes to the dead letters"},
+    {"webhook-retry-base-ms", T_UINT, O(webhook_retry_base_ms), "1000", NULL,
+     "wait before the first retry; doubles per attempt, with jitter"},
+    {"webhook-retry-max-ms", T_UINT, O(webhook_retry_max_ms), "3600000", NULL,
+     "longest wait between two attempts"},
+    {"webhook-max-in-flight", T_UINT, O(webhook_max_in_flight), "64", NULL,
+     "webhook requests open at once"},
+    {"webhook-outbox-max-bytes", T_SIZE, O(webhook_outbox_max_bytes), "64m", NULL,
+     "undelivered and dead-letter webhook bodies kept; when full new actions are refused "
+     "(counted in sluice_webhook_refused_total)"},
+    {"webhook-remember-s", T_UINT, O(webhook_remember_s), "604800", NULL,
+     "how long a delivered idempotency key is remembered so it is never delivered again"},
+    {"webhook-remember-keys", T_UINT, O(webhook_remember_keys), "1000000", NULL,
+     "most delivered keys remembered (about 200 bytes of memory each); the oldest go first"},
 };
 
 #define NOPTS (sizeof opts / sizeof opts[0])

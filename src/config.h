@@ -69,6 +69,18 @@ typedef struct config {
   /* log-scan queries */
   uint64_t scan_concurrency, scan_max_records, scan_max_bytes, scan_timeout_ms;
   uint64_t scan_max_memory, scan_max_groups, scan_exact_uniques, scan_late_s;
+  /* act: offers into the page */
+  uint64_t offers_token_ttl_s;
+  uint64_t offers_max_age_ms;  /* offers decided longer ago are skipped (replayed) */
+  /* act: webhooks */
+  strlist_t webhook_endpoints; /* "NAME URL secret=S [timeout-ms=N]" */
+  uint64_t webhook_timeout_ms;
+  uint64_t webhook_max_attempts;
+  uint64_t webhook_retry_base_ms, webhook_retry_max_ms;
+  uint64_t webhook_max_in_flight;
+  uint64_t webhook_outbox_max_bytes;
+  uint64_t webhook_remember_s;  /* delivered keys kept this long (never delivered twice) */
+  uint64_t webhook_remember_keys; /* and at most this many */
 } config_t;
 
 /* Fill c with the built-in defaults. */

@@ -36,6 +36,9 @@ typedef struct enrich_ctx {
   const char *referer;        /* Referer header or NULL */
   /* Filled by enrich_event (per request work done once, not per event): */
   char received_iso[25];      /* received_us as RFC 3339 */
+  int internal;               /* 1: an event the server emits itself (act stage): its ids
+                               * come from the log, already in their stored form, and
+                               * are not pseudonymised a second time */
 } enrich_ctx_t;
 
 /* Prepare ctx for a request: fills the derived fields. Call once per request. */

@@ -6,6 +6,7 @@
  *   sluice forget ID      erase a user (see users.h); the server must be stopped
  *   sluice export-user ID write all events of a user as NDJSON to stdout
  *   sluice replay         rebuild rollups and profiles from the whole log (server stopped)
+ *   sluice redeliver [KEY] requeue webhook dead letters (all, or one) in the running server
  *   sluice version
  *
  * Settings come from the option table in config.h: --config FILE, SLUICE_* environment
@@ -15,7 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
+
 #include "config.h"
+#include "keys.h"
 #include "log.h"
 #include "privacy.h"
 #include "process.h"
@@ -38,6 +42,8 @@ static void usage(FILE *f) {
           "  export-user ID write every event of user ID as NDJSON to stdout\n"
           "  replay         delete the processing snapshot and rebuild rollups and profiles\n"
           "                 from the whole log (stop the server first)\n"
+          "  redeliver [KEY] requeue the webhook dead letters (all, or the one with\n"
+          "                 idempotency key KEY) in the running server at --listen\n"
           "  version        print the version\n\n");
   config_print_help();
 }
@@ -258,6 +264,50 @@ static int run_replay(const config_t *cfg) {
   return rc;
 }
 
+static size_t print_body(char *p, size_t size, size_t n, void *ud) {
+  fwrite(p, size, n, stdout);
+  return size * n;
+}
+
+/* Ask the running server (at listen, admin key from the config or the data dir) to
+ * requeue dead letters: it owns the outbox journal while it runs. */
+static int run_redeliver(config_t *cfg, const char *key) {
+  char err[512], host[64], url[256], auth[600], body[128];
+  int port;
+  if (keys_resolve(cfg, NULL, err, sizeof err) != 0) {
+    fprintf(stderr, "sluice redeliver: %s\n", err);
+    return 1;
+  }
+  config_split_listen(cfg->listen, host, &port);
+  int v6 = strchr(host, ':') != NULL;
+  snprintf(url, sizeof url, "http://%s%s%s:%d/v1/webhooks/redeliver", v6 ? "[" : "",
+           !strcmp(host, "0.0.0.0") ? "127.0.0.1" : !strcmp(host, "::") ? "::1" : host,
+           v6 ? "]" : "", port);
+  snprintf(auth, sizeof auth, "Authorization: Bearer %s", cfg->admin_key);
+  if (key) snprintf(body, sizeof body, "{\"key\":\"%.40s\"}", key);
+  else snprintf(body, sizeof body, "{\"all\":true}");
+  CURL *c = curl_easy_init();
+  struct curl_slist *h = curl_slist_append(NULL, auth);
+  h = curl_slist_append(h, "Content-Type: application/json");
+  curl_easy_setopt(c, CURLOPT_URL, url);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, print_body);
+  CURLcode res = curl_easy_perform(c);
+  long code = 0;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+  curl_slist_free_all(h);
+  curl_easy_cleanup(c);
+  if (res != CURLE_OK) {
+    fprintf(stderr, "sluice redeliver: %s: %s (is `sluice serve` running with this "
+            "--listen?)\n", url, curl_easy_strerror(res));
+    return 1;
+  }
+  printf("\n");
+  return code == 200 ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
   const char *cmd = "serve";
   int i = 1;
@@ -279,8 +329,10 @@ int main(int argc, char **argv) {
   }
   int is_serve = !strcmp(cmd, "serve"), is_check = !strcmp(cmd, "check-config"),
       is_export = !strcmp(cmd, "export"), is_forget = !strcmp(cmd, "forget"),
-      is_export_user = !strcmp(cmd, "export-user"), is_replay = !strcmp(cmd, "replay");
-  const char *user_id = NULL;
+      is_export_user = !strcmp(cmd, "export-user"), is_replay = !strcmp(cmd, "replay"),
+      is_redeliver = !strcmp(cmd, "redeliver");
+  const char *user_id = NULL, *redeliver_key = NULL;
+  if (is_redeliver && i < argc && argv[i][0] != '-') redeliver_key = argv[i++];
   if (is_forget || is_export_user) {
     if (i >= argc || argv[i][0] == '-' || !argv[i][0]) {
       fprintf(stderr, "sluice %s: give the user id: sluice %s ID [--options]\n", cmd, cmd);
@@ -288,7 +340,7 @@ int main(int argc, char **argv) {
     }
     user_id = argv[i++];
   }
-  if (!is_serve && !is_check && !is_export && !is_replay && !user_id) {
+  if (!is_serve && !is_check && !is_export && !is_replay && !is_redeliver && !user_id) {
     fprintf(stderr, "sluice: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;
@@ -319,6 +371,8 @@ int main(int argc, char **argv) {
     rc = run_export(&cfg, &ea);
   } else if (is_replay) {
     rc = run_replay(&cfg);
+  } else if (is_redeliver) {
+    rc = run_redeliver(&cfg, redeliver_key);
   } else if (user_id) {
     rc = run_user(&cfg, user_id, is_forget);
   } else {

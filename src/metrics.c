@@ -142,7 +142,7 @@ void metrics_render(metrics_t *m, buf_t *out, const metrics_gauge_t *gauges, siz
                hist_info[h].name, (unsigned long long)cum);
   }
   for (size_t i = 0; i < ngauges; i++) {
-    header(out, gauges[i].name, "gauge", gauges[i].help);
+    header(out, gauges[i].name, gauges[i].counter ? "counter" : "gauge", gauges[i].help);
     buf_printf(out, "%s %.17g\n", gauges[i].name, gauges[i].value);
   }
 }

@@ -36,6 +36,7 @@ typedef struct metrics_gauge {
   const char *name;  /* full metric name, e.g. "sluice_log_queue_bytes" */
   const char *help;
   double value;
+  int counter;       /* 1: a count since start another module keeps (type counter) */
 } metrics_gauge_t;
 
 metrics_t *metrics_new(void);

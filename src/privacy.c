@@ -22,27 +22,13 @@ struct privacy {
   unsigned char key[KEY_BYTES];
 };
 
-/* Read the key, or create it (tmp file, fsync, rename) when missing. */
+/* Read the key, or create it when missing. */
 static int load_key(const char *dir, unsigned char key[KEY_BYTES], char *err, size_t errlen) {
-  char path[4096];
+  char path[4096], why[4300];
   snprintf(path, sizeof path, "%s/pseudonym.key", dir);
-  int fd = open(path, O_RDONLY);
-  if (fd >= 0) {
-    ssize_t n = read(fd, key, KEY_BYTES);
-    close(fd);
-    if (n == KEY_BYTES) return 0;
-    snprintf(err, errlen, "%s: expected %d bytes; restore it from backup (without it "
-                          "pseudonyms cannot be recomputed)", path, KEY_BYTES);
-    return -1;
-  }
-  if (errno != ENOENT) {
-    snprintf(err, errlen, "%s: %s", path, strerror(errno));
-    return -1;
-  }
-  rand_bytes(key, KEY_BYTES);
-  int rc = file_write_atomic(path, key, KEY_BYTES, 0600);
-  if (rc) snprintf(err, errlen, "%s: %s", path, strerror(-rc));
-  return rc ? -1 : 0;
+  if (file_load_key(path, key, KEY_BYTES, why, sizeof why) == 0) return 0;
+  snprintf(err, errlen, "%s (without it pseudonyms cannot be recomputed)", why);
+  return -1;
 }
 
 privacy_t *privacy_new(const config_t *cfg, char *err, size_t errlen) {
@@ -126,7 +112,7 @@ int privacy_consent_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char
 int privacy_pseudonymise_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg,
                               size_t msglen) {
   const privacy_t *p = state;
-  if (!p->pseudonymise) return 0;
+  if (!p->pseudonymise || ctx->internal) return 0;
   for (size_t i = 0; i < p->cfg->pseudonymise_fields.n; i++) {
     const char *path = p->cfg->pseudonymise_fields.items[i];
     jscan_val_t v = evdoc_get(ev, path);

@@ -10,6 +10,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "act.h"
 #include "collect.h"
 #include "dedup.h"
 #include "enrich.h"
@@ -45,6 +46,7 @@ typedef struct server {
   sse_hub_t *hub;
   process_t *process;
   query_t *query;
+  act_t *act;
   uv_timer_t retention;
   int retention_running;
   http_server_t *http;
@@ -105,8 +107,12 @@ static void metrics_reply(server_t *s, http_req_t *r) {
       {"sluice_rollup_bytes", "Heap bytes of the rollups (events and sessions).", (double)(re.bytes + rs.bytes)},
       {"sluice_process_unreadable_events", "Events skipped because the disk damaged their log records.", (double)ps.unreadable},
   };
+  metrics_gauge_t all[sizeof g / sizeof g[0] + 32];
+  memcpy(all, g, sizeof g);
+  size_t n = sizeof g / sizeof g[0];
+  n += act_gauges(s->act, all + n, sizeof all / sizeof all[0] - n);
   buf_t b = BUF_INIT;
-  metrics_render(s->metrics, &b, g, sizeof g / sizeof g[0]);
+  metrics_render(s->metrics, &b, all, n);
   http_header_t h[] = {{"Content-Type", "text/plain; version=0.0.4; charset=utf-8"}};
   http_respond(r, 200, h, 1, b.data, b.len, 0);
   buf_free(&b);
@@ -128,6 +134,7 @@ static void on_request(http_req_t *r, void *ud) {
   if (collect_handle(s->collect, r)) return;
   if (users_handle(s->users, r)) return;
   if (query_handle(s->query, r)) return;
+  if (act_handle(s->act, r)) return;
   if (static_handle(s->cfg, r)) return;
   const char *path = http_req_path(r), *method = http_req_method(r);
   int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
@@ -421,6 +428,16 @@ int serve_run(config_t *cfg) {
   s.collect = collect_new(&deps);
   s.users = users_new(cfg, s.loop, s.log, s.bad, s.privacy);
   if (start_process(&s) != 0) goto out;
+  act_deps_t ad = {cfg, s.loop, s.hub, s.collect};
+  if (!(s.act = act_new(&ad, err, sizeof err))) {
+    msg_error("cannot start the act stage", "error=\"%s\"", err);
+    goto out;
+  }
+  size_t endpoints;
+  uint64_t pending, dead;
+  act_summary(s.act, &endpoints, &pending, &dead);
+  msg_info("webhooks", "endpoints=%zu pending=%llu dead_letters=%llu", endpoints,
+           (unsigned long long)pending, (unsigned long long)dead);
   /* An erased user's values also sit in the rollups and profiles: rebuild them. */
   users_on_forget(s.users, process_forget, s.process);
   uv_timer_start(&s.retention, on_retention, 0, 3600 * 1000);
@@ -465,6 +482,7 @@ out:
   uv_close((uv_handle_t *)&s.sigint, NULL);
   uv_close((uv_handle_t *)&s.retention, NULL);
   http_server_free(s.http);
+  act_stop(s.act);
   process_stop(s.process);
   query_cancel(s.query);
   /* Let thread-pool jobs (erasures, retention, checkpoints, scans) finish before the logs
@@ -476,6 +494,7 @@ out:
   log_close(s.log);
   log_close(s.bad);
   uv_run(s.loop, UV_RUN_DEFAULT);
+  act_free(s.act); /* before the collector: an emit may still wait for the log */
   collect_free(s.collect);
   query_free(s.query);
   users_free(s.users);

@@ -340,6 +340,11 @@ static int parse_id(const char *s, uint64_t *out) {
 
 int sse_subscribe(sse_hub_t *h, http_req_t *r, const char *channel,
                   const char *last_event_id) {
+  return sse_subscribe_with(h, r, channel, last_event_id, NULL, 0);
+}
+
+int sse_subscribe_with(sse_hub_t *h, http_req_t *r, const char *channel,
+                       const char *last_event_id, const http_header_t *extra, size_t nextra) {
   if (!h || !r || !channel) return -EINVAL;
   size_t len = strlen(channel);
   if (len == 0 || len > SSE_MAX_CHANNEL) return -EINVAL;
@@ -348,10 +353,13 @@ int sse_subscribe(sse_hub_t *h, http_req_t *r, const char *channel,
   uint64_t last = 0;
   int replay = parse_id(last_event_id, &last);
   chan_t *c = chan_get(h, channel, len);
-  static const http_header_t headers[] = {{"Content-Type", "text/event-stream"},
-                                          {"Cache-Control", "no-store"},
-                                          {"X-Accel-Buffering", "no"}};
-  http_stream_t *st = http_stream_start(r, 200, headers, sizeof headers / sizeof headers[0]);
+  http_header_t headers[11] = {{"Content-Type", "text/event-stream"},
+                               {"Cache-Control", "no-store"},
+                               {"X-Accel-Buffering", "no"}};
+  size_t nh = 3;
+  for (size_t i = 0; i < nextra && nh < sizeof headers / sizeof headers[0]; i++)
+    headers[nh++] = extra[i];
+  http_stream_t *st = http_stream_start(r, 200, headers, nh);
   if (!st) {
     chan_idle(c, 1);
     return -EPIPE;
@@ -421,24 +429,57 @@ static void ring_push(chan_t *c, event_t *e) {
   c->ring_len++;
 }
 
-int sse_publish(sse_hub_t *h, const char *channel, const char *event_type,
-                const char *data, uint64_t *id_out) {
-  if (!h || !channel) return -EINVAL;
-  size_t len = strlen(channel);
-  if (len == 0 || len > SSE_MAX_CHANNEL) return -EINVAL;
-  if (event_type && (!*event_type || strpbrk(event_type, "\r\n"))) return -EINVAL;
+/* Frame the next event in h->scratch; returns its id, or 0 for a bad event_type. */
+static uint64_t frame_next(sse_hub_t *h, const char *event_type, const char *data) {
+  if (event_type && (!*event_type || strpbrk(event_type, "\r\n"))) return 0;
   uint64_t id = h->next_id++;
-  if (id_out) *id_out = id;
   frame_event(&h->scratch, id, event_type, data);
+  return id;
+}
+
+static event_t *event_copy(const sse_hub_t *h, uint64_t id) {
   event_t *e = xmalloc(sizeof *e + h->scratch.len);
   e->id = id;
   e->at_us = clock_mono_us();
   e->len = h->scratch.len;
   memcpy(e->frame, h->scratch.data, e->len);
+  return e;
+}
+
+int sse_publish(sse_hub_t *h, const char *channel, const char *event_type,
+                const char *data, uint64_t *id_out) {
+  if (!h || !channel) return -EINVAL;
+  size_t len = strlen(channel);
+  if (len == 0 || len > SSE_MAX_CHANNEL) return -EINVAL;
+  uint64_t id = frame_next(h, event_type, data);
+  if (!id) return -EINVAL;
+  if (id_out) *id_out = id;
+  event_t *e = event_copy(h, id);
   if (h->scratch.cap > 64 * 1024) buf_free(&h->scratch);
   chan_t *c = chan_get(h, channel, len);
   ring_push(c, e);
   int reached = chan_write(c, e->frame, e->len);
   if (!c->nsubs) chan_idle(c, 0); /* keeps the event replayable for replay_ms */
+  return reached;
+}
+
+int sse_publish_prefix(sse_hub_t *h, const char *prefix, const char *event_type,
+                       const char *data, uint64_t *id_out) {
+  if (!h || !prefix) return -EINVAL;
+  size_t plen = strlen(prefix);
+  if (plen > SSE_MAX_CHANNEL) return -EINVAL;
+  uint64_t id = frame_next(h, event_type, data);
+  if (!id) return -EINVAL;
+  if (id_out) *id_out = id;
+  int reached = 0;
+  /* chan_write may only queue channels for freeing (never frees inside the walk). */
+  for (size_t i = 0; i < h->nbuckets; i++)
+    for (chan_t *c = h->buckets[i]; c; c = c->hnext) {
+      if (!c->nsubs || c->name_len < plen || memcmp(c->name, prefix, plen) != 0) continue;
+      event_t *e = event_copy(h, id);
+      ring_push(c, e);
+      reached += chan_write(c, e->frame, e->len);
+    }
+  if (h->scratch.cap > 64 * 1024) buf_free(&h->scratch);
   return reached;
 }

@@ -69,6 +69,11 @@ void sse_hub_free(sse_hub_t *h);
 int sse_subscribe(sse_hub_t *h, http_req_t *r, const char *channel,
                   const char *last_event_id);
 
+/* sse_subscribe with extra response headers (borrowed; filtered like http_respond's),
+ * e.g. CORS headers for a cross-origin EventSource. At most 8 are sent. */
+int sse_subscribe_with(sse_hub_t *h, http_req_t *r, const char *channel,
+                       const char *last_event_id, const http_header_t *extra, size_t nextra);
+
 /* Publish data (borrowed; NULL is empty) on channel as an event of type event_type
  * (NULL: the default "message"). A multi-line data (LF, CRLF or CR) becomes several
  * "data:" lines, which the browser joins with LF. The event gets the next id (OUT:
@@ -78,6 +83,13 @@ int sse_subscribe(sse_hub_t *h, http_req_t *r, const char *channel,
  * empty or too long channel, or an event_type that is empty or holds CR or LF. */
 int sse_publish(sse_hub_t *h, const char *channel, const char *event_type,
                 const char *data, uint64_t *id_out /* OUT */);
+
+/* Publish like sse_publish, once, to every channel whose name starts with prefix and
+ * that has a subscriber now (channels without one are not created or kept: a broadcast
+ * reaches who is connected). Every such channel gets the event, with one id, in its
+ * replay ring. Returns the number of subscribers reached, or -EINVAL as sse_publish. */
+int sse_publish_prefix(sse_hub_t *h, const char *prefix, const char *event_type,
+                       const char *data, uint64_t *id_out /* OUT */);
 
 /* Subscribers of channel right now, or of the whole hub when channel is NULL. */
 size_t sse_subscribers(const sse_hub_t *h, const char *channel);

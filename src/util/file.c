@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/rand.h"
+
 static int sync_dir_of(const char *path) {
   char copy[4096];
   snprintf(copy, sizeof copy, "%s", path);
@@ -40,4 +42,23 @@ int file_write_atomic(const char *path, const void *data, size_t len, mode_t mod
     return rc;
   }
   return sync_dir_of(path);
+}
+
+int file_load_key(const char *path, unsigned char *key, size_t n, char *err, size_t errlen) {
+  int fd = open(path, O_RDONLY);
+  if (fd >= 0) {
+    ssize_t got = read(fd, key, n);
+    close(fd);
+    if (got == (ssize_t)n) return 0;
+    snprintf(err, errlen, "%s: expected %zu bytes; restore it from backup", path, n);
+    return -1;
+  }
+  if (errno != ENOENT) {
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    return -1;
+  }
+  rand_bytes(key, n);
+  int rc = file_write_atomic(path, key, n, 0600);
+  if (rc) snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+  return rc ? -1 : 0;
 }

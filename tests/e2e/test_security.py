@@ -21,6 +21,10 @@ ENDPOINTS = [
     ("GET", "/v1/live", None, {"read", "admin"}),
     ("GET", "/v1/live?feed=events", None, {"read", "admin"}),
     ("GET", "/metrics", None, {"read", "admin"}),
+    ("POST", "/v1/offers/token", {"anonymousId": "a-1"}, {"write", "admin"}),
+    ("POST", "/v1/push", {"anonymousId": "a-1", "template": "t", "fields": {}}, {"admin"}),
+    ("POST", "/v1/actions", {"kind": "offer", "target": "t", "payload": {}, "anonymousId": "a-1"}, {"admin"}),
+    ("POST", "/v1/webhooks/redeliver", {"all": True}, {"admin"}),
     ("GET", "/v1/users/someone/export", None, {"admin"}),
     ("DELETE", "/v1/users/someone-else", None, {"admin"}),
 ]

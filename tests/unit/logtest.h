@@ -1,13 +1,12 @@
 /* logtest.h: what test_log and test_log_rewrite share to drive the durable log through a
- * real libuv loop in a temp dir. logtest_init makes a per-run directory (under TMPDIR,
- * else /tmp) and the loop; logtest_finish checks the loop is empty, removes the directory
+ * real libuv loop in a temp dir. logtest_init makes a per-run directory (tmpdir.h) and
+ * the loop; logtest_finish checks the loop is empty, removes the directory
  * and reports. Each test takes a fresh subdirectory with test_dir and names files in it
  * with path_in; run_until turns the loop until a condition holds, logtest_open opens a
  * log with the tests' usual options and close_log closes it and lets the loop release
  * it. entry_fill and record_matches build and check the tests' deterministic records
  * (the including test defines make_entry), and read_each / read_log read records back
- * through the test's own check. REQUIRE(cond) is CHECK(cond) that also ends the test
- * when cond fails. Include after test.h. */
+ * through the test's own check. Include after test.h. */
 #ifndef SLUICE_LOGTEST_H
 #define SLUICE_LOGTEST_H
 
@@ -17,34 +16,14 @@
 #include <uv.h>
 
 #include "log.h"
+#include "tmpdir.h"
 #include "util/clock.h"
 
 static uv_loop_t loop;
-static char root[256]; /* per-run temp dir; each test uses a subdirectory */
-
-#define REQUIRE(cond)                                           \
-  do {                                                          \
-    if (!(cond)) {                                              \
-      FAILF("check failed: %s", #cond);                         \
-      return;                                                   \
-    }                                                           \
-  } while (0)
-
-static inline int logtest_rm_one(const char *p, const struct stat *st, int flag, struct FTW *f) {
-  (void)st, (void)flag, (void)f;
-  return remove(p);
-}
-
-static inline void rm_rf(const char *p) { nftw(p, logtest_rm_one, 16, FTW_DEPTH | FTW_PHYS); }
 
 /* Make root (named after suite) and the loop; 0, or -1 after saying why. */
 static inline int logtest_init(const char *suite) {
-  const char *tmp = getenv("TMPDIR");
-  snprintf(root, sizeof root, "%s/sluice-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", suite);
-  if (!mkdtemp(root)) {
-    perror("mkdtemp");
-    return -1;
-  }
+  if (tmpdir_init(suite) != 0) return -1;
   uv_loop_init(&loop);
   return 0;
 }
@@ -55,16 +34,8 @@ static inline int logtest_finish(const char *suite) {
     printf("loop still has handles\n");
     test_failed++;
   }
-  rm_rf(root);
+  tmpdir_finish();
   return TEST_REPORT(suite);
-}
-
-/* root/name, emptied (in a static buffer). */
-static inline const char *test_dir(const char *name) {
-  static char d[512];
-  snprintf(d, sizeof d, "%s/%s", root, name);
-  rm_rf(d);
-  return d;
 }
 
 /* dir/file in one of four rotating buffers, so two results can be used together. */

@@ -52,6 +52,15 @@ static int test_passed, test_failed, test_cur_failed;
       FAILF("%s == \"%s\", expected \"%s\"", #a, _a ? _a : "(null)", _b ? _b : "(null)"); \
   } while (0)
 
+/* CHECK(cond) that also ends the test (returns) when cond fails. */
+#define REQUIRE(cond)                                           \
+  do {                                                          \
+    if (!(cond)) {                                              \
+      FAILF("check failed: %s", #cond);                         \
+      return;                                                   \
+    }                                                           \
+  } while (0)
+
 /* Call last in main: prints the summary and returns the exit code. */
 #define TEST_REPORT(suite)                                                      \
   (printf("%s: %d passed, %d failed\n", suite, test_passed, test_failed),       \

@@ -284,6 +284,49 @@ TEST(test_channels) {
   fx_end(&f, a2, b);
 }
 
+static void cmd_channels(fx_t *f, void *arg);
+
+static void cmd_publish_prefix(fx_t *f, void *arg) {
+  pub_t *p = arg;
+  p->rc = sse_publish_prefix(f->hub, p->channel, p->type, p->data, &p->id);
+}
+
+TEST(test_publish_prefix) {
+  fx_t f;
+  CHECK_INT(fx_start(&f, NULL), 0);
+  cli_t *a1 = sse_open(&f, "visitor:a", NULL), *a2 = sse_open(&f, "visitor:a", NULL);
+  cli_t *b = sse_open(&f, "visitor:b", NULL), *live = sse_open(&f, "live", NULL);
+  REQUIRE_OR_STOP(&f, a1 && a2 && b && live);
+  size_t chans;
+  fx_call(&f, cmd_channels, &chans);
+  CHECK_INT(chans, 3);
+  pub_t p = {"visitor:", "offer", "{\"all\":1}", 0, 0};
+  fx_call(&f, cmd_publish_prefix, &p);
+  CHECK_INT(p.rc, 3);
+  char got[1024], want[128], n[24];
+  snprintf(want, sizeof want, "id: %s\nevent: offer\ndata: {\"all\":1}\n", fmt_id(n, p.id));
+  CHECK(cli_event(a1, got, sizeof got) && strcmp(got, want) == 0);
+  CHECK(cli_event(a2, got, sizeof got) && strcmp(got, want) == 0);
+  CHECK(cli_event(b, got, sizeof got) && strcmp(got, want) == 0);
+  CHECK(cli_no_event(live, 100));
+  fx_call(&f, cmd_channels, &chans);
+  CHECK_INT(chans, 3); /* no channel made for the broadcast */
+  /* Each channel keeps it for Last-Event-ID. */
+  cli_close(b);
+  CHECK(fx_wait_subs(&f, "visitor:b", 0));
+  char before[24];
+  cli_t *b2 = sse_open(&f, "visitor:b", fmt_id(before, p.id - 1));
+  REQUIRE_OR_STOP(&f, b2);
+  CHECK(cli_event(b2, got, sizeof got) && strcmp(got, want) == 0);
+  /* Bad arguments. */
+  pub_t bad = {"visitor:", "a\nb", "x", 0, 0};
+  fx_call(&f, cmd_publish_prefix, &bad);
+  CHECK_INT(bad.rc, -EINVAL);
+  cli_close(a1);
+  cli_close(live);
+  fx_end(&f, a2, b2);
+}
+
 TEST(test_replay) {
   fx_t f;
   sse_opts_t o = {.replay_events = 4, .replay_ms = 400};
@@ -538,6 +581,7 @@ int main(void) {
   RUN(test_framing);
   RUN(test_multiline_data);
   RUN(test_channels);
+  RUN(test_publish_prefix);
   RUN(test_replay);
   RUN(test_heartbeat);
   RUN(test_slow_reader_dropped);
