@@ -113,6 +113,10 @@ export const tests = [
     const aid = await page.evaluate(() => sluice.anonymousId());
     await page.evaluate(() => sluice.flush());
     await waitFor(() => stored(srv, aid).size === 1, 10000, "the first page view");
+    // The server stores the page view before the tracker reads the answer and drops it
+    // from its queue: wait for that too, so the queue below holds only the three.
+    await page.waitForFunction(() => JSON.parse(localStorage.getItem("sluice_queue") || "[]").length === 0,
+      null, { timeout: 10000 });
     const first = [...stored(srv, aid).keys()];
     const fetched = [];
     page.on("request", (r) => { if (r.url().endsWith("/v1/batch")) fetched.push([r.resourceType(), r.postData() || ""]); });
