@@ -42,6 +42,7 @@ struct evdoc {
   size_t ncache, next_evict;
   buf_t scratch; /* JSON text of values being set */
   uint64_t mask[EVDOC_MAX_DEPTH]; /* per depth: bit_of(prefix hash) of every edit made */
+  uint64_t endmask[EVDOC_MAX_DEPTH]; /* per depth: bit_of(path hash) of edits that end there */
   struct memo *memo;              /* parsed dotted paths, see evdoc_get */
 };
 
@@ -57,6 +58,7 @@ typedef struct memo {
   const char *segs[EVDOC_MAX_DEPTH];
   size_t lens[EVDOC_MAX_DEPTH];
   uint64_t h[EVDOC_MAX_DEPTH];
+  uint64_t nh[EVDOC_MAX_DEPTH]; /* name_hash of each segment */
 } memo_t;
 
 evdoc_t *evdoc_new(void) { return xcalloc(1, sizeof(evdoc_t)); }
@@ -121,10 +123,14 @@ static indexed_t *index_of(evdoc_t *d, const jscan_val_t *obj) {
   return x;
 }
 
-static const jscan_member_t *member(evdoc_t *d, const jscan_val_t *obj, const char *name, size_t n) {
+/* The member called name (n bytes, name_hash nh) of obj. The index holds every member's
+ * name hash, so only a member whose hash matches is compared byte by byte. */
+static const jscan_member_t *member(evdoc_t *d, const jscan_val_t *obj, const char *name, size_t n,
+                                    uint64_t nh) {
   indexed_t *x = index_of(d, obj);
   if (!x) return NULL;
   for (long i = 0; i < x->count; i++) {
+    if (x->names[i] != nh) continue;
     const jscan_member_t *m = &x->members[i];
     if (!m->key_escaped) {
       if (m->keylen == n && m->key[0] == name[0] && memcmp(m->key, name, n) == 0) return m;
@@ -147,6 +153,7 @@ static int load(evdoc_t *d, const char *json, size_t len, int trusted) {
   d->nedits = 0;
   d->ncache = 0;
   memset(d->mask, 0, sizeof d->mask);
+  memset(d->endmask, 0, sizeof d->endmask);
   buf_reset(&d->arena);
   jscan_val_t root = {JSCAN_OBJECT, json, len, 0, 0};
   /* Trim whitespace so the root span is exactly the object. */
@@ -227,8 +234,14 @@ static uint64_t chain(uint64_t parent, uint64_t name) {
 }
 #define ROOT_HASH 0x84222325cbf29ce4ull
 
-static void path_hashes(const char *const *segs, const size_t *lens, size_t n, uint64_t *h) {
-  for (size_t i = 0; i < n; i++) h[i] = chain(i ? h[i - 1] : ROOT_HASH, name_hash(segs[i], lens[i]));
+/* OUT: h[i] the hash of the first i+1 segments, nh[i] (when not NULL) segment i's name_hash. */
+static void path_hashes(const char *const *segs, const size_t *lens, size_t n, uint64_t *h,
+                        uint64_t *nh) {
+  for (size_t i = 0; i < n; i++) {
+    uint64_t name = name_hash(segs[i], lens[i]);
+    if (nh) nh[i] = name;
+    h[i] = chain(i ? h[i - 1] : ROOT_HASH, name);
+  }
 }
 
 static uint64_t bit_of(uint64_t h) { return 1ull << (h >> 58); }
@@ -265,10 +278,12 @@ static jscan_val_t edit_val(const evdoc_t *d, const edit_t *e) {
   return v;
 }
 
+/* nhs: the segments' name hashes, or NULL to hash them here. */
 static jscan_val_t descend(evdoc_t *d, jscan_val_t at, const char *const *segs, const size_t *lens,
-                           size_t n) {
+                           const uint64_t *nhs, size_t n) {
   for (size_t i = 0; i < n; i++) {
-    const jscan_member_t *m = member(d, &at, segs[i], lens[i]);
+    const jscan_member_t *m =
+        member(d, &at, segs[i], lens[i], nhs ? nhs[i] : name_hash(segs[i], lens[i]));
     if (!m) return (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
     at = m->val;
   }
@@ -277,21 +292,37 @@ static jscan_val_t descend(evdoc_t *d, jscan_val_t at, const char *const *segs, 
 
 /* Segments are (pointer, length) pairs, not necessarily NUL-terminated. */
 static jscan_val_t get_hashed(evdoc_t *d, const char *const *segs, const size_t *lens,
-                              const uint64_t *qh, size_t nsegs);
+                              const uint64_t *qh, const uint64_t *nhs, size_t nsegs);
 
 static jscan_val_t get_path(evdoc_t *d, const char *const *segs, const size_t *lens, size_t nsegs) {
-  uint64_t qh[EVDOC_MAX_DEPTH];
-  path_hashes(segs, lens, nsegs, qh);
-  return get_hashed(d, segs, lens, qh, nsegs);
+  uint64_t qh[EVDOC_MAX_DEPTH], nh[EVDOC_MAX_DEPTH];
+  path_hashes(segs, lens, nsegs, qh, nh);
+  return get_hashed(d, segs, lens, qh, nh, nsegs);
+}
+
+/* Might an edit lie at, above or below the path with prefix hashes qh? One at depth j <= n
+ * has set endmask[j-1]'s bit of qh[j-1]; one at or below the path has set mask[n-1]'s bit
+ * of qh[n-1]. No bit: no edit concerns the path (most reads, before and during enrichment). */
+static int edits_near(const evdoc_t *d, const uint64_t *qh, size_t n) {
+  if (d->mask[n - 1] & bit_of(qh[n - 1])) return 1;
+  for (size_t j = 0; j + 1 < n; j++)
+    if (d->endmask[j] & bit_of(qh[j])) return 1;
+  return 0;
 }
 
 static jscan_val_t get_hashed(evdoc_t *d, const char *const *segs, const size_t *lens,
-                              const uint64_t *qh, size_t nsegs) {
+                              const uint64_t *qh, const uint64_t *nhs, size_t nsegs) {
+  if (!d->nedits || !edits_near(d, qh, nsegs)) {
+    jscan_val_t v = descend(d, d->root, segs, lens, nhs, nsegs);
+    if (v.type == JSCAN_NUMBER) v.num = jscan_num(&v);
+    return v;
+  }
   for (size_t i = d->nedits; i-- > 0;) {
     const edit_t *e = &d->edits[i];
     if (e->op == OP_NOP || e->nsegs > nsegs || !edit_under(d, e, qh, e->nsegs)) continue;
     if (e->op == OP_DEL) break;
-    jscan_val_t v = descend(d, edit_val(d, e), segs + e->nsegs, lens + e->nsegs, nsegs - e->nsegs);
+    jscan_val_t v = descend(d, edit_val(d, e), segs + e->nsegs, lens + e->nsegs, nhs + e->nsegs,
+                            nsegs - e->nsegs);
     if (v.type == JSCAN_NUMBER) v.num = jscan_num(&v);
     return v;
   }
@@ -303,7 +334,7 @@ static jscan_val_t get_hashed(evdoc_t *d, const char *const *segs, const size_t 
         return (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
     }
   }
-  jscan_val_t v = descend(d, d->root, segs, lens, nsegs);
+  jscan_val_t v = descend(d, d->root, segs, lens, nhs, nsegs);
   if (v.type == JSCAN_NUMBER) v.num = jscan_num(&v);
   if (v.type == JSCAN_NONE || v.type != JSCAN_OBJECT) {
     /* Members set below a path make it an object even before it is written. */
@@ -346,13 +377,13 @@ static const memo_t *memo_of(evdoc_t *d, const char *path) {
     if (!dot) break;
     p = dot + 1;
   }
-  path_hashes(m->segs, m->lens, m->n, m->h);
+  path_hashes(m->segs, m->lens, m->n, m->h, m->nh);
   return m;
 }
 
 jscan_val_t evdoc_get(evdoc_t *d, const char *path) {
   const memo_t *m = memo_of(d, path);
-  if (m) return get_hashed(d, m->segs, m->lens, m->h, m->n);
+  if (m) return get_hashed(d, m->segs, m->lens, m->h, m->nh, m->n);
   const char *segs[EVDOC_MAX_DEPTH];
   char store[256];
   size_t lens[EVDOC_MAX_DEPTH], n = split(path, segs, store);
@@ -374,7 +405,7 @@ long evdoc_members(evdoc_t *d, const char *path, const jscan_member_t **out) {
     char store[256];
     size_t lens[EVDOC_MAX_DEPTH], n = split(path, segs, store);
     for (size_t i = 0; i < n; i++) lens[i] = strlen(segs[i]);
-    v = descend(d, d->root, segs, lens, n);
+    v = descend(d, d->root, segs, lens, NULL, n);
   }
   indexed_t *x = index_of(d, &v);
   if (!x) return -1;
@@ -393,7 +424,7 @@ static void add_edit(evdoc_t *d, int op, const char *const *segs, size_t nsegs, 
   size_t lens[EVDOC_MAX_DEPTH];
   uint64_t qh[EVDOC_MAX_DEPTH];
   for (size_t i = 0; i < nsegs; i++) lens[i] = strlen(segs[i]);
-  path_hashes(segs, lens, nsegs, qh);
+  path_hashes(segs, lens, nsegs, qh, NULL);
   add_edit_hashed(d, op, segs, lens, qh, nsegs, val, vlen);
 }
 
@@ -424,6 +455,7 @@ static void add_edit_hashed(evdoc_t *d, int op, const char *const *segs, const s
   e->nsegs = (uint8_t)nsegs;
   memcpy(e->phash, qh, nsegs * sizeof *qh);
   for (size_t i = 0; i < nsegs; i++) d->mask[i] |= bit_of(qh[i]);
+  d->endmask[nsegs - 1] |= bit_of(qh[nsegs - 1]);
   for (size_t i = 0; i < nsegs; i++) {
     e->seg_off[i] = (uint32_t)d->arena.len;
     e->seg_len[i] = (uint16_t)(lens[i] < 65535 ? lens[i] : 65535);
