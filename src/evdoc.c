@@ -484,21 +484,26 @@ void evdoc_set_str(evdoc_t *d, const char *path, const char *s) {
   evdoc_set_raw(d, path, tmp->data, tmp->len);
 }
 
-void evdoc_set_strings(evdoc_t *d, const char *path, const char *const *kv, size_t n) {
-  buf_t *tmp = &d->scratch;
-  buf_reset(tmp);
-  buf_putc(tmp, '{');
+void evdoc_render_strings(buf_t *out, const char *const *kv, size_t n) {
+  size_t start = out->len;
+  buf_putc(out, '{');
   for (size_t i = 0; i < n; i++) {
     const char *v = kv[2 * i + 1];
     if (!v || !*v) continue;
-    if (tmp->len > 1) buf_putc(tmp, ',');
-    buf_putc(tmp, '"');
-    buf_json_escape(tmp, kv[2 * i], strlen(kv[2 * i]));
-    buf_append(tmp, "\":\"", 3);
-    buf_json_escape(tmp, v, strlen(v));
-    buf_putc(tmp, '"');
+    if (out->len > start + 1) buf_putc(out, ',');
+    buf_putc(out, '"');
+    buf_json_escape(out, kv[2 * i], strlen(kv[2 * i]));
+    buf_append(out, "\":\"", 3);
+    buf_json_escape(out, v, strlen(v));
+    buf_putc(out, '"');
   }
-  buf_putc(tmp, '}');
+  buf_putc(out, '}');
+}
+
+void evdoc_set_strings(evdoc_t *d, const char *path, const char *const *kv, size_t n) {
+  buf_t *tmp = &d->scratch;
+  buf_reset(tmp);
+  evdoc_render_strings(tmp, kv, n);
   evdoc_set_raw(d, path, tmp->data, tmp->len);
 }
 

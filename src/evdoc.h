@@ -59,6 +59,9 @@ void evdoc_del(evdoc_t *d, const char *path);
 /* Set path to an object of string members in one edit: kv holds n name/value pairs
  * (2n strings); pairs with a NULL or empty value are left out. */
 void evdoc_set_strings(evdoc_t *d, const char *path, const char *const *kv, size_t n);
+/* The JSON text evdoc_set_strings sets, appended to out (for callers that keep it to set
+ * with evdoc_set_raw later). */
+void evdoc_render_strings(buf_t *out, const char *const *kv, size_t n);
 /* Delete every top-level member whose name is not in keep (NULL-terminated). */
 void evdoc_keep_only(evdoc_t *d, const char *const *keep);
 
