@@ -553,10 +553,11 @@ static const edit_t *edit_at(const evdoc_t *d, const uint64_t *hs, size_t n, int
 
 static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_t depth, buf_t *out);
 
+/* Write the value at prefix hs[0..depth): orig (the client's, or NULL) with the edits at
+ * and below it; e and deeper are what edit_at says for that prefix (the caller has
+ * asked already). */
 static void write_value_at(evdoc_t *d, const jscan_val_t *orig, uint64_t *hs, size_t depth,
-                           buf_t *out) {
-  int deeper;
-  const edit_t *e = edit_at(d, hs, depth, &deeper);
+                           const edit_t *e, int deeper, buf_t *out) {
   if (e && e->op == OP_DEL) {
     write_object(d, NULL, hs, depth, out); /* deleted, then members set below it */
   } else if (e) {
@@ -603,7 +604,7 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
                  v->type == JSCAN_STRING ? v->n + 2 : v->n);
       continue;
     }
-    write_value_at(d, &m->val, hs, depth + 1, out);
+    write_value_at(d, &m->val, hs, depth + 1, e, deeper, out);
   }
   /* New members: edits one or more levels below, whose child name the object lacks. */
   for (size_t i = 0; i < d->nedits; i++) {
@@ -627,7 +628,7 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
     buf_putc(out, '"');
     buf_json_escape(out, child, clen);
     buf_append(out, "\":", 2);
-    write_value_at(d, NULL, hs, depth + 1, out);
+    write_value_at(d, NULL, hs, depth + 1, ex, deeper, out);
   }
   buf_putc(out, '}');
 }
