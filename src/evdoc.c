@@ -392,6 +392,42 @@ jscan_val_t evdoc_get(evdoc_t *d, const char *path) {
   return get_path(d, segs, lens, n);
 }
 
+void evdoc_get_top(evdoc_t *d, const char *const *names, size_t n, jscan_val_t *out) {
+  uint64_t nh[EVDOC_MAX_MEMBERS];
+  size_t len[EVDOC_MAX_MEMBERS];
+  unsigned char want[EVDOC_MAX_MEMBERS];
+  size_t pending = 0;
+  if (n > EVDOC_MAX_MEMBERS) n = EVDOC_MAX_MEMBERS;
+  for (size_t i = 0; i < n; i++) {
+    out[i] = (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
+    /* Copied out: the next name's memo may take the same slot. */
+    const memo_t *m = memo_of(d, names[i]);
+    want[i] = m && m->n == 1 && !(d->nedits && edits_near(d, m->h, 1));
+    if (!want[i]) {
+      /* A dotted or unkept name, or one with edits at or below it: read by itself. */
+      out[i] = evdoc_get(d, names[i]);
+      continue;
+    }
+    nh[i] = m->nh[0];
+    len[i] = m->lens[0];
+    pending++;
+  }
+  const indexed_t *x = &d->cache[0]; /* the root, indexed at load */
+  for (long j = 0; j < x->count && pending; j++) {
+    for (size_t i = 0; i < n; i++) {
+      if (!want[i] || x->names[j] != nh[i]) continue;
+      const jscan_member_t *m = &x->members[j];
+      if (m->key_escaped ? !jscan_key_is(m, names[i], len[i])
+                         : m->keylen != len[i] || memcmp(m->key, names[i], len[i]) != 0)
+        continue;
+      out[i] = m->val; /* the first member of that name, as evdoc_get finds it */
+      if (out[i].type == JSCAN_NUMBER) out[i].num = jscan_num(&out[i]);
+      want[i] = 0;
+      pending--;
+    }
+  }
+}
+
 const char *evdoc_str(evdoc_t *d, const char *path, char *buf, size_t cap) {
   jscan_val_t v = evdoc_get(d, path);
   if (v.type != JSCAN_STRING || jscan_string(&v, buf, cap) < 0) return NULL;
