@@ -614,6 +614,12 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
   indexed_t *x = obj ? index_of(d, obj) : NULL;
   long count = x ? x->count : 0;
   uint64_t parent = depth ? hs[depth - 1] : ROOT_HASH;
+  /* bit_of() of every member's path hash, and of every new member's written so far: most
+   * "is this edit's member new?" questions below are answered by one bit test. */
+  uint64_t member_bits = 0, new_bits = 0;
+  uint64_t last_member = 0; /* path hash of the member the last search found (edits below
+                             * one member, such as context.*, come in runs) */
+  int have_last = 0;
   int first = 1;
   buf_putc(out, '{');
   for (long i = 0; i < count; i++) {
@@ -622,6 +628,7 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
     const edit_t *e = NULL;
     if (depth < EVDOC_MAX_DEPTH) {
       hs[depth] = chain(parent, x->names[i]);
+      member_bits |= bit_of(hs[depth]);
       /* Most members have no edit at or below them: one bit test says so. */
       if (d->mask[depth] & bit_of(hs[depth])) {
         e = edit_at(d, hs, depth + 1, &deeper);
@@ -649,12 +656,20 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
     const char *child = seg_of(d, e, depth);
     size_t clen = e->seg_len[depth];
     int seen = 0;
-    for (long k = 0; k < count && !seen; k++) seen = chain(parent, x->names[k]) == e->phash[depth];
-    for (size_t k = 0; k < i && !seen; k++) {
-      const edit_t *p = &d->edits[k];
-      seen = p->op != OP_NOP && p->nsegs > depth && p->phash[depth] == e->phash[depth];
+    uint64_t bit = bit_of(e->phash[depth]);
+    if (have_last && last_member == e->phash[depth]) {
+      seen = 1;
+    } else if (member_bits & bit) {
+      for (long k = 0; k < count && !seen; k++) seen = chain(parent, x->names[k]) == e->phash[depth];
+      if (seen) last_member = e->phash[depth], have_last = 1;
     }
+    if (new_bits & bit)
+      for (size_t k = 0; k < i && !seen; k++) {
+        const edit_t *p = &d->edits[k];
+        seen = p->op != OP_NOP && p->nsegs > depth && p->phash[depth] == e->phash[depth];
+      }
     if (seen) continue;
+    new_bits |= bit;
     hs[depth] = e->phash[depth];
     int deeper;
     const edit_t *ex = edit_at(d, hs, depth + 1, &deeper);
