@@ -101,7 +101,10 @@ int event_validate(evdoc_t *ev, const char *implied_type, event_error_t *err) {
                   have_type ? type : "?", implied_type);
     }
     if (t.type == JSCAN_NONE) evdoc_set_str(ev, "type", implied_type);
-    snprintf(type, sizeof type, "%s", implied_type);
+    size_t tl = strlen(implied_type); /* a route's constant, shorter than type */
+    if (tl >= sizeof type) tl = sizeof type - 1;
+    memcpy(type, implied_type, tl);
+    type[tl] = 0;
   } else {
     if (t.type == JSCAN_NONE)
       return fail(err, EVENT_ERR_TYPE, "type is required (track, page, screen, identify, group, alias)");

@@ -1,4 +1,6 @@
 /* Unit tests for the small shared pieces: buf, clock, str. */
+#include <time.h>
+
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/rand.h"
@@ -45,6 +47,26 @@ TEST(clock_iso_round_trip) {
   char out[25];
   clock_format_iso(1795376225123000LL, out);
   CHECK_STR(out, "2026-11-22T19:37:05.123Z");
+  /* The same text as gmtime_r and printf give, over leap days, centuries, the epoch,
+   * negative times and a spread of instants from 1900 to 2400. */
+  static const int64_t at[] = {0, -1, -1000, -1500, -86400000000LL, 951782400000000LL,
+                               951868799999000LL, 4107542400000000LL, -2208988800000000LL,
+                               13569465600000000LL, 253402300799999999LL};
+  for (size_t i = 0; i < sizeof at / sizeof at[0] + 2000; i++) {
+    int64_t t = i < sizeof at / sizeof at[0]
+                    ? at[i]
+                    : -2208988800000000LL + (int64_t)(i * 7919) * 8640000000LL + (int64_t)i * 1234567;
+    time_t sec = (time_t)(t / 1000000);
+    int ms = (int)((t % 1000000) / 1000);
+    if (t < 0 && ms) sec -= 1, ms += 1000;
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    char want[64];
+    snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+    CHECK_INT(clock_format_iso(t, out), 24);
+    if (strcmp(out, want) != 0) FAILF("%lld: %s, expected %s", (long long)t, out, want);
+  }
   static const char *bad[] = {"", "2026", "2026-1-01", "2026-13-01", "2026-11-22T25:00:00Z",
                               "2026-11-22T10:00:00Zjunk", "2026-11-22T10:00:00.Z", "yesterday"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
