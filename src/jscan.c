@@ -164,7 +164,25 @@ static size_t utf8_valid(const unsigned char *p, const unsigned char *end) {
 /* At an opening quote: skip the string, setting its span (inside the quotes). Strings
  * must be valid UTF-8 and \u escapes must pair surrogates (RFC 8259 text that every
  * consumer of the stored events accepts). */
-static int string(scan_t *s, const char **sp, size_t *sn, int *escaped) {
+static int string_slow(scan_t *s, const char **sp, size_t *sn, int *escaped);
+
+/* The common case inline: plain bytes up to the closing quote. Anything else (escapes,
+ * UTF-8, errors) goes to string_slow, which starts over at the opening quote. */
+static inline int string(scan_t *s, const char **sp, size_t *sn, int *escaped) {
+  if (s->p >= s->end || *s->p != '"') return -1;
+  const char *start = s->p + 1, *q = skip_plain(start, s->end);
+  if (q < s->end && *q == '"') {
+    *sp = start;
+    *sn = (size_t)(q - start);
+    *escaped = 0;
+    s->p = q + 1;
+    return 0;
+  }
+  return string_slow(s, sp, sn, escaped);
+}
+
+static __attribute__((noinline)) int string_slow(scan_t *s, const char **sp, size_t *sn,
+                                                 int *escaped) {
   if (s->p >= s->end || *s->p != '"') return -1;
   const char *start = ++s->p;
   int esc = 0;
