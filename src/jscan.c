@@ -282,7 +282,7 @@ static int object(scan_t *s, const node_t *at) {
     if (at) {
       if (!kesc) {
         for (const node_t *c = at->child; c && !child; c = c->next)
-          if (c->keylen == kn && memcmp(c->key, k, kn) == 0) child = c;
+          if (c->keylen == kn && c->key[0] == k[0] && memcmp(c->key, k, kn) == 0) child = c;
       } else if (kn < 256) {
         char dec[256];
         jscan_val_t kv = {JSCAN_STRING, k, kn, 1, 0};
