@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "util/mem.h"
+#include "util/plain.h"
 
 typedef struct node {
   char *key;
@@ -98,54 +99,6 @@ static int hex4(const char *p) {
 
 static unsigned hexval4(const char *p);
 
-/* Bytes that need no attention inside a string: printable ASCII but '"' and '\\'. */
-static const unsigned char plain[256] = {
-#define R16(x) x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x
-    R16(0), R16(0),                                       /* 0x00-0x1f: control */
-    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,       /* 0x20-0x2f: '"' */
-    R16(1), R16(1),                                       /* 0x30-0x4f */
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,       /* 0x50-0x5f: '\\' */
-    R16(1), R16(1),                                       /* 0x60-0x7f */
-    R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), /* 0x80-0xff: UTF-8 */
-#undef R16
-};
-
-/* Eight bytes at a time: a string is mostly plain bytes, and one word test replaces eight
- * table lookups. special8 has the high bit set in the first byte of w (in memory order)
- * that is '"', '\\', a control character or non-ASCII; bits above the first may be
- * spurious (borrows), so only the lowest set bit is used. stop8 is the same for '"' and
- * '\\' only. Little-endian only; other byte orders use the byte loop. */
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define SWAR 1
-#define ONES 0x0101010101010101ull
-#define HIGH 0x8080808080808080ull
-static inline uint64_t load8(const char *p) {
-  uint64_t w;
-  memcpy(&w, p, 8);
-  return w;
-}
-static inline uint64_t stop8(uint64_t w) {
-  uint64_t q = w ^ (ONES * '"'), b = w ^ (ONES * '\\');
-  return ((q - ONES) & ~q) | ((b - ONES) & ~b);
-}
-static inline uint64_t special8(uint64_t w) { return (stop8(w) | ((w - ONES * 0x20) & ~w) | w) & HIGH; }
-#else
-#define SWAR 0
-#endif
-
-/* Skip plain bytes (see plain[]) from p; returns the first byte that is not plain, or end. */
-static inline const char *skip_plain(const char *p, const char *end) {
-#if SWAR
-  while (end - p >= 8) {
-    uint64_t m = special8(load8(p));
-    if (m) return p + (__builtin_ctzll(m) >> 3);
-    p += 8;
-  }
-#endif
-  while (p < end && plain[(unsigned char)*p]) p++;
-  return p;
-}
-
 /* Length of the valid UTF-8 sequence at p (lead byte >= 0x80), or 0 when invalid:
  * no overlong forms, no surrogates, nothing above U+10FFFF. */
 static size_t utf8_valid(const unsigned char *p, const unsigned char *end) {
@@ -170,7 +123,7 @@ static int string_slow(scan_t *s, const char **sp, size_t *sn, int *escaped);
  * UTF-8, errors) goes to string_slow, which starts over at the opening quote. */
 static inline int string(scan_t *s, const char **sp, size_t *sn, int *escaped) {
   if (s->p >= s->end || *s->p != '"') return -1;
-  const char *start = s->p + 1, *q = skip_plain(start, s->end);
+  const char *start = s->p + 1, *q = plain_end(start, s->end);
   if (q < s->end && *q == '"') {
     *sp = start;
     *sn = (size_t)(q - start);
@@ -188,7 +141,7 @@ static __attribute__((noinline)) int string_slow(scan_t *s, const char **sp, siz
   int esc = 0;
   while (s->p < s->end) {
     /* Plain bytes are the common case: skip them with one table lookup each. */
-    s->p = skip_plain(s->p, s->end);
+    s->p = plain_end(s->p, s->end);
     if (s->p >= s->end) break;
     unsigned char c = (unsigned char)*s->p;
     if (c == '"') {
@@ -539,8 +492,6 @@ long jscan_members(const char *json, size_t len, jscan_member_t *out, size_t max
 
 /* ---- trusted walking (input already validated) ---- */
 
-/* Bytes that end a run inside a string: '"' and '\\'. */
-static const unsigned char stop[256] = {['"'] = 1, ['\\'] = 1};
 /* Bytes that end a number or literal. */
 static const unsigned char delim[256] = {[','] = 1, ['}'] = 1, [']'] = 1, [' '] = 1,
                                          ['\n'] = 1, ['\r'] = 1, ['\t'] = 1};
@@ -548,17 +499,7 @@ static const unsigned char delim[256] = {[','] = 1, ['}'] = 1, [']'] = 1, [' '] 
 /* p just after an opening quote; returns just after the closing quote. */
 static const char *skip_string_t(const char *p, const char *end, int *escaped) {
   for (;;) {
-#if SWAR
-    while (end - p >= 8) {
-      uint64_t m = stop8(load8(p)) & HIGH;
-      if (m) {
-        p += __builtin_ctzll(m) >> 3;
-        break;
-      }
-      p += 8;
-    }
-#endif
-    while (p < end && !stop[(unsigned char)*p]) p++;
+    p = plain_quote_or_backslash(p, end);
     if (p >= end) return end;
     if (*p == '"') return p + 1;
     *escaped = 1;

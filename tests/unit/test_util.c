@@ -21,6 +21,26 @@ TEST(buf_appends_and_escapes) {
   buf_reset(&b);
   buf_json_escape(&b, "\xc3\xa9 ok \xff bad \xe2\x82", 14);
   CHECK_STR(b.data, "\xc3\xa9 ok \\ufffd bad \\ufffd\\ufffd");
+  /* Every byte value at every offset of a 24-byte run (the escaper reads eight bytes at
+   * a time): the special byte is escaped, the plain ones around it are kept. */
+  for (int c = 1; c < 256; c++) {
+    for (int at = 0; at < 24; at++) {
+      char in[24];
+      memset(in, 'a', sizeof in);
+      in[at] = (char)c;
+      buf_reset(&b);
+      buf_json_escape(&b, in, sizeof in);
+      const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n"
+                      : c == '\r' ? "\\r" : c == '\t' ? "\\t" : NULL;
+      char want[64], mid[8];
+      if (esc) snprintf(mid, sizeof mid, "%s", esc);
+      else if (c < 0x20) snprintf(mid, sizeof mid, "\\u%04x", c);
+      else if (c >= 0x80) snprintf(mid, sizeof mid, "\\ufffd"); /* a lone byte is not UTF-8 */
+      else snprintf(mid, sizeof mid, "%c", c);
+      snprintf(want, sizeof want, "%.*s%s%.*s", at, in, mid, 23 - at, in + at + 1);
+      if (strcmp(b.data, want) != 0) FAILF("byte 0x%02x at %d: %s", c, at, b.data);
+    }
+  }
   buf_free(&b);
   buf_free(&b);
 }
