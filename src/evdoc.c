@@ -44,6 +44,13 @@ struct evdoc {
   uint64_t mask[EVDOC_MAX_DEPTH]; /* per depth: bit_of(prefix hash) of every edit made */
   uint64_t endmask[EVDOC_MAX_DEPTH]; /* per depth: bit_of(path hash) of edits that end there */
   struct memo *memo;              /* parsed dotted paths, see evdoc_get */
+  /* evdoc_get_top's last table (by address) and, per name, its name_hash, length and
+   * whether it is a plain top-level name (else it is read with evdoc_get). */
+  const char *const *top_names;
+  size_t top_n;
+  uint64_t top_nh[EVDOC_MAX_MEMBERS];
+  uint32_t top_len[EVDOC_MAX_MEMBERS];
+  unsigned char top_simple[EVDOC_MAX_MEMBERS];
 };
 
 /* A dotted path parsed and hashed once. Callers pass the same literal again and again,
@@ -393,23 +400,30 @@ jscan_val_t evdoc_get(evdoc_t *d, const char *path) {
 }
 
 void evdoc_get_top(evdoc_t *d, const char *const *names, size_t n, jscan_val_t *out) {
-  uint64_t nh[EVDOC_MAX_MEMBERS];
-  size_t len[EVDOC_MAX_MEMBERS];
+  const uint64_t *nh = d->top_nh;
+  const uint32_t *len = d->top_len;
   unsigned char want[EVDOC_MAX_MEMBERS];
   size_t pending = 0;
   if (n > EVDOC_MAX_MEMBERS) n = EVDOC_MAX_MEMBERS;
+  if (d->top_names != names || d->top_n != n) {
+    for (size_t i = 0; i < n; i++) {
+      const memo_t *m = memo_of(d, names[i]);
+      d->top_simple[i] = m && m->n == 1;
+      d->top_nh[i] = d->top_simple[i] ? m->nh[0] : 0;
+      d->top_len[i] = d->top_simple[i] ? (uint32_t)m->lens[0] : 0;
+    }
+    d->top_names = names;
+    d->top_n = n;
+  }
   for (size_t i = 0; i < n; i++) {
     out[i] = (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
-    /* Copied out: the next name's memo may take the same slot. */
-    const memo_t *m = memo_of(d, names[i]);
-    want[i] = m && m->n == 1 && !(d->nedits && edits_near(d, m->h, 1));
+    uint64_t h = chain(ROOT_HASH, nh[i]);
+    want[i] = d->top_simple[i] && !(d->nedits && edits_near(d, &h, 1));
     if (!want[i]) {
       /* A dotted or unkept name, or one with edits at or below it: read by itself. */
       out[i] = evdoc_get(d, names[i]);
       continue;
     }
-    nh[i] = m->nh[0];
-    len[i] = m->lens[0];
     pending++;
   }
   const indexed_t *x = &d->cache[0]; /* the root, indexed at load */

@@ -47,8 +47,10 @@ int evdoc_load_trusted(evdoc_t *d, const char *json, size_t len);
 jscan_val_t evdoc_get(evdoc_t *d, const char *path);
 jscan_val_t evdoc_get_v(evdoc_t *d, const char *const *segs, size_t nsegs);
 /* Several top-level members at once: out[i] receives what evdoc_get(d, names[i]) would
- * (names without dots; n <= EVDOC_MAX_MEMBERS). One walk over the root's members instead
- * of one lookup per name: for validators that read a dozen fields of every event. */
+ * (n <= EVDOC_MAX_MEMBERS). One walk over the root's members instead of one lookup per
+ * name: for validators that read a dozen fields of every event. names must be a constant
+ * table (static, never changed): its names are parsed and hashed on the first call and
+ * then remembered by the table's address. */
 void evdoc_get_top(evdoc_t *d, const char *const *names, size_t n, jscan_val_t *out /* OUT */);
 /* The decoded string at path into buf (capacity cap), or NULL when absent or not a
  * string. */

@@ -166,6 +166,14 @@ TEST(get_top_matches_get) {
     CHECK_INT(top[3].type, JSCAN_NONE);
     CHECK_INT(top[8].type, round >= 2 ? JSCAN_OBJECT : JSCAN_NONE);
   }
+  /* Another table (its parse is remembered by address): answered for its own names. */
+  static const char *const other[] = {"dup", "n"};
+  jscan_val_t two[2];
+  evdoc_get_top(d, other, 2, two);
+  CHECK(two[0].type == JSCAN_NUMBER && two[0].num == 1);
+  CHECK(two[1].type == JSCAN_NUMBER && two[1].num == -25);
+  evdoc_get_top(d, names, 1, two); /* the first table again, fewer names */
+  CHECK_INT(two[0].type, JSCAN_STRING);
 }
 
 TEST(big_nested_object_keeps_every_member) {
