@@ -39,30 +39,22 @@ static inline uint64_t plain_special8(uint64_t w) {
 #define PLAIN_SWAR 0
 #endif
 
-/* The first byte in [p, end) that is not plain, or end. */
-static inline const char *plain_end(const char *p, const char *end) {
+/* The first byte in [p, end) that is not plain (quotes_only: the first '"' or '\\'), or
+ * end. Called with a constant quotes_only, each use compiles to its own loop. */
+static inline const char *plain_run_end(const char *p, const char *end, int quotes_only) {
 #if PLAIN_SWAR
   while (end - p >= 8) {
-    uint64_t m = plain_special8(plain_load8(p));
+    uint64_t w = plain_load8(p), m = quotes_only ? plain_stop8(w) : plain_special8(w);
     if (m) return p + (__builtin_ctzll(m) >> 3);
     p += 8;
   }
 #endif
-  while (p < end && plain_byte[(unsigned char)*p]) p++;
+  while (p < end && (quotes_only ? *p != '"' && *p != '\\' : plain_byte[(unsigned char)*p])) p++;
   return p;
 }
-
-/* The first '"' or '\\' in [p, end), or end. */
+static inline const char *plain_end(const char *p, const char *end) { return plain_run_end(p, end, 0); }
 static inline const char *plain_quote_or_backslash(const char *p, const char *end) {
-#if PLAIN_SWAR
-  while (end - p >= 8) {
-    uint64_t m = plain_stop8(plain_load8(p));
-    if (m) return p + (__builtin_ctzll(m) >> 3);
-    p += 8;
-  }
-#endif
-  while (p < end && *p != '"' && *p != '\\') p++;
-  return p;
+  return plain_run_end(p, end, 1);
 }
 
 #endif

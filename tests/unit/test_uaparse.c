@@ -3,6 +3,7 @@
  * the device-type rule, the enrichment step, hostile input, and a throughput figure. */
 #include "uaparse.h"
 
+#include <errno.h>
 #include <libfyaml.h>
 #include <time.h>
 #include <unistd.h>
@@ -445,6 +446,23 @@ static void write_file(const char *path, const char *text) {
   fclose(f);
 }
 
+/* A parser over the regexes file text yaml (written to a temporary file), or NULL with
+ * the failure reported. */
+static uaparse_t *open_yaml(const char *yaml, size_t cache_entries) {
+  char path[] = "/tmp/test_uaparse_XXXXXX", err[256];
+  int fd = mkstemp(path);
+  if (fd < 0) {
+    FAILF("mkstemp: %s", strerror(errno));
+    return NULL;
+  }
+  close(fd);
+  write_file(path, yaml);
+  uaparse_t *p = uaparse_open(path, cache_entries, err, sizeof err);
+  unlink(path);
+  if (!p) FAILF("open: %s", err);
+  return p;
+}
+
 TEST(open_errors) {
   char err[256] = "";
   CHECK(uaparse_open("/nonexistent/regexes.yaml", 0, err, sizeof err) == NULL);
@@ -517,20 +535,12 @@ TEST(open_errors) {
  * entry (short names) or is too long for that and rendered per event (names full of
  * characters JSON escapes), on a miss and on a hit. */
 TEST(enrich_step_matches_parse) {
-  char path[] = "/tmp/test_uaparse_XXXXXX", err[256];
-  int fd = mkstemp(path);
-  CHECK(fd >= 0);
-  close(fd);
-  write_file(path, "user_agent_parsers:\n  - regex: '^(.*)$'\n    v1_replacement: '1'\n"
-                   "os_parsers:\n  - regex: '^(.*)$'\n    os_v1_replacement: '2'\n"
-                   "device_parsers:\n  - regex: '^(.*)$'\n    brand_replacement: '$1'\n"
-                   "    model_replacement: '$1'\n");
-  uaparse_t *p = uaparse_open(path, 16, err, sizeof err);
-  unlink(path);
-  if (!p) {
-    FAILF("open: %s", err);
-    return;
-  }
+  uaparse_t *p = open_yaml("user_agent_parsers:\n  - regex: '^(.*)$'\n    v1_replacement: '1'\n"
+                           "os_parsers:\n  - regex: '^(.*)$'\n    os_v1_replacement: '2'\n"
+                           "device_parsers:\n  - regex: '^(.*)$'\n    brand_replacement: '$1'\n"
+                           "    model_replacement: '$1'\n",
+                           16);
+  if (!p) return;
   char quoted[80];
   for (size_t i = 0; i < 62; i++) quoted[i] = i % 2 ? '"' : '\\';
   quoted[62] = 0;
@@ -566,21 +576,13 @@ TEST(enrich_step_matches_parse) {
 TEST(match_limit_stops_backtracking) {
   /* A catastrophic pattern (exponential on a run of 'a' ending otherwise) gives up at the
    * match limit and counts as no match; the next regex still gets its turn. */
-  char path[] = "/tmp/test_uaparse_XXXXXX", err[256];
-  int fd = mkstemp(path);
-  CHECK(fd >= 0);
-  close(fd);
-  write_file(path, "user_agent_parsers:\n"
-                   "  - regex: '^(a|a?)+$'\n"
-                   "    family_replacement: 'Slow'\n"
-                   "  - regex: '(a)a'\n"
-                   "    family_replacement: 'Fallback'\n");
-  uaparse_t *p = uaparse_open(path, 0, err, sizeof err);
-  unlink(path);
-  if (!p) {
-    FAILF("open: %s", err);
-    return;
-  }
+  uaparse_t *p = open_yaml("user_agent_parsers:\n"
+                           "  - regex: '^(a|a?)+$'\n"
+                           "    family_replacement: 'Slow'\n"
+                           "  - regex: '(a)a'\n"
+                           "    family_replacement: 'Fallback'\n",
+                           0);
+  if (!p) return;
   char ua[UAPARSE_MAX_UA];
   memset(ua, 'a', sizeof ua);
   ua[sizeof ua - 1] = 'c';
