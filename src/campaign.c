@@ -92,8 +92,11 @@ static int parse_query(evdoc_t *ev, const char *url) {
   size_t qlen = strcspn(q, "#"), pos = 0, kl, vl;
   const char *k, *v;
   static const char *const fields[] = {"source", "medium", "name", "term", "content"};
-  char vals[5][256] = {"", "", "", "", ""}, click_type[32] = "", click[256] = "";
+  /* Only the first byte of each is cleared: these run once per event. */
+  char vals[5][256], click_type[32], click[256];
   char key[32], val[256];
+  for (int i = 0; i < 5; i++) vals[i][0] = 0;
+  click_type[0] = click[0] = 0;
   while (str_query_next(q, qlen, &pos, &k, &kl, &v, &vl)) {
     if (kl >= sizeof key || vl >= sizeof val) continue;
     if (str_url_decode(k, kl, key, 1) < 0 || str_url_decode(v, vl, val, 1) < 0 || !val[0]) continue;
@@ -105,13 +108,13 @@ static int parse_query(evdoc_t *ev, const char *url) {
               : !strcmp(s, "term")     ? 3
               : !strcmp(s, "content")  ? 4
                                        : -1;
-      if (f >= 0 && !vals[f][0]) snprintf(vals[f], sizeof vals[f], "%s", val);
+      if (f >= 0 && !vals[f][0]) memcpy(vals[f], val, strlen(val) + 1); /* both < 256 */
       continue;
     }
     for (const char *const *c = click_ids; *c && !click[0]; c++)
       if (!strcmp(key, *c)) {
-        snprintf(click_type, sizeof click_type, "%s", key);
-        snprintf(click, sizeof click, "%s", val);
+        memcpy(click_type, key, strlen(key) + 1); /* both < 32 */
+        memcpy(click, val, strlen(val) + 1);
       }
   }
   int any = click[0];
@@ -122,13 +125,17 @@ static int parse_query(evdoc_t *ev, const char *url) {
   for (int i = 0; i < 5; i++) {
     if (!vals[i][0]) continue;
     if (obj.len > 1) buf_putc(&obj, ',');
-    buf_printf(&obj, "\"%s\":\"", fields[i]);
+    buf_putc(&obj, '"');
+    buf_puts(&obj, fields[i]);
+    buf_append(&obj, "\":\"", 3);
     buf_json_escape(&obj, vals[i], strlen(vals[i]));
     buf_putc(&obj, '"');
   }
   if (click[0]) {
     if (obj.len > 1) buf_putc(&obj, ',');
-    buf_printf(&obj, "\"clickId\":{\"type\":\"%s\",\"value\":\"", click_type);
+    buf_puts(&obj, "\"clickId\":{\"type\":\"");
+    buf_puts(&obj, click_type);
+    buf_puts(&obj, "\",\"value\":\"");
     buf_json_escape(&obj, click, strlen(click));
     buf_puts(&obj, "\"}");
   }

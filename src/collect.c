@@ -408,8 +408,7 @@ static void reject(collect_t *c, ingest_t *in, size_t index, const char *code, c
   /* Bad-event record: reason, where, when, and the event as received (bounded). */
   char iso[25], anon[46];
   clock_format_iso(ctx->received_us, iso);
-  if (c->cfg->keep_full_ip || enrich_anonymise_ip(ctx->client_ip, anon) != 0)
-    snprintf(anon, sizeof anon, "%s", c->cfg->keep_full_ip ? ctx->client_ip : "");
+  snprintf(anon, sizeof anon, "%s", c->cfg->keep_full_ip ? ctx->client_ip : ctx->client_ip_anon);
   buf_t *b = &c->badvals;
   buf_printf(b, "{\"receivedAt\":\"%s\",\"endpoint\":\"%s\",\"index\":%zu,\"error\":\"%s\",\"message\":\"",
              iso, in->route->path, index, code);

@@ -34,14 +34,17 @@ typedef struct enrich_ctx {
                                * request's (socket peer or trusted X-Forwarded-For) */
   const char *user_agent;     /* User-Agent header or NULL */
   const char *referer;        /* Referer header or NULL */
-  /* Filled by enrich_event (per request work done once, not per event): */
+  /* Filled by enrich_ctx_prepare (per request work done once, not per event): */
   char received_iso[25];      /* received_us as RFC 3339 */
   int internal;               /* 1: an event the server emits itself (act stage): its ids
                                * come from the log, already in their stored form, and
                                * are not pseudonymised a second time */
+  char client_ip_anon[46];    /* client_ip anonymised (see enrich_anonymise_ip); "" when
+                               * client_ip is not an address */
 } enrich_ctx_t;
 
-/* Prepare ctx for a request: fills the derived fields. Call once per request. */
+/* Prepare ctx for a request: fills the derived fields. Call once per request, after
+ * setting the others; steps rely on it. */
 void enrich_ctx_prepare(enrich_ctx_t *ctx);
 
 /* A step: edit ev (see evdoc.h). Return 0; -1 to reject the event (msg filled; the client

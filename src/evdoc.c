@@ -42,7 +42,15 @@ struct evdoc {
   size_t ncache, next_evict;
   buf_t scratch; /* JSON text of values being set */
   uint64_t mask[EVDOC_MAX_DEPTH]; /* per depth: bit_of(prefix hash) of every edit made */
+  uint64_t endmask[EVDOC_MAX_DEPTH]; /* per depth: bit_of(path hash) of edits that end there */
   struct memo *memo;              /* parsed dotted paths, see evdoc_get */
+  /* evdoc_get_top's last table (by address) and, per name, its name_hash, length and
+   * whether it is a plain top-level name (else it is read with evdoc_get). */
+  const char *const *top_names;
+  size_t top_n;
+  uint64_t top_nh[EVDOC_MAX_MEMBERS];
+  uint32_t top_len[EVDOC_MAX_MEMBERS];
+  unsigned char top_simple[EVDOC_MAX_MEMBERS];
 };
 
 /* A dotted path parsed and hashed once. Callers pass the same literal again and again,
@@ -57,6 +65,7 @@ typedef struct memo {
   const char *segs[EVDOC_MAX_DEPTH];
   size_t lens[EVDOC_MAX_DEPTH];
   uint64_t h[EVDOC_MAX_DEPTH];
+  uint64_t nh[EVDOC_MAX_DEPTH]; /* name_hash of each segment */
 } memo_t;
 
 evdoc_t *evdoc_new(void) { return xcalloc(1, sizeof(evdoc_t)); }
@@ -121,10 +130,14 @@ static indexed_t *index_of(evdoc_t *d, const jscan_val_t *obj) {
   return x;
 }
 
-static const jscan_member_t *member(evdoc_t *d, const jscan_val_t *obj, const char *name, size_t n) {
+/* The member called name (n bytes, name_hash nh) of obj. The index holds every member's
+ * name hash, so only a member whose hash matches is compared byte by byte. */
+static const jscan_member_t *member(evdoc_t *d, const jscan_val_t *obj, const char *name, size_t n,
+                                    uint64_t nh) {
   indexed_t *x = index_of(d, obj);
   if (!x) return NULL;
   for (long i = 0; i < x->count; i++) {
+    if (x->names[i] != nh) continue;
     const jscan_member_t *m = &x->members[i];
     if (!m->key_escaped) {
       if (m->keylen == n && m->key[0] == name[0] && memcmp(m->key, name, n) == 0) return m;
@@ -147,6 +160,7 @@ static int load(evdoc_t *d, const char *json, size_t len, int trusted) {
   d->nedits = 0;
   d->ncache = 0;
   memset(d->mask, 0, sizeof d->mask);
+  memset(d->endmask, 0, sizeof d->endmask);
   buf_reset(&d->arena);
   jscan_val_t root = {JSCAN_OBJECT, json, len, 0, 0};
   /* Trim whitespace so the root span is exactly the object. */
@@ -227,8 +241,14 @@ static uint64_t chain(uint64_t parent, uint64_t name) {
 }
 #define ROOT_HASH 0x84222325cbf29ce4ull
 
-static void path_hashes(const char *const *segs, const size_t *lens, size_t n, uint64_t *h) {
-  for (size_t i = 0; i < n; i++) h[i] = chain(i ? h[i - 1] : ROOT_HASH, name_hash(segs[i], lens[i]));
+/* OUT: h[i] the hash of the first i+1 segments, nh[i] (when not NULL) segment i's name_hash. */
+static void path_hashes(const char *const *segs, const size_t *lens, size_t n, uint64_t *h,
+                        uint64_t *nh) {
+  for (size_t i = 0; i < n; i++) {
+    uint64_t name = name_hash(segs[i], lens[i]);
+    if (nh) nh[i] = name;
+    h[i] = chain(i ? h[i - 1] : ROOT_HASH, name);
+  }
 }
 
 static uint64_t bit_of(uint64_t h) { return 1ull << (h >> 58); }
@@ -265,10 +285,12 @@ static jscan_val_t edit_val(const evdoc_t *d, const edit_t *e) {
   return v;
 }
 
+/* nhs: the segments' name hashes, or NULL to hash them here. */
 static jscan_val_t descend(evdoc_t *d, jscan_val_t at, const char *const *segs, const size_t *lens,
-                           size_t n) {
+                           const uint64_t *nhs, size_t n) {
   for (size_t i = 0; i < n; i++) {
-    const jscan_member_t *m = member(d, &at, segs[i], lens[i]);
+    const jscan_member_t *m =
+        member(d, &at, segs[i], lens[i], nhs ? nhs[i] : name_hash(segs[i], lens[i]));
     if (!m) return (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
     at = m->val;
   }
@@ -277,21 +299,37 @@ static jscan_val_t descend(evdoc_t *d, jscan_val_t at, const char *const *segs, 
 
 /* Segments are (pointer, length) pairs, not necessarily NUL-terminated. */
 static jscan_val_t get_hashed(evdoc_t *d, const char *const *segs, const size_t *lens,
-                              const uint64_t *qh, size_t nsegs);
+                              const uint64_t *qh, const uint64_t *nhs, size_t nsegs);
 
 static jscan_val_t get_path(evdoc_t *d, const char *const *segs, const size_t *lens, size_t nsegs) {
-  uint64_t qh[EVDOC_MAX_DEPTH];
-  path_hashes(segs, lens, nsegs, qh);
-  return get_hashed(d, segs, lens, qh, nsegs);
+  uint64_t qh[EVDOC_MAX_DEPTH], nh[EVDOC_MAX_DEPTH];
+  path_hashes(segs, lens, nsegs, qh, nh);
+  return get_hashed(d, segs, lens, qh, nh, nsegs);
+}
+
+/* Might an edit lie at, above or below the path with prefix hashes qh? One at depth j <= n
+ * has set endmask[j-1]'s bit of qh[j-1]; one at or below the path has set mask[n-1]'s bit
+ * of qh[n-1]. No bit: no edit concerns the path (most reads, before and during enrichment). */
+static int edits_near(const evdoc_t *d, const uint64_t *qh, size_t n) {
+  if (d->mask[n - 1] & bit_of(qh[n - 1])) return 1;
+  for (size_t j = 0; j + 1 < n; j++)
+    if (d->endmask[j] & bit_of(qh[j])) return 1;
+  return 0;
 }
 
 static jscan_val_t get_hashed(evdoc_t *d, const char *const *segs, const size_t *lens,
-                              const uint64_t *qh, size_t nsegs) {
+                              const uint64_t *qh, const uint64_t *nhs, size_t nsegs) {
+  if (!d->nedits || !edits_near(d, qh, nsegs)) {
+    jscan_val_t v = descend(d, d->root, segs, lens, nhs, nsegs);
+    if (v.type == JSCAN_NUMBER) v.num = jscan_num(&v);
+    return v;
+  }
   for (size_t i = d->nedits; i-- > 0;) {
     const edit_t *e = &d->edits[i];
     if (e->op == OP_NOP || e->nsegs > nsegs || !edit_under(d, e, qh, e->nsegs)) continue;
     if (e->op == OP_DEL) break;
-    jscan_val_t v = descend(d, edit_val(d, e), segs + e->nsegs, lens + e->nsegs, nsegs - e->nsegs);
+    jscan_val_t v = descend(d, edit_val(d, e), segs + e->nsegs, lens + e->nsegs, nhs + e->nsegs,
+                            nsegs - e->nsegs);
     if (v.type == JSCAN_NUMBER) v.num = jscan_num(&v);
     return v;
   }
@@ -303,7 +341,7 @@ static jscan_val_t get_hashed(evdoc_t *d, const char *const *segs, const size_t 
         return (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
     }
   }
-  jscan_val_t v = descend(d, d->root, segs, lens, nsegs);
+  jscan_val_t v = descend(d, d->root, segs, lens, nhs, nsegs);
   if (v.type == JSCAN_NUMBER) v.num = jscan_num(&v);
   if (v.type == JSCAN_NONE || v.type != JSCAN_OBJECT) {
     /* Members set below a path make it an object even before it is written. */
@@ -346,19 +384,62 @@ static const memo_t *memo_of(evdoc_t *d, const char *path) {
     if (!dot) break;
     p = dot + 1;
   }
-  path_hashes(m->segs, m->lens, m->n, m->h);
+  path_hashes(m->segs, m->lens, m->n, m->h, m->nh);
   return m;
 }
 
 jscan_val_t evdoc_get(evdoc_t *d, const char *path) {
   const memo_t *m = memo_of(d, path);
-  if (m) return get_hashed(d, m->segs, m->lens, m->h, m->n);
+  if (m) return get_hashed(d, m->segs, m->lens, m->h, m->nh, m->n);
   const char *segs[EVDOC_MAX_DEPTH];
   char store[256];
   size_t lens[EVDOC_MAX_DEPTH], n = split(path, segs, store);
   if (!n) return (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
   for (size_t i = 0; i < n; i++) lens[i] = strlen(segs[i]);
   return get_path(d, segs, lens, n);
+}
+
+void evdoc_get_top(evdoc_t *d, const char *const *names, size_t n, jscan_val_t *out) {
+  const uint64_t *nh = d->top_nh;
+  const uint32_t *len = d->top_len;
+  unsigned char want[EVDOC_MAX_MEMBERS];
+  size_t pending = 0;
+  if (n > EVDOC_MAX_MEMBERS) n = EVDOC_MAX_MEMBERS;
+  if (d->top_names != names || d->top_n != n) {
+    for (size_t i = 0; i < n; i++) {
+      const memo_t *m = memo_of(d, names[i]);
+      d->top_simple[i] = m && m->n == 1;
+      d->top_nh[i] = d->top_simple[i] ? m->nh[0] : 0;
+      d->top_len[i] = d->top_simple[i] ? (uint32_t)m->lens[0] : 0;
+    }
+    d->top_names = names;
+    d->top_n = n;
+  }
+  for (size_t i = 0; i < n; i++) {
+    out[i] = (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
+    uint64_t h = chain(ROOT_HASH, nh[i]);
+    want[i] = d->top_simple[i] && !(d->nedits && edits_near(d, &h, 1));
+    if (!want[i]) {
+      /* A dotted or unkept name, or one with edits at or below it: read by itself. */
+      out[i] = evdoc_get(d, names[i]);
+      continue;
+    }
+    pending++;
+  }
+  const indexed_t *x = &d->cache[0]; /* the root, indexed at load */
+  for (long j = 0; j < x->count && pending; j++) {
+    for (size_t i = 0; i < n; i++) {
+      if (!want[i] || x->names[j] != nh[i]) continue;
+      const jscan_member_t *m = &x->members[j];
+      if (m->key_escaped ? !jscan_key_is(m, names[i], len[i])
+                         : m->keylen != len[i] || memcmp(m->key, names[i], len[i]) != 0)
+        continue;
+      out[i] = m->val; /* the first member of that name, as evdoc_get finds it */
+      if (out[i].type == JSCAN_NUMBER) out[i].num = jscan_num(&out[i]);
+      want[i] = 0;
+      pending--;
+    }
+  }
 }
 
 const char *evdoc_str(evdoc_t *d, const char *path, char *buf, size_t cap) {
@@ -374,7 +455,7 @@ long evdoc_members(evdoc_t *d, const char *path, const jscan_member_t **out) {
     char store[256];
     size_t lens[EVDOC_MAX_DEPTH], n = split(path, segs, store);
     for (size_t i = 0; i < n; i++) lens[i] = strlen(segs[i]);
-    v = descend(d, d->root, segs, lens, n);
+    v = descend(d, d->root, segs, lens, NULL, n);
   }
   indexed_t *x = index_of(d, &v);
   if (!x) return -1;
@@ -393,7 +474,7 @@ static void add_edit(evdoc_t *d, int op, const char *const *segs, size_t nsegs, 
   size_t lens[EVDOC_MAX_DEPTH];
   uint64_t qh[EVDOC_MAX_DEPTH];
   for (size_t i = 0; i < nsegs; i++) lens[i] = strlen(segs[i]);
-  path_hashes(segs, lens, nsegs, qh);
+  path_hashes(segs, lens, nsegs, qh, NULL);
   add_edit_hashed(d, op, segs, lens, qh, nsegs, val, vlen);
 }
 
@@ -424,6 +505,7 @@ static void add_edit_hashed(evdoc_t *d, int op, const char *const *segs, const s
   e->nsegs = (uint8_t)nsegs;
   memcpy(e->phash, qh, nsegs * sizeof *qh);
   for (size_t i = 0; i < nsegs; i++) d->mask[i] |= bit_of(qh[i]);
+  d->endmask[nsegs - 1] |= bit_of(qh[nsegs - 1]);
   for (size_t i = 0; i < nsegs; i++) {
     e->seg_off[i] = (uint32_t)d->arena.len;
     e->seg_len[i] = (uint16_t)(lens[i] < 65535 ? lens[i] : 65535);
@@ -452,21 +534,26 @@ void evdoc_set_str(evdoc_t *d, const char *path, const char *s) {
   evdoc_set_raw(d, path, tmp->data, tmp->len);
 }
 
-void evdoc_set_strings(evdoc_t *d, const char *path, const char *const *kv, size_t n) {
-  buf_t *tmp = &d->scratch;
-  buf_reset(tmp);
-  buf_putc(tmp, '{');
+void evdoc_render_strings(buf_t *out, const char *const *kv, size_t n) {
+  size_t start = out->len;
+  buf_putc(out, '{');
   for (size_t i = 0; i < n; i++) {
     const char *v = kv[2 * i + 1];
     if (!v || !*v) continue;
-    if (tmp->len > 1) buf_putc(tmp, ',');
-    buf_putc(tmp, '"');
-    buf_json_escape(tmp, kv[2 * i], strlen(kv[2 * i]));
-    buf_append(tmp, "\":\"", 3);
-    buf_json_escape(tmp, v, strlen(v));
-    buf_putc(tmp, '"');
+    if (out->len > start + 1) buf_putc(out, ',');
+    buf_putc(out, '"');
+    buf_json_escape(out, kv[2 * i], strlen(kv[2 * i]));
+    buf_append(out, "\":\"", 3);
+    buf_json_escape(out, v, strlen(v));
+    buf_putc(out, '"');
   }
-  buf_putc(tmp, '}');
+  buf_putc(out, '}');
+}
+
+void evdoc_set_strings(evdoc_t *d, const char *path, const char *const *kv, size_t n) {
+  buf_t *tmp = &d->scratch;
+  buf_reset(tmp);
+  evdoc_render_strings(tmp, kv, n);
   evdoc_set_raw(d, path, tmp->data, tmp->len);
 }
 
@@ -516,10 +603,11 @@ static const edit_t *edit_at(const evdoc_t *d, const uint64_t *hs, size_t n, int
 
 static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_t depth, buf_t *out);
 
+/* Write the value at prefix hs[0..depth): orig (the client's, or NULL) with the edits at
+ * and below it; e and deeper are what edit_at says for that prefix (the caller has
+ * asked already). */
 static void write_value_at(evdoc_t *d, const jscan_val_t *orig, uint64_t *hs, size_t depth,
-                           buf_t *out) {
-  int deeper;
-  const edit_t *e = edit_at(d, hs, depth, &deeper);
+                           const edit_t *e, int deeper, buf_t *out) {
   if (e && e->op == OP_DEL) {
     write_object(d, NULL, hs, depth, out); /* deleted, then members set below it */
   } else if (e) {
@@ -540,6 +628,12 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
   indexed_t *x = obj ? index_of(d, obj) : NULL;
   long count = x ? x->count : 0;
   uint64_t parent = depth ? hs[depth - 1] : ROOT_HASH;
+  /* bit_of() of every member's path hash, and of every new member's written so far: most
+   * "is this edit's member new?" questions below are answered by one bit test. */
+  uint64_t member_bits = 0, new_bits = 0;
+  uint64_t last_member = 0; /* path hash of the member the last search found (edits below
+                             * one member, such as context.*, come in runs) */
+  int have_last = 0;
   int first = 1;
   buf_putc(out, '{');
   for (long i = 0; i < count; i++) {
@@ -548,6 +642,7 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
     const edit_t *e = NULL;
     if (depth < EVDOC_MAX_DEPTH) {
       hs[depth] = chain(parent, x->names[i]);
+      member_bits |= bit_of(hs[depth]);
       /* Most members have no edit at or below them: one bit test says so. */
       if (d->mask[depth] & bit_of(hs[depth])) {
         e = edit_at(d, hs, depth + 1, &deeper);
@@ -566,7 +661,7 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
                  v->type == JSCAN_STRING ? v->n + 2 : v->n);
       continue;
     }
-    write_value_at(d, &m->val, hs, depth + 1, out);
+    write_value_at(d, &m->val, hs, depth + 1, e, deeper, out);
   }
   /* New members: edits one or more levels below, whose child name the object lacks. */
   for (size_t i = 0; i < d->nedits; i++) {
@@ -575,12 +670,20 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
     const char *child = seg_of(d, e, depth);
     size_t clen = e->seg_len[depth];
     int seen = 0;
-    for (long k = 0; k < count && !seen; k++) seen = chain(parent, x->names[k]) == e->phash[depth];
-    for (size_t k = 0; k < i && !seen; k++) {
-      const edit_t *p = &d->edits[k];
-      seen = p->op != OP_NOP && p->nsegs > depth && p->phash[depth] == e->phash[depth];
+    uint64_t bit = bit_of(e->phash[depth]);
+    if (have_last && last_member == e->phash[depth]) {
+      seen = 1;
+    } else if (member_bits & bit) {
+      for (long k = 0; k < count && !seen; k++) seen = chain(parent, x->names[k]) == e->phash[depth];
+      if (seen) last_member = e->phash[depth], have_last = 1;
     }
+    if (new_bits & bit)
+      for (size_t k = 0; k < i && !seen; k++) {
+        const edit_t *p = &d->edits[k];
+        seen = p->op != OP_NOP && p->nsegs > depth && p->phash[depth] == e->phash[depth];
+      }
     if (seen) continue;
+    new_bits |= bit;
     hs[depth] = e->phash[depth];
     int deeper;
     const edit_t *ex = edit_at(d, hs, depth + 1, &deeper);
@@ -590,7 +693,7 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
     buf_putc(out, '"');
     buf_json_escape(out, child, clen);
     buf_append(out, "\":", 2);
-    write_value_at(d, NULL, hs, depth + 1, out);
+    write_value_at(d, NULL, hs, depth + 1, ex, deeper, out);
   }
   buf_putc(out, '}');
 }

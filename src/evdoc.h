@@ -46,6 +46,12 @@ int evdoc_load_trusted(evdoc_t *d, const char *json, size_t len);
  * object read after members were set below it shows its bytes before those edits. */
 jscan_val_t evdoc_get(evdoc_t *d, const char *path);
 jscan_val_t evdoc_get_v(evdoc_t *d, const char *const *segs, size_t nsegs);
+/* Several top-level members at once: out[i] receives what evdoc_get(d, names[i]) would
+ * (n <= EVDOC_MAX_MEMBERS). One walk over the root's members instead of one lookup per
+ * name: for validators that read a dozen fields of every event. names must be a constant
+ * table (static, never changed): its names are parsed and hashed on the first call and
+ * then remembered by the table's address. */
+void evdoc_get_top(evdoc_t *d, const char *const *names, size_t n, jscan_val_t *out /* OUT */);
 /* The decoded string at path into buf (capacity cap), or NULL when absent or not a
  * string. */
 const char *evdoc_str(evdoc_t *d, const char *path, char *buf, size_t cap);
@@ -59,6 +65,9 @@ void evdoc_del(evdoc_t *d, const char *path);
 /* Set path to an object of string members in one edit: kv holds n name/value pairs
  * (2n strings); pairs with a NULL or empty value are left out. */
 void evdoc_set_strings(evdoc_t *d, const char *path, const char *const *kv, size_t n);
+/* The JSON text evdoc_set_strings sets, appended to out (for callers that keep it to set
+ * with evdoc_set_raw later). */
+void evdoc_render_strings(buf_t *out, const char *const *kv, size_t n);
 /* Delete every top-level member whose name is not in keep (NULL-terminated). */
 void evdoc_keep_only(evdoc_t *d, const char *const *keep);
 

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <maxminddb.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -16,7 +17,20 @@
 struct geo {
   MMDB_s db;
   char *description; /* geo_description's line, owned */
+  uint64_t generation; /* unique per geo_open (see memo) */
 };
+
+/* The events of one request (a batch from one browser) share their address, so
+ * geo_enrich_step keeps its last lookup: once per request instead of once per event. The
+ * memo is per thread (lookups stay lock-free) and keyed by the database's generation, not
+ * its address, which a freed database may pass on to the next one. */
+static atomic_uint_fast64_t generations;
+static _Thread_local struct {
+  uint64_t generation; /* 0: empty */
+  char ip[46];
+  int rc;
+  geo_info_t info;
+} memo;
 
 /* Say why MMDB_open failed in words a user can act on: libmaxminddb reports every
  * open(2), fstat(2) and mmap(2) failure as one of two generic codes. */
@@ -45,6 +59,7 @@ geo_t *geo_open(const char *mmdb_path, char *err, size_t errlen) {
     return NULL;
   }
   geo_t *g = xcalloc(1, sizeof *g);
+  g->generation = atomic_fetch_add(&generations, 1) + 1;
   errno = 0;
   int rc = MMDB_open(mmdb_path, MMDB_MODE_MMAP, &g->db);
   if (rc != MMDB_SUCCESS) {
@@ -194,7 +209,21 @@ int geo_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg
   if (have != JSCAN_NONE && have != JSCAN_NULL) return 0;
 
   geo_info_t info;
-  if (geo_lookup(g, ctx->client_ip, &info) != 0) return 0;
+  size_t n = strlen(ctx->client_ip);
+  int rc;
+  if (memo.generation == g->generation && n < sizeof memo.ip && memcmp(memo.ip, ctx->client_ip, n + 1) == 0) {
+    rc = memo.rc;
+    info = memo.info;
+  } else {
+    rc = geo_lookup(g, ctx->client_ip, &info);
+    if (n < sizeof memo.ip) {
+      memo.generation = g->generation;
+      memcpy(memo.ip, ctx->client_ip, n + 1);
+      memo.rc = rc;
+      memo.info = info;
+    }
+  }
+  if (rc != 0) return 0;
   const char *kv[] = {"country", info.country, "region", info.region, "city", info.city};
   evdoc_set_strings(ev, "context.location", kv, 3);
   return 0;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "util/mem.h"
+#include "util/plain.h"
 
 typedef struct node {
   char *key;
@@ -98,18 +99,6 @@ static int hex4(const char *p) {
 
 static unsigned hexval4(const char *p);
 
-/* Bytes that need no attention inside a string: printable ASCII but '"' and '\\'. */
-static const unsigned char plain[256] = {
-#define R16(x) x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x
-    R16(0), R16(0),                                       /* 0x00-0x1f: control */
-    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,       /* 0x20-0x2f: '"' */
-    R16(1), R16(1),                                       /* 0x30-0x4f */
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,       /* 0x50-0x5f: '\\' */
-    R16(1), R16(1),                                       /* 0x60-0x7f */
-    R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), /* 0x80-0xff: UTF-8 */
-#undef R16
-};
-
 /* Length of the valid UTF-8 sequence at p (lead byte >= 0x80), or 0 when invalid:
  * no overlong forms, no surrogates, nothing above U+10FFFF. */
 static size_t utf8_valid(const unsigned char *p, const unsigned char *end) {
@@ -128,13 +117,31 @@ static size_t utf8_valid(const unsigned char *p, const unsigned char *end) {
 /* At an opening quote: skip the string, setting its span (inside the quotes). Strings
  * must be valid UTF-8 and \u escapes must pair surrogates (RFC 8259 text that every
  * consumer of the stored events accepts). */
-static int string(scan_t *s, const char **sp, size_t *sn, int *escaped) {
+static int string_slow(scan_t *s, const char **sp, size_t *sn, int *escaped);
+
+/* The common case inline: plain bytes up to the closing quote. Anything else (escapes,
+ * UTF-8, errors) goes to string_slow, which starts over at the opening quote. */
+static inline int string(scan_t *s, const char **sp, size_t *sn, int *escaped) {
+  if (s->p >= s->end || *s->p != '"') return -1;
+  const char *start = s->p + 1, *q = plain_end(start, s->end);
+  if (q < s->end && *q == '"') {
+    *sp = start;
+    *sn = (size_t)(q - start);
+    *escaped = 0;
+    s->p = q + 1;
+    return 0;
+  }
+  return string_slow(s, sp, sn, escaped);
+}
+
+static __attribute__((noinline)) int string_slow(scan_t *s, const char **sp, size_t *sn,
+                                                 int *escaped) {
   if (s->p >= s->end || *s->p != '"') return -1;
   const char *start = ++s->p;
   int esc = 0;
   while (s->p < s->end) {
     /* Plain bytes are the common case: skip them with one table lookup each. */
-    while (s->p < s->end && plain[(unsigned char)*s->p]) s->p++;
+    s->p = plain_end(s->p, s->end);
     if (s->p >= s->end) break;
     unsigned char c = (unsigned char)*s->p;
     if (c == '"') {
@@ -228,7 +235,7 @@ static int object(scan_t *s, const node_t *at) {
     if (at) {
       if (!kesc) {
         for (const node_t *c = at->child; c && !child; c = c->next)
-          if (c->keylen == kn && memcmp(c->key, k, kn) == 0) child = c;
+          if (c->keylen == kn && c->key[0] == k[0] && memcmp(c->key, k, kn) == 0) child = c;
       } else if (kn < 256) {
         char dec[256];
         jscan_val_t kv = {JSCAN_STRING, k, kn, 1, 0};
@@ -485,8 +492,6 @@ long jscan_members(const char *json, size_t len, jscan_member_t *out, size_t max
 
 /* ---- trusted walking (input already validated) ---- */
 
-/* Bytes that end a run inside a string: '"' and '\\'. */
-static const unsigned char stop[256] = {['"'] = 1, ['\\'] = 1};
 /* Bytes that end a number or literal. */
 static const unsigned char delim[256] = {[','] = 1, ['}'] = 1, [']'] = 1, [' '] = 1,
                                          ['\n'] = 1, ['\r'] = 1, ['\t'] = 1};
@@ -494,7 +499,7 @@ static const unsigned char delim[256] = {[','] = 1, ['}'] = 1, [']'] = 1, [' '] 
 /* p just after an opening quote; returns just after the closing quote. */
 static const char *skip_string_t(const char *p, const char *end, int *escaped) {
   for (;;) {
-    while (p < end && !stop[(unsigned char)*p]) p++;
+    p = plain_quote_or_backslash(p, end);
     if (p >= end) return end;
     if (*p == '"') return p + 1;
     *escaped = 1;

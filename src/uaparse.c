@@ -67,6 +67,16 @@ typedef struct tag {
   uint32_t len;    /* length of the truncated user agent */
 } tag_t;
 
+/* The JSON objects uaparse_enrich_step sets for a cached user agent, rendered when the
+ * slot is filled: a hit then costs three edits, not three objects built and escaped.
+ * The three texts lie back to back in json; a length of 0 means they did not fit (rare:
+ * long, escaped names) and the step renders them itself. */
+#define FRAG_BYTES 240
+typedef struct frag {
+  uint16_t browser, os, device; /* lengths in json */
+  char json[FRAG_BYTES];
+} frag_t;
+
 struct uaparse {
   rule_list_t lists[LIST_COUNT];
   pcre2_match_context *mctx;
@@ -74,6 +84,8 @@ struct uaparse {
   pcre2_match_data *md;
   tag_t *tags;           /* WAYS * (set_mask + 1); set s is tags[WAYS*s ..] */
   ua_info_t *infos;      /* parallel to tags */
+  frag_t *frags;         /* parallel to tags */
+  buf_t render;          /* scratch for filling a frag */
   size_t set_mask;
   uint64_t tick;         /* access counter for LRU within a set */
   uint64_t seed;
@@ -230,10 +242,11 @@ uaparse_t *uaparse_open(const char *regexes_path, size_t cache_entries, char *er
   if (!p) goto oom;
   p->tags = calloc(slots, sizeof *p->tags);
   p->infos = calloc(slots, sizeof *p->infos);
+  p->frags = calloc(slots, sizeof *p->frags);
   p->mctx = pcre2_match_context_create(NULL);
   p->jit_stack = pcre2_jit_stack_create(32 * 1024, JIT_STACK_MAX, NULL);
   p->md = pcre2_match_data_create(OVECTOR_PAIRS, NULL);
-  if (!p->tags || !p->infos || !p->mctx || !p->jit_stack || !p->md) goto oom;
+  if (!p->tags || !p->infos || !p->frags || !p->mctx || !p->jit_stack || !p->md) goto oom;
   p->set_mask = slots / WAYS - 1;
   pcre2_set_match_limit(p->mctx, MATCH_LIMIT);
   pcre2_set_depth_limit(p->mctx, DEPTH_LIMIT);
@@ -260,6 +273,8 @@ void uaparse_free(uaparse_t *p) {
   pcre2_match_context_free(p->mctx);
   free(p->tags);
   free(p->infos);
+  free(p->frags);
+  buf_free(&p->render);
   free(p);
 }
 
@@ -511,32 +526,74 @@ void uaparse_info_from_parts(const ua_parts_t *pt, const char *ua, size_t len,
 
 /* ---- Cached parse ---- */
 
-int uaparse_parse(uaparse_t *p, const char *ua, size_t len, ua_info_t *out) {
-  if (!ua) len = 0;
+/* The name/value pairs of the three context objects for info (kv: 16 strings). */
+static void context_pairs(const ua_info_t *info, const char **kv) {
+  const char *pairs[] = {"name",   info->browser,       "version", info->browser_version,
+                         "name",   info->os,            "version", info->os_version,
+                         "type",   info->device_type,   "family",  info->device_family,
+                         "manufacturer", info->device_brand, "model", info->device_model};
+  memcpy(kv, pairs, sizeof pairs);
+}
+
+/* Render slot w's context objects into its frag (lengths 0 when they do not fit). */
+static void fill_frag(uaparse_t *p, size_t w) {
+  const char *kv[16];
+  context_pairs(&p->infos[w], kv);
+  buf_t *b = &p->render;
+  buf_reset(b);
+  evdoc_render_strings(b, kv, 2);
+  size_t browser = b->len;
+  evdoc_render_strings(b, kv + 4, 2);
+  size_t os = b->len - browser;
+  evdoc_render_strings(b, kv + 8, 4);
+  size_t device = b->len - browser - os;
+  frag_t *f = &p->frags[w];
+  if (b->len > sizeof f->json) {
+    f->browser = f->os = f->device = 0;
+    return;
+  }
+  memcpy(f->json, b->data, b->len);
+  f->browser = (uint16_t)browser;
+  f->os = (uint16_t)os;
+  f->device = (uint16_t)device;
+}
+
+/* The cache slot holding ua[0..len) (len already capped), parsed and filled on a miss.
+ * OUT: *hit. */
+static size_t slot_of(uaparse_t *p, const char *ua, size_t len, int *hit) {
   if (len > UAPARSE_MAX_UA) len = UAPARSE_MAX_UA;
   XXH128_hash_t h = XXH3_128bits_withSeed(ua ? ua : "", len, p->seed);
   size_t base = WAYS * ((size_t)h.low64 & p->set_mask), victim = base;
   for (size_t w = base; w < base + WAYS; w++) {
     tag_t *t = &p->tags[w];
     if (t->used && t->lo == h.low64 && t->hi == h.high64 && t->len == len) {
-      *out = p->infos[w];
       t->used = ++p->tick;
       p->hits++;
-      return 1;
+      *hit = 1;
+      return w;
     }
     if (t->used < p->tags[victim].used) victim = w; /* an empty slot (0) or the LRU */
   }
   ua_parts_t parts;
   uaparse_match(p, ua, len, &parts);
-  uaparse_info_from_parts(&parts, ua, len, out);
+  uaparse_info_from_parts(&parts, ua, len, &p->infos[victim]);
+  fill_frag(p, victim);
   tag_t *t = &p->tags[victim];
   t->lo = h.low64;
   t->hi = h.high64;
   t->len = (uint32_t)len;
   t->used = ++p->tick;
-  p->infos[victim] = *out;
   p->misses++;
-  return 0;
+  *hit = 0;
+  return victim;
+}
+
+int uaparse_parse(uaparse_t *p, const char *ua, size_t len, ua_info_t *out) {
+  if (!ua) len = 0;
+  if (len > UAPARSE_MAX_UA) len = UAPARSE_MAX_UA;
+  int hit;
+  *out = p->infos[slot_of(p, ua, len, &hit)];
+  return hit;
 }
 
 /* ---- Enrichment step ---- */
@@ -553,21 +610,24 @@ int uaparse_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char 
   char ua[UAPARSE_MAX_UA + 8];
   if (!evdoc_str(ev, "context.userAgent", ua, sizeof ua)) return 0;
 
-  ua_info_t info;
-  uaparse_parse(p, ua, strlen(ua), &info);
-  if (need_browser) {
-    const char *kv[] = {"name", info.browser, "version", info.browser_version};
-    evdoc_set_strings(ev, "context.browser", kv, 2);
+  size_t len = strlen(ua);
+  int hit;
+  size_t w = slot_of(p, ua, len > UAPARSE_MAX_UA ? UAPARSE_MAX_UA : len, &hit);
+  const ua_info_t *info = &p->infos[w];
+  const frag_t *f = &p->frags[w];
+  const char *kv[16];
+  context_pairs(info, kv);
+  static const char *const paths[] = {"context.browser", "context.os", "context.device"};
+  const int need[] = {need_browser, need_os, need_device};
+  const size_t pairs[] = {2, 2, 4}, at[] = {0, f->browser, (size_t)f->browser + f->os};
+  const size_t lens[] = {f->browser, f->os, f->device};
+  for (int i = 0; i < 3; i++) {
+    if (!need[i]) continue;
+    if (f->browser)
+      evdoc_set_raw(ev, paths[i], f->json + at[i], lens[i]);
+    else
+      evdoc_set_strings(ev, paths[i], kv + 4 * i, pairs[i]);
   }
-  if (need_os) {
-    const char *kv[] = {"name", info.os, "version", info.os_version};
-    evdoc_set_strings(ev, "context.os", kv, 2);
-  }
-  if (need_device) {
-    const char *kv[] = {"type", info.device_type, "family", info.device_family,
-                        "manufacturer", info.device_brand, "model", info.device_model};
-    evdoc_set_strings(ev, "context.device", kv, 4);
-  }
-  if (need_bot) evdoc_set_bool(ev, "context.bot", info.bot);
+  if (need_bot) evdoc_set_bool(ev, "context.bot", info->bot);
   return 0;
 }

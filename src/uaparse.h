@@ -14,8 +14,9 @@
  * used of them; no allocation after uaparse_open. (Eight ways, not two: with fewer, a
  * few sets overflow even when the working set is a tenth of the table, and a cyclic
  * access pattern then misses on every pass.) A slot holds the 128-bit seeded XXH3 hash
- * and the length of the (truncated) user agent plus the parsed ua_info_t — about 430
- * bytes, 7 MB for the default 16384. A hit needs all 128 bits and the length to agree;
+ * and the length of the (truncated) user agent plus the parsed ua_info_t and the JSON
+ * objects uaparse_enrich_step sets (rendered once, when the slot is filled) — about 680
+ * bytes, 11 MB for the default 16384. A hit needs all 128 bits and the length to agree;
  * the seed is random per process, so colliding keys cannot be prepared offline.
  *
  * Threads: a uaparse_t holds mutable state (cache, match data) and belongs to one thread
@@ -50,7 +51,7 @@
 
 /* The Debian package's regexes; used when uaparse_open is given NULL. */
 #define UAPARSE_DEFAULT_REGEXES "/usr/share/uap-core/regexes.yaml"
-/* Cache slots when uaparse_open is given 0, and the most it accepts (~450 MB). */
+/* Cache slots when uaparse_open is given 0, and the most it accepts (~700 MB). */
 #define UAPARSE_DEFAULT_CACHE 16384
 #define UAPARSE_MAX_CACHE (1u << 20)
 /* Only the first UAPARSE_MAX_UA bytes of a user agent are matched (and hashed). */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "util/mem.h"
+#include "util/plain.h"
 
 void buf_reserve_slow(buf_t *b, size_t extra) {
   if (b->cap - b->len >= extra && b->data) return;
@@ -59,8 +60,8 @@ static size_t utf8_len(const unsigned char *p, size_t avail) {
   return n;
 }
 
-/* Printable ASCII other than '"' and '\\': copied as it is. */
-static const unsigned char plain[256] = {
+/* Printable ASCII other than '"' and '\\': copied as it is (see util/plain.h). */
+const unsigned char plain_byte[256] = {
 #define R16(x) x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x
     R16(0), R16(0), 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, R16(1), R16(1),
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, R16(1), R16(1),
@@ -73,7 +74,8 @@ void buf_json_escape(buf_t *b, const char *s, size_t n) {
   buf_reserve(b, n + 2);
   size_t run = 0;
   for (size_t i = 0; i < n; i++) {
-    if (plain[(unsigned char)s[i]]) continue;
+    i = (size_t)(plain_end(s + i, s + n) - s);
+    if (i >= n) break;
     unsigned char c = (unsigned char)s[i];
     if (c >= 0x80) {
       size_t k = utf8_len((const unsigned char *)s + i, n - i);

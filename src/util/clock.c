@@ -4,10 +4,52 @@
 #include <errno.h>
 #include <stdio.h>
 
+/* y-m-d of day z counted from 1970-01-01 (proleptic Gregorian; days_from_civil's inverse). */
+static void civil_from_days(int64_t z, int64_t *y, int *m, int *d) {
+  z += 719468;
+  int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  int64_t doe = z - era * 146097;
+  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  int64_t mp = (5 * doy + 2) / 153;
+  *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+  *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+  *y = yoe + era * 400 + (*m <= 2);
+}
+
+static char *put_digits(char *o, int64_t v, int n) {
+  for (int i = n - 1; i >= 0; i--, v /= 10) o[i] = (char)('0' + v % 10);
+  return o + n;
+}
+
 size_t clock_format_iso(int64_t t_us, char out[25]) {
   time_t sec = (time_t)(t_us / 1000000);
   int ms = (int)((t_us % 1000000) / 1000);
   if (t_us < 0 && ms) { sec -= 1; ms += 1000; }
+  /* Every event gets one or two of these: digits by hand, not gmtime_r and snprintf.
+   * Years outside 0..9999 (never a real receive time) take the general path. */
+  int64_t days = sec >= 0 ? sec / 86400 : -((-sec + 86399) / 86400), y;
+  int64_t s = sec - days * 86400;
+  int mo, d;
+  civil_from_days(days, &y, &mo, &d);
+  if (y >= 0 && y <= 9999) {
+    char *o = put_digits(out, y, 4);
+    *o++ = '-';
+    o = put_digits(o, mo, 2);
+    *o++ = '-';
+    o = put_digits(o, d, 2);
+    *o++ = 'T';
+    o = put_digits(o, s / 3600, 2);
+    *o++ = ':';
+    o = put_digits(o, s / 60 % 60, 2);
+    *o++ = ':';
+    o = put_digits(o, s % 60, 2);
+    *o++ = '.';
+    o = put_digits(o, ms, 3);
+    *o++ = 'Z';
+    *o = 0;
+    return 24;
+  }
   struct tm tm;
   gmtime_r(&sec, &tm);
   int n = snprintf(out, 25, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
 
 void rand_bytes(void *p, size_t n) {
@@ -38,9 +39,28 @@ void rand_hex(char *out, size_t n) {
   out[k] = 0;
 }
 
+/* Ids are made per event (a messageId for each event sent without one): one getrandom
+ * call per id would be a system call per event. Each thread draws 512 bytes at a time
+ * and hands them out 16 by 16; they are used once and wiped as taken. (sluice never
+ * forks, so no two processes can share a pool.) */
+static _Thread_local struct {
+  uint8_t bytes[512];
+  size_t used;
+} pool = {.used = sizeof pool.bytes};
+
+static void pooled(uint8_t out[16]) {
+  if (pool.used + 16 > sizeof pool.bytes) {
+    rand_bytes(pool.bytes, sizeof pool.bytes);
+    pool.used = 0;
+  }
+  memcpy(out, pool.bytes + pool.used, 16);
+  memset(pool.bytes + pool.used, 0, 16);
+  pool.used += 16;
+}
+
 void rand_uuid(char out[37]) {
   uint8_t b[16];
-  rand_bytes(b, sizeof b);
+  pooled(b);
   b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
   b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
   size_t k = 0;

@@ -136,6 +136,46 @@ TEST(reuse_many_times) {
   }
 }
 
+static int same_val(jscan_val_t a, jscan_val_t b) {
+  return a.type == b.type && a.n == b.n && a.escaped == b.escaped && a.num == b.num &&
+         (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
+}
+
+/* evdoc_get_top answers every name as evdoc_get does: absent, escaped keys, numbers,
+ * dotted names, and after edits at, above or below. */
+TEST(get_top_matches_get) {
+  static const char *const names[] = {"type", "userId", "name", "missing", "n",
+                                      "context", "context.ip", "dup", "traits", "type"};
+  const size_t n = sizeof names / sizeof names[0];
+  const char *j = "{\"type\":\"track\",\"userId\":\"u\\\"1\",\"na\\u006de\":\"x\",\"n\":-2.5e1,"
+                  "\"context\":{\"ip\":\"1.2.3.4\"},\"dup\":1}";
+  for (int round = 0; round < 4; round++) {
+    CHECK_INT(evdoc_load_trusted(d, j, strlen(j)), 0);
+    if (round >= 1) evdoc_set_str(d, "type", "page");           /* at */
+    if (round >= 2) evdoc_set_str(d, "traits.plan", "pro");     /* below */
+    if (round >= 3) evdoc_del(d, "context");                    /* above context.ip */
+    jscan_val_t top[16];
+    evdoc_get_top(d, names, n, top);
+    for (size_t i = 0; i < n; i++) {
+      jscan_val_t one = evdoc_get(d, names[i]);
+      if (!same_val(top[i], one)) FAILF("round %d: %s differs", round, names[i]);
+    }
+    CHECK(top[4].type == JSCAN_NUMBER && top[4].num == -25);
+    CHECK(top[7].type == JSCAN_NUMBER && top[7].num == 1);
+    CHECK(top[2].type == JSCAN_STRING && top[2].n == 1 && top[2].p[0] == 'x'); /* escaped key */
+    CHECK_INT(top[3].type, JSCAN_NONE);
+    CHECK_INT(top[8].type, round >= 2 ? JSCAN_OBJECT : JSCAN_NONE);
+  }
+  /* Another table (its parse is remembered by address): answered for its own names. */
+  static const char *const other[] = {"dup", "n"};
+  jscan_val_t two[2];
+  evdoc_get_top(d, other, 2, two);
+  CHECK(two[0].type == JSCAN_NUMBER && two[0].num == 1);
+  CHECK(two[1].type == JSCAN_NUMBER && two[1].num == -25);
+  evdoc_get_top(d, names, 1, two); /* the first table again, fewer names */
+  CHECK_INT(two[0].type, JSCAN_STRING);
+}
+
 TEST(big_nested_object_keeps_every_member) {
   /* context with 1000 members, then an edit inside it: nothing may be lost. */
   buf_t j = BUF_INIT;
@@ -166,6 +206,7 @@ int main(void) {
   RUN(escaped_keys_and_members);
   RUN(reuse_many_times);
   RUN(big_nested_object_keeps_every_member);
+  RUN(get_top_matches_get);
   evdoc_free(d);
   return TEST_REPORT("test_evdoc");
 }

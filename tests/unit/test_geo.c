@@ -170,6 +170,45 @@ TEST(enrich_uses_raw_ip) {
   config_free(&c);
 }
 
+/* The step remembers its last lookup (one address per request): a new address, or the
+ * same address in another database, must never get the remembered answer. */
+TEST(enrich_memo_follows_address_and_database) {
+  static const struct {
+    const char *ip, *loc;
+  } seq[] = {
+      {"203.0.113.77", "{\"country\":\"DE\",\"region\":\"BE\",\"city\":\"Berlin\"}"},
+      {"203.0.113.77", "{\"country\":\"DE\",\"region\":\"BE\",\"city\":\"Berlin\"}"},
+      {"192.0.2.70", "{\"country\":\"JP\",\"region\":\"Tokyo\",\"city\":\"Shibuya\"}"},
+      {"10.9.9.9", NULL},
+      {"198.51.100.1", "{\"country\":\"US\",\"region\":\"NY\",\"city\":\"New York\"}"},
+      {"203.0.113.77", "{\"country\":\"DE\",\"region\":\"BE\",\"city\":\"Berlin\"}"},
+  };
+  for (size_t i = 0; i < sizeof seq / sizeof seq[0]; i++) {
+    enrich_ctx_t ctx = {0, seq[i].ip, NULL, NULL, ""};
+    int rc = -1;
+    cJSON *ev = evtest_step(geo_enrich_step, fixture, "{\"type\":\"track\"}", &ctx, &rc);
+    CHECK_INT(rc, 0);
+    char *loc = location_of(ev);
+    if (seq[i].loc)
+      CHECK_STR(loc, seq[i].loc);
+    else if (loc)
+      FAILF("ip %s: got location %s", seq[i].ip, loc);
+    free(loc);
+    cJSON_Delete(ev);
+  }
+  /* Another database (here: the same file opened again, a new handle) looks up afresh;
+   * the answer stays right after the first handle is freed. */
+  geo_t *other = open_fixture();
+  CHECK(other != NULL);
+  enrich_ctx_t ctx = {0, "192.0.2.70", NULL, NULL, ""};
+  cJSON *ev = evtest_step(geo_enrich_step, other, "{\"type\":\"track\"}", &ctx, NULL);
+  char *loc = location_of(ev);
+  CHECK_STR(loc, "{\"country\":\"JP\",\"region\":\"Tokyo\",\"city\":\"Shibuya\"}");
+  free(loc);
+  cJSON_Delete(ev);
+  geo_free(other);
+}
+
 TEST(enrich_keeps_or_skips) {
   config_t c;
   config_defaults(&c);
@@ -313,6 +352,7 @@ int main(void) {
   RUN(bad_values);
   RUN(enrich_uses_raw_ip);
   RUN(enrich_keeps_or_skips);
+  RUN(enrich_memo_follows_address_and_database);
   RUN(default_database);
   geo_free(fixture);
   return TEST_REPORT("test_geo");

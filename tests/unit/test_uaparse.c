@@ -3,6 +3,7 @@
  * the device-type rule, the enrichment step, hostile input, and a throughput figure. */
 #include "uaparse.h"
 
+#include <errno.h>
 #include <libfyaml.h>
 #include <time.h>
 #include <unistd.h>
@@ -445,6 +446,23 @@ static void write_file(const char *path, const char *text) {
   fclose(f);
 }
 
+/* A parser over the regexes file text yaml (written to a temporary file), or NULL with
+ * the failure reported. */
+static uaparse_t *open_yaml(const char *yaml, size_t cache_entries) {
+  char path[] = "/tmp/test_uaparse_XXXXXX", err[256];
+  int fd = mkstemp(path);
+  if (fd < 0) {
+    FAILF("mkstemp: %s", strerror(errno));
+    return NULL;
+  }
+  close(fd);
+  write_file(path, yaml);
+  uaparse_t *p = uaparse_open(path, cache_entries, err, sizeof err);
+  unlink(path);
+  if (!p) FAILF("open: %s", err);
+  return p;
+}
+
 TEST(open_errors) {
   char err[256] = "";
   CHECK(uaparse_open("/nonexistent/regexes.yaml", 0, err, sizeof err) == NULL);
@@ -513,24 +531,58 @@ TEST(open_errors) {
   uaparse_free(NULL);
 }
 
+/* The step sets what uaparse_parse reports, whether its JSON was kept with the cached
+ * entry (short names) or is too long for that and rendered per event (names full of
+ * characters JSON escapes), on a miss and on a hit. */
+TEST(enrich_step_matches_parse) {
+  uaparse_t *p = open_yaml("user_agent_parsers:\n  - regex: '^(.*)$'\n    v1_replacement: '1'\n"
+                           "os_parsers:\n  - regex: '^(.*)$'\n    os_v1_replacement: '2'\n"
+                           "device_parsers:\n  - regex: '^(.*)$'\n    brand_replacement: '$1'\n"
+                           "    model_replacement: '$1'\n",
+                           16);
+  if (!p) return;
+  char quoted[80];
+  for (size_t i = 0; i < 62; i++) quoted[i] = i % 2 ? '"' : '\\';
+  quoted[62] = 0;
+  const char *uas[] = {"Tiny/1", quoted};
+  for (int round = 0; round < 2; round++) {
+    for (size_t k = 0; k < 2; k++) {
+      buf_t json = BUF_INIT;
+      buf_puts(&json, "{\"type\":\"page\",\"context\":{\"userAgent\":\"");
+      buf_json_escape(&json, uas[k], strlen(uas[k]));
+      buf_puts(&json, "\"}}");
+      enrich_ctx_t ctx = {0};
+      int rc = -1;
+      cJSON *ev = evtest_step(uaparse_enrich_step, p, json.data, &ctx, &rc);
+      buf_free(&json);
+      CHECK_INT(rc, 0);
+      ua_info_t info;
+      CHECK_INT(uaparse_parse(p, uas[k], strlen(uas[k]), &info), 1);
+      CHECK_STR(path_str(ev, "browser", "name"), info.browser);
+      CHECK_STR(path_str(ev, "browser", "version"), info.browser_version);
+      CHECK_STR(path_str(ev, "os", "name"), info.os);
+      CHECK_STR(path_str(ev, "os", "version"), info.os_version);
+      CHECK_STR(path_str(ev, "device", "type"), info.device_type);
+      CHECK_STR(path_str(ev, "device", "family"), info.device_family);
+      CHECK_STR(path_str(ev, "device", "manufacturer"), info.device_brand);
+      CHECK_STR(path_str(ev, "device", "model"), info.device_model);
+      if (k == 1) CHECK(strlen(info.device_model) > 50); /* the long case is long */
+      cJSON_Delete(ev);
+    }
+  }
+  uaparse_free(p);
+}
+
 TEST(match_limit_stops_backtracking) {
   /* A catastrophic pattern (exponential on a run of 'a' ending otherwise) gives up at the
    * match limit and counts as no match; the next regex still gets its turn. */
-  char path[] = "/tmp/test_uaparse_XXXXXX", err[256];
-  int fd = mkstemp(path);
-  CHECK(fd >= 0);
-  close(fd);
-  write_file(path, "user_agent_parsers:\n"
-                   "  - regex: '^(a|a?)+$'\n"
-                   "    family_replacement: 'Slow'\n"
-                   "  - regex: '(a)a'\n"
-                   "    family_replacement: 'Fallback'\n");
-  uaparse_t *p = uaparse_open(path, 0, err, sizeof err);
-  unlink(path);
-  if (!p) {
-    FAILF("open: %s", err);
-    return;
-  }
+  uaparse_t *p = open_yaml("user_agent_parsers:\n"
+                           "  - regex: '^(a|a?)+$'\n"
+                           "    family_replacement: 'Slow'\n"
+                           "  - regex: '(a)a'\n"
+                           "    family_replacement: 'Fallback'\n",
+                           0);
+  if (!p) return;
   char ua[UAPARSE_MAX_UA];
   memset(ua, 'a', sizeof ua);
   ua[sizeof ua - 1] = 'c';
@@ -610,6 +662,7 @@ int main(void) {
   RUN(truncation_at_character_boundary);
   RUN(open_errors);
   RUN(match_limit_stops_backtracking);
+  RUN(enrich_step_matches_parse);
   RUN(throughput);
   uaparse_free(parser);
   return TEST_REPORT("test_uaparse");

@@ -1,4 +1,6 @@
 /* Unit tests for the small shared pieces: buf, clock, str. */
+#include <time.h>
+
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/rand.h"
@@ -19,6 +21,26 @@ TEST(buf_appends_and_escapes) {
   buf_reset(&b);
   buf_json_escape(&b, "\xc3\xa9 ok \xff bad \xe2\x82", 14);
   CHECK_STR(b.data, "\xc3\xa9 ok \\ufffd bad \\ufffd\\ufffd");
+  /* Every byte value at every offset of a 24-byte run (the escaper reads eight bytes at
+   * a time): the special byte is escaped, the plain ones around it are kept. */
+  for (int c = 1; c < 256; c++) {
+    for (int at = 0; at < 24; at++) {
+      char in[24];
+      memset(in, 'a', sizeof in);
+      in[at] = (char)c;
+      buf_reset(&b);
+      buf_json_escape(&b, in, sizeof in);
+      const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n"
+                      : c == '\r' ? "\\r" : c == '\t' ? "\\t" : NULL;
+      char want[64], mid[8];
+      if (esc) snprintf(mid, sizeof mid, "%s", esc);
+      else if (c < 0x20) snprintf(mid, sizeof mid, "\\u%04x", c);
+      else if (c >= 0x80) snprintf(mid, sizeof mid, "\\ufffd"); /* a lone byte is not UTF-8 */
+      else snprintf(mid, sizeof mid, "%c", c);
+      snprintf(want, sizeof want, "%.*s%s%.*s", at, in, mid, 23 - at, in + at + 1);
+      if (strcmp(b.data, want) != 0) FAILF("byte 0x%02x at %d: %s", c, at, b.data);
+    }
+  }
   buf_free(&b);
   buf_free(&b);
 }
@@ -45,6 +67,26 @@ TEST(clock_iso_round_trip) {
   char out[25];
   clock_format_iso(1795376225123000LL, out);
   CHECK_STR(out, "2026-11-22T19:37:05.123Z");
+  /* The same text as gmtime_r and printf give, over leap days, centuries, the epoch,
+   * negative times and a spread of instants from 1900 to 2400. */
+  static const int64_t at[] = {0, -1, -1000, -1500, -86400000000LL, 951782400000000LL,
+                               951868799999000LL, 4107542400000000LL, -2208988800000000LL,
+                               13569465600000000LL, 253402300799999999LL};
+  for (size_t i = 0; i < sizeof at / sizeof at[0] + 2000; i++) {
+    int64_t t = i < sizeof at / sizeof at[0]
+                    ? at[i]
+                    : -2208988800000000LL + (int64_t)(i * 7919) * 8640000000LL + (int64_t)i * 1234567;
+    time_t sec = (time_t)(t / 1000000);
+    int ms = (int)((t % 1000000) / 1000);
+    if (t < 0 && ms) sec -= 1, ms += 1000;
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    char want[64];
+    snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+    CHECK_INT(clock_format_iso(t, out), 24);
+    if (strcmp(out, want) != 0) FAILF("%lld: %s, expected %s", (long long)t, out, want);
+  }
   static const char *bad[] = {"", "2026", "2026-1-01", "2026-13-01", "2026-11-22T25:00:00Z",
                               "2026-11-22T10:00:00Zjunk", "2026-11-22T10:00:00.Z", "yesterday"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -111,6 +153,14 @@ TEST(ct_equal_and_uuid) {
   CHECK_INT(strlen(u1), 36);
   CHECK(u1[14] == '4');
   CHECK(strcmp(u1, u2) != 0);
+  /* Across several refills of the per-thread pool: all distinct, all version 4. */
+  static char many[100][37];
+  for (int i = 0; i < 100; i++) {
+    rand_uuid(many[i]);
+    CHECK(many[i][14] == '4' && strchr("89ab", many[i][19]) != NULL);
+    for (int k = 0; k < i; k++)
+      if (strcmp(many[i], many[k]) == 0) FAILF("uuid %d repeats uuid %d", i, k);
+  }
 }
 
 int main(void) {
