@@ -468,6 +468,12 @@ static val_t eval(ctx_t *c, const expr_t *e) {
 
 /* ---- actions ---- */
 
+static void json_str(buf_t *b, const char *s, size_t n) {
+  buf_putc(b, '"');
+  buf_json_escape(b, s, n);
+  buf_putc(b, '"');
+}
+
 static void render_value(buf_t *b, val_t v) {
   switch (v.t) {
   case V_STR: {
@@ -476,7 +482,7 @@ static void render_value(buf_t *b, val_t v) {
       n = RULES_VALUE_MAX;
       while (n && ((unsigned char)v.s[n] & 0xc0) == 0x80) n--; /* a character boundary */
     }
-    buf_json_escape(b, v.s, n);
+    json_str(b, v.s, n);
     break;
   }
   case V_NUM:
@@ -493,7 +499,7 @@ static char *render_payload(ctx_t *c, const rule_action_t *a) {
   buf_putc(&b, '{');
   for (int i = 0; i < a->nfields; i++) {
     if (i) buf_putc(&b, ',');
-    buf_json_escape(&b, a->fields[i].key, strlen(a->fields[i].key));
+    json_str(&b, a->fields[i].key, strlen(a->fields[i].key));
     buf_putc(&b, ':');
     render_value(&b, eval(c, a->fields[i].val));
   }
@@ -747,10 +753,16 @@ int rules_event(rules_t *r, const rules_event_t *ev) {
   const char *name = ev->type == PROFILE_TRACK ? ev->name : NULL;
   const index_entry_t *ents[2] = {name ? rules_index_find(s, ev->type, name) : NULL,
                                   rules_index_find(s, ev->type, NULL)};
-  if (!ents[0] && !ents[1]) return n;
+  ustate_t *u = rules_user_find(r, ev->user);
+  if (!ents[0] && !ents[1]) {
+    if (u) { /* keep what later timers need: the latest consent and session */
+      u->consent = ev->consent_marketing != 0;
+      u->session_us = ev->session_us;
+    }
+    return n;
+  }
   memset(r->scanned, 0, s->nchunks);
   r->scratch_used = 0;
-  ustate_t *u = rules_user_find(r, ev->user);
   if (!u) u = rules_user_add(r, ev->user);
   if (ev->t_us > u->last_us) u->last_us = ev->t_us;
   u->consent = ev->consent_marketing != 0;
@@ -805,8 +817,8 @@ int rules_merge(rules_t *r, uint64_t from, uint64_t into) {
   /* history: interleave by time, keep the most recent */
   uint32_t total = f->hn + t->hn;
   hrec_t *h = xmalloc((total + 1) * sizeof *h);
-  memcpy(h, t->hist, t->hn * sizeof *h);
-  memcpy(h + t->hn, f->hist, f->hn * sizeof *h);
+  if (t->hn) memcpy(h, t->hist, t->hn * sizeof *h);
+  if (f->hn) memcpy(h + t->hn, f->hist, f->hn * sizeof *h);
   qsort(h, total, sizeof *h, cmp_hrec);
   uint32_t keep = total < r->o.history_per_user ? total : (uint32_t)r->o.history_per_user;
   memmove(h, h + (total - keep), keep * sizeof *h);

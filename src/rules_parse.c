@@ -331,6 +331,7 @@ static expr_t *node2(parser_t *P, int kind, int op, const tok_t *at, expr_t *a, 
   e->kids = rules_arena_alloc(P->set, 2 * sizeof *e->kids);
   e->kids[0] = a;
   e->kids[1] = b;
+  if (b) e->line = a->line, e->col = a->col; /* a binary node starts at its left side */
   return e;
 }
 
@@ -1030,7 +1031,7 @@ static void free_parser(parser_t *P) {
 
 #define MOVE(P, s, arr, n) \
   ((s)->n = (P)->n, (s)->arr = rules_arena_alloc((s), ((P)->n + 1) * sizeof *(P)->arr), \
-   memcpy((void *)(s)->arr, (P)->arr, (P)->n * sizeof *(P)->arr))
+   (P)->n ? memcpy((void *)(s)->arr, (P)->arr, (P)->n * sizeof *(P)->arr) : NULL)
 
 rules_set_t *rules_set_parse(const rules_src_t *srcs, size_t n, char *err, size_t errlen) {
   rules_set_t *s = xcalloc(1, sizeof *s);

@@ -284,21 +284,27 @@ int rules_deserialize(rules_t *r, const void *p, size_t n) {
 
 /* ---- alerts ---- */
 
+static void json_q(buf_t *b, const char *s, size_t n) {
+  buf_putc(b, '"');
+  buf_json_escape(b, s, n);
+  buf_putc(b, '"');
+}
+
 static void alert_action(rules_t *r, const alert_def_t *a, int64_t now, double v, int firing) {
   const rules_alert_t *p = &a->pub;
   buf_t b = BUF_INIT;
   buf_puts(&b, "{\"alert\":");
-  buf_json_escape(&b, p->name, strlen(p->name));
+  json_q(&b, p->name, strlen(p->name));
   buf_puts(&b, ",\"kpi\":");
-  buf_json_escape(&b, p->kpi, strlen(p->kpi));
+  json_q(&b, p->kpi, strlen(p->kpi));
   buf_printf(&b, ",\"state\":\"%s\",\"value\":%.17g,\"threshold\":%.17g,\"window_s\":%lld",
              firing ? "firing" : "resolved", isfinite(v) ? v : 0, p->threshold,
              (long long)(p->window_us / 1000000));
   buf_puts(&b, ",\"segment\":");
-  if (p->segment) buf_json_escape(&b, p->segment, strlen(p->segment));
+  if (p->segment) json_q(&b, p->segment, strlen(p->segment));
   else buf_puts(&b, "null");
   buf_puts(&b, ",\"campaign\":");
-  if (p->campaign) buf_json_escape(&b, p->campaign, strlen(p->campaign));
+  if (p->campaign) json_q(&b, p->campaign, strlen(p->campaign));
   else buf_puts(&b, "null");
   buf_putc(&b, '}');
   action_t act = {.kind = ACTION_ALERT, .rule = p->name, .target = p->name, .payload = b.data,
