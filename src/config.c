@@ -102,6 +102,9 @@ static const opt_t opts[] = {
      "event name that is an order: converts its session, its revenue is summed"},
     {"session-timeout-s", T_UINT, O(session_timeout_s), "1800", NULL,
      "inactivity that ends a session"},
+    {"rules-dir", T_STR, O(rules_dir), "", NULL,
+     "directory whose *.rules files hold the marketing rules, KPI alerts and webhook "
+     "endpoints (docs/RULES.md); empty: no rules. Check with `sluice check-rules`"},
 };
 
 #define NOPTS (sizeof opts / sizeof opts[0])

@@ -66,6 +66,8 @@ typedef struct config {
   strlist_t tracked_events;  /* profile counters, at most 8 */
   char *conversion_event;
   uint64_t session_timeout_s;
+  /* decide */
+  char *rules_dir;           /* *.rules files (docs/RULES.md); "" = no rules */
 } config_t;
 
 /* Fill c with the built-in defaults. */

@@ -496,6 +496,10 @@ static expr_t *parse_primary(parser_t *P) {
       return e;
     }
     if (accept_ident(P, "null")) return node(P, E_NULL, &t);
+    static const char *const clause[] = {"on", "let", "when", "wait", "unless", "do", "cap",
+                                         "limit", "where", "and", "or", "in", "rule"};
+    for (size_t i = 0; i < sizeof clause / sizeof *clause; i++)
+      if (is_ident(P, clause[i])) expected(P, "a value, a field or '('");
     /* a call when '(' follows the identifier directly */
     if (t.p + t.n < P->text + P->len && t.p[t.n] == '(') return parse_call(P);
     return parse_name(P);
