@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 gcc -std=c11 -D_GNU_SOURCE -O2 -g -DNDEBUG -Isrc -o "$out/rules_bench" bench/rules_bench.c \
-  src/rules.c src/rules_parse.c src/rules_state.c src/jscan.c src/util/mem.c src/util/buf.c \
+  src/rules.c src/rules_parse.c src/rules_set.c src/rules_state.c src/jscan.c src/util/mem.c src/util/buf.c \
   src/util/crc32c.c -lxxhash -lm
 rules=${1:-1000}
 "$out/rules_bench" "$rules" "${2:-1000000}"

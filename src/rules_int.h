@@ -248,6 +248,8 @@ int rules_rule_by_fp(const rules_t *r, uint64_t fp);
 
 /* Index lookup (rules.c): the entry for (type, name) (name NULL: any-name entry). */
 const index_entry_t *rules_index_find(const rules_set_t *s, int type, const char *name);
+/* Build s's index from its rules' triggers and its patterns (arena memory). */
+void rules_index_build(rules_set_t *s);
 /* The hash of an index key. */
 uint64_t rules_index_hash(int type, const char *name);
 /* Arena allocation for the set (zeroed, aligned to 16). */
