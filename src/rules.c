@@ -128,7 +128,25 @@ static int heap_less(const heap_ent_t *a, const heap_ent_t *b) {
          (a->deadline_us == b->deadline_us && a->offset < b->offset);
 }
 
+static void heap_add(rules_t *r, int64_t deadline_us, uint64_t user, uint64_t fp, uint64_t offset);
+
+/* Entries of cancelled, moved or dropped timers stay in the heap until due; when they
+ * outnumber the live timers the heap is rebuilt from the users' timers. */
+static void heap_compact(rules_t *r) {
+  r->nheap = 0;
+  for (size_t i = 0; i < r->nusers; i++) {
+    const ustate_t *u = r->users[i];
+    for (uint32_t k = 0; k < u->ntm; k++)
+      heap_add(r, u->tm[k].deadline_us, u->key, u->tm[k].fp, u->tm[k].offset);
+  }
+}
+
 void rules_heap_push(rules_t *r, int64_t deadline_us, uint64_t user, uint64_t fp, uint64_t offset) {
+  if (r->nheap >= 2 * r->ntimers + 1024) heap_compact(r);
+  heap_add(r, deadline_us, user, fp, offset);
+}
+
+static void heap_add(rules_t *r, int64_t deadline_us, uint64_t user, uint64_t fp, uint64_t offset) {
   if (r->nheap == r->capheap) {
     r->capheap = r->capheap ? r->capheap * 2 : 64;
     r->heap = xrealloc(r->heap, r->capheap * sizeof *r->heap);

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <unistd.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -516,6 +517,77 @@ TEST(webhooks_and_alert_decls) {
   rules_set_free(s);
 }
 
+TEST(churn_and_unmatched_events) {
+  char err[512];
+  run_t run = {BUF_INIT, BUF_INIT, 0};
+  rules_opts_t o = {.sink = sink, .sink_ud = &run, .max_users = 16};
+  rules_t *r = rules_new(&o);
+  rules_swap(r, compile("rule \"cart\" {\n on track \"Product Added\"\n wait 30d unless track "
+                        "\"Order Completed\"\n do segment add \"a\"\n}\n", err, sizeof err));
+  evline_t add, buy, other;
+  parse_event("0 u1 track \"Product Added\"", &add);
+  parse_event("0 u1 track \"Order Completed\"", &buy);
+  parse_event("0 u9 track \"Nobody Cares\"", &other);
+  for (int i = 0; i < 20000; i++) {
+    add.t = buy.t = other.t = i;
+    send_event(r, &add, (uint64_t)(3 * i));
+    send_event(r, &buy, (uint64_t)(3 * i + 1));
+    send_event(r, &other, (uint64_t)(3 * i + 2));
+  }
+  rules_stats_t st;
+  rules_stats(r, &st);
+  CHECK_INT(st.timers_armed, 20000);
+  CHECK_INT(st.timers_cancelled, 20000);
+  CHECK_INT(st.users, 1); /* u9's events match nothing: no state */
+  CHECK(rules_memory(r) < 256 * 1024); /* the timer heap does not keep 20,000 dead entries */
+  CHECK_INT(rules_advance(r, (BASE_S + 100 * 86400) * SEC), 0);
+  CHECK_INT(run.out.len, 0);
+  rules_free(r);
+  buf_free(&run.out), buf_free(&run.keys);
+}
+
+TEST(load_dir) {
+  char dir[] = "build/rules-test-XXXXXX";
+  if (!mkdtemp(dir)) {
+    FAILF("mkdtemp");
+    return;
+  }
+  char path[256], err[512];
+  snprintf(path, sizeof path, "%s/b.rules", dir);
+  FILE *f = fopen(path, "w");
+  fputs("rule \"b\" {\n on page\n do webhook \"w\"\n}\n", f);
+  fclose(f);
+  snprintf(path, sizeof path, "%s/a.rules", dir);
+  f = fopen(path, "w");
+  fputs("webhook \"w\" { url \"https://x.example/\" }\n", f);
+  fclose(f);
+  snprintf(path, sizeof path, "%s/notes.txt", dir);
+  f = fopen(path, "w");
+  fputs("not rules", f);
+  fclose(f);
+  rules_set_t *s = rules_set_load_dir(dir, err, sizeof err);
+  CHECK(s != NULL);
+  CHECK_INT(rules_set_rules(s), 1);
+  CHECK_INT(rules_set_webhooks(s), 1);
+  rules_set_free(s);
+  /* an error names the file it is in */
+  snprintf(path, sizeof path, "%s/c.rules", dir);
+  f = fopen(path, "w");
+  fputs("rule \"c\" {\n on page\n do offer 3\n}\n", f);
+  fclose(f);
+  CHECK(rules_set_load_dir(dir, err, sizeof err) == NULL);
+  char want[512];
+  snprintf(want, sizeof want, "%s/c.rules:3:11: expected a name in quotes, got '3'", dir);
+  CHECK_STR(err, want);
+  const char *names[] = {"a.rules", "b.rules", "c.rules", "notes.txt"};
+  for (int i = 0; i < 4; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+    unlink(path);
+  }
+  rmdir(dir);
+  CHECK(rules_set_load_dir(dir, err, sizeof err) == NULL);
+}
+
 int main(void) {
   RUN(table);
   RUN(parse_errors);
@@ -524,5 +596,7 @@ int main(void) {
   RUN(state_roundtrip_and_hostile);
   RUN(bounds);
   RUN(webhooks_and_alert_decls);
+  RUN(churn_and_unmatched_events);
+  RUN(load_dir);
   return TEST_REPORT("test_rules");
 }
