@@ -57,6 +57,7 @@ void rules_timer_free(utimer_t *t) {
 
 static void user_free(rules_t *r, ustate_t *u) {
   for (uint32_t i = 0; i < u->ntm; i++) rules_timer_free(&u->tm[i]);
+  for (uint32_t i = 0; i < u->nrs; i++) free(u->rs[i].fires);
   r->ntimers -= u->ntm;
   free(u->tm);
   free(u->rs);
@@ -537,6 +538,7 @@ static rstate_t *rstate_get(rules_t *r, ustate_t *u, uint64_t fp, int create) {
       int64_t b = u->rs[v].nf ? u->rs[v].fires[u->rs[v].nf - 1] : u->rs[v].session_us;
       if (a < b) v = i;
     }
+    free(u->rs[v].fires);
     u->rs[v] = u->rs[--u->nrs];
   } else {
     u->rs = xrealloc(u->rs, (u->nrs + 1) * sizeof *u->rs);
@@ -583,17 +585,26 @@ static int allowed(rules_t *r, rule_t *ru, ustate_t *u, int64_t t) {
   return 1;
 }
 
-static void record_fire(rules_t *r, rule_t *ru, ustate_t *u, int64_t t) {
-  if (ru->limit_n) ru->limit_count++;
-  if (!ru->cap_scope) return;
-  rstate_t *s = rstate_get(r, u, ru->fp, 1);
+void rules_rstate_add_fire(rstate_t *s, int64_t t) {
   if (s->nf == RULES_CAP_MAX) memmove(s->fires, s->fires + 1, --s->nf * sizeof *s->fires);
+  if (s->nf == s->capf) {
+    s->capf = s->capf ? s->capf * 2 : 1;
+    if (s->capf > RULES_CAP_MAX) s->capf = RULES_CAP_MAX;
+    s->fires = xrealloc(s->fires, s->capf * sizeof *s->fires);
+  }
   uint32_t k = s->nf++;
   while (k && s->fires[k - 1] > t) {
     s->fires[k] = s->fires[k - 1];
     k--;
   }
   s->fires[k] = t;
+}
+
+static void record_fire(rules_t *r, rule_t *ru, ustate_t *u, int64_t t) {
+  if (ru->limit_n) ru->limit_count++;
+  if (!ru->cap_scope) return;
+  rstate_t *s = rstate_get(r, u, ru->fp, 1);
+  if (ru->cap_scope == CAP_USER) rules_rstate_add_fire(s, t);
   if (s->session_us != u->session_us) {
     s->session_us = u->session_us;
     s->session_n = 0;
@@ -851,15 +862,7 @@ int rules_merge(rules_t *r, uint64_t from, uint64_t into) {
   /* caps: fire times union (the most recent kept), session counts add in one session */
   for (uint32_t i = 0; i < f->nrs; i++) {
     rstate_t *a = &f->rs[i], *b = rstate_get(r, t, a->fp, 1);
-    for (uint32_t k = 0; k < a->nf; k++) {
-      if (b->nf == RULES_CAP_MAX) memmove(b->fires, b->fires + 1, --b->nf * sizeof *b->fires);
-      uint32_t j = b->nf++;
-      while (j && b->fires[j - 1] > a->fires[k]) {
-        b->fires[j] = b->fires[j - 1];
-        j--;
-      }
-      b->fires[j] = a->fires[k];
-    }
+    for (uint32_t k = 0; k < a->nf; k++) rules_rstate_add_fire(b, a->fires[k]);
     if (a->session_us == b->session_us) b->session_n += a->session_n;
     else if (a->session_us > b->session_us) b->session_us = a->session_us, b->session_n = a->session_n;
   }
@@ -906,6 +909,7 @@ size_t rules_memory(const rules_t *r) {
   for (size_t i = 0; i < r->nusers; i++) {
     const ustate_t *u = r->users[i];
     n += sizeof *u + u->hcap * sizeof *u->hist + u->nrs * sizeof *u->rs + u->ntm * sizeof *u->tm;
+    for (uint32_t k = 0; k < u->nrs; k++) n += u->rs[k].capf * sizeof *u->rs[k].fires;
     for (uint32_t k = 0; k < u->ntm; k++)
       for (int j = 0; j < u->tm[k].npay; j++) n += strlen(u->tm[k].payloads[j]) + 1;
   }

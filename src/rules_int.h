@@ -175,8 +175,8 @@ typedef struct rstate {
   uint64_t fp;
   int64_t session_us;
   uint32_t session_n;
-  uint32_t nf;
-  int64_t fires[RULES_CAP_MAX]; /* ascending, the last nf fires */
+  uint32_t nf, capf;
+  int64_t *fires;       /* ascending, the last nf fires (owned; capf allocated) */
 } rstate_t;
 
 /* A pending absence timer. */
@@ -242,6 +242,8 @@ ustate_t *rules_user_add(rules_t *r, uint64_t key); /* evicts at the bound */
 void rules_user_remove(rules_t *r, ustate_t *u);
 void rules_users_clear(rules_t *r);
 void rules_timer_free(utimer_t *t);
+/* Add a fire time to s in order, dropping the oldest past RULES_CAP_MAX. */
+void rules_rstate_add_fire(rstate_t *s, int64_t t);
 void rules_heap_push(rules_t *r, int64_t deadline_us, uint64_t user, uint64_t fp, uint64_t offset);
 /* Rule index of fingerprint fp in the current set, or -1 (binary search). */
 int rules_rule_by_fp(const rules_t *r, uint64_t fp);

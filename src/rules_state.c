@@ -197,11 +197,12 @@ static void read_user(rules_t *r, rd_t *d, int *over) {
     s->fp = get(d, 8);
     s->session_us = (int64_t)get(d, 8);
     s->session_n = (uint32_t)get(d, 4);
-    s->nf = (uint32_t)get(d, 4);
-    if (s->nf > RULES_CAP_MAX) d->bad = 1;
-    for (uint32_t k = 0; k < s->nf && !d->bad; k++) {
-      s->fires[k] = (int64_t)get(d, 8);
-      if (k && s->fires[k] < s->fires[k - 1]) d->bad = 1;
+    uint32_t nf = (uint32_t)get(d, 4);
+    if (nf > RULES_CAP_MAX) d->bad = 1;
+    for (uint32_t k = 0; k < nf && !d->bad; k++) {
+      int64_t t = (int64_t)get(d, 8);
+      if (s->nf && t < s->fires[s->nf - 1]) d->bad = 1;
+      else rules_rstate_add_fire(s, t);
     }
     for (uint32_t k = 0; k + 1 < u->nrs; k++)
       if (u->rs[k].fp == s->fp) d->bad = 1;
