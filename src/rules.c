@@ -258,6 +258,18 @@ size_t rules_swap(rules_t *r, rules_set_t *s) {
   return s->nrules;
 }
 
+long rules_reload_dir(rules_t *r, const char *dir, char *err, size_t errlen) {
+  rules_set_t *s = rules_set_load_dir(dir, err, errlen);
+  return s ? (long)rules_swap(r, s) : -EINVAL;
+}
+
+long rules_reload_text(rules_t *r, const char *name, const char *text, size_t len, char *err,
+                       size_t errlen) {
+  rules_src_t src = {name, text, len};
+  rules_set_t *s = rules_set_parse(&src, 1, err, errlen);
+  return s ? (long)rules_swap(r, s) : -EINVAL;
+}
+
 const rules_set_t *rules_current(const rules_t *r) { return r->set; }
 
 /* ---- values ---- */

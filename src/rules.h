@@ -166,6 +166,12 @@ void rules_free(rules_t *r);
  * (timers of removed rules lazily, when due). Atomic: it cannot fail once s compiled.
  * Returns the number of rules in s. */
 size_t rules_swap(rules_t *r, rules_set_t *s);
+/* Reload helpers (SIGHUP, PUT /v1/rules): compile the directory (rules_set_load_dir) or
+ * one text named name (rules_set_parse) and swap it in. Returns the number of rules now
+ * loaded, or -EINVAL with "file:line:col: message" in err and the running set unchanged. */
+long rules_reload_dir(rules_t *r, const char *dir, char *err, size_t errlen);
+long rules_reload_text(rules_t *r, const char *name, const char *text, size_t len, char *err,
+                       size_t errlen);
 /* The engine's set (borrowed), never NULL. */
 const rules_set_t *rules_current(const rules_t *r);
 

@@ -404,8 +404,15 @@ TEST(reload_keeps_unchanged_state) {
   parse_event("20 u1 track \"X\"", &e);
   send_event(r, &e, 3);
   CHECK_STR(run.out.data, "20 offer c o u1 {\"percent\":20}\n");
-  /* a bad file is refused and the running set stays */
-  CHECK(compile("rule \"x\" {", err, sizeof err) == NULL);
+  /* a bad body is refused with its position and the running set stays, state included */
+  CHECK_INT(rules_reload_text(r, "PUT", "rule \"x\" {", 10, err, sizeof err), -EINVAL);
+  CHECK_STR(err, "PUT:1:11: expected a clause (on, let, when, wait, do, cap, limit) or '}', got end of file");
+  CHECK_INT(rules_set_rules(rules_current(r)), 1);
+  parse_event("30 u1 track \"X\"", &e);
+  send_event(r, &e, 4);
+  CHECK_STR(run.out.data, "20 offer c o u1 {\"percent\":20}\n");
+  CHECK_INT(rules_reload_text(r, "PUT", changed, strlen(changed), err, sizeof err), 1);
+  CHECK_INT(rules_reload_dir(r, "build/no-such-dir", err, sizeof err), -EINVAL);
   CHECK_INT(rules_set_rules(rules_current(r)), 1);
   rules_free(r);
   buf_free(&run.out), buf_free(&run.keys);
