@@ -229,16 +229,22 @@ void rules_free(rules_t *r) {
 size_t rules_swap(rules_t *r, rules_set_t *s) {
   rules_set_t *old = r->set;
   for (size_t i = 0; old && i < s->nrules; i++) {
-    rule_t *nr = &s->rules[i];
-    for (size_t k = 0; k < old->nrules; k++)
-      if (old->rules[k].fp == nr->fp) {
-        nr->limit_start_us = old->rules[k].limit_start_us;
-        nr->limit_count = old->rules[k].limit_count;
-      }
+    int k = rules_rule_by_fp(r, s->rules[i].fp); /* r->rule_fps still indexes old */
+    if (k >= 0) {
+      s->rules[i].limit_start_us = old->rules[k].limit_start_us;
+      s->rules[i].limit_count = old->rules[k].limit_count;
+    }
   }
-  for (size_t i = 0; old && i < s->nalerts; i++)
-    for (size_t k = 0; k < old->nalerts; k++)
-      if (old->alerts[k].fp == s->alerts[i].fp) s->alerts[i].st = old->alerts[k].st;
+  if (old && old->nalerts && s->nalerts) {
+    fpidx_t *a = xmalloc(old->nalerts * sizeof *a);
+    for (size_t k = 0; k < old->nalerts; k++) a[k] = (fpidx_t){old->alerts[k].fp, (int)k};
+    qsort(a, old->nalerts, sizeof *a, cmp_fp);
+    for (size_t i = 0; i < s->nalerts; i++) {
+      fpidx_t key = {s->alerts[i].fp, 0}, *hit = bsearch(&key, a, old->nalerts, sizeof *a, cmp_fp);
+      if (hit) s->alerts[i].st = old->alerts[hit->idx].st;
+    }
+    free(a);
+  }
   r->set = s;
   rules_set_free(old);
   free(r->rule_fps);

@@ -69,6 +69,10 @@ typedef struct parser {
   size_t nalerts, capalerts;
   const char **paths;
   size_t npaths, cappaths;
+  /* names (kind 1: v = 0 rule, 1 alert, 2 webhook), paths (kind 2: v = path number) and
+   * patterns (kind 3, by fingerprint: v = pattern number); open addressing */
+  struct hslot { uint64_t h; const char *s; int v, used; } *tab;
+  size_t ntab, captab;
   /* webhook references to check at the end */
   struct hookref { const char *name; int line, col; const char *file; } *refs;
   size_t nrefs, caprefs;
@@ -296,10 +300,48 @@ static expr_t *node2(parser_t *P, int kind, int op, const tok_t *at, expr_t *a, 
   return e;
 }
 
+/* The slot of (kind, s) or (kind, fp when s is NULL): the matching one or a free one. */
+static struct hslot *lookup(parser_t *P, int kind, const char *str, uint64_t fp) {
+  if (P->ntab * 2 >= P->captab) {
+    size_t oc = P->captab;
+    struct hslot *old = P->tab;
+    P->captab = oc ? oc * 2 : 256;
+    P->tab = xcalloc(P->captab, sizeof *P->tab);
+    P->ntab = 0;
+    for (size_t i = 0; i < oc; i++)
+      if (old[i].used) {
+        size_t m = P->captab - 1, k = old[i].h & m;
+        while (P->tab[k].used) k = (k + 1) & m;
+        P->tab[k] = old[i];
+        P->ntab++;
+      }
+    free(old);
+  }
+  uint64_t h = str ? XXH3_64bits_withSeed(str, strlen(str), (uint64_t)kind) : fp ^ (uint64_t)kind;
+  size_t m = P->captab - 1;
+  for (size_t k = h & m;; k = (k + 1) & m) {
+    struct hslot *e = &P->tab[k];
+    if (!e->used) {
+      e->h = h;
+      e->s = str;
+      e->v = -1;
+      return e;
+    }
+    if (e->h == h && (!str || !strcmp(e->s, str))) return e;
+  }
+}
+
+static void claim(parser_t *P, struct hslot *e, int v) {
+  e->used = 1;
+  e->v = v;
+  P->ntab++;
+}
+
 static int path_index(parser_t *P, const char *path) {
-  for (size_t i = 0; i < P->npaths; i++)
-    if (!strcmp(P->paths[i], path)) return (int)i;
+  struct hslot *e = lookup(P, 2, path, 0);
+  if (e->used) return e->v;
   *PUSH(P, paths, npaths, cappaths) = path;
+  claim(P, e, (int)P->npaths - 1);
   return (int)P->npaths - 1;
 }
 
@@ -627,10 +669,10 @@ static int parse_pattern(parser_t *P, pat_use_t *use) {
     cond = split_where(P, w, kf, kv, &nk);
   }
   uint64_t fp = XXH3_64bits(P->canon.data + c0, P->canon.len - c0);
-  int idx = -1;
-  for (size_t i = 0; i < P->npats; i++)
-    if (P->pats[i].fp == fp) idx = (int)i;
+  struct hslot *slot = lookup(P, 3, NULL, fp);
+  int idx = slot->used ? slot->v : -1;
   if (idx < 0) {
+    claim(P, slot, (int)P->npats);
     pattern_t *pt = PUSH(P, pats, npats, cappats);
     memset(pt, 0, sizeof *pt);
     pt->fp = fp;
@@ -698,26 +740,21 @@ static void parse_action(parser_t *P, rule_action_t *a) {
   (void)t;
 }
 
-static void check_name(parser_t *P, const char *name, const tok_t *at) {
+/* Register a declaration's name (kind: 0 rule, 1 alert, 2 webhook); unique across all. */
+static void check_name(parser_t *P, const char *name, const tok_t *at, int kind) {
   if (!*name) fail_at(P, at->line, at->col, "empty name");
-  for (size_t i = 0; i < P->nrules; i++)
-    if (!strcmp(P->rules[i].name, name)) goto dup;
-  for (size_t i = 0; i < P->nalerts; i++)
-    if (!strcmp(P->alerts[i].pub.name, name)) goto dup;
-  for (size_t i = 0; i < P->nhooks; i++)
-    if (!strcmp(P->hooks[i].name, name)) goto dup;
+  struct hslot *e = lookup(P, 1, name, 0);
+  if (e->used) fail_at(P, at->line, at->col, "'%s' is declared twice", name);
   if (P->nrules + P->nalerts + P->nhooks >= RULES_MAX_RULES)
     fail_at(P, at->line, at->col, "more than %d declarations", RULES_MAX_RULES);
-  return;
-dup:
-  fail_at(P, at->line, at->col, "'%s' is declared twice", name);
+  claim(P, e, kind);
 }
 
 static void parse_rule(parser_t *P) {
   buf_reset(&P->canon);
   tok_t at = P->tok;
   const char *name = string_lit(P, "a rule name in quotes");
-  check_name(P, name, &at);
+  check_name(P, name, &at, 0);
   want_punct(P, "{");
   rule_t r = {.name = name};
   trigger_t trig[16];
@@ -829,7 +866,7 @@ static void parse_rule(parser_t *P) {
 static void parse_webhook(parser_t *P) {
   tok_t at = P->tok;
   rules_webhook_t h = {.name = string_lit(P, "a webhook name in quotes"), .timeout_us = 5000000};
-  check_name(P, h.name, &at);
+  check_name(P, h.name, &at, 2);
   want_punct(P, "{");
   while (!accept_punct(P, "}")) {
     tok_t c = P->tok;
@@ -866,7 +903,7 @@ static void parse_alert(parser_t *P) {
   alert_def_t a = {0};
   rules_alert_t *p = &a.pub;
   p->name = string_lit(P, "an alert name in quotes");
-  check_name(P, p->name, &at);
+  check_name(P, p->name, &at, 1);
   p->every_us = 10000000;
   p->for_n = 1;
   int have_thr = 0, have_clear = 0;
@@ -925,6 +962,7 @@ static void free_parser(parser_t *P) {
   free(P->alerts);
   free(P->paths);
   free(P->refs);
+  free(P->tab);
   buf_free(&P->canon);
 }
 
@@ -952,9 +990,8 @@ rules_set_t *rules_set_parse(const rules_src_t *srcs, size_t n, char *err, size_
     parse_file(&P);
   }
   for (size_t i = 0; i < P.nrefs; i++) {
-    int ok = 0;
-    for (size_t k = 0; k < P.nhooks && !ok; k++) ok = !strcmp(P.hooks[k].name, P.refs[i].name);
-    if (!ok) {
+    struct hslot *e = lookup(&P, 1, P.refs[i].name, 0);
+    if (!e->used || e->v != 2) {
       P.file = P.refs[i].file;
       fail_at(&P, P.refs[i].line, P.refs[i].col, "no webhook named '%s' is declared", P.refs[i].name);
     }
