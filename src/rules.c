@@ -630,6 +630,17 @@ static void record_fire(rules_t *r, rule_t *ru, ustate_t *u, int64_t t) {
   s->session_n++;
 }
 
+/* "<16 hex>-<16 hex>" (action.h), without printf's cost. */
+static void format_key(char out[ACTION_KEY_MAX], uint64_t a, uint64_t b) {
+  static const char hex[] = "0123456789abcdef";
+  for (int i = 0; i < 16; i++) {
+    out[15 - i] = hex[(a >> (4 * i)) & 15];
+    out[32 - i] = hex[(b >> (4 * i)) & 15];
+  }
+  out[16] = '-';
+  out[33] = 0;
+}
+
 /* Decide rule ru for u at t: payloads are given (a timer) or rendered from c. */
 static int fire(rules_t *r, rule_t *ru, ustate_t *u, int64_t t, uint64_t offset, const char *uid,
                 const char *aid, char *const *payloads, ctx_t *c) {
@@ -657,8 +668,7 @@ static int fire(rules_t *r, rule_t *ru, ustate_t *u, int64_t t, uint64_t offset,
     };
     uint64_t seed = ru->name_h ^ ((uint64_t)i * 0x9e3779b97f4a7c15ull);
     uint64_t h = XXH3_64bits_withSeed(who, strlen(who), seed);
-    snprintf(act.key, sizeof act.key, "%016llx-%016llx", (unsigned long long)h,
-             (unsigned long long)offset);
+    format_key(act.key, h, offset);
     r->st.actions++;
     n++;
     if (r->o.sink && r->o.sink(r->o.sink_ud, &act) < 0) r->st.sink_errors++;

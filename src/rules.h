@@ -41,6 +41,21 @@
  * Consent: no action is decided for a person whose latest event did not carry marketing
  * consent (the decision is counted in stats as skipped_consent).
  *
+ * Wiring (process stage, loop thread):
+ *   - start: rules_new, then rules_reload_dir(cfg->rules_dir) (an error stops the start);
+ *     load the engine's part of the checkpoint with rules_deserialize after rules_swap,
+ *     and write rules_serialize as one more part of the process snapshot;
+ *   - per record, after profile_apply: rules_event with the record's offset, the
+ *     profile's key, consent from context.consent (marketing-categories), the session
+ *     start (profile_t.session_start) and a rules_profile_t filled from profile_t;
+ *   - identity: take the key the anonymousId (or, for alias, the previousId) resolved to
+ *     before profile_apply; when the event's profile key differs afterwards (a merge or a
+ *     rename), call rules_merge(old, new) before rules_event; on erasure, rules_forget;
+ *   - every second (the live timer): rules_advance with the newest event time, and
+ *     rules_alerts_tick with a KPI callback from the query module;
+ *   - SIGHUP: rules_reload_dir; PUT /v1/rules (admin key): write the body to the rules
+ *     directory only after rules_reload_text accepted it, else 400 with the message.
+ *
  * Not thread-safe: one thread (the loop thread) owns an engine. Compiling a set is pure
  * and may run anywhere. Core module: never logs. */
 #ifndef SLUICE_RULES_H
