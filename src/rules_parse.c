@@ -516,21 +516,14 @@ static expr_t *parse_unary(parser_t *P) {
   return parse_primary(P);
 }
 
-static expr_t *parse_mul(parser_t *P) {
-  expr_t *l = parse_unary(P);
+/* Left-associative arithmetic: level 0 is + and -, level 1 is * and /. */
+static expr_t *parse_arith(parser_t *P, int level) {
+  static const char *const ops[2][2] = {{"+", "-"}, {"*", "/"}};
+  expr_t *l = level ? parse_unary(P) : parse_arith(P, 1);
   for (;;) {
     tok_t t = P->tok;
-    if (!accept_punct(P, "*") && !accept_punct(P, "/")) return l;
-    l = node2(P, E_ARITH, t.p[0], &t, l, parse_unary(P));
-  }
-}
-
-static expr_t *parse_add(parser_t *P) {
-  expr_t *l = parse_mul(P);
-  for (;;) {
-    tok_t t = P->tok;
-    if (!accept_punct(P, "+") && !accept_punct(P, "-")) return l;
-    l = node2(P, E_ARITH, t.p[0], &t, l, parse_mul(P));
+    if (!accept_punct(P, ops[level][0]) && !accept_punct(P, ops[level][1])) return l;
+    l = node2(P, E_ARITH, t.p[0], &t, l, level ? parse_unary(P) : parse_arith(P, 1));
   }
 }
 
@@ -557,14 +550,14 @@ static expr_t *parse_in_list(parser_t *P, expr_t *l, const tok_t *at) {
 }
 
 static expr_t *parse_cmp(parser_t *P) {
-  expr_t *l = parse_add(P);
+  expr_t *l = parse_arith(P, 0);
   tok_t t = P->tok;
   static const char *const ops[] = {"==", "!=", "<", "<=", ">", ">="};
   for (int i = 0; i < 6; i++)
-    if (accept_punct(P, ops[i])) return node2(P, E_CMP, CMP_EQ + i, &t, l, parse_add(P));
-  if (accept_ident(P, "starts_with")) return node2(P, E_CMP, CMP_PREFIX, &t, l, parse_add(P));
-  if (accept_ident(P, "ends_with")) return node2(P, E_CMP, CMP_SUFFIX, &t, l, parse_add(P));
-  if (accept_ident(P, "contains")) return node2(P, E_CMP, CMP_CONTAINS, &t, l, parse_add(P));
+    if (accept_punct(P, ops[i])) return node2(P, E_CMP, CMP_EQ + i, &t, l, parse_arith(P, 0));
+  if (accept_ident(P, "starts_with")) return node2(P, E_CMP, CMP_PREFIX, &t, l, parse_arith(P, 0));
+  if (accept_ident(P, "ends_with")) return node2(P, E_CMP, CMP_SUFFIX, &t, l, parse_arith(P, 0));
+  if (accept_ident(P, "contains")) return node2(P, E_CMP, CMP_CONTAINS, &t, l, parse_arith(P, 0));
   if (accept_ident(P, "in")) return parse_in_list(P, l, &t);
   if (is_ident(P, "not")) {
     /* "a not in [...]" */
