@@ -862,11 +862,11 @@ int rules_merge(rules_t *r, uint64_t from, uint64_t into) {
   ustate_t *t = rules_user_find(r, into);
   if (!t) {
     /* a rename: re-key from's state */
-    map_delete(r, map_find_pos(r, from));
-    size_t pos = 0;
-    while (r->users[pos] != f) pos++;
+    size_t slot = map_find_pos(r, from);
+    uint32_t v = r->map[slot];
+    map_delete(r, slot);
     f->key = into;
-    r->map[map_find_pos(r, into)] = (uint32_t)(pos + 1);
+    r->map[map_find_pos(r, into)] = v;
     for (uint32_t i = 0; i < f->ntm; i++)
       rules_heap_push(r, f->tm[i].deadline_us, into, f->tm[i].fp, f->tm[i].offset);
     return 0;

@@ -123,7 +123,8 @@ typedef struct rules_opts {
   size_t history_per_user; /* 0: 64 records (24 bytes each) */
   size_t rules_per_user;   /* 0: 32 per-rule states */
   size_t timers_per_user;  /* 0: 8 pending timers */
-  action_sink_fn sink;     /* receives every action (may be NULL: counted only) */
+  action_sink_fn sink;     /* receives every action (may be NULL: counted only); it runs
+                              inside the engine's call and must not call back into it */
   void *sink_ud;
 } rules_opts_t;
 
