@@ -142,6 +142,9 @@ static const opt_t opts[] = {
      "how long a delivered idempotency key is remembered so it is never delivered again"},
     {"webhook-remember-keys", T_UINT, O(webhook_remember_keys), "1000000", NULL,
      "most delivered keys remembered (about 200 bytes of memory each); the oldest go first"},
+    {"rules-dir", T_STR, O(rules_dir), "", NULL,
+     "directory whose *.rules files hold the marketing rules, KPI alerts and webhook "
+     "endpoints (docs/RULES.md); empty: no rules. Check with `sluice check-rules`"},
 };
 
 #define NOPTS (sizeof opts / sizeof opts[0])

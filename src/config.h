@@ -81,6 +81,8 @@ typedef struct config {
   uint64_t webhook_outbox_max_bytes;
   uint64_t webhook_remember_s;  /* delivered keys kept this long (never delivered twice) */
   uint64_t webhook_remember_keys; /* and at most this many */
+  /* decide */
+  char *rules_dir;           /* *.rules files (docs/RULES.md); "" = no rules */
 } config_t;
 
 /* Fill c with the built-in defaults. */

@@ -2,6 +2,7 @@
  *
  *   sluice serve          collect -> enrich -> log, with the HTTP API (default command)
  *   sluice check-config   load and validate the configuration, print what is wrong
+ *   sluice check-rules    compile rule files (or rules-dir) and report file:line:col errors
  *   sluice export         write the log (or a time/offset range) as NDJSON to stdout
  *   sluice forget ID      erase a user (see users.h); the server must be stopped
  *   sluice export-user ID write all events of a user as NDJSON to stdout
@@ -12,6 +13,7 @@
  * Settings come from the option table in config.h: --config FILE, SLUICE_* environment
  * variables and --long-option flags, in that order of precedence (flags win). */
 #include <errno.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,7 @@
 #include "log.h"
 #include "privacy.h"
 #include "process.h"
+#include "rules.h"
 #include "users.h"
 #include "serve.h"
 #include "util/clock.h"
@@ -33,6 +36,8 @@ static void usage(FILE *f) {
           "\n"
           "  serve          start the server (default)\n"
           "  check-config   validate the configuration and exit (0 when valid)\n"
+          "  check-rules [PATH ...]  compile rule files or directories (default: rules-dir)\n"
+          "                 and print what is wrong as file:line:col (0 when valid)\n"
           "  export         write events as NDJSON to stdout; export options:\n"
           "                   --since=ISO8601 --until=ISO8601   receive-time range\n"
           "                   --from-offset=N --to-offset=N      offset range (to exclusive)\n"
@@ -207,6 +212,58 @@ static int run_export(const config_t *cfg, const export_args_t *ea) {
   return rc;
 }
 
+/* Compile one PATH: a directory of *.rules files or a single file. */
+static rules_set_t *compile_path(const char *path, char *err, size_t errlen) {
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    return NULL;
+  }
+  if (S_ISDIR(st.st_mode)) return rules_set_load_dir(path, err, errlen);
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    return NULL;
+  }
+  buf_t b = BUF_INIT;
+  char chunk[65536];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && b.len <= RULES_MAX_FILE_BYTES)
+    buf_append(&b, chunk, n);
+  fclose(f);
+  rules_src_t src = {path, b.data ? b.data : "", b.len};
+  rules_set_t *s = rules_set_parse(&src, 1, err, errlen);
+  buf_free(&b);
+  return s;
+}
+
+/* check-rules: compile each path (default: rules-dir) and print a summary or the error. */
+static int run_check_rules(const config_t *cfg, char **paths, int npaths) {
+  const char *def[1] = {cfg->rules_dir};
+  if (!npaths) {
+    if (!cfg->rules_dir || !*cfg->rules_dir) {
+      fprintf(stderr, "sluice check-rules: give a file or directory, or set rules-dir\n");
+      return 2;
+    }
+    paths = (char **)def;
+    npaths = 1;
+  }
+  int rc = 0;
+  for (int i = 0; i < npaths; i++) {
+    char err[1024];
+    rules_set_t *s = compile_path(paths[i], err, sizeof err);
+    if (!s) {
+      fprintf(stderr, "%s\n", err);
+      rc = 1;
+      continue;
+    }
+    printf("%s: %zu rules, %zu alerts, %zu webhooks\n", paths[i], rules_set_rules(s),
+           rules_set_alerts(s), rules_set_webhooks(s));
+    rules_set_free(s);
+  }
+  return rc;
+}
+
 /* replay: delete the snapshot, process the whole log offline, write a new snapshot. */
 static int run_replay(const config_t *cfg) {
   log_opts_t o;
@@ -330,7 +387,7 @@ int main(int argc, char **argv) {
   int is_serve = !strcmp(cmd, "serve"), is_check = !strcmp(cmd, "check-config"),
       is_export = !strcmp(cmd, "export"), is_forget = !strcmp(cmd, "forget"),
       is_export_user = !strcmp(cmd, "export-user"), is_replay = !strcmp(cmd, "replay"),
-      is_redeliver = !strcmp(cmd, "redeliver");
+      is_redeliver = !strcmp(cmd, "redeliver"), is_check_rules = !strcmp(cmd, "check-rules");
   const char *user_id = NULL, *redeliver_key = NULL;
   if (is_redeliver && i < argc && argv[i][0] != '-') redeliver_key = argv[i++];
   if (is_forget || is_export_user) {
@@ -340,7 +397,11 @@ int main(int argc, char **argv) {
     }
     user_id = argv[i++];
   }
-  if (!is_serve && !is_check && !is_export && !is_replay && !is_redeliver && !user_id) {
+  char **rule_paths = argv + i;
+  int nrule_paths = 0;
+  while (is_check_rules && i < argc && argv[i][0] != '-') i++, nrule_paths++;
+  if (!is_serve && !is_check && !is_export && !is_replay && !is_redeliver && !is_check_rules &&
+      !user_id) {
     fprintf(stderr, "sluice: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;
@@ -365,7 +426,14 @@ int main(int argc, char **argv) {
   }
   if (config_validate(&cfg, err, sizeof err) != 0) goto bad;
 
-  if (is_check) {
+  if (is_check && cfg.rules_dir && *cfg.rules_dir) {
+    rules_set_t *rs = rules_set_load_dir(cfg.rules_dir, err, sizeof err);
+    if (!rs) goto bad;
+    rules_set_free(rs);
+  }
+  if (is_check_rules) {
+    rc = run_check_rules(&cfg, rule_paths, nrule_paths);
+  } else if (is_check) {
     printf("configuration is valid\n");
   } else if (is_export) {
     rc = run_export(&cfg, &ea);
