@@ -1,11 +1,12 @@
 /* process: log -> profiles + rollups, checkpoints, live frames (see process.h).
  *
- * Snapshot file, version 1, little-endian:
+ * Snapshot file, version 2, little-endian:
  *   "SLSN", u32 version, u64 config fingerprint (tracked names, conversion event, session
  *   timeout: a snapshot taken under other settings is rebuilt), u64 offset, i64 newest
- *   event time (µs), u64 length of each of the three parts (events rollup, sessions
- *   rollup, profile store), the parts (rollup_serialize, profile_store_serialize),
- *   u32 CRC-32C of every byte before it. */
+ *   event time (µs), u64 length of each of the four parts (events rollup, sessions
+ *   rollup, profile store, KPI state), the parts (rollup_serialize,
+ *   profile_store_serialize, kpi_serialize), u32 CRC-32C of every byte before it.
+ *   Version 1 (no KPI state) is reported as an unknown version and rebuilt. */
 #include "process.h"
 
 #include <errno.h>
@@ -23,6 +24,7 @@
 #include <xxhash.h>
 
 #include "jscan.h"
+#include "kpi.h"
 #include "profile.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -31,8 +33,9 @@
 #include "util/mem.h"
 
 #define SNAP_MAGIC "SLSN"
-#define SNAP_VERSION 1
-#define SNAP_HEADER (4 + 4 + 8 + 8 + 8 + 3 * 8)
+#define SNAP_VERSION 2
+#define SNAP_PARTS 4
+#define SNAP_HEADER (4 + 4 + 8 + 8 + 8 + SNAP_PARTS * 8)
 #define SLICE_US 2000
 #define SWEEP_BUDGET 65536
 #define VAL_CAP 512
@@ -40,7 +43,7 @@
 enum {
   F_TYPE, F_EVENT, F_USER, F_ANON, F_PREV, F_TS, F_RECV, F_REVENUE, F_TOTAL, F_URL, F_PATH,
   F_SOURCE, F_MEDIUM, F_CAMPAIGN, F_REFCLASS, F_COUNTRY, F_DEVICE, F_BROWSER, F_PSESSION,
-  F_CSESSION, F_COUNT
+  F_CSESSION, F_PCAMPAIGN, F_COST, F_COUNT
 };
 
 static const char *const field_paths[F_COUNT] = {
@@ -48,7 +51,8 @@ static const char *const field_paths[F_COUNT] = {
     "properties.revenue", "properties.total", "context.page.url", "context.page.path",
     "context.campaign.source", "context.campaign.medium", "context.campaign.name",
     "context.referrer.class", "context.location.country", "context.device.type",
-    "context.browser.name", "properties.sessionId", "context.sessionId"};
+    "context.browser.name", "properties.sessionId", "context.sessionId",
+    "properties.campaign", "properties.cost"};
 
 static const char *const dim_names[PROCESS_NDIMS] = {PROCESS_DIMS};
 static const char *const session_dims[1] = {"session"};
@@ -77,6 +81,7 @@ struct process {
   uint64_t fingerprint;
   profile_store_t *profiles;
   rollup_t *events, *sessions;
+  kpi_t *kpi;
   jscan_paths_t *paths;
   log_reader_t *reader;
   uint64_t offset;
@@ -115,15 +120,18 @@ static int new_stores(process_t *p) {
   p->events = rollup_new(&ro);
   p->sessions = rollup_new(&so);
   p->profiles = profile_store_new(&p->popts);
-  return p->events && p->sessions && p->profiles ? 0 : -EINVAL;
+  p->kpi = kpi_new(NULL, NULL);
+  return p->events && p->sessions && p->profiles && p->kpi ? 0 : -EINVAL;
 }
 
 static void free_stores(process_t *p) {
   rollup_free(p->events);
   rollup_free(p->sessions);
   profile_store_free(p->profiles);
+  kpi_free(p->kpi);
   p->events = p->sessions = NULL;
   p->profiles = NULL;
+  p->kpi = NULL;
 }
 
 static uint64_t rd64(const unsigned char *b) {
@@ -156,17 +164,18 @@ static int load_snapshot(process_t *p) {
   const unsigned char *d = (const unsigned char *)b.data;
   const char *why = NULL;
   rollup_t *ev = NULL, *se = NULL;
+  kpi_t *kp = NULL;
   if (rerr) why = "read error";
   else if (b.len < SNAP_HEADER + 4 || memcmp(d, SNAP_MAGIC, 4)) why = "not a snapshot";
   else if (d[4] != SNAP_VERSION || d[5] || d[6] || d[7]) why = "unknown version";
   else {
     uint32_t crc = (uint32_t)d[b.len - 4] | (uint32_t)d[b.len - 3] << 8 |
                    (uint32_t)d[b.len - 2] << 16 | (uint32_t)d[b.len - 1] << 24;
-    uint64_t l0 = rd64(d + 32), l1 = rd64(d + 40), l2 = rd64(d + 48);
+    uint64_t l0 = rd64(d + 32), l1 = rd64(d + 40), l2 = rd64(d + 48), l3 = rd64(d + 56);
     if (crc32c(0, d, b.len - 4) != crc) why = "checksum mismatch";
     else if (rd64(d + 8) != p->fingerprint) why = "taken with other settings";
-    else if (l0 > b.len || l1 > b.len || l2 > b.len ||
-             SNAP_HEADER + l0 + l1 + l2 + 4 != b.len) why = "bad lengths";
+    else if (l0 > b.len || l1 > b.len || l2 > b.len || l3 > b.len ||
+             SNAP_HEADER + l0 + l1 + l2 + l3 + 4 != b.len) why = "bad lengths";
     else {
       const unsigned char *q = d + SNAP_HEADER;
       if (rollup_deserialize(q, l0, &ev) != 0 || rollup_deserialize(q + l0, l1, &se) != 0)
@@ -183,14 +192,19 @@ static int load_snapshot(process_t *p) {
         p->profiles = profile_store_new(&p->popts);
         if (profile_store_deserialize(p->profiles, q + l0 + l1, l2) != 0) why = "bad profiles";
       }
+      if (!why && kpi_deserialize(q + l0 + l1 + l2, l3, NULL, NULL, &kp) != 0)
+        why = "bad KPI state";
       uint64_t off = rd64(d + 16);
       if (!why && off > log_end_offset(p->log)) why = "ahead of the log";
       if (!why) {
         rollup_free(p->events);
         rollup_free(p->sessions);
+        kpi_free(p->kpi);
         p->events = ev;
         p->sessions = se;
+        p->kpi = kp;
         ev = se = NULL;
+        kp = NULL;
         p->offset = off;
         p->watermark_us = (int64_t)rd64(d + 24);
       }
@@ -198,6 +212,7 @@ static int load_snapshot(process_t *p) {
   }
   rollup_free(ev);
   rollup_free(se);
+  kpi_free(kp);
   buf_free(&b);
   if (why) {
     snprintf(p->snap_msg, sizeof p->snap_msg, "%s", why);
@@ -218,14 +233,13 @@ static void serialize(process_t *p, buf_t *b) {
   put64(b, p->offset);
   put64(b, (uint64_t)p->watermark_us);
   size_t lens_at = b->len;
-  put64(b, 0);
-  put64(b, 0);
-  put64(b, 0);
-  uint64_t l0 = rollup_serialize(p->events, b);
-  uint64_t l1 = rollup_serialize(p->sessions, b);
-  uint64_t l2 = profile_store_serialize(p->profiles, b);
-  uint64_t lens[3] = {l0, l1, l2};
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < SNAP_PARTS; i++) put64(b, 0);
+  uint64_t lens[SNAP_PARTS];
+  lens[0] = rollup_serialize(p->events, b);
+  lens[1] = rollup_serialize(p->sessions, b);
+  lens[2] = profile_store_serialize(p->profiles, b);
+  lens[3] = kpi_serialize(p->kpi, b);
+  for (int i = 0; i < SNAP_PARTS; i++)
     for (int k = 0; k < 8; k++) b->data[lens_at + 8 * i + k] = (char)(lens[i] >> (8 * k));
   uint32_t crc = crc32c(0, b->data, b->len);
   unsigned char c[4] = {(unsigned char)crc, (unsigned char)(crc >> 8),
@@ -289,6 +303,14 @@ static void process_record(process_t *p, const log_record_t *rec) {
 
   const char *dims[PROCESS_NDIMS];
   const char *name = type == PROFILE_TRACK ? str_of(&f[F_EVENT], vb[0], VAL_CAP) : type_dim[type];
+  if (type == PROFILE_TRACK && name && !strcmp(name, KPI_COST_EVENT)) {
+    /* Marketing cost: input of the CAC KPI only, not a visitor's event. */
+    char cb[VAL_CAP];
+    const char *c = str_of(&f[F_PCAMPAIGN], cb, sizeof cb);
+    double cost = f[F_COST].type == JSCAN_NUMBER ? f[F_COST].num : NAN;
+    if (kpi_cost(p->kpi, t, c, cost) == -ERANGE) p->st.rejected++;
+    return;
+  }
   dims[0] = name;
   dims[1] = str_of(&f[F_PATH], vb[1], VAL_CAP);
   if (!dims[1]) {
@@ -346,6 +368,8 @@ static void process_record(process_t *p, const log_record_t *rec) {
   };
   profile_result_t res;
   if (profile_apply(p->profiles, &pe, &res) != 0) return;
+  kpi_event_t ke = {t, dims[4], is_order, revenue, &res};
+  kpi_observe(p->kpi, &ke);
   int64_t start_us = (int64_t)res.profile->session_start * 1000000;
   const char *v[1];
   if (res.flags & PROFILE_R_SESSION_START) {
@@ -478,22 +502,37 @@ static void on_live(uv_timer_t *t) {
   profile_sweep(p->profiles, p->watermark_us, SWEEP_BUDGET);
   rollup_advance(p->events);
   rollup_advance(p->sessions);
+  kpi_advance(p->kpi);
   int64_t now_mono = clock_mono_us(), now = clock_wall_us();
   double secs = (double)(now_mono - p->tick_mono_us) / 1e6;
   if (secs <= 0) secs = 1;
   rollup_totals_t tot = {0};
   rollup_totals(p->events, now - 300 * 1000000LL, now + 1000000, NULL, 0, &tot);
   if (p->hub) {
-    char iso[25], body[512];
+    /* Today: from 00:00 UTC to the end of the current second. */
+    int64_t day0 = kpi_day_of(now) * 86400 * 1000000LL, end_us = now + 1000000;
+    rollup_totals_t ord = {0}, ses = {0}, conv = {0};
+    rollup_filter_t of = {"event", p->conversion}, sf = {"session", "start"};
+    rollup_totals(p->events, day0, end_us, &of, 1, &ord);
+    rollup_totals(p->sessions, day0, end_us, &sf, 1, &ses);
+    sf.value = "converted";
+    rollup_totals(p->sessions, day0, end_us, &sf, 1, &conv);
+    char iso[25], body[768], rate[32];
     clock_format_iso(now, iso);
+    if (ses.count) snprintf(rate, sizeof rate, "%.6g", (double)conv.count / (double)ses.count);
+    else snprintf(rate, sizeof rate, "null");
     uint64_t end = log_end_offset(p->log);
     snprintf(body, sizeof body,
              "{\"t\":\"%s\",\"events\":%llu,\"eventsPerSecond\":%.1f,\"activeUsers\":%llu,"
-             "\"revenue\":%.2f,\"orders\":%llu,\"offset\":%llu,\"lag\":%llu}",
+             "\"revenue\":%.2f,\"orders\":%llu,\"offset\":%llu,\"lag\":%llu,"
+             "\"visitorsOnline\":%llu,\"sessionsToday\":%llu,\"revenueToday\":%.2f,"
+             "\"ordersToday\":%llu,\"conversionRateToday\":%s}",
              iso, (unsigned long long)p->tick_events, (double)p->tick_events / secs,
              (unsigned long long)tot.uniques, p->tick_revenue,
              (unsigned long long)p->tick_orders, (unsigned long long)p->offset,
-             (unsigned long long)(end > p->offset ? end - p->offset : 0));
+             (unsigned long long)(end > p->offset ? end - p->offset : 0),
+             (unsigned long long)tot.uniques, (unsigned long long)ses.count, ord.sum,
+             (unsigned long long)ord.count, rate);
     sse_publish(p->hub, PROCESS_LIVE_CHANNEL, NULL, body, NULL);
   }
   p->tick_events = p->tick_orders = 0;
@@ -625,6 +664,7 @@ int process_remove_snapshot(const char *state_dir) {
 
 const rollup_t *process_events(const process_t *p) { return p->events; }
 const rollup_t *process_sessions(const process_t *p) { return p->sessions; }
+const kpi_t *process_kpi(const process_t *p) { return p->kpi; }
 const char *process_conversion_event(const process_t *p) { return p->conversion; }
 
 void process_stats(const process_t *p, process_stats_t *out) {

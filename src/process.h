@@ -30,7 +30,10 @@
  * again from offset 0.
  *
  * Live: with an SSE hub, process publishes once a second on channel "live" a JSON frame
- * {"t","events","eventsPerSecond","activeUsers","revenue","orders","offset","lag"}.
+ * {"t","events","eventsPerSecond","activeUsers","revenue","orders","offset","lag",
+ * "visitorsOnline","sessionsToday","revenueToday","ordersToday","conversionRateToday"}
+ * (docs/API.md). The KPI state (kpi.h) is fed after each profile update and is part of
+ * the snapshot.
  *
  * Single-threaded: every call on the loop thread (or, offline, the caller's). */
 #ifndef SLUICE_PROCESS_H
@@ -40,6 +43,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "kpi.h"
 #include "log.h"
 #include "rollup.h"
 #include "sse.h"
@@ -121,6 +125,8 @@ int process_forget(void *ud, const char *ids, size_t n);
 
 const rollup_t *process_events(const process_t *p);
 const rollup_t *process_sessions(const process_t *p);
+/* Stream-side KPI state (kpi.h): facts, retention cohorts, lifetime value. */
+const kpi_t *process_kpi(const process_t *p);
 const char *process_conversion_event(const process_t *p);
 void process_stats(const process_t *p, process_stats_t *out /* OUT */);
 

@@ -35,6 +35,7 @@ typedef struct query_stores {
   const rollup_t *events;   /* dimensions PROCESS_DIMS, sum = order revenue */
   const rollup_t *sessions; /* dimension "session": start, end, bounce, converted */
   const char *conversion_event;
+  const kpi_t *kpi;         /* stream-side KPI state (kpi.h); NULL: those KPIs fail */
 } query_stores_t;
 
 /* ---- Pure evaluation (unit-tested) ---- */
