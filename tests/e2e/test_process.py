@@ -231,6 +231,14 @@ def test_live_stream_delivers_frames():
         frames = read_frames(resp, lambda fs: sum(f["events"] for f in fs) >= 3, time.time() + 15)
         check(sum(f["orders"] for f in frames) == 3 and abs(sum(f["revenue"] for f in frames) - 30) < 1e-9, frames)
         check(frames[-1]["activeUsers"] == 3 and "eventsPerSecond" in frames[-1], frames[-1])
+        # Today's KPIs: three orders, each its own converted session (unless this ran
+        # across midnight UTC, when the orders are yesterday's).
+        last = read_frames(resp, lambda fs: fs[-1]["ordersToday"] >= 3 or
+                           time.strftime("%Y-%m-%d", time.gmtime()) != now[:10], time.time() + 15)[-1]
+        if time.strftime("%Y-%m-%d", time.gmtime()) == now[:10]:
+            check(last["ordersToday"] == 3 and last["revenueToday"] == 30 and
+                  last["sessionsToday"] == 3 and last["conversionRateToday"] == 1 and
+                  last["visitorsOnline"] == 3, last)
         c.close()
         # Bearer works as well.
         c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
