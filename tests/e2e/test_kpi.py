@@ -5,7 +5,7 @@ import json
 import os
 import time
 
-from harness import READ_KEY, Server, check, run_all, wait_for
+from harness import ADMIN_KEY, READ_KEY, WRITE_KEY, Server, check, run_all, wait_for
 
 DAY = 86400
 # D2: ten minutes ago, moved back so that its events (within 60 s) stay in one UTC day;
@@ -65,8 +65,10 @@ DAY2 = [
     page("alice-phone", D2, user="alice"),
     page("u3", D2 + 10, "nov"),
     track("Order Completed", D2 + 20, anon="u3", user="bob", revenue=40),
-    track("Marketing Cost", D2 + 30, user="finance", campaign="nov", cost=20),
 ]
+# Day 2's cost goes through the admin API.
+COST2 = {"campaign": "nov", "source": "newsletter", "cost": 20, "currency": "EUR",
+         "timestamp": iso(D2 + 30), "messageId": "cost-nov-1"}
 # Events the events rollup counts (cost events feed the CAC only).
 COUNTED1, COUNTED2 = 9, 3
 RANGE = {"from": iso(D1 - 60), "to": (D2 + 600) * 1000}
@@ -122,7 +124,25 @@ def test_kpis_match_hand_computed_answers_and_survive_kill9():
         first = os.stat(snap).st_mtime_ns
         wait_for(lambda: os.stat(snap).st_mtime_ns != first, 10)
         send(srv, DAY2)
+        bearer = {"Authorization": "Bearer " + ADMIN_KEY}
+        # Costs need the admin key and a well-formed body.
+        for key, st in [(WRITE_KEY, 403), (READ_KEY, 403)]:
+            got = srv.request("POST", "/v1/costs", COST2, headers={"Authorization": "Bearer " + key})[0]
+            check(got == st, (key, got))
+        for bad in [{}, {"campaign": "nov"}, {"campaign": "nov", "cost": -1},
+                    {"campaign": "nov", "cost": "20"}, {"campaign": "", "cost": 1},
+                    {"campaign": "nov", "cost": 1, "currency": "euro"},
+                    {"campaign": "nov", "cost": 1, "timestamp": "yesterday"},
+                    {"campaign": "nov", "cost": 1, "extra": 1}, [1]]:
+            st, _, data = srv.request("POST", "/v1/costs", bad, headers=bearer)
+            check(st == 400 and b"bad_cost" in data, (bad, st, data))
+        st, _, data = srv.request("POST", "/v1/costs", COST2, headers=bearer)
+        check(st == 200, (st, data))
+        # A retry with the same messageId is a duplicate, not a second cost.
+        st, _, data = srv.request("POST", "/v1/costs", COST2, headers=bearer)
+        check(st == 200, (st, data))
         wait_for(lambda: counted(srv) == COUNTED1 + COUNTED2, 20)
+        wait_for(lambda: kpi(srv, "marketing_cost")["value"] == 70, 20)
 
         def ratio(r, num, den):
             check(r["numerator"] == num and r["denominator"] == den, r)
