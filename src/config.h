@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config_kpi.h"
+
 typedef struct strlist {
   char **items; /* owned */
   size_t n;
@@ -66,6 +68,7 @@ typedef struct config {
   strlist_t tracked_events;  /* profile counters, at most 8 */
   char *conversion_event;
   uint64_t session_timeout_s;
+  config_kpis_t kpis;        /* the `kpis` section (config file only; config_kpi.h) */
 } config_t;
 
 /* Fill c with the built-in defaults. */

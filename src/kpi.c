@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "util/mem.h"
@@ -12,6 +13,7 @@
 #define NAME_MAX_LEN 256
 
 static const char *const fact_dims[KPI_NDIMS] = {KPI_DIMS};
+static const char *const custom_dims[1] = {"part"};
 
 /* One retention grid: rows are cohorts (ring by cohort index), columns offsets. */
 typedef struct grid {
@@ -33,6 +35,8 @@ typedef struct campaign {
 
 struct kpi {
   rollup_t *facts;
+  rollup_t *custom; /* dimension "part": "<name>:n", "<name>:d" */
+  const config_kpis_t *defs;
   grid_t day, week;
   kpi_clv_t clv;
   clv_row_t clv_rows[KPI_COHORT_WEEKS];
@@ -129,9 +133,17 @@ static clv_row_t *clv_row(kpi_t *k, int64_t week, int create) {
 kpi_t *kpi_new(int64_t (*now_us)(void *ctx), void *now_ctx) {
   rollup_opts_t o = {.dims = fact_dims, .ndims = KPI_NDIMS, .now_us = now_us, .now_ctx = now_ctx};
   rollup_t *r = rollup_new(&o);
-  if (!r) return NULL;
+  o.dims = custom_dims;
+  o.ndims = 1;
+  rollup_t *cu = rollup_new(&o);
+  if (!r || !cu) {
+    rollup_free(r);
+    rollup_free(cu);
+    return NULL;
+  }
   kpi_t *k = xcalloc(1, sizeof *k);
   k->facts = r;
+  k->custom = cu;
   grid_init(&k->day, KPI_COHORT_DAYS);
   grid_init(&k->week, KPI_COHORT_WEEKS);
   for (int i = 0; i < KPI_COHORT_WEEKS; i++) k->clv_rows[i].week = -1;
@@ -141,13 +153,82 @@ kpi_t *kpi_new(int64_t (*now_us)(void *ctx), void *now_ctx) {
 void kpi_free(kpi_t *k) {
   if (!k) return;
   rollup_free(k->facts);
+  rollup_free(k->custom);
   grid_free(&k->day);
   grid_free(&k->week);
   for (size_t i = 0; i < MAP_SLOTS; i++) free(k->map[i].name);
   free(k);
 }
 
-void kpi_advance(kpi_t *k) { rollup_advance(k->facts); }
+void kpi_advance(kpi_t *k) {
+  rollup_advance(k->facts);
+  rollup_advance(k->custom);
+}
+
+/* ---- user-defined KPIs ---- */
+
+void kpi_set_custom(kpi_t *k, const config_kpis_t *defs) { k->defs = defs; }
+
+static int part_matches(const config_kpi_part_t *p, const char *name, const char *const *dims) {
+  if (p->event && (!name || strcmp(p->event, name))) return 0;
+  for (size_t i = 0; i < p->nfilters; i++) {
+    const char *v = dims[p->filter_dim[i]];
+    if (!v || strcmp(v, p->filter_value[i])) return 0;
+  }
+  return 1;
+}
+
+static void part_value(const config_kpi_t *d, int den, char *out, size_t cap) {
+  snprintf(out, cap, "%s:%c", d->name, den ? 'd' : 'n');
+}
+
+void kpi_custom_observe(kpi_t *k, int64_t t_us, const char *name, const char *const *dims,
+                        uint64_t user, const double *values) {
+  if (!k->defs) return;
+  for (size_t i = 0; i < k->defs->n; i++) {
+    const config_kpi_t *d = &k->defs->items[i];
+    for (int j = 0; j < 2; j++) {
+      const config_kpi_part_t *p = j ? &d->den : &d->num;
+      if (!p->present || !part_matches(p, name, dims)) continue;
+      char v[CONFIG_KPI_MAX_NAME + 3];
+      part_value(d, j, v, sizeof v);
+      const char *vp[1] = {v};
+      double x = p->metric == CONFIG_KPI_SUM && isfinite(values[2 * i + j]) ? values[2 * i + j] : 0;
+      rollup_add(k->custom, t_us, vp, user, x);
+    }
+  }
+}
+
+int kpi_custom_index(const kpi_t *k, const char *name) {
+  for (size_t i = 0; k->defs && i < k->defs->n; i++)
+    if (!strcmp(k->defs->items[i].name, name)) return (int)i;
+  return -1;
+}
+
+const config_kpi_t *kpi_custom_def(const kpi_t *k, int i) {
+  return k->defs && i >= 0 && (size_t)i < k->defs->n ? &k->defs->items[i] : NULL;
+}
+
+int kpi_custom_eval(const kpi_t *k, int i, int64_t from, int64_t to, double *num, double *den,
+                    int64_t *read_from, int64_t *read_to) {
+  const config_kpi_t *d = kpi_custom_def(k, i);
+  if (!d) return -ENOENT;
+  double out[2] = {0, NAN};
+  for (int j = 0; j < 2; j++) {
+    const config_kpi_part_t *p = j ? &d->den : &d->num;
+    if (!p->present) continue;
+    char v[CONFIG_KPI_MAX_NAME + 3];
+    part_value(d, j, v, sizeof v);
+    rollup_filter_t f = {"part", v};
+    rollup_totals_t t = {0};
+    rollup_totals(k->custom, from, to, &f, 1, &t);
+    out[j] = p->metric == CONFIG_KPI_COUNT ? (double)t.count
+             : p->metric == CONFIG_KPI_SUM ? t.sum : (double)t.uniques;
+    *read_from = t.from_us, *read_to = t.to_us;
+  }
+  *num = out[0], *den = out[1];
+  return 0;
+}
 
 const rollup_t *kpi_facts(const kpi_t *k) { return k->facts; }
 
@@ -289,6 +370,10 @@ size_t kpi_serialize(const kpi_t *k, buf_t *out) {
   put(out, 0, 8);
   uint64_t n = rollup_serialize(k->facts, out);
   for (int i = 0; i < 8; i++) out->data[at + (size_t)i] = (char)(n >> (8 * i));
+  at = out->len;
+  put(out, 0, 8);
+  n = rollup_serialize(k->custom, out);
+  for (int i = 0; i < 8; i++) out->data[at + (size_t)i] = (char)(n >> (8 * i));
   return out->len - start;
 }
 
@@ -357,22 +442,26 @@ int kpi_deserialize(const void *p, size_t n, int64_t (*now_us)(void *ctx), void 
     row->revenue = get_f64(&r);
     if (row->week < -1 || (row->week >= 0 && row->week % KPI_COHORT_WEEKS != i)) r.bad = 1;
   }
-  uint64_t len = get(&r, 8);
-  if (r.bad || len != r.n - r.pos) goto fail;
-  rollup_t *facts;
-  if (rollup_deserialize(r.p + r.pos, (size_t)len, &facts) != 0) goto fail;
-  if (rollup_ndims(facts) != KPI_NDIMS) {
-    rollup_free(facts);
-    goto fail;
-  }
-  for (int i = 0; i < KPI_NDIMS; i++)
-    if (rollup_dim_index(facts, fact_dims[i]) != i) {
-      rollup_free(facts);
+  rollup_t **stores[2] = {&k->facts, &k->custom};
+  const char *const *names[2] = {fact_dims, custom_dims};
+  size_t ndims[2] = {KPI_NDIMS, 1};
+  for (int s = 0; s < 2; s++) {
+    uint64_t len = get(&r, 8);
+    if (r.bad || len > r.n - r.pos) goto fail;
+    rollup_t *ro;
+    if (rollup_deserialize(r.p + r.pos, (size_t)len, &ro) != 0) goto fail;
+    r.pos += (size_t)len;
+    int ok = rollup_ndims(ro) == ndims[s];
+    for (size_t i = 0; ok && i < ndims[s]; i++) ok = rollup_dim_index(ro, names[s][i]) == (int)i;
+    if (!ok) {
+      rollup_free(ro);
       goto fail;
     }
-  rollup_set_clock(facts, now_us, now_ctx);
-  rollup_free(k->facts);
-  k->facts = facts;
+    rollup_set_clock(ro, now_us, now_ctx);
+    rollup_free(*stores[s]);
+    *stores[s] = ro;
+  }
+  if (r.pos != r.n) goto fail;
   *out = k;
   return 0;
 fail:

@@ -38,6 +38,11 @@
  * seen (minus merges of two customers); revenue = the revenue of every order applied to
  * a profile. Kept overall and per first-seen week cohort (KPI_COHORT_WEEKS rows).
  *
+ * User-defined KPIs (config_kpi.h): a second rollup with one dimension "part" whose
+ * values are "<name>:n" and "<name>:d"; kpi_custom_observe adds a record to each part
+ * whose event name and filters match, with the part's property value as sum and the
+ * user key as user, so count, sum and uniques of a part are its rollup totals.
+ *
  * Memory: the facts rollup (a few records per session, not per event) plus ~40 KiB of
  * grids and at most KPI_MAX_CAMPAIGNS campaign names. Not thread-safe (the process
  * stage's thread). Core module: no logging. */
@@ -47,6 +52,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config_kpi.h"
 #include "profile.h"
 #include "rollup.h"
 #include "util/buf.h"
@@ -103,6 +109,16 @@ void kpi_observe(kpi_t *k, const kpi_event_t *e);
  * -ERANGE when t_us is outside the rollup's windows. */
 int kpi_cost(kpi_t *k, int64_t t_us, const char *campaign, double cost);
 
+/* Use the user-defined KPIs defs (borrowed: must outlive k; NULL: none). Call after
+ * kpi_new and kpi_deserialize; the caller keeps the snapshot consistent with them. */
+void kpi_set_custom(kpi_t *k, const config_kpis_t *defs);
+/* Account one event for the user-defined KPIs: its name (NULL: none), its PROCESS_DIMS
+ * values (NULL or "" absent), the user key hash, and for each KPI i the numerator's and
+ * denominator's property values at values[2i] and values[2i + 1] (used by metric sum;
+ * non-finite: 0). */
+void kpi_custom_observe(kpi_t *k, int64_t t_us, const char *name, const char *const *dims,
+                        uint64_t user, const double *values);
+
 /* ---- Reading ---- */
 
 /* The facts rollup (borrowed, valid while k lives): query it with a filter on "fact"
@@ -118,6 +134,15 @@ int64_t kpi_newest_cohort(const kpi_t *k, int week);
 /* Lifetime value totals, overall (cohort_week < 0) or of one first-seen week cohort (0
  * when not held) into *out (OUT). */
 void kpi_clv(const kpi_t *k, int64_t cohort_week, kpi_clv_t *out);
+/* Index of user-defined KPI name, or -1. */
+int kpi_custom_index(const kpi_t *k, const char *name);
+/* Definition of user-defined KPI i (borrowed), or NULL. */
+const config_kpi_t *kpi_custom_def(const kpi_t *k, int i);
+/* Numerator and denominator (NAN without one) of user-defined KPI i over [from_us,
+ * to_us) into *num, *den (OUT); the span read into *read_from, *read_to (OUT). Returns 0
+ * or -ENOENT. */
+int kpi_custom_eval(const kpi_t *k, int i, int64_t from_us, int64_t to_us, double *num,
+                    double *den, int64_t *read_from, int64_t *read_to);
 /* Day and week index of a time (UTC). */
 int64_t kpi_day_of(int64_t t_us);
 int64_t kpi_week_of(int64_t t_us);
@@ -126,7 +151,8 @@ int64_t kpi_week_of(int64_t t_us);
  * "SLKP", u8 version 1, then little-endian: u64 customers, f64 revenue; u32 number of
  * campaign names, each u32 hash + u16 length + bytes; day grid then week grid: per row
  * i64 cohort (-1 unused) + offsets x u32; CLV cohort rows: i64 week (-1 unused), u64
- * customers, f64 revenue; u64 length + the facts rollup (rollup_serialize). */
+ * customers, f64 revenue; u64 length + the facts rollup (rollup_serialize); u64 length
+ * + the user-defined KPIs' rollup. */
 
 /* Append k's encoding to out. Returns the number of bytes appended. */
 size_t kpi_serialize(const kpi_t *k, buf_t *out);

@@ -207,6 +207,7 @@ static int run_replay(const config_t *cfg) {
       .ntracked = cfg->tracked_events.n,
       .conversion_event = cfg->conversion_event,
       .session_timeout_s = cfg->session_timeout_s,
+      .kpis = &cfg->kpis,
   };
   process_t *p = process_new(&po, err, sizeof err);
   if (!p) {

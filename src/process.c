@@ -82,6 +82,8 @@ struct process {
   profile_store_t *profiles;
   rollup_t *events, *sessions;
   kpi_t *kpi;
+  const config_kpis_t *custom; /* user-defined KPIs, or NULL */
+  int custom_field[2 * CONFIG_KPI_MAX]; /* jscan slot of each part's property, or -1 */
   jscan_paths_t *paths;
   log_reader_t *reader;
   uint64_t offset;
@@ -121,6 +123,7 @@ static int new_stores(process_t *p) {
   p->sessions = rollup_new(&so);
   p->profiles = profile_store_new(&p->popts);
   p->kpi = kpi_new(NULL, NULL);
+  if (p->kpi) kpi_set_custom(p->kpi, p->custom);
   return p->events && p->sessions && p->profiles && p->kpi ? 0 : -EINVAL;
 }
 
@@ -203,6 +206,7 @@ static int load_snapshot(process_t *p) {
         p->events = ev;
         p->sessions = se;
         p->kpi = kp;
+        kpi_set_custom(p->kpi, p->custom);
         ev = se = NULL;
         kp = NULL;
         p->offset = off;
@@ -282,7 +286,7 @@ static const char *const type_dim[PROFILE_TYPES] = {NULL, "$page", "$screen", "$
                                                     "$group", "$alias"};
 
 static void process_record(process_t *p, const log_record_t *rec) {
-  jscan_val_t f[F_COUNT];
+  jscan_val_t f[F_COUNT + 2 * CONFIG_KPI_MAX];
   p->st.events++;
   if (jscan_scan(p->paths, rec->value, rec->value_len, f) != 0 || f[F_TYPE].type != JSCAN_STRING) {
     p->st.undecodable++;
@@ -332,6 +336,14 @@ static void process_record(process_t *p, const log_record_t *rec) {
   const char *ukey = anon ? anon : user;
   uint64_t uh = ukey ? XXH3_64bits(ukey, strlen(ukey)) : 0;
   if (rollup_add(p->events, t, dims, uh, revenue) != 0) p->st.rejected++;
+  if (p->custom && p->custom->n) {
+    double vals[2 * CONFIG_KPI_MAX];
+    for (size_t i = 0; i < 2 * p->custom->n; i++) {
+      int fi = p->custom_field[i];
+      vals[i] = fi >= 0 && f[fi].type == JSCAN_NUMBER ? f[fi].num : 0;
+    }
+    kpi_custom_observe(p->kpi, t, name, dims, uh, vals);
+  }
   p->tick_events++;
   if (is_order) {
     p->tick_orders++;
@@ -546,9 +558,51 @@ static uint64_t fingerprint(const process_t *p) {
   buf_t b = BUF_INIT;
   for (int i = 0; i < PROFILE_KINDS; i++) buf_printf(&b, "%s\n", p->kinds[i] ? p->kinds[i] : "");
   buf_printf(&b, "%s\n%lld", p->conversion, (long long)p->popts.session_timeout_us);
+  for (size_t i = 0; p->custom && i < p->custom->n; i++) {
+    const config_kpi_t *k = &p->custom->items[i];
+    buf_printf(&b, "\nkpi %s", k->name);
+    for (int j = 0; j < 2; j++) {
+      const config_kpi_part_t *q = j ? &k->den : &k->num;
+      buf_printf(&b, "|%d %s %d %s", q->present, q->event ? q->event : "", q->metric,
+                 q->property ? q->property : "");
+      for (size_t x = 0; x < q->nfilters; x++)
+        buf_printf(&b, " %d=%s", q->filter_dim[x], q->filter_value[x]);
+    }
+  }
   uint64_t h = XXH3_64bits(b.data, b.len);
   buf_free(&b);
   return h;
+}
+
+/* The fixed field paths plus properties.<property> of each user-defined KPI part that
+ * sums one, each distinct property once (recording each part's slot in custom_field).
+ * NULL when they do not fit in JSCAN_MAX_PATHS. */
+static jscan_paths_t *compile_paths(process_t *p) {
+  const char *paths[F_COUNT + 2 * CONFIG_KPI_MAX];
+  char *own[2 * CONFIG_KPI_MAX];
+  size_t n = F_COUNT, nown = 0;
+  memcpy(paths, field_paths, sizeof field_paths);
+  for (size_t i = 0; p->custom && i < p->custom->n && i < CONFIG_KPI_MAX; i++)
+    for (int j = 0; j < 2; j++) {
+      const config_kpi_part_t *q = j ? &p->custom->items[i].den : &p->custom->items[i].num;
+      p->custom_field[2 * i + (size_t)j] = -1;
+      if (!q->present || q->metric != CONFIG_KPI_SUM || !q->property) continue;
+      char path[CONFIG_KPI_MAX_NAME + 16];
+      snprintf(path, sizeof path, "properties.%s", q->property);
+      for (size_t k = 0; k < n; k++) /* a path is scanned into one slot only */
+        if (!strcmp(paths[k], path)) p->custom_field[2 * i + (size_t)j] = (int)k;
+      if (p->custom_field[2 * i + (size_t)j] >= 0) continue;
+      if (n == JSCAN_MAX_PATHS) goto fail; /* too many distinct properties */
+      own[nown] = xstrdup(path);
+      p->custom_field[2 * i + (size_t)j] = (int)n;
+      paths[n++] = own[nown++];
+    }
+  jscan_paths_t *ps = jscan_compile(paths, n);
+  for (size_t i = 0; i < nown; i++) free(own[i]);
+  return ps;
+fail:
+  for (size_t i = 0; i < nown; i++) free(own[i]);
+  return NULL;
 }
 
 process_t *process_new(const process_opts_t *o, char *err, size_t errlen) {
@@ -578,8 +632,9 @@ process_t *process_new(const process_opts_t *o, char *err, size_t errlen) {
   p->popts.session_timeout_us = (int64_t)(o->session_timeout_s ? o->session_timeout_s : 1800) * 1000000;
   p->popts.on_session_end = on_session_end;
   p->popts.ud = p;
+  p->custom = o->kpis;
   p->fingerprint = fingerprint(p);
-  p->paths = jscan_compile(field_paths, F_COUNT);
+  p->paths = compile_paths(p);
   if (new_stores(p) != 0 || !p->paths) {
     snprintf(err, errlen, "bad processing options");
     process_free(p);

@@ -68,6 +68,8 @@ typedef struct process_opts {
   const char *conversion_event;/* NULL: "Order Completed" */
   uint64_t session_timeout_s;  /* 0: 1800 */
   sse_hub_t *hub;              /* borrowed, may be NULL: no live frames */
+  const config_kpis_t *kpis;   /* borrowed, outlives the process; NULL: no user-defined
+                                  KPIs. Part of the snapshot's configuration check. */
 } process_opts_t;
 
 typedef struct process_stats {

@@ -80,7 +80,7 @@ static const char *const type_names[] = {"timeseries", "topN", "totals", "kpi"};
 typedef struct q {
   int type, kpi, gran, gran_given, compare;
   int64_t from, to;
-  const char *dimension;
+  const char *dimension, *kpi_name;
   rollup_filter_t filter;
   int has_filter;
   rollup_metric_t metric;
@@ -93,7 +93,7 @@ static int pick(const char *s, const char *const *names, int n) {
   return -1;
 }
 
-static int parse(const cJSON *root, int64_t now, q_t *q, qerr_t *e) {
+static int parse(const query_stores_t *st, const cJSON *root, int64_t now, q_t *q, qerr_t *e) {
   if (!cJSON_IsObject(root)) return fail(e, "", "the body must be a JSON object");
   static const char *const allowed[] = {"type", "from", "to", "granularity", "dimension",
                                         "filter", "metric", "limit", "kpi", "compare"};
@@ -167,15 +167,17 @@ static int parse(const cJSON *root, int64_t now, q_t *q, qerr_t *e) {
   }
   q->kpi = -1;
   if ((v = cJSON_GetObjectItemCaseSensitive(root, "kpi"))) {
-    if (!cJSON_IsString(v) || (q->kpi = query_kpi_index(v->valuestring)) < 0)
-      return fail(e, "kpi", "kpi must be one of %s", query_kpi_list());
+    if (!cJSON_IsString(v) || (q->kpi = query_kpi_lookup(st, v->valuestring)) < 0)
+      return fail(e, "kpi", "kpi must be one of %s, or a kpi of the configuration",
+                  query_kpi_list());
+    q->kpi_name = v->valuestring;
   }
   if ((v = cJSON_GetObjectItemCaseSensitive(root, "compare"))) {
     if (!cJSON_IsString(v) || strcmp(v->valuestring, "previous") || q->type != Q_KPI)
       return fail(e, "compare", "compare must be \"previous\" (kpi queries only)");
     q->compare = 1;
     if (q->kpi >= 0 && query_kpi_shape(q->kpi) >= QUERY_KPI_LIFETIME)
-      return fail(e, "compare", "kpi %s has no previous period", query_kpi_name(q->kpi));
+      return fail(e, "compare", "kpi %s has no previous period", q->kpi_name);
   }
   if (q->type == Q_TOPN && !q->dimension)
     return fail(e, "dimension", "topN needs a dimension");
@@ -186,15 +188,15 @@ static int parse(const cJSON *root, int64_t now, q_t *q, qerr_t *e) {
     int fk = query_kpi_filter_kind(q->kpi);
     if (fk == QUERY_KPI_NO_FILTER)
       return fail(e, "filter", "kpi %s cannot be filtered (docs/API.md lists the filters "
-                               "each KPI takes)", query_kpi_name(q->kpi));
+                               "each KPI takes)", q->kpi_name);
     if (fk == QUERY_KPI_CAMPAIGN_FILTER && strcmp(q->filter.dim, "utm_campaign"))
       return fail(e, "filter", "kpi %s can only be filtered by utm_campaign",
-                  query_kpi_name(q->kpi));
+                  q->kpi_name);
   }
   if (q->type == Q_KPI && q->gran_given) {
     int sh = query_kpi_shape(q->kpi);
     if (sh == QUERY_KPI_GRID || sh == QUERY_KPI_LIFETIME)
-      return fail(e, "granularity", "kpi %s has no series", query_kpi_name(q->kpi));
+      return fail(e, "granularity", "kpi %s has no series", q->kpi_name);
     if ((q->to - q->from) / ((int64_t)q->gran * 1000000) >= QUERY_MAX_POINTS)
       return fail(e, "granularity", "too many points: at most 1000 per query; use a coarser "
                                     "granularity");
@@ -258,13 +260,13 @@ static void put_kpi_value(buf_t *out, const query_kpi_value_t *v) {
  * equal length. */
 static int answer_kpi(const query_stores_t *st, const q_t *q, buf_t *out, qerr_t *e) {
   const rollup_filter_t *f = q->has_filter ? &q->filter : NULL;
-  const char *name = query_kpi_name(q->kpi);
+  const char *name = q->kpi_name, *format = query_kpi_format(st, q->kpi);
   int shape = query_kpi_shape(q->kpi);
   int64_t span = q->to - q->from;
   query_kpi_value_t v, pv;
   if (shape == QUERY_KPI_GRID) {
     head(out, q, q->from, q->to);
-    buf_printf(out, ",\"kpi\":\"%s\"", name);
+    buf_printf(out, ",\"kpi\":\"%s\",\"format\":\"%s\"", name, format);
     if (query_kpi_grid(st, q->kpi, q->from, q->to, out) != 0)
       return fail(e, "kpi", "kpi %s is not available", name);
     buf_putc(out, '}');
@@ -274,7 +276,7 @@ static int answer_kpi(const query_stores_t *st, const q_t *q, buf_t *out, qerr_t
     if (query_kpi_eval(st, q->kpi, q->from, q->to, f, &v) != 0)
       return fail(e, "filter", "cannot answer kpi %s with this filter", name);
     head(out, q, v.from_us, v.to_us);
-    buf_printf(out, ",\"kpi\":\"%s\",", name);
+    buf_printf(out, ",\"kpi\":\"%s\",\"format\":\"%s\",", name, format);
     put_kpi_value(out, &v);
     if (q->compare && query_kpi_eval(st, q->kpi, q->from - span, q->from, f, &pv) == 0) {
       buf_puts(out, ",\"previous\":{");
@@ -292,8 +294,8 @@ static int answer_kpi(const query_stores_t *st, const q_t *q, buf_t *out, qerr_t
   int64_t g = (int64_t)q->gran * 1000000;
   int64_t t0 = q->from / g * g, t1 = (q->to + g - 1) / g * g;
   head(out, q, t0, t1);
-  buf_printf(out, ",\"kpi\":\"%s\",\"granularity\":\"%s\",\"points\":[", name,
-             gran_name(q->gran));
+  buf_printf(out, ",\"kpi\":\"%s\",\"format\":\"%s\",\"granularity\":\"%s\",\"points\":[",
+             name, format, gran_name(q->gran));
   for (int64_t t = t0; t < t1; t += g) {
     if (query_kpi_eval(st, q->kpi, t, t + g, f, &v) != 0)
       return fail(e, "filter", "cannot answer kpi %s with this filter", name);
@@ -389,7 +391,7 @@ int query_run(const query_stores_t *st, const char *json, size_t len, int64_t no
   size_t mark = out->len;
   int rc;
   if (!root) rc = fail(&e, "", "the body is not valid JSON");
-  else if ((rc = parse(root, now_us, &q, &e)) == 0) rc = answer(st, &q, out, &e);
+  else if ((rc = parse(st, root, now_us, &q, &e)) == 0) rc = answer(st, &q, out, &e);
   if (rc != 0) {
     out->len = mark;
     if (out->data) out->data[mark] = 0;

@@ -16,38 +16,54 @@ enum {
   K_COST, K_CAC, K_CLV, K_RET_DAY, K_RET_WEEK, K_N
 };
 
+enum { NUM, PCT, CUR }; /* display formats */
+static const char *const format_names[] = {"number", "percent", "currency"};
+
 static const struct {
   const char *name;
-  int filter, shape;
+  int filter, shape, format;
 } cat[K_N] = {
-    [K_CONV] = {"conversion_rate", QUERY_KPI_CAMPAIGN_FILTER, QUERY_KPI_RATIO},
-    [K_BOUNCE] = {"bounce_rate", QUERY_KPI_NO_FILTER, QUERY_KPI_RATIO},
-    [K_REVENUE] = {"revenue", QUERY_KPI_ANY_FILTER, QUERY_KPI_VALUE},
-    [K_ORDERS] = {"orders", QUERY_KPI_NO_FILTER, QUERY_KPI_VALUE},
-    [K_AOV] = {"aov", QUERY_KPI_NO_FILTER, QUERY_KPI_RATIO},
-    [K_ACTIVE] = {"active_users", QUERY_KPI_ANY_FILTER, QUERY_KPI_VALUE},
-    [K_EVENTS] = {"events", QUERY_KPI_ANY_FILTER, QUERY_KPI_VALUE},
-    [K_DAU] = {"dau", QUERY_KPI_ANY_FILTER, QUERY_KPI_VALUE},
-    [K_WAU] = {"wau", QUERY_KPI_ANY_FILTER, QUERY_KPI_VALUE},
-    [K_MAU] = {"mau", QUERY_KPI_ANY_FILTER, QUERY_KPI_VALUE},
-    [K_NEW] = {"new_users", QUERY_KPI_NO_FILTER, QUERY_KPI_VALUE},
-    [K_RETURNING] = {"returning_users", QUERY_KPI_NO_FILTER, QUERY_KPI_VALUE},
-    [K_OFFER_CTR] = {"offer_ctr", QUERY_KPI_NO_FILTER, QUERY_KPI_RATIO},
-    [K_OPEN_RATE] = {"email_open_rate", QUERY_KPI_NO_FILTER, QUERY_KPI_RATIO},
-    [K_CTO] = {"email_click_to_open", QUERY_KPI_NO_FILTER, QUERY_KPI_RATIO},
-    [K_EMAIL_CTR] = {"email_ctr", QUERY_KPI_NO_FILTER, QUERY_KPI_RATIO},
-    [K_NEW_CUSTOMERS] = {"new_customers", QUERY_KPI_CAMPAIGN_FILTER, QUERY_KPI_VALUE},
-    [K_COST] = {"marketing_cost", QUERY_KPI_CAMPAIGN_FILTER, QUERY_KPI_VALUE},
-    [K_CAC] = {"cac", QUERY_KPI_CAMPAIGN_FILTER, QUERY_KPI_RATIO},
-    [K_CLV] = {"clv", QUERY_KPI_NO_FILTER, QUERY_KPI_LIFETIME},
-    [K_RET_DAY] = {"retention_day", QUERY_KPI_NO_FILTER, QUERY_KPI_GRID},
-    [K_RET_WEEK] = {"retention_week", QUERY_KPI_NO_FILTER, QUERY_KPI_GRID},
+    [K_CONV] = {"conversion_rate", QUERY_KPI_CAMPAIGN_FILTER, QUERY_KPI_RATIO, PCT},
+    [K_BOUNCE] = {"bounce_rate", QUERY_KPI_NO_FILTER, QUERY_KPI_RATIO, PCT},
+    [K_REVENUE] = {"revenue", QUERY_KPI_ANY_FILTER, QUERY_KPI_VALUE, CUR},
+    [K_ORDERS] = {"orders", QUERY_KPI_NO_FILTER, QUERY_KPI_VALUE, NUM},
+    [K_AOV] = {"aov", QUERY_KPI_NO_FILTER, QUERY_KPI_RATIO, CUR},
+    [K_ACTIVE] = {"active_users", QUERY_KPI_ANY_FILTER, QUERY_KPI_VALUE, NUM},
+    [K_EVENTS] = {"events", QUERY_KPI_ANY_FILTER, QUERY_KPI_VALUE, NUM},
+    [K_DAU] = {"dau", QUERY_KPI_ANY_FILTER, QUERY_KPI_VALUE, NUM},
+    [K_WAU] = {"wau", QUERY_KPI_ANY_FILTER, QUERY_KPI_VALUE, NUM},
+    [K_MAU] = {"mau", QUERY_KPI_ANY_FILTER, QUERY_KPI_VALUE, NUM},
+    [K_NEW] = {"new_users", QUERY_KPI_NO_FILTER, QUERY_KPI_VALUE, NUM},
+    [K_RETURNING] = {"returning_users", QUERY_KPI_NO_FILTER, QUERY_KPI_VALUE, NUM},
+    [K_OFFER_CTR] = {"offer_ctr", QUERY_KPI_NO_FILTER, QUERY_KPI_RATIO, PCT},
+    [K_OPEN_RATE] = {"email_open_rate", QUERY_KPI_NO_FILTER, QUERY_KPI_RATIO, PCT},
+    [K_CTO] = {"email_click_to_open", QUERY_KPI_NO_FILTER, QUERY_KPI_RATIO, PCT},
+    [K_EMAIL_CTR] = {"email_ctr", QUERY_KPI_NO_FILTER, QUERY_KPI_RATIO, PCT},
+    [K_NEW_CUSTOMERS] = {"new_customers", QUERY_KPI_CAMPAIGN_FILTER, QUERY_KPI_VALUE, NUM},
+    [K_COST] = {"marketing_cost", QUERY_KPI_CAMPAIGN_FILTER, QUERY_KPI_VALUE, CUR},
+    [K_CAC] = {"cac", QUERY_KPI_CAMPAIGN_FILTER, QUERY_KPI_RATIO, CUR},
+    [K_CLV] = {"clv", QUERY_KPI_NO_FILTER, QUERY_KPI_LIFETIME, CUR},
+    [K_RET_DAY] = {"retention_day", QUERY_KPI_NO_FILTER, QUERY_KPI_GRID, PCT},
+    [K_RET_WEEK] = {"retention_week", QUERY_KPI_NO_FILTER, QUERY_KPI_GRID, PCT},
 };
 
 int query_kpi_count(void) { return K_N; }
 const char *query_kpi_name(int i) { return cat[i].name; }
-int query_kpi_filter_kind(int i) { return cat[i].filter; }
-int query_kpi_shape(int i) { return cat[i].shape; }
+int query_kpi_filter_kind(int i) { return i < K_N ? cat[i].filter : QUERY_KPI_NO_FILTER; }
+int query_kpi_shape(int i) { return i < K_N ? cat[i].shape : QUERY_KPI_RATIO; }
+
+int query_kpi_lookup(const query_stores_t *st, const char *name) {
+  int i = query_kpi_index(name);
+  if (i >= 0 || !st->kpi) return i;
+  i = kpi_custom_index(st->kpi, name);
+  return i >= 0 ? K_N + i : -1;
+}
+
+const char *query_kpi_format(const query_stores_t *st, int i) {
+  if (i < K_N) return format_names[cat[i].format];
+  const config_kpi_t *d = st->kpi ? kpi_custom_def(st->kpi, i - K_N) : NULL;
+  return d ? config_kpi_format_name(d->format) : "number";
+}
 
 int query_kpi_index(const char *name) {
   for (int i = 0; i < K_N; i++)
@@ -97,7 +113,10 @@ int query_kpi_eval(const query_stores_t *st, int i, int64_t from, int64_t to,
   out->num = 0;
   out->den = NAN;
   out->from_us = from, out->to_us = to;
-  if (i < 0 || i >= K_N || cat[i].shape == QUERY_KPI_GRID) return -ENOTSUP;
+  if (i >= K_N)
+    return st->kpi && kpi_custom_eval(st->kpi, i - K_N, from, to, &out->num, &out->den,
+                                      &out->from_us, &out->to_us) == 0 ? 0 : -ENOTSUP;
+  if (i < 0 || cat[i].shape == QUERY_KPI_GRID) return -ENOTSUP;
   int needs_state = i == K_NEW || i == K_RETURNING || i >= K_NEW_CUSTOMERS ||
                     (i == K_CONV && f);
   if (needs_state && !st->kpi) return -ENOTSUP;

@@ -32,14 +32,19 @@ typedef struct query_kpi_value {
   int64_t from_us, to_us; /* span actually read */
 } query_kpi_value_t;
 
-/* Index of a KPI name, or -1. */
+/* Index of a built-in KPI name, or -1. */
 int query_kpi_index(const char *name);
-/* Name of KPI i (0 <= i < query_kpi_count()). */
+/* Index of a built-in or (with st->kpi) user-defined KPI name (config_kpi.h), or -1.
+ * User-defined KPIs follow the built-in ones: index query_kpi_count() + their index. */
+int query_kpi_lookup(const query_stores_t *st, const char *name);
+/* Name of built-in KPI i (0 <= i < query_kpi_count()). */
 const char *query_kpi_name(int i);
+/* "percent", "currency" or "number": how KPI i reads. */
+const char *query_kpi_format(const query_stores_t *st, int i);
 int query_kpi_count(void);
 /* "a, b, ..." of every name (static). */
 const char *query_kpi_list(void);
-/* QUERY_KPI_*_FILTER and QUERY_KPI_VALUE... of KPI i. */
+/* QUERY_KPI_*_FILTER and QUERY_KPI_VALUE... of KPI i (user-defined: no filter, ratio). */
 int query_kpi_filter_kind(int i);
 int query_kpi_shape(int i);
 

@@ -3,6 +3,7 @@ of events on two consecutive days, every answer computed by hand below; the answ
 survive kill -9 (snapshot + tail replay)."""
 import json
 import os
+import tempfile
 import time
 
 from harness import ADMIN_KEY, READ_KEY, WRITE_KEY, Server, check, run_all, wait_for
@@ -72,6 +73,16 @@ COST2 = {"campaign": "nov", "source": "newsletter", "cost": 20, "currency": "EUR
 # Events the events rollup counts (cost events feed the CAC only).
 COUNTED1, COUNTED2 = 9, 3
 RANGE = {"from": iso(D1 - 60), "to": (D2 + 600) * 1000}
+# User-defined KPIs (config file): bf_visitors = distinct users with a page view from
+# campaign bf (u1, u2); revenue_per_email_open = order revenue / Email Opened events.
+CONFIG = """kpis:
+  - name: bf_visitors
+    numerator: {event: $page, metric: uniques, filter: {utm_campaign: bf}}
+  - name: revenue_per_email_open
+    format: currency
+    numerator: {event: Order Completed, metric: sum, property: revenue}
+    denominator: {event: Email Opened}
+"""
 BF = {"dimension": "utm_campaign", "value": "bf"}
 NOV = {"dimension": "utm_campaign", "value": "nov"}
 
@@ -104,7 +115,7 @@ def answers(srv):
     for k in ["conversion_rate", "offer_ctr", "email_open_rate", "email_click_to_open",
               "email_ctr", "revenue", "orders", "aov", "active_users", "dau", "wau", "mau",
               "new_users", "returning_users", "new_customers", "marketing_cost", "cac", "clv",
-              "retention_day", "retention_week"]:
+              "retention_day", "retention_week", "bf_visitors", "revenue_per_email_open"]:
         out.append(kpi(srv, k))
     for k in ["conversion_rate", "cac", "new_customers", "marketing_cost"]:
         out.append(kpi(srv, k, filter=BF))
@@ -115,7 +126,11 @@ def answers(srv):
 
 
 def test_kpis_match_hand_computed_answers_and_survive_kill9():
-    srv = Server(args=["--session-timeout-s=60", "--checkpoint-interval-s=1"]).start()
+    fd, conf = tempfile.mkstemp(suffix=".yaml")
+    with os.fdopen(fd, "w") as f:
+        f.write(CONFIG)
+    srv = Server(args=["--session-timeout-s=60", "--checkpoint-interval-s=1",
+                       "--config=" + conf]).start()
     snap = os.path.join(srv.data_dir, "state", "snapshot")
     try:
         send(srv, DAY1)
@@ -177,6 +192,10 @@ def test_kpis_match_hand_computed_answers_and_survive_kill9():
         r = kpi(srv, "new_users", granularity="hour", compare="previous",
                 **{"from": iso(D2 - 3600), "to": (D2 + 3600) * 1000})
         check(sum(p["value"] for p in r["points"]) == 1, r)  # u3
+        r = kpi(srv, "bf_visitors")
+        check(r["value"] == 2 and r["format"] == "number", r)
+        r = kpi(srv, "revenue_per_email_open")
+        check(r["value"] == 140 and r["format"] == "currency", r)
         # Cost events are not visitors' events.
         top = q(srv, dict(RANGE, type="topN", dimension="event", limit=100))
         check("Marketing Cost" not in [row["value"] for row in top["rows"]], top)
@@ -190,6 +209,7 @@ def test_kpis_match_hand_computed_answers_and_survive_kill9():
         check(after == before, "KPI answers differ after kill -9 and restart:\n%r\n%r" % (before, after))
     finally:
         srv.cleanup()
+        os.unlink(conf)
 
 
 if __name__ == "__main__":

@@ -235,6 +235,68 @@ TEST(test_snapshot_round_trip) {
   buf_free(&b);
 }
 
+TEST(test_user_defined_kpis) {
+  /* add_to_cart_rate = uniques(Product Added) / uniques(Product Viewed);
+   * de_revenue = sum of properties.revenue of orders with country DE (no denominator). */
+  static config_kpi_t defs[2] = {
+      {.name = (char *)"add_to_cart_rate",
+       .format = CONFIG_KPI_PERCENT,
+       .num = {.present = 1, .event = (char *)"Product Added", .metric = CONFIG_KPI_UNIQUES},
+       .den = {.present = 1, .event = (char *)"Product Viewed", .metric = CONFIG_KPI_UNIQUES}},
+      {.name = (char *)"de_revenue",
+       .format = CONFIG_KPI_CURRENCY,
+       .num = {.present = 1, .event = (char *)"Order Completed", .metric = CONFIG_KPI_SUM,
+               .property = (char *)"revenue", .nfilters = 1, .filter_dim = {6},
+               .filter_value = {(char *)"DE"}}},
+  };
+  static const config_kpis_t list = {defs, 2};
+  kpi_set_custom(kp, &list);
+  const char *viewed[PROCESS_NDIMS] = {"Product Viewed"};
+  const char *added[PROCESS_NDIMS] = {"Product Added"};
+  const char *de[PROCESS_NDIMS] = {"Order Completed", [6] = "DE"};
+  const char *fr[PROCESS_NDIMS] = {"Order Completed", [6] = "FR"};
+  double v[4] = {0, 0, 0, 0};
+  int64_t t = T0 + 1000 * SEC;
+  /* Four viewers (one views twice), two of them add to cart (one twice). */
+  for (int u = 1; u <= 4; u++) kpi_custom_observe(kp, t, viewed[0], viewed, (uint64_t)u * 0x9e3779b97f4a7c15ull, v);
+  kpi_custom_observe(kp, t, viewed[0], viewed, 0x9e3779b97f4a7c15ull, v);
+  kpi_custom_observe(kp, t, added[0], added, 0x9e3779b97f4a7c15ull, v);
+  kpi_custom_observe(kp, t, added[0], added, 0x9e3779b97f4a7c15ull, v);
+  kpi_custom_observe(kp, t, added[0], added, 2 * 0x9e3779b97f4a7c15ull, v);
+  v[2] = 30;
+  kpi_custom_observe(kp, t, de[0], de, 1, v);
+  v[2] = 12.5;
+  kpi_custom_observe(kp, t, de[0], de, 2, v);
+  v[2] = 99;
+  kpi_custom_observe(kp, t, fr[0], fr, 3, v);
+  expect("add_to_cart_rate", T0, T0 + 2 * DAY, "",
+         "\"format\":\"percent\",\"value\":0.5,\"numerator\":2,\"denominator\":4");
+  expect("de_revenue", T0, T0 + 2 * DAY, "", "\"format\":\"currency\",\"value\":42.5}");
+  expect("de_revenue", T0, T0 + 2 * DAY, ",\"compare\":\"previous\"",
+         "\"previous\":{\"from\":\"2023-11-12T22:00:00.000Z\",\"to\":\"2023-11-14T22:00:00.000Z\",\"value\":0}");
+  /* Built-in KPIs carry their format too; unknown names are refused. */
+  expect("cac", T0, T0 + 2 * DAY, "", "\"kpi\":\"cac\",\"format\":\"currency\"");
+  buf_t out = BUF_INIT;
+  CHECK_INT(run("{\"type\":\"kpi\",\"kpi\":\"add_to_basket\"}", &out), 400);
+  buf_free(&out);
+  /* The snapshot keeps them. */
+  buf_t a = BUF_INIT;
+  kpi_serialize(kp, &a);
+  kpi_t *copy = NULL;
+  CHECK_INT(kpi_deserialize(a.data, a.len, fake_now, &clock_now, &copy), 0);
+  if (copy) {
+    kpi_set_custom(copy, &list);
+    double num, den;
+    int64_t f, to;
+    CHECK_INT(kpi_custom_eval(copy, 1, T0, T0 + DAY, &num, &den, &f, &to), 0);
+    CHECK(num == 42.5 && isnan(den));
+    CHECK_INT(kpi_custom_eval(copy, 2, T0, T0 + DAY, &num, &den, &f, &to), -ENOENT);
+  }
+  kpi_free(copy);
+  buf_free(&a);
+  kpi_set_custom(kp, NULL);
+}
+
 int main(void) {
   story();
   RUN(test_days_and_weeks);
@@ -244,6 +306,7 @@ int main(void) {
   RUN(test_merging_two_customers);
   RUN(test_bad_kpi_queries);
   RUN(test_snapshot_round_trip);
+  RUN(test_user_defined_kpis);
   kpi_free(kp);
   profile_store_free(ps);
   rollup_free(ev);
