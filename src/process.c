@@ -725,4 +725,6 @@ const char *process_conversion_event(const process_t *p) { return p->conversion;
 void process_stats(const process_t *p, process_stats_t *out) {
   *out = p->st;
   out->offset = p->offset;
+  out->profiles = profile_count(p->profiles);
+  out->profile_bytes = profile_store_bytes(p->profiles);
 }

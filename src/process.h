@@ -79,6 +79,8 @@ typedef struct process_stats {
   uint64_t rejected;       /* events the rollup refused (too old or too far ahead) */
   uint64_t checkpoints;    /* snapshots written */
   int read_error;          /* sticky log read error (negative errno) or 0 */
+  uint64_t profiles;       /* profiles held */
+  uint64_t profile_bytes;  /* heap bytes of the profile store */
 } process_stats_t;
 
 /* ---- Lifetime ---- */
