@@ -51,6 +51,21 @@ static int pick(const char *s, const char *const *names, int n) {
   return -1;
 }
 
+/* Which of the four keys the pair's key is (0..3), its value in *val (OUT); -1 with the
+ * message in c->err for an unknown key or a missing value. */
+static int key_of(const ctx_t *c, struct fy_node_pair *pair, const char *const keys[4],
+                  struct fy_node **val) {
+  struct fy_node *k = fy_node_pair_key(pair);
+  *val = fy_node_pair_value(pair);
+  char *ks = scalar(k, 32);
+  int which = pick(ks, keys, 4);
+  free(ks);
+  if (which < 0)
+    return bad(c, k, "unknown key; use %s, %s, %s or %s", keys[0], keys[1], keys[2], keys[3]);
+  if (!*val) return bad(c, k, "missing value");
+  return which;
+}
+
 static void part_free(config_kpi_part_t *p) {
   free(p->event);
   free(p->property);
@@ -89,13 +104,11 @@ static int parse_part(config_kpi_part_t *p, struct fy_node *v, const ctx_t *c) {
   p->present = 1;
   void *it = NULL;
   struct fy_node_pair *pair;
+  static const char *const keys[4] = {"event", "metric", "filter", "property"};
   while ((pair = fy_node_mapping_iterate(v, &it))) {
-    struct fy_node *k = fy_node_pair_key(pair), *val = fy_node_pair_value(pair);
-    char *key = scalar(k, 32);
-    int which = pick(key, (const char *const[]){"event", "metric", "filter", "property"}, 4);
-    free(key);
-    if (which < 0) return bad(c, k, "unknown key; use event, metric, filter or property");
-    if (!val) return bad(c, k, "missing value");
+    struct fy_node *val;
+    int which = key_of(c, pair, keys, &val);
+    if (which < 0) return -1;
     if (which == 0) {
       free(p->event);
       if (!(p->event = scalar(val, 256))) return bad(c, val, "event must be a name of 1 to 256 bytes");
@@ -135,13 +148,11 @@ static int parse_one(config_kpis_t *out, struct fy_node *item, const ctx_t *c) {
   memset(k, 0, sizeof *k);
   void *it = NULL;
   struct fy_node_pair *pair;
+  static const char *const keys[4] = {"name", "format", "numerator", "denominator"};
   while ((pair = fy_node_mapping_iterate(item, &it))) {
-    struct fy_node *key = fy_node_pair_key(pair), *val = fy_node_pair_value(pair);
-    char *ks = scalar(key, 32);
-    int which = pick(ks, (const char *const[]){"name", "format", "numerator", "denominator"}, 4);
-    free(ks);
-    if (which < 0) return bad(c, key, "unknown key; use name, format, numerator, denominator");
-    if (!val) return bad(c, key, "missing value");
+    struct fy_node *val;
+    int which = key_of(c, pair, keys, &val);
+    if (which < 0) return -1;
     if (which == 0) {
       free(k->name);
       k->name = scalar(val, CONFIG_KPI_MAX_NAME);

@@ -221,7 +221,8 @@ int kpi_custom_eval(const kpi_t *k, int i, int64_t from, int64_t to, double *num
     part_value(d, j, v, sizeof v);
     rollup_filter_t f = {"part", v};
     rollup_totals_t t = {0};
-    rollup_totals(k->custom, from, to, &f, 1, &t);
+    (p->metric == CONFIG_KPI_UNIQUES ? rollup_totals : rollup_counts)(k->custom, from, to, &f, 1,
+                                                                       &t);
     out[j] = p->metric == CONFIG_KPI_COUNT ? (double)t.count
              : p->metric == CONFIG_KPI_SUM ? t.sum : (double)t.uniques;
     *read_from = t.from_us, *read_to = t.to_us;

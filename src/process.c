@@ -525,10 +525,10 @@ static void on_live(uv_timer_t *t) {
     int64_t day0 = kpi_day_of(now) * 86400 * 1000000LL, end_us = now + 1000000;
     rollup_totals_t ord = {0}, ses = {0}, conv = {0};
     rollup_filter_t of = {"event", p->conversion}, sf = {"session", "start"};
-    rollup_totals(p->events, day0, end_us, &of, 1, &ord);
-    rollup_totals(p->sessions, day0, end_us, &sf, 1, &ses);
+    rollup_counts(p->events, day0, end_us, &of, 1, &ord);
+    rollup_counts(p->sessions, day0, end_us, &sf, 1, &ses);
     sf.value = "converted";
-    rollup_totals(p->sessions, day0, end_us, &sf, 1, &conv);
+    rollup_counts(p->sessions, day0, end_us, &sf, 1, &conv);
     char iso[25], body[768], rate[32];
     clock_format_iso(now, iso);
     if (ses.count) snprintf(rate, sizeof rate, "%.6g", (double)conv.count / (double)ses.count);

@@ -11,6 +11,9 @@
  *     the conversion event; properties.revenue, else properties.total), unique users by
  *     the user key (anonymousId when present, else userId: a browser's anonymous events
  *     and its later identified ones count as one user);
+ *   - the KPI state (kpi.h), after the profile store: facts per campaign, retention
+ *     cohorts, lifetime value and user-defined KPIs (opts.kpis). "Marketing Cost" events
+ *     feed only its cost facts (not the rollups or profiles);
  *   - the sessions rollup, one dimension "session" whose values are "start" (counted at
  *     the session's start when it starts), "converted" (at the session's start, when it
  *     converts), "bounce" (at the session's start, when it ends with one page view) and
@@ -22,7 +25,7 @@
  * clock), so replaying old traffic closes its sessions as they closed live.
  *
  * Checkpoints. Every checkpoint interval and at process_free, the two rollups, the
- * profile store and the processed offset are written to <state dir>/snapshot in one file
+ * profile store, the KPI state and the processed offset are written to <state dir>/snapshot in one file
  * (see process.c for the format: versioned header, CRC-32C over everything), replaced
  * atomically (file_write_atomic). Serialising runs on the loop thread; the write runs on
  * the thread pool. process_new loads it; a snapshot that is missing, corrupt or from an

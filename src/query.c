@@ -197,9 +197,10 @@ static int parse(const query_stores_t *st, const cJSON *root, int64_t now, q_t *
     int sh = query_kpi_shape(q->kpi);
     if (sh == QUERY_KPI_GRID || sh == QUERY_KPI_LIFETIME)
       return fail(e, "granularity", "kpi %s has no series", q->kpi_name);
-    if ((q->to - q->from) / ((int64_t)q->gran * 1000000) >= QUERY_MAX_POINTS)
-      return fail(e, "granularity", "too many points: at most 1000 per query; use a coarser "
-                                    "granularity");
+    int max = query_kpi_max_points(q->kpi);
+    if ((q->to - q->from) / ((int64_t)q->gran * 1000000) >= max)
+      return fail(e, "granularity", "too many points: at most %d for kpi %s; use a coarser "
+                                    "granularity", max, q->kpi_name);
   }
   return 0;
 }

@@ -52,6 +52,10 @@ const char *query_kpi_name(int i) { return cat[i].name; }
 int query_kpi_filter_kind(int i) { return i < K_N ? cat[i].filter : QUERY_KPI_NO_FILTER; }
 int query_kpi_shape(int i) { return i < K_N ? cat[i].shape : QUERY_KPI_RATIO; }
 
+int query_kpi_max_points(int i) {
+  return i == K_DAU || i == K_WAU || i == K_MAU ? QUERY_KPI_WINDOW_POINTS : QUERY_MAX_POINTS;
+}
+
 int query_kpi_lookup(const query_stores_t *st, const char *name) {
   int i = query_kpi_index(name);
   if (i >= 0 || !st->kpi) return i;
@@ -83,12 +87,19 @@ const char *query_kpi_list(void) {
 
 /* ---- evaluation ---- */
 
-/* Totals of r over [a, b) with an optional one-dimension filter (value NULL: none). */
-static int tot(const rollup_t *r, int64_t a, int64_t b, const char *dim, const char *value,
-               rollup_totals_t *t) {
+/* Count and sum (and with users, unique users) of r over [a, b) with an optional
+ * one-dimension filter (value NULL: none). */
+static int tot_users(const rollup_t *r, int64_t a, int64_t b, const char *dim,
+                     const char *value, int users, rollup_totals_t *t) {
   rollup_filter_t f = {dim, value};
   memset(t, 0, sizeof *t);
-  return rollup_totals(r, a, b, value ? &f : NULL, value ? 1 : 0, t) ? -EINVAL : 0;
+  int rc = (users ? rollup_totals : rollup_counts)(r, a, b, value ? &f : NULL, value ? 1 : 0, t);
+  return rc ? -EINVAL : 0;
+}
+
+static int tot(const rollup_t *r, int64_t a, int64_t b, const char *dim, const char *value,
+               rollup_totals_t *t) {
+  return tot_users(r, a, b, dim, value, 0, t);
 }
 
 /* Count of events named a over the range: the numerator or denominator of a ratio. */
@@ -145,7 +156,9 @@ int query_kpi_eval(const query_stores_t *st, int i, int64_t from, int64_t to,
   case K_WAU:
   case K_MAU: {
     int64_t days = i == K_DAU ? 1 : i == K_WAU ? 7 : i == K_MAU ? 30 : 0;
-    if (tot(st->events, days ? to - days * DAY_US : from, to, fd, fv, &a)) return -EINVAL;
+    if (tot_users(st->events, days ? to - days * DAY_US : from, to, fd, fv,
+                  i != K_REVENUE && i != K_EVENTS, &a))
+      return -EINVAL;
     out->num = i == K_REVENUE ? a.sum : i == K_EVENTS ? (double)a.count : (double)a.uniques;
     break;
   }
@@ -163,7 +176,7 @@ int query_kpi_eval(const query_stores_t *st, int i, int64_t from, int64_t to,
     double fresh = a.count > m.count ? (double)(a.count - m.count) : 0;
     out->num = fresh;
     if (i == K_RETURNING) {
-      tot(st->events, from, to, NULL, NULL, &b);
+      tot_users(st->events, from, to, NULL, NULL, 1, &b);
       out->num = (double)b.uniques > fresh ? (double)b.uniques - fresh : 0;
     }
     break;

@@ -47,6 +47,11 @@ const char *query_kpi_list(void);
 /* QUERY_KPI_*_FILTER and QUERY_KPI_VALUE... of KPI i (user-defined: no filter, ratio). */
 int query_kpi_filter_kind(int i);
 int query_kpi_shape(int i);
+/* Most points a series of KPI i may have: QUERY_MAX_POINTS, fewer for the KPIs whose
+ * every point unions a long window (dau, wau, mau: QUERY_KPI_WINDOW_POINTS), so one
+ * query stays cheap. */
+#define QUERY_KPI_WINDOW_POINTS 100
+int query_kpi_max_points(int i);
 
 /* Compute KPI i over [from_us, to_us) with an optional filter (NULL: none; the caller
  * checked it against query_kpi_filter_kind) into *out (OUT). Returns 0, -EINVAL when a

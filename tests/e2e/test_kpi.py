@@ -1,12 +1,12 @@
 """End-to-end: the marketing KPIs (docs/API.md, "KPI definitions") over a small fixed set
 of events on two consecutive days, every answer computed by hand below; the answers
 survive kill -9 (snapshot + tail replay)."""
-import json
 import os
 import tempfile
 import time
 
-from harness import ADMIN_KEY, READ_KEY, WRITE_KEY, Server, check, run_all, wait_for
+from harness import (ADMIN_KEY, READ_KEY, WRITE_KEY, Server, check, query, run_all,
+                     send_events as send, wait_for)
 
 DAY = 86400
 # D2: ten minutes ago, moved back so that its events (within 60 s) stay in one UTC day;
@@ -88,21 +88,13 @@ NOV = {"dimension": "utm_campaign", "value": "nov"}
 
 
 def q(srv, body):
-    st, _, data = srv.request("POST", "/v1/query", json.dumps(body).encode(),
-                              headers={"Authorization": "Bearer " + READ_KEY,
-                                       "Content-Type": "application/json"}, auth=None)
-    check(st == 200, (st, data))
-    return json.loads(data)
+    st, r = query(srv, body)
+    check(st == 200, (st, r))
+    return r
 
 
 def kpi(srv, name, **kw):
     return q(srv, dict(RANGE, type="kpi", kpi=name, **kw))
-
-
-def send(srv, events):
-    for path, ev in events:
-        st, _, data = srv.request("POST", path, ev)
-        check(st == 200, (st, data))
 
 
 def counted(srv):

@@ -8,7 +8,7 @@ import json
 import os
 import time
 
-from harness import ADMIN_KEY, READ_KEY, Server, check, run_all, wait_for
+from harness import ADMIN_KEY, READ_KEY, Server, check, query, run_all, send_events, wait_for
 
 NOW = time.time()
 T0 = (int(NOW) // 60) * 60 - 40 * 60  # a whole minute 40 minutes ago: in every ring
@@ -52,11 +52,7 @@ LATE = ("/v1/track", {"anonymousId": "anon-e", "event": "Product Viewed", "times
 RANGE = {"from": iso(0), "to": ms(600)}
 
 
-def q(srv, body, key=READ_KEY):
-    st, _, data = srv.request("POST", "/v1/query", json.dumps(body).encode(),
-                              headers={"Authorization": "Bearer " + key,
-                                       "Content-Type": "application/json"}, auth=None)
-    return st, json.loads(data)
+q = query
 
 
 def ok(srv, body):
@@ -65,10 +61,7 @@ def ok(srv, body):
     return r
 
 
-def send(srv, events):
-    for path, ev in events:
-        st, _, data = srv.request("POST", path, ev)
-        check(st == 200, (st, data))
+send = send_events
 
 
 def total_events(srv):

@@ -197,6 +197,7 @@ TEST(test_bad_kpi_queries) {
       "{\"type\":\"totals\",\"compare\":\"previous\"}",
       "{\"type\":\"timeseries\",\"granularity\":\"day\"}",
       "{\"type\":\"kpi\",\"kpi\":\"orders\",\"granularity\":\"second\",\"from\":\"-1d\"}",
+      "{\"type\":\"kpi\",\"kpi\":\"mau\",\"granularity\":\"day\",\"from\":\"-200d\"}",
   };
   buf_t out = BUF_INIT;
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
