@@ -119,6 +119,7 @@ static int campaign_put(kpi_t *k, uint32_t h, const char *name, size_t len) {
 /* ---- lifetime value ---- */
 
 static clv_row_t *clv_row(kpi_t *k, int64_t week, int create) {
+  if (week < 0) return NULL; /* before 1970-01-05: no cohort row */
   clv_row_t *r = &k->clv_rows[(uint64_t)week % KPI_COHORT_WEEKS];
   if (r->week == week) return r;
   if (!create || r->week > week) return NULL;
@@ -233,12 +234,14 @@ int kpi_custom_eval(const kpi_t *k, int i, int64_t from, int64_t to, double *num
 
 const rollup_t *kpi_facts(const kpi_t *k) { return k->facts; }
 
-/* Add one fact record: dims[0] = fact, dims[dim] = campaign (dim 0: none). */
+/* Add one fact record: dims[0] = fact, dims[dim] = campaign (dim 0: none). Facts are
+ * read as counts and sums only, so every record carries the same user (0): a cell then
+ * keeps one inline hash and never a sketch. */
 static void fact(kpi_t *k, int64_t t_us, const char *name, int dim, const char *campaign,
-                 uint64_t user, double sum) {
+                 double sum) {
   const char *v[KPI_NDIMS] = {name};
   if (dim) v[dim] = campaign;
-  rollup_add(k->facts, t_us, v, user, sum);
+  rollup_add(k->facts, t_us, v, 0, sum);
 }
 
 void kpi_observe(kpi_t *k, const kpi_event_t *e) {
@@ -246,9 +249,9 @@ void kpi_observe(kpi_t *k, const kpi_event_t *e) {
   if (!r || !r->profile) return;
   const profile_t *p = r->profile;
   int64_t t = e->t_us;
-  if (r->flags & PROFILE_R_NEW_PROFILE) fact(k, t, KPI_FACT_NEW_USER, 0, NULL, p->id, 0);
+  if (r->flags & PROFILE_R_NEW_PROFILE) fact(k, t, KPI_FACT_NEW_USER, 0, NULL, 0);
   if ((r->flags & PROFILE_R_MERGED) && r->merged_first_seen)
-    fact(k, (int64_t)r->merged_first_seen * 1000000, KPI_FACT_MERGED_USER, 0, NULL, 0, 0);
+    fact(k, (int64_t)r->merged_first_seen * 1000000, KPI_FACT_MERGED_USER, 0, NULL, 0);
 
   int64_t start_us = (int64_t)p->session_start * 1000000;
   if (r->flags & PROFILE_R_SESSION_START) {
@@ -256,10 +259,10 @@ void kpi_observe(kpi_t *k, const kpi_event_t *e) {
       const char *name = e->campaign ? e->campaign : KPI_NO_CAMPAIGN;
       campaign_put(k, p->session_campaign, name, strlen(name));
     }
-    fact(k, start_us, KPI_FACT_SESSION, 1, campaign_name(k, p->session_campaign), p->id, 0);
+    fact(k, start_us, KPI_FACT_SESSION, 1, campaign_name(k, p->session_campaign), 0);
   }
   if (r->flags & PROFILE_R_CONVERSION)
-    fact(k, start_us, KPI_FACT_CONVERSION, 2, campaign_name(k, p->session_campaign), p->id,
+    fact(k, start_us, KPI_FACT_CONVERSION, 2, campaign_name(k, p->session_campaign),
          e->is_order ? e->revenue : 0);
 
   int64_t cohort_week = (int64_t)p->first_seen * 1000000;
@@ -268,7 +271,7 @@ void kpi_observe(kpi_t *k, const kpi_event_t *e) {
     double rev = isfinite(e->revenue) ? e->revenue : 0;
     clv_row_t *row = clv_row(k, cohort_week, 1);
     if (r->prev_orders == 0) {
-      fact(k, t, KPI_FACT_NEW_CUSTOMER, 3, campaign_name(k, p->session_campaign), p->id, rev);
+      fact(k, t, KPI_FACT_NEW_CUSTOMER, 3, campaign_name(k, p->session_campaign), rev);
       k->clv.customers++;
       if (row) row->customers++;
     }

@@ -9,7 +9,7 @@
  * told apart by the dimension "fact" (KPI_FACT_*), with one dimension per campaign-keyed
  * fact so that a per-campaign filter selects only that fact's records (a rollup cannot
  * AND two filters):
- *   new_user       at the profile's creation (PROFILE_R_NEW_PROFILE), user = profile id;
+ *   new_user       at the profile's creation (PROFILE_R_NEW_PROFILE);
  *   merged_user    at the first_seen of a profile merged away by identity stitching, so
  *                  new users = new_user - merged_user over a range (the merged person was
  *                  counted twice at creation);
@@ -22,6 +22,7 @@
  *                  converted in (last touch of that session);
  *   cost           at a "Marketing Cost" event, sum = properties.cost, cost_campaign =
  *                  properties.campaign (matched to utm_campaign by name).
+ * Facts are read as counts and sums, never unique users, so they carry none (user 0).
  * The session's campaign name is found again at conversion through a bounded map from
  * the profile's 32-bit session_campaign to the name seen at the session's start.
  *
