@@ -110,6 +110,16 @@ static const unsigned char plain[256] = {
 #undef R16
 };
 
+/* 1 when none of the 8 bytes of w needs attention (plain[] above for each): no '"', no
+ * '\\', nothing below 0x20 or from 0x80. Exact: each term is the classic "has a zero
+ * byte" / "has a byte below n" test, which never reports a byte that is not there. */
+static inline int all_plain(uint64_t w) {
+  const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+  uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+  uint64_t t = ((q - ones) & ~q) | ((b - ones) & ~b) | ((w - ones * 0x20) & ~w) | w;
+  return !(t & highs);
+}
+
 /* Length of the valid UTF-8 sequence at p (lead byte >= 0x80), or 0 when invalid:
  * no overlong forms, no surrogates, nothing above U+10FFFF. */
 static size_t utf8_valid(const unsigned char *p, const unsigned char *end) {
@@ -133,7 +143,14 @@ static int string(scan_t *s, const char **sp, size_t *sn, int *escaped) {
   const char *start = ++s->p;
   int esc = 0;
   while (s->p < s->end) {
-    /* Plain bytes are the common case: skip them with one table lookup each. */
+    /* Plain bytes are the common case: skip whole 8-byte words of them, then the rest
+     * with one table lookup each. */
+    while (s->end - s->p >= 8) {
+      uint64_t w;
+      memcpy(&w, s->p, 8);
+      if (!all_plain(w)) break;
+      s->p += 8;
+    }
     while (s->p < s->end && plain[(unsigned char)*s->p]) s->p++;
     if (s->p >= s->end) break;
     unsigned char c = (unsigned char)*s->p;
