@@ -587,14 +587,6 @@ static void visit_totals_users(const bucket_t *bk, void *ctx) {
   if (c) merge_users(&tc->users, c);
 }
 
-static void visit_totals(const bucket_t *bk, void *ctx) {
-  totals_ctx *tc = ctx;
-  const cell_t *c = bucket_cell(bk, tc->key);
-  if (!c) return;
-  tc->count += c->count;
-  tc->sum += c->sum;
-  merge_users(&tc->users, c);
-}
 
 static void visit_counts(const bucket_t *bk, void *ctx) {
   totals_ctx *tc = ctx;
@@ -602,6 +594,11 @@ static void visit_counts(const bucket_t *bk, void *ctx) {
   if (!c) return;
   tc->count += c->count;
   tc->sum += c->sum;
+}
+
+static void visit_totals(const bucket_t *bk, void *ctx) {
+  visit_counts(bk, ctx);
+  visit_totals_users(bk, ctx);
 }
 
 /* rollup_totals (users 1) and rollup_counts (users 0). */

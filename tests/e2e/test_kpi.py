@@ -199,6 +199,18 @@ def test_kpis_match_hand_computed_answers_and_survive_kill9():
         check("snapshot=loaded" in srv.log_text(), srv.log_text()[-3000:])
         after = answers(srv)
         check(after == before, "KPI answers differ after kill -9 and restart:\n%r\n%r" % (before, after))
+        # A snapshot of the previous format (version 1, without the KPI state) is reported
+        # and the state rebuilt from the log: the same answers again.
+        check(srv.stop() == 0)
+        with open(snap, "r+b") as f:
+            f.seek(4)
+            f.write(b"\x01")
+        srv.start()
+        wait_for(lambda: counted(srv) == COUNTED1 + COUNTED2, 20)
+        wait_for(lambda: kpi(srv, "marketing_cost")["value"] == 70, 20)
+        check("unknown version" in srv.log_text(), srv.log_text()[-3000:])
+        after = answers(srv)
+        check(after == before, "KPI answers differ after a rebuild:\n%r\n%r" % (before, after))
     finally:
         srv.cleanup()
         os.unlink(conf)
