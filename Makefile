@@ -4,6 +4,7 @@
 #   make test     install, build with ASan+UBSan, run every test; ends "N passed, N failed"
 #   make fuzz     run each libFuzzer target for FUZZ_SECONDS (default 60)
 #   make bench-ingest   ingest benchmark beside nginx and Redis (writes figures to stdout)
+#   make bench-query    10M events: processing throughput, query latency over HTTP
 
 PKGS     := libuv libcjson zlib libfyaml libpcre2-8 libmaxminddb libcrypto libxxhash libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -38,7 +39,7 @@ FUZZ_OBJ := $(LIB_SRC:%.c=build/fuzzobj/%.o) $(GEN_SRC:%.c=build/fuzzobj/%.o)
 UNITS    := $(UNIT_SRC:tests/unit/%.c=build/asan/%)
 FUZZERS  := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: soak tracker all run test unit fuzz fuzz-build bench-ingest chaos deps test-deps clean
+.PHONY: tsan soak tracker all run test unit fuzz fuzz-build bench-ingest bench-query chaos deps test-deps clean
 
 all: build/sluice build/geoip-country.mmdb
 
@@ -136,6 +137,10 @@ CHAOS_ROUNDS ?= 100
 chaos: test-deps
 	@$(MAKE) --no-print-directory build/asan/sluice
 	@CRASH_ROUNDS=$(CHAOS_ROUNDS) ONLY=kill_9 python3 tests/e2e/test_durability.py
+
+bench-query:
+	@$(MAKE) --no-print-directory build/sluice
+	@sh bench/query.sh $(BENCH_EVENTS)
 
 bench-ingest:
 	@sh scripts/deps.sh bench

@@ -1,15 +1,18 @@
-"""Realistic e-commerce events for the benchmarks (bench/process.sh, bench/scan.sh): N
-events from 50,000 users (a third identified), 40% page views, the rest Product Viewed /
+"""Realistic e-commerce events for the benchmarks (bench/process.sh, bench/scan.sh,
+bench/query.sh through bench/load.sh): N events from USERS users (default 50,000; a third
+identified), 40% page views, the rest Product Viewed /
 Product Added / Checkout Started / Order Completed / Email Opened, UTM-tagged URLs, one
 browser user agent; timestamps spread evenly over the SPAN seconds that end 200 s ago.
 With COUNTRIES set, each user also has a country (context.location.country: 8 values).
 Posts them to the sluice on 127.0.0.1:PORT in batches of 2,500 with the write key "wk".
-Usage: python3 bench/events.py PORT N [SPAN] [COUNTRIES]"""
+Usage: python3 bench/events.py PORT N [SPAN] [countries] [users=USERS]"""
 import base64, http.client, json, random, sys, time
 
 port, n = int(sys.argv[1]), int(sys.argv[2])
-span = float(sys.argv[3]) if len(sys.argv) > 3 else 2900.0
-countries = len(sys.argv) > 4 and sys.argv[4] == "countries"
+rest = sys.argv[3:]
+span = float(rest.pop(0)) if rest and rest[0].replace(".", "").isdigit() else 2900.0
+countries = "countries" in rest
+users = next((int(a[6:]) for a in rest if a.startswith("users=")), 50000)
 random.seed(1)
 now = time.time()
 names = ["Product Viewed", "Product Added", "Checkout Started", "Order Completed", "Email Opened"]
@@ -21,7 +24,7 @@ sent = 0
 while sent < n:
     batch = []
     for i in range(min(2500, n - sent)):
-        u = random.randrange(50000)
+        u = random.randrange(users)
         t = now - span - 100 + (sent + i) * span / n
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % int((t % 1) * 1000)
         s = srcs[u % 5]
@@ -44,3 +47,5 @@ while sent < n:
     if r.status != 200:
         sys.exit("batch failed: %d" % r.status)
     sent += len(batch)
+    if sent % 500000 < 2500:
+        print("loaded %d" % sent, file=sys.stderr)

@@ -12,7 +12,7 @@ N=${1:-1000000}
 . bench/serve.sh
 start_sluice
 python3 bench/events.py "$port" "$N"
-kill -TERM $pid; wait $pid || true
+stop_sluice
 echo "log: $(du -sh "$dir/log" | cut -f1) for $N events"
 /usr/bin/time -f "cpu user %U s sys %S s, max rss %M KiB" ./build/sluice replay --data-dir="$dir"
 if [ "${PROCESS_CALLGRIND:-0}" = 1 ]; then

@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "costs.h"
 #include "event.h"
 #include "evdoc.h"
 #include "keys.h"
@@ -20,7 +21,7 @@
 #include "util/mem.h"
 #include "util/str.h"
 
-typedef enum { K_BATCH, K_SINGLE, K_NDJSON, K_PIXEL, K_REDIRECT } kind_t;
+typedef enum { K_BATCH, K_SINGLE, K_NDJSON, K_PIXEL, K_REDIRECT, K_COSTS } kind_t;
 
 typedef struct route {
   const char *path;
@@ -42,6 +43,7 @@ static const route_t routes[] = {
     {"/v1/events", "POST", K_NDJSON, NULL, "events"},
     {"/v1/p.gif", "GET", K_PIXEL, NULL, "pixel"},
     {"/v1/r", "GET", K_REDIRECT, NULL, "redirect"},
+    {"/v1/costs", "POST", K_COSTS, NULL, "costs"},
 };
 
 typedef struct flight flight_t;
@@ -957,6 +959,29 @@ void collect_emit(collect_t *c, const char *json, size_t len, void (*done)(void 
   submit(c, in, ctx.received_us);
 }
 
+/* POST /v1/costs (admin key): the body becomes one "Marketing Cost" event (costs.h). */
+static void handle_costs(collect_t *c, ingest_t *in, const char *hkey, const enrich_ctx_t *ctx) {
+  const char *body, *code = NULL, *msg = NULL;
+  size_t len;
+  char err[128];
+  int st = 0;
+  key_kind_t k = hkey[0] ? keys_match(c->cfg, hkey, strlen(hkey)) : KEY_NONE;
+  if (k != KEY_ADMIN)
+    st = k != KEY_NONE ? 403 : 401, code = k != KEY_NONE ? "wrong_key_kind" : "unauthorized",
+    msg = "costs need the admin key: Authorization: Bearer ADMIN_KEY";
+  if (!st) st = decode_body(c, in, &body, &len, &code, &msg);
+  buf_reset(&c->query_event);
+  if (!st && costs_event(body, len, &c->query_event, err, sizeof err) != 0)
+    st = 400, code = "bad_cost", msg = err;
+  if (st) {
+    fail_req(in, st, code, msg);
+    ingest_free(in);
+    return;
+  }
+  load_and_take(c, in, 0, ctx, c->query_event.data, c->query_event.len, 0, 0);
+  submit(c, in, ctx->received_us);
+}
+
 int collect_handle(collect_t *c, http_req_t *r) {
   const route_t *route = find_route(http_req_path(r));
   if (!route) return 0;
@@ -1041,7 +1066,9 @@ int collect_handle(collect_t *c, http_req_t *r) {
   enrich_ctx_t ctx = {clock_wall_us(), ip, http_req_header(r, "User-Agent"),
                       http_req_header(r, "Referer"), ""};
   enrich_ctx_prepare(&ctx);
-  if (is_get)
+  if (route->kind == K_COSTS)
+    handle_costs(c, in, hkey, &ctx);
+  else if (is_get)
     handle_query(c, in, hkey, &ctx);
   else
     handle_json(c, in, hkey, &ctx);

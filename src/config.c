@@ -282,6 +282,7 @@ void config_free(config_t *c) {
       list_clear(p);
     }
   }
+  config_kpi_free(&c->kpis);
 }
 
 /* ---- YAML file ---- */
@@ -305,6 +306,13 @@ int config_load_file(config_t *c, const char *path, char *err, size_t errlen) {
     yaml_mark(k, &line, &col);
     size_t klen = 0;
     const char *key = fy_node_get_type(k) == FYNT_SCALAR ? fy_node_get_scalar(k, &klen) : NULL;
+    if (key && klen == 4 && !memcmp(key, "kpis", 4)) {
+      if (config_kpi_parse(&c->kpis, v, path, err, errlen)) {
+        rc = -1;
+        goto done;
+      }
+      continue;
+    }
     const opt_t *o = key ? find(key, klen) : NULL;
     if (!o) {
       fmt(err, errlen, "%s:%d:%d: unknown option '%.*s'", path, line, col, (int)klen,
@@ -513,4 +521,5 @@ void config_print_markdown(void) {
   for (size_t i = 0; i < NOPTS; i++)
     printf("| `%s` | %s%s%s | %s |\n", opts[i].name, opts[i].def[0] ? "`" : "",
            opts[i].def[0] ? opts[i].def : "(empty)", opts[i].def[0] ? "`" : "", opts[i].help);
+  config_kpi_print_markdown();
 }

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config_kpi.h"
+
 typedef struct strlist {
   char **items; /* owned */
   size_t n;
@@ -83,6 +85,7 @@ typedef struct config {
   uint64_t webhook_remember_keys; /* and at most this many */
   /* decide */
   char *rules_dir;           /* *.rules files (docs/RULES.md); "" = no rules */
+  config_kpis_t kpis;        /* the `kpis` section (config file only; config_kpi.h) */
 } config_t;
 
 /* Fill c with the built-in defaults. */

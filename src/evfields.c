@@ -30,9 +30,15 @@ struct evfields_decoder {
   char *conversion;
 };
 
-evfields_decoder_t *evfields_new(const char *conversion) {
+evfields_decoder_t *evfields_new(const char *conversion, const char *const *extra,
+                                 size_t nextra) {
+  _Static_assert(F_COUNT + EVFIELDS_MAX_EXTRA <= JSCAN_MAX_PATHS, "extra paths do not fit");
+  if (nextra > EVFIELDS_MAX_EXTRA) return NULL;
+  const char *paths[F_COUNT + EVFIELDS_MAX_EXTRA];
+  memcpy(paths, field_paths, sizeof field_paths);
+  for (size_t i = 0; i < nextra; i++) paths[F_COUNT + i] = extra[i];
   evfields_decoder_t *d = xcalloc(1, sizeof *d);
-  d->paths = jscan_compile(field_paths, F_COUNT);
+  d->paths = jscan_compile(paths, F_COUNT + nextra);
   d->conversion = xstrdup(conversion && *conversion ? conversion : "Order Completed");
   if (!d->paths) {
     evfields_free(d);
@@ -80,9 +86,10 @@ static int time_of(const jscan_val_t *v, int64_t *t) {
 static const char *const type_dim[PROFILE_TYPES] = {NULL, "$page", "$screen", "$identify",
                                                     "$group", "$alias"};
 
+const jscan_val_t *evfields_extra(const evfields_t *e, size_t i) { return &e->raw[F_COUNT + i]; }
+
 int evfields_decode(const evfields_decoder_t *d, const log_record_t *rec, evfields_t *e) {
   jscan_val_t *f = e->raw;
-  _Static_assert(F_COUNT <= sizeof e->raw / sizeof e->raw[0], "raw too small");
   if (jscan_scan(d->paths, rec->value, rec->value_len, f) != 0 || f[F_TYPE].type != JSCAN_STRING)
     return -EBADMSG;
   int type = profile_type(f[F_TYPE].p, f[F_TYPE].n);

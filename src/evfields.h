@@ -17,6 +17,10 @@
  * present, else userId: a browser's anonymous events and its later identified ones count
  * as one user.
  *
+ * Extra paths. A caller that needs more of the event (the KPI stage: a cost's campaign
+ * and amount, the properties its user-defined KPIs sum) names them at evfields_new; they
+ * are scanned in the same pass and read raw with evfields_extra.
+ *
  * Thread-safety: a decoder is immutable after evfields_new and may be shared by threads;
  * each evfields_t belongs to one caller. */
 #ifndef SLUICE_EVFIELDS_H
@@ -31,6 +35,7 @@
 #include "profile.h"
 
 #define EVFIELDS_VAL_CAP 512
+#define EVFIELDS_MAX_EXTRA 40   /* extra paths a decoder may scan */
 
 typedef struct evfields_decoder evfields_decoder_t;
 
@@ -45,20 +50,26 @@ typedef struct evfields {
   uint64_t user_hash;                /* XXH3 of user_key, 0 when there is none */
   int is_order;
   double revenue;                    /* order revenue, 0 for other events */
-  jscan_val_t raw[32];               /* jscan's spans (internal) */
+  jscan_val_t raw[JSCAN_MAX_PATHS];  /* jscan's spans (internal; evfields_extra) */
   char vb[PROCESS_NDIMS][EVFIELDS_VAL_CAP];
   char idb[3][PROFILE_ID_MAX + 1];
   char sid[256], urlb[2048];
 } evfields_t;
 
 /* A decoder for events whose order event is named conversion (copied; NULL: "Order
- * Completed"). Returns NULL only on allocation failure. */
-evfields_decoder_t *evfields_new(const char *conversion);
+ * Completed"), also scanning the nextra dotted paths extra (borrowed for the call; NULL
+ * when nextra is 0). Returns NULL when nextra passes EVFIELDS_MAX_EXTRA or a path is
+ * malformed. */
+evfields_decoder_t *evfields_new(const char *conversion, const char *const *extra,
+                                 size_t nextra);
 void evfields_free(evfields_decoder_t *d);
 
 /* Decode rec's value into *out (OUT). Returns 1 when decoded, 0 for a record that is
  * JSON but no event the read side counts (tombstones, unknown types), -EBADMSG when the
  * value is not a JSON object with a string "type". */
 int evfields_decode(const evfields_decoder_t *d, const log_record_t *rec, evfields_t *out);
+/* The raw value of extra path i of the last evfields_decode (JSCAN_NONE when the event
+ * has none); valid while the record is. */
+const jscan_val_t *evfields_extra(const evfields_t *e, size_t i);
 
 #endif

@@ -288,6 +288,7 @@ static int run_replay(const config_t *cfg) {
       .ntracked = cfg->tracked_events.n,
       .conversion_event = cfg->conversion_event,
       .session_timeout_s = cfg->session_timeout_s,
+      .kpis = &cfg->kpis,
   };
   process_t *p = process_new(&po, err, sizeof err);
   if (!p) {
@@ -315,6 +316,9 @@ static int run_replay(const config_t *cfg) {
            "rollup windows %llu); snapshot written in %.3f s\n",
            n, secs, secs > 0 ? (double)n / secs : 0.0, (unsigned long long)st.undecodable,
            (unsigned long long)st.rejected, (double)(clock_mono_us() - t1) / 1e6);
+    printf("profiles %llu, %.1f bytes per profile (store heap / profiles)\n",
+           (unsigned long long)st.profiles,
+           st.profiles ? (double)st.profile_bytes / (double)st.profiles : 0.0);
   }
   process_free(p);
   log_close(log);

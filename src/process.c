@@ -1,11 +1,12 @@
 /* process: log -> profiles + rollups, checkpoints, live frames (see process.h).
  *
- * Snapshot file, version 1, little-endian:
+ * Snapshot file, version 2, little-endian:
  *   "SLSN", u32 version, u64 config fingerprint (tracked names, conversion event, session
  *   timeout: a snapshot taken under other settings is rebuilt), u64 offset, i64 newest
- *   event time (µs), u64 length of each of the three parts (events rollup, sessions
- *   rollup, profile store), the parts (rollup_serialize, profile_store_serialize),
- *   u32 CRC-32C of every byte before it. */
+ *   event time (µs), u64 length of each of the four parts (events rollup, sessions
+ *   rollup, profile store, KPI state), the parts (rollup_serialize,
+ *   profile_store_serialize, kpi_serialize), u32 CRC-32C of every byte before it.
+ *   Version 1 (no KPI state) is reported as an unknown version and rebuilt. */
 #include "process.h"
 
 #include <errno.h>
@@ -24,6 +25,7 @@
 
 #include "evfields.h"
 #include "feed.h"
+#include "kpi.h"
 #include "profile.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -32,8 +34,9 @@
 #include "util/mem.h"
 
 #define SNAP_MAGIC "SLSN"
-#define SNAP_VERSION 1
-#define SNAP_HEADER (4 + 4 + 8 + 8 + 8 + 3 * 8)
+#define SNAP_VERSION 2
+#define SNAP_PARTS 4
+#define SNAP_HEADER (4 + 4 + 8 + 8 + 8 + SNAP_PARTS * 8)
 #define SLICE_US 2000
 #define SWEEP_BUDGET 65536
 
@@ -66,6 +69,10 @@ struct process {
   rollup_t *events, *sessions;
   evfields_decoder_t *dec;
   evfields_t *ev; /* decode buffer */
+  kpi_t *kpi;
+  const config_kpis_t *custom; /* user-defined KPIs, or NULL */
+  int custom_field[2 * CONFIG_KPI_MAX]; /* extra slot (evfields_extra) of each part's
+                                           summed property, or -1 */
   log_reader_t *reader;
   uint64_t offset;
   int64_t watermark_us; /* newest event time seen */
@@ -106,15 +113,19 @@ static int new_stores(process_t *p) {
   p->events = rollup_new(&ro);
   p->sessions = rollup_new(&so);
   p->profiles = profile_store_new(&p->popts);
-  return p->events && p->sessions && p->profiles ? 0 : -EINVAL;
+  p->kpi = kpi_new(NULL, NULL);
+  if (p->kpi) kpi_set_custom(p->kpi, p->custom);
+  return p->events && p->sessions && p->profiles && p->kpi ? 0 : -EINVAL;
 }
 
 static void free_stores(process_t *p) {
   rollup_free(p->events);
   rollup_free(p->sessions);
   profile_store_free(p->profiles);
+  kpi_free(p->kpi);
   p->events = p->sessions = NULL;
   p->profiles = NULL;
+  p->kpi = NULL;
 }
 
 static uint64_t rd64(const unsigned char *b) {
@@ -147,17 +158,18 @@ static int load_snapshot(process_t *p) {
   const unsigned char *d = (const unsigned char *)b.data;
   const char *why = NULL;
   rollup_t *ev = NULL, *se = NULL;
+  kpi_t *kp = NULL;
   if (rerr) why = "read error";
   else if (b.len < SNAP_HEADER + 4 || memcmp(d, SNAP_MAGIC, 4)) why = "not a snapshot";
   else if (d[4] != SNAP_VERSION || d[5] || d[6] || d[7]) why = "unknown version";
   else {
     uint32_t crc = (uint32_t)d[b.len - 4] | (uint32_t)d[b.len - 3] << 8 |
                    (uint32_t)d[b.len - 2] << 16 | (uint32_t)d[b.len - 1] << 24;
-    uint64_t l0 = rd64(d + 32), l1 = rd64(d + 40), l2 = rd64(d + 48);
+    uint64_t l0 = rd64(d + 32), l1 = rd64(d + 40), l2 = rd64(d + 48), l3 = rd64(d + 56);
     if (crc32c(0, d, b.len - 4) != crc) why = "checksum mismatch";
     else if (rd64(d + 8) != p->fingerprint) why = "taken with other settings";
-    else if (l0 > b.len || l1 > b.len || l2 > b.len ||
-             SNAP_HEADER + l0 + l1 + l2 + 4 != b.len) why = "bad lengths";
+    else if (l0 > b.len || l1 > b.len || l2 > b.len || l3 > b.len ||
+             SNAP_HEADER + l0 + l1 + l2 + l3 + 4 != b.len) why = "bad lengths";
     else {
       const unsigned char *q = d + SNAP_HEADER;
       if (rollup_deserialize(q, l0, &ev) != 0 || rollup_deserialize(q + l0, l1, &se) != 0)
@@ -174,14 +186,20 @@ static int load_snapshot(process_t *p) {
         p->profiles = profile_store_new(&p->popts);
         if (profile_store_deserialize(p->profiles, q + l0 + l1, l2) != 0) why = "bad profiles";
       }
+      if (!why && kpi_deserialize(q + l0 + l1 + l2, l3, NULL, NULL, &kp) != 0)
+        why = "bad KPI state";
       uint64_t off = rd64(d + 16);
       if (!why && off > log_end_offset(p->log)) why = "ahead of the log";
       if (!why) {
         rollup_free(p->events);
         rollup_free(p->sessions);
+        kpi_free(p->kpi);
         p->events = ev;
         p->sessions = se;
+        p->kpi = kp;
+        kpi_set_custom(p->kpi, p->custom);
         ev = se = NULL;
+        kp = NULL;
         p->offset = off;
         p->watermark_us = (int64_t)rd64(d + 24);
       }
@@ -189,6 +207,7 @@ static int load_snapshot(process_t *p) {
   }
   rollup_free(ev);
   rollup_free(se);
+  kpi_free(kp);
   buf_free(&b);
   if (why) {
     snprintf(p->snap_msg, sizeof p->snap_msg, "%s", why);
@@ -209,14 +228,13 @@ static void serialize(process_t *p, buf_t *b) {
   put64(b, p->offset);
   put64(b, (uint64_t)p->watermark_us);
   size_t lens_at = b->len;
-  put64(b, 0);
-  put64(b, 0);
-  put64(b, 0);
-  uint64_t l0 = rollup_serialize(p->events, b);
-  uint64_t l1 = rollup_serialize(p->sessions, b);
-  uint64_t l2 = profile_store_serialize(p->profiles, b);
-  uint64_t lens[3] = {l0, l1, l2};
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < SNAP_PARTS; i++) put64(b, 0);
+  uint64_t lens[SNAP_PARTS];
+  lens[0] = rollup_serialize(p->events, b);
+  lens[1] = rollup_serialize(p->sessions, b);
+  lens[2] = profile_store_serialize(p->profiles, b);
+  lens[3] = kpi_serialize(p->kpi, b);
+  for (int i = 0; i < SNAP_PARTS; i++)
     for (int k = 0; k < 8; k++) b->data[lens_at + 8 * i + k] = (char)(lens[i] >> (8 * k));
   uint32_t crc = crc32c(0, b->data, b->len);
   unsigned char c[4] = {(unsigned char)crc, (unsigned char)(crc >> 8),
@@ -225,6 +243,10 @@ static void serialize(process_t *p, buf_t *b) {
 }
 
 /* ---- one record ---- */
+
+/* Slots of the extra paths (new_decoder below). */
+enum { X_CAMPAIGN, X_COST, X_FIXED };
+
 
 static void process_record(process_t *p, const log_record_t *rec) {
   evfields_t *e = p->ev;
@@ -242,7 +264,26 @@ static void process_record(process_t *p, const log_record_t *rec) {
   int is_order = e->is_order;
   double revenue = e->revenue;
   uint64_t uh = e->user_hash;
+  if (type == PROFILE_TRACK && name && !strcmp(name, KPI_COST_EVENT)) {
+    /* Marketing cost: input of the CAC KPI only, not a visitor's event. */
+    char cb[EVFIELDS_VAL_CAP];
+    const jscan_val_t *cv = evfields_extra(e, X_CAMPAIGN), *costv = evfields_extra(e, X_COST);
+    const char *c = NULL;
+    if (cv->type == JSCAN_STRING && cv->n && jscan_string(cv, cb, sizeof cb) > 0) c = cb;
+    double cost = costv->type == JSCAN_NUMBER ? costv->num : NAN;
+    if (kpi_cost(p->kpi, t, c, cost) == -ERANGE) p->st.rejected++;
+    return;
+  }
   if (rollup_add(p->events, t, dims, uh, revenue) != 0) p->st.rejected++;
+  if (p->custom && p->custom->n) {
+    double vals[2 * CONFIG_KPI_MAX];
+    for (size_t i = 0; i < 2 * p->custom->n; i++) {
+      int fi = p->custom_field[i];
+      const jscan_val_t *v = fi >= 0 ? evfields_extra(e, (size_t)fi) : NULL;
+      vals[i] = v && v->type == JSCAN_NUMBER ? v->num : 0;
+    }
+    kpi_custom_observe(p->kpi, t, name, dims, uh, vals);
+  }
   p->tick_events++;
   if (p->feed && rec->time_us >= p->feed_since_us) feed_offer(p->feed, t, dims, revenue);
   if (is_order) {
@@ -280,6 +321,8 @@ static void process_record(process_t *p, const log_record_t *rec) {
   };
   profile_result_t res;
   if (profile_apply(p->profiles, &pe, &res) != 0) return;
+  kpi_event_t ke = {t, dims[4], is_order, revenue, &res};
+  kpi_observe(p->kpi, &ke);
   int64_t start_us = (int64_t)res.profile->session_start * 1000000;
   const char *v[1];
   if (res.flags & PROFILE_R_SESSION_START) {
@@ -412,22 +455,37 @@ static void on_live(uv_timer_t *t) {
   profile_sweep(p->profiles, p->watermark_us, SWEEP_BUDGET);
   rollup_advance(p->events);
   rollup_advance(p->sessions);
+  kpi_advance(p->kpi);
   int64_t now_mono = clock_mono_us(), now = clock_wall_us();
   double secs = (double)(now_mono - p->tick_mono_us) / 1e6;
   if (secs <= 0) secs = 1;
   rollup_totals_t tot = {0};
   rollup_totals(p->events, now - 300 * 1000000LL, now + 1000000, NULL, 0, &tot);
   if (p->hub) {
-    char iso[25], body[512];
+    /* Today: from 00:00 UTC to the end of the current second. */
+    int64_t day0 = kpi_day_of(now) * 86400 * 1000000LL, end_us = now + 1000000;
+    rollup_totals_t ord = {0}, ses = {0}, conv = {0};
+    rollup_filter_t of = {"event", p->conversion}, sf = {"session", "start"};
+    rollup_counts(p->events, day0, end_us, &of, 1, &ord);
+    rollup_counts(p->sessions, day0, end_us, &sf, 1, &ses);
+    sf.value = "converted";
+    rollup_counts(p->sessions, day0, end_us, &sf, 1, &conv);
+    char iso[25], body[768], rate[32];
     clock_format_iso(now, iso);
+    if (ses.count) snprintf(rate, sizeof rate, "%.6g", (double)conv.count / (double)ses.count);
+    else snprintf(rate, sizeof rate, "null");
     uint64_t end = log_end_offset(p->log);
     snprintf(body, sizeof body,
              "{\"t\":\"%s\",\"events\":%llu,\"eventsPerSecond\":%.1f,\"activeUsers\":%llu,"
-             "\"revenue\":%.2f,\"orders\":%llu,\"offset\":%llu,\"lag\":%llu}",
+             "\"revenue\":%.2f,\"orders\":%llu,\"offset\":%llu,\"lag\":%llu,"
+             "\"visitorsOnline\":%llu,\"sessionsToday\":%llu,\"revenueToday\":%.2f,"
+             "\"ordersToday\":%llu,\"conversionRateToday\":%s}",
              iso, (unsigned long long)p->tick_events, (double)p->tick_events / secs,
              (unsigned long long)tot.uniques, p->tick_revenue,
              (unsigned long long)p->tick_orders, (unsigned long long)p->offset,
-             (unsigned long long)(end > p->offset ? end - p->offset : 0));
+             (unsigned long long)(end > p->offset ? end - p->offset : 0),
+             (unsigned long long)tot.uniques, (unsigned long long)ses.count, ord.sum,
+             (unsigned long long)ord.count, rate);
     sse_publish(p->hub, PROCESS_LIVE_CHANNEL, NULL, body, NULL);
   }
   if (p->feed) {
@@ -447,9 +505,51 @@ static uint64_t fingerprint(const process_t *p) {
   buf_t b = BUF_INIT;
   for (int i = 0; i < PROFILE_KINDS; i++) buf_printf(&b, "%s\n", p->kinds[i] ? p->kinds[i] : "");
   buf_printf(&b, "%s\n%lld", p->conversion, (long long)p->popts.session_timeout_us);
+  for (size_t i = 0; p->custom && i < p->custom->n; i++) {
+    const config_kpi_t *k = &p->custom->items[i];
+    buf_printf(&b, "\nkpi %s", k->name);
+    for (int j = 0; j < 2; j++) {
+      const config_kpi_part_t *q = j ? &k->den : &k->num;
+      buf_printf(&b, "|%d %s %d %s", q->present, q->event ? q->event : "", q->metric,
+                 q->property ? q->property : "");
+      for (size_t x = 0; x < q->nfilters; x++)
+        buf_printf(&b, " %d=%s", q->filter_dim[x], q->filter_value[x]);
+    }
+  }
   uint64_t h = XXH3_64bits(b.data, b.len);
   buf_free(&b);
   return h;
+}
+
+/* Extra paths the process stage reads beyond evfields' own: a cost's campaign and amount,
+ * then properties.<property> of each user-defined KPI part that sums one, each distinct
+ * property once (recording each part's extra slot in custom_field). */
+
+static evfields_decoder_t *new_decoder(process_t *p) {
+  const char *paths[EVFIELDS_MAX_EXTRA] = {"properties.campaign", "properties.cost"};
+  char *own[2 * CONFIG_KPI_MAX];
+  size_t n = X_FIXED, nown = 0;
+  evfields_decoder_t *d = NULL;
+  for (size_t i = 0; p->custom && i < p->custom->n && i < CONFIG_KPI_MAX; i++)
+    for (int j = 0; j < 2; j++) {
+      const config_kpi_part_t *q = j ? &p->custom->items[i].den : &p->custom->items[i].num;
+      int *slot = &p->custom_field[2 * i + (size_t)j];
+      *slot = -1;
+      if (!q->present || q->metric != CONFIG_KPI_SUM || !q->property) continue;
+      char path[CONFIG_KPI_MAX_NAME + 16];
+      snprintf(path, sizeof path, "properties.%s", q->property);
+      for (size_t k = 0; k < n; k++) /* a path is scanned into one slot only */
+        if (!strcmp(paths[k], path)) *slot = (int)k;
+      if (*slot >= 0) continue;
+      if (n == EVFIELDS_MAX_EXTRA) goto done; /* too many distinct properties */
+      own[nown] = xstrdup(path);
+      *slot = (int)n;
+      paths[n++] = own[nown++];
+    }
+  d = evfields_new(p->conversion, paths, n);
+done:
+  for (size_t i = 0; i < nown; i++) free(own[i]);
+  return d;
 }
 
 process_t *process_new(const process_opts_t *o, char *err, size_t errlen) {
@@ -479,8 +579,9 @@ process_t *process_new(const process_opts_t *o, char *err, size_t errlen) {
   p->popts.session_timeout_us = (int64_t)(o->session_timeout_s ? o->session_timeout_s : 1800) * 1000000;
   p->popts.on_session_end = on_session_end;
   p->popts.ud = p;
+  p->custom = o->kpis;
   p->fingerprint = fingerprint(p);
-  p->dec = evfields_new(p->conversion);
+  p->dec = new_decoder(p);
   p->ev = xmalloc(sizeof *p->ev);
   if (new_stores(p) != 0 || !p->dec) {
     snprintf(err, errlen, "bad processing options");
@@ -572,9 +673,12 @@ int process_remove_snapshot(const char *state_dir) {
 
 const rollup_t *process_events(const process_t *p) { return p->events; }
 const rollup_t *process_sessions(const process_t *p) { return p->sessions; }
+const kpi_t *process_kpi(const process_t *p) { return p->kpi; }
 const char *process_conversion_event(const process_t *p) { return p->conversion; }
 
 void process_stats(const process_t *p, process_stats_t *out) {
   *out = p->st;
   out->offset = p->offset;
+  out->profiles = profile_count(p->profiles);
+  out->profile_bytes = profile_store_bytes(p->profiles);
 }

@@ -11,6 +11,9 @@
  *     the conversion event; properties.revenue, else properties.total), unique users by
  *     the user key (anonymousId when present, else userId: a browser's anonymous events
  *     and its later identified ones count as one user);
+ *   - the KPI state (kpi.h), after the profile store: facts per campaign, retention
+ *     cohorts, lifetime value and user-defined KPIs (opts.kpis). "Marketing Cost" events
+ *     feed only its cost facts (not the rollups or profiles);
  *   - the sessions rollup, one dimension "session" whose values are "start" (counted at
  *     the session's start when it starts), "converted" (at the session's start, when it
  *     converts), "bounce" (at the session's start, when it ends with one page view) and
@@ -22,7 +25,7 @@
  * clock), so replaying old traffic closes its sessions as they closed live.
  *
  * Checkpoints. Every checkpoint interval and at process_free, the two rollups, the
- * profile store and the processed offset are written to <state dir>/snapshot in one file
+ * profile store, the KPI state and the processed offset are written to <state dir>/snapshot in one file
  * (see process.c for the format: versioned header, CRC-32C over everything), replaced
  * atomically (file_write_atomic). Serialising runs on the loop thread; the write runs on
  * the thread pool. process_new loads it; a snapshot that is missing, corrupt or from an
@@ -30,8 +33,10 @@
  * again from offset 0.
  *
  * Live: with an SSE hub, process publishes once a second on channel "live" a JSON frame
- * {"t","events","eventsPerSecond","activeUsers","revenue","orders","offset","lag"}, and on
- * channel "feed" a sample of the events processed during that second (feed.h: at most
+ * {"t","events","eventsPerSecond","activeUsers","revenue","orders","offset","lag",
+ * "visitorsOnline","sessionsToday","revenueToday","ordersToday","conversionRateToday"}
+ * (docs/API.md). The KPI state (kpi.h) is fed after each profile update and is part of
+ * the snapshot. And on channel "feed" a sample of the events processed during that second (feed.h: at most
  * PROCESS_FEED_PER_TICK, only the rollup dimensions, the time and the order revenue; only
  * events received within PROCESS_FEED_MAX_AGE_S, so a replay does not flood it).
  *
@@ -43,6 +48,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "kpi.h"
 #include "log.h"
 #include "rollup.h"
 #include "sse.h"
@@ -70,6 +76,8 @@ typedef struct process_opts {
   const char *conversion_event;/* NULL: "Order Completed" */
   uint64_t session_timeout_s;  /* 0: 1800 */
   sse_hub_t *hub;              /* borrowed, may be NULL: no live frames */
+  const config_kpis_t *kpis;   /* borrowed, outlives the process; NULL: no user-defined
+                                  KPIs. Part of the snapshot's configuration check. */
 } process_opts_t;
 
 typedef struct process_stats {
@@ -80,6 +88,8 @@ typedef struct process_stats {
   uint64_t rejected;       /* events the rollup refused (too old or too far ahead) */
   uint64_t checkpoints;    /* snapshots written */
   int read_error;          /* sticky log read error (negative errno) or 0 */
+  uint64_t profiles;       /* profiles held */
+  uint64_t profile_bytes;  /* heap bytes of the profile store */
 } process_stats_t;
 
 /* ---- Lifetime ---- */
@@ -128,6 +138,8 @@ int process_forget(void *ud, const char *ids, size_t n);
 
 const rollup_t *process_events(const process_t *p);
 const rollup_t *process_sessions(const process_t *p);
+/* Stream-side KPI state (kpi.h): facts, retention cohorts, lifetime value. */
+const kpi_t *process_kpi(const process_t *p);
 const char *process_conversion_event(const process_t *p);
 void process_stats(const process_t *p, process_stats_t *out /* OUT */);
 

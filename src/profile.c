@@ -385,6 +385,8 @@ static void merge(profile_store_t *s, uint32_t src, uint32_t dst, profile_result
     if (b->recent_n < PROFILE_RECENT) b->recent_n++;
   }
 
+  res->merged_first_seen = a->first_seen;
+  if (a->orders && b->orders) res->merged_customers++;
   if (a->first_seen < b->first_seen) b->first_seen = a->first_seen;
   b->events = sat_add32(b->events, a->events);
   b->page_views = sat_add32(b->page_views, a->page_views);
@@ -606,6 +608,9 @@ int profile_apply(profile_store_t *s, const profile_event_t *ev, profile_result_
   }
   if (hu && ha && !linked) link_id(s, ha, T, ts, 0, &res);
   if (hp) link_id(s, hp, T, ts, 1, &res);
+  if (!(res.flags & PROFILE_R_NEW_PROFILE) || (res.flags & PROFILE_R_MERGED))
+    res.prev_last_seen = s->p[T].last_seen;
+  res.prev_orders = s->p[T].orders;
   update(s, &s->p[T], ev, ts, &res);
   res.profile = &s->p[T];
   if (out) *out = res;

@@ -212,6 +212,14 @@ typedef struct profile_result {
                                changes the store */
   uint32_t flags;           /* PROFILE_R_* */
   uint32_t sessions_ended;  /* on_session_end calls made by this apply */
+  /* For stream-side KPIs (kpi.h): the profile's last_seen and orders just before this
+   * event was applied (after any merge; 0 and 0 for a profile created by it), the
+   * first_seen of the last profile merged into it (0: none), and how many merges joined
+   * two profiles that both had orders. */
+  uint32_t prev_last_seen;
+  uint32_t prev_orders;
+  uint32_t merged_first_seen;
+  uint32_t merged_customers;
 } profile_result_t;
 
 /* ---- Lifetime ---- */

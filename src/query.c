@@ -13,6 +13,7 @@
 
 #include "keys.h"
 #include "scan.h"
+#include "query_kpi.h"
 #include "util/clock.h"
 #include "util/mem.h"
 #include "util/str.h"
@@ -86,14 +87,12 @@ static int known_dim(const char *d) {
 enum { Q_TIMESERIES, Q_TOPN, Q_TOTALS, Q_KPI, Q_GROUPBY, Q_FUNNEL, Q_NTYPES };
 static const char *const type_names[] = {"timeseries", "topN", "totals", "kpi", "groupBy",
                                          "funnel"};
-enum { K_CONV, K_BOUNCE, K_REVENUE, K_ORDERS, K_AOV, K_ACTIVE, K_EVENTS, K_N };
-static const char *const kpi_names[] = {"conversion_rate", "bounce_rate", "revenue", "orders",
-                                        "aov", "active_users", "events"};
+#define GRAN_DAY 86400 /* kpi series only */
 
 typedef struct q {
-  int type, kpi, gran;
+  int type, kpi, gran, gran_given, compare;
   int64_t from, to;
-  const char *dimension;
+  const char *dimension, *kpi_name;
   rollup_filter_t filter;
   int has_filter;
   rollup_metric_t metric;
@@ -165,13 +164,14 @@ static int plan_scan(const cJSON *root, q_t *q, qerr_t *e) {
   return 0;
 }
 
-static int parse(const cJSON *root, int64_t now, q_t *q, qerr_t *e) {
+static int parse(const query_stores_t *st, const cJSON *root, int64_t now, q_t *q, qerr_t *e) {
   if (!cJSON_IsObject(root)) return fail(e, "", "the body must be a JSON object");
   static const char *const allowed[] = {"type", "from", "to", "granularity", "dimension",
                                         "filter", "metric", "limit", "kpi", "groupBy",
-                                        "orderBy", "order", "steps", "window", "breakdown"};
+                                        "orderBy", "order", "steps", "window", "breakdown",
+                                        "compare"};
   for (const cJSON *c = root->child; c; c = c->next)
-    if (pick(c->string, allowed, 15) < 0) return fail(e, c->string, "unknown field '%s'", c->string);
+    if (pick(c->string, allowed, 16) < 0) return fail(e, c->string, "unknown field '%s'", c->string);
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "type");
   if (!cJSON_IsString(v) || (q->type = pick(v->valuestring, type_names, Q_NTYPES)) < 0)
     return fail(e, "type", "type must be one of timeseries, topN, totals, kpi, groupBy, funnel");
@@ -191,11 +191,14 @@ static int parse(const cJSON *root, int64_t now, q_t *q, qerr_t *e) {
 
   q->gran = ROLLUP_AUTO;
   if ((v = cJSON_GetObjectItemCaseSensitive(root, "granularity"))) {
-    static const char *const g[] = {"auto", "second", "minute", "hour"};
-    static const int gs[] = {ROLLUP_AUTO, ROLLUP_SECOND, ROLLUP_MINUTE, ROLLUP_HOUR};
-    int i = cJSON_IsString(v) ? pick(v->valuestring, g, 4) : -1;
-    if (i < 0) return fail(e, "granularity", "granularity must be second, minute or hour");
+    static const char *const g[] = {"auto", "second", "minute", "hour", "day"};
+    static const int gs[] = {ROLLUP_AUTO, ROLLUP_SECOND, ROLLUP_MINUTE, ROLLUP_HOUR, GRAN_DAY};
+    int i = cJSON_IsString(v) ? pick(v->valuestring, g, 5) : -1;
+    if (i < 0 || (gs[i] == GRAN_DAY && q->type != Q_KPI))
+      return fail(e, "granularity", "granularity must be second, minute or hour (day: kpi "
+                                    "only)");
     q->gran = gs[i];
+    q->gran_given = i > 0;
   }
   if (q->gran == ROLLUP_AUTO) {
     int64_t span = q->to - q->from;
@@ -240,9 +243,17 @@ static int parse(const cJSON *root, int64_t now, q_t *q, qerr_t *e) {
   }
   q->kpi = -1;
   if ((v = cJSON_GetObjectItemCaseSensitive(root, "kpi"))) {
-    if (!cJSON_IsString(v) || (q->kpi = pick(v->valuestring, kpi_names, K_N)) < 0)
-      return fail(e, "kpi", "kpi must be one of conversion_rate, bounce_rate, revenue, orders, "
-                            "aov, active_users, events");
+    if (!cJSON_IsString(v) || (q->kpi = query_kpi_lookup(st, v->valuestring)) < 0)
+      return fail(e, "kpi", "kpi must be one of %s, or a kpi of the configuration",
+                  query_kpi_list());
+    q->kpi_name = v->valuestring;
+  }
+  if ((v = cJSON_GetObjectItemCaseSensitive(root, "compare"))) {
+    if (!cJSON_IsString(v) || strcmp(v->valuestring, "previous") || q->type != Q_KPI)
+      return fail(e, "compare", "compare must be \"previous\" (kpi queries only)");
+    q->compare = 1;
+    if (q->kpi >= 0 && query_kpi_shape(q->kpi) >= QUERY_KPI_LIFETIME)
+      return fail(e, "compare", "kpi %s has no previous period", q->kpi_name);
   }
   if (q->type == Q_TOPN && !q->dimension)
     return fail(e, "dimension", "topN needs a dimension");
@@ -252,10 +263,24 @@ static int parse(const cJSON *root, int64_t now, q_t *q, qerr_t *e) {
     return fail(e, "filter", "a kpi takes only one {\"dim\", \"value\"} filter; use totals "
                              "for other filters");
   if (q->type == Q_KPI && q->kpi < 0) return fail(e, "kpi", "a kpi query needs kpi");
-  if (q->type == Q_KPI && q->has_filter &&
-      (q->kpi == K_CONV || q->kpi == K_BOUNCE || q->kpi == K_ORDERS || q->kpi == K_AOV))
-    return fail(e, "filter", "kpi %s cannot be filtered (sessions and orders are kept per "
-                             "bucket, not per dimension value)", kpi_names[q->kpi]);
+  if (q->type == Q_KPI && q->has_filter) {
+    int fk = query_kpi_filter_kind(q->kpi);
+    if (fk == QUERY_KPI_NO_FILTER)
+      return fail(e, "filter", "kpi %s cannot be filtered (docs/API.md lists the filters "
+                               "each KPI takes)", q->kpi_name);
+    if (fk == QUERY_KPI_CAMPAIGN_FILTER && strcmp(q->filter.dim, "utm_campaign"))
+      return fail(e, "filter", "kpi %s can only be filtered by utm_campaign",
+                  q->kpi_name);
+  }
+  if (q->type == Q_KPI && q->gran_given) {
+    int sh = query_kpi_shape(q->kpi);
+    if (sh == QUERY_KPI_GRID || sh == QUERY_KPI_LIFETIME)
+      return fail(e, "granularity", "kpi %s has no series", q->kpi_name);
+    int max = query_kpi_max_points(q->kpi);
+    if ((q->to - q->from) / ((int64_t)q->gran * 1000000) >= max)
+      return fail(e, "granularity", "too many points: at most %d for kpi %s; use a coarser "
+                                    "granularity", max, q->kpi_name);
+  }
   return plan_scan(root, q, e);
 }
 
@@ -272,7 +297,8 @@ static void put_num(buf_t *b, double v) { buf_json_num(b, v); }
 static void put_str(buf_t *b, const char *s) { buf_json_str(b, s); }
 
 static const char *gran_name(int g) {
-  return g == ROLLUP_SECOND ? "second" : g == ROLLUP_MINUTE ? "minute" : "hour";
+  return g == ROLLUP_SECOND ? "second" : g == ROLLUP_MINUTE ? "minute"
+         : g == ROLLUP_HOUR ? "hour" : "day";
 }
 
 static void head(buf_t *out, const q_t *q, int64_t from, int64_t to) {
@@ -286,6 +312,78 @@ static int totals(const rollup_t *r, const q_t *q, const rollup_filter_t *f, siz
                   rollup_totals_t *t) {
   memset(t, 0, sizeof *t);
   return rollup_totals(r, q->from, q->to, f, nf, t);
+}
+
+/* "value" and, for a ratio, "numerator" and "denominator" (value null when it is 0). */
+static void put_kpi_value(buf_t *out, const query_kpi_value_t *v) {
+  int ratio = !isnan(v->den);
+  buf_puts(out, "\"value\":");
+  put_num(out, ratio ? (v->den > 0 ? v->num / v->den : NAN) : v->num);
+  if (ratio) {
+    buf_puts(out, ",\"numerator\":");
+    put_num(out, v->num);
+    buf_puts(out, ",\"denominator\":");
+    put_num(out, v->den);
+  }
+}
+
+/* KPIs (query_kpi.h; docs/API.md defines each): one value over the range, a series with
+ * granularity, cohorts for the grid KPIs; compare: the same over the previous period of
+ * equal length. */
+static int answer_kpi(const query_stores_t *st, const q_t *q, buf_t *out, qerr_t *e) {
+  const rollup_filter_t *f = q->has_filter ? &q->filter : NULL;
+  const char *name = q->kpi_name, *format = query_kpi_format(st, q->kpi);
+  int shape = query_kpi_shape(q->kpi);
+  int64_t span = q->to - q->from;
+  query_kpi_value_t v, pv;
+  if (shape == QUERY_KPI_GRID) {
+    head(out, q, q->from, q->to);
+    buf_printf(out, ",\"kpi\":\"%s\",\"format\":\"%s\"", name, format);
+    if (query_kpi_grid(st, q->kpi, q->from, q->to, out) != 0)
+      return fail(e, "kpi", "kpi %s is not available", name);
+    buf_putc(out, '}');
+    return 0;
+  }
+  if (!q->gran_given) {
+    if (query_kpi_eval(st, q->kpi, q->from, q->to, f, &v) != 0)
+      return fail(e, "filter", "cannot answer kpi %s with this filter", name);
+    head(out, q, v.from_us, v.to_us);
+    buf_printf(out, ",\"kpi\":\"%s\",\"format\":\"%s\",", name, format);
+    put_kpi_value(out, &v);
+    if (q->compare && query_kpi_eval(st, q->kpi, q->from - span, q->from, f, &pv) == 0) {
+      buf_puts(out, ",\"previous\":{");
+      put_time(out, "from", pv.from_us);
+      buf_putc(out, ',');
+      put_time(out, "to", pv.to_us);
+      buf_putc(out, ',');
+      put_kpi_value(out, &pv);
+      buf_putc(out, '}');
+    }
+    if (shape == QUERY_KPI_LIFETIME) query_kpi_grid(st, q->kpi, q->from, q->to, out);
+    buf_putc(out, '}');
+    return 0;
+  }
+  int64_t g = (int64_t)q->gran * 1000000;
+  int64_t t0 = q->from / g * g, t1 = (q->to + g - 1) / g * g;
+  head(out, q, t0, t1);
+  buf_printf(out, ",\"kpi\":\"%s\",\"format\":\"%s\",\"granularity\":\"%s\",\"points\":[",
+             name, format, gran_name(q->gran));
+  for (int64_t t = t0; t < t1; t += g) {
+    if (query_kpi_eval(st, q->kpi, t, t + g, f, &v) != 0)
+      return fail(e, "filter", "cannot answer kpi %s with this filter", name);
+    buf_puts(out, t == t0 ? "{" : ",{");
+    put_time(out, "t", t);
+    buf_putc(out, ',');
+    put_kpi_value(out, &v);
+    if (q->compare && query_kpi_eval(st, q->kpi, t - span, t - span + g, f, &pv) == 0) {
+      buf_puts(out, ",\"previous\":{");
+      put_kpi_value(out, &pv);
+      buf_putc(out, '}');
+    }
+    buf_putc(out, '}');
+  }
+  buf_puts(out, "]}");
+  return 0;
 }
 
 static int answer(const query_stores_t *st, const q_t *q, buf_t *out, qerr_t *e) {
@@ -347,50 +445,7 @@ static int answer(const query_stores_t *st, const q_t *q, buf_t *out, qerr_t *e)
     buf_printf(out, ",\"uniques\":%llu}", (unsigned long long)t.uniques);
     return 0;
   }
-  /* KPIs: value = numerator / denominator (docs/API.md defines each). */
-  double num = 0, den = NAN;
-  int64_t from = q->from, to = q->to;
-  rollup_filter_t sf = {"session", NULL}, of = {"event", st->conversion_event};
-  switch (q->kpi) {
-  case K_CONV:
-  case K_BOUNCE: {
-    rollup_totals_t a, b;
-    sf.value = q->kpi == K_CONV ? "converted" : "bounce";
-    totals(st->sessions, q, &sf, 1, &a);
-    sf.value = q->kpi == K_CONV ? "start" : "end";
-    totals(st->sessions, q, &sf, 1, &b);
-    num = (double)a.count;
-    den = (double)b.count;
-    from = b.from_us, to = b.to_us;
-    break;
-  }
-  case K_REVENUE:
-  case K_ACTIVE:
-  case K_EVENTS:
-    if (totals(st->events, q, f, nf, &t) != 0) return fail(e, "filter", "cannot answer this filter");
-    num = q->kpi == K_REVENUE ? t.sum : q->kpi == K_ACTIVE ? (double)t.uniques : (double)t.count;
-    from = t.from_us, to = t.to_us;
-    break;
-  case K_ORDERS:
-  case K_AOV:
-    totals(st->events, q, &of, 1, &t);
-    num = q->kpi == K_ORDERS ? (double)t.count : t.sum;
-    if (q->kpi == K_AOV) den = (double)t.count;
-    from = t.from_us, to = t.to_us;
-    break;
-  }
-  double value = isnan(den) ? num : den > 0 ? num / den : NAN;
-  head(out, q, from, to);
-  buf_printf(out, ",\"kpi\":\"%s\",\"value\":", kpi_names[q->kpi]);
-  put_num(out, value);
-  if (!isnan(den)) {
-    buf_puts(out, ",\"numerator\":");
-    put_num(out, num);
-    buf_puts(out, ",\"denominator\":");
-    put_num(out, den);
-  }
-  buf_putc(out, '}');
-  return 0;
+  return answer_kpi(st, q, out, e);
 }
 
 static void error_body(buf_t *out, const qerr_t *e) {
@@ -411,7 +466,7 @@ static int plan(const query_stores_t *st, const char *json, size_t len, int64_t 
   size_t mark = out->len;
   int rc;
   if (!root) rc = fail(&e, "", "the body is not valid JSON");
-  else if ((rc = parse(root, now_us, q, &e)) == 0 && !q->needs_scan) rc = answer(st, q, out, &e);
+  else if ((rc = parse(st, root, now_us, q, &e)) == 0 && !q->needs_scan) rc = answer(st, q, out, &e);
   if (rc != 0) {
     out->len = mark;
     if (out->data) out->data[mark] = 0;
@@ -519,7 +574,8 @@ static void scan_done(uv_work_t *w, int status) {
 /* Answer r's query: from the rollups at once, or from a log scan on the thread pool. */
 static void run_query(query_t *q, http_req_t *r, const char *body, size_t len) {
   query_stores_t st = {process_events(q->process), process_sessions(q->process),
-                       process_conversion_event(q->process), NULL, NULL};
+                       process_conversion_event(q->process), NULL, NULL,
+                       process_kpi(q->process)};
   http_header_t h[] = {{"Content-Type", "application/json"}, {"Cache-Control", "no-store"}};
   buf_t out = BUF_INIT;
   q_t pq = {0};

@@ -45,6 +45,7 @@ typedef struct query_stores {
   const char *conversion_event;
   log_t *log;                        /* what query_run scans; NULL: scans answer 503 */
   const scan_limits_t *scan_limits;  /* NULL: scan.h's defaults */
+  const kpi_t *kpi;         /* stream-side KPI state (kpi.h); NULL: those KPIs fail */
 } query_stores_t;
 
 /* ---- Pure evaluation (unit-tested) ---- */

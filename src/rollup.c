@@ -587,17 +587,24 @@ static void visit_totals_users(const bucket_t *bk, void *ctx) {
   if (c) merge_users(&tc->users, c);
 }
 
-static void visit_totals(const bucket_t *bk, void *ctx) {
+
+static void visit_counts(const bucket_t *bk, void *ctx) {
   totals_ctx *tc = ctx;
   const cell_t *c = bucket_cell(bk, tc->key);
   if (!c) return;
   tc->count += c->count;
   tc->sum += c->sum;
-  merge_users(&tc->users, c);
 }
 
-int rollup_totals(const rollup_t *r, int64_t t0_us, int64_t t1_us,
-                  const rollup_filter_t *filters, size_t nfilters, rollup_totals_t *out) {
+static void visit_totals(const bucket_t *bk, void *ctx) {
+  visit_counts(bk, ctx);
+  visit_totals_users(bk, ctx);
+}
+
+/* rollup_totals (users 1) and rollup_counts (users 0). */
+static int totals(const rollup_t *r, int64_t t0_us, int64_t t1_us,
+                  const rollup_filter_t *filters, size_t nfilters, int users,
+                  rollup_totals_t *out) {
   if (!r || !out) return -EINVAL;
   memset(out, 0, sizeof *out);
   uint32_t key;
@@ -605,14 +612,25 @@ int rollup_totals(const rollup_t *r, int64_t t0_us, int64_t t1_us,
   if (rc < 0) return rc;
   if (absent) key = UINT32_MAX; /* matches no cell */
   totals_ctx tc = {key, 0, 0, NULL};
-  /* Per-second dimension cells keep no users: a filter reads minutes at the finest. */
-  walk(r, key == TOTAL_KEY ? G_SEC : G_MIN, t0_us, t1_us, visit_totals, visit_totals_users,
-       &tc, &out->from_us, &out->to_us);
+  /* Per-second dimension cells keep no users: a filter reads minutes at the finest (the
+   * same span for counts, so both read the same buckets). */
+  walk(r, key == TOTAL_KEY ? G_SEC : G_MIN, t0_us, t1_us, users ? visit_totals : visit_counts,
+       users ? visit_totals_users : NULL, &tc, &out->from_us, &out->to_us);
   out->count = tc.count;
   out->sum = tc.sum;
-  out->uniques = tc.users ? hll_count(tc.users) : 0;
+  out->uniques = !users ? ROLLUP_NA : tc.users ? hll_count(tc.users) : 0;
   hll_free(tc.users);
   return 0;
+}
+
+int rollup_totals(const rollup_t *r, int64_t t0_us, int64_t t1_us,
+                  const rollup_filter_t *filters, size_t nfilters, rollup_totals_t *out) {
+  return totals(r, t0_us, t1_us, filters, nfilters, 1, out);
+}
+
+int rollup_counts(const rollup_t *r, int64_t t0_us, int64_t t1_us,
+                  const rollup_filter_t *filters, size_t nfilters, rollup_totals_t *out) {
+  return totals(r, t0_us, t1_us, filters, nfilters, 0, out);
 }
 
 int rollup_timeseries(const rollup_t *r, int gran_s, int64_t t0_us, int64_t t1_us,

@@ -166,6 +166,10 @@ typedef struct rollup_totals {
  * a bad argument, or a filter error. */
 int rollup_totals(const rollup_t *r, int64_t t0_us, int64_t t1_us,
                   const rollup_filter_t *filters, size_t nfilters, rollup_totals_t *out);
+/* rollup_totals without the unique users (out->uniques = ROLLUP_NA): the same span,
+ * count and sum, without the sketch unions that dominate a long range's cost. */
+int rollup_counts(const rollup_t *r, int64_t t0_us, int64_t t1_us,
+                  const rollup_filter_t *filters, size_t nfilters, rollup_totals_t *out);
 
 typedef enum { ROLLUP_BY_COUNT, ROLLUP_BY_SUM, ROLLUP_BY_UNIQUES } rollup_metric_t;
 

@@ -651,7 +651,7 @@ int scan_run(log_t *log, const scan_query_t *q, const scan_limits_t *lim, atomic
     st.ncells = 1;
   }
   st.cells = xcalloc(st.ncells ? st.ncells : 1, sizeof *st.cells);
-  evfields_decoder_t *dec = evfields_new(q->conversion);
+  evfields_decoder_t *dec = evfields_new(q->conversion, NULL, 0);
   evfields_t *e = xmalloc(sizeof *e);
   int rc = 0;
   uint64_t end = log_end_offset(log);

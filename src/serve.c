@@ -277,6 +277,7 @@ static int start_process(server_t *s) {
       .ntracked = s->cfg->tracked_events.n,
       .conversion_event = s->cfg->conversion_event,
       .session_timeout_s = s->cfg->session_timeout_s,
+      .kpis = &s->cfg->kpis,
       .hub = s->hub,
   };
   int64_t t0 = clock_mono_us();

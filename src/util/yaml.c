@@ -7,6 +7,17 @@
 
 void yaml_mark(struct fy_node *n, int *line, int *col) {
   *line = *col = 0;
+  /* Collections carry no token here: use their first scalar (a mapping's first key, a
+   * sequence's first item), which is where a reader looks for them. */
+  for (int depth = 0; n && depth < 64 && fy_node_get_type(n) != FYNT_SCALAR; depth++) {
+    void *it = NULL;
+    if (fy_node_get_type(n) == FYNT_MAPPING) {
+      struct fy_node_pair *pr = fy_node_mapping_iterate(n, &it);
+      n = pr ? fy_node_pair_key(pr) : NULL;
+    } else {
+      n = fy_node_sequence_iterate(n, &it);
+    }
+  }
   struct fy_token *t = n ? fy_node_get_scalar_token(n) : NULL;
   const struct fy_mark *m = t ? fy_token_start_mark(t) : NULL;
   if (m) {

@@ -10,7 +10,8 @@
  * the file for the reader ("configuration", "user-agent regexes"). */
 struct fy_document *yaml_load(const char *path, const char *what, char *err, size_t errlen);
 
-/* 1-based line and column where node n starts (0, 0 when unknown). */
+/* 1-based line and column where node n starts — for a mapping or sequence, where its
+ * first scalar starts (0, 0 when unknown or empty). */
 void yaml_mark(struct fy_node *n, int *line, int *col);
 
 #endif

@@ -219,6 +219,21 @@ def check(cond, msg="check failed"):
         raise AssertionError(msg)
 
 
+def query(srv, body, key=READ_KEY):
+    """POST /v1/query with key as Bearer: (status, decoded JSON answer)."""
+    st, _, data = srv.request("POST", "/v1/query", json.dumps(body).encode(),
+                              headers={"Authorization": "Bearer " + key,
+                                       "Content-Type": "application/json"}, auth=None)
+    return st, json.loads(data)
+
+
+def send_events(srv, events):
+    """Send (path, event) pairs with the write key; each must get 200."""
+    for path, ev in events:
+        st, _, data = srv.request("POST", path, ev)
+        check(st == 200, (st, data))
+
+
 def run_all(module_globals):
     name = os.path.basename(module_globals["__file__"]).replace(".py", "")
     tests = [(k, v) for k, v in module_globals.items() if k.startswith("test_") and callable(v)]

@@ -8,7 +8,7 @@ import json
 import os
 import time
 
-from harness import ADMIN_KEY, READ_KEY, Server, check, query, query_ok, run_all, wait_for
+from harness import ADMIN_KEY, READ_KEY, Server, check, query, query_ok, run_all, send_events, wait_for
 
 NOW = time.time()
 T0 = (int(NOW) // 60) * 60 - 40 * 60  # a whole minute 40 minutes ago: in every ring
@@ -55,10 +55,7 @@ RANGE = {"from": iso(0), "to": ms(600)}
 q, ok = query, query_ok
 
 
-def send(srv, events):
-    for path, ev in events:
-        st, _, data = srv.request("POST", path, ev)
-        check(st == 200, (st, data))
+send = send_events
 
 
 def total_events(srv):
@@ -221,6 +218,14 @@ def test_live_stream_delivers_frames():
         frames = read_frames(resp, lambda fs: sum(f["events"] for f in fs) >= 3, time.time() + 15)
         check(sum(f["orders"] for f in frames) == 3 and abs(sum(f["revenue"] for f in frames) - 30) < 1e-9, frames)
         check(frames[-1]["activeUsers"] == 3 and "eventsPerSecond" in frames[-1], frames[-1])
+        # Today's KPIs: three orders, each its own converted session (unless this ran
+        # across midnight UTC, when the orders are yesterday's).
+        last = read_frames(resp, lambda fs: fs[-1]["ordersToday"] >= 3 or
+                           time.strftime("%Y-%m-%d", time.gmtime()) != now[:10], time.time() + 15)[-1]
+        if time.strftime("%Y-%m-%d", time.gmtime()) == now[:10]:
+            check(last["ordersToday"] == 3 and last["revenueToday"] == 30 and
+                  last["sessionsToday"] == 3 and last["conversionRateToday"] == 1 and
+                  last["visitorsOnline"] == 3, last)
         c.close()
         # Bearer works as well.
         c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)

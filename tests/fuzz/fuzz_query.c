@@ -13,6 +13,7 @@
 #include "log.h"
 #include "util/clock.h"
 
+#include "kpi.h"
 #include "process.h"
 #include "query.h"
 #include "rollup.h"
@@ -77,8 +78,16 @@ static void make_log(void) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static rollup_t *ev, *se;
+  static kpi_t *kp;
+  static config_kpi_t defs[1] = {
+      {.name = (char *)"atc", .num = {.present = 1, .event = (char *)"$page"},
+       .den = {.present = 1, .metric = CONFIG_KPI_UNIQUES}}};
+  static const config_kpis_t list = {defs, 1};
   if (!ev) {
     make_log();
+    kp = kpi_new(fixed_now, &now_us);
+    kpi_set_custom(kp, &list);
+    kpi_cost(kp, T0, "bf", 10);
     rollup_opts_t eo = {.dims = ev_dims, .ndims = PROCESS_NDIMS, .now_us = fixed_now, .now_ctx = &now_us};
     rollup_opts_t so = {.dims = se_dims, .ndims = 1, .now_us = fixed_now, .now_ctx = &now_us};
     ev = rollup_new(&eo);
@@ -89,11 +98,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int i = 0; i < 50; i++) {
       rollup_add(ev, T0 + i * 37 * SEC, i % 3 ? page : order, (uint64_t)i * 0x9e3779b97f4a7c15ull, i % 3 ? 0 : 20);
       rollup_add(se, T0 + i * 37 * SEC, v, (uint64_t)i, 0);
+      double vals[2] = {0, 0};
+      kpi_custom_observe(kp, T0 + i * 37 * SEC, page[0], page, (uint64_t)i * 0x9e3779b97f4a7c15ull, vals);
     }
   }
   static const scan_limits_t lim = {.max_records = 1000, .max_time_us = 1000000,
                                     .max_memory = 4u << 20, .max_groups = 8, .exact_uniques = 2};
-  query_stores_t st = {ev, se, "Order Completed", lg, &lim};
+  query_stores_t st = {ev, se, "Order Completed", lg, &lim, kp};
   buf_t out = BUF_INIT;
   int status = query_run(&st, (const char *)data, size, now_us, &out);
   if (status != 200 && status != 400 && status != 422) __builtin_trap();

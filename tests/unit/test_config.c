@@ -63,6 +63,25 @@ TEST(file_errors_name_the_place) {
       {"listen: [a, b]\n", "bad.yaml:1:1: listen takes one value, not a list"},
       {"listen: a\n  b: c: d\n", "bad.yaml:2:"},
       {"- a\n- b\n", "bad.yaml:1:1: expected a mapping"},
+      /* the kpis section (config_kpi.h) */
+      {"kpis: 3\n", "bad.yaml:1:7: kpis: expected a list"},
+      {"kpis:\n  - 3\n", "bad.yaml:2:5: kpis: each KPI must be a mapping"},
+      {"kpis:\n  - name: x\n", "bad.yaml:2:5: kpis: KPI 'x' needs a numerator"},
+      {"kpis:\n  - numerator: {}\n", "bad.yaml:2:5: kpis: a KPI needs a name"},
+      {"kpis:\n  - name: Bad-Name\n", "bad.yaml:2:11: kpis: name must be"},
+      {"kpis:\n  - name: revenue\n", "bad.yaml:2:11: kpis: 'revenue' is a built-in KPI"},
+      {"kpis:\n  - name: a\n    numerator: {event: x}\n  - name: a\n",
+       "bad.yaml:4:11: kpis: KPI 'a' is defined twice"},
+      {"kpis:\n  - name: a\n    colour: red\n", "bad.yaml:3:5: kpis: unknown key"},
+      {"kpis:\n  - name: a\n    format: stars\n", "bad.yaml:3:13: kpis: format must be"},
+      {"kpis:\n  - name: a\n    numerator: {metric: avg}\n", "bad.yaml:3:25: kpis: metric must be"},
+      {"kpis:\n  - name: a\n    numerator: {filter: {os: x}}\n",
+       "bad.yaml:3:26: kpis: unknown filter dimension"},
+      {"kpis:\n  - name: a\n    numerator: {metric: count, property: x}\n",
+       "bad.yaml:3:17: kpis: property is only for metric: sum"},
+      {"kpis:\n  - name: a\n    numerator: {metric: sum, property: a.b}\n",
+       "bad.yaml:3:40: kpis: property must be a plain name"},
+      {"kpis:\n  - name: a\n    numerator: [1]\n", "bad.yaml:3:17: kpis: numerator and"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const char *p = write_file("bad.yaml", cases[i].text);
@@ -73,6 +92,7 @@ TEST(file_errors_name_the_place) {
     const char *base = strstr(err, "bad.yaml");
     if (rc == 0 || !base || strncmp(base, cases[i].expect, strlen(cases[i].expect)) != 0)
       FAILF("case %zu: rc %d err '%s', expected '%s...'", i, rc, err, cases[i].expect);
+    CHECK_INT(c.kpis.n, 0);
     config_free(&c);
   }
   config_t c;
@@ -80,6 +100,42 @@ TEST(file_errors_name_the_place) {
   config_defaults(&c);
   CHECK(config_load_file(&c, "/nonexistent/sluice.yaml", err, sizeof err) != 0);
   CHECK(strstr(err, "/nonexistent/sluice.yaml") != NULL);
+  config_free(&c);
+}
+
+TEST(kpis_section) {
+  const char *p = write_file("kpis.yaml",
+                             "kpis:\n"
+                             "  - name: add_to_cart_rate\n"
+                             "    format: percent\n"
+                             "    numerator: {event: Product Added, metric: uniques}\n"
+                             "    denominator: {event: Product Viewed, metric: uniques}\n"
+                             "  - name: google_revenue\n"
+                             "    format: currency\n"
+                             "    numerator:\n"
+                             "      event: Order Completed\n"
+                             "      metric: sum\n"
+                             "      filter: {utm_source: google, country: DE}\n"
+                             "listen: 127.0.0.1:9\n");
+  config_t c;
+  char err[512] = "";
+  config_defaults(&c);
+  CHECK_INT(config_load_file(&c, p, err, sizeof err), 0);
+  CHECK_INT(c.kpis.n, 2);
+  if (c.kpis.n == 2) {
+    const config_kpi_t *a = &c.kpis.items[0], *b = &c.kpis.items[1];
+    CHECK_STR(a->name, "add_to_cart_rate");
+    CHECK_INT(a->format, CONFIG_KPI_PERCENT);
+    CHECK_STR(a->num.event, "Product Added");
+    CHECK_INT(a->num.metric, CONFIG_KPI_UNIQUES);
+    CHECK_INT(a->den.present, 1);
+    CHECK_STR(b->num.property, "revenue"); /* the default of metric sum */
+    CHECK_INT(b->num.nfilters, 2);
+    CHECK_INT(b->num.filter_dim[0], 2); /* utm_source */
+    CHECK_STR(b->num.filter_value[1], "DE");
+    CHECK_INT(b->den.present, 0);
+  }
+  CHECK_STR(c.listen, "127.0.0.1:9");
   config_free(&c);
 }
 
@@ -202,6 +258,7 @@ int main(void) {
   RUN(defaults);
   RUN(file_values_and_lists);
   RUN(file_errors_name_the_place);
+  RUN(kpis_section);
   RUN(precedence_file_env_flags);
   RUN(validate_and_split_listen);
   RUN(keys_generated_once_and_kept);

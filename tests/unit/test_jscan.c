@@ -97,6 +97,48 @@ TEST(bad_paths) {
   CHECK(jscan_compile(p2, 1) == NULL);
 }
 
+/* Strings are skipped a word at a time: every kind of byte that needs attention must be
+ * seen at every offset of every word, whatever the string's length. */
+TEST(special_bytes_at_every_offset) {
+  static const struct {
+    const char *bytes; /* inserted at the offset */
+    int ok;            /* the document is valid */
+    int extra;         /* bytes the value gains beyond the filler */
+  } kinds[] = {
+      {"\\n", 1, 2},        /* escape */
+      {"\x01", 0, 0},        /* control byte */
+      {"\x1f", 0, 0},
+      {"\xc3\xa9", 1, 2},   /* UTF-8 */
+      {"\xff", 0, 0},        /* invalid UTF-8 */
+      {"\x7f", 1, 1},        /* DEL is plain */
+      {" ", 1, 1},
+  };
+  static const char *const one[] = {"type"};
+  jscan_paths_t *p1 = jscan_compile(one, 1);
+  char doc[128];
+  for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+    for (int len = 0; len <= 24; len++)
+      for (int at = 0; at <= len; at++) {
+        int n = snprintf(doc, sizeof doc, "{\"type\":\"%.*s%s%.*s\"}", at,
+                         "abcdefghijklmnopqrstuvwxyz", kinds[k].bytes, len - at,
+                         "ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+        jscan_val_t v;
+        int rc = jscan_scan(p1, doc, (size_t)n, &v);
+        if (kinds[k].ok ? rc != 0 || v.type != JSCAN_STRING ||
+                              v.n != (size_t)(len + kinds[k].extra)
+                        : rc != -1)
+          FAILF("kind %zu len %d at %d: rc %d n %zu", k, len, at, rc, v.n);
+      }
+  /* A quote ends the string wherever it stands. */
+  for (int len = 0; len <= 24; len++) {
+    int n = snprintf(doc, sizeof doc, "{\"type\":\"%.*s\"}", len, "abcdefghijklmnopqrstuvwxyz");
+    jscan_val_t v;
+    CHECK_INT(jscan_scan(p1, doc, (size_t)n, &v), 0);
+    CHECK_INT(v.n, len);
+  }
+  jscan_paths_free(p1);
+}
+
 int main(void) {
   ps = jscan_compile(paths, NP);
   RUN(extracts_requested_paths);
@@ -104,6 +146,7 @@ int main(void) {
   RUN(agrees_with_cjson);
   RUN(truncates_at_character_boundary);
   RUN(bad_paths);
+  RUN(special_bytes_at_every_offset);
   jscan_paths_free(ps);
   return TEST_REPORT("test_jscan");
 }

@@ -45,6 +45,16 @@ static rollup_totals_t totals(rollup_t *r, int64_t t0, int64_t t1, const char *d
   rollup_totals_t t;
   int rc = rollup_totals(r, t0, t1, dim ? &f : NULL, dim ? 1 : 0, &t);
   if (rc != 0) printf("  rollup_totals: %d\n", rc);
+  /* rollup_counts reads the same span, count and sum, without the users. */
+  rollup_totals_t c;
+  CHECK_INT(rollup_counts(r, t0, t1, dim ? &f : NULL, dim ? 1 : 0, &c), rc);
+  if (rc == 0) {
+    CHECK_INT(c.count, t.count);
+    CHECK(c.sum == t.sum);
+    CHECK_INT(c.from_us, t.from_us);
+    CHECK_INT(c.to_us, t.to_us);
+    CHECK(c.uniques == ROLLUP_NA);
+  }
   return t;
 }
 
