@@ -17,6 +17,7 @@ BASE     := -std=c11 -D_GNU_SOURCE -Isrc $(WARN) $(PKG_CFLAGS)
 REL_FLAGS  := $(BASE) -O2 -g -DNDEBUG
 ASAN_FLAGS := $(BASE) -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
               -fno-sanitize-recover=undefined
+TSAN_FLAGS := $(BASE) -O1 -g -fsanitize=thread -fno-omit-frame-pointer
 FUZZ_CC    := clang-14
 FUZZ_FLAGS := $(BASE) -O1 -g -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer \
               -Wno-unknown-warning-option
@@ -37,6 +38,8 @@ REL_OBJ  := $(LIB_SRC:%.c=build/rel/%.o) $(GEN_SRC:%.c=build/rel/%.o)
 ASAN_OBJ := $(LIB_SRC:%.c=build/asan/%.o) $(GEN_SRC:%.c=build/asan/%.o)
 FUZZ_OBJ := $(LIB_SRC:%.c=build/fuzzobj/%.o) $(GEN_SRC:%.c=build/fuzzobj/%.o)
 UNITS    := $(UNIT_SRC:tests/unit/%.c=build/asan/%)
+TSAN_OBJ := $(LIB_SRC:%.c=build/tsan/%.o) $(GEN_SRC:%.c=build/tsan/%.o)
+TSAN_UNITS := $(UNIT_SRC:tests/unit/%.c=build/tsan/%)
 FUZZERS  := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
 .PHONY: tsan soak tracker all run test unit fuzz fuzz-build bench-ingest bench-query chaos deps test-deps clean
@@ -93,6 +96,27 @@ build/fuzzobj/%.o: %.c $(wildcard src/*.h src/util/*.h)
 
 build/rel/libsluice.a: $(REL_OBJ)
 	rm -f $@ && ar rcs $@ $^
+
+build/tsan/%.o: %.c $(wildcard src/*.h src/util/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(TSAN_FLAGS) -c $< -o $@
+
+build/tsan/libsluice.a: $(TSAN_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+build/tsan/sluice: build/tsan/src/main.o build/tsan/libsluice.a
+	$(CC) $(TSAN_FLAGS) -o $@ $^ $(PKG_LIBS)
+
+build/tsan/test_%: tests/unit/test_%.c $(wildcard tests/unit/*.h) build/tsan/libsluice.a
+	$(CC) $(TSAN_FLAGS) -Itests/unit -o $@ $< build/tsan/libsluice.a $(PKG_LIBS)
+
+build/tsan/test_geo: build/test-geo.mmdb
+
+# ThreadSanitizer: the unit tests and the end-to-end tests against a TSan build
+# (the log writer, the thread pool's checkpoints, scans and erasures, the geo memo).
+tsan: test-deps
+	@$(MAKE) --no-print-directory build/tsan/sluice build/sluice build/test-geo.mmdb build/geoip-country.mmdb $(TSAN_UNITS)
+	@SLUICE_SAN=tsan sh tests/run.sh
 
 build/asan/libsluice.a: $(ASAN_OBJ)
 	rm -f $@ && ar rcs $@ $^

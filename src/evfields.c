@@ -28,6 +28,9 @@ static const char *const field_paths[F_COUNT] = {
 struct evfields_decoder {
   jscan_paths_t *paths;
   char *conversion;
+  size_t nextra;
+  int alias[EVFIELDS_MAX_EXTRA]; /* extra path i is base path alias[i] (jscan scans a path
+                                    into one slot only), or -1 */
 };
 
 evfields_decoder_t *evfields_new(const char *conversion, const char *const *extra,
@@ -35,9 +38,16 @@ evfields_decoder_t *evfields_new(const char *conversion, const char *const *extr
   _Static_assert(F_COUNT + EVFIELDS_MAX_EXTRA <= JSCAN_MAX_PATHS, "extra paths do not fit");
   if (nextra > EVFIELDS_MAX_EXTRA) return NULL;
   const char *paths[F_COUNT + EVFIELDS_MAX_EXTRA];
-  memcpy(paths, field_paths, sizeof field_paths);
-  for (size_t i = 0; i < nextra; i++) paths[F_COUNT + i] = extra[i];
   evfields_decoder_t *d = xcalloc(1, sizeof *d);
+  memcpy(paths, field_paths, sizeof field_paths);
+  d->nextra = nextra;
+  for (size_t i = 0; i < nextra; i++) {
+    d->alias[i] = -1;
+    for (int k = 0; k < F_COUNT; k++)
+      if (!strcmp(extra[i], field_paths[k])) d->alias[i] = k;
+    /* an aliased slot is scanned as a path no event has */
+    paths[F_COUNT + i] = d->alias[i] >= 0 ? "\x01" : extra[i];
+  }
   d->paths = jscan_compile(paths, F_COUNT + nextra);
   d->conversion = xstrdup(conversion && *conversion ? conversion : "Order Completed");
   if (!d->paths) {
@@ -95,6 +105,8 @@ int evfields_decode(const evfields_decoder_t *d, const log_record_t *rec, evfiel
   int type = profile_type(f[F_TYPE].p, f[F_TYPE].n);
   if (type < 0) return 0; /* tombstones ("forgotten") and unknown types */
   e->type = type;
+  for (size_t i = 0; i < d->nextra; i++)
+    if (d->alias[i] >= 0) f[F_COUNT + i] = f[d->alias[i]];
   if (!time_of(&f[F_TS], &e->t_us) && !time_of(&f[F_RECV], &e->t_us)) e->t_us = rec->time_us;
 
   e->user_id = str_of(&f[F_USER], e->idb[0], sizeof e->idb[0]);

@@ -92,7 +92,8 @@ static void story(void) {
 }
 
 static int run(const char *json, buf_t *out) {
-  query_stores_t st = {ev, se, "Order Completed", kp};
+  query_stores_t st = {.events = ev, .sessions = se, .conversion_event = "Order Completed",
+                       .kpi = kp};
   buf_reset(out);
   return query_run(&st, json, strlen(json), clock_now, out);
 }
@@ -203,7 +204,7 @@ TEST(test_bad_kpi_queries) {
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     if (run(bad[i], &out) != 400) FAILF("%s: %s", bad[i], out.data);
   /* Without the KPI state, its KPIs fail cleanly. */
-  query_stores_t st = {ev, se, "Order Completed", NULL};
+  query_stores_t st = {.events = ev, .sessions = se, .conversion_event = "Order Completed"};
   const char *q = "{\"type\":\"kpi\",\"kpi\":\"retention_day\"}";
   buf_reset(&out);
   CHECK_INT(query_run(&st, q, strlen(q), clock_now, &out), 400);
