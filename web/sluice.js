@@ -262,6 +262,21 @@
   on("pagehide", beacon, W);
   on("online", flush, W);
 
+  // ---- offers (opt-in: data-offers) live in /sluice-offers.js, loaded only then, so
+  // pages without offers do not download them. It calls back through api._o, and
+  // window.sluiceOffers (re)opens the stream when consent or the anonymousId change.
+  var handler, loading;
+  function offers() {
+    try {
+      if (W.sluiceOffers) W.sluiceOffers();
+      else if (flag("offers") && !loading) {
+        loading = D.createElement("script");
+        loading.src = host + "/sluice-offers.js";
+        D.head.append(loading);
+      }
+    } catch (e) {}
+  }
+
   // ---- the API
   var api = {
     ready: 1,
@@ -276,15 +291,21 @@
     // Segment's context.consent.categoryPreferences, e.g. {Analytics: true, Advertising: false}.
     consent: function (prefs) {
       set("consent", JSON.stringify(consent = prefs));
+      offers();
     },
     reset: function () {
       uid = null;
       set("uid");
       set("aid", aid = uuid());
       set("session");
+      offers();
     },
     flush: flush,
-    anonymousId: function () { return aid; }
+    anonymousId: function () { return aid; },
+    // The shop's own offer display: fn(offer, record); false hands it to the banner.
+    onOffer: function (fn) { handler = fn; },
+    // For sluice-offers.js only.
+    _o: function () { return [key, host, aid, consent, handler]; }
   };
 
   // Calls queued before the script loaded: window.sluice = [["track", "x", {...}], ...].
@@ -295,4 +316,5 @@
   if (Array.isArray(pre)) pre.forEach(function (c) { try { api[c[0]].apply(api, c.slice(1)); } catch (e) {} });
   if (flag("auto-page", 1)) page();
   if (q.length) timer = timer || setTimeout(flush, 0);
+  offers();
 })(window, document);
