@@ -267,14 +267,12 @@
   // window.sluiceOffers (re)opens the stream when consent or the anonymousId change.
   var handler, loading;
   function offers() {
-    try {
-      if (W.sluiceOffers) W.sluiceOffers();
-      else if (flag("offers") && !loading) {
-        loading = D.createElement("script");
-        loading.src = host + "/sluice-offers.js";
-        D.head.append(loading);
-      }
-    } catch (e) {}
+    if (W.sluiceOffers) W.sluiceOffers();
+    else if (flag("offers") && !loading) {
+      loading = D.createElement("script");
+      loading.src = host + "/sluice-offers.js";
+      D.head.append(loading);
+    }
   }
 
   // ---- the API

@@ -34,17 +34,30 @@ function shot(name) {
   return join(dir, name + ".png");
 }
 
-// A page of the demo with the stream open: resolves once /v1/offers answered 200.
+const streamed = (srv, page) => page.waitForResponse(
+  (r) => r.url().startsWith(srv.url + "/v1/offers?") && r.status() === 200, { timeout: 10000 });
+
+// A page of the demo with the stream open: resolves once /v1/offers answered 200 (after
+// the consent choice, which opens the stream again).
 async function open(context, srv, path = "/demo/", consent = "#consent-all") {
   const page = await context.newPage();
   page.on("pageerror", (e) => errors.push(e.message));
-  const streamed = page.waitForResponse((r) => r.url().startsWith(srv.url + "/v1/offers?") && r.status() === 200,
-    { timeout: 10000 });
+  let stream = streamed(srv, page);
   await page.goto(srv.url + path);
   await page.waitForFunction(() => window.sluice && window.sluice.ready);
-  if (consent && await page.locator("#consent").isVisible()) await page.click(consent);
-  await streamed;
+  if (consent && await page.locator("#consent").isVisible()) {
+    stream = streamed(srv, page);
+    await page.click(consent);
+  }
+  await stream;
   return { page, aid: await page.evaluate(() => sluice.anonymousId()) };
+}
+
+// An admin push to the visitor's open pages.
+async function push(srv, aid, offer) {
+  const r = await admin(srv, "/v1/push", { anonymousId: aid, ...offer });
+  assert(r.reached >= 1, "the push reached no stream");
+  return r;
 }
 
 async function admin(srv, path, body) {
@@ -91,7 +104,7 @@ export const tests = [
     await page.locator(".card").first().waitFor();
     await page.focus("#nl-email");
     const t0 = Date.now();
-    eq((await admin(srv, "/v1/push", { anonymousId: aid, ...OFFER })).reached, 1, "streams reached");
+    eq((await push(srv, aid, OFFER)).reached, 1, "streams reached");
     const b = banner(page);
     await b.waitFor({ timeout: 2000 });
     console.log("  banner shown " + (Date.now() - t0) + " ms after the push");
@@ -122,7 +135,7 @@ export const tests = [
   ["phone: the banner fits; Escape dismisses it and records offer_dismissed once", async ({ srv, browser }) => {
     const context = await browser.newContext({ viewport: PHONE, isMobile: true, hasTouch: true });
     const { page, aid } = await open(context, srv, "/demo/product/1");
-    await admin(srv, "/v1/push", { anonymousId: aid, ...OFFER });
+    await push(srv, aid, OFFER);
     const b = banner(page);
     await b.waitFor({ timeout: 2000 });
     const box = await b.boundingBox();
@@ -133,7 +146,7 @@ export const tests = [
     await b.waitFor({ state: "detached", timeout: 2000 });
     await page.keyboard.press("Escape"); // nothing left to close: nothing more recorded
     // The close button dismisses too.
-    await admin(srv, "/v1/push", { anonymousId: aid, template: "banner", fields: { text: "Second thoughts?" } });
+    await push(srv, aid, { template: "banner", fields: { text: "Second thoughts?" } });
     await b.waitFor({ timeout: 2000 });
     eq(await b.getAttribute("aria-label"), "Offer", "a banner without a title is still labelled");
     await b.locator("button[aria-label=Close]").click();
@@ -161,13 +174,13 @@ export const tests = [
       await admin(srv, "/v1/actions", act);
       // A reload keeps the tab's memory of the key, and the token: no new token asked.
       const before = tokens.length;
-      const streamed = a.page.waitForResponse((r) => r.url().includes("/v1/offers?") && r.status() === 200);
+      const reopened = streamed(srv, a.page);
       await a.page.reload();
-      await streamed;
+      await reopened;
       eq(tokens.length, before, "the cached token is used after a reload");
       await admin(srv, "/v1/actions", act);
       // A marker offer shows what arrived before it was seen.
-      await admin(srv, "/v1/push", { anonymousId: aid, template: "banner", fields: { title: "Marker" } });
+      await push(srv, aid, { template: "banner", fields: { title: "Marker" } });
       for (const p of [a.page, b.page]) await p.locator("[aria-label=Marker]").waitFor({ timeout: 2000 });
       eq(tapped.text.split('"key":"' + key + '"').length - 1, 3, "the server sent the keyed offer three times");
       tapped.close();
@@ -184,7 +197,7 @@ export const tests = [
     await page.click("#go-cart");
     await page.locator("h1", { hasText: "Your cart" }).waitFor();
     // The demo's own callback: "cart-note" offers appear in the cart, not as a banner.
-    await admin(srv, "/v1/push", { anonymousId: aid, template: "cart-note",
+    await push(srv, aid, { template: "cart-note",
       fields: { title: "Add a mug, ship for free.", text: "Code MUG5 takes €5 off.", code: "MUG5" } });
     await page.locator("#cart-offer:not([hidden])").waitFor({ timeout: 2000 });
     eq(await banner(page).count(), 0, "no banner for a cart note");
@@ -193,7 +206,7 @@ export const tests = [
     await page.locator("#cart-offer .ok").waitFor();
     // A callback registered now replaces the demo's.
     await page.evaluate(() => sluice.onOffer((o, record) => { window.got = o; window.record = record; }));
-    await admin(srv, "/v1/push", { anonymousId: aid, template: "custom", fields: { n: 1 } });
+    await push(srv, aid, { template: "custom", fields: { n: 1 } });
     const got = await waitFor(() => page.evaluate(() => window.got), 2000, "the callback");
     eq(got, { template: "custom", fields: { n: 1 } });
     eq(await banner(page).count(), 0, "no banner when the callback takes the offer");
@@ -250,13 +263,12 @@ export const tests = [
         t.expiresAt = new Date(Date.now() + 3600e3).toISOString();
         sessionStorage.sluice_token = JSON.stringify(t);
       });
-      const streamed = page.waitForResponse((r) => r.url().includes("/v1/offers?") && r.status() === 200,
-        { timeout: 10000 });
+      const reopened = streamed(srv, page);
       await page.reload();
-      await streamed;
+      await reopened;
       eq(refused, [401], "the stale token was refused once");
       eq(tokens, [200, 200], "a new token");
-      await admin(srv, "/v1/push", { anonymousId: aid, template: "banner", fields: { title: "Back again" } });
+      await push(srv, aid, { template: "banner", fields: { title: "Back again" } });
       await page.locator("[aria-label='Back again']").waitFor({ timeout: 2000 });
       await context.close();
     } finally {
