@@ -7,7 +7,7 @@
 // with an offer shown go to build/screenshots/.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { Server, launch, waitFor, assert, eq, ROOT, ADMIN_KEY, WRITE_KEY } from "./lib.mjs";
+import { Server, serverAndBrowser, closeBoth, waitFor, assert, eq, ROOT, ADMIN_KEY, WRITE_KEY } from "./lib.mjs";
 
 const LAPTOP = { width: 1440, height: 900 }, PHONE = { width: 390, height: 844 };
 const errors = []; // uncaught errors in any page: the tracker must never throw into it
@@ -17,14 +17,10 @@ const OFFER = {
     code: "CANAL10", cta: "See the lantern", url: "/demo/product/2" },
 };
 
-export async function setup() {
-  const srv = await new Server().start();
-  return { srv, browser: await launch() };
-}
+export const setup = () => serverAndBrowser();
 
-export async function teardown({ srv, browser }) {
-  await browser.close();
-  await srv.cleanup();
+export async function teardown(ctx) {
+  await closeBoth(ctx);
   eq(errors, [], "page errors");
 }
 
