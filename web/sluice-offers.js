@@ -82,7 +82,9 @@
       if (/^(https?:\/\/|\/)/i.test(f.url)) {
         x = el("a", f.cta || "Open", "display:table;margin-top:12px;padding:8px 16px;border-radius:8px;background:#fff;color:#1f2a36;font-weight:600;text-decoration:none", b);
         x.href = f.url;
-        x.onclick = function () { record("clicked"); hide(); };
+        // Removed only once the click is over: a link no longer in the page would not
+        // be followed.
+        x.onclick = function () { record("clicked"); setTimeout(hide); };
       }
       x = el("button", "\u00d7", "position:absolute;top:6px;right:6px;width:36px;height:36px;border:0;border-radius:8px;background:none;color:inherit;font:24px/1 sans-serif;cursor:pointer", b);
       x.setAttribute("aria-label", "Close");

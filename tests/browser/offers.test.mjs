@@ -16,6 +16,8 @@ const OFFER = {
   fields: { title: "Free shipping this week", text: "On every order over €50, all the way down the canal.",
     code: "CANAL10", cta: "See the lantern", url: "/demo/product/2" },
 };
+// The same with a full URL: the demo does not route it, the browser loads a new page.
+const FULL_URL = (srv) => ({ ...OFFER, fields: { ...OFFER.fields, url: srv.url + "/demo/product/2" } });
 
 export const setup = () => serverAndBrowser();
 
@@ -94,20 +96,20 @@ const names = (evs) => evs.map((e) => e.event).sort();
 const banner = (page) => page.locator("[role=dialog][aria-live=polite]");
 
 export const tests = [
-  ["a pushed offer shows as an accessible banner within 2 s; its click is recorded once", async ({ srv, browser }) => {
+  ["a pushed offer shows as an accessible banner within 2 s; its link is followed and its click recorded once", async ({ srv, browser }) => {
     const context = await browser.newContext({ viewport: LAPTOP });
     const { page, aid } = await open(context, srv);
     await page.locator(".card").first().waitFor();
     await page.focus("#nl-email");
     const t0 = Date.now();
-    eq((await push(srv, aid, OFFER)).reached, 1, "streams reached");
+    eq((await push(srv, aid, FULL_URL(srv))).reached, 1, "streams reached");
     const b = banner(page);
     await b.waitFor({ timeout: 2000 });
     console.log("  banner shown " + (Date.now() - t0) + " ms after the push");
     eq(await b.getAttribute("aria-label"), OFFER.fields.title, "the banner is labelled by its title");
     for (const s of [OFFER.fields.title, OFFER.fields.text, OFFER.fields.code])
       assert((await b.innerText()).includes(s), "banner shows " + s);
-    eq(await b.locator("a").getAttribute("href"), "/demo/product/2");
+    eq(await b.locator("a").getAttribute("href"), srv.url + "/demo/product/2");
     eq(await b.locator("a").innerText(), "See the lantern");
     // The focus stays where it was; the link and the close button follow in the tab order.
     eq(await page.evaluate(() => document.activeElement.id), "nl-email", "focus not taken");
@@ -119,8 +121,10 @@ export const tests = [
       "the close button by keyboard");
     await page.evaluate(() => document.activeElement.blur());
     await page.screenshot({ path: shot("offer-laptop") });
-    await b.locator("a").click();
+    // The link is followed (a new page: the events wait in the stored queue meanwhile).
+    await Promise.all([page.waitForEvent("load"), b.locator("a").click()]);
     await page.locator("h1", { hasText: "Lock Keeper's Lantern" }).waitFor();
+    await page.waitForFunction(() => window.sluice && window.sluice.ready);
     eq(await banner(page).count(), 0, "the banner is gone after its click");
     const evs = await offerEvents(srv, [page], aid, 2);
     eq(names(evs), ["offer_clicked", "offer_shown"], "each recorded exactly once");
