@@ -36,13 +36,17 @@
       for (k in consent) if (/^(marketing|advertising)$/i.test(k)) { if (consent[k]) { ok = 1; break; } ok = 0; }
       if (!ok) return;
       if (t) {
-        es = new EventSource(host + "/v1/offers?anonymousId=" + encodeURIComponent(aid) + "&token=" + encodeURIComponent(t.token));
+        // lastEventId: what this tab missed since its last page is sent again.
+        es = new EventSource(host + "/v1/offers?anonymousId=" + encodeURIComponent(aid) + "&token=" + encodeURIComponent(t.token) + "&lastEventId=" + (ss("last") || ""));
         es.onopen = function () { fails = 0; };
         // A network error leaves the stream CONNECTING (the browser retries, sending
         // Last-Event-ID); an error answer closes it.
         es.onerror = function () { if (this.readyState > 1) es = 0, retry(); };
         es.addEventListener("offer", function (e) {
-          try { offer(JSON.parse(e.data)); } catch (x) {}
+          try {
+            ss("last", e.lastEventId);
+            offer(JSON.parse(e.data));
+          } catch (x) {}
         });
       } else fetch(host + "/v1/offers/token", { method: "POST", headers: { Authorization: "Bearer " + key }, body: JSON.stringify({ anonymousId: aid }) })
         .then(function (r) { if (!r.ok) throw r; return r.json(); })

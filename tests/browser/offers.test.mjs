@@ -217,6 +217,28 @@ export const tests = [
     await context.close();
   }],
 
+  ["an offer pushed while the tab is between pages is shown on the next page, once", async ({ srv, browser }) => {
+    const context = await browser.newContext({ viewport: LAPTOP });
+    const { page, aid } = await open(context, srv);
+    await push(srv, aid, { template: "here", fields: { title: "Seen here" } });
+    await page.locator("[aria-label='Seen here']").waitFor({ timeout: 2000 });
+    await page.evaluate(() => sluice.flush());
+    // The tab leaves the shop; a push meanwhile reaches no stream.
+    await page.goto("about:blank");
+    await waitFor(async () => (await admin(srv, "/v1/push", { anonymousId: aid, template: "probe" })).reached === 0,
+      5000, "the stream to close");
+    await admin(srv, "/v1/push", { anonymousId: aid, template: "away", fields: { title: "While away" } });
+    const reopened = streamed(srv, page);
+    await page.goto(srv.url + "/demo/cart");
+    await reopened;
+    await page.locator("[aria-label='While away']").waitFor({ timeout: 2000 });
+    // (The probes are replayed too; how many depends on when the stream closed.)
+    const evs = (await offerEvents(srv, [page], aid, 3)).filter((e) => e.properties.template !== "probe");
+    eq(evs.map((e) => e.event + " " + e.properties.template).sort(),
+      ["offer_shown away", "offer_shown here"], "each shown once");
+    await context.close();
+  }],
+
   ["a push to all reaches an open page", async ({ srv, browser }) => {
     const context = await browser.newContext({ viewport: LAPTOP });
     const { page } = await open(context, srv);
