@@ -1,7 +1,8 @@
 // sluice.js: the browser tracker of sluice (docs/TRACKER.md). Captures page views (SPA
 // history changes too), clicks, opt-in hovers / scroll depth / key presses (field type
 // only, never what was typed) and the shop's own track/identify calls, and sends them to
-// POST /v1/batch as Segment-compatible events.
+// POST /v1/batch as Segment-compatible events. With data-offers it loads
+// /sluice-offers.js, which shows the offers sluice pushes to the visitor.
 // Delivery: events wait in a queue mirrored in localStorage (bounded); a batch goes out
 // at flushAt events or flushMs ms, with fetch(keepalive); on failure it stays queued and
 // is retried with exponential backoff, also across page loads; on pagehide / hidden the
