@@ -29,9 +29,10 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 # The tracker, the dashboard and the demo shop are embedded in the binary: scripts/embed.py
 # turns web/ into
 # build/assets.c (generated on every change, never committed), served by src/static.c.
-# The tracker is served minified: web/sluice.min.js, made from web/sluice.js by
-# `make tracker` (terser from npm) and committed, so building needs no Node.js.
-WEB_FILES := web/sluice.min.js $(wildcard web/dashboard/*) $(wildcard web/demo/*)
+# The tracker is served minified: web/sluice.min.js and web/sluice-offers.min.js, made
+# from web/sluice.js and web/sluice-offers.js by `make tracker` (terser from npm) and
+# committed, so building needs no Node.js; each X.min.js is served as /X.js.
+WEB_FILES := web/sluice.min.js web/sluice-offers.min.js $(wildcard web/dashboard/*) $(wildcard web/demo/*)
 GEN_SRC  := build/assets.c
 
 REL_OBJ  := $(LIB_SRC:%.c=build/rel/%.o) $(GEN_SRC:%.c=build/rel/%.o)
@@ -80,7 +81,7 @@ run: deps
 
 build/assets.c: scripts/embed.py $(WEB_FILES)
 	@mkdir -p $(dir $@)
-	python3 scripts/embed.py $@ web $(subst sluice.min.js,sluice.min.js:sluice.js,$(WEB_FILES:web/%=%))
+	python3 scripts/embed.py $@ web $(foreach f,$(WEB_FILES:web/%=%),$(if $(filter %.min.js,$f),$f:$(f:.min.js=.js),$f))
 
 build/rel/%.o: %.c $(wildcard src/*.h src/util/*.h)
 	@mkdir -p $(dir $@)

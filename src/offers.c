@@ -230,8 +230,12 @@ static void stream(offers_t *o, http_req_t *r) {
   }
   char chan[sizeof CHANNEL_PREFIX + OFFERS_MAX_ID];
   snprintf(chan, sizeof chan, CHANNEL_PREFIX "%s", id);
-  int rc = sse_subscribe_with(o->hub, r, chan, http_req_header(r, "Last-Event-ID"), ch,
-                              (size_t)nc);
+  /* A new page cannot give EventSource a Last-Event-ID header: it may pass the last id
+   * its tab saw as lastEventId (the header wins: it is the browser's own reconnect). */
+  char qlast[24];
+  const char *last = http_req_header(r, "Last-Event-ID");
+  if (!last && query_param(r, "lastEventId", qlast, sizeof qlast) > 0) last = qlast;
+  int rc = sse_subscribe_with(o->hub, r, chan, last, ch, (size_t)nc);
   if (rc == -ENOSPC || rc == -EINVAL)
     http_respond_error(r, 503, "unavailable", "too many live subscribers", ch, (size_t)nc);
 }

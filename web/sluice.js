@@ -1,7 +1,8 @@
 // sluice.js: the browser tracker of sluice (docs/TRACKER.md). Captures page views (SPA
 // history changes too), clicks, opt-in hovers / scroll depth / key presses (field type
 // only, never what was typed) and the shop's own track/identify calls, and sends them to
-// POST /v1/batch as Segment-compatible events.
+// POST /v1/batch as Segment-compatible events. With data-offers it loads
+// /sluice-offers.js, which shows the offers sluice pushes to the visitor.
 // Delivery: events wait in a queue mirrored in localStorage (bounded); a batch goes out
 // at flushAt events or flushMs ms, with fetch(keepalive); on failure it stays queued and
 // is retried with exponential backoff, also across page loads; on pagehide / hidden the
@@ -262,6 +263,19 @@
   on("pagehide", beacon, W);
   on("online", flush, W);
 
+  // ---- offers (opt-in: data-offers) live in /sluice-offers.js, loaded only then, so
+  // pages without offers do not download them. It calls back through api._o, and
+  // window.sluiceOffers (re)opens the stream when consent or the anonymousId change.
+  var handler, loading;
+  function offers() {
+    if (W.sluiceOffers) W.sluiceOffers();
+    else if (flag("offers") && !loading) {
+      loading = D.createElement("script");
+      loading.src = host + "/sluice-offers.js";
+      D.head.append(loading);
+    }
+  }
+
   // ---- the API
   var api = {
     ready: 1,
@@ -276,15 +290,21 @@
     // Segment's context.consent.categoryPreferences, e.g. {Analytics: true, Advertising: false}.
     consent: function (prefs) {
       set("consent", JSON.stringify(consent = prefs));
+      offers();
     },
     reset: function () {
       uid = null;
       set("uid");
       set("aid", aid = uuid());
       set("session");
+      offers();
     },
     flush: flush,
-    anonymousId: function () { return aid; }
+    anonymousId: function () { return aid; },
+    // The shop's own offer display: fn(offer, record); false hands it to the banner.
+    onOffer: function (fn) { handler = fn; },
+    // For sluice-offers.js only.
+    _o: function () { return [key, host, aid, consent, handler]; }
   };
 
   // Calls queued before the script loaded: window.sluice = [["track", "x", {...}], ...].
@@ -295,4 +315,5 @@
   if (Array.isArray(pre)) pre.forEach(function (c) { try { api[c[0]].apply(api, c.slice(1)); } catch (e) {} });
   if (flag("auto-page", 1)) page();
   if (q.length) timer = timer || setTimeout(flush, 0);
+  offers();
 })(window, document);

@@ -1,17 +1,11 @@
 // Delivery: offline (events wait in localStorage and arrive exactly once when the
 // browser is back, also from a later page), retries with backoff after server errors,
 // and sendBeacon when the tab closes with a batch still pending.
-import { Server, launch, waitFor, assert, eq } from "./lib.mjs";
+import { serverAndBrowser, closeBoth, waitFor, assert, eq } from "./lib.mjs";
 
-export async function setup() {
-  const srv = await new Server().start();
-  return { srv, browser: await launch() };
-}
+export const setup = () => serverAndBrowser();
 
-export async function teardown({ srv, browser }) {
-  await browser.close();
-  await srv.cleanup();
-}
+export const teardown = closeBoth;
 
 async function open(context, srv, path) {
   const page = await context.newPage();

@@ -84,6 +84,16 @@ export class Server {
   }
 }
 
+// A test file's setup and teardown when it drives chromium against one server.
+export async function serverAndBrowser(args = []) {
+  return { srv: await new Server(args).start(), browser: await launch() };
+}
+
+export async function closeBoth({ srv, browser }) {
+  await browser.close();
+  await srv.cleanup();
+}
+
 export async function launch() {
   if (!existsSync(CHROMIUM)) throw new Error(CHROMIUM + " is missing: run scripts/deps.sh test");
   return chromium.launch({

@@ -1,20 +1,16 @@
 // Browse the demo shop and buy something, as a shopper would; then check through
 // `sluice export` that exactly the expected events were stored, in order, with
 // Segment-compatible payloads. Screenshots go to build/browser-screenshots/.
-import { Server, launch, waitFor, shotPath, assert, eq, brief } from "./lib.mjs";
+import { serverAndBrowser, closeBoth, waitFor, shotPath, assert, eq, brief } from "./lib.mjs";
 
 const OPT_IN = ["Element Hovered", "Scroll Depth Reached", "Key Pressed"];
 const errors = []; // uncaught errors in any page: the tracker must never throw into it
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
-export async function setup() {
-  const srv = await new Server().start();
-  return { srv, browser: await launch() };
-}
+export const setup = () => serverAndBrowser();
 
-export async function teardown({ srv, browser }) {
-  await browser.close();
-  await srv.cleanup();
+export async function teardown(ctx) {
+  await closeBoth(ctx);
   eq(errors, [], "page errors");
 }
 

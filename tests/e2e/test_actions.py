@@ -357,6 +357,11 @@ def test_offers_stream_push_and_replay():
         got = s3.next_event()
         check(got["json"]["template"] == "missed" and int(got["id"]) > int(ev["id"]), got)
         s3.close()
+        # A new page passes the last id its tab saw in the query instead (sluice.js).
+        s4 = Stream(srv.port, path + "&lastEventId=" + ev["id"])
+        again = s4.next_event()
+        check(again["json"]["template"] == "missed" and again["id"] == got["id"], again)
+        s4.close()
         # An offer decided long ago (replayed after a restart) is skipped and counted.
         st, _ = admin(srv, "POST", "/v1/actions", {"kind": "offer", "target": "late", "anonymousId": anon,
                                                   "decidedAt": "2020-01-01T00:00:00Z"})

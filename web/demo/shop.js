@@ -76,7 +76,8 @@
       return "<tr><td>" + esc(l.name) + "</td><td>× " + l.quantity + "</td><td class=\"num\">" +
         money(l.price * l.quantity) + "</td></tr>";
     }).join("") + "<tr class=\"sum\"><td>Total</td><td></td><td class=\"num\">" + money(total(c)) +
-      "</td></tr></table><a class=\"cta\" id=\"checkout\" href=\"/demo/checkout\">Checkout</a>";
+      "</td></tr></table><div id=\"cart-offer\" class=\"cart-offer\" role=\"status\" aria-live=\"polite\" hidden></div>" +
+      "<a class=\"cta\" id=\"checkout\" href=\"/demo/checkout\">Checkout</a>";
     sl("track", "Cart Viewed", { products: c, value: total(c), currency: "EUR" });
   }
   function checkout() {
@@ -155,6 +156,26 @@
   if (!localStorage.getItem("demo_consent")) banner.hidden = false;
   document.getElementById("consent-all").addEventListener("click", function () { choose(true); });
   document.getElementById("consent-analytics").addEventListener("click", function () { choose(false); });
+
+  // Offers: sluice's default banner, except "cart-note" offers while the cart is open,
+  // which the cart shows in its own style (returning false hands an offer to the banner).
+  sl("onOffer", function (offer, record) {
+    var slot = document.getElementById("cart-offer"), f = offer.fields || {};
+    if (offer.template !== "cart-note" || !slot) return false;
+    slot.innerHTML = "<div><strong>" + esc(f.title || "") + "</strong> " + esc(f.text || "") + "</div>" +
+      (f.code ? "<button id=\"cart-offer-apply\" type=\"button\">Apply " + esc(f.code) + "</button>" : "") +
+      "<button id=\"cart-offer-close\" type=\"button\" class=\"secondary\" aria-label=\"No thanks\">No thanks</button>";
+    slot.hidden = false;
+    var apply = document.getElementById("cart-offer-apply");
+    if (apply) apply.addEventListener("click", function () {
+      record("clicked");
+      slot.innerHTML = "<div class=\"ok\">Code " + esc(f.code) + " applied: see it at checkout.</div>";
+    });
+    document.getElementById("cart-offer-close").addEventListener("click", function () {
+      record("dismissed");
+      slot.hidden = true;
+    });
+  });
 
   count();
   render();
