@@ -221,6 +221,9 @@ def test_pending_webhook_survives_kill9():
         check(json.loads(rcv.delivered("crash-0001")[0]["body"])["payload"] == {"n": 1})
         check(signature_ok(rcv.delivered("crash-0001")[0]))
         # Delivered before this restart: the key is remembered, nothing goes out again.
+        # (The receiver has the request before sluice has read the 200 and journalled the
+        # delivery; stopping in between would rightly deliver it again, same key.)
+        wait_for(lambda: metric(srv, "sluice_webhook_outbox_depth") == 0, 10)
         srv.stop()
         srv.start()
         st, _ = admin(srv, "POST", "/v1/actions", {"kind": "webhook", "target": "crm",
