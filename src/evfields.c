@@ -28,6 +28,8 @@ static const char *const field_paths[F_COUNT] = {
 struct evfields_decoder {
   jscan_paths_t *paths;
   char *conversion;
+  size_t nextra;
+  int alias[EVFIELDS_MAX_EXTRA]; /* field an extra path repeats (its value is copied), or -1 */
 };
 
 evfields_decoder_t *evfields_new(const char *conversion, const char *const *extra,
@@ -36,8 +38,16 @@ evfields_decoder_t *evfields_new(const char *conversion, const char *const *extr
   if (nextra > EVFIELDS_MAX_EXTRA) return NULL;
   const char *paths[F_COUNT + EVFIELDS_MAX_EXTRA];
   memcpy(paths, field_paths, sizeof field_paths);
-  for (size_t i = 0; i < nextra; i++) paths[F_COUNT + i] = extra[i];
   evfields_decoder_t *d = xcalloc(1, sizeof *d);
+  d->nextra = nextra;
+  /* A scan fills one slot per path: an extra path that is also one of ours (a KPI
+   * summing properties.revenue) gets our field's value after the scan. */
+  for (size_t i = 0; i < nextra; i++) {
+    paths[F_COUNT + i] = extra[i];
+    d->alias[i] = -1;
+    for (int f = 0; f < F_COUNT; f++)
+      if (!strcmp(extra[i], field_paths[f])) d->alias[i] = f;
+  }
   d->paths = jscan_compile(paths, F_COUNT + nextra);
   d->conversion = xstrdup(conversion && *conversion ? conversion : "Order Completed");
   if (!d->paths) {
@@ -92,6 +102,8 @@ int evfields_decode(const evfields_decoder_t *d, const log_record_t *rec, evfiel
   jscan_val_t *f = e->raw;
   if (jscan_scan(d->paths, rec->value, rec->value_len, f) != 0 || f[F_TYPE].type != JSCAN_STRING)
     return -EBADMSG;
+  for (size_t i = 0; i < d->nextra; i++)
+    if (d->alias[i] >= 0) f[F_COUNT + i] = f[d->alias[i]];
   int type = profile_type(f[F_TYPE].p, f[F_TYPE].n);
   if (type < 0) return 0; /* tombstones ("forgotten") and unknown types */
   e->type = type;

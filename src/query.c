@@ -624,6 +624,22 @@ int query_handle(query_t *q, http_req_t *r) {
     run_query(q, r, body, len);
     return 1;
   }
+  if (!strcmp(path, "/v1/kpis")) {
+    http_req_set_route(r, "kpis");
+    if (strcmp(method, "GET") != 0) {
+      http_header_t h[] = {{"Allow", "GET"}};
+      http_respond_error(r, 405, "method_not_allowed", "use GET", h, 1);
+      return 1;
+    }
+    if (keys_require(q->cfg, r, KEY_READ, NULL) != 0) return 1;
+    query_stores_t st = {.kpi = process_kpi(q->process)};
+    http_header_t h[] = {{"Content-Type", "application/json"}, {"Cache-Control", "no-store"}};
+    buf_t out = BUF_INIT;
+    query_kpi_catalogue(&st, &out);
+    http_respond(r, 200, h, 2, out.data, out.len, 0);
+    buf_free(&out);
+    return 1;
+  }
   if (!strcmp(path, "/v1/live")) {
     http_req_set_route(r, "live");
     if (strcmp(method, "GET") != 0) {
