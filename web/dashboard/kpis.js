@@ -49,7 +49,7 @@
       if (cls) node.classList.add(cls);
       sub.textContent = "";
       if (d) sub.appendChild(el("span", { class: "delta " + cls, text: d }));
-      sub.appendChild(document.createTextNode(d ? " vs previous period" : before == null ? "no previous period data" : "previous: " + SD.fmtKpi(a.format, before)));
+      sub.appendChild(document.createTextNode(d ? " vs previous period" : before == null ? "no previous period data" : "previous period: " + SD.fmtKpi(a.format, before)));
     }).catch(function (e) {
       value.textContent = "–";
       sub.textContent = e.auth ? "" : "unavailable: " + e.message;
