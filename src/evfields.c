@@ -102,11 +102,11 @@ int evfields_decode(const evfields_decoder_t *d, const log_record_t *rec, evfiel
   jscan_val_t *f = e->raw;
   if (jscan_scan(d->paths, rec->value, rec->value_len, f) != 0 || f[F_TYPE].type != JSCAN_STRING)
     return -EBADMSG;
+  for (size_t i = 0; i < d->nextra; i++)
+    if (d->alias[i] >= 0) f[F_COUNT + i] = f[d->alias[i]];
   int type = profile_type(f[F_TYPE].p, f[F_TYPE].n);
   if (type < 0) return 0; /* tombstones ("forgotten") and unknown types */
   e->type = type;
-  for (size_t i = 0; i < d->nextra; i++)
-    if (d->alias[i] >= 0) f[F_COUNT + i] = f[d->alias[i]];
   if (!time_of(&f[F_TS], &e->t_us) && !time_of(&f[F_RECV], &e->t_us)) e->t_us = rec->time_us;
 
   e->user_id = str_of(&f[F_USER], e->idb[0], sizeof e->idb[0]);

@@ -609,28 +609,40 @@ static void run_query(query_t *q, http_req_t *r, const char *body, size_t len) {
   buf_free(&out);
 }
 
+/* Name r's route for the metrics; answer 405 (returning 1) unless r uses method. */
+static int wrong_method(http_req_t *r, const char *route, const char *method) {
+  http_req_set_route(r, route);
+  if (!strcmp(http_req_method(r), method)) return 0;
+  char use[16];
+  snprintf(use, sizeof use, "use %s", method);
+  http_header_t h[] = {{"Allow", method}};
+  http_respond_error(r, 405, "method_not_allowed", use, h, 1);
+  return 1;
+}
+
 int query_handle(query_t *q, http_req_t *r) {
-  const char *path = http_req_path(r), *method = http_req_method(r);
+  const char *path = http_req_path(r);
   if (!strcmp(path, "/v1/query")) {
-    http_req_set_route(r, "query");
-    if (strcmp(method, "POST") != 0) {
-      http_header_t h[] = {{"Allow", "POST"}};
-      http_respond_error(r, 405, "method_not_allowed", "use POST", h, 1);
-      return 1;
-    }
+    if (wrong_method(r, "query", "POST")) return 1;
     if (keys_require(q->cfg, r, KEY_READ, NULL) != 0) return 1;
     size_t len = 0;
     const char *body = http_req_body(r, &len);
     run_query(q, r, body, len);
     return 1;
   }
+  if (!strcmp(path, "/v1/kpis")) {
+    if (wrong_method(r, "kpis", "GET")) return 1;
+    if (keys_require(q->cfg, r, KEY_READ, NULL) != 0) return 1;
+    query_stores_t st = {.kpi = process_kpi(q->process)};
+    http_header_t h[] = {{"Content-Type", "application/json"}, {"Cache-Control", "no-store"}};
+    buf_t out = BUF_INIT;
+    query_kpi_catalogue(&st, &out);
+    http_respond(r, 200, h, 2, out.data, out.len, 0);
+    buf_free(&out);
+    return 1;
+  }
   if (!strcmp(path, "/v1/live")) {
-    http_req_set_route(r, "live");
-    if (strcmp(method, "GET") != 0) {
-      http_header_t h[] = {{"Allow", "GET"}};
-      http_respond_error(r, 405, "method_not_allowed", "use GET", h, 1);
-      return 1;
-    }
+    if (wrong_method(r, "live", "GET")) return 1;
     /* ?feed=events: the sampled event feed instead of the counters (process.h). */
     char feed[16];
     const char *channel = PROCESS_LIVE_CHANNEL;

@@ -22,29 +22,52 @@ static const char *const format_names[] = {"number", "percent", "currency"};
 static const struct {
   const char *name;
   int filter, shape, format;
+  const char *desc; /* GET /v1/kpis; docs/API.md has the full definition */
 } cat[K_N] = {
-    [K_CONV] = {"conversion_rate", QUERY_KPI_CAMPAIGN_FILTER, QUERY_KPI_RATIO, PCT},
-    [K_BOUNCE] = {"bounce_rate", QUERY_KPI_NO_FILTER, QUERY_KPI_RATIO, PCT},
-    [K_REVENUE] = {"revenue", QUERY_KPI_ANY_FILTER, QUERY_KPI_VALUE, CUR},
-    [K_ORDERS] = {"orders", QUERY_KPI_NO_FILTER, QUERY_KPI_VALUE, NUM},
-    [K_AOV] = {"aov", QUERY_KPI_NO_FILTER, QUERY_KPI_RATIO, CUR},
-    [K_ACTIVE] = {"active_users", QUERY_KPI_ANY_FILTER, QUERY_KPI_VALUE, NUM},
-    [K_EVENTS] = {"events", QUERY_KPI_ANY_FILTER, QUERY_KPI_VALUE, NUM},
-    [K_DAU] = {"dau", QUERY_KPI_ANY_FILTER, QUERY_KPI_VALUE, NUM},
-    [K_WAU] = {"wau", QUERY_KPI_ANY_FILTER, QUERY_KPI_VALUE, NUM},
-    [K_MAU] = {"mau", QUERY_KPI_ANY_FILTER, QUERY_KPI_VALUE, NUM},
-    [K_NEW] = {"new_users", QUERY_KPI_NO_FILTER, QUERY_KPI_VALUE, NUM},
-    [K_RETURNING] = {"returning_users", QUERY_KPI_NO_FILTER, QUERY_KPI_VALUE, NUM},
-    [K_OFFER_CTR] = {"offer_ctr", QUERY_KPI_NO_FILTER, QUERY_KPI_RATIO, PCT},
-    [K_OPEN_RATE] = {"email_open_rate", QUERY_KPI_NO_FILTER, QUERY_KPI_RATIO, PCT},
-    [K_CTO] = {"email_click_to_open", QUERY_KPI_NO_FILTER, QUERY_KPI_RATIO, PCT},
-    [K_EMAIL_CTR] = {"email_ctr", QUERY_KPI_NO_FILTER, QUERY_KPI_RATIO, PCT},
-    [K_NEW_CUSTOMERS] = {"new_customers", QUERY_KPI_CAMPAIGN_FILTER, QUERY_KPI_VALUE, NUM},
-    [K_COST] = {"marketing_cost", QUERY_KPI_CAMPAIGN_FILTER, QUERY_KPI_VALUE, CUR},
-    [K_CAC] = {"cac", QUERY_KPI_CAMPAIGN_FILTER, QUERY_KPI_RATIO, CUR},
-    [K_CLV] = {"clv", QUERY_KPI_NO_FILTER, QUERY_KPI_LIFETIME, CUR},
-    [K_RET_DAY] = {"retention_day", QUERY_KPI_NO_FILTER, QUERY_KPI_GRID, PCT},
-    [K_RET_WEEK] = {"retention_week", QUERY_KPI_NO_FILTER, QUERY_KPI_GRID, PCT},
+    [K_CONV] = {"conversion_rate", QUERY_KPI_CAMPAIGN_FILTER, QUERY_KPI_RATIO, PCT,
+                 "Sessions started in the range that converted / sessions started"},
+    [K_BOUNCE] = {"bounce_rate", QUERY_KPI_NO_FILTER, QUERY_KPI_RATIO, PCT,
+                 "Ended sessions with exactly one page or screen view / ended sessions"},
+    [K_REVENUE] = {"revenue", QUERY_KPI_ANY_FILTER, QUERY_KPI_VALUE, CUR,
+                 "Sum of order revenue"},
+    [K_ORDERS] = {"orders", QUERY_KPI_NO_FILTER, QUERY_KPI_VALUE, NUM,
+                 "Number of orders"},
+    [K_AOV] = {"aov", QUERY_KPI_NO_FILTER, QUERY_KPI_RATIO, CUR,
+                 "Average order value: revenue / orders"},
+    [K_ACTIVE] = {"active_users", QUERY_KPI_ANY_FILTER, QUERY_KPI_VALUE, NUM,
+                 "Distinct users with an event in the range"},
+    [K_EVENTS] = {"events", QUERY_KPI_ANY_FILTER, QUERY_KPI_VALUE, NUM,
+                 "Number of events"},
+    [K_DAU] = {"dau", QUERY_KPI_ANY_FILTER, QUERY_KPI_VALUE, NUM,
+                 "Distinct users in the day ending at to"},
+    [K_WAU] = {"wau", QUERY_KPI_ANY_FILTER, QUERY_KPI_VALUE, NUM,
+                 "Distinct users in the 7 days ending at to"},
+    [K_MAU] = {"mau", QUERY_KPI_ANY_FILTER, QUERY_KPI_VALUE, NUM,
+                 "Distinct users in the 30 days ending at to"},
+    [K_NEW] = {"new_users", QUERY_KPI_NO_FILTER, QUERY_KPI_VALUE, NUM,
+                 "People first seen in the range"},
+    [K_RETURNING] = {"returning_users", QUERY_KPI_NO_FILTER, QUERY_KPI_VALUE, NUM,
+                 "Active users who were seen before the range"},
+    [K_OFFER_CTR] = {"offer_ctr", QUERY_KPI_NO_FILTER, QUERY_KPI_RATIO, PCT,
+                 "Offer Clicked / Offer Shown events"},
+    [K_OPEN_RATE] = {"email_open_rate", QUERY_KPI_NO_FILTER, QUERY_KPI_RATIO, PCT,
+                 "Email Opened / Email Sent events"},
+    [K_CTO] = {"email_click_to_open", QUERY_KPI_NO_FILTER, QUERY_KPI_RATIO, PCT,
+                 "Email Link Clicked / Email Opened events"},
+    [K_EMAIL_CTR] = {"email_ctr", QUERY_KPI_NO_FILTER, QUERY_KPI_RATIO, PCT,
+                 "Email Link Clicked / Email Sent events"},
+    [K_NEW_CUSTOMERS] = {"new_customers", QUERY_KPI_CAMPAIGN_FILTER, QUERY_KPI_VALUE, NUM,
+                 "People whose first order is in the range"},
+    [K_COST] = {"marketing_cost", QUERY_KPI_CAMPAIGN_FILTER, QUERY_KPI_VALUE, CUR,
+                 "Sum of Marketing Cost events"},
+    [K_CAC] = {"cac", QUERY_KPI_CAMPAIGN_FILTER, QUERY_KPI_RATIO, CUR,
+                 "Customer acquisition cost: marketing cost / new customers"},
+    [K_CLV] = {"clv", QUERY_KPI_NO_FILTER, QUERY_KPI_LIFETIME, CUR,
+                 "Lifetime revenue per customer, overall and per first-seen week"},
+    [K_RET_DAY] = {"retention_day", QUERY_KPI_NO_FILTER, QUERY_KPI_GRID, PCT,
+                 "Share of each first-seen day's people active k days later"},
+    [K_RET_WEEK] = {"retention_week", QUERY_KPI_NO_FILTER, QUERY_KPI_GRID, PCT,
+                 "Share of each first-seen week's people active k weeks later"},
 };
 
 int query_kpi_count(void) { return K_N; }
@@ -266,4 +289,56 @@ int query_kpi_grid(const query_stores_t *st, int i, int64_t from, int64_t to, bu
   }
   buf_putc(out, ']');
   return 0;
+}
+
+/* ---- catalogue ---- */
+
+static const char *const filter_names[] = {"none", "any", "utm_campaign"};
+static const char *const shape_names[] = {"value", "ratio", "lifetime", "grid"};
+
+/* "uniques of Product Viewed where utm_source = google": one part of a user-defined KPI. */
+static void describe_part(buf_t *d, const config_kpi_part_t *p) {
+  static const char *const dims[] = {PROCESS_DIMS};
+  buf_printf(d, "%s of %s", config_kpi_metric_name(p->metric), p->event ? p->event : "any event");
+  if (p->metric == CONFIG_KPI_SUM && p->property) buf_printf(d, " (properties.%s)", p->property);
+  for (size_t j = 0; j < p->nfilters; j++)
+    buf_printf(d, "%s%s = %s", j ? " and " : " where ", dims[p->filter_dim[j]],
+               p->filter_value[j]);
+}
+
+static void put_entry(buf_t *out, const char *name, const char *format, int shape, int filter,
+                      const char *desc, int custom) {
+  buf_puts(out, "{\"name\":");
+  buf_json_str(out, name);
+  buf_printf(out, ",\"format\":\"%s\",\"shape\":\"%s\",\"filter\":\"%s\",\"series\":%s,"
+                  "\"compare\":%s,\"custom\":%s,\"description\":",
+             format, shape_names[shape], filter_names[filter],
+             shape <= QUERY_KPI_RATIO ? "true" : "false",
+             shape <= QUERY_KPI_RATIO ? "true" : "false", custom ? "true" : "false");
+  buf_json_str(out, desc);
+  buf_putc(out, '}');
+}
+
+void query_kpi_catalogue(const query_stores_t *st, buf_t *out) {
+  buf_puts(out, "{\"kpis\":[");
+  for (int i = 0; i < K_N; i++) {
+    if (i) buf_putc(out, ',');
+    put_entry(out, cat[i].name, format_names[cat[i].format], cat[i].shape, cat[i].filter,
+              cat[i].desc, 0);
+  }
+  const config_kpi_t *d;
+  for (int i = 0; st->kpi && (d = kpi_custom_def(st->kpi, i)); i++) {
+    buf_t desc = BUF_INIT;
+    describe_part(&desc, &d->num);
+    if (d->den.present) {
+      buf_puts(&desc, " / ");
+      describe_part(&desc, &d->den);
+    }
+    buf_putc(out, ',');
+    put_entry(out, d->name, config_kpi_format_name(d->format),
+              d->den.present ? QUERY_KPI_RATIO : QUERY_KPI_VALUE, QUERY_KPI_NO_FILTER,
+              desc.data ? desc.data : "", 1);
+    buf_free(&desc);
+  }
+  buf_puts(out, "]}");
 }

@@ -64,4 +64,11 @@ int query_kpi_eval(const query_stores_t *st, int i, int64_t from_us, int64_t to_
 int query_kpi_grid(const query_stores_t *st, int i, int64_t from_us, int64_t to_us,
                    buf_t *out);
 
+/* ---- Catalogue ---- */
+
+/* Append GET /v1/kpis's body to out: {"kpis":[{"name", "format", "shape" (value | ratio |
+ * lifetime | grid), "filter" (none | any | utm_campaign), "series", "compare", "custom",
+ * "description"}]}, the built-in KPIs then st's user-defined ones. */
+void query_kpi_catalogue(const query_stores_t *st, buf_t *out /* OUT */);
+
 #endif

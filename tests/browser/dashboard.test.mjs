@@ -2,8 +2,11 @@
 // screen with a message), the Now strip and charts following events sent through the
 // API within 2 seconds, Explore's filtered figures equal to what POST /v1/query answers,
 // the sampled live feed, the System view (version, geo credit, health), keyboard use, no
-// console errors. Screenshots of each view, laptop and phone, go to build/screenshots/.
-import { existsSync, mkdirSync } from "node:fs";
+// console errors; the KPIs view (every KPI of GET /v1/kpis, a configured one included, with
+// the API's values), Funnels and Retention against the API's answers, Explore's
+// multi-condition filter answered by a log scan, the act stage in System. Screenshots of
+// each view, laptop and phone, go to build/screenshots/.
+import { existsSync, mkdirSync, writeFileSync, rmSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import { join } from "node:path";
 import { Server, launch, waitFor, assert, eq, ROOT, READ_KEY, WRITE_KEY } from "./lib.mjs";
@@ -11,6 +14,8 @@ import { Server, launch, waitFor, assert, eq, ROOT, READ_KEY, WRITE_KEY } from "
 const SCREENS = join(ROOT, "build", "screenshots");
 const LAPTOP = { width: 1440, height: 900 }, PHONE = { width: 390, height: 844 };
 const consoleErrors = [];
+// Console errors a test provokes on purpose (a regular expression), or null.
+let expectedErrors = null;
 
 const PAGES = ["/", "/products/lantern", "/products/canal-map", "/cart", "/checkout", "/blog/locks", "/about"];
 const CAMPAIGNS = [["google", "cpc", "winter-sale"], ["newsletter", "email", "november-digest"], ["instagram", "social", "lantern-launch"], null, null];
@@ -57,9 +62,21 @@ async function history(srv) {
   for (let k = 0; k < batch.length; k += 400) await send(srv, batch.slice(k, k + 400));
 }
 
+// A configured KPI: the KPIs view must list it beside the built-in ones.
+const CONFIG = `kpis:
+  - name: add_to_cart_rate
+    format: percent
+    numerator: {event: Product Added, metric: uniques}
+    denominator: {event: Product Viewed, metric: uniques}
+`;
+
 export async function setup() {
   const geo = [join(ROOT, "build", "geoip-country.mmdb"), join(ROOT, "build", "test-geo.mmdb")].find(existsSync);
-  const srv = await new Server(geo ? ["--geo-db=" + geo] : []).start();
+  mkdirSync(join(ROOT, "build"), { recursive: true });
+  const conf = join(ROOT, "build", "dashboard-test-config.yaml");
+  writeFileSync(conf, CONFIG);
+  const srv = await new Server((geo ? ["--geo-db=" + geo] : []).concat(["--config=" + conf])).start();
+  srv.conf = conf;
   await history(srv);
   mkdirSync(SCREENS, { recursive: true });
   return { srv, browser: await launch() };
@@ -68,6 +85,7 @@ export async function setup() {
 export async function teardown({ srv, browser }) {
   await browser.close();
   await srv.cleanup();
+  rmSync(srv.conf, { force: true });
   eq(consoleErrors, [], "console errors");
 }
 
@@ -76,6 +94,7 @@ async function open(browser, srv, viewport, expectAuthErrors, colorScheme) {
   const page = await context.newPage();
   const note = (m) => {
     if (expectAuthErrors && /status of 40[13]/.test(m)) return;
+    if (expectedErrors && expectedErrors.test(m)) return;
     consoleErrors.push(m);
   };
   page.on("console", (m) => { if (m.type() === "error") note(m.text()); });
@@ -105,6 +124,8 @@ async function overviewReady(page) {
 
 const text = (page, sel) => page.locator(sel).textContent();
 const number = (s) => Number(s.replace(/[^0-9.\-]/g, ""));
+// The dashboard's own formatting of a figure, to compare what it shows with an answer.
+const shown = (page, kind, v) => page.evaluate(([k, x]) => SD.fmt[k](x), [kind, v]);
 
 async function shoot(page, name, fullPage) {
   await page.screenshot({ path: join(SCREENS, name + ".png"), fullPage: !!fullPage });
@@ -174,7 +195,8 @@ export const tests = [
       (await text(page, "#kpi-orders .value")) !== before.kpiOrders, 6000, "top list and KPI tiles");
     eq(number(await text(page, "#now-orders")) - number(before.orders), 3, "three more orders");
     // The figures are the query API's.
-    const today = (await query(srv, { type: "kpi", kpi: "orders", from: await page.evaluate(() => SD.startOfToday()), to: "now" })).value;
+    // The strip's "today" is the server's: since 00:00 UTC.
+    const today = (await query(srv, { type: "kpi", kpi: "orders", from: Math.floor(Date.now() / 86400000) * 86400000, to: "now" })).value;
     await waitFor(async () => number(await text(page, "#now-orders")) === today, 3000, "orders today = query API");
     eq(foreign, [], "requests outside sluice");
     await page.waitForTimeout(300);
@@ -287,6 +309,159 @@ export const tests = [
     await context.close();
   }],
 
+  ["KPIs: a tile for every KPI of the catalogue, the configured one included, with the API's value", async ({ srv, browser }) => {
+    const { context, page } = await signedIn(browser, srv);
+    await page.click("#nav-kpis");
+    const cat = await (await fetch(srv.url + "/v1/kpis", { headers: { Authorization: "Bearer " + READ_KEY } })).json();
+    assert(cat.kpis.length >= 23 && cat.kpis.some((k) => k.name === "add_to_cart_rate" && k.custom), "catalogue with the configured KPI");
+    await waitFor(() => page.evaluate((n) => document.querySelectorAll("#kpi-tiles .kpi").length === n &&
+      [...document.querySelectorAll("#kpi-tiles .kpi .value")].every((v) => v.textContent !== "…"), cat.kpis.length), 15000, "every tile loaded");
+    const ids = await page.locator("#kpi-tiles .kpi").evaluateAll((ns) => ns.map((n) => n.id.slice(5)));
+    eq(ids.slice().sort(), cat.kpis.map((k) => k.name).sort(), "one tile per KPI");
+    assert(/custom/.test(await text(page, "#kpit-add_to_cart_rate .label")), "configured KPI marked");
+    // The 7-day tiles: values and deltas are the API's for the same range.
+    const to = Date.now(), from = to - 7 * 86400000;
+    for (const name of ["add_to_cart_rate", "revenue", "orders", "conversion_rate", "aov", "active_users"]) {
+      const a = await query(srv, { type: "kpi", kpi: name, from, to, compare: "previous" });
+      const kind = a.format === "percent" ? "pct" : a.format === "currency" ? "money" : "compact";
+      eq(await text(page, "#kpit-" + name + " .value"), await shown(page, kind, a.value), name + " tile");
+    }
+    assert(/%$/.test(await text(page, "#kpit-add_to_cart_rate .value")), "percent format");
+    assert(/\d\.\d\d$/.test(await text(page, "#kpit-revenue .value")), "currency format");
+    assert(/vs previous period|previous/.test(await text(page, "#kpit-revenue .sub")), "previous period");
+    // Per-campaign KPIs: one row per campaign with traffic.
+    await page.locator("#kpi-campaigns tbody tr").first().waitFor();
+    const camp = await query(srv, { type: "kpi", kpi: "conversion_rate", from, to, filter: { dim: "utm_campaign", value: "winter-sale" } });
+    const row = await page.locator("#kpi-campaigns tr", { hasText: "winter-sale" }).locator("td").first().textContent();
+    eq(row, await shown(page, "pct", camp.value), "conversion rate of winter-sale");
+    await shoot(page, "dash-kpis-laptop", true);
+    await context.close();
+  }],
+
+  ["Funnels: the bars and the table show the API's answer; busy is retried, limits explained", async ({ srv, browser }) => {
+    const { context, page } = await signedIn(browser, srv);
+    // The first funnel request answers 503 busy: the view says so and asks again.
+    expectedErrors = /status of (503|422)/;
+    let busy = 1;
+    await page.route("**/v1/query", (route) => {
+      const body = route.request().postDataJSON();
+      if (body && body.type === "funnel" && busy-- > 0)
+        return route.fulfill({ status: 503, headers: { "Retry-After": "1", "Content-Type": "application/json" }, body: '{"success":false,"error":"busy","message":"too many log scans are running; retry shortly"}' });
+      return route.continue();
+    });
+    await page.click("#nav-funnel");
+    await waitFor(async () => /busy, retrying/i.test(await text(page, "#fn-status")), 5000, "busy shown");
+    await page.locator("#fn-table tbody tr").first().waitFor({ state: "attached", timeout: 15000 });
+    const check = async () => {
+      const q = JSON.parse(await page.locator("#fn-result").getAttribute("data-query"));
+      const a = await query(srv, q);
+      const rows = await page.locator("#fn-table tbody tr").evaluateAll((trs) => trs.map((tr) => [...tr.children].map((c) => c.textContent)));
+      eq(rows.length, a.steps.length, "one row a step");
+      for (let i = 0; i < rows.length; i++) {
+        const s = a.steps[i];
+        eq(rows[i].slice(1, 5), [await shown(page, "int", s.users), await shown(page, "pct", s.conversionFromFirst),
+          await shown(page, "pct", s.conversionFromPrevious), await shown(page, "int", s.dropOff)], "step " + (i + 1));
+        eq(number(await page.locator("#fn-bars li").nth(i).locator(".fn-users").textContent()), s.users, "bar " + (i + 1));
+      }
+      return { q, a };
+    };
+    const { q, a } = await check();
+    eq(q.steps.map((s) => s.event), ["$page", "Product Viewed", "Product Added", "Order Completed"], "default steps from the top events");
+    assert(a.steps[0].users > 0 && a.steps[3].users > 0, "people went through");
+    await shoot(page, "dash-funnel-laptop", true);
+    // Keyboard: add a step, remove it, break down by device, run with Enter.
+    await page.focus("#fn-add");
+    await page.keyboard.press("Enter");
+    await page.locator("#fn-step-5").waitFor();
+    eq(await page.evaluate(() => document.activeElement.id), "fn-step-5", "focus on the new step");
+    await page.locator("[aria-label='Remove step 5']").focus();
+    await page.keyboard.press("Enter");
+    eq(await page.locator("#fn-steps li").count(), 4, "step removed");
+    await page.selectOption("#fn-by", "device_type");
+    await page.selectOption("#fn-window", "1h");
+    await page.focus("#fn-run");
+    await page.keyboard.press("Enter");
+    await waitFor(async () => (await page.locator("#fn-groups tbody tr").count()) > 0 &&
+      JSON.parse(await page.locator("#fn-result").getAttribute("data-query")).window === "1h", 15000, "breakdown");
+    const b = await check();
+    eq(b.q.breakdown, "device_type", "breakdown asked");
+    const groups = await page.locator("#fn-groups tbody tr").evaluateAll((trs) => trs.map((tr) => [...tr.children].map((c) => c.textContent)));
+    eq(groups.map((g) => g[0]), b.a.groups.map((g) => g.value == null ? "(none)" : g.value), "breakdown groups");
+    eq(groups.map((g) => g.slice(1, 5).map(number)), b.a.groups.map((g) => g.steps.map((s) => s.users)), "users per group and step");
+    await shoot(page, "dash-funnel-breakdown-laptop", true);
+    // A scan over its bounds: the limit is explained, nothing drawn as if complete.
+    await page.unroute("**/v1/query");
+    await page.route("**/v1/query", (route) => route.request().postDataJSON().type === "funnel"
+      ? route.fulfill({ status: 422, headers: { "Content-Type": "application/json" }, body: '{"success":false,"error":"scan_limit","message":"the scan read more than 20000000 records; narrow from..to","scanned":20000000}' })
+      : route.continue());
+    await page.click("#fn-run");
+    await waitFor(async () => /shorter range/.test(await text(page, ".card [role=alert].error")), 5000, "limit explained");
+    await context.close();
+    expectedErrors = null;
+  }],
+
+  ["Retention: the heat-map grid and lifetime value are the API's cohorts", async ({ srv, browser }) => {
+    const { context, page } = await signedIn(browser, srv);
+    await page.click("#nav-retention");
+    for (const unit of ["day", "week"]) {
+      await page.click("#ret-" + unit);
+      await waitFor(async () => (await page.locator("#ret-box").getAttribute("data-query") || "").includes("retention_" + unit) &&
+        await page.locator("#ret-grid tbody tr").count() > 0, 8000, unit + " grid");
+      const a = await query(srv, JSON.parse(await page.locator("#ret-box").getAttribute("data-query")));
+      const rows = await page.locator("#ret-grid tbody tr").evaluateAll((trs) => trs.map((tr) => [...tr.children].map((c) => c.textContent)));
+      const want = [];
+      for (const c of a.cohorts.slice().reverse()) {
+        const cells = [];
+        for (let k = 0; k < c.retained.length; k++) cells.push((await shown(page, "pct", c.rate[k])) + (await shown(page, "int", c.retained[k])));
+        want.push([String(c.users), ...cells]);
+      }
+      eq(rows.map((r) => r.slice(1, 1 + want[rows.indexOf(r)].length)), want, unit + " cohorts");
+      eq(await page.locator("#ret-grid thead th[scope=col]").first().textContent(), "Cohort", "column headers");
+      if (unit === "day") await shoot(page, "dash-retention-laptop", true);
+    }
+    const clv = await query(srv, { type: "kpi", kpi: "clv", from: "-30d" });
+    await waitFor(async () => (await text(page, "#clv-value")) === await shown(page, "money", clv.value), 5000, "lifetime value");
+    eq(await page.locator("#clv-table tbody tr").count(), clv.cohorts.length, "one row per weekly cohort");
+    await context.close();
+  }],
+
+  ["Explore: several conditions go to the log scan and show its exact count", async ({ srv, browser }) => {
+    const { context, page } = await signedIn(browser, srv);
+    await page.click("#nav-explore");
+    await page.locator("#ex-chart svg").waitFor();
+    await page.selectOption("#ex-range", "24h");
+    await page.selectOption("#ex-dim", "country");
+    await page.selectOption("#ex-op", "in");
+    await page.locator("#ex-value").fill("NL, DE");
+    await page.click("#ex-add-cond");
+    await page.selectOption("#ex-dim-2", "device_type");
+    await page.selectOption("#ex-op-2", "not");
+    await page.locator("#ex-value-2").fill("mobile");
+    await page.click("#ex-apply");
+    await waitFor(async () => /records read/.test(await text(page, "#ex-scan")), 15000, "scan answer");
+    const q = JSON.parse(await page.locator("#ex-chart").getAttribute("data-query"));
+    eq(q.filter, { and: [{ dim: "country", in: ["NL", "DE"] }, { not: { dim: "device_type", value: "mobile" } }] }, "filter sent");
+    const a = await query(srv, { type: "totals", from: q.from, to: q.to, filter: q.filter });
+    eq(a.source, "log", "answered by a scan");
+    eq(number(await text(page, "#ex-total")), a.count, "events shown = the scan's count");
+    assert(/country in NL, DE and device_type ≠ mobile/.test(await text(page, "#ex-total-label")), "filter described");
+    await shoot(page, "dash-explore-filter-laptop", true);
+    await context.close();
+  }],
+
+  ["System: the act stage's webhook and offer figures", async ({ srv, browser }) => {
+    const { context, page } = await signedIn(browser, srv);
+    await page.click("#nav-system");
+    const m = await (await fetch(srv.url + "/metrics", { headers: { Authorization: "Bearer " + READ_KEY } })).text();
+    const val = (name) => Number(m.match(new RegExp("^" + name + " (\\S+)$", "m"))[1]);
+    await waitFor(async () => (await text(page, "#sys-wh-outbox")) !== "–", 6000, "act figures");
+    eq(number(await text(page, "#sys-wh-outbox")), val("sluice_webhook_outbox_depth"), "outbox depth");
+    eq(number(await text(page, "#sys-wh-dead")), val("sluice_webhook_dead_letters"), "dead letters");
+    eq(number(await text(page, "#sys-offers")), val("sluice_offers_published_total"), "offers published");
+    await shoot(page, "dash-system-laptop", true);
+    await context.close();
+  }],
+
   ["dark mode follows the system setting", async ({ srv, browser }) => {
     const { context, page } = await signedIn(browser, srv, LAPTOP, "dark");
     await overviewReady(page);
@@ -303,14 +478,14 @@ export const tests = [
     await shoot(page, "dash-login-phone");
     await signIn(page, READ_KEY);
     await overviewReady(page);
-    for (const v of ["overview", "explore", "feed", "system"]) {
+    for (const v of ["overview", "kpis", "explore", "funnel", "retention", "feed", "system"]) {
       await page.click("#nav-" + v);
       if (v === "feed") {
         await page.waitForTimeout(300);
         await send(srv, [0, 1, 2, 3, 4, 5, 6, 7].flatMap((i) => visit(300 + i, Date.now())));
         await page.locator("#feed-rows tr").first().waitFor({ timeout: 5000 });
       }
-      await page.waitForTimeout(v === "overview" ? 600 : 1200);
+      await page.waitForTimeout(v === "overview" ? 600 : 1500);
       const over = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       assert(over <= 0, v + ": " + over + " px wider than the phone");
       await shoot(page, "dash-" + v + "-phone");

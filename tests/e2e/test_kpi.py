@@ -1,6 +1,7 @@
 """End-to-end: the marketing KPIs (docs/API.md, "KPI definitions") over a small fixed set
 of events on two consecutive days, every answer computed by hand below; the answers
 survive kill -9 (snapshot + tail replay)."""
+import json
 import os
 import tempfile
 import time
@@ -101,13 +102,18 @@ def counted(srv):
     return q(srv, dict(RANGE, type="totals"))["count"]
 
 
+# Every KPI answered; bounce_rate and events are not compared across a restart (open
+# sessions end with time).
+ANSWERED = ["conversion_rate", "offer_ctr", "email_open_rate", "email_click_to_open",
+            "email_ctr", "revenue", "orders", "aov", "active_users", "dau", "wau", "mau",
+            "new_users", "returning_users", "new_customers", "marketing_cost", "cac", "clv",
+            "retention_day", "retention_week", "bf_visitors", "revenue_per_email_open"]
+
+
 def answers(srv):
     """Every KPI answer the restart test compares."""
     out = []
-    for k in ["conversion_rate", "offer_ctr", "email_open_rate", "email_click_to_open",
-              "email_ctr", "revenue", "orders", "aov", "active_users", "dau", "wau", "mau",
-              "new_users", "returning_users", "new_customers", "marketing_cost", "cac", "clv",
-              "retention_day", "retention_week", "bf_visitors", "revenue_per_email_open"]:
+    for k in ANSWERED:
         out.append(kpi(srv, k))
     for k in ["conversion_rate", "cac", "new_customers", "marketing_cost"]:
         out.append(kpi(srv, k, filter=BF))
@@ -188,6 +194,31 @@ def test_kpis_match_hand_computed_answers_and_survive_kill9():
         check(r["value"] == 2 and r["format"] == "number", r)
         r = kpi(srv, "revenue_per_email_open")
         check(r["value"] == 140 and r["format"] == "currency", r)
+        # The catalogue lists every KPI the query accepts, the configured ones last with
+        # their format and a description built from their definition; read key only.
+        st, _, data = srv.request("GET", "/v1/kpis", headers={"Authorization": "Bearer " + READ_KEY})
+        check(st == 200, (st, data))
+        catalogue = {k["name"]: k for k in json.loads(data)["kpis"]}
+        check(set(catalogue) == set(ANSWERED) | {"bounce_rate", "events"}, sorted(catalogue))
+        for name, entry in catalogue.items():
+            r = kpi(srv, name)
+            check(r["format"] == entry["format"], (name, r, entry))
+            check(("cohorts" in r) == (entry["shape"] in ("grid", "lifetime")), (name, r, entry))
+            check(("denominator" in r) == (entry["shape"] in ("ratio", "lifetime")), (name, r, entry))
+        check(catalogue["cac"]["filter"] == "utm_campaign" and catalogue["revenue"]["filter"] == "any"
+              and catalogue["bounce_rate"]["filter"] == "none", catalogue["cac"])
+        check(catalogue["retention_week"]["series"] is False and catalogue["aov"]["compare"] is True,
+              catalogue["retention_week"])
+        e = catalogue["revenue_per_email_open"]
+        check(e["custom"] and e["shape"] == "ratio" and e["format"] == "currency"
+              and e["description"] == "sum of Order Completed (properties.revenue) / count of Email Opened", e)
+        check(catalogue["bf_visitors"]["description"] == "uniques of $page where utm_campaign = bf",
+              catalogue["bf_visitors"])
+        for key, want in [(WRITE_KEY, 403), (None, 401)]:
+            h = {"Authorization": "Bearer " + key} if key else {}
+            st = srv.request("GET", "/v1/kpis", headers=h, auth=None)[0]
+            check(st == want, (key, st))
+        check(srv.request("POST", "/v1/kpis", {}, headers={"Authorization": "Bearer " + READ_KEY})[0] == 405, "POST")
         # Cost events are not visitors' events.
         top = q(srv, dict(RANGE, type="topN", dimension="event", limit=100))
         check("Marketing Cost" not in [row["value"] for row in top["rows"]], top)

@@ -6,8 +6,11 @@
 #include <math.h>
 #include <string.h>
 
+#include <cJSON.h>
+
 #include "kpi.h"
 #include "query.h"
+#include "query_kpi.h"
 #include "test.h"
 
 #define SEC 1000000LL
@@ -296,6 +299,26 @@ TEST(test_user_defined_kpis) {
   }
   kpi_free(copy);
   buf_free(&a);
+  /* The catalogue (GET /v1/kpis): every built-in KPI, then these two, as valid JSON. */
+  query_stores_t st = {.kpi = kp};
+  buf_t cat = BUF_INIT;
+  query_kpi_catalogue(&st, &cat);
+  cJSON *root = cJSON_Parse(cat.data);
+  cJSON *list_json = cJSON_GetObjectItemCaseSensitive(root, "kpis");
+  CHECK_INT(cJSON_GetArraySize(list_json), query_kpi_count() + 2);
+  for (int i = 0; i < query_kpi_count(); i++) {
+    cJSON *name = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(list_json, i), "name");
+    CHECK(cJSON_IsString(name) && !strcmp(name->valuestring, query_kpi_name(i)));
+  }
+  CHECK(strstr(cat.data, "{\"name\":\"de_revenue\",\"format\":\"currency\",\"shape\":\"value\","
+                         "\"filter\":\"none\",\"series\":true,\"compare\":true,\"custom\":true,"
+                         "\"description\":\"sum of Order Completed (properties.revenue) where "
+                         "country = DE\"}]}") != NULL);
+  CHECK(strstr(cat.data, "\"name\":\"retention_week\",\"format\":\"percent\",\"shape\":\"grid\","
+                         "\"filter\":\"none\",\"series\":false,\"compare\":false") != NULL);
+  CHECK(strstr(cat.data, "\"name\":\"add_to_cart_rate\",\"format\":\"percent\",\"shape\":\"ratio\"") != NULL);
+  cJSON_Delete(root);
+  buf_free(&cat);
   kpi_set_custom(kp, NULL);
 }
 

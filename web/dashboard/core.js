@@ -157,25 +157,69 @@
       }
       var text = r.headers.get("Content-Type") || "";
       return (text.indexOf("json") >= 0 ? r.json() : r.text()).then(function (v) {
-        if (!r.ok) throw new Error((v && v.message) || ("HTTP " + r.status));
+        if (!r.ok) {
+          var e = new Error((v && v.message) || ("HTTP " + r.status));
+          e.status = r.status;
+          e.code = v && v.error;
+          e.retryAfter = parseInt(r.headers.get("Retry-After"), 10) || 1;
+          throw e;
+        }
         return v;
       });
     });
   };
   SD.query = function (q) { return SD.api("/v1/query", q); };
 
+  // A query answered by a log scan: on 503 busy, wait the Retry-After seconds and ask
+  // again (up to 20 times), telling onWait(seconds) each time; alive() false (a newer
+  // query replaced it) stops it.
+  // Scans from this tab run one at a time, so one view's queries do not crowd each other
+  // out of the server's few scan slots.
+  var scanQueue = Promise.resolve();
+  SD.scan = function (q, onWait, alive) {
+    var tries = 0, p = scanQueue.then(go, go);
+    scanQueue = p.catch(function () {});
+    return p;
+    function go() {
+      if (alive && !alive()) return Promise.reject(new Error("stale"));
+      return SD.query(q).catch(function (e) {
+        if (e.status !== 503 || e.code !== "busy" || ++tries > 20 || (alive && !alive())) throw e;
+        if (onWait) onWait(e.retryAfter);
+        return new Promise(function (ok) { setTimeout(ok, e.retryAfter * 1000); }).then(go);
+      });
+    }
+    return go();
+  };
+  // What a failed scan means to a reader: 422 is a limit, not a fault.
+  SD.scanError = function (e) {
+    if (e.status === 422) return "This query would read more than the server allows for one scan (" + e.message + "). Pick a shorter range or a narrower filter.";
+    if (e.status === 503) return "The server is busy with other scans; try again in a moment.";
+    return "Could not load: " + e.message;
+  };
+  // The value of a KPI answer formatted by its "format".
+  SD.fmtKpi = function (format, v) {
+    return format === "percent" ? SD.fmt.pct(v) : format === "currency" ? SD.fmt.money(v) : SD.fmt.compact(v);
+  };
+  // "conversion_rate" -> "Conversion rate".
+  SD.title = function (name) {
+    var s = name.replace(/_/g, " ");
+    return s.charAt(0).toUpperCase() + s.slice(1);
+  };
+
   // Timeseries with "day" summed from hourly points (several requests when the range
   // holds more than 1000 hours). Resolves to [{t (ms), count, sum, uniques}].
-  SD.series = function (q) {
+  // run: how to ask (default SD.query; SD.scan's retrying form for log scans).
+  SD.series = function (q, run) {
+    run = run || SD.query;
     if (q.granularity !== "day") {
-      return SD.query(q).then(function (r) {
+      return run(q).then(function (r) {
         return r.points.map(function (p) { return { t: Date.parse(p.t), count: p.count, sum: p.sum, uniques: p.uniques }; });
       });
     }
     var chunks = [], from = q.from, H = 3600000;
     while (from < q.to) {
       var to = Math.min(q.to, from + 990 * H);
-      chunks.push(SD.query(Object.assign({}, q, { from: from, to: to, granularity: "hour" })));
+      chunks.push(run(Object.assign({}, q, { from: from, to: to, granularity: "hour" })));
       from = to;
     }
     return Promise.all(chunks).then(function (rs) {

@@ -1,13 +1,13 @@
-// Overview: the Now strip (live counters with sparklines, from /v1/live every second and
-// today's totals from the query API), KPI tiles for a chosen range compared with the
+// Overview: the Now strip (live counters with sparklines, every figure from /v1/live's
+// once-a-second frame), KPI tiles for a chosen range compared with the
 // period before, traffic over the range, and the top pages, events, campaigns, sources,
 // referrer classes, countries, devices and browsers.
 (function () {
   "use strict";
   var SD = window.SD, el = SD.el, F = SD.fmt;
   var RANGES = [["today", "Today"], ["24h", "24 hours"], ["7d", "7 days"], ["30d", "30 days"]];
-  var KPIS = [["revenue", "Revenue", F.money], ["orders", "Orders", F.int], ["conversion_rate", "Conversion rate", F.pct],
-    ["aov", "Average order", F.money], ["active_users", "Visitors", F.int], ["events", "Events", F.int], ["bounce_rate", "Bounce rate", F.pct]];
+  var KPIS = [["revenue", "Revenue"], ["orders", "Orders"], ["conversion_rate", "Conversion rate"],
+    ["aov", "Average order"], ["active_users", "Visitors"], ["events", "Events"], ["bounce_rate", "Bounce rate"]];
   // KPIs where a rise is bad news (coloured red).
   var LOWER_IS_BETTER = { bounce_rate: true };
   var TOPS = [["page_path", "Top pages"], ["event", "Top events"], ["utm_campaign", "Campaigns"], ["utm_source", "Sources"],
@@ -34,63 +34,42 @@
 
   // ---- Now ----
 
+  // Every figure of the strip comes from the frame: today's totals are kept by the
+  // process stage (since 00:00 UTC, by event time).
   function onFrame(f) {
-    var n = st.now;
+    var n = st.now, online = f.visitorsOnline != null ? f.visitorsOnline : f.activeUsers;
     n.eps.value.textContent = F.dec(f.eventsPerSecond);
     n.eps.sub.textContent = F.int(f.events) + " in the last second";
     push(n.eps, f.eventsPerSecond);
-    n.users.value.textContent = F.int(f.activeUsers);
+    n.users.value.textContent = F.int(online);
     n.users.sub.textContent = "active in the last 5 minutes";
-    push(n.users, f.activeUsers);
-    if (st.today) {
-      st.today.revenue += f.revenue;
-      st.today.orders += f.orders;
-      showToday();
-    }
+    push(n.users, online);
+    if (f.sessionsToday == null) return;
+    n.sessions.value.textContent = F.int(f.sessionsToday);
+    n.sessions.sub.textContent = "started today (UTC)";
+    push(n.sessions, f.sessionsToday);
+    n.revenue.value.textContent = F.money(f.revenueToday);
+    n.revenue.sub.textContent = "today · " + F.int(f.ordersToday) + " orders";
     push(n.revenue, f.revenue);
+    n.orders.value.textContent = F.int(f.ordersToday);
+    n.orders.sub.textContent = "today · AOV " + F.money(f.ordersToday ? f.revenueToday / f.ordersToday : null);
     push(n.orders, f.orders);
+    n.conv.value.textContent = F.pct(f.conversionRateToday);
+    n.conv.sub.textContent = "of sessions today";
+    push(n.conv, f.conversionRateToday || 0);
     if (f.events > 0) soon();
-  }
-
-  function showToday() {
-    var n = st.now, d = st.today;
-    n.revenue.value.textContent = F.money(d.revenue);
-    n.orders.value.textContent = F.int(d.orders);
-    n.sessions.value.textContent = F.int(d.sessions);
-    n.conv.value.textContent = F.pct(d.sessions ? d.converted / d.sessions : null);
-    n.conv.sub.textContent = F.int(d.converted) + " of " + F.int(d.sessions) + " sessions";
-    n.revenue.sub.textContent = "today · " + F.int(d.orders) + " orders";
-    n.orders.sub.textContent = "today · AOV " + F.money(d.orders ? d.revenue / d.orders : null);
-    n.sessions.sub.textContent = "started today";
-  }
-
-  function loadToday() {
-    var r = { from: SD.startOfToday(), to: "now" };
-    return Promise.all(["revenue", "orders", "conversion_rate"].map(function (k) {
-      return SD.query({ type: "kpi", kpi: k, from: r.from, to: r.to });
-    })).then(function (a) {
-      if (!st) return;
-      st.today = { revenue: a[0].value || 0, orders: a[1].value || 0, sessions: a[2].denominator || 0, converted: a[2].numerator || 0 };
-      push(st.now.sessions, st.today.sessions);
-      push(st.now.conv, st.today.sessions ? st.today.converted / st.today.sessions : 0);
-      showToday();
-    });
   }
 
   // ---- the range: KPI tiles, traffic, top lists ----
 
   function loadKpis(r) {
-    var span = r.to - r.from, prev = { from: r.from - span, to: r.from };
-    var qs = [];
-    KPIS.forEach(function (k) {
-      qs.push(SD.query({ type: "kpi", kpi: k[0], from: r.from, to: r.to }));
-      qs.push(SD.query({ type: "kpi", kpi: k[0], from: prev.from, to: prev.to }));
-    });
-    return Promise.all(qs).then(function (a) {
+    return Promise.all(KPIS.map(function (k) {
+      return SD.query({ type: "kpi", kpi: k[0], from: r.from, to: r.to, compare: "previous" });
+    })).then(function (a) {
       if (!st) return;
       st.kpiBox.textContent = "";
       KPIS.forEach(function (k, i) {
-        var now = a[2 * i].value, before = a[2 * i + 1].value, d = F.delta(now, before);
+        var now = a[i].value, before = a[i].previous ? a[i].previous.value : null, d = F.delta(now, before);
         var good = now != null && before != null && now !== before && ((now > before) !== !!LOWER_IS_BETTER[k[0]]);
         var cls = d ? (good ? "up" : "down") : "";
         // A rules module may colour tiles by alert state instead: SD.kpiState(kpi, value)
@@ -98,7 +77,7 @@
         if (SD.kpiState) cls = SD.kpiState(k[0], now) || cls;
         st.kpiBox.appendChild(el("div", { class: "card stat kpi " + cls, id: "kpi-" + k[0] }, [
           el("div", { class: "label", text: k[1] }),
-          el("div", { class: "value", text: k[2](now) }),
+          el("div", { class: "value", text: SD.fmtKpi(a[i].format, now) }),
           el("div", { class: "sub" }, [d ? el("span", { class: "delta " + cls, text: d }) : null, d ? " vs previous period" : "no previous period data"])]));
       });
     });
@@ -141,8 +120,8 @@
     return Promise.all([loadKpis(r), loadTraffic(r), loadTops(r)]);
   }
 
-  // New events arrived: refresh today's figures and the charts at most once a second (4
-  // queries), the KPI tiles and top lists (22 queries) at most every 5 seconds, so an
+  // New events arrived: refresh the charts at most once a second, the KPI tiles and top
+  // lists (15 queries) at most every 5 seconds, so an
   // open dashboard costs the server little while traffic flows.
   function soon() {
     if (!st || st.pending) return;
@@ -154,7 +133,7 @@
     st.pending = null;
     st.lastLoad = now;
     if (all) st.lastFull = now;
-    Promise.all(all ? [loadToday(), loadKpis(r), loadTraffic(r), loadTops(r)] : [loadToday(), loadTraffic(r)]).catch(report);
+    Promise.all(all ? [loadKpis(r), loadTraffic(r), loadTops(r)] : [loadTraffic(r)]).catch(report);
     if (!all && !st.pendingFull) st.pendingFull = setTimeout(function () { if (st) { st.pendingFull = null; refresh(); } }, 5000 - (now - st.lastFull));
   }
   function report(e) {
@@ -166,8 +145,8 @@
     st.err = el("p", { class: "error", role: "alert" });
     var n = st.now = {
       eps: tile("eps", "Events / sec", false, true), users: tile("users", "Visitors online", true, true),
-      sessions: tile("sessions", "Sessions"), revenue: tile("revenue", "Revenue today"),
-      orders: tile("orders", "Orders"), conv: tile("conv", "Conversion rate", true)
+      sessions: tile("sessions", "Sessions today"), revenue: tile("revenue", "Revenue today"),
+      orders: tile("orders", "Orders today"), conv: tile("conv", "Conversion today", true)
     };
     var seg = el("div", { class: "seg", role: "group", "aria-label": "Range" }, RANGES.map(function (r) {
       return el("button", { type: "button", "aria-pressed": r[0] === st.range ? "true" : "false", "data-range": r[0], text: r[1], onclick: function (e) {
@@ -187,7 +166,7 @@
       el("p", { text: "Live activity and how your shop is doing." })])]));
     main.appendChild(st.err);
     main.appendChild(el("section", { class: "grid now", "aria-label": "Now" }, [n.eps.node, n.users.node, n.sessions.node, n.revenue.node, n.orders.node, n.conv.node]));
-    main.appendChild(el("div", { class: "head" }, [el("h2", { text: "Performance" }), seg]));
+    main.appendChild(el("div", { class: "head" }, [el("h2", { class: "inline" }, ["Performance ", el("a", { href: "#/kpis", class: "more", text: "All KPIs →" })]), seg]));
     main.appendChild(st.kpiBox);
     main.appendChild(el("div", { class: "grid two" }, [
       el("section", { class: "card", "aria-label": "Traffic" }, [el("h2", { text: "Traffic" }),

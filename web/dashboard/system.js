@@ -1,5 +1,5 @@
-// System: ingestion, the log, processing lag, fsync and acknowledgement latency, disk and
-// health, from /metrics (Prometheus text, parsed here), the live stream, /version (with
+// System: ingestion, the log, processing lag, fsync and acknowledgement latency, disk,
+// the act stage (webhook deliveries, retries, dead letters, outbox, offers) and health, from /metrics (Prometheus text, parsed here), the live stream, /version (with
 // the geo database's credit line) and /healthz and /readyz. Polled every 2 seconds.
 (function () {
   "use strict";
@@ -75,6 +75,7 @@
       set(s.conn, one(m, "sluice_http_connections"), F.int(one(m, "sluice_http_connections")), "open HTTP connections");
       var rej = sum(m, "sluice_events_rejected_total"), dup = one(m, "sluice_events_duplicate_total"), failed = one(m, "sluice_events_failed_total");
       set(s.rejected, rej, F.int(rej), F.int(dup) + " duplicates ignored · " + F.int(failed) + " failed");
+      act(m, p, dt);
       var ready = a[2] && a[2].ready, err = one(m, "sluice_log_error");
       st.health.textContent = "";
       [["Health", a[1] ? "OK" : "failing", a[1]], ["Ready", ready ? "yes" : "no: " + (a[2].reason || "unknown"), ready],
@@ -91,6 +92,26 @@
     });
   }
 
+  // The act stage: webhook deliveries (per second since the previous sample), retries,
+  // dead letters, the outbox, and offers published to visitors' streams.
+  function act(m, p, dt) {
+    var w = st.w, rate = function (name) { return p && dt > 0 ? Math.max(0, one(m, name) - one(p, name)) / dt : null; };
+    var del = one(m, "sluice_webhook_delivered_total");
+    if (del == null) { st.actBox.hidden = true; return; }
+    st.actBox.hidden = false;
+    var r = rate("sluice_webhook_delivered_total");
+    set(w.delivered, r, F.int(del), r == null ? "delivered since start" : F.dec(r) + "/s now · delivered since start");
+    set(w.retries, one(m, "sluice_webhook_retries_total"), F.int(one(m, "sluice_webhook_retries_total")), "failed attempts scheduled again");
+    var dead = one(m, "sluice_webhook_dead_letters");
+    set(w.dead, dead, F.int(dead), F.int(one(m, "sluice_webhook_dead_letters_total")) + " since start · " + F.int(one(m, "sluice_webhook_refused_total")) + " refused (outbox full)");
+    w.dead.node.classList.toggle("warn", dead > 0);
+    set(w.outbox, one(m, "sluice_webhook_outbox_depth"), F.int(one(m, "sluice_webhook_outbox_depth")), F.int(one(m, "sluice_webhook_in_flight")) + " requests in flight");
+    set(w.offers, one(m, "sluice_offers_published_total"), F.int(one(m, "sluice_offers_published_total")),
+      F.int(one(m, "sluice_offers_stale_total")) + " skipped (decided too long ago) · " + F.int(one(m, "sluice_offers_refused_total")) + " streams refused");
+    set(w.actions, one(m, "sluice_actions_emitted_total"), F.int(one(m, "sluice_actions_emitted_total")),
+      F.int(one(m, "sluice_actions_failed_total")) + " refused by a sink · " + F.int(one(m, "sluice_actions_no_consent_total")) + " without consent");
+  }
+
   function showVersion(v) {
     if (!st || !v) return;
     st.version.textContent = "";
@@ -105,6 +126,11 @@
     var s = st.s = { ingest: stat("ingest", "Ingest rate"), log: stat("log", "Log on disk"), lag: stat("lag", "Processing lag"),
       fsync: stat("fsync", "fsync latency"), ack: stat("ack", "Ack latency"), disk: stat("disk", "Disk free"),
       conn: stat("conn", "Connections"), rejected: stat("rejected", "Rejected events") };
+    var w = st.w = { delivered: stat("wh-delivered", "Webhooks delivered"), retries: stat("wh-retries", "Webhook retries"),
+      dead: stat("wh-dead", "Dead letters"), outbox: stat("wh-outbox", "Outbox depth"), offers: stat("offers", "Offers published"),
+      actions: stat("actions", "Events emitted by actions") };
+    st.actBox = el("section", { "aria-label": "Actions" }, [el("h2", { text: "Actions and webhooks" }),
+      el("div", { class: "grid sys act" }, Object.keys(w).map(function (k) { return w[k].node; }))]);
     st.err = el("p", { class: "error", role: "alert" });
     st.health = el("dl", { class: "kv", id: "sys-health" });
     st.version = el("dl", { class: "kv" });
@@ -112,6 +138,7 @@
       el("p", { text: "Ingestion, storage and processing of this sluice instance." })])]));
     main.appendChild(st.err);
     main.appendChild(el("section", { class: "grid sys", "aria-label": "Figures" }, Object.keys(s).map(function (k) { return s[k].node; })));
+    main.appendChild(st.actBox);
     main.appendChild(el("div", { class: "grid two" }, [el("section", { class: "card" }, [el("h2", { text: "Health" }), st.health]),
       el("section", { class: "card" }, [el("h2", { text: "About" }), st.version])]));
     st.unlive = SD.live(function (f) { if (st) st.frame = f; });
