@@ -1,11 +1,12 @@
 /* process: log -> profiles + rollups, checkpoints, live frames (see process.h).
  *
- * Snapshot file, version 1, little-endian:
+ * Snapshot file, version 2, little-endian:
  *   "SLSN", u32 version, u64 config fingerprint (tracked names, conversion event, session
  *   timeout: a snapshot taken under other settings is rebuilt), u64 offset, i64 newest
- *   event time (µs), u64 length of each of the three parts (events rollup, sessions
- *   rollup, profile store), the parts (rollup_serialize, profile_store_serialize),
- *   u32 CRC-32C of every byte before it. */
+ *   event time (µs), u64 length of each of the four parts (events rollup, sessions
+ *   rollup, profile store, rules engine state), the parts (rollup_serialize,
+ *   profile_store_serialize, decide_serialize: empty without rules), u32 CRC-32C of every
+ *   byte before it. Version 1 (no rules part) is not read: processing replays from 0. */
 #include "process.h"
 
 #include <errno.h>
@@ -22,6 +23,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "decide.h"
 #include "evfields.h"
 #include "feed.h"
 #include "profile.h"
@@ -32,8 +34,9 @@
 #include "util/mem.h"
 
 #define SNAP_MAGIC "SLSN"
-#define SNAP_VERSION 1
-#define SNAP_HEADER (4 + 4 + 8 + 8 + 8 + 3 * 8)
+#define SNAP_VERSION 2
+#define SNAP_PARTS 4
+#define SNAP_HEADER (4 + 4 + 8 + 8 + 8 + SNAP_PARTS * 8)
 #define SLICE_US 2000
 #define SWEEP_BUDGET 65536
 
@@ -58,6 +61,7 @@ struct process {
   char *snap_path;
   uint64_t checkpoint_ms;
   sse_hub_t *hub;
+  decide_t *decide; /* borrowed, may be NULL: no rules */
   profile_opts_t popts;
   char *kinds[PROFILE_KINDS];
   char *conversion;
@@ -153,11 +157,11 @@ static int load_snapshot(process_t *p) {
   else {
     uint32_t crc = (uint32_t)d[b.len - 4] | (uint32_t)d[b.len - 3] << 8 |
                    (uint32_t)d[b.len - 2] << 16 | (uint32_t)d[b.len - 1] << 24;
-    uint64_t l0 = rd64(d + 32), l1 = rd64(d + 40), l2 = rd64(d + 48);
+    uint64_t l0 = rd64(d + 32), l1 = rd64(d + 40), l2 = rd64(d + 48), l3 = rd64(d + 56);
     if (crc32c(0, d, b.len - 4) != crc) why = "checksum mismatch";
     else if (rd64(d + 8) != p->fingerprint) why = "taken with other settings";
-    else if (l0 > b.len || l1 > b.len || l2 > b.len ||
-             SNAP_HEADER + l0 + l1 + l2 + 4 != b.len) why = "bad lengths";
+    else if (l0 > b.len || l1 > b.len || l2 > b.len || l3 > b.len ||
+             SNAP_HEADER + l0 + l1 + l2 + l3 + 4 != b.len) why = "bad lengths";
     else {
       const unsigned char *q = d + SNAP_HEADER;
       if (rollup_deserialize(q, l0, &ev) != 0 || rollup_deserialize(q + l0, l1, &se) != 0)
@@ -174,6 +178,8 @@ static int load_snapshot(process_t *p) {
         p->profiles = profile_store_new(&p->popts);
         if (profile_store_deserialize(p->profiles, q + l0 + l1, l2) != 0) why = "bad profiles";
       }
+      if (!why && p->decide && decide_deserialize(p->decide, q + l0 + l1 + l2, l3) != 0)
+        why = "bad rules state";
       uint64_t off = rd64(d + 16);
       if (!why && off > log_end_offset(p->log)) why = "ahead of the log";
       if (!why) {
@@ -194,6 +200,7 @@ static int load_snapshot(process_t *p) {
     snprintf(p->snap_msg, sizeof p->snap_msg, "%s", why);
     free_stores(p);
     new_stores(p);
+    if (p->decide) decide_reset(p->decide);
     p->offset = 0;
     p->watermark_us = 0;
     return -1;
@@ -209,14 +216,13 @@ static void serialize(process_t *p, buf_t *b) {
   put64(b, p->offset);
   put64(b, (uint64_t)p->watermark_us);
   size_t lens_at = b->len;
-  put64(b, 0);
-  put64(b, 0);
-  put64(b, 0);
-  uint64_t l0 = rollup_serialize(p->events, b);
-  uint64_t l1 = rollup_serialize(p->sessions, b);
-  uint64_t l2 = profile_store_serialize(p->profiles, b);
-  uint64_t lens[3] = {l0, l1, l2};
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < SNAP_PARTS; i++) put64(b, 0);
+  uint64_t lens[SNAP_PARTS];
+  lens[0] = rollup_serialize(p->events, b);
+  lens[1] = rollup_serialize(p->sessions, b);
+  lens[2] = profile_store_serialize(p->profiles, b);
+  lens[3] = p->decide ? decide_serialize(p->decide, b) : 0;
+  for (int i = 0; i < SNAP_PARTS; i++)
     for (int k = 0; k < 8; k++) b->data[lens_at + 8 * i + k] = (char)(lens[i] >> (8 * k));
   uint32_t crc = crc32c(0, b->data, b->len);
   unsigned char c[4] = {(unsigned char)crc, (unsigned char)(crc >> 8),
@@ -279,7 +285,10 @@ static void process_record(process_t *p, const log_record_t *rec) {
       .campaign_hash = camp,
   };
   profile_result_t res;
+  uint64_t key_before = p->decide ? decide_key_before(p->profiles, e) : 0;
   if (profile_apply(p->profiles, &pe, &res) != 0) return;
+  if (p->decide)
+    decide_event(p->decide, e, rec, (const char *const *)p->kinds, res.profile, key_before);
   int64_t start_us = (int64_t)res.profile->session_start * 1000000;
   const char *v[1];
   if (res.flags & PROFILE_R_SESSION_START) {
@@ -373,6 +382,7 @@ static void rebuild_now(process_t *p) {
   if (new_stores(p) != 0) abort(); /* the options were valid at process_new */
   log_reader_close(p->reader);
   p->reader = NULL;
+  if (p->decide) decide_reset(p->decide);
   p->offset = 0;
   p->watermark_us = 0;
   p->st.read_error = 0;
@@ -413,6 +423,9 @@ static void on_live(uv_timer_t *t) {
   rollup_advance(p->events);
   rollup_advance(p->sessions);
   int64_t now_mono = clock_mono_us(), now = clock_wall_us();
+  if (p->decide)
+    decide_tick(p->decide, p->watermark_us, now,
+                !p->idle_active && !p->st.read_error && p->offset >= log_end_offset(p->log));
   double secs = (double)(now_mono - p->tick_mono_us) / 1e6;
   if (secs <= 0) secs = 1;
   rollup_totals_t tot = {0};
@@ -468,6 +481,7 @@ process_t *process_new(const process_opts_t *o, char *err, size_t errlen) {
   p->loop = o->loop;
   p->log = o->log;
   p->hub = o->hub;
+  p->decide = o->decide;
   p->checkpoint_ms = o->checkpoint_ms ? o->checkpoint_ms : 10000;
   p->conversion = xstrdup(o->conversion_event && *o->conversion_event ? o->conversion_event
                                                                        : "Order Completed");

@@ -22,7 +22,7 @@
  * clock), so replaying old traffic closes its sessions as they closed live.
  *
  * Checkpoints. Every checkpoint interval and at process_free, the two rollups, the
- * profile store and the processed offset are written to <state dir>/snapshot in one file
+ * profile store, the rules engine's state (decide.h) and the processed offset are written to <state dir>/snapshot in one file
  * (see process.c for the format: versioned header, CRC-32C over everything), replaced
  * atomically (file_write_atomic). Serialising runs on the loop thread; the write runs on
  * the thread pool. process_new loads it; a snapshot that is missing, corrupt or from an
@@ -70,6 +70,9 @@ typedef struct process_opts {
   const char *conversion_event;/* NULL: "Order Completed" */
   uint64_t session_timeout_s;  /* 0: 1800 */
   sse_hub_t *hub;              /* borrowed, may be NULL: no live frames */
+  struct decide *decide;       /* borrowed, may be NULL: no rules (decide.h: the engine
+                                  sees every record after its profile update, ticks with
+                                  the live timer, its state is a snapshot part) */
 } process_opts_t;
 
 typedef struct process_stats {
