@@ -22,8 +22,9 @@
  * clock), so replaying old traffic closes its sessions as they closed live.
  *
  * Checkpoints. Every checkpoint interval and at process_free, the two rollups, the
- * profile store, the rules engine's state (decide.h) and the processed offset are written to <state dir>/snapshot in one file
- * (see process.c for the format: versioned header, CRC-32C over everything), replaced
+ * profile store, the rules engine's state (decide.h) and the processed offset are written
+ * to <state dir>/snapshot in one file (see process.c for the format: versioned header,
+ * CRC-32C over everything), replaced
  * atomically (file_write_atomic). Serialising runs on the loop thread; the write runs on
  * the thread pool. process_new loads it; a snapshot that is missing, corrupt or from an
  * incompatible configuration is reported (process_snapshot_status) and processing starts
