@@ -50,6 +50,14 @@ static decide_t *new_decide(const char *dir, seen_t *s) {
   return d;
 }
 
+/* A rules dir named name holding shop.rules = cart_rule, and an engine over it. */
+static decide_t *setup(const char *name, char dir[512], seen_t *s) {
+  snprintf(dir, 512, "%s", test_dir(name));
+  mkdir(dir, 0700);
+  write_file(dir, "shop.rules", cart_rule);
+  return new_decide(dir, s);
+}
+
 static void add_to_cart(decide_t *d, int64_t t, uint64_t user) {
   rules_event_t ev = {.t_us = t, .offset = 7, .type = PROFILE_TRACK, .name = "Product Added",
                       .user = user, .anonymous_id = "a1", .consent_marketing = 1};
@@ -69,11 +77,8 @@ TEST(test_bad_file_at_start_stops_it) {
 
 TEST(test_upload_compiles_the_whole_set_first) {
   char dir[512];
-  snprintf(dir, sizeof dir, "%s", test_dir("put"));
-  mkdir(dir, 0700);
-  write_file(dir, "shop.rules", cart_rule);
   seen_t s = {0};
-  decide_t *d = new_decide(dir, &s);
+  decide_t *d = setup("put", dir, &s);
   REQUIRE(d);
   char err[256];
   int invalid = -1;
@@ -98,11 +103,8 @@ TEST(test_upload_compiles_the_whole_set_first) {
 
 TEST(test_timers_follow_the_watermark_until_caught_up) {
   char dir[512];
-  snprintf(dir, sizeof dir, "%s", test_dir("clock"));
-  mkdir(dir, 0700);
-  write_file(dir, "shop.rules", cart_rule);
   seen_t s = {0};
-  decide_t *d = new_decide(dir, &s);
+  decide_t *d = setup("clock", dir, &s);
   REQUIRE(d);
   add_to_cart(d, T0, 42);
   /* Replaying: the wall clock is far ahead but the watermark is not past the deadline. */
@@ -124,11 +126,8 @@ TEST(test_timers_follow_the_watermark_until_caught_up) {
 
 TEST(test_switched_off_rule_is_suppressed_and_remembered) {
   char dir[512];
-  snprintf(dir, sizeof dir, "%s", test_dir("onoff"));
-  mkdir(dir, 0700);
-  write_file(dir, "shop.rules", cart_rule);
   seen_t s = {0};
-  decide_t *d = new_decide(dir, &s);
+  decide_t *d = setup("onoff", dir, &s);
   REQUIRE(d);
   CHECK_INT(decide_set_enabled(d, "nope", 0), -ENOENT);
   CHECK_INT(decide_set_enabled(d, "cart", 0), 0);
