@@ -38,7 +38,7 @@ FUZZ_OBJ := $(LIB_SRC:%.c=build/fuzzobj/%.o) $(GEN_SRC:%.c=build/fuzzobj/%.o)
 UNITS    := $(UNIT_SRC:tests/unit/%.c=build/asan/%)
 FUZZERS  := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: soak tracker all run test unit fuzz fuzz-build bench-ingest chaos deps test-deps clean
+.PHONY: soak tracker all run test unit fuzz fuzz-build bench-ingest bench-actions chaos deps test-deps clean
 
 all: build/sluice build/geoip-country.mmdb
 
@@ -142,6 +142,10 @@ bench-ingest:
 	@$(MAKE) --no-print-directory build/sluice
 	@sh bench/ingest.sh
 	@bash bench/enrich.sh
+
+bench-actions:
+	@$(MAKE) --no-print-directory build/sluice
+	@sh bench/actions.sh
 
 clean:
 	rm -rf build
