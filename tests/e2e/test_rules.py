@@ -48,6 +48,7 @@ alert "traffic-spike" {
   every 1s
   above 5
   clear 1
+  webhook "crm"
 }
 """
 
@@ -69,12 +70,18 @@ class Rules:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def track(srv, anon, event, props=None, marketing=True):
-    body = {"type": "track", "event": event, "anonymousId": anon, "properties": props or {},
-            "messageId": str(uuid.uuid4()),
-            "context": {"consent": {"categoryPreferences": {"Analytics": True, "Marketing": marketing}}}}
-    st, _, data = srv.request("POST", "/v1/track", body=body)
+def send(srv, kind, body, marketing=True):
+    body = dict(body, messageId=str(uuid.uuid4()),
+                context={"consent": {"categoryPreferences": {"Analytics": True, "Marketing": marketing}}})
+    st, _, data = srv.request("POST", "/v1/" + kind, body=body)
     check(st == 200, (st, data))
+
+
+def track(srv, anon, event, props=None, marketing=True, user=None):
+    body = {"type": "track", "event": event, "anonymousId": anon, "properties": props or {}}
+    if user:
+        body["userId"] = user
+    send(srv, "track", body, marketing)
 
 
 def rules_get(srv):
@@ -117,6 +124,27 @@ def test_offer_reaches_the_open_page():
         wait_for(lambda: rules_get(srv)["stats"]["events"] >= 5, 10)
         check(rule(rules_get(srv), "repeat-viewer-offer")["fires"] == 1)
         check(rules_get(srv)["stats"]["skippedCap"] >= 1)
+        s.close()
+    finally:
+        srv.cleanup()
+        rules.cleanup()
+        rcv.close()
+
+
+def test_windows_follow_the_person_across_login():
+    rcv = Receiver()
+    rules = Rules(rcv.port)
+    srv = Server(args=rules.args()).start()
+    try:
+        anon, user = "anon-" + uuid.uuid4().hex, "user-" + uuid.uuid4().hex
+        s = Stream(srv.port, "/v1/offers?anonymousId=%s&token=%s" % (anon, token_for(srv, anon)))
+        track(srv, anon, "Product Viewed", {"product_id": "sku-4"})
+        track(srv, anon, "Product Viewed", {"product_id": "sku-4"})
+        # Logs in: the anonymous profile becomes the user's; the two views count.
+        send(srv, "identify", {"type": "identify", "anonymousId": anon, "userId": user})
+        track(srv, anon, "Product Viewed", {"product_id": "sku-4"}, user=user)
+        ev = s.next_event(timeout=10)
+        check(ev["json"]["rule"] == "repeat-viewer-offer" and ev["json"]["fields"]["product"] == "sku-4", ev)
         s.close()
     finally:
         srv.cleanup()
@@ -179,6 +207,32 @@ def test_pending_timer_survives_kill9_and_a_receiver_down():
         rules.cleanup()
         if rcv:
             rcv.close()
+
+
+def test_pending_timer_in_the_checkpoint_fires_after_kill9():
+    rcv = Receiver()
+    rules = Rules(rcv.port, wait="6s")
+    srv = Server(args=rules.args() + ["--checkpoint-interval-s=1"]).start()
+    try:
+        anon = "ckpt-" + uuid.uuid4().hex
+        track(srv, anon, "Product Added", {"product_id": "sku-8"})
+        wait_for(lambda: rules_get(srv)["stats"]["timersArmed"] == 1, 10)
+        snap = os.path.join(srv.data_dir, "state", "snapshot")
+        armed = time.time()
+        # A checkpoint written after the timer was armed holds it (its event is not replayed).
+        wait_for(lambda: os.path.exists(snap) and os.path.getmtime(snap) > armed + 0.1, 10)
+        srv.kill()
+        srv.start()
+        check(rules_get(srv)["stats"]["events"] == 0, "nothing replayed: the timer came from the checkpoint")
+        wait_for(lambda: len(rcv.delivered()) == 1, 15)
+        check(time.time() - armed >= 5.5, "fired before its deadline")
+        time.sleep(2)
+        check(len(rcv.delivered()) == 1, len(rcv.delivered()))
+        check(json.loads(rcv.delivered()[0]["body"])["payload"]["product"] == "sku-8")
+    finally:
+        srv.cleanup()
+        rules.cleanup()
+        rcv.close()
 
 
 def test_bad_rules_keep_the_running_set():
@@ -261,10 +315,23 @@ def test_kpi_alert_fires_and_resolves():
         a = rules_get(srv)["alerts"][0]
         check(a["firing"] is True and a["history"][0]["state"] == "firing", a)
         check(a["history"][0]["value"] > 5, a)
-        # No traffic: the 3 s window empties, the value falls below clear and it resolves.
+        # Hysteresis: 2-3 events in the 3 s window is below the threshold (5) but above
+        # clear (1): the alert keeps firing.
+        t_end = time.time() + 4
+        while time.time() < t_end:
+            track(srv, anon, "Button Clicked", {})
+            time.sleep(1)
+            check(metric(srv, 'sluice_alert_firing{alert="traffic-spike"}') == 1, "resolved too early")
+        check(len(rules_get(srv)["alerts"][0]["history"]) == 1)
+        # No traffic: the window empties, the value falls to clear and it resolves.
         wait_for(lambda: metric(srv, 'sluice_alert_firing{alert="traffic-spike"}') == 0, 15)
         a = rules_get(srv)["alerts"][0]
         check([h["state"] for h in a["history"]] == ["resolved", "firing"], a)
+        # Both changes were posted to the alert's webhook, signed.
+        wait_for(lambda: len(rcv.delivered()) == 2, 10)
+        states = [json.loads(r["body"])["payload"]["state"] for r in rcv.delivered()]
+        check(states == ["firing", "resolved"], states)
+        check(all(signature_ok(r) for r in rcv.delivered()))
     finally:
         srv.cleanup()
         rules.cleanup()
