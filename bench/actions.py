@@ -6,7 +6,7 @@ sample. Loopback, fsync always (the default), while a background thread sends pa
 events through POST /v1/batch at a target rate (events/s; the rate actually reached is
 printed, since one Python thread may not reach the target).
 
-    python3 bench/actions.py [SAMPLES] [RATE ...]     (default 200 samples; 1000 10000 50000)
+    python3 bench/actions.py [SAMPLES] [RATE ...]     (default 1000 samples; 1000 10000 50000)
     SLUICE_BIN=build/sluice by default."""
 import json
 import os
@@ -18,11 +18,11 @@ import uuid
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("SLUICE_BIN", os.path.join(ROOT, "build", "sluice"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
-from harness import Server, WRITE_KEY  # noqa: E402
+from harness import Server, WRITE_KEY, metric  # noqa: E402
 from test_actions import Stream, token_for  # noqa: E402
 from test_rules import Rules, track  # noqa: E402
 
-SAMPLES = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+SAMPLES = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 RATES = [int(r) for r in sys.argv[2:]] or [1000, 10000, 50000]
 BATCH = 200
 
@@ -43,7 +43,10 @@ def load(srv, rate, stop, sent):
             time.sleep(min(due - now, 0.01))
             continue
         c.request("POST", "/v1/batch", body=data, headers=h)
-        c.getresponse().read()
+        r = c.getresponse()
+        r.read()
+        if r.status != 200:
+            sys.exit("background batch answered %d" % r.status)
         sent[0] += BATCH
 
 
@@ -76,9 +79,12 @@ def main():
             stop.set()
             th.join()
             reached = sent[0] / (time.time() - t0)
+            if not th.is_alive() and sent[0] == 0:
+                sys.exit("no background load")
+            lag = metric(srv, "sluice_process_lag_events")
             print("background %6d ev/s target, %7.0f reached: event->offer ms p50 %.2f p99 %.2f "
-                  "p999 %.2f max %.2f (%d samples)" % (rate, reached, pct(lat, .5), pct(lat, .99),
-                                                       pct(lat, .999), max(lat), len(lat)))
+                  "p999 %.2f max %.2f (%d samples; processing lag at the end %d events)"
+                  % (rate, reached, pct(lat, .5), pct(lat, .99), pct(lat, .999), max(lat), len(lat), lag))
             sys.stdout.flush()
     finally:
         srv.cleanup()
