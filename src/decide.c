@@ -47,7 +47,7 @@ struct decide {
   size_t nrs, caprs;
   alert_stat_t *as;
   size_t nas, capas;
-  uint64_t suppressed, alert_webhook_errors;
+  uint64_t suppressed, stale, alert_webhook_errors;
 };
 
 /* ---- per-rule and per-alert records ---- */
@@ -101,6 +101,10 @@ static int on_alert(decide_t *d, const action_t *a) {
 static int on_action(void *ud, const action_t *a) {
   decide_t *d = ud;
   if (a->kind == ACTION_ALERT) return on_alert(d, a);
+  if (a->decided_us < clock_wall_us() - DECIDE_MAX_AGE_US) {
+    d->stale++; /* replayed history or an old event: decided, not carried out */
+    return 0;
+  }
   rule_stat_t *e = rule_stat(d, a->rule);
   if (e->disabled) {
     d->suppressed++;
@@ -382,12 +386,13 @@ void decide_describe(const decide_t *d, buf_t *out) {
   rules_stats_t st;
   rules_stats(d->r, &st);
   buf_printf(out,
-             "],\"stats\":{\"events\":%llu,\"actions\":%llu,\"suppressed\":%llu,"
+             "],\"stats\":{\"events\":%llu,\"actions\":%llu,\"suppressed\":%llu,\"stale\":%llu,"
              "\"skippedConsent\":%llu,\"skippedCap\":%llu,\"skippedLimit\":%llu,"
              "\"timersArmed\":%llu,\"timersFired\":%llu,\"timersCancelled\":%llu,"
              "\"users\":%llu,\"memoryBytes\":%zu}}",
              (unsigned long long)st.events, (unsigned long long)st.actions,
-             (unsigned long long)d->suppressed, (unsigned long long)st.skipped_consent,
+             (unsigned long long)d->suppressed, (unsigned long long)d->stale,
+             (unsigned long long)st.skipped_consent,
              (unsigned long long)st.skipped_cap, (unsigned long long)st.skipped_limit,
              (unsigned long long)st.timers_armed, (unsigned long long)st.timers_fired,
              (unsigned long long)st.timers_cancelled, (unsigned long long)st.users,

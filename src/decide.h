@@ -21,6 +21,14 @@
  * the set of switched-off names is kept in <state dir>/rules-disabled (one name a line,
  * written atomically), so it survives restarts and rebuilds.
  *
+ * Age. An action whose decision time (its event's time, or a timer's deadline) is more
+ * than DECIDE_MAX_AGE_US before the wall clock is not carried out (counted as stale):
+ * replaying the log from 0 (no usable snapshot, an upgrade, an erasure's rebuild) decides
+ * its whole history again, and the sinks only remember what they did for a while (the
+ * webhook outbox 7 days, the collector's dedup 24 hours); imported old events and a
+ * timer that came due during a long outage do not act either. The engine's state and the
+ * keys do not depend on it.
+ *
  * Fire counts and last fire times are counted since start (a replay after a restart counts
  * again what it re-decides). Alert transitions: the last DECIDE_ALERT_HISTORY per alert.
  * An alert naming a webhook (`webhook "NAME"` in its declaration) also has its state
@@ -41,6 +49,7 @@
 #include "util/buf.h"
 
 #define DECIDE_ALERT_HISTORY 20
+#define DECIDE_MAX_AGE_US (3600LL * 1000000) /* older decisions are not carried out */
 #define DECIDE_NAME_MAX 128 /* rule file names for decide_put_file */
 
 typedef struct decide decide_t;

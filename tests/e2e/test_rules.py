@@ -2,7 +2,7 @@
 the real binary. An offer rule reaches a subscribed SSE client (latency printed); an
 absence timer fires with no further traffic, once, signed; a purchase in the window
 cancels it; a pending timer survives kill -9; a receiver down across a restart still gets
-the action; a bad rules file (PUT and SIGHUP) keeps the running rules and says
+the action; an event two hours old decides but does not act; a bad rules file (PUT and SIGHUP) keeps the running rules and says
 file:line:col; no action without marketing consent; a KPI alert fires and resolves."""
 import json
 import os
@@ -296,6 +296,25 @@ def test_no_action_without_marketing_consent():
         # The same with consent does fire (the rule is not simply broken).
         track(srv, "mkt-" + uuid.uuid4().hex, "Product Added", {"product_id": "sku-1"})
         wait_for(lambda: len(rcv.delivered()) == 1, 15)
+    finally:
+        srv.cleanup()
+        rules.cleanup()
+        rcv.close()
+
+
+def test_old_events_decide_but_do_not_act():
+    rcv = Receiver()
+    rules = Rules(rcv.port, wait="1s")
+    srv = Server(args=rules.args()).start()
+    try:
+        old = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2 * 3600))
+        send(srv, "track", {"type": "track", "event": "Product Added", "anonymousId": "old-1",
+                            "properties": {"product_id": "sku-1"}, "timestamp": old})
+        wait_for(lambda: rules_get(srv)["stats"]["stale"] == 1, 15)
+        check(rules_get(srv)["stats"]["timersFired"] == 1)
+        track(srv, "new-" + uuid.uuid4().hex, "Product Added", {"product_id": "sku-2"})
+        wait_for(lambda: len(rcv.delivered()) == 1, 15)
+        check(json.loads(rcv.delivered()[0]["body"])["payload"]["product"] == "sku-2")
     finally:
         srv.cleanup()
         rules.cleanup()
