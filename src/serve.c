@@ -404,8 +404,9 @@ static int to_act(void *ud, const action_t *a) {
 static int kpi_value(void *ud, const rules_alert_t *a, int64_t now_us, double *value) {
   server_t *s = ud;
   if (a->segment) return -ENOTSUP;
-  query_stores_t st = {process_events(s->process), process_sessions(s->process),
-                       process_conversion_event(s->process), NULL, NULL};
+  query_stores_t st = {.events = process_events(s->process),
+                       .sessions = process_sessions(s->process),
+                       .conversion_event = process_conversion_event(s->process)};
   buf_t q = BUF_INIT, out = BUF_INIT;
   buf_puts(&q, "{\"type\":\"kpi\",\"kpi\":");
   buf_json_str(&q, a->kpi);

@@ -4,6 +4,7 @@ absence timer fires with no further traffic, once, signed; a purchase in the win
 cancels it; a pending timer survives kill -9; a receiver down across a restart still gets
 the action; an event two hours old decides but does not act; a bad rules file (PUT and SIGHUP) keeps the running rules and says
 file:line:col; no action without marketing consent; a KPI alert fires and resolves."""
+import contextlib
 import json
 import os
 import shutil
@@ -70,6 +71,20 @@ class Rules:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def running(wait="2s", extra="", args=()):
+    """A receiver, a rules dir for it and a server using both: (srv, rcv, rules)."""
+    rcv = Receiver()
+    rules = Rules(rcv.port, wait=wait, extra=extra)
+    srv = Server(args=rules.args() + list(args)).start()
+    try:
+        yield srv, rcv, rules
+    finally:
+        srv.cleanup()
+        rules.cleanup()
+        rcv.close()
+
+
 def send(srv, kind, body, marketing=True):
     body = dict(body, messageId=str(uuid.uuid4()),
                 context={"consent": {"categoryPreferences": {"Analytics": True, "Marketing": marketing}}})
@@ -101,10 +116,7 @@ def put_rules(srv, name, text):
 
 
 def test_offer_reaches_the_open_page():
-    rcv = Receiver()
-    rules = Rules(rcv.port)
-    srv = Server(args=rules.args()).start()
-    try:
+    with running() as (srv, rcv, rules):
         anon = "visitor-" + uuid.uuid4().hex
         s = Stream(srv.port, "/v1/offers?anonymousId=%s&token=%s" % (anon, token_for(srv, anon)))
         check(s.status == 200, s.head)
@@ -125,17 +137,10 @@ def test_offer_reaches_the_open_page():
         check(rule(rules_get(srv), "repeat-viewer-offer")["fires"] == 1)
         check(rules_get(srv)["stats"]["skippedCap"] >= 1)
         s.close()
-    finally:
-        srv.cleanup()
-        rules.cleanup()
-        rcv.close()
 
 
 def test_windows_follow_the_person_across_login():
-    rcv = Receiver()
-    rules = Rules(rcv.port)
-    srv = Server(args=rules.args()).start()
-    try:
+    with running() as (srv, rcv, rules):
         anon, user = "anon-" + uuid.uuid4().hex, "user-" + uuid.uuid4().hex
         s = Stream(srv.port, "/v1/offers?anonymousId=%s&token=%s" % (anon, token_for(srv, anon)))
         track(srv, anon, "Product Viewed", {"product_id": "sku-4"})
@@ -146,17 +151,10 @@ def test_windows_follow_the_person_across_login():
         ev = s.next_event(timeout=10)
         check(ev["json"]["rule"] == "repeat-viewer-offer" and ev["json"]["fields"]["product"] == "sku-4", ev)
         s.close()
-    finally:
-        srv.cleanup()
-        rules.cleanup()
-        rcv.close()
 
 
 def test_absence_timer_fires_once_and_a_purchase_cancels_it():
-    rcv = Receiver()
-    rules = Rules(rcv.port)
-    srv = Server(args=rules.args()).start()
-    try:
+    with running() as (srv, rcv, rules):
         a, b = "cart-" + uuid.uuid4().hex, "buyer-" + uuid.uuid4().hex
         track(srv, a, "Product Added", {"product_id": "sku-9"})
         track(srv, b, "Product Added", {"product_id": "sku-7"})
@@ -174,10 +172,6 @@ def test_absence_timer_fires_once_and_a_purchase_cancels_it():
         info = rules_get(srv)
         check(info["stats"]["timersCancelled"] == 1 and info["stats"]["timersFired"] == 1, info["stats"])
         check(rule(info, "cart-abandoned")["fires"] == 1 and rule(info, "cart-abandoned")["lastFire"], info)
-    finally:
-        srv.cleanup()
-        rules.cleanup()
-        rcv.close()
 
 
 def test_pending_timer_survives_kill9_and_a_receiver_down():
@@ -210,10 +204,7 @@ def test_pending_timer_survives_kill9_and_a_receiver_down():
 
 
 def test_pending_timer_in_the_checkpoint_fires_after_kill9():
-    rcv = Receiver()
-    rules = Rules(rcv.port, wait="6s")
-    srv = Server(args=rules.args() + ["--checkpoint-interval-s=1"]).start()
-    try:
+    with running(wait="6s", args=["--checkpoint-interval-s=1"]) as (srv, rcv, rules):
         anon = "ckpt-" + uuid.uuid4().hex
         track(srv, anon, "Product Added", {"product_id": "sku-8"})
         wait_for(lambda: rules_get(srv)["stats"]["timersArmed"] == 1, 10)
@@ -229,17 +220,10 @@ def test_pending_timer_in_the_checkpoint_fires_after_kill9():
         time.sleep(2)
         check(len(rcv.delivered()) == 1, len(rcv.delivered()))
         check(json.loads(rcv.delivered()[0]["body"])["payload"]["product"] == "sku-8")
-    finally:
-        srv.cleanup()
-        rules.cleanup()
-        rcv.close()
 
 
 def test_bad_rules_keep_the_running_set():
-    rcv = Receiver()
-    rules = Rules(rcv.port)
-    srv = Server(args=rules.args()).start()
-    try:
+    with running() as (srv, rcv, rules):
         bad = 'rule "x" {\n  on track "A"\n  do offer  { }\n}\n'
         st, b = put_rules(srv, "extra.rules", bad)
         check(st == 400 and b["error"] == "invalid_rules", (st, b))
@@ -277,17 +261,10 @@ def test_bad_rules_keep_the_running_set():
         st, _, _ = srv.request("PUT", "/v1/rules/nope/enabled", body={"enabled": False},
                                headers={"Authorization": "Bearer " + ADMIN_KEY})
         check(st == 404, st)
-    finally:
-        srv.cleanup()
-        rules.cleanup()
-        rcv.close()
 
 
 def test_no_action_without_marketing_consent():
-    rcv = Receiver()
-    rules = Rules(rcv.port, wait="1s")
-    srv = Server(args=rules.args()).start()
-    try:
+    with running(wait="1s") as (srv, rcv, rules):
         anon = "nomkt-" + uuid.uuid4().hex
         track(srv, anon, "Product Added", {"product_id": "sku-1"}, marketing=False)
         wait_for(lambda: rules_get(srv)["stats"]["skippedConsent"] >= 1, 15)
@@ -296,17 +273,10 @@ def test_no_action_without_marketing_consent():
         # The same with consent does fire (the rule is not simply broken).
         track(srv, "mkt-" + uuid.uuid4().hex, "Product Added", {"product_id": "sku-1"})
         wait_for(lambda: len(rcv.delivered()) == 1, 15)
-    finally:
-        srv.cleanup()
-        rules.cleanup()
-        rcv.close()
 
 
 def test_old_events_decide_but_do_not_act():
-    rcv = Receiver()
-    rules = Rules(rcv.port, wait="1s")
-    srv = Server(args=rules.args()).start()
-    try:
+    with running(wait="1s") as (srv, rcv, rules):
         old = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2 * 3600))
         send(srv, "track", {"type": "track", "event": "Product Added", "anonymousId": "old-1",
                             "properties": {"product_id": "sku-1"}, "timestamp": old})
@@ -315,17 +285,10 @@ def test_old_events_decide_but_do_not_act():
         track(srv, "new-" + uuid.uuid4().hex, "Product Added", {"product_id": "sku-2"})
         wait_for(lambda: len(rcv.delivered()) == 1, 15)
         check(json.loads(rcv.delivered()[0]["body"])["payload"]["product"] == "sku-2")
-    finally:
-        srv.cleanup()
-        rules.cleanup()
-        rcv.close()
 
 
 def test_kpi_alert_fires_and_resolves():
-    rcv = Receiver()
-    rules = Rules(rcv.port, extra=ALERT)
-    srv = Server(args=rules.args()).start()
-    try:
+    with running(extra=ALERT) as (srv, rcv, rules):
         check(metric(srv, 'sluice_alert_firing{alert="traffic-spike"}') == 0)
         anon = "spike-" + uuid.uuid4().hex
         for i in range(12):
@@ -351,10 +314,6 @@ def test_kpi_alert_fires_and_resolves():
         states = [json.loads(r["body"])["payload"]["state"] for r in rcv.delivered()]
         check(states == ["firing", "resolved"], states)
         check(all(signature_ok(r) for r in rcv.delivered()))
-    finally:
-        srv.cleanup()
-        rules.cleanup()
-        rcv.close()
 
 
 if __name__ == "__main__":
