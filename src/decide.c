@@ -7,19 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 #include "util/clock.h"
 #include "util/file.h"
 #include "util/mem.h"
 #include "webhook.h"
-
-/* What is counted per rule name (kept across reloads by name). */
-typedef struct rule_stat {
-  char *name;
-  uint64_t fires;
-  int64_t last_us;      /* decision time of the last fire, 0 never */
-  uint64_t last_offset; /* a rule's actions of one decision count as one fire */
-  int disabled;
-} rule_stat_t;
 
 typedef struct alert_hist {
   int64_t t_us;
@@ -27,13 +21,17 @@ typedef struct alert_hist {
   int firing;
 } alert_hist_t;
 
-typedef struct alert_stat {
+/* What is counted per rule or alert name (names are unique across both in a set; kept
+ * across reloads by name). */
+typedef struct named {
   char *name;
-  int firing;
-  double value;
-  alert_hist_t hist[DECIDE_ALERT_HISTORY]; /* ring, newest at (nhist - 1) % N */
+  uint64_t fires;
+  int64_t last_us;      /* decision time of the last fire, 0 never */
+  uint64_t last_offset; /* a rule's actions of one decision count as one fire */
+  int disabled;
+  alert_hist_t *hist;   /* alerts: ring of DECIDE_ALERT_HISTORY, newest at (nhist-1) % N */
   size_t nhist;
-} alert_stat_t;
+} named_t;
 
 struct decide {
   rules_t *r;
@@ -43,32 +41,40 @@ struct decide {
   rules_kpi_fn kpi;
   void *kpi_ud;
   rules_opts_t eo;
-  rule_stat_t *rs;
+  named_t *rs;            /* records, in order of first use */
   size_t nrs, caprs;
-  alert_stat_t *as;
-  size_t nas, capas;
+  uint32_t *idx;          /* open addressing over rs by name hash: index + 1, 0 empty */
+  size_t idxcap;          /* a power of two, at least twice nrs */
   uint64_t suppressed, stale, alert_webhook_errors;
 };
 
 /* ---- per-rule and per-alert records ---- */
 
-static rule_stat_t *rule_stat(decide_t *d, const char *name) {
-  for (size_t i = 0; i < d->nrs; i++)
-    if (!strcmp(d->rs[i].name, name)) return &d->rs[i];
-  if (d->nrs == d->caprs) d->rs = xrealloc(d->rs, (d->caprs = d->caprs * 2 + 16) * sizeof *d->rs);
-  rule_stat_t *e = &d->rs[d->nrs++];
-  memset(e, 0, sizeof *e);
-  e->name = xstrdup(name);
-  return e;
+static uint64_t name_hash(const char *name) { return XXH3_64bits(name, strlen(name)); }
+
+/* The first empty slot of the probe sequence of h. */
+static size_t empty_slot(const decide_t *d, uint64_t h) {
+  size_t mask = d->idxcap - 1, i = h & mask;
+  while (d->idx[i]) i = (i + 1) & mask;
+  return i;
 }
 
-static alert_stat_t *alert_stat(decide_t *d, const char *name) {
-  for (size_t i = 0; i < d->nas; i++)
-    if (!strcmp(d->as[i].name, name)) return &d->as[i];
-  if (d->nas == d->capas) d->as = xrealloc(d->as, (d->capas = d->capas * 2 + 8) * sizeof *d->as);
-  alert_stat_t *e = &d->as[d->nas++];
+/* The record of name, created when absent. */
+static named_t *named(decide_t *d, const char *name) {
+  uint64_t h = name_hash(name);
+  for (size_t i = h & (d->idxcap - 1); d->idxcap && d->idx[i]; i = (i + 1) & (d->idxcap - 1))
+    if (!strcmp(d->rs[d->idx[i] - 1].name, name)) return &d->rs[d->idx[i] - 1];
+  if (2 * (d->nrs + 1) > d->idxcap) { /* grow and rehash */
+    free(d->idx);
+    d->idxcap = d->idxcap ? d->idxcap * 2 : 64;
+    d->idx = xcalloc(d->idxcap, sizeof *d->idx);
+    for (size_t k = 0; k < d->nrs; k++) d->idx[empty_slot(d, name_hash(d->rs[k].name))] = (uint32_t)k + 1;
+  }
+  if (d->nrs == d->caprs) d->rs = xrealloc(d->rs, (d->caprs = d->caprs * 2 + 16) * sizeof *d->rs);
+  named_t *e = &d->rs[d->nrs];
   memset(e, 0, sizeof *e);
   e->name = xstrdup(name);
+  d->idx[empty_slot(d, h)] = (uint32_t)++d->nrs;
   return e;
 }
 
@@ -81,12 +87,13 @@ static const rules_alert_t *find_alert(const rules_set_t *s, const char *name) {
 
 /* An alert's state change: remember it, post it to the alert's webhook. */
 static int on_alert(decide_t *d, const action_t *a) {
-  alert_stat_t *e = alert_stat(d, a->rule);
+  named_t *e = named(d, a->rule);
+  if (!e->hist) e->hist = xcalloc(DECIDE_ALERT_HISTORY, sizeof *e->hist);
   const char *v = strstr(a->payload, "\"value\":");
-  e->value = v ? strtod(v + 8, NULL) : NAN;
-  e->firing = strstr(a->payload, "\"state\":\"firing\"") != NULL;
   alert_hist_t *h = &e->hist[e->nhist++ % DECIDE_ALERT_HISTORY];
-  h->t_us = a->decided_us, h->value = e->value, h->firing = e->firing;
+  h->t_us = a->decided_us;
+  h->value = v ? strtod(v + 8, NULL) : NAN;
+  h->firing = strstr(a->payload, "\"state\":\"firing\"") != NULL;
   const rules_alert_t *def = find_alert(rules_current(d->r), a->rule);
   if (!def || !def->webhook || !d->sink) return 0;
   action_t w = *a;
@@ -105,7 +112,7 @@ static int on_action(void *ud, const action_t *a) {
     d->stale++; /* replayed history or an old event: decided, not carried out */
     return 0;
   }
-  rule_stat_t *e = rule_stat(d, a->rule);
+  named_t *e = named(d, a->rule);
   if (e->disabled) {
     d->suppressed++;
     return 0;
@@ -125,7 +132,7 @@ static void load_disabled(decide_t *d) {
   char line[RULES_VALUE_MAX];
   while (fgets(line, sizeof line, f)) {
     line[strcspn(line, "\n")] = 0;
-    if (*line) rule_stat(d, line)->disabled = 1;
+    if (*line) named(d, line)->disabled = 1;
   }
   fclose(f);
 }
@@ -171,10 +178,12 @@ fail:
 void decide_free(decide_t *d) {
   if (!d) return;
   rules_free(d->r);
-  for (size_t i = 0; i < d->nrs; i++) free(d->rs[i].name);
-  for (size_t i = 0; i < d->nas; i++) free(d->as[i].name);
+  for (size_t i = 0; i < d->nrs; i++) {
+    free(d->rs[i].name);
+    free(d->rs[i].hist);
+  }
   free(d->rs);
-  free(d->as);
+  free(d->idx);
   free(d->dir);
   free(d->disabled_path);
   free(d);
@@ -308,7 +317,7 @@ int decide_set_enabled(decide_t *d, const char *rule, int enabled) {
   for (i = 0; (n = rules_set_rule_name(s, i)); i++)
     if (!strcmp(n, rule)) break;
   if (!n) return -ENOENT;
-  rule_stat_t *e = rule_stat(d, rule);
+  named_t *e = named(d, rule);
   int was = e->disabled;
   e->disabled = !enabled;
   int rc = save_disabled(d);
@@ -336,12 +345,12 @@ static void put_time(buf_t *b, int64_t us) {
 }
 
 void decide_describe(const decide_t *d, buf_t *out) {
-  decide_t *m = (decide_t *)d; /* rule_stat may add a record: counters only */
+  decide_t *m = (decide_t *)d; /* named() may add a record: counters only */
   const rules_set_t *s = rules_current(d->r);
   const char *n;
   buf_puts(out, "{\"rules\":[");
   for (size_t i = 0; (n = rules_set_rule_name(s, i)); i++) {
-    rule_stat_t *e = rule_stat(m, n);
+    named_t *e = named(m, n);
     buf_puts(out, i ? ",{\"name\":" : "{\"name\":");
     buf_json_str(out, n);
     buf_printf(out, ",\"enabled\":%s,\"fires\":%llu,\"lastFire\":", e->disabled ? "false" : "true",
@@ -352,7 +361,7 @@ void decide_describe(const decide_t *d, buf_t *out) {
   buf_puts(out, "],\"alerts\":[");
   const rules_alert_t *a;
   for (size_t i = 0; (a = rules_set_alert(s, i)); i++) {
-    alert_stat_t *e = alert_stat(m, a->name);
+    named_t *e = named(m, a->name);
     buf_puts(out, i ? ",{\"name\":" : "{\"name\":");
     buf_json_str(out, a->name);
     buf_puts(out, ",\"kpi\":");

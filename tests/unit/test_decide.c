@@ -149,12 +149,41 @@ TEST(test_switched_off_rule_is_suppressed_and_remembered) {
   decide_free(d);
 }
 
+TEST(test_many_rules_are_listed_with_their_switches) {
+  char dir[512];
+  snprintf(dir, sizeof dir, "%s", test_dir("many"));
+  mkdir(dir, 0700);
+  buf_t text = BUF_INIT;
+  for (int i = 0; i < 3000; i++) buf_printf(&text, "rule \"r%d\" { on page do segment add \"s\" }\n", i);
+  write_file(dir, "many.rules", text.data);
+  buf_free(&text);
+  seen_t s = {0};
+  decide_t *d = new_decide(dir, &s);
+  REQUIRE(d);
+  for (int i = 0; i < 3000; i += 7) {
+    char n[16];
+    snprintf(n, sizeof n, "r%d", i);
+    CHECK_INT(decide_set_enabled(d, n, 0), 0);
+  }
+  buf_t b = BUF_INIT;
+  decide_describe(d, &b);
+  int off = 0, on = 0;
+  for (const char *p = b.data; (p = strstr(p, "\"enabled\":")); p++) p[10] == 'f' ? off++ : on++;
+  CHECK_INT(off, 429);
+  CHECK_INT(on, 2571);
+  CHECK(strstr(b.data, "{\"name\":\"r2999\",\"enabled\":true,\"fires\":0,\"lastFire\":null}") != NULL);
+  CHECK(strstr(b.data, "{\"name\":\"r14\",\"enabled\":false,") != NULL);
+  buf_free(&b);
+  decide_free(d);
+}
+
 int main(void) {
   if (tmpdir_init("decide") != 0) return 1;
   RUN(test_bad_file_at_start_stops_it);
   RUN(test_upload_compiles_the_whole_set_first);
   RUN(test_timers_follow_the_watermark_until_caught_up);
   RUN(test_switched_off_rule_is_suppressed_and_remembered);
+  RUN(test_many_rules_are_listed_with_their_switches);
   tmpdir_finish();
   return TEST_REPORT("test_decide");
 }
