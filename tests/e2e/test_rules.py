@@ -263,6 +263,24 @@ def test_bad_rules_keep_the_running_set():
         check(st == 404, st)
 
 
+def test_a_bad_file_stops_the_start():
+    rules = Rules(1)
+    with open(os.path.join(rules.dir, "zz.rules"), "w") as f:
+        f.write('alert "a" {\n  kpi "orders"\n  over 1h\n  below\n}\n')
+    srv = Server(args=rules.args())
+    try:
+        try:
+            srv.start(timeout=10)
+            check(False, "started with a broken rules file")
+        except RuntimeError:
+            pass
+        check("cannot load the rules" in srv.log_text() and "zz.rules:5:1:" in srv.log_text(),
+              srv.log_text()[-500:])
+    finally:
+        srv.cleanup()
+        rules.cleanup()
+
+
 def test_no_action_without_marketing_consent():
     with running(wait="1s") as (srv, rcv, rules):
         anon = "nomkt-" + uuid.uuid4().hex
