@@ -8,11 +8,12 @@
  * counts, alert history, the listing GET /v1/rules shows) lives here, so serve wires one
  * object and the data still flows one way: log -> process -> decide -> act.
  *
- * Clock. While the process stage is replaying the log (behind its end), absence timers
- * fire only by the event-time watermark (the newest event time read), so a replay from a
- * checkpoint re-decides exactly what the live run decided, with the same keys. Once it
- * has caught up, timers fire by max(watermark, wall clock): an absence timer fires when
- * its deadline passes even with no traffic. A timer's decision time (and key) is its
+ * Clock. While the process stage replays the log (from its snapshot or from 0, until it
+ * first reaches the log's end; a backlog of live traffic later does not count), absence
+ * timers fire only by the event-time watermark (the newest event time read), so a replay
+ * from a checkpoint re-decides exactly what the live run decided, with the same keys.
+ * Once it has caught up, timers fire by max(watermark, wall clock): an absence timer
+ * fires when its deadline passes even with no traffic. A timer's decision time (and key) is its
  * deadline either way. KPI alerts are evaluated only when caught up (a half-replayed
  * rollup would breach thresholds that were never breached).
  *
@@ -82,7 +83,8 @@ uint64_t decide_key_before(const profile_store_t *ps, const evfields_t *e);
  * unused), for counter("..."). */
 void decide_event(decide_t *d, const evfields_t *e, const log_record_t *rec,
                   const char *const *kinds, const profile_t *prof, uint64_t key_before);
-/* Once a second: timers (see Clock) and, when caught_up, KPI alerts. */
+/* Once a second: timers (see Clock) and, when caught_up (the stage reached the log's
+ * end once since it started or rebuilt), KPI alerts. */
 void decide_tick(decide_t *d, int64_t watermark_us, int64_t wall_us, int caught_up);
 /* Snapshot part: append the engine's state; load one (0, or a negative errno: the caller
  * rebuilds from the log); forget every person's state (erasure rebuild). */

@@ -62,6 +62,7 @@ struct process {
   uint64_t checkpoint_ms;
   sse_hub_t *hub;
   decide_t *decide; /* borrowed, may be NULL: no rules */
+  int replayed;     /* reached the log's end once since start or rebuild (then: live) */
   profile_opts_t popts;
   char *kinds[PROFILE_KINDS];
   char *conversion;
@@ -327,6 +328,7 @@ static int slice(process_t *p, size_t max, int64_t budget_us) {
     if (budget_us && (n & 255) == 0 && clock_mono_us() - t0 >= budget_us) return 1;
   }
   profile_sweep(p->profiles, p->watermark_us, SWEEP_BUDGET);
+  p->replayed = 1;
   return 0;
 }
 
@@ -383,6 +385,7 @@ static void rebuild_now(process_t *p) {
   log_reader_close(p->reader);
   p->reader = NULL;
   if (p->decide) decide_reset(p->decide);
+  p->replayed = 0;
   p->offset = 0;
   p->watermark_us = 0;
   p->st.read_error = 0;
@@ -423,9 +426,7 @@ static void on_live(uv_timer_t *t) {
   rollup_advance(p->events);
   rollup_advance(p->sessions);
   int64_t now_mono = clock_mono_us(), now = clock_wall_us();
-  if (p->decide)
-    decide_tick(p->decide, p->watermark_us, now,
-                !p->idle_active && !p->st.read_error && p->offset >= log_end_offset(p->log));
+  if (p->decide) decide_tick(p->decide, p->watermark_us, now, p->replayed);
   double secs = (double)(now_mono - p->tick_mono_us) / 1e6;
   if (secs <= 0) secs = 1;
   rollup_totals_t tot = {0};
