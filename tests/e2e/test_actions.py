@@ -130,7 +130,8 @@ def test_webhook_retries_until_2xx_and_delivers_once():
         st, _ = admin(srv, "POST", "/v1/actions", dict(act, key="rule1-0002"))
         wait_for(lambda: len(rcv.delivered("rule1-0002")) == 1, 20)
         check(len(rcv.delivered("rule1-0001")) == 1, "delivered twice")
-        check(metric(srv, "sluice_webhook_delivered_total") == 2)
+        # The receiver has the request before sluice has read its answer: wait for that.
+        wait_for(lambda: metric(srv, "sluice_webhook_delivered_total") == 2, 10)
         check(metric(srv, "sluice_webhook_retries_total") == 3)
         check(metric(srv, "sluice_webhook_outbox_depth") == 0)
         # A tampered body does not verify under the secret.
@@ -220,6 +221,9 @@ def test_pending_webhook_survives_kill9():
         check(json.loads(rcv.delivered("crash-0001")[0]["body"])["payload"] == {"n": 1})
         check(signature_ok(rcv.delivered("crash-0001")[0]))
         # Delivered before this restart: the key is remembered, nothing goes out again.
+        # (The receiver has the request before sluice has read the 200 and journalled the
+        # delivery; stopping in between would rightly deliver it again, same key.)
+        wait_for(lambda: metric(srv, "sluice_webhook_outbox_depth") == 0, 10)
         srv.stop()
         srv.start()
         st, _ = admin(srv, "POST", "/v1/actions", {"kind": "webhook", "target": "crm",
