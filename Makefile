@@ -43,7 +43,7 @@ TSAN_OBJ := $(LIB_SRC:%.c=build/tsan/%.o) $(GEN_SRC:%.c=build/tsan/%.o)
 TSAN_UNITS := $(UNIT_SRC:tests/unit/%.c=build/tsan/%)
 FUZZERS  := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: tsan soak tracker all run test unit fuzz fuzz-build bench-ingest bench-query chaos deps test-deps clean
+.PHONY: tsan soak tracker all run test unit fuzz fuzz-build bench-ingest bench-query bench-actions chaos deps test-deps clean
 
 all: build/sluice build/geoip-country.mmdb
 
@@ -172,6 +172,10 @@ bench-ingest:
 	@$(MAKE) --no-print-directory build/sluice
 	@sh bench/ingest.sh
 	@bash bench/enrich.sh
+
+bench-actions:
+	@$(MAKE) --no-print-directory build/sluice
+	@sh bench/actions.sh
 
 clean:
 	rm -rf build

@@ -21,6 +21,7 @@ struct act {
   collect_t *collect;
   offers_t *offers;
   webhook_t *webhook;
+  size_t nendpoints; /* configured plus declared in rules files */
   uint64_t emitted, emit_failed, unsupported, sink_errors, no_consent;
   buf_t scratch;
 };
@@ -130,6 +131,27 @@ int act_sink(void *ud, const action_t *x) { return dispatch(ud, x, NULL); }
 
 /* ---- life cycle ---- */
 
+int act_set_endpoints(act_t *a, const webhook_endpoint_t *extra, size_t nextra, char *err,
+                      size_t errlen) {
+  const strlist_t *l = &a->cfg->webhook_endpoints;
+  size_t n = l->n + nextra;
+  webhook_endpoint_t *eps = xcalloc(n ? n : 1, sizeof *eps);
+  char **bufs = xcalloc(l->n ? l->n : 1, sizeof *bufs);
+  int rc = 0;
+  for (size_t i = 0; i < l->n && !rc; i++) {
+    size_t len = strlen(l->items[i]) + 1;
+    bufs[i] = xmalloc(len);
+    rc = webhook_parse_endpoint(l->items[i], &eps[i], bufs[i], len, err, errlen);
+  }
+  if (nextra) memcpy(eps + l->n, extra, nextra * sizeof *eps);
+  if (!rc) rc = webhook_set_endpoints(a->webhook, eps, n, err, errlen);
+  if (!rc) a->nendpoints = n;
+  for (size_t i = 0; i < l->n; i++) free(bufs[i]);
+  free(bufs);
+  free(eps);
+  return rc;
+}
+
 act_t *act_new(const act_deps_t *d, char *err, size_t errlen) {
   act_t *a = xcalloc(1, sizeof *a);
   a->cfg = d->cfg;
@@ -139,19 +161,7 @@ act_t *act_new(const act_deps_t *d, char *err, size_t errlen) {
   webhook_opts_t wo;
   webhook_opts_from_config(d->cfg, d->loop, &wo, dir, sizeof dir);
   if (!(a->webhook = webhook_new(&wo, err, errlen))) goto fail;
-  const strlist_t *l = &d->cfg->webhook_endpoints;
-  webhook_endpoint_t *eps = xcalloc(l->n ? l->n : 1, sizeof *eps);
-  char **bufs = xcalloc(l->n ? l->n : 1, sizeof *bufs);
-  int rc = 0;
-  for (size_t i = 0; i < l->n && !rc; i++) {
-    size_t n = strlen(l->items[i]) + 1;
-    bufs[i] = xmalloc(n);
-    rc = webhook_parse_endpoint(l->items[i], &eps[i], bufs[i], n, err, errlen);
-  }
-  if (!rc) rc = webhook_set_endpoints(a->webhook, eps, l->n, err, errlen);
-  for (size_t i = 0; i < l->n; i++) free(bufs[i]);
-  free(bufs);
-  free(eps);
+  int rc = act_set_endpoints(a, NULL, 0, err, errlen);
   if (rc) goto fail;
   return a;
 fail:
@@ -363,7 +373,7 @@ int act_handle(act_t *a, http_req_t *r) {
 void act_summary(const act_t *a, size_t *endpoints, uint64_t *pending, uint64_t *dead) {
   webhook_stats_t ws;
   webhook_stats(a->webhook, &ws);
-  *endpoints = a->cfg->webhook_endpoints.n;
+  *endpoints = a->nendpoints;
   *pending = ws.pending;
   *dead = ws.dead;
 }

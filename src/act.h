@@ -44,6 +44,12 @@ act_t *act_new(const act_deps_t *deps, char *err, size_t errlen);
 /* Stop delivering (transfers abort, stay pending) and close loop handles; run the loop,
  * then act_free. */
 void act_stop(act_t *a);
+/* Replace the webhook endpoints by those of the webhook-endpoints option plus extra[0..n)
+ * (those the rules files declare; copied). Returns 0, or -EINVAL with a message in err
+ * (a bad endpoint or a name given twice: nothing replaced). */
+struct webhook_endpoint;
+int act_set_endpoints(act_t *a, const struct webhook_endpoint *extra, size_t n, char *err,
+                      size_t errlen);
 void act_free(act_t *a);
 
 /* The action_sink_fn of the rules engine: ud is the act_t. Returns what the kind's sink

@@ -15,7 +15,7 @@
 enum {
   F_TYPE, F_EVENT, F_USER, F_ANON, F_PREV, F_TS, F_RECV, F_REVENUE, F_TOTAL, F_URL, F_PATH,
   F_SOURCE, F_MEDIUM, F_CAMPAIGN, F_REFCLASS, F_COUNTRY, F_DEVICE, F_BROWSER, F_PSESSION,
-  F_CSESSION, F_COUNT
+  F_CSESSION, F_CONSENT, F_COUNT
 };
 
 static const char *const field_paths[F_COUNT] = {
@@ -23,7 +23,8 @@ static const char *const field_paths[F_COUNT] = {
     "properties.revenue", "properties.total", "context.page.url", "context.page.path",
     "context.campaign.source", "context.campaign.medium", "context.campaign.name",
     "context.referrer.class", "context.location.country", "context.device.type",
-    "context.browser.name", "properties.sessionId", "context.sessionId"};
+    "context.browser.name", "properties.sessionId", "context.sessionId",
+    "context.consent.marketing"};
 
 struct evfields_decoder {
   jscan_paths_t *paths;
@@ -136,6 +137,7 @@ int evfields_decode(const evfields_decoder_t *d, const log_record_t *rec, evfiel
                                                    : 0;
     if (!isfinite(e->revenue)) e->revenue = 0;
   }
+  e->consent_marketing = f[F_CONSENT].type == JSCAN_TRUE;
   e->user_key = e->anonymous_id ? e->anonymous_id : e->user_id;
   e->user_hash = e->user_key ? XXH3_64bits(e->user_key, strlen(e->user_key)) : 0;
   return 1;

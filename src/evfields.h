@@ -50,6 +50,7 @@ typedef struct evfields {
   uint64_t user_hash;                /* XXH3 of user_key, 0 when there is none */
   int is_order;
   double revenue;                    /* order revenue, 0 for other events */
+  int consent_marketing;             /* context.consent.marketing is true (privacy.h) */
   jscan_val_t raw[JSCAN_MAX_PATHS];  /* jscan's spans (internal; evfields_extra) */
   char vb[PROCESS_NDIMS][EVFIELDS_VAL_CAP];
   char idb[3][PROFILE_ID_MAX + 1];

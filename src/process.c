@@ -1,12 +1,13 @@
 /* process: log -> profiles + rollups, checkpoints, live frames (see process.h).
  *
- * Snapshot file, version 2, little-endian:
+ * Snapshot file, version 3, little-endian:
  *   "SLSN", u32 version, u64 config fingerprint (tracked names, conversion event, session
  *   timeout: a snapshot taken under other settings is rebuilt), u64 offset, i64 newest
- *   event time (µs), u64 length of each of the four parts (events rollup, sessions
- *   rollup, profile store, KPI state), the parts (rollup_serialize,
- *   profile_store_serialize, kpi_serialize), u32 CRC-32C of every byte before it.
- *   Version 1 (no KPI state) is reported as an unknown version and rebuilt. */
+ *   event time (µs), u64 length of each of the five parts (events rollup, sessions
+ *   rollup, profile store, KPI state, rules engine state), the parts (rollup_serialize,
+ *   profile_store_serialize, kpi_serialize, decide_serialize: empty without rules), u32
+ *   CRC-32C of every byte before it. Older versions (1: no KPI state, 2: no rules state)
+ *   are reported as an unknown version and rebuilt from the log. */
 #include "process.h"
 
 #include <errno.h>
@@ -23,6 +24,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "decide.h"
 #include "evfields.h"
 #include "feed.h"
 #include "kpi.h"
@@ -34,8 +36,8 @@
 #include "util/mem.h"
 
 #define SNAP_MAGIC "SLSN"
-#define SNAP_VERSION 2
-#define SNAP_PARTS 4
+#define SNAP_VERSION 3
+#define SNAP_PARTS 5
 #define SNAP_HEADER (4 + 4 + 8 + 8 + 8 + SNAP_PARTS * 8)
 #define SLICE_US 2000
 #define SWEEP_BUDGET 65536
@@ -61,6 +63,8 @@ struct process {
   char *snap_path;
   uint64_t checkpoint_ms;
   sse_hub_t *hub;
+  decide_t *decide; /* borrowed, may be NULL: no rules */
+  int replayed;     /* reached the log's end once since start or rebuild (then: live) */
   profile_opts_t popts;
   char *kinds[PROFILE_KINDS];
   char *conversion;
@@ -165,11 +169,12 @@ static int load_snapshot(process_t *p) {
   else {
     uint32_t crc = (uint32_t)d[b.len - 4] | (uint32_t)d[b.len - 3] << 8 |
                    (uint32_t)d[b.len - 2] << 16 | (uint32_t)d[b.len - 1] << 24;
-    uint64_t l0 = rd64(d + 32), l1 = rd64(d + 40), l2 = rd64(d + 48), l3 = rd64(d + 56);
+    uint64_t l0 = rd64(d + 32), l1 = rd64(d + 40), l2 = rd64(d + 48), l3 = rd64(d + 56),
+             l4 = rd64(d + 64);
     if (crc32c(0, d, b.len - 4) != crc) why = "checksum mismatch";
     else if (rd64(d + 8) != p->fingerprint) why = "taken with other settings";
-    else if (l0 > b.len || l1 > b.len || l2 > b.len || l3 > b.len ||
-             SNAP_HEADER + l0 + l1 + l2 + l3 + 4 != b.len) why = "bad lengths";
+    else if (l0 > b.len || l1 > b.len || l2 > b.len || l3 > b.len || l4 > b.len ||
+             SNAP_HEADER + l0 + l1 + l2 + l3 + l4 + 4 != b.len) why = "bad lengths";
     else {
       const unsigned char *q = d + SNAP_HEADER;
       if (rollup_deserialize(q, l0, &ev) != 0 || rollup_deserialize(q + l0, l1, &se) != 0)
@@ -188,6 +193,8 @@ static int load_snapshot(process_t *p) {
       }
       if (!why && kpi_deserialize(q + l0 + l1 + l2, l3, NULL, NULL, &kp) != 0)
         why = "bad KPI state";
+      if (!why && p->decide && decide_deserialize(p->decide, q + l0 + l1 + l2 + l3, l4) != 0)
+        why = "bad rules state";
       uint64_t off = rd64(d + 16);
       if (!why && off > log_end_offset(p->log)) why = "ahead of the log";
       if (!why) {
@@ -213,6 +220,7 @@ static int load_snapshot(process_t *p) {
     snprintf(p->snap_msg, sizeof p->snap_msg, "%s", why);
     free_stores(p);
     new_stores(p);
+    if (p->decide) decide_reset(p->decide);
     p->offset = 0;
     p->watermark_us = 0;
     return -1;
@@ -234,6 +242,7 @@ static void serialize(process_t *p, buf_t *b) {
   lens[1] = rollup_serialize(p->sessions, b);
   lens[2] = profile_store_serialize(p->profiles, b);
   lens[3] = kpi_serialize(p->kpi, b);
+  lens[4] = p->decide ? decide_serialize(p->decide, b) : 0;
   for (int i = 0; i < SNAP_PARTS; i++)
     for (int k = 0; k < 8; k++) b->data[lens_at + 8 * i + k] = (char)(lens[i] >> (8 * k));
   uint32_t crc = crc32c(0, b->data, b->len);
@@ -320,9 +329,12 @@ static void process_record(process_t *p, const log_record_t *rec) {
       .campaign_hash = camp,
   };
   profile_result_t res;
+  uint64_t key_before = p->decide ? decide_key_before(p->profiles, e) : 0;
   if (profile_apply(p->profiles, &pe, &res) != 0) return;
   kpi_event_t ke = {t, dims[4], is_order, revenue, &res};
   kpi_observe(p->kpi, &ke);
+  if (p->decide)
+    decide_event(p->decide, e, rec, (const char *const *)p->kinds, res.profile, key_before);
   int64_t start_us = (int64_t)res.profile->session_start * 1000000;
   const char *v[1];
   if (res.flags & PROFILE_R_SESSION_START) {
@@ -361,6 +373,7 @@ static int slice(process_t *p, size_t max, int64_t budget_us) {
     if (budget_us && (n & 255) == 0 && clock_mono_us() - t0 >= budget_us) return 1;
   }
   profile_sweep(p->profiles, p->watermark_us, SWEEP_BUDGET);
+  p->replayed = 1;
   return 0;
 }
 
@@ -416,6 +429,8 @@ static void rebuild_now(process_t *p) {
   if (new_stores(p) != 0) abort(); /* the options were valid at process_new */
   log_reader_close(p->reader);
   p->reader = NULL;
+  if (p->decide) decide_reset(p->decide);
+  p->replayed = 0;
   p->offset = 0;
   p->watermark_us = 0;
   p->st.read_error = 0;
@@ -457,6 +472,7 @@ static void on_live(uv_timer_t *t) {
   rollup_advance(p->sessions);
   kpi_advance(p->kpi);
   int64_t now_mono = clock_mono_us(), now = clock_wall_us();
+  if (p->decide) decide_tick(p->decide, p->watermark_us, now, p->replayed);
   double secs = (double)(now_mono - p->tick_mono_us) / 1e6;
   if (secs <= 0) secs = 1;
   rollup_totals_t tot = {0};
@@ -568,6 +584,7 @@ process_t *process_new(const process_opts_t *o, char *err, size_t errlen) {
   p->loop = o->loop;
   p->log = o->log;
   p->hub = o->hub;
+  p->decide = o->decide;
   p->checkpoint_ms = o->checkpoint_ms ? o->checkpoint_ms : 10000;
   p->conversion = xstrdup(o->conversion_event && *o->conversion_event ? o->conversion_event
                                                                        : "Order Completed");

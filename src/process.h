@@ -25,8 +25,9 @@
  * clock), so replaying old traffic closes its sessions as they closed live.
  *
  * Checkpoints. Every checkpoint interval and at process_free, the two rollups, the
- * profile store, the KPI state and the processed offset are written to <state dir>/snapshot in one file
- * (see process.c for the format: versioned header, CRC-32C over everything), replaced
+ * profile store, the KPI state, the rules engine's state (decide.h) and the processed
+ * offset are written to <state dir>/snapshot in one file (see process.c for the format:
+ * versioned header, CRC-32C over everything), replaced
  * atomically (file_write_atomic). Serialising runs on the loop thread; the write runs on
  * the thread pool. process_new loads it; a snapshot that is missing, corrupt or from an
  * incompatible configuration is reported (process_snapshot_status) and processing starts
@@ -78,6 +79,9 @@ typedef struct process_opts {
   sse_hub_t *hub;              /* borrowed, may be NULL: no live frames */
   const config_kpis_t *kpis;   /* borrowed, outlives the process; NULL: no user-defined
                                   KPIs. Part of the snapshot's configuration check. */
+  struct decide *decide;       /* borrowed, may be NULL: no rules (decide.h: the engine
+                                  sees every record after its profile update, ticks with
+                                  the live timer, its state is a snapshot part) */
 } process_opts_t;
 
 typedef struct process_stats {

@@ -95,6 +95,11 @@ rules_set_t *rules_set_parse(const rules_src_t *srcs, size_t n, char *err, size_
  * with the message in err (a missing directory is an error; an empty one gives an empty
  * set). */
 rules_set_t *rules_set_load_dir(const char *dir, char *err, size_t errlen);
+/* Like rules_set_load_dir, but with the file named name (a plain file name ending in
+ * .rules) read as text[0..len) instead of from the directory (added when absent): what
+ * the set would be once that file is written. */
+rules_set_t *rules_set_load_dir_with(const char *dir, const char *name, const char *text,
+                                     size_t len, char *err, size_t errlen);
 /* Free a set no engine owns. NULL is a no-op. */
 void rules_set_free(rules_set_t *s);
 /* Counts of what a set declares. */
@@ -111,6 +116,8 @@ typedef struct rules_webhook {
   int64_t timeout_us;   /* default 5 s */
 } rules_webhook_t;
 
+/* The name of the i-th rule (0 <= i < rules_set_rules), in declaration order, or NULL. */
+const char *rules_set_rule_name(const rules_set_t *s, size_t i);
 /* The i-th webhook (0 <= i < rules_set_webhooks), or NULL. */
 const rules_webhook_t *rules_set_webhook(const rules_set_t *s, size_t i);
 /* The webhook named name, or NULL. */
@@ -220,6 +227,7 @@ size_t rules_memory(const rules_t *r);
 typedef struct rules_alert {
   const char *name, *kpi;
   const char *segment, *campaign; /* NULL when not scoped */
+  const char *webhook;            /* endpoint its state changes are posted to, or NULL */
   int64_t window_us, every_us;
   int above;                      /* 1: breach when value > threshold; 0: when < */
   double threshold, clear;

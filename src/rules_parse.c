@@ -906,6 +906,12 @@ static void parse_alert(parser_t *P) {
     if (accept_ident(P, "kpi")) p->kpi = string_lit(P, "a KPI name in quotes");
     else if (accept_ident(P, "segment")) p->segment = string_lit(P, "a segment name");
     else if (accept_ident(P, "campaign")) p->campaign = string_lit(P, "a campaign name");
+    else if (accept_ident(P, "webhook")) {
+      tok_t nt = P->tok;
+      p->webhook = string_lit(P, "a webhook name in quotes");
+      struct hookref *r = PUSH(P, refs, nrefs, caprefs);
+      r->name = p->webhook, r->line = nt.line, r->col = nt.col, r->file = P->file;
+    }
     else if (accept_ident(P, "over")) p->window_us = duration(P);
     else if (accept_ident(P, "every")) {
       p->every_us = duration(P);
@@ -922,7 +928,7 @@ static void parse_alert(parser_t *P) {
     } else if (accept_ident(P, "for")) {
       p->for_n = count_lit(P, 1000);
     } else {
-      expected(P, "kpi, segment, campaign, over, every, below, above, clear, for or '}'");
+      expected(P, "kpi, segment, campaign, webhook, over, every, below, above, clear, for or '}'");
     }
   }
   if (!p->kpi) fail_at(P, at.line, at.col, "alert '%s' has no kpi", p->name);

@@ -122,6 +122,11 @@ static int cmp_str(const void *a, const void *b) {
 }
 
 rules_set_t *rules_set_load_dir(const char *dir, char *err, size_t errlen) {
+  return rules_set_load_dir_with(dir, NULL, NULL, 0, err, errlen);
+}
+
+rules_set_t *rules_set_load_dir_with(const char *dir, const char *name, const char *text,
+                                     size_t len, char *err, size_t errlen) {
   DIR *d = opendir(dir);
   if (!d) {
     snprintf(err, errlen, "%s: %s", dir, strerror(errno));
@@ -137,9 +142,14 @@ rules_set_t *rules_set_load_dir(const char *dir, char *err, size_t errlen) {
       cap = cap ? cap * 2 : 16;
       names = xrealloc(names, cap * sizeof *names);
     }
+    if (name && !strcmp(de->d_name, name)) continue; /* added below, replaced */
     names[n++] = xstrdup(de->d_name);
   }
   closedir(d);
+  if (name) {
+    if (n == cap) names = xrealloc(names, (cap = cap * 2 + 1) * sizeof *names);
+    names[n++] = xstrdup(name);
+  }
   if (n) qsort(names, n, sizeof *names, cmp_str);
   rules_src_t *srcs = xcalloc(n + 1, sizeof *srcs);
   rules_set_t *s = NULL;
@@ -149,6 +159,13 @@ rules_set_t *rules_set_load_dir(const char *dir, char *err, size_t errlen) {
     char *path = xmalloc(pl);
     snprintf(path, pl, "%s/%s", dir, names[i]);
     srcs[i].name = path;
+    if (name && !strcmp(names[i], name)) {
+      char *copy = xmalloc(len + 1);
+      memcpy(copy, text, len);
+      srcs[i].text = copy;
+      srcs[i].len = len;
+      continue;
+    }
     FILE *f = fopen(path, "rb");
     struct stat st;
     if (!f || fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) ||
@@ -158,10 +175,10 @@ rules_set_t *rules_set_load_dir(const char *dir, char *err, size_t errlen) {
       i++;
       goto out;
     }
-    char *text = xmalloc((size_t)st.st_size + 1);
-    size_t got = fread(text, 1, (size_t)st.st_size, f);
+    char *data = xmalloc((size_t)st.st_size + 1);
+    size_t got = fread(data, 1, (size_t)st.st_size, f);
     fclose(f);
-    srcs[i].text = text;
+    srcs[i].text = data;
     srcs[i].len = got;
   }
   s = rules_set_parse(srcs, n, err, errlen);
@@ -179,6 +196,10 @@ out:
 size_t rules_set_rules(const rules_set_t *s) { return s ? s->nrules : 0; }
 size_t rules_set_alerts(const rules_set_t *s) { return s ? s->nalerts : 0; }
 size_t rules_set_webhooks(const rules_set_t *s) { return s ? s->nhooks : 0; }
+
+const char *rules_set_rule_name(const rules_set_t *s, size_t i) {
+  return s && i < s->nrules ? s->rules[i].name : NULL;
+}
 
 const rules_webhook_t *rules_set_webhook(const rules_set_t *s, size_t i) {
   return s && i < s->nhooks ? &s->hooks[i] : NULL;

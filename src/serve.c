@@ -1,7 +1,9 @@
 /* serve: wiring and the request router (see serve.h). */
 #include "serve.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 
 #include "act.h"
 #include "collect.h"
+#include "decide.h"
 #include "dedup.h"
 #include "enrich.h"
 #include "geo.h"
@@ -30,6 +33,8 @@
 #include "util/clock.h"
 #include "util/mem.h"
 #include "util/msg.h"
+#include "util/str.h"
+#include "webhook.h"
 
 typedef struct server {
   config_t *cfg;
@@ -45,12 +50,13 @@ typedef struct server {
   users_t *users;
   sse_hub_t *hub;
   process_t *process;
+  decide_t *decide;
   query_t *query;
   act_t *act;
   uv_timer_t retention;
   int retention_running;
   http_server_t *http;
-  uv_signal_t sigterm, sigint;
+  uv_signal_t sigterm, sigint, sighup;
   int draining;
   int64_t started_us;
 } server_t;
@@ -113,6 +119,7 @@ static void metrics_reply(server_t *s, http_req_t *r) {
   n += act_gauges(s->act, all + n, sizeof all / sizeof all[0] - n);
   buf_t b = BUF_INIT;
   metrics_render(s->metrics, &b, all, n);
+  decide_metrics(s->decide, &b);
   http_header_t h[] = {{"Content-Type", "text/plain; version=0.0.4; charset=utf-8"}};
   http_respond(r, 200, h, 1, b.data, b.len, 0);
   buf_free(&b);
@@ -129,8 +136,130 @@ static void readyz_reply(server_t *s, http_req_t *r) {
   json_reply(r, why ? 503 : 200, body);
 }
 
+/* ---- rules: reload, listing, on/off ---- */
+
+/* The webhook endpoints: the configured ones plus those the rules files declare. */
+static void register_endpoints(server_t *s) {
+  size_t cap = rules_set_webhooks(rules_current(decide_rules(s->decide)));
+  webhook_endpoint_t *eps = xcalloc(cap ? cap : 1, sizeof *eps);
+  size_t n = decide_endpoints(s->decide, eps, cap);
+  char err[512];
+  if (act_set_endpoints(s->act, eps, n, err, sizeof err) != 0)
+    msg_error("cannot register the webhook endpoints of the rules", "error=\"%s\"", err);
+  free(eps);
+}
+
+static void log_rules(server_t *s, const char *what) {
+  const rules_set_t *set = rules_current(decide_rules(s->decide));
+  msg_info(what, "dir=\"%s\" rules=%zu alerts=%zu webhooks=%zu", s->cfg->rules_dir,
+           rules_set_rules(set), rules_set_alerts(set), rules_set_webhooks(set));
+}
+
+static void on_sighup(uv_signal_t *h, int signum) {
+  server_t *s = h->data;
+  char err[1024];
+  if (decide_reload(s->decide, err, sizeof err) < 0) {
+    msg_error("rules reload failed; the running rules stay", "error=\"%s\"", err);
+    return;
+  }
+  register_endpoints(s);
+  log_rules(s, "rules reloaded");
+}
+
+/* PUT /v1/rules?file=NAME.rules (admin), body = the file's text. */
+static void rules_put(server_t *s, http_req_t *r) {
+  if (keys_require(s->cfg, r, KEY_ADMIN, NULL) != 0) return;
+  char name[DECIDE_NAME_MAX + 2], err[1024];
+  long nl = str_query_param(http_req_query(r), "file", name, sizeof name);
+  if (nl <= 0 || (size_t)nl >= sizeof name) {
+    http_respond_error(r, 400, "bad_request", "give the file name: ?file=NAME.rules", NULL, 0);
+    return;
+  }
+  size_t len;
+  char *body = http_req_body(r, &len);
+  int invalid;
+  long n = decide_put_file(s->decide, name, body ? body : "", body ? len : 0, &invalid, err, sizeof err);
+  if (n < 0) {
+    http_respond_error(r, n == -ENOENT ? 409 : n == -EINVAL ? 400 : 500,
+                       invalid ? "invalid_rules" : n == -ENOENT ? "no_rules_dir" : n == -EINVAL ? "bad_request" : "write_failed",
+                       err, NULL, 0);
+    if (invalid) msg_warn("rules upload refused; the running rules stay", "file=%s error=\"%s\"", name, err);
+    return;
+  }
+  register_endpoints(s);
+  log_rules(s, "rules uploaded");
+  const rules_set_t *set = rules_current(decide_rules(s->decide));
+  char out[160];
+  snprintf(out, sizeof out, "{\"success\":true,\"rules\":%zu,\"alerts\":%zu,\"webhooks\":%zu}",
+           rules_set_rules(set), rules_set_alerts(set), rules_set_webhooks(set));
+  json_reply(r, 200, out);
+}
+
+/* PUT /v1/rules/NAME/enabled (admin), body {"enabled": bool}. */
+static void rules_enable(server_t *s, http_req_t *r, const char *name, size_t nlen) {
+  if (keys_require(s->cfg, r, KEY_ADMIN, NULL) != 0) return;
+  size_t len;
+  char *body = http_req_body(r, &len);
+  cJSON *root = body ? cJSON_ParseWithLength(body, len) : NULL;
+  const cJSON *en = cJSON_GetObjectItemCaseSensitive(root, "enabled");
+  /* the name is percent-decoded like a query parameter */
+  char rule[RULES_VALUE_MAX], q[RULES_VALUE_MAX * 3 + 4];
+  long rl = -1;
+  if (nlen < sizeof q - 3) {
+    snprintf(q, sizeof q, "n=%.*s", (int)nlen, name);
+    rl = str_query_param(q, "n", rule, sizeof rule);
+  }
+  if (!cJSON_IsBool(en)) {
+    http_respond_error(r, 400, "bad_request", "body must be {\"enabled\": true|false}", NULL, 0);
+  } else if (rl <= 0 || (size_t)rl >= sizeof rule) {
+    http_respond_error(r, 404, "unknown_rule", "no rule has that name", NULL, 0);
+  } else {
+    int rc = decide_set_enabled(s->decide, rule, cJSON_IsTrue(en));
+    if (rc == -ENOENT) http_respond_error(r, 404, "unknown_rule", "no rule has that name", NULL, 0);
+    else if (rc) http_respond_error(r, 500, "write_failed", strerror(-rc), NULL, 0);
+    else {
+      msg_info("rule switched", "rule=\"%s\" enabled=%d", rule, cJSON_IsTrue(en));
+      json_reply(r, 200, cJSON_IsTrue(en) ? "{\"success\":true,\"enabled\":true}"
+                                          : "{\"success\":true,\"enabled\":false}");
+    }
+  }
+  cJSON_Delete(root);
+}
+
+/* /v1/rules and /v1/rules/NAME/enabled; returns 0 when r is not one of them. */
+static int rules_handle(server_t *s, http_req_t *r) {
+  const char *path = http_req_path(r), *method = http_req_method(r);
+  if (strncmp(path, "/v1/rules", 9) || (path[9] && path[9] != '/')) return 0;
+  http_req_set_route(r, "rules");
+  const char *rest = path[9] ? path + 10 : "";
+  size_t rl = strlen(rest);
+  if (rl > 8 && !strcmp(rest + rl - 8, "/enabled")) {
+    if (strcmp(method, "PUT")) {
+      http_header_t h[] = {{"Allow", "PUT"}};
+      http_respond_error(r, 405, "method_not_allowed", "use PUT", h, 1);
+    } else {
+      rules_enable(s, r, rest, rl - 8);
+    }
+  } else if (*rest) {
+    http_respond_error(r, 404, "not_found", "no such endpoint", NULL, 0);
+  } else if (!strcmp(method, "PUT")) {
+    rules_put(s, r);
+  } else if (!strcmp(method, "GET") || !strcmp(method, "HEAD")) {
+    if (keys_require(s->cfg, r, KEY_READ, NULL) != 0) return 1;
+    buf_t b = BUF_INIT;
+    decide_describe(s->decide, &b);
+    json_reply(r, 200, b.data);
+    buf_free(&b);
+  } else {
+    http_header_t h[] = {{"Allow", "GET, HEAD, PUT"}};
+    http_respond_error(r, 405, "method_not_allowed", "use GET or PUT", h, 1);
+  }
+  return 1;
+}
+
 static void on_request(http_req_t *r, void *ud) {
   server_t *s = ud;
+  if (rules_handle(s, r)) return;
   if (collect_handle(s->collect, r)) return;
   if (users_handle(s->users, r)) return;
   if (query_handle(s->query, r)) return;
@@ -262,11 +391,60 @@ static int open_geo(server_t *s) {
 
 /* ---- processing and queries ---- */
 
-/* The process stage (snapshot loaded, then the log's tail replayed in slices), the SSE
- * hub for /v1/live and the query API. */
+/* decide -> act: the act stage is built after the process stage (it needs the hub), and
+ * actions only flow once the loop runs. */
+static int to_act(void *ud, const action_t *a) {
+  server_t *s = ud;
+  return s->act ? act_sink(s->act, a) : -EAGAIN;
+}
+
+/* rules_kpi_fn: an alert's KPI over [now - window, now) from the rollups, through the
+ * query module's kpi query (campaign scope: filter utm_campaign). Segment scopes are not
+ * kept by the rollups: -ENOTSUP (the alert is not evaluated). */
+static int kpi_value(void *ud, const rules_alert_t *a, int64_t now_us, double *value) {
+  server_t *s = ud;
+  if (a->segment) return -ENOTSUP;
+  query_stores_t st = {.events = process_events(s->process),
+                       .sessions = process_sessions(s->process),
+                       .conversion_event = process_conversion_event(s->process),
+                       .kpi = process_kpi(s->process)};
+  buf_t q = BUF_INIT, out = BUF_INIT;
+  buf_puts(&q, "{\"type\":\"kpi\",\"kpi\":");
+  buf_json_str(&q, a->kpi);
+  buf_printf(&q, ",\"from\":%lld,\"to\":%lld", (long long)((now_us - a->window_us) / 1000),
+             (long long)(now_us / 1000));
+  if (a->campaign) {
+    buf_puts(&q, ",\"filter\":{\"dim\":\"utm_campaign\",\"value\":");
+    buf_json_str(&q, a->campaign);
+    buf_putc(&q, '}');
+  }
+  buf_putc(&q, '}');
+  int rc = -EINVAL;
+  if (query_run(&st, q.data, q.len, now_us, &out) == 200) {
+    cJSON *root = cJSON_ParseWithLength(out.data, out.len);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "value");
+    if (cJSON_IsNumber(v) && isfinite(v->valuedouble)) *value = v->valuedouble, rc = 0;
+    else rc = -EDOM; /* no data in the window (a ratio over nothing) */
+    cJSON_Delete(root);
+  }
+  buf_free(&q);
+  buf_free(&out);
+  return rc;
+}
+
+/* The process stage (snapshot loaded, then the log's tail replayed in slices) with the
+ * rules engine, the SSE hub for /v1/live and the query API. */
 static int start_process(server_t *s) {
-  char state[4096], err[512];
+  char state[4096], err[1024];
   snprintf(state, sizeof state, "%s/state", s->cfg->data_dir);
+  mkdir(state, 0700);
+  decide_opts_t dopt = {.rules_dir = s->cfg->rules_dir, .state_dir = state, .sink = to_act,
+                        .sink_ud = s, .kpi = kpi_value, .kpi_ud = s};
+  if (!(s->decide = decide_new(&dopt, err, sizeof err))) {
+    msg_error("cannot load the rules", "error=\"%s\"", err);
+    return -1;
+  }
+  if (*s->cfg->rules_dir) log_rules(s, "rules loaded");
   s->hub = sse_hub_new(s->loop, NULL);
   process_opts_t po = {
       .loop = s->loop,
@@ -279,6 +457,7 @@ static int start_process(server_t *s) {
       .session_timeout_s = s->cfg->session_timeout_s,
       .kpis = &s->cfg->kpis,
       .hub = s->hub,
+      .decide = s->decide,
   };
   int64_t t0 = clock_mono_us();
   if (!(s->process = process_new(&po, err, sizeof err))) {
@@ -394,8 +573,9 @@ int serve_run(config_t *cfg) {
   s.loop = uv_default_loop();
   uv_signal_init(s.loop, &s.sigterm);
   uv_signal_init(s.loop, &s.sigint);
+  uv_signal_init(s.loop, &s.sighup);
   uv_timer_init(s.loop, &s.retention);
-  s.sigterm.data = s.sigint.data = s.retention.data = &s;
+  s.sigterm.data = s.sigint.data = s.sighup.data = s.retention.data = &s;
   s.metrics = metrics_new();
   if (!(s.log = open_log(&s, "log")) || !(s.bad = open_log(&s, "bad"))) goto out;
   log_set_sync_observer(s.log, on_sync, s.metrics);
@@ -434,6 +614,7 @@ int serve_run(config_t *cfg) {
     msg_error("cannot start the act stage", "error=\"%s\"", err);
     goto out;
   }
+  register_endpoints(&s);
   size_t endpoints;
   uint64_t pending, dead;
   act_summary(s.act, &endpoints, &pending, &dead);
@@ -459,6 +640,7 @@ int serve_run(config_t *cfg) {
   }
   uv_signal_start(&s.sigterm, on_signal, SIGTERM);
   uv_signal_start(&s.sigint, on_signal, SIGINT);
+  uv_signal_start(&s.sighup, on_sighup, SIGHUP);
 
   char url[128];
   snprintf(url, sizeof url, "http://%s%s%s:%d/", strchr(host, ':') ? "[" : "",
@@ -481,6 +663,7 @@ int serve_run(config_t *cfg) {
 out:
   uv_close((uv_handle_t *)&s.sigterm, NULL);
   uv_close((uv_handle_t *)&s.sigint, NULL);
+  uv_close((uv_handle_t *)&s.sighup, NULL);
   uv_close((uv_handle_t *)&s.retention, NULL);
   http_server_free(s.http);
   act_stop(s.act);
@@ -497,6 +680,7 @@ out:
   uv_run(s.loop, UV_RUN_DEFAULT);
   act_free(s.act); /* before the collector: an emit may still wait for the log */
   collect_free(s.collect);
+  decide_free(s.decide); /* after the process stage, which borrowed it */
   query_free(s.query);
   users_free(s.users);
   enrich_free(s.enrich);

@@ -300,6 +300,8 @@ TEST(parse_errors) {
       {"alert \"a\" {\n  kpi \"open_rate\"\n  over 1h\n  below 15%\n  clear 10%\n}",
        "case.rules:1:7: alert 'a': clear must be on the good side of the threshold (at least 0.15)"},
       {"alert \"a\" {\n  kpi \"open_rate\"\n  below 15%\n}", "case.rules:1:7: alert 'a' has no window (over 1h)"},
+      {"alert \"a\" {\n  kpi \"orders\"\n  over 1h\n  below 3\n  webhook \"ops\"\n}",
+       "case.rules:5:11: no webhook named 'ops' is declared"},
       {"rule \"a\" {\n  on track \"X\n  do offer \"o\"\n}", "case.rules:2:12: unterminated string"},
       {"rule \"a\" {\n  on track \"X\"\n  when properties.a in [1, properties.b]\n  do offer \"o\"\n}",
        "case.rules:3:28: set items must be strings, numbers or booleans"},
