@@ -275,14 +275,17 @@ export const tests = [
     await page.waitForTimeout(300);
     const t = Date.now();
     for (let k = 0; k < 3; k++) {
-      // The probe carries a page URL and a user agent only: campaign, browser and device
-      // are what enrichment derived from them.
-      await send(srv, [0, 1, 2, 3, 4].flatMap((i) => visit(100 + k * 5 + i, t)).concat([{ type: "track", event: "Feed Probe",
-        anonymousId: "probe", timestamp: new Date().toISOString(), context: {
-          page: { url: "https://shop.example/spring?utm_source=newsletter&utm_medium=email&utm_campaign=probe-campaign", path: "/spring" },
-          userAgent: "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0" } }]));
+      await send(srv, [0, 1, 2, 3, 4].flatMap((i) => visit(100 + k * 5 + i, t)));
       await page.waitForTimeout(400);
     }
+    // The feed shows at most 20 events of each second, picked at random: the probe goes
+    // alone, after the visits' second has passed, so it is always among them.
+    // It carries a page URL and a user agent only: campaign, browser and device are what
+    // enrichment derived from them.
+    await page.waitForTimeout(1200);
+    await send(srv, [{ type: "track", event: "Feed Probe", anonymousId: "probe", timestamp: new Date().toISOString(),
+      context: { page: { url: "https://shop.example/spring?utm_source=newsletter&utm_medium=email&utm_campaign=probe-campaign", path: "/spring" },
+        userAgent: "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0" } }]);
     const row = page.locator("#feed-rows tr", { hasText: "Feed Probe" }).first();
     await row.waitFor({ timeout: 5000 });
     const cells = await row.locator("td").allTextContents();
