@@ -2,7 +2,7 @@
 // as Bearer), the API client, formatting, the shared live stream, and the view registry.
 // Each view is a module that calls SD.view({id, title, order, mount, unmount}); the
 // navigation lists the registered views only, so a view whose API is not in this build
-// (funnels, retention, rules) is simply absent. Plain ES5-style scripts, no framework:
+// (funnels, retention) is simply absent. Plain ES5-style scripts, no framework:
 // scripts/embed.py strips comment lines and indentation, so comments stay on lines of
 // their own and template literals are not used.
 (function () {
@@ -194,6 +194,33 @@
     });
   };
 
+  // ---- KPI alert states: set by the rules module, read by the KPI tiles ----
+
+  // SD.kpiAlerts maps a KPI name to {state: "firing" | "near" | "ok", title}.
+  // SD.kpiState(kpi) is the tile class for it ("down", "warn", "up"), "" when no alert
+  // watches that KPI. SD.setKpiAlerts(map) replaces the map and recolours the tiles on
+  // screen (id "kpi-" + KPI name, class "kpi"), so a view never waits for its own refresh.
+  var KPI_CLASS = { firing: "down", near: "warn", ok: "up" };
+  SD.kpiAlerts = {};
+  SD.kpiState = function (kpi) {
+    var a = SD.kpiAlerts[kpi];
+    return a ? KPI_CLASS[a.state] || "" : "";
+  };
+  SD.setKpiAlerts = function (map) {
+    var old = SD.kpiAlerts;
+    SD.kpiAlerts = map;
+    Object.keys(old).concat(Object.keys(map)).forEach(function (k) {
+      var t = document.getElementById("kpi-" + k), a = map[k];
+      if (!t || !t.classList.contains("kpi")) return;
+      t.classList.remove("up", "down", "warn");
+      if (a) t.classList.add(KPI_CLASS[a.state]);
+      if (a) t.setAttribute("data-alert", a.state);
+      else t.removeAttribute("data-alert");
+      if (a) t.setAttribute("title", a.title);
+      else t.removeAttribute("title");
+    });
+  };
+
   // ---- live stream: one EventSource shared by every view ----
 
   SD.live = function (fn) {
@@ -268,6 +295,7 @@
     if (current && current.unmount) current.unmount();
     current = null;
     stopLive();
+    SD.kpiAlerts = {};
     sessionStorage.removeItem(KEY);
     localStorage.removeItem(KEY);
     showLogin(msg);
