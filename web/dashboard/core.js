@@ -198,18 +198,24 @@
 
   // SD.kpiAlerts maps a KPI name to {state: "firing" | "near" | "ok", title}.
   // SD.kpiState(kpi) is the tile class for it ("down", "warn", "up"), "" when no alert
-  // watches that KPI. SD.setKpiAlerts(map) replaces the map and recolours the tiles on
-  // screen (id "kpi-" + KPI name, class "kpi"), so a view never waits for its own refresh.
-  var KPI_CLASS = { firing: "down", near: "warn", ok: "up" };
+  // watches that KPI. SD.setKpiAlerts(map) replaces the map. Either way the tiles on
+  // screen (id "kpi-" + KPI name, class "kpi") get the class, a data-alert attribute and
+  // a tooltip right after, so a view never waits for its own refresh.
+  var KPI_CLASS = { firing: "down", near: "warn", ok: "up" }, kpiPaint = null, kpiOld = {};
   SD.kpiAlerts = {};
   SD.kpiState = function (kpi) {
     var a = SD.kpiAlerts[kpi];
+    if (a && !kpiPaint) kpiPaint = setTimeout(paintKpis, 0);
     return a ? KPI_CLASS[a.state] || "" : "";
   };
   SD.setKpiAlerts = function (map) {
-    var old = SD.kpiAlerts;
     SD.kpiAlerts = map;
-    Object.keys(old).concat(Object.keys(map)).forEach(function (k) {
+    paintKpis();
+  };
+  function paintKpis() {
+    var map = SD.kpiAlerts;
+    kpiPaint = null;
+    Object.keys(kpiOld).concat(Object.keys(map)).forEach(function (k) {
       var t = document.getElementById("kpi-" + k), a = map[k];
       if (!t || !t.classList.contains("kpi")) return;
       t.classList.remove("up", "down", "warn");
@@ -219,7 +225,8 @@
       if (a) t.setAttribute("title", a.title);
       else t.removeAttribute("title");
     });
-  };
+    kpiOld = map;
+  }
 
   // ---- live stream: one EventSource shared by every view ----
 

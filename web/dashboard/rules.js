@@ -186,7 +186,9 @@
     var t0 = from, firing = h.length ? h[0].state !== "firing" : a.firing;
     h.concat([{ t: new Date(now).toISOString(), state: null }]).forEach(function (p) {
       var t1 = Date.parse(p.t);
-      svg.appendChild(SD.svg("rect", { x: x(t0), y: 0, width: Math.max(0, x(t1) - x(t0)), height: 14, class: firing ? "tl-firing" : "tl-ok" }));
+      // a firing span stays visible however short it is against the whole
+      var w = Math.max(firing ? 6 : 0, x(t1) - x(t0));
+      svg.appendChild(SD.svg("rect", { x: Math.min(x(t0), 1000 - w), y: 0, width: w, height: 14, class: firing ? "tl-firing" : "tl-ok" }));
       t0 = t1;
       firing = p.state === "firing";
     });
@@ -197,11 +199,11 @@
   function alertCard(a, v, now) {
     var s = stateOf(a, v), why = skipped(a);
     var hist = a.history.slice(0, 6).map(function (h) {
-      return el("li", { class: h.state }, [el("time", { datetime: h.t, text: F.time(Date.parse(h.t)) }),
+      return el("li", { class: "is-" + h.state }, [el("time", { datetime: h.t, text: F.time(Date.parse(h.t)) }),
         el("span", { text: (h.state === "firing" ? "fired at " : "resolved at ") + fmtKpi(a.kpi, h.value) })]);
     });
-    return el("article", { class: "card alert-card " + s, "data-alert": a.name, "data-state": s }, [
-      el("div", { class: "alert-head" }, [el("span", { class: "badge " + s, text: STATE_TEXT[s] }), el("h3", { text: a.name })]),
+    return el("article", { class: "card alert-card is-" + s, "data-alert": a.name, "data-state": s }, [
+      el("div", { class: "alert-head" }, [el("span", { class: "badge is-" + s, text: STATE_TEXT[s] }), el("h3", { text: a.name })]),
       el("p", { class: "alert-desc", text: describe(a) + (a.webhook ? " · webhook " + a.webhook : "") }),
       el("div", { class: "alert-val" }, [el("span", { class: "big num", text: why ? "–" : fmtKpi(a.kpi, v) }),
         el("span", { class: "muted", text: why || (v == null ? "no value for this scope" : "now, threshold " + fmtKpi(a.kpi, a.threshold)) })]),
