@@ -145,6 +145,8 @@ export const tests = [
     await send(srv, [{ event: "Product Added", properties: { product_id: "p9" } }]);
     await waitFor(async () => (await rules(srv)).stats.suppressed > sup, 5000, "the action suppressed");
     eq(rule(await rules(srv), "cart-added-offer").fires, 0, "no fire while off");
+    const suppressed = (await rules(srv)).stats.suppressed;
+    await waitFor(async () => (await page.locator("#rs-actions + .sub").textContent()) === suppressed + " suppressed (rules off)", 3000, "suppressed shown");
     await page.screenshot({ path: join(SCREENS, "rules-admin-laptop.png"), fullPage: true });
     await sw.click();
     await waitFor(async () => rule(await rules(srv), "cart-added-offer").enabled === true, 5000, "switched back on");
@@ -194,6 +196,7 @@ export const tests = [
     eq(await page.locator("#rules-msg").getAttribute("class"), "error", "shown as an error");
     eq(await page.locator("#rules-text").evaluate((t) => t.value.slice(t.selectionStart, t.selectionEnd)), "  do nothing", "the line selected");
     eq((await rules(srv)).rules.length, 2, "the running rules stay");
+    await page.screenshot({ path: join(SCREENS, "rules-upload-error-laptop.png") });
     await page.locator("#rules-text").fill('rule "welcome" {\n  on track "Signed Up"\n  do offer "welcome" { percent: 5 }\n}\n');
     await page.click("#rules-apply");
     await waitFor(async () => (await page.locator("#rules-msg").textContent()).startsWith("Applied extra.rules: 3 rules"), 5000, "applied");

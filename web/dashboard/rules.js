@@ -295,7 +295,7 @@
     st.tbody = el("tbody");
     st.table = el("table", { class: "rules-table", id: "rules-table" }, [el("thead", {}, [el("tr", {}, [
       el("th", { text: "Rule" }), el("th", { text: "On / off" }), el("th", { class: "r", text: "Fires" }), el("th", { text: "Last fire" })])]), st.tbody]);
-    st.rulesEmpty = el("p", { class: "empty", text: "No rules loaded. Start sluice with --rules-dir (docs/RULES.md), then upload a file below.", hidden: true });
+    st.rulesEmpty = el("p", { class: "empty", text: "No rules loaded. Rules live in the files of --rules-dir (docs/RULES.md); with one set, upload a file here.", hidden: true });
     st.rulesNote = el("span", { class: "muted" });
     st.alertsNote = el("span", { class: "muted" });
     st.alerts = el("div", { class: "alerts", id: "alerts", "aria-live": "polite" });
@@ -305,10 +305,9 @@
     main.appendChild(st.err);
     main.appendChild(el("section", { class: "grid now", "aria-label": "Engine" }, [s.events.node, s.actions.node, s.skipped.node, s.timers.node, s.users.node, s.memory.node]));
     main.appendChild(el("div", { class: "grid two rules-grid" }, [
-      el("section", { class: "card", "aria-label": "Rules" }, [el("div", { class: "card-head" }, [el("h2", { text: "Rules" }), st.rulesNote]),
-        el("div", { class: "scroll" }, [st.table]), st.rulesEmpty]),
+      el("div", { class: "grid" }, [el("section", { class: "card", "aria-label": "Rules" }, [el("div", { class: "card-head" }, [el("h2", { text: "Rules" }), st.rulesNote]),
+        el("div", { class: "scroll" }, [st.table]), st.rulesEmpty]), editor()]),
       el("section", { "aria-label": "Alerts" }, [el("div", { class: "card-head" }, [el("h2", { text: "Alerts" }), st.alertsNote]), st.alerts])]));
-    main.appendChild(editor());
     st.timer = setInterval(poll, 2000);
     st.unlive = SD.live(function (f) {
       if (!st || !f.events || st.soon) return;
