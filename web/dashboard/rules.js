@@ -14,8 +14,8 @@
   var FILTERABLE = { revenue: true, active_users: true, events: true };
   var RANK = { ok: 0, near: 1, firing: 2 };
   var STATE_TEXT = { firing: "Firing", near: "Near threshold", ok: "OK", off: "Not evaluated" };
-  // At most this many alerts get their KPI queried per refresh.
-  var MAX_VALUES = 50;
+  // At most this many alerts are shown (and get their KPI queried) and rules listed.
+  var MAX_ALERTS = 50, MAX_RULES = 1000;
   // "Near": within this fraction of the threshold on the breaching side.
   var NEAR = 0.1;
   var NEEDS_ADMIN = "needs the admin key";
@@ -53,7 +53,7 @@
   // API cannot give the same figure.
   function values(alerts) {
     return Promise.all(alerts.map(function (a, i) {
-      if (i >= MAX_VALUES || skipped(a) || (a.campaign && !FILTERABLE[a.kpi])) return null;
+      if (i >= MAX_ALERTS || skipped(a) || (a.campaign && !FILTERABLE[a.kpi])) return null;
       var q = { type: "kpi", kpi: a.kpi, from: "-" + Math.max(1, a.windowSeconds) + "s", to: "now" };
       if (a.campaign) q.filter = { dim: "utm_campaign", value: a.campaign };
       return SD.query(q).then(function (r) { return r.value; }, function () { return null; });
@@ -119,7 +119,7 @@
   }
 
   function ruleRow(r) {
-    var row = { sw: el("button", { type: "button", class: "switch", role: "switch", "aria-label": "Rule " + r.name + " on" }),
+    var row = { sw: el("button", { type: "button", class: "switch", role: "switch", "aria-label": "Rule " + r.name }),
       state: el("span", { class: "sw-text" }), fires: el("td", { class: "r num" }), last: el("td", {}) };
     row.sw.addEventListener("click", function () { toggle(r.name, row); });
     row.tip = el("span", { class: "sw-wrap" }, [row.sw, row.state]);
@@ -146,12 +146,12 @@
 
   function showRules(rules, admin, now, stale) {
     var seen = {}, off = 0;
-    rules.forEach(function (r) {
+    rules.forEach(function (r) { if (!r.enabled) off++; });
+    rules.slice(0, MAX_RULES).forEach(function (r) {
       var row = st.rows[r.name];
       if (!row) row = st.rows[r.name] = ruleRow(r);
       seen[r.name] = true;
       st.tbody.appendChild(row.tr);
-      if (!r.enabled) off++;
       if (!row.busy && !stale) {
         row.sw.setAttribute("aria-checked", r.enabled ? "true" : "false");
         row.state.textContent = r.enabled ? "On" : "Off";
@@ -172,7 +172,8 @@
     Object.keys(st.rows).forEach(function (n) {
       if (!seen[n]) { st.tbody.removeChild(st.rows[n].tr); delete st.rows[n]; }
     });
-    st.rulesNote.textContent = rules.length ? F.int(rules.length) + " rules · " + F.int(off) + " off" : "";
+    st.rulesNote.textContent = rules.length ? F.int(rules.length) + " rules · " + F.int(off) + " off" +
+      (rules.length > MAX_RULES ? " · first " + F.int(MAX_RULES) + " shown" : "") : "";
     st.rulesEmpty.hidden = rules.length > 0;
     st.table.hidden = !rules.length;
   }
@@ -220,11 +221,12 @@
     showStats(d.stats);
     showRules(d.rules, st.admin, now, x.stale);
     st.alerts.textContent = "";
-    d.alerts.forEach(function (a, i) { st.alerts.appendChild(alertCard(a, x.v[i], now)); });
+    d.alerts.slice(0, MAX_ALERTS).forEach(function (a, i) { st.alerts.appendChild(alertCard(a, x.v[i], now)); });
     var firing = d.alerts.filter(function (a) { return a.firing; }).length;
-    st.alertsNote.textContent = d.alerts.length ? F.int(d.alerts.length) + " alerts · " + F.int(firing) + " firing" : "";
+    st.alertsNote.textContent = d.alerts.length ? F.int(d.alerts.length) + " alerts · " + F.int(firing) + " firing" +
+      (d.alerts.length > MAX_ALERTS ? " · first " + F.int(MAX_ALERTS) + " shown" : "") : "";
     if (!d.alerts.length) st.alerts.appendChild(el("p", { class: "empty", text: "No alerts in the rules files." }));
-    st.apply.disabled = !st.admin;
+    st.apply.disabled = !st.admin || !!st.uploading;
     if (st.admin) st.editTip.removeAttribute("title");
     else st.editTip.setAttribute("title", NEEDS_ADMIN);
     st.err.textContent = "";
@@ -260,7 +262,7 @@
   function upload(ev) {
     ev.preventDefault();
     var name = st.file.value.trim();
-    st.apply.disabled = true;
+    st.apply.disabled = st.uploading = true;
     st.editMsg.className = "muted";
     st.editMsg.textContent = "Checking…";
     put("/v1/rules?file=" + encodeURIComponent(name), st.text.value).then(function (r) {
@@ -268,7 +270,11 @@
       st.editMsg.className = "ok";
       st.editMsg.textContent = "Applied " + name + ": " + F.int(r.rules) + " rules, " + F.int(r.alerts) + " alerts, " + F.int(r.webhooks) + " webhooks now loaded.";
       poll();
-    }, function (e) { if (st) showUploadError(e.message); }).then(function () { if (st) st.apply.disabled = !st.admin; });
+    }, function (e) { if (st) showUploadError(e.message); }).then(function () {
+      if (!st) return;
+      st.uploading = false;
+      st.apply.disabled = !st.admin;
+    });
   }
 
   function editor() {
