@@ -30,6 +30,8 @@
     });
   }
 
+  function count(n, one) { return F.int(n) + " " + one + (n === 1 ? "" : "s"); }
+
   function ago(iso, now) {
     if (!iso) return "never";
     var s = Math.max(0, (now - Date.parse(iso)) / 1000);
@@ -172,7 +174,7 @@
     Object.keys(st.rows).forEach(function (n) {
       if (!seen[n]) { st.tbody.removeChild(st.rows[n].tr); delete st.rows[n]; }
     });
-    st.rulesNote.textContent = rules.length ? F.int(rules.length) + " rules · " + F.int(off) + " off" +
+    st.rulesNote.textContent = rules.length ? count(rules.length, "rule") + " · " + F.int(off) + " off" +
       (rules.length > MAX_RULES ? " · first " + F.int(MAX_RULES) + " shown" : "") : "";
     st.rulesEmpty.hidden = rules.length > 0;
     st.table.hidden = !rules.length;
@@ -223,7 +225,7 @@
     st.alerts.textContent = "";
     d.alerts.slice(0, MAX_ALERTS).forEach(function (a, i) { st.alerts.appendChild(alertCard(a, x.v[i], now)); });
     var firing = d.alerts.filter(function (a) { return a.firing; }).length;
-    st.alertsNote.textContent = d.alerts.length ? F.int(d.alerts.length) + " alerts · " + F.int(firing) + " firing" +
+    st.alertsNote.textContent = d.alerts.length ? count(d.alerts.length, "alert") + " · " + F.int(firing) + " firing" +
       (d.alerts.length > MAX_ALERTS ? " · first " + F.int(MAX_ALERTS) + " shown" : "") : "";
     if (!d.alerts.length) st.alerts.appendChild(el("p", { class: "empty", text: "No alerts in the rules files." }));
     st.apply.disabled = !st.admin || !!st.uploading;
