@@ -344,6 +344,12 @@ static void put_time(buf_t *b, int64_t us) {
   buf_printf(b, "\"%s\"", iso);
 }
 
+/* A JSON string, or null for NULL. */
+static void put_opt_str(buf_t *b, const char *v) {
+  if (v) buf_json_str(b, v);
+  else buf_puts(b, "null");
+}
+
 void decide_describe(const decide_t *d, buf_t *out) {
   decide_t *m = (decide_t *)d; /* named() may add a record: counters only */
   const rules_set_t *s = rules_current(d->r);
@@ -370,10 +376,13 @@ void decide_describe(const decide_t *d, buf_t *out) {
     buf_json_num(out, a->threshold);
     buf_puts(out, ",\"clear\":");
     buf_json_num(out, a->clear);
+    buf_puts(out, ",\"segment\":");
+    put_opt_str(out, a->segment);
+    buf_puts(out, ",\"campaign\":");
+    put_opt_str(out, a->campaign);
     buf_printf(out, ",\"windowSeconds\":%lld,\"firing\":%s,\"webhook\":",
                (long long)(a->window_us / 1000000), rules_alert_firing(d->r, a->name) == 1 ? "true" : "false");
-    if (a->webhook) buf_json_str(out, a->webhook);
-    else buf_puts(out, "null");
+    put_opt_str(out, a->webhook);
     buf_puts(out, ",\"history\":[");
     size_t k0 = e->nhist > DECIDE_ALERT_HISTORY ? e->nhist - DECIDE_ALERT_HISTORY : 0;
     for (size_t k = e->nhist; k-- > k0;) { /* newest first */

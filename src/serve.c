@@ -248,6 +248,13 @@ static int rules_handle(server_t *s, http_req_t *r) {
     if (keys_require(s->cfg, r, KEY_READ, NULL) != 0) return 1;
     buf_t b = BUF_INIT;
     decide_describe(s->decide, &b);
+    /* "adminKey": whether this key may switch rules and upload files, so a client can
+     * tell without trying a change (the object's closing brace is replaced) */
+    char key[256];
+    long kn = keys_from_authorization(http_req_header(r, "Authorization"), key, sizeof key);
+    int admin = kn > 0 && keys_match(s->cfg, key, (size_t)kn) == KEY_ADMIN;
+    b.len--;
+    buf_printf(&b, ",\"adminKey\":%s}", admin ? "true" : "false");
     json_reply(r, 200, b.data);
     buf_free(&b);
   } else {

@@ -315,6 +315,12 @@ def test_kpi_alert_fires_and_resolves():
         a = rules_get(srv)["alerts"][0]
         check(a["firing"] is True and a["history"][0]["state"] == "firing", a)
         check(a["history"][0]["value"] > 5, a)
+        check(a["kpi"] == "events" and a["threshold"] == 5 and a["clear"] == 1 and a["windowSeconds"] == 3
+              and a["segment"] is None and a["campaign"] is None and a["webhook"] == "crm", a)
+        # adminKey tells a client whether its key may switch rules, without trying.
+        check(rules_get(srv)["adminKey"] is False)
+        st, _, data = srv.request("GET", "/v1/rules", auth=ADMIN_KEY)
+        check(st == 200 and json.loads(data)["adminKey"] is True, (st, data))
         # Hysteresis: 2-3 events in the 3 s window is below the threshold (5) but above
         # clear (1): the alert keeps firing.
         t_end = time.time() + 4

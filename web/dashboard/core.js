@@ -2,7 +2,7 @@
 // as Bearer), the API client, formatting, the shared live stream, and the view registry.
 // Each view is a module that calls SD.view({id, title, order, mount, unmount}); the
 // navigation lists the registered views only, so a view whose API is not in this build
-// (funnels, retention, rules) is simply absent. Plain ES5-style scripts, no framework:
+// (funnels, retention) is simply absent. Plain ES5-style scripts, no framework:
 // scripts/embed.py strips comment lines and indentation, so comments stay on lines of
 // their own and template literals are not used.
 (function () {
@@ -238,6 +238,40 @@
     });
   };
 
+  // ---- KPI alert states: set by the rules module, read by the KPI tiles ----
+
+  // SD.kpiAlerts maps a KPI name to {state: "firing" | "near" | "ok", title}.
+  // SD.kpiState(kpi) is the tile class for it ("down", "warn", "up"), "" when no alert
+  // watches that KPI. SD.setKpiAlerts(map) replaces the map. Either way the tiles on
+  // screen (id "kpi-" + KPI name, class "kpi") get the class, a data-alert attribute and
+  // a tooltip right after, so a view never waits for its own refresh.
+  var KPI_CLASS = { firing: "down", near: "warn", ok: "up" }, kpiPaint = null, kpiOld = {};
+  SD.kpiAlerts = {};
+  SD.kpiState = function (kpi) {
+    var a = SD.kpiAlerts[kpi];
+    if (a && !kpiPaint) kpiPaint = setTimeout(paintKpis, 0);
+    return a ? KPI_CLASS[a.state] || "" : "";
+  };
+  SD.setKpiAlerts = function (map) {
+    SD.kpiAlerts = map;
+    paintKpis();
+  };
+  function paintKpis() {
+    var map = SD.kpiAlerts;
+    kpiPaint = null;
+    Object.keys(kpiOld).concat(Object.keys(map)).forEach(function (k) {
+      var t = document.getElementById("kpi-" + k), a = map[k];
+      if (!t || !t.classList.contains("kpi")) return;
+      t.classList.remove("up", "down", "warn");
+      if (a) t.classList.add(KPI_CLASS[a.state]);
+      if (a) t.setAttribute("data-alert", a.state);
+      else t.removeAttribute("data-alert");
+      if (a) t.setAttribute("title", a.title);
+      else t.removeAttribute("title");
+    });
+    kpiOld = map;
+  }
+
   // ---- live stream: one EventSource shared by every view ----
 
   SD.live = function (fn) {
@@ -312,6 +346,7 @@
     if (current && current.unmount) current.unmount();
     current = null;
     stopLive();
+    SD.kpiAlerts = {};
     sessionStorage.removeItem(KEY);
     localStorage.removeItem(KEY);
     showLogin(msg);
