@@ -138,7 +138,8 @@ export const tests = [
     await waitFor(async () => !(await sw.isDisabled()), 5000, "switch enabled");
     await sw.click();
     await waitFor(async () => rule(await rules(srv), "cart-added-offer").enabled === false, 5000, "GET /v1/rules saying enabled:false");
-    eq(await sw.getAttribute("aria-checked"), "false", "switch shown off");
+    // The server may answer the test's GET before the page has read the PUT's answer.
+    await waitFor(async () => (await sw.getAttribute("aria-checked")) === "false", 3000, "switch shown off");
     // The next refresh keeps it off (the server's word), and the count of rules off.
     await waitFor(async () => (await page.locator(".card-head .muted").first().textContent()) === "2 rules · 1 off", 5000, "rules off count");
     const sup = (await rules(srv)).stats.suppressed;
