@@ -46,6 +46,10 @@ struct decide {
   uint32_t *idx;          /* open addressing over rs by name hash: index + 1, 0 empty */
   size_t idxcap;          /* a power of two, at least twice nrs */
   uint64_t suppressed, stale, alert_webhook_errors;
+  profile_store_t *ps;    /* where segment edits go (decide_bind_profiles) */
+  char *segs[DECIDE_MAX_SEGMENTS]; /* segment names by bit */
+  size_t nsegs;
+  uint64_t segment_edits, segments_refused;
 };
 
 /* ---- per-rule and per-alert records ---- */
@@ -105,9 +109,51 @@ static int on_alert(decide_t *d, const action_t *a) {
   return rc;
 }
 
+/* ---- segments ---- */
+
+/* The bit of segment name; a new name gets the next free bit when create. -1: unknown
+ * (not create) or no bit left. */
+static int segment_bit(decide_t *d, const char *name, int create) {
+  for (size_t i = 0; i < d->nsegs; i++)
+    if (!strcmp(d->segs[i], name)) return (int)i;
+  if (!create || d->nsegs == DECIDE_MAX_SEGMENTS || strlen(name) > 255) return -1;
+  d->segs[d->nsegs] = xstrdup(name);
+  return (int)d->nsegs++;
+}
+
+static int on_segment(decide_t *d, const action_t *a) {
+  const char *id = a->user_id ? a->user_id : a->anonymous_id;
+  int bit = segment_bit(d, a->target, a->kind == ACTION_SEGMENT_ADD);
+  if (!d->ps || !id) return 0;
+  if (bit < 0) {
+    if (a->kind == ACTION_SEGMENT_ADD) d->segments_refused++;
+    return a->kind == ACTION_SEGMENT_ADD ? -ENOSPC : 0;
+  }
+  uint64_t m = 1ull << bit;
+  int rc = profile_segments(d->ps, id, 0, a->kind == ACTION_SEGMENT_ADD ? m : 0,
+                            a->kind == ACTION_SEGMENT_REMOVE ? m : 0);
+  if (rc == 0) d->segment_edits++;
+  return rc;
+}
+
+void decide_bind_profiles(decide_t *d, profile_store_t *ps) {
+  if (d) d->ps = ps;
+}
+
 static int on_action(void *ud, const action_t *a) {
   decide_t *d = ud;
   if (a->kind == ACTION_ALERT) return on_alert(d, a);
+  if (a->kind == ACTION_SEGMENT_ADD || a->kind == ACTION_SEGMENT_REMOVE) {
+    named_t *e = named(d, a->rule);
+    if (e->disabled) {
+      d->suppressed++;
+      return 0;
+    }
+    if (!e->fires || e->last_offset != a->offset || e->last_us != a->decided_us) e->fires++;
+    e->last_offset = a->offset;
+    e->last_us = a->decided_us;
+    return on_segment(d, a);
+  }
   if (a->decided_us < clock_wall_us() - DECIDE_MAX_AGE_US) {
     d->stale++; /* replayed history or an old event: decided, not carried out */
     return 0;
@@ -184,6 +230,7 @@ void decide_free(decide_t *d) {
   }
   free(d->rs);
   free(d->idx);
+  for (size_t i = 0; i < d->nsegs; i++) free(d->segs[i]);
   free(d->dir);
   free(d->disabled_path);
   free(d);
@@ -208,6 +255,10 @@ void decide_event(decide_t *d, const evfields_t *e, const log_record_t *rec,
   size_t nc = 0;
   for (size_t i = 0; i < PROFILE_KINDS; i++)
     if (kinds[i]) names[nc] = kinds[i], counts[nc++] = prof->kind_count[i];
+  const char *segnames[DECIDE_MAX_SEGMENTS];
+  size_t nseg = 0;
+  for (size_t i = 0; i < d->nsegs; i++)
+    if (prof->segments >> i & 1) segnames[nseg++] = d->segs[i];
   rules_profile_t rp = {
       .events = prof->events,
       .page_views = prof->page_views,
@@ -222,6 +273,8 @@ void decide_event(decide_t *d, const evfields_t *e, const log_record_t *rec,
       .counter_values = counts,
       .ncounters = nc,
       .identified = (prof->flags & PROFILE_F_IDENTIFIED) != 0,
+      .segments = segnames,
+      .nsegments = nseg,
   };
   rules_event_t ev = {
       .t_us = e->t_us,
@@ -249,13 +302,52 @@ void decide_tick(decide_t *d, int64_t watermark_us, int64_t wall_us, int caught_
   if (d->kpi) rules_alerts_tick(d->r, wall_us, d->kpi, d->kpi_ud);
 }
 
-size_t decide_serialize(const decide_t *d, buf_t *out) { return rules_serialize(d->r, out); }
+size_t decide_serialize(const decide_t *d, buf_t *out) {
+  size_t start = out->len;
+  char z[4] = {0};
+  buf_append(out, z, 4);
+  size_t n = rules_serialize(d->r, out);
+  for (int k = 0; k < 4; k++) out->data[start + k] = (char)(n >> (8 * k));
+  unsigned char c = (unsigned char)d->nsegs;
+  buf_append(out, &c, 1);
+  for (size_t i = 0; i < d->nsegs; i++) {
+    c = (unsigned char)strlen(d->segs[i]);
+    buf_append(out, &c, 1);
+    buf_append(out, d->segs[i], c);
+  }
+  return out->len - start;
+}
 
 int decide_deserialize(decide_t *d, const void *p, size_t n) {
-  return rules_deserialize(d->r, p, n);
+  const unsigned char *b = p;
+  if (n < 5) return -EBADMSG;
+  size_t rl = (size_t)b[0] | (size_t)b[1] << 8 | (size_t)b[2] << 16 | (size_t)b[3] << 24;
+  if (rl > n - 5) return -EBADMSG;
+  size_t at = 4 + rl, count = b[at++];
+  if (count > DECIDE_MAX_SEGMENTS) return -EBADMSG;
+  char *names[DECIDE_MAX_SEGMENTS];
+  size_t got = 0;
+  for (; got < count; got++) {
+    if (at >= n || b[at] == 0 || b[at] > n - at - 1) break;
+    names[got] = xmalloc((size_t)b[at] + 1);
+    memcpy(names[got], b + at + 1, b[at]);
+    names[got][b[at]] = 0;
+    at += 1 + (size_t)b[at];
+  }
+  int rc = got == count && at == n ? rules_deserialize(d->r, b + 4, rl) : -EBADMSG;
+  if (rc != 0) {
+    for (size_t i = 0; i < got; i++) free(names[i]);
+    return rc;
+  }
+  for (size_t i = 0; i < d->nsegs; i++) free(d->segs[i]);
+  memcpy(d->segs, names, got * sizeof *names);
+  d->nsegs = got;
+  return 0;
 }
 
 void decide_reset(decide_t *d) {
+  for (size_t i = 0; i < d->nsegs; i++) free(d->segs[i]);
+  d->nsegs = 0;
   rules_opts_t o = {0};
   rules_t *empty = rules_new(&o);
   buf_t b = BUF_INIT;

@@ -83,10 +83,21 @@ uint64_t decide_key_before(const profile_store_t *ps, const evfields_t *e);
  * unused), for counter("..."). */
 void decide_event(decide_t *d, const evfields_t *e, const log_record_t *rec,
                   const char *const *kinds, const profile_t *prof, uint64_t key_before);
+/* Segments. `do segment add/remove "NAME"` edits the person's segment bitmap in the
+ * profile store (profile_t.segments) right here, in log order, so replays rebuild it:
+ * unlike the other actions, segment edits are state, not effects, and are applied
+ * however old their decision (a switched-off rule's are dropped like its other actions).
+ * Names get bits in order of first use, at most DECIDE_MAX_SEGMENTS (more are refused
+ * and counted); the names are part of the snapshot. segment("NAME") in a rule reads the
+ * bitmap. The process stage tells decide which store to edit whenever it makes one. */
+#define DECIDE_MAX_SEGMENTS 64
+void decide_bind_profiles(decide_t *d, profile_store_t *ps);
+
 /* Once a second: timers (see Clock) and, when caught_up (the stage reached the log's
  * end once since it started or rebuilt), KPI alerts. */
 void decide_tick(decide_t *d, int64_t watermark_us, int64_t wall_us, int caught_up);
-/* Snapshot part: append the engine's state; load one (0, or a negative errno: the caller
+/* Snapshot part (u32 length + the engine's state, u8 count + the segment names, each u8
+ * length + bytes): append it; load one (0, or a negative errno: the caller
  * rebuilds from the log); forget every person's state (erasure rebuild). */
 size_t decide_serialize(const decide_t *d, buf_t *out);
 int decide_deserialize(decide_t *d, const void *p, size_t n);

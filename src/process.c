@@ -117,6 +117,7 @@ static int new_stores(process_t *p) {
   p->events = rollup_new(&ro);
   p->sessions = rollup_new(&so);
   p->profiles = profile_store_new(&p->popts);
+  decide_bind_profiles(p->decide, p->profiles);
   p->kpi = kpi_new(NULL, NULL);
   if (p->kpi) kpi_set_custom(p->kpi, p->custom);
   return p->events && p->sessions && p->profiles && p->kpi ? 0 : -EINVAL;
@@ -189,6 +190,7 @@ static int load_snapshot(process_t *p) {
       if (!why) {
         profile_store_free(p->profiles);
         p->profiles = profile_store_new(&p->popts);
+        decide_bind_profiles(p->decide, p->profiles);
         if (profile_store_deserialize(p->profiles, q + l0 + l1, l2) != 0) why = "bad profiles";
       }
       if (!why && kpi_deserialize(q + l0 + l1 + l2, l3, NULL, NULL, &kp) != 0)

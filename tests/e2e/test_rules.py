@@ -340,5 +340,46 @@ def test_kpi_alert_fires_and_resolves():
         check(all(signature_ok(r) for r in rcv.delivered()))
 
 
+
+SEGMENT_RULES = """
+rule "tag-newsletter-reader" {
+  on track "Email Opened"
+  do segment add "newsletter-reader"
+}
+rule "reader-offer" {
+  on track "Pricing Viewed"
+  when segment("newsletter-reader")
+  do offer "reader-welcome" { plan: "pro" }
+}
+rule "untag-buyer" {
+  on track "Order Completed"
+  do segment remove "newsletter-reader"
+}
+"""
+
+
+def test_segments_are_set_read_and_kept_across_restart():
+    with running(extra=SEGMENT_RULES) as (srv, rcv, rules):
+        reader, other = "reader-" + uuid.uuid4().hex, "other-" + uuid.uuid4().hex
+        track(srv, reader, "Email Opened")
+        track(srv, other, "Pricing Viewed")  # not in the segment: no offer
+        wait_for(lambda: rule(rules_get(srv), "tag-newsletter-reader")["fires"] == 1, 10)
+        check(rule(rules_get(srv), "reader-offer")["fires"] == 0)
+        # The membership is profile state, rebuilt from the log: it survives kill -9.
+        srv.kill()
+        srv.start()
+        s = Stream(srv.port, "/v1/offers?anonymousId=%s&token=%s" % (reader, token_for(srv, reader)))
+        track(srv, reader, "Pricing Viewed")
+        ev = s.next_event(timeout=10)
+        check(ev["json"]["rule"] == "reader-offer" and ev["json"]["fields"] == {"plan": "pro"}, ev)
+        # Removed by a purchase: the next pricing view decides nothing.
+        track(srv, reader, "Order Completed")
+        track(srv, reader, "Pricing Viewed")
+        wait_for(lambda: rules_get(srv)["stats"]["events"] >= 3, 10)
+        time.sleep(0.5)
+        check(rule(rules_get(srv), "reader-offer")["fires"] == 1, rules_get(srv)["rules"])
+        s.close()
+
+
 if __name__ == "__main__":
     run_all(globals())
