@@ -49,6 +49,12 @@ struct decide {
   profile_store_t *ps;    /* where segment edits go (decide_bind_profiles) */
   char *segs[DECIDE_MAX_SEGMENTS]; /* segment names by bit */
   size_t nsegs;
+  struct {
+    char *segment;
+    rollup_t *events;
+    int64_t since_us;      /* wall clock when it started watching */
+  } segr[DECIDE_SEGMENT_ROLLUPS];   /* one per segment an alert names (segment scopes) */
+  size_t nsegr;
   uint64_t segment_edits, segments_refused;
 };
 
@@ -140,24 +146,61 @@ void decide_bind_profiles(decide_t *d, profile_store_t *ps) {
   if (d) d->ps = ps;
 }
 
-static int on_action(void *ud, const action_t *a) {
-  decide_t *d = ud;
-  if (a->kind == ACTION_ALERT) return on_alert(d, a);
-  if (a->kind == ACTION_SEGMENT_ADD || a->kind == ACTION_SEGMENT_REMOVE) {
-    named_t *e = named(d, a->rule);
-    if (e->disabled) {
-      d->suppressed++;
-      return 0;
-    }
-    if (!e->fires || e->last_offset != a->offset || e->last_us != a->decided_us) e->fires++;
-    e->last_offset = a->offset;
-    e->last_us = a->decided_us;
-    return on_segment(d, a);
+/* ---- segment scopes of alerts ---- */
+
+static void drop_segment_rollup(decide_t *d, size_t i) {
+  free(d->segr[i].segment);
+  rollup_free(d->segr[i].events);
+  d->segr[i] = d->segr[--d->nsegr];
+}
+
+/* One rollup per segment the current alerts name: new ones start empty, unused ones go. */
+static void sync_segment_rollups(decide_t *d, int64_t now_us) {
+  const rules_set_t *s = rules_current(d->r);
+  const rules_alert_t *a;
+  for (size_t i = 0; i < d->nsegr;) {
+    int used = 0;
+    for (size_t k = 0; (a = rules_set_alert(s, k)) && !used; k++)
+      used = a->segment && !strcmp(a->segment, d->segr[i].segment);
+    if (used) i++;
+    else drop_segment_rollup(d, i);
   }
-  if (a->decided_us < clock_wall_us() - DECIDE_MAX_AGE_US) {
-    d->stale++; /* replayed history or an old event: decided, not carried out */
-    return 0;
+  for (size_t k = 0; (a = rules_set_alert(s, k)); k++) {
+    if (!a->segment || d->nsegr == DECIDE_SEGMENT_ROLLUPS) continue;
+    size_t i = 0;
+    while (i < d->nsegr && strcmp(d->segr[i].segment, a->segment)) i++;
+    if (i < d->nsegr) continue;
+    static const char *const dims[] = {PROCESS_DIMS};
+    rollup_opts_t o = {.dims = dims, .ndims = PROCESS_NDIMS, .second_ring = 60,
+                       .minute_ring = 1440, .hour_ring = 24};
+    d->segr[i].events = rollup_new(&o);
+    d->segr[i].segment = xstrdup(a->segment);
+    d->segr[i].since_us = now_us;
+    d->nsegr++;
   }
+}
+
+/* The event of a person now in some watched segments goes into their rollups. */
+static void feed_segment_rollups(decide_t *d, const evfields_t *e, const profile_t *prof) {
+  for (size_t i = 0; i < d->nsegr; i++) {
+    int bit = segment_bit(d, d->segr[i].segment, 0);
+    if (bit >= 0 && (prof->segments >> bit & 1))
+      rollup_add(d->segr[i].events, e->t_us, e->dims, e->user_hash, e->revenue);
+  }
+}
+
+const rollup_t *decide_segment_events(const decide_t *d, const char *segment,
+                                      int64_t window_us, int64_t now_us) {
+  if (window_us > 86400LL * 1000000) return NULL;
+  for (size_t i = 0; i < d->nsegr; i++)
+    if (!strcmp(d->segr[i].segment, segment))
+      return now_us - d->segr[i].since_us >= window_us ? d->segr[i].events : NULL;
+  return NULL;
+}
+
+/* Counts a as a fire of its rule (a rule's actions of one decision count once). 0 when
+ * the rule is switched off: a is dropped (suppressed). */
+static int rule_fires(decide_t *d, const action_t *a) {
   named_t *e = named(d, a->rule);
   if (e->disabled) {
     d->suppressed++;
@@ -166,6 +209,19 @@ static int on_action(void *ud, const action_t *a) {
   if (!e->fires || e->last_offset != a->offset || e->last_us != a->decided_us) e->fires++;
   e->last_offset = a->offset;
   e->last_us = a->decided_us;
+  return 1;
+}
+
+static int on_action(void *ud, const action_t *a) {
+  decide_t *d = ud;
+  if (a->kind == ACTION_ALERT) return on_alert(d, a);
+  int segment = a->kind == ACTION_SEGMENT_ADD || a->kind == ACTION_SEGMENT_REMOVE;
+  if (!segment && a->decided_us < clock_wall_us() - DECIDE_MAX_AGE_US) {
+    d->stale++; /* replayed history or an old event: decided, not carried out */
+    return 0;
+  }
+  if (!rule_fires(d, a)) return 0;
+  if (segment) return on_segment(d, a); /* state, applied however late (decide.h) */
   return d->sink ? d->sink(d->sink_ud, a) : 0;
 }
 
@@ -231,6 +287,7 @@ void decide_free(decide_t *d) {
   free(d->rs);
   free(d->idx);
   for (size_t i = 0; i < d->nsegs; i++) free(d->segs[i]);
+  while (d->nsegr) drop_segment_rollup(d, 0);
   free(d->dir);
   free(d->disabled_path);
   free(d);
@@ -291,6 +348,7 @@ void decide_event(decide_t *d, const evfields_t *e, const log_record_t *rec,
       .profile = &rp,
   };
   rules_event(d->r, &ev);
+  if (d->nsegr) feed_segment_rollups(d, e, prof);
 }
 
 void decide_tick(decide_t *d, int64_t watermark_us, int64_t wall_us, int caught_up) {
@@ -299,6 +357,7 @@ void decide_tick(decide_t *d, int64_t watermark_us, int64_t wall_us, int caught_
     return;
   }
   rules_advance(d->r, wall_us > watermark_us ? wall_us : watermark_us);
+  sync_segment_rollups(d, wall_us);
   if (d->kpi) rules_alerts_tick(d->r, wall_us, d->kpi, d->kpi_ud);
 }
 

@@ -46,6 +46,7 @@
 #include "evfields.h"
 #include "log.h"
 #include "profile.h"
+#include "rollup.h"
 #include "rules.h"
 #include "util/buf.h"
 
@@ -92,6 +93,17 @@ void decide_event(decide_t *d, const evfields_t *e, const log_record_t *rec,
  * bitmap. The process stage tells decide which store to edit whenever it makes one. */
 #define DECIDE_MAX_SEGMENTS 64
 void decide_bind_profiles(decide_t *d, profile_store_t *ps);
+
+/* Segment-scoped KPI alerts (`segment "NAME"` in an alert). The shop-wide rollups know
+ * nothing of segments, so for each segment an alert names, decide keeps an events rollup
+ * (the process stage's dimensions, a day of minutes, DECIDE_SEGMENT_ROLLUPS at most) fed
+ * with the events of persons in that segment when the event happened. It starts empty at
+ * start and on reload (it is not in the snapshot): decide_segment_events answers only
+ * once it has watched a whole window, so an alert is not evaluated on a partial one.
+ * Returns the rollup, or NULL: no such scope, window longer than a day, or not yet. */
+#define DECIDE_SEGMENT_ROLLUPS 8
+const rollup_t *decide_segment_events(const decide_t *d, const char *segment,
+                                      int64_t window_us, int64_t now_us);
 
 /* Once a second: timers (see Clock) and, when caught_up (the stage reached the log's
  * end once since it started or rebuilt), KPI alerts. */

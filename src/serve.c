@@ -410,8 +410,19 @@ static int to_act(void *ud, const action_t *a) {
  * kept by the rollups: -ENOTSUP (the alert is not evaluated). */
 static int kpi_value(void *ud, const rules_alert_t *a, int64_t now_us, double *value) {
   server_t *s = ud;
-  if (a->segment) return -ENOTSUP;
-  query_stores_t st = {.events = process_events(s->process),
+  const rollup_t *events = process_events(s->process);
+  if (a->segment) {
+    /* The segment's own events rollup (decide.h) answers the KPIs made of events only. */
+    static const char *const of_events[] = {"email_open_rate", "email_click_to_open",
+                                            "email_ctr", "offer_ctr", "revenue", "orders",
+                                            "aov", "events", "active_users"};
+    size_t k = 0;
+    while (k < sizeof of_events / sizeof *of_events && strcmp(of_events[k], a->kpi)) k++;
+    if (k == sizeof of_events / sizeof *of_events ||
+        !(events = decide_segment_events(s->decide, a->segment, a->window_us, now_us)))
+      return -ENOTSUP;
+  }
+  query_stores_t st = {.events = events,
                        .sessions = process_sessions(s->process),
                        .conversion_event = process_conversion_event(s->process),
                        .kpi = process_kpi(s->process)};

@@ -381,5 +381,38 @@ def test_segments_are_set_read_and_kept_across_restart():
         s.close()
 
 
+SEGMENT_ALERT = """
+rule "tag-pl" {
+  on track "Newsletter Signup"
+  do segment add "newsletter-pl"
+}
+alert "pl-clicks" {
+  kpi "events"
+  segment "newsletter-pl"
+  over 3s
+  every 1s
+  above 5
+  clear 1
+}
+"""
+
+
+def test_segment_scoped_alert_counts_only_the_segment():
+    with running(extra=SEGMENT_ALERT) as (srv, rcv, rules):
+        member, outsider = "pl-" + uuid.uuid4().hex, "out-" + uuid.uuid4().hex
+        track(srv, member, "Newsletter Signup")
+        firing = 'sluice_alert_firing{alert="pl-clicks"}'
+        # Many events from outside the segment: the segment's KPI stays at 0.
+        for i in range(12):
+            track(srv, outsider, "Button Clicked", {"i": i})
+        time.sleep(4)  # the segment's rollup has now watched a whole 3 s window
+        check(metric(srv, firing) == 0, "fired on events outside the segment")
+        for i in range(12):
+            track(srv, member, "Button Clicked", {"i": i})
+        wait_for(lambda: metric(srv, firing) == 1, 10)
+        a = [x for x in rules_get(srv)["alerts"] if x["name"] == "pl-clicks"][0]
+        check(a["segment"] == "newsletter-pl" and a["history"][0]["value"] > 5, a)
+
+
 if __name__ == "__main__":
     run_all(globals())
