@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "util/mem.h"
+#include "util/rd.h"
 
 #define DAY_US (86400LL * 1000000)
 #define MAP_SLOTS (2 * KPI_MAX_CAMPAIGNS) /* power of two, load <= 1/2 */
@@ -381,25 +382,9 @@ size_t kpi_serialize(const kpi_t *k, buf_t *out) {
   return out->len - start;
 }
 
-typedef struct rd {
-  const unsigned char *p;
-  size_t n, pos;
-  int bad;
-} rd_t;
-
-static uint64_t get(rd_t *r, int bytes) {
-  if (r->bad || r->n - r->pos < (size_t)bytes) {
-    r->bad = 1;
-    return 0;
-  }
-  uint64_t v = 0;
-  for (int i = bytes - 1; i >= 0; i--) v = v << 8 | r->p[r->pos + (size_t)i];
-  r->pos += (size_t)bytes;
-  return v;
-}
 
 static double get_f64(rd_t *r) {
-  uint64_t v = get(r, 8);
+  uint64_t v = rd_get(r, 8);
   double d;
   memcpy(&d, &v, 8);
   if (!isfinite(d)) r->bad = 1;
@@ -408,10 +393,10 @@ static double get_f64(rd_t *r) {
 
 static void get_grid(rd_t *r, grid_t *g) {
   for (int i = 0; i < g->n && !r->bad; i++) {
-    int64_t c = (int64_t)get(r, 8);
+    int64_t c = (int64_t)rd_get(r, 8);
     if (c < -1 || (c >= 0 && row_of(g, c) != i)) r->bad = 1;
     g->cohort[i] = c;
-    for (int j = 0; j < g->n; j++) g->cells[i * g->n + j] = (uint32_t)get(r, 4);
+    for (int j = 0; j < g->n; j++) g->cells[i * g->n + j] = (uint32_t)rd_get(r, 4);
   }
 }
 
@@ -423,14 +408,14 @@ int kpi_deserialize(const void *p, size_t n, int64_t (*now_us)(void *ctx), void 
   rd_t r = {p, p ? n : 0, 0, 0};
   if (!p || n < 5 || memcmp(p, MAGIC, 4)) goto fail;
   r.pos = 4;
-  if (get(&r, 1) != VERSION) goto fail;
-  k->clv.customers = get(&r, 8);
+  if (rd_get(&r, 1) != VERSION) goto fail;
+  k->clv.customers = rd_get(&r, 8);
   k->clv.revenue = get_f64(&r);
-  uint64_t nc = get(&r, 4);
+  uint64_t nc = rd_get(&r, 4);
   if (nc > KPI_MAX_CAMPAIGNS) goto fail;
   for (uint64_t i = 0; i < nc && !r.bad; i++) {
-    uint32_t h = (uint32_t)get(&r, 4);
-    size_t len = (size_t)get(&r, 2);
+    uint32_t h = (uint32_t)rd_get(&r, 4);
+    size_t len = (size_t)rd_get(&r, 2);
     if (r.bad || !h || len > NAME_MAX_LEN || r.n - r.pos < len ||
         strcmp(campaign_name(k, h), ROLLUP_OTHER))
       goto fail;
@@ -441,8 +426,8 @@ int kpi_deserialize(const void *p, size_t n, int64_t (*now_us)(void *ctx), void 
   get_grid(&r, &k->week);
   for (int i = 0; i < KPI_COHORT_WEEKS && !r.bad; i++) {
     clv_row_t *row = &k->clv_rows[i];
-    row->week = (int64_t)get(&r, 8);
-    row->customers = get(&r, 8);
+    row->week = (int64_t)rd_get(&r, 8);
+    row->customers = rd_get(&r, 8);
     row->revenue = get_f64(&r);
     if (row->week < -1 || (row->week >= 0 && row->week % KPI_COHORT_WEEKS != i)) r.bad = 1;
   }
@@ -450,7 +435,7 @@ int kpi_deserialize(const void *p, size_t n, int64_t (*now_us)(void *ctx), void 
   const char *const *names[2] = {fact_dims, custom_dims};
   size_t ndims[2] = {KPI_NDIMS, 1};
   for (int s = 0; s < 2; s++) {
-    uint64_t len = get(&r, 8);
+    uint64_t len = rd_get(&r, 8);
     if (r.bad || len > r.n - r.pos) goto fail;
     rollup_t *ro;
     if (rollup_deserialize(r.p + r.pos, (size_t)len, &ro) != 0) goto fail;

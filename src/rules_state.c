@@ -25,6 +25,7 @@
 #include "rules_int.h"
 #include "util/crc32c.h"
 #include "util/mem.h"
+#include "util/rd.h"
 
 #define MAGIC "SLRU"
 #define NO_STR 0xffffffffu
@@ -117,26 +118,10 @@ size_t rules_serialize(const rules_t *r, buf_t *out) {
 
 /* ---- reading ---- */
 
-typedef struct rd {
-  const unsigned char *p;
-  size_t n, pos;
-  int bad;
-} rd_t;
-
-static uint64_t get(rd_t *d, int n) {
-  if (d->bad || d->n - d->pos < (size_t)n) {
-    d->bad = 1;
-    return 0;
-  }
-  uint64_t v = 0;
-  for (int i = n - 1; i >= 0; i--) v = v << 8 | d->p[d->pos + (size_t)i];
-  d->pos += (size_t)n;
-  return v;
-}
 
 /* A string of at most max bytes without NUL; NULL when absent (or bad: d->bad set). */
 static char *get_str(rd_t *d, size_t max) {
-  uint32_t n = (uint32_t)get(d, 4);
+  uint32_t n = (uint32_t)rd_get(d, 4);
   if (d->bad || n == NO_STR) return NULL;
   if (n > max || d->n - d->pos < n || memchr(d->p + d->pos, 0, n)) {
     d->bad = 1;
@@ -149,7 +134,7 @@ static char *get_str(rd_t *d, size_t max) {
 
 /* A count of at most max (else bad, or *over set when over is given and it fits a u32). */
 static uint32_t get_count(rd_t *d, size_t max, int *over) {
-  uint32_t n = (uint32_t)get(d, 4);
+  uint32_t n = (uint32_t)rd_get(d, 4);
   if (n > max) {
     if (over) *over = 1;
     d->bad = 1;
@@ -160,7 +145,7 @@ static uint32_t get_count(rd_t *d, size_t max, int *over) {
 }
 
 static void read_user(rules_t *r, rd_t *d, int *over) {
-  uint64_t key = get(d, 8);
+  uint64_t key = rd_get(d, 8);
   if (d->bad) return;
   if (!key || rules_user_find(r, key)) {
     d->bad = 1;
@@ -172,9 +157,9 @@ static void read_user(rules_t *r, rd_t *d, int *over) {
     return;
   }
   ustate_t *u = rules_user_add(r, key);
-  u->last_us = (int64_t)get(d, 8);
-  u->session_us = (int64_t)get(d, 8);
-  u->consent = (int)get(d, 1);
+  u->last_us = (int64_t)rd_get(d, 8);
+  u->session_us = (int64_t)rd_get(d, 8);
+  u->consent = (int)rd_get(d, 1);
   if (u->consent > 1) d->bad = 1;
   u->uid = get_str(d, PROFILE_ID_MAX);
   u->aid = get_str(d, PROFILE_ID_MAX);
@@ -185,22 +170,22 @@ static void read_user(rules_t *r, rd_t *d, int *over) {
   }
   for (uint32_t i = 0; i < hn && !d->bad; i++) {
     hrec_t *h = &u->hist[u->hn++];
-    h->t_us = (int64_t)get(d, 8);
-    h->expires_us = (int64_t)get(d, 8);
-    h->pat = get(d, 8);
-    h->key = get(d, 8);
+    h->t_us = (int64_t)rd_get(d, 8);
+    h->expires_us = (int64_t)rd_get(d, 8);
+    h->pat = rd_get(d, 8);
+    h->key = rd_get(d, 8);
   }
   uint32_t nrs = get_count(d, r->o.rules_per_user, over);
   if (nrs) u->rs = xcalloc(nrs, sizeof *u->rs);
   for (uint32_t i = 0; i < nrs && !d->bad; i++) {
     rstate_t *s = &u->rs[u->nrs++];
-    s->fp = get(d, 8);
-    s->session_us = (int64_t)get(d, 8);
-    s->session_n = (uint32_t)get(d, 4);
-    uint32_t nf = (uint32_t)get(d, 4);
+    s->fp = rd_get(d, 8);
+    s->session_us = (int64_t)rd_get(d, 8);
+    s->session_n = (uint32_t)rd_get(d, 4);
+    uint32_t nf = (uint32_t)rd_get(d, 4);
     if (nf > RULES_CAP_MAX) d->bad = 1;
     for (uint32_t k = 0; k < nf && !d->bad; k++) {
-      int64_t t = (int64_t)get(d, 8);
+      int64_t t = (int64_t)rd_get(d, 8);
       if (s->nf && t < s->fires[s->nf - 1]) d->bad = 1;
       else rules_rstate_add_fire(s, t);
     }
@@ -212,15 +197,15 @@ static void read_user(rules_t *r, rd_t *d, int *over) {
   for (uint32_t i = 0; i < ntm && !d->bad; i++) {
     utimer_t *t = &u->tm[u->ntm++];
     r->ntimers++;
-    t->fp = get(d, 8);
-    t->deadline_us = (int64_t)get(d, 8);
-    t->armed_us = (int64_t)get(d, 8);
-    t->offset = get(d, 8);
-    t->cancel_pat = get(d, 8);
-    t->cancel_key = get(d, 8);
+    t->fp = rd_get(d, 8);
+    t->deadline_us = (int64_t)rd_get(d, 8);
+    t->armed_us = (int64_t)rd_get(d, 8);
+    t->offset = rd_get(d, 8);
+    t->cancel_pat = rd_get(d, 8);
+    t->cancel_key = rd_get(d, 8);
     t->uid = get_str(d, PROFILE_ID_MAX);
     t->aid = get_str(d, PROFILE_ID_MAX);
-    uint32_t np = (uint32_t)get(d, 4);
+    uint32_t np = (uint32_t)rd_get(d, 4);
     if (np > 8) d->bad = 1;
     if (d->bad) break;
     t->payloads = xcalloc(np + 1, sizeof *t->payloads);
@@ -244,16 +229,16 @@ int rules_deserialize(rules_t *r, const void *p, size_t n) {
   uint32_t crc = (uint32_t)(d.p[n - 4] | d.p[n - 3] << 8 | d.p[n - 2] << 16 | (uint32_t)d.p[n - 1] << 24);
   if (crc32c(0, p, n - 4) != crc) return -EBADMSG;
   d.n = n - 4;
-  if (get(&d, 4) != RULES_STATE_VERSION) return -EBADMSG;
-  uint32_t nu = (uint32_t)get(&d, 4);
+  if (rd_get(&d, 4) != RULES_STATE_VERSION) return -EBADMSG;
+  uint32_t nu = (uint32_t)rd_get(&d, 4);
   if (nu > r->o.max_users) return -ENOSPC;
   for (uint32_t i = 0; i < nu && !d.bad; i++) read_user(r, &d, &over);
   rules_set_t *s = r->set;
   uint32_t nl = get_count(&d, RULES_MAX_RULES, NULL);
   for (uint32_t i = 0; i < nl && !d.bad; i++) {
-    uint64_t fp = get(&d, 8);
-    int64_t start = (int64_t)get(&d, 8);
-    uint32_t cnt = (uint32_t)get(&d, 4);
+    uint64_t fp = rd_get(&d, 8);
+    int64_t start = (int64_t)rd_get(&d, 8);
+    uint32_t cnt = (uint32_t)rd_get(&d, 4);
     int ri = rules_rule_by_fp(r, fp);
     if (ri >= 0 && !d.bad) {
       s->rules[ri].limit_start_us = start;
@@ -262,12 +247,12 @@ int rules_deserialize(rules_t *r, const void *p, size_t n) {
   }
   uint32_t na = get_count(&d, RULES_MAX_RULES, NULL);
   for (uint32_t i = 0; i < na && !d.bad; i++) {
-    uint64_t fp = get(&d, 8);
+    uint64_t fp = rd_get(&d, 8);
     alert_state_t st = {0};
-    st.firing = (int)get(&d, 1);
-    st.streak = (unsigned)get(&d, 4);
-    st.next_due_us = (int64_t)get(&d, 8);
-    uint64_t bits = get(&d, 8);
+    st.firing = (int)rd_get(&d, 1);
+    st.streak = (unsigned)rd_get(&d, 4);
+    st.next_due_us = (int64_t)rd_get(&d, 8);
+    uint64_t bits = rd_get(&d, 8);
     memcpy(&st.last_value, &bits, 8);
     if (st.firing > 1) d.bad = 1;
     for (size_t k = 0; k < s->nalerts && !d.bad; k++)
