@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,7 +16,7 @@
 enum {
   F_TYPE, F_EVENT, F_USER, F_ANON, F_PREV, F_TS, F_RECV, F_REVENUE, F_TOTAL, F_URL, F_PATH,
   F_SOURCE, F_MEDIUM, F_CAMPAIGN, F_REFCLASS, F_COUNTRY, F_DEVICE, F_BROWSER, F_PSESSION,
-  F_CSESSION, F_CONSENT, F_COUNT
+  F_CSESSION, F_CONSENT, F_PRODUCT, F_SKU, F_COUNT
 };
 
 static const char *const field_paths[F_COUNT] = {
@@ -24,7 +25,7 @@ static const char *const field_paths[F_COUNT] = {
     "context.campaign.source", "context.campaign.medium", "context.campaign.name",
     "context.referrer.class", "context.location.country", "context.device.type",
     "context.browser.name", "properties.sessionId", "context.sessionId",
-    "context.consent.marketing"};
+    "context.consent.marketing", "properties.product_id", "properties.sku"};
 
 struct evfields_decoder {
   jscan_paths_t *paths;
@@ -94,6 +95,21 @@ static int time_of(const jscan_val_t *v, int64_t *t) {
   return clock_parse_iso(v->p, v->n, t) == 0;
 }
 
+/* Dimension "product": properties.product_id, else properties.sku (Segment's e-commerce
+ * spec); an integral number is written in decimal, since shops send numeric ids. */
+static const char *product_of(const jscan_val_t *f, char *buf) {
+  for (int k = F_PRODUCT; k <= F_SKU; k++) {
+    const jscan_val_t *v = &f[k];
+    if (v->type == JSCAN_NUMBER && fabs(v->num) < 9e15 && v->num == (double)(long long)v->num) {
+      snprintf(buf, EVFIELDS_VAL_CAP, "%lld", (long long)v->num);
+      return buf;
+    }
+    const char *s = str_of(v, buf, EVFIELDS_VAL_CAP);
+    if (s) return s;
+  }
+  return NULL;
+}
+
 static const char *const type_dim[PROFILE_TYPES] = {NULL, "$page", "$screen", "$identify",
                                                     "$group", "$alias"};
 
@@ -124,9 +140,10 @@ int evfields_decode(const evfields_decoder_t *d, const log_record_t *rec, evfiel
     const char *u = str_of(&f[F_URL], e->urlb, sizeof e->urlb);
     e->dims[1] = u ? url_path(u, e->vb[1], EVFIELDS_VAL_CAP) : NULL;
   }
-  static const int dim_field[PROCESS_NDIMS] = {0, 0, F_SOURCE, F_MEDIUM, F_CAMPAIGN,
-                                               F_REFCLASS, F_COUNTRY, F_DEVICE, F_BROWSER};
-  for (int i = 2; i < PROCESS_NDIMS; i++)
+  static const int dim_field[PROCESS_NDIMS - 1] = {0, 0, F_SOURCE, F_MEDIUM, F_CAMPAIGN,
+                                                   F_REFCLASS, F_COUNTRY, F_DEVICE, F_BROWSER};
+  e->dims[PROCESS_NDIMS - 1] = product_of(f, e->vb[PROCESS_NDIMS - 1]);
+  for (int i = 2; i < PROCESS_NDIMS - 1; i++)
     e->dims[i] = str_of(&f[dim_field[i]], e->vb[i], EVFIELDS_VAL_CAP);
 
   e->is_order = name && type == PROFILE_TRACK && !strcmp(name, d->conversion);

@@ -11,7 +11,7 @@
  * Rules: event time is timestamp, else receivedAt, else the record's receive time.
  * Dimension "event" is the event name for track events and "$page", "$screen",
  * "$identify", "$group", "$alias" for the others; page_path is context.page.path, else the
- * path of context.page.url. An order is a track event named the conversion event; its
+ * path of context.page.url; product is properties.product_id, else properties.sku. An order is a track event named the conversion event; its
  * revenue is properties.revenue, else properties.total (0 when neither is a finite
  * number). The user key (what unique users and funnels count) is anonymousId when
  * present, else userId: a browser's anonymous events and its later identified ones count

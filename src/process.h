@@ -59,8 +59,8 @@ typedef struct process process_t;
 /* Dimensions of the events rollup, in rollup_add order. */
 #define PROCESS_DIMS                                                                        \
   "event", "page_path", "utm_source", "utm_medium", "utm_campaign", "referrer_class",      \
-      "country", "device_type", "browser"
-#define PROCESS_NDIMS 9
+      "country", "device_type", "browser", "product"
+#define PROCESS_NDIMS 10
 #define PROCESS_SLICE_RECORDS 5000
 #define PROCESS_LIVE_CHANNEL "live"
 #define PROCESS_FEED_CHANNEL "feed"

@@ -180,7 +180,7 @@ export const tests = [
       revChart: await page.locator("#revenue-chart svg").getAttribute("aria-label"), kpiOrders: await text(page, "#kpi-orders .value") };
     const t = new Date().toISOString();
     const batch = [];
-    for (let i = 0; i < 3; i++) batch.push({ type: "track", event: "Order Completed", anonymousId: "live-" + i, timestamp: t, properties: { revenue: 50 } },
+    for (let i = 0; i < 3; i++) batch.push({ type: "track", event: "Order Completed", anonymousId: "live-" + i, timestamp: t, properties: { revenue: 50, product_id: 4711 } },
       { type: "track", event: "Dashboard Probe", anonymousId: "live-" + i, timestamp: t });
     await send(srv, batch);
     const acked = Date.now();
@@ -194,6 +194,8 @@ export const tests = [
     await waitFor(async () => /Dashboard Probe/.test(await text(page, "#top-event")) &&
       (await text(page, "#kpi-orders .value")) !== before.kpiOrders, 6000, "top list and KPI tiles");
     eq(number(await text(page, "#now-orders")) - number(before.orders), 3, "three more orders");
+    // Top products: the orders carry a numeric properties.product_id.
+    await waitFor(async () => /4711/.test(await text(page, "#top-product")), 5000, "top products listed");
     // The figures are the query API's.
     // The strip's "today" is the server's: since 00:00 UTC.
     const today = (await query(srv, { type: "kpi", kpi: "orders", from: Math.floor(Date.now() / 86400000) * 86400000, to: "now" })).value;

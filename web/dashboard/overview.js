@@ -1,7 +1,7 @@
 // Overview: the Now strip (live counters with sparklines, every figure from /v1/live's
 // once-a-second frame), KPI tiles for a chosen range compared with the
 // period before, traffic over the range, and the top pages, events, campaigns, sources,
-// referrer classes, countries, devices and browsers.
+// referrer classes, countries, devices and browsers; products by properties.product_id.
 (function () {
   "use strict";
   var SD = window.SD, el = SD.el, F = SD.fmt;
@@ -10,7 +10,7 @@
     ["aov", "Average order"], ["active_users", "Visitors"], ["events", "Events"], ["bounce_rate", "Bounce rate"]];
   // KPIs where a rise is bad news (coloured red).
   var LOWER_IS_BETTER = { bounce_rate: true };
-  var TOPS = [["page_path", "Top pages"], ["event", "Top events"], ["utm_campaign", "Campaigns"], ["utm_source", "Sources"],
+  var TOPS = [["page_path", "Top pages"], ["product", "Top products"], ["event", "Top events"], ["utm_campaign", "Campaigns"], ["utm_source", "Sources"],
     ["referrer_class", "Referrers"], ["country", "Countries"], ["device_type", "Devices"], ["browser", "Browsers"]];
   var HISTORY = 90;
 
