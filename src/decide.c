@@ -387,7 +387,7 @@ int decide_deserialize(decide_t *d, const void *p, size_t n) {
   char *names[DECIDE_MAX_SEGMENTS];
   size_t got = 0;
   for (; got < count; got++) {
-    if (at >= n || b[at] == 0 || b[at] > n - at - 1) break;
+    if (at >= n || b[at] == 0 || b[at] > n - at - 1 || memchr(b + at + 1, 0, b[at])) break;
     names[got] = xmalloc((size_t)b[at] + 1);
     memcpy(names[got], b + at + 1, b[at]);
     names[got][b[at]] = 0;
