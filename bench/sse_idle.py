@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import resource
 import selectors
 import shutil
@@ -28,6 +27,8 @@ N = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLUICE = os.environ.get("SLUICE", os.path.join(ROOT, "build", "sluice"))
 ADMIN = "bench-admin-key"
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+from harness import free_port, rss_kib  # noqa: E402
 
 
 def raise_nofile():
@@ -36,19 +37,6 @@ def raise_nofile():
     if want < N + 100:
         sys.exit("RLIMIT_NOFILE hard limit %d is too low for %d connections" % (hard, N))
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def settle(pid, secs=2.0):

@@ -165,6 +165,24 @@ def tmpfs(size):
         os.rmdir(mnt)
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def rss_kib(pid):
+    """The resident set size of process pid, in KiB (/proc)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def wait_for(cond, timeout, interval=0.02):
     deadline = time.time() + timeout
     while time.time() < deadline:

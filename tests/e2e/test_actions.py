@@ -18,7 +18,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (ADMIN_KEY, BINARY, READ_KEY, WRITE_KEY, Server, check, metric,  # noqa: E402
+from harness import (ADMIN_KEY, BINARY, READ_KEY, WRITE_KEY, Server, check, free_port, metric,  # noqa: E402
                      run_all, wait_for)
 
 SECRET = "whsec-test-1"
@@ -79,14 +79,6 @@ class Receiver:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def webhook_args(port, attempts=10):

@@ -9,7 +9,8 @@ import subprocess
 import tempfile
 import time
 
-from harness import (BINARY, READ_KEY, Server, check, metric, run_all, tmpfs, wait_for)
+from harness import (BINARY, READ_KEY, Server, check, metric, rss_kib, run_all, tmpfs,
+                     wait_for)
 
 
 def send_batches(srv, prefix, nbatches, size=50):
@@ -188,13 +189,6 @@ def test_clock_jumps_lose_nothing():
         srv.cleanup()
         os.unlink(clock)
 
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def test_10000_idle_connections_are_cheap():
