@@ -180,19 +180,69 @@ static uint64_t alias_key(const unsigned char *rec, size_t i) {
   return rd64(rec + REC_HEAD + PUT_FIXED + i * ALIAS_BYTES);
 }
 
-/* The record at off into rec (at least PUT_MAX bytes): its body length, or -EBADMSG. */
-static long read_record(const spill_t *s, uint64_t off, unsigned char *rec) {
-  int rc = read_at(s, off, rec, REC_HEAD);
-  if (rc) return rc;
+/* The body length of the whole, valid record at rec (avail bytes there), or -EBADMSG. */
+static long check_record(const unsigned char *rec, size_t avail) {
+  if (avail < REC_HEAD) return -EBADMSG;
   uint32_t len = rd32(rec + 4);
-  if (len < DEL_BODY || len > PUT_MAX) return -EBADMSG;
-  if ((rc = read_at(s, off + REC_HEAD, rec + REC_HEAD, len))) return rc;
+  if (len < DEL_BODY || len > PUT_MAX || len > avail - REC_HEAD) return -EBADMSG;
   if (crc32c(0, rec + 4, 4 + len) != rd32(rec)) return -EBADMSG;
   unsigned kind = rec[REC_HEAD];
   if (kind == K_DEL && len == DEL_BODY) return len;
   if (kind == K_PUT && len >= PUT_FIXED && len == PUT_FIXED + put_aliases(rec) * ALIAS_BYTES)
     return len;
   return -EBADMSG;
+}
+
+/* The record at off into rec (at least REC_HEAD + PUT_MAX bytes): its body length, or a
+ * negative errno. */
+static long read_record(const spill_t *s, uint64_t off, unsigned char *rec) {
+  int rc = read_at(s, off, rec, REC_HEAD);
+  if (rc) return rc;
+  uint32_t len = rd32(rec + 4);
+  if (len < DEL_BODY || len > PUT_MAX) return -EBADMSG;
+  if ((rc = read_at(s, off + REC_HEAD, rec + REC_HEAD, len))) return rc;
+  return check_record(rec, REC_HEAD + len);
+}
+
+/* Reading the file front to back a large block at a time (scan, compaction). */
+#define SEQ_BUF (1u << 20)
+typedef struct seq {
+  int fd;
+  unsigned char *buf;
+  size_t have, pos; /* bytes in buf; where the next record starts */
+  uint64_t off;     /* file offset of buf[pos] */
+  uint64_t end;
+} seq_t;
+
+/* The next record before end: *rec points at it in the block (valid until the next
+ * call), *at is its offset. Its body length, 0 at the end, or a negative errno. */
+static long seq_next(seq_t *q, const unsigned char **rec, uint64_t *at) {
+  if (q->off >= q->end) return 0;
+  size_t left = q->have - q->pos;
+  if (left < REC_HEAD + PUT_MAX && q->off + left < q->end) {
+    memmove(q->buf, q->buf + q->pos, left);
+    q->have = left;
+    q->pos = 0;
+    uint64_t want = q->end - (q->off + left);
+    if (want > SEQ_BUF - left) want = SEQ_BUF - left;
+    while (want) {
+      ssize_t r = pread(q->fd, q->buf + q->have, (size_t)want, (off_t)(q->off + q->have));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) return -errno;
+      if (r == 0) return -EBADMSG;
+      q->have += (size_t)r;
+      want -= (uint64_t)r;
+    }
+    left = q->have;
+  }
+  if (left > q->end - q->off) left = (size_t)(q->end - q->off);
+  long n = check_record(q->buf + q->pos, left);
+  if (n < 0) return n;
+  *rec = q->buf + q->pos;
+  *at = q->off;
+  q->pos += REC_HEAD + (size_t)n;
+  q->off += REC_HEAD + (uint64_t)n;
+  return n;
 }
 
 static int append(spill_t *s, const unsigned char *body, size_t len) {
@@ -242,13 +292,12 @@ static int write_header(int fd, uint64_t seed, uint64_t gen) {
 
 /* Rebuild the index from the first len bytes. 0 or a message. */
 static int scan(spill_t *s, uint64_t len, char *err, size_t errlen) {
-  unsigned char rec[REC_HEAD + PUT_MAX], put[REC_HEAD + PUT_MAX];
-  for (uint64_t off = HEAD; off < len;) {
-    long n = read_record(s, off, rec);
-    if (n < 0 || off + REC_HEAD + (uint64_t)n > len) {
-      snprintf(err, errlen, "profile spill damaged at byte %" PRIu64, off);
-      return -1;
-    }
+  unsigned char put[REC_HEAD + PUT_MAX];
+  seq_t q = {.fd = s->fd, .buf = xmalloc(SEQ_BUF), .off = HEAD, .end = len};
+  const unsigned char *rec;
+  uint64_t off;
+  long n;
+  while ((n = seq_next(&q, &rec, &off)) > 0) {
     if (rec[REC_HEAD] == K_PUT) {
       index_put(s, rec, off);
       s->live_profiles++;
@@ -258,13 +307,18 @@ static int scan(spill_t *s, uint64_t len, char *err, size_t errlen) {
       if (pn < 0 || put[REC_HEAD] != K_PUT || put_key(put) != rd64(rec + REC_HEAD + 1)) {
         snprintf(err, errlen, "profile spill: a deletion at byte %" PRIu64 " names no record",
                  off);
+        free(q.buf);
         return -1;
       }
       unindex(s, put, at);
       s->live_profiles--;
       s->garbage += (uint64_t)(REC_HEAD + pn) + REC_HEAD + (uint64_t)n;
     }
-    off += REC_HEAD + (uint64_t)n;
+  }
+  free(q.buf);
+  if (n < 0) {
+    snprintf(err, errlen, "profile spill damaged at byte %" PRIu64, q.off);
+    return -1;
   }
   return 0;
 }
@@ -403,9 +457,11 @@ static int compact(spill_t *s) {
   int rc = fd < 0 ? -errno : write_header(fd, s->seed, s->gen + 1);
   buf_t out = BUF_INIT;
   uint64_t at = HEAD;
-  unsigned char rec[REC_HEAD + PUT_MAX];
-  for (uint64_t off = HEAD; !rc && off < s->flushed;) {
-    long n = read_record(s, off, rec);
+  seq_t q = {.fd = s->fd, .buf = xmalloc(SEQ_BUF), .off = HEAD, .end = s->flushed};
+  const unsigned char *rec;
+  uint64_t off;
+  long n;
+  while (!rc && (n = seq_next(&q, &rec, &off)) != 0) {
     if (n < 0) {
       rc = (int)n;
       break;
@@ -427,8 +483,8 @@ static int compact(spill_t *s) {
         out.len = 0;
       }
     }
-    off += REC_HEAD + (uint64_t)n;
   }
+  free(q.buf);
   if (!rc) rc = write_all(fd, out.data, out.len);
   at += out.len;
   buf_free(&out);
