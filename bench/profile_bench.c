@@ -52,7 +52,11 @@ static size_t rss_bytes(void) {
 }
 
 static uint64_t n_evicted, n_session_ends, n_bounces;
-static void on_evict(void *ud, const profile_t *p) { (void)ud, (void)p, n_evicted++; }
+static void on_evict(void *ud, const profile_t *p, const uint64_t *keys,
+                     const uint32_t *used, size_t n) {
+  (void)ud, (void)p, (void)keys, (void)used, (void)n;
+  n_evicted++;
+}
 static void on_session_end(void *ud, const profile_session_t *s) {
   (void)ud;
   n_session_ends++;

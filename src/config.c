@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "profile.h"
 #include "util/mem.h"
 #include "util/yaml.h"
 
@@ -102,6 +103,10 @@ static const opt_t opts[] = {
      "event name that is an order: converts its session, its revenue is summed"},
     {"session-timeout-s", T_UINT, O(session_timeout_s), "1800", NULL,
      "inactivity that ends a session"},
+    {"max-profiles", T_UINT, O(max_profiles), "1000000", NULL,
+     "profiles kept in memory (about 150 bytes each); past it the least recently active go to the on-disk spill and come back with their person"},
+    {"profile-spill-max-ids", T_UINT, O(profile_spill_max_ids), "16777216", NULL,
+     "ids (people and their aliases) the profile spill indexes (about 21 bytes of memory each); past it evicted profiles are dropped and counted"},
     {"scan-concurrency", T_UINT, O(scan_concurrency), "2", NULL,
      "log-scan queries (multi-dimension filters, groupBy, funnel) running at once; more get 503"},
     {"scan-max-records", T_UINT, O(scan_max_records), "20000000", NULL,
@@ -493,6 +498,12 @@ int config_validate(const config_t *c, char *err, size_t errlen) {
   }
   if (c->checkpoint_interval_s < 1 || c->session_timeout_s < 1) {
     fmt(err, errlen, "checkpoint-interval-s and session-timeout-s must be at least 1");
+    return -1;
+  }
+  if (c->max_profiles < 16 || c->max_profiles > PROFILE_MAX_BOUND ||
+      c->profile_spill_max_ids < 16 || c->profile_spill_max_ids > (1ull << 32)) {
+    fmt(err, errlen, "max-profiles must be 16..%u and profile-spill-max-ids 16..4294967296",
+        PROFILE_MAX_BOUND);
     return -1;
   }
   return 0;

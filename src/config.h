@@ -68,6 +68,8 @@ typedef struct config {
   strlist_t tracked_events;  /* profile counters, at most 8 */
   char *conversion_event;
   uint64_t session_timeout_s;
+  uint64_t max_profiles;
+  uint64_t profile_spill_max_ids;
   /* log-scan queries */
   uint64_t scan_concurrency, scan_max_records, scan_max_bytes, scan_timeout_ms;
   uint64_t scan_max_memory, scan_max_groups, scan_exact_uniques, scan_late_s;

@@ -288,6 +288,8 @@ static int run_replay(const config_t *cfg) {
       .ntracked = cfg->tracked_events.n,
       .conversion_event = cfg->conversion_event,
       .session_timeout_s = cfg->session_timeout_s,
+      .max_profiles = cfg->max_profiles,
+      .spill_max_ids = cfg->profile_spill_max_ids,
       .kpis = &cfg->kpis,
   };
   process_t *p = process_new(&po, err, sizeof err);
@@ -319,6 +321,11 @@ static int run_replay(const config_t *cfg) {
     printf("profiles %llu, %.1f bytes per profile (store heap / profiles)\n",
            (unsigned long long)st.profiles,
            st.profiles ? (double)st.profile_bytes / (double)st.profiles : 0.0);
+    if (st.spilled || st.dropped)
+      printf("profiles on disk %llu (%llu ids, %llu bytes; index %llu bytes), dropped %llu\n",
+             (unsigned long long)st.spilled, (unsigned long long)st.spill_ids,
+             (unsigned long long)st.spill_bytes, (unsigned long long)st.spill_index_bytes,
+             (unsigned long long)st.dropped);
   }
   process_free(p);
   log_close(log);

@@ -1,13 +1,17 @@
 /* process: log -> profiles + rollups, checkpoints, live frames (see process.h).
  *
- * Snapshot file, version 3, little-endian:
+ * Snapshot file, version 4, little-endian:
  *   "SLSN", u32 version, u64 config fingerprint (tracked names, conversion event, session
  *   timeout: a snapshot taken under other settings is rebuilt), u64 offset, i64 newest
- *   event time (µs), u64 length of each of the five parts (events rollup, sessions
- *   rollup, profile store, KPI state, rules engine state), the parts (rollup_serialize,
- *   profile_store_serialize, kpi_serialize, decide_serialize: empty without rules), u32
- *   CRC-32C of every byte before it. Older versions (1: no KPI state, 2: no rules state)
- *   are reported as an unknown version and rebuilt from the log. */
+ *   event time (µs), u64 length of each of the six parts (events rollup, sessions
+ *   rollup, profile store, KPI state, rules engine state, profile spill), the parts
+ *   (rollup_serialize, profile_store_serialize, kpi_serialize, decide_serialize: empty
+ *   without rules; the spill's u64 generation and u64 length, empty without a state
+ *   dir), u32 CRC-32C of every byte before it. Older versions (1: no KPI state, 2: no
+ *   rules state, 3: no spill) are reported as an unknown version and rebuilt from the log.
+ *
+ * Evicted profiles go to the spill (spill.h) in state_dir and come back when their person
+ * does. The spill file is made durable before the snapshot that names its length. */
 #include "process.h"
 
 #include <errno.h>
@@ -29,6 +33,7 @@
 #include "feed.h"
 #include "kpi.h"
 #include "profile.h"
+#include "spill.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/crc32c.h"
@@ -36,8 +41,8 @@
 #include "util/mem.h"
 
 #define SNAP_MAGIC "SLSN"
-#define SNAP_VERSION 3
-#define SNAP_PARTS 5
+#define SNAP_VERSION 4
+#define SNAP_PARTS 6
 #define SNAP_HEADER (4 + 4 + 8 + 8 + 8 + SNAP_PARTS * 8)
 #define SLICE_US 2000
 #define SWEEP_BUDGET 65536
@@ -54,6 +59,8 @@ typedef struct ckpt_job {
   process_t *p;
   char *path;
   buf_t data;
+  int spill_fd;        /* synced before the snapshot is written; -1: none */
+  uint64_t spill_gen;  /* the generation the snapshot names */
   int rc;
 } ckpt_job_t;
 
@@ -61,6 +68,9 @@ struct process {
   uv_loop_t *loop;
   log_t *log;
   char *snap_path;
+  char *state_dir;
+  spill_t *spill;  /* NULL without a state dir */
+  uint64_t spill_max_ids;
   uint64_t checkpoint_ms;
   sse_hub_t *hub;
   decide_t *decide; /* borrowed, may be NULL: no rules */
@@ -111,6 +121,31 @@ static void on_session_end(void *ud, const profile_session_t *s) {
   }
 }
 
+static void on_evict(void *ud, const profile_t *pr, const uint64_t *keys,
+                     const uint32_t *used, size_t n) {
+  process_t *p = ud;
+  if (!p->spill || spill_put(p->spill, pr, keys, used, n) != 0) p->st.dropped++;
+}
+
+static int on_fetch(void *ud, uint64_t key, profile_t *pr, uint64_t *keys, uint32_t *used,
+                    size_t *n, size_t cap) {
+  process_t *p = ud;
+  if (!p->spill || spill_take(p->spill, key, pr, keys, used, n, cap) != 1) return 0;
+  p->st.restored++;
+  return 1;
+}
+
+/* A new, empty spill for the current profile store (older files deleted). */
+static int fresh_spill(process_t *p, char *err, size_t errlen) {
+  spill_close(p->spill);
+  p->spill = NULL;
+  if (!p->state_dir) return 0;
+  spill_remove_all(p->state_dir);
+  p->spill = spill_open(p->state_dir, 1, 0, profile_store_seed(p->profiles),
+                        p->spill_max_ids, err, errlen);
+  return p->spill ? 0 : -1;
+}
+
 static int new_stores(process_t *p) {
   rollup_opts_t ro = {.dims = dim_names, .ndims = PROCESS_NDIMS};
   rollup_opts_t so = {.dims = session_dims, .ndims = 1};
@@ -124,6 +159,8 @@ static int new_stores(process_t *p) {
 }
 
 static void free_stores(process_t *p) {
+  spill_close(p->spill);
+  p->spill = NULL;
   rollup_free(p->events);
   rollup_free(p->sessions);
   profile_store_free(p->profiles);
@@ -171,11 +208,13 @@ static int load_snapshot(process_t *p) {
     uint32_t crc = (uint32_t)d[b.len - 4] | (uint32_t)d[b.len - 3] << 8 |
                    (uint32_t)d[b.len - 2] << 16 | (uint32_t)d[b.len - 1] << 24;
     uint64_t l0 = rd64(d + 32), l1 = rd64(d + 40), l2 = rd64(d + 48), l3 = rd64(d + 56),
-             l4 = rd64(d + 64);
+             l4 = rd64(d + 64), l5 = rd64(d + 72);
     if (crc32c(0, d, b.len - 4) != crc) why = "checksum mismatch";
     else if (rd64(d + 8) != p->fingerprint) why = "taken with other settings";
     else if (l0 > b.len || l1 > b.len || l2 > b.len || l3 > b.len || l4 > b.len ||
-             SNAP_HEADER + l0 + l1 + l2 + l3 + l4 + 4 != b.len) why = "bad lengths";
+             l5 > b.len || SNAP_HEADER + l0 + l1 + l2 + l3 + l4 + l5 + 4 != b.len)
+      why = "bad lengths";
+    else if (l5 != (p->state_dir ? 16u : 0u)) why = "bad spill part";
     else {
       const unsigned char *q = d + SNAP_HEADER;
       if (rollup_deserialize(q, l0, &ev) != 0 || rollup_deserialize(q + l0, l1, &se) != 0)
@@ -199,6 +238,15 @@ static int load_snapshot(process_t *p) {
         why = "bad rules state";
       uint64_t off = rd64(d + 16);
       if (!why && off > log_end_offset(p->log)) why = "ahead of the log";
+      if (!why && p->state_dir) {
+        const unsigned char *sp = q + l0 + l1 + l2 + l3 + l4;
+        if (!(p->spill = spill_open(p->state_dir, rd64(sp), rd64(sp + 8),
+                                    profile_store_seed(p->profiles), p->spill_max_ids,
+                                    p->snap_msg, sizeof p->snap_msg)))
+          why = p->snap_msg;
+        else
+          spill_retire(p->spill, rd64(sp));
+      }
       if (!why) {
         rollup_free(p->events);
         rollup_free(p->sessions);
@@ -219,7 +267,7 @@ static int load_snapshot(process_t *p) {
   kpi_free(kp);
   buf_free(&b);
   if (why) {
-    snprintf(p->snap_msg, sizeof p->snap_msg, "%s", why);
+    if (why != p->snap_msg) snprintf(p->snap_msg, sizeof p->snap_msg, "%s", why);
     free_stores(p);
     new_stores(p);
     if (p->decide) decide_reset(p->decide);
@@ -230,7 +278,15 @@ static int load_snapshot(process_t *p) {
   return 1;
 }
 
-static void serialize(process_t *p, buf_t *b) {
+/* Serialise the state; with a spill, flush it first and name its generation and length
+ * (*spill_gen, OUT). 0, or the spill's error (nothing serialised). */
+static int serialize(process_t *p, buf_t *b, uint64_t *spill_gen) {
+  uint64_t gen = 0, slen = 0;
+  if (p->spill) {
+    int rc = spill_commit(p->spill, &gen, &slen);
+    if (rc) return rc;
+  }
+  *spill_gen = gen;
   buf_append(b, SNAP_MAGIC, 4);
   unsigned char v[4] = {SNAP_VERSION, 0, 0, 0};
   buf_append(b, v, 4);
@@ -245,12 +301,19 @@ static void serialize(process_t *p, buf_t *b) {
   lens[2] = profile_store_serialize(p->profiles, b);
   lens[3] = kpi_serialize(p->kpi, b);
   lens[4] = p->decide ? decide_serialize(p->decide, b) : 0;
+  lens[5] = 0;
+  if (p->spill) {
+    put64(b, gen);
+    put64(b, slen);
+    lens[5] = 16;
+  }
   for (int i = 0; i < SNAP_PARTS; i++)
     for (int k = 0; k < 8; k++) b->data[lens_at + 8 * i + k] = (char)(lens[i] >> (8 * k));
   uint32_t crc = crc32c(0, b->data, b->len);
   unsigned char c[4] = {(unsigned char)crc, (unsigned char)(crc >> 8),
                         (unsigned char)(crc >> 16), (unsigned char)(crc >> 24)};
   buf_append(b, c, 4);
+  return 0;
 }
 
 /* ---- one record ---- */
@@ -409,9 +472,20 @@ static int write_snapshot(process_t *p, const char *path, const buf_t *data) {
   return rc;
 }
 
+/* Make the spill durable up to what the snapshot names, then write the snapshot. */
+static int sync_and_write(process_t *p, int spill_fd, const char *path, const buf_t *data) {
+  int rc = 0;
+  if (spill_fd >= 0) {
+    if (fdatasync(spill_fd) != 0) rc = -errno;
+    close(spill_fd);
+  }
+  return rc ? rc : write_snapshot(p, path, data);
+}
+
 static void ckpt_work(uv_work_t *w) {
   ckpt_job_t *j = w->data;
-  j->rc = write_snapshot(j->p, j->path, &j->data);
+  j->rc = sync_and_write(j->p, j->spill_fd, j->path, &j->data);
+  j->spill_fd = -1;
 }
 
 int process_forget(void *ud, const char *ids, size_t n) {
@@ -432,6 +506,8 @@ static void rebuild_now(process_t *p) {
   log_reader_close(p->reader);
   p->reader = NULL;
   if (p->decide) decide_reset(p->decide);
+  char err[256];
+  if (fresh_spill(p, err, sizeof err) != 0) p->spill = NULL; /* evictions counted dropped */
   p->replayed = 0;
   p->offset = 0;
   p->watermark_us = 0;
@@ -443,7 +519,10 @@ static void rebuild_now(process_t *p) {
 static void ckpt_done(uv_work_t *w, int status) {
   ckpt_job_t *j = w->data;
   j->p->jobs--;
-  if (j->rc == 0) j->p->st.checkpoints++;
+  if (j->rc == 0) {
+    j->p->st.checkpoints++;
+    if (j->p->spill) spill_retire(j->p->spill, j->spill_gen);
+  }
   buf_free(&j->data);
   free(j->path);
   free(j);
@@ -456,10 +535,18 @@ static void on_ckpt(uv_timer_t *t) {
   j->p = p;
   j->path = xstrdup(p->snap_path);
   j->work.data = j;
-  serialize(p, &j->data);
+  j->spill_fd = -1;
+  if (serialize(p, &j->data, &j->spill_gen) != 0 ||
+      (p->spill && (j->spill_fd = spill_sync_fd(p->spill)) < 0)) {
+    buf_free(&j->data);
+    free(j->path);
+    free(j);
+    return; /* the spill cannot be written: no snapshot until it can */
+  }
   p->jobs++;
   if (uv_queue_work(p->loop, &j->work, ckpt_work, ckpt_done) != 0) {
     p->jobs--;
+    if (j->spill_fd >= 0) close(j->spill_fd);
     buf_free(&j->data);
     free(j->path);
     free(j);
@@ -597,6 +684,12 @@ process_t *process_new(const process_opts_t *o, char *err, size_t errlen) {
   }
   p->popts.session_timeout_us = (int64_t)(o->session_timeout_s ? o->session_timeout_s : 1800) * 1000000;
   p->popts.on_session_end = on_session_end;
+  p->popts.max_profiles = o->max_profiles;
+  if (o->state_dir) {
+    p->popts.on_evict = on_evict;
+    p->popts.on_fetch = on_fetch;
+  }
+  p->spill_max_ids = o->spill_max_ids;
   p->popts.ud = p;
   p->custom = o->kpis;
   p->fingerprint = fingerprint(p);
@@ -612,8 +705,13 @@ process_t *process_new(const process_opts_t *o, char *err, size_t errlen) {
     size_t n = strlen(o->state_dir) + 16;
     p->snap_path = xmalloc(n);
     snprintf(p->snap_path, n, "%s/snapshot", o->state_dir);
+    p->state_dir = xstrdup(o->state_dir);
   }
   p->snap_status = load_snapshot(p);
+  if (p->state_dir && !p->spill && fresh_spill(p, err, errlen) != 0) {
+    process_free(p);
+    return NULL;
+  }
   p->tick_mono_us = clock_mono_us();
   if (p->hub && p->loop) {
     p->feed = feed_new(dim_names, PROCESS_NDIMS, PROCESS_FEED_PER_TICK, (uint64_t)clock_wall_us());
@@ -660,6 +758,7 @@ void process_free(process_t *p) {
   for (int i = 0; i < PROFILE_KINDS; i++) free(p->kinds[i]);
   free(p->conversion);
   free(p->snap_path);
+  free(p->state_dir);
   pthread_mutex_destroy(&p->snap_mu);
   free(p);
 }
@@ -676,10 +775,16 @@ long process_run_until_caught_up(process_t *p) {
 int process_checkpoint_sync(process_t *p) {
   if (!p->snap_path) return 0;
   buf_t b = BUF_INIT;
-  serialize(p, &b);
-  int rc = write_snapshot(p, p->snap_path, &b);
+  uint64_t gen;
+  int rc = serialize(p, &b, &gen);
+  int fd = rc == 0 && p->spill ? spill_sync_fd(p->spill) : -1;
+  if (rc == 0 && p->spill && fd < 0) rc = fd;
+  if (rc == 0) rc = sync_and_write(p, fd, p->snap_path, &b);
   buf_free(&b);
-  if (rc == 0) p->st.checkpoints++;
+  if (rc == 0) {
+    p->st.checkpoints++;
+    if (p->spill) spill_retire(p->spill, gen);
+  }
   return rc == -ECANCELED ? 0 : rc;
 }
 
@@ -700,4 +805,10 @@ void process_stats(const process_t *p, process_stats_t *out) {
   out->offset = p->offset;
   out->profiles = profile_count(p->profiles);
   out->profile_bytes = profile_store_bytes(p->profiles);
+  spill_stats_t ss;
+  spill_stats(p->spill, &ss);
+  out->spilled = ss.profiles;
+  out->spill_ids = ss.ids;
+  out->spill_bytes = ss.bytes;
+  out->spill_index_bytes = ss.index_bytes;
 }

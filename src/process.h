@@ -82,6 +82,10 @@ typedef struct process_opts {
   struct decide *decide;       /* borrowed, may be NULL: no rules (decide.h: the engine
                                   sees every record after its profile update, ticks with
                                   the live timer, its state is a snapshot part) */
+  uint64_t max_profiles;       /* profiles in memory; 0: 1,000,000 */
+  uint64_t spill_max_ids;      /* ids (people + aliases) the on-disk spill of evicted
+                                  profiles indexes; 0: 16,777,216. The spill exists with
+                                  a state_dir only (spill.h) */
 } process_opts_t;
 
 typedef struct process_stats {
@@ -94,6 +98,12 @@ typedef struct process_stats {
   int read_error;          /* sticky log read error (negative errno) or 0 */
   uint64_t profiles;       /* profiles held */
   uint64_t profile_bytes;  /* heap bytes of the profile store */
+  uint64_t spilled;        /* evicted profiles kept on disk (spill.h) */
+  uint64_t spill_ids;      /* their ids (people and aliases) in the spill's index */
+  uint64_t spill_bytes;    /* length of the spill file */
+  uint64_t spill_index_bytes; /* heap bytes of the spill's index */
+  uint64_t restored;       /* profiles brought back from the spill since start */
+  uint64_t dropped;        /* evicted profiles not kept: spill full or failing */
 } process_stats_t;
 
 /* ---- Lifetime ---- */

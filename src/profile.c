@@ -33,6 +33,7 @@ _Static_assert(sizeof(profile_t) == 112, "profile_t is 112 bytes");
 #define SNAP_HEAD 24
 #define SNAP_PROFILE 112
 #define SNAP_ALIAS 16
+#define PIN_MAX 3
 
 typedef struct alias {
   uint64_t key;
@@ -53,6 +54,7 @@ struct profile_store {
   char *kinds[PROFILE_KINDS];
   size_t kind_len[PROFILE_KINDS];
   profile_evict_fn on_evict;
+  profile_fetch_fn on_fetch;
   profile_session_fn on_session_end;
   void *ud;
 
@@ -65,6 +67,9 @@ struct profile_store {
 
   entry_t *t;
   uint32_t t_bits, t_count;
+
+  uint32_t pin[PIN_MAX]; /* slots the current call resolved to: never evicted by it */
+  uint32_t npin;
 };
 
 /* ---- Small helpers ---- */
@@ -278,13 +283,25 @@ static void drop_profile(profile_store_t *s, uint32_t i) {
   slot_release(s, i);
 }
 
-/* CLOCK: evict the first profile after the hand not touched since the hand last passed. */
+static int pinned(const profile_store_t *s, uint32_t i) {
+  for (uint32_t k = 0; k < s->npin; k++)
+    if (s->pin[k] == i) return 1;
+  return 0;
+}
+
+static void pin(profile_store_t *s, uint32_t i) {
+  if (i != NONE && s->npin < PIN_MAX && !pinned(s, i)) s->pin[s->npin++] = i;
+}
+
+/* CLOCK: evict the first profile after the hand not touched since the hand last passed
+ * (and not pinned, when the bound leaves room for that). */
 static void evict_one(profile_store_t *s, profile_result_t *res) {
   uint32_t i;
+  int honour_pins = s->max_profiles > PIN_MAX;
   for (;;) {
     i = s->hand;
     s->hand = i + 1 < s->p_used ? i + 1 : 0;
-    if (!s->p[i].id) continue;
+    if (!s->p[i].id || (honour_pins && pinned(s, i))) continue;
     if (!(s->p[i].flags & F_REF)) break;
     s->p[i].flags &= (uint8_t)~F_REF;
   }
@@ -293,15 +310,22 @@ static void evict_one(profile_store_t *s, profile_result_t *res) {
   if (s->on_evict) {
     profile_t copy = *p;
     copy.flags &= F_PERSIST;
-    s->on_evict(s->ud, &copy);
+    uint64_t keys[PROFILE_EVICT_ALIASES];
+    uint32_t used[PROFILE_EVICT_ALIASES];
+    size_t n = 0;
+    for (uint32_t ai = s->alias_head[i]; ai != NONE && n < PROFILE_EVICT_ALIASES;
+         ai = s->a[ai].next) {
+      keys[n] = s->a[ai].key;
+      used[n++] = s->a[ai].last_used;
+    }
+    s->on_evict(s->ud, &copy, keys, used, n);
   }
   drop_profile(s, i);
   res->flags |= PROFILE_R_EVICTED;
 }
 
-/* A fresh profile for key seen at ts (evicting one at the bound). */
-static uint32_t new_profile(profile_store_t *s, uint64_t key, uint32_t ts,
-                            profile_result_t *res) {
+/* A free profile slot (evicting one at the bound), counted, with no aliases. */
+static uint32_t alloc_slot(profile_store_t *s, profile_result_t *res) {
   if (s->count >= s->max_profiles) evict_one(s, res);
   uint32_t i = s->p_free;
   if (i != NONE) {
@@ -315,16 +339,49 @@ static uint32_t new_profile(profile_store_t *s, uint64_t key, uint32_t ts,
     }
     i = s->p_used++;
   }
+  s->alias_head[i] = NONE;
+  s->count++;
+  return i;
+}
+
+/* A fresh profile for key seen at ts (evicting one at the bound). */
+static uint32_t new_profile(profile_store_t *s, uint64_t key, uint32_t ts,
+                            profile_result_t *res) {
+  uint32_t i = alloc_slot(s, res);
   profile_t *p = &s->p[i];
   memset(p, 0, sizeof *p);
   p->id = key;
   p->first_seen = p->last_seen = ts;
   p->flags = F_REF;
-  s->alias_head[i] = NONE;
-  s->count++;
   t_insert(s, key, i);
   res->flags |= PROFILE_R_NEW_PROFILE;
   return i;
+}
+
+/* When memory does not know key, ask on_fetch for the person it belongs to and put them
+ * back (profile and aliases; an alias id memory meanwhile uses elsewhere stays there). */
+static void fault_in(profile_store_t *s, uint64_t key, profile_result_t *res) {
+  if (!s->on_fetch || !key || t_find(s, key) != NONE) return;
+  profile_t back;
+  uint64_t keys[PROFILE_EVICT_ALIASES];
+  uint32_t used[PROFILE_EVICT_ALIASES];
+  size_t n = 0;
+  if (s->on_fetch(s->ud, key, &back, keys, used, &n, PROFILE_EVICT_ALIASES) != 1) return;
+  if (!back.id || t_find(s, back.id) != NONE) return; /* memory's own is newer */
+  uint32_t i = alloc_slot(s, res);
+  back.flags = (uint8_t)((back.flags & F_PERSIST) | F_REF);
+  s->p[i] = back;
+  t_insert(s, back.id, i);
+  pin(s, i);
+  for (size_t k = 0; k < n; k++) {
+    if (!keys[k] || t_find(s, keys[k]) != NONE) continue;
+    uint32_t ai = alias_alloc(s);
+    s->a[ai].key = keys[k];
+    s->a[ai].last_used = used[k];
+    alias_link(s, ai, i);
+    t_insert(s, keys[k], ai | ALIAS_BIT);
+  }
+  res->flags |= PROFILE_R_RESTORED;
 }
 
 /* The slot key resolves to (following an alias), or NONE. */
@@ -542,6 +599,7 @@ profile_store_t *profile_store_new(const profile_opts_t *opts) {
     s->kind_len[k] = strlen(o.kinds[k]);
   }
   s->on_evict = o.on_evict;
+  s->on_fetch = o.on_fetch;
   s->on_session_end = o.on_session_end;
   s->ud = o.ud;
   s->p_free = s->a_free = NONE;
@@ -578,6 +636,17 @@ int profile_apply(profile_store_t *s, const profile_event_t *ev, profile_result_
   uint64_t ha = al ? key_of(s, ev->anonymous_id, al) : 0;
   uint64_t hp = pl ? key_of(s, ev->previous_id, pl) : 0;
   if (ha == hu) ha = 0; /* the same id twice */
+  /* The people this event names stay in memory while it is applied: those memory holds
+   * are pinned before any comes back from the spill (fault_in pins what it restores). */
+  s->npin = 0;
+  if (hu) pin(s, resolve(s, hu, NULL));
+  if (ha) pin(s, resolve(s, ha, NULL));
+  if (hp) pin(s, resolve(s, hp, NULL));
+  if (s->on_fetch) {
+    fault_in(s, hu, &res);
+    fault_in(s, ha, &res);
+    fault_in(s, hp, &res);
+  }
 
   uint32_t alias_used = NONE;
   uint32_t T = resolve(s, hu ? hu : ha, &alias_used);
@@ -612,6 +681,7 @@ int profile_apply(profile_store_t *s, const profile_event_t *ev, profile_result_
     res.prev_last_seen = s->p[T].last_seen;
   res.prev_orders = s->p[T].orders;
   update(s, &s->p[T], ev, ts, &res);
+  s->npin = 0;
   res.profile = &s->p[T];
   if (out) *out = res;
   return 0;
@@ -642,6 +712,8 @@ const profile_t *profile_get(const profile_store_t *s, const char *id, size_t le
   return i == NONE ? NULL : &s->p[i];
 }
 
+uint64_t profile_store_seed(const profile_store_t *s) { return s->seed; }
+
 uint64_t profile_hash(const profile_store_t *s, const char *id, size_t len) {
   return key_of(s, id, id_len(id, len));
 }
@@ -658,6 +730,8 @@ int profile_segments(profile_store_t *s, const char *id, size_t len, uint64_t se
                      uint64_t clear) {
   len = id_len(id, len);
   if (!s || !len) return -ENOENT;
+  profile_result_t res = {0};
+  fault_in(s, key_of(s, id, len), &res);
   uint32_t i = resolve(s, key_of(s, id, len), NULL);
   if (i == NONE) return -ENOENT;
   s->p[i].segments = (s->p[i].segments | set) & ~clear;
@@ -667,6 +741,8 @@ int profile_segments(profile_store_t *s, const char *id, size_t len, uint64_t se
 int profile_forget(profile_store_t *s, const char *id, size_t len) {
   len = id_len(id, len);
   if (!s || !len) return -ENOENT;
+  profile_result_t res = {0};
+  fault_in(s, key_of(s, id, len), &res);
   uint32_t i = resolve(s, key_of(s, id, len), NULL);
   if (i == NONE) return -ENOENT;
   profile_t *p = &s->p[i];

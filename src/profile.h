@@ -68,8 +68,12 @@
  * Memory bound. At most max_profiles profiles and max_aliases aliases. A new profile at
  * the bound evicts one chosen by CLOCK (second chance, an approximate LRU in event arrival
  * order): the hand skips profiles touched since it last passed, clearing their mark, and
- * evicts the first unmarked one. The victim's open session is ended, on_evict gets the
- * profile, then it and its aliases are dropped. An alias at the bound replaces the least
+ * evicts the first unmarked one (never one the current event resolved to). The victim's
+ * open session is ended, on_evict gets the profile and its aliases, then they are dropped
+ * from memory. With on_fetch set (the process stage keeps evicted profiles on disk,
+ * spill.h), an event, erasure or segment edit for an id memory does not hold first asks
+ * on_fetch, and a person who comes back resumes their profile: not new, same lifetime
+ * counters, same aliases (profile_get reads memory only). An alias at the bound replaces the least
  * recently used of the next 8 aliases from an alias hand (the dropped anonymous id, if
  * seen again alone, starts a new anonymous profile). Memory: 112 bytes per profile
  * (+4 for its alias list), 8 per index entry at a load <= 3/4 (about 17 at 1M keys),
@@ -159,9 +163,20 @@ enum {
   PROFILE_END_FORGET       /* its profile was erased */
 };
 
-/* Callbacks; p / s are borrowed for the call. */
-typedef void (*profile_evict_fn)(void *ud, const profile_t *p);
+/* Callbacks; pointers are borrowed for the call.
+ * on_evict: p (store-private flag bits cleared, session ended) and up to
+ *   PROFILE_EVICT_ALIASES of its aliases (keys[i], last use used[i] in seconds), most
+ *   recently linked first, as they leave memory.
+ * on_fetch: asked for a key memory does not hold, before the store treats it as new:
+ *   returns 1 after filling *p and up to cap aliases (*n) of the person the key belongs
+ *   to, handing them back to memory (the caller forgets them), 0 when it has none. */
+typedef void (*profile_evict_fn)(void *ud, const profile_t *p, const uint64_t *keys,
+                                 const uint32_t *used, size_t n);
+typedef int (*profile_fetch_fn)(void *ud, uint64_t key, profile_t *p, uint64_t *keys,
+                                uint32_t *used, size_t *n, size_t cap);
 typedef void (*profile_session_fn)(void *ud, const profile_session_t *s);
+
+#define PROFILE_EVICT_ALIASES 256 /* most aliases given to on_evict / taken from on_fetch */
 
 typedef struct profile_opts {
   size_t max_profiles;        /* 0: 1,000,000; at most PROFILE_MAX_BOUND */
@@ -171,6 +186,7 @@ typedef struct profile_opts {
   uint8_t conversion_kinds;   /* bit i: kind i converts a session (orders always do) */
   uint64_t seed;              /* hash seed; 0: random (tests and benches fix it) */
   profile_evict_fn on_evict;  /* may be NULL */
+  profile_fetch_fn on_fetch;  /* may be NULL: evicted profiles are gone */
   profile_session_fn on_session_end; /* may be NULL */
   void *ud;                   /* passed to both callbacks */
 } profile_opts_t;
@@ -206,6 +222,7 @@ typedef struct profile_event {
 #define PROFILE_R_CONVERSION 0x080  /* this event converted its session (first time) */
 #define PROFILE_R_LATE 0x100        /* before the session: lifetime fields only */
 #define PROFILE_R_EVICTED 0x200     /* a profile was evicted to make room */
+#define PROFILE_R_RESTORED 0x400    /* a profile came back from on_fetch */
 
 typedef struct profile_result {
   const profile_t *profile; /* the profile updated; valid until the next call that
@@ -248,6 +265,8 @@ size_t profile_sweep(profile_store_t *s, int64_t now_us, size_t budget);
 /* The profile id (len bytes; 0 = NUL-terminated) resolves to, following an alias, or NULL.
  * Borrowed: valid until the next call that changes the store. Does not count as a use. */
 const profile_t *profile_get(const profile_store_t *s, const char *id, size_t len);
+/* The store's hash seed (random unless set; adopted from a loaded snapshot). */
+uint64_t profile_store_seed(const profile_store_t *s);
 /* The key of id (len bytes; 0 = NUL-terminated) in this store, as in profile_t.id. */
 uint64_t profile_hash(const profile_store_t *s, const char *id, size_t len);
 /* The index of a tracked event name (len bytes; 0 = NUL-terminated), or

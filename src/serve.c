@@ -112,6 +112,14 @@ static void metrics_reply(server_t *s, http_req_t *r) {
       {"sluice_process_lag_events", "Durable events not processed yet.", (double)(end > ps.offset ? end - ps.offset : 0)},
       {"sluice_rollup_bytes", "Heap bytes of the rollups (events and sessions).", (double)(re.bytes + rs.bytes)},
       {"sluice_process_unreadable_events", "Events skipped because the disk damaged their log records.", (double)ps.unreadable},
+      {"sluice_profiles", "Profiles held in memory.", (double)ps.profiles},
+      {"sluice_profile_bytes", "Heap bytes of the profiles in memory.", (double)ps.profile_bytes},
+      {"sluice_profiles_spilled", "Evicted profiles kept on disk until their person returns.", (double)ps.spilled},
+      {"sluice_profile_spill_ids", "Ids (people and aliases) in the profile spill's index.", (double)ps.spill_ids},
+      {"sluice_profile_spill_bytes", "Length of the profile spill file.", (double)ps.spill_bytes},
+      {"sluice_profile_spill_index_bytes", "Heap bytes of the profile spill's index.", (double)ps.spill_index_bytes},
+      {"sluice_profiles_restored", "Profiles brought back from the spill since start.", (double)ps.restored},
+      {"sluice_profiles_dropped", "Evicted profiles not kept (spill full or failing) since start.", (double)ps.dropped},
   };
   metrics_gauge_t all[sizeof g / sizeof g[0] + 32];
   memcpy(all, g, sizeof g);
@@ -473,6 +481,8 @@ static int start_process(server_t *s) {
       .ntracked = s->cfg->tracked_events.n,
       .conversion_event = s->cfg->conversion_event,
       .session_timeout_s = s->cfg->session_timeout_s,
+      .max_profiles = s->cfg->max_profiles,
+      .spill_max_ids = s->cfg->profile_spill_max_ids,
       .kpis = &s->cfg->kpis,
       .hub = s->hub,
       .decide = s->decide,

@@ -8,7 +8,7 @@ import json
 import os
 import time
 
-from harness import ADMIN_KEY, READ_KEY, Server, check, query, query_ok, run_all, send_events, wait_for
+from harness import ADMIN_KEY, READ_KEY, Server, check, metric, query, query_ok, run_all, send_events, wait_for
 
 NOW = time.time()
 T0 = (int(NOW) // 60) * 60 - 40 * 60  # a whole minute 40 minutes ago: in every ring
@@ -324,6 +324,93 @@ def test_replay_command_rebuilds_the_same_state():
         check(answers(srv) == before, "answers differ after sluice replay")
     finally:
         srv.cleanup()
+
+
+def people_events(first, n, order_at):
+    """n people: each browses anonymously, logs in (identify) and orders; ids from first."""
+    out = []
+    for i in range(first, first + n):
+        anon, user = "anon-%d" % i, "cust-%d" % i
+        out.append(("/v1/batch", {"batch": [
+            {"type": "page", "anonymousId": anon, "timestamp": iso(order_at + i % 50)},
+            {"type": "identify", "anonymousId": anon, "userId": user, "timestamp": iso(order_at + i % 50)},
+            {"type": "track", "anonymousId": anon, "userId": user, "event": "Order Completed",
+             "timestamp": iso(order_at + i % 50), "properties": {"revenue": 10 + i % 7}}]}))
+    return out
+
+
+def return_events(first, n, at):
+    """The same people come back: anonymous page views (their old device), then an order
+    under their userId alone."""
+    out = []
+    for i in range(first, first + n):
+        out.append(("/v1/batch", {"batch": [
+            {"type": "page", "anonymousId": "anon-%d" % i, "timestamp": iso(at + i % 50)},
+            {"type": "track", "userId": "cust-%d" % i, "event": "Order Completed",
+             "timestamp": iso(at + i % 50) , "properties": {"revenue": 5}}]}))
+    return out
+
+
+PEOPLE_RANGE = dict(RANGE, to=ms(1800))
+
+
+def people_total(srv):
+    return ok(srv, dict(PEOPLE_RANGE, type="totals"))["count"]
+
+
+def people_answers(srv):
+    r = PEOPLE_RANGE
+    return [ok(srv, dict(r, type="kpi", kpi=k)) for k in
+            ["new_users", "returning_users", "new_customers", "clv", "orders", "revenue"]]
+
+
+def test_evicted_profiles_come_back_from_disk():
+    """300 people through a server that keeps 16 profiles in memory: the evicted ones go to
+    the on-disk spill; when they return (by their old anonymous id, or by userId) they are
+    the same people, across kill -9, and every people KPI equals a server that never
+    evicts."""
+    small = Server(args=["--session-timeout-s=60", "--checkpoint-interval-s=1",
+                         "--max-profiles=16"]).start()
+    big = Server(args=["--session-timeout-s=60"]).start()
+    # Control: the same bound with a spill that holds almost nothing.
+    lossy = Server(args=["--session-timeout-s=60", "--max-profiles=16",
+                         "--profile-spill-max-ids=16"]).start()
+    try:
+        first = people_events(0, 300, 0)
+        again = return_events(0, 300, 1200)
+        send(lossy, first + again)
+        wait_for(lambda: people_total(lossy) == 1500, 30)
+        check(metric(lossy, "sluice_profiles_dropped") > 250)
+        lost = people_answers(lossy)
+        check(lost[0]["value"] > 300, ("without the spill, returning people are new", lost[0]))
+        for srv in (small, big):
+            send(srv, first)
+            wait_for(lambda: people_total(srv) == 900, 30)
+        check(metric(small, "sluice_profiles") <= 16, metric(small, "sluice_profiles"))
+        check(metric(small, "sluice_profiles_spilled") >= 280, metric(small, "sluice_profiles_spilled"))
+        check(metric(small, "sluice_profiles_dropped") == 0)
+        # A snapshot after the first wave, then half the returns, then kill -9.
+        snap = os.path.join(small.data_dir, "state", "snapshot")
+        wait_for(lambda: os.path.exists(snap), 10)
+        t = os.stat(snap).st_mtime_ns
+        wait_for(lambda: os.stat(snap).st_mtime_ns != t, 10)
+        send(small, again[:150])
+        wait_for(lambda: people_total(small) == 1200, 30)
+        small.kill()
+        small.start()
+        check("snapshot=loaded" in small.log_text(), small.log_text()[-2000:])
+        send(small, again[150:])
+        send(big, again)
+        for srv in (small, big):
+            wait_for(lambda: people_total(srv) == 1500, 30)
+        check(metric(small, "sluice_profiles_restored") > 0)
+        a, b = people_answers(small), people_answers(big)
+        check(a == b, ("people KPIs differ with a spill", a, b))
+        check(a[0]["value"] == 300 and a[2]["value"] == 300 and a[3]["denominator"] == 300, a)
+    finally:
+        small.cleanup()
+        big.cleanup()
+        lossy.cleanup()
 
 
 if __name__ == "__main__":

@@ -31,8 +31,9 @@ static void on_session_end(void *ud, const profile_session_t *s) {
   n_ended++;
 }
 
-static void on_evict(void *ud, const profile_t *p) {
-  (void)ud;
+static void on_evict(void *ud, const profile_t *p, const uint64_t *keys,
+                     const uint32_t *used, size_t n) {
+  (void)ud, (void)keys, (void)used, (void)n;
   if (n_evicted < 4096) evicted[n_evicted] = p->id;
   n_evicted++;
 }
