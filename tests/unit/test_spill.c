@@ -27,6 +27,16 @@ static profile_t person(uint64_t id, uint32_t orders) {
   return p;
 }
 
+/* A new, empty spill (generation 1) in a fresh directory named name (its path in *dir). */
+static spill_t *fresh(const char *name, uint64_t max_ids, const char **dir) {
+  *dir = test_dir(name);
+  mkdir(*dir, 0700);
+  char err[256];
+  spill_t *s = spill_open(*dir, 1, 0, SEED, max_ids, err, sizeof err);
+  if (!s) printf("  spill_open: %s\n", err);
+  return s;
+}
+
 static char path_buf[600];
 static const char *gen_file(const char *dir, uint64_t gen) {
   snprintf(path_buf, sizeof path_buf, "%s/profiles.spill.%llu", dir, (unsigned long long)gen);
@@ -34,10 +44,8 @@ static const char *gen_file(const char *dir, uint64_t gen) {
 }
 
 TEST(test_put_take_by_id_and_alias) {
-  const char *dir = test_dir("basic");
-  mkdir(dir, 0700);
-  char err[256];
-  spill_t *s = spill_open(dir, 1, 0, SEED, 0, err, sizeof err);
+  const char *dir;
+  spill_t *s = fresh("basic", 0, &dir);
   REQUIRE(s);
   profile_t p = person(100, 2), q;
   uint64_t keys[2] = {200, 300}, k[8];
@@ -63,10 +71,9 @@ TEST(test_put_take_by_id_and_alias) {
 }
 
 TEST(test_reopen_cuts_after_the_snapshot) {
-  const char *dir = test_dir("reopen");
-  mkdir(dir, 0700);
+  const char *dir;
   char err[256];
-  spill_t *s = spill_open(dir, 1, 0, SEED, 0, err, sizeof err);
+  spill_t *s = fresh("reopen", 0, &dir);
   REQUIRE(s);
   for (uint64_t i = 1; i <= 1000; i++) {
     profile_t p = person(i, (uint32_t)i);
@@ -107,10 +114,9 @@ TEST(test_reopen_cuts_after_the_snapshot) {
 }
 
 TEST(test_damage_and_foreign_files_refused) {
-  const char *dir = test_dir("damage");
-  mkdir(dir, 0700);
+  const char *dir;
   char err[256];
-  spill_t *s = spill_open(dir, 1, 0, SEED, 0, err, sizeof err);
+  spill_t *s = fresh("damage", 0, &dir);
   REQUIRE(s);
   for (uint64_t i = 1; i <= 50; i++) {
     profile_t p = person(i, 1);
@@ -136,10 +142,9 @@ TEST(test_damage_and_foreign_files_refused) {
 }
 
 TEST(test_compaction_next_generation) {
-  const char *dir = test_dir("compact");
-  mkdir(dir, 0700);
+  const char *dir;
   char err[256];
-  spill_t *s = spill_open(dir, 1, 0, SEED, 0, err, sizeof err);
+  spill_t *s = fresh("compact", 0, &dir);
   REQUIRE(s);
   /* 1,000 people stay; 60,000 come and go (about 9 MB of garbage). */
   for (uint64_t i = 1; i <= 1000; i++) {
@@ -183,10 +188,8 @@ TEST(test_compaction_next_generation) {
 }
 
 TEST(test_index_bound) {
-  const char *dir = test_dir("bound");
-  mkdir(dir, 0700);
-  char err[256];
-  spill_t *s = spill_open(dir, 1, 0, SEED, 16, err, sizeof err);
+  const char *dir;
+  spill_t *s = fresh("bound", 16, &dir);
   REQUIRE(s);
   uint64_t a[3] = {900, 901, 902};
   uint32_t used[3] = {T0, T0, T0};
