@@ -384,6 +384,30 @@ static void fault_in(profile_store_t *s, uint64_t key, profile_result_t *res) {
   res->flags |= PROFILE_R_RESTORED;
 }
 
+/* Before an event changes the store: bring back from on_fetch the people its ids (up to
+ * three; 0: none) belong to that memory does not hold, and pin the slots they resolve
+ * to, so that making room for one never evicts another. In-memory people are pinned
+ * before any restore; pins matter only within PIN_MAX allocations of the bound. */
+static void hold(profile_store_t *s, uint64_t k0, uint64_t k1, uint64_t k2,
+                 profile_result_t *res) {
+  int near_bound = s->count + PIN_MAX >= s->max_profiles;
+  if (!s->on_fetch && !near_bound) return;
+  uint64_t k[3] = {k0, k1, k2};
+  int missing[3] = {0, 0, 0};
+  for (int i = 0; i < 3; i++) {
+    if (!k[i]) continue;
+    uint32_t pos = t_find(s, k[i]);
+    if (pos == NONE) {
+      missing[i] = 1;
+    } else if (near_bound) {
+      uint32_t ref = s->t[pos].ref;
+      pin(s, ref & ALIAS_BIT ? s->a[ref & ~ALIAS_BIT].target : ref);
+    }
+  }
+  for (int i = 0; i < 3; i++)
+    if (missing[i]) fault_in(s, k[i], res);
+}
+
 /* The slot key resolves to (following an alias), or NONE. */
 static uint32_t resolve(const profile_store_t *s, uint64_t key, uint32_t *alias_out) {
   uint32_t pos = t_find(s, key);
@@ -636,17 +660,8 @@ int profile_apply(profile_store_t *s, const profile_event_t *ev, profile_result_
   uint64_t ha = al ? key_of(s, ev->anonymous_id, al) : 0;
   uint64_t hp = pl ? key_of(s, ev->previous_id, pl) : 0;
   if (ha == hu) ha = 0; /* the same id twice */
-  /* The people this event names stay in memory while it is applied: those memory holds
-   * are pinned before any comes back from the spill (fault_in pins what it restores). */
   s->npin = 0;
-  if (hu) pin(s, resolve(s, hu, NULL));
-  if (ha) pin(s, resolve(s, ha, NULL));
-  if (hp) pin(s, resolve(s, hp, NULL));
-  if (s->on_fetch) {
-    fault_in(s, hu, &res);
-    fault_in(s, ha, &res);
-    fault_in(s, hp, &res);
-  }
+  hold(s, hu, ha, hp, &res);
 
   uint32_t alias_used = NONE;
   uint32_t T = resolve(s, hu ? hu : ha, &alias_used);
