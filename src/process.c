@@ -107,6 +107,11 @@ struct process {
   /* erasure: snapshot file operations are serialised with snap_mu */
   pthread_mutex_t snap_mu;
   atomic_int rebuild; /* set by process_forget, cleared by the loop once rebuilt */
+  /* readers on other threads (process_read_begin): the loop writes only when none reads */
+  pthread_mutex_t rw_mu;
+  pthread_cond_t rw_cond;
+  int readers, writing, writer_waits;
+  uv_async_t wake; /* the last reader out wakes a waiting stage */
 };
 
 /* ---- stores ---- */
@@ -444,9 +449,49 @@ static int slice(process_t *p, size_t max, int64_t budget_us) {
 
 /* ---- loop mode ---- */
 
+/* The loop thread may change the stores: 1 when no other thread reads them (then call
+ * write_end), 0 when one does (the caller defers; the last reader wakes the stage). */
+static int write_begin(process_t *p) {
+  if (!p->started) return 1;
+  pthread_mutex_lock(&p->rw_mu);
+  int ok = p->readers == 0;
+  if (ok) p->writing = 1;
+  else p->writer_waits = 1;
+  pthread_mutex_unlock(&p->rw_mu);
+  return ok;
+}
+
+static void write_end(process_t *p) {
+  if (!p->started) return;
+  pthread_mutex_lock(&p->rw_mu);
+  p->writing = 0;
+  p->writer_waits = 0;
+  pthread_cond_broadcast(&p->rw_cond);
+  pthread_mutex_unlock(&p->rw_mu);
+}
+
+void process_read_begin(process_t *p) {
+  pthread_mutex_lock(&p->rw_mu);
+  while (p->writing || p->writer_waits) pthread_cond_wait(&p->rw_cond, &p->rw_mu);
+  p->readers++;
+  pthread_mutex_unlock(&p->rw_mu);
+}
+
+void process_read_end(process_t *p) {
+  pthread_mutex_lock(&p->rw_mu);
+  int wake = --p->readers == 0 && p->writer_waits && p->started && !p->stopped;
+  if (wake) uv_async_send(&p->wake);
+  pthread_mutex_unlock(&p->rw_mu);
+}
+
 static void on_idle(uv_idle_t *h) {
   process_t *p = h->data;
-  if (slice(p, PROCESS_SLICE_RECORDS, SLICE_US) != 1) {
+  int more = 0;
+  if (write_begin(p)) {
+    more = slice(p, PROCESS_SLICE_RECORDS, SLICE_US) == 1;
+    write_end(p);
+  }
+  if (!more) {
     uv_idle_stop(&p->idle);
     p->idle_active = 0;
   }
@@ -462,6 +507,8 @@ static void on_notify(void *ud, uint64_t end_offset) {
   process_t *p = ud;
   if (end_offset > p->offset) schedule(p);
 }
+
+static void on_wake(uv_async_t *h) { schedule(h->data); }
 
 /* Write a serialised snapshot unless an erasure asked for a rebuild (the data may hold
  * what was just forgotten). Any thread. */
@@ -555,13 +602,16 @@ static void on_ckpt(uv_timer_t *t) {
 
 static void on_live(uv_timer_t *t) {
   process_t *p = t->data;
-  if (atomic_load(&p->rebuild) && !p->jobs) rebuild_now(p);
-  profile_sweep(p->profiles, p->watermark_us, SWEEP_BUDGET);
-  rollup_advance(p->events);
-  rollup_advance(p->sessions);
-  kpi_advance(p->kpi);
   int64_t now_mono = clock_mono_us(), now = clock_wall_us();
-  if (p->decide) decide_tick(p->decide, p->watermark_us, now, p->replayed);
+  if (write_begin(p)) { /* else next second: a query is reading */
+    if (atomic_load(&p->rebuild) && !p->jobs) rebuild_now(p);
+    profile_sweep(p->profiles, p->watermark_us, SWEEP_BUDGET);
+    rollup_advance(p->events);
+    rollup_advance(p->sessions);
+    kpi_advance(p->kpi);
+    if (p->decide) decide_tick(p->decide, p->watermark_us, now, p->replayed);
+    write_end(p);
+  }
   double secs = (double)(now_mono - p->tick_mono_us) / 1e6;
   if (secs <= 0) secs = 1;
   rollup_totals_t tot = {0};
@@ -670,6 +720,8 @@ process_t *process_new(const process_opts_t *o, char *err, size_t errlen) {
   }
   process_t *p = xcalloc(1, sizeof *p);
   pthread_mutex_init(&p->snap_mu, NULL);
+  pthread_mutex_init(&p->rw_mu, NULL);
+  pthread_cond_init(&p->rw_cond, NULL);
   p->loop = o->loop;
   p->log = o->log;
   p->hub = o->hub;
@@ -729,7 +781,8 @@ int process_start(process_t *p) {
   uv_idle_init(p->loop, &p->idle);
   uv_timer_init(p->loop, &p->ckpt_timer);
   uv_timer_init(p->loop, &p->live_timer);
-  p->idle.data = p->ckpt_timer.data = p->live_timer.data = p;
+  uv_async_init(p->loop, &p->wake, on_wake);
+  p->idle.data = p->ckpt_timer.data = p->live_timer.data = p->wake.data = p;
   p->started = 1;
   log_subscribe(p->log, on_notify, p);
   uv_timer_start(&p->ckpt_timer, on_ckpt, p->checkpoint_ms, p->checkpoint_ms);
@@ -740,7 +793,10 @@ int process_start(process_t *p) {
 
 void process_stop(process_t *p) {
   if (!p || !p->started || p->stopped) return;
+  pthread_mutex_lock(&p->rw_mu);
   p->stopped = 1;
+  pthread_mutex_unlock(&p->rw_mu);
+  uv_close((uv_handle_t *)&p->wake, NULL);
   uv_close((uv_handle_t *)&p->idle, NULL);
   uv_close((uv_handle_t *)&p->ckpt_timer, NULL);
   uv_close((uv_handle_t *)&p->live_timer, NULL);
@@ -760,6 +816,8 @@ void process_free(process_t *p) {
   free(p->snap_path);
   free(p->state_dir);
   pthread_mutex_destroy(&p->snap_mu);
+  pthread_mutex_destroy(&p->rw_mu);
+  pthread_cond_destroy(&p->rw_cond);
   free(p);
 }
 

@@ -148,7 +148,18 @@ int process_remove_snapshot(const char *state_dir);
  * numbers. */
 int process_forget(void *ud, const char *ids, size_t n);
 
-/* ---- Reading (for the query API; borrowed, valid while p lives) ---- */
+/* ---- Reading (for the query API; borrowed) ----
+ *
+ * The stores belong to the loop thread, which is also the thread that serves HTTP and
+ * ingests. On that thread they may be read at any time. Another thread (the query API
+ * answers on libuv's pool, so a long query never holds up ingestion) reads them between
+ * process_read_begin and process_read_end, and fetches the pointers inside that window:
+ * a rebuild replaces the stores. The loop never waits for readers: while one reads, the
+ * stage defers its next slice and timer work (events queue in the log) and resumes when
+ * the last reader leaves; a reader that arrives while the stage waits lets it go first. */
+
+void process_read_begin(process_t *p);
+void process_read_end(process_t *p);
 
 const rollup_t *process_events(const process_t *p);
 const rollup_t *process_sessions(const process_t *p);

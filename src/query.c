@@ -29,7 +29,10 @@ struct query {
   int max_scans;
   struct scan_job *jobs; /* running, for query_cancel */
   int njobs;
+  int nanswers; /* rollup answers on the pool */
 };
+
+#define MAX_ANSWERS 64 /* rollup answers queued or running at once; more get 503 */
 
 typedef struct qerr {
   const char *field;
@@ -524,7 +527,7 @@ void query_enable_scan(query_t *q, uv_loop_t *loop, log_t *log, const scan_limit
   q->max_scans = max_scans > 0 ? max_scans : 2;
 }
 
-int query_busy(const query_t *q) { return q && q->njobs > 0; }
+int query_busy(const query_t *q) { return q && (q->njobs > 0 || q->nanswers > 0); }
 
 /* A scan on the thread pool, holding its request until it is done. */
 typedef struct scan_job {
@@ -571,42 +574,115 @@ static void scan_done(uv_work_t *w, int status) {
   free(j);
 }
 
-/* Answer r's query: from the rollups at once, or from a log scan on the thread pool. */
-static void run_query(query_t *q, http_req_t *r, const char *body, size_t len) {
-  query_stores_t st = {process_events(q->process), process_sessions(q->process),
-                       process_conversion_event(q->process), NULL, NULL,
-                       process_kpi(q->process)};
-  http_header_t h[] = {{"Content-Type", "application/json"}, {"Cache-Control", "no-store"}};
-  buf_t out = BUF_INIT;
-  q_t pq = {0};
-  int status = plan(&st, body, len, clock_wall_us(), &pq, &out);
-  if (status == 0 && (!q->log || q->njobs >= q->max_scans)) {
+/* Start a log scan for r on the thread pool, taking over pq->sq; or answer 503. */
+static void start_scan(query_t *q, http_req_t *r, q_t *pq) {
+  if (!q->log || q->njobs >= q->max_scans) {
     http_header_t busy[] = {{"Retry-After", "1"}};
     if (q->log)
       http_respond_error(r, 503, "busy", "too many log scans are running; retry shortly", busy, 1);
     else
       http_respond_error(r, 503, "unavailable", "log scans are not available", NULL, 0);
-  } else if (status == 0) {
-    scan_job_t *j = xcalloc(1, sizeof *j);
-    j->q = q;
-    j->req = r;
-    j->sq = pq.sq;
-    memset(&pq.sq, 0, sizeof pq.sq); /* moved into the job */
-    j->work.data = j;
-    j->next = q->jobs;
-    q->jobs = j;
-    q->njobs++;
-    int rc = uv_queue_work(q->loop, &j->work, scan_work, scan_done);
-    if (rc != 0) {
-      j->rc = -EIO;
-      snprintf(j->err, sizeof j->err, "cannot start the scan: %s", uv_strerror(rc));
-      scan_done(&j->work, 0);
-    }
-  } else {
-    http_respond(r, status, h, 2, out.data, out.len, 0);
+    return;
   }
-  scan_query_free(&pq.sq);
-  buf_free(&out);
+  scan_job_t *j = xcalloc(1, sizeof *j);
+  j->q = q;
+  j->req = r;
+  j->sq = pq->sq;
+  memset(&pq->sq, 0, sizeof pq->sq); /* moved into the job */
+  j->work.data = j;
+  j->next = q->jobs;
+  q->jobs = j;
+  q->njobs++;
+  int rc = uv_queue_work(q->loop, &j->work, scan_work, scan_done);
+  if (rc != 0) {
+    j->rc = -EIO;
+    snprintf(j->err, sizeof j->err, "cannot start the scan: %s", uv_strerror(rc));
+    scan_done(&j->work, 0);
+  }
+}
+
+/* Parse and answer from the rollups, reading the process stage's stores. The HTTP status
+ * with the body in out, or 0 when the log must be scanned (pq->sq ready). */
+static int answer_from_rollups(process_t *p, const char *body, size_t len, int64_t now_us,
+                               q_t *pq, buf_t *out) {
+  query_stores_t st = {process_events(p), process_sessions(p), process_conversion_event(p),
+                       NULL, NULL, process_kpi(p)};
+  return plan(&st, body, len, now_us, pq, out);
+}
+
+/* A rollup answer on the thread pool: the stores are read there (process_read_begin), so
+ * a long answer never holds up the loop that ingests. */
+typedef struct answer_job {
+  uv_work_t work;
+  query_t *q;
+  http_req_t *req;
+  char *body; /* a copy of the request's */
+  size_t len;
+  int64_t now_us;
+  q_t pq;
+  buf_t out;
+  int status;
+} answer_job_t;
+
+static void answer_work(uv_work_t *w) {
+  answer_job_t *j = w->data;
+  process_read_begin(j->q->process);
+  j->status = answer_from_rollups(j->q->process, j->body, j->len, j->now_us, &j->pq, &j->out);
+  process_read_end(j->q->process);
+}
+
+static void answer_done(uv_work_t *w, int status) {
+  answer_job_t *j = w->data;
+  j->q->nanswers--;
+  http_header_t h[] = {{"Content-Type", "application/json"}, {"Cache-Control", "no-store"}};
+  if (status == UV_ECANCELED)
+    http_respond_error(j->req, 503, "unavailable", "the server is stopping", NULL, 0);
+  else if (j->status == 0)
+    start_scan(j->q, j->req, &j->pq);
+  else
+    http_respond(j->req, j->status, h, 2, j->out.data, j->out.len, 0);
+  scan_query_free(&j->pq.sq);
+  buf_free(&j->out);
+  free(j->body);
+  free(j);
+}
+
+/* Answer r's query on the thread pool: from the rollups, or from a log scan. */
+static void run_query(query_t *q, http_req_t *r, const char *body, size_t len) {
+  if (!q->loop) { /* no pool: answer here (the loop thread may read the stores) */
+    buf_t out = BUF_INIT;
+    q_t pq = {0};
+    int status = answer_from_rollups(q->process, body, len, clock_wall_us(), &pq, &out);
+    http_header_t h[] = {{"Content-Type", "application/json"}, {"Cache-Control", "no-store"}};
+    if (status == 0)
+      http_respond_error(r, 503, "unavailable", "log scans are not available", NULL, 0);
+    else
+      http_respond(r, status, h, 2, out.data, out.len, 0);
+    scan_query_free(&pq.sq);
+    buf_free(&out);
+    return;
+  }
+  if (q->nanswers >= MAX_ANSWERS) {
+    http_header_t busy[] = {{"Retry-After", "1"}};
+    http_respond_error(r, 503, "busy", "too many queries are running; retry shortly", busy, 1);
+    return;
+  }
+  answer_job_t *j = xcalloc(1, sizeof *j);
+  j->q = q;
+  j->req = r;
+  j->body = xmalloc(len + 1);
+  if (len) memcpy(j->body, body, len);
+  j->body[len] = 0;
+  j->len = len;
+  j->now_us = clock_wall_us();
+  j->work.data = j;
+  q->nanswers++;
+  if (uv_queue_work(q->loop, &j->work, answer_work, answer_done) != 0) {
+    q->nanswers--;
+    free(j->body);
+    free(j);
+    http_respond_error(r, 503, "unavailable", "cannot start the query", NULL, 0);
+  }
 }
 
 /* Name r's route for the metrics; answer 405 (returning 1) unless r uses method. */

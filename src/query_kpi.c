@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "kpi.h"
@@ -98,14 +99,19 @@ int query_kpi_index(const char *name) {
   return -1;
 }
 
+static char kpi_names[512];
+static pthread_once_t kpi_names_once = PTHREAD_ONCE_INIT;
+
+static void build_kpi_names(void) {
+  size_t n = 0;
+  for (int i = 0; i < K_N; i++)
+    n += (size_t)snprintf(kpi_names + n, sizeof kpi_names - n, "%s%s", i ? ", " : "",
+                          cat[i].name);
+}
+
 const char *query_kpi_list(void) {
-  static char list[512];
-  if (!list[0]) {
-    size_t n = 0;
-    for (int i = 0; i < K_N; i++)
-      n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", i ? ", " : "", cat[i].name);
-  }
-  return list;
+  pthread_once(&kpi_names_once, build_kpi_names); /* queries answer on several threads */
+  return kpi_names;
 }
 
 /* ---- evaluation ---- */

@@ -266,6 +266,49 @@ def test_feed_stream_samples_recent_events():
         srv.cleanup()
 
 
+def test_queries_on_the_pool_while_events_flow():
+    """Queries answer on the thread pool while the stage processes: four clients ask the
+    fixed questions again and again while 3,000 more events (after the fixed range) flow
+    in; every answer equals the one before the flow, and every event is counted."""
+    import threading
+    srv = seeded()
+    try:
+        # One event after the range first: it ends the range's sessions (bounces count).
+        send(srv, [("/v1/track", {"anonymousId": "flow-first", "event": "Product Viewed",
+                                  "timestamp": iso(700)})])
+        wait_for(lambda: ok(srv, dict(RANGE, to=ms(900), type="totals"))["count"] == 10, 20)
+        before = answers(srv)
+        errors = []
+        stop = threading.Event()
+
+        def asker():
+            while not stop.is_set():
+                try:
+                    if answers(srv) != before:
+                        errors.append("an answer changed while events flowed")
+                except AssertionError as e:
+                    errors.append(str(e))
+
+        threads = [threading.Thread(target=asker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            for b in range(30):
+                batch = [{"type": "track", "anonymousId": "flow-%d" % (b * 100 + i),
+                          "event": "Product Viewed", "timestamp": iso(700 + i)} for i in range(100)]
+                send(srv, [("/v1/batch", {"batch": batch})])
+            wide = dict(RANGE, to=ms(900), type="totals")
+            wait_for(lambda: ok(srv, wide)["count"] == 10 + 3000, 30)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        check(not errors, errors[:3])
+        check(answers(srv) == before)
+    finally:
+        srv.cleanup()
+
+
 def test_kill9_restart_gives_identical_answers():
     srv = Server(args=["--session-timeout-s=60", "--checkpoint-interval-s=1"]).start()
     snap = os.path.join(srv.data_dir, "state", "snapshot")
