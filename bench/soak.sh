@@ -8,6 +8,7 @@
 #
 #   make soak                      (SOAK_MINUTES=30)
 #   SOAK_MINUTES=5 sh bench/soak.sh
+#   SOAK_FLAGS="--rollup-max-bytes=64m" sh bench/soak.sh     (more server flags)
 #
 # Load: bench/wrk/soak.lua, 20-event batches from a million users with varied products,
 # pages, campaigns and user agents, SOAK_CONNS connections (default 4) each with an
@@ -34,7 +35,7 @@ cleanup() {
 trap cleanup EXIT
 PORT=$((20000 + RANDOM % 30000))
 "$SLUICE" serve --listen=127.0.0.1:$PORT --data-dir="$TMP/data" --write-key=wk --read-key=rk \
-  --admin-key=ak >"$TMP/out" 2>"$TMP/err" &
+  --admin-key=ak ${SOAK_FLAGS:-} >"$TMP/out" 2>"$TMP/err" &
 PID=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
 
