@@ -115,10 +115,11 @@ static const char *const type_dim[PROFILE_TYPES] = {NULL, "$page", "$screen", "$
 
 const jscan_val_t *evfields_extra(const evfields_t *e, size_t i) { return &e->raw[F_COUNT + i]; }
 
-int evfields_decode(const evfields_decoder_t *d, const log_record_t *rec, evfields_t *e) {
+/* evfields_decode once the spans are in e->raw (scan returned rc). */
+static int decode_spans(const evfields_decoder_t *d, const log_record_t *rec, evfields_t *e,
+                        int rc) {
   jscan_val_t *f = e->raw;
-  if (jscan_scan(d->paths, rec->value, rec->value_len, f) != 0 || f[F_TYPE].type != JSCAN_STRING)
-    return -EBADMSG;
+  if (rc != 0 || f[F_TYPE].type != JSCAN_STRING) return -EBADMSG;
   for (size_t i = 0; i < d->nextra; i++)
     if (d->alias[i] >= 0) f[F_COUNT + i] = f[d->alias[i]];
   int type = profile_type(f[F_TYPE].p, f[F_TYPE].n);
@@ -158,4 +159,12 @@ int evfields_decode(const evfields_decoder_t *d, const log_record_t *rec, evfiel
   e->user_key = e->anonymous_id ? e->anonymous_id : e->user_id;
   e->user_hash = e->user_key ? XXH3_64bits(e->user_key, strlen(e->user_key)) : 0;
   return 1;
+}
+
+int evfields_decode(const evfields_decoder_t *d, const log_record_t *rec, evfields_t *e) {
+  return decode_spans(d, rec, e, jscan_scan_trusted(d->paths, rec->value, rec->value_len, e->raw));
+}
+
+int evfields_decode_strict(const evfields_decoder_t *d, const log_record_t *rec, evfields_t *e) {
+  return decode_spans(d, rec, e, jscan_scan(d->paths, rec->value, rec->value_len, e->raw));
 }

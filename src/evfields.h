@@ -65,10 +65,18 @@ evfields_decoder_t *evfields_new(const char *conversion, const char *const *extr
                                  size_t nextra);
 void evfields_free(evfields_decoder_t *d);
 
-/* Decode rec's value into *out (OUT). Returns 1 when decoded, 0 for a record that is
- * JSON but no event the read side counts (tombstones, unknown types), -EBADMSG when the
- * value is not a JSON object with a string "type". */
+/* Decode rec's value, a record read from the event log, into *out (OUT). Returns 1 when
+ * decoded, 0 for a record that is JSON but no event the read side counts (tombstones,
+ * unknown types), -EBADMSG when the value is not a JSON object with a string "type".
+ * The value is trusted (jscan_scan_trusted): ingestion validated it strictly before
+ * appending it and the log reader checked its CRC, so only the structure on the decoded
+ * paths is read. Damaged bytes never crash it or make it read outside the value: they
+ * give -EBADMSG, or fields that may not mean much. */
 int evfields_decode(const evfields_decoder_t *d, const log_record_t *rec, evfields_t *out);
+/* The same, validating every byte of the value (jscan_scan): for values of unknown origin.
+ * On every value it accepts, evfields_decode gives the same result (tested and fuzzed). */
+int evfields_decode_strict(const evfields_decoder_t *d, const log_record_t *rec,
+                           evfields_t *out);
 /* The raw value of extra path i of the last evfields_decode (JSCAN_NONE when the event
  * has none); valid while the record is. */
 const jscan_val_t *evfields_extra(const evfields_t *e, size_t i);
