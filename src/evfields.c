@@ -122,8 +122,9 @@ static int decode_spans(const evfields_decoder_t *d, const log_record_t *rec, ev
   if (rc != 0 || f[F_TYPE].type != JSCAN_STRING) return -EBADMSG;
   for (size_t i = 0; i < d->nextra; i++)
     if (d->alias[i] >= 0) f[F_COUNT + i] = f[d->alias[i]];
-  int type = profile_type(f[F_TYPE].p, f[F_TYPE].n);
-  if (type < 0) return 0; /* tombstones ("forgotten") and unknown types */
+  /* (profile_type reads a length of 0 as "NUL-terminated": an empty type must not reach it) */
+  int type = f[F_TYPE].n ? profile_type(f[F_TYPE].p, f[F_TYPE].n) : -EINVAL;
+  if (type < 0) return 0; /* tombstones ("forgotten"), unknown types */
   e->type = type;
   if (!time_of(&f[F_TS], &e->t_us) && !time_of(&f[F_RECV], &e->t_us)) e->t_us = rec->time_us;
 

@@ -259,10 +259,16 @@ static int literal(scan_t *s, const char *word, size_t n) {
 
 /* The child of at (may be NULL) named by the raw key k[0..kn) (escaped: decoded first),
  * or NULL. Bytes up to limit may be read. */
-static inline const node_t *child_match(const node_t *at, const char *k, size_t kn, int kesc,
-                                        const char *limit) {
-  if (!at || !at->child) return NULL;
-  if (!kesc) return child_find(at, k, kn, limit);
+static const node_t *child_match_escaped(const node_t *at, const char *k, size_t kn);
+
+static inline __attribute__((always_inline)) const node_t *
+child_match(const node_t *at, const char *k, size_t kn, int kesc, const char *limit) {
+  if (!at) return NULL;
+  return kesc ? child_match_escaped(at, k, kn) : child_find(at, k, kn, limit);
+}
+
+static __attribute__((noinline)) const node_t *child_match_escaped(const node_t *at,
+                                                                   const char *k, size_t kn) {
   if (kn >= 256) return NULL;
   char dec[256];
   jscan_val_t kv = {JSCAN_STRING, k, kn, 1, 0};

@@ -54,6 +54,7 @@ static const char *const events[] = {
     "{ \"revenue\" : \"12\" , \"cost\" : null } , \"context\" : [ ] } ",
     /* tombstones and unknown types decode to 0 */
     "{\"type\":\"forgotten\"}",
+    "{\"type\":\"\",\"userId\":\"u\"}", /* an empty type is no type (and no C string) */
     "{\"type\":\"something-else\",\"userId\":\"u\"}",
 };
 
