@@ -425,8 +425,11 @@ static inline const char *tquote(const char *p, const char *end) {
     if (m) return p + __builtin_ctz(m);
     p += 16;
   }
-#endif
+  while (p < end && *p != '"' && *p != '\\') p++; /* the last few bytes */
+  return p;
+#else
   return plain_quote_or_backslash(p, end);
+#endif
 }
 
 /* The first '"', '{', '}', '[' or ']' in [p, end), or end. '[' and ']' are '{' and '}'

@@ -5,6 +5,7 @@
 
 #include "evfields_same.h"
 #include "test.h"
+#include "util/clock.h"
 
 static const char *const extra[] = {
     "properties.campaign", "properties.cost", /* what the process stage asks for */
@@ -142,11 +143,35 @@ TEST(trusted_survives_damage) {
   }
 }
 
+/* Event times: the per-thread memo of the last minute must give what the full parse
+ * gives, for times of the same minute, the next one, other forms and bad seconds. */
+TEST(event_times_as_parsed) {
+  static const char *const times[] = {
+      "2026-11-23T00:00:16.303Z", "2026-11-23T00:00:16.999Z", "2026-11-23T00:00:59.000Z",
+      "2026-11-23T00:00:60.000Z", "2026-11-23T00:00:61.000Z", "2026-11-23T00:00:1x.000Z",
+      "2026-11-23T00:01:00.001Z", "2026-11-23T00:00:16.3031Z", "2026-11-23T00:00:16.303+01:00",
+      "2026-11-23T00:00:16Z",     "2026-11-23 00:00:16.303Z", "2026-11-23T00:00:16.303z",
+      "2026-12-31T23:59:59.999Z", "2026-11-23T00:00:16.303Z", "2026-02-30T00:00:16.303Z",
+      "2026-11-23T24:00:16.303Z", "2026-11-23T00:00:16.30aZ", "1969-12-31T23:59:59.500Z",
+  };
+  static evfields_t e;
+  char doc[128];
+  for (size_t i = 0; i < sizeof times / sizeof times[0]; i++) {
+    int n = snprintf(doc, sizeof doc, "{\"type\":\"track\",\"timestamp\":\"%s\"}", times[i]);
+    log_record_t rec = {.time_us = -7, .value = doc, .value_len = (uint32_t)n};
+    REQUIRE(evfields_decode(dec, &rec, &e) == 1);
+    int64_t want;
+    if (clock_parse_iso(times[i], strlen(times[i]), &want) != 0) want = -7;
+    if (e.t_us != want) FAILF("%s: %lld, parsed %lld", times[i], (long long)e.t_us, (long long)want);
+  }
+}
+
 int main(void) {
   dec = evfields_new(NULL, extra, NX);
   RUN(trusted_decodes_like_validating);
   RUN(fields_of_the_corpus);
   RUN(trusted_survives_damage);
+  RUN(event_times_as_parsed);
   evfields_free(dec);
   return TEST_REPORT("test_evfields");
 }
