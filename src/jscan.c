@@ -401,6 +401,12 @@ int jscan_scan(const jscan_paths_t *ps, const char *json, size_t len, jscan_val_
 
 /* ---- trusted scan ---- */
 
+/* The type of a value that is neither string, object nor array, by its first byte (in a
+ * document validated before). */
+static inline jscan_type_t scalar_type(char c) {
+  return c == 't' ? JSCAN_TRUE : c == 'f' ? JSCAN_FALSE : c == 'n' ? JSCAN_NULL : JSCAN_NUMBER;
+}
+
 /* Bytes that end a number or literal. */
 static const unsigned char delim[256] = {[','] = 1, ['}'] = 1, [']'] = 1, [' '] = 1,
                                          ['\n'] = 1, ['\r'] = 1, ['\t'] = 1};
@@ -513,7 +519,7 @@ static const char *tvalue(const char *p, const char *end, const node_t *at, int 
       q = tskip_container(p, end);
       break;
     default:
-      v.type = *p == 't' ? JSCAN_TRUE : *p == 'f' ? JSCAN_FALSE : *p == 'n' ? JSCAN_NULL : JSCAN_NUMBER;
+      v.type = scalar_type(*p);
       q = p;
       while (q < end && !delim[(unsigned char)*q]) q++;
       if (q == p) return NULL;
@@ -703,87 +709,54 @@ long jscan_members(const char *json, size_t len, jscan_member_t *out, size_t max
 /* ---- trusted walking (input already validated) ---- */
 
 
-/* p just after an opening quote; returns just after the closing quote. */
-static const char *skip_string_t(const char *p, const char *end, int *escaped) {
-  for (;;) {
-    p = plain_quote_or_backslash(p, end);
-    if (p >= end) return end;
-    if (*p == '"') return p + 1;
-    *escaped = 1;
-    p += 2;
-  }
-}
-
 static const char *skip_value_t(const char *p, const char *end, jscan_val_t *v) {
   v->p = p;
   v->escaped = 0;
   v->num = 0;
+  const char *q;
   switch (*p) {
-    case '"': {
-      const char *q = skip_string_t(p + 1, end, &v->escaped);
+    case '"':
       v->type = JSCAN_STRING;
       v->p = p + 1;
-      v->n = (size_t)(q - p - 2);
-      return q;
-    }
+      q = tstring(p + 1, end, &v->escaped);
+      v->n = q ? (size_t)(q - p - 2) : (size_t)(end - p - 1); /* unterminated: the rest */
+      return q ? q : end;
     case '{':
-    case '[': {
+    case '[':
       v->type = *p == '{' ? JSCAN_OBJECT : JSCAN_ARRAY;
-      int depth = 0, esc = 0;
-      const char *q = p;
-      while (q < end) {
-        char c = *q;
-        if (c == '"') {
-          q = skip_string_t(q + 1, end, &esc);
-          continue;
-        }
-        if (c == '{' || c == '[') depth++;
-        if (c == '}' || c == ']') {
-          if (--depth == 0) {
-            q++;
-            break;
-          }
-        }
-        q++;
-      }
+      q = tskip_container(p, end);
+      if (!q) q = end;
       v->n = (size_t)(q - p);
       return q;
-    }
-    default: {
-      v->type = *p == 't' ? JSCAN_TRUE : *p == 'f' ? JSCAN_FALSE : *p == 'n' ? JSCAN_NULL : JSCAN_NUMBER;
-      const char *q = p;
+    default:
+      v->type = scalar_type(*p);
+      q = p;
       while (q < end && !delim[(unsigned char)*q]) q++;
       v->n = (size_t)(q - p);
       return q;
-    }
   }
 }
 
-static const char *ws_t(const char *p, const char *end) {
-  while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
-  return p;
-}
-
 long jscan_members_trusted(const char *json, size_t len, jscan_member_t *out, size_t max) {
-  const char *p = ws_t(json, json + len), *end = json + len;
+  const char *p = tws(json, json + len), *end = json + len;
   if (p >= end || *p != '{') return -1;
-  p = ws_t(p + 1, end);
+  p = tws(p + 1, end);
   size_t n = 0;
   while (p < end && *p == '"') {
     jscan_member_t m;
     m.key_escaped = 0;
     const char *k = p + 1;
-    p = skip_string_t(k, end, &m.key_escaped);
+    if (!(p = tstring(k, end, &m.key_escaped))) return -1;
     m.key = k;
     m.keylen = (size_t)(p - k - 1);
-    p = ws_t(p, end);
+    p = tws(p, end);
     if (p >= end || *p != ':') return -1;
-    p = ws_t(p + 1, end);
+    p = tws(p + 1, end);
     if (p >= end) return -1;
-    p = ws_t(skip_value_t(p, end, &m.val), end);
+    p = tws(skip_value_t(p, end, &m.val), end);
     if (n >= max) return -2;
     out[n++] = m;
-    if (p < end && *p == ',') p = ws_t(p + 1, end);
+    if (p < end && *p == ',') p = tws(p + 1, end);
   }
   return (long)n;
 }
@@ -791,11 +764,11 @@ long jscan_members_trusted(const char *json, size_t len, jscan_member_t *out, si
 int jscan_array_next(const jscan_val_t *arr, size_t *pos, jscan_val_t *out) {
   if (arr->type != JSCAN_ARRAY || arr->n < 2) return -1;
   const char *end = arr->p + arr->n - 1; /* the closing ']' */
-  const char *p = ws_t(arr->p + (*pos ? *pos : 1), end);
+  const char *p = tws(arr->p + (*pos ? *pos : 1), end);
   if (*pos) {
     if (p >= end) return 0;
     if (*p != ',') return -1;
-    p = ws_t(p + 1, end);
+    p = tws(p + 1, end);
   }
   if (p >= end) return 0;
   p = skip_value_t(p, end, out);

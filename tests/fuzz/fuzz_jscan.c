@@ -50,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (trc != 0) __builtin_trap();
   for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
     if (t[i].type != v[i].type || t[i].p != v[i].p || t[i].n != v[i].n ||
-        t[i].escaped != v[i].escaped || !(t[i].num == v[i].num || (t[i].num != t[i].num && v[i].num != v[i].num)))
+        t[i].escaped != v[i].escaped || memcmp(&t[i].num, &v[i].num, sizeof v[i].num))
       __builtin_trap();
   for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
     if (v[i].type == JSCAN_NONE) continue;

@@ -162,7 +162,8 @@ TEST(event_times_as_parsed) {
     REQUIRE(evfields_decode(dec, &rec, &e) == 1);
     int64_t want;
     if (clock_parse_iso(times[i], strlen(times[i]), &want) != 0) want = -7;
-    if (e.t_us != want) FAILF("%s: %lld, parsed %lld", times[i], (long long)e.t_us, (long long)want);
+    if (e.t_us != want)
+      FAILF("%s: %lld, parsed %lld", times[i], (long long)e.t_us, (long long)want);
   }
 }
 
