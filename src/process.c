@@ -285,6 +285,7 @@ static void process_record(process_t *p, const log_record_t *rec) {
     if (kpi_cost(p->kpi, t, c, cost) == -ERANGE) p->st.rejected++;
     return;
   }
+  profile_prefetch(p->profiles, user ? user : anon, 0); /* resolved first by profile_apply */
   if (rollup_add(p->events, t, dims, uh, revenue) != 0) p->st.rejected++;
   if (p->custom && p->custom->n) {
     double vals[2 * CONFIG_KPI_MAX];

@@ -646,6 +646,12 @@ uint64_t profile_hash(const profile_store_t *s, const char *id, size_t len) {
   return key_of(s, id, id_len(id, len));
 }
 
+void profile_prefetch(const profile_store_t *s, const char *id, size_t len) {
+  len = id_len(id, len);
+  if (!s || !len || !s->t) return;
+  __builtin_prefetch(&s->t[t_home(s, (uint32_t)(key_of(s, id, len) >> 32))]);
+}
+
 uint8_t profile_kind(const profile_store_t *s, const char *name, size_t len) {
   len = id_len(name, len);
   for (int k = 0; k < PROFILE_KINDS; k++)

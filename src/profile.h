@@ -250,6 +250,11 @@ size_t profile_sweep(profile_store_t *s, int64_t now_us, size_t budget);
 const profile_t *profile_get(const profile_store_t *s, const char *id, size_t len);
 /* The key of id (len bytes; 0 = NUL-terminated) in this store, as in profile_t.id. */
 uint64_t profile_hash(const profile_store_t *s, const char *id, size_t len);
+/* A hint, no effect on any result: an event for id (len bytes; 0 = NUL-terminated) comes
+ * soon, so start loading the index slot where its lookup begins into the CPU cache. With
+ * many profiles that lookup is a cache miss; the process stage issues the hint before the
+ * rollup work it does first, so the two overlap. */
+void profile_prefetch(const profile_store_t *s, const char *id, size_t len);
 /* The index of a tracked event name (len bytes; 0 = NUL-terminated), or
  * PROFILE_KIND_NONE. */
 uint8_t profile_kind(const profile_store_t *s, const char *name, size_t len);

@@ -430,6 +430,14 @@ TEST(test_segments_and_helpers) {
   CHECK_INT(profile_type("pagex", 4), PROFILE_PAGE);
   CHECK_INT(profile_type("bogus", 0), -EINVAL);
   CHECK(profile_hash(s, "abc", 3) == profile_hash(s, "abcd", 3));
+  /* the prefetch hint takes anything and changes nothing */
+  profile_prefetch(NULL, "u", 0);
+  profile_prefetch(s, NULL, 0);
+  profile_prefetch(s, "", 0);
+  profile_prefetch(s, "u", 0);
+  profile_prefetch(s, "never seen", 10);
+  CHECK_INT(profile_count(s), 1);
+  CHECK(profile_get(s, "never seen", 0) == NULL && profile_get(s, "u", 0)->segments == 0x15);
   profile_store_free(s);
 }
 
