@@ -12,7 +12,7 @@
  * cannot be requested. The input is untrusted: depth is bounded (JSCAN_MAX_DEPTH), every
  * read is bounds-checked, and a malformed document is reported as an error — jscan is
  * fuzzed. Bytes validated before (log records) can take jscan_scan_trusted, which skips
- * what no path needs without checking it: about a fifth of the work. */
+ * what no path needs without checking it (on stored events, 60% of the instructions). */
 #ifndef SLUICE_JSCAN_H
 #define SLUICE_JSCAN_H
 
