@@ -199,8 +199,25 @@ static int decode_spans(const evfields_decoder_t *d, const log_record_t *rec, ev
   return 1;
 }
 
+int evfields_scan(const evfields_decoder_t *d, const log_record_t *rec, evfields_t *e) {
+  return jscan_scan_trusted(d->paths, rec->value, rec->value_len, e->raw) ? -EBADMSG : 0;
+}
+
+int evfields_finish(const evfields_decoder_t *d, const log_record_t *rec, evfields_t *e) {
+  return decode_spans(d, rec, e, 0);
+}
+
 int evfields_decode(const evfields_decoder_t *d, const log_record_t *rec, evfields_t *e) {
-  return decode_spans(d, rec, e, jscan_scan_trusted(d->paths, rec->value, rec->value_len, e->raw));
+  int rc = evfields_scan(d, rec, e);
+  return rc ? rc : evfields_finish(d, rec, e);
+}
+
+const char *evfields_raw_user(const evfields_t *e, size_t *len) {
+  const jscan_val_t *v = &e->raw[F_USER];
+  if (v->type != JSCAN_STRING || !v->n) v = &e->raw[F_ANON];
+  if (v->type != JSCAN_STRING || !v->n || v->escaped) return NULL;
+  *len = v->n;
+  return v->p;
 }
 
 int evfields_decode_strict(const evfields_decoder_t *d, const log_record_t *rec, evfields_t *e) {

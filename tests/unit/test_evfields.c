@@ -3,6 +3,8 @@
  * fallbacks, escapes, UTF-8, nested properties, extra paths). */
 #include "evfields.h"
 
+#include <errno.h>
+
 #include "evfields_same.h"
 #include "test.h"
 #include "util/clock.h"
@@ -167,12 +169,43 @@ TEST(event_times_as_parsed) {
   }
 }
 
+/* The two halves give what evfields_decode gives; the raw user id is the hint's input. */
+TEST(scan_then_finish) {
+  static evfields_t a, b;
+  for (size_t i = 0; i < sizeof events / sizeof events[0]; i++) {
+    log_record_t rec = {.value = events[i], .value_len = (uint32_t)strlen(events[i])};
+    int ra = evfields_decode(dec, &rec, &a), rb = evfields_scan(dec, &rec, &b);
+    if (rb == 0) rb = evfields_finish(dec, &rec, &b);
+    char why[64];
+    if (ra != rb || (ra == 1 && !evfields_same(&a, &b, NX, why, sizeof why)))
+      FAILF("event %zu: decode %d, scan + finish %d", i, ra, rb);
+  }
+  size_t n = 0;
+  log_record_t rec = {.value = events[0], .value_len = (uint32_t)strlen(events[0])};
+  REQUIRE(evfields_scan(dec, &rec, &a) == 0);
+  const char *id = evfields_raw_user(&a, &n);
+  CHECK(id && n == 6 && !memcmp(id, "user-1", 6)); /* userId first */
+  rec.value = "{\"type\":\"page\",\"userId\":\"\",\"anonymousId\":\"an\"}";
+  rec.value_len = (uint32_t)strlen(rec.value);
+  REQUIRE(evfields_scan(dec, &rec, &a) == 0);
+  id = evfields_raw_user(&a, &n);
+  CHECK(id && n == 2 && !memcmp(id, "an", 2)); /* an empty userId: the anonymous id */
+  rec.value = "{\"type\":\"page\",\"userId\":\"\\u0041\"}";
+  rec.value_len = (uint32_t)strlen(rec.value);
+  REQUIRE(evfields_scan(dec, &rec, &a) == 0);
+  CHECK(evfields_raw_user(&a, &n) == NULL); /* escaped: no hint */
+  rec.value = "{\"type\":";
+  rec.value_len = (uint32_t)strlen(rec.value);
+  CHECK_INT(evfields_scan(dec, &rec, &a), -EBADMSG);
+}
+
 int main(void) {
   dec = evfields_new(NULL, extra, NX);
   RUN(trusted_decodes_like_validating);
   RUN(fields_of_the_corpus);
   RUN(trusted_survives_damage);
   RUN(event_times_as_parsed);
+  RUN(scan_then_finish);
   evfields_free(dec);
   return TEST_REPORT("test_evfields");
 }
