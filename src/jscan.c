@@ -2,7 +2,9 @@
  *
  * The requested paths form a trie of object keys. The scanner is a recursive descent
  * over the document that carries the trie node of the object it is in (NULL once outside
- * every requested path, where it only validates and skips). */
+ * every requested path, where it only validates and skips). The trusted scan walks the
+ * same trie over bytes validated before: outside the requested paths it looks only for
+ * quotes, backslashes and brackets, sixteen bytes a step, and never recurses. */
 #include "jscan.h"
 
 #include <stdlib.h>
