@@ -6,7 +6,7 @@ start_sluice() {
   make --no-print-directory build/sluice >/dev/null
   if [ -n "${dir:-}" ]; then
     mkdir -p "$dir"
-    trap 'kill $pid 2>/dev/null' EXIT
+    trap 'kill $pid 2>/dev/null || true' EXIT
   else
     dir=$(mktemp -d)
     trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT

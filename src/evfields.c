@@ -90,9 +90,46 @@ static const char *url_path(const char *url, char *buf, size_t cap) {
   return buf;
 }
 
+/* Consecutive events carry times of the same minute, most of them in the form ingestion
+ * writes ("2026-11-23T00:00:16.303Z"): each thread remembers the last such time's
+ * first 17 bytes (up to the minute, validated by the full parse) and what they are worth,
+ * so the next one costs its seconds and milliseconds. */
+#define TIME_PREFIX 17
+static _Thread_local struct {
+  char prefix[TIME_PREFIX];
+  int64_t minute_us;
+  int valid;
+} time_memo;
+
+static inline int digit(char c) { return c >= '0' && c <= '9'; }
+
+/* The seconds and milliseconds of a canonical time's tail "SS.mmmZ" in microseconds, or
+ * -1 when s[0..n) has another form. */
+static int64_t canonical_tail_us(const char *s, size_t n) {
+  if (n != TIME_PREFIX + 7) return -1;
+  const char *t = s + TIME_PREFIX;
+  if (!digit(t[0]) || !digit(t[1]) || t[2] != '.' || !digit(t[3]) || !digit(t[4]) ||
+      !digit(t[5]) || t[6] != 'Z')
+    return -1;
+  int sec = (t[0] - '0') * 10 + (t[1] - '0');
+  if (sec > 60) return -1; /* as clock_parse_iso */
+  return (int64_t)sec * 1000000 + ((t[3] - '0') * 100 + (t[4] - '0') * 10 + (t[5] - '0')) * 1000;
+}
+
 static int time_of(const jscan_val_t *v, int64_t *t) {
   if (v->type != JSCAN_STRING || v->escaped) return 0;
-  return clock_parse_iso(v->p, v->n, t) == 0;
+  int64_t tail = canonical_tail_us(v->p, v->n);
+  if (tail >= 0 && time_memo.valid && memcmp(v->p, time_memo.prefix, TIME_PREFIX) == 0) {
+    *t = time_memo.minute_us + tail;
+    return 1;
+  }
+  if (clock_parse_iso(v->p, v->n, t) != 0) return 0;
+  if (tail >= 0) {
+    memcpy(time_memo.prefix, v->p, TIME_PREFIX);
+    time_memo.minute_us = *t - tail;
+    time_memo.valid = 1;
+  }
+  return 1;
 }
 
 /* Dimension "product": properties.product_id, else properties.sku (Segment's e-commerce
@@ -115,14 +152,16 @@ static const char *const type_dim[PROFILE_TYPES] = {NULL, "$page", "$screen", "$
 
 const jscan_val_t *evfields_extra(const evfields_t *e, size_t i) { return &e->raw[F_COUNT + i]; }
 
-int evfields_decode(const evfields_decoder_t *d, const log_record_t *rec, evfields_t *e) {
+/* evfields_decode once the spans are in e->raw (scan returned rc). */
+static int decode_spans(const evfields_decoder_t *d, const log_record_t *rec, evfields_t *e,
+                        int rc) {
   jscan_val_t *f = e->raw;
-  if (jscan_scan(d->paths, rec->value, rec->value_len, f) != 0 || f[F_TYPE].type != JSCAN_STRING)
-    return -EBADMSG;
+  if (rc != 0 || f[F_TYPE].type != JSCAN_STRING) return -EBADMSG;
   for (size_t i = 0; i < d->nextra; i++)
     if (d->alias[i] >= 0) f[F_COUNT + i] = f[d->alias[i]];
-  int type = profile_type(f[F_TYPE].p, f[F_TYPE].n);
-  if (type < 0) return 0; /* tombstones ("forgotten") and unknown types */
+  /* (profile_type reads a length of 0 as "NUL-terminated": an empty type must not reach it) */
+  int type = f[F_TYPE].n ? profile_type(f[F_TYPE].p, f[F_TYPE].n) : -EINVAL;
+  if (type < 0) return 0; /* tombstones ("forgotten"), unknown types */
   e->type = type;
   if (!time_of(&f[F_TS], &e->t_us) && !time_of(&f[F_RECV], &e->t_us)) e->t_us = rec->time_us;
 
@@ -158,4 +197,29 @@ int evfields_decode(const evfields_decoder_t *d, const log_record_t *rec, evfiel
   e->user_key = e->anonymous_id ? e->anonymous_id : e->user_id;
   e->user_hash = e->user_key ? XXH3_64bits(e->user_key, strlen(e->user_key)) : 0;
   return 1;
+}
+
+int evfields_scan(const evfields_decoder_t *d, const log_record_t *rec, evfields_t *e) {
+  return jscan_scan_trusted(d->paths, rec->value, rec->value_len, e->raw) ? -EBADMSG : 0;
+}
+
+int evfields_finish(const evfields_decoder_t *d, const log_record_t *rec, evfields_t *e) {
+  return decode_spans(d, rec, e, 0);
+}
+
+int evfields_decode(const evfields_decoder_t *d, const log_record_t *rec, evfields_t *e) {
+  int rc = evfields_scan(d, rec, e);
+  return rc ? rc : evfields_finish(d, rec, e);
+}
+
+const char *evfields_raw_user(const evfields_t *e, size_t *len) {
+  const jscan_val_t *v = &e->raw[F_USER];
+  if (v->type != JSCAN_STRING || !v->n) v = &e->raw[F_ANON];
+  if (v->type != JSCAN_STRING || !v->n || v->escaped) return NULL;
+  *len = v->n;
+  return v->p;
+}
+
+int evfields_decode_strict(const evfields_decoder_t *d, const log_record_t *rec, evfields_t *e) {
+  return decode_spans(d, rec, e, jscan_scan(d->paths, rec->value, rec->value_len, e->raw));
 }

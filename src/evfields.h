@@ -65,10 +65,28 @@ evfields_decoder_t *evfields_new(const char *conversion, const char *const *extr
                                  size_t nextra);
 void evfields_free(evfields_decoder_t *d);
 
-/* Decode rec's value into *out (OUT). Returns 1 when decoded, 0 for a record that is
- * JSON but no event the read side counts (tombstones, unknown types), -EBADMSG when the
- * value is not a JSON object with a string "type". */
+/* Decode rec's value, a record read from the event log, into *out (OUT). Returns 1 when
+ * decoded, 0 for a record that is JSON but no event the read side counts (tombstones,
+ * unknown types), -EBADMSG when the value is not a JSON object with a string "type".
+ * The value is trusted (jscan_scan_trusted): ingestion validated it strictly before
+ * appending it and the log reader checked its CRC, so only the structure on the decoded
+ * paths is read. Damaged bytes never crash it or make it read outside the value: they
+ * give -EBADMSG, or fields that may not mean much. */
 int evfields_decode(const evfields_decoder_t *d, const log_record_t *rec, evfields_t *out);
+/* evfields_decode in two halves, for a caller with work to start in between (the process
+ * stage starts loading the user's profile): evfields_scan finds the spans (0, or -EBADMSG
+ * as evfields_decode), then, only after it returned 0, evfields_finish decodes them
+ * (returns as evfields_decode). */
+int evfields_scan(const evfields_decoder_t *d, const log_record_t *rec, evfields_t *out);
+int evfields_finish(const evfields_decoder_t *d, const log_record_t *rec, evfields_t *out);
+/* After evfields_scan: the raw bytes (*len of them, borrowed from the record) of the id
+ * the profile store resolves first, userId else anonymousId, when it holds no escapes;
+ * else NULL. For hints only: it is not cut at PROFILE_ID_MAX as the decoded id is. */
+const char *evfields_raw_user(const evfields_t *e, size_t *len /* OUT */);
+/* The same, validating every byte of the value (jscan_scan): for values of unknown origin.
+ * On every value it accepts, evfields_decode gives the same result (tested and fuzzed). */
+int evfields_decode_strict(const evfields_decoder_t *d, const log_record_t *rec,
+                           evfields_t *out);
 /* The raw value of extra path i of the last evfields_decode (JSCAN_NONE when the event
  * has none); valid while the record is. */
 const jscan_val_t *evfields_extra(const evfields_t *e, size_t i);

@@ -330,7 +330,18 @@ enum { X_CAMPAIGN, X_COST, X_FIXED };
 static void process_record(process_t *p, const log_record_t *rec) {
   evfields_t *e = p->ev;
   p->st.events++;
-  int drc = evfields_decode(p->dec, rec, e);
+  /* profile_apply below waits on two cache misses: the index slot of the id it resolves
+   * first, then the profile. The first is started between scanning the event and
+   * decoding its fields, the second before the events rollup, so each has work to hide
+   * behind. */
+  uint64_t pkey = 0;
+  size_t idn;
+  int drc = evfields_scan(p->dec, rec, e);
+  if (drc == 0) {
+    const char *id = evfields_raw_user(e, &idn);
+    if (id) pkey = profile_prefetch_index(p->profiles, id, idn);
+    drc = evfields_finish(p->dec, rec, e);
+  }
   if (drc < 0) p->st.undecodable++;
   if (drc <= 0) return;
   int type = e->type;
@@ -353,23 +364,6 @@ static void process_record(process_t *p, const log_record_t *rec) {
     if (kpi_cost(p->kpi, t, c, cost) == -ERANGE) p->st.rejected++;
     return;
   }
-  if (rollup_add(p->events, t, dims, uh, revenue) != 0) p->st.rejected++;
-  if (p->custom && p->custom->n) {
-    double vals[2 * CONFIG_KPI_MAX];
-    for (size_t i = 0; i < 2 * p->custom->n; i++) {
-      int fi = p->custom_field[i];
-      const jscan_val_t *v = fi >= 0 ? evfields_extra(e, (size_t)fi) : NULL;
-      vals[i] = v && v->type == JSCAN_NUMBER ? v->num : 0;
-    }
-    kpi_custom_observe(p->kpi, t, name, dims, uh, vals);
-  }
-  p->tick_events++;
-  if (p->feed && rec->time_us >= p->feed_since_us) feed_offer(p->feed, t, dims, revenue);
-  if (is_order) {
-    p->tick_orders++;
-    p->tick_revenue += revenue;
-  }
-
   uint64_t camp = 0;
   if (dims[2] || dims[3] || dims[4]) {
     /* "source\nmedium\nname", absent parts empty (built by hand: snprintf showed in
@@ -398,6 +392,24 @@ static void process_record(process_t *p, const log_record_t *rec) {
       .revenue = revenue,
       .campaign_hash = camp,
   };
+  profile_prefetch_profile(p->profiles, pkey);
+  if (rollup_add(p->events, t, dims, uh, revenue) != 0) p->st.rejected++;
+  if (p->custom && p->custom->n) {
+    double vals[2 * CONFIG_KPI_MAX];
+    for (size_t i = 0; i < 2 * p->custom->n; i++) {
+      int fi = p->custom_field[i];
+      const jscan_val_t *v = fi >= 0 ? evfields_extra(e, (size_t)fi) : NULL;
+      vals[i] = v && v->type == JSCAN_NUMBER ? v->num : 0;
+    }
+    kpi_custom_observe(p->kpi, t, name, dims, uh, vals);
+  }
+  p->tick_events++;
+  if (p->feed && rec->time_us >= p->feed_since_us) feed_offer(p->feed, t, dims, revenue);
+  if (is_order) {
+    p->tick_orders++;
+    p->tick_revenue += revenue;
+  }
+
   profile_result_t res;
   uint64_t key_before = p->decide ? decide_key_before(p->profiles, e) : 0;
   if (profile_apply(p->profiles, &pe, &res) != 0) return;

@@ -5,7 +5,8 @@
  * after its offset with a log_reader, in bounded slices (at most PROCESS_SLICE_RECORDS
  * records or about 2 ms per loop turn, continued from a uv_idle handle) so ingestion on
  * the same loop is never starved. Each record's value is decoded with evfields (jscan:
- * one pass, no tree; the log-scan queries of scan.h decode the same way) and feeds:
+ * one pass, no tree, trusting bytes that ingestion validated and the log's CRC checked;
+ * the log-scan queries of scan.h decode the same way) and feeds:
  *   - the profile store (profile.h): identity stitching and sessions;
  *   - the events rollup, dimensions PROCESS_DIMS, sum = revenue of orders (events named
  *     the conversion event; properties.revenue, else properties.total), unique users by

@@ -733,6 +733,33 @@ uint64_t profile_hash(const profile_store_t *s, const char *id, size_t len) {
   return key_of(s, id, id_len(id, len));
 }
 
+uint64_t profile_prefetch_index(const profile_store_t *s, const char *id, size_t len) {
+  len = id_len(id, len);
+  if (!s || !len || !s->t) return 0;
+  uint64_t key = key_of(s, id, len);
+  __builtin_prefetch(&s->t[t_home(s, (uint32_t)(key >> 32))]);
+  return key;
+}
+
+void profile_prefetch_profile(const profile_store_t *s, uint64_t key) {
+  if (!s || !key || !s->t) return;
+  /* t_find's probe by tag only: the first slot with key's tag most likely holds key */
+  uint32_t mask = (1u << s->t_bits) - 1, tag = (uint32_t)(key >> 32);
+  for (uint32_t i = t_home(s, tag), n = 0; n <= mask; i = (i + 1) & mask, n++) {
+    entry_t e = s->t[i];
+    if (e.ref == NONE) return;
+    if (e.tag != tag) continue;
+    if (e.ref & ALIAS_BIT) {
+      __builtin_prefetch(&s->a[e.ref & ~ALIAS_BIT]);
+    } else { /* a profile spans two or three cache lines */
+      __builtin_prefetch(&s->p[e.ref]);
+      __builtin_prefetch((const char *)&s->p[e.ref] + 64);
+      __builtin_prefetch((const char *)&s->p[e.ref] + sizeof s->p[0] - 1);
+    }
+    return;
+  }
+}
+
 uint8_t profile_kind(const profile_store_t *s, const char *name, size_t len) {
   len = id_len(name, len);
   for (int k = 0; k < PROFILE_KINDS; k++)

@@ -269,6 +269,17 @@ const profile_t *profile_get(const profile_store_t *s, const char *id, size_t le
 uint64_t profile_store_seed(const profile_store_t *s);
 /* The key of id (len bytes; 0 = NUL-terminated) in this store, as in profile_t.id. */
 uint64_t profile_hash(const profile_store_t *s, const char *id, size_t len);
+/* Hints in two steps, no effect on any result. With many profiles, applying an event
+ * costs two cache misses: the index slot of the id, then the profile it points to. The
+ * process stage starts the first as soon as the event is decoded and the second a little
+ * later, before the rollup work, so both overlap other work.
+ * profile_prefetch_index: an event for id (len bytes; 0 = NUL-terminated) comes soon:
+ * start loading the index slot where its lookup begins. Returns the id's key (as
+ * profile_hash), 0 when id is empty.
+ * profile_prefetch_profile: once that slot is likely loaded, start loading the profile
+ * (or alias record) it holds for key; nothing when the slot holds another key. */
+uint64_t profile_prefetch_index(const profile_store_t *s, const char *id, size_t len);
+void profile_prefetch_profile(const profile_store_t *s, uint64_t key);
 /* The index of a tracked event name (len bytes; 0 = NUL-terminated), or
  * PROFILE_KIND_NONE. */
 uint8_t profile_kind(const profile_store_t *s, const char *name, size_t len);

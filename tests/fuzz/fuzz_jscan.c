@@ -1,6 +1,8 @@
 /* Fuzz target: one-pass JSON field extraction on hostile bytes. Every extracted string
  * must decode, and every document jscan accepts must also be accepted by cJSON (jscan is
- * never the more lenient parser of the two). */
+ * never the more lenient parser of the two). The trusted scan runs on the same bytes: it
+ * must never read outside them, keep its spans inside them, and give exactly what the
+ * validating scan gives on every document that one accepts. */
 #include <cjson/cJSON.h>
 #include <stdint.h>
 #include <string.h>
@@ -36,8 +38,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static jscan_paths_t *ps;
   if (!ps) ps = jscan_compile(paths, sizeof paths / sizeof paths[0]);
   jscan_val_t v[sizeof paths / sizeof paths[0]];
+  jscan_val_t t[sizeof paths / sizeof paths[0]];
+  int trc = jscan_scan_trusted(ps, (const char *)data, size, t);
+  if (trc == 0)
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+      if (t[i].type != JSCAN_NONE &&
+          (t[i].p < (const char *)data || t[i].p + t[i].n > (const char *)data + size))
+        __builtin_trap();
   int rc = jscan_scan(ps, (const char *)data, size, v);
   if (rc != 0) return 0;
+  if (trc != 0) __builtin_trap();
+  for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+    if (t[i].type != v[i].type || t[i].p != v[i].p || t[i].n != v[i].n ||
+        t[i].escaped != v[i].escaped || memcmp(&t[i].num, &v[i].num, sizeof v[i].num))
+      __builtin_trap();
   for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
     if (v[i].type == JSCAN_NONE) continue;
     if (v[i].p < (const char *)data || v[i].p + v[i].n > (const char *)data + size) __builtin_trap();

@@ -139,6 +139,109 @@ TEST(special_bytes_at_every_offset) {
   jscan_paths_free(p1);
 }
 
+/* ---- the trusted scan ---- */
+
+/* Documents the validating scan accepts, chosen to reach every branch of the trusted one:
+ * escapes in keys and values, UTF-8, brackets and quotes inside skipped strings, nested
+ * and repeated keys, arrays, literals, numbers of every form, whitespace everywhere, a
+ * path that is both a value and a parent, long runs across the 16-byte steps. */
+static const char *const trusted_docs[] = {
+    "{\"type\":\"track\",\"userId\":\"u1\",\"properties\":{\"revenue\":12.5},\"flag\":false}",
+    " {\n\t\"type\" :\r\n \"page\" , \"userId\" : \"a\\\"b\\\\c\" ,\"flag\" :true } \n",
+    "{\"us\\u0065rId\":\"escaped key\",\"userId\":\"second\",\"ty\\/pe\":1,\"type\":\"t\"}",
+    "{\"type\":\"\\ud83d\\ude00 \\u00e9 \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\",\"userId\":\"\\n\\t\\r\\b\\f\\/\"}",
+    "{\"skip\":{\"a\":[1,{\"b\":\"}]\\\"{[\"},[[],{}]],\"c\":\"]\"},\"type\":\"after skip\"}",
+    "{\"skip\":[\"{\",\"}\",\"[\",\"]\",\"\\\\\",\"\\\"\"],\"properties\":{\"list\":[{\"revenue\":9}],"
+    "\"revenue\":-0.5e-3}}",
+    "{\"properties\":{\"revenue\":1E+2},\"properties\":{\"revenue\":3},\"type\":null}",
+    "{\"context\":{\"page\":{\"url\":\"https://x/a?b=[c]&d={e}\"},\"other\":{\"page\":1}},"
+    "\"context\":{\"page\":{\"url\":\"second\"}}}",
+    "{\"context\":\"not an object\",\"a\":{\"b\":{\"c\":{\"d\":[true,false,null]}}}}",
+    "{\"a\":{\"b\":{\"c\":{\"d\":{\"deeper\":{\"x\":[1,2,{\"y\":\"z\"}]}}}}},\"nothing\":{}}",
+    "{\"missing\":{\"deep\":0,\"deeper\":1},\"flag\":[],\"userId\":{},\"type\":[1]}",
+    "{}",
+    "{\"type\":\"\",\"userId\":\"\",\"properties\":{},\"context\":{}}",
+    "{\"properties\":{\"revenue\":0},\"flag\":-0,\"nothing\":1.5e308,\"type\":123456789012345678}",
+    "{\"userIdX\":1,\"userI\":2,\"typ\":3,\"types\":4,\"context\":{\"pagex\":{\"url\":5},\"page\":{\"urls\":6}}}",
+    "{\"a_key_longer_than_sixteen_bytes\":\"v\",\"userId\":\"a value longer than thirty-two bytes, "
+    "so that the scan takes several steps\",\"type\":\"x\"}",
+};
+
+static void check_same(const jscan_paths_t *p, size_t np, const char *doc, size_t len) {
+  jscan_val_t a[NP], b[NP];
+  int ra = jscan_scan(p, doc, len, a), rb = jscan_scan_trusted(p, doc, len, b);
+  if (ra != 0) return;
+  if (rb != 0) {
+    FAILF("trusted scan refused %.*s", (int)len, doc);
+    return;
+  }
+  for (size_t i = 0; i < np; i++)
+    if (a[i].type != b[i].type || a[i].p != b[i].p || a[i].n != b[i].n ||
+        a[i].escaped != b[i].escaped || !(a[i].num == b[i].num))
+      FAILF("path %zu of %.*s: type %d/%d n %zu/%zu", i, (int)len, doc, a[i].type, b[i].type,
+            a[i].n, b[i].n);
+}
+
+TEST(trusted_matches_validating) {
+  for (size_t i = 0; i < sizeof trusted_docs / sizeof trusted_docs[0]; i++) {
+    const char *d = trusted_docs[i];
+    jscan_val_t v[NP];
+    if (scan(d, v) != 0) FAILF("corpus document %zu is not valid", i);
+    check_same(ps, NP, d, strlen(d));
+  }
+  /* the values the first documents must give, so the comparison is not of two blanks */
+  jscan_val_t v[NP];
+  char s[64];
+  CHECK_INT(jscan_scan_trusted(ps, trusted_docs[2], strlen(trusted_docs[2]), v), 0);
+  CHECK(v[1].type == JSCAN_STRING && jscan_string(&v[1], s, sizeof s) > 0 &&
+        !strcmp(s, "escaped key"));
+  CHECK_INT(jscan_scan_trusted(ps, trusted_docs[4], strlen(trusted_docs[4]), v), 0);
+  CHECK(v[0].type == JSCAN_STRING && jscan_string(&v[0], s, sizeof s) > 0 &&
+        !strcmp(s, "after skip"));
+  CHECK_INT(jscan_scan_trusted(ps, trusted_docs[6], strlen(trusted_docs[6]), v), 0);
+  CHECK(v[2].num == 100.0);
+  CHECK_INT(v[0].type, JSCAN_NULL);
+  CHECK_INT(jscan_scan_trusted(ps, trusted_docs[7], strlen(trusted_docs[7]), v), 0);
+  CHECK(v[3].type == JSCAN_STRING && jscan_string(&v[3], s, sizeof s) > 0 &&
+        !strcmp(s, "https://x/a?b=[c]&d={e}"));
+  CHECK_INT(v[4].type, JSCAN_OBJECT);
+}
+
+/* Damaged bytes: every prefix of every document, and every document with one byte
+ * replaced by each structural byte. The trusted scan must stay inside the buffer (the
+ * sanitizers check each read: the copy is exactly as long as the input) and agree with
+ * the validating scan whenever that one accepts. */
+TEST(trusted_survives_damage) {
+  static const char repl[] = "\"\\{}[]:, 0x\xc3";
+  for (size_t i = 0; i < sizeof trusted_docs / sizeof trusted_docs[0]; i++) {
+    size_t len = strlen(trusted_docs[i]);
+    for (size_t cut = 0; cut <= len; cut++) {
+      char *d = malloc(cut ? cut : 1);
+      memcpy(d, trusted_docs[i], cut);
+      check_same(ps, NP, d, cut);
+      free(d);
+    }
+    char *d = malloc(len);
+    for (size_t at = 0; at < len; at++)
+      for (size_t r = 0; r < sizeof repl - 1; r++) {
+        memcpy(d, trusted_docs[i], len);
+        d[at] = repl[r];
+        check_same(ps, NP, d, len);
+        jscan_val_t v[NP];
+        if (jscan_scan_trusted(ps, d, len, v) == 0)
+          for (size_t k = 0; k < NP; k++)
+            if (v[k].type != JSCAN_NONE && (v[k].p < d || v[k].p + v[k].n > d + len))
+              FAILF("span outside the buffer");
+      }
+    free(d);
+  }
+  jscan_val_t v[NP];
+  CHECK_INT(jscan_scan_trusted(ps, "{\"type\":\"open", 13, v), -1);
+  CHECK_INT(jscan_scan_trusted(ps, "{\"skip\":{\"a\":[1,2}", 18, v), -1);
+  CHECK_INT(jscan_scan_trusted(ps, "[1]", 3, v), -1);
+  CHECK_INT(jscan_scan_trusted(ps, "{\"type\":\"\\", 10, v), -1);
+}
+
 int main(void) {
   ps = jscan_compile(paths, NP);
   RUN(extracts_requested_paths);
@@ -147,6 +250,8 @@ int main(void) {
   RUN(truncates_at_character_boundary);
   RUN(bad_paths);
   RUN(special_bytes_at_every_offset);
+  RUN(trusted_matches_validating);
+  RUN(trusted_survives_damage);
   jscan_paths_free(ps);
   return TEST_REPORT("test_jscan");
 }

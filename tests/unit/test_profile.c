@@ -431,6 +431,18 @@ TEST(test_segments_and_helpers) {
   CHECK_INT(profile_type("pagex", 4), PROFILE_PAGE);
   CHECK_INT(profile_type("bogus", 0), -EINVAL);
   CHECK(profile_hash(s, "abc", 3) == profile_hash(s, "abcd", 3));
+  /* the prefetch hints take anything and change nothing; the key is the id's hash */
+  CHECK(profile_prefetch_index(NULL, "u", 0) == 0);
+  CHECK(profile_prefetch_index(s, NULL, 0) == 0);
+  CHECK(profile_prefetch_index(s, "", 0) == 0);
+  CHECK(profile_prefetch_index(s, "u", 0) == profile_hash(s, "u", 0));
+  profile_prefetch_profile(s, profile_prefetch_index(s, "u", 0));
+  profile_prefetch_profile(s, profile_prefetch_index(s, "a", 0)); /* an alias now */
+  profile_prefetch_profile(s, profile_prefetch_index(s, "never seen", 10));
+  profile_prefetch_profile(s, 0);
+  profile_prefetch_profile(NULL, 1);
+  CHECK_INT(profile_count(s), 1);
+  CHECK(profile_get(s, "never seen", 0) == NULL && profile_get(s, "u", 0)->segments == 0x15);
   profile_store_free(s);
 }
 
