@@ -87,15 +87,28 @@ static void to_dense(hll_t *h) {
   h->dense = d;
 }
 
-/* First position whose index is >= idx25. */
+/* First position whose index is >= idx25. Branch-free halving: the entries are hashes, so
+ * the comparisons are coin flips a branch predictor would mostly get wrong. */
 static uint32_t sparse_find(const uint32_t *s, uint32_t n, uint32_t idx25) {
-  uint32_t lo = 0, hi = n;
-  while (lo < hi) {
-    uint32_t mid = lo + (hi - lo) / 2;
-    if ((s[mid] >> 6) < idx25) lo = mid + 1;
-    else hi = mid;
+  if (!n) return 0;
+  const uint32_t *base = s;
+  while (n > 1) {
+    uint32_t half = n / 2;
+    base = (base[half - 1] >> 6) < idx25 ? base + half : base;
+    n -= half;
   }
-  return lo;
+  return (uint32_t)(base - s) + ((base[0] >> 6) < idx25);
+}
+
+/* Room for n entries in h's sparse array, growing it by half at least (at most to
+ * SPARSE_MAX): appends and small merges into a big sketch then cost no reallocation. */
+static void sparse_reserve(hll_t *h, uint32_t n) {
+  if (n <= h->cap) return;
+  uint32_t cap = h->cap < 8 ? 8 : h->cap + h->cap / 2;
+  if (cap < n) cap = n;
+  if (cap > SPARSE_MAX) cap = SPARSE_MAX;
+  h->sparse = xrealloc(h->sparse, (size_t)cap * sizeof *h->sparse);
+  h->cap = cap;
 }
 
 /* ---- Lifetime ---- */
@@ -144,12 +157,7 @@ void hll_add_hash(hll_t *h, uint64_t hash) {
     hll_add_hash(h, hash);
     return;
   }
-  if (h->n == h->cap) {
-    uint32_t cap = h->cap < 8 ? 8 : h->cap + h->cap / 2;
-    if (cap > SPARSE_MAX) cap = SPARSE_MAX;
-    h->sparse = xrealloc(h->sparse, (size_t)cap * sizeof *h->sparse);
-    h->cap = cap;
-  }
+  sparse_reserve(h, h->n + 1);
   memmove(h->sparse + at + 1, h->sparse + at, (size_t)(h->n - at) * sizeof *h->sparse);
   h->sparse[at] = e;
   h->n++;
@@ -212,46 +220,52 @@ uint64_t hll_count(const hll_t *h) {
 
 /* ---- Union ---- */
 
+/* Union of two sparse sketches, in place in dst. The first pass raises the ranks of the
+ * indexes both hold and counts the indexes only src holds (by binary search when src is
+ * much the smaller, as when a minute's sketch joins its hour's); the second moves dst's
+ * entries up in blocks, from the back, to make room for those. No allocation unless dst
+ * grows past its capacity. */
 static void merge_sparse(hll_t *dst, const hll_t *src) {
-  const uint32_t *a = dst->sparse, *b = src->sparse;
-  uint32_t na = dst->n, nb = src->n, i = 0, j = 0, n = 0;
-  while (i < na && j < nb) {
-    uint32_t ia = a[i] >> 6, ib = b[j] >> 6;
-    i += ia <= ib;
-    j += ib <= ia;
-    n++;
+  uint32_t *a = dst->sparse;
+  const uint32_t *b = src->sparse;
+  uint32_t na = dst->n, nb = src->n, fresh = 0;
+  if ((uint64_t)nb * 16 < na) {
+    for (uint32_t j = 0; j < nb; j++) {
+      uint32_t at = sparse_find(a, na, b[j] >> 6);
+      if (at < na && (a[at] >> 6) == (b[j] >> 6)) {
+        if (b[j] > a[at]) a[at] = b[j]; /* same index: the larger rank */
+      } else {
+        fresh++;
+      }
+    }
+  } else {
+    for (uint32_t i = 0, j = 0; j < nb; j++) {
+      while (i < na && (a[i] >> 6) < (b[j] >> 6)) i++;
+      if (i < na && (a[i] >> 6) == (b[j] >> 6)) {
+        if (b[j] > a[i]) a[i] = b[j];
+      } else {
+        fresh++;
+      }
+    }
   }
-  n += (na - i) + (nb - j);
-  if (n > SPARSE_MAX) {
+  if (!fresh) return;
+  if (na + fresh > SPARSE_MAX) {
     to_dense(dst);
     fold_sparse(dst->dense, b, nb);
     return;
   }
-  if (n == na) { /* nothing new to insert: raise ranks in place */
-    for (i = 0, j = 0; i < na && j < nb; i++) {
-      if ((a[i] >> 6) != (b[j] >> 6)) continue;
-      if ((b[j] & 63) > (a[i] & 63)) dst->sparse[i] = b[j];
-      j++;
-    }
-    return;
+  sparse_reserve(dst, na + fresh);
+  a = dst->sparse;
+  uint32_t i = na, k = na + fresh;
+  for (uint32_t j = nb; j-- > 0 && k > i;) {
+    uint32_t at = sparse_find(a, i, b[j] >> 6);
+    int same = at < i && (a[at] >> 6) == (b[j] >> 6); /* rank already raised above */
+    memmove(a + at + (k - i), a + at, (size_t)(i - at) * sizeof *a);
+    k -= i - at;
+    i = at;
+    if (!same) a[--k] = b[j];
   }
-  uint32_t *out = xmalloc((size_t)n * sizeof *out), k = 0;
-  i = j = 0;
-  while (i < na && j < nb) {
-    uint32_t ia = a[i] >> 6, ib = b[j] >> 6;
-    if (ia < ib) out[k++] = a[i++];
-    else if (ib < ia) out[k++] = b[j++];
-    else {
-      out[k++] = a[i] > b[j] ? a[i] : b[j]; /* same index: the larger rank */
-      i++;
-      j++;
-    }
-  }
-  while (i < na) out[k++] = a[i++];
-  while (j < nb) out[k++] = b[j++];
-  free(dst->sparse);
-  dst->sparse = out;
-  dst->n = dst->cap = n;
+  dst->n = na + fresh;
 }
 
 int hll_merge(hll_t *dst, const hll_t *src) {

@@ -28,6 +28,8 @@ enum { U_FRESH, U_ONE, U_HLL, U_NONE };
 /* Bounds that keep every size and every time computation far from overflow. */
 #define HW_LIMIT ((int64_t)1 << 60)
 #define MAX_VALUES 1000000u
+/* Minutes with events not yet added into their hours: the newest ones. */
+#define PENDING_MAX 4
 
 typedef struct cell {
   uint32_t key;   /* TOTAL_KEY or KEY(dim, id) */
@@ -46,6 +48,8 @@ typedef struct bucket {
   uint32_t *tab;    /* owned; open addressing, cell index + 1, 0 = empty */
   uint32_t n, cap;  /* cells used / allocated */
   uint32_t tbits;   /* tab has 1 << tbits slots (0: no table yet) */
+  uint32_t folded;  /* minutes: 1 once added into the hour's cells (then late events go to
+                       both), 0 while pending */
 } bucket_t;
 
 typedef struct ring {
@@ -73,6 +77,8 @@ struct rollup {
   int64_t (*now_us)(void *ctx);
   void *now_ctx;
   uint64_t accepted, rejected_future, rejected_old, folded;
+  int64_t pending[PENDING_MAX]; /* unfolded minute buckets, oldest first */
+  uint32_t npending;
 };
 
 /* ---- Small helpers ---- */
@@ -284,20 +290,30 @@ static void cell_add_user(cell_t *c, uint64_t hash) {
   }
 }
 
-/* Hour cells get their unique users from the minute cells when a minute leaves its ring
- * (adding each user to the hour sketch directly would cost a second, bigger sketch
- * insert per cell and event): merge minute bucket mk's users into its hour's cells. */
-static void fold_minute(rollup_t *r, const bucket_t *mk) {
+/* Add minute bucket mk into its hour's cells (the hour bucket claimed as needed): count,
+ * sum and users when with_counts, else users only (a version-1 snapshot, whose hours
+ * already hold the counts); marks mk folded. Hour cells get their events this way, one
+ * merge per minute and cell, rather than a second cell update and a bigger sketch insert
+ * per event. */
+static bucket_t *claim_bucket(rollup_t *r, int g, int64_t b);
+static void fold_minute(rollup_t *r, bucket_t *mk, int with_counts) {
   int64_t h = floor_div(mk->idx, 60);
+  mk->folded = 1;
   if (!retained(r, G_HOUR, h, r->hw_us)) return;
-  bucket_t *hk = &r->ring[G_HOUR].slots[ring_slot(h, r->ring[G_HOUR].size)];
-  if (!hk->n || hk->idx != h) return;
+  bucket_t *hk = claim_bucket(r, G_HOUR, h);
   for (uint32_t i = 0; i < mk->n; i++) {
     const cell_t *c = &mk->cells[i];
-    cell_t *hc = (cell_t *)bucket_cell(hk, c->key);
-    if (!hc || (c->users != U_ONE && c->users != U_HLL)) continue;
+    int created;
+    cell_t *hc = with_counts ? cell_get(hk, c->key, &created) : (cell_t *)bucket_cell(hk, c->key);
+    if (!hc) continue;
+    if (with_counts) {
+      hc->count += c->count;
+      hc->sum += c->sum;
+    }
     if (c->users == U_ONE) {
       cell_add_user(hc, c->u.hash);
+    } else if (c->users != U_HLL) {
+      continue;
     } else if (hc->users == U_HLL) {
       hll_merge(hc->u.hll, c->u.hll);
     } else {
@@ -309,14 +325,43 @@ static void fold_minute(rollup_t *r, const bucket_t *mk) {
   }
 }
 
+/* Fold the pending minute at pending[i] (if its slot still holds it) and drop it from the
+ * list. */
+static void fold_pending(rollup_t *r, uint32_t i) {
+  int64_t b = r->pending[i];
+  bucket_t *bk = &r->ring[G_MIN].slots[ring_slot(b, r->ring[G_MIN].size)];
+  if (bk->n && bk->idx == b && !bk->folded) fold_minute(r, bk, 1);
+  memmove(&r->pending[i], &r->pending[i + 1], (r->npending - i - 1) * sizeof *r->pending);
+  r->npending--;
+}
+
+/* Fold minute bucket bk, about to be emptied, unless it already is folded. */
+static void close_minute(rollup_t *r, bucket_t *bk) {
+  if (!bk->n || bk->folded) return;
+  for (uint32_t i = 0; i < r->npending; i++)
+    if (r->pending[i] == bk->idx) {
+      fold_pending(r, i);
+      return;
+    }
+  fold_minute(r, bk, 1); /* not reached: an unfolded minute is always pending */
+}
+
+/* A new minute bucket b has just been claimed: list it as pending, folding the oldest
+ * pending minute when the list is full. */
+static void add_pending(rollup_t *r, int64_t b) {
+  if (r->npending == PENDING_MAX) fold_pending(r, 0);
+  r->pending[r->npending++] = b;
+}
+
 /* The bucket b of granularity g, claimed (its slot emptied of an older bucket) if needed.
  * The caller has checked that b is inside the window. */
 static bucket_t *claim_bucket(rollup_t *r, int g, int64_t b) {
   bucket_t *bk = &r->ring[g].slots[ring_slot(b, r->ring[g].size)];
   if (bk->n && bk->idx == b) return bk;
-  if (g == G_MIN && bk->n) fold_minute(r, bk);
+  if (g == G_MIN) close_minute(r, bk);
   bucket_reset(bk);
   bk->idx = b;
+  bk->folded = 0;
   if (!bk->tbits) bucket_grow_table(bk);
   return bk;
 }
@@ -405,7 +450,7 @@ static void advance_to(rollup_t *r, int64_t t_us) {
   for (int64_t b = old_lo; b < end; b++) {
     bucket_t *bk = &mr->slots[ring_slot(b, mr->size)];
     if (bk->n && bk->idx < new_lo) {
-      fold_minute(r, bk);
+      close_minute(r, bk);
       bucket_reset(bk);
     }
   }
@@ -439,23 +484,31 @@ int rollup_add(rollup_t *r, int64_t t_us, const char *const *dim_values, uint64_
       if (v && *v) keys[nkeys++] = KEY(d, intern(r, &r->dims[d], v));
     }
 
-  /* Users go to the hour cells directly only when the minute is gone (see fold_minute). */
-  int hour_users = !retained(r, G_MIN, floor_div(t_us, WIDTH_US[G_MIN]), r->hw_us);
+  /* An event goes to its hour directly only when its minute is gone or already folded;
+   * else the minute carries it into the hour later (see fold_minute). */
+  int64_t mb = floor_div(t_us, WIDTH_US[G_MIN]);
+  int to_min = retained(r, G_MIN, mb, r->hw_us), to_hour = 1;
+  if (to_min) {
+    bucket_t *mk = claim_bucket(r, G_MIN, mb);
+    if (!mk->n) add_pending(r, mb);
+    to_hour = (int)mk->folded;
+  }
   for (int g = 0; g < NGRAN; g++) {
     int64_t b = floor_div(t_us, WIDTH_US[g]);
-    if (!retained(r, g, b, r->hw_us)) continue;
+    if ((g == G_MIN && !to_min) || (g == G_HOUR && !to_hour) || !retained(r, g, b, r->hw_us))
+      continue;
     bucket_t *bk = claim_bucket(r, g, b);
     int created;
     cell_t *c = cell_get(bk, TOTAL_KEY, &created);
     c->count++;
     c->sum += value_sum;
-    if (g != G_HOUR || hour_users) cell_add_user(c, user_hash);
+    cell_add_user(c, user_hash);
     for (uint32_t k = 0; k < nkeys; k++) {
       c = cell_get(bk, keys[k], &created);
       c->count++;
       c->sum += value_sum;
       if (g == G_SEC) c->users = U_NONE; /* per-second dimension cells keep no users */
-      else if (g != G_HOUR || hour_users) cell_add_user(c, user_hash);
+      else cell_add_user(c, user_hash);
     }
   }
   r->accepted++;
@@ -530,21 +583,27 @@ static int64_t clamp_t(int64_t t) {
 
 typedef void (*visit_fn)(const bucket_t *bk, void *ctx);
 
-/* Call fn on the minute buckets of hour h still in the minute ring: their users are not
- * yet folded into the hour's cells. */
-static void hour_minutes(const rollup_t *r, int64_t h, visit_fn fn, void *ctx) {
-  int64_t lo = floor_div(r->hw_us, WIDTH_US[G_MIN]) - r->ring[G_MIN].size + 1;
-  for (int64_t m = h * 60 > lo ? h * 60 : lo; m < h * 60 + 60; m++) {
+/* Call fn on the pending minutes of hour h: their events are not yet in the hour's cells. */
+static void hour_pending(const rollup_t *r, int64_t h, visit_fn fn, void *ctx) {
+  for (uint32_t i = 0; i < r->npending; i++) {
+    int64_t m = r->pending[i];
+    if (floor_div(m, 60) != h) continue;
     const bucket_t *bk = find_bucket(r, G_MIN, m, r->hw_us);
-    if (bk) fn(bk, ctx);
+    if (bk && !bk->folded) fn(bk, ctx);
   }
 }
 
+static int hour_has_pending(const rollup_t *r, int64_t h) {
+  for (uint32_t i = 0; i < r->npending; i++)
+    if (floor_div(r->pending[i], 60) == h) return 1;
+  return 0;
+}
+
 /* Call fn on every held bucket of the greedy cover of [t0, t1) (see rollup.h), using
- * granularities gmin and coarser, and users_fn (unless NULL) on the unfolded minutes of
- * each hour bucket used; stores the span covered. */
-static void walk(const rollup_t *r, int gmin, int64_t t0, int64_t t1, visit_fn fn,
-                 visit_fn users_fn, void *ctx, int64_t *from, int64_t *to) {
+ * granularities gmin and coarser, and on the pending minutes of each hour bucket used;
+ * stores the span covered. */
+static void walk(const rollup_t *r, int gmin, int64_t t0, int64_t t1, visit_fn fn, void *ctx,
+                 int64_t *from, int64_t *to) {
   int64_t hw = r->hw_us;
   t0 = clamp_t(t0);
   t1 = clamp_t(t1);
@@ -567,8 +626,8 @@ static void walk(const rollup_t *r, int gmin, int64_t t0, int64_t t1, visit_fn f
     int64_t b = floor_div(t, WIDTH_US[g]);
     if (b * WIDTH_US[g] < *from) *from = b * WIDTH_US[g];
     const bucket_t *bk = find_bucket(r, g, b, hw);
-    if (bk && fn) fn(bk, ctx);
-    if (g == G_HOUR && users_fn) hour_minutes(r, b, users_fn, ctx);
+    if (bk) fn(bk, ctx);
+    if (g == G_HOUR) hour_pending(r, b, fn, ctx);
     t = (b + 1) * WIDTH_US[g];
   }
   *to = t;
@@ -581,13 +640,6 @@ typedef struct {
   hll_t *users;
 } totals_ctx;
 
-static void visit_totals_users(const bucket_t *bk, void *ctx) {
-  totals_ctx *tc = ctx;
-  const cell_t *c = bucket_cell(bk, tc->key);
-  if (c) merge_users(&tc->users, c);
-}
-
-
 static void visit_counts(const bucket_t *bk, void *ctx) {
   totals_ctx *tc = ctx;
   const cell_t *c = bucket_cell(bk, tc->key);
@@ -597,8 +649,12 @@ static void visit_counts(const bucket_t *bk, void *ctx) {
 }
 
 static void visit_totals(const bucket_t *bk, void *ctx) {
-  visit_counts(bk, ctx);
-  visit_totals_users(bk, ctx);
+  totals_ctx *tc = ctx;
+  const cell_t *c = bucket_cell(bk, tc->key);
+  if (!c) return;
+  tc->count += c->count;
+  tc->sum += c->sum;
+  merge_users(&tc->users, c);
 }
 
 /* rollup_totals (users 1) and rollup_counts (users 0). */
@@ -615,7 +671,7 @@ static int totals(const rollup_t *r, int64_t t0_us, int64_t t1_us,
   /* Per-second dimension cells keep no users: a filter reads minutes at the finest (the
    * same span for counts, so both read the same buckets). */
   walk(r, key == TOTAL_KEY ? G_SEC : G_MIN, t0_us, t1_us, users ? visit_totals : visit_counts,
-       users ? visit_totals_users : NULL, &tc, &out->from_us, &out->to_us);
+       &tc, &out->from_us, &out->to_us);
   out->count = tc.count;
   out->sum = tc.sum;
   out->uniques = !users ? ROLLUP_NA : tc.users ? hll_count(tc.users) : 0;
@@ -676,19 +732,23 @@ int rollup_timeseries(const rollup_t *r, int gran_s, int64_t t0_us, int64_t t1_u
       continue;
     }
     if (g == G_SEC && key != TOTAL_KEY) pt->uniques = ROLLUP_NA;
-    const bucket_t *bk = absent ? NULL : find_bucket(r, g, b, hw);
+    if (absent) continue;
+    const bucket_t *bk = find_bucket(r, g, b, hw);
+    if (g == G_HOUR && hour_has_pending(r, b)) {
+      totals_ctx tc = {key, 0, 0, NULL};
+      if (bk) visit_totals(bk, &tc);
+      hour_pending(r, b, visit_totals, &tc);
+      pt->count = tc.count;
+      pt->sum = tc.sum;
+      pt->uniques = tc.users ? hll_count(tc.users) : 0;
+      hll_free(tc.users);
+      continue;
+    }
     const cell_t *c = bk ? bucket_cell(bk, key) : NULL;
     if (!c) continue;
     pt->count = c->count;
     pt->sum = c->sum;
     pt->uniques = cell_uniques(c);
-    if (g == G_HOUR && retained(r, G_MIN, b * 60 + 59, hw)) { /* unfolded minutes */
-      totals_ctx tc = {key, 0, 0, NULL};
-      merge_users(&tc.users, c);
-      hour_minutes(r, b, visit_totals_users, &tc);
-      pt->uniques = tc.users ? hll_count(tc.users) : 0;
-      hll_free(tc.users);
-    }
   }
   return (int)n;
 }
@@ -713,14 +773,6 @@ static void visit_topn(const bucket_t *bk, void *ctx) {
     tc->count[id] += c->count;
     tc->sum[id] += c->sum;
     if (tc->users) merge_users(&tc->users[id], c);
-  }
-}
-
-static void visit_topn_users_all(const bucket_t *bk, void *ctx) {
-  topn_ctx *tc = ctx;
-  for (uint32_t i = 1; i < bk->n; i++) {
-    const cell_t *c = &bk->cells[i];
-    if (c->key >> 24 == tc->dim) merge_users(&tc->users[KEY_ID(c->key)], c);
   }
 }
 
@@ -762,8 +814,7 @@ int rollup_topn(const rollup_t *r, const char *dim, rollup_metric_t by, int64_t 
   topn_ctx tc = {(uint32_t)d + 1, xcalloc(nv, sizeof(uint64_t)), xcalloc(nv, sizeof(double)),
                  by == ROLLUP_BY_UNIQUES ? xcalloc(nv, sizeof(hll_t *)) : NULL, NULL, NULL};
   int64_t from, to;
-  walk(r, G_MIN, t0_us, t1_us, visit_topn, tc.users ? visit_topn_users_all : NULL, &tc, &from,
-       &to);
+  walk(r, G_MIN, t0_us, t1_us, visit_topn, &tc, &from, &to);
   if (from_us) *from_us = from;
   if (to_us) *to_us = to;
 
@@ -785,7 +836,7 @@ int rollup_topn(const rollup_t *r, const char *dim, rollup_metric_t by, int64_t 
     memset(tc.rank_of, 0xff, (size_t)nv * sizeof *tc.rank_of);
     tc.row_users = xcalloc(m, sizeof *tc.row_users);
     for (size_t i = 0; i < m; i++) tc.rank_of[rows[i].id] = (int32_t)i;
-    walk(r, G_MIN, t0_us, t1_us, visit_topn_users, visit_topn_users, &tc, &from, &to);
+    walk(r, G_MIN, t0_us, t1_us, visit_topn_users, &tc, &from, &to);
     for (size_t i = 0; i < m; i++) {
       rows[i].uniques = tc.row_users[i] ? hll_count(tc.row_users[i]) : 0;
       hll_free(tc.row_users[i]);
@@ -901,6 +952,7 @@ size_t rollup_serialize(const rollup_t *r, buf_t *out) {
       else put_u64(out, (uint64_t)b);
       any = 1;
       prev = b;
+      if (g == G_MIN) buf_putc(out, bk->folded ? 1 : 0);
       put_varint(out, bk->n);
       for (uint32_t k = 0; k < bk->n; k++) {
         const cell_t *c = &bk->cells[k];
@@ -1023,7 +1075,8 @@ static int read_cell(reader_t *rd, rollup_t *r, int g, bucket_t *bk, uint32_t k)
   return rd->bad ? -1 : 0;
 }
 
-static int read_ring(reader_t *rd, rollup_t *r, int g) {
+/* Reads one ring of a version-1 or 2 encoding. */
+static int read_ring(reader_t *rd, rollup_t *r, int g, int version) {
   const ring_t *rg = &r->ring[g];
   int64_t last = floor_div(r->hw_us, WIDTH_US[g]), first = last - rg->size + 1;
   uint64_t nb = get_varint(rd);
@@ -1038,6 +1091,8 @@ static int read_ring(reader_t *rd, rollup_t *r, int g) {
       b += (int64_t)delta;
     }
     if (rd->bad || b < first || b > last) return -1;
+    uint8_t folded = g == G_MIN && version >= 2 ? get_u8(rd) : 1;
+    if (folded > 1 || (!folded && r->npending == PENDING_MAX)) return -1;
     uint64_t ncells = get_varint(rd);
     /* a cell takes at least 11 bytes; the keys bound it too */
     if (rd->bad || ncells < 1 || ncells > (rd->n - rd->off) / 11 ||
@@ -1046,6 +1101,8 @@ static int read_ring(reader_t *rd, rollup_t *r, int g) {
     bucket_t *bk = claim_bucket(r, g, b);
     for (uint32_t k = 0; k < ncells; k++)
       if (read_cell(rd, r, g, bk, k) < 0) return -1;
+    bk->folded = folded;
+    if (!folded) r->pending[r->npending++] = b;
   }
   return 0;
 }
@@ -1058,7 +1115,8 @@ int rollup_deserialize(const void *p, size_t n, rollup_t **out) {
   rollup_t *r = NULL;
   if (n < 5 || memcmp(p, MAGIC, 4) != 0) goto fail;
   rd.off = 4;
-  if (get_u8(&rd) != ROLLUP_SERIAL_VERSION) goto fail;
+  int version = get_u8(&rd);
+  if (version != 1 && version != ROLLUP_SERIAL_VERSION) goto fail;
   uint64_t sizes[NGRAN], maxv, maxlen, fut, hw, counters[4], ndims;
   for (int g = 0; g < NGRAN; g++) sizes[g] = get_varint(&rd);
   maxv = get_varint(&rd);
@@ -1124,8 +1182,13 @@ int rollup_deserialize(const void *p, size_t n, rollup_t **out) {
   }
   rd.off = rings_start;
   for (int g = 0; g < NGRAN; g++)
-    if (read_ring(&rd, r, g) < 0) goto fail;
+    if (read_ring(&rd, r, g, version) < 0) goto fail;
   if (rd.bad || rd.off != rd.n) goto fail;
+  if (version == 1) { /* its hours hold the counts of their minutes, not yet the users */
+    const ring_t *mr = &r->ring[G_MIN];
+    for (uint32_t i = 0; i < mr->size; i++)
+      if (mr->slots[i].n) fold_minute(r, &mr->slots[i], 0);
+  }
   *out = r;
   return 0;
 fail:

@@ -67,7 +67,7 @@ typedef struct rollup rollup_t;
 #define ROLLUP_MAX_DIM_NAME 64
 #define ROLLUP_OTHER "(other)"
 #define ROLLUP_NA UINT64_MAX /* uniques that the store does not keep */
-#define ROLLUP_SERIAL_VERSION 1
+#define ROLLUP_SERIAL_VERSION 2
 
 /* Granularities in seconds; ROLLUP_AUTO lets a query choose. */
 enum { ROLLUP_AUTO = 0, ROLLUP_SECOND = 1, ROLLUP_MINUTE = 60, ROLLUP_HOUR = 3600 };

@@ -144,6 +144,51 @@ TEST(test_merge_equals_union) {
   hll_free(c);
 }
 
+/* An empty sketch in the dense form, from the all-zero dense encoding. */
+static hll_t *dense_empty(void) {
+  static uint8_t enc[3 + HLL_DENSE_BYTES] = {HLL_SERIAL_VERSION, 2, HLL_PRECISION};
+  hll_t *h = NULL;
+  CHECK_INT(hll_deserialize(enc, sizeof enc, &h), 0);
+  return h ? h : hll_new();
+}
+
+/* Random sparse unions, small into big (the binary-search path) and alike in size, with
+ * hashes drawn so that 25-bit indexes collide with different ranks: the in-place merge
+ * gives exactly the sketch of adding both streams to one, and its dense form equals the
+ * merge of the two inputs' dense forms. */
+TEST(test_merge_random) {
+  uint64_t rng = 99;
+  int failures = 0, rounds = 400;
+  for (int round = 0; round < rounds; round++) {
+    rng = mix(rng);
+    uint32_t na = (uint32_t)(rng % 3200), nb = (uint32_t)((rng >> 20) % (round & 1 ? 300 : 3200));
+    uint32_t universe = 1 + (uint32_t)((rng >> 40) % 6000);
+    hll_t *a = hll_new(), *b = hll_new(), *u = hll_new();
+    for (int side = 0; side < 2; side++)
+      for (uint32_t i = 0; i < (side ? nb : na); i++) {
+        rng = mix(rng);
+        /* index from a small universe, rank from the low bits */
+        uint64_t h = (uint64_t)(rng % universe) << 39 | (rng >> 30 & ((1ull << 39) - 1)) >> (rng & 31);
+        hll_add_hash(side ? b : a, h);
+        hll_add_hash(u, h);
+      }
+    hll_t *da = dense_empty(), *db = dense_empty(), *du = dense_empty();
+    hll_merge(da, a);
+    hll_merge(db, b);
+    CHECK_INT(hll_merge(a, b), 0);
+    hll_merge(da, db);
+    hll_merge(du, a);
+    if (!same_bytes(a, u) || !same_bytes(da, du) || hll_count(a) != hll_count(u)) failures++;
+    hll_free(a);
+    hll_free(b);
+    hll_free(u);
+    hll_free(da);
+    hll_free(db);
+    hll_free(du);
+  }
+  CHECK_INT(failures, 0);
+}
+
 /* A value folded from a sparse entry lands in the same register, with the same rank, as the
  * value added straight to dense registers — including the edge hashes where the rank runs
  * past the 11 bits between precision 14 and 25, or the whole hash is zero below the index. */
@@ -341,6 +386,7 @@ int main(void) {
   RUN(test_error_distribution);
   RUN(test_duplicates);
   RUN(test_merge_equals_union);
+  RUN(test_merge_random);
   RUN(test_sparse_to_dense_exact);
   RUN(test_promotion);
   RUN(test_serialize_roundtrip);
