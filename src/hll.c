@@ -14,14 +14,18 @@
 #define Q (64 - P)          /* hash bits left for the rank: ranks 1..Q+1 = 51 */
 #define SP 25               /* sparse precision p' */
 #define SQ (64 - SP)        /* sparse ranks 1..SQ+1 = 40 */
-#define SPARSE_MAX (HLL_DENSE_BYTES / 4) /* 3072 entries: no bigger than dense */
+#define TABLE_MAX (HLL_DENSE_BYTES / 4) /* sparse table slots at most: 3072, as big as dense */
+#define SPARSE_MAX (TABLE_MAX / 4 * 3)  /* 2304 entries, the table 3/4 full */
+#define SPARSE_MAX_V1 3072    /* what earlier code kept sparse (see hll_deserialize) */
 #define KIND_SPARSE 1
 #define KIND_DENSE 2
 
 struct hll {
-  uint32_t *sparse; /* owned; sorted entries idx25 << 6 | rank, unique idx25; NULL if dense */
+  uint32_t *sparse; /* owned; open-addressing table of cap slots (8 growing by half, or 0):
+                       entries idx25 << 6 | rank, one per idx25, 0 an empty slot; NULL if
+                       dense or never added to */
   uint8_t *dense;   /* owned; HLL_DENSE_BYTES + 1 pad byte (two-byte register access); or NULL */
-  uint32_t n, cap;  /* sparse entries used / allocated */
+  uint32_t n, cap;  /* sparse entries held / table slots */
 };
 
 /* ---- Registers ---- */
@@ -69,46 +73,100 @@ static inline void entry_to_reg(uint32_t e, uint32_t *idx, unsigned *rank) {
 
 /* ---- Representation changes ---- */
 
-static void fold_sparse(uint8_t *d, const uint32_t *s, uint32_t n) {
-  for (uint32_t k = 0; k < n; k++) {
-    uint32_t idx;
-    unsigned rank;
-    entry_to_reg(s[k], &idx, &rank);
-    reg_max(d, idx, rank);
-  }
+static inline void fold_entry(uint8_t *d, uint32_t e) {
+  uint32_t idx;
+  unsigned rank;
+  entry_to_reg(e, &idx, &rank);
+  reg_max(d, idx, rank);
 }
 
 static void to_dense(hll_t *h) {
   uint8_t *d = xcalloc(1, HLL_DENSE_BYTES + 1);
-  fold_sparse(d, h->sparse, h->n);
+  for (uint32_t k = 0; k < h->cap; k++)
+    if (h->sparse[k]) fold_entry(d, h->sparse[k]);
   free(h->sparse);
   h->sparse = NULL;
   h->n = h->cap = 0;
   h->dense = d;
 }
 
-/* First position whose index is >= idx25. Branch-free halving: the entries are hashes, so
- * the comparisons are coin flips a branch predictor would mostly get wrong. */
-static uint32_t sparse_find(const uint32_t *s, uint32_t n, uint32_t idx25) {
-  if (!n) return 0;
-  const uint32_t *base = s;
-  while (n > 1) {
-    uint32_t half = n / 2;
-    base = (base[half - 1] >> 6) < idx25 ? base + half : base;
-    n -= half;
-  }
-  return (uint32_t)(base - s) + ((base[0] >> 6) < idx25);
+/* The slot of index idx25 in table t of cap slots: where it is, else the empty slot where
+ * it goes (linear probing; the table is never full). Any cap works: the scrambled index
+ * is scaled to [0, cap), so tables grow by half instead of doubling. */
+static inline uint32_t table_find(const uint32_t *t, uint32_t cap, uint32_t idx25) {
+  uint32_t i = (uint32_t)(((uint64_t)(idx25 * 0x9e3779b1u) * cap) >> 32);
+  while (t[i] && (t[i] >> 6) != idx25) i = i + 1 == cap ? 0 : i + 1;
+  return i;
 }
 
-/* Room for n entries in h's sparse array, growing it by half at least (at most to
- * SPARSE_MAX): appends and small merges into a big sketch then cost no reallocation. */
-static void sparse_reserve(hll_t *h, uint32_t n) {
-  if (n <= h->cap) return;
-  uint32_t cap = h->cap < 8 ? 8 : h->cap + h->cap / 2;
-  if (cap < n) cap = n;
-  if (cap > SPARSE_MAX) cap = SPARSE_MAX;
-  h->sparse = xrealloc(h->sparse, (size_t)cap * sizeof *h->sparse);
+/* The table size after cap (0: the first). */
+static inline uint32_t table_next(uint32_t cap) {
+  if (!cap) return 8;
+  return cap + cap / 2 < TABLE_MAX ? cap + cap / 2 : TABLE_MAX;
+}
+
+/* Rehash sparse h into a table of cap slots. */
+static void table_resize(hll_t *h, uint32_t cap) {
+  uint32_t *t = xcalloc(cap, sizeof *t);
+  for (uint32_t k = 0; k < h->cap; k++)
+    if (h->sparse[k]) t[table_find(t, cap, h->sparse[k] >> 6)] = h->sparse[k];
+  free(h->sparse);
+  h->sparse = t;
   h->cap = cap;
+}
+
+/* Add entry e to sparse h: a new index, or a larger rank for one it holds (comparing two
+ * entries of one index compares their ranks). Promotes h to dense when a new index would
+ * pass SPARSE_MAX. */
+static void sparse_put(hll_t *h, uint32_t e) {
+  if (h->cap) {
+    uint32_t i = table_find(h->sparse, h->cap, e >> 6);
+    if (h->sparse[i]) {
+      if (e > h->sparse[i]) h->sparse[i] = e;
+      return;
+    }
+    if ((h->n + 1) * 4 <= h->cap * 3) {
+      h->sparse[i] = e;
+      h->n++;
+      return;
+    }
+  }
+  if (h->n == SPARSE_MAX) {
+    to_dense(h);
+    fold_entry(h->dense, e);
+    return;
+  }
+  table_resize(h, table_next(h->cap));
+  h->sparse[table_find(h->sparse, h->cap, e >> 6)] = e;
+  h->n++;
+}
+
+/* Sort n entries ascending: insertion sort when few (most sketches), else a radix sort,
+ * byte by byte, through a scratch array. */
+static void sort_entries(uint32_t *v, uint32_t n) {
+  if (n <= 32) {
+    for (uint32_t k = 1; k < n; k++) {
+      uint32_t x = v[k], j = k;
+      for (; j > 0 && v[j - 1] > x; j--) v[j] = v[j - 1];
+      v[j] = x;
+    }
+    return;
+  }
+  uint32_t tmp[SPARSE_MAX], *from = v, *to = tmp;
+  for (int shift = 0; shift < 32; shift += 8) {
+    uint32_t pos[256] = {0};
+    for (uint32_t k = 0; k < n; k++) pos[(from[k] >> shift) & 255]++;
+    for (uint32_t b = 0, sum = 0; b < 256; b++) {
+      uint32_t c = pos[b];
+      pos[b] = sum;
+      sum += c;
+    }
+    for (uint32_t k = 0; k < n; k++) to[pos[(from[k] >> shift) & 255]++] = from[k];
+    uint32_t *t = from;
+    from = to;
+    to = t;
+  }
+  /* four passes: the result is back in v */
 }
 
 /* ---- Lifetime ---- */
@@ -127,10 +185,11 @@ hll_t *hll_clone(const hll_t *h) {
   if (h->dense) {
     c->dense = xmalloc(HLL_DENSE_BYTES + 1);
     memcpy(c->dense, h->dense, HLL_DENSE_BYTES + 1);
-  } else if (h->n) {
-    c->sparse = xmalloc((size_t)h->n * sizeof *c->sparse);
-    memcpy(c->sparse, h->sparse, (size_t)h->n * sizeof *c->sparse);
-    c->n = c->cap = h->n;
+  } else if (h->cap) {
+    c->sparse = xmalloc((size_t)h->cap * sizeof *c->sparse);
+    memcpy(c->sparse, h->sparse, (size_t)h->cap * sizeof *c->sparse);
+    c->n = h->n;
+    c->cap = h->cap;
   }
   return c;
 }
@@ -146,21 +205,7 @@ void hll_add_hash(hll_t *h, uint64_t hash) {
   }
   uint32_t idx25 = (uint32_t)(hash >> SQ);
   unsigned rank = (unsigned)__builtin_clzll(hash << SP | (1ull << (SP - 1))) + 1;
-  uint32_t e = idx25 << 6 | rank;
-  uint32_t at = sparse_find(h->sparse, h->n, idx25);
-  if (at < h->n && (h->sparse[at] >> 6) == idx25) {
-    if ((h->sparse[at] & 63) < rank) h->sparse[at] = e;
-    return;
-  }
-  if (h->n == SPARSE_MAX) {
-    to_dense(h);
-    hll_add_hash(h, hash);
-    return;
-  }
-  sparse_reserve(h, h->n + 1);
-  memmove(h->sparse + at + 1, h->sparse + at, (size_t)(h->n - at) * sizeof *h->sparse);
-  h->sparse[at] = e;
-  h->n++;
+  sparse_put(h, idx25 << 6 | rank);
 }
 
 void hll_add(hll_t *h, const void *p, size_t n) { hll_add_hash(h, XXH3_64bits(p, n)); }
@@ -220,60 +265,18 @@ uint64_t hll_count(const hll_t *h) {
 
 /* ---- Union ---- */
 
-/* Union of two sparse sketches, in place in dst. The first pass raises the ranks of the
- * indexes both hold and counts the indexes only src holds (by binary search when src is
- * much the smaller, as when a minute's sketch joins its hour's); the second moves dst's
- * entries up in blocks, from the back, to make room for those. No allocation unless dst
- * grows past its capacity. */
-static void merge_sparse(hll_t *dst, const hll_t *src) {
-  uint32_t *a = dst->sparse;
-  const uint32_t *b = src->sparse;
-  uint32_t na = dst->n, nb = src->n, fresh = 0;
-  if ((uint64_t)nb * 16 < na) {
-    for (uint32_t j = 0; j < nb; j++) {
-      uint32_t at = sparse_find(a, na, b[j] >> 6);
-      if (at < na && (a[at] >> 6) == (b[j] >> 6)) {
-        if (b[j] > a[at]) a[at] = b[j]; /* same index: the larger rank */
-      } else {
-        fresh++;
-      }
-    }
-  } else {
-    for (uint32_t i = 0, j = 0; j < nb; j++) {
-      while (i < na && (a[i] >> 6) < (b[j] >> 6)) i++;
-      if (i < na && (a[i] >> 6) == (b[j] >> 6)) {
-        if (b[j] > a[i]) a[i] = b[j];
-      } else {
-        fresh++;
-      }
-    }
-  }
-  if (!fresh) return;
-  if (na + fresh > SPARSE_MAX) {
-    to_dense(dst);
-    fold_sparse(dst->dense, b, nb);
-    return;
-  }
-  sparse_reserve(dst, na + fresh);
-  a = dst->sparse;
-  uint32_t i = na, k = na + fresh;
-  for (uint32_t j = nb; j-- > 0 && k > i;) {
-    uint32_t at = sparse_find(a, i, b[j] >> 6);
-    int same = at < i && (a[at] >> 6) == (b[j] >> 6); /* rank already raised above */
-    memmove(a + at + (k - i), a + at, (size_t)(i - at) * sizeof *a);
-    k -= i - at;
-    i = at;
-    if (!same) a[--k] = b[j];
-  }
-  dst->n = na + fresh;
-}
-
 int hll_merge(hll_t *dst, const hll_t *src) {
   if (!dst || !src) return -EINVAL;
   if (dst == src) return 0;
   if (!src->dense) {
-    if (dst->dense) fold_sparse(dst->dense, src->sparse, src->n);
-    else merge_sparse(dst, src);
+    /* one insert per source entry, whatever dst holds: a minute's sketch joins its
+     * hour's in time proportional to the minute's users */
+    for (uint32_t k = 0; k < src->cap; k++) {
+      uint32_t e = src->sparse[k];
+      if (!e) continue;
+      if (dst->dense) fold_entry(dst->dense, e);
+      else sparse_put(dst, e);
+    }
     return 0;
   }
   if (!dst->dense) to_dense(dst);
@@ -336,12 +339,17 @@ size_t hll_serialize(const hll_t *h, buf_t *out) {
   if (h->dense) {
     buf_append(out, h->dense, HLL_DENSE_BYTES);
   } else {
-    buf_reserve(out, 5 + (size_t)h->n * 5);
-    put_varint(out, h->n);
+    /* canonical: entries in increasing order (by index, as it sits in the top bits) */
+    uint32_t sorted[SPARSE_MAX], n = 0;
+    for (uint32_t k = 0; k < h->cap; k++)
+      if (h->sparse[k]) sorted[n++] = h->sparse[k];
+    sort_entries(sorted, n);
+    buf_reserve(out, 5 + (size_t)n * 5);
+    put_varint(out, n);
     uint32_t prev = 0;
-    for (uint32_t k = 0; k < h->n; k++) {
-      put_varint(out, h->sparse[k] - prev);
-      prev = h->sparse[k];
+    for (uint32_t k = 0; k < n; k++) {
+      put_varint(out, sorted[k] - prev);
+      prev = sorted[k];
     }
   }
   return out->len - start;
@@ -371,12 +379,16 @@ int hll_deserialize(const void *p, size_t n, hll_t **out) {
   } else if (kind == KIND_SPARSE) {
     uint32_t count;
     size_t used = get_varint(s, n, &count);
-    if (!used || count > SPARSE_MAX || count > n - used) goto fail; /* >= 1 byte per entry */
+    if (!used || count > SPARSE_MAX_V1 || count > n - used) goto fail; /* >= 1 byte each */
     s += used;
     n -= used;
-    if (count) {
-      h->sparse = xmalloc((size_t)count * sizeof *h->sparse);
-      h->cap = count;
+    if (count > SPARSE_MAX) { /* written sparse by earlier code: loads dense (see hll.h) */
+      h->dense = xcalloc(1, HLL_DENSE_BYTES + 1);
+    } else if (count) {
+      uint32_t cap = table_next(0);
+      while (count * 4 > cap * 3) cap = table_next(cap);
+      h->sparse = xcalloc(cap, sizeof *h->sparse);
+      h->cap = cap;
     }
     uint32_t prev = 0;
     for (uint32_t k = 0; k < count; k++) {
@@ -388,7 +400,12 @@ int hll_deserialize(const void *p, size_t n, hll_t **out) {
       uint32_t e = prev + delta, rank = e & 63;
       if (e >> 6 >= (1u << SP) || rank < 1 || rank > SQ + 1) goto fail;
       if (k > 0 && (e >> 6) == (prev >> 6)) goto fail; /* one entry per index */
-      h->sparse[h->n++] = e;
+      if (h->dense) {
+        fold_entry(h->dense, e);
+      } else {
+        h->sparse[table_find(h->sparse, h->cap, e >> 6)] = e;
+        h->n++;
+      }
       prev = e;
     }
     if (n) goto fail;

@@ -562,13 +562,13 @@ static hll_t *dense_empty(void) {
  * that passes ~1000 entries goes dense: merging into a big sparse sketch rewrites it
  * whole, merging into a dense one touches only the source's entries, and a range merges
  * thousands of cells. Up to there counts stay exact. */
-#define ACC_DENSE_BYTES 4096
+#define ACC_DENSE_USERS 1000
 static void merge_users(hll_t **acc, const cell_t *c) {
   if (c->users != U_ONE && c->users != U_HLL) return;
   if (!*acc) *acc = hll_new();
   if (c->users == U_ONE) hll_add_hash(*acc, c->u.hash);
   else hll_merge(*acc, c->u.hll);
-  if (!hll_is_dense(*acc) && hll_bytes(*acc) > ACC_DENSE_BYTES) {
+  if (!hll_is_dense(*acc) && hll_count(*acc) > ACC_DENSE_USERS) {
     hll_t *d = dense_empty();
     hll_merge(d, *acc);
     hll_free(*acc);
