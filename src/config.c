@@ -95,6 +95,10 @@ static const opt_t opts[] = {
      "longest time a messageId is remembered"},
     {"checkpoint-interval-s", T_UINT, O(checkpoint_interval_s), "10", NULL,
      "seconds between snapshots of rollups and profiles (also written at shutdown)"},
+    {"rollup-max-bytes", T_SIZE, O(rollup_max_bytes), "1g", NULL,
+     "memory budget of each rollup store (events, sessions; at least 1m, 0 = none): at the "
+     "bound the oldest minutes are dropped (those ranges answer from hours), then seconds, "
+     "then hours; at the smallest windows new values count as \"(other)\""},
     {"tracked-events", T_LIST, O(tracked_events),
      "Product Viewed,Product Added,Checkout Started,Order Completed,Email Opened,Email Link Clicked",
      NULL, "event names counted per profile (at most 8)"},
@@ -493,6 +497,10 @@ int config_validate(const config_t *c, char *err, size_t errlen) {
   }
   if (c->checkpoint_interval_s < 1 || c->session_timeout_s < 1) {
     fmt(err, errlen, "checkpoint-interval-s and session-timeout-s must be at least 1");
+    return -1;
+  }
+  if (c->rollup_max_bytes && c->rollup_max_bytes < ((uint64_t)1 << 20)) {
+    fmt(err, errlen, "rollup-max-bytes: must be 0 (no bound) or at least 1m");
     return -1;
   }
   return 0;

@@ -196,19 +196,21 @@ hll_t *hll_clone(const hll_t *h) {
 
 /* ---- Adding and counting ---- */
 
-void hll_add_hash(hll_t *h, uint64_t hash) {
+size_t hll_add_hash(hll_t *h, uint64_t hash) {
   if (h->dense) {
     /* The marker bit caps the rank at Q + 1 when the Q remainder bits are all zero. */
     unsigned rank = (unsigned)__builtin_clzll(hash << P | (1ull << (P - 1))) + 1;
     reg_max(h->dense, (uint32_t)(hash >> Q), rank);
-    return;
+    return 0;
   }
+  size_t before = hll_bytes(h);
   uint32_t idx25 = (uint32_t)(hash >> SQ);
   unsigned rank = (unsigned)__builtin_clzll(hash << SP | (1ull << (SP - 1))) + 1;
   sparse_put(h, idx25 << 6 | rank);
+  return hll_bytes(h) - before;
 }
 
-void hll_add(hll_t *h, const void *p, size_t n) { hll_add_hash(h, XXH3_64bits(p, n)); }
+void hll_add(hll_t *h, const void *p, size_t n) { (void)hll_add_hash(h, XXH3_64bits(p, n)); }
 
 /* Ertl's sigma and tau series (algorithm 6): they account for the registers still at 0
  * and those at the maximum, which is what keeps the estimate unbiased at both ends. */

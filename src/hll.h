@@ -67,8 +67,9 @@ hll_t *hll_clone(const hll_t *h);
 /* ---- Adding and counting ---- */
 
 /* Add one value by its 64-bit hash (XXH3_64bits or as well mixed). Adding a hash that is
- * already present changes nothing. May promote h from sparse to dense. */
-void hll_add_hash(hll_t *h, uint64_t hash);
+ * already present changes nothing. May promote h from sparse to dense. Returns how many
+ * bytes hll_bytes(h) grew by (0 for most adds), for a caller keeping a memory budget. */
+size_t hll_add_hash(hll_t *h, uint64_t hash);
 /* Add n bytes at p (borrowed): hll_add_hash(h, XXH3_64bits(p, n)). */
 void hll_add(hll_t *h, const void *p, size_t n);
 /* Estimated number of distinct values added: exact in practice while sparse (up to

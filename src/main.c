@@ -289,6 +289,7 @@ static int run_replay(const config_t *cfg) {
       .conversion_event = cfg->conversion_event,
       .session_timeout_s = cfg->session_timeout_s,
       .kpis = &cfg->kpis,
+      .rollup_max_bytes = cfg->rollup_max_bytes,
   };
   process_t *p = process_new(&po, err, sizeof err);
   if (!p) {

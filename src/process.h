@@ -82,6 +82,8 @@ typedef struct process_opts {
   struct decide *decide;       /* borrowed, may be NULL: no rules (decide.h: the engine
                                   sees every record after its profile update, ticks with
                                   the live timer, its state is a snapshot part) */
+  uint64_t rollup_max_bytes;   /* memory budget of each rollup store (events, sessions):
+                                  0 none, else >= ROLLUP_MIN_BYTES (rollup.h) */
 } process_opts_t;
 
 typedef struct process_stats {

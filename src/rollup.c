@@ -79,6 +79,12 @@ struct rollup {
   uint64_t accepted, rejected_future, rejected_old, folded;
   int64_t pending[PENDING_MAX]; /* unfolded minute buckets, oldest first */
   uint32_t npending;
+  /* Memory budget (see rollup.h): ring_bytes is kept up to date by every change to a
+   * bucket; floor[g] is the oldest bucket of ring g the budget still lets it hold. */
+  size_t max_bytes, ring_bytes;
+  int64_t floor[NGRAN];
+  uint64_t evicted[NGRAN], budget_folded;
+  int starved; /* at the bound with every window at its minimum: new values fold */
 };
 
 /* ---- Small helpers ---- */
@@ -109,7 +115,7 @@ static int64_t now_of(const rollup_t *r) {
 /* Is bucket b of granularity g inside its ring's window (relative to hw)? Buckets newer
  * than hw are inside too (and empty). */
 static int retained(const rollup_t *r, int g, int64_t b, int64_t hw) {
-  return b > floor_div(hw, WIDTH_US[g]) - (int64_t)r->ring[g].size;
+  return b > floor_div(hw, WIDTH_US[g]) - (int64_t)r->ring[g].size && b >= r->floor[g];
 }
 
 /* The bucket b of granularity g if the store holds it, else NULL (empty or gone). */
@@ -188,6 +194,11 @@ static uint32_t intern(rollup_t *r, dim_t *d, const char *s) {
     r->folded++;
     return 0;
   }
+  if (r->starved) { /* the memory budget is spent (see enforce_budget) */
+    r->folded++;
+    r->budget_folded++;
+    return 0;
+  }
   return dim_insert(d, s, len, h);
 }
 
@@ -202,27 +213,39 @@ static void dim_free(dim_t *d) {
 
 /* ---- Buckets and cells ---- */
 
-static void cell_clear(cell_t *c) {
-  if (c->users == U_HLL) hll_free(c->u.hll);
+static size_t table_bytes(const bucket_t *bk) {
+  return bk->tbits ? (size_t)4 << bk->tbits : 0;
 }
 
-static void bucket_reset(bucket_t *bk) {
-  for (uint32_t i = 0; i < bk->n; i++) cell_clear(&bk->cells[i]);
+/* Empty bk, keeping its arrays for the next bucket of its slot. */
+static void bucket_reset(rollup_t *r, bucket_t *bk) {
+  for (uint32_t i = 0; i < bk->n; i++)
+    if (bk->cells[i].users == U_HLL) {
+      r->ring_bytes -= hll_bytes(bk->cells[i].u.hll);
+      hll_free(bk->cells[i].u.hll);
+    }
   bk->n = 0;
-  if (bk->tbits) memset(bk->tab, 0, ((size_t)1 << bk->tbits) * sizeof *bk->tab);
+  if (bk->tbits) memset(bk->tab, 0, table_bytes(bk));
 }
 
-static void bucket_free(bucket_t *bk) {
-  bucket_reset(bk);
+/* Empty bk and free its arrays too. */
+static void bucket_release(rollup_t *r, bucket_t *bk) {
+  bucket_reset(r, bk);
+  r->ring_bytes -= (size_t)bk->cap * sizeof(cell_t) + table_bytes(bk);
   free(bk->cells);
   free(bk->tab);
+  bk->cells = NULL;
+  bk->tab = NULL;
+  bk->cap = bk->tbits = 0;
 }
 
-static void bucket_grow_table(bucket_t *bk) {
+static void bucket_grow_table(rollup_t *r, bucket_t *bk) {
   uint32_t bits = bk->tbits ? bk->tbits + 1 : 4, mask = (1u << bits) - 1;
+  r->ring_bytes -= table_bytes(bk);
   free(bk->tab);
   bk->tab = xcalloc((size_t)1 << bits, sizeof *bk->tab);
   bk->tbits = bits;
+  r->ring_bytes += table_bytes(bk);
   for (uint32_t k = 0; k < bk->n; k++) {
     uint32_t i = slot_of(bk->cells[k].key, bits);
     while (bk->tab[i]) i = (i + 1) & mask;
@@ -240,7 +263,7 @@ static const cell_t *bucket_cell(const bucket_t *bk, uint32_t key) {
 }
 
 /* The cell of key in bk; *created says whether it was just added (zeroed, U_FRESH). */
-static cell_t *cell_get(bucket_t *bk, uint32_t key, int *created) {
+static cell_t *cell_get(rollup_t *r, bucket_t *bk, uint32_t key, int *created) {
   uint32_t mask = (1u << bk->tbits) - 1, i = slot_of(key, bk->tbits);
   for (;; i = (i + 1) & mask) {
     uint32_t e = bk->tab[i];
@@ -251,12 +274,14 @@ static cell_t *cell_get(bucket_t *bk, uint32_t key, int *created) {
     }
   }
   if ((uint64_t)(bk->n + 1) * 4 > ((uint64_t)1 << bk->tbits) * 3) {
-    bucket_grow_table(bk);
+    bucket_grow_table(r, bk);
     mask = (1u << bk->tbits) - 1;
     for (i = slot_of(key, bk->tbits); bk->tab[i]; i = (i + 1) & mask) {}
   }
   if (bk->n == bk->cap) {
-    bk->cap = bk->cap ? bk->cap + bk->cap / 2 : 8;
+    uint32_t cap = bk->cap ? bk->cap + bk->cap / 2 : 8;
+    r->ring_bytes += (size_t)(cap - bk->cap) * sizeof(cell_t);
+    bk->cap = cap;
     bk->cells = xrealloc(bk->cells, bk->cap * sizeof *bk->cells);
   }
   cell_t *c = &bk->cells[bk->n];
@@ -267,7 +292,7 @@ static cell_t *cell_get(bucket_t *bk, uint32_t key, int *created) {
   return c;
 }
 
-static void cell_add_user(cell_t *c, uint64_t hash) {
+static void cell_add_user(rollup_t *r, cell_t *c, uint64_t hash) {
   switch (c->users) {
   case U_FRESH:
     c->users = U_ONE;
@@ -280,10 +305,11 @@ static void cell_add_user(cell_t *c, uint64_t hash) {
       hll_add_hash(h, hash);
       c->users = U_HLL;
       c->u.hll = h;
+      r->ring_bytes += hll_bytes(h);
     }
     break;
   case U_HLL:
-    hll_add_hash(c->u.hll, hash);
+    r->ring_bytes += hll_add_hash(c->u.hll, hash);
     break;
   default:
     break;
@@ -304,23 +330,26 @@ static void fold_minute(rollup_t *r, bucket_t *mk, int with_counts) {
   for (uint32_t i = 0; i < mk->n; i++) {
     const cell_t *c = &mk->cells[i];
     int created;
-    cell_t *hc = with_counts ? cell_get(hk, c->key, &created) : (cell_t *)bucket_cell(hk, c->key);
+    cell_t *hc = with_counts ? cell_get(r, hk, c->key, &created) : (cell_t *)bucket_cell(hk, c->key);
     if (!hc) continue;
     if (with_counts) {
       hc->count += c->count;
       hc->sum += c->sum;
     }
     if (c->users == U_ONE) {
-      cell_add_user(hc, c->u.hash);
+      cell_add_user(r, hc, c->u.hash);
     } else if (c->users != U_HLL) {
       continue;
     } else if (hc->users == U_HLL) {
+      r->ring_bytes -= hll_bytes(hc->u.hll);
       hll_merge(hc->u.hll, c->u.hll);
+      r->ring_bytes += hll_bytes(hc->u.hll);
     } else {
       hll_t *u = hll_clone(c->u.hll);
       if (hc->users == U_ONE) hll_add_hash(u, hc->u.hash);
       hc->users = U_HLL;
       hc->u.hll = u;
+      r->ring_bytes += hll_bytes(u);
     }
   }
 }
@@ -359,10 +388,10 @@ static bucket_t *claim_bucket(rollup_t *r, int g, int64_t b) {
   bucket_t *bk = &r->ring[g].slots[ring_slot(b, r->ring[g].size)];
   if (bk->n && bk->idx == b) return bk;
   if (g == G_MIN) close_minute(r, bk);
-  bucket_reset(bk);
+  bucket_reset(r, bk);
   bk->idx = b;
   bk->folded = 0;
-  if (!bk->tbits) bucket_grow_table(bk);
+  if (!bk->tbits) bucket_grow_table(r, bk);
   return bk;
 }
 
@@ -383,7 +412,8 @@ rollup_t *rollup_new(const rollup_opts_t *opts) {
   uint32_t maxlen = opts->max_value_len ? opts->max_value_len : 256;
   int64_t fut = opts->max_future_us ? opts->max_future_us : 300 * (int64_t)1000000;
   if (sec < 60 || sec > 86400 || min < 60 || min > 527040 || hour < 24 || hour > 175320 ||
-      min > (uint64_t)hour * 60 || maxv > MAX_VALUES || maxlen < 8 || maxlen > 4096 || fut < 1 || fut > 86400 * (int64_t)1000000)
+      min > (uint64_t)hour * 60 || maxv > MAX_VALUES || maxlen < 8 || maxlen > 4096 || fut < 1 || fut > 86400 * (int64_t)1000000 ||
+      (opts->max_bytes && opts->max_bytes < ROLLUP_MIN_BYTES))
     return NULL;
   for (size_t i = 0; i < opts->ndims; i++) {
     if (!name_ok(opts->dims[i])) return NULL;
@@ -397,10 +427,13 @@ rollup_t *rollup_new(const rollup_opts_t *opts) {
   r->max_future_us = fut;
   r->now_us = opts->now_us ? opts->now_us : wall_now;
   r->now_ctx = opts->now_us ? opts->now_ctx : NULL;
+  r->max_bytes = opts->max_bytes;
   const uint32_t sizes[NGRAN] = {sec, min, hour};
   for (int g = 0; g < NGRAN; g++) {
     r->ring[g].size = sizes[g];
     r->ring[g].slots = xcalloc(sizes[g], sizeof(bucket_t));
+    r->ring_bytes += (size_t)sizes[g] * sizeof(bucket_t);
+    r->floor[g] = INT64_MIN;
   }
   for (uint32_t i = 0; i < r->ndims; i++) {
     dim_t *d = &r->dims[i];
@@ -416,11 +449,18 @@ rollup_t *rollup_new(const rollup_opts_t *opts) {
 void rollup_free(rollup_t *r) {
   if (!r) return;
   for (int g = 0; g < NGRAN; g++) {
-    for (uint32_t i = 0; i < r->ring[g].size; i++) bucket_free(&r->ring[g].slots[i]);
+    for (uint32_t i = 0; i < r->ring[g].size; i++) bucket_release(r, &r->ring[g].slots[i]);
     free(r->ring[g].slots);
   }
   for (uint32_t i = 0; i < r->ndims; i++) dim_free(&r->dims[i]);
   free(r);
+}
+
+int rollup_set_max_bytes(rollup_t *r, size_t max_bytes) {
+  if (!r || (max_bytes && max_bytes < ROLLUP_MIN_BYTES)) return -EINVAL;
+  r->max_bytes = max_bytes;
+  r->starved = 0;
+  return 0;
 }
 
 void rollup_set_clock(rollup_t *r, int64_t (*now_us)(void *ctx), void *ctx) {
@@ -438,6 +478,43 @@ int rollup_dim_index(const rollup_t *r, const char *name) {
   return -ENOENT;
 }
 
+/* ---- Memory budget ---- */
+
+/* The fewest buckets the budget leaves each ring: a minute of seconds, an hour of minutes,
+ * a day of hours. */
+static const uint32_t KEEP[NGRAN] = {60, 60, 24};
+
+/* Release the oldest held bucket of ring g (folding a minute into its hour first) and
+ * raise the ring's floor past it. Returns 0, or -1 when the ring is at its minimum. */
+static int evict_oldest(rollup_t *r, int g) {
+  const ring_t *rg = &r->ring[g];
+  int64_t last = floor_div(r->hw_us, WIDTH_US[g]), lo = last - rg->size + 1;
+  if (r->floor[g] > lo) lo = r->floor[g];
+  for (int64_t b = lo; b <= last - KEEP[g]; b++) {
+    bucket_t *bk = &rg->slots[ring_slot(b, rg->size)];
+    r->floor[g] = b + 1; /* empty buckets below go too: no rescan of them next time */
+    if (!bk->n || bk->idx != b) continue;
+    if (g == G_MIN) close_minute(r, bk);
+    bucket_release(r, bk);
+    r->evicted[g]++;
+    return 0;
+  }
+  return -1;
+}
+
+/* Over the budget: give up the oldest minutes first (their events stay in their hours, so
+ * answers there come at hour granularity), then the oldest seconds (kept in minutes),
+ * then the oldest hours (gone: the retention shrinks); at every ring's minimum, new
+ * dimension values fold into "(other)" until memory falls below the budget again. */
+static void enforce_budget(rollup_t *r) {
+  static const int order[NGRAN] = {G_MIN, G_SEC, G_HOUR};
+  r->starved = 0;
+  int k = 0;
+  while (r->ring_bytes > r->max_bytes && k < NGRAN)
+    if (evict_oldest(r, order[k]) < 0) k++;
+  r->starved = r->ring_bytes > r->max_bytes;
+}
+
 /* ---- Adding ---- */
 
 /* Move hw to t_us if later, folding (and emptying) the minutes that leave their ring. */
@@ -451,7 +528,7 @@ static void advance_to(rollup_t *r, int64_t t_us) {
     bucket_t *bk = &mr->slots[ring_slot(b, mr->size)];
     if (bk->n && bk->idx < new_lo) {
       close_minute(r, bk);
-      bucket_reset(bk);
+      bucket_reset(r, bk);
     }
   }
   r->hw_us = t_us;
@@ -499,19 +576,20 @@ int rollup_add(rollup_t *r, int64_t t_us, const char *const *dim_values, uint64_
       continue;
     bucket_t *bk = claim_bucket(r, g, b);
     int created;
-    cell_t *c = cell_get(bk, TOTAL_KEY, &created);
+    cell_t *c = cell_get(r, bk, TOTAL_KEY, &created);
     c->count++;
     c->sum += value_sum;
-    cell_add_user(c, user_hash);
+    cell_add_user(r, c, user_hash);
     for (uint32_t k = 0; k < nkeys; k++) {
-      c = cell_get(bk, keys[k], &created);
+      c = cell_get(r, bk, keys[k], &created);
       c->count++;
       c->sum += value_sum;
       if (g == G_SEC) c->users = U_NONE; /* per-second dimension cells keep no users */
-      else cell_add_user(c, user_hash);
+      else cell_add_user(r, c, user_hash);
     }
   }
   r->accepted++;
+  if (r->max_bytes && (r->ring_bytes > r->max_bytes || r->starved)) enforce_budget(r);
   return 0;
 }
 
@@ -607,7 +685,9 @@ static void walk(const rollup_t *r, int gmin, int64_t t0, int64_t t1, visit_fn f
   int64_t hw = r->hw_us;
   t0 = clamp_t(t0);
   t1 = clamp_t(t1);
-  int64_t lo = (floor_div(hw, WIDTH_US[G_HOUR]) - r->ring[G_HOUR].size + 1) * WIDTH_US[G_HOUR];
+  int64_t lo_b = floor_div(hw, WIDTH_US[G_HOUR]) - r->ring[G_HOUR].size + 1;
+  if (r->floor[G_HOUR] > lo_b) lo_b = r->floor[G_HOUR];
+  int64_t lo = lo_b * WIDTH_US[G_HOUR];
   int64_t hi = (floor_div(hw, WIDTH_US[G_SEC]) + 1) * WIDTH_US[G_SEC];
   if (t0 < lo) t0 = lo;
   if (t1 > hi) t1 = hi;
@@ -886,7 +966,13 @@ void rollup_stats(const rollup_t *r, rollup_stats_t *out) {
     }
     out->ring_bytes[g] = rb;
     bytes += rb;
+    int64_t lo = floor_div(r->hw_us, WIDTH_US[g]) - r->ring[g].size + 1;
+    out->held_from_us[g] = (r->floor[g] > lo ? r->floor[g] : lo) * WIDTH_US[g];
+    out->evicted[g] = r->evicted[g];
   }
+  out->budget_bytes = r->ring_bytes;
+  out->max_bytes = r->max_bytes;
+  out->budget_folded = r->budget_folded;
   out->bytes = bytes;
 }
 
@@ -929,6 +1015,13 @@ size_t rollup_serialize(const rollup_t *r, buf_t *out) {
   put_varint(out, r->rejected_future);
   put_varint(out, r->rejected_old);
   put_varint(out, r->folded);
+  put_varint(out, r->max_bytes);
+  put_varint(out, r->budget_folded);
+  for (int g = 0; g < NGRAN; g++) {
+    put_varint(out, r->evicted[g]);
+    buf_putc(out, r->floor[g] != INT64_MIN);
+    if (r->floor[g] != INT64_MIN) put_u64(out, (uint64_t)r->floor[g]);
+  }
   put_varint(out, r->ndims);
   for (uint32_t i = 0; i < r->ndims; i++) {
     const dim_t *d = &r->dims[i];
@@ -1047,7 +1140,7 @@ static int read_cell(reader_t *rd, rollup_t *r, int g, bucket_t *bk, uint32_t k)
     if (d < 0 || (uint32_t)d >= r->ndims || KEY_ID((uint32_t)key) >= r->dims[d].n) return -1;
   }
   int created;
-  cell_t *c = cell_get(bk, (uint32_t)key, &created);
+  cell_t *c = cell_get(r, bk, (uint32_t)key, &created);
   if (!created) return -1;
   c->count = count;
   memcpy(&c->sum, &sumbits, 8);
@@ -1069,6 +1162,7 @@ static int read_cell(reader_t *rd, rollup_t *r, int g, bucket_t *bk, uint32_t k)
     rd->off += len;
     c->users = U_HLL;
     c->u.hll = h;
+    r->ring_bytes += hll_bytes(h);
   } else {
     return -1;
   }
@@ -1090,7 +1184,7 @@ static int read_ring(reader_t *rd, rollup_t *r, int g, int version) {
       if (delta < 1 || delta > (uint64_t)(last - b)) return -1;
       b += (int64_t)delta;
     }
-    if (rd->bad || b < first || b > last) return -1;
+    if (rd->bad || b < first || b > last || b < r->floor[g]) return -1;
     uint8_t folded = g == G_MIN && version >= 2 ? get_u8(rd) : 1;
     if (folded > 1 || (!folded && r->npending == PENDING_MAX)) return -1;
     uint64_t ncells = get_varint(rd);
@@ -1124,6 +1218,21 @@ int rollup_deserialize(const void *p, size_t n, rollup_t **out) {
   fut = get_varint(&rd);
   hw = get_u64(&rd);
   for (int i = 0; i < 4; i++) counters[i] = get_varint(&rd);
+  uint64_t max_bytes = 0, budget_folded = 0, evicted[NGRAN] = {0};
+  int64_t floors[NGRAN] = {INT64_MIN, INT64_MIN, INT64_MIN};
+  if (version >= 2) {
+    max_bytes = get_varint(&rd);
+    budget_folded = get_varint(&rd);
+    for (int g = 0; g < NGRAN; g++) {
+      evicted[g] = get_varint(&rd);
+      uint8_t has_floor = get_u8(&rd);
+      if (has_floor > 1) goto fail;
+      if (has_floor) floors[g] = (int64_t)get_u64(&rd);
+      /* INT64_MIN means none; far floors would overflow bucket arithmetic */
+      if (has_floor && (floors[g] <= -HW_LIMIT || floors[g] > HW_LIMIT)) goto fail;
+    }
+    if (max_bytes > SIZE_MAX || (max_bytes && max_bytes < ROLLUP_MIN_BYTES)) goto fail;
+  }
   ndims = get_varint(&rd);
   if (rd.bad || ndims < 1 || ndims > ROLLUP_MAX_DIMS || (int64_t)hw > HW_LIMIT ||
       (int64_t)hw < -HW_LIMIT)
@@ -1155,7 +1264,7 @@ int rollup_deserialize(const void *p, size_t n, rollup_t **out) {
   size_t rings_start = rd.off;
   rollup_opts_t o = {name_ptrs, (size_t)ndims, (uint32_t)sizes[0], (uint32_t)sizes[1],
                      (uint32_t)sizes[2], (uint32_t)maxv, (uint32_t)maxlen, (int64_t)fut,
-                     NULL, NULL};
+                     NULL, NULL, (size_t)max_bytes};
   r = rollup_new(&o);
   if (!r) goto fail;
   r->hw_us = (int64_t)hw;
@@ -1163,6 +1272,11 @@ int rollup_deserialize(const void *p, size_t n, rollup_t **out) {
   r->rejected_future = counters[1];
   r->rejected_old = counters[2];
   r->folded = counters[3];
+  r->budget_folded = budget_folded;
+  for (int g = 0; g < NGRAN; g++) {
+    r->evicted[g] = evicted[g];
+    r->floor[g] = floors[g];
+  }
   for (uint32_t i = 0; i < r->ndims; i++) {
     dim_t *d = &r->dims[i];
     rd.off = value_starts[i];

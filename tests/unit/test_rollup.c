@@ -726,6 +726,96 @@ TEST(test_snapshot_version1) {
   rollup_free(r);
 }
 
+/* The memory budget: the tracked bytes match a full walk; at the bound the oldest minutes
+ * go first and their ranges answer from hours (same counts and users, the span says so),
+ * then seconds, then hours; at every ring's minimum new values fold into "(other)"; the
+ * store never passes the budget by more than one event's worth, and a snapshot keeps the
+ * cut. */
+TEST(test_memory_budget) {
+  clock_now = T0;
+  rollup_opts_t o = {DIMS, 4, 600, 600, 48, 0, 0, 0, fake_now, &clock_now, ROLLUP_MIN_BYTES};
+  CHECK(rollup_new(&(rollup_opts_t){DIMS, 4, .max_bytes = ROLLUP_MIN_BYTES - 1}) == NULL);
+  rollup_t *r = rollup_new(&o);
+  rollup_stats_t st;
+  /* 8 hours, 100 events a minute over 40 pages and 300 users */
+  uint64_t exact_count = 0;
+  int64_t last_t = 0;
+  for (int64_t m = 0; m < 8 * 60; m++)
+    for (int i = 0; i < 100; i++) {
+      char page[16];
+      snprintf(page, sizeof page, "/p%d", (int)(m * 7 + i) % 40);
+      last_t = T0 + m * MIN + i * (MIN / 100);
+      clock_now = last_t;
+      CHECK_INT(add(r, last_t, "pv", page, NULL, NULL, (uint64_t)(m * 31 + i) % 300, 1), 0);
+      exact_count++;
+    }
+  rollup_stats(r, &st);
+  CHECK_INT(st.budget_bytes, st.ring_bytes[0] + st.ring_bytes[1] + st.ring_bytes[2]);
+  CHECK(st.budget_bytes <= ROLLUP_MIN_BYTES + 64 * 1024);
+  CHECK(st.evicted[1] > 0);                     /* minutes went first */
+  CHECK(st.held_from_us[1] > T0);               /* the minute ring holds less than 10 h */
+  CHECK_INT(st.budget_folded, 0);
+  printf("  budget %zu: held %zu bytes; evicted %" PRIu64 " s, %" PRIu64 " min, %" PRIu64
+         " h; minutes from +%lld min\n", st.max_bytes, st.budget_bytes, st.evicted[0],
+         st.evicted[1], st.evicted[2], (long long)((st.held_from_us[1] - T0) / MIN));
+  /* the early hours still answer in full, read from the hours */
+  rollup_totals_t t = totals(r, T0, last_t + 1, NULL, NULL);
+  CHECK_INT(t.count, exact_count);
+  CHECK_INT(t.uniques, 300);
+  t = totals(r, T0 + 30 * MIN, T0 + 90 * MIN, NULL, NULL); /* minutes gone: widened */
+  CHECK_INT(t.from_us, T0);
+  CHECK_INT(t.to_us, T0 + 2 * HOUR);
+  CHECK_INT(t.count, 12000);
+  rollup_point_t p[2];
+  CHECK_INT(rollup_timeseries(r, ROLLUP_MINUTE, T0, T0 + 2 * MIN, NULL, 0, p, 2, NULL), 2);
+  CHECK_INT(p[0].retained, 0);
+  /* a snapshot keeps the cut and the counters */
+  buf_t s1 = BUF_INIT, s2 = BUF_INIT;
+  rollup_serialize(r, &s1);
+  rollup_t *d = NULL;
+  CHECK_INT(rollup_deserialize(s1.data, s1.len, &d), 0);
+  if (d) {
+    rollup_serialize(d, &s2);
+    CHECK(s1.len == s2.len && memcmp(s1.data, s2.data, s1.len) == 0);
+    rollup_stats_t ds;
+    rollup_stats(d, &ds);
+    CHECK_INT(ds.evicted[1], st.evicted[1]);
+    CHECK_INT(ds.held_from_us[1], st.held_from_us[1]);
+    CHECK_INT(ds.budget_bytes, ds.ring_bytes[0] + ds.ring_bytes[1] + ds.ring_bytes[2]);
+    rollup_set_clock(d, fake_now, &clock_now);
+    rollup_totals_t dt;
+    CHECK_INT(rollup_totals(d, T0 + 30 * MIN, T0 + 90 * MIN, NULL, 0, &dt), 0);
+    CHECK_INT(dt.from_us, T0);
+    CHECK_INT(dt.count, 12000);
+  }
+  rollup_free(d);
+  buf_free(&s1);
+  buf_free(&s2);
+  /* hostile cardinality in a tight budget: new values fold into "(other)", reported */
+  CHECK_INT(rollup_set_max_bytes(r, 1), -EINVAL);
+  for (int i = 0; i < 20000; i++) {
+    char page[24];
+    snprintf(page, sizeof page, "/fresh/%d", i);
+    clock_now = last_t + (i / 100) * SEC;
+    add(r, clock_now, "pv", page, NULL, NULL, (uint64_t)i, 0);
+  }
+  rollup_stats(r, &st);
+  printf("  hostile: held %zu bytes, %" PRIu64 " values folded at the bound, evicted %" PRIu64
+         " s, %" PRIu64 " min, %" PRIu64 " h\n", st.budget_bytes, st.budget_folded, st.evicted[0],
+         st.evicted[1], st.evicted[2]);
+  CHECK(st.budget_bytes <= ROLLUP_MIN_BYTES + 64 * 1024);
+  CHECK(st.budget_folded > 0 || st.evicted[2] > 0);
+  CHECK_INT(st.budget_bytes, st.ring_bytes[0] + st.ring_bytes[1] + st.ring_bytes[2]);
+  /* a bigger budget lifts the folding */
+  CHECK_INT(rollup_set_max_bytes(r, 64 * ROLLUP_MIN_BYTES), 0);
+  uint64_t before = st.budget_folded;
+  add(r, clock_now, "pv", "/after", NULL, NULL, 1, 0);
+  rollup_stats(r, &st);
+  CHECK_INT(st.budget_folded, before);
+  CHECK_INT(totals(r, clock_now - MIN, clock_now + SEC, "page_path", "/after").count, 1);
+  rollup_free(r);
+}
+
 TEST(test_snapshot_hostile) {
   clock_now = T0;
   rollup_t *r = make(60, 60, 24, 0, 0); /* small rings: thousands of decodes below */
@@ -802,5 +892,6 @@ int main(void) {
   RUN(test_snapshot_hostile);
   RUN(test_hours_exact_any_order);
   RUN(test_snapshot_version1);
+  RUN(test_memory_budget);
   return TEST_REPORT("test_rollup");
 }
