@@ -173,6 +173,12 @@ static void sort_entries(uint32_t *v, uint32_t n) {
 
 hll_t *hll_new(void) { return xcalloc(1, sizeof(hll_t)); }
 
+hll_t *hll_new_dense(void) {
+  hll_t *h = hll_new();
+  h->dense = xcalloc(1, HLL_DENSE_BYTES + 1);
+  return h;
+}
+
 void hll_free(hll_t *h) {
   if (!h) return;
   free(h->sparse);

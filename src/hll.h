@@ -59,6 +59,9 @@ typedef struct hll hll_t;
 /* A new, empty (sparse) sketch; owned by the caller, free with hll_free. Never NULL
  * (allocation failure aborts, see util/mem.h). */
 hll_t *hll_new(void);
+/* A new, empty sketch already in the dense form (12 KiB), for an accumulator that will
+ * take many sketches: merging into it costs per source entry. Never NULL. */
+hll_t *hll_new_dense(void);
 /* Free h and everything it owns. NULL is a no-op. */
 void hll_free(hll_t *h);
 /* A deep copy of h (same representation), owned by the caller. Never NULL. */

@@ -624,30 +624,17 @@ static uint64_t cell_uniques(const cell_t *c) {
   }
 }
 
-/* An empty sketch in the dense form: the all-zero version-1 dense encoding. */
-static hll_t *dense_empty(void) {
-  uint8_t *enc = xcalloc(1, 3 + HLL_DENSE_BYTES);
-  enc[0] = HLL_SERIAL_VERSION;
-  enc[1] = 2; /* dense */
-  enc[2] = HLL_PRECISION;
-  hll_t *h = NULL;
-  hll_deserialize(enc, 3 + HLL_DENSE_BYTES, &h);
-  free(enc);
-  return h ? h : hll_new();
-}
-
 /* Add c's users to the query accumulator acc (created on demand). A sparse accumulator
- * that passes ~1000 entries goes dense: merging into a big sparse sketch rewrites it
- * whole, merging into a dense one touches only the source's entries, and a range merges
- * thousands of cells. Up to there counts stay exact. */
-#define ACC_DENSE_USERS 1000
+ * that passes ~1150 entries goes dense: a register update is cheaper than growing the
+ * table further, and a range merges thousands of cells. Up to there counts stay exact. */
+#define ACC_DENSE_BYTES 6200 /* a table of 2296 slots: more than ~1150 users */
 static void merge_users(hll_t **acc, const cell_t *c) {
   if (c->users != U_ONE && c->users != U_HLL) return;
   if (!*acc) *acc = hll_new();
   if (c->users == U_ONE) hll_add_hash(*acc, c->u.hash);
   else hll_merge(*acc, c->u.hll);
-  if (!hll_is_dense(*acc) && hll_count(*acc) > ACC_DENSE_USERS) {
-    hll_t *d = dense_empty();
+  if (!hll_is_dense(*acc) && hll_bytes(*acc) > ACC_DENSE_BYTES) {
+    hll_t *d = hll_new_dense();
     hll_merge(d, *acc);
     hll_free(*acc);
     *acc = d;
