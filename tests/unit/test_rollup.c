@@ -612,26 +612,31 @@ TEST(test_snapshot_roundtrip) {
   buf_free(&q2);
 }
 
-/* Hours take their events from their minutes in batches (a minute is added into its hour
- * once it is no longer among the newest few), and directly when a late event reaches a
- * minute already added: whatever the arrival order, every hour answers exactly what its
- * events say. Ground truth is kept here; unions stay below ~1000 users (exact). */
+/* Hours take their events from their minutes in batches, and days from their hours (a
+ * minute or an hour is added into the next ring once it is no longer among the newest
+ * few), and a late event for one already added goes on up directly: whatever the arrival
+ * order, every hour and every day answers exactly what its events say. Ground truth is
+ * kept here; unions stay below ~1000 users (exact). */
 TEST(test_hours_exact_any_order) {
-  enum { NEV = 3000, NPAGE = 3 };
+  enum { NEV = 12000, NPAGE = 3, NH = 72, NU = 400 };
   static const char *pages[NPAGE] = {"/a", "/b", "/c"};
-  clock_now = T0 + 3 * HOUR;
-  rollup_t *r = make(60, 240, 24, 0, 0);
-  uint64_t count[3][NPAGE + 1] = {{0}};
-  double sum[3][NPAGE + 1] = {{0}};
-  static unsigned char seen[3][NPAGE + 1][400];
+  const int64_t D0 = T0 - T0 % (24 * HOUR); /* a day boundary */
+  clock_now = D0 + NH * HOUR;
+  rollup_t *r = make(60, 240, 96, 0, 0);
+  static uint64_t count[NH][NPAGE + 1];
+  static double sum[NH][NPAGE + 1];
+  static unsigned char seen[NH][NPAGE + 1][NU];
+  memset(count, 0, sizeof count);
+  memset(sum, 0, sizeof sum);
   memset(seen, 0, sizeof seen);
   uint64_t rng = 12345;
   for (int i = 0; i < NEV; i++) {
     rng = mix(rng);
-    /* mostly in time order, one in four anywhere in the three hours */
-    int64_t t = (rng & 3) ? T0 + (int64_t)i * (3 * HOUR / NEV) : T0 + (int64_t)(rng >> 8) % (3 * HOUR);
-    int h = (int)((t - T0) / HOUR), pg = (int)((rng >> 4) % NPAGE);
-    uint64_t user = (rng >> 20) % 400;
+    /* mostly in time order, one in four anywhere in the three days */
+    int64_t t = (rng & 3) ? D0 + (int64_t)i * (NH * HOUR / NEV)
+                          : D0 + (int64_t)((rng >> 8) % (uint64_t)(NH * HOUR));
+    int h = (int)((t - D0) / HOUR), pg = (int)((rng >> 4) % NPAGE);
+    uint64_t user = (rng >> 20) % NU;
     double v = (double)(rng >> 40 & 7);
     CHECK_INT(add(r, t, "pv", pages[pg], NULL, NULL, user, v), 0);
     for (int k = 0; k < 2; k++) {
@@ -642,23 +647,31 @@ TEST(test_hours_exact_any_order) {
     }
   }
   for (int round = 0; round < 2; round++) {
-    rollup_point_t p[3];
+    static rollup_point_t p[NH];
+    int bad = 0;
     for (int c = 0; c <= NPAGE; c++) {
       rollup_filter_t f = {"page_path", c ? pages[c - 1] : ""};
-      CHECK_INT(rollup_timeseries(r, ROLLUP_HOUR, T0, T0 + 3 * HOUR, &f, c ? 1 : 0, p, 3, NULL),
-                3);
-      for (int h = 0; h < 3; h++) {
+      CHECK_INT(rollup_timeseries(r, ROLLUP_HOUR, D0, D0 + NH * HOUR, &f, c ? 1 : 0, p, NH, NULL),
+                NH);
+      for (int h = 0; h < NH; h++) {
         uint64_t u = 0;
-        for (int k = 0; k < 400; k++) u += seen[h][c][k];
-        CHECK_INT(p[h].count, count[h][c]);
-        CHECK(p[h].sum == sum[h][c]);
-        CHECK_INT(p[h].uniques, u);
-        rollup_totals_t t = totals(r, T0 + h * HOUR, T0 + (h + 1) * HOUR,
+        for (int k = 0; k < NU; k++) u += seen[h][c][k];
+        if (p[h].count != count[h][c] || p[h].sum != sum[h][c] || p[h].uniques != u) bad++;
+      }
+      for (int day = 0; day < NH / 24; day++) { /* whole days: read from the day ring */
+        uint64_t n = 0, u = 0;
+        for (int h = day * 24; h < day * 24 + 24; h++) n += count[h][c];
+        for (int k = 0; k < NU; k++) {
+          int any = 0;
+          for (int h = day * 24; h < day * 24 + 24; h++) any |= seen[h][c][k];
+          u += (uint64_t)any;
+        }
+        rollup_totals_t t = totals(r, D0 + day * 24 * HOUR, D0 + (day + 1) * 24 * HOUR,
                                    c ? "page_path" : NULL, c ? pages[c - 1] : NULL);
-        CHECK_INT(t.count, count[h][c]);
-        CHECK_INT(t.uniques, u);
+        if (t.count != n || t.uniques != u) bad++;
       }
     }
+    CHECK_INT(bad, 0);
     /* the same through a snapshot, and once the minutes have left their ring */
     buf_t s = BUF_INIT;
     rollup_serialize(r, &s);
@@ -669,7 +682,7 @@ TEST(test_hours_exact_any_order) {
     rollup_set_clock(d, fake_now, &clock_now);
     rollup_free(r);
     r = d;
-    clock_now = T0 + 8 * HOUR;
+    clock_now = D0 + (NH + 5) * HOUR;
     rollup_advance(r);
   }
   rollup_free(r);
@@ -750,7 +763,7 @@ TEST(test_memory_budget) {
       exact_count++;
     }
   rollup_stats(r, &st);
-  CHECK_INT(st.budget_bytes, st.ring_bytes[0] + st.ring_bytes[1] + st.ring_bytes[2]);
+  CHECK_INT(st.budget_bytes, st.ring_bytes[0] + st.ring_bytes[1] + st.ring_bytes[2] + st.ring_bytes[3]);
   CHECK(st.budget_bytes <= ROLLUP_MIN_BYTES + 64 * 1024);
   CHECK(st.evicted[1] > 0);                     /* minutes went first */
   CHECK(st.held_from_us[1] > T0);               /* the minute ring holds less than 10 h */
@@ -781,7 +794,7 @@ TEST(test_memory_budget) {
     rollup_stats(d, &ds);
     CHECK_INT(ds.evicted[1], st.evicted[1]);
     CHECK_INT(ds.held_from_us[1], st.held_from_us[1]);
-    CHECK_INT(ds.budget_bytes, ds.ring_bytes[0] + ds.ring_bytes[1] + ds.ring_bytes[2]);
+    CHECK_INT(ds.budget_bytes, ds.ring_bytes[0] + ds.ring_bytes[1] + ds.ring_bytes[2] + ds.ring_bytes[3]);
     rollup_set_clock(d, fake_now, &clock_now);
     rollup_totals_t dt;
     CHECK_INT(rollup_totals(d, T0 + 30 * MIN, T0 + 90 * MIN, NULL, 0, &dt), 0);
@@ -805,7 +818,7 @@ TEST(test_memory_budget) {
          st.evicted[1], st.evicted[2]);
   CHECK(st.budget_bytes <= ROLLUP_MIN_BYTES + 64 * 1024);
   CHECK(st.budget_folded > 0 || st.evicted[2] > 0);
-  CHECK_INT(st.budget_bytes, st.ring_bytes[0] + st.ring_bytes[1] + st.ring_bytes[2]);
+  CHECK_INT(st.budget_bytes, st.ring_bytes[0] + st.ring_bytes[1] + st.ring_bytes[2] + st.ring_bytes[3]);
   /* a bigger budget lifts the folding */
   CHECK_INT(rollup_set_max_bytes(r, 64 * ROLLUP_MIN_BYTES), 0);
   uint64_t before = st.budget_folded;
