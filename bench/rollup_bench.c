@@ -134,9 +134,8 @@ static void report_stats(const char *label, rollup_t *r, long n, double cpu, lon
          "%zu sketches, %zu values, %" PRIu64 " folded\n",
          label, st.bytes / 1048576.0, (rss_kib() - rss0) / 1024.0, st.cells, st.sketches,
          st.values, st.folded);
-  printf("%-8s memory by ring: seconds %.1f MiB, minutes %.1f MiB, hours %.1f MiB, days %.1f MiB\n",
-         label, st.ring_bytes[0] / 1048576.0, st.ring_bytes[1] / 1048576.0,
-         st.ring_bytes[2] / 1048576.0, st.ring_bytes[3] / 1048576.0);
+  printf("%-8s memory by ring: seconds %.1f MiB, minutes %.1f MiB, hours %.1f MiB\n", label,
+         st.ring_bytes[0] / 1048576.0, st.ring_bytes[1] / 1048576.0, st.ring_bytes[2] / 1048576.0);
 }
 
 int main(int argc, char **argv) {

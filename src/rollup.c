@@ -12,12 +12,10 @@
 #include "util/clock.h"
 #include "util/mem.h"
 
-#define NGRAN ROLLUP_NRINGS
-enum { G_SEC, G_MIN, G_HOUR, G_DAY };
-static const int64_t WIDTH_US[NGRAN] = {1000000, 60000000, 3600000000, 86400000000};
-static const int WIDTH_S[NGRAN] = {1, 60, 3600, 86400};
-/* Rings whose buckets are added into the next one's: minutes into hours, hours into days. */
-#define FOLDS(g) ((g) == G_MIN || (g) == G_HOUR)
+#define NGRAN 3
+enum { G_SEC, G_MIN, G_HOUR };
+static const int64_t WIDTH_US[NGRAN] = {1000000, 60000000, 3600000000};
+static const int WIDTH_S[NGRAN] = {1, 60, 3600};
 
 /* Who a cell's unique users are. */
 enum { U_FRESH, U_ONE, U_HLL, U_NONE };
@@ -50,8 +48,8 @@ typedef struct bucket {
   uint32_t *tab;    /* owned; open addressing, cell index + 1, 0 = empty */
   uint32_t n, cap;  /* cells used / allocated */
   uint32_t tbits;   /* tab has 1 << tbits slots (0: no table yet) */
-  uint32_t folded;  /* minutes and hours: 1 once added into the next ring's bucket (then
-                       late events go on to it too), 0 while pending */
+  uint32_t folded;  /* minutes: 1 once added into the hour's cells (then late events go to
+                       both), 0 while pending */
 } bucket_t;
 
 typedef struct ring {
@@ -79,8 +77,8 @@ struct rollup {
   int64_t (*now_us)(void *ctx);
   void *now_ctx;
   uint64_t accepted, rejected_future, rejected_old, folded;
-  int64_t pending[NGRAN][PENDING_MAX]; /* unfolded minutes and hours, oldest first */
-  uint32_t npending[NGRAN];
+  int64_t pending[PENDING_MAX]; /* unfolded minute buckets, oldest first */
+  uint32_t npending;
   /* Memory budget (see rollup.h): ring_bytes is kept up to date by every change to a
    * bucket; floor[g] is the oldest bucket of ring g the budget still lets it hold. */
   size_t max_bytes, ring_bytes;
@@ -318,13 +316,21 @@ static void cell_add_user(rollup_t *r, cell_t *c, uint64_t hash) {
   }
 }
 
-/* Add the cells of src into dst: count, sum and users when with_counts, else users only
- * (a version-1 snapshot, whose hours already hold the counts of their minutes). */
-static void add_cells(rollup_t *r, bucket_t *dst, const bucket_t *src, int with_counts) {
-  for (uint32_t i = 0; i < src->n; i++) {
-    const cell_t *c = &src->cells[i];
+/* Add minute bucket mk into its hour's cells (the hour bucket claimed as needed): count,
+ * sum and users when with_counts, else users only (a version-1 snapshot, whose hours
+ * already hold the counts); marks mk folded. Hour cells get their events this way, one
+ * merge per minute and cell, rather than a second cell update and a bigger sketch insert
+ * per event. */
+static bucket_t *claim_bucket(rollup_t *r, int g, int64_t b);
+static void fold_minute(rollup_t *r, bucket_t *mk, int with_counts) {
+  int64_t h = floor_div(mk->idx, 60);
+  mk->folded = 1;
+  if (!retained(r, G_HOUR, h, r->hw_us)) return;
+  bucket_t *hk = claim_bucket(r, G_HOUR, h);
+  for (uint32_t i = 0; i < mk->n; i++) {
+    const cell_t *c = &mk->cells[i];
     int created;
-    cell_t *hc = with_counts ? cell_get(r, dst, c->key, &created) : (cell_t *)bucket_cell(dst, c->key);
+    cell_t *hc = with_counts ? cell_get(r, hk, c->key, &created) : (cell_t *)bucket_cell(hk, c->key);
     if (!hc) continue;
     if (with_counts) {
       hc->count += c->count;
@@ -348,45 +354,32 @@ static void add_cells(rollup_t *r, bucket_t *dst, const bucket_t *src, int with_
   }
 }
 
-static bucket_t *claim(rollup_t *r, int g, int64_t b);
-
-/* Add bucket bk of ring g (a minute or an hour) into the bucket of the next ring that
- * holds it, and on up while that one is itself folded (its events are in its parent, so
- * what reaches it now must go on too); marks bk folded. Coarser buckets get their events
- * this way, one merge per cell and bucket, rather than a cell update and a bigger sketch
- * insert per event. */
-static void fold_bucket(rollup_t *r, int g, bucket_t *bk, int with_counts) {
-  bk->folded = 1;
-  int64_t b = bk->idx;
-  for (int pg = g + 1; pg < NGRAN; pg++) {
-    b = floor_div(b, WIDTH_US[pg] / WIDTH_US[pg - 1]);
-    if (!retained(r, pg, b, r->hw_us)) return;
-    bucket_t *pk = claim(r, pg, b);
-    add_cells(r, pk, bk, with_counts);
-    if (!FOLDS(pg) || !pk->folded) return;
-  }
+/* Fold the pending minute at pending[i] (if its slot still holds it) and drop it from the
+ * list. */
+static void fold_pending(rollup_t *r, uint32_t i) {
+  int64_t b = r->pending[i];
+  bucket_t *bk = &r->ring[G_MIN].slots[ring_slot(b, r->ring[G_MIN].size)];
+  if (bk->n && bk->idx == b && !bk->folded) fold_minute(r, bk, 1);
+  memmove(&r->pending[i], &r->pending[i + 1], (r->npending - i - 1) * sizeof *r->pending);
+  r->npending--;
 }
 
-/* Fold the pending bucket at pending[g][i] (if its slot still holds it) and drop it from
- * the list. */
-static void fold_pending(rollup_t *r, int g, uint32_t i) {
-  int64_t b = r->pending[g][i];
-  memmove(&r->pending[g][i], &r->pending[g][i + 1],
-          (r->npending[g] - i - 1) * sizeof r->pending[g][0]);
-  r->npending[g]--;
-  bucket_t *bk = &r->ring[g].slots[ring_slot(b, r->ring[g].size)];
-  if (bk->n && bk->idx == b && !bk->folded) fold_bucket(r, g, bk, 1);
-}
-
-/* Fold bucket bk of ring g, about to be emptied, unless it already is folded. */
-static void close_bucket(rollup_t *r, int g, bucket_t *bk) {
-  if (!FOLDS(g) || !bk->n || bk->folded) return;
-  for (uint32_t i = 0; i < r->npending[g]; i++)
-    if (r->pending[g][i] == bk->idx) {
-      fold_pending(r, g, i);
+/* Fold minute bucket bk, about to be emptied, unless it already is folded. */
+static void close_minute(rollup_t *r, bucket_t *bk) {
+  if (!bk->n || bk->folded) return;
+  for (uint32_t i = 0; i < r->npending; i++)
+    if (r->pending[i] == bk->idx) {
+      fold_pending(r, i);
       return;
     }
-  fold_bucket(r, g, bk, 1); /* not reached: an unfolded bucket is always pending */
+  fold_minute(r, bk, 1); /* not reached: an unfolded minute is always pending */
+}
+
+/* A new minute bucket b has just been claimed: list it as pending, folding the oldest
+ * pending minute when the list is full. */
+static void add_pending(rollup_t *r, int64_t b) {
+  if (r->npending == PENDING_MAX) fold_pending(r, 0);
+  r->pending[r->npending++] = b;
 }
 
 /* The bucket b of granularity g, claimed (its slot emptied of an older bucket) if needed.
@@ -394,23 +387,11 @@ static void close_bucket(rollup_t *r, int g, bucket_t *bk) {
 static bucket_t *claim_bucket(rollup_t *r, int g, int64_t b) {
   bucket_t *bk = &r->ring[g].slots[ring_slot(b, r->ring[g].size)];
   if (bk->n && bk->idx == b) return bk;
-  close_bucket(r, g, bk);
+  if (g == G_MIN) close_minute(r, bk);
   bucket_reset(r, bk);
   bk->idx = b;
   bk->folded = 0;
   if (!bk->tbits) bucket_grow_table(r, bk);
-  return bk;
-}
-
-/* claim_bucket, listing a new minute or hour as pending (folding the oldest pending one of
- * its ring when the list is full). */
-static bucket_t *claim(rollup_t *r, int g, int64_t b) {
-  bucket_t *bk = claim_bucket(r, g, b);
-  if (bk->n || !FOLDS(g)) return bk;
-  for (uint32_t i = 0; i < r->npending[g]; i++)
-    if (r->pending[g][i] == b) return bk; /* listed, no cell yet */
-  if (r->npending[g] == PENDING_MAX) fold_pending(r, g, 0);
-  r->pending[g][r->npending[g]++] = b;
   return bk;
 }
 
@@ -447,8 +428,7 @@ rollup_t *rollup_new(const rollup_opts_t *opts) {
   r->now_us = opts->now_us ? opts->now_us : wall_now;
   r->now_ctx = opts->now_us ? opts->now_ctx : NULL;
   r->max_bytes = opts->max_bytes;
-  /* days: as far back as the hours reach, and the day being built */
-  const uint32_t sizes[NGRAN] = {sec, min, hour, hour / 24 + 2};
+  const uint32_t sizes[NGRAN] = {sec, min, hour};
   for (int g = 0; g < NGRAN; g++) {
     r->ring[g].size = sizes[g];
     r->ring[g].slots = xcalloc(sizes[g], sizeof(bucket_t));
@@ -501,8 +481,8 @@ int rollup_dim_index(const rollup_t *r, const char *name) {
 /* ---- Memory budget ---- */
 
 /* The fewest buckets the budget leaves each ring: a minute of seconds, an hour of minutes,
- * a day of hours, two days. */
-static const uint32_t KEEP[NGRAN] = {60, 60, 24, 2};
+ * a day of hours. */
+static const uint32_t KEEP[NGRAN] = {60, 60, 24};
 
 /* Release the oldest held bucket of ring g (folding a minute into its hour first) and
  * raise the ring's floor past it. Returns 0, or -1 when the ring is at its minimum. */
@@ -514,7 +494,7 @@ static int evict_oldest(rollup_t *r, int g) {
     bucket_t *bk = &rg->slots[ring_slot(b, rg->size)];
     r->floor[g] = b + 1; /* empty buckets below go too: no rescan of them next time */
     if (!bk->n || bk->idx != b) continue;
-    close_bucket(r, g, bk);
+    if (g == G_MIN) close_minute(r, bk);
     bucket_release(r, bk);
     r->evicted[g]++;
     return 0;
@@ -524,11 +504,10 @@ static int evict_oldest(rollup_t *r, int g) {
 
 /* Over the budget: give up the oldest minutes first (their events stay in their hours, so
  * answers there come at hour granularity), then the oldest seconds (kept in minutes),
- * then the oldest hours (kept in days), then the oldest days (gone: the retention
- * shrinks); at every ring's minimum, new dimension values fold into "(other)" until
- * memory falls below the budget again. */
+ * then the oldest hours (gone: the retention shrinks); at every ring's minimum, new
+ * dimension values fold into "(other)" until memory falls below the budget again. */
 static void enforce_budget(rollup_t *r) {
-  static const int order[NGRAN] = {G_MIN, G_SEC, G_HOUR, G_DAY};
+  static const int order[NGRAN] = {G_MIN, G_SEC, G_HOUR};
   r->starved = 0;
   int k = 0;
   while (r->ring_bytes > r->max_bytes && k < NGRAN)
@@ -538,8 +517,7 @@ static void enforce_budget(rollup_t *r) {
 
 /* ---- Adding ---- */
 
-/* Move hw to t_us if later, folding (and emptying) the minutes that leave their ring and
- * folding the pending hours that leave theirs. */
+/* Move hw to t_us if later, folding (and emptying) the minutes that leave their ring. */
 static void advance_to(rollup_t *r, int64_t t_us) {
   if (t_us <= r->hw_us) return;
   const ring_t *mr = &r->ring[G_MIN];
@@ -549,32 +527,11 @@ static void advance_to(rollup_t *r, int64_t t_us) {
   for (int64_t b = old_lo; b < end; b++) {
     bucket_t *bk = &mr->slots[ring_slot(b, mr->size)];
     if (bk->n && bk->idx < new_lo) {
-      close_bucket(r, G_MIN, bk);
+      close_minute(r, bk);
       bucket_reset(r, bk);
     }
   }
-  int64_t hour_lo = floor_div(t_us, WIDTH_US[G_HOUR]) - r->ring[G_HOUR].size + 1;
-  for (uint32_t i = 0; i < r->npending[G_HOUR];)
-    if (r->pending[G_HOUR][i] < hour_lo) fold_pending(r, G_HOUR, i);
-    else i++;
   r->hw_us = t_us;
-}
-
-/* Count one event (its interned keys) in bucket bk of ring g. */
-static void add_event(rollup_t *r, bucket_t *bk, int g, const uint32_t *keys, uint32_t nkeys,
-                      uint64_t user_hash, double value_sum) {
-  int created;
-  cell_t *c = cell_get(r, bk, TOTAL_KEY, &created);
-  c->count++;
-  c->sum += value_sum;
-  cell_add_user(r, c, user_hash);
-  for (uint32_t k = 0; k < nkeys; k++) {
-    c = cell_get(r, bk, keys[k], &created);
-    c->count++;
-    c->sum += value_sum;
-    if (g == G_SEC) c->users = U_NONE; /* per-second dimension cells keep no users */
-    else cell_add_user(r, c, user_hash);
-  }
 }
 
 void rollup_advance(rollup_t *r) {
@@ -604,17 +561,32 @@ int rollup_add(rollup_t *r, int64_t t_us, const char *const *dim_values, uint64_
       if (v && *v) keys[nkeys++] = KEY(d, intern(r, &r->dims[d], v));
     }
 
-  /* Seconds always take the event; then its minute (or its hour when the minute is gone),
-   * and on up while the bucket that took it is already folded (see fold_bucket). */
-  int64_t sb = floor_div(t_us, WIDTH_US[G_SEC]);
-  if (retained(r, G_SEC, sb, r->hw_us)) add_event(r, claim_bucket(r, G_SEC, sb), G_SEC, keys, nkeys, user_hash, value_sum);
-  int g = retained(r, G_MIN, floor_div(t_us, WIDTH_US[G_MIN]), r->hw_us) ? G_MIN : G_HOUR;
-  for (; g < NGRAN; g++) {
+  /* An event goes to its hour directly only when its minute is gone or already folded;
+   * else the minute carries it into the hour later (see fold_minute). */
+  int64_t mb = floor_div(t_us, WIDTH_US[G_MIN]);
+  int to_min = retained(r, G_MIN, mb, r->hw_us), to_hour = 1;
+  if (to_min) {
+    bucket_t *mk = claim_bucket(r, G_MIN, mb);
+    if (!mk->n) add_pending(r, mb);
+    to_hour = (int)mk->folded;
+  }
+  for (int g = 0; g < NGRAN; g++) {
     int64_t b = floor_div(t_us, WIDTH_US[g]);
-    if (!retained(r, g, b, r->hw_us)) break;
-    bucket_t *bk = claim(r, g, b);
-    add_event(r, bk, g, keys, nkeys, user_hash, value_sum);
-    if (!FOLDS(g) || !bk->folded) break;
+    if ((g == G_MIN && !to_min) || (g == G_HOUR && !to_hour) || !retained(r, g, b, r->hw_us))
+      continue;
+    bucket_t *bk = claim_bucket(r, g, b);
+    int created;
+    cell_t *c = cell_get(r, bk, TOTAL_KEY, &created);
+    c->count++;
+    c->sum += value_sum;
+    cell_add_user(r, c, user_hash);
+    for (uint32_t k = 0; k < nkeys; k++) {
+      c = cell_get(r, bk, keys[k], &created);
+      c->count++;
+      c->sum += value_sum;
+      if (g == G_SEC) c->users = U_NONE; /* per-second dimension cells keep no users */
+      else cell_add_user(r, c, user_hash);
+    }
   }
   r->accepted++;
   if (r->max_bytes && (r->ring_bytes > r->max_bytes || r->starved)) enforce_budget(r);
@@ -676,22 +648,20 @@ static int64_t clamp_t(int64_t t) {
 
 typedef void (*visit_fn)(const bucket_t *bk, void *ctx);
 
-/* Call fn (unless NULL) on the pending buckets of the rings below g inside bucket b of
- * ring g: their events have not reached b's cells yet, while every folded bucket's have
- * (through its parent if that is folded too, else the parent is pending and visited).
- * Returns how many there are. */
-static int pending_within(const rollup_t *r, int g, int64_t b, visit_fn fn, void *ctx) {
-  int n = 0;
-  for (int k = G_MIN; k < g; k++)
-    for (uint32_t i = 0; i < r->npending[k]; i++) {
-      int64_t p = r->pending[k][i];
-      if (floor_div(p, WIDTH_US[g] / WIDTH_US[k]) != b) continue;
-      const bucket_t *bk = find_bucket(r, k, p, r->hw_us);
-      if (!bk || bk->folded) continue;
-      n++;
-      if (fn) fn(bk, ctx);
-    }
-  return n;
+/* Call fn on the pending minutes of hour h: their events are not yet in the hour's cells. */
+static void hour_pending(const rollup_t *r, int64_t h, visit_fn fn, void *ctx) {
+  for (uint32_t i = 0; i < r->npending; i++) {
+    int64_t m = r->pending[i];
+    if (floor_div(m, 60) != h) continue;
+    const bucket_t *bk = find_bucket(r, G_MIN, m, r->hw_us);
+    if (bk && !bk->folded) fn(bk, ctx);
+  }
+}
+
+static int hour_has_pending(const rollup_t *r, int64_t h) {
+  for (uint32_t i = 0; i < r->npending; i++)
+    if (floor_div(r->pending[i], 60) == h) return 1;
+  return 0;
 }
 
 /* Call fn on every held bucket of the greedy cover of [t0, t1) (see rollup.h), using
@@ -702,9 +672,9 @@ static void walk(const rollup_t *r, int gmin, int64_t t0, int64_t t1, visit_fn f
   int64_t hw = r->hw_us;
   t0 = clamp_t(t0);
   t1 = clamp_t(t1);
-  int64_t lo_b = floor_div(hw, WIDTH_US[G_DAY]) - r->ring[G_DAY].size + 1;
-  if (r->floor[G_DAY] > lo_b) lo_b = r->floor[G_DAY];
-  int64_t lo = lo_b * WIDTH_US[G_DAY];
+  int64_t lo_b = floor_div(hw, WIDTH_US[G_HOUR]) - r->ring[G_HOUR].size + 1;
+  if (r->floor[G_HOUR] > lo_b) lo_b = r->floor[G_HOUR];
+  int64_t lo = lo_b * WIDTH_US[G_HOUR];
   int64_t hi = (floor_div(hw, WIDTH_US[G_SEC]) + 1) * WIDTH_US[G_SEC];
   if (t0 < lo) t0 = lo;
   if (t1 > hi) t1 = hi;
@@ -713,18 +683,18 @@ static void walk(const rollup_t *r, int gmin, int64_t t0, int64_t t1, visit_fn f
   int64_t t = t0;
   while (t < t1) {
     int g = -1;
-    for (int k = G_DAY; k >= gmin && g < 0; k--) {
+    for (int k = G_HOUR; k >= gmin && g < 0; k--) {
       int64_t b = floor_div(t, WIDTH_US[k]);
       if (b * WIDTH_US[k] == t && t1 - t >= WIDTH_US[k] && retained(r, k, b, hw)) g = k;
     }
     for (int k = gmin; k < NGRAN && g < 0; k++)
       if (retained(r, k, floor_div(t, WIDTH_US[k]), hw)) g = k;
-    if (g < 0) break; /* cannot happen: t >= lo is inside the day ring */
+    if (g < 0) break; /* cannot happen: t >= lo is inside the hour ring */
     int64_t b = floor_div(t, WIDTH_US[g]);
     if (b * WIDTH_US[g] < *from) *from = b * WIDTH_US[g];
     const bucket_t *bk = find_bucket(r, g, b, hw);
     if (bk) fn(bk, ctx);
-    pending_within(r, g, b, fn, ctx);
+    if (g == G_HOUR) hour_pending(r, b, fn, ctx);
     t = (b + 1) * WIDTH_US[g];
   }
   *to = t;
@@ -809,7 +779,7 @@ int rollup_timeseries(const rollup_t *r, int gran_s, int64_t t0_us, int64_t t1_u
   }
   int64_t hw = r->hw_us;
   if (g < 0) {
-    for (int k = G_SEC; k <= G_HOUR && g < 0; k++) { /* days are for ranges, not points */
+    for (int k = G_SEC; k < NGRAN && g < 0; k++) {
       int64_t b0 = floor_div(t0_us, WIDTH_US[k]), b1 = floor_div(t1_us - 1, WIDTH_US[k]);
       if ((uint64_t)(b1 - b0) < cap && retained(r, k, b0, hw)) g = k;
     }
@@ -831,10 +801,10 @@ int rollup_timeseries(const rollup_t *r, int gran_s, int64_t t0_us, int64_t t1_u
     if (g == G_SEC && key != TOTAL_KEY) pt->uniques = ROLLUP_NA;
     if (absent) continue;
     const bucket_t *bk = find_bucket(r, g, b, hw);
-    if (pending_within(r, g, b, NULL, NULL)) {
+    if (g == G_HOUR && hour_has_pending(r, b)) {
       totals_ctx tc = {key, 0, 0, NULL};
       if (bk) visit_totals(bk, &tc);
-      pending_within(r, g, b, visit_totals, &tc);
+      hour_pending(r, b, visit_totals, &tc);
       pt->count = tc.count;
       pt->sum = tc.sum;
       pt->uniques = tc.users ? hll_count(tc.users) : 0;
@@ -1023,7 +993,7 @@ size_t rollup_serialize(const rollup_t *r, buf_t *out) {
   size_t start = out->len;
   buf_append(out, MAGIC, 4);
   buf_putc(out, ROLLUP_SERIAL_VERSION);
-  for (int g = 0; g < G_DAY; g++) put_varint(out, r->ring[g].size); /* days: derived */
+  for (int g = 0; g < NGRAN; g++) put_varint(out, r->ring[g].size);
   put_varint(out, r->max_values);
   put_varint(out, r->max_value_len);
   put_varint(out, (uint64_t)r->max_future_us);
@@ -1062,7 +1032,7 @@ size_t rollup_serialize(const rollup_t *r, buf_t *out) {
       else put_u64(out, (uint64_t)b);
       any = 1;
       prev = b;
-      if (FOLDS(g)) buf_putc(out, bk->folded ? 1 : 0);
+      if (g == G_MIN) buf_putc(out, bk->folded ? 1 : 0);
       put_varint(out, bk->n);
       for (uint32_t k = 0; k < bk->n; k++) {
         const cell_t *c = &bk->cells[k];
@@ -1166,7 +1136,7 @@ static int read_cell(reader_t *rd, rollup_t *r, int g, bucket_t *bk, uint32_t k)
   int want_none = g == G_SEC && key != TOTAL_KEY;
   if (kind == WIRE_NONE && want_none) {
     c->users = U_NONE;
-  } else if (kind == WIRE_NONE && g >= G_HOUR) {
+  } else if (kind == WIRE_NONE && g == G_HOUR) {
     c->users = U_FRESH;
   } else if (kind == WIRE_ONE && !want_none) {
     c->users = U_ONE;
@@ -1202,11 +1172,8 @@ static int read_ring(reader_t *rd, rollup_t *r, int g, int version) {
       b += (int64_t)delta;
     }
     if (rd->bad || b < first || b > last || b < r->floor[g]) return -1;
-    /* version 1: its minutes count as folded (their users follow at the end of the load),
-     * its hours not yet (they fold into days then) */
-    uint8_t folded = !FOLDS(g) ? 0 : version >= 2 ? get_u8(rd) : g == G_MIN;
-    if (folded > 1 || (FOLDS(g) && version >= 2 && !folded && r->npending[g] == PENDING_MAX))
-      return -1;
+    uint8_t folded = g == G_MIN && version >= 2 ? get_u8(rd) : 1;
+    if (folded > 1 || (!folded && r->npending == PENDING_MAX)) return -1;
     uint64_t ncells = get_varint(rd);
     /* a cell takes at least 11 bytes; the keys bound it too */
     if (rd->bad || ncells < 1 || ncells > (rd->n - rd->off) / 11 ||
@@ -1216,7 +1183,7 @@ static int read_ring(reader_t *rd, rollup_t *r, int g, int version) {
     for (uint32_t k = 0; k < ncells; k++)
       if (read_cell(rd, r, g, bk, k) < 0) return -1;
     bk->folded = folded;
-    if (FOLDS(g) && version >= 2 && !folded) r->pending[g][r->npending[g]++] = b;
+    if (!folded) r->pending[r->npending++] = b;
   }
   return 0;
 }
@@ -1231,15 +1198,15 @@ int rollup_deserialize(const void *p, size_t n, rollup_t **out) {
   rd.off = 4;
   int version = get_u8(&rd);
   if (version != 1 && version != ROLLUP_SERIAL_VERSION) goto fail;
-  uint64_t sizes[G_DAY], maxv, maxlen, fut, hw, counters[4], ndims; /* days: derived */
-  for (int g = 0; g < G_DAY; g++) sizes[g] = get_varint(&rd);
+  uint64_t sizes[NGRAN], maxv, maxlen, fut, hw, counters[4], ndims;
+  for (int g = 0; g < NGRAN; g++) sizes[g] = get_varint(&rd);
   maxv = get_varint(&rd);
   maxlen = get_varint(&rd);
   fut = get_varint(&rd);
   hw = get_u64(&rd);
   for (int i = 0; i < 4; i++) counters[i] = get_varint(&rd);
   uint64_t max_bytes = 0, budget_folded = 0, evicted[NGRAN] = {0};
-  int64_t floors[NGRAN] = {INT64_MIN, INT64_MIN, INT64_MIN, INT64_MIN};
+  int64_t floors[NGRAN] = {INT64_MIN, INT64_MIN, INT64_MIN};
   if (version >= 2) {
     max_bytes = get_varint(&rd);
     budget_folded = get_varint(&rd);
@@ -1258,7 +1225,7 @@ int rollup_deserialize(const void *p, size_t n, rollup_t **out) {
       (int64_t)hw < -HW_LIMIT)
     goto fail;
   /* 0 would mean "default" to rollup_new: reject it here so the header stays canonical */
-  for (int g = 0; g < G_DAY; g++)
+  for (int g = 0; g < NGRAN; g++)
     if (!sizes[g] || sizes[g] > UINT32_MAX) goto fail;
   if (!maxv || maxv > UINT32_MAX || !maxlen || maxlen > UINT32_MAX || !fut ||
       fut > INT64_MAX)
@@ -1315,18 +1282,13 @@ int rollup_deserialize(const void *p, size_t n, rollup_t **out) {
     }
   }
   rd.off = rings_start;
-  for (int g = 0; g < (version >= 2 ? NGRAN : G_DAY); g++) /* version 1: no days */
+  for (int g = 0; g < NGRAN; g++)
     if (read_ring(&rd, r, g, version) < 0) goto fail;
   if (rd.bad || rd.off != rd.n) goto fail;
-  if (version == 1) {
-    /* its hours hold the counts of their minutes, not yet the users; then they make the
-     * days (fold_bucket stops at an unfolded hour, as all of them are until the second
-     * pass) */
-    for (int g = G_MIN; g <= G_HOUR; g++) {
-      const ring_t *rg = &r->ring[g];
-      for (uint32_t i = 0; i < rg->size; i++)
-        if (rg->slots[i].n) fold_bucket(r, g, &rg->slots[i], g == G_HOUR);
-    }
+  if (version == 1) { /* its hours hold the counts of their minutes, not yet the users */
+    const ring_t *mr = &r->ring[G_MIN];
+    for (uint32_t i = 0; i < mr->size; i++)
+      if (mr->slots[i].n) fold_minute(r, &mr->slots[i], 0);
   }
   *out = r;
   return 0;

@@ -78,7 +78,6 @@ typedef struct rollup rollup_t;
 #define ROLLUP_NA UINT64_MAX /* uniques that the store does not keep */
 #define ROLLUP_SERIAL_VERSION 2
 #define ROLLUP_MIN_BYTES ((size_t)1 << 20)
-#define ROLLUP_NRINGS 4 /* seconds, minutes, hours, days */
 
 /* Granularities in seconds; ROLLUP_AUTO lets a query choose. */
 enum { ROLLUP_AUTO = 0, ROLLUP_SECOND = 1, ROLLUP_MINUTE = 60, ROLLUP_HOUR = 3600 };
@@ -215,12 +214,12 @@ typedef struct rollup_stats {
   size_t values;            /* interned values, all dimensions */
   size_t cells, sketches;   /* live cells; of them, those holding an hll_t */
   size_t bytes;             /* heap bytes held (allocator overhead not included) */
-  size_t ring_bytes[ROLLUP_NRINGS]; /* of which in the second, minute, hour and day rings */
-  size_t budget_bytes;      /* what the budget counts: the rings (tracked per change) */
+  size_t ring_bytes[3];     /* of which in the second, minute and hour rings */
+  size_t budget_bytes;      /* what the budget counts: the three rings (tracked per change) */
   size_t max_bytes;         /* the budget, 0 for none */
-  uint64_t evicted[ROLLUP_NRINGS]; /* buckets given up to the budget, per ring */
+  uint64_t evicted[3];      /* buckets given up to the budget: seconds, minutes, hours */
   uint64_t budget_folded;   /* values folded into "(other)" at the bound (also in folded) */
-  int64_t held_from_us[ROLLUP_NRINGS]; /* start of the oldest bucket each ring may hold: the
+  int64_t held_from_us[3];  /* start of the oldest bucket each ring may hold now: the
                                window, or later where the budget cut it */
 } rollup_stats_t;
 
@@ -232,13 +231,12 @@ void rollup_stats(const rollup_t *r, rollup_stats_t *out);
  *   "SLRU", u8 version; varints: second_ring, minute_ring, hour_ring, max_values,
  *   max_value_len, max_future_us; i64 hw_us (8 bytes LE); varints: accepted,
  *   rejected_future, rejected_old, folded, max_bytes, budget_folded; per ring (second,
- *   minute, hour, day): varint buckets evicted, u8 1 + i64 oldest bucket the budget leaves it,
+ *   minute, hour): varint buckets evicted, u8 1 + i64 oldest bucket the budget leaves it,
  *   or u8 0; varint ndims, per dimension: varint len + name, varint nvalues, each value
  *   varint len + bytes (value 0 is "(other)");
- *   then per ring (second, minute, hour, day; the day ring holds hour_ring / 24 + 2 days):
- *   varint nbuckets, buckets oldest first: the first bucket number as i64, later ones as
- *   varint delta >= 1; minutes and hours only: u8 1 when added into the next ring, 0 when
- *   pending (at most 4 per ring); varint ncells; per cell:
+ *   then per ring (second, minute, hour): varint nbuckets, buckets oldest first: the first
+ *   bucket number as i64, later ones as varint delta >= 1; minutes only: u8 1 when added
+ *   into its hour, 0 when pending (at most 4); varint ncells; per cell:
  *   varint key (0 total, else (dim + 1) << 24 | value id), varint count >= 1, f64 sum
  *   (8 bytes LE), u8 user kind (1 one hash: u64 follows; 2 sketch: varint len + hll
  *   encoding; 3 none, only for per-second dimension cells). Varints are LEB128, minimal.

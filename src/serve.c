@@ -112,7 +112,7 @@ static void metrics_reply(server_t *s, http_req_t *r) {
       {"sluice_process_lag_events", "Durable events not processed yet.", (double)(end > ps.offset ? end - ps.offset : 0)},
       {"sluice_rollup_bytes", "Heap bytes of the rollups (events and sessions).", (double)(re.bytes + rs.bytes)},
       {"sluice_rollup_evicted_buckets", "Rollup buckets given up to rollup-max-bytes (events and sessions).",
-       (double)(re.evicted[0] + re.evicted[1] + re.evicted[2] + re.evicted[3] + rs.evicted[0] + rs.evicted[1] + rs.evicted[2] + rs.evicted[3])},
+       (double)(re.evicted[0] + re.evicted[1] + re.evicted[2] + rs.evicted[0] + rs.evicted[1] + rs.evicted[2])},
       {"sluice_rollup_budget_folded", "Dimension values counted as \"(other)\" because rollup-max-bytes was reached.",
        (double)(re.budget_folded + rs.budget_folded)},
       {"sluice_rollup_minutes_from_seconds", "Unix time of the oldest minute the events rollup still holds.",
