@@ -20,12 +20,15 @@
 #define KIND_SPARSE 1
 #define KIND_DENSE 2
 
+#define INLINE_SLOTS 8 /* the first table lives in the struct: one allocation per small sketch */
+
 struct hll {
-  uint32_t *sparse; /* owned; open-addressing table of cap slots (8 growing by half, or 0):
-                       entries idx25 << 6 | rank, one per idx25, 0 an empty slot; NULL if
-                       dense or never added to */
+  uint32_t *sparse; /* open-addressing table of cap slots (8 growing by half, or 0): entries
+                       idx25 << 6 | rank, one per idx25, 0 an empty slot; NULL if dense or
+                       never added to; owned unless it is small[] */
   uint8_t *dense;   /* owned; HLL_DENSE_BYTES + 1 pad byte (two-byte register access); or NULL */
   uint32_t n, cap;  /* sparse entries held / table slots */
+  uint32_t small[INLINE_SLOTS];
 };
 
 /* ---- Registers ---- */
@@ -80,12 +83,16 @@ static inline void fold_entry(uint8_t *d, uint32_t e) {
   reg_max(d, idx, rank);
 }
 
+static void free_table(hll_t *h) {
+  if (h->sparse != h->small) free(h->sparse);
+  h->sparse = NULL;
+}
+
 static void to_dense(hll_t *h) {
   uint8_t *d = xcalloc(1, HLL_DENSE_BYTES + 1);
   for (uint32_t k = 0; k < h->cap; k++)
     if (h->sparse[k]) fold_entry(d, h->sparse[k]);
-  free(h->sparse);
-  h->sparse = NULL;
+  free_table(h);
   h->n = h->cap = 0;
   h->dense = d;
 }
@@ -101,16 +108,16 @@ static inline uint32_t table_find(const uint32_t *t, uint32_t cap, uint32_t idx2
 
 /* The table size after cap (0: the first). */
 static inline uint32_t table_next(uint32_t cap) {
-  if (!cap) return 8;
+  if (!cap) return INLINE_SLOTS;
   return cap + cap / 2 < TABLE_MAX ? cap + cap / 2 : TABLE_MAX;
 }
 
 /* Rehash sparse h into a table of cap slots. */
 static void table_resize(hll_t *h, uint32_t cap) {
-  uint32_t *t = xcalloc(cap, sizeof *t);
+  uint32_t *t = cap == INLINE_SLOTS ? h->small : xcalloc(cap, sizeof *t);
   for (uint32_t k = 0; k < h->cap; k++)
     if (h->sparse[k]) t[table_find(t, cap, h->sparse[k] >> 6)] = h->sparse[k];
-  free(h->sparse);
+  free_table(h);
   h->sparse = t;
   h->cap = cap;
 }
@@ -181,7 +188,7 @@ hll_t *hll_new_dense(void) {
 
 void hll_free(hll_t *h) {
   if (!h) return;
-  free(h->sparse);
+  free_table(h);
   free(h->dense);
   free(h);
 }
@@ -192,7 +199,7 @@ hll_t *hll_clone(const hll_t *h) {
     c->dense = xmalloc(HLL_DENSE_BYTES + 1);
     memcpy(c->dense, h->dense, HLL_DENSE_BYTES + 1);
   } else if (h->cap) {
-    c->sparse = xmalloc((size_t)h->cap * sizeof *c->sparse);
+    c->sparse = h->cap == INLINE_SLOTS ? c->small : xmalloc((size_t)h->cap * sizeof *c->sparse);
     memcpy(c->sparse, h->sparse, (size_t)h->cap * sizeof *c->sparse);
     c->n = h->n;
     c->cap = h->cap;
@@ -307,7 +314,8 @@ int hll_merge(hll_t *dst, const hll_t *src) {
 /* ---- Introspection ---- */
 
 size_t hll_bytes(const hll_t *h) {
-  return sizeof *h + (h->dense ? HLL_DENSE_BYTES + 1 : (size_t)h->cap * sizeof *h->sparse);
+  size_t table = h->cap > INLINE_SLOTS ? (size_t)h->cap * sizeof *h->sparse : 0;
+  return sizeof *h + (h->dense ? HLL_DENSE_BYTES + 1 : table);
 }
 
 int hll_is_dense(const hll_t *h) { return h->dense != NULL; }
@@ -395,7 +403,7 @@ int hll_deserialize(const void *p, size_t n, hll_t **out) {
     } else if (count) {
       uint32_t cap = table_next(0);
       while (count * 4 > cap * 3) cap = table_next(cap);
-      h->sparse = xcalloc(cap, sizeof *h->sparse);
+      h->sparse = cap == INLINE_SLOTS ? h->small : xcalloc(cap, sizeof *h->sparse);
       h->cap = cap;
     }
     uint32_t prev = 0;

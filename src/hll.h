@@ -92,7 +92,8 @@ int hll_merge(hll_t *dst, const hll_t *src);
 /* ---- Introspection ---- */
 
 /* Heap bytes h holds: the struct plus its allocated array (allocator overhead not
- * included). 24 + 4 x (table slots) while sparse, 24 + 12289 once dense. */
+ * included): the struct (56 bytes, the first 8 table slots inside it), plus 4 x (table
+ * slots) once the table outgrows it while sparse, or 12289 once dense. */
 size_t hll_bytes(const hll_t *h);
 /* 1 when h uses the dense registers, 0 while sparse. */
 int hll_is_dense(const hll_t *h);
