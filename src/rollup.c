@@ -1,6 +1,7 @@
 /* rollup: rings of time buckets holding per-dimension-value cells (see rollup.h for the
  * design, the query semantics and the snapshot encoding). */
 #include "rollup.h"
+#include "rollup_int.h"
 
 #include <errno.h>
 #include <math.h>
@@ -12,92 +13,9 @@
 #include "util/clock.h"
 #include "util/mem.h"
 
-#define NGRAN 3
-enum { G_SEC, G_MIN, G_HOUR };
-static const int64_t WIDTH_US[NGRAN] = {1000000, 60000000, 3600000000};
 static const int WIDTH_S[NGRAN] = {1, 60, 3600};
 
-/* Who a cell's unique users are. */
-enum { U_FRESH, U_ONE, U_HLL, U_NONE };
-
-#define TOTAL_KEY 0u
-#define KEY(dim, id) ((uint32_t)((dim) + 1) << 24 | (uint32_t)(id))
-#define KEY_DIM(key) ((int)((key) >> 24) - 1)
-#define KEY_ID(key) ((key) & 0xffffffu)
-
-/* Bounds that keep every size and every time computation far from overflow. */
-#define HW_LIMIT ((int64_t)1 << 60)
-#define MAX_VALUES 1000000u
-/* Minutes with events not yet added into their hours: the newest ones. */
-#define PENDING_MAX 4
-
-typedef struct cell {
-  uint32_t key;   /* TOTAL_KEY or KEY(dim, id) */
-  uint32_t users; /* U_* */
-  uint64_t count;
-  double sum;
-  union {
-    uint64_t hash; /* U_ONE */
-    hll_t *hll;    /* U_HLL, owned */
-  } u;
-} cell_t;
-
-typedef struct bucket {
-  int64_t idx;      /* bucket number (t / width); meaningful while n > 0 */
-  cell_t *cells;    /* owned; cells[0] is the total once n > 0 */
-  uint32_t *tab;    /* owned; open addressing, cell index + 1, 0 = empty */
-  uint32_t n, cap;  /* cells used / allocated */
-  uint32_t tbits;   /* tab has 1 << tbits slots (0: no table yet) */
-  uint32_t folded;  /* minutes: 1 once added into the hour's cells (then late events go to
-                       both), 0 while pending */
-} bucket_t;
-
-typedef struct ring {
-  bucket_t *slots; /* owned; bucket b lives in slot b mod size */
-  uint32_t size;
-} ring_t;
-
-typedef struct dim {
-  char *name;      /* owned */
-  char **vals;     /* owned strings; vals[0] = "(other)" */
-  uint32_t *vlen;
-  uint32_t *vhash; /* low 32 bits of each value's XXH3 */
-  uint32_t n, cap;
-  uint32_t *tab;   /* open addressing, value id + 1 */
-  uint32_t tbits;
-} dim_t;
-
-struct rollup {
-  dim_t dims[ROLLUP_MAX_DIMS];
-  uint32_t ndims;
-  ring_t ring[NGRAN];
-  uint32_t max_values, max_value_len;
-  int64_t max_future_us;
-  int64_t hw_us; /* max(clock, newest accepted event), as of the last add or advance */
-  int64_t (*now_us)(void *ctx);
-  void *now_ctx;
-  uint64_t accepted, rejected_future, rejected_old, folded;
-  int64_t pending[PENDING_MAX]; /* unfolded minute buckets, oldest first */
-  uint32_t npending;
-  /* Memory budget (see rollup.h): ring_bytes is kept up to date by every change to a
-   * bucket; floor[g] is the oldest bucket of ring g the budget still lets it hold. */
-  size_t max_bytes, ring_bytes;
-  int64_t floor[NGRAN];
-  uint64_t evicted[NGRAN], budget_folded;
-  int starved; /* at the bound with every window at its minimum: new values fold */
-};
-
 /* ---- Small helpers ---- */
-
-static int64_t floor_div(int64_t a, int64_t b) {
-  int64_t q = a / b;
-  return (a % b != 0 && a < 0) ? q - 1 : q;
-}
-
-static uint32_t ring_slot(int64_t a, uint32_t m) {
-  int64_t r = a % (int64_t)m;
-  return (uint32_t)(r < 0 ? r + m : r);
-}
 
 static int64_t wall_now(void *ctx) {
   (void)ctx;
@@ -110,19 +28,6 @@ static int64_t now_of(const rollup_t *r) {
   if (now > HW_LIMIT / 2) now = HW_LIMIT / 2;
   if (now < -HW_LIMIT / 2) now = -HW_LIMIT / 2;
   return now;
-}
-
-/* Is bucket b of granularity g inside its ring's window (relative to hw)? Buckets newer
- * than hw are inside too (and empty). */
-static int retained(const rollup_t *r, int g, int64_t b, int64_t hw) {
-  return b > floor_div(hw, WIDTH_US[g]) - (int64_t)r->ring[g].size && b >= r->floor[g];
-}
-
-/* The bucket b of granularity g if the store holds it, else NULL (empty or gone). */
-static const bucket_t *find_bucket(const rollup_t *r, int g, int64_t b, int64_t hw) {
-  if (!retained(r, g, b, hw)) return NULL;
-  const bucket_t *bk = &r->ring[g].slots[ring_slot(b, r->ring[g].size)];
-  return bk->n && bk->idx == b ? bk : NULL;
 }
 
 static inline uint32_t slot_of(uint32_t key, uint32_t bits) {
@@ -143,7 +48,7 @@ static size_t value_len(const rollup_t *r, const char *s) {
 }
 
 /* Value id of s[0..len) in d, or -1. *slot gets the table slot where it would go. */
-static int64_t dim_find(const dim_t *d, const char *s, size_t len, uint32_t h, uint32_t *slot) {
+int64_t rollup_dim_find(const dim_t *d, const char *s, size_t len, uint32_t h, uint32_t *slot) {
   uint32_t mask = (1u << d->tbits) - 1, i = slot_of(h, d->tbits);
   for (;; i = (i + 1) & mask) {
     uint32_t e = d->tab[i];
@@ -168,7 +73,7 @@ static void dim_grow_table(dim_t *d) {
 }
 
 /* Append s[0..len) (known absent) as a new value; returns its id. */
-static uint32_t dim_insert(dim_t *d, const char *s, size_t len, uint32_t h) {
+uint32_t rollup_dim_insert(dim_t *d, const char *s, size_t len, uint32_t h) {
   if ((uint64_t)(d->n + 1) * 4 > ((uint64_t)1 << d->tbits) * 3) dim_grow_table(d);
   if (d->n == d->cap) {
     d->cap = d->cap ? d->cap * 2 : 16;
@@ -180,7 +85,7 @@ static uint32_t dim_insert(dim_t *d, const char *s, size_t len, uint32_t h) {
   d->vals[id] = xstrndup(s, len);
   d->vlen[id] = (uint32_t)len;
   d->vhash[id] = h;
-  dim_find(d, s, len, h, &slot); /* not present: finds the empty slot */
+  rollup_dim_find(d, s, len, h, &slot); /* not present: finds the empty slot */
   d->tab[slot] = id + 1;
   return id;
 }
@@ -188,7 +93,7 @@ static uint32_t dim_insert(dim_t *d, const char *s, size_t len, uint32_t h) {
 static uint32_t intern(rollup_t *r, dim_t *d, const char *s) {
   size_t len = value_len(r, s);
   uint32_t h = (uint32_t)XXH3_64bits(s, len);
-  int64_t id = dim_find(d, s, len, h, NULL);
+  int64_t id = rollup_dim_find(d, s, len, h, NULL);
   if (id >= 0) return (uint32_t)id;
   if (d->n > r->max_values) { /* full: max_values real values plus "(other)" */
     r->folded++;
@@ -199,7 +104,7 @@ static uint32_t intern(rollup_t *r, dim_t *d, const char *s) {
     r->budget_folded++;
     return 0;
   }
-  return dim_insert(d, s, len, h);
+  return rollup_dim_insert(d, s, len, h);
 }
 
 static void dim_free(dim_t *d) {
@@ -263,7 +168,7 @@ static const cell_t *bucket_cell(const bucket_t *bk, uint32_t key) {
 }
 
 /* The cell of key in bk; *created says whether it was just added (zeroed, U_FRESH). */
-static cell_t *cell_get(rollup_t *r, bucket_t *bk, uint32_t key, int *created) {
+cell_t *rollup_cell_get(rollup_t *r, bucket_t *bk, uint32_t key, int *created) {
   uint32_t mask = (1u << bk->tbits) - 1, i = slot_of(key, bk->tbits);
   for (;; i = (i + 1) & mask) {
     uint32_t e = bk->tab[i];
@@ -321,16 +226,15 @@ static void cell_add_user(rollup_t *r, cell_t *c, uint64_t hash) {
  * already hold the counts); marks mk folded. Hour cells get their events this way, one
  * merge per minute and cell, rather than a second cell update and a bigger sketch insert
  * per event. */
-static bucket_t *claim_bucket(rollup_t *r, int g, int64_t b);
-static void fold_minute(rollup_t *r, bucket_t *mk, int with_counts) {
+void rollup_fold_minute(rollup_t *r, bucket_t *mk, int with_counts) {
   int64_t h = floor_div(mk->idx, 60);
   mk->folded = 1;
   if (!retained(r, G_HOUR, h, r->hw_us)) return;
-  bucket_t *hk = claim_bucket(r, G_HOUR, h);
+  bucket_t *hk = rollup_claim_bucket(r, G_HOUR, h);
   for (uint32_t i = 0; i < mk->n; i++) {
     const cell_t *c = &mk->cells[i];
     int created;
-    cell_t *hc = with_counts ? cell_get(r, hk, c->key, &created) : (cell_t *)bucket_cell(hk, c->key);
+    cell_t *hc = with_counts ? rollup_cell_get(r, hk, c->key, &created) : (cell_t *)bucket_cell(hk, c->key);
     if (!hc) continue;
     if (with_counts) {
       hc->count += c->count;
@@ -359,7 +263,7 @@ static void fold_minute(rollup_t *r, bucket_t *mk, int with_counts) {
 static void fold_pending(rollup_t *r, uint32_t i) {
   int64_t b = r->pending[i];
   bucket_t *bk = &r->ring[G_MIN].slots[ring_slot(b, r->ring[G_MIN].size)];
-  if (bk->n && bk->idx == b && !bk->folded) fold_minute(r, bk, 1);
+  if (bk->n && bk->idx == b && !bk->folded) rollup_fold_minute(r, bk, 1);
   memmove(&r->pending[i], &r->pending[i + 1], (r->npending - i - 1) * sizeof *r->pending);
   r->npending--;
 }
@@ -372,7 +276,7 @@ static void close_minute(rollup_t *r, bucket_t *bk) {
       fold_pending(r, i);
       return;
     }
-  fold_minute(r, bk, 1); /* not reached: an unfolded minute is always pending */
+  rollup_fold_minute(r, bk, 1); /* not reached: an unfolded minute is always pending */
 }
 
 /* A new minute bucket b has just been claimed: list it as pending, folding the oldest
@@ -384,7 +288,7 @@ static void add_pending(rollup_t *r, int64_t b) {
 
 /* The bucket b of granularity g, claimed (its slot emptied of an older bucket) if needed.
  * The caller has checked that b is inside the window. */
-static bucket_t *claim_bucket(rollup_t *r, int g, int64_t b) {
+bucket_t *rollup_claim_bucket(rollup_t *r, int g, int64_t b) {
   bucket_t *bk = &r->ring[g].slots[ring_slot(b, r->ring[g].size)];
   if (bk->n && bk->idx == b) return bk;
   if (g == G_MIN) close_minute(r, bk);
@@ -440,7 +344,7 @@ rollup_t *rollup_new(const rollup_opts_t *opts) {
     d->name = xstrdup(opts->dims[i]);
     dim_grow_table(d);
     const char *other = ROLLUP_OTHER;
-    dim_insert(d, other, strlen(other), (uint32_t)XXH3_64bits(other, strlen(other)));
+    rollup_dim_insert(d, other, strlen(other), (uint32_t)XXH3_64bits(other, strlen(other)));
   }
   r->hw_us = now_of(r);
   return r;
@@ -562,11 +466,11 @@ int rollup_add(rollup_t *r, int64_t t_us, const char *const *dim_values, uint64_
     }
 
   /* An event goes to its hour directly only when its minute is gone or already folded;
-   * else the minute carries it into the hour later (see fold_minute). */
+   * else the minute carries it into the hour later (see rollup_fold_minute). */
   int64_t mb = floor_div(t_us, WIDTH_US[G_MIN]);
   int to_min = retained(r, G_MIN, mb, r->hw_us), to_hour = 1;
   if (to_min) {
-    bucket_t *mk = claim_bucket(r, G_MIN, mb);
+    bucket_t *mk = rollup_claim_bucket(r, G_MIN, mb);
     if (!mk->n) add_pending(r, mb);
     to_hour = (int)mk->folded;
   }
@@ -574,14 +478,14 @@ int rollup_add(rollup_t *r, int64_t t_us, const char *const *dim_values, uint64_
     int64_t b = floor_div(t_us, WIDTH_US[g]);
     if ((g == G_MIN && !to_min) || (g == G_HOUR && !to_hour) || !retained(r, g, b, r->hw_us))
       continue;
-    bucket_t *bk = claim_bucket(r, g, b);
+    bucket_t *bk = rollup_claim_bucket(r, g, b);
     int created;
-    cell_t *c = cell_get(r, bk, TOTAL_KEY, &created);
+    cell_t *c = rollup_cell_get(r, bk, TOTAL_KEY, &created);
     c->count++;
     c->sum += value_sum;
     cell_add_user(r, c, user_hash);
     for (uint32_t k = 0; k < nkeys; k++) {
-      c = cell_get(r, bk, keys[k], &created);
+      c = rollup_cell_get(r, bk, keys[k], &created);
       c->count++;
       c->sum += value_sum;
       if (g == G_SEC) c->users = U_NONE; /* per-second dimension cells keep no users */
@@ -609,7 +513,7 @@ static int filter_key(const rollup_t *r, const rollup_filter_t *f, size_t nf, ui
   if (d < 0) return -EINVAL;
   const dim_t *dm = &r->dims[d];
   size_t len = value_len(r, f[0].value);
-  int64_t id = dim_find(dm, f[0].value, len, (uint32_t)XXH3_64bits(f[0].value, len), NULL);
+  int64_t id = rollup_dim_find(dm, f[0].value, len, (uint32_t)XXH3_64bits(f[0].value, len), NULL);
   if (id < 0 || len == 0) *absent = 1;
   else *key = KEY(d, id);
   return 0;
@@ -963,336 +867,3 @@ void rollup_stats(const rollup_t *r, rollup_stats_t *out) {
   out->bytes = bytes;
 }
 
-/* ---- Snapshot ---- */
-
-static const char MAGIC[4] = {'S', 'L', 'R', 'U'};
-enum { WIRE_ONE = 1, WIRE_HLL = 2, WIRE_NONE = 3 };
-
-static void put_varint(buf_t *b, uint64_t v) {
-  uint8_t tmp[10];
-  size_t n = 0;
-  do {
-    tmp[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-    v >>= 7;
-  } while (v);
-  buf_append(b, tmp, n);
-}
-
-static void put_u64(buf_t *b, uint64_t v) {
-  uint8_t tmp[8];
-  for (int i = 0; i < 8; i++) tmp[i] = (uint8_t)(v >> (8 * i));
-  buf_append(b, tmp, 8);
-}
-
-static void put_bytes(buf_t *b, const char *s, size_t n) {
-  put_varint(b, n);
-  buf_append(b, s, n);
-}
-
-size_t rollup_serialize(const rollup_t *r, buf_t *out) {
-  size_t start = out->len;
-  buf_append(out, MAGIC, 4);
-  buf_putc(out, ROLLUP_SERIAL_VERSION);
-  for (int g = 0; g < NGRAN; g++) put_varint(out, r->ring[g].size);
-  put_varint(out, r->max_values);
-  put_varint(out, r->max_value_len);
-  put_varint(out, (uint64_t)r->max_future_us);
-  put_u64(out, (uint64_t)r->hw_us);
-  put_varint(out, r->accepted);
-  put_varint(out, r->rejected_future);
-  put_varint(out, r->rejected_old);
-  put_varint(out, r->folded);
-  put_varint(out, r->max_bytes);
-  put_varint(out, r->budget_folded);
-  for (int g = 0; g < NGRAN; g++) {
-    put_varint(out, r->evicted[g]);
-    buf_putc(out, r->floor[g] != INT64_MIN);
-    if (r->floor[g] != INT64_MIN) put_u64(out, (uint64_t)r->floor[g]);
-  }
-  put_varint(out, r->ndims);
-  for (uint32_t i = 0; i < r->ndims; i++) {
-    const dim_t *d = &r->dims[i];
-    put_bytes(out, d->name, strlen(d->name));
-    put_varint(out, d->n);
-    for (uint32_t k = 0; k < d->n; k++) put_bytes(out, d->vals[k], d->vlen[k]);
-  }
-  buf_t sketch = BUF_INIT;
-  for (int g = 0; g < NGRAN; g++) {
-    const ring_t *rg = &r->ring[g];
-    int64_t last = floor_div(r->hw_us, WIDTH_US[g]), first = last - rg->size + 1;
-    uint64_t nb = 0;
-    for (int64_t b = first; b <= last; b++) nb += find_bucket(r, g, b, r->hw_us) != NULL;
-    put_varint(out, nb);
-    int64_t prev = 0;
-    int any = 0;
-    for (int64_t b = first; b <= last; b++) {
-      const bucket_t *bk = find_bucket(r, g, b, r->hw_us);
-      if (!bk) continue;
-      if (any) put_varint(out, (uint64_t)(b - prev));
-      else put_u64(out, (uint64_t)b);
-      any = 1;
-      prev = b;
-      if (g == G_MIN) buf_putc(out, bk->folded ? 1 : 0);
-      put_varint(out, bk->n);
-      for (uint32_t k = 0; k < bk->n; k++) {
-        const cell_t *c = &bk->cells[k];
-        uint64_t sum;
-        memcpy(&sum, &c->sum, 8);
-        put_varint(out, c->key);
-        put_varint(out, c->count);
-        put_u64(out, sum);
-        if (c->users == U_ONE) {
-          buf_putc(out, WIRE_ONE);
-          put_u64(out, c->u.hash);
-        } else if (c->users == U_HLL) {
-          buf_putc(out, WIRE_HLL);
-          buf_reset(&sketch);
-          hll_serialize(c->u.hll, &sketch);
-          put_bytes(out, sketch.data, sketch.len);
-        } else {
-          buf_putc(out, WIRE_NONE);
-        }
-      }
-    }
-  }
-  buf_free(&sketch);
-  return out->len - start;
-}
-
-typedef struct {
-  const uint8_t *p;
-  size_t n, off;
-  int bad;
-} reader_t;
-
-static uint64_t get_varint(reader_t *rd) {
-  uint64_t v = 0;
-  for (int shift = 0; !rd->bad; shift += 7) {
-    if (rd->off >= rd->n || shift > 63) break;
-    uint8_t byte = rd->p[rd->off++];
-    if (shift == 63 && byte > 1) break;
-    v |= (uint64_t)(byte & 0x7f) << shift;
-    if (!(byte & 0x80)) {
-      if (byte == 0 && shift > 0) break; /* overlong */
-      return v;
-    }
-  }
-  rd->bad = 1;
-  return 0;
-}
-
-static uint64_t get_u64(reader_t *rd) {
-  if (rd->bad || rd->n - rd->off < 8) {
-    rd->bad = 1;
-    return 0;
-  }
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v |= (uint64_t)rd->p[rd->off + i] << (8 * i);
-  rd->off += 8;
-  return v;
-}
-
-static uint8_t get_u8(reader_t *rd) {
-  if (rd->bad || rd->off >= rd->n) {
-    rd->bad = 1;
-    return 0;
-  }
-  return rd->p[rd->off++];
-}
-
-/* A length-prefixed byte string of 1..max bytes without NUL; NULL (and bad) otherwise. */
-static const char *get_str(reader_t *rd, size_t max, size_t *len) {
-  uint64_t n = get_varint(rd);
-  if (rd->bad || n < 1 || n > max || n > rd->n - rd->off) {
-    rd->bad = 1;
-    return NULL;
-  }
-  const char *s = (const char *)rd->p + rd->off;
-  if (memchr(s, 0, n)) {
-    rd->bad = 1;
-    return NULL;
-  }
-  rd->off += n;
-  *len = n;
-  return s;
-}
-
-static int read_cell(reader_t *rd, rollup_t *r, int g, bucket_t *bk, uint32_t k) {
-  uint64_t key = get_varint(rd), count = get_varint(rd), sumbits = get_u64(rd);
-  uint8_t kind = get_u8(rd);
-  if (rd->bad || key > UINT32_MAX || count < 1) return -1;
-  if ((k == 0) != (key == TOTAL_KEY)) return -1;
-  if (key != TOTAL_KEY) {
-    int d = KEY_DIM((uint32_t)key);
-    if (d < 0 || (uint32_t)d >= r->ndims || KEY_ID((uint32_t)key) >= r->dims[d].n) return -1;
-  }
-  int created;
-  cell_t *c = cell_get(r, bk, (uint32_t)key, &created);
-  if (!created) return -1;
-  c->count = count;
-  memcpy(&c->sum, &sumbits, 8);
-  /* per-second dimension cells never have users, minute cells and second totals always;
-   * hour cells get theirs as their minutes fold, or directly for old events */
-  int want_none = g == G_SEC && key != TOTAL_KEY;
-  if (kind == WIRE_NONE && want_none) {
-    c->users = U_NONE;
-  } else if (kind == WIRE_NONE && g == G_HOUR) {
-    c->users = U_FRESH;
-  } else if (kind == WIRE_ONE && !want_none) {
-    c->users = U_ONE;
-    c->u.hash = get_u64(rd);
-  } else if (kind == WIRE_HLL && !want_none) {
-    uint64_t len = get_varint(rd);
-    hll_t *h = NULL;
-    if (rd->bad || len > rd->n - rd->off || hll_deserialize(rd->p + rd->off, len, &h) < 0)
-      return -1;
-    rd->off += len;
-    c->users = U_HLL;
-    c->u.hll = h;
-    r->ring_bytes += hll_bytes(h);
-  } else {
-    return -1;
-  }
-  return rd->bad ? -1 : 0;
-}
-
-/* Reads one ring of a version-1 or 2 encoding. */
-static int read_ring(reader_t *rd, rollup_t *r, int g, int version) {
-  const ring_t *rg = &r->ring[g];
-  int64_t last = floor_div(r->hw_us, WIDTH_US[g]), first = last - rg->size + 1;
-  uint64_t nb = get_varint(rd);
-  if (rd->bad || nb > rg->size) return -1;
-  int64_t b = 0;
-  for (uint64_t i = 0; i < nb; i++) {
-    if (i == 0) {
-      b = (int64_t)get_u64(rd);
-    } else {
-      uint64_t delta = get_varint(rd);
-      if (delta < 1 || delta > (uint64_t)(last - b)) return -1;
-      b += (int64_t)delta;
-    }
-    if (rd->bad || b < first || b > last || b < r->floor[g]) return -1;
-    uint8_t folded = g == G_MIN && version >= 2 ? get_u8(rd) : 1;
-    if (folded > 1 || (!folded && r->npending == PENDING_MAX)) return -1;
-    uint64_t ncells = get_varint(rd);
-    /* a cell takes at least 11 bytes; the keys bound it too */
-    if (rd->bad || ncells < 1 || ncells > (rd->n - rd->off) / 11 ||
-        ncells > 1 + (uint64_t)r->ndims * (r->max_values + 1))
-      return -1;
-    bucket_t *bk = claim_bucket(r, g, b);
-    for (uint32_t k = 0; k < ncells; k++)
-      if (read_cell(rd, r, g, bk, k) < 0) return -1;
-    bk->folded = folded;
-    if (!folded) r->pending[r->npending++] = b;
-  }
-  return 0;
-}
-
-int rollup_deserialize(const void *p, size_t n, rollup_t **out) {
-  if (!out) return -EINVAL;
-  *out = NULL;
-  if (!p && n) return -EINVAL;
-  reader_t rd = {p, n, 0, 0};
-  rollup_t *r = NULL;
-  if (n < 5 || memcmp(p, MAGIC, 4) != 0) goto fail;
-  rd.off = 4;
-  int version = get_u8(&rd);
-  if (version != 1 && version != ROLLUP_SERIAL_VERSION) goto fail;
-  uint64_t sizes[NGRAN], maxv, maxlen, fut, hw, counters[4], ndims;
-  for (int g = 0; g < NGRAN; g++) sizes[g] = get_varint(&rd);
-  maxv = get_varint(&rd);
-  maxlen = get_varint(&rd);
-  fut = get_varint(&rd);
-  hw = get_u64(&rd);
-  for (int i = 0; i < 4; i++) counters[i] = get_varint(&rd);
-  uint64_t max_bytes = 0, budget_folded = 0, evicted[NGRAN] = {0};
-  int64_t floors[NGRAN] = {INT64_MIN, INT64_MIN, INT64_MIN};
-  if (version >= 2) {
-    max_bytes = get_varint(&rd);
-    budget_folded = get_varint(&rd);
-    for (int g = 0; g < NGRAN; g++) {
-      evicted[g] = get_varint(&rd);
-      uint8_t has_floor = get_u8(&rd);
-      if (has_floor > 1) goto fail;
-      if (has_floor) floors[g] = (int64_t)get_u64(&rd);
-      /* INT64_MIN means none; far floors would overflow bucket arithmetic */
-      if (has_floor && (floors[g] <= -HW_LIMIT || floors[g] > HW_LIMIT)) goto fail;
-    }
-    if (max_bytes > SIZE_MAX || (max_bytes && max_bytes < ROLLUP_MIN_BYTES)) goto fail;
-  }
-  ndims = get_varint(&rd);
-  if (rd.bad || ndims < 1 || ndims > ROLLUP_MAX_DIMS || (int64_t)hw > HW_LIMIT ||
-      (int64_t)hw < -HW_LIMIT)
-    goto fail;
-  /* 0 would mean "default" to rollup_new: reject it here so the header stays canonical */
-  for (int g = 0; g < NGRAN; g++)
-    if (!sizes[g] || sizes[g] > UINT32_MAX) goto fail;
-  if (!maxv || maxv > UINT32_MAX || !maxlen || maxlen > UINT32_MAX || !fut ||
-      fut > INT64_MAX)
-    goto fail;
-  char names[ROLLUP_MAX_DIMS][ROLLUP_MAX_DIM_NAME + 1];
-  const char *name_ptrs[ROLLUP_MAX_DIMS];
-  size_t value_starts[ROLLUP_MAX_DIMS];
-  /* Names come first in each dimension's record, its values after: read the names in a
-   * first pass, skipping the values, to build the store; then read the values. */
-  for (uint64_t i = 0; i < ndims; i++) {
-    size_t len;
-    const char *s = get_str(&rd, ROLLUP_MAX_DIM_NAME, &len);
-    if (!s) goto fail;
-    memcpy(names[i], s, len);
-    names[i][len] = 0;
-    name_ptrs[i] = names[i];
-    value_starts[i] = rd.off;
-    uint64_t nv = get_varint(&rd);
-    if (rd.bad || nv < 1 || nv > maxv + 1 || nv > (rd.n - rd.off) / 2) goto fail;
-    for (uint64_t k = 0; k < nv; k++)
-      if (!get_str(&rd, maxlen, &len)) goto fail;
-  }
-  size_t rings_start = rd.off;
-  rollup_opts_t o = {name_ptrs, (size_t)ndims, (uint32_t)sizes[0], (uint32_t)sizes[1],
-                     (uint32_t)sizes[2], (uint32_t)maxv, (uint32_t)maxlen, (int64_t)fut,
-                     NULL, NULL, (size_t)max_bytes};
-  r = rollup_new(&o);
-  if (!r) goto fail;
-  r->hw_us = (int64_t)hw;
-  r->accepted = counters[0];
-  r->rejected_future = counters[1];
-  r->rejected_old = counters[2];
-  r->folded = counters[3];
-  r->budget_folded = budget_folded;
-  for (int g = 0; g < NGRAN; g++) {
-    r->evicted[g] = evicted[g];
-    r->floor[g] = floors[g];
-  }
-  for (uint32_t i = 0; i < r->ndims; i++) {
-    dim_t *d = &r->dims[i];
-    rd.off = value_starts[i];
-    uint64_t nv = get_varint(&rd);
-    for (uint64_t k = 0; k < nv; k++) {
-      size_t len;
-      const char *s = get_str(&rd, maxlen, &len);
-      uint32_t h = (uint32_t)XXH3_64bits(s, len);
-      int64_t id = dim_find(d, s, len, h, NULL);
-      if (k == 0) { /* "(other)", already there */
-        if (id != 0) goto fail;
-      } else {
-        if (id >= 0) goto fail;
-        dim_insert(d, s, len, h);
-      }
-    }
-  }
-  rd.off = rings_start;
-  for (int g = 0; g < NGRAN; g++)
-    if (read_ring(&rd, r, g, version) < 0) goto fail;
-  if (rd.bad || rd.off != rd.n) goto fail;
-  if (version == 1) { /* its hours hold the counts of their minutes, not yet the users */
-    const ring_t *mr = &r->ring[G_MIN];
-    for (uint32_t i = 0; i < mr->size; i++)
-      if (mr->slots[i].n) fold_minute(r, &mr->slots[i], 0);
-  }
-  *out = r;
-  return 0;
-fail:
-  rollup_free(r);
-  return -EBADMSG;
-}
