@@ -44,8 +44,8 @@
  * bucket index tables and sketches, which stay below 12 KiB each), and max_values strings
  * of at most max_value_len bytes per dimension; rollup_stats reports the bytes held.
  * Measured (bench/rollup.sh: 1M events/day, 10 dimensions, realistic cardinalities): the
- * second ring ~9 MiB, a day of minutes ~76 MiB (so ~530 MiB for the default 7-day ring),
- * a day of hours ~19 MiB (so ~1.7 GiB for the default 90 days). A budget (max_bytes)
+ * second ring ~9 MiB, a day of minutes ~80 MiB (so ~560 MiB for the default 7-day ring),
+ * a day of hours ~20 MiB (so ~1.7 GiB for the default 90 days). A budget (max_bytes)
  * bounds the rings: the store counts their bytes as they change, and after an add that
  * leaves it above the budget it gives up buckets, oldest first: minutes (down to the last
  * hour; their events remain in their hours, so such ranges answer at hour granularity, and
