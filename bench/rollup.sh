@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-rollup-bench.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT INT TERM
 ${CC:-gcc} -std=c11 -D_GNU_SOURCE -O2 -DNDEBUG -Isrc -o "$TMP/rollup_bench" \
-  bench/rollup_bench.c src/rollup.c src/hll.c src/util/buf.c src/util/mem.c src/util/clock.c \
+  bench/rollup_bench.c src/rollup.c src/rollup_snap.c src/hll.c src/util/buf.c src/util/mem.c src/util/clock.c \
   -lxxhash -lm
 echo "rollup bench: $(uname -m), $(nproc) CPUs, gcc -O2, ${1:-1000000} events"
 "$TMP/rollup_bench" "${1:-1000000}"

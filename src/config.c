@@ -96,6 +96,10 @@ static const opt_t opts[] = {
      "longest time a messageId is remembered"},
     {"checkpoint-interval-s", T_UINT, O(checkpoint_interval_s), "10", NULL,
      "seconds between snapshots of rollups and profiles (also written at shutdown)"},
+    {"rollup-max-bytes", T_SIZE, O(rollup_max_bytes), "1g", NULL,
+     "memory budget of each rollup store (events, sessions; at least 1m, 0 = none): at the "
+     "bound the oldest minutes are dropped (those ranges answer from hours), then seconds, "
+     "then hours; at the smallest windows new values count as \"(other)\""},
     {"tracked-events", T_LIST, O(tracked_events),
      "Product Viewed,Product Added,Checkout Started,Order Completed,Email Opened,Email Link Clicked",
      NULL, "event names counted per profile (at most 8)"},
@@ -504,6 +508,10 @@ int config_validate(const config_t *c, char *err, size_t errlen) {
       c->profile_spill_max_ids < 16 || c->profile_spill_max_ids > (1ull << 32)) {
     fmt(err, errlen, "max-profiles must be 16..%u and profile-spill-max-ids 16..4294967296",
         PROFILE_MAX_BOUND);
+    return -1;
+  }
+  if (c->rollup_max_bytes && c->rollup_max_bytes < ((uint64_t)1 << 20)) {
+    fmt(err, errlen, "rollup-max-bytes: must be 0 (no bound) or at least 1m");
     return -1;
   }
   return 0;

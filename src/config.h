@@ -65,6 +65,7 @@ typedef struct config {
   uint64_t dedup_window_events, dedup_window_s;
   /* process */
   uint64_t checkpoint_interval_s;
+  uint64_t rollup_max_bytes;
   strlist_t tracked_events;  /* profile counters, at most 8 */
   char *conversion_event;
   uint64_t session_timeout_s;

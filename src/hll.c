@@ -14,14 +14,21 @@
 #define Q (64 - P)          /* hash bits left for the rank: ranks 1..Q+1 = 51 */
 #define SP 25               /* sparse precision p' */
 #define SQ (64 - SP)        /* sparse ranks 1..SQ+1 = 40 */
-#define SPARSE_MAX (HLL_DENSE_BYTES / 4) /* 3072 entries: no bigger than dense */
+#define TABLE_MAX (HLL_DENSE_BYTES / 4) /* sparse table slots at most: 3072, as big as dense */
+#define SPARSE_MAX (TABLE_MAX / 4 * 3)  /* 2304 entries, the table 3/4 full */
+#define SPARSE_MAX_V1 3072    /* what earlier code kept sparse (see hll_deserialize) */
 #define KIND_SPARSE 1
 #define KIND_DENSE 2
 
+#define INLINE_SLOTS 8 /* the first table lives in the struct: one allocation per small sketch */
+
 struct hll {
-  uint32_t *sparse; /* owned; sorted entries idx25 << 6 | rank, unique idx25; NULL if dense */
+  uint32_t *sparse; /* open-addressing table of cap slots (8 growing by half, or 0): entries
+                       idx25 << 6 | rank, one per idx25, 0 an empty slot; NULL if dense or
+                       never added to; owned unless it is small[] */
   uint8_t *dense;   /* owned; HLL_DENSE_BYTES + 1 pad byte (two-byte register access); or NULL */
-  uint32_t n, cap;  /* sparse entries used / allocated */
+  uint32_t n, cap;  /* sparse entries held / table slots */
+  uint32_t small[INLINE_SLOTS];
 };
 
 /* ---- Registers ---- */
@@ -69,42 +76,119 @@ static inline void entry_to_reg(uint32_t e, uint32_t *idx, unsigned *rank) {
 
 /* ---- Representation changes ---- */
 
-static void fold_sparse(uint8_t *d, const uint32_t *s, uint32_t n) {
-  for (uint32_t k = 0; k < n; k++) {
-    uint32_t idx;
-    unsigned rank;
-    entry_to_reg(s[k], &idx, &rank);
-    reg_max(d, idx, rank);
-  }
+static inline void fold_entry(uint8_t *d, uint32_t e) {
+  uint32_t idx;
+  unsigned rank;
+  entry_to_reg(e, &idx, &rank);
+  reg_max(d, idx, rank);
+}
+
+static void free_table(hll_t *h) {
+  if (h->sparse != h->small) free(h->sparse);
+  h->sparse = NULL;
 }
 
 static void to_dense(hll_t *h) {
   uint8_t *d = xcalloc(1, HLL_DENSE_BYTES + 1);
-  fold_sparse(d, h->sparse, h->n);
-  free(h->sparse);
-  h->sparse = NULL;
+  for (uint32_t k = 0; k < h->cap; k++)
+    if (h->sparse[k]) fold_entry(d, h->sparse[k]);
+  free_table(h);
   h->n = h->cap = 0;
   h->dense = d;
 }
 
-/* First position whose index is >= idx25. */
-static uint32_t sparse_find(const uint32_t *s, uint32_t n, uint32_t idx25) {
-  uint32_t lo = 0, hi = n;
-  while (lo < hi) {
-    uint32_t mid = lo + (hi - lo) / 2;
-    if ((s[mid] >> 6) < idx25) lo = mid + 1;
-    else hi = mid;
+/* The slot of index idx25 in table t of cap slots: where it is, else the empty slot where
+ * it goes (linear probing; the table is never full). Any cap works: the scrambled index
+ * is scaled to [0, cap), so tables grow by half instead of doubling. */
+static inline uint32_t table_find(const uint32_t *t, uint32_t cap, uint32_t idx25) {
+  uint32_t i = (uint32_t)(((uint64_t)(idx25 * 0x9e3779b1u) * cap) >> 32);
+  while (t[i] && (t[i] >> 6) != idx25) i = i + 1 == cap ? 0 : i + 1;
+  return i;
+}
+
+/* The table size after cap (0: the first). */
+static inline uint32_t table_next(uint32_t cap) {
+  if (!cap) return INLINE_SLOTS;
+  return cap + cap / 2 < TABLE_MAX ? cap + cap / 2 : TABLE_MAX;
+}
+
+/* Rehash sparse h into a table of cap slots. */
+static void table_resize(hll_t *h, uint32_t cap) {
+  uint32_t *t = cap == INLINE_SLOTS ? h->small : xcalloc(cap, sizeof *t);
+  for (uint32_t k = 0; k < h->cap; k++)
+    if (h->sparse[k]) t[table_find(t, cap, h->sparse[k] >> 6)] = h->sparse[k];
+  free_table(h);
+  h->sparse = t;
+  h->cap = cap;
+}
+
+/* Add entry e to sparse h: a new index, or a larger rank for one it holds (comparing two
+ * entries of one index compares their ranks). Promotes h to dense when a new index would
+ * pass SPARSE_MAX. */
+static void sparse_put(hll_t *h, uint32_t e) {
+  if (h->cap) {
+    uint32_t i = table_find(h->sparse, h->cap, e >> 6);
+    if (h->sparse[i]) {
+      if (e > h->sparse[i]) h->sparse[i] = e;
+      return;
+    }
+    if ((h->n + 1) * 4 <= h->cap * 3) {
+      h->sparse[i] = e;
+      h->n++;
+      return;
+    }
   }
-  return lo;
+  if (h->n == SPARSE_MAX) {
+    to_dense(h);
+    fold_entry(h->dense, e);
+    return;
+  }
+  table_resize(h, table_next(h->cap));
+  h->sparse[table_find(h->sparse, h->cap, e >> 6)] = e;
+  h->n++;
+}
+
+/* Sort n entries ascending: insertion sort when few (most sketches), else a radix sort,
+ * byte by byte, through a scratch array. */
+static void sort_entries(uint32_t *v, uint32_t n) {
+  if (n <= 32) {
+    for (uint32_t k = 1; k < n; k++) {
+      uint32_t x = v[k], j = k;
+      for (; j > 0 && v[j - 1] > x; j--) v[j] = v[j - 1];
+      v[j] = x;
+    }
+    return;
+  }
+  uint32_t tmp[SPARSE_MAX], *from = v, *to = tmp;
+  for (int shift = 0; shift < 32; shift += 8) {
+    uint32_t pos[256] = {0};
+    for (uint32_t k = 0; k < n; k++) pos[(from[k] >> shift) & 255]++;
+    for (uint32_t b = 0, sum = 0; b < 256; b++) {
+      uint32_t c = pos[b];
+      pos[b] = sum;
+      sum += c;
+    }
+    for (uint32_t k = 0; k < n; k++) to[pos[(from[k] >> shift) & 255]++] = from[k];
+    uint32_t *t = from;
+    from = to;
+    to = t;
+  }
+  /* four passes: the result is back in v */
 }
 
 /* ---- Lifetime ---- */
 
 hll_t *hll_new(void) { return xcalloc(1, sizeof(hll_t)); }
 
+hll_t *hll_new_dense(void) {
+  hll_t *h = hll_new();
+  h->dense = xcalloc(1, HLL_DENSE_BYTES + 1);
+  return h;
+}
+
 void hll_free(hll_t *h) {
   if (!h) return;
-  free(h->sparse);
+  free_table(h);
   free(h->dense);
   free(h);
 }
@@ -114,48 +198,32 @@ hll_t *hll_clone(const hll_t *h) {
   if (h->dense) {
     c->dense = xmalloc(HLL_DENSE_BYTES + 1);
     memcpy(c->dense, h->dense, HLL_DENSE_BYTES + 1);
-  } else if (h->n) {
-    c->sparse = xmalloc((size_t)h->n * sizeof *c->sparse);
-    memcpy(c->sparse, h->sparse, (size_t)h->n * sizeof *c->sparse);
-    c->n = c->cap = h->n;
+  } else if (h->cap) {
+    c->sparse = h->cap == INLINE_SLOTS ? c->small : xmalloc((size_t)h->cap * sizeof *c->sparse);
+    memcpy(c->sparse, h->sparse, (size_t)h->cap * sizeof *c->sparse);
+    c->n = h->n;
+    c->cap = h->cap;
   }
   return c;
 }
 
 /* ---- Adding and counting ---- */
 
-void hll_add_hash(hll_t *h, uint64_t hash) {
+size_t hll_add_hash(hll_t *h, uint64_t hash) {
   if (h->dense) {
     /* The marker bit caps the rank at Q + 1 when the Q remainder bits are all zero. */
     unsigned rank = (unsigned)__builtin_clzll(hash << P | (1ull << (P - 1))) + 1;
     reg_max(h->dense, (uint32_t)(hash >> Q), rank);
-    return;
+    return 0;
   }
+  size_t before = hll_bytes(h);
   uint32_t idx25 = (uint32_t)(hash >> SQ);
   unsigned rank = (unsigned)__builtin_clzll(hash << SP | (1ull << (SP - 1))) + 1;
-  uint32_t e = idx25 << 6 | rank;
-  uint32_t at = sparse_find(h->sparse, h->n, idx25);
-  if (at < h->n && (h->sparse[at] >> 6) == idx25) {
-    if ((h->sparse[at] & 63) < rank) h->sparse[at] = e;
-    return;
-  }
-  if (h->n == SPARSE_MAX) {
-    to_dense(h);
-    hll_add_hash(h, hash);
-    return;
-  }
-  if (h->n == h->cap) {
-    uint32_t cap = h->cap < 8 ? 8 : h->cap + h->cap / 2;
-    if (cap > SPARSE_MAX) cap = SPARSE_MAX;
-    h->sparse = xrealloc(h->sparse, (size_t)cap * sizeof *h->sparse);
-    h->cap = cap;
-  }
-  memmove(h->sparse + at + 1, h->sparse + at, (size_t)(h->n - at) * sizeof *h->sparse);
-  h->sparse[at] = e;
-  h->n++;
+  sparse_put(h, idx25 << 6 | rank);
+  return hll_bytes(h) - before;
 }
 
-void hll_add(hll_t *h, const void *p, size_t n) { hll_add_hash(h, XXH3_64bits(p, n)); }
+void hll_add(hll_t *h, const void *p, size_t n) { (void)hll_add_hash(h, XXH3_64bits(p, n)); }
 
 /* Ertl's sigma and tau series (algorithm 6): they account for the registers still at 0
  * and those at the maximum, which is what keeps the estimate unbiased at both ends. */
@@ -212,54 +280,18 @@ uint64_t hll_count(const hll_t *h) {
 
 /* ---- Union ---- */
 
-static void merge_sparse(hll_t *dst, const hll_t *src) {
-  const uint32_t *a = dst->sparse, *b = src->sparse;
-  uint32_t na = dst->n, nb = src->n, i = 0, j = 0, n = 0;
-  while (i < na && j < nb) {
-    uint32_t ia = a[i] >> 6, ib = b[j] >> 6;
-    i += ia <= ib;
-    j += ib <= ia;
-    n++;
-  }
-  n += (na - i) + (nb - j);
-  if (n > SPARSE_MAX) {
-    to_dense(dst);
-    fold_sparse(dst->dense, b, nb);
-    return;
-  }
-  if (n == na) { /* nothing new to insert: raise ranks in place */
-    for (i = 0, j = 0; i < na && j < nb; i++) {
-      if ((a[i] >> 6) != (b[j] >> 6)) continue;
-      if ((b[j] & 63) > (a[i] & 63)) dst->sparse[i] = b[j];
-      j++;
-    }
-    return;
-  }
-  uint32_t *out = xmalloc((size_t)n * sizeof *out), k = 0;
-  i = j = 0;
-  while (i < na && j < nb) {
-    uint32_t ia = a[i] >> 6, ib = b[j] >> 6;
-    if (ia < ib) out[k++] = a[i++];
-    else if (ib < ia) out[k++] = b[j++];
-    else {
-      out[k++] = a[i] > b[j] ? a[i] : b[j]; /* same index: the larger rank */
-      i++;
-      j++;
-    }
-  }
-  while (i < na) out[k++] = a[i++];
-  while (j < nb) out[k++] = b[j++];
-  free(dst->sparse);
-  dst->sparse = out;
-  dst->n = dst->cap = n;
-}
-
 int hll_merge(hll_t *dst, const hll_t *src) {
   if (!dst || !src) return -EINVAL;
   if (dst == src) return 0;
   if (!src->dense) {
-    if (dst->dense) fold_sparse(dst->dense, src->sparse, src->n);
-    else merge_sparse(dst, src);
+    /* one insert per source entry, whatever dst holds: a minute's sketch joins its
+     * hour's in time proportional to the minute's users */
+    for (uint32_t k = 0; k < src->cap; k++) {
+      uint32_t e = src->sparse[k];
+      if (!e) continue;
+      if (dst->dense) fold_entry(dst->dense, e);
+      else sparse_put(dst, e);
+    }
     return 0;
   }
   if (!dst->dense) to_dense(dst);
@@ -282,7 +314,8 @@ int hll_merge(hll_t *dst, const hll_t *src) {
 /* ---- Introspection ---- */
 
 size_t hll_bytes(const hll_t *h) {
-  return sizeof *h + (h->dense ? HLL_DENSE_BYTES + 1 : (size_t)h->cap * sizeof *h->sparse);
+  size_t table = h->cap > INLINE_SLOTS ? (size_t)h->cap * sizeof *h->sparse : 0;
+  return sizeof *h + (h->dense ? HLL_DENSE_BYTES + 1 : table);
 }
 
 int hll_is_dense(const hll_t *h) { return h->dense != NULL; }
@@ -322,12 +355,17 @@ size_t hll_serialize(const hll_t *h, buf_t *out) {
   if (h->dense) {
     buf_append(out, h->dense, HLL_DENSE_BYTES);
   } else {
-    buf_reserve(out, 5 + (size_t)h->n * 5);
-    put_varint(out, h->n);
+    /* canonical: entries in increasing order (by index, as it sits in the top bits) */
+    uint32_t sorted[SPARSE_MAX], n = 0;
+    for (uint32_t k = 0; k < h->cap; k++)
+      if (h->sparse[k]) sorted[n++] = h->sparse[k];
+    sort_entries(sorted, n);
+    buf_reserve(out, 5 + (size_t)n * 5);
+    put_varint(out, n);
     uint32_t prev = 0;
-    for (uint32_t k = 0; k < h->n; k++) {
-      put_varint(out, h->sparse[k] - prev);
-      prev = h->sparse[k];
+    for (uint32_t k = 0; k < n; k++) {
+      put_varint(out, sorted[k] - prev);
+      prev = sorted[k];
     }
   }
   return out->len - start;
@@ -357,12 +395,16 @@ int hll_deserialize(const void *p, size_t n, hll_t **out) {
   } else if (kind == KIND_SPARSE) {
     uint32_t count;
     size_t used = get_varint(s, n, &count);
-    if (!used || count > SPARSE_MAX || count > n - used) goto fail; /* >= 1 byte per entry */
+    if (!used || count > SPARSE_MAX_V1 || count > n - used) goto fail; /* >= 1 byte each */
     s += used;
     n -= used;
-    if (count) {
-      h->sparse = xmalloc((size_t)count * sizeof *h->sparse);
-      h->cap = count;
+    if (count > SPARSE_MAX) { /* written sparse by earlier code: loads dense (see hll.h) */
+      h->dense = xcalloc(1, HLL_DENSE_BYTES + 1);
+    } else if (count) {
+      uint32_t cap = table_next(0);
+      while (count * 4 > cap * 3) cap = table_next(cap);
+      h->sparse = cap == INLINE_SLOTS ? h->small : xcalloc(cap, sizeof *h->sparse);
+      h->cap = cap;
     }
     uint32_t prev = 0;
     for (uint32_t k = 0; k < count; k++) {
@@ -374,7 +416,12 @@ int hll_deserialize(const void *p, size_t n, hll_t **out) {
       uint32_t e = prev + delta, rank = e & 63;
       if (e >> 6 >= (1u << SP) || rank < 1 || rank > SQ + 1) goto fail;
       if (k > 0 && (e >> 6) == (prev >> 6)) goto fail; /* one entry per index */
-      h->sparse[h->n++] = e;
+      if (h->dense) {
+        fold_entry(h->dense, e);
+      } else {
+        h->sparse[table_find(h->sparse, h->cap, e >> 6)] = e;
+        h->n++;
+      }
       prev = e;
     }
     if (n) goto fail;

@@ -291,6 +291,7 @@ static int run_replay(const config_t *cfg) {
       .max_profiles = cfg->max_profiles,
       .spill_max_ids = cfg->profile_spill_max_ids,
       .kpis = &cfg->kpis,
+      .rollup_max_bytes = cfg->rollup_max_bytes,
   };
   process_t *p = process_new(&po, err, sizeof err);
   if (!p) {

@@ -85,6 +85,7 @@ struct process {
   evfields_t *ev; /* decode buffer */
   kpi_t *kpi;
   const config_kpis_t *custom; /* user-defined KPIs, or NULL */
+  size_t rollup_max_bytes;     /* budget of each rollup store, 0: none */
   int custom_field[2 * CONFIG_KPI_MAX]; /* extra slot (evfields_extra) of each part's
                                            summed property, or -1 */
   log_reader_t *reader;
@@ -152,8 +153,8 @@ static int fresh_spill(process_t *p, char *err, size_t errlen) {
 }
 
 static int new_stores(process_t *p) {
-  rollup_opts_t ro = {.dims = dim_names, .ndims = PROCESS_NDIMS};
-  rollup_opts_t so = {.dims = session_dims, .ndims = 1};
+  rollup_opts_t ro = {.dims = dim_names, .ndims = PROCESS_NDIMS, .max_bytes = p->rollup_max_bytes};
+  rollup_opts_t so = {.dims = session_dims, .ndims = 1, .max_bytes = p->rollup_max_bytes};
   p->events = rollup_new(&ro);
   p->sessions = rollup_new(&so);
   p->profiles = profile_store_new(&p->popts);
@@ -258,6 +259,8 @@ static int load_snapshot(process_t *p) {
         kpi_free(p->kpi);
         p->events = ev;
         p->sessions = se;
+        rollup_set_max_bytes(ev, p->rollup_max_bytes); /* the configured budget, not the saved one */
+        rollup_set_max_bytes(se, p->rollup_max_bytes);
         p->kpi = kp;
         kpi_set_custom(p->kpi, p->custom);
         ev = se = NULL;
@@ -730,7 +733,13 @@ process_t *process_new(const process_opts_t *o, char *err, size_t errlen) {
     snprintf(err, errlen, "at most %d tracked events (got %zu)", PROFILE_KINDS, ntracked);
     return NULL;
   }
+  if (o->rollup_max_bytes && o->rollup_max_bytes < ROLLUP_MIN_BYTES) {
+    snprintf(err, errlen, "rollup-max-bytes: at least %zu (1m), or 0 for no bound",
+             ROLLUP_MIN_BYTES);
+    return NULL;
+  }
   process_t *p = xcalloc(1, sizeof *p);
+  p->rollup_max_bytes = (size_t)o->rollup_max_bytes;
   pthread_mutex_init(&p->snap_mu, NULL);
   pthread_mutex_init(&p->rw_mu, NULL);
   pthread_cond_init(&p->rw_cond, NULL);

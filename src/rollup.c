@@ -1,6 +1,7 @@
 /* rollup: rings of time buckets holding per-dimension-value cells (see rollup.h for the
  * design, the query semantics and the snapshot encoding). */
 #include "rollup.h"
+#include "rollup_int.h"
 
 #include <errno.h>
 #include <math.h>
@@ -12,80 +13,9 @@
 #include "util/clock.h"
 #include "util/mem.h"
 
-#define NGRAN 3
-enum { G_SEC, G_MIN, G_HOUR };
-static const int64_t WIDTH_US[NGRAN] = {1000000, 60000000, 3600000000};
 static const int WIDTH_S[NGRAN] = {1, 60, 3600};
 
-/* Who a cell's unique users are. */
-enum { U_FRESH, U_ONE, U_HLL, U_NONE };
-
-#define TOTAL_KEY 0u
-#define KEY(dim, id) ((uint32_t)((dim) + 1) << 24 | (uint32_t)(id))
-#define KEY_DIM(key) ((int)((key) >> 24) - 1)
-#define KEY_ID(key) ((key) & 0xffffffu)
-
-/* Bounds that keep every size and every time computation far from overflow. */
-#define HW_LIMIT ((int64_t)1 << 60)
-#define MAX_VALUES 1000000u
-
-typedef struct cell {
-  uint32_t key;   /* TOTAL_KEY or KEY(dim, id) */
-  uint32_t users; /* U_* */
-  uint64_t count;
-  double sum;
-  union {
-    uint64_t hash; /* U_ONE */
-    hll_t *hll;    /* U_HLL, owned */
-  } u;
-} cell_t;
-
-typedef struct bucket {
-  int64_t idx;      /* bucket number (t / width); meaningful while n > 0 */
-  cell_t *cells;    /* owned; cells[0] is the total once n > 0 */
-  uint32_t *tab;    /* owned; open addressing, cell index + 1, 0 = empty */
-  uint32_t n, cap;  /* cells used / allocated */
-  uint32_t tbits;   /* tab has 1 << tbits slots (0: no table yet) */
-} bucket_t;
-
-typedef struct ring {
-  bucket_t *slots; /* owned; bucket b lives in slot b mod size */
-  uint32_t size;
-} ring_t;
-
-typedef struct dim {
-  char *name;      /* owned */
-  char **vals;     /* owned strings; vals[0] = "(other)" */
-  uint32_t *vlen;
-  uint32_t *vhash; /* low 32 bits of each value's XXH3 */
-  uint32_t n, cap;
-  uint32_t *tab;   /* open addressing, value id + 1 */
-  uint32_t tbits;
-} dim_t;
-
-struct rollup {
-  dim_t dims[ROLLUP_MAX_DIMS];
-  uint32_t ndims;
-  ring_t ring[NGRAN];
-  uint32_t max_values, max_value_len;
-  int64_t max_future_us;
-  int64_t hw_us; /* max(clock, newest accepted event), as of the last add or advance */
-  int64_t (*now_us)(void *ctx);
-  void *now_ctx;
-  uint64_t accepted, rejected_future, rejected_old, folded;
-};
-
 /* ---- Small helpers ---- */
-
-static int64_t floor_div(int64_t a, int64_t b) {
-  int64_t q = a / b;
-  return (a % b != 0 && a < 0) ? q - 1 : q;
-}
-
-static uint32_t ring_slot(int64_t a, uint32_t m) {
-  int64_t r = a % (int64_t)m;
-  return (uint32_t)(r < 0 ? r + m : r);
-}
 
 static int64_t wall_now(void *ctx) {
   (void)ctx;
@@ -98,19 +28,6 @@ static int64_t now_of(const rollup_t *r) {
   if (now > HW_LIMIT / 2) now = HW_LIMIT / 2;
   if (now < -HW_LIMIT / 2) now = -HW_LIMIT / 2;
   return now;
-}
-
-/* Is bucket b of granularity g inside its ring's window (relative to hw)? Buckets newer
- * than hw are inside too (and empty). */
-static int retained(const rollup_t *r, int g, int64_t b, int64_t hw) {
-  return b > floor_div(hw, WIDTH_US[g]) - (int64_t)r->ring[g].size;
-}
-
-/* The bucket b of granularity g if the store holds it, else NULL (empty or gone). */
-static const bucket_t *find_bucket(const rollup_t *r, int g, int64_t b, int64_t hw) {
-  if (!retained(r, g, b, hw)) return NULL;
-  const bucket_t *bk = &r->ring[g].slots[ring_slot(b, r->ring[g].size)];
-  return bk->n && bk->idx == b ? bk : NULL;
 }
 
 static inline uint32_t slot_of(uint32_t key, uint32_t bits) {
@@ -131,7 +48,7 @@ static size_t value_len(const rollup_t *r, const char *s) {
 }
 
 /* Value id of s[0..len) in d, or -1. *slot gets the table slot where it would go. */
-static int64_t dim_find(const dim_t *d, const char *s, size_t len, uint32_t h, uint32_t *slot) {
+int64_t rollup_dim_find(const dim_t *d, const char *s, size_t len, uint32_t h, uint32_t *slot) {
   uint32_t mask = (1u << d->tbits) - 1, i = slot_of(h, d->tbits);
   for (;; i = (i + 1) & mask) {
     uint32_t e = d->tab[i];
@@ -156,7 +73,7 @@ static void dim_grow_table(dim_t *d) {
 }
 
 /* Append s[0..len) (known absent) as a new value; returns its id. */
-static uint32_t dim_insert(dim_t *d, const char *s, size_t len, uint32_t h) {
+uint32_t rollup_dim_insert(dim_t *d, const char *s, size_t len, uint32_t h) {
   if ((uint64_t)(d->n + 1) * 4 > ((uint64_t)1 << d->tbits) * 3) dim_grow_table(d);
   if (d->n == d->cap) {
     d->cap = d->cap ? d->cap * 2 : 16;
@@ -168,7 +85,7 @@ static uint32_t dim_insert(dim_t *d, const char *s, size_t len, uint32_t h) {
   d->vals[id] = xstrndup(s, len);
   d->vlen[id] = (uint32_t)len;
   d->vhash[id] = h;
-  dim_find(d, s, len, h, &slot); /* not present: finds the empty slot */
+  rollup_dim_find(d, s, len, h, &slot); /* not present: finds the empty slot */
   d->tab[slot] = id + 1;
   return id;
 }
@@ -176,13 +93,18 @@ static uint32_t dim_insert(dim_t *d, const char *s, size_t len, uint32_t h) {
 static uint32_t intern(rollup_t *r, dim_t *d, const char *s) {
   size_t len = value_len(r, s);
   uint32_t h = (uint32_t)XXH3_64bits(s, len);
-  int64_t id = dim_find(d, s, len, h, NULL);
+  int64_t id = rollup_dim_find(d, s, len, h, NULL);
   if (id >= 0) return (uint32_t)id;
   if (d->n > r->max_values) { /* full: max_values real values plus "(other)" */
     r->folded++;
     return 0;
   }
-  return dim_insert(d, s, len, h);
+  if (r->starved) { /* the memory budget is spent (see enforce_budget) */
+    r->folded++;
+    r->budget_folded++;
+    return 0;
+  }
+  return rollup_dim_insert(d, s, len, h);
 }
 
 static void dim_free(dim_t *d) {
@@ -196,27 +118,39 @@ static void dim_free(dim_t *d) {
 
 /* ---- Buckets and cells ---- */
 
-static void cell_clear(cell_t *c) {
-  if (c->users == U_HLL) hll_free(c->u.hll);
+static size_t table_bytes(const bucket_t *bk) {
+  return bk->tbits ? (size_t)4 << bk->tbits : 0;
 }
 
-static void bucket_reset(bucket_t *bk) {
-  for (uint32_t i = 0; i < bk->n; i++) cell_clear(&bk->cells[i]);
+/* Empty bk, keeping its arrays for the next bucket of its slot. */
+static void bucket_reset(rollup_t *r, bucket_t *bk) {
+  for (uint32_t i = 0; i < bk->n; i++)
+    if (bk->cells[i].users == U_HLL) {
+      r->ring_bytes -= hll_bytes(bk->cells[i].u.hll);
+      hll_free(bk->cells[i].u.hll);
+    }
   bk->n = 0;
-  if (bk->tbits) memset(bk->tab, 0, ((size_t)1 << bk->tbits) * sizeof *bk->tab);
+  if (bk->tbits) memset(bk->tab, 0, table_bytes(bk));
 }
 
-static void bucket_free(bucket_t *bk) {
-  bucket_reset(bk);
+/* Empty bk and free its arrays too. */
+static void bucket_release(rollup_t *r, bucket_t *bk) {
+  bucket_reset(r, bk);
+  r->ring_bytes -= (size_t)bk->cap * sizeof(cell_t) + table_bytes(bk);
   free(bk->cells);
   free(bk->tab);
+  bk->cells = NULL;
+  bk->tab = NULL;
+  bk->cap = bk->tbits = 0;
 }
 
-static void bucket_grow_table(bucket_t *bk) {
+static void bucket_grow_table(rollup_t *r, bucket_t *bk) {
   uint32_t bits = bk->tbits ? bk->tbits + 1 : 4, mask = (1u << bits) - 1;
+  r->ring_bytes -= table_bytes(bk);
   free(bk->tab);
   bk->tab = xcalloc((size_t)1 << bits, sizeof *bk->tab);
   bk->tbits = bits;
+  r->ring_bytes += table_bytes(bk);
   for (uint32_t k = 0; k < bk->n; k++) {
     uint32_t i = slot_of(bk->cells[k].key, bits);
     while (bk->tab[i]) i = (i + 1) & mask;
@@ -234,7 +168,7 @@ static const cell_t *bucket_cell(const bucket_t *bk, uint32_t key) {
 }
 
 /* The cell of key in bk; *created says whether it was just added (zeroed, U_FRESH). */
-static cell_t *cell_get(bucket_t *bk, uint32_t key, int *created) {
+cell_t *rollup_cell_get(rollup_t *r, bucket_t *bk, uint32_t key, int *created) {
   uint32_t mask = (1u << bk->tbits) - 1, i = slot_of(key, bk->tbits);
   for (;; i = (i + 1) & mask) {
     uint32_t e = bk->tab[i];
@@ -245,12 +179,14 @@ static cell_t *cell_get(bucket_t *bk, uint32_t key, int *created) {
     }
   }
   if ((uint64_t)(bk->n + 1) * 4 > ((uint64_t)1 << bk->tbits) * 3) {
-    bucket_grow_table(bk);
+    bucket_grow_table(r, bk);
     mask = (1u << bk->tbits) - 1;
     for (i = slot_of(key, bk->tbits); bk->tab[i]; i = (i + 1) & mask) {}
   }
   if (bk->n == bk->cap) {
-    bk->cap = bk->cap ? bk->cap + bk->cap / 2 : 8;
+    uint32_t cap = bk->cap ? bk->cap + bk->cap / 2 : 8;
+    r->ring_bytes += (size_t)(cap - bk->cap) * sizeof(cell_t);
+    bk->cap = cap;
     bk->cells = xrealloc(bk->cells, bk->cap * sizeof *bk->cells);
   }
   cell_t *c = &bk->cells[bk->n];
@@ -261,7 +197,7 @@ static cell_t *cell_get(bucket_t *bk, uint32_t key, int *created) {
   return c;
 }
 
-static void cell_add_user(cell_t *c, uint64_t hash) {
+static void cell_add_user(rollup_t *r, cell_t *c, uint64_t hash) {
   switch (c->users) {
   case U_FRESH:
     c->users = U_ONE;
@@ -274,50 +210,92 @@ static void cell_add_user(cell_t *c, uint64_t hash) {
       hll_add_hash(h, hash);
       c->users = U_HLL;
       c->u.hll = h;
+      r->ring_bytes += hll_bytes(h);
     }
     break;
   case U_HLL:
-    hll_add_hash(c->u.hll, hash);
+    r->ring_bytes += hll_add_hash(c->u.hll, hash);
     break;
   default:
     break;
   }
 }
 
-/* Hour cells get their unique users from the minute cells when a minute leaves its ring
- * (adding each user to the hour sketch directly would cost a second, bigger sketch
- * insert per cell and event): merge minute bucket mk's users into its hour's cells. */
-static void fold_minute(rollup_t *r, const bucket_t *mk) {
+/* Add minute bucket mk into its hour's cells (the hour bucket claimed as needed): count,
+ * sum and users when with_counts, else users only (a version-1 snapshot, whose hours
+ * already hold the counts); marks mk folded. Hour cells get their events this way, one
+ * merge per minute and cell, rather than a second cell update and a bigger sketch insert
+ * per event. */
+void rollup_fold_minute(rollup_t *r, bucket_t *mk, int with_counts) {
   int64_t h = floor_div(mk->idx, 60);
+  mk->folded = 1;
   if (!retained(r, G_HOUR, h, r->hw_us)) return;
-  bucket_t *hk = &r->ring[G_HOUR].slots[ring_slot(h, r->ring[G_HOUR].size)];
-  if (!hk->n || hk->idx != h) return;
+  bucket_t *hk = rollup_claim_bucket(r, G_HOUR, h);
   for (uint32_t i = 0; i < mk->n; i++) {
     const cell_t *c = &mk->cells[i];
-    cell_t *hc = (cell_t *)bucket_cell(hk, c->key);
-    if (!hc || (c->users != U_ONE && c->users != U_HLL)) continue;
+    int created;
+    cell_t *hc = with_counts ? rollup_cell_get(r, hk, c->key, &created) : (cell_t *)bucket_cell(hk, c->key);
+    if (!hc) continue;
+    if (with_counts) {
+      hc->count += c->count;
+      hc->sum += c->sum;
+    }
     if (c->users == U_ONE) {
-      cell_add_user(hc, c->u.hash);
+      cell_add_user(r, hc, c->u.hash);
+    } else if (c->users != U_HLL) {
+      continue;
     } else if (hc->users == U_HLL) {
+      r->ring_bytes -= hll_bytes(hc->u.hll);
       hll_merge(hc->u.hll, c->u.hll);
+      r->ring_bytes += hll_bytes(hc->u.hll);
     } else {
       hll_t *u = hll_clone(c->u.hll);
       if (hc->users == U_ONE) hll_add_hash(u, hc->u.hash);
       hc->users = U_HLL;
       hc->u.hll = u;
+      r->ring_bytes += hll_bytes(u);
     }
   }
 }
 
+/* Fold the pending minute at pending[i] (if its slot still holds it) and drop it from the
+ * list. */
+static void fold_pending(rollup_t *r, uint32_t i) {
+  int64_t b = r->pending[i];
+  bucket_t *bk = &r->ring[G_MIN].slots[ring_slot(b, r->ring[G_MIN].size)];
+  if (bk->n && bk->idx == b && !bk->folded) rollup_fold_minute(r, bk, 1);
+  memmove(&r->pending[i], &r->pending[i + 1], (r->npending - i - 1) * sizeof *r->pending);
+  r->npending--;
+}
+
+/* Fold minute bucket bk, about to be emptied, unless it already is folded. */
+static void close_minute(rollup_t *r, bucket_t *bk) {
+  if (!bk->n || bk->folded) return;
+  for (uint32_t i = 0; i < r->npending; i++)
+    if (r->pending[i] == bk->idx) {
+      fold_pending(r, i);
+      return;
+    }
+  rollup_fold_minute(r, bk, 1); /* not reached: an unfolded minute is always pending */
+}
+
+/* A new minute bucket b has just been claimed: list it as pending, folding the oldest
+ * pending minute when the list is full. */
+static void add_pending(rollup_t *r, int64_t b) {
+  if (r->npending == PENDING_MAX) fold_pending(r, 0);
+  r->pending[r->npending++] = b;
+}
+
 /* The bucket b of granularity g, claimed (its slot emptied of an older bucket) if needed.
  * The caller has checked that b is inside the window. */
-static bucket_t *claim_bucket(rollup_t *r, int g, int64_t b) {
+bucket_t *rollup_claim_bucket(rollup_t *r, int g, int64_t b) {
   bucket_t *bk = &r->ring[g].slots[ring_slot(b, r->ring[g].size)];
   if (bk->n && bk->idx == b) return bk;
-  if (g == G_MIN && bk->n) fold_minute(r, bk);
-  bucket_reset(bk);
+  if (g == G_MIN) close_minute(r, bk);
+  bucket_reset(r, bk);
   bk->idx = b;
-  if (!bk->tbits) bucket_grow_table(bk);
+  bk->folded = 0;
+  if (!bk->tbits) bucket_grow_table(r, bk);
   return bk;
 }
 
@@ -338,7 +316,8 @@ rollup_t *rollup_new(const rollup_opts_t *opts) {
   uint32_t maxlen = opts->max_value_len ? opts->max_value_len : 256;
   int64_t fut = opts->max_future_us ? opts->max_future_us : 300 * (int64_t)1000000;
   if (sec < 60 || sec > 86400 || min < 60 || min > 527040 || hour < 24 || hour > 175320 ||
-      min > (uint64_t)hour * 60 || maxv > MAX_VALUES || maxlen < 8 || maxlen > 4096 || fut < 1 || fut > 86400 * (int64_t)1000000)
+      min > (uint64_t)hour * 60 || maxv > MAX_VALUES || maxlen < 8 || maxlen > 4096 || fut < 1 || fut > 86400 * (int64_t)1000000 ||
+      (opts->max_bytes && opts->max_bytes < ROLLUP_MIN_BYTES))
     return NULL;
   for (size_t i = 0; i < opts->ndims; i++) {
     if (!name_ok(opts->dims[i])) return NULL;
@@ -352,17 +331,20 @@ rollup_t *rollup_new(const rollup_opts_t *opts) {
   r->max_future_us = fut;
   r->now_us = opts->now_us ? opts->now_us : wall_now;
   r->now_ctx = opts->now_us ? opts->now_ctx : NULL;
+  r->max_bytes = opts->max_bytes;
   const uint32_t sizes[NGRAN] = {sec, min, hour};
   for (int g = 0; g < NGRAN; g++) {
     r->ring[g].size = sizes[g];
     r->ring[g].slots = xcalloc(sizes[g], sizeof(bucket_t));
+    r->ring_bytes += (size_t)sizes[g] * sizeof(bucket_t);
+    r->floor[g] = INT64_MIN;
   }
   for (uint32_t i = 0; i < r->ndims; i++) {
     dim_t *d = &r->dims[i];
     d->name = xstrdup(opts->dims[i]);
     dim_grow_table(d);
     const char *other = ROLLUP_OTHER;
-    dim_insert(d, other, strlen(other), (uint32_t)XXH3_64bits(other, strlen(other)));
+    rollup_dim_insert(d, other, strlen(other), (uint32_t)XXH3_64bits(other, strlen(other)));
   }
   r->hw_us = now_of(r);
   return r;
@@ -371,11 +353,18 @@ rollup_t *rollup_new(const rollup_opts_t *opts) {
 void rollup_free(rollup_t *r) {
   if (!r) return;
   for (int g = 0; g < NGRAN; g++) {
-    for (uint32_t i = 0; i < r->ring[g].size; i++) bucket_free(&r->ring[g].slots[i]);
+    for (uint32_t i = 0; i < r->ring[g].size; i++) bucket_release(r, &r->ring[g].slots[i]);
     free(r->ring[g].slots);
   }
   for (uint32_t i = 0; i < r->ndims; i++) dim_free(&r->dims[i]);
   free(r);
+}
+
+int rollup_set_max_bytes(rollup_t *r, size_t max_bytes) {
+  if (!r || (max_bytes && max_bytes < ROLLUP_MIN_BYTES)) return -EINVAL;
+  r->max_bytes = max_bytes;
+  r->starved = 0;
+  return 0;
 }
 
 void rollup_set_clock(rollup_t *r, int64_t (*now_us)(void *ctx), void *ctx) {
@@ -393,6 +382,43 @@ int rollup_dim_index(const rollup_t *r, const char *name) {
   return -ENOENT;
 }
 
+/* ---- Memory budget ---- */
+
+/* The fewest buckets the budget leaves each ring: a minute of seconds, an hour of minutes,
+ * a day of hours. */
+static const uint32_t KEEP[NGRAN] = {60, 60, 24};
+
+/* Release the oldest held bucket of ring g (folding a minute into its hour first) and
+ * raise the ring's floor past it. Returns 0, or -1 when the ring is at its minimum. */
+static int evict_oldest(rollup_t *r, int g) {
+  const ring_t *rg = &r->ring[g];
+  int64_t last = floor_div(r->hw_us, WIDTH_US[g]), lo = last - rg->size + 1;
+  if (r->floor[g] > lo) lo = r->floor[g];
+  for (int64_t b = lo; b <= last - KEEP[g]; b++) {
+    bucket_t *bk = &rg->slots[ring_slot(b, rg->size)];
+    r->floor[g] = b + 1; /* empty buckets below go too: no rescan of them next time */
+    if (!bk->n || bk->idx != b) continue;
+    if (g == G_MIN) close_minute(r, bk);
+    bucket_release(r, bk);
+    r->evicted[g]++;
+    return 0;
+  }
+  return -1;
+}
+
+/* Over the budget: give up the oldest minutes first (their events stay in their hours, so
+ * answers there come at hour granularity), then the oldest seconds (kept in minutes),
+ * then the oldest hours (gone: the retention shrinks); at every ring's minimum, new
+ * dimension values fold into "(other)" until memory falls below the budget again. */
+static void enforce_budget(rollup_t *r) {
+  static const int order[NGRAN] = {G_MIN, G_SEC, G_HOUR};
+  r->starved = 0;
+  int k = 0;
+  while (r->ring_bytes > r->max_bytes && k < NGRAN)
+    if (evict_oldest(r, order[k]) < 0) k++;
+  r->starved = r->ring_bytes > r->max_bytes;
+}
+
 /* ---- Adding ---- */
 
 /* Move hw to t_us if later, folding (and emptying) the minutes that leave their ring. */
@@ -405,8 +431,8 @@ static void advance_to(rollup_t *r, int64_t t_us) {
   for (int64_t b = old_lo; b < end; b++) {
     bucket_t *bk = &mr->slots[ring_slot(b, mr->size)];
     if (bk->n && bk->idx < new_lo) {
-      fold_minute(r, bk);
-      bucket_reset(bk);
+      close_minute(r, bk);
+      bucket_reset(r, bk);
     }
   }
   r->hw_us = t_us;
@@ -439,26 +465,35 @@ int rollup_add(rollup_t *r, int64_t t_us, const char *const *dim_values, uint64_
       if (v && *v) keys[nkeys++] = KEY(d, intern(r, &r->dims[d], v));
     }
 
-  /* Users go to the hour cells directly only when the minute is gone (see fold_minute). */
-  int hour_users = !retained(r, G_MIN, floor_div(t_us, WIDTH_US[G_MIN]), r->hw_us);
+  /* An event goes to its hour directly only when its minute is gone or already folded;
+   * else the minute carries it into the hour later (see rollup_fold_minute). */
+  int64_t mb = floor_div(t_us, WIDTH_US[G_MIN]);
+  int to_min = retained(r, G_MIN, mb, r->hw_us), to_hour = 1;
+  if (to_min) {
+    bucket_t *mk = rollup_claim_bucket(r, G_MIN, mb);
+    if (!mk->n) add_pending(r, mb);
+    to_hour = (int)mk->folded;
+  }
   for (int g = 0; g < NGRAN; g++) {
     int64_t b = floor_div(t_us, WIDTH_US[g]);
-    if (!retained(r, g, b, r->hw_us)) continue;
-    bucket_t *bk = claim_bucket(r, g, b);
+    if ((g == G_MIN && !to_min) || (g == G_HOUR && !to_hour) || !retained(r, g, b, r->hw_us))
+      continue;
+    bucket_t *bk = rollup_claim_bucket(r, g, b);
     int created;
-    cell_t *c = cell_get(bk, TOTAL_KEY, &created);
+    cell_t *c = rollup_cell_get(r, bk, TOTAL_KEY, &created);
     c->count++;
     c->sum += value_sum;
-    if (g != G_HOUR || hour_users) cell_add_user(c, user_hash);
+    cell_add_user(r, c, user_hash);
     for (uint32_t k = 0; k < nkeys; k++) {
-      c = cell_get(bk, keys[k], &created);
+      c = rollup_cell_get(r, bk, keys[k], &created);
       c->count++;
       c->sum += value_sum;
       if (g == G_SEC) c->users = U_NONE; /* per-second dimension cells keep no users */
-      else if (g != G_HOUR || hour_users) cell_add_user(c, user_hash);
+      else cell_add_user(r, c, user_hash);
     }
   }
   r->accepted++;
+  if (r->max_bytes && (r->ring_bytes > r->max_bytes || r->starved)) enforce_budget(r);
   return 0;
 }
 
@@ -478,7 +513,7 @@ static int filter_key(const rollup_t *r, const rollup_filter_t *f, size_t nf, ui
   if (d < 0) return -EINVAL;
   const dim_t *dm = &r->dims[d];
   size_t len = value_len(r, f[0].value);
-  int64_t id = dim_find(dm, f[0].value, len, (uint32_t)XXH3_64bits(f[0].value, len), NULL);
+  int64_t id = rollup_dim_find(dm, f[0].value, len, (uint32_t)XXH3_64bits(f[0].value, len), NULL);
   if (id < 0 || len == 0) *absent = 1;
   else *key = KEY(d, id);
   return 0;
@@ -493,30 +528,17 @@ static uint64_t cell_uniques(const cell_t *c) {
   }
 }
 
-/* An empty sketch in the dense form: the all-zero version-1 dense encoding. */
-static hll_t *dense_empty(void) {
-  uint8_t *enc = xcalloc(1, 3 + HLL_DENSE_BYTES);
-  enc[0] = HLL_SERIAL_VERSION;
-  enc[1] = 2; /* dense */
-  enc[2] = HLL_PRECISION;
-  hll_t *h = NULL;
-  hll_deserialize(enc, 3 + HLL_DENSE_BYTES, &h);
-  free(enc);
-  return h ? h : hll_new();
-}
-
 /* Add c's users to the query accumulator acc (created on demand). A sparse accumulator
- * that passes ~1000 entries goes dense: merging into a big sparse sketch rewrites it
- * whole, merging into a dense one touches only the source's entries, and a range merges
- * thousands of cells. Up to there counts stay exact. */
-#define ACC_DENSE_BYTES 4096
+ * that passes ~1150 entries goes dense: a register update is cheaper than growing the
+ * table further, and a range merges thousands of cells. Up to there counts stay exact. */
+#define ACC_DENSE_BYTES 6200 /* a table of 2296 slots: more than ~1150 users */
 static void merge_users(hll_t **acc, const cell_t *c) {
   if (c->users != U_ONE && c->users != U_HLL) return;
   if (!*acc) *acc = hll_new();
   if (c->users == U_ONE) hll_add_hash(*acc, c->u.hash);
   else hll_merge(*acc, c->u.hll);
   if (!hll_is_dense(*acc) && hll_bytes(*acc) > ACC_DENSE_BYTES) {
-    hll_t *d = dense_empty();
+    hll_t *d = hll_new_dense();
     hll_merge(d, *acc);
     hll_free(*acc);
     *acc = d;
@@ -530,25 +552,33 @@ static int64_t clamp_t(int64_t t) {
 
 typedef void (*visit_fn)(const bucket_t *bk, void *ctx);
 
-/* Call fn on the minute buckets of hour h still in the minute ring: their users are not
- * yet folded into the hour's cells. */
-static void hour_minutes(const rollup_t *r, int64_t h, visit_fn fn, void *ctx) {
-  int64_t lo = floor_div(r->hw_us, WIDTH_US[G_MIN]) - r->ring[G_MIN].size + 1;
-  for (int64_t m = h * 60 > lo ? h * 60 : lo; m < h * 60 + 60; m++) {
+/* Call fn on the pending minutes of hour h: their events are not yet in the hour's cells. */
+static void hour_pending(const rollup_t *r, int64_t h, visit_fn fn, void *ctx) {
+  for (uint32_t i = 0; i < r->npending; i++) {
+    int64_t m = r->pending[i];
+    if (floor_div(m, 60) != h) continue;
     const bucket_t *bk = find_bucket(r, G_MIN, m, r->hw_us);
-    if (bk) fn(bk, ctx);
+    if (bk && !bk->folded) fn(bk, ctx);
   }
 }
 
+static int hour_has_pending(const rollup_t *r, int64_t h) {
+  for (uint32_t i = 0; i < r->npending; i++)
+    if (floor_div(r->pending[i], 60) == h) return 1;
+  return 0;
+}
+
 /* Call fn on every held bucket of the greedy cover of [t0, t1) (see rollup.h), using
- * granularities gmin and coarser, and users_fn (unless NULL) on the unfolded minutes of
- * each hour bucket used; stores the span covered. */
-static void walk(const rollup_t *r, int gmin, int64_t t0, int64_t t1, visit_fn fn,
-                 visit_fn users_fn, void *ctx, int64_t *from, int64_t *to) {
+ * granularities gmin and coarser, and on the pending minutes of each hour bucket used;
+ * stores the span covered. */
+static void walk(const rollup_t *r, int gmin, int64_t t0, int64_t t1, visit_fn fn, void *ctx,
+                 int64_t *from, int64_t *to) {
   int64_t hw = r->hw_us;
   t0 = clamp_t(t0);
   t1 = clamp_t(t1);
-  int64_t lo = (floor_div(hw, WIDTH_US[G_HOUR]) - r->ring[G_HOUR].size + 1) * WIDTH_US[G_HOUR];
+  int64_t lo_b = floor_div(hw, WIDTH_US[G_HOUR]) - r->ring[G_HOUR].size + 1;
+  if (r->floor[G_HOUR] > lo_b) lo_b = r->floor[G_HOUR];
+  int64_t lo = lo_b * WIDTH_US[G_HOUR];
   int64_t hi = (floor_div(hw, WIDTH_US[G_SEC]) + 1) * WIDTH_US[G_SEC];
   if (t0 < lo) t0 = lo;
   if (t1 > hi) t1 = hi;
@@ -567,8 +597,8 @@ static void walk(const rollup_t *r, int gmin, int64_t t0, int64_t t1, visit_fn f
     int64_t b = floor_div(t, WIDTH_US[g]);
     if (b * WIDTH_US[g] < *from) *from = b * WIDTH_US[g];
     const bucket_t *bk = find_bucket(r, g, b, hw);
-    if (bk && fn) fn(bk, ctx);
-    if (g == G_HOUR && users_fn) hour_minutes(r, b, users_fn, ctx);
+    if (bk) fn(bk, ctx);
+    if (g == G_HOUR) hour_pending(r, b, fn, ctx);
     t = (b + 1) * WIDTH_US[g];
   }
   *to = t;
@@ -581,13 +611,6 @@ typedef struct {
   hll_t *users;
 } totals_ctx;
 
-static void visit_totals_users(const bucket_t *bk, void *ctx) {
-  totals_ctx *tc = ctx;
-  const cell_t *c = bucket_cell(bk, tc->key);
-  if (c) merge_users(&tc->users, c);
-}
-
-
 static void visit_counts(const bucket_t *bk, void *ctx) {
   totals_ctx *tc = ctx;
   const cell_t *c = bucket_cell(bk, tc->key);
@@ -597,8 +620,12 @@ static void visit_counts(const bucket_t *bk, void *ctx) {
 }
 
 static void visit_totals(const bucket_t *bk, void *ctx) {
-  visit_counts(bk, ctx);
-  visit_totals_users(bk, ctx);
+  totals_ctx *tc = ctx;
+  const cell_t *c = bucket_cell(bk, tc->key);
+  if (!c) return;
+  tc->count += c->count;
+  tc->sum += c->sum;
+  merge_users(&tc->users, c);
 }
 
 /* rollup_totals (users 1) and rollup_counts (users 0). */
@@ -615,7 +642,7 @@ static int totals(const rollup_t *r, int64_t t0_us, int64_t t1_us,
   /* Per-second dimension cells keep no users: a filter reads minutes at the finest (the
    * same span for counts, so both read the same buckets). */
   walk(r, key == TOTAL_KEY ? G_SEC : G_MIN, t0_us, t1_us, users ? visit_totals : visit_counts,
-       users ? visit_totals_users : NULL, &tc, &out->from_us, &out->to_us);
+       &tc, &out->from_us, &out->to_us);
   out->count = tc.count;
   out->sum = tc.sum;
   out->uniques = !users ? ROLLUP_NA : tc.users ? hll_count(tc.users) : 0;
@@ -676,19 +703,23 @@ int rollup_timeseries(const rollup_t *r, int gran_s, int64_t t0_us, int64_t t1_u
       continue;
     }
     if (g == G_SEC && key != TOTAL_KEY) pt->uniques = ROLLUP_NA;
-    const bucket_t *bk = absent ? NULL : find_bucket(r, g, b, hw);
+    if (absent) continue;
+    const bucket_t *bk = find_bucket(r, g, b, hw);
+    if (g == G_HOUR && hour_has_pending(r, b)) {
+      totals_ctx tc = {key, 0, 0, NULL};
+      if (bk) visit_totals(bk, &tc);
+      hour_pending(r, b, visit_totals, &tc);
+      pt->count = tc.count;
+      pt->sum = tc.sum;
+      pt->uniques = tc.users ? hll_count(tc.users) : 0;
+      hll_free(tc.users);
+      continue;
+    }
     const cell_t *c = bk ? bucket_cell(bk, key) : NULL;
     if (!c) continue;
     pt->count = c->count;
     pt->sum = c->sum;
     pt->uniques = cell_uniques(c);
-    if (g == G_HOUR && retained(r, G_MIN, b * 60 + 59, hw)) { /* unfolded minutes */
-      totals_ctx tc = {key, 0, 0, NULL};
-      merge_users(&tc.users, c);
-      hour_minutes(r, b, visit_totals_users, &tc);
-      pt->uniques = tc.users ? hll_count(tc.users) : 0;
-      hll_free(tc.users);
-    }
   }
   return (int)n;
 }
@@ -713,14 +744,6 @@ static void visit_topn(const bucket_t *bk, void *ctx) {
     tc->count[id] += c->count;
     tc->sum[id] += c->sum;
     if (tc->users) merge_users(&tc->users[id], c);
-  }
-}
-
-static void visit_topn_users_all(const bucket_t *bk, void *ctx) {
-  topn_ctx *tc = ctx;
-  for (uint32_t i = 1; i < bk->n; i++) {
-    const cell_t *c = &bk->cells[i];
-    if (c->key >> 24 == tc->dim) merge_users(&tc->users[KEY_ID(c->key)], c);
   }
 }
 
@@ -762,8 +785,7 @@ int rollup_topn(const rollup_t *r, const char *dim, rollup_metric_t by, int64_t 
   topn_ctx tc = {(uint32_t)d + 1, xcalloc(nv, sizeof(uint64_t)), xcalloc(nv, sizeof(double)),
                  by == ROLLUP_BY_UNIQUES ? xcalloc(nv, sizeof(hll_t *)) : NULL, NULL, NULL};
   int64_t from, to;
-  walk(r, G_MIN, t0_us, t1_us, visit_topn, tc.users ? visit_topn_users_all : NULL, &tc, &from,
-       &to);
+  walk(r, G_MIN, t0_us, t1_us, visit_topn, &tc, &from, &to);
   if (from_us) *from_us = from;
   if (to_us) *to_us = to;
 
@@ -785,7 +807,7 @@ int rollup_topn(const rollup_t *r, const char *dim, rollup_metric_t by, int64_t 
     memset(tc.rank_of, 0xff, (size_t)nv * sizeof *tc.rank_of);
     tc.row_users = xcalloc(m, sizeof *tc.row_users);
     for (size_t i = 0; i < m; i++) tc.rank_of[rows[i].id] = (int32_t)i;
-    walk(r, G_MIN, t0_us, t1_us, visit_topn_users, visit_topn_users, &tc, &from, &to);
+    walk(r, G_MIN, t0_us, t1_us, visit_topn_users, &tc, &from, &to);
     for (size_t i = 0; i < m; i++) {
       rows[i].uniques = tc.row_users[i] ? hll_count(tc.row_users[i]) : 0;
       hll_free(tc.row_users[i]);
@@ -835,300 +857,13 @@ void rollup_stats(const rollup_t *r, rollup_stats_t *out) {
     }
     out->ring_bytes[g] = rb;
     bytes += rb;
+    int64_t lo = floor_div(r->hw_us, WIDTH_US[g]) - r->ring[g].size + 1;
+    out->held_from_us[g] = (r->floor[g] > lo ? r->floor[g] : lo) * WIDTH_US[g];
+    out->evicted[g] = r->evicted[g];
   }
+  out->budget_bytes = r->ring_bytes;
+  out->max_bytes = r->max_bytes;
+  out->budget_folded = r->budget_folded;
   out->bytes = bytes;
 }
 
-/* ---- Snapshot ---- */
-
-static const char MAGIC[4] = {'S', 'L', 'R', 'U'};
-enum { WIRE_ONE = 1, WIRE_HLL = 2, WIRE_NONE = 3 };
-
-static void put_varint(buf_t *b, uint64_t v) {
-  uint8_t tmp[10];
-  size_t n = 0;
-  do {
-    tmp[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-    v >>= 7;
-  } while (v);
-  buf_append(b, tmp, n);
-}
-
-static void put_u64(buf_t *b, uint64_t v) {
-  uint8_t tmp[8];
-  for (int i = 0; i < 8; i++) tmp[i] = (uint8_t)(v >> (8 * i));
-  buf_append(b, tmp, 8);
-}
-
-static void put_bytes(buf_t *b, const char *s, size_t n) {
-  put_varint(b, n);
-  buf_append(b, s, n);
-}
-
-size_t rollup_serialize(const rollup_t *r, buf_t *out) {
-  size_t start = out->len;
-  buf_append(out, MAGIC, 4);
-  buf_putc(out, ROLLUP_SERIAL_VERSION);
-  for (int g = 0; g < NGRAN; g++) put_varint(out, r->ring[g].size);
-  put_varint(out, r->max_values);
-  put_varint(out, r->max_value_len);
-  put_varint(out, (uint64_t)r->max_future_us);
-  put_u64(out, (uint64_t)r->hw_us);
-  put_varint(out, r->accepted);
-  put_varint(out, r->rejected_future);
-  put_varint(out, r->rejected_old);
-  put_varint(out, r->folded);
-  put_varint(out, r->ndims);
-  for (uint32_t i = 0; i < r->ndims; i++) {
-    const dim_t *d = &r->dims[i];
-    put_bytes(out, d->name, strlen(d->name));
-    put_varint(out, d->n);
-    for (uint32_t k = 0; k < d->n; k++) put_bytes(out, d->vals[k], d->vlen[k]);
-  }
-  buf_t sketch = BUF_INIT;
-  for (int g = 0; g < NGRAN; g++) {
-    const ring_t *rg = &r->ring[g];
-    int64_t last = floor_div(r->hw_us, WIDTH_US[g]), first = last - rg->size + 1;
-    uint64_t nb = 0;
-    for (int64_t b = first; b <= last; b++) nb += find_bucket(r, g, b, r->hw_us) != NULL;
-    put_varint(out, nb);
-    int64_t prev = 0;
-    int any = 0;
-    for (int64_t b = first; b <= last; b++) {
-      const bucket_t *bk = find_bucket(r, g, b, r->hw_us);
-      if (!bk) continue;
-      if (any) put_varint(out, (uint64_t)(b - prev));
-      else put_u64(out, (uint64_t)b);
-      any = 1;
-      prev = b;
-      put_varint(out, bk->n);
-      for (uint32_t k = 0; k < bk->n; k++) {
-        const cell_t *c = &bk->cells[k];
-        uint64_t sum;
-        memcpy(&sum, &c->sum, 8);
-        put_varint(out, c->key);
-        put_varint(out, c->count);
-        put_u64(out, sum);
-        if (c->users == U_ONE) {
-          buf_putc(out, WIRE_ONE);
-          put_u64(out, c->u.hash);
-        } else if (c->users == U_HLL) {
-          buf_putc(out, WIRE_HLL);
-          buf_reset(&sketch);
-          hll_serialize(c->u.hll, &sketch);
-          put_bytes(out, sketch.data, sketch.len);
-        } else {
-          buf_putc(out, WIRE_NONE);
-        }
-      }
-    }
-  }
-  buf_free(&sketch);
-  return out->len - start;
-}
-
-typedef struct {
-  const uint8_t *p;
-  size_t n, off;
-  int bad;
-} reader_t;
-
-static uint64_t get_varint(reader_t *rd) {
-  uint64_t v = 0;
-  for (int shift = 0; !rd->bad; shift += 7) {
-    if (rd->off >= rd->n || shift > 63) break;
-    uint8_t byte = rd->p[rd->off++];
-    if (shift == 63 && byte > 1) break;
-    v |= (uint64_t)(byte & 0x7f) << shift;
-    if (!(byte & 0x80)) {
-      if (byte == 0 && shift > 0) break; /* overlong */
-      return v;
-    }
-  }
-  rd->bad = 1;
-  return 0;
-}
-
-static uint64_t get_u64(reader_t *rd) {
-  if (rd->bad || rd->n - rd->off < 8) {
-    rd->bad = 1;
-    return 0;
-  }
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v |= (uint64_t)rd->p[rd->off + i] << (8 * i);
-  rd->off += 8;
-  return v;
-}
-
-static uint8_t get_u8(reader_t *rd) {
-  if (rd->bad || rd->off >= rd->n) {
-    rd->bad = 1;
-    return 0;
-  }
-  return rd->p[rd->off++];
-}
-
-/* A length-prefixed byte string of 1..max bytes without NUL; NULL (and bad) otherwise. */
-static const char *get_str(reader_t *rd, size_t max, size_t *len) {
-  uint64_t n = get_varint(rd);
-  if (rd->bad || n < 1 || n > max || n > rd->n - rd->off) {
-    rd->bad = 1;
-    return NULL;
-  }
-  const char *s = (const char *)rd->p + rd->off;
-  if (memchr(s, 0, n)) {
-    rd->bad = 1;
-    return NULL;
-  }
-  rd->off += n;
-  *len = n;
-  return s;
-}
-
-static int read_cell(reader_t *rd, rollup_t *r, int g, bucket_t *bk, uint32_t k) {
-  uint64_t key = get_varint(rd), count = get_varint(rd), sumbits = get_u64(rd);
-  uint8_t kind = get_u8(rd);
-  if (rd->bad || key > UINT32_MAX || count < 1) return -1;
-  if ((k == 0) != (key == TOTAL_KEY)) return -1;
-  if (key != TOTAL_KEY) {
-    int d = KEY_DIM((uint32_t)key);
-    if (d < 0 || (uint32_t)d >= r->ndims || KEY_ID((uint32_t)key) >= r->dims[d].n) return -1;
-  }
-  int created;
-  cell_t *c = cell_get(bk, (uint32_t)key, &created);
-  if (!created) return -1;
-  c->count = count;
-  memcpy(&c->sum, &sumbits, 8);
-  /* per-second dimension cells never have users, minute cells and second totals always;
-   * hour cells get theirs as their minutes fold, or directly for old events */
-  int want_none = g == G_SEC && key != TOTAL_KEY;
-  if (kind == WIRE_NONE && want_none) {
-    c->users = U_NONE;
-  } else if (kind == WIRE_NONE && g == G_HOUR) {
-    c->users = U_FRESH;
-  } else if (kind == WIRE_ONE && !want_none) {
-    c->users = U_ONE;
-    c->u.hash = get_u64(rd);
-  } else if (kind == WIRE_HLL && !want_none) {
-    uint64_t len = get_varint(rd);
-    hll_t *h = NULL;
-    if (rd->bad || len > rd->n - rd->off || hll_deserialize(rd->p + rd->off, len, &h) < 0)
-      return -1;
-    rd->off += len;
-    c->users = U_HLL;
-    c->u.hll = h;
-  } else {
-    return -1;
-  }
-  return rd->bad ? -1 : 0;
-}
-
-static int read_ring(reader_t *rd, rollup_t *r, int g) {
-  const ring_t *rg = &r->ring[g];
-  int64_t last = floor_div(r->hw_us, WIDTH_US[g]), first = last - rg->size + 1;
-  uint64_t nb = get_varint(rd);
-  if (rd->bad || nb > rg->size) return -1;
-  int64_t b = 0;
-  for (uint64_t i = 0; i < nb; i++) {
-    if (i == 0) {
-      b = (int64_t)get_u64(rd);
-    } else {
-      uint64_t delta = get_varint(rd);
-      if (delta < 1 || delta > (uint64_t)(last - b)) return -1;
-      b += (int64_t)delta;
-    }
-    if (rd->bad || b < first || b > last) return -1;
-    uint64_t ncells = get_varint(rd);
-    /* a cell takes at least 11 bytes; the keys bound it too */
-    if (rd->bad || ncells < 1 || ncells > (rd->n - rd->off) / 11 ||
-        ncells > 1 + (uint64_t)r->ndims * (r->max_values + 1))
-      return -1;
-    bucket_t *bk = claim_bucket(r, g, b);
-    for (uint32_t k = 0; k < ncells; k++)
-      if (read_cell(rd, r, g, bk, k) < 0) return -1;
-  }
-  return 0;
-}
-
-int rollup_deserialize(const void *p, size_t n, rollup_t **out) {
-  if (!out) return -EINVAL;
-  *out = NULL;
-  if (!p && n) return -EINVAL;
-  reader_t rd = {p, n, 0, 0};
-  rollup_t *r = NULL;
-  if (n < 5 || memcmp(p, MAGIC, 4) != 0) goto fail;
-  rd.off = 4;
-  if (get_u8(&rd) != ROLLUP_SERIAL_VERSION) goto fail;
-  uint64_t sizes[NGRAN], maxv, maxlen, fut, hw, counters[4], ndims;
-  for (int g = 0; g < NGRAN; g++) sizes[g] = get_varint(&rd);
-  maxv = get_varint(&rd);
-  maxlen = get_varint(&rd);
-  fut = get_varint(&rd);
-  hw = get_u64(&rd);
-  for (int i = 0; i < 4; i++) counters[i] = get_varint(&rd);
-  ndims = get_varint(&rd);
-  if (rd.bad || ndims < 1 || ndims > ROLLUP_MAX_DIMS || (int64_t)hw > HW_LIMIT ||
-      (int64_t)hw < -HW_LIMIT)
-    goto fail;
-  /* 0 would mean "default" to rollup_new: reject it here so the header stays canonical */
-  for (int g = 0; g < NGRAN; g++)
-    if (!sizes[g] || sizes[g] > UINT32_MAX) goto fail;
-  if (!maxv || maxv > UINT32_MAX || !maxlen || maxlen > UINT32_MAX || !fut ||
-      fut > INT64_MAX)
-    goto fail;
-  char names[ROLLUP_MAX_DIMS][ROLLUP_MAX_DIM_NAME + 1];
-  const char *name_ptrs[ROLLUP_MAX_DIMS];
-  size_t value_starts[ROLLUP_MAX_DIMS];
-  /* Names come first in each dimension's record, its values after: read the names in a
-   * first pass, skipping the values, to build the store; then read the values. */
-  for (uint64_t i = 0; i < ndims; i++) {
-    size_t len;
-    const char *s = get_str(&rd, ROLLUP_MAX_DIM_NAME, &len);
-    if (!s) goto fail;
-    memcpy(names[i], s, len);
-    names[i][len] = 0;
-    name_ptrs[i] = names[i];
-    value_starts[i] = rd.off;
-    uint64_t nv = get_varint(&rd);
-    if (rd.bad || nv < 1 || nv > maxv + 1 || nv > (rd.n - rd.off) / 2) goto fail;
-    for (uint64_t k = 0; k < nv; k++)
-      if (!get_str(&rd, maxlen, &len)) goto fail;
-  }
-  size_t rings_start = rd.off;
-  rollup_opts_t o = {name_ptrs, (size_t)ndims, (uint32_t)sizes[0], (uint32_t)sizes[1],
-                     (uint32_t)sizes[2], (uint32_t)maxv, (uint32_t)maxlen, (int64_t)fut,
-                     NULL, NULL};
-  r = rollup_new(&o);
-  if (!r) goto fail;
-  r->hw_us = (int64_t)hw;
-  r->accepted = counters[0];
-  r->rejected_future = counters[1];
-  r->rejected_old = counters[2];
-  r->folded = counters[3];
-  for (uint32_t i = 0; i < r->ndims; i++) {
-    dim_t *d = &r->dims[i];
-    rd.off = value_starts[i];
-    uint64_t nv = get_varint(&rd);
-    for (uint64_t k = 0; k < nv; k++) {
-      size_t len;
-      const char *s = get_str(&rd, maxlen, &len);
-      uint32_t h = (uint32_t)XXH3_64bits(s, len);
-      int64_t id = dim_find(d, s, len, h, NULL);
-      if (k == 0) { /* "(other)", already there */
-        if (id != 0) goto fail;
-      } else {
-        if (id >= 0) goto fail;
-        dim_insert(d, s, len, h);
-      }
-    }
-  }
-  rd.off = rings_start;
-  for (int g = 0; g < NGRAN; g++)
-    if (read_ring(&rd, r, g) < 0) goto fail;
-  if (rd.bad || rd.off != rd.n) goto fail;
-  *out = r;
-  return 0;
-fail:
-  rollup_free(r);
-  return -EBADMSG;
-}

@@ -31,20 +31,29 @@
  * minute and hour cell and for the total of each second, but NOT for per-second dimension
  * cells (count and sum only): that keeps the hour of seconds cheap. Consequently queries
  * that involve a dimension (filters, topN) read minutes at the finest, and a second-level
- * timeseries with a filter reports uniques as ROLLUP_NA. Hour cells do not take users
- * while their minute is in the minute ring: a minute's sketches are merged into its hour's
- * when it leaves the ring (one sorted merge instead of a big-sketch insert per event and
- * cell), and queries union an hour's sketch with its minutes still in the ring. Hence the
- * minute ring may not reach further back than the hour ring (minute_ring <= 60 x
- * hour_ring).
+ * timeseries with a filter reports uniques as ROLLUP_NA. Hour cells do not take events
+ * one by one while their minute is in the minute ring: the newest minutes with events (at
+ * most 4) are "pending", and a minute is added into its hour's cells (counts, sums, one
+ * sketch merge per cell) when a fifth one starts or when it leaves the ring; an event for
+ * a minute already added goes to the minute and the hour. Queries add the pending minutes
+ * to their hours, so an hour answers in one cell instead of sixty and a day in ~24 sketch
+ * merges. Hence the minute ring may not reach further back than the hour ring
+ * (minute_ring <= 60 x hour_ring).
  *
  * Memory: at most ~(ndims + 1) cells per event still in some window (32 bytes each, plus
  * bucket index tables and sketches, which stay below 12 KiB each), and max_values strings
  * of at most max_value_len bytes per dimension; rollup_stats reports the bytes held.
  * Measured (bench/rollup.sh: 1M events/day, 10 dimensions, realistic cardinalities): the
- * second ring ~9 MiB, a day of minutes ~67 MiB (so ~470 MiB for the default 7-day ring),
- * a day of folded hours ~16 MiB (so ~1.4 GiB for the default 90 days): size the rings to
- * the traffic and the memory budget.
+ * second ring ~9 MiB, a day of minutes ~80 MiB (so ~560 MiB for the default 7-day ring),
+ * a day of hours ~20 MiB (so ~1.7 GiB for the default 90 days). A budget (max_bytes)
+ * bounds the rings: the store counts their bytes as they change, and after an add that
+ * leaves it above the budget it gives up buckets, oldest first: minutes (down to the last
+ * hour; their events remain in their hours, so such ranges answer at hour granularity, and
+ * the span read or a timeseries point's retained flag says so), then seconds (down to
+ * the last minute), then hours (down to the last day; gone, like the retention). Where
+ * every ring is at that minimum and the budget still does not hold, values not yet
+ * interned count as "(other)" until it holds again. Nothing fails; rollup_stats reports
+ * the buckets given up, the values folded and where each ring now starts.
  *
  * Ranges. Totals and topN read [t0, t1) composed greedily of the coarsest whole buckets
  * that fit (hours in the middle, then minutes, then seconds at the edges) among the
@@ -67,7 +76,8 @@ typedef struct rollup rollup_t;
 #define ROLLUP_MAX_DIM_NAME 64
 #define ROLLUP_OTHER "(other)"
 #define ROLLUP_NA UINT64_MAX /* uniques that the store does not keep */
-#define ROLLUP_SERIAL_VERSION 1
+#define ROLLUP_SERIAL_VERSION 2
+#define ROLLUP_MIN_BYTES ((size_t)1 << 20)
 
 /* Granularities in seconds; ROLLUP_AUTO lets a query choose. */
 enum { ROLLUP_AUTO = 0, ROLLUP_SECOND = 1, ROLLUP_MINUTE = 60, ROLLUP_HOUR = 3600 };
@@ -86,6 +96,8 @@ typedef struct rollup_opts {
   /* The clock (µs since the epoch); NULL: CLOCK_REALTIME. Read by add and advance. */
   int64_t (*now_us)(void *ctx);
   void *now_ctx;
+  size_t max_bytes;        /* memory budget of the rings, 0 (none) or >= ROLLUP_MIN_BYTES;
+                              see "Memory" above for what happens at the bound */
 } rollup_opts_t;
 
 /* ---- Lifetime ---- */
@@ -99,6 +111,10 @@ void rollup_free(rollup_t *r);
 /* Replace the clock (NULL: CLOCK_REALTIME), e.g. after rollup_deserialize. The clock never
  * moves hw backwards. */
 void rollup_set_clock(rollup_t *r, int64_t (*now_us)(void *ctx), void *ctx);
+/* Set the memory budget (0: none, else >= ROLLUP_MIN_BYTES), e.g. after
+ * rollup_deserialize when the configuration changed; it applies from the next add.
+ * Returns 0, or -EINVAL for NULL r or a budget below the minimum. */
+int rollup_set_max_bytes(rollup_t *r, size_t max_bytes);
 /* Read the clock and slide the windows to it (rollup_add does this too). Queries do not
  * read the clock: they see the windows as of the last add or advance, so a caller whose
  * events may pause calls this on a timer (e.g. every second) to keep them current. */
@@ -199,29 +215,40 @@ typedef struct rollup_stats {
   size_t cells, sketches;   /* live cells; of them, those holding an hll_t */
   size_t bytes;             /* heap bytes held (allocator overhead not included) */
   size_t ring_bytes[3];     /* of which in the second, minute and hour rings */
+  size_t budget_bytes;      /* what the budget counts: the three rings (tracked per change) */
+  size_t max_bytes;         /* the budget, 0 for none */
+  uint64_t evicted[3];      /* buckets given up to the budget: seconds, minutes, hours */
+  uint64_t budget_folded;   /* values folded into "(other)" at the bound (also in folded) */
+  int64_t held_from_us[3];  /* start of the oldest bucket each ring may hold now: the
+                               window, or later where the budget cut it */
 } rollup_stats_t;
 
 /* Fill *out (OUT). Walks every bucket: O(cells), for monitoring, not per event. */
 void rollup_stats(const rollup_t *r, rollup_stats_t *out);
 
 /* ---- Snapshot ----
- * Version-1 encoding, canonical (deserialize -> serialize gives back the same bytes):
+ * Version-2 encoding, canonical (deserialize -> serialize gives back the same bytes):
  *   "SLRU", u8 version; varints: second_ring, minute_ring, hour_ring, max_values,
  *   max_value_len, max_future_us; i64 hw_us (8 bytes LE); varints: accepted,
- *   rejected_future, rejected_old, folded; varint ndims, per dimension: varint len + name,
- *   varint nvalues, each value varint len + bytes (value 0 is "(other)");
+ *   rejected_future, rejected_old, folded, max_bytes, budget_folded; per ring (second,
+ *   minute, hour): varint buckets evicted, u8 1 + i64 oldest bucket the budget leaves it,
+ *   or u8 0; varint ndims, per dimension: varint len + name, varint nvalues, each value
+ *   varint len + bytes (value 0 is "(other)");
  *   then per ring (second, minute, hour): varint nbuckets, buckets oldest first: the first
- *   bucket number as i64, later ones as varint delta >= 1; varint ncells; per cell:
+ *   bucket number as i64, later ones as varint delta >= 1; minutes only: u8 1 when added
+ *   into its hour, 0 when pending (at most 4); varint ncells; per cell:
  *   varint key (0 total, else (dim + 1) << 24 | value id), varint count >= 1, f64 sum
  *   (8 bytes LE), u8 user kind (1 one hash: u64 follows; 2 sketch: varint len + hll
  *   encoding; 3 none, only for per-second dimension cells). Varints are LEB128, minimal.
- * Only buckets inside their ring's window are written. */
+ * Only buckets inside their ring's window are written. Version 1 (no budget fields, no
+ * pending flags; hours held the counts of their minutes but not their users) still
+ * loads: its minutes' users are then added into their hours. */
 
 /* Append r's encoding to out. Returns the number of bytes appended. */
 size_t rollup_serialize(const rollup_t *r, buf_t *out);
 /* Decode exactly n bytes at p (borrowed; hostile input is fine) into a new store with the
  * CLOCK_REALTIME clock (see rollup_set_clock). Returns 0 and stores it, owned by the
- * caller, in *out (OUT); -EBADMSG when the bytes are not one valid version-1 encoding
+ * caller, in *out (OUT); -EBADMSG when the bytes are not one valid version-1 or 2 encoding
  * (bad magic or version, truncation, trailing bytes, out-of-range sizes, unknown or
  * duplicate keys, values or names, buckets outside their window or out of order, a bad
  * sketch, non-minimal varints); -EINVAL when out is NULL or p is NULL with n > 0. *out is

@@ -111,6 +111,12 @@ static void metrics_reply(server_t *s, http_req_t *r) {
       {"sluice_process_offset", "Next log offset the processing stage reads.", (double)ps.offset},
       {"sluice_process_lag_events", "Durable events not processed yet.", (double)(end > ps.offset ? end - ps.offset : 0)},
       {"sluice_rollup_bytes", "Heap bytes of the rollups (events and sessions).", (double)(re.bytes + rs.bytes)},
+      {"sluice_rollup_evicted_buckets", "Rollup buckets given up to rollup-max-bytes (events and sessions).",
+       (double)(re.evicted[0] + re.evicted[1] + re.evicted[2] + rs.evicted[0] + rs.evicted[1] + rs.evicted[2])},
+      {"sluice_rollup_budget_folded", "Dimension values counted as \"(other)\" because rollup-max-bytes was reached.",
+       (double)(re.budget_folded + rs.budget_folded)},
+      {"sluice_rollup_minutes_start_timestamp_seconds", "Unix time of the oldest minute the events rollup still holds.",
+       (double)re.held_from_us[1] / 1e6},
       {"sluice_process_unreadable_events", "Events skipped because the disk damaged their log records.", (double)ps.unreadable},
       {"sluice_profiles", "Profiles held in memory.", (double)ps.profiles},
       {"sluice_profile_bytes", "Heap bytes of the profiles in memory.", (double)ps.profile_bytes},
@@ -486,6 +492,7 @@ static int start_process(server_t *s) {
       .kpis = &s->cfg->kpis,
       .hub = s->hub,
       .decide = s->decide,
+      .rollup_max_bytes = s->cfg->rollup_max_bytes,
   };
   int64_t t0 = clock_mono_us();
   if (!(s->process = process_new(&po, err, sizeof err))) {

@@ -43,8 +43,10 @@ static void exercise(hll_t *h, const uint8_t *data, size_t size, const hll_t *ot
   (void)hll_bytes(h);
   buf_t b = BUF_INIT;
   hll_serialize(h, &b);
-  if (b.len != size || memcmp(b.data, data, size) != 0) __builtin_trap(); /* canonical */
+  int legacy = size > 1 && data[1] == 1 && hll_is_dense(h); /* long sparse, loaded dense */
+  if (!legacy && (b.len != size || memcmp(b.data, data, size) != 0)) __builtin_trap();
   buf_free(&b);
+  if (legacy) roundtrip(h);
 
   hll_t *c = hll_clone(h);
   if (hll_merge(c, h) != 0 || !same(c, h)) __builtin_trap(); /* idempotent */

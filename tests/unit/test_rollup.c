@@ -612,6 +612,223 @@ TEST(test_snapshot_roundtrip) {
   buf_free(&q2);
 }
 
+/* Hours take their events from their minutes in batches (a minute is added into its hour
+ * once it is no longer among the newest few), and a late event for a minute already
+ * added goes to the hour directly: whatever the arrival order, every hour and every day
+ * answers exactly what its events say. Ground truth is kept here; unions stay below
+ * ~1000 users (exact). */
+TEST(test_hours_exact_any_order) {
+  enum { NEV = 12000, NPAGE = 3, NH = 72, NU = 400 };
+  static const char *pages[NPAGE] = {"/a", "/b", "/c"};
+  const int64_t D0 = T0 - T0 % (24 * HOUR); /* a day boundary */
+  clock_now = D0 + NH * HOUR;
+  rollup_t *r = make(60, 240, 96, 0, 0);
+  static uint64_t count[NH][NPAGE + 1];
+  static double sum[NH][NPAGE + 1];
+  static unsigned char seen[NH][NPAGE + 1][NU];
+  memset(count, 0, sizeof count);
+  memset(sum, 0, sizeof sum);
+  memset(seen, 0, sizeof seen);
+  uint64_t rng = 12345;
+  for (int i = 0; i < NEV; i++) {
+    rng = mix(rng);
+    /* mostly in time order, one in four anywhere in the three days */
+    int64_t t = (rng & 3) ? D0 + (int64_t)i * (NH * HOUR / NEV)
+                          : D0 + (int64_t)((rng >> 8) % (uint64_t)(NH * HOUR));
+    int h = (int)((t - D0) / HOUR), pg = (int)((rng >> 4) % NPAGE);
+    uint64_t user = (rng >> 20) % NU;
+    double v = (double)(rng >> 40 & 7);
+    CHECK_INT(add(r, t, "pv", pages[pg], NULL, NULL, user, v), 0);
+    for (int k = 0; k < 2; k++) {
+      int c = k ? pg + 1 : 0;
+      count[h][c]++;
+      sum[h][c] += v;
+      seen[h][c][user] = 1;
+    }
+  }
+  for (int round = 0; round < 2; round++) {
+    static rollup_point_t p[NH];
+    int bad = 0;
+    for (int c = 0; c <= NPAGE; c++) {
+      rollup_filter_t f = {"page_path", c ? pages[c - 1] : ""};
+      CHECK_INT(rollup_timeseries(r, ROLLUP_HOUR, D0, D0 + NH * HOUR, &f, c ? 1 : 0, p, NH, NULL),
+                NH);
+      for (int h = 0; h < NH; h++) {
+        uint64_t u = 0;
+        for (int k = 0; k < NU; k++) u += seen[h][c][k];
+        if (p[h].count != count[h][c] || p[h].sum != sum[h][c] || p[h].uniques != u) bad++;
+      }
+      for (int day = 0; day < NH / 24; day++) { /* whole days */
+        uint64_t n = 0, u = 0;
+        for (int h = day * 24; h < day * 24 + 24; h++) n += count[h][c];
+        for (int k = 0; k < NU; k++) {
+          int any = 0;
+          for (int h = day * 24; h < day * 24 + 24; h++) any |= seen[h][c][k];
+          u += (uint64_t)any;
+        }
+        rollup_totals_t t = totals(r, D0 + day * 24 * HOUR, D0 + (day + 1) * 24 * HOUR,
+                                   c ? "page_path" : NULL, c ? pages[c - 1] : NULL);
+        if (t.count != n || t.uniques != u) bad++;
+      }
+    }
+    CHECK_INT(bad, 0);
+    /* the same through a snapshot, and once the minutes have left their ring */
+    buf_t s = BUF_INIT;
+    rollup_serialize(r, &s);
+    rollup_t *d = NULL;
+    CHECK_INT(rollup_deserialize(s.data, s.len, &d), 0);
+    buf_free(&s);
+    if (!d) break;
+    rollup_set_clock(d, fake_now, &clock_now);
+    rollup_free(r);
+    r = d;
+    clock_now = D0 + (NH + 5) * HOUR;
+    rollup_advance(r);
+  }
+  rollup_free(r);
+}
+
+/* A version-1 snapshot (hours held the counts of their minutes but not yet their users)
+ * still loads and answers the same: made by the version-1 code from events at T0 (users
+ * 1, 2 on /a), T0 + 1 min (users 2, 3 on /a), T0 + 5 min (user 4 on /b, 2.0) and
+ * T0 - 2 h (user 5 on /b, 4.0), clock at T0 + 30 min, rings 60/60/24. */
+TEST(test_snapshot_version1) {
+  static const char v1[] =
+      "\x53\x4c\x52\x55\x01\x3c\x3c\x18\x90\x4e\x80\x02\x80\xc6\x86\x8f"
+      "\x01\x00\x0a\xb9\x53\x24\x0a\x06\x00\x06\x00\x00\x00\x01\x09\x70"
+      "\x61\x67\x65\x5f\x70\x61\x74\x68\x03\x07\x28\x6f\x74\x68\x65\x72"
+      "\x29\x02\x2f\x61\x02\x2f\x62\x00\x03\x08\x55\xb0\x01\x00\x00\x00"
+      "\x00\x02\x00\x02\x00\x00\x00\x00\x00\x00\x00\x40\x02\x0d\x01\x01"
+      "\x0e\x02\xc1\xad\x94\xc4\x04\x80\x88\x9c\x19\x81\x80\x80\x08\x02"
+      "\x00\x00\x00\x00\x00\x00\x00\x40\x02\x0d\x01\x01\x0e\x02\xc1\xad"
+      "\x94\xc4\x04\x80\x88\x9c\x19\x01\x02\x00\x02\x00\x00\x00\x00\x00"
+      "\x00\x00\x40\x02\x0d\x01\x01\x0e\x02\xc1\x94\x96\x74\x80\xa1\x9a"
+      "\xe9\x03\x81\x80\x80\x08\x02\x00\x00\x00\x00\x00\x00\x00\x40\x02"
+      "\x0d\x01\x01\x0e\x02\xc1\x94\x96\x74\x80\xa1\x9a\xe9\x03\x04\x02"
+      "\x00\x01\x00\x00\x00\x00\x00\x00\x00\x40\x01\xca\x8a\x33\xe2\x72"
+      "\xe3\x73\x6e\x82\x80\x80\x08\x01\x00\x00\x00\x00\x00\x00\x00\x40"
+      "\x01\xca\x8a\x33\xe2\x72\xe3\x73\x6e\x02\x9c\x34\x07\x00\x00\x00"
+      "\x00\x00\x02\x00\x01\x00\x00\x00\x00\x00\x00\x10\x40\x01\x5a\xc3"
+      "\x89\xa3\x0c\x3b\x03\x63\x82\x80\x80\x08\x01\x00\x00\x00\x00\x00"
+      "\x00\x10\x40\x01\x5a\xc3\x89\xa3\x0c\x3b\x03\x63\x02\x03\x00\x05"
+      "\x00\x00\x00\x00\x00\x00\x18\x40\x03\x81\x80\x80\x08\x04\x00\x00"
+      "\x00\x00\x00\x00\x10\x40\x03\x82\x80\x80\x08\x01\x00\x00\x00\x00"
+      "\x00\x00\x00\x40\x03";
+  rollup_t *r = NULL;
+  CHECK_INT(rollup_deserialize(v1, sizeof v1 - 1, &r), 0);
+  if (!r) return;
+  clock_now = T0 + 30 * MIN;
+  rollup_set_clock(r, fake_now, &clock_now);
+  for (int round = 0; round < 2; round++) {
+    rollup_filter_t fa = {"page_path", "/a"};
+    rollup_totals_t t;
+    CHECK_INT(rollup_totals(r, T0, T0 + HOUR, NULL, 0, &t), 0);
+    CHECK_INT(t.count, 5);
+    CHECK(t.sum == 6);
+    CHECK_INT(t.uniques, 4);
+    CHECK_INT(rollup_totals(r, T0, T0 + HOUR, &fa, 1, &t), 0);
+    CHECK_INT(t.count, 4);
+    CHECK_INT(t.uniques, 3);
+    CHECK_INT(rollup_totals(r, T0 - 2 * HOUR, T0 + HOUR, NULL, 0, &t), 0);
+    CHECK_INT(t.count, 6);
+    CHECK_INT(t.uniques, 5);
+    /* once its minutes are gone the hour still knows its users */
+    clock_now = T0 + 3 * HOUR;
+    rollup_advance(r);
+  }
+  rollup_free(r);
+}
+
+/* The memory budget: the tracked bytes match a full walk; at the bound the oldest minutes
+ * go first and their ranges answer from hours (same counts and users, the span says so),
+ * then seconds, then hours; at every ring's minimum new values fold into "(other)"; the
+ * store never passes the budget by more than one event's worth, and a snapshot keeps the
+ * cut. */
+TEST(test_memory_budget) {
+  clock_now = T0;
+  rollup_opts_t o = {DIMS, 4, 600, 600, 48, 0, 0, 0, fake_now, &clock_now, ROLLUP_MIN_BYTES};
+  CHECK(rollup_new(&(rollup_opts_t){DIMS, 4, .max_bytes = ROLLUP_MIN_BYTES - 1}) == NULL);
+  rollup_t *r = rollup_new(&o);
+  rollup_stats_t st;
+  /* 8 hours, 100 events a minute over 40 pages and 300 users */
+  uint64_t exact_count = 0;
+  int64_t last_t = 0;
+  for (int64_t m = 0; m < 8 * 60; m++)
+    for (int i = 0; i < 100; i++) {
+      char page[16];
+      snprintf(page, sizeof page, "/p%d", (int)(m * 7 + i) % 40);
+      last_t = T0 + m * MIN + i * (MIN / 100);
+      clock_now = last_t;
+      CHECK_INT(add(r, last_t, "pv", page, NULL, NULL, (uint64_t)(m * 31 + i) % 300, 1), 0);
+      exact_count++;
+    }
+  rollup_stats(r, &st);
+  CHECK_INT(st.budget_bytes, st.ring_bytes[0] + st.ring_bytes[1] + st.ring_bytes[2]);
+  CHECK(st.budget_bytes <= ROLLUP_MIN_BYTES + 64 * 1024);
+  CHECK(st.evicted[1] > 0);                     /* minutes went first */
+  CHECK(st.held_from_us[1] > T0);               /* the minute ring holds less than 10 h */
+  CHECK_INT(st.budget_folded, 0);
+  printf("  budget %zu: held %zu bytes; evicted %" PRIu64 " s, %" PRIu64 " min, %" PRIu64
+         " h; minutes from +%lld min\n", st.max_bytes, st.budget_bytes, st.evicted[0],
+         st.evicted[1], st.evicted[2], (long long)((st.held_from_us[1] - T0) / MIN));
+  /* the early hours still answer in full, read from the hours */
+  rollup_totals_t t = totals(r, T0, last_t + 1, NULL, NULL);
+  CHECK_INT(t.count, exact_count);
+  CHECK_INT(t.uniques, 300);
+  t = totals(r, T0 + 30 * MIN, T0 + 90 * MIN, NULL, NULL); /* minutes gone: widened */
+  CHECK_INT(t.from_us, T0);
+  CHECK_INT(t.to_us, T0 + 2 * HOUR);
+  CHECK_INT(t.count, 12000);
+  rollup_point_t p[2];
+  CHECK_INT(rollup_timeseries(r, ROLLUP_MINUTE, T0, T0 + 2 * MIN, NULL, 0, p, 2, NULL), 2);
+  CHECK_INT(p[0].retained, 0);
+  /* a snapshot keeps the cut and the counters */
+  buf_t s1 = BUF_INIT, s2 = BUF_INIT;
+  rollup_serialize(r, &s1);
+  rollup_t *d = NULL;
+  CHECK_INT(rollup_deserialize(s1.data, s1.len, &d), 0);
+  if (d) {
+    rollup_serialize(d, &s2);
+    CHECK(s1.len == s2.len && memcmp(s1.data, s2.data, s1.len) == 0);
+    rollup_stats_t ds;
+    rollup_stats(d, &ds);
+    CHECK_INT(ds.evicted[1], st.evicted[1]);
+    CHECK_INT(ds.held_from_us[1], st.held_from_us[1]);
+    CHECK_INT(ds.budget_bytes, ds.ring_bytes[0] + ds.ring_bytes[1] + ds.ring_bytes[2]);
+    rollup_set_clock(d, fake_now, &clock_now);
+    rollup_totals_t dt;
+    CHECK_INT(rollup_totals(d, T0 + 30 * MIN, T0 + 90 * MIN, NULL, 0, &dt), 0);
+    CHECK_INT(dt.from_us, T0);
+    CHECK_INT(dt.count, 12000);
+  }
+  rollup_free(d);
+  buf_free(&s1);
+  buf_free(&s2);
+  /* hostile cardinality in a tight budget: new values fold into "(other)", reported */
+  CHECK_INT(rollup_set_max_bytes(r, 1), -EINVAL);
+  for (int i = 0; i < 20000; i++) {
+    char page[24];
+    snprintf(page, sizeof page, "/fresh/%d", i);
+    clock_now = last_t + (i / 100) * SEC;
+    add(r, clock_now, "pv", page, NULL, NULL, (uint64_t)i, 0);
+  }
+  rollup_stats(r, &st);
+  printf("  hostile: held %zu bytes, %" PRIu64 " values folded at the bound, evicted %" PRIu64
+         " s, %" PRIu64 " min, %" PRIu64 " h\n", st.budget_bytes, st.budget_folded, st.evicted[0],
+         st.evicted[1], st.evicted[2]);
+  CHECK(st.budget_bytes <= ROLLUP_MIN_BYTES + 64 * 1024);
+  CHECK(st.budget_folded > 0 || st.evicted[2] > 0);
+  CHECK_INT(st.budget_bytes, st.ring_bytes[0] + st.ring_bytes[1] + st.ring_bytes[2]);
+  /* a bigger budget lifts the folding */
+  CHECK_INT(rollup_set_max_bytes(r, 64 * ROLLUP_MIN_BYTES), 0);
+  uint64_t before = st.budget_folded;
+  add(r, clock_now, "pv", "/after", NULL, NULL, 1, 0);
+  rollup_stats(r, &st);
+  CHECK_INT(st.budget_folded, before);
+  CHECK_INT(totals(r, clock_now - MIN, clock_now + SEC, "page_path", "/after").count, 1);
+  rollup_free(r);
+}
+
 TEST(test_snapshot_hostile) {
   clock_now = T0;
   rollup_t *r = make(60, 60, 24, 0, 0); /* small rings: thousands of decodes below */
@@ -639,7 +856,7 @@ TEST(test_snapshot_hostile) {
   t.data[0] = 'X';
   CHECK_INT(rollup_deserialize(t.data, s.len, &d), -EBADMSG);
   memcpy(t.data, s.data, s.len);
-  t.data[4] = 2;
+  t.data[4] = 3;
   CHECK_INT(rollup_deserialize(t.data, s.len, &d), -EBADMSG);
   /* every single-bit flip: rejected, or accepted as a store that re-encodes to itself */
   int accepted = 0, rejected = 0, noncanon = 0;
@@ -686,5 +903,8 @@ int main(void) {
   RUN(test_uniques);
   RUN(test_snapshot_roundtrip);
   RUN(test_snapshot_hostile);
+  RUN(test_hours_exact_any_order);
+  RUN(test_snapshot_version1);
+  RUN(test_memory_budget);
   return TEST_REPORT("test_rollup");
 }

@@ -1,0 +1,132 @@
+/* rollup_int: the store's layout and the helpers that rollup.c (adding, queries) and
+ * rollup_snap.c (the snapshot encoding) share. Not a public interface: see rollup.h.
+ *
+ * Design. A store is NGRAN rings of buckets; a bucket holds cells in an array indexed by
+ * an open-addressing table keyed by TOTAL_KEY or KEY(dim, value id); dimension values are
+ * interned per dimension. Minute buckets carry a folded flag and the newest ones are
+ * pending (rollup.h). */
+#ifndef SLUICE_ROLLUP_INT_H
+#define SLUICE_ROLLUP_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hll.h"
+#include "rollup.h"
+
+#define NGRAN 3
+enum { G_SEC, G_MIN, G_HOUR };
+static const int64_t WIDTH_US[NGRAN] = {1000000, 60000000, 3600000000};
+
+/* Who a cell's unique users are. */
+enum { U_FRESH, U_ONE, U_HLL, U_NONE };
+
+#define TOTAL_KEY 0u
+#define KEY(dim, id) ((uint32_t)((dim) + 1) << 24 | (uint32_t)(id))
+#define KEY_DIM(key) ((int)((key) >> 24) - 1)
+#define KEY_ID(key) ((key) & 0xffffffu)
+
+/* Bounds that keep every size and every time computation far from overflow. */
+#define HW_LIMIT ((int64_t)1 << 60)
+#define MAX_VALUES 1000000u
+/* Minutes with events not yet added into their hours: the newest ones. */
+#define PENDING_MAX 4
+
+typedef struct cell {
+  uint32_t key;   /* TOTAL_KEY or KEY(dim, id) */
+  uint32_t users; /* U_* */
+  uint64_t count;
+  double sum;
+  union {
+    uint64_t hash; /* U_ONE */
+    hll_t *hll;    /* U_HLL, owned */
+  } u;
+} cell_t;
+
+typedef struct bucket {
+  int64_t idx;      /* bucket number (t / width); meaningful while n > 0 */
+  cell_t *cells;    /* owned; cells[0] is the total once n > 0 */
+  uint32_t *tab;    /* owned; open addressing, cell index + 1, 0 = empty */
+  uint32_t n, cap;  /* cells used / allocated */
+  uint32_t tbits;   /* tab has 1 << tbits slots (0: no table yet) */
+  uint32_t folded;  /* minutes: 1 once added into the hour's cells (then late events go to
+                       both), 0 while pending */
+} bucket_t;
+
+typedef struct ring {
+  bucket_t *slots; /* owned; bucket b lives in slot b mod size */
+  uint32_t size;
+} ring_t;
+
+typedef struct dim {
+  char *name;      /* owned */
+  char **vals;     /* owned strings; vals[0] = "(other)" */
+  uint32_t *vlen;
+  uint32_t *vhash; /* low 32 bits of each value's XXH3 */
+  uint32_t n, cap;
+  uint32_t *tab;   /* open addressing, value id + 1 */
+  uint32_t tbits;
+} dim_t;
+
+struct rollup {
+  dim_t dims[ROLLUP_MAX_DIMS];
+  uint32_t ndims;
+  ring_t ring[NGRAN];
+  uint32_t max_values, max_value_len;
+  int64_t max_future_us;
+  int64_t hw_us; /* max(clock, newest accepted event), as of the last add or advance */
+  int64_t (*now_us)(void *ctx);
+  void *now_ctx;
+  uint64_t accepted, rejected_future, rejected_old, folded;
+  int64_t pending[PENDING_MAX]; /* unfolded minute buckets, oldest first */
+  uint32_t npending;
+  /* Memory budget (see rollup.h): ring_bytes is kept up to date by every change to a
+   * bucket; floor[g] is the oldest bucket of ring g the budget still lets it hold. */
+  size_t max_bytes, ring_bytes;
+  int64_t floor[NGRAN];
+  uint64_t evicted[NGRAN], budget_folded;
+  int starved; /* at the bound with every window at its minimum: new values fold */
+};
+
+/* ---- Small helpers ---- */
+
+static inline int64_t floor_div(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+static inline uint32_t ring_slot(int64_t a, uint32_t m) {
+  int64_t r = a % (int64_t)m;
+  return (uint32_t)(r < 0 ? r + m : r);
+}
+
+/* Is bucket b of granularity g inside its ring's window (relative to hw)? Buckets newer
+ * than hw are inside too (and empty). */
+static inline int retained(const rollup_t *r, int g, int64_t b, int64_t hw) {
+  return b > floor_div(hw, WIDTH_US[g]) - (int64_t)r->ring[g].size && b >= r->floor[g];
+}
+
+/* The bucket b of granularity g if the store holds it, else NULL (empty or gone). */
+static inline const bucket_t *find_bucket(const rollup_t *r, int g, int64_t b, int64_t hw) {
+  if (!retained(r, g, b, hw)) return NULL;
+  const bucket_t *bk = &r->ring[g].slots[ring_slot(b, r->ring[g].size)];
+  return bk->n && bk->idx == b ? bk : NULL;
+}
+
+/* ---- Shared between rollup.c and rollup_snap.c ---- */
+
+/* Value id of s[0..len) (XXH3 low 32 bits h) in d, or -1; *slot (may be NULL) gets the
+ * table slot where it would go. */
+int64_t rollup_dim_find(const dim_t *d, const char *s, size_t len, uint32_t h, uint32_t *slot);
+/* Append s[0..len) (known absent) to d as a new value; returns its id. */
+uint32_t rollup_dim_insert(dim_t *d, const char *s, size_t len, uint32_t h);
+/* The bucket b of ring g, claimed (its slot emptied of an older bucket, a minute folded
+ * first) if needed; the caller has checked that b is inside the window. */
+bucket_t *rollup_claim_bucket(rollup_t *r, int g, int64_t b);
+/* The cell of key in bk (created zeroed, U_FRESH, when absent: *created 1). */
+cell_t *rollup_cell_get(rollup_t *r, bucket_t *bk, uint32_t key, int *created);
+/* Add minute bucket mk into its hour's cells: counts, sums and users, or users only
+ * (with_counts 0: a version-1 snapshot's minutes); marks it folded. */
+void rollup_fold_minute(rollup_t *r, bucket_t *mk, int with_counts);
+
+#endif
