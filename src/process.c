@@ -91,6 +91,8 @@ struct process {
   log_reader_t *reader;
   uint64_t offset;
   int64_t watermark_us; /* newest event time seen */
+  int64_t now_us;       /* the stores' clock: the wall clock read once per slice (and every
+                           4,096 records in it) and per live tick, not once per add */
   int snap_status;
   char snap_msg[256];
   process_stats_t st;
@@ -152,14 +154,18 @@ static int fresh_spill(process_t *p, char *err, size_t errlen) {
   return p->spill ? 0 : -1;
 }
 
+static int64_t stage_now(void *ctx) { return ((const process_t *)ctx)->now_us; }
+
 static int new_stores(process_t *p) {
-  rollup_opts_t ro = {.dims = dim_names, .ndims = PROCESS_NDIMS, .max_bytes = p->rollup_max_bytes};
-  rollup_opts_t so = {.dims = session_dims, .ndims = 1, .max_bytes = p->rollup_max_bytes};
+  rollup_opts_t ro = {.dims = dim_names, .ndims = PROCESS_NDIMS, .max_bytes = p->rollup_max_bytes,
+                      .now_us = stage_now, .now_ctx = p};
+  rollup_opts_t so = {.dims = session_dims, .ndims = 1, .max_bytes = p->rollup_max_bytes,
+                      .now_us = stage_now, .now_ctx = p};
   p->events = rollup_new(&ro);
   p->sessions = rollup_new(&so);
   p->profiles = profile_store_new(&p->popts);
   decide_bind_profiles(p->decide, p->profiles);
-  p->kpi = kpi_new(NULL, NULL);
+  p->kpi = kpi_new(stage_now, p);
   if (p->kpi) kpi_set_custom(p->kpi, p->custom);
   return p->events && p->sessions && p->profiles && p->kpi ? 0 : -EINVAL;
 }
@@ -238,7 +244,11 @@ static int load_snapshot(process_t *p) {
         decide_bind_profiles(p->decide, p->profiles);
         if (profile_store_deserialize(p->profiles, q + l0 + l1, l2) != 0) why = "bad profiles";
       }
-      if (!why && kpi_deserialize(q + l0 + l1 + l2, l3, NULL, NULL, &kp) != 0)
+      if (!why) {
+        rollup_set_clock(ev, stage_now, p);
+        rollup_set_clock(se, stage_now, p);
+      }
+      if (!why && kpi_deserialize(q + l0 + l1 + l2, l3, stage_now, p, &kp) != 0)
         why = "bad KPI state";
       if (!why && p->decide && decide_deserialize(p->decide, q + l0 + l1 + l2 + l3, l4) != 0)
         why = "bad rules state";
@@ -444,7 +454,9 @@ static int slice(process_t *p, size_t max, int64_t budget_us) {
   int64_t t0 = budget_us ? clock_mono_us() : 0;
   log_record_t rec;
   size_t n = 0;
+  p->now_us = clock_wall_us();
   for (;;) {
+    if ((n & 4095) == 4095) p->now_us = clock_wall_us();
     int rc = log_reader_next_intact(p->reader, &rec, &p->st.unreadable);
     if (rc < 0) {
       p->st.read_error = rc;
@@ -618,6 +630,7 @@ static void on_ckpt(uv_timer_t *t) {
 static void on_live(uv_timer_t *t) {
   process_t *p = t->data;
   int64_t now_mono = clock_mono_us(), now = clock_wall_us();
+  p->now_us = now;
   if (write_begin(p)) { /* else next second: a query is reading */
     if (atomic_load(&p->rebuild) && !p->jobs) rebuild_now(p);
     profile_sweep(p->profiles, p->watermark_us, SWEEP_BUDGET);
@@ -768,6 +781,7 @@ process_t *process_new(const process_opts_t *o, char *err, size_t errlen) {
   p->fingerprint = fingerprint(p);
   p->dec = new_decoder(p);
   p->ev = xmalloc(sizeof *p->ev);
+  p->now_us = clock_wall_us();
   if (new_stores(p) != 0 || !p->dec) {
     snprintf(err, errlen, "bad processing options");
     process_free(p);
