@@ -477,8 +477,9 @@ static int take_event(collect_t *c, ingest_t *in, size_t index, const enrich_ctx
     reject(c, in, index, EVENT_ERR_FIELD, msg, raw, rawlen, ctx);
     return -1;
   }
+  static evdoc_path_t message_id = EVDOC_PATH("messageId");
   char id[EVENT_MAX_ID + 8];
-  if (!evdoc_str(ev, "messageId", id, sizeof id)) id[0] = 0;
+  if (!evdoc_str_p(ev, &message_id, id, sizeof id)) id[0] = 0;
   size_t idlen = strlen(id);
   ingest_t *owner = c->dedup ? flight_owner(c, id, idlen) : NULL;
   if (owner || dedup_seen(c->dedup, id, idlen, ctx->received_us)) {
