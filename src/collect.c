@@ -330,16 +330,17 @@ static void respond_done(ingest_t *in) {
     return;
   }
   h[n++] = (http_header_t){"Content-Type", "application/json"};
-  buf_t b = BUF_INIT;
   if (!in->nrejected) {
-    buf_puts(&b, "{\"success\":true}");
-  } else {
-    buf_printf(&b, "{\"success\":%s,", ok ? "true" : "false");
-    if (!ok)
-      buf_puts(&b, "\"error\":\"invalid_events\",\"message\":\"no event in the request was valid\",");
-    buf_printf(&b, "\"accepted\":%zu,\"rejected\":[%s]}", ok,
-               in->rejected.data ? in->rejected.data : "");
+    static const char success[] = "{\"success\":true}";
+    http_respond(in->req, ok ? 200 : 400, h, n, success, sizeof success - 1, 0);
+    return;
   }
+  buf_t b = BUF_INIT;
+  buf_printf(&b, "{\"success\":%s,", ok ? "true" : "false");
+  if (!ok)
+    buf_puts(&b, "\"error\":\"invalid_events\",\"message\":\"no event in the request was valid\",");
+  buf_printf(&b, "\"accepted\":%zu,\"rejected\":[%s]}", ok,
+             in->rejected.data ? in->rejected.data : "");
   http_respond(in->req, ok ? 200 : 400, h, n, b.data, b.len, 0);
   buf_free(&b);
 }

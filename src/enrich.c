@@ -56,7 +56,9 @@ static int listed(const strlist_t *l, const char *s) {
 
 void enrich_client_ip(const char *peer, const char *xff, const strlist_t *trusted,
                       char out[46]) {
-  snprintf(out, 46, "%s", peer ? peer : "");
+  size_t pl = peer ? strnlen(peer, 45) : 0; /* an address fits; snprintf cost 600 instructions */
+  memcpy(out, peer ? peer : "", pl);
+  out[pl] = 0;
   if (!xff || !listed(trusted, peer)) return;
   /* Walk X-Forwarded-For from the right: the first hop not in trusted is the client. */
   size_t n = strlen(xff);

@@ -23,6 +23,7 @@ typedef struct edit {
 } edit_t;
 
 #define CACHE 32
+#define TOP_SLOTS 512 /* > 2 * EVDOC_MAX_MEMBERS, a power of two */
 typedef struct indexed {
   const char *p;
   size_t n;
@@ -55,6 +56,9 @@ struct evdoc {
   uint64_t top_nh[EVDOC_MAX_MEMBERS];
   uint32_t top_len[EVDOC_MAX_MEMBERS];
   unsigned char top_simple[EVDOC_MAX_MEMBERS];
+  /* Open addressing over the plain names' hashes: index + 1 per slot, 0 empty. A root
+   * member then finds its name in the table in a probe or two. */
+  uint16_t top_slot[TOP_SLOTS];
 };
 
 /* A dotted path parsed and hashed once. Callers pass the same literal again and again,
@@ -452,11 +456,18 @@ void evdoc_get_top(evdoc_t *d, const char *const *names, size_t n, jscan_val_t *
   size_t pending = 0;
   if (n > EVDOC_MAX_MEMBERS) n = EVDOC_MAX_MEMBERS;
   if (d->top_names != names || d->top_n != n) {
+    memset(d->top_slot, 0, sizeof d->top_slot);
     for (size_t i = 0; i < n; i++) {
       const memo_t *m = memo_of(d, names[i]);
       d->top_simple[i] = m && m->n == 1;
       d->top_nh[i] = d->top_simple[i] ? m->nh[0] : 0;
       d->top_len[i] = d->top_simple[i] ? (uint32_t)m->lens[0] : 0;
+      if (!d->top_simple[i]) continue;
+      size_t at = d->top_nh[i] >> 55;
+      while (d->top_slot[at] && d->top_nh[d->top_slot[at] - 1] != d->top_nh[i])
+        at = (at + 1) % TOP_SLOTS;
+      if (d->top_slot[at]) d->top_simple[i] = 0; /* a name listed twice: read by itself */
+      else d->top_slot[at] = (uint16_t)(i + 1);
     }
     d->top_names = names;
     d->top_n = n;
@@ -474,17 +485,18 @@ void evdoc_get_top(evdoc_t *d, const char *const *names, size_t n, jscan_val_t *
   }
   const indexed_t *x = &d->cache[0]; /* the root, indexed at load */
   for (long j = 0; j < x->count && pending; j++) {
-    for (size_t i = 0; i < n; i++) {
-      if (!want[i] || x->names[j] != nh[i]) continue;
-      const jscan_member_t *m = &x->members[j];
-      if (m->key_escaped ? !jscan_key_is(m, names[i], len[i])
-                         : m->keylen != len[i] || memcmp(m->key, names[i], len[i]) != 0)
-        continue;
-      out[i] = m->val; /* the first member of that name, as evdoc_get finds it */
-      if (out[i].type == JSCAN_NUMBER) out[i].num = jscan_num(&out[i]);
-      want[i] = 0;
-      pending--;
-    }
+    size_t at = x->names[j] >> 55;
+    while (d->top_slot[at] && nh[d->top_slot[at] - 1] != x->names[j]) at = (at + 1) % TOP_SLOTS;
+    if (!d->top_slot[at]) continue; /* not a name of the table */
+    size_t i = d->top_slot[at] - 1u;
+    const jscan_member_t *m = &x->members[j];
+    if (!want[i] || (m->key_escaped ? !jscan_key_is(m, names[i], len[i])
+                                    : m->keylen != len[i] || memcmp(m->key, names[i], len[i]) != 0))
+      continue;
+    out[i] = m->val; /* the first member of that name, as evdoc_get finds it */
+    if (out[i].type == JSCAN_NUMBER) out[i].num = jscan_num(&out[i]);
+    want[i] = 0;
+    pending--;
   }
 }
 
