@@ -686,11 +686,13 @@ void evdoc_keep_only(evdoc_t *d, const char *const *keep) {
 
 /* ---- writing ---- */
 
-/* The live edit exactly at prefix, and whether live edits lie strictly below it. */
-static const edit_t *edit_at(const evdoc_t *d, const uint64_t *hs, size_t n, int *deeper) {
+/* The live edit exactly at prefix, and whether live edits lie strictly below it, among
+ * edits from index `from` on. */
+static const edit_t *edit_at(const evdoc_t *d, const uint64_t *hs, size_t n, size_t from,
+                             int *deeper) {
   const edit_t *exact = NULL;
   *deeper = 0;
-  for (size_t i = 0; i < d->nedits; i++) {
+  for (size_t i = from; i < d->nedits; i++) {
     const edit_t *e = &d->edits[i];
     if (e->op == OP_NOP || !edit_under(d, e, hs, n)) continue;
     if (e->nsegs == n)
@@ -745,7 +747,7 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
       member_bits |= bit_of(hs[depth]);
       /* Most members have no edit at or below them: one bit test says so. */
       if (d->mask[depth] & bit_of(hs[depth])) {
-        e = edit_at(d, hs, depth + 1, &deeper);
+        e = edit_at(d, hs, depth + 1, 0, &deeper);
         if (e && e->op == OP_DEL && !deeper) continue;
       }
     }
@@ -786,7 +788,9 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
     new_bits |= bit;
     hs[depth] = e->phash[depth];
     int deeper;
-    const edit_t *ex = edit_at(d, hs, depth + 1, &deeper);
+    /* No live edit before i lies under this new member (it would have been written
+     * first), so the search starts at i. */
+    const edit_t *ex = edit_at(d, hs, depth + 1, i, &deeper);
     if ((ex && ex->op == OP_DEL && !deeper) || (!ex && !deeper)) continue;
     if (!first) buf_putc(out, ',');
     first = 0;
