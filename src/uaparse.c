@@ -615,10 +615,15 @@ int uaparse_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char 
   int need_device = evdoc_get_p(ev, &P_PARTS[2]).type == JSCAN_NONE;
   int need_bot = evdoc_get_p(ev, &P_BOT).type == JSCAN_NONE;
   if (!need_browser && !need_os && !need_device && !need_bot) return 0;
-  char ua[UAPARSE_MAX_UA + 8];
-  if (jscan_string(&uav, ua, sizeof ua) < 0) return 0;
-
-  size_t len = strlen(ua);
+  /* Without escapes the client's bytes are the text: no copy. */
+  char buf[UAPARSE_MAX_UA + 8];
+  const char *ua = uav.p;
+  size_t len = uav.n;
+  if (uav.escaped) {
+    if (jscan_string(&uav, buf, sizeof buf) < 0) return 0;
+    ua = buf;
+    len = strlen(buf);
+  }
   int hit;
   size_t w = slot_of(p, ua, len > UAPARSE_MAX_UA ? UAPARSE_MAX_UA : len, &hit);
   const ua_info_t *info = &p->infos[w];
