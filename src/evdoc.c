@@ -558,9 +558,12 @@ static void add_edit_memo(evdoc_t *d, int op, const memo_t *m, const char *path,
 
 static void add_edit_hashed(evdoc_t *d, int op, const char *const *segs, const size_t *lens,
                             const uint64_t *qh, size_t nsegs, const char *val, size_t vlen) {
-  for (size_t i = 0; i < d->nedits; i++)
-    if (d->edits[i].op != OP_NOP && edit_under(d, &d->edits[i], qh, nsegs))
-      d->edits[i].op = OP_NOP;
+  /* Retire earlier edits at or below the path. Each set its prefix hash's bit in
+   * mask[nsegs - 1] when it was made: without that bit there is none (the usual case). */
+  if (d->mask[nsegs - 1] & bit_of(qh[nsegs - 1]))
+    for (size_t i = 0; i < d->nedits; i++)
+      if (d->edits[i].op != OP_NOP && edit_under(d, &d->edits[i], qh, nsegs))
+        d->edits[i].op = OP_NOP;
   if (d->nedits == d->cap_edits) {
     d->cap_edits = d->cap_edits ? d->cap_edits * 2 : 32;
     d->edits = xrealloc(d->edits, d->cap_edits * sizeof *d->edits);
