@@ -175,7 +175,8 @@ int campaign_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char
 
   /* Only page views and events that carry a page say where the visitor came from. */
   if (!u && !r) return 0;
-  char page_host[256] = "", ref_host[256] = "";
+  char page_host[256], ref_host[256];
+  page_host[0] = ref_host[0] = 0;
   if (u) campaign_url_host(u, page_host, sizeof page_host);
   if (r) campaign_url_host(r, ref_host, sizeof ref_host);
   const char *cls = email ? "email" : campaign_referrer_class(ref_host, page_host);

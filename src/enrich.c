@@ -190,7 +190,8 @@ int enrich_event(enrich_t *e, evdoc_t *ev, const enrich_ctx_t *ctx_in, char *msg
   }
   const enrich_ctx_t *ctx = &local;
   for (size_t i = 0; i < e->n; i++) {
-    char m[160] = "";
+    char m[160];
+    m[0] = 0; /* not `= ""`: that clears all 160 bytes, for every step of every event */
     int rc = e->steps[i].fn(ev, ctx, e->steps[i].state, m, sizeof m);
     if (rc == ENRICH_DROP) return ENRICH_DROP;
     if (rc != 0) {
