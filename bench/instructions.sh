@@ -6,16 +6,20 @@
 #           the costliest kind) sent with curl: 1 batch, then N
 #   single  bench/ingest.sh's 315-byte track event, POST /v1/track on one keep-alive
 #           connection: 10 requests, then 10 + S
+#   pixel   bench/ingest.sh's GET /v1/p.gif query string, the same way
 # For each: the whole server, collect_handle (ingestion) and process_record (the
-# processing stage the server runs on each stored event). The whole-server figure also
+# processing stage the server runs on each stored event; the stage's `slice`, which
+# calls it, when the compiler inlined it). The whole-server figure also
 # holds timer-driven work (a checkpoint written or not during a run moves it by a few
 # thousand); the other two are repeatable.
 #   bash bench/instructions.sh        (needs valgrind, curl, python3 and build/sluice)
+#   PORT=N picks the first of the six ports it listens on (default 18731).
 set -eu
 cd "$(dirname "$0")/.."
 BIN=${SLUICE:-build/sluice}
 N=${N:-11}
 S=${S:-500}
+PORT=${PORT:-18731}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 python3 - > "$tmp/batch.json" <<'PY'
@@ -38,13 +42,18 @@ send() { # mode count port
     done
     return
   fi
-  python3 - "$tmp/event.json" "$2" "$3" <<'PY'
+  python3 - "$tmp/event.json" "$2" "$3" "$1" <<'PY'
 import base64, http.client, sys
-body, n, port = open(sys.argv[1], "rb").read(), int(sys.argv[2]), int(sys.argv[3])
+body, n, port, mode = open(sys.argv[1], "rb").read(), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 c = http.client.HTTPConnection("127.0.0.1", port)
 h = {"Authorization": "Basic " + base64.b64encode(b"wk:").decode(), "Content-Type": "application/json"}
+# bench/ingest.sh's PIXEL_QS
+pixel = "/v1/p.gif?writeKey=wk&event=Email+Opened&userId=u1&properties.campaign=spring&context.campaign.source=newsletter"
 for _ in range(n):
-    c.request("POST", "/v1/track", body, h)
+    if mode == "pixel":
+        c.request("GET", pixel)
+    else:
+        c.request("POST", "/v1/track", body, h)
     r = c.getresponse()
     r.read()
     if r.status not in (200, 204):
@@ -64,7 +73,8 @@ run() { # mode count port -> "total collect_handle process_record"
     /PROGRAM TOTALS/ {gsub(",", "", $1); t = $1}
     /collect.c:collect_handle \[/ {gsub(",", "", $1); c = $1}
     /process.c:process_record \[/ {gsub(",", "", $1); p = $1}
-    END {print t, c + 0, p + 0}'
+    /process.c:slice \[/ {gsub(",", "", $1); s = $1}
+    END {print t, c + 0, (p ? p : s) + 0}'
 }
 
 report() { # label events a_total a_collect a_process b_total b_collect b_process
@@ -72,6 +82,8 @@ report() { # label events a_total a_collect a_process b_total b_collect b_proces
 }
 
 report "instructions per event, batches of 100" $(( (N - 1) * 100 )) \
-  $(run batch 1 18731) $(run batch "$N" 18732)
+  $(run batch 1 "$PORT") $(run batch "$N" $((PORT + 1)))
 report "instructions per single-event request" "$S" \
-  $(run single 10 18733) $(run single $((10 + S)) 18734)
+  $(run single 10 $((PORT + 2))) $(run single $((10 + S)) $((PORT + 3)))
+report "instructions per pixel request" "$S" \
+  $(run pixel 10 $((PORT + 4))) $(run pixel $((10 + S)) $((PORT + 5)))

@@ -80,6 +80,8 @@ size_t campaign_url_host(const char *url, char *out, size_t outlen) {
   return h;
 }
 
+static evdoc_path_t P_CAMPAIGN = EVDOC_PATH("context.campaign");
+
 static const char *const click_ids[] = {"gclid", "fbclid", "msclkid", "ttclid", "twclid",
                                         "li_fat_id", "dclid", "wbraid", "gbraid", "yclid", NULL};
 
@@ -140,44 +142,54 @@ static int parse_query(evdoc_t *ev, const char *url) {
     buf_puts(&obj, "\"}");
   }
   buf_putc(&obj, '}');
-  evdoc_set_raw(ev, "context.campaign", obj.data, obj.len);
+  evdoc_set_raw_p(ev, &P_CAMPAIGN, obj.data, obj.len);
   buf_free(&obj);
   const char *m = vals[1];
   return !strcasecmp(m, "email") || !strcasecmp(m, "e-mail") || !strcasecmp(m, "newsletter");
 }
 
+static evdoc_path_t P_PAGE_URL = EVDOC_PATH("context.page.url"),
+                    P_PROPS_URL = EVDOC_PATH("properties.url"),
+                    P_PAGE_REFERRER = EVDOC_PATH("context.page.referrer"),
+                    P_PROPS_REFERRER = EVDOC_PATH("properties.referrer"),
+                    P_CAMPAIGN_MEDIUM = EVDOC_PATH("context.campaign.medium"),
+                    P_REFERRER = EVDOC_PATH("context.referrer"),
+                    P_REFERRER_HOST = EVDOC_PATH("context.referrer.host"),
+                    P_REFERRER_CLASS = EVDOC_PATH("context.referrer.class");
+
 int campaign_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg,
                          size_t msglen) {
   char url[2048], ref[2048], medium[64];
-  const char *u = evdoc_str(ev, "context.page.url", url, sizeof url);
-  if (!u) u = evdoc_str(ev, "properties.url", url, sizeof url);
-  const char *r = evdoc_str(ev, "context.page.referrer", ref, sizeof ref);
-  if (!r) r = evdoc_str(ev, "properties.referrer", ref, sizeof ref);
+  const char *u = evdoc_str_p(ev, &P_PAGE_URL, url, sizeof url);
+  if (!u) u = evdoc_str_p(ev, &P_PROPS_URL, url, sizeof url);
+  const char *r = evdoc_str_p(ev, &P_PAGE_REFERRER, ref, sizeof ref);
+  if (!r) r = evdoc_str_p(ev, &P_PROPS_REFERRER, ref, sizeof ref);
 
   int email = 0;
-  if (evdoc_get(ev, "context.campaign").type == JSCAN_NONE) {
+  if (evdoc_get_p(ev, &P_CAMPAIGN).type == JSCAN_NONE) {
     if (u) email = parse_query(ev, u);
   } else {
-    const char *m = evdoc_str(ev, "context.campaign.medium", medium, sizeof medium);
+    const char *m = evdoc_str_p(ev, &P_CAMPAIGN_MEDIUM, medium, sizeof medium);
     email = m && (!strcasecmp(m, "email") || !strcasecmp(m, "e-mail") || !strcasecmp(m, "newsletter"));
   }
 
   /* Only page views and events that carry a page say where the visitor came from. */
   if (!u && !r) return 0;
-  char page_host[256] = "", ref_host[256] = "";
+  char page_host[256], ref_host[256];
+  page_host[0] = ref_host[0] = 0;
   if (u) campaign_url_host(u, page_host, sizeof page_host);
   if (r) campaign_url_host(r, ref_host, sizeof ref_host);
   const char *cls = email ? "email" : campaign_referrer_class(ref_host, page_host);
-  jscan_type_t rt = evdoc_get(ev, "context.referrer").type;
+  jscan_type_t rt = evdoc_get_p(ev, &P_REFERRER).type;
   if (rt != JSCAN_NONE && rt != JSCAN_OBJECT) return 0;
   if (rt == JSCAN_NONE) {
     const char *kv[] = {"host", ref_host, "class", cls};
-    evdoc_set_strings(ev, "context.referrer", kv, 2);
+    evdoc_set_strings_p(ev, &P_REFERRER, kv, 2);
     return 0;
   }
-  if (ref_host[0] && evdoc_get(ev, "context.referrer.host").type == JSCAN_NONE)
-    evdoc_set_str(ev, "context.referrer.host", ref_host);
-  if (evdoc_get(ev, "context.referrer.class").type == JSCAN_NONE)
-    evdoc_set_str(ev, "context.referrer.class", cls);
+  if (ref_host[0] && evdoc_get_p(ev, &P_REFERRER_HOST).type == JSCAN_NONE)
+    evdoc_set_str_p(ev, &P_REFERRER_HOST, ref_host);
+  if (evdoc_get_p(ev, &P_REFERRER_CLASS).type == JSCAN_NONE)
+    evdoc_set_str_p(ev, &P_REFERRER_CLASS, cls);
   return 0;
 }

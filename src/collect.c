@@ -9,12 +9,11 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#include <cjson/cJSON.h>
-
 #include "costs.h"
 #include "event.h"
 #include "evdoc.h"
 #include "keys.h"
+#include "qevent.h"
 #include "ratelimit.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -67,6 +66,7 @@ struct collect {
   flight_t *flight;     /* see flight_t; cap a power of two */
   size_t flight_cap, flight_used;
   buf_t query_event; /* pixel/redirect event text */
+  qevent_t *qevent;  /* builds it */
 };
 
 /* One request waiting for its log ack. */
@@ -120,6 +120,7 @@ collect_t *collect_new(const collect_deps_t *d) {
   c->limiter = ratelimit_new(rate, d->cfg->rate_limit_burst ? (double)d->cfg->rate_limit_burst : 2 * rate, 0);
   c->ev = evdoc_new();
   c->batch = evdoc_new();
+  c->qevent = qevent_new();
   return c;
 }
 
@@ -135,6 +136,7 @@ void collect_free(collect_t *c) {
   free(c->elems);
   free(c->flight);
   buf_free(&c->query_event);
+  qevent_free(c->qevent);
   free(c);
 }
 
@@ -328,16 +330,17 @@ static void respond_done(ingest_t *in) {
     return;
   }
   h[n++] = (http_header_t){"Content-Type", "application/json"};
-  buf_t b = BUF_INIT;
   if (!in->nrejected) {
-    buf_puts(&b, "{\"success\":true}");
-  } else {
-    buf_printf(&b, "{\"success\":%s,", ok ? "true" : "false");
-    if (!ok)
-      buf_puts(&b, "\"error\":\"invalid_events\",\"message\":\"no event in the request was valid\",");
-    buf_printf(&b, "\"accepted\":%zu,\"rejected\":[%s]}", ok,
-               in->rejected.data ? in->rejected.data : "");
+    static const char success[] = "{\"success\":true}";
+    http_respond(in->req, ok ? 200 : 400, h, n, success, sizeof success - 1, 0);
+    return;
   }
+  buf_t b = BUF_INIT;
+  buf_printf(&b, "{\"success\":%s,", ok ? "true" : "false");
+  if (!ok)
+    buf_puts(&b, "\"error\":\"invalid_events\",\"message\":\"no event in the request was valid\",");
+  buf_printf(&b, "\"accepted\":%zu,\"rejected\":[%s]}", ok,
+             in->rejected.data ? in->rejected.data : "");
   http_respond(in->req, ok ? 200 : 400, h, n, b.data, b.len, 0);
   buf_free(&b);
 }
@@ -477,8 +480,9 @@ static int take_event(collect_t *c, ingest_t *in, size_t index, const enrich_ctx
     reject(c, in, index, EVENT_ERR_FIELD, msg, raw, rawlen, ctx);
     return -1;
   }
+  static evdoc_path_t message_id = EVDOC_PATH("messageId");
   char id[EVENT_MAX_ID + 8];
-  if (!evdoc_str(ev, "messageId", id, sizeof id)) id[0] = 0;
+  if (!evdoc_str_p(ev, &message_id, id, sizeof id)) id[0] = 0;
   size_t idlen = strlen(id);
   ingest_t *owner = c->dedup ? flight_owner(c, id, idlen) : NULL;
   if (owner || dedup_seen(c->dedup, id, idlen, ctx->received_us)) {
@@ -630,103 +634,6 @@ static int check_write_key(const config_t *cfg, const char *key, size_t n, const
   *code = "invalid_key";
   *msg = "the write key is not valid";
   return 401;
-}
-
-/* ---- query-string events (pixel, redirect) ---- */
-
-static void put_path(cJSON *obj, const char *dotted, const char *value) {
-  const char *dot = strchr(dotted, '.');
-  if (!dot) {
-    cJSON_DeleteItemFromObjectCaseSensitive(obj, dotted);
-    cJSON_AddStringToObject(obj, dotted, value);
-    return;
-  }
-  char head[64];
-  size_t hl = (size_t)(dot - dotted);
-  if (hl == 0 || hl >= sizeof head) return;
-  memcpy(head, dotted, hl);
-  head[hl] = 0;
-  cJSON *child = cJSON_GetObjectItemCaseSensitive(obj, head);
-  if (!cJSON_IsObject(child)) {
-    cJSON_DeleteItemFromObjectCaseSensitive(obj, head);
-    child = cJSON_AddObjectToObject(obj, head);
-  }
-  put_path(child, dot + 1, value);
-}
-
-/* Build the event a pixel or redirect URL describes. Parameters: writeKey (or k),
- * data (base64 JSON of a whole event, Segment pixel style), type, event, name, userId,
- * anonymousId, messageId, and dotted paths (properties.x, context.campaign.source...).
- * For the redirect, u (or url) is the target. Returns the event or NULL with code/msg. */
-static cJSON *event_from_query(ingest_t *in, char *key, size_t keycap, const char **code,
-                               const char **msg) {
-  const char *q = http_req_query(in->req);
-  size_t qlen = strlen(q), pos = 0;
-  const char *k, *v;
-  size_t kl, vl;
-  cJSON *ev = cJSON_CreateObject();
-  char *kd = xmalloc(qlen + 1), *vd = xmalloc(qlen + 1);
-  int fields = 0;
-  *key = 0;
-  while (str_query_next(q, qlen, &pos, &k, &kl, &v, &vl)) {
-    if (str_url_decode(k, kl, kd, 1) < 0 || str_url_decode(v, vl, vd, 1) < 0) {
-      *code = "bad_query";
-      *msg = "malformed percent-encoding in the query string";
-      goto fail;
-    }
-    if (!strcmp(kd, "writeKey") || !strcmp(kd, "k")) {
-      snprintf(key, keycap, "%s", vd);
-    } else if (!strcmp(kd, "u") || !strcmp(kd, "url")) {
-      free(in->redirect);
-      in->redirect = xstrdup(vd);
-    } else if (!strcmp(kd, "data")) {
-      unsigned char *dec = xmalloc(strlen(vd) + 4);
-      long dl = str_base64_decode(vd, strlen(vd), dec);
-      cJSON *d = dl < 0 ? NULL : cJSON_ParseWithLength((const char *)dec, (size_t)dl);
-      free(dec);
-      if (!cJSON_IsObject(d)) {
-        cJSON_Delete(d);
-        *code = EVENT_ERR_JSON;
-        *msg = "data must be base64 of a JSON object";
-        goto fail;
-      }
-      cJSON *wk = cJSON_GetObjectItemCaseSensitive(d, "writeKey");
-      if (cJSON_IsString(wk)) snprintf(key, keycap, "%s", wk->valuestring);
-      for (cJSON *it = d->child; it;) {
-        cJSON *next = it->next;
-        cJSON_DeleteItemFromObjectCaseSensitive(ev, it->string);
-        cJSON_AddItemToObject(ev, it->string, cJSON_DetachItemViaPointer(d, it));
-        it = next;
-      }
-      cJSON_Delete(d);
-      fields++;
-    } else if (kl < 200 && (strchr(kd, '.') || !strcmp(kd, "type") || !strcmp(kd, "event") ||
-                            !strcmp(kd, "name") || !strcmp(kd, "userId") ||
-                            !strcmp(kd, "anonymousId") || !strcmp(kd, "messageId") ||
-                            !strcmp(kd, "timestamp"))) {
-      if (fields++ < 256) put_path(ev, kd, vd);
-    }
-  }
-  free(kd);
-  free(vd);
-  if (!cJSON_GetObjectItemCaseSensitive(ev, "type")) cJSON_AddStringToObject(ev, "type", "track");
-  const cJSON *t = cJSON_GetObjectItemCaseSensitive(ev, "type");
-  if (cJSON_IsString(t) && !strcmp(t->valuestring, "track") &&
-      !cJSON_GetObjectItemCaseSensitive(ev, "event"))
-    cJSON_AddStringToObject(ev, "event",
-                            in->route->kind == K_REDIRECT ? "Email Link Clicked" : "Email Opened");
-  if (in->route->kind == K_REDIRECT && in->redirect) {
-    cJSON *props = cJSON_GetObjectItemCaseSensitive(ev, "properties");
-    if (!props) props = cJSON_AddObjectToObject(ev, "properties");
-    if (cJSON_IsObject(props) && !cJSON_GetObjectItemCaseSensitive(props, "url"))
-      cJSON_AddStringToObject(props, "url", in->redirect);
-  }
-  return ev;
-fail:
-  free(kd);
-  free(vd);
-  cJSON_Delete(ev);
-  return NULL;
 }
 
 /* ---- the handler ---- */
@@ -908,14 +815,15 @@ fail:
 static void handle_query(collect_t *c, ingest_t *in, char *hkey, const enrich_ctx_t *ctx) {
   const char *code = NULL, *msg = NULL;
   char qkey[256];
-  int st;
-  cJSON *ev = event_from_query(in, qkey, sizeof qkey, &code, &msg);
-  if (!ev) {
-    st = 400;
-    goto fail;
-  }
-  if (!hkey[0]) snprintf(hkey, 256, "%s", qkey);
-  st = check_write_key(c->cfg, hkey, strlen(hkey), &code, &msg);
+  const char *q = http_req_query(in->req);
+  buf_reset(&c->query_event);
+  int st = qevent_build(c->qevent, q, strlen(q),
+                        in->route->kind == K_REDIRECT ? QEVENT_REDIRECT : QEVENT_PIXEL,
+                        &c->query_event, qkey, sizeof qkey, &in->redirect, &code, &msg) != 0
+               ? 400
+               : 0;
+  if (!st && !hkey[0]) snprintf(hkey, 256, "%s", qkey);
+  if (!st) st = check_write_key(c->cfg, hkey, strlen(hkey), &code, &msg);
   if (!st && in->route->kind == K_REDIRECT &&
       (!in->redirect || !collect_redirect_allowed(c->cfg, in->redirect))) {
     st = 400;
@@ -924,20 +832,12 @@ static void handle_query(collect_t *c, ingest_t *in, char *hkey, const enrich_ct
                        : "the u parameter (target URL) is required";
   }
   if (st) {
-    cJSON_Delete(ev);
-    goto fail;
+    fail_req(in, st, code, msg);
+    ingest_free(in);
+    return;
   }
-  buf_reset(&c->query_event);
-  char *text = cJSON_PrintUnformatted(ev);
-  cJSON_Delete(ev);
-  buf_puts(&c->query_event, text ? text : "{}");
-  cJSON_free(text);
   load_and_take(c, in, 0, ctx, c->query_event.data, c->query_event.len, 0, 0);
   submit(c, in, ctx->received_us);
-  return;
-fail:
-  fail_req(in, st, code, msg);
-  ingest_free(in);
 }
 
 void collect_emit(collect_t *c, const char *json, size_t len, void (*done)(void *ud, int rc),

@@ -7,6 +7,7 @@
  * indexed (jscan_members) on first use and cached by their address for this document. */
 #include "evdoc.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #include "util/mem.h"
@@ -22,6 +23,7 @@ typedef struct edit {
 } edit_t;
 
 #define CACHE 32
+#define TOP_SLOTS 512 /* > 2 * EVDOC_MAX_MEMBERS, a power of two */
 typedef struct indexed {
   const char *p;
   size_t n;
@@ -44,6 +46,9 @@ struct evdoc {
   uint64_t mask[EVDOC_MAX_DEPTH]; /* per depth: bit_of(prefix hash) of every edit made */
   uint64_t endmask[EVDOC_MAX_DEPTH]; /* per depth: bit_of(path hash) of edits that end there */
   struct memo *memo;              /* parsed dotted paths, see evdoc_get */
+  struct memo **paths;            /* parsed evdoc_path_t, by id (see path_memo) */
+  size_t npaths;
+  size_t memo_evict;              /* round-robin way to replace in a full bucket */
   /* evdoc_get_top's last table (by address) and, per name, its name_hash, length and
    * whether it is a plain top-level name (else it is read with evdoc_get). */
   const char *const *top_names;
@@ -51,12 +56,16 @@ struct evdoc {
   uint64_t top_nh[EVDOC_MAX_MEMBERS];
   uint32_t top_len[EVDOC_MAX_MEMBERS];
   unsigned char top_simple[EVDOC_MAX_MEMBERS];
+  /* Open addressing over the plain names' hashes: index + 1 per slot, 0 empty. A root
+   * member then finds its name in the table in a probe or two. */
+  uint16_t top_slot[TOP_SLOTS];
 };
 
 /* A dotted path parsed and hashed once. Callers pass the same literal again and again,
  * so evdoc_get keeps the parse by the string's address — checked against a copy of the
  * text, so a reused buffer holding another path is never mistaken for it. */
-#define MEMO 256
+#define MEMO 256 /* 64 buckets of MEMO_WAYS */
+#define MEMO_WAYS 4
 #define MEMO_TEXT 96
 typedef struct memo {
   const char *ptr;
@@ -78,6 +87,8 @@ void evdoc_free(evdoc_t *d) {
   }
   free(d->edits);
   free(d->memo);
+  for (size_t i = 0; i < d->npaths; i++) free(d->paths[i]);
+  free(d->paths);
   buf_free(&d->arena);
   buf_free(&d->scratch);
   free(d);
@@ -361,12 +372,9 @@ jscan_val_t evdoc_get_v(evdoc_t *d, const char *const *segs, size_t nsegs) {
   return get_path(d, segs, lens, nsegs);
 }
 
-/* The memo of a dotted path (parsed and hashed), or NULL when the path is too long to
- * keep or malformed (then the caller parses it itself). */
-static const memo_t *memo_of(evdoc_t *d, const char *path) {
-  if (!d->memo) d->memo = xcalloc(MEMO, sizeof *d->memo);
-  memo_t *m = &d->memo[((uint64_t)(uintptr_t)path * 0x9E3779B97F4A7C15ull) >> 56];
-  if (m->ptr == path && strcmp(m->text, path) == 0) return m->n ? m : NULL;
+/* Parse and hash path into m. Returns m, or NULL when the path is too long to keep or
+ * malformed (then the caller parses it itself). */
+static const memo_t *memo_fill(memo_t *m, const char *path) {
   size_t len = strlen(path);
   if (len >= MEMO_TEXT) return NULL;
   memcpy(m->text, path, len + 1);
@@ -388,8 +396,46 @@ static const memo_t *memo_of(evdoc_t *d, const char *path) {
   return m;
 }
 
-jscan_val_t evdoc_get(evdoc_t *d, const char *path) {
-  const memo_t *m = memo_of(d, path);
+/* The memo of a dotted path (parsed and hashed), or NULL when the path is too long to
+ * keep or malformed (then the caller parses it itself). */
+static const memo_t *memo_of(evdoc_t *d, const char *path) {
+  if (!d->memo) d->memo = xcalloc(MEMO, sizeof *d->memo);
+  /* MEMO_WAYS entries per bucket: with one, two hot literals whose addresses share a
+   * slot evicted each other on every event (four re-parses per event were measured). */
+  memo_t *set = &d->memo[(((uint64_t)(uintptr_t)path * 0x9E3779B97F4A7C15ull) >> 58) * MEMO_WAYS];
+  memo_t *m = NULL;
+  for (size_t w = 0; w < MEMO_WAYS; w++) {
+    if (set[w].ptr == path && strcmp(set[w].text, path) == 0) return set[w].n ? &set[w] : NULL;
+    if (!m && !set[w].ptr) m = &set[w];
+  }
+  if (!m) m = &set[d->memo_evict++ % MEMO_WAYS];
+  return memo_fill(m, path);
+}
+
+/* Ids of evdoc_path_t objects, handed out on first use (from 1): an evdoc keeps each
+ * path's parse in its own array at that index, so no text is compared on a read. */
+static _Atomic uint32_t path_ids;
+
+static const memo_t *path_memo(evdoc_t *d, evdoc_path_t *p) {
+  uint32_t id = atomic_load_explicit(&p->id, memory_order_relaxed);
+  if (!id) {
+    uint32_t fresh = atomic_fetch_add(&path_ids, 1) + 1, none = 0;
+    id = atomic_compare_exchange_strong(&p->id, &none, fresh) ? fresh : none;
+  }
+  if (id >= d->npaths) {
+    size_t n = (size_t)id * 2;
+    d->paths = xrealloc(d->paths, n * sizeof *d->paths);
+    memset(d->paths + d->npaths, 0, (n - d->npaths) * sizeof *d->paths);
+    d->npaths = n;
+  }
+  memo_t *m = d->paths[id]; /* allocated one by one: a memo points into itself */
+  if (m) return m->n ? m : NULL;
+  m = d->paths[id] = xcalloc(1, sizeof *m); /* n stays 0 if memo_fill refuses the path */
+  return memo_fill(m, p->text);
+}
+
+/* Read through m, or parse path here when m is NULL. */
+static jscan_val_t get_memo(evdoc_t *d, const memo_t *m, const char *path) {
   if (m) return get_hashed(d, m->segs, m->lens, m->h, m->nh, m->n);
   const char *segs[EVDOC_MAX_DEPTH];
   char store[256];
@@ -399,6 +445,10 @@ jscan_val_t evdoc_get(evdoc_t *d, const char *path) {
   return get_path(d, segs, lens, n);
 }
 
+jscan_val_t evdoc_get(evdoc_t *d, const char *path) { return get_memo(d, memo_of(d, path), path); }
+
+jscan_val_t evdoc_get_p(evdoc_t *d, evdoc_path_t *p) { return get_memo(d, path_memo(d, p), p->text); }
+
 void evdoc_get_top(evdoc_t *d, const char *const *names, size_t n, jscan_val_t *out) {
   const uint64_t *nh = d->top_nh;
   const uint32_t *len = d->top_len;
@@ -406,11 +456,18 @@ void evdoc_get_top(evdoc_t *d, const char *const *names, size_t n, jscan_val_t *
   size_t pending = 0;
   if (n > EVDOC_MAX_MEMBERS) n = EVDOC_MAX_MEMBERS;
   if (d->top_names != names || d->top_n != n) {
+    memset(d->top_slot, 0, sizeof d->top_slot);
     for (size_t i = 0; i < n; i++) {
       const memo_t *m = memo_of(d, names[i]);
       d->top_simple[i] = m && m->n == 1;
       d->top_nh[i] = d->top_simple[i] ? m->nh[0] : 0;
       d->top_len[i] = d->top_simple[i] ? (uint32_t)m->lens[0] : 0;
+      if (!d->top_simple[i]) continue;
+      size_t at = d->top_nh[i] >> 55;
+      while (d->top_slot[at] && d->top_nh[d->top_slot[at] - 1] != d->top_nh[i])
+        at = (at + 1) % TOP_SLOTS;
+      if (d->top_slot[at]) d->top_simple[i] = 0; /* a name listed twice: read by itself */
+      else d->top_slot[at] = (uint16_t)(i + 1);
     }
     d->top_names = names;
     d->top_n = n;
@@ -428,24 +485,32 @@ void evdoc_get_top(evdoc_t *d, const char *const *names, size_t n, jscan_val_t *
   }
   const indexed_t *x = &d->cache[0]; /* the root, indexed at load */
   for (long j = 0; j < x->count && pending; j++) {
-    for (size_t i = 0; i < n; i++) {
-      if (!want[i] || x->names[j] != nh[i]) continue;
-      const jscan_member_t *m = &x->members[j];
-      if (m->key_escaped ? !jscan_key_is(m, names[i], len[i])
-                         : m->keylen != len[i] || memcmp(m->key, names[i], len[i]) != 0)
-        continue;
-      out[i] = m->val; /* the first member of that name, as evdoc_get finds it */
-      if (out[i].type == JSCAN_NUMBER) out[i].num = jscan_num(&out[i]);
-      want[i] = 0;
-      pending--;
-    }
+    size_t at = x->names[j] >> 55;
+    while (d->top_slot[at] && nh[d->top_slot[at] - 1] != x->names[j]) at = (at + 1) % TOP_SLOTS;
+    if (!d->top_slot[at]) continue; /* not a name of the table */
+    size_t i = d->top_slot[at] - 1u;
+    const jscan_member_t *m = &x->members[j];
+    if (!want[i] || (m->key_escaped ? !jscan_key_is(m, names[i], len[i])
+                                    : m->keylen != len[i] || memcmp(m->key, names[i], len[i]) != 0))
+      continue;
+    out[i] = m->val; /* the first member of that name, as evdoc_get finds it */
+    if (out[i].type == JSCAN_NUMBER) out[i].num = jscan_num(&out[i]);
+    want[i] = 0;
+    pending--;
   }
 }
 
-const char *evdoc_str(evdoc_t *d, const char *path, char *buf, size_t cap) {
-  jscan_val_t v = evdoc_get(d, path);
+static const char *str_of(jscan_val_t v, char *buf, size_t cap) {
   if (v.type != JSCAN_STRING || jscan_string(&v, buf, cap) < 0) return NULL;
   return buf;
+}
+
+const char *evdoc_str(evdoc_t *d, const char *path, char *buf, size_t cap) {
+  return str_of(evdoc_get(d, path), buf, cap);
+}
+
+const char *evdoc_str_p(evdoc_t *d, evdoc_path_t *p, char *buf, size_t cap) {
+  return str_of(evdoc_get_p(d, p), buf, cap);
 }
 
 long evdoc_members(evdoc_t *d, const char *path, const jscan_member_t **out) {
@@ -478,9 +543,9 @@ static void add_edit(evdoc_t *d, int op, const char *const *segs, size_t nsegs, 
   add_edit_hashed(d, op, segs, lens, qh, nsegs, val, vlen);
 }
 
-/* Edit at a dotted path, through the memo. */
-static void add_edit_path(evdoc_t *d, int op, const char *path, const char *val, size_t vlen) {
-  const memo_t *m = memo_of(d, path);
+/* Edit at a dotted path through its memo m, or parsed here when m is NULL. */
+static void add_edit_memo(evdoc_t *d, int op, const memo_t *m, const char *path, const char *val,
+                          size_t vlen) {
   if (m) {
     add_edit_hashed(d, op, m->segs, m->lens, m->h, m->n, val, vlen);
     return;
@@ -493,9 +558,12 @@ static void add_edit_path(evdoc_t *d, int op, const char *path, const char *val,
 
 static void add_edit_hashed(evdoc_t *d, int op, const char *const *segs, const size_t *lens,
                             const uint64_t *qh, size_t nsegs, const char *val, size_t vlen) {
-  for (size_t i = 0; i < d->nedits; i++)
-    if (d->edits[i].op != OP_NOP && edit_under(d, &d->edits[i], qh, nsegs))
-      d->edits[i].op = OP_NOP;
+  /* Retire earlier edits at or below the path. Each set its prefix hash's bit in
+   * mask[nsegs - 1] when it was made: without that bit there is none (the usual case). */
+  if (d->mask[nsegs - 1] & bit_of(qh[nsegs - 1]))
+    for (size_t i = 0; i < d->nedits; i++)
+      if (d->edits[i].op != OP_NOP && edit_under(d, &d->edits[i], qh, nsegs))
+        d->edits[i].op = OP_NOP;
   if (d->nedits == d->cap_edits) {
     d->cap_edits = d->cap_edits ? d->cap_edits * 2 : 32;
     d->edits = xrealloc(d->edits, d->cap_edits * sizeof *d->edits);
@@ -522,16 +590,31 @@ void evdoc_set_raw_v(evdoc_t *d, const char *const *segs, size_t nsegs, const ch
 }
 
 void evdoc_set_raw(evdoc_t *d, const char *path, const char *json, size_t n) {
-  add_edit_path(d, OP_SET, path, json, n);
+  add_edit_memo(d, OP_SET, memo_of(d, path), path, json, n);
 }
 
-void evdoc_set_str(evdoc_t *d, const char *path, const char *s) {
+void evdoc_set_raw_p(evdoc_t *d, evdoc_path_t *p, const char *json, size_t n) {
+  add_edit_memo(d, OP_SET, path_memo(d, p), p->text, json, n);
+}
+
+/* The JSON string of s, in d->scratch. */
+static const buf_t *str_json(evdoc_t *d, const char *s) {
   buf_t *tmp = &d->scratch;
   buf_reset(tmp);
   buf_putc(tmp, '"');
   buf_json_escape(tmp, s, strlen(s));
   buf_putc(tmp, '"');
-  evdoc_set_raw(d, path, tmp->data, tmp->len);
+  return tmp;
+}
+
+void evdoc_set_str(evdoc_t *d, const char *path, const char *s) {
+  const buf_t *v = str_json(d, s);
+  evdoc_set_raw(d, path, v->data, v->len);
+}
+
+void evdoc_set_str_p(evdoc_t *d, evdoc_path_t *p, const char *s) {
+  const buf_t *v = str_json(d, s);
+  evdoc_set_raw_p(d, p, v->data, v->len);
 }
 
 void evdoc_render_strings(buf_t *out, const char *const *kv, size_t n) {
@@ -550,18 +633,38 @@ void evdoc_render_strings(buf_t *out, const char *const *kv, size_t n) {
   buf_putc(out, '}');
 }
 
+/* The object evdoc_set_strings sets, in d->scratch. */
+static const buf_t *strings_json(evdoc_t *d, const char *const *kv, size_t n) {
+  buf_reset(&d->scratch);
+  evdoc_render_strings(&d->scratch, kv, n);
+  return &d->scratch;
+}
+
 void evdoc_set_strings(evdoc_t *d, const char *path, const char *const *kv, size_t n) {
-  buf_t *tmp = &d->scratch;
-  buf_reset(tmp);
-  evdoc_render_strings(tmp, kv, n);
-  evdoc_set_raw(d, path, tmp->data, tmp->len);
+  const buf_t *v = strings_json(d, kv, n);
+  evdoc_set_raw(d, path, v->data, v->len);
+}
+
+void evdoc_set_strings_p(evdoc_t *d, evdoc_path_t *p, const char *const *kv, size_t n) {
+  const buf_t *v = strings_json(d, kv, n);
+  evdoc_set_raw_p(d, p, v->data, v->len);
 }
 
 void evdoc_set_bool(evdoc_t *d, const char *path, int b) {
   evdoc_set_raw(d, path, b ? "true" : "false", b ? 4 : 5);
 }
 
-void evdoc_del(evdoc_t *d, const char *path) { add_edit_path(d, OP_DEL, path, NULL, 0); }
+void evdoc_set_bool_p(evdoc_t *d, evdoc_path_t *p, int b) {
+  evdoc_set_raw_p(d, p, b ? "true" : "false", b ? 4 : 5);
+}
+
+void evdoc_del(evdoc_t *d, const char *path) {
+  add_edit_memo(d, OP_DEL, memo_of(d, path), path, NULL, 0);
+}
+
+void evdoc_del_p(evdoc_t *d, evdoc_path_t *p) {
+  add_edit_memo(d, OP_DEL, path_memo(d, p), p->text, NULL, 0);
+}
 
 void evdoc_keep_only(evdoc_t *d, const char *const *keep) {
   const jscan_member_t *m;
@@ -586,11 +689,13 @@ void evdoc_keep_only(evdoc_t *d, const char *const *keep) {
 
 /* ---- writing ---- */
 
-/* The live edit exactly at prefix, and whether live edits lie strictly below it. */
-static const edit_t *edit_at(const evdoc_t *d, const uint64_t *hs, size_t n, int *deeper) {
+/* The live edit exactly at prefix, and whether live edits lie strictly below it, among
+ * edits from index `from` on. */
+static const edit_t *edit_at(const evdoc_t *d, const uint64_t *hs, size_t n, size_t from,
+                             int *deeper) {
   const edit_t *exact = NULL;
   *deeper = 0;
-  for (size_t i = 0; i < d->nedits; i++) {
+  for (size_t i = from; i < d->nedits; i++) {
     const edit_t *e = &d->edits[i];
     if (e->op == OP_NOP || !edit_under(d, e, hs, n)) continue;
     if (e->nsegs == n)
@@ -645,7 +750,7 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
       member_bits |= bit_of(hs[depth]);
       /* Most members have no edit at or below them: one bit test says so. */
       if (d->mask[depth] & bit_of(hs[depth])) {
-        e = edit_at(d, hs, depth + 1, &deeper);
+        e = edit_at(d, hs, depth + 1, 0, &deeper);
         if (e && e->op == OP_DEL && !deeper) continue;
       }
     }
@@ -686,7 +791,9 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
     new_bits |= bit;
     hs[depth] = e->phash[depth];
     int deeper;
-    const edit_t *ex = edit_at(d, hs, depth + 1, &deeper);
+    /* No live edit before i lies under this new member (it would have been written
+     * first), so the search starts at i. */
+    const edit_t *ex = edit_at(d, hs, depth + 1, i, &deeper);
     if ((ex && ex->op == OP_DEL && !deeper) || (!ex && !deeper)) continue;
     if (!first) buf_putc(out, ',');
     first = 0;

@@ -19,6 +19,7 @@
 #ifndef SLUICE_EVDOC_H
 #define SLUICE_EVDOC_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,18 @@
 #define EVDOC_MAX_MEMBERS 256 /* top-level members; more is refused (nested: no limit) */
 
 typedef struct evdoc evdoc_t;
+
+/* A constant dotted path for the _p variants below: a step that reads or sets the same
+ * paths on every event declares them once (static evdoc_path_t P = EVDOC_PATH("a.b");)
+ * and each evdoc keeps their parse and hashes by the path's id, given on first use
+ * (atomically: any thread may be first). The dotted-string calls instead find their
+ * parse by the string's address and compare its text on every call. text is borrowed
+ * (a string literal); the object must stay at its address (static). */
+typedef struct evdoc_path {
+  const char *text;
+  _Atomic uint32_t id;
+} evdoc_path_t;
+#define EVDOC_PATH(dotted) {(dotted), 0}
 
 evdoc_t *evdoc_new(void);
 void evdoc_free(evdoc_t *d);
@@ -55,6 +68,9 @@ void evdoc_get_top(evdoc_t *d, const char *const *names, size_t n, jscan_val_t *
 /* The decoded string at path into buf (capacity cap), or NULL when absent or not a
  * string. */
 const char *evdoc_str(evdoc_t *d, const char *path, char *buf, size_t cap);
+/* evdoc_get and evdoc_str by a constant path. */
+jscan_val_t evdoc_get_p(evdoc_t *d, evdoc_path_t *p);
+const char *evdoc_str_p(evdoc_t *d, evdoc_path_t *p, char *buf, size_t cap);
 
 /* Edits. Values are copied. set_raw takes valid JSON text (the caller's promise). */
 void evdoc_set_raw(evdoc_t *d, const char *path, const char *json, size_t n);
@@ -65,6 +81,12 @@ void evdoc_del(evdoc_t *d, const char *path);
 /* Set path to an object of string members in one edit: kv holds n name/value pairs
  * (2n strings); pairs with a NULL or empty value are left out. */
 void evdoc_set_strings(evdoc_t *d, const char *path, const char *const *kv, size_t n);
+/* The same edits by a constant path. */
+void evdoc_set_raw_p(evdoc_t *d, evdoc_path_t *p, const char *json, size_t n);
+void evdoc_set_str_p(evdoc_t *d, evdoc_path_t *p, const char *s);
+void evdoc_set_bool_p(evdoc_t *d, evdoc_path_t *p, int b);
+void evdoc_del_p(evdoc_t *d, evdoc_path_t *p);
+void evdoc_set_strings_p(evdoc_t *d, evdoc_path_t *p, const char *const *kv, size_t n);
 /* The JSON text evdoc_set_strings sets, appended to out (for callers that keep it to set
  * with evdoc_set_raw later). */
 void evdoc_render_strings(buf_t *out, const char *const *kv, size_t n);

@@ -146,9 +146,10 @@ int event_validate(evdoc_t *ev, const char *implied_type, event_error_t *err) {
 }
 
 const char *event_key(evdoc_t *ev, char *buf, size_t cap) {
+  static evdoc_path_t user_id = EVDOC_PATH("userId"), anonymous_id = EVDOC_PATH("anonymousId");
   buf[0] = 0;
-  jscan_val_t v = evdoc_get(ev, "userId");
-  if (v.type != JSCAN_STRING || v.n == 0) v = evdoc_get(ev, "anonymousId");
+  jscan_val_t v = evdoc_get_p(ev, &user_id);
+  if (v.type != JSCAN_STRING || v.n == 0) v = evdoc_get_p(ev, &anonymous_id);
   if (v.type == JSCAN_STRING && jscan_string(&v, buf, cap) < 0) buf[0] = 0;
   return buf;
 }

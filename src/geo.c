@@ -198,14 +198,16 @@ int geo_lookup(geo_t *g, const char *ip, geo_info_t *out) {
   return out->found ? 0 : -ENOENT;
 }
 
+static evdoc_path_t P_CONTEXT = EVDOC_PATH("context"), P_LOCATION = EVDOC_PATH("context.location");
+
 int geo_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg,
                     size_t msglen) {
   geo_t *g = state;
   if (!g || !ctx->client_ip || !ctx->client_ip[0]) return 0;
-  jscan_type_t ct = evdoc_get(ev, "context").type;
+  jscan_type_t ct = evdoc_get_p(ev, &P_CONTEXT).type;
   if (ct != JSCAN_NONE && ct != JSCAN_OBJECT) return 0; /* the validator's business, not ours */
   /* A location the client sent (a mobile SDK's device position) beats an IP guess. */
-  jscan_type_t have = evdoc_get(ev, "context.location").type;
+  jscan_type_t have = evdoc_get_p(ev, &P_LOCATION).type;
   if (have != JSCAN_NONE && have != JSCAN_NULL) return 0;
 
   geo_info_t info;
@@ -225,6 +227,6 @@ int geo_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg
   }
   if (rc != 0) return 0;
   const char *kv[] = {"country", info.country, "region", info.region, "city", info.city};
-  evdoc_set_strings(ev, "context.location", kv, 3);
+  evdoc_set_strings_p(ev, &P_LOCATION, kv, 3);
   return 0;
 }

@@ -348,14 +348,17 @@ static int is_tchar(unsigned char ch) {
  * the server writes itself. */
 static int header_ok(const http_header_t *h) {
   if (!h->name || !h->value || !h->name[0]) return 0;
-  for (const unsigned char *p = (const unsigned char *)h->name; *p; p++)
+  size_t nl = 0;
+  for (const unsigned char *p = (const unsigned char *)h->name; *p; p++, nl++)
     if (!is_tchar(*p)) return 0;
   for (const unsigned char *p = (const unsigned char *)h->value; *p; p++)
     if ((*p < 0x20 && *p != '\t') || *p == 0x7f) return 0;
-  static const char *const reserved[] = {"content-length", "connection", "date",
-                                         "transfer-encoding"};
+  static const struct {
+    const char *name;
+    size_t len;
+  } reserved[] = {{"content-length", 14}, {"connection", 10}, {"date", 4}, {"transfer-encoding", 17}};
   for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
-    if (strcasecmp(h->name, reserved[i]) == 0) return 0;
+    if (nl == reserved[i].len && strcasecmp(h->name, reserved[i].name) == 0) return 0;
   return 1;
 }
 

@@ -68,10 +68,12 @@ static inline int header_ok(const char *h, uint64_t base) {
 
 /* ---- file I/O that survives EINTR and short transfers ---- */
 
-/* Returns bytes read (< n only at end of file) or a negative errno. */
-static inline ssize_t pread_full(int fd, void *p, size_t n, uint64_t pos) {
+/* Read up to n bytes at pos, going on after a short read only while fewer than need
+ * (1 <= need <= n) are in. Returns the bytes read (< need only at end of file) or a
+ * negative errno. */
+static inline ssize_t pread_least(int fd, void *p, size_t n, size_t need, uint64_t pos) {
   size_t got = 0;
-  while (got < n) {
+  while (got < need) {
     ssize_t r = pread(fd, (char *)p + got, n - got, (off_t)(pos + got));
     if (r < 0) {
       if (errno == EINTR) continue;
@@ -81,6 +83,11 @@ static inline ssize_t pread_full(int fd, void *p, size_t n, uint64_t pos) {
     got += (size_t)r;
   }
   return (ssize_t)got;
+}
+
+/* Returns bytes read (< n only at end of file) or a negative errno. */
+static inline ssize_t pread_full(int fd, void *p, size_t n, uint64_t pos) {
+  return pread_least(fd, p, n, n, pos);
 }
 
 /* Returns 0 or a negative errno. */
@@ -115,7 +122,7 @@ typedef struct window {
   size_t len;   /* bytes of the file held */
 } window_t;
 
-/* Point *p at file bytes [pos, pos+n), reading at least chunk bytes when it must read.
+/* Point *p at file bytes [pos, pos+n), asking for chunk bytes when it must read.
  * Returns the bytes available at *p (< n only at end of file) or a negative errno. */
 static inline ssize_t window_get(window_t *w, uint64_t pos, size_t n, size_t chunk,
                                  const char **p) {
@@ -127,7 +134,10 @@ static inline ssize_t window_get(window_t *w, uint64_t pos, size_t n, size_t chu
   buf_reset(&w->b);
   buf_reserve(&w->b, want);
   w->len = 0;
-  ssize_t got = pread_full(w->fd, w->b.data, want, pos);
+  /* One pread asks for the whole chunk; more only while fewer than n bytes are in. A
+   * reader at the log's tail gets a short read at every call, and going on to read the
+   * end of file would cost a second system call per record. */
+  ssize_t got = pread_least(w->fd, w->b.data, want, n, pos);
   if (got < 0) return got;
   w->pos = pos;
   w->len = (size_t)got;

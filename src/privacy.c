@@ -65,9 +65,14 @@ int privacy_pseudonym(const privacy_t *p, const char *value, size_t len, char ou
 
 /* ---- consent ---- */
 
+static evdoc_path_t P_PREFERENCES = EVDOC_PATH("context.consent.categoryPreferences"),
+                    P_CONSENT = EVDOC_PATH("context.consent"),
+                    P_ANALYTICS = EVDOC_PATH("context.consent.analytics"),
+                    P_MARKETING = EVDOC_PATH("context.consent.marketing");
+
 /* 1 granted, 0 denied, -1 no information, for the categories in list. */
 static int decide(evdoc_t *ev, const strlist_t *list) {
-  if (evdoc_get(ev, "context.consent.categoryPreferences").type != JSCAN_OBJECT) return -1;
+  if (evdoc_get_p(ev, &P_PREFERENCES).type != JSCAN_OBJECT) return -1;
   int seen = 0;
   for (size_t i = 0; i < list->n; i++) {
     const char *segs[] = {"context", "consent", "categoryPreferences", list->items[i]};
@@ -100,10 +105,10 @@ int privacy_consent_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char
     reduce_to_count(ev);
     return 0;
   }
-  jscan_type_t ct = evdoc_get(ev, "context.consent").type;
-  if (ct != JSCAN_NONE && ct != JSCAN_OBJECT) evdoc_del(ev, "context.consent");
-  evdoc_set_bool(ev, "context.consent.analytics", 1);
-  evdoc_set_bool(ev, "context.consent.marketing", marketing);
+  jscan_type_t ct = evdoc_get_p(ev, &P_CONSENT).type;
+  if (ct != JSCAN_NONE && ct != JSCAN_OBJECT) evdoc_del_p(ev, &P_CONSENT);
+  evdoc_set_bool_p(ev, &P_ANALYTICS, 1);
+  evdoc_set_bool_p(ev, &P_MARKETING, marketing);
   return 0;
 }
 

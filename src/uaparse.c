@@ -598,36 +598,48 @@ int uaparse_parse(uaparse_t *p, const char *ua, size_t len, ua_info_t *out) {
 
 /* ---- Enrichment step ---- */
 
+static evdoc_path_t P_CONTEXT = EVDOC_PATH("context"), P_USER_AGENT = EVDOC_PATH("context.userAgent"),
+                    P_BOT = EVDOC_PATH("context.bot");
+static evdoc_path_t P_PARTS[3] = {EVDOC_PATH("context.browser"), EVDOC_PATH("context.os"),
+                                  EVDOC_PATH("context.device")};
+
 int uaparse_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg,
                         size_t msglen) {
   uaparse_t *p = state;
-  if (!p || evdoc_get(ev, "context").type != JSCAN_OBJECT) return 0;
-  int need_browser = evdoc_get(ev, "context.browser").type == JSCAN_NONE;
-  int need_os = evdoc_get(ev, "context.os").type == JSCAN_NONE;
-  int need_device = evdoc_get(ev, "context.device").type == JSCAN_NONE;
-  int need_bot = evdoc_get(ev, "context.bot").type == JSCAN_NONE;
+  if (!p || evdoc_get_p(ev, &P_CONTEXT).type != JSCAN_OBJECT) return 0;
+  /* No user agent (most server-side events): nothing to read further. */
+  jscan_val_t uav = evdoc_get_p(ev, &P_USER_AGENT);
+  if (uav.type != JSCAN_STRING) return 0;
+  int need_browser = evdoc_get_p(ev, &P_PARTS[0]).type == JSCAN_NONE;
+  int need_os = evdoc_get_p(ev, &P_PARTS[1]).type == JSCAN_NONE;
+  int need_device = evdoc_get_p(ev, &P_PARTS[2]).type == JSCAN_NONE;
+  int need_bot = evdoc_get_p(ev, &P_BOT).type == JSCAN_NONE;
   if (!need_browser && !need_os && !need_device && !need_bot) return 0;
-  char ua[UAPARSE_MAX_UA + 8];
-  if (!evdoc_str(ev, "context.userAgent", ua, sizeof ua)) return 0;
-
-  size_t len = strlen(ua);
+  /* Without escapes the client's bytes are the text: no copy. */
+  char buf[UAPARSE_MAX_UA + 8];
+  const char *ua = uav.p;
+  size_t len = uav.n;
+  if (uav.escaped) {
+    if (jscan_string(&uav, buf, sizeof buf) < 0) return 0;
+    ua = buf;
+    len = strlen(buf);
+  }
   int hit;
   size_t w = slot_of(p, ua, len > UAPARSE_MAX_UA ? UAPARSE_MAX_UA : len, &hit);
   const ua_info_t *info = &p->infos[w];
   const frag_t *f = &p->frags[w];
   const char *kv[16];
   context_pairs(info, kv);
-  static const char *const paths[] = {"context.browser", "context.os", "context.device"};
   const int need[] = {need_browser, need_os, need_device};
   const size_t pairs[] = {2, 2, 4}, at[] = {0, f->browser, (size_t)f->browser + f->os};
   const size_t lens[] = {f->browser, f->os, f->device};
   for (int i = 0; i < 3; i++) {
     if (!need[i]) continue;
     if (f->browser)
-      evdoc_set_raw(ev, paths[i], f->json + at[i], lens[i]);
+      evdoc_set_raw_p(ev, &P_PARTS[i], f->json + at[i], lens[i]);
     else
-      evdoc_set_strings(ev, paths[i], kv + 4 * i, pairs[i]);
+      evdoc_set_strings_p(ev, &P_PARTS[i], kv + 4 * i, pairs[i]);
   }
-  if (need_bot) evdoc_set_bool(ev, "context.bot", info->bot);
+  if (need_bot) evdoc_set_bool_p(ev, &P_BOT, info->bot);
   return 0;
 }

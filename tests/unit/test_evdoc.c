@@ -61,6 +61,43 @@ TEST(edits_apply) {
   free(w);
 }
 
+/* The constant-path calls read and edit exactly as the dotted-string calls, in any
+ * evdoc (each keeps its own parse), including a path too long for the parse cache. */
+TEST(constant_paths_match_dotted) {
+  static evdoc_path_t url = EVDOC_PATH("context.page.url"), ip = EVDOC_PATH("context.ip"),
+                      key = EVDOC_PATH("writeKey"), consent = EVDOC_PATH("context.consent"),
+                      loc = EVDOC_PATH("context.location"), bad = EVDOC_PATH("a..b"),
+                      lng = EVDOC_PATH("properties.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                                       "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+  const char *j = "{\"type\":\"track\",\"writeKey\":\"wk\",\"context\":{\"ip\":\"1.2.3.4\","
+                  "\"page\":{\"url\":\"https://x/\"}},\"properties\":{}}";
+  evdoc_t *other = evdoc_new();
+  for (int round = 0; round < 2; round++) {
+    evdoc_t *e = round ? other : d;
+    CHECK_INT(evdoc_load(e, j, strlen(j)), 0);
+    char buf[64];
+    CHECK_STR(evdoc_str_p(e, &url, buf, sizeof buf), "https://x/");
+    CHECK(evdoc_get_p(e, &bad).type == JSCAN_NONE);
+    evdoc_del_p(e, &key);
+    evdoc_set_str_p(e, &ip, "1.2.3.0");
+    evdoc_set_bool_p(e, &consent, 1);
+    const char *kv[] = {"country", "DE"};
+    evdoc_set_strings_p(e, &loc, kv, 1);
+    evdoc_set_raw_p(e, &lng, "7", 1);
+    CHECK(evdoc_get_p(e, &lng).type == JSCAN_NUMBER && evdoc_get_p(e, &lng).num == 7);
+    CHECK(evdoc_get_p(e, &key).type == JSCAN_NONE);
+    CHECK_STR(evdoc_str(e, "context.ip", buf, sizeof buf), "1.2.3.0");
+    buf_t b = BUF_INIT;
+    evdoc_write(e, &b);
+    buf_putc(&b, 0);
+    CHECK_STR(b.data, "{\"type\":\"track\",\"context\":{\"ip\":\"1.2.3.0\",\"page\":{\"url\":\"https://x/\"},"
+                      "\"consent\":true,\"location\":{\"country\":\"DE\"}},\"properties\":{\"aaaaaaaaaaaaaaaaaaaa"
+                      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\":7}}");
+    buf_free(&b);
+  }
+  evdoc_free(other);
+}
+
 TEST(set_replaces_non_object_and_order_rules) {
   const char *j = "{\"context\":\"str\",\"traits\":{\"email\":\"a@b\",\"plan\":\"x\"}}";
   CHECK_INT(evdoc_load(d, j, strlen(j)), 0);
@@ -201,6 +238,7 @@ int main(void) {
   RUN(load_results);
   RUN(untouched_is_byte_identical);
   RUN(edits_apply);
+  RUN(constant_paths_match_dotted);
   RUN(set_replaces_non_object_and_order_rules);
   RUN(keep_only);
   RUN(escaped_keys_and_members);
