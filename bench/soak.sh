@@ -2,8 +2,9 @@
 # Soak: sluice (release build, fsync always) under steady load for SOAK_MINUTES, with its
 # memory sampled every 10 s. Prints each sample and, over the second half of the run
 # (after the bounded structures — profiles, dedup ids, user-agent cache — had time to
-# fill), the least-squares slope of RSS, of the rollups' heap bytes (which grow by design
-# as their rings fill: a new bucket per second, minute and hour) and of the rest.
+# fill), the least-squares slope of RSS, of the rollups' heap bytes (events, sessions and
+# the KPI state's; they grow by design as their rings fill: a new bucket per second,
+# minute and hour) and of the rest.
 # "Memory stays flat" means: the rest's slope is ~0.
 #
 #   make soak                      (SOAK_MINUTES=30)
@@ -54,7 +55,7 @@ while kill -0 "$WRK" 2>/dev/null; do
   sleep 10
   t=$(( $(date +%s) - t0 ))
   r=$(rss)
-  ro=$(metric sluice_rollup_bytes)
+  ro=$(awk -v a="$(metric sluice_rollup_bytes)" -v b="$(metric sluice_kpi_rollup_bytes)" 'BEGIN { printf "%d", a + b }')
   ev=$(metric sluice_log_end_offset)
   lag=$(metric sluice_process_lag_events)
   ro_kib=$(awk -v b="${ro:-0}" 'BEGIN { printf "%d", b / 1024 }')

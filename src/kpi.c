@@ -162,6 +162,14 @@ void kpi_free(kpi_t *k) {
   free(k);
 }
 
+size_t kpi_rollup_bytes(const kpi_t *k) {
+  rollup_stats_t a = {0}, b = {0};
+  if (!k) return 0;
+  rollup_stats(k->facts, &a);
+  rollup_stats(k->custom, &b);
+  return a.bytes + b.bytes;
+}
+
 void kpi_advance(kpi_t *k) {
   rollup_advance(k->facts);
   rollup_advance(k->custom);

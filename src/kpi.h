@@ -98,6 +98,9 @@ typedef struct kpi_clv {
 kpi_t *kpi_new(int64_t (*now_us)(void *ctx), void *now_ctx);
 /* Free k. NULL is a no-op. */
 void kpi_free(kpi_t *k);
+/* Heap bytes of the state's rollups (fact counts and user-defined KPI parts; the cohort
+ * grids are fixed-size). */
+size_t kpi_rollup_bytes(const kpi_t *k);
 /* Slide the facts rollup's windows to its clock (rollup_advance). */
 void kpi_advance(kpi_t *k);
 

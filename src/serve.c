@@ -111,6 +111,7 @@ static void metrics_reply(server_t *s, http_req_t *r) {
       {"sluice_process_offset", "Next log offset the processing stage reads.", (double)ps.offset},
       {"sluice_process_lag_events", "Durable events not processed yet.", (double)(end > ps.offset ? end - ps.offset : 0)},
       {"sluice_rollup_bytes", "Heap bytes of the rollups (events and sessions).", (double)(re.bytes + rs.bytes)},
+      {"sluice_kpi_rollup_bytes", "Heap bytes of the KPI state's rollups (facts, user-defined KPIs).", (double)(s->process ? kpi_rollup_bytes(process_kpi(s->process)) : 0)},
       {"sluice_rollup_evicted_buckets", "Rollup buckets given up to rollup-max-bytes (events and sessions).",
        (double)(re.evicted[0] + re.evicted[1] + re.evicted[2] + rs.evicted[0] + rs.evicted[1] + rs.evicted[2])},
       {"sluice_rollup_budget_folded", "Dimension values counted as \"(other)\" because rollup-max-bytes was reached.",
