@@ -94,8 +94,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     process_free(p);
     p = open_process();
     if (process_snapshot_status(p, msg, sizeof msg) != 1) abort();
-    process_free(p);
   }
+  process_free(p);
   unlink(snap);
   return 0;
 }
