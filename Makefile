@@ -3,6 +3,7 @@
 #   make run      install what is missing, build, start `sluice serve`
 #   make test     install, build with ASan+UBSan, run every test; ends "N passed, N failed"
 #   make fuzz     run each libFuzzer target for FUZZ_SECONDS (default 60)
+#   make bench    ingest, query and action benchmarks together: one table in docs/PERFORMANCE.md
 #   make bench-ingest   ingest benchmark beside nginx and Redis (writes figures to stdout)
 #   make bench-query    10M events: processing throughput, query latency over HTTP
 
@@ -43,7 +44,7 @@ TSAN_OBJ := $(LIB_SRC:%.c=build/tsan/%.o) $(GEN_SRC:%.c=build/tsan/%.o)
 TSAN_UNITS := $(UNIT_SRC:tests/unit/%.c=build/tsan/%)
 FUZZERS  := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: tsan soak tracker all run test unit fuzz fuzz-build bench-ingest bench-query bench-actions chaos deps test-deps clean
+.PHONY: tsan soak tracker all run test unit fuzz fuzz-build bench bench-ingest bench-query bench-actions chaos deps test-deps clean
 
 all: build/sluice build/geoip-country.mmdb
 
@@ -162,6 +163,14 @@ CHAOS_ROUNDS ?= 100
 chaos: test-deps
 	@$(MAKE) --no-print-directory build/asan/sluice
 	@CRASH_ROUNDS=$(CHAOS_ROUNDS) ONLY=kill_9 python3 tests/e2e/test_durability.py
+
+# The ingest, query and action benchmarks in one run; one table of figures beside their
+# references, printed and written to docs/PERFORMANCE.md (bench/all.py: BENCH_EVENTS,
+# BENCH_DURATION, BENCH_SAMPLES, BENCH_RATES size it).
+bench:
+	@sh scripts/deps.sh bench
+	@$(MAKE) --no-print-directory build/sluice
+	@python3 bench/all.py
 
 bench-query:
 	@$(MAKE) --no-print-directory build/sluice
