@@ -148,13 +148,18 @@ test: test-deps
 	  build/test-geo.mmdb $(UNITS) $(FUZZERS)
 	@sh tests/run.sh
 
+# FUZZ_TARGETS picks targets by name ("kpi hll"; default all), FUZZ_RUNS stops each after
+# that many executions (default -1: only FUZZ_SECONDS stops it). The campaign of
+# docs/RELIABILITY.md: make fuzz FUZZ_RUNS=10000000 FUZZ_SECONDS=480 FUZZ_TARGETS=...
 FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?= -1
+FUZZ_TARGETS ?= $(FUZZERS:build/fuzz/fuzz_%=%)
 fuzz: test-deps
-	@$(MAKE) --no-print-directory $(FUZZERS)
+	@$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 	@# New inputs go to build/fuzz-corpus/NAME (the first directory); the committed corpus
 	@# only seeds the run. Merge the interesting ones back with -merge=1 when worth it.
-	@for f in $(FUZZERS); do n=$${f##*/}; n=$${n#fuzz_}; mkdir -p build/fuzz-corpus/$$n; \
-	  echo "== $$n"; $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	@for f in $(FUZZ_TARGETS:%=build/fuzz/fuzz_%); do n=$${f##*/}; n=$${n#fuzz_}; mkdir -p build/fuzz-corpus/$$n; \
+	  echo "== $$n"; $$f -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
 	  -artifact_prefix=build/fuzz-corpus/$$n- build/fuzz-corpus/$$n tests/fuzz/corpus/$$n || exit 1; done
 
 # kill -9 at random moments under mixed load, CHAOS_ROUNDS times (default 100), each
