@@ -9,10 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "fuzz_tmpdir.h"
 
 static char path[256];
 
@@ -25,10 +25,9 @@ static int load(const char *p, config_t *c, char *err, size_t errlen) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size > 65536) return 0;
   if (!path[0]) {
-    struct stat st;
-    const char *tmp = getenv("TMPDIR");
-    if (!tmp || !*tmp) tmp = stat("/dev/shm", &st) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(path, sizeof path, "%s/sluice-fuzz-config-%d.yaml", tmp, (int)getpid());
+    char dir[200];
+    fuzz_mkdtemp(dir, sizeof dir, "config");
+    snprintf(path, sizeof path, "%s/sluice.yaml", dir);
   }
   FILE *f = fopen(path, "wb");
   if (!f) abort();

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "decide.h"
+#include "fuzz_tmpdir.h"
 #include "log.h"
 #include "process.h"
 #include "util/crc32c.h"
@@ -43,11 +44,7 @@ static void write_file(const unsigned char *d, size_t n) {
 }
 
 static void init(void) {
-  struct stat st;
-  const char *tmp = getenv("TMPDIR");
-  if (!tmp || !*tmp) tmp = stat("/dev/shm", &st) == 0 ? "/dev/shm" : "/tmp";
-  snprintf(dir, sizeof dir, "%s/sluice-fuzz-snapshot-XXXXXX", tmp);
-  if (!mkdtemp(dir)) abort();
+  fuzz_mkdtemp(dir, sizeof dir, "snapshot");
   char logdir[300];
   snprintf(logdir, sizeof logdir, "%s/log", dir);
   snprintf(state, sizeof state, "%s/state", dir);
