@@ -16,6 +16,15 @@
 
 static char path[256];
 
+/* libfyaml 0.7.12 leaks 2 KB each time it unescapes a long single-quoted scalar full of
+ * '' escapes (found by this target: tests/fuzz/corpus/config/libfyaml-leak-quoted-key.yaml;
+ * a program of nothing but libfyaml calls leaks the same). A config file is read once
+ * at start, so it is harmless there, but LeakSanitizer would stop the run at it: leaks
+ * allocated inside libfyaml are not reported for this target. Its stack frames carry no
+ * symbols, so the library is the narrowest name there is. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void) { return "leak:libfyaml.so\n"; }
+
 static int load(const char *p, config_t *c, char *err, size_t errlen) {
   config_defaults(c);
   err[0] = '\0';
