@@ -3,6 +3,7 @@
 #   make run      install what is missing, build, start `sluice serve`
 #   make test     install, build with ASan+UBSan, run every test; ends "N passed, N failed"
 #   make fuzz     run each libFuzzer target for FUZZ_SECONDS (default 60)
+#   make bench    ingest, query and action benchmarks together: one table in docs/PERFORMANCE.md
 #   make bench-ingest   ingest benchmark beside nginx and Redis (writes figures to stdout)
 #   make bench-query    10M events: processing throughput, query latency over HTTP
 
@@ -43,7 +44,7 @@ TSAN_OBJ := $(LIB_SRC:%.c=build/tsan/%.o) $(GEN_SRC:%.c=build/tsan/%.o)
 TSAN_UNITS := $(UNIT_SRC:tests/unit/%.c=build/tsan/%)
 FUZZERS  := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: tsan soak tracker all run test unit fuzz fuzz-build bench-ingest bench-query bench-actions chaos deps test-deps clean
+.PHONY: tsan soak tracker all run test unit fuzz fuzz-build bench bench-ingest bench-query bench-actions chaos deps test-deps clean
 
 all: build/sluice build/geoip-country.mmdb
 
@@ -147,13 +148,18 @@ test: test-deps
 	  build/test-geo.mmdb $(UNITS) $(FUZZERS)
 	@sh tests/run.sh
 
+# FUZZ_TARGETS picks targets by name ("kpi hll"; default all), FUZZ_RUNS stops each after
+# that many executions (default -1: only FUZZ_SECONDS stops it). The campaign of
+# docs/RELIABILITY.md: make fuzz FUZZ_RUNS=10000000 FUZZ_SECONDS=480 FUZZ_TARGETS=...
 FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?= -1
+FUZZ_TARGETS ?= $(FUZZERS:build/fuzz/fuzz_%=%)
 fuzz: test-deps
-	@$(MAKE) --no-print-directory $(FUZZERS)
+	@$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 	@# New inputs go to build/fuzz-corpus/NAME (the first directory); the committed corpus
 	@# only seeds the run. Merge the interesting ones back with -merge=1 when worth it.
-	@for f in $(FUZZERS); do n=$${f##*/}; n=$${n#fuzz_}; mkdir -p build/fuzz-corpus/$$n; \
-	  echo "== $$n"; $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	@for f in $(FUZZ_TARGETS:%=build/fuzz/fuzz_%); do n=$${f##*/}; n=$${n#fuzz_}; mkdir -p build/fuzz-corpus/$$n; \
+	  echo "== $$n"; $$f -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
 	  -artifact_prefix=build/fuzz-corpus/$$n- build/fuzz-corpus/$$n tests/fuzz/corpus/$$n || exit 1; done
 
 # kill -9 at random moments under mixed load, CHAOS_ROUNDS times (default 100), each
@@ -162,6 +168,14 @@ CHAOS_ROUNDS ?= 100
 chaos: test-deps
 	@$(MAKE) --no-print-directory build/asan/sluice
 	@CRASH_ROUNDS=$(CHAOS_ROUNDS) ONLY=kill_9 python3 tests/e2e/test_durability.py
+
+# The ingest, query and action benchmarks in one run; one table of figures beside their
+# references, printed and written to docs/PERFORMANCE.md (bench/all.py: BENCH_EVENTS,
+# BENCH_DURATION, BENCH_SAMPLES, BENCH_RATES size it).
+bench:
+	@sh scripts/deps.sh bench
+	@$(MAKE) --no-print-directory build/sluice
+	@python3 bench/all.py
 
 bench-query:
 	@$(MAKE) --no-print-directory build/sluice

@@ -9,7 +9,7 @@ start_sluice() {
     trap 'kill $pid 2>/dev/null || true' EXIT
   else
     dir=$(mktemp -d)
-    trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
+    trap 'kill $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
   fi
   ./build/sluice serve --listen=127.0.0.1:0 --data-dir="$dir" --fsync=off --write-key=wk \
     --read-key=rk --admin-key=ak --max-body-bytes=8m --max-decompressed-bytes=16m \

@@ -535,7 +535,8 @@ void config_print_markdown(void) {
          "environment variable `SLUICE_NAME` (upper case, `-` as `_`), or a flag `--name=value`.\n"
          "Sizes take `k`, `m`, `g` suffixes (powers of 1024); lists are YAML sequences in the file\n"
          "and comma-separated in the environment and on the command line.\n"
-         "`sluice check-config` validates a configuration and reports `file:line:col: message`.\n\n"
+         "`sluice check-config` validates a configuration and reports `file:line:col: message`.\n"
+         "A config file must be UTF-8 text of at most 4 MiB.\n\n"
          "| option | default | meaning |\n|---|---|---|\n");
   for (size_t i = 0; i < NOPTS; i++)
     printf("| `%s` | %s%s%s | %s |\n", opts[i].name, opts[i].def[0] ? "`" : "",

@@ -132,6 +132,16 @@ static clv_row_t *clv_row(kpi_t *k, int64_t week, int create) {
 
 /* ---- public ---- */
 
+/* The state without its two rollups (kpi_deserialize reads them instead of building
+ * default ones to throw away). */
+static kpi_t *kpi_alloc(void) {
+  kpi_t *k = xcalloc(1, sizeof *k);
+  grid_init(&k->day, KPI_COHORT_DAYS);
+  grid_init(&k->week, KPI_COHORT_WEEKS);
+  for (int i = 0; i < KPI_COHORT_WEEKS; i++) k->clv_rows[i].week = -1;
+  return k;
+}
+
 kpi_t *kpi_new(int64_t (*now_us)(void *ctx), void *now_ctx) {
   rollup_opts_t o = {.dims = fact_dims, .ndims = KPI_NDIMS, .now_us = now_us, .now_ctx = now_ctx};
   rollup_t *r = rollup_new(&o);
@@ -143,12 +153,9 @@ kpi_t *kpi_new(int64_t (*now_us)(void *ctx), void *now_ctx) {
     rollup_free(cu);
     return NULL;
   }
-  kpi_t *k = xcalloc(1, sizeof *k);
+  kpi_t *k = kpi_alloc();
   k->facts = r;
   k->custom = cu;
-  grid_init(&k->day, KPI_COHORT_DAYS);
-  grid_init(&k->week, KPI_COHORT_WEEKS);
-  for (int i = 0; i < KPI_COHORT_WEEKS; i++) k->clv_rows[i].week = -1;
   return k;
 }
 
@@ -158,7 +165,8 @@ void kpi_free(kpi_t *k) {
   rollup_free(k->custom);
   grid_free(&k->day);
   grid_free(&k->week);
-  for (size_t i = 0; i < MAP_SLOTS; i++) free(k->map[i].name);
+  for (size_t i = 0; i < MAP_SLOTS; i++)
+    if (k->map[i].name) free(k->map[i].name);
   free(k);
 }
 
@@ -411,8 +419,7 @@ static void get_grid(rd_t *r, grid_t *g) {
 int kpi_deserialize(const void *p, size_t n, int64_t (*now_us)(void *ctx), void *now_ctx,
                     kpi_t **out) {
   *out = NULL;
-  kpi_t *k = kpi_new(now_us, now_ctx);
-  if (!k) return -EBADMSG;
+  kpi_t *k = kpi_alloc();
   rd_t r = {p, p ? n : 0, 0, 0};
   if (!p || n < 5 || memcmp(p, MAGIC, 4)) goto fail;
   r.pos = 4;
@@ -455,7 +462,6 @@ int kpi_deserialize(const void *p, size_t n, int64_t (*now_us)(void *ctx), void 
       goto fail;
     }
     rollup_set_clock(ro, now_us, now_ctx);
-    rollup_free(*stores[s]);
     *stores[s] = ro;
   }
   if (r.pos != r.n) goto fail;

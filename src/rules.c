@@ -96,9 +96,13 @@ void rules_user_remove(rules_t *r, ustate_t *u) {
   user_free(r, u);
 }
 
-void rules_users_clear(rules_t *r) {
+static void free_users(rules_t *r) {
   for (size_t i = 0; i < r->nusers; i++) user_free(r, r->users[i]);
   r->nusers = 0;
+}
+
+void rules_users_clear(rules_t *r) {
+  free_users(r);
   memset(r->map, 0, r->map_cap * sizeof *r->map);
   r->nheap = 0;
   r->ntimers = 0;
@@ -215,7 +219,7 @@ rules_t *rules_new(const rules_opts_t *o) {
 
 void rules_free(rules_t *r) {
   if (!r) return;
-  rules_users_clear(r);
+  free_users(r); /* not rules_users_clear: the map is freed, not cleared (it can be large) */
   free(r->users);
   free(r->map);
   free(r->heap);

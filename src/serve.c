@@ -116,7 +116,7 @@ static void metrics_reply(server_t *s, http_req_t *r) {
        (double)(re.evicted[0] + re.evicted[1] + re.evicted[2] + rs.evicted[0] + rs.evicted[1] + rs.evicted[2])},
       {"sluice_rollup_budget_folded", "Dimension values counted as \"(other)\" because rollup-max-bytes was reached.",
        (double)(re.budget_folded + rs.budget_folded)},
-      {"sluice_rollup_minutes_start_timestamp_seconds", "Unix time of the oldest minute the events rollup still holds.",
+      {"sluice_rollup_minute_ring_start_timestamp_seconds", "Unix time of the oldest minute the events rollup still holds.",
        (double)re.held_from_us[1] / 1e6},
       {"sluice_process_unreadable_events", "Events skipped because the disk damaged their log records.", (double)ps.unreadable},
       {"sluice_profiles", "Profiles held in memory.", (double)ps.profiles},

@@ -5,8 +5,12 @@
 #include <libfyaml.h>
 #include <stddef.h>
 
+/* Files are read whole into memory: a bigger one is refused (the user-agent regexes,
+ * the biggest file loaded this way, are about 200 KB). */
+#define YAML_MAX_BYTES (4 << 20)
+
 /* Parse the file at path. Returns the document (free with fy_document_destroy), or NULL
- * with "path:line:col: message" (or "path: <reason>" when unreadable) in err. what names
+ * with "path:line:col: message" (or "path: <reason>" when unreadable or over YAML_MAX_BYTES) in err. what names
  * the file for the reader ("configuration", "user-agent regexes"). */
 struct fy_document *yaml_load(const char *path, const char *what, char *err, size_t errlen);
 

@@ -16,8 +16,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
+import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BINARY = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "build", "asan", "sluice"))
@@ -165,6 +167,123 @@ def tmpfs(size):
         os.rmdir(mnt)
 
 
+class Skip(Exception):
+    """Raised by a test that cannot run here (not root, no loop device): run_all reports
+    it as skipped with the reason, neither passed nor failed."""
+
+
+@contextlib.contextmanager
+def ext4_image(size_mib):
+    """A fresh ext4 file system in a loop-mounted image file of size_mib MiB, mounted with
+    errors=remount-ro for the block: yields (mount point, image path, /sys/fs/ext4/<dev>
+    directory). Unmounted and removed afterwards, also when the block fails. Raises Skip
+    when not root or when the machine has no loop device or ext4 tools."""
+    if os.geteuid() != 0:
+        raise Skip("needs root to mount a loop device")
+    if not os.path.exists("/dev/loop-control") or not shutil.which("mkfs.ext4"):
+        raise Skip("no loop device (/dev/loop-control) or no mkfs.ext4")
+    work = tempfile.mkdtemp(prefix="sluice-ext4-")
+    img, mnt = os.path.join(work, "fs.img"), os.path.join(work, "mnt")
+    os.mkdir(mnt)
+    mounted = False
+    try:
+        with open(img, "wb") as f:
+            f.truncate(size_mib << 20)
+        subprocess.run(["mkfs.ext4", "-q", "-F", img], check=True, capture_output=True)
+        r = subprocess.run(["mount", "-o", "loop,errors=remount-ro", img, mnt], capture_output=True)
+        if r.returncode != 0:
+            raise Skip("cannot loop-mount an ext4 image: %s" % r.stderr.decode().strip())
+        mounted = True
+        dev = os.path.basename(subprocess.run(["findmnt", "-n", "-o", "SOURCE", mnt], check=True,
+                                              capture_output=True).stdout.decode().strip())
+        yield mnt, img, "/sys/fs/ext4/" + dev
+    finally:
+        if mounted or os.path.ismount(mnt):
+            if subprocess.run(["umount", mnt], capture_output=True).returncode != 0:
+                subprocess.run(["umount", "-l", mnt], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+class MixedLoad:
+    """Clients sending single events (/v1/track), 20-event batches (/v1/batch) and pixels
+    (/v1/p.gif) with unique messageIds, one thread per entry of kinds, until stop().
+    acked: messageIds answered 2xx. batches: (ids, status) per answered batch. refused:
+    (kind, status, retry-after header, body) per 503. errors: any other status, or a 2xx
+    that is not a plain success. pad: bytes of padding per event (not pixels)."""
+
+    def __init__(self, srv, kinds=("single", "single", "batch", "batch", "pixel"), pad=0):
+        self.srv, self.kinds, self.pad = srv, kinds, pad
+        self.acked, self.batches, self.refused, self.errors = [], [], [], []
+        self.answers = 0
+        self._stop = threading.Event()
+        self._threads = []
+
+    def start(self):
+        self._threads = [threading.Thread(target=self._run, args=(k,), daemon=True) for k in self.kinds]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join(15)
+
+    def _send(self, conn, kind):
+        auth = {"Authorization": "Basic " + base64.b64encode((WRITE_KEY + ":").encode()).decode(),
+                "Content-Type": "application/json"}
+        props = {"pad": "x" * self.pad} if self.pad else {}
+        if kind == "single":
+            ids = ["s-" + uuid.uuid4().hex]
+            conn.request("POST", "/v1/track", json.dumps({"event": "e", "userId": "u", "messageId": ids[0],
+                                                          "properties": props}), auth)
+        elif kind == "batch":
+            ids = ["b-" + uuid.uuid4().hex for _ in range(20)]
+            body = {"batch": [{"type": "track", "event": "e", "userId": "u%d" % i, "messageId": m,
+                               "properties": dict(props, n=i)} for i, m in enumerate(ids)]}
+            conn.request("POST", "/v1/batch", json.dumps(body), auth)
+        else:
+            ids = ["p-" + uuid.uuid4().hex]
+            conn.request("GET", "/v1/p.gif?writeKey=%s&userId=u&messageId=%s" % (WRITE_KEY, ids[0]))
+        return ids
+
+    def _run(self, kind):
+        conn = None
+        while not self._stop.is_set():
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.srv.port, timeout=10)
+                ids = self._send(conn, kind)
+                r = conn.getresponse()
+                data = r.read()
+                self.answers += 1
+                if kind == "batch":
+                    self.batches.append((ids, r.status))
+                if 200 <= r.status < 300:
+                    if kind != "pixel" and json.loads(data) != {"success": True}:
+                        self.errors.append((kind, r.status, data))
+                    self.acked.extend(ids)
+                elif r.status == 503:
+                    self.refused.append((kind, r.status, r.getheader("Retry-After"), data))
+                else:
+                    self.errors.append((kind, r.status, data))
+            except Exception:
+                conn = None
+                if self._stop.is_set():
+                    break
+                time.sleep(0.005)
+
+
+def audit(acked, exported_ids):
+    """Every acknowledged messageId in the export exactly once: (lost, duplicated)."""
+    counts = {}
+    for m in exported_ids:
+        counts[m] = counts.get(m, 0) + 1
+    lost = [m for m in acked if m not in counts]
+    dup = [m for m, c in counts.items() if c > 1]
+    return lost, dup
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     s = socket.socket()
@@ -265,6 +384,8 @@ def run_all(module_globals):
             fn()
             passed += 1
             print("ok   %s (%.1fs)" % (tname, time.time() - t0))
+        except Skip as why:
+            print("skip %s: %s" % (tname, why))
         except Exception:
             failed += 1
             print("FAIL %s" % tname)

@@ -1,55 +1,17 @@
 """End-to-end durability: kill -9 under mixed load loses no acknowledged event and
 duplicates none; a torn or corrupt tail is truncated and reported; a full disk answers
 503 + Retry-After without corrupting the log, and writing resumes when space returns."""
-import base64
 import glob
 import json
 import os
 import random
 import shutil
-import subprocess
 import tempfile
-import threading
 import time
-import uuid
 
-from harness import WRITE_KEY, Server, check, run_all, tmpfs, wait_for
+from harness import MixedLoad, Server, audit, check, run_all, tmpfs, wait_for
 
 ROUNDS = int(os.environ.get("CRASH_ROUNDS", "3"))
-AUTH = "Basic " + base64.b64encode((WRITE_KEY + ":").encode()).decode()
-
-
-def load_worker(srv, kind, acked, stop, errors):
-    """Send requests of one kind until stop is set; record messageIds of 2xx answers."""
-    import http.client
-    conn = None
-    while not stop.is_set():
-        try:
-            if conn is None:
-                conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
-            if kind == "single":
-                ids = ["s-" + uuid.uuid4().hex]
-                conn.request("POST", "/v1/track", json.dumps({"event": "e", "userId": "u", "messageId": ids[0]}),
-                             {"Authorization": AUTH, "Content-Type": "application/json"})
-            elif kind == "batch":
-                ids = ["b-" + uuid.uuid4().hex for _ in range(20)]
-                body = {"batch": [{"type": "track", "event": "e", "userId": "u%d" % i, "messageId": m,
-                                   "properties": {"n": i}} for i, m in enumerate(ids)]}
-                conn.request("POST", "/v1/batch", json.dumps(body), {"Authorization": AUTH, "Content-Type": "application/json"})
-            else:
-                ids = ["p-" + uuid.uuid4().hex]
-                conn.request("GET", "/v1/p.gif?writeKey=%s&userId=u&messageId=%s" % (WRITE_KEY, ids[0]))
-            r = conn.getresponse()
-            r.read()
-            if r.status == 200:
-                acked.extend(ids)
-            elif r.status != 503:
-                errors.append(r.status)
-        except Exception:
-            conn = None
-            if stop.is_set():
-                break
-            time.sleep(0.005)
 
 
 def test_kill_9_under_load_loses_and_duplicates_nothing():
@@ -58,29 +20,19 @@ def test_kill_9_under_load_loses_and_duplicates_nothing():
     try:
         for rnd in range(ROUNDS):
             srv = Server(data_dir=data_dir, args=["--segment-bytes=256k"]).start()
-            acked, stop, errors = [], threading.Event(), []
-            threads = [threading.Thread(target=load_worker, args=(srv, k, acked, stop, errors))
-                       for k in ("single", "single", "batch", "batch", "pixel")]
-            for t in threads:
-                t.start()
-            wait_for(lambda: len(acked) > 200, 30)
+            load = MixedLoad(srv).start()
+            wait_for(lambda: len(load.acked) > 200, 30)
             time.sleep(random.uniform(0.05, 0.5))
             srv.kill()
-            stop.set()
-            for t in threads:
-                t.join(10)
-            check(not errors, "unexpected statuses: %r" % errors[:5])
-            acked_all.extend(acked)
+            load.stop()
+            check(not load.errors, "unexpected answers: %r" % load.errors[:5])
+            acked_all.extend(load.acked)
             srv.cleanup()
             # Restart: recovery must succeed, and every acked id be there exactly once.
             srv = Server(data_dir=data_dir).start()
             ids = [e["messageId"] for e in srv.export()]
             srv.stop()
-            counts = {}
-            for m in ids:
-                counts[m] = counts.get(m, 0) + 1
-            lost = [m for m in acked_all if m not in counts]
-            dup = [m for m, c in counts.items() if c > 1]
+            lost, dup = audit(acked_all, ids)
             print("  round %d: acked %d total, %d in log, lost %d, duplicated %d" %
                   (rnd, len(acked_all), len(ids), len(lost), len(dup)))
             check(not lost, "acknowledged events lost: %r" % lost[:5])
@@ -146,43 +98,47 @@ def test_torn_tail_is_truncated_and_reported():
         srv.cleanup()
 
 
-def test_full_disk_503_then_recovers():
+def test_full_disk_under_concurrent_load():
+    """Five clients (single events, 20-event batches, pixels) fill the disk: every refusal
+    is a 503 with Retry-After, no batch is acknowledged in part, the log holds exactly the
+    acknowledged events, and once space returns the same clients get 200 again without a
+    restart. A restart then finds no torn tail and the same events."""
     srv = None
-    with tmpfs("2m") as mnt:
+    with tmpfs("4m") as mnt:
         try:
             data_dir = os.path.join(mnt, "data")
             srv = Server(data_dir=data_dir, args=["--segment-bytes=64k"]).start()
             filler = os.path.join(mnt, "filler")
             free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
             with open(filler, "wb") as f:
-                f.write(b"\0" * (free - 300 * 1024))
-            acked, full = [], None
-            body_pad = "x" * 1500
-            for i in range(2000):
-                m = "full-%d" % i
-                st, h, data = srv.request("POST", "/v1/track", {"event": "e", "userId": "u", "messageId": m,
-                                                                "properties": {"pad": body_pad}})
-                if st == 200:
-                    acked.append(m)
-                    continue
-                full = (st, h, data)
-                break
-            check(full is not None, "the disk never filled")
-            st, h, data = full
-            check(st == 503 and "retry-after" in h, full)
-            check(json.loads(data)["error"] == "disk_full", data)
+                f.write(b"\0" * (free - 400 * 1024))
+            load = MixedLoad(srv, pad=300).start()
+            full = lambda: sum(1 for r in load.refused if b"disk_full" in r[3])
+            wait_for(lambda: full() >= 30, 60)
             check(srv.request("GET", "/healthz", auth=None)[0] == 200)
+            acked_while_full = len(load.acked)
+            os.unlink(filler)  # space returns; the load goes on
+            wait_for(lambda: len(load.acked) > acked_while_full + 300, 30)
+            load.stop()
+            check(not load.errors, "unexpected answers: %r" % load.errors[:5])
+            for kind, st, retry, data in load.refused:
+                check(retry is not None and int(retry) > 0, (kind, st, retry))
+                check(json.loads(data)["error"] in ("disk_full", "overloaded"), (kind, data))
+            print("  %d events acknowledged, %d requests refused (%d disk_full)" %
+                  (len(load.acked), len(load.refused), full()))
             got = [e["messageId"] for e in srv.export()]
-            check(got == acked, "log after ENOSPC must hold exactly the acked events")
-            os.unlink(filler)  # space returns
-            st, _, _ = srv.request("POST", "/v1/track", {"event": "e", "userId": "u", "messageId": "after-full"})
-            check(st == 200, st)
+            stored = set(got)
+            for ids, st in load.batches:  # all of a batch or nothing, as its answer said
+                n = sum(1 for m in ids if m in stored)
+                check(n == (len(ids) if st == 200 else 0), (st, n))
+            lost, dup = audit(load.acked, got)
+            check(not lost and not dup, (lost[:3], dup[:3]))
+            check(len(got) == len(load.acked), "the log holds exactly the acknowledged events")
             check(srv.stop() == 0)
             srv.start()
             check("torn tail" not in srv.log_text(), "no torn tail after ENOSPC")
-            got = [e["messageId"] for e in srv.export()]
-            check(got == acked + ["after-full"], got[-3:])
-            srv.stop()
+            check([e["messageId"] for e in srv.export()] == got)
+            check(srv.stop() == 0)
         finally:
             if srv:
                 srv.cleanup()

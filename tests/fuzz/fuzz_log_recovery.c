@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "fuzz_tmpdir.h"
 #include "log.h"
 #include "util/buf.h"
 #include "util/crc32c.h"
@@ -54,11 +55,7 @@ static void cleanup(void) {
 }
 
 static void init(void) {
-  struct stat st;
-  const char *tmp = getenv("TMPDIR");
-  if (!tmp || !*tmp) tmp = stat("/dev/shm", &st) == 0 ? "/dev/shm" : "/tmp";
-  snprintf(dir, sizeof dir, "%s/sluice-fuzz-log-XXXXXX", tmp);
-  if (!mkdtemp(dir)) abort();
+  fuzz_mkdtemp(dir, sizeof dir, "log");
   uv_loop_init(&loop);
   atexit(cleanup);
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz_tmpdir.h"
 #include "outbox.h"
 
 static char dir[256];
@@ -20,11 +21,7 @@ static outbox_t *reopen(void) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  if (!dir[0]) {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/sluice-fuzz-outbox-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(dir)) abort();
-  }
+  if (!dir[0]) fuzz_mkdtemp(dir, sizeof dir, "outbox");
   char path[300];
   snprintf(path, sizeof path, "%s/outbox", dir);
   FILE *f = fopen(path, "wb");
