@@ -716,6 +716,19 @@ static void submit(collect_t *c, ingest_t *in, int64_t now_us) {
   }
 }
 
+/* Answer st (with code, msg) when it is set; else take the event built in c->query_event
+ * (pixel, redirect, costs) and submit it. */
+static void take_built(collect_t *c, ingest_t *in, int st, const char *code, const char *msg,
+                       const enrich_ctx_t *ctx) {
+  if (st) {
+    fail_req(in, st, code, msg);
+    ingest_free(in);
+    return;
+  }
+  load_and_take(c, in, 0, ctx, c->query_event.data, c->query_event.len, 0, 0);
+  submit(c, in, ctx->received_us);
+}
+
 static void handle_json(collect_t *c, ingest_t *in, char *hkey, const enrich_ctx_t *ctx) {
   const char *body, *code = NULL, *msg = NULL;
   size_t len;
@@ -831,13 +844,7 @@ static void handle_query(collect_t *c, ingest_t *in, char *hkey, const enrich_ct
     msg = in->redirect ? "the target host is not on the redirect-hosts allowlist"
                        : "the u parameter (target URL) is required";
   }
-  if (st) {
-    fail_req(in, st, code, msg);
-    ingest_free(in);
-    return;
-  }
-  load_and_take(c, in, 0, ctx, c->query_event.data, c->query_event.len, 0, 0);
-  submit(c, in, ctx->received_us);
+  take_built(c, in, st, code, msg, ctx);
 }
 
 void collect_emit(collect_t *c, const char *json, size_t len, void (*done)(void *ud, int rc),
@@ -873,13 +880,7 @@ static void handle_costs(collect_t *c, ingest_t *in, const char *hkey, const enr
   buf_reset(&c->query_event);
   if (!st && costs_event(body, len, &c->query_event, err, sizeof err) != 0)
     st = 400, code = "bad_cost", msg = err;
-  if (st) {
-    fail_req(in, st, code, msg);
-    ingest_free(in);
-    return;
-  }
-  load_and_take(c, in, 0, ctx, c->query_event.data, c->query_event.len, 0, 0);
-  submit(c, in, ctx->received_us);
+  take_built(c, in, st, code, msg, ctx);
 }
 
 int collect_handle(collect_t *c, http_req_t *r) {
