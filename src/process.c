@@ -59,7 +59,6 @@ typedef struct ckpt_job {
   process_t *p;
   char *path;
   buf_t data;
-  int spill_fd;        /* synced before the snapshot is written; -1: none */
   uint64_t spill_gen;  /* the generation the snapshot names */
   int rc;
 } ckpt_job_t;
@@ -115,6 +114,7 @@ struct process {
   pthread_cond_t rw_cond;
   int readers, writing, writer_waits;
   uv_async_t wake; /* the last reader out wakes a waiting stage */
+  spill_stats_t spill_st; /* for process_stats, refreshed by the loop under the lock */
 };
 
 /* ---- stores ---- */
@@ -506,9 +506,25 @@ void process_read_begin(process_t *p) {
 
 void process_read_end(process_t *p) {
   pthread_mutex_lock(&p->rw_mu);
-  int wake = --p->readers == 0 && p->writer_waits && p->started && !p->stopped;
-  if (wake) uv_async_send(&p->wake);
+  int last = --p->readers == 0;
+  if (last && p->writer_waits) {
+    pthread_cond_broadcast(&p->rw_cond); /* a process_write_lock waiting on the loop */
+    if (p->started && !p->stopped) uv_async_send(&p->wake);
+  }
   pthread_mutex_unlock(&p->rw_mu);
+}
+
+void process_write_lock(process_t *p) {
+  if (!p || !p->started) return;
+  pthread_mutex_lock(&p->rw_mu);
+  p->writer_waits = 1;
+  while (p->readers) pthread_cond_wait(&p->rw_cond, &p->rw_mu);
+  p->writing = 1;
+  pthread_mutex_unlock(&p->rw_mu);
+}
+
+void process_write_unlock(process_t *p) {
+  if (p) write_end(p);
 }
 
 static void on_idle(uv_idle_t *h) {
@@ -556,10 +572,18 @@ static int sync_and_write(process_t *p, int spill_fd, const char *path, const bu
   return rc ? rc : write_snapshot(p, path, data);
 }
 
+/* On the pool: serialise under the read lock (the stage holds its next slice meanwhile,
+ * ingestion goes on), then make the spill durable and write the file. */
 static void ckpt_work(uv_work_t *w) {
   ckpt_job_t *j = w->data;
-  j->rc = sync_and_write(j->p, j->spill_fd, j->path, &j->data);
-  j->spill_fd = -1;
+  process_t *p = j->p;
+  process_read_begin(p);
+  int rc = serialize(p, &j->data, &j->spill_gen); /* the spill's commit included: the loop
+                                                     touches the spill only as a writer */
+  int fd = rc == 0 && p->spill ? spill_sync_fd(p->spill) : -1;
+  if (rc == 0 && p->spill && fd < 0) rc = fd;
+  process_read_end(p);
+  j->rc = rc ? rc : sync_and_write(p, fd, j->path, &j->data);
 }
 
 int process_forget(void *ud, const char *ids, size_t n) {
@@ -593,6 +617,7 @@ static void rebuild_now(process_t *p) {
 static void ckpt_done(uv_work_t *w, int status) {
   ckpt_job_t *j = w->data;
   j->p->jobs--;
+  spill_stats(j->p->spill, &j->p->spill_st);
   if (j->rc == 0) {
     j->p->st.checkpoints++;
     if (j->p->spill) spill_retire(j->p->spill, j->spill_gen);
@@ -609,19 +634,9 @@ static void on_ckpt(uv_timer_t *t) {
   j->p = p;
   j->path = xstrdup(p->snap_path);
   j->work.data = j;
-  j->spill_fd = -1;
-  if (serialize(p, &j->data, &j->spill_gen) != 0 ||
-      (p->spill && (j->spill_fd = spill_sync_fd(p->spill)) < 0)) {
-    buf_free(&j->data);
-    free(j->path);
-    free(j);
-    return; /* the spill cannot be written: no snapshot until it can */
-  }
   p->jobs++;
   if (uv_queue_work(p->loop, &j->work, ckpt_work, ckpt_done) != 0) {
     p->jobs--;
-    if (j->spill_fd >= 0) close(j->spill_fd);
-    buf_free(&j->data);
     free(j->path);
     free(j);
   }
@@ -638,6 +653,7 @@ static void on_live(uv_timer_t *t) {
     rollup_advance(p->sessions);
     kpi_advance(p->kpi);
     if (p->decide) decide_tick(p->decide, p->watermark_us, now, p->replayed);
+    spill_stats(p->spill, &p->spill_st);
     write_end(p);
   }
   double secs = (double)(now_mono - p->tick_mono_us) / 1e6;
@@ -830,6 +846,8 @@ void process_stop(process_t *p) {
   if (!p || !p->started || p->stopped) return;
   pthread_mutex_lock(&p->rw_mu);
   p->stopped = 1;
+  p->writer_waits = 0; /* no slice will come: a checkpoint still waiting may read */
+  pthread_cond_broadcast(&p->rw_cond);
   pthread_mutex_unlock(&p->rw_mu);
   uv_close((uv_handle_t *)&p->wake, NULL);
   uv_close((uv_handle_t *)&p->idle, NULL);
@@ -898,8 +916,8 @@ void process_stats(const process_t *p, process_stats_t *out) {
   out->offset = p->offset;
   out->profiles = profile_count(p->profiles);
   out->profile_bytes = profile_store_bytes(p->profiles);
-  spill_stats_t ss;
-  spill_stats(p->spill, &ss);
+  spill_stats_t ss = p->started ? p->spill_st : (spill_stats_t){0};
+  if (!p->started) spill_stats(p->spill, &ss);
   out->spilled = ss.profiles;
   out->spill_ids = ss.ids;
   out->spill_bytes = ss.bytes;

@@ -156,13 +156,20 @@ int process_forget(void *ud, const char *ids, size_t n);
  * The stores belong to the loop thread, which is also the thread that serves HTTP and
  * ingests. On that thread they may be read at any time. Another thread (the query API
  * answers on libuv's pool, so a long query never holds up ingestion) reads them between
- * process_read_begin and process_read_end, and fetches the pointers inside that window:
+ * process_read_begin and process_read_end (the query API, and the checkpoint, which
+ * serialises the stores there), and fetches the pointers inside that window:
  * a rebuild replaces the stores. The loop never waits for readers: while one reads, the
  * stage defers its next slice and timer work (events queue in the log) and resumes when
  * the last reader leaves; a reader that arrives while the stage waits lets it go first. */
 
 void process_read_begin(process_t *p);
 void process_read_end(process_t *p);
+/* On the loop thread, around a change to state a checkpoint serialises that is not made by
+ * the stage itself (the rules engine's reloads and switches): waits for the readers to
+ * finish (at most one checkpoint's serialisation or one query), so keep it to rare
+ * operations. No-op before process_start. */
+void process_write_lock(process_t *p);
+void process_write_unlock(process_t *p);
 
 const rollup_t *process_events(const process_t *p);
 const rollup_t *process_sessions(const process_t *p);

@@ -173,7 +173,10 @@ static void log_rules(server_t *s, const char *what) {
 static void on_sighup(uv_signal_t *h, int signum) {
   server_t *s = h->data;
   char err[1024];
-  if (decide_reload(s->decide, err, sizeof err) < 0) {
+  process_write_lock(s->process); /* a checkpoint may be reading the rules' state */
+  int rc = decide_reload(s->decide, err, sizeof err);
+  process_write_unlock(s->process);
+  if (rc < 0) {
     msg_error("rules reload failed; the running rules stay", "error=\"%s\"", err);
     return;
   }
@@ -193,7 +196,9 @@ static void rules_put(server_t *s, http_req_t *r) {
   size_t len;
   char *body = http_req_body(r, &len);
   int invalid;
+  process_write_lock(s->process);
   long n = decide_put_file(s->decide, name, body ? body : "", body ? len : 0, &invalid, err, sizeof err);
+  process_write_unlock(s->process);
   if (n < 0) {
     http_respond_error(r, n == -ENOENT ? 409 : n == -EINVAL ? 400 : 500,
                        invalid ? "invalid_rules" : n == -ENOENT ? "no_rules_dir" : n == -EINVAL ? "bad_request" : "write_failed",
@@ -229,7 +234,9 @@ static void rules_enable(server_t *s, http_req_t *r, const char *name, size_t nl
   } else if (rl <= 0 || (size_t)rl >= sizeof rule) {
     http_respond_error(r, 404, "unknown_rule", "no rule has that name", NULL, 0);
   } else {
+    process_write_lock(s->process);
     int rc = decide_set_enabled(s->decide, rule, cJSON_IsTrue(en));
+    process_write_unlock(s->process);
     if (rc == -ENOENT) http_respond_error(r, 404, "unknown_rule", "no rule has that name", NULL, 0);
     else if (rc) http_respond_error(r, 500, "write_failed", strerror(-rc), NULL, 0);
     else {
