@@ -524,8 +524,10 @@ int spill_commit(spill_t *s, uint64_t *gen, uint64_t *len) {
 }
 
 int spill_sync_fd(const spill_t *s) {
-  int fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 0);
-  return fd < 0 ? -errno : fd;
+  int fd = dup(s->fd); /* dup, not fcntl: ThreadSanitizer follows dup's new descriptor */
+  if (fd < 0) return -errno;
+  (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+  return fd;
 }
 
 /* Remove spill files in dir whose generation is below gen (UINT64_MAX: all). */

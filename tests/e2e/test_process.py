@@ -423,14 +423,15 @@ def test_evicted_profiles_come_back_from_disk():
         again = return_events(0, 300, 1200)
         send(lossy, first + again)
         wait_for(lambda: people_total(lossy) == 1500, 30)
-        check(metric(lossy, "sluice_profiles_dropped") > 250)
+        # Gauges of the spill are refreshed once a second.
+        wait_for(lambda: metric(lossy, "sluice_profiles_dropped") > 250, 10)
         lost = people_answers(lossy)
         check(lost[0]["value"] > 300, ("without the spill, returning people are new", lost[0]))
         for srv in (small, big):
             send(srv, first)
             wait_for(lambda: people_total(srv) == 900, 30)
         check(metric(small, "sluice_profiles") <= 16, metric(small, "sluice_profiles"))
-        check(metric(small, "sluice_profiles_spilled") >= 280, metric(small, "sluice_profiles_spilled"))
+        wait_for(lambda: metric(small, "sluice_profiles_spilled") >= 280, 10)
         check(metric(small, "sluice_profiles_dropped") == 0)
         # A snapshot after the first wave, then half the returns, then kill -9.
         snap = os.path.join(small.data_dir, "state", "snapshot")
@@ -446,7 +447,7 @@ def test_evicted_profiles_come_back_from_disk():
         send(big, again)
         for srv in (small, big):
             wait_for(lambda: people_total(srv) == 1500, 30)
-        check(metric(small, "sluice_profiles_restored") > 0)
+        wait_for(lambda: metric(small, "sluice_profiles_restored") > 0, 10)
         a, b = people_answers(small), people_answers(big)
         check(a == b, ("people KPIs differ with a spill", a, b))
         check(a[0]["value"] == 300 and a[2]["value"] == 300 and a[3]["denominator"] == 300, a)
