@@ -356,14 +356,6 @@ def check(cond, msg="check failed"):
         raise AssertionError(msg)
 
 
-def query(srv, body, key=READ_KEY):
-    """POST /v1/query with key as Bearer: (status, decoded JSON answer)."""
-    st, _, data = srv.request("POST", "/v1/query", json.dumps(body).encode(),
-                              headers={"Authorization": "Bearer " + key,
-                                       "Content-Type": "application/json"}, auth=None)
-    return st, json.loads(data)
-
-
 def send_events(srv, events):
     """Send (path, event) pairs with the write key; each must get 200."""
     for path, ev in events:
