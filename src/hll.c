@@ -4,6 +4,9 @@
 #include <errno.h>
 #include <math.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -98,18 +101,40 @@ static void to_dense(hll_t *h) {
 }
 
 /* The slot of index idx25 in table t of cap slots: where it is, else the empty slot where
- * it goes (linear probing; the table is never full). Any cap works: the scrambled index
- * is scaled to [0, cap), so tables grow by half instead of doubling. */
+ * it goes. Slots come in groups of four (16 bytes) probed as one: linear probing over
+ * groups, within a group the lowest empty lane first, so a group's filled lanes are a
+ * prefix (entries are never removed) and a search ends at the first group with an empty
+ * lane. At 3/4 full an absent index costs about one and a half group probes, not the
+ * eight single-slot probes of plain linear probing. Any cap that is a multiple of four
+ * works: the scrambled index is scaled to [0, cap / 4), so tables grow by half. */
 static inline uint32_t table_find(const uint32_t *t, uint32_t cap, uint32_t idx25) {
-  uint32_t i = (uint32_t)(((uint64_t)(idx25 * 0x9e3779b1u) * cap) >> 32);
-  while (t[i] && (t[i] >> 6) != idx25) i = i + 1 == cap ? 0 : i + 1;
-  return i;
+  uint32_t ng = cap / 4, g = (uint32_t)(((uint64_t)(idx25 * 0x9e3779b1u) * ng) >> 32);
+#ifdef __SSE2__
+  const __m128i key = _mm_set1_epi32((int)idx25), zero = _mm_setzero_si128();
+  for (;;) {
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(t + 4 * g));
+    unsigned empty = (unsigned)_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(v, zero)));
+    unsigned hit = (unsigned)_mm_movemask_ps(
+                       _mm_castsi128_ps(_mm_cmpeq_epi32(_mm_srli_epi32(v, 6), key))) &
+                   ~empty; /* an empty slot reads as index 0 */
+    if (hit) return 4 * g + (uint32_t)__builtin_ctz(hit);
+    if (empty) return 4 * g + (uint32_t)__builtin_ctz(empty);
+    g = g + 1 == ng ? 0 : g + 1;
+  }
+#else
+  for (;;) {
+    for (uint32_t i = 4 * g; i < 4 * g + 4; i++)
+      if (!t[i] || (t[i] >> 6) == idx25) return i;
+    g = g + 1 == ng ? 0 : g + 1;
+  }
+#endif
 }
 
-/* The table size after cap (0: the first). */
+/* The table size after cap (0: the first): about half as big again, a multiple of four. */
 static inline uint32_t table_next(uint32_t cap) {
   if (!cap) return INLINE_SLOTS;
-  return cap + cap / 2 < TABLE_MAX ? cap + cap / 2 : TABLE_MAX;
+  uint32_t next = (cap + cap / 2) & ~3u;
+  return next < TABLE_MAX ? next : TABLE_MAX;
 }
 
 /* Rehash sparse h into a table of cap slots. */
@@ -322,15 +347,15 @@ int hll_is_dense(const hll_t *h) { return h->dense != NULL; }
 
 /* ---- Serialization ---- */
 
-static void put_varint(buf_t *out, uint32_t v) {
-  uint8_t tmp[5];
+/* Write v as a varint at p (room for 5 bytes); returns the bytes written. */
+static inline size_t put_varint(uint8_t *p, uint32_t v) {
   size_t n = 0;
   while (v >= 0x80) {
-    tmp[n++] = (uint8_t)(v | 0x80);
+    p[n++] = (uint8_t)(v | 0x80);
     v >>= 7;
   }
-  tmp[n++] = (uint8_t)v;
-  buf_append(out, tmp, n);
+  p[n++] = (uint8_t)v;
+  return n;
 }
 
 /* Reads a canonical varint of at most 32 bits; returns bytes used, 0 when malformed. */
@@ -361,12 +386,15 @@ size_t hll_serialize(const hll_t *h, buf_t *out) {
       if (h->sparse[k]) sorted[n++] = h->sparse[k];
     sort_entries(sorted, n);
     buf_reserve(out, 5 + (size_t)n * 5);
-    put_varint(out, n);
+    uint8_t *p = (uint8_t *)out->data + out->len, *p0 = p;
+    p += put_varint(p, n);
     uint32_t prev = 0;
     for (uint32_t k = 0; k < n; k++) {
-      put_varint(out, sorted[k] - prev);
+      p += put_varint(p, sorted[k] - prev);
       prev = sorted[k];
     }
+    out->len += (size_t)(p - p0);
+    out->data[out->len] = 0;
   }
   return out->len - start;
 }

@@ -470,6 +470,7 @@ static inline const char *tstring(const char *p, const char *end, int *escaped) 
 }
 
 static inline const char *tws(const char *p, const char *end) {
+  if (__builtin_expect(p < end && (unsigned char)*p > ' ', 1)) return p; /* compact JSON */
   while (p < end && (unsigned char)*p <= ' ' &&
          (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
     p++;
@@ -548,13 +549,15 @@ static const char *tobject(const char *p, const char *end, const node_t *at, jsc
     int kesc = 0;
     if (!(p = tstring(k, end, &kesc))) return NULL;
     const node_t *child = child_match(at, k, (size_t)(p - 1 - k), kesc, end);
-    p = tws(p, end);
-    if (p >= end || *p != ':') return NULL;
-    p = tws(p + 1, end);
-    if (p >= end) return NULL;
+    /* compact JSON (what ingestion writes) has no whitespace to skip: test for it once */
+    if (p + 1 < end && p[0] == ':' && (unsigned char)p[1] > ' ') p++;
+    else if ((p = tws(p, end)) >= end || *p != ':' || (p = tws(p + 1, end)) >= end)
+      return NULL;
     if (!(p = tvalue(p, end, child, child ? child->out : -1, out, depth))) return NULL;
-    p = tws(p, end);
-    if (p >= end) return NULL;
+    if (p >= end || (unsigned char)*p <= ' ') {
+      p = tws(p, end);
+      if (p >= end) return NULL;
+    }
     if (*p == '}') return p + 1;
     if (*p != ',') return NULL;
     p = tws(p + 1, end);
