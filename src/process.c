@@ -159,8 +159,10 @@ static int64_t stage_now(void *ctx) { return ((const process_t *)ctx)->now_us; }
 static int new_stores(process_t *p) {
   rollup_opts_t ro = {.dims = dim_names, .ndims = PROCESS_NDIMS, .max_bytes = p->rollup_max_bytes,
                       .now_us = stage_now, .now_ctx = p};
-  rollup_opts_t so = {.dims = session_dims, .ndims = 1, .max_bytes = p->rollup_max_bytes,
-                      .now_us = stage_now, .now_ctx = p};
+  /* sessions are read as counts only (conversion and bounce rates, the live frame): their
+   * store keeps no unique-user sketches */
+  rollup_opts_t so = {.dims = session_dims, .ndims = 1, .no_users = 1,
+                      .max_bytes = p->rollup_max_bytes, .now_us = stage_now, .now_ctx = p};
   p->events = rollup_new(&ro);
   p->sessions = rollup_new(&so);
   p->profiles = profile_store_new(&p->popts);
@@ -271,6 +273,7 @@ static int load_snapshot(process_t *p) {
         p->sessions = se;
         rollup_set_max_bytes(ev, p->rollup_max_bytes); /* the configured budget, not the saved one */
         rollup_set_max_bytes(se, p->rollup_max_bytes);
+        rollup_set_no_users(se, 1);
         p->kpi = kp;
         kpi_set_custom(p->kpi, p->custom);
         ev = se = NULL;

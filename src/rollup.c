@@ -49,12 +49,15 @@ static size_t value_len(const rollup_t *r, const char *s) {
 
 /* Value id of s[0..len) in d, or -1. *slot gets the table slot where it would go. */
 int64_t rollup_dim_find(const dim_t *d, const char *s, size_t len, uint32_t h, uint32_t *slot) {
+  /* The hash sits in the slot beside the id: a probe past another value costs no access
+   * to the value arrays. */
   uint32_t mask = (1u << d->tbits) - 1, i = slot_of(h, d->tbits);
   for (;; i = (i + 1) & mask) {
-    uint32_t e = d->tab[i];
+    uint64_t e = d->tab[i];
     if (!e) break;
-    uint32_t id = e - 1;
-    if (d->vhash[id] == h && d->vlen[id] == len && memcmp(d->vals[id], s, len) == 0) return id;
+    if ((uint32_t)(e >> 32) != h) continue;
+    uint32_t id = (uint32_t)e - 1;
+    if (d->vlen[id] == len && memcmp(d->vals[id], s, len) == 0) return id;
   }
   if (slot) *slot = i;
   return -1;
@@ -68,7 +71,7 @@ static void dim_grow_table(dim_t *d) {
   for (uint32_t id = 0; id < d->n; id++) {
     uint32_t i = slot_of(d->vhash[id], bits);
     while (d->tab[i]) i = (i + 1) & mask;
-    d->tab[i] = id + 1;
+    d->tab[i] = (uint64_t)d->vhash[id] << 32 | (id + 1);
   }
 }
 
@@ -86,7 +89,7 @@ uint32_t rollup_dim_insert(dim_t *d, const char *s, size_t len, uint32_t h) {
   d->vlen[id] = (uint32_t)len;
   d->vhash[id] = h;
   rollup_dim_find(d, s, len, h, &slot); /* not present: finds the empty slot */
-  d->tab[slot] = id + 1;
+  d->tab[slot] = (uint64_t)h << 32 | (id + 1);
   return id;
 }
 
@@ -197,7 +200,20 @@ cell_t *rollup_cell_get(rollup_t *r, bucket_t *bk, uint32_t key, int *created) {
   return c;
 }
 
+/* c keeps no users from now on (a per-second dimension cell, or a store without users). */
+static void cell_no_users(rollup_t *r, cell_t *c) {
+  if (c->users == U_HLL) {
+    r->ring_bytes -= hll_bytes(c->u.hll);
+    hll_free(c->u.hll);
+  }
+  c->users = U_NONE;
+}
+
 static void cell_add_user(rollup_t *r, cell_t *c, uint64_t hash) {
+  if (r->no_users) {
+    cell_no_users(r, c);
+    return;
+  }
   switch (c->users) {
   case U_FRESH:
     c->users = U_ONE;
@@ -242,6 +258,8 @@ void rollup_fold_minute(rollup_t *r, bucket_t *mk, int with_counts) {
     }
     if (c->users == U_ONE) {
       cell_add_user(r, hc, c->u.hash);
+    } else if (c->users == U_NONE) {
+      cell_no_users(r, hc); /* a minute without users makes its hour one */
     } else if (c->users != U_HLL) {
       continue;
     } else if (hc->users == U_HLL) {
@@ -332,6 +350,7 @@ rollup_t *rollup_new(const rollup_opts_t *opts) {
   r->now_us = opts->now_us ? opts->now_us : wall_now;
   r->now_ctx = opts->now_us ? opts->now_ctx : NULL;
   r->max_bytes = opts->max_bytes;
+  r->no_users = opts->no_users != 0;
   const uint32_t sizes[NGRAN] = {sec, min, hour};
   for (int g = 0; g < NGRAN; g++) {
     r->ring[g].size = sizes[g];
@@ -365,6 +384,10 @@ int rollup_set_max_bytes(rollup_t *r, size_t max_bytes) {
   r->max_bytes = max_bytes;
   r->starved = 0;
   return 0;
+}
+
+void rollup_set_no_users(rollup_t *r, int no_users) {
+  if (r) r->no_users = no_users != 0;
 }
 
 void rollup_set_clock(rollup_t *r, int64_t (*now_us)(void *ctx), void *ctx) {
@@ -488,7 +511,7 @@ int rollup_add(rollup_t *r, int64_t t_us, const char *const *dim_values, uint64_
       c = rollup_cell_get(r, bk, keys[k], &created);
       c->count++;
       c->sum += value_sum;
-      if (g == G_SEC) c->users = U_NONE; /* per-second dimension cells keep no users */
+      if (g == G_SEC) cell_no_users(r, c); /* per-second dimension cells keep no users */
       else cell_add_user(r, c, user_hash);
     }
   }
@@ -645,7 +668,7 @@ static int totals(const rollup_t *r, int64_t t0_us, int64_t t1_us,
        &tc, &out->from_us, &out->to_us);
   out->count = tc.count;
   out->sum = tc.sum;
-  out->uniques = !users ? ROLLUP_NA : tc.users ? hll_count(tc.users) : 0;
+  out->uniques = !users || r->no_users ? ROLLUP_NA : tc.users ? hll_count(tc.users) : 0;
   hll_free(tc.users);
   return 0;
 }
@@ -721,6 +744,8 @@ int rollup_timeseries(const rollup_t *r, int gran_s, int64_t t0_us, int64_t t1_u
     pt->sum = c->sum;
     pt->uniques = cell_uniques(c);
   }
+  if (r->no_users)
+    for (size_t i = 0; i < n; i++) out[i].uniques = ROLLUP_NA;
   return (int)n;
 }
 
@@ -778,6 +803,7 @@ static int row_cmp(const void *pa, const void *pb, void *arg) {
 int rollup_topn(const rollup_t *r, const char *dim, rollup_metric_t by, int64_t t0_us,
                 int64_t t1_us, rollup_top_t *out, size_t n, int64_t *from_us, int64_t *to_us) {
   if (!r || !dim || (!out && n) || (unsigned)by > ROLLUP_BY_UNIQUES) return -EINVAL;
+  if (r->no_users && by == ROLLUP_BY_UNIQUES) return -ENOTSUP;
   int d = rollup_dim_index(r, dim);
   if (d < 0) return -ENOENT;
   const dim_t *dm = &r->dims[d];
@@ -802,7 +828,9 @@ int rollup_topn(const rollup_t *r, const char *dim, rollup_metric_t by, int64_t 
   }
   qsort_r(rows, nrows, sizeof *rows, row_cmp, &by);
   size_t m = nrows < n ? nrows : n;
-  if (by != ROLLUP_BY_UNIQUES && m) { /* uniques for the rows kept only */
+  if (by != ROLLUP_BY_UNIQUES && m && r->no_users) {
+    for (size_t i = 0; i < m; i++) rows[i].uniques = ROLLUP_NA;
+  } else if (by != ROLLUP_BY_UNIQUES && m) { /* uniques for the rows kept only */
     tc.rank_of = xmalloc((size_t)nv * sizeof *tc.rank_of);
     memset(tc.rank_of, 0xff, (size_t)nv * sizeof *tc.rank_of);
     tc.row_users = xcalloc(m, sizeof *tc.row_users);
@@ -839,7 +867,7 @@ void rollup_stats(const rollup_t *r, rollup_stats_t *out) {
   for (uint32_t i = 0; i < r->ndims; i++) {
     const dim_t *d = &r->dims[i];
     out->values += d->n;
-    bytes += strlen(d->name) + 1 + ((size_t)4 << d->tbits) +
+    bytes += strlen(d->name) + 1 + (sizeof *d->tab << d->tbits) +
              (size_t)d->cap * (sizeof *d->vals + sizeof *d->vlen + sizeof *d->vhash);
     for (uint32_t k = 0; k < d->n; k++) bytes += d->vlen[k] + 1;
   }

@@ -76,7 +76,7 @@ typedef struct rollup rollup_t;
 #define ROLLUP_MAX_DIM_NAME 64
 #define ROLLUP_OTHER "(other)"
 #define ROLLUP_NA UINT64_MAX /* uniques that the store does not keep */
-#define ROLLUP_SERIAL_VERSION 2
+#define ROLLUP_SERIAL_VERSION 3
 #define ROLLUP_MIN_BYTES ((size_t)1 << 20)
 
 /* Granularities in seconds; ROLLUP_AUTO lets a query choose. */
@@ -98,6 +98,8 @@ typedef struct rollup_opts {
   void *now_ctx;
   size_t max_bytes;        /* memory budget of the rings, 0 (none) or >= ROLLUP_MIN_BYTES;
                               see "Memory" above for what happens at the bound */
+  int no_users;            /* 1: keep counts and sums only, no unique users (every cell's
+                              uniques read ROLLUP_NA): for a store read by counts alone */
 } rollup_opts_t;
 
 /* ---- Lifetime ---- */
@@ -115,6 +117,10 @@ void rollup_set_clock(rollup_t *r, int64_t (*now_us)(void *ctx), void *ctx);
  * rollup_deserialize when the configuration changed; it applies from the next add.
  * Returns 0, or -EINVAL for NULL r or a budget below the minimum. */
 int rollup_set_max_bytes(rollup_t *r, size_t max_bytes);
+/* Stop (no_users 1) or resume (0) keeping unique users from the next add on, e.g. after
+ * rollup_deserialize (the snapshot does not record it); cells that hold users keep them
+ * until they next take an event. NULL r is a no-op. */
+void rollup_set_no_users(rollup_t *r, int no_users);
 /* Read the clock and slide the windows to it (rollup_add does this too). Queries do not
  * read the clock: they see the windows as of the last add or advance, so a caller whose
  * events may pause calls this on a timer (e.g. every second) to keep them current. */
@@ -200,7 +206,9 @@ typedef struct rollup_top {
  * minute granularity at the finest), best first, into out[0..n). Ties (equal metric) are
  * ordered by value string, bytewise ascending. Only values with events in the range are
  * listed. Stores the span read in *from_us / *to_us (OUT, may be NULL). Returns the
- * number of rows, -ENOENT for an unknown dimension, -EINVAL for a bad argument. */
+ * number of rows, -ENOENT for an unknown dimension, -EINVAL for a bad argument, -ENOTSUP
+ * for ROLLUP_BY_UNIQUES on a store without users (no_users: its rows' uniques are
+ * ROLLUP_NA, as are every total's and point's). */
 int rollup_topn(const rollup_t *r, const char *dim, rollup_metric_t by, int64_t t0_us,
                 int64_t t1_us, rollup_top_t *out, size_t n, int64_t *from_us, int64_t *to_us);
 
@@ -227,28 +235,30 @@ typedef struct rollup_stats {
 void rollup_stats(const rollup_t *r, rollup_stats_t *out);
 
 /* ---- Snapshot ----
- * Version-2 encoding, canonical (deserialize -> serialize gives back the same bytes):
+ * Version-3 encoding, canonical (deserialize -> serialize gives back the same bytes):
  *   "SLRU", u8 version; varints: second_ring, minute_ring, hour_ring, max_values,
  *   max_value_len, max_future_us; i64 hw_us (8 bytes LE); varints: accepted,
  *   rejected_future, rejected_old, folded, max_bytes, budget_folded; per ring (second,
  *   minute, hour): varint buckets evicted, u8 1 + i64 oldest bucket the budget leaves it,
- *   or u8 0; varint ndims, per dimension: varint len + name, varint nvalues, each value
+ *   or u8 0; varint flags (bit 0: no_users; version 3); varint ndims, per dimension: varint len + name, varint nvalues, each value
  *   varint len + bytes (value 0 is "(other)");
  *   then per ring (second, minute, hour): varint nbuckets, buckets oldest first: the first
  *   bucket number as i64, later ones as varint delta >= 1; minutes only: u8 1 when added
  *   into its hour, 0 when pending (at most 4); varint ncells; per cell:
  *   varint key (0 total, else (dim + 1) << 24 | value id), varint count >= 1, f64 sum
  *   (8 bytes LE), u8 user kind (1 one hash: u64 follows; 2 sketch: varint len + hll
- *   encoding; 3 none, only for per-second dimension cells). Varints are LEB128, minimal.
- * Only buckets inside their ring's window are written. Version 1 (no budget fields, no
- * pending flags; hours held the counts of their minutes but not their users) still
- * loads: its minutes' users are then added into their hours. */
+ *   encoding; 3 none: per-second dimension cells, hour cells without users yet, and any
+ *   cell of a no_users store). Varints are LEB128, minimal.
+ * Only buckets inside their ring's window are written. Version 2 (no flags) and version 1
+ * (no budget fields, no pending flags; hours held the counts of their minutes but not
+ * their users) still load: a version-1 store's minutes' users are then added into their
+ * hours. */
 
 /* Append r's encoding to out. Returns the number of bytes appended. */
 size_t rollup_serialize(const rollup_t *r, buf_t *out);
 /* Decode exactly n bytes at p (borrowed; hostile input is fine) into a new store with the
  * CLOCK_REALTIME clock (see rollup_set_clock). Returns 0 and stores it, owned by the
- * caller, in *out (OUT); -EBADMSG when the bytes are not one valid version-1 or 2 encoding
+ * caller, in *out (OUT); -EBADMSG when the bytes are not one valid version-1, 2 or 3 encoding
  * (bad magic or version, truncation, trailing bytes, out-of-range sizes, unknown or
  * duplicate keys, values or names, buckets outside their window or out of order, a bad
  * sketch, non-minimal varints); -EINVAL when out is NULL or p is NULL with n > 0. *out is

@@ -64,7 +64,7 @@ typedef struct dim {
   uint32_t *vlen;
   uint32_t *vhash; /* low 32 bits of each value's XXH3 */
   uint32_t n, cap;
-  uint32_t *tab;   /* open addressing, value id + 1 */
+  uint64_t *tab;   /* open addressing: the value's hash << 32 | (value id + 1), 0 empty */
   uint32_t tbits;
 } dim_t;
 
@@ -82,6 +82,7 @@ struct rollup {
   uint32_t npending;
   /* Memory budget (see rollup.h): ring_bytes is kept up to date by every change to a
    * bucket; floor[g] is the oldest bucket of ring g the budget still lets it hold. */
+  int no_users; /* rollup_opts_t.no_users */
   size_t max_bytes, ring_bytes;
   int64_t floor[NGRAN];
   uint64_t evicted[NGRAN], budget_folded;

@@ -56,6 +56,7 @@ size_t rollup_serialize(const rollup_t *r, buf_t *out) {
     buf_putc(out, r->floor[g] != INT64_MIN);
     if (r->floor[g] != INT64_MIN) put_u64(out, (uint64_t)r->floor[g]);
   }
+  put_varint(out, r->no_users ? 1 : 0); /* flags (version 3) */
   put_varint(out, r->ndims);
   for (uint32_t i = 0; i < r->ndims; i++) {
     const dim_t *d = &r->dims[i];
@@ -178,10 +179,11 @@ static int read_cell(reader_t *rd, rollup_t *r, int g, bucket_t *bk, uint32_t k)
   if (!created) return -1;
   c->count = count;
   memcpy(&c->sum, &sumbits, 8);
-  /* per-second dimension cells never have users, minute cells and second totals always;
-   * hour cells get theirs as their minutes fold, or directly for old events */
+  /* per-second dimension cells never have users, minute cells and second totals always
+   * (unless the store keeps none); hour cells get theirs as their minutes fold, or
+   * directly for old events */
   int want_none = g == G_SEC && key != TOTAL_KEY;
-  if (kind == WIRE_NONE && want_none) {
+  if (kind == WIRE_NONE && (want_none || r->no_users)) {
     c->users = U_NONE;
   } else if (kind == WIRE_NONE && g == G_HOUR) {
     c->users = U_FRESH;
@@ -244,7 +246,7 @@ int rollup_deserialize(const void *p, size_t n, rollup_t **out) {
   if (n < 5 || memcmp(p, MAGIC, 4) != 0) goto fail;
   rd.off = 4;
   int version = get_u8(&rd);
-  if (version != 1 && version != ROLLUP_SERIAL_VERSION) goto fail;
+  if (version < 1 || version > ROLLUP_SERIAL_VERSION) goto fail;
   uint64_t sizes[NGRAN], maxv, maxlen, fut, hw, counters[4], ndims;
   for (int g = 0; g < NGRAN; g++) sizes[g] = get_varint(&rd);
   maxv = get_varint(&rd);
@@ -267,6 +269,8 @@ int rollup_deserialize(const void *p, size_t n, rollup_t **out) {
     }
     if (max_bytes > SIZE_MAX || (max_bytes && max_bytes < ROLLUP_MIN_BYTES)) goto fail;
   }
+  uint64_t flags = version >= 3 ? get_varint(&rd) : 0; /* bit 0: no_users */
+  if (flags > 1) goto fail;
   ndims = get_varint(&rd);
   if (rd.bad || ndims < 1 || ndims > ROLLUP_MAX_DIMS || (int64_t)hw > HW_LIMIT ||
       (int64_t)hw < -HW_LIMIT)
@@ -298,7 +302,7 @@ int rollup_deserialize(const void *p, size_t n, rollup_t **out) {
   size_t rings_start = rd.off;
   rollup_opts_t o = {name_ptrs, (size_t)ndims, (uint32_t)sizes[0], (uint32_t)sizes[1],
                      (uint32_t)sizes[2], (uint32_t)maxv, (uint32_t)maxlen, (int64_t)fut,
-                     NULL, NULL, (size_t)max_bytes};
+                     NULL, NULL, (size_t)max_bytes, (int)flags};
   r = rollup_new(&o);
   if (!r) goto fail;
   r->hw_us = (int64_t)hw;

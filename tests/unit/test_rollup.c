@@ -568,6 +568,53 @@ static rollup_t *varied(void) {
   return r;
 }
 
+/* A store without users (the process stage's sessions): counts and sums as usual, no
+ * sketch anywhere (minutes, their hours, late events straight to hours), uniques NA; and a
+ * store that had users drops a cell's sketch when the cell next takes an event. */
+TEST(test_no_users) {
+  clock_now = T0 + 3 * HOUR;
+  rollup_opts_t o = {DIMS, 4, 0, 0, 0, 0, 0, 0, fake_now, &clock_now, 0, 1};
+  rollup_t *r = rollup_new(&o), *w = make(0, 0, 0, 0, 0);
+  for (uint64_t u = 0; u < 3000; u++) {
+    int64_t t = T0 + (int64_t)(u % 7200) * SEC; /* two hours: minutes fold into hours */
+    CHECK_INT(add(r, t, "start", "/p", "g", "PL", u, 1.5), 0);
+    CHECK_INT(add(w, t, "start", "/p", "g", "PL", u, 1.5), 0);
+  }
+  clock_now = T0 + 200 * HOUR; /* minutes gone, hours remain: a late event goes to an hour */
+  CHECK_INT(add(r, T0 + 30 * MIN, "start", "/p", NULL, NULL, 99999, 0), 0);
+  CHECK_INT(add(w, T0 + 30 * MIN, "start", "/p", NULL, NULL, 99999, 0), 0);
+  rollup_stats_t st, sw;
+  rollup_stats(r, &st);
+  rollup_stats(w, &sw);
+  CHECK_INT(st.sketches, 0);
+  CHECK(sw.sketches > 0);
+  CHECK(st.bytes < sw.bytes);
+  rollup_totals_t a = totals(r, T0, T0 + 2 * HOUR, NULL, NULL);
+  rollup_totals_t b = totals(w, T0, T0 + 2 * HOUR, NULL, NULL);
+  CHECK_INT(a.count, 3001);
+  CHECK_INT(a.count, b.count);
+  CHECK(a.sum == b.sum);
+  CHECK(a.uniques == ROLLUP_NA);
+  CHECK(b.uniques > 2900 && b.uniques < 3100);
+  CHECK(totals(r, T0, T0 + 2 * HOUR, "country", "PL").uniques == ROLLUP_NA);
+  rollup_top_t top[2];
+  CHECK_INT(rollup_topn(r, "page_path", ROLLUP_BY_UNIQUES, T0, T0 + 2 * HOUR, top, 2, NULL, NULL),
+            -ENOTSUP);
+  CHECK_INT(rollup_topn(r, "page_path", ROLLUP_BY_COUNT, T0, T0 + 2 * HOUR, top, 2, NULL, NULL), 1);
+  CHECK_INT(top[0].count, 3001);
+  CHECK(top[0].uniques == ROLLUP_NA);
+  /* switching users off later: a cell that takes another event drops its sketch */
+  rollup_set_no_users(w, 1);
+  CHECK_INT(add(w, T0 + 30 * MIN, "start", "/p", "g", "PL", 5, 0), 0);
+  rollup_stats_t sw2;
+  rollup_stats(w, &sw2);
+  CHECK(sw2.sketches < sw.sketches);
+  CHECK(sw2.budget_bytes < sw.budget_bytes);
+  CHECK(totals(w, T0, T0 + HOUR, NULL, NULL).uniques == ROLLUP_NA);
+  rollup_free(r);
+  rollup_free(w);
+}
+
 TEST(test_snapshot_roundtrip) {
   rollup_t *r = varied();
   buf_t s1 = BUF_INIT, s2 = BUF_INIT, q1 = BUF_INIT, q2 = BUF_INIT;
@@ -856,7 +903,7 @@ TEST(test_snapshot_hostile) {
   t.data[0] = 'X';
   CHECK_INT(rollup_deserialize(t.data, s.len, &d), -EBADMSG);
   memcpy(t.data, s.data, s.len);
-  t.data[4] = 3;
+  t.data[4] = ROLLUP_SERIAL_VERSION + 1;
   CHECK_INT(rollup_deserialize(t.data, s.len, &d), -EBADMSG);
   /* every single-bit flip: rejected, or accepted as a store that re-encodes to itself */
   int accepted = 0, rejected = 0, noncanon = 0;
@@ -901,6 +948,7 @@ int main(void) {
   RUN(test_fold_minutes_into_hours);
   RUN(test_other_and_truncation);
   RUN(test_uniques);
+  RUN(test_no_users);
   RUN(test_snapshot_roundtrip);
   RUN(test_snapshot_hostile);
   RUN(test_hours_exact_any_order);
