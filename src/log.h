@@ -218,6 +218,14 @@ int log_reader_next_intact(log_reader_t *r, log_record_t *out /* OUT */,
  * then exact by scanning). Returns 0 or a negative errno. */
 int log_reader_seek_time(log_reader_t *r, int64_t t_us);
 
+/* A hint for prefetching: the key of the record log_reader_next will probably return
+ * after skip (0, 1, ...) others, when the frames up to its header and key already sit in
+ * the reader's read-ahead window (no system call, no check: the bytes are not verified
+ * yet and may belong to a record that turns out damaged, or be skipped). Returns 1 with
+ * *key / *len pointing into the window (valid until the next call on r), else 0. */
+int log_reader_peek_key(const log_reader_t *r, unsigned skip, const char **key /* OUT */,
+                        uint32_t *len /* OUT */);
+
 /* Offset of the record the next log_reader_next will return. */
 uint64_t log_reader_offset(const log_reader_t *r);
 

@@ -384,6 +384,27 @@ int log_reader_next_intact(log_reader_t *r, log_record_t *out, uint64_t *skipped
   }
 }
 
+int log_reader_peek_key(const log_reader_t *r, unsigned skip, const char **key,
+                        uint32_t *len) {
+  const window_t *w = &r->win;
+  if (r->err || r->fd < 0 || r->next + skip >= r->seg_next || r->next + skip >= r->win_valid ||
+      !w->len || r->pos < w->pos)
+    return 0;
+  uint64_t at = r->pos - w->pos; /* frames from here, bounded by the window */
+  for (;; skip--) {
+    if (at + FRAME_HDR > w->len) return 0;
+    const char *h = w->b.data + at;
+    if (!skip) {
+      uint32_t kl = rd32(h + 24);
+      if (kl > w->len - at - FRAME_HDR) return 0;
+      *key = h + FRAME_HDR;
+      *len = kl;
+      return 1;
+    }
+    at += 8 + (uint64_t)rd32(h);
+  }
+}
+
 uint64_t log_reader_offset(const log_reader_t *r) {
   return r->next > r->skip_to ? r->next : r->skip_to;
 }

@@ -343,18 +343,22 @@ static int serialize(process_t *p, buf_t *b, uint64_t *spill_gen) {
 enum { X_CAMPAIGN, X_COST, X_FIXED };
 
 
-static void process_record(process_t *p, const log_record_t *rec) {
+/* pkey: the profile index key of the record's user whose index slot slice() prefetched
+ * while the record before was processed (0: none). */
+static void process_record(process_t *p, const log_record_t *rec, uint64_t pkey) {
   evfields_t *e = p->ev;
   p->st.events++;
   /* profile_apply below waits on two cache misses: the index slot of the id it resolves
-   * first, then the profile. The first is started between scanning the event and
-   * decoding its fields, the second before the events rollup, so each has work to hide
-   * behind. */
-  uint64_t pkey = 0;
+   * first, then the profile. With the slot prefetched one record ahead (the log record's
+   * key is that id), the profile's lines are asked for before the scan; otherwise the
+   * slot is started between scanning the event and decoding its fields and the profile
+   * before the events rollup, so each has work to hide behind. */
+  int early = pkey != 0;
+  if (early) profile_prefetch_profile(p->profiles, pkey);
   size_t idn;
   int drc = evfields_scan(p->dec, rec, e);
   if (drc == 0) {
-    const char *id = evfields_raw_user(e, &idn);
+    const char *id = early ? NULL : evfields_raw_user(e, &idn);
     if (id) pkey = profile_prefetch_index(p->profiles, id, idn);
     drc = evfields_finish(p->dec, rec, e);
   }
@@ -408,7 +412,7 @@ static void process_record(process_t *p, const log_record_t *rec) {
       .revenue = revenue,
       .campaign_hash = camp,
   };
-  profile_prefetch_profile(p->profiles, pkey);
+  if (!early) profile_prefetch_profile(p->profiles, pkey);
   if (rollup_add(p->events, t, dims, uh, revenue) != 0) p->st.rejected++;
   if (p->custom && p->custom->n) {
     double vals[2 * CONFIG_KPI_MAX];
@@ -457,6 +461,8 @@ static int slice(process_t *p, size_t max, int64_t budget_us) {
   int64_t t0 = budget_us ? clock_mono_us() : 0;
   log_record_t rec;
   size_t n = 0;
+  uint64_t next_key = 0; /* the next record's profile key (from its log key), its index
+                            slot asked for (two records ahead measured no better) */
   p->now_us = clock_wall_us();
   for (;;) {
     if ((n & 4095) == 4095) p->now_us = clock_wall_us();
@@ -466,7 +472,13 @@ static int slice(process_t *p, size_t max, int64_t budget_us) {
       return rc;
     }
     if (rc == 0) break;
-    process_record(p, &rec);
+    uint64_t pkey = next_key;
+    const char *nk;
+    uint32_t nkl;
+    next_key = log_reader_peek_key(p->reader, 0, &nk, &nkl) && nkl > 0 /* 0: NUL-terminated */
+                   ? profile_prefetch_index(p->profiles, nk, nkl)
+                   : 0;
+    process_record(p, &rec, pkey);
     p->offset = rec.offset + 1;
     n++;
     if (max && n >= max) return 1;

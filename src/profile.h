@@ -271,8 +271,9 @@ uint64_t profile_store_seed(const profile_store_t *s);
 uint64_t profile_hash(const profile_store_t *s, const char *id, size_t len);
 /* Hints in two steps, no effect on any result. With many profiles, applying an event
  * costs two cache misses: the index slot of the id, then the profile it points to. The
- * process stage starts the first as soon as the event is decoded and the second a little
- * later, before the rollup work, so both overlap other work.
+ * process stage starts the first one record ahead (from the next log record's key) and
+ * the second before reading the event; without a key, the first as soon as the event is
+ * decoded and the second before the rollup work. Both overlap other work.
  * profile_prefetch_index: an event for id (len bytes; 0 = NUL-terminated) comes soon:
  * start loading the index slot where its lookup begins. Returns the id's key (as
  * profile_hash), 0 when id is empty.

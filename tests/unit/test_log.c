@@ -329,6 +329,41 @@ TEST(reader_crosses_segments) {
   close_log(log);
 }
 
+/* log_reader_peek_key: a hint, but when it answers, it names the right record's key. */
+TEST(peek_key_names_coming_records) {
+  const char *dir = test_dir("peek");
+  log_t *log = logtest_open(dir, LOG_SYNC_OFF, 4096, NULL);
+  REQUIRE(log != NULL);
+  CHECK_INT(append_range(log, 0, 600), 0);
+  char err[256];
+  log_reader_t *r = log_reader_open(log, 0, err, sizeof err);
+  REQUIRE(r != NULL);
+  log_record_t rec;
+  int answered = 0, wrong = 0, n = 0;
+  while (log_reader_next(r, &rec) == 1) {
+    n++;
+    for (unsigned skip = 0; skip < 3; skip++) {
+      const char *k;
+      uint32_t kl;
+      if (!log_reader_peek_key(r, skip, &k, &kl)) continue;
+      answered++;
+      char key[32], val[400];
+      log_entry_t e;
+      make_entry(rec.offset + 1 + skip, &e, key, val);
+      if (rec.offset + 1 + skip >= 600 || kl != e.key_len || (kl && memcmp(k, e.key, kl) != 0))
+        wrong++;
+    }
+  }
+  CHECK_INT(n, 600);
+  CHECK_INT(wrong, 0);
+  CHECK(answered > 600); /* most records have the next ones in the window already */
+  const char *k;
+  uint32_t kl;
+  CHECK_INT(log_reader_peek_key(r, 0, &k, &kl), 0); /* caught up */
+  log_reader_close(r);
+  close_log(log);
+}
+
 /* ---- reopening ---- */
 
 TEST(reopen_continues_offsets) {
@@ -966,6 +1001,7 @@ int main(void) {
   if (logtest_init("test-log")) return 1;
   RUN(group_commit_orders_acks);
   RUN(reader_crosses_segments);
+  RUN(peek_key_names_coming_records);
   RUN(reopen_continues_offsets);
   RUN(first_segment_above_zero);
   RUN(recovery_truncates_bad_tail);
