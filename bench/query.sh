@@ -32,12 +32,17 @@ fi
 /usr/bin/time -f "replay cpu: user %U s sys %S s, max rss %M KiB" -o "$dir/time" \
   ./build/sluice replay --data-dir="$dir" | tee "$dir/replay"
 cat "$dir/time"
-python3 - "$N" "$dir/time" <<'PY'
+python3 - "$N" "$dir/time" "$dir/replay" <<'PY'
 import re, sys
 n = int(sys.argv[1])
 m = re.search(r"user ([0-9.]+) s sys ([0-9.]+) s", open(sys.argv[2]).read())
 cpu = float(m.group(1)) + float(m.group(2))
+# the whole command: start, reading and processing the log, writing the snapshot
 print("processing: %.0f events/s per core (%.2f µs CPU per event)" % (n / cpu, cpu / n * 1e6))
+m = re.search(r"reading and processing ([0-9.]+) s, ([0-9]+) events/s per core", open(sys.argv[3]).read())
+if m:
+    print("replay from the log without start-up and snapshot: %s events/s per core (%.2f µs CPU per event)"
+          % (m.group(2), float(m.group(1)) / n * 1e6))
 PY
 ./build/sluice serve --listen=127.0.0.1:0 --data-dir="$dir" --write-key=wk --read-key=rk \
   --admin-key=ak >"$dir/serve.banner" 2>"$dir/serve.err" &
