@@ -122,7 +122,7 @@ static void dim_free(dim_t *d) {
 /* ---- Buckets and cells ---- */
 
 static size_t table_bytes(const bucket_t *bk) {
-  return bk->tbits ? (size_t)4 << bk->tbits : 0;
+  return bk->tbits ? sizeof *bk->tab << bk->tbits : 0;
 }
 
 /* Empty bk, keeping its arrays for the next bucket of its slot. */
@@ -157,16 +157,16 @@ static void bucket_grow_table(rollup_t *r, bucket_t *bk) {
   for (uint32_t k = 0; k < bk->n; k++) {
     uint32_t i = slot_of(bk->cells[k].key, bits);
     while (bk->tab[i]) i = (i + 1) & mask;
-    bk->tab[i] = k + 1;
+    bk->tab[i] = (uint64_t)bk->cells[k].key << 32 | (k + 1);
   }
 }
 
 static const cell_t *bucket_cell(const bucket_t *bk, uint32_t key) {
   uint32_t mask = (1u << bk->tbits) - 1;
   for (uint32_t i = slot_of(key, bk->tbits);; i = (i + 1) & mask) {
-    uint32_t e = bk->tab[i];
+    uint64_t e = bk->tab[i];
     if (!e) return NULL;
-    if (bk->cells[e - 1].key == key) return &bk->cells[e - 1];
+    if ((uint32_t)(e >> 32) == key) return &bk->cells[(uint32_t)e - 1];
   }
 }
 
@@ -174,11 +174,11 @@ static const cell_t *bucket_cell(const bucket_t *bk, uint32_t key) {
 cell_t *rollup_cell_get(rollup_t *r, bucket_t *bk, uint32_t key, int *created) {
   uint32_t mask = (1u << bk->tbits) - 1, i = slot_of(key, bk->tbits);
   for (;; i = (i + 1) & mask) {
-    uint32_t e = bk->tab[i];
+    uint64_t e = bk->tab[i];
     if (!e) break;
-    if (bk->cells[e - 1].key == key) {
+    if ((uint32_t)(e >> 32) == key) {
       *created = 0;
-      return &bk->cells[e - 1];
+      return &bk->cells[(uint32_t)e - 1];
     }
   }
   if ((uint64_t)(bk->n + 1) * 4 > ((uint64_t)1 << bk->tbits) * 3) {
@@ -195,7 +195,7 @@ cell_t *rollup_cell_get(rollup_t *r, bucket_t *bk, uint32_t key, int *created) {
   cell_t *c = &bk->cells[bk->n];
   memset(c, 0, sizeof *c);
   c->key = key;
-  bk->tab[i] = ++bk->n;
+  bk->tab[i] = (uint64_t)key << 32 | ++bk->n;
   *created = 1;
   return c;
 }
@@ -875,7 +875,7 @@ void rollup_stats(const rollup_t *r, rollup_stats_t *out) {
     size_t rb = (size_t)r->ring[g].size * sizeof(bucket_t);
     for (uint32_t s = 0; s < r->ring[g].size; s++) {
       const bucket_t *bk = &r->ring[g].slots[s];
-      rb += (size_t)bk->cap * sizeof(cell_t) + (bk->tbits ? (size_t)4 << bk->tbits : 0);
+      rb += (size_t)bk->cap * sizeof(cell_t) + table_bytes(bk);
       out->cells += bk->n;
       for (uint32_t k = 0; k < bk->n; k++)
         if (bk->cells[k].users == U_HLL) {

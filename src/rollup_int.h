@@ -46,7 +46,8 @@ typedef struct cell {
 typedef struct bucket {
   int64_t idx;      /* bucket number (t / width); meaningful while n > 0 */
   cell_t *cells;    /* owned; cells[0] is the total once n > 0 */
-  uint32_t *tab;    /* owned; open addressing, cell index + 1, 0 = empty */
+  uint64_t *tab;    /* owned; open addressing: key << 32 | (cell index + 1), 0 = empty (a
+                       probe past another key does not touch the cells) */
   uint32_t n, cap;  /* cells used / allocated */
   uint32_t tbits;   /* tab has 1 << tbits slots (0: no table yet) */
   uint32_t folded;  /* minutes: 1 once added into the hour's cells (then late events go to
