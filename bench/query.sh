@@ -6,7 +6,8 @@
 # serve` on the result and times queries over HTTP (keep-alive, one client, after a
 # warm-up) beside GET /healthz, the floor of one HTTP round trip on this machine:
 # KPI tiles over the last 24 h with the previous period, a 24 h hourly timeseries and a
-# 30-day topN. Rerun: sh bench/query.sh [N] (make bench-query). Prints the figures.
+# 30-day topN, and funnels over 24 h and 7 days. Rerun: sh bench/query.sh [N] (make
+# bench-query). Prints the figures. BENCH_SESSIONS=1 loads visits (bench/load.sh).
 # BENCH_QUERY_DIR=DIR keeps the loaded data dir there, and a later run with the same DIR
 # skips loading (only N must match); BENCH_QUERY_REQS sets requests per query (300; at least 20,
 # at most 20 s of them).
@@ -90,12 +91,20 @@ cases.append(("topN page_path by uniques, 30 d", "POST", "/v1/query",
               {"type": "topN", "dimension": "page_path", "metric": "uniques", "from": "-30d"}))
 cases.append(("KPI series conversion_rate, 30 d daily", "POST", "/v1/query",
               {"type": "kpi", "kpi": "conversion_rate", "from": "-30d", "granularity": "day"}))
+steps = [{"event": "$page"}, {"event": "Product Viewed"}, {"event": "Product Added"},
+         {"event": "Order Completed"}]
+for rng in ["24h", "7d"]:  # funnels are exact log scans: their cost grows with the range
+    cases.append(("funnel, 4 steps within 1 h, %s" % rng, "POST", "/v1/query",
+                  {"type": "funnel", "from": "-" + rng, "window": "1h", "steps": steps}))
 print("| query | requests | p50 ms | p99 ms | max ms |")
 print("|---|---:|---:|---:|---:|")
 for name, method, path, body in cases:
     b = json.dumps(body) if body is not None else None
+    t_warm = time.time() + 5  # warm-up: 20 requests or 5 s
     for _ in range(20):
         one(method, path, b)
+        if time.time() > t_warm:
+            break
     ts, t_end = [], time.time() + 20  # at most reqs requests or 20 s per query
     while len(ts) < reqs and (len(ts) < 20 or time.time() < t_end):
         ts.append(one(method, path, b)[0])

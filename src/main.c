@@ -22,6 +22,7 @@
 #include <curl/curl.h>
 
 #include "config.h"
+#include "decide.h"
 #include "keys.h"
 #include "log.h"
 #include "privacy.h"
@@ -290,9 +291,20 @@ static int run_replay(const config_t *cfg) {
     log_close(log);
     return 1;
   }
+  /* The rules engine with the configured rules, as `sluice serve` runs it (its actions go
+   * nowhere): the snapshot then holds the engine's state, and serve can load it. */
+  mkdir(state, 0700);
+  decide_opts_t dopt = {.rules_dir = cfg->rules_dir, .state_dir = state};
+  decide_t *decide = decide_new(&dopt, err, sizeof err);
+  if (!decide) {
+    fprintf(stderr, "sluice replay: cannot load the rules: %s\n", err);
+    log_close(log);
+    return 1;
+  }
   process_opts_t po = {
       .log = log,
       .state_dir = state,
+      .decide = decide,
       .tracked = (const char *const *)cfg->tracked_events.items,
       .ntracked = cfg->tracked_events.n,
       .conversion_event = cfg->conversion_event,
@@ -305,6 +317,7 @@ static int run_replay(const config_t *cfg) {
   process_t *p = process_new(&po, err, sizeof err);
   if (!p) {
     fprintf(stderr, "sluice replay: %s\n", err);
+    decide_free(decide);
     log_close(log);
     return 1;
   }
@@ -344,6 +357,7 @@ static int run_replay(const config_t *cfg) {
              (unsigned long long)st.dropped);
   }
   process_free(p);
+  decide_free(decide);
   log_close(log);
   return rc;
 }

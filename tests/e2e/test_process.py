@@ -365,6 +365,8 @@ def test_replay_command_rebuilds_the_same_state():
         srv.start()
         wait_for(lambda: total_events(srv) == 9, 20)
         check(answers(srv) == before, "answers differ after sluice replay")
+        # the server starts from the snapshot replay wrote, not from the log again
+        check("snapshot=loaded" in srv.log_text(), srv.log_text()[-3000:])
     finally:
         srv.cleanup()
 
