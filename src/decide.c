@@ -351,6 +351,10 @@ void decide_event(decide_t *d, const evfields_t *e, const log_record_t *rec,
   if (d->nsegr) feed_segment_rollups(d, e, prof);
 }
 
+int decide_idle(const decide_t *d) {
+  return d->nsegs == 0 && d->nsegr == 0 && rules_idle(d->r);
+}
+
 void decide_tick(decide_t *d, int64_t watermark_us, int64_t wall_us, int caught_up) {
   if (!caught_up) {
     rules_advance(d->r, watermark_us);

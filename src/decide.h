@@ -111,6 +111,10 @@ void decide_tick(decide_t *d, int64_t watermark_us, int64_t wall_us, int caught_
 /* Snapshot part (u32 length + the engine's state, u8 count + the segment names, each u8
  * length + bytes): append it; load one (0, or a negative errno: the caller
  * rebuilds from the log); forget every person's state (erasure rebuild). */
+/* 1 when an event can change nothing in d: the engine is idle (rules_idle: no rules) and
+ * no segment exists or is watched. The process stage then skips decide_key_before and
+ * decide_event, a profile lookup and the engine's bookkeeping per event. */
+int decide_idle(const decide_t *d);
 size_t decide_serialize(const decide_t *d, buf_t *out);
 int decide_deserialize(decide_t *d, const void *p, size_t n);
 void decide_reset(decide_t *d);

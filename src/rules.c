@@ -935,6 +935,10 @@ void rules_stats(const rules_t *r, rules_stats_t *out) {
   out->users = r->nusers;
 }
 
+int rules_idle(const rules_t *r) {
+  return rules_set_rules(r->set) == 0 && r->nusers == 0 && r->nheap == 0;
+}
+
 size_t rules_memory(const rules_t *r) {
   size_t n = r->map_cap * sizeof *r->map + r->o.max_users * sizeof *r->users +
              r->capheap * sizeof *r->heap;

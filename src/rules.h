@@ -216,6 +216,9 @@ int rules_forget(rules_t *r, uint64_t key);
 void rules_stats(const rules_t *r, rules_stats_t *out /* OUT */);
 /* Approximate heap bytes of the per-user state. */
 size_t rules_memory(const rules_t *r);
+/* 1 when an event cannot change the engine: no rules in its set, no per-user state and
+ * no timers (rules_event would only count it). */
+int rules_idle(const rules_t *r);
 
 /* ---- KPI alerts ----
  * Each alert of the set is evaluated when due (its `every`, default 10 s): the callback
