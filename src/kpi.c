@@ -153,6 +153,7 @@ kpi_t *kpi_new(int64_t (*now_us)(void *ctx), void *now_ctx) {
     rollup_free(cu);
     return NULL;
   }
+  rollup_set_no_users(r, 1); /* facts are read as counts and sums only */
   kpi_t *k = kpi_alloc();
   k->facts = r;
   k->custom = cu;
@@ -252,8 +253,7 @@ int kpi_custom_eval(const kpi_t *k, int i, int64_t from, int64_t to, double *num
 const rollup_t *kpi_facts(const kpi_t *k) { return k->facts; }
 
 /* Add one fact record: dims[0] = fact, dims[dim] = campaign (dim 0: none). Facts are
- * read as counts and sums only, so every record carries the same user (0): a cell then
- * keeps one inline hash and never a sketch. */
+ * read as counts and sums only: their store keeps no users (no_users). */
 static void fact(kpi_t *k, int64_t t_us, const char *name, int dim, const char *campaign,
                  double sum) {
   const char *v[KPI_NDIMS] = {name};
@@ -462,6 +462,7 @@ int kpi_deserialize(const void *p, size_t n, int64_t (*now_us)(void *ctx), void 
       goto fail;
     }
     rollup_set_clock(ro, now_us, now_ctx);
+    if (s == 0) rollup_set_no_users(ro, 1); /* facts: see kpi_new */
     *stores[s] = ro;
   }
   if (r.pos != r.n) goto fail;
