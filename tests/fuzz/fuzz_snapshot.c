@@ -8,9 +8,9 @@
  * never "none" for a file that exists; a loaded snapshot is written back out and loads
  * again (1). About two thousand executions a second under ASan: a store's ring slots are
  * allocated only once the ring holds a bucket (rollup_int.h), so the default stores cost
- * little, decide_reset no longer builds a default-size engine, and the seeds carry the smallest rings the loader accepts (60/60/24; it reads
- * ring sizes from the input). The parts have faster targets of their own (kpi,
- * decide_state, hll, rules_state).
+ * little, decide_reset no longer builds a default-size engine, and the seeds carry the
+ * smallest rings the loader accepts (60/60/24; it reads ring sizes from the input). The
+ * parts have faster targets of their own (kpi, decide_state, hll, rules_state).
  * Seeds: after-40-events, what process_checkpoint_sync wrote after loading a snapshot of
  * 40 events (format version 4, rollup encoding version 2, its spill part pointing at a
  * new empty spill); after-40-events-rollup-v1, the same state with version-1 rollups (the
