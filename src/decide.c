@@ -411,7 +411,9 @@ int decide_deserialize(decide_t *d, const void *p, size_t n) {
 void decide_reset(decide_t *d) {
   for (size_t i = 0; i < d->nsegs; i++) free(d->segs[i]);
   d->nsegs = 0;
-  rules_opts_t o = {0};
+  /* An empty engine's state reads the same at any size: the smallest one, not a default
+   * 100,000-user table built and freed at every reset */
+  rules_opts_t o = {.max_users = 1};
   rules_t *empty = rules_new(&o);
   buf_t b = BUF_INIT;
   rules_serialize(empty, &b);

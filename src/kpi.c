@@ -166,8 +166,12 @@ void kpi_free(kpi_t *k) {
   rollup_free(k->custom);
   grid_free(&k->day);
   grid_free(&k->week);
-  for (size_t i = 0; i < MAP_SLOTS; i++)
-    if (k->map[i].name) free(k->map[i].name);
+  /* stop at the last name: the untouched rest of the map is never read */
+  for (size_t i = 0, left = k->ncampaigns; i < MAP_SLOTS && left; i++)
+    if (k->map[i].name) {
+      free(k->map[i].name);
+      left--;
+    }
   free(k);
 }
 

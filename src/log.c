@@ -369,12 +369,12 @@ static void on_async_closed(uv_handle_t *h) { free(h); }
 /* Scan frames from (pos, off) until the first one that is not valid. Index entries due
  * on the way are appended to idx. Returns the FRAME_* that stopped the scan (FRAME_END
  * when the segment ends cleanly) or a negative errno; *pos and *off advance past the
- * valid frames. */
-static int scan(window_t *w, uint64_t base, uint32_t interval, uint64_t *pos, uint64_t *off,
-                uint64_t *due, buf_t *idx) {
+ * valid frames. chunk: scan_chunk of the segment's size. */
+static int scan(window_t *w, size_t chunk, uint64_t base, uint32_t interval, uint64_t *pos,
+                uint64_t *off, uint64_t *due, buf_t *idx) {
   for (;;) {
     frame_t f;
-    int rc = frame_read(w, *pos, *off, SCAN_CHUNK, &f);
+    int rc = frame_read(w, *pos, *off, chunk, &f);
     if (rc != FRAME_OK) return rc;
     idx_maybe_add(idx, due, interval, base, *off, *pos, f.time_us);
     *pos += 8 + (uint64_t)f.len;
@@ -432,6 +432,12 @@ static int list_segments(log_t *log, char *err, size_t errlen, const char *dir) 
  * stop the log: the segment ends where the next one begins (next_base), the damage is
  * counted in rec, and readers skip the records they cannot read (log_reader_damage).
  * Returns 0 and *end, or -1 with err. */
+/* The read size for recovering a segment of size bytes: SCAN_CHUNK, or the whole segment
+ * when smaller (a small segment does not get a buffer of SCAN_CHUNK). */
+static size_t scan_chunk(uint64_t size) {
+  return size < SCAN_CHUNK ? (size_t)size : SCAN_CHUNK;
+}
+
 static int check_closed(log_t *log, uint64_t base, uint64_t next_base, window_t *w,
                         buf_t *idx, uint64_t *end, log_recovery_t *rec, char *err,
                         size_t errlen) {
@@ -466,7 +472,7 @@ static int check_closed(log_t *log, uint64_t base, uint64_t next_base, window_t 
     /* Resume from the last entry if it points at the frame it claims. */
     frame_t f;
     uint64_t epos = rd32(e + 4), eoff = base + rd32(e);
-    if (epos >= SEG_HDR && frame_read(w, epos, eoff, SCAN_CHUNK, &f) == FRAME_OK &&
+    if (epos >= SEG_HDR && frame_read(w, epos, eoff, scan_chunk((uint64_t)st.st_size), &f) == FRAME_OK &&
         f.time_us == (int64_t)rd64(e + 8)) {
       pos = epos;
       off = eoff;
@@ -474,7 +480,8 @@ static int check_closed(log_t *log, uint64_t base, uint64_t next_base, window_t 
       keep = (uint64_t)ist.st_size;
     }
   }
-  int rc = scan(w, base, log->index_interval, &pos, &off, &due, idx);
+  int rc = scan(w, scan_chunk((uint64_t)st.st_size), base, log->index_interval, &pos, &off,
+                &due, idx);
   if (rc < 0) {
     snprintf(err, errlen, "log: cannot read segment %s: %s", name, strerror(-rc));
     goto out;
@@ -551,7 +558,7 @@ static int recover_last(log_t *log, uint64_t base, window_t *w, buf_t *idx,
   window_drop(w);
   buf_reset(idx);
   uint64_t pos = SEG_HDR, off = base, due = SEG_HDR;
-  int rc = scan(w, base, log->index_interval, &pos, &off, &due, idx);
+  int rc = scan(w, scan_chunk(size), base, log->index_interval, &pos, &off, &due, idx);
   w->fd = -1;
   if (rc < 0) {
     snprintf(err, errlen, "log: cannot read segment %s: %s", name, strerror(-rc));

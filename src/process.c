@@ -289,8 +289,12 @@ static int load_snapshot(process_t *p) {
   buf_free(&b);
   if (why) {
     if (why != p->snap_msg) snprintf(p->snap_msg, sizeof p->snap_msg, "%s", why);
-    free_stores(p);
-    new_stores(p);
+    /* Only the profile store (and the rules state) may hold part of the snapshot: the
+     * rollups and the KPI state are replaced on success only, so they are still fresh,
+     * and the spill is opened last, only when everything else loaded. */
+    profile_store_free(p->profiles);
+    p->profiles = profile_store_new(&p->popts);
+    decide_bind_profiles(p->decide, p->profiles);
     if (p->decide) decide_reset(p->decide);
     p->offset = 0;
     p->watermark_us = 0;

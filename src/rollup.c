@@ -307,8 +307,13 @@ static void add_pending(rollup_t *r, int64_t b) {
 /* The bucket b of granularity g, claimed (its slot emptied of an older bucket) if needed.
  * The caller has checked that b is inside the window. */
 bucket_t *rollup_claim_bucket(rollup_t *r, int g, int64_t b) {
-  bucket_t *bk = &r->ring[g].slots[ring_slot(b, r->ring[g].size)];
+  ring_t *rg = &r->ring[g];
+  if (!rg->slots) rg->slots = xcalloc(rg->size, sizeof(bucket_t));
+  uint32_t slot = ring_slot(b, rg->size);
+  bucket_t *bk = &rg->slots[slot];
   if (bk->n && bk->idx == b) return bk;
+  if (slot < rg->held_lo) rg->held_lo = slot;
+  if (slot >= rg->held_hi) rg->held_hi = slot + 1;
   if (g == G_MIN) close_minute(r, bk);
   bucket_reset(r, bk);
   bk->idx = b;
@@ -354,7 +359,7 @@ rollup_t *rollup_new(const rollup_opts_t *opts) {
   const uint32_t sizes[NGRAN] = {sec, min, hour};
   for (int g = 0; g < NGRAN; g++) {
     r->ring[g].size = sizes[g];
-    r->ring[g].slots = xcalloc(sizes[g], sizeof(bucket_t));
+    r->ring[g].held_lo = sizes[g];
     r->ring_bytes += (size_t)sizes[g] * sizeof(bucket_t);
     r->floor[g] = INT64_MIN;
   }
@@ -372,7 +377,8 @@ rollup_t *rollup_new(const rollup_opts_t *opts) {
 void rollup_free(rollup_t *r) {
   if (!r) return;
   for (int g = 0; g < NGRAN; g++) {
-    for (uint32_t i = 0; i < r->ring[g].size; i++) bucket_release(r, &r->ring[g].slots[i]);
+    for (uint32_t i = r->ring[g].held_lo; i < r->ring[g].held_hi; i++)
+      bucket_release(r, &r->ring[g].slots[i]);
     free(r->ring[g].slots);
   }
   for (uint32_t i = 0; i < r->ndims; i++) dim_free(&r->dims[i]);
@@ -418,9 +424,9 @@ static int evict_oldest(rollup_t *r, int g) {
   int64_t last = floor_div(r->hw_us, WIDTH_US[g]), lo = last - rg->size + 1;
   if (r->floor[g] > lo) lo = r->floor[g];
   for (int64_t b = lo; b <= last - KEEP[g]; b++) {
-    bucket_t *bk = &rg->slots[ring_slot(b, rg->size)];
+    bucket_t *bk = rg->slots ? &rg->slots[ring_slot(b, rg->size)] : NULL;
     r->floor[g] = b + 1; /* empty buckets below go too: no rescan of them next time */
-    if (!bk->n || bk->idx != b) continue;
+    if (!bk || !bk->n || bk->idx != b) continue;
     if (g == G_MIN) close_minute(r, bk);
     bucket_release(r, bk);
     r->evicted[g]++;
@@ -448,6 +454,10 @@ static void enforce_budget(rollup_t *r) {
 static void advance_to(rollup_t *r, int64_t t_us) {
   if (t_us <= r->hw_us) return;
   const ring_t *mr = &r->ring[G_MIN];
+  if (!mr->slots) { /* no minute ever held */
+    r->hw_us = t_us;
+    return;
+  }
   int64_t old_lo = floor_div(r->hw_us, WIDTH_US[G_MIN]) - mr->size + 1;
   int64_t new_lo = floor_div(t_us, WIDTH_US[G_MIN]) - mr->size + 1;
   int64_t end = new_lo - old_lo > (int64_t)mr->size ? old_lo + mr->size : new_lo;
@@ -873,7 +883,7 @@ void rollup_stats(const rollup_t *r, rollup_stats_t *out) {
   }
   for (int g = 0; g < NGRAN; g++) {
     size_t rb = (size_t)r->ring[g].size * sizeof(bucket_t);
-    for (uint32_t s = 0; s < r->ring[g].size; s++) {
+    for (uint32_t s = r->ring[g].held_lo; s < r->ring[g].held_hi; s++) {
       const bucket_t *bk = &r->ring[g].slots[s];
       rb += (size_t)bk->cap * sizeof(cell_t) + table_bytes(bk);
       out->cells += bk->n;

@@ -55,8 +55,15 @@ typedef struct bucket {
 } bucket_t;
 
 typedef struct ring {
-  bucket_t *slots; /* owned; bucket b lives in slot b mod size */
+  bucket_t *slots; /* owned; bucket b lives in slot b mod size. NULL until the ring's first
+                      bucket is claimed: a store that never holds a bucket (most of the
+                      default stores `sluice serve` builds before it loads its snapshot)
+                      costs no ring memory. Counted in ring_bytes from the start all the
+                      same, so the memory budget behaves alike either way. */
   uint32_t size;
+  /* Only slots [held_lo, held_hi) ever held a bucket's arrays: freeing a store visits no
+   * other slot. held_lo > held_hi while none did. */
+  uint32_t held_lo, held_hi;
 } ring_t;
 
 typedef struct dim {
@@ -110,7 +117,7 @@ static inline int retained(const rollup_t *r, int g, int64_t b, int64_t hw) {
 
 /* The bucket b of granularity g if the store holds it, else NULL (empty or gone). */
 static inline const bucket_t *find_bucket(const rollup_t *r, int g, int64_t b, int64_t hw) {
-  if (!retained(r, g, b, hw)) return NULL;
+  if (!retained(r, g, b, hw) || !r->ring[g].slots) return NULL;
   const bucket_t *bk = &r->ring[g].slots[ring_slot(b, r->ring[g].size)];
   return bk->n && bk->idx == b ? bk : NULL;
 }

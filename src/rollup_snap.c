@@ -338,7 +338,7 @@ int rollup_deserialize(const void *p, size_t n, rollup_t **out) {
   if (rd.bad || rd.off != rd.n) goto fail;
   if (version == 1) { /* its hours hold the counts of their minutes, not yet the users */
     const ring_t *mr = &r->ring[G_MIN];
-    for (uint32_t i = 0; i < mr->size; i++)
+    for (uint32_t i = mr->held_lo; i < mr->held_hi; i++)
       if (mr->slots[i].n) rollup_fold_minute(r, &mr->slots[i], 0);
   }
   *out = r;

@@ -97,12 +97,31 @@ static int step(int fd, int timeout_ms) {
   return open;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  if (!srv) setup();
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
+/* A client socket connected to the server. Running out of local ports or descriptors is
+ * the machine's state, not the server's (other programs' connections in TIME_WAIT can
+ * take every ephemeral port for a while): retried for up to ten seconds. Any other
+ * failure, such as a refused connection (the server stopped listening), ends the run. */
+static int connect_server(void) {
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) abort();
+  int e = 0;
+  for (int tries = 0; tries < 1000; tries++) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) return fd;
+    e = errno;
+    if (fd >= 0) close(fd);
+    if (e != EADDRNOTAVAIL && e != EMFILE && e != ENFILE && e != ENOBUFS && e != EAGAIN)
+      break;
+    uv_run(&loop, UV_RUN_NOWAIT);
+    poll(NULL, 0, 10);
+  }
+  fprintf(stderr, "fuzz_http: cannot connect to the server: %s\n", strerror(e));
+  abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (!srv) setup();
+  int fd = connect_server();
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 
   uint32_t h = 2166136261u; /* FNV-1a: cut points that follow the input */
