@@ -69,7 +69,7 @@ trap cleanup EXIT
 stop_server() { # pid: SIGTERM, wait up to 10 s, forget it
   kill "$1" 2>/dev/null || true
   for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$1" 2>/dev/null || true
+  if kill -9 "$1" 2>/dev/null; then echo "bench: server $1 ignored SIGTERM for 10 s: killed" >&2; fi
   wait "$1" 2>/dev/null || true
   PIDS=$(echo "$PIDS" | tr ' ' '\n' | grep -vx "$1" | tr '\n' ' ' || true)
 }
@@ -94,23 +94,46 @@ PIXEL_QS='writeKey=wk&event=Email+Opened&userId=u1&properties.campaign=spring&co
 
 # ---- helpers ------------------------------------------------------------------------
 
-free_port() { # a port nothing on 127.0.0.1 listens on
-  local p
+# A port nothing on 127.0.0.1 listens on, below the kernel's ephemeral range: a port of a
+# client connection that ended a moment ago (wrk's, curl's) sits in TIME_WAIT for a
+# minute, refuses connections, and yet makes a server's bind fail with EADDRINUSE. The
+# runs before make hundreds of those, so a port drawn from the ephemeral range sometimes
+# failed the next server at its start.
+free_port() {
+  local p lo hi
+  read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || lo=32768
+  hi=$((lo > 20000 ? lo : 32768))
   for _ in $(seq 1 100); do
-    p=$((20000 + RANDOM % 30000))
+    p=$((10000 + RANDOM % (hi - 10000)))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
   done
   echo "bench: no free port" >&2; return 1
 }
 
-wait_port() { # port, pid: up to 10 s; the pid must be the server itself (taskset execs)
+# wait_port PORT PID [STDERR_FILE]: up to 10 s; the pid must be the server itself (taskset
+# execs). When the server exits or never listens, its exit status and the end of its
+# stderr are printed: the temporary directory holding them is gone after the script.
+wait_port() {
+  local rc=0
   for _ in $(seq 1 100); do
     [ "$(cat "/proc/$2/comm" 2>/dev/null)" = taskset ] && { sleep 0.05; continue; }
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    kill -0 "$2" 2>/dev/null || { echo "bench: server $2 exited" >&2; return 1; }
+    if ! kill -0 "$2" 2>/dev/null; then
+      wait "$2" 2>/dev/null || rc=$?
+      echo "bench: server $2 exited with status $rc before listening on port $1" >&2
+      server_stderr "${3:-}"
+      return 1
+    fi
     sleep 0.1
   done
-  echo "bench: nothing listens on port $1" >&2; return 1
+  echo "bench: nothing listens on port $1 after 10 s (server $2)" >&2
+  server_stderr "${3:-}"
+  return 1
+}
+server_stderr() { # file: its last lines, on stderr
+  [ -n "$1" ] && [ -s "$1" ] || return 0
+  echo "bench: the server's stderr ($1), last lines:" >&2
+  tail -n 20 "$1" >&2
 }
 is_server() { # pid name: fail unless pid runs the named program
   local c
@@ -270,7 +293,7 @@ taskset -c "$SRV_CPU" nginx -p "$TMP/nginx" -e "$TMP/nginx/nginx-error.log" -c "
   >"$TMP/nginx/stdout" 2>&1 &
 NG_PID=$!
 PIDS="$PIDS $NG_PID"
-wait_port "$NG_PORT" "$NG_PID"
+wait_port "$NG_PORT" "$NG_PID" "$TMP/nginx/stdout"
 is_server "$NG_PID" nginx
 NG_WORKER=""
 for _ in $(seq 1 50); do
@@ -302,7 +325,7 @@ taskset -c "$SRV_CPU" redis-server --bind 127.0.0.1 --port "$RD_PORT" --dir "$TM
   --daemonize no --logfile "$TMP/redis/redis.log" &
 RD_PID=$!
 PIDS="$PIDS $RD_PID"
-wait_port "$RD_PORT" "$RD_PID"
+wait_port "$RD_PORT" "$RD_PID" "$TMP/redis/redis.log"
 is_server "$RD_PID" redis-server
 
 # run_redis ID LABEL PIPELINE N
@@ -358,11 +381,15 @@ sluice_start() {
     --read-key=$RK --admin-key=$AK --fsync="$1" --log-level=warn >"$dir/stdout" 2>"$dir/stderr" &
   SL_PID=$!
   PIDS="$PIDS $SL_PID"
-  wait_port "$port" "$SL_PID"
+  wait_port "$port" "$SL_PID" "$dir/stderr"
   is_server "$SL_PID" sluice
   SL="http://127.0.0.1:$port"
+  SL_ERR="$dir/stderr"
 }
-sluice_stop() { stop_server "$SL_PID"; }
+sluice_stop() { # and show what it wrote on stderr (warnings and errors only)
+  stop_server "$SL_PID"
+  server_stderr "$SL_ERR"
+}
 # fsync count, fsync seconds, events accepted (from /metrics, outside the measured window)
 sluice_stats() {
   timeout 5 curl -s -H "Authorization: Bearer $RK" "$SL/metrics" |

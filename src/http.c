@@ -30,6 +30,11 @@
  *   with the connection. Its head goes out like any response, then the per-request
  *   buffers are released: an idle stream owns no allocation beyond its conn_t. It keeps
  *   reading (into the shared buffer, discarded) only to notice the client leaving.
+ * - Time limits (header, body, idle, linger) are one deadline per connection and a timer
+ *   that is only moved when the deadline comes earlier than it would fire: when it fires
+ *   early it sees the later deadline and re-arms. A steady keep-alive connection thus
+ *   re-arms about once per header timeout instead of starting and stopping its timer
+ *   four times per request (each a remove and insert in libuv's timer heap).
  * - Writes try uv_try_write first; only a remainder the kernel did not take is copied into
  *   a heap write request for uv_write.
  * - After a final error (or Connection: close) the connection shuts down its write side
@@ -121,6 +126,8 @@ struct conn {
   buf_t scratch;       /* JSON error bodies */
   enum conn_state state;
   int open_handles;    /* tcp + timer until their close callbacks ran */
+  uint64_t deadline;   /* loop time (ms) at which the state's time limit ends; 0: none */
+  uint64_t armed;      /* loop time the timer fires at; 0: not armed */
   int req_pending;     /* the handler holds req */
   int reading;
   int pumping;
@@ -172,6 +179,7 @@ static const http_limits_t default_limits = {
 static void conn_pump(conn_t *c);
 static void conn_abort(conn_t *c);
 static void on_timer(uv_timer_t *t);
+static void deadline_set(conn_t *c, uint64_t ms);
 
 /* ---- Server lifetime ---- */
 
@@ -273,7 +281,7 @@ static void conn_linger(conn_t *c) {
   c->state = ST_LINGER;
   buf_free(&c->pending);
   c->pending_off = 0;
-  uv_timer_start(&c->timer, on_timer, LINGER_MS, 0);
+  deadline_set(c, LINGER_MS);
   if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) < 0 ||
       conn_read_start(c) < 0)
     conn_abort(c);
@@ -466,7 +474,7 @@ static void error_body(buf_t *b, const char *code, const char *message) {
 static void conn_fail(conn_t *c, int status, const char *code, const char *message) {
   if (c->state >= ST_LINGER) return;
   if (!c->req.start_us) c->req.start_us = clock_mono_us();
-  uv_timer_stop(&c->timer);
+  deadline_set(c, 0);
   error_body(&c->scratch, code, message);
   finish_response(c, status, NULL, 0, c->scratch.data, c->scratch.len, 1,
                   "application/json");
@@ -495,7 +503,7 @@ static int on_message_begin(http_parser *p) {
   conn_t *c = p->data;
   c->state = ST_HEAD;
   c->req.start_us = clock_mono_us();
-  uv_timer_start(&c->timer, on_timer, c->srv->lim.header_timeout_ms, 0);
+  deadline_set(c, c->srv->lim.header_timeout_ms);
   return 0;
 }
 
@@ -657,7 +665,7 @@ static int on_headers_complete(http_parser *p) {
     buf_reserve(&r->body, p->content_length < KEEP_BUF_BYTES ? p->content_length
                                                              : KEEP_BUF_BYTES);
   c->state = ST_BODY;
-  uv_timer_start(&c->timer, on_timer, lim->body_timeout_ms, 0);
+  deadline_set(c, lim->body_timeout_ms);
   return 0;
 }
 
@@ -676,7 +684,7 @@ static int on_message_complete(http_parser *p) {
   conn_t *c = p->data;
   c->state = ST_READY;
   c->req.keep_alive = http_should_keep_alive(p);
-  uv_timer_stop(&c->timer);
+  deadline_set(c, 0);
   http_parser_pause(p, 1);
   return 0;
 }
@@ -749,7 +757,7 @@ static void conn_pump(conn_t *c) {
       conn_abort(c);
       break;
     }
-    if (c->state == ST_IDLE) uv_timer_start(&c->timer, on_timer, c->srv->lim.idle_timeout_ms, 0);
+    if (c->state == ST_IDLE) deadline_set(c, c->srv->lim.idle_timeout_ms);
     break;
   }
   c->pumping = 0;
@@ -798,8 +806,30 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
   conn_pump(c);
 }
 
+/* The current state's time limit ends ms from now (0: it has none). The timer moves only
+ * when it would fire later than that (see the top of the file). */
+static void deadline_set(conn_t *c, uint64_t ms) {
+  if (!ms) {
+    c->deadline = 0; /* an armed timer fires, finds no deadline and stays off */
+    return;
+  }
+  c->deadline = uv_now(c->srv->loop) + ms;
+  if (c->armed && c->armed <= c->deadline) return;
+  c->armed = c->deadline;
+  uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
 static void on_timer(uv_timer_t *t) {
   conn_t *c = t->data;
+  c->armed = 0;
+  if (!c->deadline) return;
+  uint64_t now = uv_now(c->srv->loop);
+  if (now < c->deadline) { /* fired for an earlier limit that has since moved on */
+    c->armed = c->deadline;
+    uv_timer_start(&c->timer, on_timer, c->deadline - now, 0);
+    return;
+  }
+  c->deadline = 0;
   switch (c->state) {
     case ST_IDLE: conn_abort(c); break;
     case ST_HEAD: conn_fail(c, 408, "timeout", "request headers took too long"); break;
@@ -1060,7 +1090,7 @@ http_stream_t *http_stream_start(http_req_t *r, int status, const http_header_t 
   buf_free(&c->scratch);
   c->stream = (http_stream_t){.conn = c, .max_queue = STREAM_MAX_QUEUE};
   c->state = ST_STREAM;
-  /* No timer runs for a stream; reading goes on (discarding) to notice the client leave. */
+  /* No time limit applies to a stream; reading goes on (discarding) to notice the client leave. */
   if (q->is_head || c->srv->draining || c->eof) conn_linger(c);
   else if (conn_read_start(c) < 0) conn_abort(c);
   return &c->stream;

@@ -124,13 +124,19 @@ static int interval_due(const log_t *log) {
          clock_mono_us() >= log->last_sync_us + (int64_t)log->sync_interval_ms * 1000;
 }
 
+static int cut_zeros(log_t *log);
+
 static int roll(log_t *log) {
   if (log->sync == LOG_SYNC_INTERVAL && log->unsynced_records) {
     int rc = sync_interval_now(log);
     if (rc < 0) return rc;
   }
+  /* A closed segment ends with its last record: cut the preallocated zeros (durably,
+   * before the next segment exists) so readers, recovery and rewrites see no tail. */
+  int rc = cut_zeros(log);
+  if (rc < 0) return rc;
   int fd, ifd;
-  int rc = segment_create(log, log->next_offset, log->sync != LOG_SYNC_OFF, &fd, &ifd);
+  rc = segment_create(log, log->next_offset, log->sync != LOG_SYNC_OFF, &fd, &ifd);
   if (rc < 0) return rc;
   pthread_mutex_lock(&log->mu);
   seg_push(log, log->next_offset);
@@ -140,7 +146,7 @@ static int roll(log_t *log) {
   log->fd = fd;
   log->idx_fd = ifd;
   log->seg_base = log->next_offset;
-  log->seg_size = SEG_HDR;
+  log->seg_size = log->seg_file = SEG_HDR;
   log->idx_size = 0;
   log->idx_due = SEG_HDR;
   log->idx_broken = 0;
@@ -161,10 +167,55 @@ static int truncate_back(log_t *log, uint64_t size) {
     int s = sync_fd(log->fd, 1);
     if (s < 0 && !is_space_error(s)) rc = -1;
   }
+  /* The preallocated zeros past size went with the cut. */
+  if (log->seg_file > size) atomic_fetch_sub(&log->disk_bytes, log->seg_file - size);
+  log->seg_file = size;
   if (rc != 0) {
     set_error(log, -EIO);
     return -EIO;
   }
+  return 0;
+}
+
+/* ---- preallocation (see log.h) ---- */
+
+static const char zeros[64 << 10];
+
+/* Before records are written up to `end`: unless the zeros already reach it, write and
+ * sync zeros up to `end` plus the preallocation (at most segment_bytes). Best effort: on
+ * failure the file is put back to its records and they are appended as without it. */
+static void zero_ahead(log_t *log, uint64_t end) {
+  if (!log->prealloc || end <= log->seg_file) return;
+  uint64_t want = end + log->prealloc, from = log->seg_file;
+  if (want > log->segment_bytes) want = log->segment_bytes;
+  if (want <= end) return; /* the segment is nearly full: append */
+  int rc = 0;
+  for (uint64_t at = from; at < want && rc == 0;) {
+    size_t n = want - at < sizeof zeros ? (size_t)(want - at) : sizeof zeros;
+    rc = pwrite_full(log->fd, zeros, n, at);
+    at += n;
+  }
+  if (rc == 0) rc = sync_fd(log->fd, 1);
+  if (rc < 0) {
+    (void)truncate_back(log, log->seg_size);
+    return;
+  }
+  atomic_fetch_add(&log->disk_bytes, want - from);
+  log->seg_file = want;
+}
+
+/* Cut the zeros after the active segment's last record, durably. Returns 0 or a negative
+ * errno. */
+static int cut_zeros(log_t *log) {
+  if (log->seg_file <= log->seg_size) return 0;
+  int rc;
+  do rc = ftruncate(log->fd, (off_t)log->seg_size);
+  while (rc != 0 && errno == EINTR);
+  if (rc != 0) return -errno;
+  rc = sync_fd(log->fd, 1);
+  if (rc < 0) return rc;
+  atomic_fetch_sub(&log->disk_bytes, log->seg_file - log->seg_size);
+  log->seg_file = log->seg_size;
   return 0;
 }
 
@@ -189,6 +240,8 @@ static void commit(log_t *log, group_t *g, size_t i, size_t j, uint64_t byte,
       records++;
     }
   }
+  zero_ahead(log, pos);
+  if ((status = atomic_load(&log->error)) != 0) goto done; /* its clean-up failed */
   status = pwrite_full(log->fd, g->data.data + byte, nbytes, log->seg_size);
   if (status < 0) {
     int t = truncate_back(log, log->seg_size);
@@ -222,7 +275,10 @@ static void commit(log_t *log, group_t *g, size_t i, size_t j, uint64_t byte,
   log->seg_size = pos;
   log->next_offset = off;
   if (log->sync == LOG_SYNC_INTERVAL) log->unsynced_records += records;
-  atomic_fetch_add(&log->disk_bytes, nbytes);
+  if (pos > log->seg_file) { /* grew the file (the rest overwrote preallocated zeros) */
+    atomic_fetch_add(&log->disk_bytes, pos - log->seg_file);
+    log->seg_file = pos;
+  }
   atomic_store_explicit(&log->durable_end, off, memory_order_release);
 done:
   for (size_t k = i; k < j; k++) g->w[k].status = status;
@@ -506,6 +562,28 @@ out:
   return ret;
 }
 
+/* 1 when the file's bytes in [from, to) are all zero, 0 when not, or a negative errno. */
+static int all_zero(int fd, uint64_t from, uint64_t to) {
+  char *chunk = xmalloc(SCAN_CHUNK);
+  int rc = 1;
+  for (uint64_t at = from; at < to && rc == 1;) {
+    size_t want = to - at < SCAN_CHUNK ? (size_t)(to - at) : SCAN_CHUNK;
+    ssize_t n = pread_full(fd, chunk, want, at);
+    if (n <= 0) {
+      rc = n < 0 ? (int)n : 1; /* shorter than fstat said: nothing more to look at */
+      break;
+    }
+    for (ssize_t i = 0; i < n; i++)
+      if (chunk[i]) {
+        rc = 0;
+        break;
+      }
+    at += (uint64_t)n;
+  }
+  free(chunk);
+  return rc;
+}
+
 /* The last segment: scanned fully; a torn or corrupt tail is cut off (not in read_only
  * mode) and the index is rebuilt if it does not match. Leaves the writer state (fd,
  * idx_fd, seg_*, idx_*, next_offset) set up. */
@@ -549,6 +627,7 @@ static int recover_last(log_t *log, uint64_t base, window_t *w, buf_t *idx,
     atomic_fetch_add(&log->disk_bytes, size);
     log->seg_base = base;
     log->seg_size = SEG_HDR;
+    log->seg_file = size;
     log->idx_due = SEG_HDR;
     log->next_offset = base;
     buf_reset(idx);
@@ -565,8 +644,16 @@ static int recover_last(log_t *log, uint64_t base, window_t *w, buf_t *idx,
     return -1;
   }
   if (pos < size) {
-    rec->dropped_bytes = size - pos;
-    snprintf(rec->dropped_segment, sizeof rec->dropped_segment, "%.31s", name);
+    /* Only zeros after the last frame: a preallocated segment's clean end, not damage. */
+    int zero = all_zero(log->fd, pos, size);
+    if (zero < 0) {
+      snprintf(err, errlen, "log: cannot read segment %s: %s", name, strerror(-zero));
+      return -1;
+    }
+    if (!zero) {
+      rec->dropped_bytes = size - pos;
+      snprintf(rec->dropped_segment, sizeof rec->dropped_segment, "%.31s", name);
+    }
     if (!ro) {
       int t;
       do t = ftruncate(log->fd, (off_t)pos);
@@ -582,6 +669,7 @@ static int recover_last(log_t *log, uint64_t base, window_t *w, buf_t *idx,
   atomic_fetch_add(&log->disk_bytes, size);
   log->seg_base = base;
   log->seg_size = pos;
+  log->seg_file = size;
   log->idx_due = due;
   log->next_offset = off;
 index:
@@ -624,7 +712,7 @@ static int recover(log_t *log, log_recovery_t *rec, const char *dir, char *err,
       }
       seg_push(log, 0);
       atomic_store(&log->disk_bytes, SEG_HDR);
-      log->seg_size = log->idx_due = SEG_HDR;
+      log->seg_size = log->seg_file = log->idx_due = SEG_HDR;
     }
     ret = 0;
     goto out;
@@ -694,6 +782,7 @@ log_t *log_open(const log_opts_t *opts, log_recovery_t *rec, char *err, size_t e
   log->index_interval = opts->index_interval ? opts->index_interval : 4096;
   log->sync_interval_ms = opts->sync_interval_ms ? opts->sync_interval_ms : 1000;
   log->max_pending = opts->max_pending_bytes ? opts->max_pending_bytes : 64u << 20;
+  log->prealloc = log->sync == LOG_SYNC_ALWAYS ? opts->preallocate_bytes : 0;
   log->loop = opts->loop;
   log->dirfd = log->fd = log->idx_fd = -1;
   log->last_sync_us = clock_mono_us();
@@ -788,6 +877,7 @@ void log_close(log_t *log) {
     pthread_cond_signal(&log->wake);
     pthread_mutex_unlock(&log->mu);
     pthread_join(log->writer, NULL);
+    (void)cut_zeros(log); /* a closed log's last segment ends with its last record */
     deliver(log);
     log->async->data = NULL;
     uv_close((uv_handle_t *)log->async, on_async_closed);

@@ -29,6 +29,16 @@
  * failure other than ENOSPC makes the log fail sticky (-EIO) since the kernel may have
  * dropped the dirty pages; only a restart (which recovers from disk) clears it.
  *
+ * Preallocation (opts->preallocate_bytes, with LOG_SYNC_ALWAYS): the writer keeps the
+ * active segment written with zeros, and synced, up to that many bytes past its last
+ * record (never past segment_bytes), so a group's fdatasync has only data blocks to
+ * flush. Appending at the end of the file instead makes every fdatasync also write the
+ * inode (its new size) and the block allocation: on ext4 two more writes that the sync
+ * waits for. The zeros are cut off when the segment is closed (roll, log_close) and by
+ * recovery, which takes zeros after the last frame for the clean end of a preallocated
+ * segment and reports only other bytes as dropped. Preallocating is best effort: if it
+ * fails (a full disk), records are appended at the end of the file as without it.
+ *
  * Recovery (log_open): the last segment is scanned from its start; a torn or corrupt tail
  * (short frame, bad length, CRC mismatch, offset out of sequence) is truncated away and
  * reported in log_recovery_t; a last segment torn inside its header holds no records and
@@ -86,6 +96,8 @@ typedef struct log_opts {
   log_sync_t sync;
   uint32_t sync_interval_ms; /* for LOG_SYNC_INTERVAL; default 1000 when 0 */
   uint64_t max_pending_bytes;/* log_append refuses with -EAGAIN past this; 0 = 64 MiB */
+  uint64_t preallocate_bytes;/* with LOG_SYNC_ALWAYS: zeros kept written ahead of the
+                                active segment's records (see Preallocation); 0 = off */
   uv_loop_t *loop;           /* borrowed; ack callbacks run here. NULL with read_only */
   int read_only;             /* open for reading only: no writer, no truncation */
 } log_opts_t;
@@ -94,7 +106,8 @@ typedef struct log_opts {
 typedef struct log_recovery {
   uint64_t segments;         /* segment files found */
   uint64_t records;          /* records in the log after recovery */
-  uint64_t dropped_bytes;    /* torn/corrupt tail bytes truncated (0 when clean); with
+  uint64_t dropped_bytes;    /* torn/corrupt tail bytes truncated (0 when clean: zeros
+                                a preallocated segment ends with are not counted); with
                                 read_only, the bytes that would be, left in place */
   char dropped_segment[32];  /* file name of the segment truncated, "" if none */
   uint64_t damaged_segments; /* closed segments holding frames that do not verify (see
@@ -165,7 +178,8 @@ uint64_t log_end_offset(const log_t *log);     /* next offset to be assigned */
 uint64_t log_start_offset(const log_t *log);   /* first offset still on disk (0 until
                                                   log_retain deletes a segment) */
 uint64_t log_pending_bytes(const log_t *log);  /* appended, not yet acknowledged */
-uint64_t log_disk_bytes(const log_t *log);     /* sum of segment sizes */
+uint64_t log_disk_bytes(const log_t *log);     /* sum of segment sizes (preallocated
+                                                  zeros included) */
 int log_error(const log_t *log);               /* sticky error (negative errno) or 0 */
 
 /* Latency observer for metrics: called on the writer thread after every fdatasync with

@@ -283,6 +283,8 @@ struct log {
   /* writer thread only (and log_open/log_close around it) */
   int fd, idx_fd;
   uint64_t seg_base, seg_size, idx_size, idx_due, next_offset;
+  uint64_t seg_file;  /* the active segment's file size: seg_size plus preallocated zeros */
+  uint64_t prealloc;  /* preallocate_bytes, 0 unless LOG_SYNC_ALWAYS */
   int idx_broken;
   uint64_t unsynced_records;
   int64_t last_sync_us;

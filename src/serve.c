@@ -72,6 +72,11 @@ void serve_log_opts(const config_t *cfg, const char *subdir, uv_loop_t *loop, lo
                                               : LOG_SYNC_ALWAYS;
   o->sync_interval_ms = (uint32_t)cfg->fsync_interval_ms;
   o->max_pending_bytes = cfg->max_queue_bytes;
+  /* The event log keeps 1 MiB of zeros written ahead of its records (fsync=always only):
+   * each group's fdatasync then flushes data alone, not the file's size and block
+   * allocation (docs/PERFORMANCE.md: about 10% less CPU per single-event request). The
+   * cost is one extra fdatasync per MiB (about 2,700 events of 380 bytes). */
+  if (!strcmp(subdir, "log")) o->preallocate_bytes = 1u << 20;
   o->loop = loop;
   o->read_only = loop == NULL;
 }

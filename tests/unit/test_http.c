@@ -622,6 +622,24 @@ TEST(test_body_timeout) {
   check_timeout(&lim, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc");
 }
 
+TEST(test_longer_limit_after_shorter) {
+  /* The connection's timer is only moved when a limit ends sooner than it would fire: the
+   * header limit's shorter wait must neither close an idle connection nor cut a body. */
+  fx_t f;
+  http_limits_t lim = {.header_timeout_ms = 100, .body_timeout_ms = 600, .idle_timeout_ms = 600};
+  cli_t *c = fx_begin(&f, &lim, MODE_ECHO);
+  CHECK(ask(c, f.r, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", 200, NULL));
+  CHECK(cli_quiet(c, 300)); /* idle three header limits long: still open, nothing sent */
+  int64_t t0 = clock_mono_us();
+  cli_send(c, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc");
+  CHECK(answered(c, f.r, 408, "\"error\":\"timeout\""));
+  int64_t waited_ms = (clock_mono_us() - t0) / 1000;
+  CHECK(waited_ms >= 550);
+  CHECK(cli_closed(c, WAIT_MS));
+  CHECK_INT(fx_get(&f, &f.nreq), 1);
+  fx_end(&f, c);
+}
+
 TEST(test_idle_timeout) {
   fx_t f;
   http_limits_t lim = {.idle_timeout_ms = 200};
@@ -1196,6 +1214,7 @@ int main(void) {
   RUN(test_malformed);
   RUN(test_header_timeout);
   RUN(test_body_timeout);
+  RUN(test_longer_limit_after_shorter);
   RUN(test_idle_timeout);
   RUN(test_expect_continue);
   RUN(test_head);
