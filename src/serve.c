@@ -505,7 +505,8 @@ static int start_process(server_t *s) {
   snprintf(state, sizeof state, "%s/state", s->cfg->data_dir);
   mkdir(state, 0700);
   decide_opts_t dopt = {.rules_dir = s->cfg->rules_dir, .state_dir = state, .sink = to_act,
-                        .sink_ud = s, .kpi = kpi_value, .kpi_ud = s};
+                        .sink_ud = s, .kpi = kpi_value, .kpi_ud = s,
+                        .rollup_max_bytes = (size_t)s->cfg->rollup_max_bytes};
   if (!(s->decide = decide_new(&dopt, err, sizeof err))) {
     msg_error("cannot load the rules", "error=\"%s\"", err);
     return -1;
