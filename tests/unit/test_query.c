@@ -130,10 +130,52 @@ TEST(test_answers) {
   buf_free(&out);
 }
 
+/* Unique users the memory budget gave up read null, never as a number that misses users:
+ * totals, topN rows, timeseries points and the active_users KPI; counts stay exact. */
+TEST(test_given_up_uniques_are_null) {
+  int64_t saved_now = clock_now;
+  rollup_opts_t o = {EV_DIMS, PROCESS_NDIMS, 60, 60, 24, 0, 0, 0, fake_now, &clock_now,
+                     ROLLUP_MIN_BYTES};
+  rollup_t *full = ev;
+  clock_now = T0;
+  ev = rollup_new(&o);
+  REQUIRE(ev);
+  char page[16];
+  const char *v[PROCESS_NDIMS] = {"$page", page, "google"};
+  for (int i = 0; i < 60000; i++) { /* 60,000 users over 10,000 pages in one minute */
+    snprintf(page, sizeof page, "/p%d", i * 7919 % 10000);
+    clock_now = T0 + (i / 1000) * SEC;
+    rollup_add(ev, clock_now, v, U(i + 1), 0);
+  }
+  buf_t out = BUF_INIT;
+  char q[512];
+  long long from = T0 / 1000, to = (T0 + 3600 * SEC) / 1000;
+  snprintf(q, sizeof q, "{\"type\":\"totals\",\"from\":%lld,\"to\":%lld}", from, to);
+  CHECK_INT(run(q, &out), 200);
+  CHECK(strstr(out.data, "\"count\":60000,\"sum\":0,\"uniques\":null}") != NULL);
+  snprintf(q, sizeof q, "{\"type\":\"topN\",\"dimension\":\"event\",\"from\":%lld,\"to\":%lld}",
+           from, to);
+  CHECK_INT(run(q, &out), 200);
+  CHECK(strstr(out.data, "{\"value\":\"$page\",\"count\":60000,\"sum\":0,\"uniques\":null}") != NULL);
+  snprintf(q, sizeof q, "{\"type\":\"timeseries\",\"granularity\":\"hour\",\"from\":%lld,\"to\":%lld}",
+           from, to);
+  CHECK_INT(run(q, &out), 200);
+  CHECK(strstr(out.data, "\"count\":60000,\"sum\":0,\"uniques\":null,\"retained\":true") != NULL);
+  snprintf(q, sizeof q, "{\"type\":\"kpi\",\"kpi\":\"active_users\",\"from\":%lld,\"to\":%lld}",
+           from, to);
+  CHECK_INT(run(q, &out), 200);
+  CHECK(strstr(out.data, "\"value\":null") != NULL);
+  buf_free(&out);
+  rollup_free(ev);
+  ev = full;
+  clock_now = saved_now;
+}
+
 int main(void) {
   fill();
   RUN(test_bad_queries);
   RUN(test_answers);
+  RUN(test_given_up_uniques_are_null);
   rollup_free(ev);
   rollup_free(se);
   return TEST_REPORT("test_query");
