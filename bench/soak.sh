@@ -1,11 +1,14 @@
 #!/bin/sh
 # Soak: sluice (release build, fsync always) under steady load for SOAK_MINUTES, with its
-# memory sampled every 10 s. Prints each sample and, over the second half of the run
-# (after the bounded structures — profiles, dedup ids, user-agent cache — had time to
-# fill), the least-squares slope of RSS, of the rollups' heap bytes (events, sessions and
-# the KPI state's; they grow by design as their rings fill: a new bucket per second,
-# minute and hour) and of the rest.
-# "Memory stays flat" means: the rest's slope is ~0.
+# memory sampled every 10 s. Prints each sample and the least-squares slopes of RSS, of
+# the rollups' heap bytes (events, sessions and the KPI state's; without a budget they
+# grow by design as their rings fill: a new bucket per second, minute and hour), of the
+# rest (RSS minus the rollups), and of the allocator's view (glibc mallinfo2: heap bytes
+# in use, freed bytes it keeps) — over the second half of the run (after the bounded
+# structures — profiles, dedup ids, user-agent cache — had time to fill) and, for runs of
+# 35 minutes or more, over the last 30 minutes.
+# "Memory stays flat" means: RSS's slope is ~0 once every bound is reached (with
+# --rollup-max-bytes, the rollups' too).
 #
 #   make soak                      (SOAK_MINUTES=30)
 #   SOAK_MINUTES=5 sh bench/soak.sh
@@ -48,7 +51,10 @@ BENCH_AUTH="Basic $(printf 'wk:' | base64)" BENCH_THINK_MS=$THINK \
   "http://127.0.0.1:$PORT/v1/batch" >"$TMP/wrk" 2>&1 &
 WRK=$!
 
-printf '%8s %12s %14s %12s %12s\n' seconds rss_kib rollup_kib events lag
+kib() { awk -v b="${1:-0}" 'BEGIN { printf "%d", b / 1024 }'; }
+
+printf '%8s %10s %10s %10s %10s %10s %12s %8s\n' seconds rss_kib rollup_kib budget_kib \
+  inuse_kib free_kib events lag
 : >"$TMP/samples"
 t0=$(date +%s)
 while kill -0 "$WRK" 2>/dev/null; do
@@ -58,23 +64,40 @@ while kill -0 "$WRK" 2>/dev/null; do
   ro=$(awk -v a="$(metric sluice_rollup_bytes)" -v b="$(metric sluice_kpi_rollup_bytes)" 'BEGIN { printf "%d", a + b }')
   ev=$(metric sluice_log_end_offset)
   lag=$(metric sluice_process_lag_events)
-  ro_kib=$(awk -v b="${ro:-0}" 'BEGIN { printf "%d", b / 1024 }')
-  printf '%8d %12d %14d %12s %12s\n' "$t" "$r" "$ro_kib" "${ev%.*}" "${lag%.*}"
-  echo "$t $r $ro_kib" >>"$TMP/samples"
+  ro_kib=$(kib "$ro")
+  bu_kib=$(kib "$(metric sluice_rollup_budget_bytes)")
+  use_kib=$(kib "$(metric sluice_malloc_in_use_bytes)")
+  free_kib=$(kib "$(metric sluice_malloc_free_bytes)")
+  printf '%8d %10d %10d %10d %10d %10d %12s %8s\n' "$t" "$r" "$ro_kib" "$bu_kib" "$use_kib" \
+    "$free_kib" "${ev%.*}" "${lag%.*}"
+  echo "$t $r $ro_kib $use_kib $free_kib" >>"$TMP/samples"
 done
 wait "$WRK" || true
 grep BENCH "$TMP/wrk" || true
 
 awk '
-  { t[NR] = $1 / 60; rss[NR] = $2; ro[NR] = $3; n = NR }
-  function slope(y,   i, k, sx, sy, sxx, sxy, m) {
+  { t[NR] = $1 / 60; rss[NR] = $2; ro[NR] = $3; use[NR] = $4; fre[NR] = $5; n = NR }
+  function slope(y, i0,   i, k, sx, sy, sxx, sxy, m) {
     k = 0; sx = sy = sxx = sxy = 0
-    for (i = int(n / 2) + 1; i <= n; i++) { k++; sx += t[i]; sy += y[i]; sxx += t[i] * t[i]; sxy += t[i] * y[i] }
+    for (i = i0; i <= n; i++) { k++; sx += t[i]; sy += y[i]; sxx += t[i] * t[i]; sxy += t[i] * y[i] }
     m = k * sxx - sx * sx
     return m > 0 ? (k * sxy - sx * sy) / m : 0
   }
+  function report(label, i0) {
+    printf "%s (%d samples, %d-%d s): RSS %+.1f KiB/min, rollups %+.1f KiB/min, the rest %+.1f KiB/min; heap in use %+.1f KiB/min, heap free %+.1f KiB/min, RSS - heap in use %+.1f KiB/min\n",
+      label, n - i0 + 1, t[i0] * 60, t[n] * 60, slope(rss, i0), slope(ro, i0), slope(rest, i0),
+      slope(use, i0), slope(fre, i0), slope(over, i0)
+    printf "  %s: RSS %d-%d MiB, rollups %d-%d MiB, rest %d-%d MiB\n", label,
+      lo(rss, i0) / 1024, hi(rss, i0) / 1024, lo(ro, i0) / 1024, hi(ro, i0) / 1024,
+      lo(rest, i0) / 1024, hi(rest, i0) / 1024
+  }
+  function lo(y, i0,   i, m) { m = y[i0]; for (i = i0; i <= n; i++) if (y[i] < m) m = y[i]; return m }
+  function hi(y, i0,   i, m) { m = y[i0]; for (i = i0; i <= n; i++) if (y[i] > m) m = y[i]; return m }
   END {
-    for (i = 1; i <= n; i++) rest[i] = rss[i] - ro[i]
-    printf "second half (%d samples): RSS %+.1f KiB/min, rollups %+.1f KiB/min, the rest %+.1f KiB/min\n",
-      n - int(n / 2), slope(rss), slope(ro), slope(rest)
+    for (i = 1; i <= n; i++) { rest[i] = rss[i] - ro[i]; over[i] = rss[i] - use[i] }
+    report("second half", int(n / 2) + 1)
+    if (t[n] >= 35) {
+      for (i0 = 1; t[i0] < t[n] - 30; i0++) {}
+      report("last 30 minutes", i0)
+    }
   }' "$TMP/samples"

@@ -97,9 +97,12 @@ static const opt_t opts[] = {
     {"checkpoint-interval-s", T_UINT, O(checkpoint_interval_s), "10", NULL,
      "seconds between snapshots of rollups and profiles (also written at shutdown)"},
     {"rollup-max-bytes", T_SIZE, O(rollup_max_bytes), "1g", NULL,
-     "memory budget of each rollup store (events, sessions; at least 1m, 0 = none): at the "
-     "bound the oldest minutes are dropped (those ranges answer from hours), then seconds, "
-     "then hours; at the smallest windows new values count as \"(other)\""},
+     "memory budget of each rollup store (events, sessions, KPI facts, KPI parts, segment "
+     "alerts; at least 1m, 0 = none): at the bound the oldest minutes are dropped (those ranges answer from "
+     "hours), then seconds, then hours, first down to an hour, a minute and a day, then down "
+     "to the newest bucket; then the unique users of the oldest buckets (uniques read null); "
+     "when even the newest buckets do not fit, every value counts as \"(other)\" and new "
+     "users are not counted as uniques until it fits again"},
     {"tracked-events", T_LIST, O(tracked_events),
      "Product Viewed,Product Added,Checkout Started,Order Completed,Email Opened,Email Link Clicked",
      NULL, "event names counted per profile (at most 8)"},

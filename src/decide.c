@@ -55,6 +55,7 @@ struct decide {
     int64_t since_us;      /* wall clock when it started watching */
   } segr[DECIDE_SEGMENT_ROLLUPS];   /* one per segment an alert names (segment scopes) */
   size_t nsegr;
+  size_t rollup_max_bytes; /* budget of each segment rollup, 0: none */
   uint64_t segment_edits, segments_refused;
 };
 
@@ -172,7 +173,7 @@ static void sync_segment_rollups(decide_t *d, int64_t now_us) {
     if (i < d->nsegr) continue;
     static const char *const dims[] = {PROCESS_DIMS};
     rollup_opts_t o = {.dims = dims, .ndims = PROCESS_NDIMS, .second_ring = 60,
-                       .minute_ring = 1440, .hour_ring = 24};
+                       .minute_ring = 1440, .hour_ring = 24, .max_bytes = d->rollup_max_bytes};
     d->segr[i].events = rollup_new(&o);
     d->segr[i].segment = xstrdup(a->segment);
     d->segr[i].since_us = now_us;
@@ -256,6 +257,7 @@ decide_t *decide_new(const decide_opts_t *o, char *err, size_t errlen) {
   decide_t *d = xcalloc(1, sizeof *d);
   d->sink = o->sink, d->sink_ud = o->sink_ud;
   d->kpi = o->kpi, d->kpi_ud = o->kpi_ud;
+  d->rollup_max_bytes = o->rollup_max_bytes;
   if (o->engine) d->eo = *o->engine;
   d->eo.sink = on_action;
   d->eo.sink_ud = d;

@@ -64,6 +64,8 @@ typedef struct decide_opts {
   rules_kpi_fn kpi;       /* KPI values for alerts; NULL: alerts never evaluated */
   void *kpi_ud;
   const rules_opts_t *engine; /* bounds (sink fields ignored); NULL: defaults */
+  size_t rollup_max_bytes;    /* memory budget of each segment rollup (rollup.h), 0: none,
+                                 else at least ROLLUP_MIN_BYTES */
 } decide_opts_t;
 
 /* Compile rules_dir and build the engine. Returns NULL with "file:line:col: message" in
@@ -96,7 +98,8 @@ void decide_bind_profiles(decide_t *d, profile_store_t *ps);
 
 /* Segment-scoped KPI alerts (`segment "NAME"` in an alert). The shop-wide rollups know
  * nothing of segments, so for each segment an alert names, decide keeps an events rollup
- * (the process stage's dimensions, a day of minutes, DECIDE_SEGMENT_ROLLUPS at most) fed
+ * (the process stage's dimensions, a day of minutes, rollup_max_bytes each,
+ * DECIDE_SEGMENT_ROLLUPS at most) fed
  * with the events of persons in that segment when the event happened. It starts empty at
  * start and on reload (it is not in the snapshot): decide_segment_events answers only
  * once it has watched a whole window, so an alert is not evaluated on a partial one.

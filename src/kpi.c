@@ -175,12 +175,21 @@ void kpi_free(kpi_t *k) {
   free(k);
 }
 
+void kpi_rollup_stats(const kpi_t *k, rollup_stats_t out[2]) {
+  rollup_stats(k ? k->facts : NULL, &out[0]);
+  rollup_stats(k ? k->custom : NULL, &out[1]);
+}
+
 size_t kpi_rollup_bytes(const kpi_t *k) {
-  rollup_stats_t a = {0}, b = {0};
-  if (!k) return 0;
-  rollup_stats(k->facts, &a);
-  rollup_stats(k->custom, &b);
-  return a.bytes + b.bytes;
+  rollup_stats_t st[2];
+  kpi_rollup_stats(k, st);
+  return st[0].bytes + st[1].bytes;
+}
+
+int kpi_set_max_bytes(kpi_t *k, size_t max_bytes) {
+  if (!k) return -EINVAL;
+  int rc = rollup_set_max_bytes(k->facts, max_bytes);
+  return rc ? rc : rollup_set_max_bytes(k->custom, max_bytes);
 }
 
 void kpi_advance(kpi_t *k) {
@@ -247,7 +256,9 @@ int kpi_custom_eval(const kpi_t *k, int i, int64_t from, int64_t to, double *num
     (p->metric == CONFIG_KPI_UNIQUES ? rollup_totals : rollup_counts)(k->custom, from, to, &f, 1,
                                                                        &t);
     out[j] = p->metric == CONFIG_KPI_COUNT ? (double)t.count
-             : p->metric == CONFIG_KPI_SUM ? t.sum : (double)t.uniques;
+             : p->metric == CONFIG_KPI_SUM ? t.sum
+             : t.uniques == ROLLUP_NA ? NAN /* given up to the memory budget */
+                                      : (double)t.uniques;
     *read_from = t.from_us, *read_to = t.to_us;
   }
   *num = out[0], *den = out[1];

@@ -101,6 +101,13 @@ void kpi_free(kpi_t *k);
 /* Heap bytes of the state's rollups (fact counts and user-defined KPI parts; the cohort
  * grids are fixed-size). */
 size_t kpi_rollup_bytes(const kpi_t *k);
+/* rollup_stats of the state's two rollups (facts, user-defined KPI parts) into out[0] and
+ * out[1] (OUT); zeros for NULL k. */
+void kpi_rollup_stats(const kpi_t *k, rollup_stats_t out[2]);
+/* Apply the memory budget max_bytes (0: none, else >= ROLLUP_MIN_BYTES) to each of the
+ * state's two rollups (rollup_set_max_bytes), after kpi_new or kpi_deserialize. Returns 0,
+ * or -EINVAL for NULL k or a budget below the minimum. */
+int kpi_set_max_bytes(kpi_t *k, size_t max_bytes);
 /* Slide the facts rollup's windows to its clock (rollup_advance). */
 void kpi_advance(kpi_t *k);
 

@@ -14,6 +14,9 @@
  * variables and --long-option flags, in that order of precedence (flags win). */
 #include <errno.h>
 #include <sys/resource.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -407,6 +410,13 @@ static int run_redeliver(config_t *cfg, const char *key) {
 }
 
 int main(int argc, char **argv) {
+#ifdef __GLIBC__
+  /* Blocks of 1 MiB or more (snapshot buffers, big tables) come from mmap and go back to
+   * the system when freed. glibc's default threshold rises to the largest block freed (up
+   * to 32 MiB) and its trim threshold to twice that, so each checkpoint's buffer stayed
+   * resident as free heap in a pool thread's arena (docs/RELIABILITY.md "Soak"). */
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
   const char *cmd = "serve";
   int i = 1;
   if (argc > 1 && argv[1][0] != '-') {

@@ -18,6 +18,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <fcntl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,7 +171,10 @@ static int new_stores(process_t *p) {
   p->profiles = profile_store_new(&p->popts);
   decide_bind_profiles(p->decide, p->profiles);
   p->kpi = kpi_new(stage_now, p);
-  if (p->kpi) kpi_set_custom(p->kpi, p->custom);
+  if (p->kpi) {
+    kpi_set_custom(p->kpi, p->custom);
+    kpi_set_max_bytes(p->kpi, p->rollup_max_bytes);
+  }
   return p->events && p->sessions && p->profiles && p->kpi ? 0 : -EINVAL;
 }
 
@@ -276,6 +282,7 @@ static int load_snapshot(process_t *p) {
         rollup_set_no_users(se, 1);
         p->kpi = kp;
         kpi_set_custom(p->kpi, p->custom);
+        kpi_set_max_bytes(p->kpi, p->rollup_max_bytes);
         ev = se = NULL;
         kp = NULL;
         p->offset = off;
@@ -604,6 +611,13 @@ static void ckpt_work(uv_work_t *w) {
   if (rc == 0 && p->spill && fd < 0) rc = fd;
   process_read_end(p);
   j->rc = rc ? rc : sync_and_write(p, fd, j->path, &j->data);
+  buf_free(&j->data);
+#ifdef __GLIBC__
+  /* Give the pages of freed memory back to the system: the snapshot buffer just freed,
+   * and what the rollup budget gives up, would otherwise stay in RSS as free heap
+   * (docs/RELIABILITY.md "Soak"). On the pool, not the loop thread: it walks every arena. */
+  malloc_trim(0);
+#endif
 }
 
 int process_forget(void *ud, const char *ids, size_t n) {
@@ -689,21 +703,23 @@ static void on_live(uv_timer_t *t) {
     rollup_counts(p->sessions, day0, end_us, &sf, 1, &ses);
     sf.value = "converted";
     rollup_counts(p->sessions, day0, end_us, &sf, 1, &conv);
-    char iso[25], body[768], rate[32];
+    char iso[25], body[768], rate[32], active[24];
     clock_format_iso(now, iso);
+    if (tot.uniques == ROLLUP_NA) snprintf(active, sizeof active, "null"); /* budget */
+    else snprintf(active, sizeof active, "%llu", (unsigned long long)tot.uniques);
     if (ses.count) snprintf(rate, sizeof rate, "%.6g", (double)conv.count / (double)ses.count);
     else snprintf(rate, sizeof rate, "null");
     uint64_t end = log_end_offset(p->log);
     snprintf(body, sizeof body,
-             "{\"t\":\"%s\",\"events\":%llu,\"eventsPerSecond\":%.1f,\"activeUsers\":%llu,"
+             "{\"t\":\"%s\",\"events\":%llu,\"eventsPerSecond\":%.1f,\"activeUsers\":%s,"
              "\"revenue\":%.2f,\"orders\":%llu,\"offset\":%llu,\"lag\":%llu,"
-             "\"visitorsOnline\":%llu,\"sessionsToday\":%llu,\"revenueToday\":%.2f,"
+             "\"visitorsOnline\":%s,\"sessionsToday\":%llu,\"revenueToday\":%.2f,"
              "\"ordersToday\":%llu,\"conversionRateToday\":%s}",
              iso, (unsigned long long)p->tick_events, (double)p->tick_events / secs,
-             (unsigned long long)tot.uniques, p->tick_revenue,
+             active, p->tick_revenue,
              (unsigned long long)p->tick_orders, (unsigned long long)p->offset,
              (unsigned long long)(end > p->offset ? end - p->offset : 0),
-             (unsigned long long)tot.uniques, (unsigned long long)ses.count, ord.sum,
+             active, (unsigned long long)ses.count, ord.sum,
              (unsigned long long)ord.count, rate);
     sse_publish(p->hub, PROCESS_LIVE_CHANNEL, NULL, body, NULL);
   }

@@ -299,6 +299,12 @@ static void put_num(buf_t *b, double v) { buf_json_num(b, v); }
 
 static void put_str(buf_t *b, const char *s) { buf_json_str(b, s); }
 
+/* ,"uniques":N, or null where the store does not keep them (ROLLUP_NA). */
+static void put_uniques(buf_t *b, uint64_t uniques) {
+  if (uniques == ROLLUP_NA) buf_puts(b, ",\"uniques\":null");
+  else buf_printf(b, ",\"uniques\":%llu", (unsigned long long)uniques);
+}
+
 static const char *gran_name(int g) {
   return g == ROLLUP_SECOND ? "second" : g == ROLLUP_MINUTE ? "minute"
          : g == ROLLUP_HOUR ? "hour" : "day";
@@ -410,8 +416,7 @@ static int answer(const query_stores_t *st, const q_t *q, buf_t *out, qerr_t *e)
       put_time(out, "t", pts[i].t_us);
       buf_printf(out, ",\"count\":%llu,\"sum\":", (unsigned long long)pts[i].count);
       put_num(out, pts[i].sum);
-      if (pts[i].uniques == ROLLUP_NA) buf_puts(out, ",\"uniques\":null");
-      else buf_printf(out, ",\"uniques\":%llu", (unsigned long long)pts[i].uniques);
+      put_uniques(out, pts[i].uniques);
       buf_printf(out, ",\"retained\":%s}", pts[i].retained ? "true" : "false");
     }
     buf_puts(out, "]}");
@@ -434,7 +439,8 @@ static int answer(const query_stores_t *st, const q_t *q, buf_t *out, qerr_t *e)
       put_str(out, rows[i].value);
       buf_printf(out, ",\"count\":%llu,\"sum\":", (unsigned long long)rows[i].count);
       put_num(out, rows[i].sum);
-      buf_printf(out, ",\"uniques\":%llu}", (unsigned long long)rows[i].uniques);
+      put_uniques(out, rows[i].uniques);
+      buf_putc(out, '}');
     }
     buf_puts(out, "]}");
     return 0;
@@ -445,7 +451,8 @@ static int answer(const query_stores_t *st, const q_t *q, buf_t *out, qerr_t *e)
     head(out, q, t.from_us, t.to_us);
     buf_printf(out, ",\"count\":%llu,\"sum\":", (unsigned long long)t.count);
     put_num(out, t.sum);
-    buf_printf(out, ",\"uniques\":%llu}", (unsigned long long)t.uniques);
+    put_uniques(out, t.uniques);
+    buf_putc(out, '}');
     return 0;
   }
   return answer_kpi(st, q, out, e);

@@ -148,6 +148,12 @@ static void facts(const query_stores_t *st, int64_t a, int64_t b, const char *fa
   else tot(r, a, b, "fact", fact, t);
 }
 
+/* A unique-user count as a KPI value: NAN (rendered null) where the rollup memory budget
+ * gave the users up (ROLLUP_NA). */
+static double users_num(uint64_t uniques) {
+  return uniques == ROLLUP_NA ? NAN : (double)uniques;
+}
+
 int query_kpi_eval(const query_stores_t *st, int i, int64_t from, int64_t to,
                    const rollup_filter_t *f, query_kpi_value_t *out) {
   out->num = 0;
@@ -188,7 +194,7 @@ int query_kpi_eval(const query_stores_t *st, int i, int64_t from, int64_t to,
     if (tot_users(st->events, days ? to - days * DAY_US : from, to, fd, fv,
                   i != K_REVENUE && i != K_EVENTS, &a))
       return -EINVAL;
-    out->num = i == K_REVENUE ? a.sum : i == K_EVENTS ? (double)a.count : (double)a.uniques;
+    out->num = i == K_REVENUE ? a.sum : i == K_EVENTS ? (double)a.count : users_num(a.uniques);
     break;
   }
   case K_ORDERS:
@@ -206,7 +212,7 @@ int query_kpi_eval(const query_stores_t *st, int i, int64_t from, int64_t to,
     out->num = fresh;
     if (i == K_RETURNING) {
       tot_users(st->events, from, to, NULL, NULL, 1, &b);
-      out->num = (double)b.uniques > fresh ? (double)b.uniques - fresh : 0;
+      out->num = b.uniques == ROLLUP_NA ? NAN : (double)b.uniques > fresh ? (double)b.uniques - fresh : 0;
     }
     break;
   }

@@ -97,14 +97,14 @@ static uint32_t intern(rollup_t *r, dim_t *d, const char *s) {
   size_t len = value_len(r, s);
   uint32_t h = (uint32_t)XXH3_64bits(s, len);
   int64_t id = rollup_dim_find(d, s, len, h, NULL);
+  if (r->starved && id != 0) { /* the memory budget is spent: no new cells (enforce_budget) */
+    r->folded++;
+    r->budget_folded++;
+    return 0;
+  }
   if (id >= 0) return (uint32_t)id;
   if (d->n > r->max_values) { /* full: max_values real values plus "(other)" */
     r->folded++;
-    return 0;
-  }
-  if (r->starved) { /* the memory budget is spent (see enforce_budget) */
-    r->folded++;
-    r->budget_folded++;
     return 0;
   }
   return rollup_dim_insert(d, s, len, h);
@@ -200,8 +200,9 @@ cell_t *rollup_cell_get(rollup_t *r, bucket_t *bk, uint32_t key, int *created) {
   return c;
 }
 
-/* c keeps no users from now on (a per-second dimension cell, or a store without users). */
-static void cell_no_users(rollup_t *r, cell_t *c) {
+/* c keeps no users from now on (its sketch freed): a per-second dimension cell, a cell of
+ * a store without users, or users given up to the budget; queries report ROLLUP_NA. */
+static void drop_cell_users(rollup_t *r, cell_t *c) {
   if (c->users == U_HLL) {
     r->ring_bytes -= hll_bytes(c->u.hll);
     hll_free(c->u.hll);
@@ -211,7 +212,7 @@ static void cell_no_users(rollup_t *r, cell_t *c) {
 
 static void cell_add_user(rollup_t *r, cell_t *c, uint64_t hash) {
   if (r->no_users) {
-    cell_no_users(r, c);
+    drop_cell_users(r, c);
     return;
   }
   switch (c->users) {
@@ -220,7 +221,9 @@ static void cell_add_user(rollup_t *r, cell_t *c, uint64_t hash) {
     c->u.hash = hash;
     break;
   case U_ONE:
-    if (c->u.hash != hash) {
+    if (c->u.hash != hash && r->starved) {
+      c->users = U_NONE; /* no sketch to spare: this cell's users are not kept */
+    } else if (c->u.hash != hash) {
       hll_t *h = hll_new();
       hll_add_hash(h, c->u.hash);
       hll_add_hash(h, hash);
@@ -256,16 +259,18 @@ void rollup_fold_minute(rollup_t *r, bucket_t *mk, int with_counts) {
       hc->count += c->count;
       hc->sum += c->sum;
     }
-    if (c->users == U_ONE) {
+    if (c->users == U_NONE) {
+      drop_cell_users(r, hc); /* the minute's users were given up: so are the hour's */
+    } else if (c->users == U_ONE) {
       cell_add_user(r, hc, c->u.hash);
-    } else if (c->users == U_NONE) {
-      cell_no_users(r, hc); /* a minute without users makes its hour one */
-    } else if (c->users != U_HLL) {
+    } else if (c->users != U_HLL || hc->users == U_NONE) {
       continue;
     } else if (hc->users == U_HLL) {
       r->ring_bytes -= hll_bytes(hc->u.hll);
       hll_merge(hc->u.hll, c->u.hll);
       r->ring_bytes += hll_bytes(hc->u.hll);
+    } else if (r->starved) {
+      hc->users = U_NONE;
     } else {
       hll_t *u = hll_clone(c->u.hll);
       if (hc->users == U_ONE) hll_add_hash(u, hc->u.hash);
@@ -340,7 +345,8 @@ rollup_t *rollup_new(const rollup_opts_t *opts) {
   int64_t fut = opts->max_future_us ? opts->max_future_us : 300 * (int64_t)1000000;
   if (sec < 60 || sec > 86400 || min < 60 || min > 527040 || hour < 24 || hour > 175320 ||
       min > (uint64_t)hour * 60 || maxv > MAX_VALUES || maxlen < 8 || maxlen > 4096 || fut < 1 || fut > 86400 * (int64_t)1000000 ||
-      (opts->max_bytes && opts->max_bytes < ROLLUP_MIN_BYTES))
+      (opts->max_bytes && (opts->max_bytes < ROLLUP_MIN_BYTES ||
+                           opts->max_bytes < ((size_t)sec + min + hour) * sizeof(bucket_t))))
     return NULL;
   for (size_t i = 0; i < opts->ndims; i++) {
     if (!name_ok(opts->dims[i])) return NULL;
@@ -361,7 +367,7 @@ rollup_t *rollup_new(const rollup_opts_t *opts) {
     r->ring[g].size = sizes[g];
     r->ring[g].held_lo = sizes[g];
     r->ring_bytes += (size_t)sizes[g] * sizeof(bucket_t);
-    r->floor[g] = INT64_MIN;
+    r->floor[g] = r->ufloor[g] = INT64_MIN;
   }
   for (uint32_t i = 0; i < r->ndims; i++) {
     dim_t *d = &r->dims[i];
@@ -387,6 +393,9 @@ void rollup_free(rollup_t *r) {
 
 int rollup_set_max_bytes(rollup_t *r, size_t max_bytes) {
   if (!r || (max_bytes && max_bytes < ROLLUP_MIN_BYTES)) return -EINVAL;
+  size_t slots = 0;
+  for (int g = 0; g < NGRAN; g++) slots += (size_t)r->ring[g].size * sizeof(bucket_t);
+  if (max_bytes && max_bytes < slots) return -EINVAL;
   r->max_bytes = max_bytes;
   r->starved = 0;
   return 0;
@@ -413,17 +422,18 @@ int rollup_dim_index(const rollup_t *r, const char *name) {
 
 /* ---- Memory budget ---- */
 
-/* The fewest buckets the budget leaves each ring: a minute of seconds, an hour of minutes,
- * a day of hours. */
+/* The buckets the budget's first pass leaves each ring: a minute of seconds, an hour of
+ * minutes, a day of hours. The second pass leaves the newest bucket only. */
 static const uint32_t KEEP[NGRAN] = {60, 60, 24};
 
-/* Release the oldest held bucket of ring g (folding a minute into its hour first) and
- * raise the ring's floor past it. Returns 0, or -1 when the ring is at its minimum. */
-static int evict_oldest(rollup_t *r, int g) {
+/* Release the oldest held bucket of ring g older than its newest keep (folding a minute
+ * into its hour first) and raise the ring's floor past it. Returns 0, or -1 when the ring
+ * holds no more than that. */
+static int evict_oldest(rollup_t *r, int g, uint32_t keep) {
   const ring_t *rg = &r->ring[g];
   int64_t last = floor_div(r->hw_us, WIDTH_US[g]), lo = last - rg->size + 1;
   if (r->floor[g] > lo) lo = r->floor[g];
-  for (int64_t b = lo; b <= last - KEEP[g]; b++) {
+  for (int64_t b = lo; b <= last - keep; b++) {
     bucket_t *bk = rg->slots ? &rg->slots[ring_slot(b, rg->size)] : NULL;
     r->floor[g] = b + 1; /* empty buckets below go too: no rescan of them next time */
     if (!bk || !bk->n || bk->idx != b) continue;
@@ -435,17 +445,51 @@ static int evict_oldest(rollup_t *r, int g) {
   return -1;
 }
 
-/* Over the budget: give up the oldest minutes first (their events stay in their hours, so
- * answers there come at hour granularity), then the oldest seconds (kept in minutes),
- * then the oldest hours (gone: the retention shrinks); at every ring's minimum, new
- * dimension values fold into "(other)" until memory falls below the budget again. */
+/* Give up the sketches of the oldest held bucket of ring g that has any (its counts and
+ * sums stay; its uniques read ROLLUP_NA). Returns 0, or -1 when no bucket has one. The
+ * newest bucket is looked at every time: it may have started sketches since. */
+static int drop_users(rollup_t *r, int g) {
+  const ring_t *rg = &r->ring[g];
+  int64_t last = floor_div(r->hw_us, WIDTH_US[g]), lo = last - rg->size + 1;
+  if (r->floor[g] > lo) lo = r->floor[g];
+  if (r->ufloor[g] > lo) lo = r->ufloor[g];
+  for (int64_t b = lo; b <= last; b++) {
+    bucket_t *bk = &rg->slots[ring_slot(b, rg->size)];
+    if (b < last) r->ufloor[g] = b + 1;
+    if (!bk->n || bk->idx != b) continue;
+    size_t before = r->ring_bytes;
+    for (uint32_t i = 0; i < bk->n; i++)
+      if (bk->cells[i].users == U_HLL) drop_cell_users(r, &bk->cells[i]);
+    if (r->ring_bytes < before) {
+      r->users_dropped[g]++;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* Over the budget, in passes, each ring in the order minutes, seconds, hours, oldest
+ * bucket first: (1) give up buckets down to an hour of minutes, a minute of seconds, a day
+ * of hours (a minute's events stay in its hour, a second's in its minute; hours are gone,
+ * like the retention); (2) the same down to each ring's newest bucket; (3) give up the
+ * buckets' sketches. When even that leaves it above, the store is starved: every value
+ * counts as "(other)" and no cell starts a sketch, until it is below the budget again;
+ * meanwhile this returns at once until the rings pass the budget by ROLLUP_BUDGET_SLACK
+ * (or, where the newest buckets alone held more, what they held by half of it). */
 static void enforce_budget(rollup_t *r) {
   static const int order[NGRAN] = {G_MIN, G_SEC, G_HOUR};
+  size_t again = r->starved_bytes + ROLLUP_BUDGET_SLACK / 2; /* the newest buckets' floor */
+  if (again < r->max_bytes + ROLLUP_BUDGET_SLACK) again = r->max_bytes + ROLLUP_BUDGET_SLACK;
+  if (r->starved && r->ring_bytes > r->max_bytes && r->ring_bytes < again) return;
   r->starved = 0;
-  int k = 0;
-  while (r->ring_bytes > r->max_bytes && k < NGRAN)
-    if (evict_oldest(r, order[k]) < 0) k++;
+  for (int pass = 0; pass < 3; pass++)
+    for (int k = 0; k < NGRAN && r->ring_bytes > r->max_bytes;) {
+      int g = order[k];
+      int rc = pass == 2 ? drop_users(r, g) : evict_oldest(r, g, pass ? 1 : KEEP[g]);
+      if (rc < 0) k++;
+    }
   r->starved = r->ring_bytes > r->max_bytes;
+  r->starved_bytes = r->ring_bytes;
 }
 
 /* ---- Adding ---- */
@@ -521,7 +565,7 @@ int rollup_add(rollup_t *r, int64_t t_us, const char *const *dim_values, uint64_
       c = rollup_cell_get(r, bk, keys[k], &created);
       c->count++;
       c->sum += value_sum;
-      if (g == G_SEC) cell_no_users(r, c); /* per-second dimension cells keep no users */
+      if (g == G_SEC) drop_cell_users(r, c); /* per-second dimension cells keep no users */
       else cell_add_user(r, c, user_hash);
     }
   }
@@ -642,6 +686,7 @@ typedef struct {
   uint64_t count;
   double sum;
   hll_t *users;
+  int users_na; /* a cell read had its users given up to the budget */
 } totals_ctx;
 
 static void visit_counts(const bucket_t *bk, void *ctx) {
@@ -659,6 +704,7 @@ static void visit_totals(const bucket_t *bk, void *ctx) {
   tc->count += c->count;
   tc->sum += c->sum;
   merge_users(&tc->users, c);
+  if (c->users == U_NONE) tc->users_na = 1;
 }
 
 /* rollup_totals (users 1) and rollup_counts (users 0). */
@@ -671,14 +717,15 @@ static int totals(const rollup_t *r, int64_t t0_us, int64_t t1_us,
   int absent, rc = filter_key(r, filters, nfilters, &key, &absent);
   if (rc < 0) return rc;
   if (absent) key = UINT32_MAX; /* matches no cell */
-  totals_ctx tc = {key, 0, 0, NULL};
+  totals_ctx tc = {key, 0, 0, NULL, 0};
   /* Per-second dimension cells keep no users: a filter reads minutes at the finest (the
    * same span for counts, so both read the same buckets). */
   walk(r, key == TOTAL_KEY ? G_SEC : G_MIN, t0_us, t1_us, users ? visit_totals : visit_counts,
        &tc, &out->from_us, &out->to_us);
   out->count = tc.count;
   out->sum = tc.sum;
-  out->uniques = !users || r->no_users ? ROLLUP_NA : tc.users ? hll_count(tc.users) : 0;
+  out->uniques =
+      !users || r->no_users || tc.users_na ? ROLLUP_NA : tc.users ? hll_count(tc.users) : 0;
   hll_free(tc.users);
   return 0;
 }
@@ -739,12 +786,12 @@ int rollup_timeseries(const rollup_t *r, int gran_s, int64_t t0_us, int64_t t1_u
     if (absent) continue;
     const bucket_t *bk = find_bucket(r, g, b, hw);
     if (g == G_HOUR && hour_has_pending(r, b)) {
-      totals_ctx tc = {key, 0, 0, NULL};
+      totals_ctx tc = {key, 0, 0, NULL, 0};
       if (bk) visit_totals(bk, &tc);
       hour_pending(r, b, visit_totals, &tc);
       pt->count = tc.count;
       pt->sum = tc.sum;
-      pt->uniques = tc.users ? hll_count(tc.users) : 0;
+      pt->uniques = tc.users_na ? ROLLUP_NA : tc.users ? hll_count(tc.users) : 0;
       hll_free(tc.users);
       continue;
     }
@@ -768,6 +815,7 @@ typedef struct {
   hll_t **users;    /* per value id, or NULL when not collected */
   int32_t *rank_of; /* second pass: value id -> output row, or -1 */
   hll_t **row_users;
+  uint8_t *users_na; /* per value id: a cell read had its users given up */
 } topn_ctx;
 
 static void visit_topn(const bucket_t *bk, void *ctx) {
@@ -779,6 +827,7 @@ static void visit_topn(const bucket_t *bk, void *ctx) {
     tc->count[id] += c->count;
     tc->sum[id] += c->sum;
     if (tc->users) merge_users(&tc->users[id], c);
+    if (c->users == U_NONE) tc->users_na[id] = 1;
   }
 }
 
@@ -805,7 +854,12 @@ static int row_cmp(const void *pa, const void *pb, void *arg) {
   switch (*(const rollup_metric_t *)arg) {
   case ROLLUP_BY_COUNT: c = (a->count < b->count) - (a->count > b->count); break;
   case ROLLUP_BY_SUM: c = (a->sum < b->sum) - (a->sum > b->sum); break;
-  case ROLLUP_BY_UNIQUES: c = (a->uniques < b->uniques) - (a->uniques > b->uniques); break;
+  case ROLLUP_BY_UNIQUES: { /* uniques not kept (ROLLUP_NA) rank below every count */
+    uint64_t ua = a->uniques == ROLLUP_NA ? 0 : a->uniques + 1;
+    uint64_t ub = b->uniques == ROLLUP_NA ? 0 : b->uniques + 1;
+    c = (ua < ub) - (ua > ub);
+    break;
+  }
   }
   return c ? c : strcmp(a->value, b->value);
 }
@@ -819,7 +873,8 @@ int rollup_topn(const rollup_t *r, const char *dim, rollup_metric_t by, int64_t 
   const dim_t *dm = &r->dims[d];
   uint32_t nv = dm->n;
   topn_ctx tc = {(uint32_t)d + 1, xcalloc(nv, sizeof(uint64_t)), xcalloc(nv, sizeof(double)),
-                 by == ROLLUP_BY_UNIQUES ? xcalloc(nv, sizeof(hll_t *)) : NULL, NULL, NULL};
+                 by == ROLLUP_BY_UNIQUES ? xcalloc(nv, sizeof(hll_t *)) : NULL, NULL, NULL,
+                 xcalloc(nv, 1)};
   int64_t from, to;
   walk(r, G_MIN, t0_us, t1_us, visit_topn, &tc, &from, &to);
   if (from_us) *from_us = from;
@@ -833,7 +888,7 @@ int rollup_topn(const rollup_t *r, const char *dim, rollup_metric_t by, int64_t 
     w->id = id;
     w->count = tc.count[id];
     w->sum = tc.sum[id];
-    w->uniques = tc.users && tc.users[id] ? hll_count(tc.users[id]) : 0;
+    w->uniques = tc.users_na[id] ? ROLLUP_NA : tc.users && tc.users[id] ? hll_count(tc.users[id]) : 0;
     w->value = dm->vals[id];
   }
   qsort_r(rows, nrows, sizeof *rows, row_cmp, &by);
@@ -847,7 +902,8 @@ int rollup_topn(const rollup_t *r, const char *dim, rollup_metric_t by, int64_t 
     for (size_t i = 0; i < m; i++) tc.rank_of[rows[i].id] = (int32_t)i;
     walk(r, G_MIN, t0_us, t1_us, visit_topn_users, &tc, &from, &to);
     for (size_t i = 0; i < m; i++) {
-      rows[i].uniques = tc.row_users[i] ? hll_count(tc.row_users[i]) : 0;
+      if (rows[i].uniques != ROLLUP_NA)
+        rows[i].uniques = tc.row_users[i] ? hll_count(tc.row_users[i]) : 0;
       hll_free(tc.row_users[i]);
     }
     free(tc.row_users);
@@ -858,6 +914,7 @@ int rollup_topn(const rollup_t *r, const char *dim, rollup_metric_t by, int64_t 
   if (tc.users)
     for (uint32_t id = 0; id < nv; id++) hll_free(tc.users[id]);
   free(tc.users);
+  free(tc.users_na);
   free(tc.count);
   free(tc.sum);
   free(rows);
@@ -898,10 +955,12 @@ void rollup_stats(const rollup_t *r, rollup_stats_t *out) {
     int64_t lo = floor_div(r->hw_us, WIDTH_US[g]) - r->ring[g].size + 1;
     out->held_from_us[g] = (r->floor[g] > lo ? r->floor[g] : lo) * WIDTH_US[g];
     out->evicted[g] = r->evicted[g];
+    out->users_dropped[g] = r->users_dropped[g];
   }
   out->budget_bytes = r->ring_bytes;
   out->max_bytes = r->max_bytes;
   out->budget_folded = r->budget_folded;
+  out->starved = r->starved;
   out->bytes = bytes;
 }
 

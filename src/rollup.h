@@ -47,13 +47,29 @@
  * second ring ~9 MiB, a day of minutes ~80 MiB (so ~560 MiB for the default 7-day ring),
  * a day of hours ~20 MiB (so ~1.7 GiB for the default 90 days). A budget (max_bytes)
  * bounds the rings: the store counts their bytes as they change, and after an add that
- * leaves it above the budget it gives up buckets, oldest first: minutes (down to the last
- * hour; their events remain in their hours, so such ranges answer at hour granularity, and
- * the span read or a timeseries point's retained flag says so), then seconds (down to
- * the last minute), then hours (down to the last day; gone, like the retention). Where
- * every ring is at that minimum and the budget still does not hold, values not yet
- * interned count as "(other)" until it holds again. Nothing fails; rollup_stats reports
- * the buckets given up, the values folded and where each ring now starts.
+ * leaves it above the budget it gives up, until the budget holds, in three passes:
+ *  1. buckets, oldest first: minutes down to the last hour (their events remain in their
+ *     hours, so such ranges answer at hour granularity, and the span read or a timeseries
+ *     point's retained flag says so), then seconds down to the last minute (kept in their
+ *     minutes), then hours down to the last day (gone, like the retention: events older
+ *     than the oldest hour held are rejected as too old);
+ *  2. the same, down to the newest bucket of each ring;
+ *  3. unique users, oldest bucket first, minutes, seconds, hours: the bucket's sketches
+ *     are freed and its cells report uniques as ROLLUP_NA (a minute's given-up users make
+ *     its hour's ROLLUP_NA too; any range or topN row reading such a cell reports
+ *     ROLLUP_NA: never a number that silently misses users).
+ * When even that leaves the rings above the budget (the newest buckets' cells alone pass
+ * it) the store is "starved" until it falls below again: every dimension value counts as
+ * "(other)" (so no new per-value cells) and a cell reaching its second user marks its
+ * uniques ROLLUP_NA instead of starting a sketch. The budget therefore bounds the rings
+ * (budget_bytes in rollup_stats) after every add, give or take ROLLUP_BUDGET_SLACK while
+ * starved (the store re-examines itself only after that much growth, so an add stays
+ * cheap); only when the newest bucket of each ring, without sketches, holds more than the
+ * budget are the rings bounded by what those hold plus half the slack. The slot tables
+ * count against the budget (so it may not be smaller than they are); the interned value
+ * strings (at most max_values x max_value_len per dimension) are outside it. Nothing fails; rollup_stats reports the buckets given up, the buckets
+ * whose users were given up, the values folded, whether it is starved and where each
+ * ring now starts.
  *
  * Ranges. Totals and topN read [t0, t1) composed greedily of the coarsest whole buckets
  * that fit (hours in the middle, then minutes, then seconds at the edges) among the
@@ -78,6 +94,7 @@ typedef struct rollup rollup_t;
 #define ROLLUP_NA UINT64_MAX /* uniques that the store does not keep */
 #define ROLLUP_SERIAL_VERSION 3
 #define ROLLUP_MIN_BYTES ((size_t)1 << 20)
+#define ROLLUP_BUDGET_SLACK ((size_t)64 << 10) /* see "Memory" above */
 
 /* Granularities in seconds; ROLLUP_AUTO lets a query choose. */
 enum { ROLLUP_AUTO = 0, ROLLUP_SECOND = 1, ROLLUP_MINUTE = 60, ROLLUP_HOUR = 3600 };
@@ -96,8 +113,9 @@ typedef struct rollup_opts {
   /* The clock (µs since the epoch); NULL: CLOCK_REALTIME. Read by add and advance. */
   int64_t (*now_us)(void *ctx);
   void *now_ctx;
-  size_t max_bytes;        /* memory budget of the rings, 0 (none) or >= ROLLUP_MIN_BYTES;
-                              see "Memory" above for what happens at the bound */
+  size_t max_bytes;        /* memory budget of the rings, 0 (none) or >= ROLLUP_MIN_BYTES
+                              and >= the slot tables (40 bytes per bucket of the three
+                              windows: 620 KiB for the defaults); see "Memory" above */
   int no_users;            /* 1: keep counts and sums only, no unique users (every cell's
                               uniques read ROLLUP_NA): for a store read by counts alone */
 } rollup_opts_t;
@@ -113,9 +131,10 @@ void rollup_free(rollup_t *r);
 /* Replace the clock (NULL: CLOCK_REALTIME), e.g. after rollup_deserialize. The clock never
  * moves hw backwards. */
 void rollup_set_clock(rollup_t *r, int64_t (*now_us)(void *ctx), void *ctx);
-/* Set the memory budget (0: none, else >= ROLLUP_MIN_BYTES), e.g. after
- * rollup_deserialize when the configuration changed; it applies from the next add.
- * Returns 0, or -EINVAL for NULL r or a budget below the minimum. */
+/* Set the memory budget (0: none, else >= ROLLUP_MIN_BYTES and the slot tables, see
+ * rollup_opts_t), e.g. after rollup_deserialize when the configuration changed; it
+ * applies from the next add. Returns 0, or -EINVAL for NULL r or a budget below the
+ * minimum. */
 int rollup_set_max_bytes(rollup_t *r, size_t max_bytes);
 /* Stop (no_users 1) or resume (0) keeping unique users from the next add on, e.g. after
  * rollup_deserialize (the snapshot does not record it); cells that hold users keep them
@@ -165,7 +184,8 @@ typedef struct rollup_point {
   int retained;     /* 0: the store no longer (or never) holds this bucket; zeros below */
   uint64_t count;
   double sum;
-  uint64_t uniques; /* ROLLUP_NA for per-second buckets with a filter */
+  uint64_t uniques; /* ROLLUP_NA for per-second buckets with a filter, or users given up
+                       to the budget */
 } rollup_point_t;
 
 /* One point per bucket of gran_s (ROLLUP_SECOND, _MINUTE, _HOUR or _AUTO) overlapping
@@ -181,7 +201,8 @@ typedef struct rollup_totals {
   int64_t from_us, to_us; /* span actually read (see Ranges above); from == to: none */
   uint64_t count;
   double sum;
-  uint64_t uniques;       /* HLL union over the buckets read */
+  uint64_t uniques;       /* HLL union over the buckets read; ROLLUP_NA when one of them
+                             had its users given up to the budget */
 } rollup_totals_t;
 
 /* Count, sum and unique users over [t0_us, t1_us) into *out (OUT). Returns 0, -EINVAL for
@@ -199,7 +220,7 @@ typedef struct rollup_top {
   const char *value; /* borrowed from r */
   uint64_t count;
   double sum;
-  uint64_t uniques;
+  uint64_t uniques;  /* ROLLUP_NA: users given up to the budget; ranks last by uniques */
 } rollup_top_t;
 
 /* The n values of dimension dim with the largest metric over [t0_us, t1_us) (read at
@@ -227,6 +248,8 @@ typedef struct rollup_stats {
   size_t max_bytes;         /* the budget, 0 for none */
   uint64_t evicted[3];      /* buckets given up to the budget: seconds, minutes, hours */
   uint64_t budget_folded;   /* values folded into "(other)" at the bound (also in folded) */
+  uint64_t users_dropped[3]; /* buckets whose sketches the budget gave up (since start) */
+  int starved;              /* 1: at the bound with nothing left to give up */
   int64_t held_from_us[3];  /* start of the oldest bucket each ring may hold now: the
                                window, or later where the budget cut it */
 } rollup_stats_t;
@@ -247,8 +270,9 @@ void rollup_stats(const rollup_t *r, rollup_stats_t *out);
  *   into its hour, 0 when pending (at most 4); varint ncells; per cell:
  *   varint key (0 total, else (dim + 1) << 24 | value id), varint count >= 1, f64 sum
  *   (8 bytes LE), u8 user kind (1 one hash: u64 follows; 2 sketch: varint len + hll
- *   encoding; 3 none: per-second dimension cells, hour cells without users yet, and any
- *   cell of a no_users store). Varints are LEB128, minimal.
+ *   encoding; 3 none: per-second dimension cells, or an hour cell with no users yet;
+ *   4 no users: any other cell whose users were given up to the budget or whose store
+ *   keeps none). Varints are LEB128, minimal.
  * Only buckets inside their ring's window are written. Version 2 (no flags) and version 1
  * (no budget fields, no pending flags; hours held the counts of their minutes but not
  * their users) still load: a version-1 store's minutes' users are then added into their

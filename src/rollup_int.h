@@ -89,12 +89,17 @@ struct rollup {
   int64_t pending[PENDING_MAX]; /* unfolded minute buckets, oldest first */
   uint32_t npending;
   /* Memory budget (see rollup.h): ring_bytes is kept up to date by every change to a
-   * bucket; floor[g] is the oldest bucket of ring g the budget still lets it hold. */
+   * bucket; floor[g] is the oldest bucket of ring g the budget still lets it hold;
+   * ufloor[g] the oldest whose sketches it has not given up yet (buckets below hold no
+   * sketch but what late events brought). */
   int no_users; /* rollup_opts_t.no_users */
   size_t max_bytes, ring_bytes;
-  int64_t floor[NGRAN];
-  uint64_t evicted[NGRAN], budget_folded;
-  int starved; /* at the bound with every window at its minimum: new values fold */
+  int64_t floor[NGRAN], ufloor[NGRAN];
+  uint64_t evicted[NGRAN], budget_folded, users_dropped[NGRAN];
+  /* At the bound with nothing left to give: values fold into "(other)" and no cell starts
+   * a sketch; starved_bytes is ring_bytes when that was decided. */
+  int starved;
+  size_t starved_bytes;
 };
 
 /* ---- Small helpers ---- */

@@ -13,7 +13,7 @@
 /* ---- Snapshot ---- */
 
 static const char MAGIC[4] = {'S', 'L', 'R', 'U'};
-enum { WIRE_ONE = 1, WIRE_HLL = 2, WIRE_NONE = 3 };
+enum { WIRE_ONE = 1, WIRE_HLL = 2, WIRE_NONE = 3, WIRE_GIVEN_UP = 4 };
 
 static void put_varint(buf_t *b, uint64_t v) {
   uint8_t tmp[10];
@@ -97,6 +97,8 @@ size_t rollup_serialize(const rollup_t *r, buf_t *out) {
           buf_reset(&sketch);
           hll_serialize(c->u.hll, &sketch);
           put_bytes(out, sketch.data, sketch.len);
+        } else if (c->users == U_NONE && (g != G_SEC || c->key == TOTAL_KEY)) {
+          buf_putc(out, WIRE_GIVEN_UP);
         } else {
           buf_putc(out, WIRE_NONE);
         }
@@ -180,13 +182,15 @@ static int read_cell(reader_t *rd, rollup_t *r, int g, bucket_t *bk, uint32_t k)
   c->count = count;
   memcpy(&c->sum, &sumbits, 8);
   /* per-second dimension cells never have users, minute cells and second totals always
-   * (unless the store keeps none); hour cells get theirs as their minutes fold, or
-   * directly for old events */
+   * (unless given up, or the store keeps none: kind 4); hour cells get theirs as their
+   * minutes fold, or directly for old events */
   int want_none = g == G_SEC && key != TOTAL_KEY;
-  if (kind == WIRE_NONE && (want_none || r->no_users)) {
+  if (kind == WIRE_NONE && want_none) {
     c->users = U_NONE;
   } else if (kind == WIRE_NONE && g == G_HOUR) {
     c->users = U_FRESH;
+  } else if (kind == WIRE_GIVEN_UP && !want_none) {
+    c->users = U_NONE; /* given up to the memory budget */
   } else if (kind == WIRE_ONE && !want_none) {
     c->users = U_ONE;
     c->u.hash = get_u64(rd);

@@ -3,6 +3,9 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -95,11 +98,31 @@ static void metrics_reply(server_t *s, http_req_t *r) {
   process_stats_t ps = {0};
   if (s->process) process_stats(s->process, &ps);
   uint64_t end = log_end_offset(s->log);
-  rollup_stats_t re = {0}, rs = {0};
+  /* the four rollup stores: events, sessions, KPI facts, KPI parts */
+  rollup_stats_t st[4] = {0};
   if (s->process) {
-    rollup_stats(process_events(s->process), &re);
-    rollup_stats(process_sessions(s->process), &rs);
+    rollup_stats(process_events(s->process), &st[0]);
+    rollup_stats(process_sessions(s->process), &st[1]);
+    kpi_rollup_stats(process_kpi(s->process), &st[2]);
   }
+  const rollup_stats_t *re = &st[0];
+  double evicted = 0, users_dropped = 0, budget_bytes = 0, budget_folded = 0, starved = 0;
+  for (int i = 0; i < 4; i++) {
+    for (int g = 0; g < 3; g++) {
+      evicted += (double)st[i].evicted[g];
+      users_dropped += (double)st[i].users_dropped[g];
+    }
+    budget_bytes += (double)st[i].budget_bytes;
+    budget_folded += (double)st[i].budget_folded;
+    starved += st[i].starved;
+  }
+  /* The allocator's view: what RSS holds beyond the live heap. */
+  double heap_in_use = 0, heap_free = 0;
+#ifdef __GLIBC__
+  struct mallinfo2 mi = mallinfo2();
+  heap_in_use = (double)(mi.uordblks + mi.hblkhd);
+  heap_free = (double)mi.fordblks;
+#endif
   struct statvfs vfs;
   double disk_free = statvfs(s->cfg->data_dir, &vfs) == 0 ? (double)vfs.f_bavail * vfs.f_frsize : 0;
   metrics_gauge_t g[] = {
@@ -115,14 +138,17 @@ static void metrics_reply(server_t *s, http_req_t *r) {
       {"sluice_ua_cache_misses", "User agents parsed with the regexes since start.", (double)ua_misses},
       {"sluice_process_offset", "Next log offset the processing stage reads.", (double)ps.offset},
       {"sluice_process_lag_events", "Durable events not processed yet.", (double)(end > ps.offset ? end - ps.offset : 0)},
-      {"sluice_rollup_bytes", "Heap bytes of the rollups (events and sessions).", (double)(re.bytes + rs.bytes)},
-      {"sluice_kpi_rollup_bytes", "Heap bytes of the KPI state's rollups (facts, user-defined KPIs).", (double)(s->process ? kpi_rollup_bytes(process_kpi(s->process)) : 0)},
-      {"sluice_rollup_evicted_buckets", "Rollup buckets given up to rollup-max-bytes (events and sessions).",
-       (double)(re.evicted[0] + re.evicted[1] + re.evicted[2] + rs.evicted[0] + rs.evicted[1] + rs.evicted[2])},
-      {"sluice_rollup_budget_folded", "Dimension values counted as \"(other)\" because rollup-max-bytes was reached.",
-       (double)(re.budget_folded + rs.budget_folded)},
+      {"sluice_rollup_bytes", "Heap bytes of the rollups (events and sessions).", (double)(st[0].bytes + st[1].bytes)},
+      {"sluice_kpi_rollup_bytes", "Heap bytes of the KPI state's rollups (facts, user-defined KPIs).", (double)(st[2].bytes + st[3].bytes)},
+      {"sluice_rollup_budget_bytes", "Bytes rollup-max-bytes counts, summed over the four rollup stores.", budget_bytes},
+      {"sluice_rollup_evicted_buckets", "Rollup buckets given up to rollup-max-bytes (all rollup stores).", evicted},
+      {"sluice_rollup_users_dropped_buckets", "Rollup buckets whose unique users were given up to rollup-max-bytes.", users_dropped},
+      {"sluice_rollup_budget_folded", "Dimension values counted as \"(other)\" because rollup-max-bytes was reached.", budget_folded},
+      {"sluice_rollup_starved_stores", "Rollup stores at rollup-max-bytes with nothing left to give up.", starved},
       {"sluice_rollup_minute_ring_start_timestamp_seconds", "Unix time of the oldest minute the events rollup still holds.",
-       (double)re.held_from_us[1] / 1e6},
+       (double)re->held_from_us[1] / 1e6},
+      {"sluice_malloc_in_use_bytes", "Heap bytes allocated and not freed (glibc mallinfo2).", heap_in_use},
+      {"sluice_malloc_free_bytes", "Freed heap bytes the allocator keeps for reuse (glibc mallinfo2).", heap_free},
       {"sluice_process_unreadable_events", "Events skipped because the disk damaged their log records.", (double)ps.unreadable},
       {"sluice_profiles", "Profiles held in memory.", (double)ps.profiles},
       {"sluice_profile_bytes", "Heap bytes of the profiles in memory.", (double)ps.profile_bytes},
@@ -484,7 +510,8 @@ static int start_process(server_t *s) {
   snprintf(state, sizeof state, "%s/state", s->cfg->data_dir);
   mkdir(state, 0700);
   decide_opts_t dopt = {.rules_dir = s->cfg->rules_dir, .state_dir = state, .sink = to_act,
-                        .sink_ud = s, .kpi = kpi_value, .kpi_ud = s};
+                        .sink_ud = s, .kpi = kpi_value, .kpi_ud = s,
+                        .rollup_max_bytes = (size_t)s->cfg->rollup_max_bytes};
   if (!(s->decide = decide_new(&dopt, err, sizeof err))) {
     msg_error("cannot load the rules", "error=\"%s\"", err);
     return -1;

@@ -130,10 +130,52 @@ TEST(test_answers) {
   buf_free(&out);
 }
 
+/* Unique users the memory budget gave up read null, never as a number that misses users:
+ * totals, topN rows, timeseries points and the active_users KPI; counts stay exact. */
+TEST(test_given_up_uniques_are_null) {
+  int64_t saved_now = clock_now;
+  rollup_opts_t o = {EV_DIMS, PROCESS_NDIMS, 60, 60, 24, 0, 0, 0, fake_now, &clock_now,
+                     ROLLUP_MIN_BYTES};
+  rollup_t *full = ev;
+  clock_now = T0;
+  ev = rollup_new(&o);
+  REQUIRE(ev);
+  char page[16];
+  const char *v[PROCESS_NDIMS] = {"$page", page, "google"};
+  for (int i = 0; i < 60000; i++) { /* 60,000 users over 10,000 pages in one minute */
+    snprintf(page, sizeof page, "/p%d", i * 7919 % 10000);
+    clock_now = T0 + (i / 1000) * SEC;
+    rollup_add(ev, clock_now, v, U(i + 1), 0);
+  }
+  static const struct {
+    const char *fields, *want; /* the query's type-specific fields; a piece of the answer */
+  } cases[] = {
+      {"\"type\":\"totals\"", "\"count\":60000,\"sum\":0,\"uniques\":null}"},
+      {"\"type\":\"topN\",\"dimension\":\"event\"",
+       "{\"value\":\"$page\",\"count\":60000,\"sum\":0,\"uniques\":null}"},
+      {"\"type\":\"timeseries\",\"granularity\":\"hour\"",
+       "\"count\":60000,\"sum\":0,\"uniques\":null,\"retained\":true"},
+      {"\"type\":\"kpi\",\"kpi\":\"active_users\"", "\"value\":null"},
+  };
+  buf_t out = BUF_INIT;
+  char q[512];
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    snprintf(q, sizeof q, "{%s,\"from\":%lld,\"to\":%lld}", cases[i].fields,
+             (long long)(T0 / 1000), (long long)((T0 + 3600 * SEC) / 1000));
+    CHECK_INT(run(q, &out), 200);
+    if (!strstr(out.data, cases[i].want)) FAILF("%s: %s", q, out.data);
+  }
+  buf_free(&out);
+  rollup_free(ev);
+  ev = full;
+  clock_now = saved_now;
+}
+
 int main(void) {
   fill();
   RUN(test_bad_queries);
   RUN(test_answers);
+  RUN(test_given_up_uniques_are_null);
   rollup_free(ev);
   rollup_free(se);
   return TEST_REPORT("test_query");
