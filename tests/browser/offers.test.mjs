@@ -276,7 +276,8 @@ export const tests = [
         if (r.url().includes("/v1/offers?") && r.status() === 401) refused.push(r.status());
       });
       const { page, aid } = await open(context, srv);
-      eq(tokens, [200]);
+      // one token, or more when a loaded machine took longer than its 2 s lifetime
+      assert(tokens.length >= 1 && tokens.every((s) => s === 200), "tokens " + tokens);
       // The token expires on the server; a page whose clock is behind still thinks it
       // valid and opens the stream with it: 401, and the tracker asks for a new one.
       await new Promise((r) => setTimeout(r, 3000));
@@ -285,11 +286,12 @@ export const tests = [
         t.expiresAt = new Date(Date.now() + 3600e3).toISOString();
         sessionStorage.sluice_token = JSON.stringify(t);
       });
+      const before = tokens.length;
       const reopened = streamed(srv, page);
       await page.reload();
       await reopened;
       eq(refused, [401], "the stale token was refused once");
-      eq(tokens, [200, 200], "a new token");
+      eq(tokens.slice(before), [200], "one new token");
       await push(srv, aid, { template: "banner", fields: { title: "Back again" } });
       await page.locator("[aria-label='Back again']").waitFor({ timeout: 2000 });
       await context.close();
