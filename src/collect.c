@@ -447,6 +447,20 @@ static void merge_defaults(collect_t *c, evdoc_t *ev, const char *name) {
   }
 }
 
+/* The event's time as processing will read it from the stored event (evfields.h: its
+ * enriched `timestamp`, else `receivedAt`), for the log's event-time index, which must
+ * never place an event elsewhere than processing and scans do. */
+static int64_t event_time(evdoc_t *ev, const enrich_ctx_t *ctx) {
+  static evdoc_path_t ts = EVDOC_PATH("timestamp"), recv = EVDOC_PATH("receivedAt");
+  evdoc_path_t *paths[2] = {&ts, &recv};
+  for (int i = 0; i < 2; i++) {
+    jscan_val_t v = evdoc_get_p(ev, paths[i]);
+    int64_t t;
+    if (v.type == JSCAN_STRING && !v.escaped && clock_parse_iso(v.p, v.n, &t) == 0) return t;
+  }
+  return ctx->received_us;
+}
+
 /* Validate, enrich and serialise the event loaded in c->ev into c->values. raw/rawlen
  * are the client's bytes of this event (for the size check and the bad-event log);
  * batch_defaults says whether to merge c->batch's context/integrations. Returns 0 when
@@ -502,13 +516,15 @@ static int take_event(collect_t *c, ingest_t *in, size_t index, const enrich_ctx
     }
     return 0;
   }
-  /* values holds: u32 key_len | key | u32 value_len | value, repeated */
+  /* values holds: u32 key_len | key | i64 event time | u32 value_len | value, repeated */
   char key[EVENT_MAX_ID + 8];
   event_key(ev, key, sizeof key);
+  int64_t t_us = event_time(ev, ctx);
   size_t mark = c->values.len;
   uint32_t k32 = (uint32_t)strlen(key), v32 = 0;
   buf_append(&c->values, &k32, 4);
   buf_append(&c->values, key, k32);
+  buf_append(&c->values, &t_us, 8);
   size_t vpos = c->values.len;
   buf_append(&c->values, &v32, 4);
   evdoc_write(ev, &c->values);
@@ -674,7 +690,8 @@ static void flush_bad(collect_t *c, int64_t now_us) {
   size_t k = 0, start = 0;
   for (size_t i = 0; i < c->badvals.len; i++)
     if (c->badvals.data[i] == '\n') {
-      be[k++] = (log_entry_t){now_us, NULL, 0, c->badvals.data + start, (uint32_t)(i - start)};
+      be[k++] = (log_entry_t){.time_us = now_us, .value = c->badvals.data + start,
+                               .value_len = (uint32_t)(i - start)};
       start = i + 1;
     }
   if (log_append(c->bad, be, nbad, on_bad_ack, NULL) == 0)
@@ -704,6 +721,8 @@ static void submit(collect_t *c, ingest_t *in, int64_t now_us) {
     e[i].key = c->values.data + pos;
     e[i].key_len = kl;
     pos += kl;
+    memcpy(&e[i].event_us, c->values.data + pos, 8);
+    pos += 8;
     memcpy(&vl, c->values.data + pos, 4);
     pos += 4;
     e[i].value = c->values.data + pos;

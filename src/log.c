@@ -60,6 +60,7 @@ static void group_destroy(group_t *g) {
   while (g) {
     group_t *next = g->next;
     buf_free(&g->data);
+    buf_free(&g->times);
     free(g->w);
     free(g);
     g = next;
@@ -138,6 +139,8 @@ static int roll(log_t *log) {
   int fd, ifd;
   rc = segment_create(log, log->next_offset, log->sync != LOG_SYNC_OFF, &fd, &ifd);
   if (rc < 0) return rc;
+  evt_finish(&log->evt, log->next_offset, 1, &log->evt_pending);
+  evt_start(&log->evt, log->dirfd, log->next_offset, log->next_offset, SEG_HDR, 1);
   pthread_mutex_lock(&log->mu);
   seg_push(log, log->next_offset);
   pthread_mutex_unlock(&log->mu);
@@ -225,15 +228,20 @@ static void commit(log_t *log, group_t *g, size_t i, size_t j, uint64_t byte,
   char *p = g->data.data + byte;
   uint64_t off = log->next_offset, pos = log->seg_size, due = log->idx_due, records = 0;
   int status = 0;
+  evt_writer_t ev = log->evt; /* the event-time runs, kept if the records are written */
   buf_reset(&log->idx_pending);
+  buf_reset(&log->evt_pending);
   for (size_t k = i; k < j; k++) {
     g->w[k].first_offset = off;
+    const char *times = g->times.data + g->w[k].rec0 * 8;
     for (uint64_t r = 0; r < g->w[k].nrecords; r++) {
       uint32_t len = rd32(p);
       wr64(p + 8, off);
       wr32(p + 4, crc32c(0, p + 8, len));
       idx_maybe_add(&log->idx_pending, &due, log->index_interval, log->seg_base, off, pos,
                     (int64_t)rd64(p + 16));
+      evt_add(&ev, off, pos, (int64_t)rd64(times + r * 8), log->index_interval,
+              &log->evt_pending);
       p += 8 + (size_t)len;
       pos += 8 + (uint64_t)len;
       off++;
@@ -271,6 +279,8 @@ static void commit(log_t *log, group_t *g, size_t i, size_t j, uint64_t byte,
     else
       log->idx_broken = 1; /* derived data: log_open completes it */
   }
+  log->evt = ev;
+  evt_flush(&log->evt, &log->evt_pending);
   log->idx_due = due;
   log->seg_size = pos;
   log->next_offset = off;
@@ -405,6 +415,7 @@ static void deliver(log_t *log) {
     }
     if (g->data.cap > GROUP_KEEP) buf_free(&g->data);
     buf_reset(&g->data);
+    buf_reset(&g->times);
     g->nw = 0;
     pthread_mutex_lock(&log->mu);
     g->next = log->free;
@@ -675,6 +686,7 @@ static int recover_last(log_t *log, uint64_t base, window_t *w, buf_t *idx,
 index:
   log->idx_size = idx->len;
   if (ro) return 0;
+  evt_start(&log->evt, log->dirfd, base, log->next_offset, log->seg_size, 0);
   log->idx_fd = openat(log->dirfd, iname, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (log->idx_fd < 0) {
     snprintf(err, errlen, "log: cannot open index %s: %s", iname, strerror(errno));
@@ -713,6 +725,7 @@ static int recover(log_t *log, log_recovery_t *rec, const char *dir, char *err,
       seg_push(log, 0);
       atomic_store(&log->disk_bytes, SEG_HDR);
       log->seg_size = log->seg_file = log->idx_due = SEG_HDR;
+      evt_start(&log->evt, log->dirfd, 0, 0, SEG_HDR, 1);
     }
     ret = 0;
     goto out;
@@ -784,7 +797,7 @@ log_t *log_open(const log_opts_t *opts, log_recovery_t *rec, char *err, size_t e
   log->max_pending = opts->max_pending_bytes ? opts->max_pending_bytes : 64u << 20;
   log->prealloc = log->sync == LOG_SYNC_ALWAYS ? opts->preallocate_bytes : 0;
   log->loop = opts->loop;
-  log->dirfd = log->fd = log->idx_fd = -1;
+  log->dirfd = log->fd = log->idx_fd = log->evt.fd = -1;
   log->last_sync_us = clock_mono_us();
   const char *dir = opts->dir;
 
@@ -857,6 +870,7 @@ fail:
   }
   if (log->fd >= 0) close(log->fd);
   if (log->idx_fd >= 0) close(log->idx_fd);
+  if (log->evt.fd >= 0) close(log->evt.fd);
   if (log->dirfd >= 0) close(log->dirfd);
   group_destroy(log->open);
   free(log->segs);
@@ -878,17 +892,20 @@ void log_close(log_t *log) {
     pthread_mutex_unlock(&log->mu);
     pthread_join(log->writer, NULL);
     (void)cut_zeros(log); /* a closed log's last segment ends with its last record */
+    evt_finish(&log->evt, log->next_offset, 0, &log->evt_pending);
     deliver(log);
     log->async->data = NULL;
     uv_close((uv_handle_t *)log->async, on_async_closed);
   }
   if (log->fd >= 0) close(log->fd);
   if (log->idx_fd >= 0) close(log->idx_fd);
+  if (log->evt.fd >= 0) close(log->evt.fd); /* read_only: never opened */
   close(log->dirfd); /* releases the flock */
   group_destroy(log->open);
   group_destroy(log->free);
   group_destroy(log->done);
   buf_free(&log->idx_pending);
+  buf_free(&log->evt_pending);
   free(log->segs);
   free(log->subs);
   pthread_mutex_destroy(&log->admin_mu);
@@ -919,10 +936,13 @@ int log_append(log_t *log, const log_entry_t *entries, size_t n, log_ack_fn ack,
   pthread_mutex_lock(&log->mu);
   group_t *g = log->open;
   buf_reserve(&g->data, bytes);
-  char *p = g->data.data + g->data.len;
+  buf_reserve(&g->times, n * 8);
+  size_t rec0 = g->times.len / 8;
+  char *p = g->data.data + g->data.len, *t = g->times.data + g->times.len;
   for (size_t i = 0; i < n; i++) {
     const log_entry_t *e = &entries[i];
     uint32_t len = LEN_MIN + e->key_len + e->value_len;
+    wr64(t + i * 8, (uint64_t)(e->event_us ? e->event_us : e->time_us));
     wr32(p, len);
     wr32(p + 4, 0);  /* crc: by the writer */
     wr64(p + 8, 0);  /* offset: by the writer */
@@ -933,11 +953,12 @@ int log_append(log_t *log, const log_entry_t *entries, size_t n, log_ack_fn ack,
     p += FRAME_HDR + e->key_len + e->value_len;
   }
   g->data.len += bytes;
+  g->times.len += n * 8;
   if (g->nw == g->capw) {
     g->capw = g->capw ? g->capw * 2 : 64;
     g->w = xrealloc(g->w, g->capw * sizeof *g->w);
   }
-  g->w[g->nw++] = (waiter_t){.ack = ack, .ud = ud, .nrecords = n, .bytes = bytes};
+  g->w[g->nw++] = (waiter_t){.ack = ack, .ud = ud, .nrecords = n, .bytes = bytes, .rec0 = rec0};
   pthread_mutex_unlock(&log->mu);
   /* Signalled after unlocking: the woken writer takes the mutex at once instead of
    * sleeping on it until we let go (two more futex calls per append). The writer reads

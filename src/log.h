@@ -118,6 +118,9 @@ typedef struct log_recovery {
 /* One record to append; offset and framing are assigned by the log. */
 typedef struct log_entry {
   int64_t time_us;           /* server receive time */
+  int64_t event_us;          /* the record's own time (an event's time), which the log
+                                keeps per run of records for log_reader_set_window; 0:
+                                time_us */
   const void *key;           /* borrowed; may be NULL when key_len is 0 */
   uint32_t key_len;
   const void *value;         /* borrowed */
@@ -231,6 +234,14 @@ int log_reader_next_intact(log_reader_t *r, log_record_t *out /* OUT */,
 /* Position at the first record with time_us >= t (approximate to one index interval,
  * then exact by scanning). Returns 0 or a negative errno. */
 int log_reader_seek_time(log_reader_t *r, int64_t t_us);
+
+/* From now on, pass over runs of records whose event times (log_entry_t.event_us) the
+ * log has recorded as all outside [from_us, to_us): whole segments, or stretches of about
+ * index_interval bytes, are then not read at all. Records the log has no such record of
+ * (appended before a restart and not yet in a closed run, or in a segment whose
+ * <base>.evt is missing) are returned as usual, so the caller still filters by event
+ * time; the window only saves reading. from_us >= to_us turns it off. */
+void log_reader_set_window(log_reader_t *r, int64_t from_us, int64_t to_us);
 
 /* A hint for prefetching: the key of the record log_reader_next will probably return
  * after skip (0, 1, ...) others, when the frames up to its header and key already sit in

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "log_evt.h"
 #include "util/buf.h"
 #include "util/crc32c.h"
 
@@ -237,12 +238,14 @@ typedef struct waiter {
   uint64_t nrecords;
   uint64_t bytes;        /* framed bytes in the group buffer */
   uint64_t first_offset; /* set by the writer */
+  size_t rec0;           /* index of its first record's event time in the group's times */
   int status;            /* set by the writer */
 } waiter_t;
 
 /* A batch of appends: framed records back to back, and who to tell. */
 typedef struct group {
   buf_t data;
+  buf_t times;  /* i64 event time of each record, in order */
   waiter_t *w;
   size_t nw, capw;
   struct group *next;
@@ -289,6 +292,8 @@ struct log {
   uint64_t unsynced_records;
   int64_t last_sync_us;
   buf_t idx_pending;
+  evt_writer_t evt;   /* the active segment's event-time index (log_evt.h) */
+  buf_t evt_pending;
   log_sync_observer_fn w_obs_fn;
   void *w_obs_ud;
 

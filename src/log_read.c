@@ -40,7 +40,125 @@ struct log_reader {
   uint64_t win_valid; /* the window's bytes are final for offsets below this */
   int err;            /* sticky -EBADMSG */
   log_damage_t damage;/* the last damage skipped (log_reader_damage) */
+
+  /* log_reader_set_window: records whose event times the log's runs put all outside
+   * [win_lo, win_hi) are passed over. */
+  int windowed;
+  int64_t win_lo, win_hi;
+  uint64_t runs_base;  /* segment the runs and index below belong to; UINT64_MAX: none */
+  evt_entry_t *runs;   /* its event-time runs (log_evt.h) */
+  size_t nruns, run_i; /* run_i: the first run that may hold r->next */
+  char *idx;           /* its sparse index, read whole on the first jump */
+  size_t nidx;         /* entries in idx; SIZE_MAX: not read yet */
 };
+
+/* ---- event-time window ---- */
+
+static int outside(const log_reader_t *r, const evt_entry_t *e) {
+  return e->hi < r->win_lo || e->lo >= r->win_hi;
+}
+
+/* Make the runs (and index) those of the current segment. Returns 1 when the whole
+ * segment's entry puts it outside the window (then nothing else is loaded). */
+static int runs_for_segment(log_reader_t *r) {
+  if (r->runs_base == r->seg_base) return 0;
+  free(r->runs);
+  free(r->idx);
+  r->runs = NULL;
+  r->idx = NULL;
+  r->nruns = r->run_i = 0;
+  r->nidx = SIZE_MAX;
+  r->runs_base = r->seg_base;
+  evt_entry_t whole;
+  if (r->seg_next != UINT64_MAX && evt_segment(r->log->dirfd, r->seg_base, &whole) &&
+      r->seg_base + whole.rel_to == r->seg_next && outside(r, &whole))
+    return 1;
+  evt_load(r->log->dirfd, r->seg_base, &r->runs, &r->nruns);
+  return 0;
+}
+
+/* Move forward to the indexed record at or before `target` (in the current segment),
+ * passing over the records up to target. */
+static void jump(log_reader_t *r, uint64_t target) {
+  r->skip_to = target;
+  if (r->nidx == SIZE_MAX) {
+    char iname[NAME_LEN];
+    struct stat st;
+    seg_name(iname, r->seg_base, "idx");
+    r->nidx = 0;
+    int ifd = openat(r->log->dirfd, iname, O_RDONLY | O_CLOEXEC);
+    if (ifd >= 0 && fstat(ifd, &st) == 0 && st.st_size >= IDX_ENTRY &&
+        st.st_size <= (64 << 20)) {
+      size_t want = (size_t)st.st_size / IDX_ENTRY * IDX_ENTRY;
+      r->idx = xmalloc(want);
+      ssize_t got = pread_full(ifd, r->idx, want, 0);
+      r->nidx = got > 0 ? (size_t)got / IDX_ENTRY : 0;
+    }
+    if (ifd >= 0) close(ifd);
+  }
+  /* last entry at or before target */
+  size_t lo = 0, hi = r->nidx, found = SIZE_MAX;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (r->seg_base + rd32(r->idx + mid * IDX_ENTRY) <= target) {
+      found = mid;
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  if (found == SIZE_MAX) return;
+  uint64_t rel = rd32(r->idx + found * IDX_ENTRY), pos = rd32(r->idx + found * IDX_ENTRY + 4);
+  if (r->seg_base + rel <= r->next || pos <= r->pos) return; /* not ahead: read on */
+  /* The index is derived data: trust the entry only when its frame header is there (read
+   * from the file: the window may hold bytes from before they were final). */
+  char fh[FRAME_HDR];
+  if (pread_full(r->fd, fh, FRAME_HDR, pos) != FRAME_HDR || rd64(fh + 8) != r->seg_base + rel ||
+      rd32(fh) < LEN_MIN || rd32(fh) > LEN_MAX)
+    return;
+  r->pos = pos;
+  r->next = r->seg_base + rel;
+}
+
+/* At r->next (not inside a skip): pass over the runs outside the window that start
+ * there. Returns 1 when the reader moved. `end`: the durable end. */
+static int window_skip(log_reader_t *r, uint64_t end) {
+  if (runs_for_segment(r)) {
+    r->skip_to = r->next = r->seg_next; /* the next call opens the following segment */
+    return 1;
+  }
+  uint64_t rel = r->next - r->seg_base;
+  while (r->run_i < r->nruns && r->runs[r->run_i].rel_to <= rel) r->run_i++;
+  if (r->run_i == r->nruns) return 0;
+  const evt_entry_t *e = &r->runs[r->run_i];
+  if (e->rel_from > rel || !outside(r, e)) return 0;
+  uint64_t to = e->rel_to;
+  while (r->run_i + 1 < r->nruns && r->runs[r->run_i + 1].rel_from == to &&
+         outside(r, &r->runs[r->run_i + 1]))
+    to = r->runs[++r->run_i].rel_to;
+  uint64_t target = r->seg_base + to;
+  if (r->seg_next != UINT64_MAX && target >= r->seg_next) {
+    r->skip_to = r->next = r->seg_next;
+    return 1;
+  }
+  if (target > end) target = end; /* runs are written just before records turn durable */
+  if (target <= r->next) return 0;
+  jump(r, target);
+  return 1;
+}
+
+void log_reader_set_window(log_reader_t *r, int64_t from_us, int64_t to_us) {
+  r->windowed = from_us < to_us;
+  r->win_lo = from_us;
+  r->win_hi = to_us;
+  free(r->runs);
+  free(r->idx);
+  r->runs = NULL;
+  r->idx = NULL;
+  r->nruns = r->run_i = 0;
+  r->nidx = SIZE_MAX;
+  r->runs_base = UINT64_MAX;
+}
 
 /* The frame at r->pos does not verify although it is below the durable end `end`: move
  * to the next frame that does, in this segment, or else to the next segment. Records
@@ -224,6 +342,8 @@ log_reader_t *log_reader_open(log_t *log, uint64_t from, char *err, size_t errle
   r->log = log;
   r->fd = -1;
   r->win.fd = -1;
+  r->runs_base = UINT64_MAX;
+  r->nidx = SIZE_MAX;
   int rc = reader_locate(r, from);
   if (rc < 0) {
     if (err && errlen)
@@ -251,6 +371,7 @@ int log_reader_next(log_reader_t *r, log_record_t *out) {
       if (rc == -EBADMSG || rc == 0) return r->err = -EBADMSG;
       return -EIO;
     }
+    if (r->windowed && r->next >= r->skip_to && window_skip(r, end)) continue;
     if (r->next >= r->win_valid) {
       window_drop(&r->win); /* may hold bytes read before they were final */
       r->win_valid = end;
@@ -413,5 +534,7 @@ void log_reader_close(log_reader_t *r) {
   if (!r) return;
   if (r->fd >= 0) close(r->fd);
   buf_free(&r->win.b);
+  free(r->runs);
+  free(r->idx);
   free(r);
 }

@@ -148,6 +148,8 @@ int log_retain(log_t *log, int64_t min_time_us, uint64_t *deleted_segments,
     atomic_store(&log->start_offset, log->segs[0]);
     pthread_mutex_unlock(&log->mu);
     (void)unlinkat(log->dirfd, iname, 0); /* derived data; log_open ignores a stray one */
+    seg_name(iname, base, "evt");
+    (void)unlinkat(log->dirfd, iname, 0);
     if (unlinkat(log->dirfd, name, 0) != 0 && errno != ENOENT) {
       rc = -errno;
       pthread_mutex_lock(&log->mu); /* still there: put it back at the front */
