@@ -942,7 +942,7 @@ int log_append(log_t *log, const log_entry_t *entries, size_t n, log_ack_fn ack,
   for (size_t i = 0; i < n; i++) {
     const log_entry_t *e = &entries[i];
     uint32_t len = LEN_MIN + e->key_len + e->value_len;
-    wr64(t + i * 8, (uint64_t)(e->event_us ? e->event_us : e->time_us));
+    wr64(t + i * 8, (uint64_t)e->event_us);
     wr32(p, len);
     wr32(p + 4, 0);  /* crc: by the writer */
     wr64(p + 8, 0);  /* offset: by the writer */

@@ -13,7 +13,11 @@
  * Beside each segment a sparse index <base>.idx holds one 16-byte entry (u32 relative
  * offset, u32 file position, i64 time_us) every index_interval bytes; it is derived data,
  * rebuilt from the segment whenever it is missing, shorter than the segment needs or (for
- * the last segment) different from what the segment says. A segment rolls before an
+ * the last segment) different from what the segment says. A third file, <base>.evt,
+ * keeps the smallest and largest event time (log_entry_t.event_us) of each run of
+ * records of about index_interval bytes, and of a closed segment as a whole; readers with
+ * a time window (log_reader_set_window) pass over what it rules out. Its format and rules
+ * are in log_evt.h. A segment rolls before an
  * append would take it past segment_bytes; an append larger than that gets a segment to
  * itself, since one append never spans two segments.
  *
@@ -120,7 +124,7 @@ typedef struct log_entry {
   int64_t time_us;           /* server receive time */
   int64_t event_us;          /* the record's own time (an event's time), which the log
                                 keeps per run of records for log_reader_set_window; 0:
-                                time_us */
+                                unknown (its run is never passed over) */
   const void *key;           /* borrowed; may be NULL when key_len is 0 */
   uint32_t key_len;
   const void *value;         /* borrowed */

@@ -136,6 +136,10 @@ void evt_add(evt_writer_t *w, uint64_t off, uint64_t pos, int64_t t, uint32_t in
     w->from_pos = pos;
   }
   w->n++;
+  if (t == 0) { /* unknown: the run may hold any time */
+    w->lo = INT64_MIN;
+    w->hi = INT64_MAX;
+  }
   if (t < w->lo) w->lo = t;
   if (t > w->hi) w->hi = t;
 }

@@ -59,7 +59,7 @@ typedef struct evt_writer {
 void evt_start(evt_writer_t *w, int dirfd, uint64_t base, uint64_t next, uint64_t pos,
                int fresh);
 
-/* Add the record `off` at file position `pos` with event time t to the state w (a copy
+/* Add the record `off` at file position `pos` with event time t (0: unknown) to the state w (a copy
  * of the writer's, until its records are written), appending the run it closes, if any,
  * to pending: a run closes before the first record at least interval bytes past its own
  * first one. */

@@ -638,7 +638,6 @@ int scan_run(log_t *log, const scan_query_t *q, const scan_limits_t *lim, atomic
   if (!s.lim.max_memory) s.lim.max_memory = 256u << 20;
   if (!s.lim.max_groups) s.lim.max_groups = 10000;
   if (!s.lim.exact_uniques) s.lim.exact_uniques = 10000;
-  if (!s.lim.late_us) s.lim.late_us = 3600LL * 1000000;
   scan_stats_t ss = {0};
   int64_t t0 = clock_mono_us();
   state_t st = {0};
@@ -655,7 +654,7 @@ int scan_run(log_t *log, const scan_query_t *q, const scan_limits_t *lim, atomic
   evfields_t *e = xmalloc(sizeof *e);
   int rc = 0;
   uint64_t end = log_end_offset(log);
-  int64_t stop_recv = s.lim.late_us < 0 ? INT64_MAX : q->to_us + s.lim.late_us;
+  int64_t stop_recv = s.lim.late_us <= 0 ? INT64_MAX : q->to_us + s.lim.late_us;
   log_reader_t *r = log_reader_open(log, log_start_offset(log), err, errlen);
   if (!r) {
     rc = -EIO;
@@ -665,6 +664,7 @@ int scan_run(log_t *log, const scan_query_t *q, const scan_limits_t *lim, atomic
     rc = stop(err, errlen, rc, "cannot read the log: %s", strerror(-rc));
     goto done;
   }
+  log_reader_set_window(r, q->from_us, q->to_us);
   log_record_t rec;
   while (log_reader_offset(r) < end) {
     int n = log_reader_next(r, &rec);

@@ -9,10 +9,14 @@
  * (an event's time may lie at most that far after its receive time: the rollups refuse
  * events further in the future), decodes each record with evfields (the same decoding the
  * process stage uses, so both count an event alike), keeps the events whose event time
- * lies in [from, to) and that pass the filter, and aggregates them. It stops at the log's
- * end as of the start of the scan, or at the first record received late_us after `to`:
- * an event delivered later than that after its own time (an offline queue emptied the
- * next day) is not counted. Every answer says how many records it read.
+ * lies in [from, to) and that pass the filter, and aggregates them. It reads on to the
+ * log's end as of the start of the scan, so an event delivered long after its own time
+ * (an offline queue emptied the next day, a history imported later) counts as it does in
+ * the rollups; the reader's event-time window (log_reader_set_window) passes over the
+ * runs of records and whole segments whose event times all lie outside the range, so
+ * what is read is about the range itself, whenever its events arrived. late_us > 0
+ * bounds it the old way: stop at the first record received late_us after `to`. Every
+ * answer says how many records it read.
  *
  * Scans block the calling thread (query.c runs them on the libuv thread pool) and are
  * bounded: records and value bytes read, wall time, memory for groups, uniques and funnel
@@ -81,7 +85,7 @@ typedef struct scan_limits {
   size_t max_groups;      /* distinct groups before "(other)" (0: 10,000) */
   size_t exact_uniques;   /* users counted exactly per cell before HLL (0: 10,000) */
   int64_t late_us;        /* stop at the first record received this long after `to`
-                             (0: 1 h; negative: read to the log's end) */
+                             (0 or negative: read to the log's end) */
 } scan_limits_t;
 
 typedef struct scan_stats {
