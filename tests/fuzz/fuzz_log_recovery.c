@@ -5,7 +5,8 @@
  *   1  segment 0 = the raw bytes
  *   2  segment 0 = valid header + valid frames built from the bytes, then damaged
  *      (truncated, a byte flipped, garbage added) as the bytes say
- *   3  like 2, plus an .idx file holding arbitrary bytes
+ *   3  like 2, plus an .idx file holding arbitrary bytes (and, with flag 8, an .evt file
+ *      holding the same bytes)
  *   4  like 2, but the damaged segment is closed: a second segment follows it. log_open
  *      must succeed; readers must return increasing offsets, report each damage once
  *      with a range inside the damaged segment, and read or skip every record exactly
@@ -33,6 +34,7 @@
 
 #define SEG0 "00000000000000000000.log"
 #define IDX0 "00000000000000000000.idx"
+#define EVT0 "00000000000000000000.evt"
 
 static char dir[256];
 static uv_loop_t loop;
@@ -117,6 +119,50 @@ static void write_file(const char *name, const void *p, size_t n) {
   if (fd < 0) abort();
   if (n && write(fd, p, n) != (ssize_t)n) abort();
   close(fd);
+}
+
+/* An .evt file of entries made of the bytes, 24 at a time (rel_from, rel_to, lo, hi),
+ * each with a kind picked by its first byte and a correct CRC: what recovery must sort. */
+static void evt_file(const uint8_t *p, size_t n) {
+  buf_t b = BUF_INIT;
+  for (; n >= 24; p += 24, n -= 24) {
+    char e[32];
+    memcpy(e, p, 24);
+    uint32_t kind = p[0] & 1 ? 2 : 1;
+    for (int i = 0; i < 4; i++) e[24 + i] = (char)(kind >> (8 * i));
+    uint32_t crc = crc32c(0, e, 28);
+    for (int i = 0; i < 4; i++) e[28 + i] = (char)(crc >> (8 * i));
+    buf_append(&b, e, sizeof e);
+  }
+  write_file(EVT0, b.data, b.len);
+  buf_free(&b);
+}
+
+/* After recovery, an append and a close, the active segment's .evt (if any) holds only
+ * runs, in order, of records that exist (below records). Returns 0 or -1. */
+static int check_evt(uint64_t records) {
+  char path[600];
+  snprintf(path, sizeof path, "%s/%s", dir, EVT0);
+  FILE *f = fopen(path, "rb");
+  if (!f) return 0;
+  unsigned char e[32];
+  uint64_t prev = 0;
+  int rc = 0;
+  size_t got;
+  while ((got = fread(e, 1, sizeof e, f)) == sizeof e) {
+    uint32_t from = get32(e), to = get32(e + 4), kind = get32(e + 24);
+    if (crc32c(0, e, 28) != get32(e + 28) || kind != 1 || from < prev || to <= from ||
+        to > records) {
+      fprintf(stderr, "bad run [%u, %u) kind %u after %llu, %llu records\n", from, to, kind,
+              (unsigned long long)prev, (unsigned long long)records);
+      rc = -1;
+      break;
+    }
+    prev = to;
+  }
+  if (rc == 0 && got != 0) rc = -1; /* a partial entry */
+  fclose(f);
+  return rc;
 }
 
 static long long seg_size(void) {
@@ -260,6 +306,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if ((flags & 1) && seg.len > 16) seg.len = 16 + cut % (seg.len - 16 + 1);
     if ((flags & 2) && seg.len > 16) seg.data[16 + flip % (seg.len - 16)] ^= (char)(flags | 1);
     if (mode == 3) write_file(IDX0, data + used, size - used);
+    if (mode == 3 && (flags & 8)) evt_file(data + used, size - used);
     else if (flags & 4) buf_append(&seg, data + used, size - used);
   }
   write_file(SEG0, seg.data, seg.len);
@@ -315,6 +362,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   uv_run(&loop, UV_RUN_NOWAIT); /* frees the log's async handle */
 
   if (check_file(rec.records + 1) < 0) abort();
+  if (check_evt(rec.records + 1) < 0) abort();
 
   log_recovery_t again;
   o.read_only = 1;
