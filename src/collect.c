@@ -456,7 +456,8 @@ static int64_t event_time(evdoc_t *ev, const enrich_ctx_t *ctx) {
   for (int i = 0; i < 2; i++) {
     jscan_val_t v = evdoc_get_p(ev, paths[i]);
     int64_t t;
-    if (v.type == JSCAN_STRING && !v.escaped && clock_parse_iso(v.p, v.n, &t) == 0) return t;
+    if (v.type == JSCAN_STRING && !v.escaped && clock_parse_iso_memo(v.p, v.n, &t) == 0)
+      return t;
   }
   return ctx->received_us;
 }

@@ -90,46 +90,8 @@ static const char *url_path(const char *url, char *buf, size_t cap) {
   return buf;
 }
 
-/* Consecutive events carry times of the same minute, most of them in the form ingestion
- * writes ("2026-11-23T00:00:16.303Z"): each thread remembers the last such time's
- * first 17 bytes (up to the minute, validated by the full parse) and what they are worth,
- * so the next one costs its seconds and milliseconds. */
-#define TIME_PREFIX 17
-static _Thread_local struct {
-  char prefix[TIME_PREFIX];
-  int64_t minute_us;
-  int valid;
-} time_memo;
-
-static inline int digit(char c) { return c >= '0' && c <= '9'; }
-
-/* The seconds and milliseconds of a canonical time's tail "SS.mmmZ" in microseconds, or
- * -1 when s[0..n) has another form. */
-static int64_t canonical_tail_us(const char *s, size_t n) {
-  if (n != TIME_PREFIX + 7) return -1;
-  const char *t = s + TIME_PREFIX;
-  if (!digit(t[0]) || !digit(t[1]) || t[2] != '.' || !digit(t[3]) || !digit(t[4]) ||
-      !digit(t[5]) || t[6] != 'Z')
-    return -1;
-  int sec = (t[0] - '0') * 10 + (t[1] - '0');
-  if (sec > 60) return -1; /* as clock_parse_iso */
-  return (int64_t)sec * 1000000 + ((t[3] - '0') * 100 + (t[4] - '0') * 10 + (t[5] - '0')) * 1000;
-}
-
 static int time_of(const jscan_val_t *v, int64_t *t) {
-  if (v->type != JSCAN_STRING || v->escaped) return 0;
-  int64_t tail = canonical_tail_us(v->p, v->n);
-  if (tail >= 0 && time_memo.valid && memcmp(v->p, time_memo.prefix, TIME_PREFIX) == 0) {
-    *t = time_memo.minute_us + tail;
-    return 1;
-  }
-  if (clock_parse_iso(v->p, v->n, t) != 0) return 0;
-  if (tail >= 0) {
-    memcpy(time_memo.prefix, v->p, TIME_PREFIX);
-    time_memo.minute_us = *t - tail;
-    time_memo.valid = 1;
-  }
-  return 1;
+  return v->type == JSCAN_STRING && !v->escaped && clock_parse_iso_memo(v->p, v->n, t) == 0;
 }
 
 /* Dimension "product": properties.product_id, else properties.sku (Segment's e-commerce

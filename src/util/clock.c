@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 /* y-m-d of day z counted from 1970-01-01 (proleptic Gregorian; days_from_civil's inverse). */
 static void civil_from_days(int64_t z, int64_t *y, int *m, int *d) {
@@ -120,4 +121,43 @@ int clock_parse_iso(const char *s, size_t n, int64_t *t_us) {
   int64_t secs = days * 86400 + h * 3600 + mi * 60 + se - offset_s;
   *t_us = secs * 1000000 + frac_us;
   return 0;
+}
+
+/* ---- clock_parse_iso_memo ---- */
+
+#define MEMO_PREFIX 17 /* "2026-11-23T00:00:" */
+static _Thread_local struct {
+  char prefix[MEMO_PREFIX];
+  int64_t minute_us;
+  int valid;
+} memo;
+
+static inline int is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* The seconds and milliseconds of a canonical time's tail "SS.mmmZ" in microseconds, or
+ * -1 when s[0..n) has another form. */
+static int64_t canonical_tail_us(const char *s, size_t n) {
+  if (n != MEMO_PREFIX + 7) return -1;
+  const char *t = s + MEMO_PREFIX;
+  if (!is_digit(t[0]) || !is_digit(t[1]) || t[2] != '.' || !is_digit(t[3]) ||
+      !is_digit(t[4]) || !is_digit(t[5]) || t[6] != 'Z')
+    return -1;
+  int sec = (t[0] - '0') * 10 + (t[1] - '0');
+  if (sec > 60) return -1; /* as clock_parse_iso */
+  return (int64_t)sec * 1000000 + ((t[3] - '0') * 100 + (t[4] - '0') * 10 + (t[5] - '0')) * 1000;
+}
+
+int clock_parse_iso_memo(const char *s, size_t n, int64_t *t_us) {
+  int64_t tail = canonical_tail_us(s, n);
+  if (tail >= 0 && memo.valid && memcmp(s, memo.prefix, MEMO_PREFIX) == 0) {
+    *t_us = memo.minute_us + tail;
+    return 0;
+  }
+  int rc = clock_parse_iso(s, n, t_us);
+  if (rc == 0 && tail >= 0) {
+    memcpy(memo.prefix, s, MEMO_PREFIX);
+    memo.minute_us = *t_us - tail;
+    memo.valid = 1;
+  }
+  return rc;
 }

@@ -28,4 +28,10 @@ size_t clock_format_iso(int64_t t_us, char out[25]);
  * fraction and offset, or a date alone). Returns 0 and sets *t_us, or -EINVAL. */
 int clock_parse_iso(const char *s, size_t n, int64_t *t_us);
 
+/* clock_parse_iso, the same answers, faster on runs of times in the form
+ * clock_format_iso writes: each thread remembers the last such time's first 17 bytes
+ * (up to the minute, validated by a full parse) and what they are worth, so a time of the
+ * same minute costs its seconds and milliseconds (consecutive events mostly share one). */
+int clock_parse_iso_memo(const char *s, size_t n, int64_t *t_us);
+
 #endif

@@ -95,6 +95,25 @@ TEST(clock_iso_round_trip) {
   }
 }
 
+/* clock_parse_iso_memo answers exactly as clock_parse_iso, whatever came before. */
+TEST(clock_iso_memo_same_answers) {
+  static const char *seq[] = {
+      "2026-11-22T19:37:05.123Z", "2026-11-22T19:37:59.999Z", "2026-11-22T19:37:60.000Z",
+      "2026-11-22T19:37:61.000Z", "2026-11-22T19:37:0a.000Z", "2026-11-22T19:37:05.12Z",
+      "2026-11-22T19:37:05.123+", "2026-11-22T19:37:05Z", "2026-11-22T19:38:00.000Z",
+      "2026-11-22T19:37:05.123Z", "2026-11-22T19:37:XX.123Z", "2026-11-22T21:37:05.123+02:00",
+      "2026-11-22T19:37:05,123Z", "2026-11-22T19:37:05.123z", "2026-11-22T25:37:05.123Z",
+      "2026-11-22T25:37:05.123Z", "1970-01-01T00:00:00.000Z", "1969-12-31T23:59:59.999Z"};
+  for (int round = 0; round < 3; round++)
+    for (size_t i = 0; i < sizeof seq / sizeof seq[0]; i++) {
+      int64_t a = -1, b = -1;
+      int ra = clock_parse_iso(seq[i], strlen(seq[i]), &a);
+      int rb = clock_parse_iso_memo(seq[i], strlen(seq[i]), &b);
+      if (ra != rb || (ra == 0 && a != b))
+        FAILF("%s: parse %d %lld, memo %d %lld", seq[i], ra, (long long)a, rb, (long long)b);
+    }
+}
+
 TEST(url_decode_and_query) {
   char out[64];
   CHECK_INT(str_url_decode("a%20b+c", 7, out, 1), 5);
@@ -166,6 +185,7 @@ TEST(ct_equal_and_uuid) {
 int main(void) {
   RUN(buf_appends_and_escapes);
   RUN(clock_iso_round_trip);
+  RUN(clock_iso_memo_same_answers);
   RUN(url_decode_and_query);
   RUN(base64);
   RUN(ct_equal_and_uuid);
