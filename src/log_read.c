@@ -58,17 +58,22 @@ static int outside(const log_reader_t *r, const evt_entry_t *e) {
   return e->hi < r->win_lo || e->lo >= r->win_hi;
 }
 
-/* Make the runs (and index) those of the current segment. Returns 1 when the whole
- * segment's entry puts it outside the window (then nothing else is loaded). */
-static int runs_for_segment(log_reader_t *r) {
-  if (r->runs_base == r->seg_base) return 0;
+/* Forget the runs and index held, making them those of segment `base` (not loaded). */
+static void runs_reset(log_reader_t *r, uint64_t base) {
   free(r->runs);
   free(r->idx);
   r->runs = NULL;
   r->idx = NULL;
   r->nruns = r->run_i = 0;
   r->nidx = SIZE_MAX;
-  r->runs_base = r->seg_base;
+  r->runs_base = base;
+}
+
+/* Make the runs (and index) those of the current segment. Returns 1 when the whole
+ * segment's entry puts it outside the window (then nothing else is loaded). */
+static int runs_for_segment(log_reader_t *r) {
+  if (r->runs_base == r->seg_base) return 0;
+  runs_reset(r, r->seg_base);
   evt_entry_t whole;
   if (r->seg_next != UINT64_MAX && evt_segment(r->log->dirfd, r->seg_base, &whole) &&
       r->seg_base + whole.rel_to == r->seg_next && outside(r, &whole))
@@ -151,13 +156,7 @@ void log_reader_set_window(log_reader_t *r, int64_t from_us, int64_t to_us) {
   r->windowed = from_us < to_us;
   r->win_lo = from_us;
   r->win_hi = to_us;
-  free(r->runs);
-  free(r->idx);
-  r->runs = NULL;
-  r->idx = NULL;
-  r->nruns = r->run_i = 0;
-  r->nidx = SIZE_MAX;
-  r->runs_base = UINT64_MAX;
+  runs_reset(r, UINT64_MAX);
 }
 
 /* The frame at r->pos does not verify although it is below the durable end `end`: move
