@@ -445,11 +445,20 @@ static inline unsigned eq16(__m128i w, char c) {
 /* The first '"' or '\\' in [p, end), or end. */
 static inline const char *tquote(const char *p, const char *end) {
 #if TSCAN_SSE2
-  while (end - p >= 16) {
-    __m128i w = _mm_loadu_si128((const __m128i *)(const void *)p);
-    unsigned m = eq16(w, '"') | eq16(w, '\\');
-    if (m) return p + __builtin_ctz(m);
-    p += 16;
+  if (end - p >= 16) {
+    const char *last = end - 16;
+    do {
+      __m128i w = _mm_loadu_si128((const __m128i *)(const void *)p);
+      unsigned m = eq16(w, '"') | eq16(w, '\\');
+      if (m) return p + __builtin_ctz(m);
+      p += 16;
+    } while (p <= last);
+    if (p == end) return p;
+    /* the last few bytes: the 16 that end the buffer (all after the first p), less
+     * those already seen */
+    __m128i w = _mm_loadu_si128((const __m128i *)(const void *)last);
+    unsigned m = (eq16(w, '"') | eq16(w, '\\')) >> (p - last);
+    return m ? p + __builtin_ctz(m) : end;
   }
   while (p < end && *p != '"' && *p != '\\') p++;
   return p;
@@ -514,16 +523,24 @@ static const char *tskip_container(const char *p, const char *end) {
   }
 }
 
-/* The key whose opening quote is just before k: sets *child to at's child of that name
- * (NULL when at is NULL or has none) and returns the byte after the closing quote,
- * or NULL when the key does not end before end. A key of at most 15 plain bytes (nearly
- * every key) is found, hashed and compared in one 16-byte register. */
 #if TSCAN_SSE2
 /* keep + 16 - n: n bytes 0xff, then zeros */
 static const unsigned char keep[32] = {255, 255, 255, 255, 255, 255, 255, 255,
                                        255, 255, 255, 255, 255, 255, 255, 255};
 #endif
 
+/* p after a key's closing quote: the first byte of its value (after ':' and any
+ * whitespace), or NULL. */
+static inline const char *tcolon(const char *p, const char *end) {
+  if ((p = tws(p, end)) >= end || *p != ':' || (p = tws(p + 1, end)) >= end) return NULL;
+  return p;
+}
+
+/* The member whose key's opening quote is just before k: sets *child to at's child of
+ * that name (NULL when at is NULL or has none) and returns the first byte of the value,
+ * or NULL when the structure does not hold together before end. A key of at most 15
+ * plain bytes (nearly every key) is found, hashed and compared in one 16-byte register,
+ * and in compact JSON the ':' is there too. */
 static inline const char *tkey(const char *k, const char *end, const node_t *at,
                                const node_t **child) {
 #if TSCAN_SSE2
@@ -542,7 +559,10 @@ static inline const char *tkey(const char *k, const char *end, const node_t *at,
           c = c->hnext;
       }
       *child = c;
-      return k + n + 1;
+      const char *p = k + n + 1;
+      if (__builtin_expect(n <= 13 && p[0] == ':' && (unsigned char)p[1] > ' ', 1))
+        return p + 1; /* both bytes lie in the 16 just read */
+      return tcolon(p, end);
     }
   }
 #endif
@@ -550,7 +570,7 @@ static inline const char *tkey(const char *k, const char *end, const node_t *at,
   const char *q = tstring(k, end, &kesc);
   if (!q) return NULL;
   *child = child_match(at, k, (size_t)(q - 1 - k), kesc, end);
-  return q;
+  return tcolon(q, end);
 }
 
 /* An object being walked below the one the scan is in. */
@@ -576,12 +596,10 @@ open:            /* p at the '{' of an object walked with node at (NULL: matches
   }
   for (;;) {
     if (p >= end || *p != '"') return NULL;
+    p++;
+  member: /* p just after a key's opening quote */;
     const node_t *child;
-    if (!(p = tkey(p + 1, end, at, &child))) return NULL;
-    /* compact JSON (what ingestion writes) has no whitespace to skip: test for it once */
-    if (p + 1 < end && p[0] == ':' && (unsigned char)p[1] > ' ') p++;
-    else if ((p = tws(p, end)) >= end || *p != ':' || (p = tws(p + 1, end)) >= end)
-      return NULL;
+    if (!(p = tkey(p, end, at, &child))) return NULL;
     int idx = child ? child->out : -1;
     jscan_type_t type;
     const char *q;
@@ -640,8 +658,8 @@ open:            /* p at the '{' of an object walked with node at (NULL: matches
     p = q;
   next: /* p just after a member's value */
     if (__builtin_expect(p + 1 < end && p[0] == ',' && p[1] == '"', 1)) { /* compact JSON */
-      p++;
-      continue;
+      p += 2;
+      goto member;
     }
     if (p >= end || (unsigned char)*p <= ' ') {
       p = tws(p, end);
