@@ -435,8 +435,11 @@ static const unsigned char delim[256] = {[','] = 1, ['}'] = 1, [']'] = 1, [' '] 
  * for quotes, backslashes and brackets, so it can skip runs without classifying bytes. */
 #if defined(__SSE2__)
 #define TSCAN_SSE2 1
-static inline unsigned eq16(__m128i w, char c) {
-  return (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(w, _mm_set1_epi8(c)));
+static inline __m128i eqv(__m128i w, char c) { return _mm_cmpeq_epi8(w, _mm_set1_epi8(c)); }
+static inline unsigned eq16(__m128i w, char c) { return (unsigned)_mm_movemask_epi8(eqv(w, c)); }
+/* Bit i: w's byte i is '"' or '\\'. */
+static inline unsigned quote16(__m128i w) {
+  return (unsigned)_mm_movemask_epi8(_mm_or_si128(eqv(w, '"'), eqv(w, '\\')));
 }
 #else
 #define TSCAN_SSE2 0
@@ -449,7 +452,7 @@ static inline const char *tquote(const char *p, const char *end) {
     const char *last = end - 16;
     do {
       __m128i w = _mm_loadu_si128((const __m128i *)(const void *)p);
-      unsigned m = eq16(w, '"') | eq16(w, '\\');
+      unsigned m = quote16(w);
       if (m) return p + __builtin_ctz(m);
       p += 16;
     } while (p <= last);
@@ -457,7 +460,7 @@ static inline const char *tquote(const char *p, const char *end) {
     /* the last few bytes: the 16 that end the buffer (all after the first p), less
      * those already seen */
     __m128i w = _mm_loadu_si128((const __m128i *)(const void *)last);
-    unsigned m = (eq16(w, '"') | eq16(w, '\\')) >> (p - last);
+    unsigned m = quote16(w) >> (p - last);
     return m ? p + __builtin_ctz(m) : end;
   }
   while (p < end && *p != '"' && *p != '\\') p++;
@@ -523,6 +526,9 @@ static const char *tskip_container(const char *p, const char *end) {
   }
 }
 
+/* What a key no path names matches: no value to store, no children. */
+static const node_t no_node = {.out = -1};
+
 #if TSCAN_SSE2
 /* keep + 16 - n: n bytes 0xff, then zeros */
 static const unsigned char keep[32] = {255, 255, 255, 255, 255, 255, 255, 255,
@@ -537,7 +543,7 @@ static inline const char *tcolon(const char *p, const char *end) {
 }
 
 /* The member whose key's opening quote is just before k: sets *child to at's child of
- * that name (NULL when at is NULL or has none) and returns the first byte of the value,
+ * that name (&no_node when at is NULL or has none) and returns the first byte of the value,
  * or NULL when the structure does not hold together before end. A key of at most 15
  * plain bytes (nearly every key) is found, hashed and compared in one 16-byte register,
  * and in compact JSON the ':' is there too. */
@@ -546,10 +552,10 @@ static inline const char *tkey(const char *k, const char *end, const node_t *at,
 #if TSCAN_SSE2
   if (__builtin_expect(end - k >= 16, 1)) {
     __m128i w = _mm_loadu_si128((const __m128i *)(const void *)k);
-    unsigned mq = eq16(w, '"'), m = mq | eq16(w, '\\');
-    if (__builtin_expect(m & -m & mq, 1)) { /* the first quote comes before any backslash */
-      size_t n = (size_t)__builtin_ctz(m);
-      const node_t *c = NULL;
+    unsigned m = quote16(w);
+    size_t n = (size_t)__builtin_ctz(m | 0x8000); /* k[15] at most: read above */
+    if (__builtin_expect(k[n] == '"', 1)) { /* the key ends before any backslash */
+      const node_t *c = &no_node;
       if (at) {
         __m128i kw = _mm_and_si128(w, _mm_loadu_si128((const __m128i *)(const void *)(keep + 16 - n)));
         c = at->bucket[key_hash((uint64_t)_mm_cvtsi128_si64(kw), n)];
@@ -557,6 +563,7 @@ static inline const char *tkey(const char *k, const char *end, const node_t *at,
                      _mm_movemask_epi8(_mm_cmpeq_epi8(
                          kw, _mm_loadu_si128((const __m128i *)(const void *)c->head))) != 0xffff))
           c = c->hnext;
+        if (!c) c = &no_node;
       }
       *child = c;
       const char *p = k + n + 1;
@@ -569,7 +576,8 @@ static inline const char *tkey(const char *k, const char *end, const node_t *at,
   int kesc = 0;
   const char *q = tstring(k, end, &kesc);
   if (!q) return NULL;
-  *child = child_match(at, k, (size_t)(q - 1 - k), kesc, end);
+  const node_t *c = child_match(at, k, (size_t)(q - 1 - k), kesc, end);
+  *child = c ? c : &no_node;
   return tcolon(q, end);
 }
 
@@ -600,7 +608,7 @@ open:            /* p at the '{' of an object walked with node at (NULL: matches
   member: /* p just after a key's opening quote */;
     const node_t *child;
     if (!(p = tkey(p, end, at, &child))) return NULL;
-    int idx = child ? child->out : -1;
+    int idx = child->out;
     jscan_type_t type;
     const char *q;
     switch (*p) {
@@ -619,7 +627,7 @@ open:            /* p at the '{' of an object walked with node at (NULL: matches
         if (at) {
           if (depth + 1 >= JSCAN_MAX_DEPTH) return NULL;
           stack[depth++] = (tframe_t){at, p, idx};
-          at = child && child->child ? child : NULL;
+          at = child->child ? child : NULL;
           goto open;
         }
         type = JSCAN_OBJECT;
