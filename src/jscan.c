@@ -3,8 +3,10 @@
  * The requested paths form a trie of object keys. The scanner is a recursive descent
  * over the document that carries the trie node of the object it is in (NULL once outside
  * every requested path, where it only validates and skips). The trusted scan walks the
- * same trie over bytes validated before: outside the requested paths it looks only for
- * quotes, backslashes and brackets, sixteen bytes a step, and never recurses. */
+ * same trie over bytes validated before, with an explicit stack as deep as the paths (plus
+ * the objects directly inside theirs, which it walks member by member); everything
+ * further out it skips looking only for quotes, backslashes and brackets, sixteen bytes a
+ * step. */
 #include "jscan.h"
 
 #include <stdlib.h>
@@ -544,20 +546,22 @@ static inline const char *tcolon(const char *p, const char *end) {
 
 /* The member whose key's opening quote is just before k: sets *child to at's child of
  * that name (&no_node when at is NULL or has none) and returns the first byte of the value,
- * or NULL when the structure does not hold together before end. A key of at most 15
+ * or NULL when the structure does not hold together before end. k <= last16 says 16
+ * bytes can be read at k. A key of at most 15
  * plain bytes (nearly every key) is found, hashed and compared in one 16-byte register,
  * and in compact JSON the ':' is there too. */
-static inline const char *tkey(const char *k, const char *end, const node_t *at,
-                               const node_t **child) {
+static inline const char *tkey(const char *k, const char *end, const char *last16,
+                               const node_t *at, const node_t **child) {
 #if TSCAN_SSE2
-  if (__builtin_expect(end - k >= 16, 1)) {
+  if (__builtin_expect(k <= last16, 1)) {
     __m128i w = _mm_loadu_si128((const __m128i *)(const void *)k);
     unsigned m = quote16(w);
     size_t n = (size_t)__builtin_ctz(m | 0x8000); /* k[15] at most: read above */
     if (__builtin_expect(k[n] == '"', 1)) { /* the key ends before any backslash */
       const node_t *c = &no_node;
       if (at) {
-        __m128i kw = _mm_and_si128(w, _mm_loadu_si128((const __m128i *)(const void *)(keep + 16 - n)));
+        __m128i kw =
+            _mm_and_si128(w, _mm_loadu_si128((const __m128i *)(const void *)(keep + 16 - n)));
         c = at->bucket[key_hash((uint64_t)_mm_cvtsi128_si64(kw), n)];
         while (c && (c->keylen != n ||
                      _mm_movemask_epi8(_mm_cmpeq_epi8(
@@ -594,8 +598,9 @@ typedef struct tframe {
  * after the document's '}', or NULL when the structure does not hold together before
  * end. */
 static const char *twalk(const char *p, const char *end, const node_t *at, jscan_val_t *out) {
-  tframe_t stack[JSCAN_MAX_DEPTH];
-  int depth = 0; /* objects open below the document's */
+  tframe_t stack[JSCAN_MAX_DEPTH], *top = stack; /* objects open below the document's */
+  /* p <= last16: 16 bytes can be read at p (never true in a shorter document) */
+  const char *last16 = end - p >= 16 ? end - 16 : p;
 open:            /* p at the '{' of an object walked with node at (NULL: matches nothing) */
   p = tws(p + 1, end);
   if (p < end && *p == '}') {
@@ -607,7 +612,7 @@ open:            /* p at the '{' of an object walked with node at (NULL: matches
     p++;
   member: /* p just after a key's opening quote */;
     const node_t *child;
-    if (!(p = tkey(p, end, at, &child))) return NULL;
+    if (!(p = tkey(p, end, last16, at, &child))) return NULL;
     int idx = child->out;
     jscan_type_t type;
     const char *q;
@@ -625,8 +630,8 @@ open:            /* p at the '{' of an object walked with node at (NULL: matches
          * matching its brackets); deeper ones are skipped, so the stack stays as deep as
          * the paths. */
         if (at) {
-          if (depth + 1 >= JSCAN_MAX_DEPTH) return NULL;
-          stack[depth++] = (tframe_t){at, p, idx};
+          if (top == stack + JSCAN_MAX_DEPTH - 1) return NULL;
+          *top++ = (tframe_t){at, p, idx};
           at = child->child ? child : NULL;
           goto open;
         }
@@ -665,7 +670,7 @@ open:            /* p at the '{' of an object walked with node at (NULL: matches
     }
     p = q;
   next: /* p just after a member's value */
-    if (__builtin_expect(p + 1 < end && p[0] == ',' && p[1] == '"', 1)) { /* compact JSON */
+    if (__builtin_expect(p <= last16 && p[0] == ',' && p[1] == '"', 1)) { /* compact JSON */
       p += 2;
       goto member;
     }
@@ -680,8 +685,8 @@ open:            /* p at the '{' of an object walked with node at (NULL: matches
     if (*p != '}') return NULL;
     p++;
   close: /* p just after an object's '}' */
-    if (!depth) return p;
-    const tframe_t *f = &stack[--depth];
+    if (top == stack) return p;
+    const tframe_t *f = --top;
     at = f->at;
     if (f->idx >= 0 && out[f->idx].type == JSCAN_NONE)
       out[f->idx] = (jscan_val_t){JSCAN_OBJECT, f->open, (size_t)(p - f->open), 0, 0};
