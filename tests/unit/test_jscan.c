@@ -281,6 +281,12 @@ static const char *const key_docs[] = {
     "{\"o\":{\"inner\":[{\"deep\":1}],\"x\":-1.5e-7}}",
 };
 
+/* v is a string that decodes to want. */
+static int string_is(const jscan_val_t *v, const char *want) {
+  char s[64];
+  return v->type == JSCAN_STRING && jscan_string(v, s, sizeof s) >= 0 && !strcmp(s, want);
+}
+
 TEST(trusted_key_forms) {
   jscan_paths_t *kp = jscan_compile(key_paths, NKP);
   CHECK(kp != NULL);
@@ -296,32 +302,29 @@ TEST(trusted_key_forms) {
   }
   /* the values themselves, so the comparison is not of two blanks */
   jscan_val_t v[NKP];
-  char s[64];
   CHECK_INT(jscan_scan_trusted(kp, key_docs[0], strlen(key_docs[0]), v), 0);
   CHECK(v[0].type == JSCAN_NUMBER && v[0].num == 1.0);
-  for (int k = 1; k <= 4; k++) {
-    CHECK_INT(v[k].type, JSCAN_STRING);
-    CHECK_INT(v[k].n, 2);
-    CHECK(v[k].p[0] == '1' && v[k].p[1] == "34567"[k]);
-  }
+  for (int k = 1; k <= 4; k++) /* "14" ... "17" */
+    CHECK(v[k].type == JSCAN_STRING && v[k].n == 2 && v[k].p[0] == '1' &&
+          v[k].p[1] == "34567"[k]);
   CHECK_INT(v[5].type, JSCAN_TRUE);
   CHECK_INT(jscan_scan_trusted(kp, key_docs[1], strlen(key_docs[1]), v), 0);
   for (size_t k = 0; k < NKP; k++)
     if (v[k].type != JSCAN_NONE) FAILF("near miss matched path %s", key_paths[k]);
   CHECK_INT(jscan_scan_trusted(kp, key_docs[2], strlen(key_docs[2]), v), 0);
-  CHECK(jscan_string(&v[0], s, sizeof s) == 1 && !strcmp(s, "k"));
-  CHECK(jscan_string(&v[6], s, sizeof s) == 1 && !strcmp(s, "q"));
-  CHECK(jscan_string(&v[4], s, sizeof s) == 5 && !strcmp(s, "esc17"));
+  CHECK(string_is(&v[0], "k"));
+  CHECK(string_is(&v[6], "q"));
+  CHECK(string_is(&v[4], "esc17"));
   CHECK_INT(v[1].type, JSCAN_ARRAY);
   CHECK_INT(jscan_scan_trusted(kp, key_docs[3], strlen(key_docs[3]), v), 0);
-  CHECK(jscan_string(&v[0], s, sizeof s) == 5 && !strcmp(s, "first"));
+  CHECK(string_is(&v[0], "first"));
   CHECK(v[8].type == JSCAN_NUMBER && v[8].num == 1.0);      /* o.x: the first o */
   CHECK(v[7].type == JSCAN_NUMBER && v[7].num == 3.0);      /* o.inner.deep: the second */
   CHECK(v[9].type == JSCAN_OBJECT && v[9].n == 7);          /* o: {"x":1} */
   CHECK(v[11].type == JSCAN_OBJECT && v[11].p[v[11].n - 1] == '}');
   CHECK_INT(jscan_scan_trusted(kp, key_docs[5], strlen(key_docs[5]), v), 0);
-  CHECK(jscan_string(&v[0], s, sizeof s) == 3 && !strcmp(s, "yes"));
-  CHECK(jscan_string(&v[8], s, sizeof s) == 3 && !strcmp(s, "yes"));
+  CHECK(string_is(&v[0], "yes"));
+  CHECK(string_is(&v[8], "yes"));
   CHECK_INT(v[7].type, JSCAN_OBJECT);
   CHECK_INT(v[10].type, JSCAN_ARRAY);
   CHECK_INT(jscan_scan_trusted(kp, key_docs[6], strlen(key_docs[6]), v), 0);
@@ -338,12 +341,15 @@ TEST(trusted_key_forms) {
       for (int form = 0; form < 4; form++) {
         memcpy(key, "k23456789abcdefghijklmnopqrstuvwxyz0123456789", (size_t)kl);
         key[kl] = 0;
-        static const char *const fmt[] = {"{\"p\":\"%.*s\",\"%s\":\"v\"}",
-                                          "{\"p\":\"%.*s\",\"%s\":1}",
-                                          "{\"p\":\"%.*s\", \"%s\" : {\"x\":\"y\"} }",
-                                          "{\"o\":{\"p\":\"%.*s\",\"%s\":[\"z\"]}}"};
-        int n = snprintf(doc, sizeof doc, fmt[form], pad,
-                         "........................................", key);
+        /* the document around the padding and the key */
+        static const char *const part[][3] = {
+            {"{\"p\":\"", "\",\"", "\":\"v\"}"},
+            {"{\"p\":\"", "\",\"", "\":1}"},
+            {"{\"p\":\"", "\", \"", "\" : {\"x\":\"y\"} }"},
+            {"{\"o\":{\"p\":\"", "\",\"", "\":[\"z\"]}}"}};
+        int n = snprintf(doc, sizeof doc, "%s%.*s%s%s%s", part[form][0], pad,
+                         "........................................", part[form][1], key,
+                         part[form][2]);
         char *copy = malloc((size_t)n);
         memcpy(copy, doc, (size_t)n);
         check_same(kp, NKP, copy, (size_t)n);
