@@ -3,8 +3,10 @@
  * The requested paths form a trie of object keys. The scanner is a recursive descent
  * over the document that carries the trie node of the object it is in (NULL once outside
  * every requested path, where it only validates and skips). The trusted scan walks the
- * same trie over bytes validated before: outside the requested paths it looks only for
- * quotes, backslashes and brackets, sixteen bytes a step, and never recurses. */
+ * same trie over bytes validated before, with an explicit stack as deep as the paths (plus
+ * the objects directly inside theirs, which it walks member by member); everything
+ * further out it skips looking only for quotes, backslashes and brackets, sixteen bytes a
+ * step. */
 #include "jscan.h"
 
 #include <stdlib.h>
@@ -17,9 +19,10 @@
 #include <emmintrin.h>
 #endif
 
-/* Children are found by a small hash of the key (length, first and last byte) and
+/* Children are found by a hash of the key's first eight bytes and its length, and
  * compared sixteen bytes at a time: keys are matched for every member of every object on
- * a path, the busiest step of a scan. */
+ * a path, the busiest step of a scan. The trusted scan hashes and compares the key's
+ * bytes straight from the register it found the closing quote in. */
 #define NODE_BUCKETS 32
 
 typedef struct node {
@@ -39,9 +42,25 @@ struct jscan_paths {
   size_t n;
 };
 
-static inline unsigned key_hash(const char *k, size_t n) {
-  return ((unsigned char)k[0] ^ (unsigned)(unsigned char)k[n - 1] << 1 ^ (unsigned)n * 5) %
-         NODE_BUCKETS;
+/* head: the key's first min(n, 8) bytes as a little-endian word, zero-padded. */
+static inline unsigned key_hash(uint64_t head, size_t n) {
+  return (unsigned)(((head ^ n) * 0x9E3779B97F4A7C15ull) >> 59) % NODE_BUCKETS;
+}
+
+/* The first min(n, 8) bytes of k as key_hash wants them; bytes up to limit may be read. */
+static inline uint64_t key_head(const char *k, size_t n, const char *limit) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  if (limit - k >= 8) {
+    uint64_t w;
+    memcpy(&w, k, 8);
+    return n >= 8 ? w : w & ((1ull << (8 * n)) - 1);
+  }
+#endif
+  unsigned char b[8] = {0};
+  memcpy(b, k, n < 8 ? n : 8);
+  uint64_t h = 0;
+  for (int i = 7; i >= 0; i--) h = h << 8 | b[i];
+  return h;
 }
 
 static node_t *child_get(node_t *parent, const char *k, size_t n, int create) {
@@ -56,7 +75,7 @@ static node_t *child_get(node_t *parent, const char *k, size_t n, int create) {
   c->out = -1;
   c->next = parent->child;
   parent->child = c;
-  unsigned h = key_hash(k, n);
+  unsigned h = key_hash(key_head(k, n, k + n), n);
   c->hnext = parent->bucket[h];
   parent->bucket[h] = c;
   return c;
@@ -66,11 +85,12 @@ static node_t *child_get(node_t *parent, const char *k, size_t n, int create) {
 static inline const node_t *child_find(const node_t *at, const char *k, size_t n,
                                        const char *limit) {
   if (!n) return NULL;
-  for (const node_t *c = at->bucket[key_hash(k, n)]; c; c = c->hnext) {
+  uint64_t w[2];
+  int wide = n <= 16 && limit - k >= 16;
+  if (wide) memcpy(w, k, 16);
+  for (const node_t *c = at->bucket[key_hash(key_head(k, n, limit), n)]; c; c = c->hnext) {
     if (c->keylen != n) continue;
-    if (n <= 16 && limit - k >= 16) {
-      uint64_t w[2];
-      memcpy(w, k, 16);
+    if (wide) {
       if (((w[0] & c->mask[0]) ^ c->head[0]) == 0 && ((w[1] & c->mask[1]) ^ c->head[1]) == 0)
         return c;
     } else if (memcmp(c->key, k, n) == 0) {
@@ -417,8 +437,11 @@ static const unsigned char delim[256] = {[','] = 1, ['}'] = 1, [']'] = 1, [' '] 
  * for quotes, backslashes and brackets, so it can skip runs without classifying bytes. */
 #if defined(__SSE2__)
 #define TSCAN_SSE2 1
-static inline unsigned eq16(__m128i w, char c) {
-  return (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(w, _mm_set1_epi8(c)));
+static inline __m128i eqv(__m128i w, char c) { return _mm_cmpeq_epi8(w, _mm_set1_epi8(c)); }
+static inline unsigned eq16(__m128i w, char c) { return (unsigned)_mm_movemask_epi8(eqv(w, c)); }
+/* Bit i: w's byte i is '"' or '\\'. */
+static inline unsigned quote16(__m128i w) {
+  return (unsigned)_mm_movemask_epi8(_mm_or_si128(eqv(w, '"'), eqv(w, '\\')));
 }
 #else
 #define TSCAN_SSE2 0
@@ -427,13 +450,22 @@ static inline unsigned eq16(__m128i w, char c) {
 /* The first '"' or '\\' in [p, end), or end. */
 static inline const char *tquote(const char *p, const char *end) {
 #if TSCAN_SSE2
-  while (end - p >= 16) {
-    __m128i w = _mm_loadu_si128((const __m128i *)(const void *)p);
-    unsigned m = eq16(w, '"') | eq16(w, '\\');
-    if (m) return p + __builtin_ctz(m);
-    p += 16;
+  if (end - p >= 16) {
+    const char *last = end - 16;
+    do {
+      __m128i w = _mm_loadu_si128((const __m128i *)(const void *)p);
+      unsigned m = quote16(w);
+      if (m) return p + __builtin_ctz(m);
+      p += 16;
+    } while (p <= last);
+    if (p == end) return p;
+    /* the last few bytes: the 16 that end the buffer (all after the first p), less
+     * those already seen */
+    __m128i w = _mm_loadu_si128((const __m128i *)(const void *)last);
+    unsigned m = quote16(w) >> (p - last);
+    return m ? p + __builtin_ctz(m) : end;
   }
-  while (p < end && *p != '"' && *p != '\\') p++; /* the last few bytes */
+  while (p < end && *p != '"' && *p != '\\') p++;
   return p;
 #else
   return plain_quote_or_backslash(p, end);
@@ -496,71 +528,169 @@ static const char *tskip_container(const char *p, const char *end) {
   }
 }
 
-static const char *tobject(const char *p, const char *end, const node_t *at, jscan_val_t *out,
-                           int depth);
+/* What a key no path names matches: no value to store, no children. */
+static const node_t no_node = {.out = -1};
 
-/* p at a value's first byte (p < end): stores it in out[idx] (idx >= 0, first occurrence
- * only), walking objects with the trie node at. Returns the byte after the value, or NULL
- * when the value does not end before end. */
-static const char *tvalue(const char *p, const char *end, const node_t *at, int idx,
-                          jscan_val_t *out, int depth) {
-  jscan_val_t v = {JSCAN_NONE, p, 0, 0, 0};
-  const char *q;
-  switch (*p) {
-    case '"':
-      v.type = JSCAN_STRING;
-      if (!(q = tstring(p + 1, end, &v.escaped))) return NULL;
-      v.p = p + 1;
-      v.n = (size_t)(q - p - 2);
-      break;
-    case '{':
-      v.type = JSCAN_OBJECT;
-      q = at && at->child ? tobject(p, end, at, out, depth + 1) : tskip_container(p, end);
-      break;
-    case '[':
-      v.type = JSCAN_ARRAY;
-      q = tskip_container(p, end);
-      break;
-    default:
-      v.type = scalar_type(*p);
-      q = p;
-      while (q < end && !delim[(unsigned char)*q]) q++;
-      if (q == p) return NULL;
-      break;
-  }
-  if (!q) return NULL;
-  if (idx >= 0 && out[idx].type == JSCAN_NONE) {
-    if (v.type != JSCAN_STRING) v.n = (size_t)(q - p);
-    if (v.type == JSCAN_NUMBER) v.num = jscan_num(&v);
-    out[idx] = v;
-  }
-  return q;
+#if TSCAN_SSE2
+/* keep + 16 - n: n bytes 0xff, then zeros */
+static const unsigned char keep[32] = {255, 255, 255, 255, 255, 255, 255, 255,
+                                       255, 255, 255, 255, 255, 255, 255, 255};
+#endif
+
+/* p after a key's closing quote: the first byte of its value (after ':' and any
+ * whitespace), or NULL. */
+static inline const char *tcolon(const char *p, const char *end) {
+  if ((p = tws(p, end)) >= end || *p != ':' || (p = tws(p + 1, end)) >= end) return NULL;
+  return p;
 }
 
-/* p at '{': walks the members, matching keys against at's children. */
-static const char *tobject(const char *p, const char *end, const node_t *at, jscan_val_t *out,
-                           int depth) {
-  if (depth > JSCAN_MAX_DEPTH) return NULL;
+/* The member whose key's opening quote is just before k: sets *child to at's child of
+ * that name (&no_node when at is NULL or has none) and returns the first byte of the value,
+ * or NULL when the structure does not hold together before end. k <= last16 says 16
+ * bytes can be read at k. A key of at most 15
+ * plain bytes (nearly every key) is found, hashed and compared in one 16-byte register,
+ * and in compact JSON the ':' is there too. */
+static inline const char *tkey(const char *k, const char *end, const char *last16,
+                               const node_t *at, const node_t **child) {
+#if TSCAN_SSE2
+  if (__builtin_expect(k <= last16, 1)) {
+    __m128i w = _mm_loadu_si128((const __m128i *)(const void *)k);
+    unsigned m = quote16(w);
+    size_t n = (size_t)__builtin_ctz(m | 0x8000); /* k[15] at most: read above */
+    if (__builtin_expect(k[n] == '"', 1)) { /* the key ends before any backslash */
+      const node_t *c = &no_node;
+      if (at) {
+        __m128i kw =
+            _mm_and_si128(w, _mm_loadu_si128((const __m128i *)(const void *)(keep + 16 - n)));
+        c = at->bucket[key_hash((uint64_t)_mm_cvtsi128_si64(kw), n)];
+        while (c && (c->keylen != n ||
+                     _mm_movemask_epi8(_mm_cmpeq_epi8(
+                         kw, _mm_loadu_si128((const __m128i *)(const void *)c->head))) != 0xffff))
+          c = c->hnext;
+        if (!c) c = &no_node;
+      }
+      *child = c;
+      const char *p = k + n + 1;
+      if (__builtin_expect(n <= 13 && p[0] == ':' && (unsigned char)p[1] > ' ', 1))
+        return p + 1; /* both bytes lie in the 16 just read */
+      return tcolon(p, end);
+    }
+  }
+#endif
+  int kesc = 0;
+  const char *q = tstring(k, end, &kesc);
+  if (!q) return NULL;
+  const node_t *c = child_match(at, k, (size_t)(q - 1 - k), kesc, end);
+  *child = c ? c : &no_node;
+  return tcolon(q, end);
+}
+
+/* An object being walked below the one the scan is in. */
+typedef struct tframe {
+  const node_t *at;  /* the trie node of the enclosing object */
+  const char *open;  /* this object's '{' */
+  int idx;           /* this object's index into out[], or -1 */
+} tframe_t;
+
+/* p at the document's '{': walks the members of the objects on the requested paths and
+ * of the objects directly inside them (an explicit stack, no recursion), matching keys
+ * against the trie, and skips every other value by finding its end. Returns the byte
+ * after the document's '}', or NULL when the structure does not hold together before
+ * end. */
+static const char *twalk(const char *p, const char *end, const node_t *at, jscan_val_t *out) {
+  tframe_t stack[JSCAN_MAX_DEPTH], *top = stack; /* objects open below the document's */
+  /* p <= last16: 16 bytes can be read at p (never true in a shorter document) */
+  const char *last16 = end - p >= 16 ? end - 16 : p;
+open:            /* p at the '{' of an object walked with node at (NULL: matches nothing) */
   p = tws(p + 1, end);
-  if (p < end && *p == '}') return p + 1;
+  if (p < end && *p == '}') {
+    p++;
+    goto close;
+  }
   for (;;) {
     if (p >= end || *p != '"') return NULL;
-    const char *k = p + 1;
-    int kesc = 0;
-    if (!(p = tstring(k, end, &kesc))) return NULL;
-    const node_t *child = child_match(at, k, (size_t)(p - 1 - k), kesc, end);
-    /* compact JSON (what ingestion writes) has no whitespace to skip: test for it once */
-    if (p + 1 < end && p[0] == ':' && (unsigned char)p[1] > ' ') p++;
-    else if ((p = tws(p, end)) >= end || *p != ':' || (p = tws(p + 1, end)) >= end)
-      return NULL;
-    if (!(p = tvalue(p, end, child, child ? child->out : -1, out, depth))) return NULL;
+    p++;
+  member: /* p just after a key's opening quote */;
+    const node_t *child;
+    if (!(p = tkey(p, end, last16, at, &child))) return NULL;
+    int idx = child->out;
+    jscan_type_t type;
+    const char *q;
+    switch (*p) {
+      case '"': {
+        int esc = 0;
+        if (!(q = tstring(p + 1, end, &esc))) return NULL;
+        if (idx >= 0 && out[idx].type == JSCAN_NONE)
+          out[idx] = (jscan_val_t){JSCAN_STRING, p + 1, (size_t)(q - p - 2), esc, 0};
+        p = q;
+        goto next;
+      }
+      case '{':
+        /* An object inside one on a path is walked member by member too (cheaper than
+         * matching its brackets); deeper ones are skipped, so the stack stays as deep as
+         * the paths. */
+        if (at) {
+          if (top == stack + JSCAN_MAX_DEPTH - 1) return NULL;
+          *top++ = (tframe_t){at, p, idx};
+          at = child->child ? child : NULL;
+          goto open;
+        }
+        type = JSCAN_OBJECT;
+        q = tskip_container(p, end);
+        break;
+      case '[':
+        type = JSCAN_ARRAY;
+        q = tskip_container(p, end);
+        break;
+      /* a validated literal is the whole word */
+      case 't':
+        type = JSCAN_TRUE;
+        q = end - p >= 4 ? p + 4 : NULL;
+        break;
+      case 'f':
+        type = JSCAN_FALSE;
+        q = end - p >= 5 ? p + 5 : NULL;
+        break;
+      case 'n':
+        type = JSCAN_NULL;
+        q = end - p >= 4 ? p + 4 : NULL;
+        break;
+      default:
+        type = JSCAN_NUMBER;
+        q = p;
+        while (q < end && !delim[(unsigned char)*q]) q++;
+        if (q == p) return NULL;
+        break;
+    }
+    if (!q) return NULL;
+    if (idx >= 0 && out[idx].type == JSCAN_NONE) {
+      jscan_val_t v = {type, p, (size_t)(q - p), 0, 0};
+      if (type == JSCAN_NUMBER) v.num = jscan_num(&v);
+      out[idx] = v;
+    }
+    p = q;
+  next: /* p just after a member's value */
+    if (__builtin_expect(p <= last16 && p[0] == ',' && p[1] == '"', 1)) { /* compact JSON */
+      p += 2;
+      goto member;
+    }
     if (p >= end || (unsigned char)*p <= ' ') {
       p = tws(p, end);
       if (p >= end) return NULL;
     }
-    if (*p == '}') return p + 1;
-    if (*p != ',') return NULL;
-    p = tws(p + 1, end);
+    if (*p == ',') {
+      p = tws(p + 1, end);
+      continue;
+    }
+    if (*p != '}') return NULL;
+    p++;
+  close: /* p just after an object's '}' */
+    if (top == stack) return p;
+    const tframe_t *f = --top;
+    at = f->at;
+    if (f->idx >= 0 && out[f->idx].type == JSCAN_NONE)
+      out[f->idx] = (jscan_val_t){JSCAN_OBJECT, f->open, (size_t)(p - f->open), 0, 0};
+    goto next;
   }
 }
 
@@ -568,7 +698,7 @@ int jscan_scan_trusted(const jscan_paths_t *ps, const char *json, size_t len, js
   memset(out, 0, ps->n * sizeof *out);
   const char *end = json + len, *p = tws(json, end);
   if (p >= end || *p != '{') return -1;
-  p = tobject(p, end, &ps->root, out, 1);
+  p = twalk(p, end, &ps->root, out);
   return p && tws(p, end) == end ? 0 : -1;
 }
 

@@ -55,12 +55,14 @@ int jscan_scan(const jscan_paths_t *ps, const char *json, size_t len, jscan_val_
 
 /* jscan_scan for a document whose bytes were validated before and are known to be intact
  * (a log record: ingestion validated it strictly, the log's CRC-32C vouches for the
- * bytes). It reads only the structure on the requested paths; other values are skipped
- * by finding their end (quotes and brackets only), and strings are not checked for UTF-8,
+ * bytes). It reads only the structure on the requested paths and of the objects directly
+ * inside those; other values are skipped by finding their end (quotes and brackets only),
+ * literals are taken whole from their first byte, and strings are not checked for UTF-8,
  * control bytes or escapes. On any document jscan_scan accepts it fills out exactly as
- * jscan_scan does (fuzzed). On other bytes it never reads outside json[0..len) and never
- * recurses deeper than the paths: it returns -1 when the structure it walks does not hold
- * together, or 0 with spans that may not mean much. */
+ * jscan_scan does (fuzzed). On other bytes it never reads outside json[0..len) and keeps
+ * no more open objects than the paths are deep plus one (a fixed stack, no recursion): it
+ * returns -1 when the structure it walks does not hold together, or 0 with spans that may
+ * not mean much. */
 int jscan_scan_trusted(const jscan_paths_t *ps, const char *json, size_t len, jscan_val_t *out);
 
 /* ---- Walking objects and arrays ---- */

@@ -10,7 +10,9 @@
 #include "jscan.h"
 
 static const char *const paths[] = {"type", "event", "userId", "anonymousId", "properties.revenue",
-                                    "context.page.url", "context", "a.b"};
+                                    "context.page.url", "context", "a.b",
+                                    /* around the 16-byte key register's limit */
+                                    "k23456789abcdef", "k23456789abcdefg", "a.k23456789abcdefgh"};
 
 /* On a validated object, the trusted indexer must find exactly the same members. */
 static void check_trusted(const uint8_t *data, size_t size) {

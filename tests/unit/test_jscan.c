@@ -168,7 +168,7 @@ static const char *const trusted_docs[] = {
 };
 
 static void check_same(const jscan_paths_t *p, size_t np, const char *doc, size_t len) {
-  jscan_val_t a[NP], b[NP];
+  jscan_val_t a[JSCAN_MAX_PATHS], b[JSCAN_MAX_PATHS];
   int ra = jscan_scan(p, doc, len, a), rb = jscan_scan_trusted(p, doc, len, b);
   if (ra != 0) return;
   if (rb != 0) {
@@ -242,6 +242,154 @@ TEST(trusted_survives_damage) {
   CHECK_INT(jscan_scan_trusted(ps, "{\"type\":\"\\", 10, v), -1);
 }
 
+
+/* Keys are matched in a 16-byte register when they are short and away from the buffer's
+ * end, and the slow way otherwise: every length around 16, escaped keys, keys and values
+ * ending at every distance from the end of an exactly sized buffer (the sanitizers check
+ * each read), whitespace, skips inside and outside the paths, and duplicates. */
+static const char *const key_paths[] = {
+    "k",                                   /* 1 byte */
+    "k23456789abcde",                      /* 14 */
+    "k23456789abcdef",                     /* 15: the last that fits the register */
+    "k23456789abcdefg",                    /* 16 */
+    "k23456789abcdefgh",                   /* 17 */
+    "a_key_longer_than_thirty_two_bytes_in_all", "esc\"aped", "o.inner.deep", "o.x", "o",
+    "arr", "last"};
+#define NKP (sizeof key_paths / sizeof key_paths[0])
+
+static const char *const key_docs[] = {
+    "{\"k\":1,\"k23456789abcde\":\"14\",\"k23456789abcdef\":\"15\",\"k23456789abcdefg\":\"16\","
+    "\"k23456789abcdefgh\":\"17\",\"a_key_longer_than_thirty_two_bytes_in_all\":true}",
+    /* near misses of every length: one byte more, less or different */
+    "{\"k2\":0,\"k23456789abcdE\":1,\"k23456789abcdeff\":2,\"k23456789abcdefgX\":3,"
+    "\"k23456789abcdefghi\":4,\"a_key_longer_than_thirty_two_bytes_in_al\":5,\"K\":6,\"\":7}",
+    /* escaped keys match once decoded, whether short or long */
+    "{\"\\u006b\":\"k\",\"esc\\\"aped\":\"q\",\"k23456789abcdef\\u0067h\":\"esc17\","
+    "\"k2345678\\u0039abcde\":[1]}",
+    /* duplicates: the first occurrence of each path wins, objects included */
+    "{\"o\":{\"x\":1},\"k\":\"first\",\"k\":\"second\",\"o\":{\"x\":2,\"inner\":{\"deep\":3}},"
+    "\"last\":{\"a\":[{\"b\":{}}]},\"last\":0}",
+    /* whitespace everywhere */
+    " { \"k\" \n:\t\"ws\" ,\r\n \"o\" : { \"inner\" : { \"deep\" : [ 1 , 2 ] } , \"x\" : null } ,"
+    " \"arr\" : [ { \"k\" : 1 } ] } ",
+    /* objects and arrays skipped inside and outside the path objects */
+    "{\"skip\":{\"o\":{\"x\":\"no\"},\"k\":[{\"k\":\"no\"}]},\"o\":{\"other\":{\"inner\":{\"deep\":1},"
+    "\"x\":[{\"x\":0}],\"s\":\"}\"},\"inner\":{\"deep\":{\"d\":[\"]\",{}]}},\"x\":\"yes\"},"
+    "\"arr\":[[],[{}],\"[\"],\"k\":\"yes\"}",
+    /* a path whose value is not an object, and one below a value that is not */
+    "{\"o\":\"flat\",\"k23456789abcdefgh\":{\"k\":1},\"arr\":{\"inner\":2}}",
+    "{\"o\":{\"inner\":[{\"deep\":1}],\"x\":-1.5e-7}}",
+};
+
+/* v is a string that decodes to want. */
+static int string_is(const jscan_val_t *v, const char *want) {
+  char s[64];
+  return v->type == JSCAN_STRING && jscan_string(v, s, sizeof s) >= 0 && !strcmp(s, want);
+}
+
+TEST(trusted_key_forms) {
+  jscan_paths_t *kp = jscan_compile(key_paths, NKP);
+  CHECK(kp != NULL);
+  if (!kp) return;
+  for (size_t i = 0; i < sizeof key_docs / sizeof key_docs[0]; i++) {
+    const char *d = key_docs[i];
+    jscan_val_t v[NKP];
+    if (jscan_scan(kp, d, strlen(d), v) != 0) FAILF("key document %zu is not valid", i);
+    char *copy = malloc(strlen(d)); /* exactly sized: a read past the end is caught */
+    memcpy(copy, d, strlen(d));
+    check_same(kp, NKP, copy, strlen(d));
+    free(copy);
+  }
+  /* the values themselves, so the comparison is not of two blanks */
+  jscan_val_t v[NKP];
+  CHECK_INT(jscan_scan_trusted(kp, key_docs[0], strlen(key_docs[0]), v), 0);
+  CHECK(v[0].type == JSCAN_NUMBER && v[0].num == 1.0);
+  for (int k = 1; k <= 4; k++) /* "14" ... "17" */
+    CHECK(v[k].type == JSCAN_STRING && v[k].n == 2 && v[k].p[0] == '1' &&
+          v[k].p[1] == "34567"[k]);
+  CHECK_INT(v[5].type, JSCAN_TRUE);
+  CHECK_INT(jscan_scan_trusted(kp, key_docs[1], strlen(key_docs[1]), v), 0);
+  for (size_t k = 0; k < NKP; k++)
+    if (v[k].type != JSCAN_NONE) FAILF("near miss matched path %s", key_paths[k]);
+  CHECK_INT(jscan_scan_trusted(kp, key_docs[2], strlen(key_docs[2]), v), 0);
+  CHECK(string_is(&v[0], "k"));
+  CHECK(string_is(&v[6], "q"));
+  CHECK(string_is(&v[4], "esc17"));
+  CHECK_INT(v[1].type, JSCAN_ARRAY);
+  CHECK_INT(jscan_scan_trusted(kp, key_docs[3], strlen(key_docs[3]), v), 0);
+  CHECK(string_is(&v[0], "first"));
+  CHECK(v[8].type == JSCAN_NUMBER && v[8].num == 1.0);      /* o.x: the first o */
+  CHECK(v[7].type == JSCAN_NUMBER && v[7].num == 3.0);      /* o.inner.deep: the second */
+  CHECK(v[9].type == JSCAN_OBJECT && v[9].n == 7);          /* o: {"x":1} */
+  CHECK(v[11].type == JSCAN_OBJECT && v[11].p[v[11].n - 1] == '}');
+  CHECK_INT(jscan_scan_trusted(kp, key_docs[5], strlen(key_docs[5]), v), 0);
+  CHECK(string_is(&v[0], "yes"));
+  CHECK(string_is(&v[8], "yes"));
+  CHECK_INT(v[7].type, JSCAN_OBJECT);
+  CHECK_INT(v[10].type, JSCAN_ARRAY);
+  CHECK_INT(jscan_scan_trusted(kp, key_docs[6], strlen(key_docs[6]), v), 0);
+  CHECK_INT(v[9].type, JSCAN_STRING);
+  CHECK_INT(v[8].type, JSCAN_NONE);
+  CHECK_INT(v[4].type, JSCAN_OBJECT);
+  CHECK_INT(v[10].type, JSCAN_OBJECT);
+
+  /* Every key length from 0 to 40 (matching or not) and every padding before it, so
+   * that keys, ':' and values end at every distance from the end of the buffer. */
+  char doc[256], key[64];
+  for (int kl = 0; kl <= 40; kl++)
+    for (int pad = 0; pad <= 40; pad++)
+      for (int form = 0; form < 4; form++) {
+        memcpy(key, "k23456789abcdefghijklmnopqrstuvwxyz0123456789", (size_t)kl);
+        key[kl] = 0;
+        /* the document around the padding and the key */
+        static const char *const part[][3] = {
+            {"{\"p\":\"", "\",\"", "\":\"v\"}"},
+            {"{\"p\":\"", "\",\"", "\":1}"},
+            {"{\"p\":\"", "\", \"", "\" : {\"x\":\"y\"} }"},
+            {"{\"o\":{\"p\":\"", "\",\"", "\":[\"z\"]}}"}};
+        int n = snprintf(doc, sizeof doc, "%s%.*s%s%s%s", part[form][0], pad,
+                         "........................................", part[form][1], key,
+                         part[form][2]);
+        char *copy = malloc((size_t)n);
+        memcpy(copy, doc, (size_t)n);
+        check_same(kp, NKP, copy, (size_t)n);
+        jscan_val_t w[NKP];
+        if (jscan_scan_trusted(kp, copy, (size_t)n, w) != 0) FAILF("refused %s", doc);
+        int want = -1; /* the path the key names, if any */
+        for (size_t k = 0; k < 5; k++)
+          if (!strcmp(key, key_paths[k])) want = (int)k;
+        if (form < 3 && want >= 0 && w[want].type == JSCAN_NONE) FAILF("missed %s", doc);
+        free(copy);
+      }
+  jscan_paths_free(kp);
+}
+
+/* Many children of one object share hash buckets: every one must still be found, and
+ * keys that are not paths must find none of them. */
+TEST(trusted_many_children) {
+  char names[JSCAN_MAX_PATHS][16];
+  const char *list[JSCAN_MAX_PATHS];
+  for (int i = 0; i < JSCAN_MAX_PATHS; i++) {
+    snprintf(names[i], sizeof names[i], "c%d", i * 7);
+    list[i] = names[i];
+  }
+  jscan_paths_t *mp = jscan_compile(list, JSCAN_MAX_PATHS);
+  CHECK(mp != NULL);
+  if (!mp) return;
+  static char doc[16384];
+  size_t n = 0;
+  n += (size_t)snprintf(doc + n, sizeof doc - n, "{");
+  for (int i = JSCAN_MAX_PATHS * 7 - 1; i >= 0; i--) /* every name, paths or not */
+    n += (size_t)snprintf(doc + n, sizeof doc - n, "\"c%d\":%d%s", i, i, i ? "," : "}");
+  jscan_val_t a[JSCAN_MAX_PATHS];
+  CHECK_INT(jscan_scan(mp, doc, n, a), 0);
+  check_same(mp, JSCAN_MAX_PATHS, doc, n);
+  CHECK_INT(jscan_scan_trusted(mp, doc, n, a), 0);
+  for (int i = 0; i < JSCAN_MAX_PATHS; i++)
+    if (a[i].type != JSCAN_NUMBER || a[i].num != i * 7) FAILF("path %s", list[i]);
+  jscan_paths_free(mp);
+}
+
 int main(void) {
   ps = jscan_compile(paths, NP);
   RUN(extracts_requested_paths);
@@ -252,6 +400,8 @@ int main(void) {
   RUN(special_bytes_at_every_offset);
   RUN(trusted_matches_validating);
   RUN(trusted_survives_damage);
+  RUN(trusted_key_forms);
+  RUN(trusted_many_children);
   jscan_paths_free(ps);
   return TEST_REPORT("test_jscan");
 }
