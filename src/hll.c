@@ -100,15 +100,22 @@ static void to_dense(hll_t *h) {
   h->dense = d;
 }
 
+/* The home group of index idx25 in a table of ng groups: idx25 scaled to [0, ng), so home
+ * groups rise with the index (idx25 is the top of a well-mixed hash: no scrambling
+ * needed) and the table holds its entries nearly in order (see sorted_entries). */
+static inline uint32_t home_group(uint32_t idx25, uint32_t ng) {
+  return (uint32_t)(((uint64_t)idx25 * ng) >> SP);
+}
+
 /* The slot of index idx25 in table t of cap slots: where it is, else the empty slot where
  * it goes. Slots come in groups of four (16 bytes) probed as one: linear probing over
- * groups, within a group the lowest empty lane first, so a group's filled lanes are a
- * prefix (entries are never removed) and a search ends at the first group with an empty
- * lane. At 3/4 full an absent index costs about one and a half group probes, not the
- * eight single-slot probes of plain linear probing. Any cap that is a multiple of four
- * works: the scrambled index is scaled to [0, cap / 4), so tables grow by half. */
+ * groups from the home group, within a group the lowest empty lane first, so a group's
+ * filled lanes are a prefix (entries are never removed) and a search ends at the first
+ * group with an empty lane. At 3/4 full an absent index costs about one and a half group
+ * probes, not the eight single-slot probes of plain linear probing. Any cap that is a
+ * multiple of four works, so tables grow by half. */
 static inline uint32_t table_find(const uint32_t *t, uint32_t cap, uint32_t idx25) {
-  uint32_t ng = cap / 4, g = (uint32_t)(((uint64_t)(idx25 * 0x9e3779b1u) * ng) >> 32);
+  uint32_t ng = cap / 4, g = home_group(idx25, ng);
 #ifdef __SSE2__
   const __m128i key = _mm_set1_epi32((int)idx25), zero = _mm_setzero_si128();
   for (;;) {
@@ -130,6 +137,28 @@ static inline uint32_t table_find(const uint32_t *t, uint32_t cap, uint32_t idx2
 #endif
 }
 
+/* The empty slot where index idx25, known absent from table t of cap slots, goes: what
+ * table_find returns for it, without comparing indices (a rehash places distinct
+ * entries). */
+static inline uint32_t table_place(const uint32_t *t, uint32_t cap, uint32_t idx25) {
+  uint32_t ng = cap / 4, g = home_group(idx25, ng);
+#ifdef __SSE2__
+  const __m128i zero = _mm_setzero_si128();
+  for (;;) {
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(t + 4 * g));
+    unsigned empty = (unsigned)_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(v, zero)));
+    if (empty) return 4 * g + (uint32_t)__builtin_ctz(empty);
+    g = g + 1 == ng ? 0 : g + 1;
+  }
+#else
+  for (;;) {
+    for (uint32_t i = 4 * g; i < 4 * g + 4; i++)
+      if (!t[i]) return i;
+    g = g + 1 == ng ? 0 : g + 1;
+  }
+#endif
+}
+
 /* The table size after cap (0: the first): about half as big again, a multiple of four. */
 static inline uint32_t table_next(uint32_t cap) {
   if (!cap) return INLINE_SLOTS;
@@ -141,49 +170,91 @@ static inline uint32_t table_next(uint32_t cap) {
 static void table_resize(hll_t *h, uint32_t cap) {
   uint32_t *t = cap == INLINE_SLOTS ? h->small : xcalloc(cap, sizeof *t);
   for (uint32_t k = 0; k < h->cap; k++)
-    if (h->sparse[k]) t[table_find(t, cap, h->sparse[k] >> 6)] = h->sparse[k];
+    if (h->sparse[k]) t[table_place(t, cap, h->sparse[k] >> 6)] = h->sparse[k];
   free_table(h);
   h->sparse = t;
   h->cap = cap;
 }
 
+/* The table cap a sparse sketch of cap slots grows to for n entries: table_next steps
+ * until they fit, as one-by-one inserts (and hll_deserialize) size it. */
+static uint32_t table_fit(uint32_t cap, uint32_t n) {
+  if (!cap) cap = table_next(0);
+  while (n * 4 > cap * 3) cap = table_next(cap);
+  return cap;
+}
+
+/* sparse_put's rare path: e needs a bigger table, or the dense form once a new index
+ * would pass SPARSE_MAX. Returns how many bytes hll_bytes(h) grew by. */
+static __attribute__((noinline)) size_t sparse_put_grow(hll_t *h, uint32_t e) {
+  size_t before = hll_bytes(h);
+  if (h->n == SPARSE_MAX) {
+    to_dense(h);
+    fold_entry(h->dense, e);
+  } else {
+    table_resize(h, table_next(h->cap));
+    h->sparse[table_place(h->sparse, h->cap, e >> 6)] = e;
+    h->n++;
+  }
+  return hll_bytes(h) - before;
+}
+
 /* Add entry e to sparse h: a new index, or a larger rank for one it holds (comparing two
  * entries of one index compares their ranks). Promotes h to dense when a new index would
- * pass SPARSE_MAX. */
-static void sparse_put(hll_t *h, uint32_t e) {
+ * pass SPARSE_MAX. Returns how many bytes hll_bytes(h) grew by. */
+static inline size_t sparse_put(hll_t *h, uint32_t e) {
   if (h->cap) {
-    uint32_t i = table_find(h->sparse, h->cap, e >> 6);
-    if (h->sparse[i]) {
-      if (e > h->sparse[i]) h->sparse[i] = e;
-      return;
+    uint32_t i = table_find(h->sparse, h->cap, e >> 6), old = h->sparse[i];
+    if (old) {
+      if (e > old) h->sparse[i] = e;
+      return 0;
     }
     if ((h->n + 1) * 4 <= h->cap * 3) {
       h->sparse[i] = e;
       h->n++;
-      return;
+      return 0;
     }
   }
-  if (h->n == SPARSE_MAX) {
-    to_dense(h);
-    fold_entry(h->dense, e);
-    return;
-  }
-  table_resize(h, table_next(h->cap));
-  h->sparse[table_find(h->sparse, h->cap, e >> 6)] = e;
-  h->n++;
+  return sparse_put_grow(h, e);
 }
 
-/* Sort n entries ascending: insertion sort when few (most sketches), else a radix sort,
- * byte by byte, through a scratch array. */
-static void sort_entries(uint32_t *v, uint32_t n) {
-  if (n <= 32) {
-    for (uint32_t k = 1; k < n; k++) {
-      uint32_t x = v[k], j = k;
-      for (; j > 0 && v[j - 1] > x; j--) v[j] = v[j - 1];
-      v[j] = x;
+/* Add the entries of sparse src to sparse dst: indices dst holds first (a larger rank
+ * in place, a new index in place while the table has room), then the rest at once into
+ * the table (or dense form) they need, one resize instead of one per growth step. The
+ * result, table size included, is what one sparse_put per entry gives. */
+static void sparse_merge(hll_t *dst, const hll_t *src) {
+  uint32_t later[SPARSE_MAX], nl = 0;
+  for (uint32_t k = 0; k < src->cap; k++) {
+    uint32_t e = src->sparse[k];
+    if (!e) continue;
+    if (dst->cap) {
+      uint32_t i = table_find(dst->sparse, dst->cap, e >> 6), old = dst->sparse[i];
+      if (old) {
+        if (e > old) dst->sparse[i] = e;
+        continue;
+      }
+      if ((dst->n + 1) * 4 <= dst->cap * 3) {
+        dst->sparse[i] = e;
+        dst->n++;
+        continue;
+      }
     }
+    later[nl++] = e; /* a new index (src holds one entry per index): distinct */
+  }
+  if (!nl) return;
+  if (dst->n + nl > SPARSE_MAX) {
+    to_dense(dst);
+    for (uint32_t k = 0; k < nl; k++) fold_entry(dst->dense, later[k]);
     return;
   }
+  table_resize(dst, table_fit(dst->cap, dst->n + nl));
+  for (uint32_t k = 0; k < nl; k++)
+    dst->sparse[table_place(dst->sparse, dst->cap, later[k] >> 6)] = later[k];
+  dst->n += nl;
+}
+
+/* Sort n entries ascending by a radix sort, byte by byte, through a scratch array. */
+static void radix_sort(uint32_t *v, uint32_t n) {
   uint32_t tmp[SPARSE_MAX], *from = v, *to = tmp;
   for (int shift = 0; shift < 32; shift += 8) {
     uint32_t pos[256] = {0};
@@ -199,6 +270,46 @@ static void sort_entries(uint32_t *v, uint32_t n) {
     to = t;
   }
   /* four passes: the result is back in v */
+}
+
+/* Store the n entries of sparse h in out, ascending; returns n. The table holds them
+ * nearly in order already (home groups rise with the index): read group by group, with
+ * the entries that wrapped past the last group to the first ones moved to the end, they
+ * are out of order only within a group and where an entry was pushed past its home, so
+ * an insertion sort finishes in about one move per entry. Should that take more than a
+ * few moves per entry (indices crowding some groups), a radix sort finishes instead. */
+static uint32_t sorted_entries(const hll_t *h, uint32_t *out) {
+  uint32_t n = 0, nw = 0, ng = h->cap / 4, wrapped[INLINE_SLOTS * 4];
+  const uint32_t *t = h->sparse;
+  uint32_t g = 0;
+  /* Up to the first group with an empty lane, an entry may have wrapped (its home group
+   * lies after it); no probe crosses that group, so none lies beyond. */
+  for (; g < ng; g++) {
+    int open = 0;
+    for (uint32_t i = 4 * g; i < 4 * g + 4; i++) {
+      uint32_t e = t[i];
+      if (!e) open = 1;
+      else if (home_group(e >> 6, ng) > g && nw < sizeof wrapped / sizeof *wrapped)
+        wrapped[nw++] = e;
+      else out[n++] = e; /* (a crowd of wrapped entries: left to the sort) */
+    }
+    if (open) break;
+  }
+  for (uint32_t i = 4 * (g + 1); i < h->cap; i++)
+    if (t[i]) out[n++] = t[i];
+  for (uint32_t k = 0; k < nw; k++) out[n++] = wrapped[k];
+  uint64_t moves = 0, budget = 4 * (uint64_t)n + 64;
+  for (uint32_t k = 1; k < n; k++) {
+    uint32_t x = out[k], j = k;
+    for (; j > 0 && out[j - 1] > x; j--) out[j] = out[j - 1];
+    out[j] = x;
+    moves += k - j;
+    if (moves > budget) {
+      radix_sort(out, n);
+      break;
+    }
+  }
+  return n;
 }
 
 /* ---- Lifetime ---- */
@@ -241,11 +352,9 @@ size_t hll_add_hash(hll_t *h, uint64_t hash) {
     reg_max(h->dense, (uint32_t)(hash >> Q), rank);
     return 0;
   }
-  size_t before = hll_bytes(h);
   uint32_t idx25 = (uint32_t)(hash >> SQ);
   unsigned rank = (unsigned)__builtin_clzll(hash << SP | (1ull << (SP - 1))) + 1;
-  sparse_put(h, idx25 << 6 | rank);
-  return hll_bytes(h) - before;
+  return sparse_put(h, idx25 << 6 | rank);
 }
 
 void hll_add(hll_t *h, const void *p, size_t n) { (void)hll_add_hash(h, XXH3_64bits(p, n)); }
@@ -311,12 +420,12 @@ int hll_merge(hll_t *dst, const hll_t *src) {
   if (!src->dense) {
     /* one insert per source entry, whatever dst holds: a minute's sketch joins its
      * hour's in time proportional to the minute's users */
-    for (uint32_t k = 0; k < src->cap; k++) {
-      uint32_t e = src->sparse[k];
-      if (!e) continue;
-      if (dst->dense) fold_entry(dst->dense, e);
-      else sparse_put(dst, e);
+    if (!dst->dense) {
+      sparse_merge(dst, src);
+      return 0;
     }
+    for (uint32_t k = 0; k < src->cap; k++)
+      if (src->sparse[k]) fold_entry(dst->dense, src->sparse[k]);
     return 0;
   }
   if (!dst->dense) to_dense(dst);
@@ -381,10 +490,7 @@ size_t hll_serialize(const hll_t *h, buf_t *out) {
     buf_append(out, h->dense, HLL_DENSE_BYTES);
   } else {
     /* canonical: entries in increasing order (by index, as it sits in the top bits) */
-    uint32_t sorted[SPARSE_MAX], n = 0;
-    for (uint32_t k = 0; k < h->cap; k++)
-      if (h->sparse[k]) sorted[n++] = h->sparse[k];
-    sort_entries(sorted, n);
+    uint32_t sorted[SPARSE_MAX], n = h->cap ? sorted_entries(h, sorted) : 0;
     buf_reserve(out, 5 + (size_t)n * 5);
     uint8_t *p = (uint8_t *)out->data + out->len, *p0 = p;
     p += put_varint(p, n);
@@ -447,7 +553,7 @@ int hll_deserialize(const void *p, size_t n, hll_t **out) {
       if (h->dense) {
         fold_entry(h->dense, e);
       } else {
-        h->sparse[table_find(h->sparse, h->cap, e >> 6)] = e;
+        h->sparse[table_place(h->sparse, h->cap, e >> 6)] = e; /* indices increase: new */
         h->n++;
       }
       prev = e;

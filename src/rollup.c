@@ -93,21 +93,38 @@ uint32_t rollup_dim_insert(dim_t *d, const char *s, size_t len, uint32_t h) {
   return id;
 }
 
+/* Is s (NUL-terminated) exactly v[0..vlen)? Reads s no further than its end. */
+static inline int same_value(const char *v, uint32_t vlen, const char *s) {
+  for (uint32_t i = 0; i < vlen; i++)
+    if (s[i] != v[i]) return 0;
+  return s[vlen] == '\0';
+}
+
 static uint32_t intern(rollup_t *r, dim_t *d, const char *s) {
-  size_t len = value_len(r, s);
-  uint32_t h = (uint32_t)XXH3_64bits(s, len);
-  int64_t id = rollup_dim_find(d, s, len, h, NULL);
+  size_t len = 0;
+  uint32_t h = 0;
+  int64_t id = d->last;
+  /* A value held whole (not cut) that s equals is the one value_len and the table find. */
+  if (d->vlen[id] > r->max_value_len || !same_value(d->vals[id], d->vlen[id], s)) {
+    len = value_len(r, s);
+    h = (uint32_t)XXH3_64bits(s, len);
+    id = rollup_dim_find(d, s, len, h, NULL);
+  }
   if (r->starved && id != 0) { /* the memory budget is spent: no new cells (enforce_budget) */
     r->folded++;
     r->budget_folded++;
     return 0;
   }
-  if (id >= 0) return (uint32_t)id;
+  if (id >= 0) {
+    d->last = (uint32_t)id;
+    return (uint32_t)id;
+  }
   if (d->n > r->max_values) { /* full: max_values real values plus "(other)" */
     r->folded++;
     return 0;
   }
-  return rollup_dim_insert(d, s, len, h);
+  d->last = rollup_dim_insert(d, s, len, h);
+  return d->last;
 }
 
 static void dim_free(dim_t *d) {
@@ -198,6 +215,19 @@ cell_t *rollup_cell_get(rollup_t *r, bucket_t *bk, uint32_t key, int *created) {
   bk->tab[i] = (uint64_t)key << 32 | ++bk->n;
   *created = 1;
   return c;
+}
+
+/* The cell of key in bk, created as rollup_cell_get does when absent: the lookup inline
+ * (most adds find their cell), the insert out of line. */
+static inline cell_t *cell_of(rollup_t *r, bucket_t *bk, uint32_t key) {
+  uint32_t mask = (1u << bk->tbits) - 1;
+  for (uint32_t i = slot_of(key, bk->tbits);; i = (i + 1) & mask) {
+    uint64_t e = bk->tab[i];
+    if (!e) break;
+    if ((uint32_t)(e >> 32) == key) return &bk->cells[(uint32_t)e - 1];
+  }
+  int created;
+  return rollup_cell_get(r, bk, key, &created);
 }
 
 /* c keeps no users from now on (its sketch freed): a per-second dimension cell, a cell of
@@ -556,13 +586,12 @@ int rollup_add(rollup_t *r, int64_t t_us, const char *const *dim_values, uint64_
     if ((g == G_MIN && !to_min) || (g == G_HOUR && !to_hour) || !retained(r, g, b, r->hw_us))
       continue;
     bucket_t *bk = rollup_claim_bucket(r, g, b);
-    int created;
-    cell_t *c = rollup_cell_get(r, bk, TOTAL_KEY, &created);
+    cell_t *c = cell_of(r, bk, TOTAL_KEY);
     c->count++;
     c->sum += value_sum;
     cell_add_user(r, c, user_hash);
     for (uint32_t k = 0; k < nkeys; k++) {
-      c = rollup_cell_get(r, bk, keys[k], &created);
+      c = cell_of(r, bk, keys[k]);
       c->count++;
       c->sum += value_sum;
       if (g == G_SEC) drop_cell_users(r, c); /* per-second dimension cells keep no users */

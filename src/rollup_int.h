@@ -74,6 +74,8 @@ typedef struct dim {
   uint32_t n, cap;
   uint64_t *tab;   /* open addressing: the value's hash << 32 | (value id + 1), 0 empty */
   uint32_t tbits;
+  uint32_t last;   /* the value interned last: events in a row often repeat it, and a
+                      comparison with it is cheaper than hashing and a table probe */
 } dim_t;
 
 struct rollup {
