@@ -408,6 +408,111 @@ TEST(test_malformed) {
   buf_free(&b);
 }
 
+/* ---- A model of the sparse form: the set of (25-bit index, largest rank) entries ---- */
+
+/* The sparse entry of hash h (hll.h: index << 6 | rank at precision 25). */
+static uint32_t model_entry(uint64_t h) {
+  uint32_t rank = (uint32_t)__builtin_clzll(h << 25 | (1ull << 24)) + 1;
+  return (uint32_t)(h >> 39) << 6 | rank;
+}
+
+/* The version-1 encoding of the distinct entries e[0..n) as documented in hll.h: sorted,
+ * delta varints. e is sorted in place. */
+static void model_encode(uint32_t *e, size_t n, buf_t *out) {
+  qsort(e, n, sizeof *e, cmp_u32);
+  uint8_t head[3] = {HLL_SERIAL_VERSION, 1, HLL_PRECISION};
+  buf_append(out, head, 3);
+  uint32_t prev = 0;
+  for (size_t k = 0; k <= n; k++) {
+    uint32_t v = k == 0 ? (uint32_t)n : e[k - 1] - prev;
+    if (k) prev = e[k - 1];
+    while (v >= 0x80) {
+      buf_putc(out, (char)(v | 0x80));
+      v >>= 7;
+    }
+    buf_putc(out, (char)v);
+  }
+}
+
+/* Add h to the model m (m[0..*n), unsorted: index -> largest rank). */
+static void model_add(uint32_t *m, size_t *n, uint64_t h) {
+  uint32_t e = model_entry(h);
+  for (size_t k = 0; k < *n; k++)
+    if (m[k] >> 6 == e >> 6) {
+      if (e > m[k]) m[k] = e;
+      return;
+    }
+  m[(*n)++] = e;
+}
+
+/* Random insert sequences, by adds and by unions of pieces (a minute's sketches folded
+ * into an hour's): while at most 2304 indices are held the sketch encodes exactly the
+ * model's entries (whatever the table's layout: indices drawn from a narrow band, at the
+ * table's top end so that probes wrap around to its start, or spread out), its count is
+ * linear counting over those entries, and once past them its dense registers are those
+ * of a sketch dense from the start. Every add reports the bytes it grew the sketch by,
+ * and a union grows it to the same size as adding its values one by one. */
+TEST(test_sparse_model) {
+  enum { ROUNDS = 300, MAXN = 3000 };
+  static uint32_t m[MAXN];
+  static uint64_t hs[MAXN];
+  uint64_t rng = 2024;
+  int bad_bytes = 0, bad_count = 0, bad_growth = 0, bad_union = 0, dense_rounds = 0;
+  for (int round = 0; round < ROUNDS; round++) {
+    rng = mix(rng);
+    size_t nh = (size_t)(rng % (round % 10 == 0 ? MAXN : 400));
+    uint64_t band = round % 3 == 0 ? 64 : round % 3 == 1 ? 4096 : 1ull << 25;
+    uint64_t base = round % 6 == 0 ? (1ull << 25) - band : (rng >> 32) % ((1ull << 25) - band + 1);
+    for (size_t i = 0; i < nh; i++) {
+      rng = mix(rng);
+      uint64_t idx = base + rng % band; /* rank from the low bits, often repeated */
+      hs[i] = idx << 39 | ((rng >> 20) & ((1ull << 39) - 1)) >> (rng & 15);
+      if (i && rng % 5 == 0) hs[i] = hs[rng % i]; /* a value seen before */
+    }
+    hll_t *h = hll_new(), *u = hll_new(), *piece = hll_new();
+    size_t mn = 0, grown = 0, empty_bytes = hll_bytes(h);
+    for (size_t i = 0; i < nh; i++) {
+      grown += hll_add_hash(h, hs[i]);
+      model_add(m, &mn, hs[i]);
+      hll_add_hash(piece, hs[i]);
+      if (rng >> (i % 61) & 1 || i + 1 == nh) { /* pieces of random length */
+        size_t before = hll_bytes(u);
+        hll_merge(u, piece);
+        if (hll_bytes(u) < before) bad_union++;
+        hll_free(piece);
+        piece = hll_new();
+      }
+    }
+    if (grown != hll_bytes(h) - empty_bytes) bad_growth++;
+    if (!same_bytes(h, u) || hll_bytes(h) != hll_bytes(u)) bad_union++;
+    if (mn <= 2304) {
+      buf_t want = BUF_INIT, got = BUF_INIT;
+      model_encode(m, mn, &want);
+      hll_serialize(h, &got);
+      if (hll_is_dense(h) || want.len != got.len || memcmp(want.data, got.data, got.len)) bad_bytes++;
+      double lc = -(double)(1u << 25) * log1p(-(double)mn / (double)(1u << 25));
+      if (hll_count(h) != (uint64_t)llround(lc)) bad_count++;
+      buf_free(&want);
+      buf_free(&got);
+    } else {
+      dense_rounds++;
+      hll_t *d = hll_new_dense();
+      for (size_t i = 0; i < nh; i++) hll_add_hash(d, hs[i]);
+      if (!hll_is_dense(h) || !same_bytes(h, d) || hll_count(h) != hll_count(d)) bad_bytes++;
+      hll_free(d);
+    }
+    hll_free(h);
+    hll_free(u);
+    hll_free(piece);
+  }
+  printf("  %d rounds (%d past the sparse limit)\n", ROUNDS, dense_rounds);
+  CHECK(dense_rounds > 0);
+  CHECK_INT(bad_bytes, 0);
+  CHECK_INT(bad_count, 0);
+  CHECK_INT(bad_growth, 0);
+  CHECK_INT(bad_union, 0);
+}
+
 TEST(test_memory) {
   static const uint64_t ns[] = {0, 1, 10, 100, 1000, 3000, 5000};
   for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
@@ -438,6 +543,7 @@ int main(void) {
   RUN(test_legacy_long_sparse);
   RUN(test_serialize_roundtrip);
   RUN(test_malformed);
+  RUN(test_sparse_model);
   RUN(test_memory);
   return TEST_REPORT("test_hll");
 }

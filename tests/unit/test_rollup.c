@@ -475,6 +475,37 @@ TEST(test_other_and_truncation) {
   rollup_free(r);
 }
 
+/* Interning compares a value with the one its dimension took last before it hashes: a
+ * run of values that extend, shorten or repeat one another, values cut to the length
+ * bound (then equal to the value held, or not), values past the cardinality bound right
+ * after a held one, and "(other)" itself all count where a fresh lookup puts them. */
+TEST(test_repeated_values) {
+  clock_now = T0 + HOUR;
+  rollup_t *r = make(0, 0, 0, 5, 8);
+  const char *seq[] = {"ab",      "abc",      "ab",           "ab",      "abcdefgh", "abcdefghij",
+                       "abcdefgh", "abcdefg", "abcdefg\xc3\xa9", "abcdefg", "x",        "y",
+                       "y",        "abc",     "",             "abc",     ROLLUP_OTHER, ROLLUP_OTHER};
+  for (size_t i = 0; i < sizeof seq / sizeof *seq; i++)
+    add(r, T0 + (int64_t)i * SEC, "pv", seq[i], NULL, NULL, i, 1);
+  /* "abcdefghij" counts as "abcdefgh", "abcdefgé" as "abcdefg" (é would straddle byte 8);
+   * "x" is the 5th value, the last one held, so both "y" fold into "(other)"; "" is no
+   * value */
+  static const struct { const char *value; uint64_t count; } want[] = {
+      {ROLLUP_OTHER, 4}, {"ab", 3}, {"abc", 3}, {"abcdefg", 3}, {"abcdefgh", 3}, {"x", 1}};
+  rollup_top_t top[10];
+  int n = rollup_topn(r, "page_path", ROLLUP_BY_COUNT, T0, T0 + HOUR, top, 10, NULL, NULL);
+  CHECK_INT(n, 6);
+  for (size_t i = 0; i < sizeof want / sizeof *want && (int)i < n; i++) {
+    CHECK_STR(top[i].value, want[i].value);
+    CHECK_INT(top[i].count, want[i].count);
+  }
+  rollup_stats_t st;
+  rollup_stats(r, &st);
+  CHECK_INT(st.folded, 2);
+  CHECK_INT(totals(r, T0, T0 + HOUR, NULL, NULL).count, 18);
+  rollup_free(r);
+}
+
 TEST(test_uniques) {
   clock_now = T0 + HOUR;
   rollup_t *r = make(0, 0, 0, 0, 0);
@@ -933,6 +964,7 @@ int main(void) {
   RUN(test_wrap_and_reject);
   RUN(test_fold_minutes_into_hours);
   RUN(test_other_and_truncation);
+  RUN(test_repeated_values);
   RUN(test_uniques);
   RUN(test_no_users);
   RUN(test_snapshot_roundtrip);
