@@ -93,19 +93,13 @@ uint32_t rollup_dim_insert(dim_t *d, const char *s, size_t len, uint32_t h) {
   return id;
 }
 
-/* Is s (NUL-terminated) exactly v[0..vlen)? Reads s no further than its end. */
-static inline int same_value(const char *v, uint32_t vlen, const char *s) {
-  for (uint32_t i = 0; i < vlen; i++)
-    if (s[i] != v[i]) return 0;
-  return s[vlen] == '\0';
-}
-
 static uint32_t intern(rollup_t *r, dim_t *d, const char *s) {
   size_t len = 0;
   uint32_t h = 0;
   int64_t id = d->last;
-  /* A value held whole (not cut) that s equals is the one value_len and the table find. */
-  if (d->vlen[id] > r->max_value_len || !same_value(d->vals[id], d->vlen[id], s)) {
+  /* A value held whole (not cut) that s equals is the one value_len and the table find
+   * give (held values are NUL-terminated and hold no NUL). */
+  if (d->vlen[id] > r->max_value_len || strcmp(d->vals[id], s) != 0) {
     len = value_len(r, s);
     h = (uint32_t)XXH3_64bits(s, len);
     id = rollup_dim_find(d, s, len, h, NULL);
@@ -240,7 +234,8 @@ static void drop_cell_users(rollup_t *r, cell_t *c) {
   c->users = U_NONE;
 }
 
-static void cell_add_user(rollup_t *r, cell_t *c, uint64_t hash) {
+/* cell_add_user's cases but a sketch's add. */
+static void cell_add_user_rare(rollup_t *r, cell_t *c, uint64_t hash) {
   if (r->no_users) {
     drop_cell_users(r, c);
     return;
@@ -268,6 +263,12 @@ static void cell_add_user(rollup_t *r, cell_t *c, uint64_t hash) {
   default:
     break;
   }
+}
+
+/* Add the user of hash to c's users (a cell of a store without users drops them). */
+static inline void cell_add_user(rollup_t *r, cell_t *c, uint64_t hash) {
+  if (c->users == U_HLL && !r->no_users) r->ring_bytes += hll_add_hash(c->u.hll, hash);
+  else cell_add_user_rare(r, c, hash);
 }
 
 /* Add minute bucket mk into its hour's cells (the hour bucket claimed as needed): count,
@@ -344,7 +345,11 @@ static void add_pending(rollup_t *r, int64_t b) {
 bucket_t *rollup_claim_bucket(rollup_t *r, int g, int64_t b) {
   ring_t *rg = &r->ring[g];
   if (!rg->slots) rg->slots = xcalloc(rg->size, sizeof(bucket_t));
-  uint32_t slot = ring_slot(b, rg->size);
+  if (b != rg->memo_b) {
+    rg->memo_slot = ring_slot(b, rg->size);
+    rg->memo_b = b;
+  }
+  uint32_t slot = rg->memo_slot;
   bucket_t *bk = &rg->slots[slot];
   if (bk->n && bk->idx == b) return bk;
   if (slot < rg->held_lo) rg->held_lo = slot;
@@ -406,7 +411,7 @@ rollup_t *rollup_new(const rollup_opts_t *opts) {
     const char *other = ROLLUP_OTHER;
     rollup_dim_insert(d, other, strlen(other), (uint32_t)XXH3_64bits(other, strlen(other)));
   }
-  r->hw_us = now_of(r);
+  set_hw(r, now_of(r));
   return r;
 }
 
@@ -529,7 +534,7 @@ static void advance_to(rollup_t *r, int64_t t_us) {
   if (t_us <= r->hw_us) return;
   const ring_t *mr = &r->ring[G_MIN];
   if (!mr->slots) { /* no minute ever held */
-    r->hw_us = t_us;
+    set_hw(r, t_us);
     return;
   }
   int64_t old_lo = floor_div(r->hw_us, WIDTH_US[G_MIN]) - mr->size + 1;
@@ -542,7 +547,7 @@ static void advance_to(rollup_t *r, int64_t t_us) {
       bucket_reset(r, bk);
     }
   }
-  r->hw_us = t_us;
+  set_hw(r, t_us);
 }
 
 void rollup_advance(rollup_t *r) {
@@ -558,7 +563,10 @@ int rollup_add(rollup_t *r, int64_t t_us, const char *const *dim_values, uint64_
     r->rejected_future++;
     return -ERANGE;
   }
-  if (!retained(r, G_HOUR, floor_div(t_us, WIDTH_US[G_HOUR]), r->hw_us)) {
+  /* t_us's buckets, each divisor a constant (a multiplication, not a division) */
+  const int64_t tb[NGRAN] = {floor_div(t_us, 1000000), floor_div(t_us, 60000000),
+                             floor_div(t_us, 3600000000)};
+  if (!retained(r, G_HOUR, tb[G_HOUR], r->hw_us)) {
     r->rejected_old++;
     return -ERANGE;
   }
@@ -574,7 +582,7 @@ int rollup_add(rollup_t *r, int64_t t_us, const char *const *dim_values, uint64_
 
   /* An event goes to its hour directly only when its minute is gone or already folded;
    * else the minute carries it into the hour later (see rollup_fold_minute). */
-  int64_t mb = floor_div(t_us, WIDTH_US[G_MIN]);
+  int64_t mb = tb[G_MIN];
   int to_min = retained(r, G_MIN, mb, r->hw_us), to_hour = 1;
   if (to_min) {
     bucket_t *mk = rollup_claim_bucket(r, G_MIN, mb);
@@ -582,7 +590,7 @@ int rollup_add(rollup_t *r, int64_t t_us, const char *const *dim_values, uint64_
     to_hour = (int)mk->folded;
   }
   for (int g = 0; g < NGRAN; g++) {
-    int64_t b = floor_div(t_us, WIDTH_US[g]);
+    int64_t b = tb[g];
     if ((g == G_MIN && !to_min) || (g == G_HOUR && !to_hour) || !retained(r, g, b, r->hw_us))
       continue;
     bucket_t *bk = rollup_claim_bucket(r, g, b);

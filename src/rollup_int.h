@@ -61,6 +61,10 @@ typedef struct ring {
                       costs no ring memory. Counted in ring_bytes from the start all the
                       same, so the memory budget behaves alike either way. */
   uint32_t size;
+  /* The slot of bucket memo_b (ring_slot spared a division when the same bucket comes
+   * again, as it does event after event); 0 -> 0 from the start. */
+  int64_t memo_b;
+  uint32_t memo_slot;
   /* Only slots [held_lo, held_hi) ever held a bucket's arrays: freeing a store visits no
    * other slot. held_lo > held_hi while none did. */
   uint32_t held_lo, held_hi;
@@ -85,6 +89,7 @@ struct rollup {
   uint32_t max_values, max_value_len;
   int64_t max_future_us;
   int64_t hw_us; /* max(clock, newest accepted event), as of the last add or advance */
+  int64_t hw_b[NGRAN]; /* hw_us's bucket of each granularity: set together (set_hw) */
   int64_t (*now_us)(void *ctx);
   void *now_ctx;
   uint64_t accepted, rejected_future, rejected_old, folded;
@@ -116,10 +121,17 @@ static inline uint32_t ring_slot(int64_t a, uint32_t m) {
   return (uint32_t)(r < 0 ? r + m : r);
 }
 
+/* Set the store's high-water mark, with its bucket numbers. */
+static inline void set_hw(rollup_t *r, int64_t hw) {
+  r->hw_us = hw;
+  for (int g = 0; g < NGRAN; g++) r->hw_b[g] = floor_div(hw, WIDTH_US[g]);
+}
+
 /* Is bucket b of granularity g inside its ring's window (relative to hw)? Buckets newer
  * than hw are inside too (and empty). */
 static inline int retained(const rollup_t *r, int g, int64_t b, int64_t hw) {
-  return b > floor_div(hw, WIDTH_US[g]) - (int64_t)r->ring[g].size && b >= r->floor[g];
+  int64_t last = hw == r->hw_us ? r->hw_b[g] : floor_div(hw, WIDTH_US[g]);
+  return b > last - (int64_t)r->ring[g].size && b >= r->floor[g];
 }
 
 /* The bucket b of granularity g if the store holds it, else NULL (empty or gone). */

@@ -309,7 +309,7 @@ int rollup_deserialize(const void *p, size_t n, rollup_t **out) {
                      NULL, NULL, (size_t)max_bytes, (int)flags};
   r = rollup_new(&o);
   if (!r) goto fail;
-  r->hw_us = (int64_t)hw;
+  set_hw(r, (int64_t)hw);
   r->accepted = counters[0];
   r->rejected_future = counters[1];
   r->rejected_old = counters[2];
