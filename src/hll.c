@@ -168,7 +168,11 @@ static inline uint32_t table_next(uint32_t cap) {
 
 /* Rehash sparse h into a table of cap slots. */
 static void table_resize(hll_t *h, uint32_t cap) {
-  uint32_t *t = cap == INLINE_SLOTS ? h->small : xcalloc(cap, sizeof *t);
+  uint32_t *t = h->small;
+  if (cap != INLINE_SLOTS) { /* malloc and memset: cheaper than calloc for small blocks */
+    t = xmalloc((size_t)cap * sizeof *t);
+    memset(t, 0, (size_t)cap * sizeof *t);
+  }
   for (uint32_t k = 0; k < h->cap; k++)
     if (h->sparse[k]) t[table_place(t, cap, h->sparse[k] >> 6)] = h->sparse[k];
   free_table(h);
@@ -314,7 +318,11 @@ static uint32_t sorted_entries(const hll_t *h, uint32_t *out) {
 
 /* ---- Lifetime ---- */
 
-hll_t *hll_new(void) { return xcalloc(1, sizeof(hll_t)); }
+hll_t *hll_new(void) {
+  hll_t *h = xmalloc(sizeof *h);
+  memset(h, 0, sizeof *h);
+  return h;
+}
 
 hll_t *hll_new_dense(void) {
   hll_t *h = hll_new();

@@ -99,7 +99,8 @@ static uint32_t intern(rollup_t *r, dim_t *d, const char *s) {
   int64_t id = d->last;
   /* A value held whole (not cut) that s equals is the one value_len and the table find
    * give (held values are NUL-terminated and hold no NUL). */
-  if (d->vlen[id] > r->max_value_len || strcmp(d->vals[id], s) != 0) {
+  const char *held = d->vals[id];
+  if (d->vlen[id] > r->max_value_len || held[0] != s[0] || strcmp(held, s) != 0) {
     len = value_len(r, s);
     h = (uint32_t)XXH3_64bits(s, len);
     id = rollup_dim_find(d, s, len, h, NULL);
