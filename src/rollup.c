@@ -363,6 +363,16 @@ bucket_t *rollup_claim_bucket(rollup_t *r, int g, int64_t b) {
   return bk;
 }
 
+/* rollup_claim_bucket, with the common case inline: b is the ring's last bucket, held. */
+static inline bucket_t *claim(rollup_t *r, int g, int64_t b) {
+  ring_t *rg = &r->ring[g];
+  if (b == rg->memo_b && rg->slots) {
+    bucket_t *bk = &rg->slots[rg->memo_slot];
+    if (bk->n && bk->idx == b) return bk;
+  }
+  return rollup_claim_bucket(r, g, b);
+}
+
 /* ---- Lifetime ---- */
 
 static int name_ok(const char *s) {
@@ -586,7 +596,7 @@ int rollup_add(rollup_t *r, int64_t t_us, const char *const *dim_values, uint64_
   int64_t mb = tb[G_MIN];
   int to_min = retained(r, G_MIN, mb, r->hw_us), to_hour = 1;
   if (to_min) {
-    bucket_t *mk = rollup_claim_bucket(r, G_MIN, mb);
+    bucket_t *mk = claim(r, G_MIN, mb);
     if (!mk->n) add_pending(r, mb);
     to_hour = (int)mk->folded;
   }
@@ -594,7 +604,7 @@ int rollup_add(rollup_t *r, int64_t t_us, const char *const *dim_values, uint64_
     int64_t b = tb[g];
     if ((g == G_MIN && !to_min) || (g == G_HOUR && !to_hour) || !retained(r, g, b, r->hw_us))
       continue;
-    bucket_t *bk = rollup_claim_bucket(r, g, b);
+    bucket_t *bk = claim(r, g, b);
     cell_t *c = cell_of(r, bk, TOTAL_KEY);
     c->count++;
     c->sum += value_sum;
