@@ -8,7 +8,9 @@
  * over 2^25 buckets, which is exact up to 25-bit index collisions (expected 0.015 of them
  * at 1,000 values, 0.08 at 2,300): small sets count exactly in practice. The set is an
  * open-addressing hash table (linear probing over groups of four slots compared at once,
- * at most 3/4 full, growing by half from 8 slots), so an add or the union of a small sketch into a big one costs time in
+ * at most 3/4 full, growing by half from 8 slots; an index's home group is the index
+ * scaled to the table, so the table holds its entries nearly sorted and serializing
+ * sorts them in about one move each), so an add or the union of a small sketch into a big one costs time in
  * proportion to what is added, not to the size of the big one: a rollup adds every event
  * to several sketches and merges each closed minute's sketches into its hour's. A sparse
  * entry folds into the p = 14 register it implies without losing anything, so a sketch
