@@ -87,12 +87,12 @@ static int segment_create(log_t *log, uint64_t base, int sync, int *fd_out, int 
   seg_name(name, base, "log");
   seg_name(iname, base, "idx");
   int fd = -1, ifd = -1, rc;
-  fd = dir_open(log->dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  fd = openat(log->dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return -errno;
   header_encode(h, base);
   if ((rc = pwrite_full(fd, h, SEG_HDR, 0)) < 0) goto fail;
   if (sync && ((rc = sync_fd(fd, 0)) < 0 || (rc = sync_fd(log->dirfd, 0)) < 0)) goto fail;
-  ifd = dir_open(log->dirfd, iname, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  ifd = openat(log->dirfd, iname, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (ifd < 0) {
     rc = -errno;
     goto fail;
@@ -513,7 +513,7 @@ static int check_closed(log_t *log, uint64_t base, uint64_t next_base, window_t 
   seg_name(iname, base, "idx");
   int ifd = -1, ret = -1;
   struct stat st;
-  w->fd = dir_open(log->dirfd, name, O_RDONLY | O_CLOEXEC, 0);
+  w->fd = openat(log->dirfd, name, O_RDONLY | O_CLOEXEC);
   if (w->fd < 0 || fstat(w->fd, &st) != 0) {
     snprintf(err, errlen, "log: cannot open segment %s: %s", name, strerror(errno));
     goto out;
@@ -530,7 +530,7 @@ static int check_closed(log_t *log, uint64_t base, uint64_t next_base, window_t 
   window_drop(w);
   buf_reset(idx);
   uint64_t pos = SEG_HDR, off = base, due = SEG_HDR, keep = 0;
-  ifd = dir_open(log->dirfd, iname, log->read_only ? O_RDONLY | O_CLOEXEC
+  ifd = openat(log->dirfd, iname, log->read_only ? O_RDONLY | O_CLOEXEC
                                                  : O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   struct stat ist;
   if (ifd >= 0 && fstat(ifd, &ist) == 0 && ist.st_size >= IDX_ENTRY &&
@@ -605,7 +605,7 @@ static int recover_last(log_t *log, uint64_t base, window_t *w, buf_t *idx,
   seg_name(iname, base, "idx");
   int ro = log->read_only;
   struct stat st;
-  log->fd = dir_open(log->dirfd, name, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
+  log->fd = openat(log->dirfd, name, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
   if (log->fd < 0 || fstat(log->fd, &st) != 0) {
     snprintf(err, errlen, "log: cannot open segment %s: %s", name, strerror(errno));
     return -1;
@@ -687,7 +687,7 @@ index:
   log->idx_size = idx->len;
   if (ro) return 0;
   evt_start(&log->evt, log->dirfd, base, log->next_offset, log->seg_size, 0);
-  log->idx_fd = dir_open(log->dirfd, iname, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  log->idx_fd = openat(log->dirfd, iname, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (log->idx_fd < 0) {
     snprintf(err, errlen, "log: cannot open index %s: %s", iname, strerror(errno));
     return -1;

@@ -33,7 +33,7 @@ static uint32_t decode(const char *e, evt_entry_t *x) {
 static int read_all(int dirfd, uint64_t base, char **data, size_t *len) {
   char name[NAME_LEN];
   seg_name(name, base, "evt");
-  int fd = dir_open(dirfd, name, O_RDONLY | O_CLOEXEC, 0);
+  int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
   struct stat st;
   if (fd < 0) return -1;
   if (fstat(fd, &st) != 0 || st.st_size < EVT_ENTRY || st.st_size > (1 << 30)) {
@@ -82,7 +82,7 @@ void evt_start(evt_writer_t *w, int dirfd, uint64_t base, uint64_t next, uint64_
   *w = (evt_writer_t){.fd = -1, .base = base, .from = next, .from_pos = pos,
                       .seg_lo = INT64_MAX, .seg_hi = INT64_MIN};
   run_reset(w);
-  w->fd = dir_open(dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC | (fresh ? O_TRUNC : 0), 0600);
+  w->fd = openat(dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC | (fresh ? O_TRUNC : 0), 0600);
   if (w->fd < 0) {
     w->gap = 1;
     return;
@@ -177,7 +177,7 @@ void evt_finish(evt_writer_t *w, uint64_t end, int closing, buf_t *pending) {
 int evt_segment(int dirfd, uint64_t base, evt_entry_t *out) {
   char name[NAME_LEN], e[EVT_ENTRY];
   seg_name(name, base, "evt");
-  int fd = dir_open(dirfd, name, O_RDONLY | O_CLOEXEC, 0);
+  int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
   struct stat st;
   int ok = 0;
   if (fd < 0) return 0;

@@ -11,7 +11,6 @@
 #define SLUICE_LOG_INT_H
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -105,21 +104,6 @@ static inline int pwrite_full(int fd, const void *p, size_t n, uint64_t pos) {
     done += (size_t)r;
   }
   return 0;
-}
-
-/* openat(dirfd, name, flags, mode) for the files of the log directory. Built with
- * ThreadSanitizer, the file is opened by its path through /proc/self/fd instead: gcc 12's
- * libtsan intercepts open but not openat, so a descriptor openat returns is unknown to
- * it, and when its number belonged to another thread's socket before, closing the file
- * reads to TSan as a race on that socket (a false report that stops a TSan run). */
-static inline int dir_open(int dirfd, const char *name, int flags, mode_t mode) {
-#if defined(__SANITIZE_THREAD__)
-  char path[64 + NAME_LEN];
-  snprintf(path, sizeof path, "/proc/self/fd/%d/%s", dirfd, name);
-  return open(path, flags, mode);
-#else
-  return openat(dirfd, name, flags, mode);
-#endif
 }
 
 /* fdatasync (data_only) or fsync; returns 0 or a negative errno. */

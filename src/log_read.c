@@ -91,7 +91,7 @@ static void jump(log_reader_t *r, uint64_t target) {
     struct stat st;
     seg_name(iname, r->seg_base, "idx");
     r->nidx = 0;
-    int ifd = dir_open(r->log->dirfd, iname, O_RDONLY | O_CLOEXEC, 0);
+    int ifd = openat(r->log->dirfd, iname, O_RDONLY | O_CLOEXEC);
     if (ifd >= 0 && fstat(ifd, &st) == 0 && st.st_size >= IDX_ENTRY &&
         st.st_size <= (64 << 20)) {
       size_t want = (size_t)st.st_size / IDX_ENTRY * IDX_ENTRY;
@@ -191,7 +191,7 @@ static int skip_damage(log_reader_t *r, uint64_t end) {
 static int reader_open_seg(log_reader_t *r, uint64_t base, uint64_t next_base) {
   char name[NAME_LEN], h[SEG_HDR];
   seg_name(name, base, "log");
-  int fd = dir_open(r->log->dirfd, name, O_RDONLY | O_CLOEXEC, 0);
+  int fd = openat(r->log->dirfd, name, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -errno;
   ssize_t n = pread_full(fd, h, SEG_HDR, 0);
   if (n != SEG_HDR || !header_ok(h, base)) {
@@ -301,7 +301,7 @@ again:
 
   char iname[NAME_LEN], e[IDX_ENTRY], fh[FRAME_HDR];
   seg_name(iname, base, "idx");
-  int ifd = dir_open(log->dirfd, iname, O_RDONLY | O_CLOEXEC, 0);
+  int ifd = openat(log->dirfd, iname, O_RDONLY | O_CLOEXEC);
   struct stat st;
   if (ifd < 0) return 0;
   if (fstat(ifd, &st) == 0 && st.st_size >= IDX_ENTRY) {
@@ -415,7 +415,7 @@ static int64_t first_time(log_t *log, uint64_t base) {
   if (base >= atomic_load(&log->durable_end)) return INT64_MAX;
   char name[NAME_LEN], fh[FRAME_HDR];
   seg_name(name, base, "log");
-  int fd = dir_open(log->dirfd, name, O_RDONLY | O_CLOEXEC, 0);
+  int fd = openat(log->dirfd, name, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return INT64_MAX;
   int64_t t = INT64_MAX;
   if (pread_full(fd, fh, FRAME_HDR, SEG_HDR) == FRAME_HDR && rd64(fh + 8) == base)
@@ -453,7 +453,7 @@ int log_reader_seek_time(log_reader_t *r, int64_t t_us) {
   /* Within it, the last index entry older than t. */
   char iname[NAME_LEN], e[IDX_ENTRY], fh[FRAME_HDR];
   seg_name(iname, base, "idx");
-  int ifd = dir_open(log->dirfd, iname, O_RDONLY | O_CLOEXEC, 0);
+  int ifd = openat(log->dirfd, iname, O_RDONLY | O_CLOEXEC);
   struct stat st;
   if (ifd >= 0 && fstat(ifd, &st) == 0 && r->fd >= 0) {
     uint64_t elo = 0, ehi = (uint64_t)st.st_size / IDX_ENTRY;

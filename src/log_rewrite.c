@@ -49,7 +49,7 @@ static void disk_bytes_adjust(log_t *log, uint64_t before, uint64_t after) {
 static int index_names_time(log_t *log, uint64_t base, int64_t t) {
   char iname[NAME_LEN];
   seg_name(iname, base, "idx");
-  int ifd = dir_open(log->dirfd, iname, O_RDONLY | O_CLOEXEC, 0);
+  int ifd = openat(log->dirfd, iname, O_RDONLY | O_CLOEXEC);
   if (ifd < 0) return 0;
   buf_t idx = BUF_INIT;
   struct stat st;
@@ -73,7 +73,7 @@ static int holds_time(log_t *log, uint64_t base, uint64_t next_base, int64_t t) 
   if (index_names_time(log, base, t)) return 1;
   char name[NAME_LEN], h[SEG_HDR];
   seg_name(name, base, "log");
-  window_t w = {.fd = dir_open(log->dirfd, name, O_RDONLY | O_CLOEXEC, 0)};
+  window_t w = {.fd = openat(log->dirfd, name, O_RDONLY | O_CLOEXEC)};
   if (w.fd < 0) return -errno;
   int ret;
   ssize_t hn = pread_full(w.fd, h, SEG_HDR, 0);
@@ -208,7 +208,7 @@ static int copy_prefix(int in, int out, uint64_t n) {
 /* Write an index file `name` holding idx and fsync it. Returns 0 or a negative errno
  * (nothing is left behind then). */
 static int write_index(log_t *log, const char *name, const buf_t *idx) {
-  int fd = dir_open(log->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int fd = openat(log->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return -errno;
   int rc = pwrite_full(fd, idx->data, idx->len, 0);
   if (rc == 0) rc = sync_fd(fd, 1);
@@ -232,7 +232,7 @@ static int rewrite_segment(rewriter_t *rw, uint64_t base, uint64_t next_base) {
   uint64_t pos = SEG_HDR, newpos = SEG_HDR, off = base, due = SEG_HDR, written = 0;
   uint64_t examined = 0, replaced = 0;
 
-  in = dir_open(log->dirfd, name, O_RDONLY | O_CLOEXEC, 0);
+  in = openat(log->dirfd, name, O_RDONLY | O_CLOEXEC);
   if (in < 0 || fstat(in, &st) != 0) {
     ret = -errno;
     goto io_fail;
@@ -290,7 +290,7 @@ static int rewrite_segment(rewriter_t *rw, uint64_t base, uint64_t next_base) {
       }
       if (out < 0) { /* first record to replace: start the copy with all before it */
         what = "write";
-        out = dir_open(log->dirfd, tname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        out = openat(log->dirfd, tname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (out < 0) {
           ret = -errno;
           goto io_fail;
