@@ -106,11 +106,13 @@ build/tsan/%.o: %.c $(wildcard src/*.h src/util/*.h)
 build/tsan/libsluice.a: $(TSAN_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-build/tsan/sluice: build/tsan/src/main.o build/tsan/libsluice.a
+# TSAN_SHIM: libuv's closes made visible to ThreadSanitizer (tests/tsan/tsan_syscall.c)
+TSAN_SHIM := build/tsan/tests/tsan/tsan_syscall.o
+build/tsan/sluice: build/tsan/src/main.o build/tsan/libsluice.a $(TSAN_SHIM)
 	$(CC) $(TSAN_FLAGS) -o $@ $^ $(PKG_LIBS)
 
-build/tsan/test_%: tests/unit/test_%.c $(wildcard tests/unit/*.h) build/tsan/libsluice.a
-	$(CC) $(TSAN_FLAGS) -Itests/unit -o $@ $< build/tsan/libsluice.a $(PKG_LIBS)
+build/tsan/test_%: tests/unit/test_%.c $(wildcard tests/unit/*.h) build/tsan/libsluice.a $(TSAN_SHIM)
+	$(CC) $(TSAN_FLAGS) -Itests/unit -o $@ $< build/tsan/libsluice.a $(TSAN_SHIM) $(PKG_LIBS)
 
 build/tsan/test_geo: build/test-geo.mmdb
 

@@ -168,7 +168,7 @@ static int skip_damage(log_reader_t *r, uint64_t end) {
   seg_name(d->segment, r->seg_base, "log");
   d->from = r->next;
   d->pos = r->pos;
-  uint64_t below = r->seg_next != UINT64_MAX ? r->seg_next : end, at;
+  uint64_t below = r->seg_next != UINT64_MAX ? r->seg_next : end, at = 0;
   frame_t f;
   int rc = frame_resync(&r->win, r->pos, r->next, below, READ_CHUNK, &at, &f);
   if (rc == FRAME_OK) {
