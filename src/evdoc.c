@@ -49,6 +49,9 @@ struct evdoc {
   struct memo **paths;            /* parsed evdoc_path_t, by id (see path_memo) */
   size_t npaths;
   size_t memo_evict;              /* round-robin way to replace in a full bucket */
+  struct node *nodes;             /* interned path prefixes, see resolve */
+  size_t nnodes, cap_nodes;
+  uint32_t gen;                   /* counts loads: a node's value is current when its gen is */
   /* evdoc_get_top's last table (by address) and, per name, its name_hash, length and
    * whether it is a plain top-level name (else it is read with evdoc_get). */
   const char *const *top_names;
@@ -75,7 +78,25 @@ typedef struct memo {
   size_t lens[EVDOC_MAX_DEPTH];
   uint64_t h[EVDOC_MAX_DEPTH];
   uint64_t nh[EVDOC_MAX_DEPTH]; /* name_hash of each segment */
+  uint32_t node;                /* the whole path's node (see resolve), 0 for none */
 } memo_t;
+
+/* A path prefix, interned once per document object for every memo that has it: the
+ * nodes of "context.page.url" are context, context.page and context.page.url, and the
+ * first is shared with "context.ip". A node keeps what its path reads in the ORIGINAL
+ * bytes of the loaded event, found on the first read after a load: edits never change
+ * that (get_hashed applies them on top), so nothing is invalidated but by the next load.
+ * Most reads then cost one comparison, and a new path searches only its last segment.
+ * Nodes are matched by their segment's text and their parent, never by hash alone. */
+#define NODES_MAX 512
+typedef struct node {
+  uint32_t parent; /* index + 1 of the node one segment shorter, 0 at the top */
+  uint32_t gen;    /* val is this load's when gen == the document's gen */
+  uint64_t nh;     /* name_hash of the segment */
+  size_t len;
+  char seg[MEMO_TEXT];
+  jscan_val_t val; /* the original value at the path, JSCAN_NONE when absent */
+} node_t;
 
 evdoc_t *evdoc_new(void) { return xcalloc(1, sizeof(evdoc_t)); }
 
@@ -89,6 +110,7 @@ void evdoc_free(evdoc_t *d) {
   free(d->memo);
   for (size_t i = 0; i < d->npaths; i++) free(d->paths[i]);
   free(d->paths);
+  free(d->nodes);
   buf_free(&d->arena);
   buf_free(&d->scratch);
   free(d);
@@ -168,6 +190,10 @@ int evdoc_load_trusted(evdoc_t *d, const char *json, size_t len) { return load(d
 static int load(evdoc_t *d, const char *json, size_t len, int trusted) {
   d->json = json;
   d->len = len;
+  if (++d->gen == 0) { /* wrapped: no node may look current */
+    for (size_t i = 0; i < d->nnodes; i++) d->nodes[i].gen = 0;
+    d->gen = 1;
+  }
   d->nedits = 0;
   d->ncache = 0;
   memset(d->mask, 0, sizeof d->mask);
@@ -310,12 +336,12 @@ static jscan_val_t descend(evdoc_t *d, jscan_val_t at, const char *const *segs, 
 
 /* Segments are (pointer, length) pairs, not necessarily NUL-terminated. */
 static jscan_val_t get_hashed(evdoc_t *d, const char *const *segs, const size_t *lens,
-                              const uint64_t *qh, const uint64_t *nhs, size_t nsegs);
+                              const uint64_t *qh, const uint64_t *nhs, size_t nsegs, uint32_t node);
 
 static jscan_val_t get_path(evdoc_t *d, const char *const *segs, const size_t *lens, size_t nsegs) {
   uint64_t qh[EVDOC_MAX_DEPTH], nh[EVDOC_MAX_DEPTH];
   path_hashes(segs, lens, nsegs, qh, nh);
-  return get_hashed(d, segs, lens, qh, nh, nsegs);
+  return get_hashed(d, segs, lens, qh, nh, nsegs, 0);
 }
 
 /* Might an edit lie at, above or below the path with prefix hashes qh? One at depth j <= n
@@ -328,13 +354,31 @@ static int edits_near(const evdoc_t *d, const uint64_t *qh, size_t n) {
   return 0;
 }
 
+/* The original value at node k (index + 1), read once per load (see node_t). */
+static jscan_val_t resolve(evdoc_t *d, uint32_t k) {
+  node_t *nd = &d->nodes[k - 1];
+  if (nd->gen == d->gen) return nd->val;
+  jscan_val_t parent = nd->parent ? resolve(d, nd->parent) : d->root;
+  const jscan_member_t *m = member(d, &parent, nd->seg, nd->len, nd->nh);
+  nd->val = m ? m->val : (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
+  if (nd->val.type == JSCAN_NUMBER) nd->val.num = jscan_num(&nd->val);
+  nd->gen = d->gen;
+  return nd->val;
+}
+
+/* The original value at a path from the root: through its node when it has one. */
+static jscan_val_t original(evdoc_t *d, const char *const *segs, const size_t *lens,
+                            const uint64_t *nhs, size_t nsegs, uint32_t node) {
+  if (node) return resolve(d, node);
+  jscan_val_t v = descend(d, d->root, segs, lens, nhs, nsegs);
+  if (v.type == JSCAN_NUMBER) v.num = jscan_num(&v);
+  return v;
+}
+
+/* node: the path's node, or 0 to search the original bytes. */
 static jscan_val_t get_hashed(evdoc_t *d, const char *const *segs, const size_t *lens,
-                              const uint64_t *qh, const uint64_t *nhs, size_t nsegs) {
-  if (!d->nedits || !edits_near(d, qh, nsegs)) {
-    jscan_val_t v = descend(d, d->root, segs, lens, nhs, nsegs);
-    if (v.type == JSCAN_NUMBER) v.num = jscan_num(&v);
-    return v;
-  }
+                              const uint64_t *qh, const uint64_t *nhs, size_t nsegs, uint32_t node) {
+  if (!d->nedits || !edits_near(d, qh, nsegs)) return original(d, segs, lens, nhs, nsegs, node);
   for (size_t i = d->nedits; i-- > 0;) {
     const edit_t *e = &d->edits[i];
     if (e->op == OP_NOP || e->nsegs > nsegs || !edit_under(d, e, qh, e->nsegs)) continue;
@@ -352,9 +396,8 @@ static jscan_val_t get_hashed(evdoc_t *d, const char *const *segs, const size_t 
         return (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
     }
   }
-  jscan_val_t v = descend(d, d->root, segs, lens, nhs, nsegs);
-  if (v.type == JSCAN_NUMBER) v.num = jscan_num(&v);
-  if (v.type == JSCAN_NONE || v.type != JSCAN_OBJECT) {
+  jscan_val_t v = original(d, segs, lens, nhs, nsegs, node);
+  if (v.type != JSCAN_OBJECT) {
     /* Members set below a path make it an object even before it is written. */
     for (size_t i = 0; i < d->nedits; i++) {
       const edit_t *e = &d->edits[i];
@@ -374,7 +417,9 @@ jscan_val_t evdoc_get_v(evdoc_t *d, const char *const *segs, size_t nsegs) {
 
 /* Parse and hash path into m. Returns m, or NULL when the path is too long to keep or
  * malformed (then the caller parses it itself). */
-static const memo_t *memo_fill(memo_t *m, const char *path) {
+static uint32_t intern(evdoc_t *d, const memo_t *m);
+
+static const memo_t *memo_fill(evdoc_t *d, memo_t *m, const char *path) {
   size_t len = strlen(path);
   if (len >= MEMO_TEXT) return NULL;
   memcpy(m->text, path, len + 1);
@@ -393,7 +438,40 @@ static const memo_t *memo_fill(memo_t *m, const char *path) {
     p = dot + 1;
   }
   path_hashes(m->segs, m->lens, m->n, m->h, m->nh);
+  m->node = intern(d, m);
   return m;
+}
+
+/* The node of m's whole path, made with those of its prefixes when new; 0 once
+ * NODES_MAX nodes exist (paths built at run time could otherwise add nodes forever:
+ * reads of later paths just search the bytes). Runs when a memo is filled, not per read. */
+static uint32_t intern(evdoc_t *d, const memo_t *m) {
+  uint32_t parent = 0;
+  for (size_t i = 0; i < m->n; i++) {
+    uint32_t k = 0;
+    for (size_t j = 0; j < d->nnodes && !k; j++) {
+      const node_t *nd = &d->nodes[j];
+      if (nd->parent == parent && nd->nh == m->nh[i] && nd->len == m->lens[i] &&
+          memcmp(nd->seg, m->segs[i], nd->len) == 0)
+        k = (uint32_t)j + 1;
+    }
+    if (!k) {
+      if (d->nnodes == NODES_MAX) return 0;
+      if (d->nnodes == d->cap_nodes) {
+        d->cap_nodes = d->cap_nodes ? d->cap_nodes * 2 : 32;
+        d->nodes = xrealloc(d->nodes, d->cap_nodes * sizeof *d->nodes);
+      }
+      node_t *nd = &d->nodes[d->nnodes++];
+      memset(nd, 0, sizeof *nd); /* gen 0: never current */
+      nd->parent = parent;
+      nd->nh = m->nh[i];
+      nd->len = m->lens[i]; /* < MEMO_TEXT: a segment of the memo's text */
+      memcpy(nd->seg, m->segs[i], nd->len);
+      k = (uint32_t)d->nnodes;
+    }
+    parent = k;
+  }
+  return parent;
 }
 
 /* The memo of a dotted path (parsed and hashed), or NULL when the path is too long to
@@ -409,7 +487,7 @@ static const memo_t *memo_of(evdoc_t *d, const char *path) {
     if (!m && !set[w].ptr) m = &set[w];
   }
   if (!m) m = &set[d->memo_evict++ % MEMO_WAYS];
-  return memo_fill(m, path);
+  return memo_fill(d, m, path);
 }
 
 /* Ids of evdoc_path_t objects, handed out on first use (from 1): an evdoc keeps each
@@ -431,12 +509,12 @@ static const memo_t *path_memo(evdoc_t *d, evdoc_path_t *p) {
   memo_t *m = d->paths[id]; /* allocated one by one: a memo points into itself */
   if (m) return m->n ? m : NULL;
   m = d->paths[id] = xcalloc(1, sizeof *m); /* n stays 0 if memo_fill refuses the path */
-  return memo_fill(m, p->text);
+  return memo_fill(d, m, p->text);
 }
 
 /* Read through m, or parse path here when m is NULL. */
 static jscan_val_t get_memo(evdoc_t *d, const memo_t *m, const char *path) {
-  if (m) return get_hashed(d, m->segs, m->lens, m->h, m->nh, m->n);
+  if (m) return get_hashed(d, m->segs, m->lens, m->h, m->nh, m->n, m->node);
   const char *segs[EVDOC_MAX_DEPTH];
   char store[256];
   size_t lens[EVDOC_MAX_DEPTH], n = split(path, segs, store);

@@ -233,6 +233,50 @@ TEST(big_nested_object_keeps_every_member) {
   buf_free(&j);
 }
 
+/* Reads are remembered per load (path nodes): a read after an edit at, above or below
+ * the path sees the edit, the next load's bytes are read afresh, paths sharing a prefix
+ * each find their own member, and reads stay right once the node table is full. */
+TEST(remembered_reads_follow_edits_and_loads) {
+  static evdoc_path_t url = EVDOC_PATH("context.page.url"), page = EVDOC_PATH("context.page"),
+                      ref = EVDOC_PATH("context.page.referrer"), n = EVDOC_PATH("n");
+  const char *j1 = "{\"n\":1,\"context\":{\"page\":{\"url\":\"https://a/\",\"referrer\":\"r\"}}}";
+  const char *j2 = "{\"context\":{\"page\":{\"referrer\":\"s\",\"url\":\"https://b/\"}},\"n\":2}";
+  char buf[64];
+  CHECK_INT(evdoc_load(d, j1, strlen(j1)), 0);
+  CHECK_STR(evdoc_str_p(d, &url, buf, sizeof buf), "https://a/");
+  CHECK_STR(evdoc_str_p(d, &ref, buf, sizeof buf), "r");
+  CHECK(evdoc_get_p(d, &n).num == 1);
+  evdoc_set_str_p(d, &url, "https://c/"); /* at */
+  CHECK_STR(evdoc_str_p(d, &url, buf, sizeof buf), "https://c/");
+  CHECK_STR(evdoc_str_p(d, &ref, buf, sizeof buf), "r");
+  evdoc_del(d, "context.page"); /* above */
+  CHECK_INT(evdoc_get_p(d, &url).type, JSCAN_NONE);
+  CHECK_INT(evdoc_get_p(d, &ref).type, JSCAN_NONE);
+  evdoc_set_str(d, "context.page.url", "https://d/"); /* set again under the deleted one */
+  CHECK_STR(evdoc_str_p(d, &url, buf, sizeof buf), "https://d/");
+  CHECK_INT(evdoc_get_p(d, &ref).type, JSCAN_NONE);
+  CHECK_INT(evdoc_load(d, j2, strlen(j2)), 0); /* the next event: nothing carried over */
+  CHECK_STR(evdoc_str_p(d, &url, buf, sizeof buf), "https://b/");
+  CHECK_STR(evdoc_str_p(d, &ref, buf, sizeof buf), "s");
+  CHECK_INT(evdoc_get_p(d, &page).type, JSCAN_OBJECT);
+  CHECK(evdoc_get_p(d, &n).num == 2);
+  /* A thousand paths made at run time (more than the nodes kept), read twice. */
+  buf_t big = BUF_INIT;
+  buf_puts(&big, "{\"o\":{");
+  for (int i = 0; i < 1000; i++) buf_printf(&big, "%s\"k%d\":{\"v\":%d}", i ? "," : "", i, i);
+  buf_puts(&big, "}}");
+  CHECK_INT(evdoc_load(d, big.data, big.len), 0);
+  for (int round = 0; round < 2; round++)
+    for (int i = 0; i < 1000; i++) {
+      char path[32];
+      snprintf(path, sizeof path, "o.k%d.v", i);
+      jscan_val_t v = evdoc_get(d, path);
+      if (v.type != JSCAN_NUMBER || v.num != i) FAILF("round %d: %s", round, path);
+    }
+  CHECK_STR(evdoc_str_p(d, &url, buf, sizeof buf) ? buf : "absent", "absent");
+  buf_free(&big);
+}
+
 int main(void) {
   d = evdoc_new();
   RUN(load_results);
@@ -245,6 +289,7 @@ int main(void) {
   RUN(reuse_many_times);
   RUN(big_nested_object_keeps_every_member);
   RUN(get_top_matches_get);
+  RUN(remembered_reads_follow_edits_and_loads);
   evdoc_free(d);
   return TEST_REPORT("test_evdoc");
 }
