@@ -403,9 +403,8 @@ static void process_record(process_t *p, const log_record_t *rec, uint64_t pkey)
     size_t n = 0;
     for (int i = 2; i <= 4; i++) {
       if (dims[i]) {
-        size_t len = strlen(dims[i]);
-        memcpy(cb + n, dims[i], len);
-        n += len;
+        memcpy(cb + n, dims[i], e->dlen[i]);
+        n += e->dlen[i];
       }
       if (i < 4) cb[n++] = '\n';
     }
@@ -418,13 +417,13 @@ static void process_record(process_t *p, const log_record_t *rec, uint64_t pkey)
       .anonymous_id = anon,
       .previous_id = prev,
       .session_id = session,
-      .kind = name ? profile_kind(p->profiles, name, 0) : PROFILE_KIND_NONE,
+      .kind = name ? profile_kind(p->profiles, name, e->dlen[0]) : PROFILE_KIND_NONE,
       .is_order = is_order,
       .revenue = revenue,
       .campaign_hash = camp,
   };
   if (!early) profile_prefetch_profile(p->profiles, pkey);
-  if (rollup_add(p->events, t, dims, uh, revenue) != 0) p->st.rejected++;
+  if (rollup_add_len(p->events, t, dims, e->dlen, uh, revenue) != 0) p->st.rejected++;
   if (p->custom && p->custom->n) {
     double vals[2 * CONFIG_KPI_MAX];
     for (size_t i = 0; i < 2 * p->custom->n; i++) {
