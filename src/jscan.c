@@ -563,9 +563,10 @@ static inline const char *tkey(const char *k, const char *end, const char *last1
         __m128i kw =
             _mm_and_si128(w, _mm_loadu_si128((const __m128i *)(const void *)(keep + 16 - n)));
         c = at->bucket[key_hash((uint64_t)_mm_cvtsi128_si64(kw), n)];
-        while (c && (c->keylen != n ||
-                     _mm_movemask_epi8(_mm_cmpeq_epi8(
-                         kw, _mm_loadu_si128((const __m128i *)(const void *)c->head))) != 0xffff))
+        /* equal zero-padded heads are equal keys: a validated key holds no NUL byte, and a
+         * node key of 16 bytes or more has no zero in its head */
+        while (c && _mm_movemask_epi8(_mm_cmpeq_epi8(
+                        kw, _mm_loadu_si128((const __m128i *)(const void *)c->head))) != 0xffff)
           c = c->hnext;
         if (!c) c = &no_node;
       }
