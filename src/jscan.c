@@ -620,6 +620,14 @@ open:            /* p at the '{' of an object walked with node at (NULL: matches
     switch (*p) {
       case '"': {
         int esc = 0;
+#if TSCAN_SSE2
+        /* most values end within the sixteen bytes after the quote */
+        unsigned m =
+            p + 1 <= last16 ? quote16(_mm_loadu_si128((const __m128i *)(const void *)(p + 1))) : 0;
+        if (__builtin_expect(m != 0 && p[1 + __builtin_ctz(m)] == '"', 1))
+          q = p + 2 + __builtin_ctz(m);
+        else
+#endif
         if (!(q = tstring(p + 1, end, &esc))) return NULL;
         if (idx >= 0 && out[idx].type == JSCAN_NONE)
           out[idx] = (jscan_val_t){JSCAN_STRING, p + 1, (size_t)(q - p - 2), esc, 0};
