@@ -122,14 +122,15 @@ struct process {
 
 /* ---- stores ---- */
 
+/* Count a session event (what: a literal) in the sessions store. */
+#define SESSION_ADD(p, t, what, who, revenue)                                              \
+  rollup_add_len((p)->sessions, (t), (const char *const[]){what},                          \
+                 (const uint32_t[]){sizeof what - 1}, (who), (revenue))
+
 static void on_session_end(void *ud, const profile_session_t *s) {
   process_t *p = ud;
-  const char *v[1] = {"end"};
-  rollup_add(p->sessions, s->start_us, v, s->profile, 0);
-  if (s->pages == 1) {
-    v[0] = "bounce";
-    rollup_add(p->sessions, s->start_us, v, s->profile, 0);
-  }
+  SESSION_ADD(p, s->start_us, "end", s->profile, 0);
+  if (s->pages == 1) SESSION_ADD(p, s->start_us, "bounce", s->profile, 0);
 }
 
 static void on_evict(void *ud, const profile_t *pr, const uint64_t *keys,
@@ -449,15 +450,9 @@ static void process_record(process_t *p, const log_record_t *rec, uint64_t pkey)
   if (rules)
     decide_event(p->decide, e, rec, (const char *const *)p->kinds, res.profile, key_before);
   int64_t start_us = (int64_t)res.profile->session_start * 1000000;
-  const char *v[1];
-  if (res.flags & PROFILE_R_SESSION_START) {
-    v[0] = "start";
-    rollup_add(p->sessions, start_us, v, res.profile->id, 0);
-  }
-  if (res.flags & PROFILE_R_CONVERSION) {
-    v[0] = "converted";
-    rollup_add(p->sessions, start_us, v, res.profile->id, revenue);
-  }
+  if (res.flags & PROFILE_R_SESSION_START) SESSION_ADD(p, start_us, "start", res.profile->id, 0);
+  if (res.flags & PROFILE_R_CONVERSION)
+    SESSION_ADD(p, start_us, "converted", res.profile->id, revenue);
 }
 
 /* Process up to max records (0: no limit) or until budget_us of wall time passes (0: no
