@@ -66,27 +66,48 @@ void evfields_free(evfields_decoder_t *d) {
   free(d);
 }
 
-/* The string at v, decoded into buf; NULL when absent, not a string or empty. */
-static const char *str_of(const jscan_val_t *v, char *buf, size_t cap) {
+/* The string at v (inside a value that ends at vend), decoded into buf (cap >= 16), its
+ * strlen in *len (OUT; 0 for NULL); NULL when absent, not a string or empty. */
+static inline const char *str_len_of(const jscan_val_t *v, const char *vend, char *buf,
+                                     size_t cap, uint32_t *len) {
+  *len = 0;
   if (v->type != JSCAN_STRING || v->n == 0) return NULL;
-  if (!v->escaped && v->n < cap) {
-    memcpy(buf, v->p, v->n);
+  if (!v->escaped && v->n < cap) { /* (validated JSON holds no raw NUL) */
+    if (v->n < 16 && vend - v->p >= 16)
+      memcpy(buf, v->p, 16); /* most values: one fixed-size move, not a call */
+    else
+      memcpy(buf, v->p, v->n);
     buf[v->n] = 0;
+    *len = (uint32_t)v->n;
     return buf;
   }
   long n = jscan_string(v, buf, cap);
-  return n > 0 ? buf : NULL;
+  if (n <= 0) return NULL;
+  *len = (uint32_t)strlen(buf); /* a decoded "\u0000" ends the C string early */
+  return buf;
 }
 
-/* The path of a URL: after the host, before '?' or '#'. */
-static const char *url_path(const char *url, char *buf, size_t cap) {
-  const char *s = strstr(url, "://");
-  s = s ? strchr(s + 3, '/') : (url[0] == '/' ? url : NULL);
+static const char *str_of(const jscan_val_t *v, const char *vend, char *buf, size_t cap) {
+  uint32_t len;
+  return str_len_of(v, vend, buf, cap, &len);
+}
+
+/* The path of a URL of ulen bytes (its strlen): after the host, before '?' or '#'; its
+ * strlen in *len (OUT). */
+static const char *url_path(const char *url, size_t ulen, char *buf, size_t cap,
+                            uint32_t *len) {
+  const char *end = url + ulen, *s = memchr(url, ':', ulen);
+  while (s && !(end - s >= 3 && s[1] == '/' && s[2] == '/'))
+    s = memchr(s + 1, ':', (size_t)(end - s - 1));
+  s = s ? memchr(s + 3, '/', (size_t)(end - s - 3)) : (url[0] == '/' ? url : NULL);
+  *len = 1;
   if (!s) return "/";
-  size_t n = strcspn(s, "?#");
+  size_t n = 0;
+  while (s + n < end && s[n] != '?' && s[n] != '#') n++;
   if (n >= cap) n = cap - 1;
   memcpy(buf, s, n);
   buf[n] = 0;
+  *len = (uint32_t)n;
   return buf;
 }
 
@@ -96,14 +117,15 @@ static int time_of(const jscan_val_t *v, int64_t *t) {
 
 /* Dimension "product": properties.product_id, else properties.sku (Segment's e-commerce
  * spec); an integral number is written in decimal, since shops send numeric ids. */
-static const char *product_of(const jscan_val_t *f, char *buf) {
+static const char *product_of(const jscan_val_t *f, const char *vend, char *buf,
+                              uint32_t *len) {
   for (int k = F_PRODUCT; k <= F_SKU; k++) {
     const jscan_val_t *v = &f[k];
     if (v->type == JSCAN_NUMBER && fabs(v->num) < 9e15 && v->num == (double)(long long)v->num) {
-      snprintf(buf, EVFIELDS_VAL_CAP, "%lld", (long long)v->num);
+      *len = (uint32_t)snprintf(buf, EVFIELDS_VAL_CAP, "%lld", (long long)v->num);
       return buf;
     }
-    const char *s = str_of(v, buf, EVFIELDS_VAL_CAP);
+    const char *s = str_len_of(v, vend, buf, EVFIELDS_VAL_CAP, len);
     if (s) return s;
   }
   return NULL;
@@ -111,6 +133,7 @@ static const char *product_of(const jscan_val_t *f, char *buf) {
 
 static const char *const type_dim[PROFILE_TYPES] = {NULL, "$page", "$screen", "$identify",
                                                     "$group", "$alias"};
+static const uint32_t type_dim_len[PROFILE_TYPES] = {0, 5, 7, 9, 6, 6};
 
 const jscan_val_t *evfields_extra(const evfields_t *e, size_t i) { return &e->raw[F_COUNT + i]; }
 
@@ -118,6 +141,7 @@ const jscan_val_t *evfields_extra(const evfields_t *e, size_t i) { return &e->ra
 static int decode_spans(const evfields_decoder_t *d, const log_record_t *rec, evfields_t *e,
                         int rc) {
   jscan_val_t *f = e->raw;
+  const char *vend = rec->value + rec->value_len;
   if (rc != 0 || f[F_TYPE].type != JSCAN_STRING) return -EBADMSG;
   for (size_t i = 0; i < d->nextra; i++)
     if (d->alias[i] >= 0) f[F_COUNT + i] = f[d->alias[i]];
@@ -127,25 +151,33 @@ static int decode_spans(const evfields_decoder_t *d, const log_record_t *rec, ev
   e->type = type;
   if (!time_of(&f[F_TS], &e->t_us) && !time_of(&f[F_RECV], &e->t_us)) e->t_us = rec->time_us;
 
-  e->user_id = str_of(&f[F_USER], e->idb[0], sizeof e->idb[0]);
-  e->anonymous_id = str_of(&f[F_ANON], e->idb[1], sizeof e->idb[1]);
-  e->previous_id = str_of(&f[F_PREV], e->idb[2], sizeof e->idb[2]);
-  e->session_id = str_of(&f[F_PSESSION], e->sid, sizeof e->sid);
-  if (!e->session_id) e->session_id = str_of(&f[F_CSESSION], e->sid, sizeof e->sid);
+  uint32_t ulen, alen;
+  e->user_id = str_len_of(&f[F_USER], vend, e->idb[0], sizeof e->idb[0], &ulen);
+  e->anonymous_id = str_len_of(&f[F_ANON], vend, e->idb[1], sizeof e->idb[1], &alen);
+  e->previous_id = str_of(&f[F_PREV], vend, e->idb[2], sizeof e->idb[2]);
+  e->session_id = str_of(&f[F_PSESSION], vend, e->sid, sizeof e->sid);
+  if (!e->session_id) e->session_id = str_of(&f[F_CSESSION], vend, e->sid, sizeof e->sid);
 
-  const char *name = type == PROFILE_TRACK ? str_of(&f[F_EVENT], e->vb[0], EVFIELDS_VAL_CAP)
-                                           : type_dim[type];
+  const char *name;
+  if (type == PROFILE_TRACK) {
+    name = str_len_of(&f[F_EVENT], vend, e->vb[0], EVFIELDS_VAL_CAP, &e->dlen[0]);
+  } else {
+    name = type_dim[type];
+    e->dlen[0] = type_dim_len[type];
+  }
   e->dims[0] = name;
-  e->dims[1] = str_of(&f[F_PATH], e->vb[1], EVFIELDS_VAL_CAP);
+  e->dims[1] = str_len_of(&f[F_PATH], vend, e->vb[1], EVFIELDS_VAL_CAP, &e->dlen[1]);
   if (!e->dims[1]) {
-    const char *u = str_of(&f[F_URL], e->urlb, sizeof e->urlb);
-    e->dims[1] = u ? url_path(u, e->vb[1], EVFIELDS_VAL_CAP) : NULL;
+    uint32_t urlen;
+    const char *u = str_len_of(&f[F_URL], vend, e->urlb, sizeof e->urlb, &urlen);
+    e->dims[1] = u ? url_path(u, urlen, e->vb[1], EVFIELDS_VAL_CAP, &e->dlen[1]) : NULL;
   }
   static const int dim_field[PROCESS_NDIMS - 1] = {0, 0, F_SOURCE, F_MEDIUM, F_CAMPAIGN,
                                                    F_REFCLASS, F_COUNTRY, F_DEVICE, F_BROWSER};
-  e->dims[PROCESS_NDIMS - 1] = product_of(f, e->vb[PROCESS_NDIMS - 1]);
+  e->dims[PROCESS_NDIMS - 1] =
+      product_of(f, vend, e->vb[PROCESS_NDIMS - 1], &e->dlen[PROCESS_NDIMS - 1]);
   for (int i = 2; i < PROCESS_NDIMS - 1; i++)
-    e->dims[i] = str_of(&f[dim_field[i]], e->vb[i], EVFIELDS_VAL_CAP);
+    e->dims[i] = str_len_of(&f[dim_field[i]], vend, e->vb[i], EVFIELDS_VAL_CAP, &e->dlen[i]);
 
   e->is_order = name && type == PROFILE_TRACK && !strcmp(name, d->conversion);
   e->revenue = 0;
@@ -157,7 +189,7 @@ static int decode_spans(const evfields_decoder_t *d, const log_record_t *rec, ev
   }
   e->consent_marketing = f[F_CONSENT].type == JSCAN_TRUE;
   e->user_key = e->anonymous_id ? e->anonymous_id : e->user_id;
-  e->user_hash = e->user_key ? XXH3_64bits(e->user_key, strlen(e->user_key)) : 0;
+  e->user_hash = e->user_key ? XXH3_64bits(e->user_key, e->anonymous_id ? alen : ulen) : 0;
   return 1;
 }
 

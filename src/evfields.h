@@ -45,6 +45,7 @@ typedef struct evfields {
   int type;                          /* PROFILE_TRACK ... PROFILE_ALIAS */
   int64_t t_us;                      /* event time */
   const char *dims[PROCESS_NDIMS];   /* in PROCESS_DIMS order */
+  uint32_t dlen[PROCESS_NDIMS];      /* strlen of each of dims (0 when NULL) */
   const char *user_id, *anonymous_id, *previous_id, *session_id;
   const char *user_key;              /* anonymous_id, else user_id, else NULL */
   uint64_t user_hash;                /* XXH3 of user_key, 0 when there is none */

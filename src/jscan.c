@@ -6,7 +6,8 @@
  * same trie over bytes validated before, with an explicit stack as deep as the paths (plus
  * the objects directly inside theirs, which it walks member by member); everything
  * further out it skips looking only for quotes, backslashes and brackets, sixteen bytes a
- * step. */
+ * step, and it tries the key each member of an object had in the document before first
+ * (tguess_t). */
 #include "jscan.h"
 
 #include <stdlib.h>
@@ -24,6 +25,10 @@
  * a path, the busiest step of a scan. The trusted scan hashes and compares the key's
  * bytes straight from the register it found the closing quote in. */
 #define NODE_BUCKETS 32
+/* Key guesses of the trusted scan (see tguess_t): rows (objects on the paths) and the
+ * members of each object guessed, a power of two. */
+#define GUESS_ROWS 12
+#define GUESS_POS 16
 
 typedef struct node {
   char *key;
@@ -31,6 +36,7 @@ typedef struct node {
   uint64_t head[2];    /* the key's first 16 bytes, zero-padded */
   uint64_t mask[2];    /* keeps the first keylen (at most 16) bytes of a 16-byte load */
   int out;             /* index into out[], or -1 */
+  int row;             /* the trusted scan's row of key guesses for this object, or -1 */
   struct node *child;  /* first child */
   struct node *next;   /* next sibling */
   struct node *bucket[NODE_BUCKETS]; /* children by key_hash */
@@ -40,6 +46,7 @@ typedef struct node {
 struct jscan_paths {
   node_t root;
   size_t n;
+  uint64_t id; /* unique among the sets a process compiles (the key guesses' owner) */
 };
 
 /* head: the key's first min(n, 8) bytes as a little-endian word, zero-padded. */
@@ -73,6 +80,7 @@ static node_t *child_get(node_t *parent, const char *k, size_t n, int create) {
   memcpy(c->head, k, n < 16 ? n : 16);
   memset(c->mask, 0xff, n < 16 ? n : 16);
   c->out = -1;
+  c->row = -1;
   c->next = parent->child;
   parent->child = c;
   unsigned h = key_hash(key_head(k, n, k + n), n);
@@ -109,11 +117,16 @@ static void node_free(node_t *n) {
   }
 }
 
+/* Give each object node (root included) a row of key guesses while rows last. */
+static void number_rows(node_t *n, int *next);
+
 jscan_paths_t *jscan_compile(const char *const *paths, size_t n) {
+  static _Atomic uint64_t last_id;
   if (n > JSCAN_MAX_PATHS) return NULL;
   jscan_paths_t *ps = xcalloc(1, sizeof *ps);
   ps->root.out = -1;
   ps->n = n;
+  ps->id = ++last_id;
   for (size_t i = 0; i < n; i++) {
     node_t *at = &ps->root;
     const char *s = paths[i];
@@ -130,7 +143,14 @@ jscan_paths_t *jscan_compile(const char *const *paths, size_t n) {
     }
     if (at->out < 0) at->out = (int)i;
   }
+  int rows = 0;
+  number_rows(&ps->root, &rows);
   return ps;
+}
+
+static void number_rows(node_t *n, int *next) {
+  n->row = n->child && *next < GUESS_ROWS ? (*next)++ : -1;
+  for (node_t *c = n->child; c; c = c->next) number_rows(c, next);
 }
 
 void jscan_paths_free(jscan_paths_t *ps) {
@@ -544,6 +564,43 @@ static inline const char *tcolon(const char *p, const char *end) {
   return p;
 }
 
+#if TSCAN_SSE2
+/* Key guesses. Events from one source put their keys in the same order, so the trusted
+ * scan remembers, for member i of each object on the paths, the key it found there last
+ * and what that key matched: when the bytes at the next document's member i are that
+ * key, its closing quote and the colon (one masked 16-byte comparison), the key's end,
+ * hash and trie lookup are spared. A guess is taken only when the bytes are equal, so it
+ * never changes a result. The guesses are per thread (no locking; a path set is shared by
+ * threads); a row serves the objects of one path set at a time (guess_owner). */
+typedef struct tguess {
+  __m128i head;        /* the key, '"' and ':' (len bytes), zero-padded; empty: all ones */
+  const node_t *child; /* the key's node under the object (&no_node: none) */
+  uint32_t len;        /* key + 2, at most 15 */
+} tguess_t;
+
+static _Thread_local _Alignas(GUESS_POS * sizeof(tguess_t))
+    tguess_t guesses[GUESS_ROWS][GUESS_POS];
+static _Thread_local uint64_t guess_owner[GUESS_ROWS]; /* path set id of each row, 0 none */
+_Static_assert((sizeof guesses[0] & (sizeof guesses[0] - 1)) == 0, "rows must be 2^k bytes");
+
+/* Row r of this thread's guesses, emptied first if it served another path set. */
+static inline tguess_t *guess_row(int r, uint64_t owner) {
+  if (__builtin_expect(guess_owner[r] != owner, 0)) {
+    for (int i = 0; i < GUESS_POS; i++)
+      guesses[r][i] = (tguess_t){_mm_set1_epi8(-1), &no_node, 2};
+    guess_owner[r] = owner;
+  }
+  return guesses[r];
+}
+
+/* The guess for the member after g's in its object, or NULL past the row. */
+static inline tguess_t *guess_next(tguess_t *g) {
+  return ((uintptr_t)(g + 1) & (sizeof guesses[0] - 1)) ? g + 1 : NULL;
+}
+#else
+typedef struct tguess tguess_t;
+#endif
+
 /* The member whose key's opening quote is just before k: sets *child to at's child of
  * that name (&no_node when at is NULL or has none) and returns the first byte of the value,
  * or NULL when the structure does not hold together before end. k <= last16 says 16
@@ -551,7 +608,7 @@ static inline const char *tcolon(const char *p, const char *end) {
  * plain bytes (nearly every key) is found, hashed and compared in one 16-byte register,
  * and in compact JSON the ':' is there too. */
 static inline const char *tkey(const char *k, const char *end, const char *last16,
-                               const node_t *at, const node_t **child) {
+                               const node_t *at, const node_t **child, tguess_t *g) {
 #if TSCAN_SSE2
   if (__builtin_expect(k <= last16, 1)) {
     __m128i w = _mm_loadu_si128((const __m128i *)(const void *)k);
@@ -560,14 +617,19 @@ static inline const char *tkey(const char *k, const char *end, const char *last1
     if (__builtin_expect(k[n] == '"', 1)) { /* the key ends before any backslash */
       const node_t *c = &no_node;
       if (at) {
-        __m128i kw =
-            _mm_and_si128(w, _mm_loadu_si128((const __m128i *)(const void *)(keep + 16 - n)));
+        __m128i km = _mm_loadu_si128((const __m128i *)(const void *)(keep + 16 - n));
+        __m128i kw = _mm_and_si128(w, km);
         c = at->bucket[key_hash((uint64_t)_mm_cvtsi128_si64(kw), n)];
-        while (c && (c->keylen != n ||
-                     _mm_movemask_epi8(_mm_cmpeq_epi8(
-                         kw, _mm_loadu_si128((const __m128i *)(const void *)c->head))) != 0xffff))
+        /* equal zero-padded heads are equal keys: a validated key holds no NUL byte, and a
+         * node key of 16 bytes or more has no zero in its head */
+        while (c && _mm_movemask_epi8(_mm_cmpeq_epi8(
+                        kw, _mm_loadu_si128((const __m128i *)(const void *)c->head))) != 0xffff)
           c = c->hnext;
         if (!c) c = &no_node;
+        if (g && n <= 13 && k[n + 1] == ':') { /* the key, its quote and ':' */
+          __m128i gm = _mm_loadu_si128((const __m128i *)(const void *)(keep + 14 - n));
+          *g = (tguess_t){_mm_and_si128(w, gm), c, (uint32_t)n + 2};
+        }
       }
       *child = c;
       const char *p = k + n + 1;
@@ -577,6 +639,7 @@ static inline const char *tkey(const char *k, const char *end, const char *last1
     }
   }
 #endif
+  (void)g; /* a long or escaped key: not guessed */
   int kesc = 0;
   const char *q = tstring(k, end, &kesc);
   if (!q) return NULL;
@@ -588,6 +651,7 @@ static inline const char *tkey(const char *k, const char *end, const char *last1
 /* An object being walked below the one the scan is in. */
 typedef struct tframe {
   const node_t *at;  /* the trie node of the enclosing object */
+  tguess_t *g;       /* the guess for the enclosing object's next member, or NULL */
   const char *open;  /* this object's '{' */
   int idx;           /* this object's index into out[], or -1 */
 } tframe_t;
@@ -597,11 +661,18 @@ typedef struct tframe {
  * against the trie, and skips every other value by finding its end. Returns the byte
  * after the document's '}', or NULL when the structure does not hold together before
  * end. */
-static const char *twalk(const char *p, const char *end, const node_t *at, jscan_val_t *out) {
+static const char *twalk(const char *p, const char *end, const node_t *at, uint64_t owner,
+                         jscan_val_t *out) {
   tframe_t stack[JSCAN_MAX_DEPTH], *top = stack; /* objects open below the document's */
   /* p <= last16: 16 bytes can be read at p (never true in a shorter document) */
   const char *last16 = end - p >= 16 ? end - 16 : p;
+  tguess_t *g; /* the guess for the next member's key, or NULL */
 open:            /* p at the '{' of an object walked with node at (NULL: matches nothing) */
+#if TSCAN_SSE2
+  g = at && at->row >= 0 ? guess_row(at->row, owner) : NULL;
+#else
+  g = NULL;
+#endif
   p = tws(p + 1, end);
   if (p < end && *p == '}') {
     p++;
@@ -612,13 +683,38 @@ open:            /* p at the '{' of an object walked with node at (NULL: matches
     p++;
   member: /* p just after a key's opening quote */;
     const node_t *child;
-    if (!(p = tkey(p, end, last16, at, &child))) return NULL;
+#if TSCAN_SSE2
+    if (g && p <= last16 &&
+        _mm_movemask_epi8(_mm_cmpeq_epi8(
+            _mm_and_si128(_mm_loadu_si128((const __m128i *)(const void *)p),
+                          _mm_loadu_si128((const __m128i *)(const void *)(keep + 16 - g->len))),
+            g->head)) == 0xffff) {
+      child = g->child;
+      p += g->len; /* after the ':', inside the 16 bytes read */
+      if (__builtin_expect((unsigned char)*p <= ' ', 0) && (p = tws(p, end)) >= end) return NULL;
+      g = guess_next(g);
+    } else
+#endif
+    {
+      if (!(p = tkey(p, end, last16, at, &child, g))) return NULL;
+#if TSCAN_SSE2
+      if (g) g = guess_next(g);
+#endif
+    }
     int idx = child->out;
     jscan_type_t type;
     const char *q;
     switch (*p) {
       case '"': {
         int esc = 0;
+#if TSCAN_SSE2
+        /* most values end within the sixteen bytes after the quote */
+        unsigned m =
+            p + 1 <= last16 ? quote16(_mm_loadu_si128((const __m128i *)(const void *)(p + 1))) : 0;
+        if (__builtin_expect(m != 0 && p[1 + __builtin_ctz(m)] == '"', 1))
+          q = p + 2 + __builtin_ctz(m);
+        else
+#endif
         if (!(q = tstring(p + 1, end, &esc))) return NULL;
         if (idx >= 0 && out[idx].type == JSCAN_NONE)
           out[idx] = (jscan_val_t){JSCAN_STRING, p + 1, (size_t)(q - p - 2), esc, 0};
@@ -631,7 +727,7 @@ open:            /* p at the '{' of an object walked with node at (NULL: matches
          * the paths. */
         if (at) {
           if (top == stack + JSCAN_MAX_DEPTH - 1) return NULL;
-          *top++ = (tframe_t){at, p, idx};
+          *top++ = (tframe_t){at, g, p, idx};
           at = child->child ? child : NULL;
           goto open;
         }
@@ -688,6 +784,7 @@ open:            /* p at the '{' of an object walked with node at (NULL: matches
     if (top == stack) return p;
     const tframe_t *f = --top;
     at = f->at;
+    g = f->g;
     if (f->idx >= 0 && out[f->idx].type == JSCAN_NONE)
       out[f->idx] = (jscan_val_t){JSCAN_OBJECT, f->open, (size_t)(p - f->open), 0, 0};
     goto next;
@@ -698,7 +795,7 @@ int jscan_scan_trusted(const jscan_paths_t *ps, const char *json, size_t len, js
   memset(out, 0, ps->n * sizeof *out);
   const char *end = json + len, *p = tws(json, end);
   if (p >= end || *p != '{') return -1;
-  p = twalk(p, end, &ps->root, out);
+  p = twalk(p, end, &ps->root, ps->id, out);
   return p && tws(p, end) == end ? 0 : -1;
 }
 

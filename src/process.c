@@ -122,14 +122,15 @@ struct process {
 
 /* ---- stores ---- */
 
+/* Count a session event (what: a literal) in the sessions store. */
+#define SESSION_ADD(p, t, what, who, revenue)                                              \
+  rollup_add_len((p)->sessions, (t), (const char *const[]){what},                          \
+                 (const uint32_t[]){sizeof what - 1}, (who), (revenue))
+
 static void on_session_end(void *ud, const profile_session_t *s) {
   process_t *p = ud;
-  const char *v[1] = {"end"};
-  rollup_add(p->sessions, s->start_us, v, s->profile, 0);
-  if (s->pages == 1) {
-    v[0] = "bounce";
-    rollup_add(p->sessions, s->start_us, v, s->profile, 0);
-  }
+  SESSION_ADD(p, s->start_us, "end", s->profile, 0);
+  if (s->pages == 1) SESSION_ADD(p, s->start_us, "bounce", s->profile, 0);
 }
 
 static void on_evict(void *ud, const profile_t *pr, const uint64_t *keys,
@@ -403,9 +404,8 @@ static void process_record(process_t *p, const log_record_t *rec, uint64_t pkey)
     size_t n = 0;
     for (int i = 2; i <= 4; i++) {
       if (dims[i]) {
-        size_t len = strlen(dims[i]);
-        memcpy(cb + n, dims[i], len);
-        n += len;
+        memcpy(cb + n, dims[i], e->dlen[i]);
+        n += e->dlen[i];
       }
       if (i < 4) cb[n++] = '\n';
     }
@@ -418,13 +418,13 @@ static void process_record(process_t *p, const log_record_t *rec, uint64_t pkey)
       .anonymous_id = anon,
       .previous_id = prev,
       .session_id = session,
-      .kind = name ? profile_kind(p->profiles, name, 0) : PROFILE_KIND_NONE,
+      .kind = name ? profile_kind(p->profiles, name, e->dlen[0]) : PROFILE_KIND_NONE,
       .is_order = is_order,
       .revenue = revenue,
       .campaign_hash = camp,
   };
   if (!early) profile_prefetch_profile(p->profiles, pkey);
-  if (rollup_add(p->events, t, dims, uh, revenue) != 0) p->st.rejected++;
+  if (rollup_add_len(p->events, t, dims, e->dlen, uh, revenue) != 0) p->st.rejected++;
   if (p->custom && p->custom->n) {
     double vals[2 * CONFIG_KPI_MAX];
     for (size_t i = 0; i < 2 * p->custom->n; i++) {
@@ -450,15 +450,9 @@ static void process_record(process_t *p, const log_record_t *rec, uint64_t pkey)
   if (rules)
     decide_event(p->decide, e, rec, (const char *const *)p->kinds, res.profile, key_before);
   int64_t start_us = (int64_t)res.profile->session_start * 1000000;
-  const char *v[1];
-  if (res.flags & PROFILE_R_SESSION_START) {
-    v[0] = "start";
-    rollup_add(p->sessions, start_us, v, res.profile->id, 0);
-  }
-  if (res.flags & PROFILE_R_CONVERSION) {
-    v[0] = "converted";
-    rollup_add(p->sessions, start_us, v, res.profile->id, revenue);
-  }
+  if (res.flags & PROFILE_R_SESSION_START) SESSION_ADD(p, start_us, "start", res.profile->id, 0);
+  if (res.flags & PROFILE_R_CONVERSION)
+    SESSION_ADD(p, start_us, "converted", res.profile->id, revenue);
 }
 
 /* Process up to max records (0: no limit) or until budget_us of wall time passes (0: no

@@ -763,7 +763,8 @@ void profile_prefetch_profile(const profile_store_t *s, uint64_t key) {
 uint8_t profile_kind(const profile_store_t *s, const char *name, size_t len) {
   len = id_len(name, len);
   for (int k = 0; k < PROFILE_KINDS; k++)
-    if (s->kinds[k] && s->kind_len[k] == len && memcmp(s->kinds[k], name, len) == 0)
+    if (s->kinds[k] && s->kind_len[k] == len && s->kinds[k][0] == name[0] &&
+        memcmp(s->kinds[k], name, len) == 0)
       return (uint8_t)k;
   return PROFILE_KIND_NONE;
 }
@@ -979,7 +980,15 @@ int profile_type(const char *name, size_t len) {
   static const char *const names[PROFILE_TYPES] = {"track",    "page",  "screen",
                                                    "identify", "group", "alias"};
   len = id_len(name, len);
-  for (int k = 0; k < PROFILE_TYPES; k++)
-    if (strlen(names[k]) == len && memcmp(names[k], name, len) == 0) return k;
+  /* every event has a type: the first letters differ, so one comparison decides */
+  int k = !len              ? -1
+          : name[0] == 't' ? PROFILE_TRACK
+          : name[0] == 'p' ? PROFILE_PAGE
+          : name[0] == 's' ? PROFILE_SCREEN
+          : name[0] == 'i' ? PROFILE_IDENTIFY
+          : name[0] == 'g' ? PROFILE_GROUP
+          : name[0] == 'a' ? PROFILE_ALIAS
+                           : -1;
+  if (k >= 0 && strlen(names[k]) == len && memcmp(names[k], name, len) == 0) return k;
   return -EINVAL;
 }

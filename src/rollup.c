@@ -36,15 +36,35 @@ static inline uint32_t slot_of(uint32_t key, uint32_t bits) {
 
 /* ---- Value interning ---- */
 
-/* The stored length of value s: cut to max_value_len at a UTF-8 character boundary. */
-static size_t value_len(const rollup_t *r, const char *s) {
-  size_t len = strnlen(s, (size_t)r->max_value_len + 1);
+/* The stored length of value s of n bytes (its strlen): cut to max_value_len at a UTF-8
+ * character boundary. */
+static size_t value_len(const rollup_t *r, const char *s, size_t n) {
+  size_t len = n;
   if (len > r->max_value_len) {
     len = r->max_value_len;
     while (len > 0 && ((unsigned char)s[len] & 0xc0) == 0x80) len--;
     if (len == 0) len = r->max_value_len;
   }
   return len;
+}
+
+/* Are a[0..n) and b[0..n) the same bytes? Dimension values are short: up to 16 bytes take
+ * two overlapping word loads from each, not a call. */
+static inline int same_bytes(const char *a, const char *b, size_t n) {
+  uint64_t x, y, u, v;
+  if (n > 16) return memcmp(a, b, n) == 0;
+  if (n >= 8) {
+    memcpy(&x, a, 8), memcpy(&y, b, 8), memcpy(&u, a + n - 8, 8), memcpy(&v, b + n - 8, 8);
+    return ((x ^ y) | (u ^ v)) == 0;
+  }
+  uint32_t x4, y4, u4, v4;
+  if (n >= 4) {
+    memcpy(&x4, a, 4), memcpy(&y4, b, 4), memcpy(&u4, a + n - 4, 4), memcpy(&v4, b + n - 4, 4);
+    return ((x4 ^ y4) | (u4 ^ v4)) == 0;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (a[i] != b[i]) return 0;
+  return 1;
 }
 
 /* Value id of s[0..len) in d, or -1. *slot gets the table slot where it would go. */
@@ -57,7 +77,7 @@ int64_t rollup_dim_find(const dim_t *d, const char *s, size_t len, uint32_t h, u
     if (!e) break;
     if ((uint32_t)(e >> 32) != h) continue;
     uint32_t id = (uint32_t)e - 1;
-    if (d->vlen[id] == len && memcmp(d->vals[id], s, len) == 0) return id;
+    if (d->vlen[id] == len && same_bytes(d->vals[id], s, len)) return id;
   }
   if (slot) *slot = i;
   return -1;
@@ -93,15 +113,14 @@ uint32_t rollup_dim_insert(dim_t *d, const char *s, size_t len, uint32_t h) {
   return id;
 }
 
-static uint32_t intern(rollup_t *r, dim_t *d, const char *s) {
-  size_t len = 0;
+/* The id of value s (n bytes, its strlen) in d, interned as needed. */
+static uint32_t intern(rollup_t *r, dim_t *d, const char *s, size_t n) {
+  size_t len = value_len(r, s, n);
   uint32_t h = 0;
   int64_t id = d->last;
-  /* A value held whole (not cut) that s equals is the one value_len and the table find
-   * give (held values are NUL-terminated and hold no NUL). */
-  const char *held = d->vals[id];
-  if (d->vlen[id] > r->max_value_len || held[0] != s[0] || strcmp(held, s) != 0) {
-    len = value_len(r, s);
+  /* A held value that s equals whole is the one the table find gives (held values are
+   * stored cut, so one of len bytes is equal exactly when the bytes are). */
+  if (d->vlen[id] != len || !same_bytes(d->vals[id], s, len)) {
     h = (uint32_t)XXH3_64bits(s, len);
     id = rollup_dim_find(d, s, len, h, NULL);
   }
@@ -567,6 +586,11 @@ void rollup_advance(rollup_t *r) {
 
 int rollup_add(rollup_t *r, int64_t t_us, const char *const *dim_values, uint64_t user_hash,
                double value_sum) {
+  return rollup_add_len(r, t_us, dim_values, NULL, user_hash, value_sum);
+}
+
+int rollup_add_len(rollup_t *r, int64_t t_us, const char *const *dim_values,
+                   const uint32_t *dim_lens, uint64_t user_hash, double value_sum) {
   if (!r || !isfinite(value_sum)) return -EINVAL;
   int64_t now = now_of(r);
   advance_to(r, now);
@@ -588,7 +612,10 @@ int rollup_add(rollup_t *r, int64_t t_us, const char *const *dim_values, uint64_
   if (dim_values)
     for (uint32_t d = 0; d < r->ndims; d++) {
       const char *v = dim_values[d];
-      if (v && *v) keys[nkeys++] = KEY(d, intern(r, &r->dims[d], v));
+      if (!v) continue;
+      /* (a value past max_value_len is cut: its bytes beyond do not matter) */
+      size_t n = dim_lens ? dim_lens[d] : strnlen(v, (size_t)r->max_value_len + 1);
+      if (n) keys[nkeys++] = KEY(d, intern(r, &r->dims[d], v, n));
     }
 
   /* An event goes to its hour directly only when its minute is gone or already folded;
@@ -637,7 +664,7 @@ static int filter_key(const rollup_t *r, const rollup_filter_t *f, size_t nf, ui
   int d = rollup_dim_index(r, f[0].dim);
   if (d < 0) return -EINVAL;
   const dim_t *dm = &r->dims[d];
-  size_t len = value_len(r, f[0].value);
+  size_t len = value_len(r, f[0].value, strnlen(f[0].value, (size_t)r->max_value_len + 1));
   int64_t id = rollup_dim_find(dm, f[0].value, len, (uint32_t)XXH3_64bits(f[0].value, len), NULL);
   if (id < 0 || len == 0) *absent = 1;
   else *key = KEY(d, id);

@@ -161,6 +161,11 @@ int rollup_dim_index(const rollup_t *r, const char *name);
  * -EINVAL for NULL r or a non-finite value_sum. */
 int rollup_add(rollup_t *r, int64_t t_us, const char *const *dim_values, uint64_t user_hash,
                double value_sum);
+/* rollup_add for a caller that knows each value's strlen: dim_lens (borrowed; NULL: not
+ * known) holds them, 0 for an absent value. Counts exactly as rollup_add does; spares it
+ * measuring each value and comparing it byte by byte with the value interned last. */
+int rollup_add_len(rollup_t *r, int64_t t_us, const char *const *dim_values,
+                   const uint32_t *dim_lens, uint64_t user_hash, double value_sum);
 
 /* ---- Queries ----
  * Filters select one dimension value's cells; no filter selects the bucket totals. A

@@ -31,6 +31,8 @@ static inline int evfields_same(const evfields_t *a, const evfields_t *b, size_t
   else if (a->consent_marketing != b->consent_marketing) bad = "consent_marketing";
   for (int i = 0; !bad && i < PROCESS_NDIMS; i++)
     if (!evfields_same_str(a->dims[i], b->dims[i])) bad = "a dimension";
+    else if (a->dlen[i] != (a->dims[i] ? strlen(a->dims[i]) : 0) || a->dlen[i] != b->dlen[i])
+      bad = "a dimension's length";
   for (size_t i = 0; !bad && i < nextra; i++) {
     const jscan_val_t *x = evfields_extra(a, i), *y = evfields_extra(b, i);
     if (x->type != y->type || x->p != y->p || x->n != y->n || x->escaped != y->escaped ||

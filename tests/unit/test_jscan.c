@@ -207,6 +207,30 @@ TEST(trusted_matches_validating) {
   CHECK_INT(v[4].type, JSCAN_OBJECT);
 }
 
+/* The trusted scan tries the key a member had in the document before (per thread): a key
+ * that only starts like it, the same key with a space before ':', an escaped one, keys in
+ * another order, and another path set scanning in between all still read right. */
+TEST(trusted_key_guesses) {
+  static const char *const seq[] = {
+      "{\"type\":\"a\",\"userId\":\"u\",\"context\":{\"page\":{\"url\":\"x\"}}}",
+      "{\"type\":\"b\",\"userId\":\"v\",\"context\":{\"page\":{\"url\":\"y\"}}}",
+      "{\"typex\":\"c\",\"userIdX\":1,\"context\":{\"pagex\":{\"url\":\"z\"}}}",
+      "{\"type\" :\"d\",\"user\\u0049d\":\"w\",\"context\":{\"page\":{\"url\":2}}}",
+      "{\"userId\":\"e\",\"type\":\"f\",\"context\":{\"page\":{\"path\":3,\"url\":4}}}",
+      "{\"type\":\"g\",\"userId\":\"h\",\"context\":{\"page\":{\"url\":\"i\"}}}",
+  };
+  const char *names[] = {"type", "userId", "context.page.url"};
+  const char *other[] = {"userId", "type"};
+  jscan_paths_t *pk = jscan_compile(names, 3), *po = jscan_compile(other, 2);
+  for (int round = 0; round < 3; round++)
+    for (size_t i = 0; i < sizeof seq / sizeof *seq; i++) {
+      check_same(pk, 3, seq[i], strlen(seq[i]));
+      if (round == 1) check_same(po, 2, seq[i], strlen(seq[i]));
+    }
+  jscan_paths_free(pk);
+  jscan_paths_free(po);
+}
+
 /* Damaged bytes: every prefix of every document, and every document with one byte
  * replaced by each structural byte. The trusted scan must stay inside the buffer (the
  * sanitizers check each read: the copy is exactly as long as the input) and agree with
@@ -399,6 +423,7 @@ int main(void) {
   RUN(bad_paths);
   RUN(special_bytes_at_every_offset);
   RUN(trusted_matches_validating);
+  RUN(trusted_key_guesses);
   RUN(trusted_survives_damage);
   RUN(trusted_key_forms);
   RUN(trusted_many_children);
