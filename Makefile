@@ -153,7 +153,10 @@ test: test-deps
 # FUZZ_TARGETS picks targets by name ("kpi hll"; default all), FUZZ_RUNS stops each after
 # that many executions (default -1: only FUZZ_SECONDS stops it). The campaign of
 # docs/RELIABILITY.md: make fuzz FUZZ_RUNS=10000000 FUZZ_SECONDS=480 FUZZ_TARGETS=...
+# FUZZ_RSS_MB is libFuzzer's RSS limit: a target that starts a thread per input
+# (log_recovery) grows the sanitizer runtime's RSS to about 2 GB over 1e7 inputs.
 FUZZ_SECONDS ?= 60
+FUZZ_RSS_MB ?= 8192
 FUZZ_RUNS ?= -1
 FUZZ_TARGETS ?= $(FUZZERS:build/fuzz/fuzz_%=%)
 fuzz: test-deps
@@ -161,7 +164,7 @@ fuzz: test-deps
 	@# New inputs go to build/fuzz-corpus/NAME (the first directory); the committed corpus
 	@# only seeds the run. Merge the interesting ones back with -merge=1 when worth it.
 	@for f in $(FUZZ_TARGETS:%=build/fuzz/fuzz_%); do n=$${f##*/}; n=$${n#fuzz_}; mkdir -p build/fuzz-corpus/$$n; \
-	  echo "== $$n"; $$f -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	  echo "== $$n"; $$f -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=$(FUZZ_RSS_MB) \
 	  -artifact_prefix=build/fuzz-corpus/$$n- build/fuzz-corpus/$$n tests/fuzz/corpus/$$n || exit 1; done
 
 # kill -9 at random moments under mixed load, CHAOS_ROUNDS times (default 100), each
