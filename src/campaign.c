@@ -86,8 +86,9 @@ static const char *const click_ids[] = {"gclid", "fbclid", "msclkid", "ttclid", 
                                         "li_fat_id", "dclid", "wbraid", "gbraid", "yclid", NULL};
 
 /* Set context.campaign from the URL's query string (only called when the event has no
- * context.campaign), in one edit. Returns whether utm_medium says e-mail. */
-static int parse_query(evdoc_t *ev, const char *url) {
+ * context.campaign), in one edit, its JSON built in obj (reset here). Returns whether
+ * utm_medium says e-mail. */
+static int parse_query(evdoc_t *ev, const char *url, buf_t *obj) {
   const char *q = strchr(url, '?');
   if (!q) return 0;
   q++;
@@ -122,28 +123,27 @@ static int parse_query(evdoc_t *ev, const char *url) {
   int any = click[0];
   for (int i = 0; i < 5; i++) any |= vals[i][0] != 0;
   if (!any) return 0;
-  buf_t obj = BUF_INIT;
-  buf_putc(&obj, '{');
+  buf_reset(obj);
+  buf_putc(obj, '{');
   for (int i = 0; i < 5; i++) {
     if (!vals[i][0]) continue;
-    if (obj.len > 1) buf_putc(&obj, ',');
-    buf_putc(&obj, '"');
-    buf_puts(&obj, fields[i]);
-    buf_append(&obj, "\":\"", 3);
-    buf_json_escape(&obj, vals[i], strlen(vals[i]));
-    buf_putc(&obj, '"');
+    if (obj->len > 1) buf_putc(obj, ',');
+    buf_putc(obj, '"');
+    buf_puts(obj, fields[i]);
+    buf_append(obj, "\":\"", 3);
+    buf_json_escape(obj, vals[i], strlen(vals[i]));
+    buf_putc(obj, '"');
   }
   if (click[0]) {
-    if (obj.len > 1) buf_putc(&obj, ',');
-    buf_puts(&obj, "\"clickId\":{\"type\":\"");
-    buf_puts(&obj, click_type);
-    buf_puts(&obj, "\",\"value\":\"");
-    buf_json_escape(&obj, click, strlen(click));
-    buf_puts(&obj, "\"}");
+    if (obj->len > 1) buf_putc(obj, ',');
+    buf_puts(obj, "\"clickId\":{\"type\":\"");
+    buf_puts(obj, click_type);
+    buf_puts(obj, "\",\"value\":\"");
+    buf_json_escape(obj, click, strlen(click));
+    buf_puts(obj, "\"}");
   }
-  buf_putc(&obj, '}');
-  evdoc_set_raw_p(ev, &P_CAMPAIGN, obj.data, obj.len);
-  buf_free(&obj);
+  buf_putc(obj, '}');
+  evdoc_set_raw_p(ev, &P_CAMPAIGN, obj->data, obj->len);
   const char *m = vals[1];
   return !strcasecmp(m, "email") || !strcasecmp(m, "e-mail") || !strcasecmp(m, "newsletter");
 }
@@ -167,7 +167,11 @@ int campaign_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char
 
   int email = 0;
   if (evdoc_get_p(ev, &P_CAMPAIGN).type == JSCAN_NONE) {
-    if (u) email = parse_query(ev, u);
+    if (u) {
+      buf_t own = BUF_INIT;
+      email = parse_query(ev, u, state ? (buf_t *)state : &own);
+      buf_free(&own);
+    }
   } else {
     const char *m = evdoc_str_p(ev, &P_CAMPAIGN_MEDIUM, medium, sizeof medium);
     email = m && (!strcasecmp(m, "email") || !strcasecmp(m, "e-mail") || !strcasecmp(m, "newsletter"));

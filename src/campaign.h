@@ -27,7 +27,9 @@ const char *campaign_referrer_class(const char *ref_host, const char *page_host)
  * Returns its length, or 0 when url has no host. */
 size_t campaign_url_host(const char *url, char *out, size_t outlen);
 
-/* enrich_step_fn: state unused. Never fails. */
+/* enrich_step_fn: state is a buf_t (borrowed) the step reuses for the context.campaign
+ * JSON it sets, so steady-state events do not allocate; NULL uses one per event. One
+ * state must not serve two chains running at once. Never fails. */
 int campaign_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg,
                          size_t msglen);
 

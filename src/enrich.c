@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "campaign.h"
+#include "util/buf.h"
 #include "util/clock.h"
 #include "util/mem.h"
 #include "util/rand.h"
@@ -21,6 +22,7 @@ struct enrich {
   const config_t *cfg;
   step_t *steps;
   size_t n;
+  buf_t campaign_json; /* the campaign step's state (see campaign_enrich_step) */
 };
 
 int enrich_anonymise_ip(const char *ip, char out[46]) {
@@ -154,7 +156,7 @@ enrich_t *enrich_new(const config_t *c) {
   enrich_add(e, "message_id", step_message_id, NULL);
   enrich_add(e, "ip", step_ip, (void *)c);
   enrich_add(e, "user_agent", step_user_agent, NULL);
-  enrich_add(e, "campaign", campaign_enrich_step, NULL);
+  enrich_add(e, "campaign", campaign_enrich_step, &e->campaign_json);
   return e;
 }
 
@@ -204,6 +206,7 @@ int enrich_event(enrich_t *e, evdoc_t *ev, const enrich_ctx_t *ctx_in, char *msg
 
 void enrich_free(enrich_t *e) {
   if (!e) return;
+  buf_free(&e->campaign_json);
   free(e->steps);
   free(e);
 }

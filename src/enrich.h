@@ -62,7 +62,8 @@ int enrich_add(enrich_t *e, const char *name, enrich_step_fn fn, void *state);
 int enrich_insert(enrich_t *e, const char *before, const char *name, enrich_step_fn fn,
                   void *state);
 /* Run every step over ev. Returns 0, ENRICH_DROP when a step dropped the event, or -1
- * with msg naming the failing step. */
+ * with msg naming the failing step. Steps keep scratch state: one chain runs one event at
+ * a time. */
 int enrich_event(enrich_t *e, evdoc_t *ev, const enrich_ctx_t *ctx, char *msg, size_t msglen);
 void enrich_free(enrich_t *e);
 

@@ -64,14 +64,15 @@ struct evdoc {
   uint16_t top_slot[TOP_SLOTS];
 };
 
-/* A dotted path parsed and hashed once. Callers pass the same literal again and again,
- * so evdoc_get keeps the parse by the string's address — checked against a copy of the
- * text, so a reused buffer holding another path is never mistaken for it. */
+/* A dotted path parsed and hashed once. Callers pass the same few paths again and again,
+ * so evdoc_get keeps the parse by the path's text: its bucket comes from the text's
+ * length and first and last bytes, never from its address, so which paths share a
+ * bucket (and what a read costs) is the same in every run and every build. */
 #define MEMO 256 /* 64 buckets of MEMO_WAYS */
 #define MEMO_WAYS 4
 #define MEMO_TEXT 96
 typedef struct memo {
-  const char *ptr;
+  size_t used; /* 0: an empty way; else the text's length + 1 */
   char text[MEMO_TEXT];
   size_t n;
   const char *segs[EVDOC_MAX_DEPTH];
@@ -423,7 +424,7 @@ static const memo_t *memo_fill(evdoc_t *d, memo_t *m, const char *path) {
   size_t len = strlen(path);
   if (len >= MEMO_TEXT) return NULL;
   memcpy(m->text, path, len + 1);
-  m->ptr = path;
+  m->used = len + 1;
   m->n = 0;
   for (const char *p = m->text;;) {
     const char *dot = strchr(p, '.');
@@ -474,17 +475,31 @@ static uint32_t intern(evdoc_t *d, const memo_t *m) {
   return parent;
 }
 
+/* The bucket of a path of len bytes: its length with its first and last (up to) eight
+ * bytes, mixed. Paths that differ only in the middle share a bucket, which is fine:
+ * the ways tell them apart by text. */
+size_t evdoc_memo_bucket(const char *path, size_t len) {
+  uint64_t head = 0, tail = 0;
+  memcpy(&head, path, len < 8 ? len : 8);
+  if (len > 8) memcpy(&tail, path + len - 8, 8);
+  uint64_t h = (head ^ (tail * 0xFF51AFD7ED558CCDull) ^ len) * 0x9E3779B97F4A7C15ull;
+  return (size_t)(h >> 58); /* MEMO / MEMO_WAYS = 64 buckets */
+}
+
 /* The memo of a dotted path (parsed and hashed), or NULL when the path is too long to
  * keep or malformed (then the caller parses it itself). */
 static const memo_t *memo_of(evdoc_t *d, const char *path) {
   if (!d->memo) d->memo = xcalloc(MEMO, sizeof *d->memo);
-  /* MEMO_WAYS entries per bucket: with one, two hot literals whose addresses share a
-   * slot evicted each other on every event (four re-parses per event were measured). */
-  memo_t *set = &d->memo[(((uint64_t)(uintptr_t)path * 0x9E3779B97F4A7C15ull) >> 58) * MEMO_WAYS];
+  size_t len = strlen(path);
+  if (len >= MEMO_TEXT) return NULL;
+  /* MEMO_WAYS entries per bucket: with one, two hot paths sharing a bucket evicted each
+   * other on every event. */
+  memo_t *set = &d->memo[evdoc_memo_bucket(path, len) * MEMO_WAYS];
   memo_t *m = NULL;
   for (size_t w = 0; w < MEMO_WAYS; w++) {
-    if (set[w].ptr == path && strcmp(set[w].text, path) == 0) return set[w].n ? &set[w] : NULL;
-    if (!m && !set[w].ptr) m = &set[w];
+    if (set[w].used == len + 1 && memcmp(set[w].text, path, len) == 0)
+      return set[w].n ? &set[w] : NULL;
+    if (!m && !set[w].used) m = &set[w];
   }
   if (!m) m = &set[d->memo_evict++ % MEMO_WAYS];
   return memo_fill(d, m, path);

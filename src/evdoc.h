@@ -59,6 +59,10 @@ int evdoc_load_trusted(evdoc_t *d, const char *json, size_t len);
  * object read after members were set below it shows its bytes before those edits. */
 jscan_val_t evdoc_get(evdoc_t *d, const char *path);
 jscan_val_t evdoc_get_v(evdoc_t *d, const char *const *segs, size_t nsegs);
+/* Where evdoc_get remembers a dotted path's parse: a bucket (0..63) computed from the
+ * path's len bytes of text alone, so the same path lands in the same bucket whatever
+ * buffer holds it, in every run and build. Exposed for tests. */
+size_t evdoc_memo_bucket(const char *path, size_t len);
 /* Several top-level members at once: out[i] receives what evdoc_get(d, names[i]) would
  * (n <= EVDOC_MAX_MEMBERS). One walk over the root's members instead of one lookup per
  * name: for validators that read a dozen fields of every event. names must be a constant

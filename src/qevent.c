@@ -128,15 +128,19 @@ int qevent_build(qevent_t *q, const char *query, size_t qlen, qevent_kind_t kind
       set_path(q, kd, vd);
     }
   }
+  /* Constant paths: read and set on every request without parsing their text. */
+  static evdoc_path_t P_TYPE = EVDOC_PATH("type"), P_EVENT = EVDOC_PATH("event"),
+                      P_PROPERTIES = EVDOC_PATH("properties"),
+                      P_PROPERTIES_URL = EVDOC_PATH("properties.url");
   char type[16];
-  if (evdoc_get(q->ev, "type").type == JSCAN_NONE) evdoc_set_str(q->ev, "type", "track");
-  if (evdoc_str(q->ev, "type", type, sizeof type) && !strcmp(type, "track") &&
-      evdoc_get(q->ev, "event").type == JSCAN_NONE)
-    evdoc_set_str(q->ev, "event", kind == QEVENT_REDIRECT ? "Email Link Clicked" : "Email Opened");
+  if (evdoc_get_p(q->ev, &P_TYPE).type == JSCAN_NONE) evdoc_set_str_p(q->ev, &P_TYPE, "track");
+  if (evdoc_str_p(q->ev, &P_TYPE, type, sizeof type) && !strcmp(type, "track") &&
+      evdoc_get_p(q->ev, &P_EVENT).type == JSCAN_NONE)
+    evdoc_set_str_p(q->ev, &P_EVENT, kind == QEVENT_REDIRECT ? "Email Link Clicked" : "Email Opened");
   if (kind == QEVENT_REDIRECT && *redirect) {
-    jscan_type_t pt = evdoc_get(q->ev, "properties").type;
-    if (pt == JSCAN_NONE || (pt == JSCAN_OBJECT && evdoc_get(q->ev, "properties.url").type == JSCAN_NONE))
-      evdoc_set_str(q->ev, "properties.url", *redirect);
+    jscan_type_t pt = evdoc_get_p(q->ev, &P_PROPERTIES).type;
+    if (pt == JSCAN_NONE || (pt == JSCAN_OBJECT && evdoc_get_p(q->ev, &P_PROPERTIES_URL).type == JSCAN_NONE))
+      evdoc_set_str_p(q->ev, &P_PROPERTIES_URL, *redirect);
   }
   evdoc_write(q->ev, out);
   return 0;

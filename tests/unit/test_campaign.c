@@ -40,10 +40,12 @@ TEST(url_host) {
   CHECK_INT(campaign_url_host("/relative/path", h, sizeof h), 0);
 }
 
+static buf_t *step_state; /* the step's reused buffer, or NULL */
+
 static cJSON *enrich(const char *json) {
   enrich_ctx_t ctx = {0, "127.0.0.1", NULL, NULL, ""};
   int rc = -1;
-  cJSON *ev = evtest_step(campaign_enrich_step, NULL, json, &ctx, &rc);
+  cJSON *ev = evtest_step(campaign_enrich_step, step_state, json, &ctx, &rc);
   CHECK_INT(rc, 0);
   return ev;
 }
@@ -83,10 +85,39 @@ TEST(existing_campaign_kept_and_direct) {
   cJSON_Delete(ev);
 }
 
+/* One buffer reused for event after event (as the chain does) gives each event what a
+ * fresh one gives: nothing of a longer earlier campaign is left over. */
+TEST(reused_state_matches_fresh) {
+  static const char *const evs[] = {
+      "{\"type\":\"page\",\"context\":{\"page\":{\"url\":\"https://s.example/?utm_source=news"
+      "letter&utm_medium=email&utm_campaign=Spring%20Sale&utm_term=t&utm_content=c&fbclid=F1\"}}}",
+      "{\"type\":\"page\",\"context\":{\"page\":{\"url\":\"https://s.example/?utm_source=g\"}}}",
+      "{\"type\":\"page\",\"context\":{\"page\":{\"url\":\"https://s.example/?gclid=x%22y\"}}}",
+      "{\"type\":\"page\",\"context\":{\"page\":{\"url\":\"https://s.example/plain\"}}}"};
+  buf_t state = BUF_INIT;
+  for (int round = 0; round < 2; round++)
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++) {
+      step_state = NULL;
+      cJSON *fresh = enrich(evs[i]);
+      step_state = &state;
+      cJSON *reused = enrich(evs[i]);
+      step_state = NULL;
+      char *a = cJSON_PrintUnformatted(fresh), *b = cJSON_PrintUnformatted(reused);
+      if (!a || !b || strcmp(a, b) != 0) FAILF("event %zu: %s vs %s", i, a ? a : "-", b ? b : "-");
+      free(a);
+      free(b);
+      cJSON_Delete(fresh);
+      cJSON_Delete(reused);
+    }
+  CHECK(state.data != NULL); /* the step wrote into it */
+  buf_free(&state);
+}
+
 int main(void) {
   RUN(referrer_classes);
   RUN(url_host);
   RUN(utm_and_click_ids);
   RUN(existing_campaign_kept_and_direct);
+  RUN(reused_state_matches_fresh);
   return TEST_REPORT("test_campaign");
 }

@@ -277,6 +277,33 @@ TEST(remembered_reads_follow_edits_and_loads) {
   buf_free(&big);
 }
 
+/* A path's memo is found by its text: the same text in another buffer reads the same,
+ * a buffer reused for another path never returns the old one's value, and the paths
+ * read by name on every event do not crowd one bucket (more than 4 evict each other). */
+TEST(memo_by_text) {
+  const char *j = "{\"type\":\"track\",\"context\":{\"ip\":\"1.2.3.4\",\"page\":{\"url\":\"u\"}}}";
+  CHECK_INT(evdoc_load(d, j, strlen(j)), 0);
+  char a[32], b[32], out[32];
+  strcpy(a, "context.page.url");
+  strcpy(b, "context.page.url");
+  CHECK_INT(evdoc_memo_bucket(a, strlen(a)), evdoc_memo_bucket(b, strlen(b)));
+  CHECK_STR(evdoc_str(d, a, out, sizeof out), "u");
+  CHECK_STR(evdoc_str(d, b, out, sizeof out), "u");
+  strcpy(a, "context.ip"); /* the same buffer, another path */
+  CHECK_STR(evdoc_str(d, a, out, sizeof out), "1.2.3.4");
+  strcpy(a, "context.page.urx");
+  CHECK_INT(evdoc_get(d, a).type, JSCAN_NONE);
+  static const char *const hot[] = {"type", "context", "integrations", "writeKey", "batch",
+                                    "userId", "anonymousId", "event", "properties.url",
+                                    "properties", "traits", "timestamp"};
+  int per[64] = {0};
+  for (size_t i = 0; i < sizeof hot / sizeof hot[0]; i++) {
+    size_t k = evdoc_memo_bucket(hot[i], strlen(hot[i]));
+    CHECK(k < 64);
+    if (k < 64 && ++per[k] > 4) FAILF("bucket %zu holds more than 4 hot paths", k);
+  }
+}
+
 int main(void) {
   d = evdoc_new();
   RUN(load_results);
@@ -290,6 +317,7 @@ int main(void) {
   RUN(big_nested_object_keeps_every_member);
   RUN(get_top_matches_get);
   RUN(remembered_reads_follow_edits_and_loads);
+  RUN(memo_by_text);
   evdoc_free(d);
   return TEST_REPORT("test_evdoc");
 }
