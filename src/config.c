@@ -39,6 +39,10 @@ static const opt_t opts[] = {
      "fsync-interval-ms; off: never sync"},
     {"fsync-interval-ms", T_UINT, O(fsync_interval_ms), "1000", NULL, "sync period for fsync=interval"},
     {"segment-bytes", T_SIZE, O(segment_bytes), "64m", NULL, "log segment roll size"},
+    {"log-cache-bytes", T_SIZE, O(log_cache_bytes), "16m", NULL,
+     "log bytes kept in the page cache behind the processing stage: older log pages leave "
+     "the cache once processed, so the log does not crowd out other files (0 = leave them "
+     "to the kernel)"},
     {"max-queue-bytes", T_SIZE, O(max_queue_bytes), "64m", NULL,
      "bytes accepted but not yet durable; past it requests get 503 + Retry-After"},
     {"retry-after-s", T_UINT, O(retry_after_s), "1", NULL, "Retry-After seconds sent with 503"},

@@ -33,6 +33,7 @@ typedef struct config {
   char *fsync;               /* always | interval | off */
   uint64_t fsync_interval_ms;
   uint64_t segment_bytes;
+  uint64_t log_cache_bytes;
   uint64_t max_queue_bytes;  /* appended but not yet durable: past it, 503 */
   uint64_t retry_after_s;
   /* HTTP limits */

@@ -50,7 +50,34 @@ struct log_reader {
   size_t nruns, run_i; /* run_i: the first run that may hold r->next */
   char *idx;           /* its sparse index, read whole on the first jump */
   size_t nidx;         /* entries in idx; SIZE_MAX: not read yet */
+
+  /* log_reader_drop_behind: the segment's page cache below dropped_to is dropped, and
+   * the next drop is due when pos reaches drop_due. */
+  int drop;
+  uint64_t drop_keep, dropped_to, drop_due;
 };
+
+/* ---- page-cache drop-behind (log_reader_drop_behind) ---- */
+
+#define DROP_STEP (1u << 20) /* drop in steps of at least this many bytes */
+
+static void drop_due_set(log_reader_t *r) { r->drop_due = r->dropped_to + r->drop_keep + DROP_STEP; }
+
+/* Drop the current segment's cached pages up to drop_keep bytes before r->pos. */
+static void drop_passed(log_reader_t *r) {
+  uint64_t page = 4096, to = (r->pos - r->drop_keep) & ~(page - 1);
+  if (to > r->dropped_to)
+    (void)posix_fadvise(r->fd, (off_t)r->dropped_to, (off_t)(to - r->dropped_to),
+                        POSIX_FADV_DONTNEED);
+  r->dropped_to = to > r->dropped_to ? to : r->dropped_to;
+  drop_due_set(r);
+}
+
+void log_reader_drop_behind(log_reader_t *r, uint64_t keep_bytes) {
+  r->drop = 1;
+  r->drop_keep = keep_bytes;
+  drop_due_set(r);
+}
 
 /* ---- event-time window ---- */
 
@@ -198,7 +225,11 @@ static int reader_open_seg(log_reader_t *r, uint64_t base, uint64_t next_base) {
     close(fd);
     return n < 0 ? (int)n : -EBADMSG;
   }
-  if (r->fd >= 0) close(r->fd);
+  if (r->fd >= 0) {
+    /* Left behind for good: a reader moves to another segment only forward. */
+    if (r->drop && base > r->seg_base) (void)posix_fadvise(r->fd, 0, 0, POSIX_FADV_DONTNEED);
+    close(r->fd);
+  }
   r->fd = fd;
   r->win.fd = fd;
   window_drop(&r->win);
@@ -206,6 +237,8 @@ static int reader_open_seg(log_reader_t *r, uint64_t base, uint64_t next_base) {
   r->seg_next = next_base;
   r->pos = SEG_HDR;
   r->next = base;
+  r->dropped_to = 0;
+  if (r->drop) drop_due_set(r);
   return 0;
 }
 
@@ -393,6 +426,7 @@ int log_reader_next(log_reader_t *r, log_record_t *out) {
     }
     r->pos += 8 + (uint64_t)f.len;
     r->next++;
+    if (r->drop && r->pos >= r->drop_due) drop_passed(r);
     if (beyond) { /* found more valid records: the read-only log grew */
       uint64_t cur = end;
       while (cur < r->next &&

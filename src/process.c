@@ -69,6 +69,7 @@ typedef struct ckpt_job {
 struct process {
   uv_loop_t *loop;
   log_t *log;
+  uint64_t log_cache_bytes; /* process_opts_t.log_cache_bytes */
   char *snap_path;
   char *state_dir;
   spill_t *spill;  /* NULL without a state dir */
@@ -463,6 +464,7 @@ static int slice(process_t *p, size_t max, int64_t budget_us) {
   if (!p->reader) {
     char err[256];
     if (!(p->reader = log_reader_open(p->log, p->offset, err, sizeof err))) return -EIO;
+    if (p->log_cache_bytes) log_reader_drop_behind(p->reader, p->log_cache_bytes);
   }
   int64_t t0 = budget_us ? clock_mono_us() : 0;
   log_record_t rec;
@@ -804,6 +806,7 @@ process_t *process_new(const process_opts_t *o, char *err, size_t errlen) {
   pthread_cond_init(&p->rw_cond, NULL);
   p->loop = o->loop;
   p->log = o->log;
+  p->log_cache_bytes = o->log_cache_bytes;
   p->hub = o->hub;
   p->decide = o->decide;
   p->checkpoint_ms = o->checkpoint_ms ? o->checkpoint_ms : 10000;

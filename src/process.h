@@ -87,6 +87,9 @@ typedef struct process_opts {
   uint64_t spill_max_ids;      /* ids (people + aliases) the on-disk spill of evicted
                                   profiles indexes; 0: 16,777,216. The spill exists with
                                   a state_dir only (spill.h) */
+  uint64_t log_cache_bytes;    /* 0: the log's pages stay in the page cache; else the
+                                  reader drops them once this far behind it
+                                  (log_reader_drop_behind) */
   uint64_t rollup_max_bytes;   /* memory budget of each rollup store (events, sessions):
                                   0 none, else >= ROLLUP_MIN_BYTES (rollup.h) */
 } process_opts_t;

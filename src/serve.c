@@ -533,6 +533,7 @@ static int start_process(server_t *s) {
       .hub = s->hub,
       .decide = s->decide,
       .rollup_max_bytes = s->cfg->rollup_max_bytes,
+      .log_cache_bytes = s->cfg->log_cache_bytes,
   };
   int64_t t0 = clock_mono_us();
   if (!(s->process = process_new(&po, err, sizeof err))) {

@@ -4,11 +4,14 @@
  * user relies on: acks in order and only after sync, records read back byte for byte,
  * recovery cutting exactly the torn tail, read-only opens leaving files alone,
  * backpressure, and ENOSPC (on a tiny tmpfs when the test may mount one). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "test.h"
@@ -1059,6 +1062,79 @@ out:
   umount2(dir, MNT_DETACH);
 }
 
+/* ---- page-cache drop-behind ---- */
+
+/* Pages of file p in the page cache: in [0, split) and in [split, end of file). */
+static int cached_pages(const char *p, long long split, long long *below, long long *above) {
+  *below = *above = 0;
+  int fd = open(p, O_RDONLY);
+  if (fd < 0) return -1;
+  long long size = file_size(p), page = sysconf(_SC_PAGESIZE);
+  void *m = size > 0 ? mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+  close(fd);
+  if (m == MAP_FAILED) return -1;
+  size_t n = (size_t)((size + page - 1) / page);
+  unsigned char *vec = malloc(n);
+  int rc = mincore(m, (size_t)size, vec);
+  for (size_t i = 0; rc == 0 && i < n; i++)
+    if (vec[i] & 1) *((long long)i * page < split ? below : above) += 1;
+  free(vec);
+  munmap(m, (size_t)size);
+  return rc;
+}
+
+/* A drop-behind reader leaves the pages it has passed out of the page cache: all of
+ * every segment it left, and the active one's up to keep (plus the step) behind it. A
+ * reader opened later reads every record back from disk. */
+TEST(drop_behind_reader_uncaches_what_it_passed) {
+  const char *dir = test_dir("dropbehind");
+  mkdir(dir, 0700);
+  struct statfs fs;
+  if (statfs(dir, &fs) == 0 && fs.f_type == 0x01021994 /* TMPFS_MAGIC */) {
+    printf("  skipped: %s is on tmpfs, whose pages cannot leave the cache\n", dir);
+    return;
+  }
+  const uint64_t seg = 2u << 20, keep = 256u << 10;
+  log_t *log = logtest_open(dir, LOG_SYNC_ALWAYS, seg, NULL);
+  REQUIRE(log != NULL);
+  const int n = 30000;
+  for (int k = 0; k < n; k += 5000) CHECK_INT(append_range(log, (uint64_t)k, 5000), 0);
+  int segs = count_files(dir, "log");
+  CHECK(segs >= 3);
+  /* Written just now: the last segment is in the cache before anyone reads it. */
+  char names[64][40];
+  int nn = 0;
+  DIR *dp = opendir(dir);
+  for (struct dirent *de; dp && (de = readdir(dp)) && nn < 64;)
+    if (strlen(de->d_name) == 24 && !strcmp(de->d_name + 20, ".log"))
+      memcpy(names[nn++], de->d_name, 25);
+  if (dp) closedir(dp);
+  qsort(names, (size_t)nn, sizeof names[0], (int (*)(const void *, const void *))strcmp);
+  REQUIRE(nn == segs);
+  const char *last = path_in(dir, names[nn - 1]);
+  long long below, above, last_size = file_size(last);
+  CHECK_INT(cached_pages(last, 0, &below, &above), 0);
+  CHECK(above >= last_size / 4096 / 2);
+
+  char err[256];
+  log_reader_t *r = log_reader_open(log, 0, err, sizeof err);
+  REQUIRE(r != NULL);
+  log_reader_drop_behind(r, keep);
+  CHECK_INT(read_each(r, 0, matches, NULL), n);
+  log_reader_close(r);
+  for (int i = 0; i + 1 < nn; i++) {
+    CHECK_INT(cached_pages(path_in(dir, names[i]), 0, &below, &above), 0);
+    if (above) FAILF("%s: %lld pages still cached after the reader left it", names[i], above);
+  }
+  /* The active segment: nothing cached more than keep + 1 MiB + a page behind its end. */
+  long long split = last_size - (long long)keep - (1 << 20) - 4096;
+  CHECK_INT(cached_pages(last, split, &below, &above), 0);
+  if (split > 0 && below) FAILF("%lld pages cached more than keep behind the reader", below);
+  CHECK(above > 0); /* the last keep bytes stay */
+  CHECK_INT(read_all(log, 0), n);
+  close_log(log);
+}
+
 int main(void) {
   if (logtest_init("test-log")) return 1;
   RUN(group_commit_orders_acks);
@@ -1076,5 +1152,6 @@ int main(void) {
   RUN(sync_policies);
   RUN(close_acks_pending);
   RUN(enospc_fails_group_and_resumes);
+  RUN(drop_behind_reader_uncaches_what_it_passed);
   return logtest_finish("test_log");
 }
