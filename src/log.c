@@ -16,7 +16,8 @@
  * later) under `mu`; the writer thread swaps the group out, stamps offsets and CRCs,
  * writes it in chunks that fit the current segment (rolling between chunks, never inside
  * one append), syncs per policy, and queues it on `done`; a uv_async wakes the loop,
- * which calls the acks in order and recycles the group. Readers use their own file
+ * which calls the acks in order and recycles the group. The loop wakes the writer once
+ * per turn of the loop, not once per append (see "Waking"). Readers use their own file
  * descriptors and only read offsets below `durable_end`, an atomic the writer advances
  * after a chunk is written (and synced with LOG_SYNC_ALWAYS); bytes past it may still
  * be rolled back, so a reader never trusts cached file bytes for them.
@@ -390,6 +391,81 @@ int log_roll_active(log_t *log) {
   int rc = log->roll_status;
   pthread_mutex_unlock(&log->mu);
   return rc;
+}
+
+/* ---- loop thread: waking the writer ----
+ *
+ * An append only marks the log as kicked; a prepare handle (before the loop polls) and a
+ * check handle (after it ran the I/O callbacks) wake the writer if it was. The requests
+ * one turn of the loop reads thus go to disk in one group with one fdatasync, and the
+ * writer does not take the CPU from the loop in the middle of a turn to write the first
+ * of them alone; Redis writes its append-only file once per turn of its loop the same
+ * way. Every append is followed by a prepare or a check before the loop can block, so
+ * no append waits for the next I/O. A busy writer takes the next group when it is done
+ * without being woken. A group that reaches KICK_BYTES wakes it at once: a turn that
+ * reads many large batches would otherwise hold back the first of them for the whole
+ * turn, and one group's write and sync would grow past what a few batches need. */
+
+#define KICK_BYTES (256u << 10)
+
+struct kicker {
+  uv_prepare_t prep;
+  uv_check_t check;
+  log_t *log; /* NULL once stopped */
+  int open;   /* handles not closed yet */
+};
+
+static void kick(log_t *log) {
+  if (atomic_exchange_explicit(&log->kick, 0, memory_order_relaxed))
+    pthread_cond_signal(&log->wake);
+}
+
+static void on_prepare(uv_prepare_t *h) {
+  struct kicker *k = h->data;
+  if (k->log) kick(k->log);
+}
+
+static void on_check(uv_check_t *h) {
+  struct kicker *k = h->data;
+  if (k->log) kick(k->log);
+}
+
+static void on_kicker_closed(uv_handle_t *h) {
+  struct kicker *k = h->data;
+  if (--k->open == 0) free(k);
+}
+
+static int kicker_start(log_t *log) {
+  struct kicker *k = xcalloc(1, sizeof *k);
+  if (uv_prepare_init(log->loop, &k->prep) != 0) {
+    free(k);
+    return -1;
+  }
+  k->prep.data = k;
+  k->open = 1;
+  if (uv_check_init(log->loop, &k->check) != 0) {
+    uv_close((uv_handle_t *)&k->prep, on_kicker_closed);
+    return -1;
+  }
+  k->check.data = k;
+  k->open = 2;
+  k->log = log;
+  uv_prepare_start(&k->prep, on_prepare);
+  uv_check_start(&k->check, on_check);
+  /* They must not keep the loop alive: only pending work does (the async). */
+  uv_unref((uv_handle_t *)&k->prep);
+  uv_unref((uv_handle_t *)&k->check);
+  log->kicker = k;
+  return 0;
+}
+
+static void kicker_stop(log_t *log) {
+  struct kicker *k = log->kicker;
+  if (!k) return;
+  log->kicker = NULL;
+  k->log = NULL;
+  uv_close((uv_handle_t *)&k->prep, on_kicker_closed);
+  uv_close((uv_handle_t *)&k->check, on_kicker_closed);
 }
 
 /* ---- loop thread: acks ---- */
@@ -854,6 +930,10 @@ log_t *log_open(const log_opts_t *opts, log_recovery_t *rec, char *err, size_t e
       goto fail;
     }
     log->async->data = log;
+    if (kicker_start(log) != 0) {
+      snprintf(err, errlen, "log: cannot create the writer's wakeup handles");
+      goto fail;
+    }
     if (pthread_create(&log->writer, NULL, writer_main, log) != 0) {
       snprintf(err, errlen, "log: cannot start the writer thread");
       goto fail;
@@ -864,6 +944,7 @@ log_t *log_open(const log_opts_t *opts, log_recovery_t *rec, char *err, size_t e
   return log;
 
 fail:
+  kicker_stop(log);
   if (log->async) {
     log->async->data = NULL;
     uv_close((uv_handle_t *)log->async, on_async_closed);
@@ -894,6 +975,7 @@ void log_close(log_t *log) {
     (void)cut_zeros(log); /* a closed log's last segment ends with its last record */
     evt_finish(&log->evt, log->next_offset, 0, &log->evt_pending);
     deliver(log);
+    kicker_stop(log);
     log->async->data = NULL;
     uv_close((uv_handle_t *)log->async, on_async_closed);
   }
@@ -959,11 +1041,13 @@ int log_append(log_t *log, const log_entry_t *entries, size_t n, log_ack_fn ack,
     g->w = xrealloc(g->w, g->capw * sizeof *g->w);
   }
   g->w[g->nw++] = (waiter_t){.ack = ack, .ud = ud, .nrecords = n, .bytes = bytes, .rec0 = rec0};
+  int now = g->data.len >= KICK_BYTES;
   pthread_mutex_unlock(&log->mu);
-  /* Signalled after unlocking: the woken writer takes the mutex at once instead of
-   * sleeping on it until we let go (two more futex calls per append). The writer reads
-   * open->nw under the mutex before it waits, so the wake-up cannot be missed. */
-  pthread_cond_signal(&log->wake);
+  /* The writer is woken at the end of this turn of the loop, or at once when the group
+   * is large enough (see "Waking"), after the mutex is let go. It reads open->nw under
+   * the mutex before it waits, so the wake-up cannot be missed. */
+  if (now) pthread_cond_signal(&log->wake);
+  else atomic_store_explicit(&log->kick, 1, memory_order_relaxed);
   return 0;
 }
 

@@ -22,7 +22,9 @@
  * itself, since one append never spans two segments.
  *
  * Writing (group commit): the loop thread calls log_append, which copies the records into
- * the open group and returns at once. One writer thread takes the whole group, assigns
+ * the open group and returns at once; the writer is woken once per turn of the loop
+ * (after the I/O callbacks, or before the loop would block), or at once when the group
+ * has grown large, so the requests one turn reads share a group. One writer thread takes the whole group, assigns
  * offsets, frames and CRCs the records, write()s them and, with LOG_SYNC_ALWAYS, calls
  * fdatasync once for the group (once per segment when it fills one); then every ack callback of that group runs on the loop
  * thread. Many requests thus share one fdatasync, and a request is acknowledged only

@@ -282,6 +282,8 @@ struct log {
   pthread_t writer;
   int writer_started;
   uv_async_t *async;  /* separately allocated: freed by its close callback */
+  struct kicker *kicker; /* wakes the writer once per loop turn (log.c, "Waking") */
+  atomic_int kick;    /* an append since the writer was last woken */
 
   /* writer thread only (and log_open/log_close around it) */
   int fd, idx_fd;
