@@ -61,8 +61,8 @@ struct collect {
   evdoc_t *batch; /* the /v1/batch body around it */
   log_entry_t *entries; /* reused per request */
   size_t entries_cap;
-  jscan_val_t *elems;   /* the batch's elements, reused per request */
-  size_t elems_cap;
+  jscan_elems_t elems;  /* the "batch" array's elements, recorded as the body is
+                         * validated; v reused per request */
   flight_t *flight;     /* see flight_t; cap a power of two */
   size_t flight_cap, flight_used;
   buf_t query_event; /* pixel/redirect event text */
@@ -120,6 +120,8 @@ collect_t *collect_new(const collect_deps_t *d) {
   c->limiter = ratelimit_new(rate, d->cfg->rate_limit_burst ? (double)d->cfg->rate_limit_burst : 2 * rate, 0);
   c->ev = evdoc_new();
   c->batch = evdoc_new();
+  c->elems.key = "batch";
+  c->elems.keylen = 5;
   c->qevent = qevent_new();
   return c;
 }
@@ -133,7 +135,7 @@ void collect_free(collect_t *c) {
   evdoc_free(c->ev);
   evdoc_free(c->batch);
   free(c->entries);
-  free(c->elems);
+  jscan_elems_free(&c->elems);
   free(c->flight);
   buf_free(&c->query_event);
   qevent_free(c->qevent);
@@ -792,7 +794,12 @@ static void handle_json(collect_t *c, ingest_t *in, char *hkey, const enrich_ctx
   }
 
   evdoc_t *doc = kind == K_SINGLE ? c->ev : c->batch;
-  int lr = evdoc_load(doc, body, len);
+  /* A batch's elements are recorded by the pass that validates the body, so the count
+   * limit holds before any event is taken and no element is walked twice. Past
+   * max_batch_events they are counted, not stored. */
+  c->elems.max = (size_t)c->cfg->max_batch_events;
+  int lr = kind == K_SINGLE ? evdoc_load(doc, body, len)
+                            : evdoc_load_elems(doc, body, len, &c->elems);
   if (lr == -1) {
     reject(c, in, 0, EVENT_ERR_JSON, "the body is not valid JSON", body, len, ctx);
     flush_bad(c, ctx->received_us);
@@ -813,32 +820,21 @@ static void handle_json(collect_t *c, ingest_t *in, char *hkey, const enrich_ctx
   if (kind == K_SINGLE) {
     take_event(c, in, 0, ctx, body, len, 0);
   } else {
-    jscan_val_t arr = evdoc_get(doc, "batch");
-    if (arr.type != JSCAN_ARRAY) {
+    if (c->elems.val.type != JSCAN_ARRAY) { /* the "batch" member evdoc_get finds */
       st = 400, code = EVENT_ERR_MISSING, msg = "the body must have a \"batch\" array";
       goto fail;
     }
-    /* One pass collects the elements (validated with the body), so the count limit
-     * holds before any event is taken. */
-    size_t pos = 0, count = 0;
-    jscan_val_t el;
-    while (jscan_array_next(&arr, &pos, &el) == 1) {
-      if (count == c->cfg->max_batch_events) {
-        st = 413, code = EVENT_ERR_TOO_MANY, msg = "the batch has more events than max-batch-events";
-        goto fail;
-      }
-      if (count == c->elems_cap) {
-        c->elems_cap = c->elems_cap ? c->elems_cap * 2 : 256;
-        c->elems = xrealloc(c->elems, c->elems_cap * sizeof *c->elems);
-      }
-      c->elems[count++] = el;
+    size_t count = c->elems.n;
+    if (count > c->elems.max) {
+      st = 413, code = EVENT_ERR_TOO_MANY, msg = "the batch has more events than max-batch-events";
+      goto fail;
     }
     if (!count) {
       st = 400, code = "empty_batch", msg = "the batch holds no event";
       goto fail;
     }
     for (size_t index = 0; index < count; index++) {
-      const jscan_val_t *e = &c->elems[index];
+      const jscan_val_t *e = &c->elems.v[index];
       const char *raw = e->type == JSCAN_STRING ? e->p - 1 : e->p;
       size_t rawlen = e->type == JSCAN_STRING ? e->n + 2 : e->n;
       load_and_take(c, in, index, ctx, raw, rawlen, 1, 0);

@@ -182,13 +182,20 @@ static const jscan_member_t *member(evdoc_t *d, const jscan_val_t *obj, const ch
   return NULL;
 }
 
-static int load(evdoc_t *d, const char *json, size_t len, int trusted);
+/* elems: record an array member's elements while validating (evdoc_load_elems), or NULL. */
+static int load(evdoc_t *d, const char *json, size_t len, int trusted, jscan_elems_t *elems);
 
-int evdoc_load(evdoc_t *d, const char *json, size_t len) { return load(d, json, len, 0); }
+int evdoc_load(evdoc_t *d, const char *json, size_t len) { return load(d, json, len, 0, NULL); }
 
-int evdoc_load_trusted(evdoc_t *d, const char *json, size_t len) { return load(d, json, len, 1); }
+int evdoc_load_trusted(evdoc_t *d, const char *json, size_t len) {
+  return load(d, json, len, 1, NULL);
+}
 
-static int load(evdoc_t *d, const char *json, size_t len, int trusted) {
+int evdoc_load_elems(evdoc_t *d, const char *json, size_t len, jscan_elems_t *elems) {
+  return load(d, json, len, 0, elems);
+}
+
+static int load(evdoc_t *d, const char *json, size_t len, int trusted, jscan_elems_t *elems) {
   d->json = json;
   d->len = len;
   if (++d->gen == 0) { /* wrapped: no node may look current */
@@ -223,8 +230,10 @@ static int load(evdoc_t *d, const char *json, size_t len, int trusted) {
     r->members = xrealloc(r->members, r->cap * sizeof *r->members);
     r->names = xrealloc(r->names, r->cap * sizeof *r->names);
   }
-  long n = trusted ? jscan_members_trusted(root.p, root.n, d->cache[0].members, EVDOC_MAX_MEMBERS)
-                   : jscan_members(root.p, root.n, d->cache[0].members, EVDOC_MAX_MEMBERS);
+  jscan_member_t *out = d->cache[0].members;
+  long n = trusted ? jscan_members_trusted(root.p, root.n, out, EVDOC_MAX_MEMBERS)
+           : elems ? jscan_members_elems(root.p, root.n, out, EVDOC_MAX_MEMBERS, elems)
+                   : jscan_members(root.p, root.n, out, EVDOC_MAX_MEMBERS);
   if (n == -2) return -3;
   if (n < 0) return -1;
   fill_index(&d->cache[0], root.p, root.n, n);

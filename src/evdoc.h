@@ -53,6 +53,12 @@ int evdoc_load(evdoc_t *d, const char *json, size_t len);
 /* The same for bytes known to be valid JSON (an element of a validated batch): only
  * indexes, does not check. */
 int evdoc_load_trusted(evdoc_t *d, const char *json, size_t len);
+/* evdoc_load that also records, in the same pass, the elements of the top-level array
+ * member named elems->key (jscan_members_elems; elems is borrowed, its v stays the
+ * caller's): a /v1/batch body's events without a second walk of its "batch" array. The
+ * spans point into json. elems is meaningful only when 0 is returned; its val is then the
+ * member evdoc_get(d, elems->key) finds before any edit (for a key without dots). */
+int evdoc_load_elems(evdoc_t *d, const char *json, size_t len, jscan_elems_t *elems);
 
 /* The value at path (the edited one if set), or type JSCAN_NONE. An object that exists
  * only through members set below it reads as JSCAN_OBJECT with no bytes (p NULL). An

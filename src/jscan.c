@@ -353,7 +353,11 @@ static int object(scan_t *s, const node_t *at) {
   }
 }
 
-static int array(scan_t *s) {
+/* Validate the element at s->p and record it in e (see jscan_members_elems). */
+static int elem(scan_t *s, jscan_elems_t *e);
+
+/* rec: record each element there (jscan_members_elems), or NULL. */
+static int array(scan_t *s, jscan_elems_t *rec) {
   s->p++; /* '[' */
   ws(s);
   if (s->p < s->end && *s->p == ']') {
@@ -362,7 +366,7 @@ static int array(scan_t *s) {
   }
   for (;;) {
     ws(s);
-    if (value(s, NULL, -1)) return -1;
+    if (rec ? elem(s, rec) : value(s, NULL, -1)) return -1;
     ws(s);
     if (s->p >= s->end) return -1;
     if (*s->p == ',') {
@@ -391,7 +395,7 @@ static int value(scan_t *s, const node_t *at, int out_index) {
     case '[':
       if (++s->depth > JSCAN_MAX_DEPTH) return -1;
       v.type = JSCAN_ARRAY;
-      rc = array(s);
+      rc = array(s, NULL);
       s->depth--;
       break;
     case '"':
@@ -902,7 +906,42 @@ static int value_into(scan_t *s, jscan_val_t *v) {
   return rc;
 }
 
-long jscan_members(const char *json, size_t len, jscan_member_t *out, size_t max) {
+static int elem(scan_t *s, jscan_elems_t *e) {
+  jscan_val_t v;
+  if (value_into(s, &v)) return -1;
+  if (e->n < e->max) {
+    if (e->n == e->cap) {
+      e->cap = e->cap ? e->cap * 2 : 64;
+      if (e->cap > e->max) e->cap = e->max;
+      e->v = xrealloc(e->v, e->cap * sizeof *e->v);
+    }
+    e->v[e->n] = v;
+  }
+  e->n++; /* counted past max: the caller reports how many there were */
+  return 0;
+}
+
+/* The value of the member e names: value_into, recording the elements when it is an
+ * array. The array is one level deeper, as value counts it. */
+static int value_elems(scan_t *s, jscan_val_t *v, jscan_elems_t *e) {
+  if (s->p >= s->end || *s->p != '[') {
+    if (value_into(s, v)) return -1;
+  } else {
+    *v = (jscan_val_t){JSCAN_ARRAY, s->p, 0, 0, 0};
+    if (++s->depth > JSCAN_MAX_DEPTH || array(s, e)) return -1;
+    s->depth--;
+    v->n = (size_t)(s->p - v->p);
+  }
+  e->val = *v;
+  return 0;
+}
+
+static long members(const char *json, size_t len, jscan_member_t *out, size_t max,
+                    jscan_elems_t *e) {
+  if (e) {
+    e->val = (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
+    e->n = 0;
+  }
   scan_t s = {json, json + len, NULL, 1, 1};
   ws(&s);
   if (s.p >= s.end || *s.p != '{') return -1;
@@ -920,7 +959,12 @@ long jscan_members(const char *json, size_t len, jscan_member_t *out, size_t max
       if (s.p >= s.end || *s.p != ':') return -1;
       s.p++;
       ws(&s);
-      if (value_into(&s, &m.val)) return -1;
+      /* the first member of e's name only, the one a lookup by name finds */
+      if (e && e->val.type == JSCAN_NONE && jscan_key_is(&m, e->key, e->keylen)) {
+        if (value_elems(&s, &m.val, e)) return -1;
+      } else if (value_into(&s, &m.val)) {
+        return -1;
+      }
       if (n >= max) return -2;
       out[n++] = m;
       ws(&s);
@@ -936,6 +980,23 @@ long jscan_members(const char *json, size_t len, jscan_member_t *out, size_t max
   }
   ws(&s);
   return s.p == s.end ? (long)n : -1;
+}
+
+long jscan_members(const char *json, size_t len, jscan_member_t *out, size_t max) {
+  return members(json, len, out, max, NULL);
+}
+
+long jscan_members_elems(const char *json, size_t len, jscan_member_t *out, size_t max,
+                         jscan_elems_t *e) {
+  return members(json, len, out, max, e);
+}
+
+void jscan_elems_free(jscan_elems_t *e) {
+  if (!e) return;
+  free(e->v);
+  e->v = NULL;
+  e->cap = 0;
+  e->n = 0;
 }
 
 /* ---- trusted walking (input already validated) ---- */

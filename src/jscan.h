@@ -87,6 +87,30 @@ long jscan_members(const char *json, size_t len, jscan_member_t *out, size_t max
  * never reads outside json[0..len). Numbers' num is left 0 (see jscan_num). */
 long jscan_members_trusted(const char *json, size_t len, jscan_member_t *out, size_t max);
 
+/* The elements of one array member, recorded while jscan_members_elems validates it: a
+ * body that is indexed and then walked element by element (a /v1/batch body and its
+ * "batch" array) need not find each element's end a second time. The caller sets key,
+ * keylen and max and owns v (grown with xrealloc, kept across calls for reuse; free it
+ * with jscan_elems_free). */
+typedef struct jscan_elems {
+  const char *key;  /* IN: the member's name (decoded, as jscan_key_is compares it) */
+  size_t keylen;
+  size_t max;       /* IN: at most this many elements are stored in v */
+  jscan_val_t val;  /* OUT: the first member of that name (JSCAN_NONE when absent) */
+  jscan_val_t *v;   /* OUT: its elements v[0..min(n, max)), when val is an array */
+  size_t n;         /* OUT: its element count, also past max (0 when not an array) */
+  size_t cap;       /* allocated entries of v */
+} jscan_elems_t;
+
+/* jscan_members that also fills e (see jscan_elems_t) from the first top-level member
+ * named e->key: each element of that member's array is recorded as jscan_array_next
+ * would give it (spans and types; strings' p inside the quotes; num left 0), in order.
+ * Returns what jscan_members returns; e is meaningful only when that is >= 0. */
+long jscan_members_elems(const char *json, size_t len, jscan_member_t *out, size_t max,
+                         jscan_elems_t *e);
+/* Free e's elements; e itself is the caller's. NULL is a no-op. */
+void jscan_elems_free(jscan_elems_t *e);
+
 /* Iterate the elements of a JSCAN_ARRAY value taken from a validated document: start
  * with *pos = 0; returns 1 with *out set (num left 0), 0 after the last element. */
 int jscan_array_next(const jscan_val_t *arr, size_t *pos, jscan_val_t *out);

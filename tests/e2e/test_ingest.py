@@ -121,11 +121,30 @@ def test_invalid_bodies():
     st, _, data = srv.request("POST", "/v1/batch", {"nobatch": 1})
     check(st == 400 and json.loads(data)["error"] == "missing_field", (st, data))
     st, _, data = srv.request("POST", "/v1/batch", {"batch": []})
-    check(st == 400, (st, data))
+    check(st == 400 and json.loads(data)["error"] == "empty_batch", (st, data))
+    st, _, data = srv.request("POST", "/v1/batch", {"batch": {"type": "track"}})
+    check(st == 400 and json.loads(data)["error"] == "missing_field", (st, data))
     st, _, data = srv.request("POST", "/v1/batch", [1, 2])
     check(st == 400 and json.loads(data)["error"] == "not_an_object", (st, data))
     st, _, data = srv.request("POST", "/v1/batch", {"batch": [{"type": "track", "event": "x", "userId": "u"}] * 101})
     check(st == 413 and json.loads(data)["error"] == "too_many_events", (st, data))
+    # Exactly max-batch-events is taken whole.
+    ids = [mid() for _ in range(100)]
+    st, _, data = srv.request("POST", "/v1/batch", {"batch": [
+        {"type": "track", "event": "x", "userId": "u", "messageId": i} for i in ids]})
+    check(st == 200 and json.loads(data)["success"] is True and "rejected" not in json.loads(data),
+          (st, data))
+    # "batch" is found by its decoded name, its first occurrence only; the elements keep
+    # their order and each one that is not an object is refused at its own index.
+    esc = mid()
+    body = ('{"b\\u0061tch" : [ 7 ,\n {"type":"track","event":"esc","userId":"u","messageId":"%s"}'
+            ' , "s" ], "batch": []}' % esc).encode()
+    st, _, data = srv.request("POST", "/v1/batch", body, headers={"Content-Type": "application/json"})
+    r = json.loads(data)
+    check(st == 200 and r["accepted"] == 1, (st, data))
+    check([(x["index"], x["error"]) for x in r["rejected"]] == [(0, "not_an_object"), (2, "not_an_object")], r)
+    exported = exported_ids()
+    check(esc in exported and all(i in exported for i in ids))
     st, _, data = srv.request("POST", "/v1/track", {"event": "x", "userId": "u", "properties": {"p": "y" * 5000}})
     check(st == 400 and json.loads(data)["rejected"][0]["error"] == "event_too_large", (st, data))
     bad = srv.export("--bad")

@@ -2,7 +2,9 @@
  * must decode, and every document jscan accepts must also be accepted by cJSON (jscan is
  * never the more lenient parser of the two). The trusted scan runs on the same bytes: it
  * must never read outside them, keep its spans inside them, and give exactly what the
- * validating scan gives on every document that one accepts. */
+ * validating scan gives on every document that one accepts. Indexing the top-level
+ * members while recording one array member's elements must agree with indexing them
+ * and then walking that array. */
 #include <cjson/cJSON.h>
 #include <stdint.h>
 #include <string.h>
@@ -35,8 +37,60 @@ static void check_trusted(const uint8_t *data, size_t size) {
   }
 }
 
+/* Recording an array member's elements while validating must change nothing else and
+ * record exactly what jscan_array_next walks. The member recorded is named after the
+ * document's first array member (or "batch"), so most inputs with arrays exercise it;
+ * max varies with the input so that counting past it is exercised too. */
+static void check_elems(const uint8_t *data, size_t size) {
+  static jscan_member_t a[64], b[64];
+  static jscan_elems_t e; /* v reused from input to input, as a server does */
+  long na = jscan_members((const char *)data, size, a, 64);
+  char name[64] = "batch";
+  long nlen = 5;
+  for (long i = 0; i < na; i++)
+    if (a[i].val.type == JSCAN_ARRAY) {
+      jscan_val_t kv = {JSCAN_STRING, a[i].key, a[i].keylen, a[i].key_escaped, 0};
+      nlen = jscan_string(&kv, name, sizeof name);
+      if (nlen < 0 || (size_t)nlen != strlen(name)) { /* a bad escape or a NUL */
+        memcpy(name, "batch", 6);
+        nlen = 5;
+      }
+      break;
+    }
+  e.key = name;
+  e.keylen = (size_t)nlen;
+  e.max = size % 7 == 0 ? SIZE_MAX : size % 7 - 1;
+  long nb = jscan_members_elems((const char *)data, size, b, 64, &e);
+  if (na != nb) __builtin_trap();
+  if (na < 0) return;
+  for (long i = 0; i < na; i++)
+    if (a[i].key != b[i].key || a[i].keylen != b[i].keylen || a[i].val.type != b[i].val.type ||
+        a[i].val.p != b[i].val.p || a[i].val.n != b[i].val.n)
+      __builtin_trap();
+  const jscan_val_t *want = NULL;
+  for (long i = 0; i < na && !want; i++)
+    if (jscan_key_is(&a[i], e.key, e.keylen)) want = &a[i].val;
+  if (!want) {
+    if (e.val.type != JSCAN_NONE || e.n) __builtin_trap();
+    return;
+  }
+  if (e.val.type != want->type || e.val.p != want->p || e.val.n != want->n) __builtin_trap();
+  size_t pos = 0, i = 0;
+  jscan_val_t el;
+  if (want->type == JSCAN_ARRAY)
+    for (; jscan_array_next(want, &pos, &el) == 1; i++) {
+      if (i >= e.n || i >= e.max) continue;
+      const jscan_val_t *r = &e.v[i];
+      if (r->type != el.type || r->p != el.p || r->n != el.n || r->escaped != el.escaped ||
+          memcmp(&r->num, &el.num, sizeof el.num))
+        __builtin_trap();
+    }
+  if (i != e.n) __builtin_trap();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   check_trusted(data, size);
+  check_elems(data, size);
   static jscan_paths_t *ps;
   if (!ps) ps = jscan_compile(paths, sizeof paths / sizeof paths[0]);
   jscan_val_t v[sizeof paths / sizeof paths[0]];

@@ -414,6 +414,171 @@ TEST(trusted_many_children) {
   jscan_paths_free(mp);
 }
 
+/* ---- recording an array member's elements (jscan_members_elems) ---- */
+
+#define NO_ARRAY SIZE_MAX /* elems_of: "batch" absent or not an array */
+#define REFUSED (SIZE_MAX - 1) /* elems_of: malformed */
+
+/* Index doc (copied to an exactly sized buffer: a read past its end is caught) with and
+ * without recording the elements of "batch" (max of them stored). Both must give the same
+ * result and members, and the recording must be the first top-level "batch" member and
+ * each of its elements exactly as jscan_array_next walks them. Returns the recorded count,
+ * NO_ARRAY or REFUSED. */
+static size_t elems_of(const char *doc, size_t len, size_t max) {
+  char *copy = malloc(len ? len : 1);
+  memcpy(copy, doc, len);
+  jscan_member_t a[16], b[16];
+  jscan_elems_t e = {.key = "batch", .keylen = 5, .max = max};
+  long na = jscan_members(copy, len, a, 16), nb = jscan_members_elems(copy, len, b, 16, &e);
+  size_t got = na < 0 ? REFUSED : NO_ARRAY;
+  if (na != nb) FAILF("%.*s: %ld members, %ld when recording", (int)len, doc, na, nb);
+  if (na != nb || na < 0) goto done;
+  for (long i = 0; i < na; i++)
+    if (a[i].key != b[i].key || a[i].keylen != b[i].keylen || a[i].val.type != b[i].val.type ||
+        a[i].val.p != b[i].val.p || a[i].val.n != b[i].val.n)
+      FAILF("%.*s: member %ld differs when recording", (int)len, doc, i);
+  const jscan_val_t *want = NULL;
+  for (long i = 0; i < na && !want; i++)
+    if (jscan_key_is(&a[i], "batch", 5)) want = &a[i].val;
+  if (!want) {
+    if (e.val.type != JSCAN_NONE || e.n)
+      FAILF("%.*s: recorded an absent member", (int)len, doc);
+    goto done;
+  }
+  if (e.val.type != want->type || e.val.p != want->p || e.val.n != want->n)
+    FAILF("%.*s: recorded another member than the first \"batch\"", (int)len, doc);
+  if (want->type != JSCAN_ARRAY) {
+    if (e.n) FAILF("%.*s: %zu elements recorded for a non-array", (int)len, doc, e.n);
+    goto done;
+  }
+  size_t pos = 0, i = 0;
+  jscan_val_t el;
+  for (; jscan_array_next(want, &pos, &el) == 1; i++) {
+    if (i >= e.n || i >= max) continue;
+    const jscan_val_t *r = &e.v[i];
+    if (r->type != el.type || r->p != el.p || r->n != el.n || r->escaped != el.escaped ||
+        memcmp(&r->num, &el.num, sizeof el.num))
+      FAILF("%.*s: element %zu recorded as type %d %.*s, walked as type %d %.*s", (int)len,
+            doc, i, (int)r->type, (int)r->n, r->p, (int)el.type, (int)el.n, el.p);
+  }
+  if (i != e.n) FAILF("%.*s: %zu elements recorded, %zu walked", (int)len, doc, e.n, i);
+  got = e.n;
+done:
+  jscan_elems_free(&e);
+  free(copy);
+  return got;
+}
+
+static size_t elems_in(const char *doc) { return elems_of(doc, strlen(doc), 1000); }
+
+TEST(elems_match_array_walk) {
+  static const struct {
+    const char *doc;
+    size_t count;
+  } cases[] = {
+      {"{\"batch\":[{\"a\":1},{\"b\":[1,{\"c\":\"]\"}]},{}]}", 3},
+      {"{\"batch\":[\"plain\",\"q\\\"x\\\\\",\"\\u00e9\\ud83d\\ude00\",\"\xc3\xa9\",\"\"]}", 5},
+      {"{\"batch\":[0,-1,2.5e-3,1E+2,-0.0]}", 5},
+      {"{\"batch\":[[],[[1],[2,[3]]],[{\"batch\":[9]}]]}", 3},
+      {"{\"batch\":[true,false,null]}", 3},
+      {" \n{ \"x\" : 1 ,\t\"batch\" \r\n: [ \n {\"a\" : [ 1 , 2 ] } ,\r\n \"s\" ,3 ,true\t, null "
+       "] , \"y\" : [ ] } \n",
+       5},
+      {"{\"batch\":[]}", 0},
+      {"{\"batch\":[ \n\t]}", 0},
+      /* not an array */
+      {"{\"batch\":{\"a\":[1,2]}}", NO_ARRAY},
+      {"{\"batch\":\"[1,2]\"}", NO_ARRAY},
+      {"{\"batch\":null}", NO_ARRAY},
+      {"{\"batch\":7}", NO_ARRAY},
+      /* deeper than the top level, or another name */
+      {"{\"x\":{\"batch\":[1,2]},\"y\":[{\"batch\":[3]}]}", NO_ARRAY},
+      {"{\"batchx\":[1],\"batc\":[2],\"Batch\":[3]}", NO_ARRAY},
+      {"{}", NO_ARRAY},
+      {"{\"x\":{\"batch\":[1]},\"batch\":[2,3]}", 2},
+      /* an escaped name is the name it decodes to (as evdoc_get reads it) */
+      {"{\"b\\u0061tch\":[1,2,3]}", 3},
+      {"{\"b\\u0061tch\":[1],\"batch\":[2,3]}", 1},
+      {"{\"b\\u0061tch\":{},\"batch\":[2,3]}", NO_ARRAY},
+      /* duplicates: the first only */
+      {"{\"batch\":[1],\"batch\":[2,3]}", 1},
+      {"{\"batch\":\"no\",\"batch\":[2,3]}", NO_ARRAY},
+      /* malformed, inside the array and around it */
+      {"{\"batch\":[1,]}", REFUSED},
+      {"{\"batch\":[,1]}", REFUSED},
+      {"{\"batch\":[1 2]}", REFUSED},
+      {"{\"batch\":[01]}", REFUSED},
+      {"{\"batch\":[\"\\x\"]}", REFUSED},
+      {"{\"batch\":[\"\xff\"]}", REFUSED},
+      {"{\"batch\":[{\"a\"}]}", REFUSED},
+      {"{\"batch\":[tru]}", REFUSED},
+      {"{\"batch\":[1}", REFUSED},
+      {"{\"batch\":[1]", REFUSED},
+      {"{\"batch\":[", REFUSED},
+      {"{\"batch\":[1]} x", REFUSED},
+      {"{\"batch\":[1],}", REFUSED},
+      {"[{\"batch\":[1]}]", REFUSED},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    size_t got = elems_in(cases[i].doc);
+    if (got != cases[i].count)
+      FAILF("%s: %zd elements, expected %zd", cases[i].doc, (ssize_t)got, (ssize_t)cases[i].count);
+  }
+
+  /* what the spans hold, so the comparison is not of two blanks */
+  const char *doc = "{\"batch\": [ \"a\\u0062\" , {\"k\":[1]} ,-2.5 ]}";
+  jscan_member_t m[4];
+  jscan_elems_t e = {.key = "batch", .keylen = 5, .max = 10};
+  CHECK_INT(jscan_members_elems(doc, strlen(doc), m, 4, &e), 1);
+  REQUIRE(e.n == 3);
+  CHECK(string_is(&e.v[0], "ab") && e.v[0].escaped);
+  CHECK(e.v[1].type == JSCAN_OBJECT && e.v[1].n == 9 && !memcmp(e.v[1].p, "{\"k\":[1]}", 9));
+  CHECK(e.v[2].type == JSCAN_NUMBER && e.v[2].n == 4 && e.v[2].num == 0 &&
+        jscan_num(&e.v[2]) == -2.5);
+  CHECK(e.val.type == JSCAN_ARRAY && e.val.p == strchr(doc, '[') && e.val.p[e.val.n - 1] == ']');
+  /* reused: a later document replaces the recording */
+  CHECK_INT(jscan_members_elems("{\"x\":[1]}", 9, m, 4, &e), 1);
+  CHECK(e.val.type == JSCAN_NONE && e.n == 0);
+  jscan_elems_free(&e);
+  jscan_elems_free(&e); /* freed twice: a no-op */
+  jscan_elems_free(NULL);
+}
+
+/* Past max, elements are counted but not stored; v grows to hold max. */
+TEST(elems_count_past_max) {
+  char doc[4096];
+  size_t n = (size_t)snprintf(doc, sizeof doc, "{\"batch\":[");
+  for (int i = 0; i < 300; i++)
+    n += (size_t)snprintf(doc + n, sizeof doc - n, "%s{\"i\":%d}", i ? "," : "", i);
+  n += (size_t)snprintf(doc + n, sizeof doc - n, "]}");
+  static const size_t maxes[] = {0, 1, 4, 64, 65, 299, 300, 301, 5000};
+  for (size_t k = 0; k < sizeof maxes / sizeof maxes[0]; k++)
+    CHECK_INT(elems_of(doc, n, maxes[k]), 300);
+  jscan_member_t m[2];
+  jscan_elems_t e = {.key = "batch", .keylen = 5, .max = 100};
+  CHECK_INT(jscan_members_elems(doc, n, m, 2, &e), 1);
+  CHECK_INT(e.n, 300);
+  REQUIRE(e.cap == 100); /* grown up to max, not past it */
+  CHECK(e.v[99].n == 8 && !memcmp(e.v[99].p, "{\"i\":99}", 8));
+  jscan_elems_free(&e);
+}
+
+/* Nesting inside the recorded array counts against JSCAN_MAX_DEPTH as anywhere else. */
+TEST(elems_depth_limit) {
+  for (int depth = JSCAN_MAX_DEPTH - 4; depth <= JSCAN_MAX_DEPTH + 2; depth++) {
+    char doc[256];
+    size_t n = (size_t)snprintf(doc, sizeof doc, "{\"batch\":");
+    for (int i = 1; i < depth; i++) doc[n++] = '[';
+    for (int i = 1; i < depth; i++) doc[n++] = ']';
+    doc[n++] = '}';
+    /* the root object is depth 1, so depth - 1 arrays nest the document depth deep */
+    size_t got = elems_of(doc, n, 10);
+    if (depth <= JSCAN_MAX_DEPTH && got != 1)
+      FAILF("depth %d refused or miscounted (%zd)", depth, (ssize_t)got);
+    if (depth > JSCAN_MAX_DEPTH && got != REFUSED) FAILF("depth %d accepted", depth);
+  }
+}
+
 int main(void) {
   ps = jscan_compile(paths, NP);
   RUN(extracts_requested_paths);
@@ -427,6 +592,9 @@ int main(void) {
   RUN(trusted_survives_damage);
   RUN(trusted_key_forms);
   RUN(trusted_many_children);
+  RUN(elems_match_array_walk);
+  RUN(elems_count_past_max);
+  RUN(elems_depth_limit);
   jscan_paths_free(ps);
   return TEST_REPORT("test_jscan");
 }
