@@ -492,7 +492,6 @@ static int slice(process_t *p, size_t max, int64_t budget_us) {
     if (max && n >= max) return 1;
     if (budget_us && (n & 255) == 0 && clock_mono_us() - t0 >= budget_us) return 1;
   }
-  profile_sweep(p->profiles, p->watermark_us, SWEEP_BUDGET);
   p->replayed = 1;
   return 0;
 }
@@ -913,6 +912,11 @@ long process_run_until_caught_up(process_t *p) {
   while ((rc = slice(p, 0, 0)) == 1) {
   }
   if (rc < 0) return rc;
+  /* Offline, the end of the log is the end: end the sessions its last events left idle
+   * past the timeout. Live, on_live sweeps once a second: sweeping each time a slice
+   * catches up (every turn of the loop under load) cost 22% of the server's CPU with
+   * 430k profiles. */
+  profile_sweep(p->profiles, p->watermark_us, SWEEP_BUDGET);
   return (long)(p->st.events - before);
 }
 
