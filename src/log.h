@@ -261,9 +261,10 @@ int log_reader_peek_key(const log_reader_t *r, unsigned skip, const char **key /
  * keep_bytes behind it in its segment (and a segment's every page once it moves on to
  * the next). For the one reader that reads everything last (the process stage): the log
  * is written once and read once, and without this its pages push everything else out
- * of the page cache while the kernel keeps allocating new ones. Only clean pages go
- * (written back: with LOG_SYNC_ALWAYS every page a reader has passed is); other
- * readers of the same bytes read them from disk again. */
+ * of the page cache while the kernel keeps allocating new ones. Only for a log written
+ * with LOG_SYNC_ALWAYS, where every page a reader has passed is on disk already (with
+ * the other policies the call does nothing); other readers of the same bytes read them
+ * from disk again. */
 void log_reader_drop_behind(log_reader_t *r, uint64_t keep_bytes);
 
 /* Offset of the record the next log_reader_next will return. */

@@ -74,6 +74,9 @@ static void drop_passed(log_reader_t *r) {
 }
 
 void log_reader_drop_behind(log_reader_t *r, uint64_t keep_bytes) {
+  /* Without a sync per group the pages behind a reader may still be dirty: asking to
+   * drop them would only start their writeback early, on the reader's thread. */
+  if (r->log->read_only || r->log->sync != LOG_SYNC_ALWAYS) return;
   r->drop = 1;
   r->drop_keep = keep_bytes;
   drop_due_set(r);
