@@ -304,6 +304,46 @@ TEST(memo_by_text) {
   }
 }
 
+/* evdoc_load_elems: the same answer as evdoc_load, plus the "batch" array's elements as
+ * jscan_array_next gives them, and the recorded member is the one evdoc_get finds. */
+TEST(load_elems_records_the_batch) {
+  jscan_elems_t el = {.key = "batch", .keylen = 5, .max = 2};
+  const char *j = "{\"writeKey\":\"wk\", \"batch\" : [ {\"a\":[1,{\"b\":\"]\"}]} , \"s\\\"q\", 7 ,"
+                  "{\"c\":{}} ], \"context\":{\"batch\":[9]}}";
+  CHECK_INT(evdoc_load_elems(d, j, strlen(j), &el), 0);
+  jscan_val_t arr = evdoc_get(d, "batch");
+  CHECK_INT(arr.type, JSCAN_ARRAY);
+  CHECK(el.val.p == arr.p && el.val.n == arr.n);
+  CHECK_INT(el.n, 4); /* counted past max */
+  size_t pos = 0, i = 0;
+  jscan_val_t e;
+  while (jscan_array_next(&arr, &pos, &e) == 1) {
+    if (i < 2) {
+      CHECK_INT(el.v[i].type, e.type);
+      CHECK(el.v[i].p == e.p && el.v[i].n == e.n);
+    }
+    i++;
+  }
+  CHECK_INT(i, 4);
+  char buf[32];
+  CHECK_STR(evdoc_str(d, "writeKey", buf, sizeof buf), "wk");
+
+  /* What evdoc_load refuses, evdoc_load_elems refuses alike. */
+  const char *bad[] = {"{\"batch\":[1,]}", "[1]", "{\"batch\":[],\"batch\":[]}", ""};
+  for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++)
+    CHECK_INT(evdoc_load_elems(d, bad[k], strlen(bad[k]), &el), evdoc_load(d, bad[k], strlen(bad[k])));
+
+  /* No such member, or not an array: nothing recorded. */
+  const char *none = "{\"batch\":{\"x\":1}}";
+  CHECK_INT(evdoc_load_elems(d, none, strlen(none), &el), 0);
+  CHECK_INT(el.val.type, JSCAN_OBJECT);
+  CHECK_INT(el.n, 0);
+  CHECK_INT(evdoc_load_elems(d, "{\"x\":1}", 7, &el), 0);
+  CHECK_INT(el.val.type, JSCAN_NONE);
+  CHECK_INT(el.n, 0);
+  jscan_elems_free(&el);
+}
+
 int main(void) {
   d = evdoc_new();
   RUN(load_results);
@@ -318,6 +358,7 @@ int main(void) {
   RUN(get_top_matches_get);
   RUN(remembered_reads_follow_edits_and_loads);
   RUN(memo_by_text);
+  RUN(load_elems_records_the_batch);
   evdoc_free(d);
   return TEST_REPORT("test_evdoc");
 }
