@@ -99,7 +99,8 @@ static const opt_t opts[] = {
     {"dedup-window-s", T_UINT, O(dedup_window_s), "86400", NULL,
      "longest time a messageId is remembered"},
     {"checkpoint-interval-s", T_UINT, O(checkpoint_interval_s), "10", NULL,
-     "seconds between snapshots of rollups and profiles (also written at shutdown)"},
+     "seconds between snapshots of rollups and profiles, or more when writing one takes "
+     "over 1/20 of that in CPU (also written at shutdown)"},
     {"rollup-max-bytes", T_SIZE, O(rollup_max_bytes), "1g", NULL,
      "memory budget of each rollup store (events, sessions, KPI facts, KPI parts, segment "
      "alerts; at least 1m, 0 = none): at the bound the oldest minutes are dropped (those ranges answer from "

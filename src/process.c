@@ -24,6 +24,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -49,6 +50,7 @@
 #define SNAP_HEADER (4 + 4 + 8 + 8 + 8 + SNAP_PARTS * 8)
 #define SLICE_US 2000
 #define SWEEP_BUDGET 65536
+#define CKPT_SHARE 20 /* checkpoints take at most 1/20 of one core (on_ckpt) */
 
 static const char *const dim_names[PROCESS_NDIMS] = {PROCESS_DIMS};
 static const char *const session_dims[1] = {"session"};
@@ -63,6 +65,7 @@ typedef struct ckpt_job {
   char *path;
   buf_t data;
   uint64_t spill_gen;  /* the generation the snapshot names */
+  int64_t cpu_us;      /* CPU time the pool thread spent on it */
   int rc;
 } ckpt_job_t;
 
@@ -70,6 +73,8 @@ struct process {
   uv_loop_t *loop;
   log_t *log;
   uint64_t log_cache_bytes; /* process_opts_t.log_cache_bytes */
+  int64_t ckpt_at_us;  /* clock_mono_us when the last periodic checkpoint started */
+  int64_t ckpt_cpu_us; /* CPU time the last checkpoint took (on_ckpt) */
   char *snap_path;
   char *state_dir;
   spill_t *spill;  /* NULL without a state dir */
@@ -596,9 +601,16 @@ static int sync_and_write(process_t *p, int spill_fd, const char *path, const bu
 
 /* On the pool: serialise under the read lock (the stage holds its next slice meanwhile,
  * ingestion goes on), then make the spill durable and write the file. */
+static int64_t thread_cpu_us(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void ckpt_work(uv_work_t *w) {
   ckpt_job_t *j = w->data;
   process_t *p = j->p;
+  int64_t cpu0 = thread_cpu_us();
   process_read_begin(p);
   int rc = serialize(p, &j->data, &j->spill_gen); /* the spill's commit included: the loop
                                                      touches the spill only as a writer */
@@ -613,6 +625,7 @@ static void ckpt_work(uv_work_t *w) {
    * (docs/RELIABILITY.md "Soak"). On the pool, not the loop thread: it walks every arena. */
   malloc_trim(0);
 #endif
+  j->cpu_us = thread_cpu_us() - cpu0;
 }
 
 int process_forget(void *ud, const char *ids, size_t n) {
@@ -646,6 +659,7 @@ static void rebuild_now(process_t *p) {
 static void ckpt_done(uv_work_t *w, int status) {
   ckpt_job_t *j = w->data;
   j->p->jobs--;
+  j->p->ckpt_cpu_us = j->cpu_us;
   spill_stats(j->p->spill, &j->p->spill_st);
   if (j->rc == 0) {
     j->p->st.checkpoints++;
@@ -659,6 +673,12 @@ static void ckpt_done(uv_work_t *w, int status) {
 static void on_ckpt(uv_timer_t *t) {
   process_t *p = t->data;
   if (p->jobs || !p->snap_path || atomic_load(&p->rebuild)) return;
+  /* Writing a snapshot costs CPU in proportion to the state, not to the events since
+   * the last one: with large state the period stretches so that it stays at most
+   * 1/CKPT_SHARE of one core (the log's tail replays at start in any case). */
+  int64_t now = clock_mono_us();
+  if (p->ckpt_at_us && now - p->ckpt_at_us < CKPT_SHARE * p->ckpt_cpu_us) return;
+  p->ckpt_at_us = now;
   ckpt_job_t *j = xcalloc(1, sizeof *j);
   j->p = p;
   j->path = xstrdup(p->snap_path);
