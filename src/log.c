@@ -185,12 +185,14 @@ static int truncate_back(log_t *log, uint64_t size) {
 
 static const char zeros[64 << 10];
 
-/* Before records are written up to `end`: unless the zeros already reach it, write and
- * sync zeros up to `end` plus the preallocation (at most segment_bytes). Best effort: on
- * failure the file is put back to its records and they are appended as without it. */
-static void zero_ahead(log_t *log, uint64_t end) {
-  if (!log->prealloc || end <= log->seg_file) return;
+/* Before records are written up to `end`: unless the zeros already reach it (or, early,
+ * whatever they reach), write and sync zeros up to `end` plus the preallocation (at most
+ * segment_bytes). Best effort: on failure the file is put back to its records and they
+ * are appended as without it. */
+static void zero_ahead_to(log_t *log, uint64_t end, int early) {
+  if (!log->prealloc || (!early && end <= log->seg_file)) return;
   uint64_t want = end + log->prealloc, from = log->seg_file;
+  if (want <= from) return;
   if (want > log->segment_bytes) want = log->segment_bytes;
   if (want <= end) return; /* the segment is nearly full: append */
   int rc = 0;
@@ -206,6 +208,22 @@ static void zero_ahead(log_t *log, uint64_t end) {
   }
   atomic_fetch_add(&log->disk_bytes, want - from);
   log->seg_file = want;
+}
+
+static void zero_ahead(log_t *log, uint64_t end) { zero_ahead_to(log, end, 0); }
+
+/* After a group was acknowledged: when less than half the preallocation is left ahead of
+ * the records, write (and sync) the next stretch now, while the next group fills. Done
+ * before a group's records (zero_ahead in commit), that write and sync would lie inside
+ * the time its requests wait: a stall of 1 MiB and one more fdatasync every 1 MiB of
+ * log, 3-26 ms in 41 of the ~800 stalls of a 10 s run of 100-event batches at half
+ * load. zero_ahead stays for a group that outruns the zeros anyway. */
+static void zero_after(log_t *log) {
+  if (!log->prealloc || atomic_load(&log->error)) return;
+  uint64_t end = log->seg_size;
+  if (end + log->prealloc / 2 < log->seg_file) return;
+  if (end + log->prealloc / 2 >= log->segment_bytes) return; /* the segment ends soon */
+  zero_ahead_to(log, end, 1);
 }
 
 /* Cut the zeros after the active segment's last record, durably. Returns 0 or a negative
@@ -371,6 +389,7 @@ static void *writer_main(void *arg) {
     log->done_tail = g;
     pthread_mutex_unlock(&log->mu);
     uv_async_send(log->async);
+    zero_after(log);
     pthread_mutex_lock(&log->mu);
   }
   pthread_mutex_unlock(&log->mu);
