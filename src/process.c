@@ -495,7 +495,9 @@ static int slice(process_t *p, size_t max, int64_t budget_us) {
     p->offset = rec.offset + 1;
     n++;
     if (max && n >= max) return 1;
-    if (budget_us && (n & 255) == 0 && clock_mono_us() - t0 >= budget_us) return 1;
+    /* Checked every 32 records: at 3-8 us a record (cache misses, a busy CPU) every 256
+     * let slices overshoot a 2 ms budget to 3-8 ms, all of it time the loop's acks wait. */
+    if (budget_us && (n & 31) == 0 && clock_mono_us() - t0 >= budget_us) return 1;
   }
   p->replayed = 1;
   return 0;
