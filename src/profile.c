@@ -796,6 +796,8 @@ int profile_forget(profile_store_t *s, const char *id, size_t len) {
 
 size_t profile_count(const profile_store_t *s) { return s ? s->count : 0; }
 
+size_t profile_slots(const profile_store_t *s) { return s ? s->p_used : 0; }
+
 size_t profile_alias_count(const profile_store_t *s) { return s ? s->a_count : 0; }
 
 size_t profile_store_bytes(const profile_store_t *s) {

@@ -259,6 +259,8 @@ int profile_apply(profile_store_t *s, const profile_event_t *ev, profile_result_
  * slots from where the previous sweep stopped, so a caller can spread a full pass over
  * several calls. Returns the number of sessions ended (each reported to on_session_end). */
 size_t profile_sweep(profile_store_t *s, int64_t now_us, size_t budget);
+/* Profile slots a full pass of profile_sweep visits (live profiles and freed slots). */
+size_t profile_slots(const profile_store_t *s);
 
 /* ---- Lookup and edits ---- */
 
