@@ -961,6 +961,66 @@ TEST(sync_policies) {
   CHECK_INT(atomic_load(&syncs), 0);
 }
 
+/* The writer is woken once per turn of the loop: the appends of one turn share one
+ * group and one fdatasync, and none is written before the loop turns. A group past
+ * 256 KiB wakes the writer at once, without a turn. */
+typedef struct count {
+  int acked, want;
+} count_t;
+static void count_ack(void *ud, int status, uint64_t first) {
+  (void)first;
+  count_t *c = ud;
+  if (status == 0) c->acked++;
+}
+static int counted(void *ctx) {
+  count_t *c = ctx;
+  return c->acked >= c->want;
+}
+
+TEST(appends_of_one_turn_share_a_group) {
+  const char *dir = test_dir("oneturn");
+  log_t *log = logtest_open(dir, LOG_SYNC_ALWAYS, 1 << 20, NULL);
+  REQUIRE(log != NULL);
+  atomic_store(&syncs, 0);
+  atomic_store(&synced_records, 0);
+  log_set_sync_observer(log, on_sync, NULL);
+  /* A writer that is not waiting takes the open group when it looks next, woken or not:
+   * one append first, then time for the writer to go back to waiting. */
+  CHECK_INT(append_range(log, 0, 1), 0);
+  usleep(100 * 1000);
+  atomic_store(&syncs, 0);
+  atomic_store(&synced_records, 0);
+  char key[32], val[400];
+  count_t c = {0, 50};
+  for (int k = 1; k <= 50; k++) {
+    log_entry_t e;
+    make_entry((uint64_t)k, &e, key, val);
+    CHECK_INT(log_append(log, &e, 1, count_ack, &c), 0);
+  }
+  usleep(200 * 1000); /* the loop has not turned: the writer must not have been woken */
+  CHECK_INT(atomic_load(&syncs), 0);
+  CHECK(run_until(counted, &c, 10000));
+  CHECK_INT(atomic_load(&syncs), 1);
+  CHECK_INT(atomic_load(&synced_records), 50);
+  CHECK_INT(read_all(log, 0), 51);
+
+  /* 100 appends of 4 KiB: the group passes 256 KiB, the writer starts without a turn. */
+  static char big[4096];
+  memset(big, 'x', sizeof big);
+  atomic_store(&syncs, 0);
+  c = (count_t){0, 100};
+  for (int k = 0; k < 100; k++) {
+    log_entry_t e = {.key = "k", .key_len = 1, .value = big, .value_len = sizeof big,
+                     .time_us = 1000000, .event_us = 1000000};
+    CHECK_INT(log_append(log, &e, 1, count_ack, &c), 0);
+  }
+  for (int i = 0; i < 200 && !atomic_load(&syncs); i++) usleep(10 * 1000);
+  CHECK(atomic_load(&syncs) >= 1);
+  CHECK(run_until(counted, &c, 10000));
+  CHECK_INT(log_end_offset(log), 151);
+  close_log(log);
+}
+
 /* ---- close ---- */
 
 TEST(close_acks_pending) {
@@ -1150,6 +1210,7 @@ int main(void) {
   RUN(read_only_leaves_files_alone);
   RUN(backpressure_and_bad_appends);
   RUN(sync_policies);
+  RUN(appends_of_one_turn_share_a_group);
   RUN(close_acks_pending);
   RUN(enospc_fails_group_and_resumes);
   RUN(drop_behind_reader_uncaches_what_it_passed);
