@@ -214,6 +214,14 @@ const char *evfields_raw_user(const evfields_t *e, size_t *len) {
   return v->p;
 }
 
+const char *evfields_raw_linked(const evfields_t *e, size_t *len) {
+  const jscan_val_t *u = &e->raw[F_USER], *a = &e->raw[F_ANON];
+  if (u->type != JSCAN_STRING || !u->n || a->type != JSCAN_STRING || !a->n || a->escaped)
+    return NULL;
+  *len = a->n;
+  return a->p;
+}
+
 int evfields_decode_strict(const evfields_decoder_t *d, const log_record_t *rec, evfields_t *e) {
   return decode_spans(d, rec, e, jscan_scan(d->paths, rec->value, rec->value_len, e->raw));
 }

@@ -84,6 +84,11 @@ int evfields_finish(const evfields_decoder_t *d, const log_record_t *rec, evfiel
  * the profile store resolves first, userId else anonymousId, when it holds no escapes;
  * else NULL. For hints only: it is not cut at PROFILE_ID_MAX as the decoded id is. */
 const char *evfields_raw_user(const evfields_t *e, size_t *len /* OUT */);
+/* After evfields_scan: the raw bytes (*len of them, borrowed from the record) of the
+ * anonymousId of an event that has a userId too (the id the profile store links to the
+ * user's profile after resolving the userId), when it holds no escapes; else NULL. For
+ * hints only, as evfields_raw_user. */
+const char *evfields_raw_linked(const evfields_t *e, size_t *len /* OUT */);
 /* The same, validating every byte of the value (jscan_scan): for values of unknown origin.
  * On every value it accepts, evfields_decode gives the same result (tested and fuzzed). */
 int evfields_decode_strict(const evfields_decoder_t *d, const log_record_t *rec,

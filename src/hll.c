@@ -166,15 +166,35 @@ static inline uint32_t table_next(uint32_t cap) {
   return next < TABLE_MAX ? next : TABLE_MAX;
 }
 
-/* Rehash sparse h into a table of cap slots. */
-static void table_resize(hll_t *h, uint32_t cap) {
+/* Place the nonzero entries of v[0..n) (indices absent from t and from one another) into
+ * t of cap slots where table_place would, one after the other, without probing t: fill[g]
+ * counts the filled lanes (a prefix) of group g. Entries that come nearly in index order,
+ * as a table's do, mostly land one after the other in the same group, and a 16-byte probe
+ * of a group right after a 4-byte store into it would wait for that store (there is no
+ * store-to-load forwarding between the two sizes). */
+static void place_all(uint32_t *t, uint32_t cap, uint8_t *fill, const uint32_t *v, uint32_t n) {
+  uint32_t ng = cap / 4;
+  for (uint32_t k = 0; k < n; k++) {
+    uint32_t e = v[k];
+    if (!e) continue;
+    uint32_t g = home_group(e >> 6, ng);
+    while (fill[g] == 4) g = g + 1 == ng ? 0 : g + 1;
+    t[4 * g + fill[g]++] = e;
+  }
+}
+
+/* Rehash sparse h into a table of cap slots, then add the nmore entries at more (new
+ * indices, distinct): the table one-by-one inserts of them after the rehash give. */
+static void table_resize(hll_t *h, uint32_t cap, const uint32_t *more, uint32_t nmore) {
   uint32_t *t = h->small;
   if (cap != INLINE_SLOTS) { /* malloc and memset: cheaper than calloc for small blocks */
     t = xmalloc((size_t)cap * sizeof *t);
     memset(t, 0, (size_t)cap * sizeof *t);
   }
-  for (uint32_t k = 0; k < h->cap; k++)
-    if (h->sparse[k]) t[table_place(t, cap, h->sparse[k] >> 6)] = h->sparse[k];
+  uint8_t fill[TABLE_MAX / 4];
+  memset(fill, 0, cap / 4);
+  place_all(t, cap, fill, h->sparse, h->cap);
+  place_all(t, cap, fill, more, nmore);
   free_table(h);
   h->sparse = t;
   h->cap = cap;
@@ -196,8 +216,7 @@ static __attribute__((noinline)) size_t sparse_put_grow(hll_t *h, uint32_t e) {
     to_dense(h);
     fold_entry(h->dense, e);
   } else {
-    table_resize(h, table_next(h->cap));
-    h->sparse[table_place(h->sparse, h->cap, e >> 6)] = e;
+    table_resize(h, table_next(h->cap), &e, 1);
     h->n++;
   }
   return hll_bytes(h) - before;
@@ -251,9 +270,7 @@ static void sparse_merge(hll_t *dst, const hll_t *src) {
     for (uint32_t k = 0; k < nl; k++) fold_entry(dst->dense, later[k]);
     return;
   }
-  table_resize(dst, table_fit(dst->cap, dst->n + nl));
-  for (uint32_t k = 0; k < nl; k++)
-    dst->sparse[table_place(dst->sparse, dst->cap, later[k] >> 6)] = later[k];
+  table_resize(dst, table_fit(dst->cap, dst->n + nl), later, nl);
   dst->n += nl;
 }
 

@@ -185,11 +185,22 @@ TEST(scan_then_finish) {
   REQUIRE(evfields_scan(dec, &rec, &a) == 0);
   const char *id = evfields_raw_user(&a, &n);
   CHECK(id && n == 6 && !memcmp(id, "user-1", 6)); /* userId first */
+  id = evfields_raw_linked(&a, &n);
+  CHECK(id && n == 6 && !memcmp(id, "anon-1", 6)); /* then the anonymousId it links */
   rec.value = "{\"type\":\"page\",\"userId\":\"\",\"anonymousId\":\"an\"}";
   rec.value_len = (uint32_t)strlen(rec.value);
   REQUIRE(evfields_scan(dec, &rec, &a) == 0);
   id = evfields_raw_user(&a, &n);
   CHECK(id && n == 2 && !memcmp(id, "an", 2)); /* an empty userId: the anonymous id */
+  CHECK(evfields_raw_linked(&a, &n) == NULL);  /* and nothing to link */
+  rec.value = "{\"type\":\"page\",\"userId\":\"u\",\"anonymousId\":\"\"}";
+  rec.value_len = (uint32_t)strlen(rec.value);
+  REQUIRE(evfields_scan(dec, &rec, &a) == 0);
+  CHECK(evfields_raw_linked(&a, &n) == NULL); /* an empty anonymousId: none */
+  rec.value = "{\"type\":\"page\",\"userId\":\"u\",\"anonymousId\":\"\\u0041\"}";
+  rec.value_len = (uint32_t)strlen(rec.value);
+  REQUIRE(evfields_scan(dec, &rec, &a) == 0);
+  CHECK(evfields_raw_linked(&a, &n) == NULL); /* escaped: no hint */
   rec.value = "{\"type\":\"page\",\"userId\":\"\\u0041\"}";
   rec.value_len = (uint32_t)strlen(rec.value);
   REQUIRE(evfields_scan(dec, &rec, &a) == 0);

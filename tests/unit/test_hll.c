@@ -451,13 +451,14 @@ static void model_add(uint32_t *m, size_t *n, uint64_t h) {
  * table's top end so that probes wrap around to its start, or spread out), its count is
  * linear counting over those entries, and once past them its dense registers are those
  * of a sketch dense from the start. Every add reports the bytes it grew the sketch by,
- * and a union grows it to the same size as adding its values one by one. */
+ * and a union grows it to the same size as adding its values one by one; every value is
+ * found again after the rehashes (an add of it changes nothing). */
 TEST(test_sparse_model) {
   enum { ROUNDS = 300, MAXN = 3000 };
   static uint32_t m[MAXN];
   static uint64_t hs[MAXN];
   uint64_t rng = 2024;
-  int bad_bytes = 0, bad_count = 0, bad_growth = 0, bad_union = 0, dense_rounds = 0;
+  int bad_bytes = 0, bad_count = 0, bad_growth = 0, bad_union = 0, bad_find = 0, dense_rounds = 0;
   for (int round = 0; round < ROUNDS; round++) {
     rng = mix(rng);
     size_t nh = (size_t)(rng % (round % 10 == 0 ? MAXN : 400));
@@ -484,6 +485,16 @@ TEST(test_sparse_model) {
       }
     }
     if (grown != hll_bytes(h) - empty_bytes) bad_growth++;
+    /* every value is found again after all the rehashes (table growth, unions): adding
+     * it once more changes neither the size nor the encoding */
+    buf_t before = BUF_INIT, again = BUF_INIT;
+    hll_serialize(h, &before);
+    size_t regrown = 0;
+    for (size_t i = 0; i < nh; i++) regrown += hll_add_hash(h, hs[i]) + hll_add_hash(u, hs[i]);
+    hll_serialize(h, &again);
+    if (regrown || before.len != again.len || memcmp(before.data, again.data, again.len)) bad_find++;
+    buf_free(&before);
+    buf_free(&again);
     if (!same_bytes(h, u) || hll_bytes(h) != hll_bytes(u)) bad_union++;
     if (mn <= 2304) {
       buf_t want = BUF_INIT, got = BUF_INIT;
@@ -511,6 +522,7 @@ TEST(test_sparse_model) {
   CHECK_INT(bad_count, 0);
   CHECK_INT(bad_growth, 0);
   CHECK_INT(bad_union, 0);
+  CHECK_INT(bad_find, 0);
 }
 
 TEST(test_memory) {
