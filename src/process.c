@@ -24,9 +24,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define XXH_INLINE_ALL
@@ -476,8 +476,8 @@ static void process_record(process_t *p, const log_record_t *rec, uint64_t pkey)
 /* End the sessions the watermark (the latest event time) has timed out. Timeouts count
  * in whole seconds of it, so one full pass over the profile slots per second the
  * watermark moves finds them all, and one more after a late event; the pass is spread
- * over calls of at most SWEEP_BUDGET slots. Sweeping every time a slice caught up, as before, cost 22% of the server's CPU
- * with 430k profiles under load (every turn of the loop catches up). */
+ * over calls of at most SWEEP_BUDGET slots. Sweeping every time a slice caught up cost
+ * 22% of the server's CPU with 430k profiles under load (every loop turn catches up). */
 static void sweep_due(process_t *p) {
   int64_t wm_s = p->watermark_us / 1000000;
   if (wm_s != p->swept_s || p->sweep_again) {
@@ -632,14 +632,15 @@ static int sync_and_write(process_t *p, int spill_fd, const char *path, const bu
   return rc ? rc : write_snapshot(p, path, data);
 }
 
-/* On the pool: serialise under the read lock (the stage holds its next slice meanwhile,
- * ingestion goes on), then make the spill durable and write the file. */
 static int64_t thread_cpu_us(void) {
   struct timespec ts;
   if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
   return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* On the pool: serialise under the read lock (the stage holds its next slice meanwhile,
+ * ingestion goes on), then make the spill durable and write the file. Its CPU time goes
+ * to on_ckpt, which spaces checkpoints by it. */
 static void ckpt_work(uv_work_t *w) {
   ckpt_job_t *j = w->data;
   process_t *p = j->p;
