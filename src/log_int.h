@@ -284,6 +284,8 @@ struct log {
   uv_async_t *async;  /* separately allocated: freed by its close callback */
   struct kicker *kicker; /* wakes the writer once per loop turn (log.c, "Waking") */
   atomic_int kick;    /* an append since the writer was last woken */
+  int sealed;         /* under mu: a loop turn ended (or KICK_BYTES passed) since the
+                         open group began: the writer may take it */
 
   /* writer thread only (and log_open/log_close around it) */
   int fd, idx_fd;

@@ -1021,6 +1021,49 @@ TEST(appends_of_one_turn_share_a_group) {
   close_log(log);
 }
 
+/* The observer of the first group holds the writer (as a slow fdatasync would) until the
+ * test has appended the next requests. */
+static atomic_int held_in, held_release;
+static void on_sync_hold(void *ud, uint64_t us, uint64_t records) {
+  on_sync(ud, us, records);
+  if (atomic_fetch_add(&held_in, 1) == 0)
+    while (!atomic_load(&held_release)) usleep(1000);
+}
+
+TEST(busy_writer_waits_for_the_turn) {
+  const char *dir = test_dir("turnend");
+  log_t *log = logtest_open(dir, LOG_SYNC_ALWAYS, 1 << 20, NULL);
+  REQUIRE(log != NULL);
+  atomic_store(&syncs, 0);
+  atomic_store(&synced_records, 0);
+  atomic_store(&held_in, 0);
+  atomic_store(&held_release, 0);
+  log_set_sync_observer(log, on_sync_hold, NULL);
+  char key[32], val[400];
+  log_entry_t e;
+  count_t first = {0, 1};
+  make_entry(0, &e, key, val);
+  CHECK_INT(log_append(log, &e, 1, count_ack, &first), 0);
+  uv_run(&loop, UV_RUN_NOWAIT); /* the turn ends: the writer takes it */
+  for (int i = 0; i < 1000 && !atomic_load(&held_in); i++) usleep(1000);
+  REQUIRE(atomic_load(&held_in) == 1);
+  /* Half a turn: the writer, done with the first group, must not take these alone. */
+  count_t c = {0, 20};
+  for (int k = 1; k <= 20; k++) {
+    make_entry((uint64_t)k, &e, key, val);
+    CHECK_INT(log_append(log, &e, 1, count_ack, &c), 0);
+  }
+  atomic_store(&held_release, 1);
+  usleep(200 * 1000);
+  CHECK_INT(atomic_load(&syncs), 1);
+  CHECK_INT(atomic_load(&synced_records), 1);
+  CHECK(run_until(counted, &c, 10000));
+  CHECK_INT(atomic_load(&syncs), 2);
+  CHECK_INT(atomic_load(&synced_records), 21);
+  CHECK_INT(read_all(log, 0), 21);
+  close_log(log);
+}
+
 /* ---- close ---- */
 
 TEST(close_acks_pending) {
@@ -1211,6 +1254,7 @@ int main(void) {
   RUN(backpressure_and_bad_appends);
   RUN(sync_policies);
   RUN(appends_of_one_turn_share_a_group);
+  RUN(busy_writer_waits_for_the_turn);
   RUN(close_acks_pending);
   RUN(enospc_fails_group_and_resumes);
   RUN(drop_behind_reader_uncaches_what_it_passed);
