@@ -977,15 +977,19 @@ static int counted(void *ctx) {
   return c->acked >= c->want;
 }
 
-TEST(appends_of_one_turn_share_a_group) {
-  const char *dir = test_dir("oneturn");
-  log_t *log = logtest_open(dir, LOG_SYNC_ALWAYS, 1 << 20, NULL);
-  REQUIRE(log != NULL);
+/* A durable log in test dir name whose fdatasyncs obs sees, the counters zeroed. */
+static log_t *observed_log(const char *name, log_sync_observer_fn obs) {
+  log_t *log = logtest_open(test_dir(name), LOG_SYNC_ALWAYS, 1 << 20, NULL);
   atomic_store(&syncs, 0);
   atomic_store(&synced_records, 0);
-  log_set_sync_observer(log, on_sync, NULL);
-  /* A writer that is not waiting takes the open group when it looks next, woken or not:
-   * one append first, then time for the writer to go back to waiting. */
+  if (log) log_set_sync_observer(log, obs, NULL);
+  return log;
+}
+
+TEST(appends_of_one_turn_share_a_group) {
+  log_t *log = observed_log("oneturn", on_sync);
+  REQUIRE(log != NULL);
+  /* One group first, then time for the writer to go back to waiting. */
   CHECK_INT(append_range(log, 0, 1), 0);
   usleep(100 * 1000);
   atomic_store(&syncs, 0);
@@ -1031,14 +1035,10 @@ static void on_sync_hold(void *ud, uint64_t us, uint64_t records) {
 }
 
 TEST(busy_writer_waits_for_the_turn) {
-  const char *dir = test_dir("turnend");
-  log_t *log = logtest_open(dir, LOG_SYNC_ALWAYS, 1 << 20, NULL);
-  REQUIRE(log != NULL);
-  atomic_store(&syncs, 0);
-  atomic_store(&synced_records, 0);
   atomic_store(&held_in, 0);
   atomic_store(&held_release, 0);
-  log_set_sync_observer(log, on_sync_hold, NULL);
+  log_t *log = observed_log("turnend", on_sync_hold);
+  REQUIRE(log != NULL);
   char key[32], val[400];
   log_entry_t e;
   count_t first = {0, 1};
