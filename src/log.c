@@ -122,11 +122,24 @@ fail:
 
 static const char zeros[64 << 10];
 
-#define PREP_SYNC_BYTES (1u << 20) /* zeros written between two fdatasyncs */
+#define PREP_SYNC_BYTES (1u << 20) /* zeros written between two write-backs */
 #define PREP_RETRY_MS 1000         /* after a failed preparation (a full disk) */
 
-/* Write PREP_NAME: segment_bytes of zeros, synced every PREP_SYNC_BYTES so that no sync
- * of the preparer holds much more to flush than one of the writer's groups. Declines
+/* Write PREP_SYNC_BYTES from pos to the disk and wait; returns 0 or a negative errno. */
+static int write_back(int fd, uint64_t pos) {
+  int rc;
+  do rc = sync_file_range(fd, (off_t)pos, PREP_SYNC_BYTES,
+                          SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                              SYNC_FILE_RANGE_WAIT_AFTER);
+  while (rc != 0 && errno == EINTR);
+  return rc == 0 ? 0 : -errno;
+}
+
+/* Write PREP_NAME: segment_bytes of zeros, written back every PREP_SYNC_BYTES so that no
+ * flush of the preparer holds much more than one of the writer's groups, and synced
+ * once at the end. The write-back in between is sync_file_range, data only: the file's
+ * size and block allocation go to the journal in the final fdatasync's one commit, not
+ * in one commit per stretch that other syncs on the file system may wait for. Declines
  * (-ENOSPC) when it would leave less than one more segment_bytes free: preparation must
  * not take the space appends need. Returns the file's descriptor, or a negative errno
  * (-ECANCELED when the log is closing) with the file removed. */
@@ -139,11 +152,12 @@ static int prepare_file(log_t *log) {
   if (fd < 0) return -errno;
   int rc = 0;
   for (uint64_t at = 0; at < log->segment_bytes && rc == 0;) {
-    uint64_t n = log->segment_bytes - at < sizeof zeros ? log->segment_bytes - at : sizeof zeros;
+    uint64_t left = log->segment_bytes - at, n = left < sizeof zeros ? left : sizeof zeros;
     rc = pwrite_full(fd, zeros, (size_t)n, at);
     at += n;
-    if (rc == 0 && (at % PREP_SYNC_BYTES == 0 || at == log->segment_bytes))
-      rc = sync_fd(fd, 1);
+    if (rc == 0 && at == log->segment_bytes) rc = sync_fd(fd, 1);
+    else if (rc == 0 && at % PREP_SYNC_BYTES == 0)
+      rc = write_back(fd, at - PREP_SYNC_BYTES);
     if (rc == 0 && atomic_load(&log->prep_stop)) rc = -ECANCELED;
   }
   if (rc == 0) return fd;
