@@ -40,6 +40,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -166,8 +167,20 @@ static int prepare_file(log_t *log) {
   return rc;
 }
 
+/* The preparer's I/O is never urgent while a group's sync is: in the idle I/O class the
+ * block layer (mq-deadline, bfq) sends it only when the writer's requests are done.
+ * Were a busy disk to starve it, rolls would just find no file ready and create their
+ * segments as without it. */
+static void io_idle(void) {
+#ifdef __linux__
+  (void)syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, (int)syscall(SYS_gettid),
+                3 << 13 /* IOPRIO_CLASS_IDLE */);
+#endif
+}
+
 static void *preparer_main(void *arg) {
   log_t *log = arg;
+  io_idle();
   pthread_mutex_lock(&log->prep_mu);
   while (!atomic_load(&log->prep_stop)) {
     if (log->prep_fd >= 0) { /* ready: wait for the writer to take it */

@@ -51,7 +51,8 @@
  * writes and syncs the header, renames the file to <base>.log and syncs the directory,
  * so the new segment is preallocated whole and the writer tops up no zeros in it (the
  * first segment, one created while none was ready, and the one a restart goes on with
- * are preallocated as above). The preparer declines to start when the file system would
+ * are preallocated as above). The preparer's I/O is in the idle I/O class, so the block
+ * layer serves a group's sync before it. It declines to start when the file system would
  * be left with less than one more segment_bytes free, and drops the file on any error
  * (a full disk), trying again a second later. next.prealloc never matches a segment's
  * name, so recovery, readers and read-only opens (sluice export) ignore it; a writable
