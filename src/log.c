@@ -39,6 +39,8 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -107,6 +109,161 @@ fail:
   return rc;
 }
 
+/* ---- preparing the next segment (see Preallocation in log.h) ----
+ *
+ * A preparer thread keeps one file, PREP_NAME, written with zeros to segment_bytes and
+ * synced, so that a roll only has to give it a header and a name (PostgreSQL recycles
+ * and pre-creates WAL segments for the same reason): creating and zeroing the new
+ * segment would otherwise lie inside the commit of the group that rolled, and topping up
+ * zeros would take the writer's time between groups for the whole segment. The file is
+ * never a segment until the writer renames it, with a durable header, to <base>.log, so
+ * a crash at any point leaves either a stray PREP_NAME (deleted by log_open, ignored by
+ * read-only opens, whose segment names it never matches) or a new segment holding a
+ * header and zeros, the clean end recovery already accepts. */
+
+static const char zeros[64 << 10];
+
+#define PREP_SYNC_BYTES (1u << 20) /* zeros written between two write-backs */
+#define PREP_RETRY_MS 1000         /* after a failed preparation (a full disk) */
+
+/* Write PREP_SYNC_BYTES from pos to the disk and wait; returns 0 or a negative errno. */
+static int write_back(int fd, uint64_t pos) {
+  int rc;
+  do rc = sync_file_range(fd, (off_t)pos, PREP_SYNC_BYTES,
+                          SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                              SYNC_FILE_RANGE_WAIT_AFTER);
+  while (rc != 0 && errno == EINTR);
+  return rc == 0 ? 0 : -errno;
+}
+
+/* Write PREP_NAME: segment_bytes of zeros, written back every PREP_SYNC_BYTES so that no
+ * flush of the preparer holds much more than one of the writer's groups, and synced
+ * once at the end. The write-back in between is sync_file_range, data only: the file's
+ * size and block allocation go to the journal in the final fdatasync's one commit, not
+ * in one commit per stretch that other syncs on the file system may wait for. Declines
+ * (-ENOSPC) when it would leave less than one more segment_bytes free: preparation must
+ * not take the space appends need. Returns the file's descriptor, or a negative errno
+ * (-ECANCELED when the log is closing) with the file removed. */
+static int prepare_file(log_t *log) {
+  struct statvfs vfs;
+  if (fstatvfs(log->dirfd, &vfs) == 0 &&
+      (uint64_t)vfs.f_bavail * vfs.f_frsize < 2 * log->segment_bytes)
+    return -ENOSPC;
+  int fd = openat(log->dirfd, PREP_NAME, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return -errno;
+  int rc = 0;
+  for (uint64_t at = 0; at < log->segment_bytes && rc == 0;) {
+    uint64_t left = log->segment_bytes - at, n = left < sizeof zeros ? left : sizeof zeros;
+    rc = pwrite_full(fd, zeros, (size_t)n, at);
+    at += n;
+    if (rc == 0 && at == log->segment_bytes) rc = sync_fd(fd, 1);
+    else if (rc == 0 && at % PREP_SYNC_BYTES == 0)
+      rc = write_back(fd, at - PREP_SYNC_BYTES);
+    if (rc == 0 && atomic_load(&log->prep_stop)) rc = -ECANCELED;
+  }
+  if (rc == 0) return fd;
+  close(fd);
+  unlinkat(log->dirfd, PREP_NAME, 0);
+  return rc;
+}
+
+/* The preparer's I/O is never urgent while a group's sync is: in the idle I/O class the
+ * block layer (mq-deadline, bfq) sends it only when the writer's requests are done.
+ * Were a busy disk to starve it, rolls would just find no file ready and create their
+ * segments as without it. */
+static void io_idle(void) {
+#ifdef __linux__
+  (void)syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, (int)syscall(SYS_gettid),
+                3 << 13 /* IOPRIO_CLASS_IDLE */);
+#endif
+}
+
+static void *preparer_main(void *arg) {
+  log_t *log = arg;
+  io_idle();
+  pthread_mutex_lock(&log->prep_mu);
+  while (!atomic_load(&log->prep_stop)) {
+    if (log->prep_fd >= 0) { /* ready: wait for the writer to take it */
+      pthread_cond_wait(&log->prep_wake, &log->prep_mu);
+      continue;
+    }
+    pthread_mutex_unlock(&log->prep_mu);
+    int fd = prepare_file(log);
+    pthread_mutex_lock(&log->prep_mu);
+    if (fd >= 0) {
+      log->prep_fd = fd;
+      atomic_fetch_add(&log->disk_bytes, log->segment_bytes);
+    } else if (fd != -ECANCELED && !atomic_load(&log->prep_stop)) {
+      int64_t at = clock_mono_us() + PREP_RETRY_MS * 1000;
+      struct timespec ts = {at / 1000000, (at % 1000000) * 1000};
+      pthread_cond_timedwait(&log->prep_wake, &log->prep_mu, &ts);
+    }
+  }
+  pthread_mutex_unlock(&log->prep_mu);
+  return NULL;
+}
+
+/* Stop the preparer and remove a file it prepared that no roll took. */
+static void preparer_stop(log_t *log) {
+  if (!log->preparer_started) return;
+  pthread_mutex_lock(&log->prep_mu);
+  atomic_store(&log->prep_stop, 1);
+  pthread_cond_signal(&log->prep_wake);
+  pthread_mutex_unlock(&log->prep_mu);
+  pthread_join(log->preparer, NULL);
+  log->preparer_started = 0;
+  if (log->prep_fd >= 0) {
+    close(log->prep_fd);
+    log->prep_fd = -1;
+    unlinkat(log->dirfd, PREP_NAME, 0);
+    atomic_fetch_sub(&log->disk_bytes, log->segment_bytes);
+  }
+}
+
+/* Make the prepared file segment `base` (writer thread): its header, synced before a
+ * name can point at it, the rename, a directory fsync and an empty index, as
+ * segment_create does. Returns 0, -EAGAIN when no file is ready, or a negative errno
+ * (the file is then gone: the caller creates the segment as without preparation). */
+static int segment_take_prepared(log_t *log, uint64_t base, int *fd_out, int *idx_out) {
+  if (!log->preparer_started) return -EAGAIN;
+  pthread_mutex_lock(&log->prep_mu);
+  int fd = log->prep_fd;
+  pthread_mutex_unlock(&log->prep_mu);
+  if (fd < 0) return -EAGAIN;
+  char name[NAME_LEN], iname[NAME_LEN], h[SEG_HDR];
+  seg_name(name, base, "log");
+  seg_name(iname, base, "idx");
+  const char *at = PREP_NAME; /* the file's name while it fails */
+  int ifd = -1, rc;
+  header_encode(h, base);
+  if ((rc = pwrite_full(fd, h, SEG_HDR, 0)) < 0 || (rc = sync_fd(fd, 1)) < 0) goto fail;
+  if (renameat(log->dirfd, PREP_NAME, log->dirfd, name) != 0) {
+    rc = -errno;
+    goto fail;
+  }
+  at = name;
+  if ((rc = sync_fd(log->dirfd, 0)) < 0) goto fail;
+  ifd = openat(log->dirfd, iname, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (ifd < 0) {
+    rc = -errno;
+    goto fail;
+  }
+  *fd_out = fd;
+  *idx_out = ifd;
+  atomic_fetch_add(&log->prepared_rolls, 1);
+  goto out;
+fail:
+  close(fd);
+  unlinkat(log->dirfd, at, 0);
+  atomic_fetch_sub(&log->disk_bytes, log->segment_bytes);
+out:
+  pthread_mutex_lock(&log->prep_mu);
+  log->prep_fd = -1; /* the name is free: the preparer may start the next one */
+  pthread_cond_signal(&log->prep_wake);
+  pthread_mutex_unlock(&log->prep_mu);
+  return rc;
+}
+
 /* ---- writer thread ---- */
 
 static int sync_interval_now(log_t *log) {
@@ -138,8 +295,14 @@ static int roll(log_t *log) {
   int rc = cut_zeros(log);
   if (rc < 0) return rc;
   int fd, ifd;
-  rc = segment_create(log, log->next_offset, log->sync != LOG_SYNC_OFF, &fd, &ifd);
-  if (rc < 0) return rc;
+  uint64_t file = SEG_HDR; /* the new segment's file size */
+  if (segment_take_prepared(log, log->next_offset, &fd, &ifd) == 0) {
+    file = log->segment_bytes; /* counted in disk_bytes since it was prepared */
+  } else {
+    rc = segment_create(log, log->next_offset, log->sync != LOG_SYNC_OFF, &fd, &ifd);
+    if (rc < 0) return rc;
+    atomic_fetch_add(&log->disk_bytes, SEG_HDR);
+  }
   evt_finish(&log->evt, log->next_offset, 1, &log->evt_pending);
   evt_start(&log->evt, log->dirfd, log->next_offset, log->next_offset, SEG_HDR, 1);
   pthread_mutex_lock(&log->mu);
@@ -150,11 +313,11 @@ static int roll(log_t *log) {
   log->fd = fd;
   log->idx_fd = ifd;
   log->seg_base = log->next_offset;
-  log->seg_size = log->seg_file = SEG_HDR;
+  log->seg_size = SEG_HDR;
+  log->seg_file = file;
   log->idx_size = 0;
   log->idx_due = SEG_HDR;
   log->idx_broken = 0;
-  atomic_fetch_add(&log->disk_bytes, SEG_HDR);
   return 0;
 }
 
@@ -181,9 +344,12 @@ static int truncate_back(log_t *log, uint64_t size) {
   return 0;
 }
 
-/* ---- preallocation (see log.h) ---- */
-
-static const char zeros[64 << 10];
+/* ---- preallocation (see log.h) ----
+ *
+ * What follows keeps zeros ahead of the records in a segment that did not start as a
+ * prepared one (the first, one created while none was ready, the one a restart goes on
+ * with); a prepared segment is zeroed to segment_bytes already, so both checks below
+ * find the zeros reaching far enough and write nothing. */
 
 /* Before records are written up to `end`: unless the zeros already reach it (or, early,
  * whatever they reach), write and sync zeros up to `end` plus the preallocation (at most
@@ -570,7 +736,9 @@ static int list_segments(log_t *log, char *err, size_t errlen, const char *dir) 
   while ((de = readdir(d))) {
     const char *n = de->d_name;
     size_t nlen = strlen(n), rlen = strlen(REWRITE_EXT);
-    if (!log->read_only && nlen > rlen && strcmp(n + nlen - rlen, REWRITE_EXT) == 0) {
+    /* ... and so is a prepared segment no roll took (see "Preparing the next segment"). */
+    if (!log->read_only && ((nlen > rlen && strcmp(n + nlen - rlen, REWRITE_EXT) == 0) ||
+                            strcmp(n, PREP_NAME) == 0)) {
       if (unlinkat(log->dirfd, n, 0) == 0) removed++;
       continue;
     }
@@ -892,7 +1060,7 @@ log_t *log_open(const log_opts_t *opts, log_recovery_t *rec, char *err, size_t e
     return NULL;
   }
   log_t *log = xcalloc(1, sizeof *log);
-  int mu_ok = 0, cond_ok = 0, admin_ok = 0, rolled_ok = 0;
+  int mu_ok = 0, cond_ok = 0, admin_ok = 0, rolled_ok = 0, prep_ok = 0;
   log->read_only = opts->read_only;
   log->sync = opts->sync;
   log->segment_bytes = opts->segment_bytes ? opts->segment_bytes : 64u << 20;
@@ -901,7 +1069,7 @@ log_t *log_open(const log_opts_t *opts, log_recovery_t *rec, char *err, size_t e
   log->max_pending = opts->max_pending_bytes ? opts->max_pending_bytes : 64u << 20;
   log->prealloc = log->sync == LOG_SYNC_ALWAYS ? opts->preallocate_bytes : 0;
   log->loop = opts->loop;
-  log->dirfd = log->fd = log->idx_fd = log->evt.fd = -1;
+  log->dirfd = log->fd = log->idx_fd = log->evt.fd = log->prep_fd = -1;
   log->last_sync_us = clock_mono_us();
   const char *dir = opts->dir;
 
@@ -914,10 +1082,15 @@ log_t *log_open(const log_opts_t *opts, log_recovery_t *rec, char *err, size_t e
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   cond_ok = pthread_cond_init(&log->wake, &ca) == 0;
-  pthread_condattr_destroy(&ca);
   rolled_ok = cond_ok && pthread_cond_init(&log->rolled, NULL) == 0;
   admin_ok = rolled_ok && pthread_mutex_init(&log->admin_mu, NULL) == 0;
-  if (!admin_ok) {
+  prep_ok = admin_ok && pthread_mutex_init(&log->prep_mu, NULL) == 0;
+  if (prep_ok && pthread_cond_init(&log->prep_wake, &ca) != 0) {
+    pthread_mutex_destroy(&log->prep_mu);
+    prep_ok = 0;
+  }
+  pthread_condattr_destroy(&ca);
+  if (!prep_ok) {
     snprintf(err, errlen, "log: cannot create a condition variable");
     goto fail;
   }
@@ -967,6 +1140,10 @@ log_t *log_open(const log_opts_t *opts, log_recovery_t *rec, char *err, size_t e
       goto fail;
     }
     log->writer_started = 1;
+    /* Best effort: without the preparer every roll creates its segment as it did. */
+    if (log->prealloc &&
+        pthread_create(&log->preparer, NULL, preparer_main, log) == 0)
+      log->preparer_started = 1;
   }
   if (rec) *rec = r0;
   return log;
@@ -983,6 +1160,10 @@ fail:
   if (log->dirfd >= 0) close(log->dirfd);
   group_destroy(log->open);
   free(log->segs);
+  if (prep_ok) {
+    pthread_cond_destroy(&log->prep_wake);
+    pthread_mutex_destroy(&log->prep_mu);
+  }
   if (admin_ok) pthread_mutex_destroy(&log->admin_mu);
   if (rolled_ok) pthread_cond_destroy(&log->rolled);
   if (cond_ok) pthread_cond_destroy(&log->wake);
@@ -1000,6 +1181,7 @@ void log_close(log_t *log) {
     pthread_cond_signal(&log->wake);
     pthread_mutex_unlock(&log->mu);
     pthread_join(log->writer, NULL);
+    preparer_stop(log);
     (void)cut_zeros(log); /* a closed log's last segment ends with its last record */
     evt_finish(&log->evt, log->next_offset, 0, &log->evt_pending);
     deliver(log);
@@ -1018,6 +1200,8 @@ void log_close(log_t *log) {
   buf_free(&log->evt_pending);
   free(log->segs);
   free(log->subs);
+  pthread_cond_destroy(&log->prep_wake);
+  pthread_mutex_destroy(&log->prep_mu);
   pthread_mutex_destroy(&log->admin_mu);
   pthread_cond_destroy(&log->rolled);
   pthread_cond_destroy(&log->wake);
@@ -1100,6 +1284,17 @@ uint64_t log_start_offset(const log_t *log) {
 }
 uint64_t log_disk_bytes(const log_t *log) { return atomic_load(&((log_t *)log)->disk_bytes); }
 int log_error(const log_t *log) { return atomic_load(&((log_t *)log)->error); }
+uint64_t log_prepared_rolls(const log_t *log) {
+  return atomic_load(&((log_t *)log)->prepared_rolls);
+}
+int log_prepared_ready(const log_t *log) {
+  log_t *l = (log_t *)log;
+  if (!l->preparer_started) return 0;
+  pthread_mutex_lock(&l->prep_mu);
+  int ready = l->prep_fd >= 0;
+  pthread_mutex_unlock(&l->prep_mu);
+  return ready;
+}
 
 void log_set_sync_observer(log_t *log, log_sync_observer_fn fn, void *ud) {
   pthread_mutex_lock(&log->mu);

@@ -45,6 +45,21 @@
  * segment and reports only other bytes as dropped. Preallocating is best effort: if it
  * fails (a full disk), records are appended at the end of the file as without it.
  *
+ * The next segment is prepared ahead, as PostgreSQL does with WAL segments: a preparer
+ * thread (started with preallocation, joined by log_close) writes <dir>/next.prealloc
+ * with zeros to segment_bytes and syncs it, then waits. A roll takes that file: it
+ * writes and syncs the header, renames the file to <base>.log and syncs the directory,
+ * so the new segment is preallocated whole and the writer tops up no zeros in it (the
+ * first segment, one created while none was ready, and the one a restart goes on with
+ * are preallocated as above). The preparer's I/O is in the idle I/O class, so the block
+ * layer serves a group's sync before it. It declines to start when the file system would
+ * be left with less than one more segment_bytes free, and drops the file on any error
+ * (a full disk), trying again a second later. next.prealloc never matches a segment's
+ * name, so recovery, readers and read-only opens (sluice export) ignore it; a writable
+ * log_open deletes one left by a crash, and a crash after the rename leaves a segment
+ * of a header and zeros, the clean end recovery accepts. It is counted in
+ * log_disk_bytes once fully written.
+ *
  * Recovery (log_open): the last segment is scanned from its start; a torn or corrupt tail
  * (short frame, bad length, CRC mismatch, offset out of sequence) is truncated away and
  * reported in log_recovery_t; a last segment torn inside its header holds no records and
@@ -188,8 +203,13 @@ uint64_t log_start_offset(const log_t *log);   /* first offset still on disk (0 
                                                   log_retain deletes a segment) */
 uint64_t log_pending_bytes(const log_t *log);  /* appended, not yet acknowledged */
 uint64_t log_disk_bytes(const log_t *log);     /* sum of segment sizes (preallocated
-                                                  zeros included) */
+                                                  zeros included) and of the prepared
+                                                  next segment when there is one */
 int log_error(const log_t *log);               /* sticky error (negative errno) or 0 */
+uint64_t log_prepared_rolls(const log_t *log); /* rolls that took the prepared next
+                                                  segment (see Preallocation) */
+int log_prepared_ready(const log_t *log);      /* 1 when a prepared next segment is
+                                                  waiting for the next roll, else 0 */
 
 /* Latency observer for metrics: called on the writer thread after every fdatasync with
  * its duration and the number of records it made durable. */

@@ -37,6 +37,7 @@
 #define GROUP_KEEP (8u << 20)          /* larger group buffers are freed, not reused */
 #define NAME_LEN 48                    /* "<20 digits>.log.rewrite" and NUL fit */
 #define REWRITE_EXT ".rewrite"         /* suffix of files a rewrite has not renamed yet */
+#define PREP_NAME "next.prealloc"      /* the prepared next segment (log.c, "Preparing") */
 
 /* ---- little-endian encoding ---- */
 
@@ -300,6 +301,17 @@ struct log {
   buf_t evt_pending;
   log_sync_observer_fn w_obs_fn;
   void *w_obs_ud;
+
+  /* the prepared next segment (log.c, "Preparing the next segment") */
+  pthread_mutex_t prep_mu;  /* guards prep_fd; never held with mu */
+  pthread_cond_t prep_wake; /* wakes the preparer: the writer took the file, or stop */
+  int prep_fd;              /* PREP_NAME fully zeroed and synced, or -1. Only the
+                               preparer sets it, only the writer (or log_close) clears it:
+                               until then the preparer leaves the name alone */
+  atomic_int prep_stop;
+  pthread_t preparer;
+  int preparer_started;
+  _Atomic uint64_t prepared_rolls; /* rolls that took the prepared file */
 
   /* loop thread only */
   int closing;

@@ -129,6 +129,7 @@ static void metrics_reply(server_t *s, http_req_t *r) {
       {"sluice_log_queue_bytes", "Bytes accepted but not yet durable.", (double)log_pending_bytes(s->log)},
       {"sluice_log_end_offset", "Offset the next event will get.", (double)log_end_offset(s->log)},
       {"sluice_log_disk_bytes", "Bytes of log segments on disk.", (double)log_disk_bytes(s->log)},
+      {"sluice_log_prepared_rolls", "Segment rolls that took a segment prepared in the background.", (double)log_prepared_rolls(s->log)},
       {"sluice_bad_log_disk_bytes", "Bytes of bad-event log segments on disk.", (double)log_disk_bytes(s->bad)},
       {"sluice_log_error", "1 when the log has failed and needs a restart.", log_error(s->log) ? 1 : 0},
       {"sluice_http_connections", "Open HTTP connections.", (double)http_server_connections(s->http)},

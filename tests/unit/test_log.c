@@ -554,9 +554,35 @@ static int ends_with_record(const char *p) {
   return ok;
 }
 
+#define PREP "next.prealloc"
+
+static int prepared_ready(void *log) { return log_prepared_ready(log); }
+
+/* What the log's files take: every *.log and a prepared next segment. */
+static long long log_dir_bytes(const char *dir) {
+  long long sum = 0;
+  if (!sum_log_sizes(dir, &sum)) return -1;
+  long long prep = file_size(path_in(dir, PREP));
+  return sum + (prep > 0 ? prep : 0);
+}
+
+/* The name of a segment other than segment 0 into out (NAME_LEN), or 0 when none. */
+static int other_segment(const char *dir, char *out) {
+  int found = 0;
+  DIR *d = opendir(dir);
+  for (struct dirent *de; d && (de = readdir(d));)
+    if (strstr(de->d_name, ".log") && strcmp(de->d_name, SEG0) != 0) {
+      snprintf(out, 48, "%.47s", de->d_name);
+      found++;
+    }
+  if (d) closedir(d);
+  return found == 1;
+}
+
 TEST(preallocated_segments) {
-  /* Zeros are kept written ahead of the records, counted in the disk bytes, cut when a
-   * segment closes, and a crash's copy of the files (zeros included) recovers cleanly. */
+  /* Zeros are kept written ahead of the records, counted in the disk bytes (with the
+   * prepared next segment), cut when a segment closes, and a crash's copy of the files
+   * (zeros included) recovers cleanly. */
   char dir[600], copy[600];
   snprintf(dir, sizeof dir, "%s", test_dir("prealloc"));
   snprintf(copy, sizeof copy, "%s", test_dir("prealloc-crash"));
@@ -567,16 +593,16 @@ TEST(preallocated_segments) {
   CHECK_INT(append_range(log, 0, 10), 0);
   long long end = (long long)offset_pos(10), size = file_size(path_in(dir, SEG0));
   CHECK(size > end && size <= end + 8192);
-  CHECK_INT(log_disk_bytes(log), size);
+  CHECK(run_until(prepared_ready, log, 10000)); /* the next segment, counted too */
+  CHECK_INT(log_disk_bytes(log), size + (16 << 10));
   CHECK(!ends_with_record(path_in(dir, SEG0)));
   char cmd[1900];
   snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s'/*.log '%s'/", copy, dir, copy);
   CHECK_INT(system(cmd), 0); /* the files as a crash would leave them */
 
   CHECK_INT(append_range(log, 10, 190), 0); /* rolls several segments */
-  long long sum = 0;
-  CHECK(sum_log_sizes(dir, &sum));
-  CHECK_INT(log_disk_bytes(log), sum);
+  CHECK(run_until(prepared_ready, log, 10000));
+  CHECK_INT(log_disk_bytes(log), log_dir_bytes(dir));
   CHECK_INT(read_all(log, 0), 200);
   close_log(log);
   int segs = 0;
@@ -603,6 +629,121 @@ TEST(preallocated_segments) {
   CHECK_INT(append_range(log, 10, 3), 0);
   CHECK_INT(read_all(log, 0), 13);
   close_log(log);
+}
+
+/* A roll takes the segment the preparer zeroed in the background: the new segment is
+ * that very file (same inode), already at segment_bytes, so the writer wrote no zeros
+ * for it; the file is counted in the disk bytes while it waits, and gone after close. */
+TEST(roll_takes_the_prepared_segment) {
+  const char *dir = test_dir("prepared");
+  log_opts_t o = {.dir = dir, .segment_bytes = 64 << 10, .index_interval = 256,
+                  .sync = LOG_SYNC_ALWAYS, .preallocate_bytes = 8192, .loop = &loop};
+  log_t *log = log_open(&o, NULL, NULL, 0);
+  REQUIRE(log != NULL);
+  REQUIRE(run_until(prepared_ready, log, 10000));
+  struct stat st;
+  REQUIRE(stat(path_in(dir, PREP), &st) == 0);
+  CHECK_INT(st.st_size, 64 << 10);
+  ino_t prepared_ino = st.st_ino;
+  CHECK_INT(log_disk_bytes(log), log_dir_bytes(dir));
+
+  CHECK_INT(append_range(log, 0, 400), 0); /* one roll: ~330 records fill 64 KiB */
+  CHECK_INT(log_prepared_rolls(log), 1);
+  char seg1[48];
+  REQUIRE(other_segment(dir, seg1));
+  REQUIRE(stat(path_in(dir, seg1), &st) == 0);
+  CHECK(st.st_ino == prepared_ino);
+  CHECK_INT(st.st_size, 64 << 10);
+  CHECK(ends_with_record(path_in(dir, SEG0))); /* the closed one lost its zeros */
+  CHECK(run_until(prepared_ready, log, 10000)); /* the preparer made the next one */
+  CHECK_INT(log_disk_bytes(log), log_dir_bytes(dir));
+  CHECK_INT(read_all(log, 0), 400);
+  close_log(log);
+  CHECK_INT(file_size(path_in(dir, PREP)), -1);
+  CHECK(ends_with_record(path_in(dir, seg1)));
+
+  log_recovery_t rec;
+  log = logtest_open(dir, LOG_SYNC_ALWAYS, 64 << 10, &rec);
+  REQUIRE(log != NULL);
+  CHECK_INT(rec.records, 400);
+  CHECK_INT(rec.dropped_bytes + rec.damaged_segments, 0);
+  CHECK_INT(read_all(log, 0), 400);
+  close_log(log);
+}
+
+/* A prepared file left by a crash is never a segment: a read-only open leaves it alone
+ * and does not count it, a writable open deletes it. A crash just after a roll renamed
+ * the file leaves a segment of a header and zeros: recovered as empty, appends go on. */
+TEST(crash_leftovers_of_preparation) {
+  const char *dir = test_dir("prepcrash");
+  log_t *log = new_log(dir, LOG_SYNC_ALWAYS, 4096, 50);
+  REQUIRE(log != NULL);
+  uint64_t end = log_end_offset(log);
+  close_log(log);
+  static char junk[40000]; /* a half-written preparation; bytes that are no segment */
+  memset(junk, 'x', sizeof junk);
+  memcpy(junk, "SLOG", 4);
+  write_file(path_in(dir, PREP), junk, sizeof junk);
+  long long segs = 0;
+  CHECK(sum_log_sizes(dir, &segs));
+
+  char err[256];
+  log_recovery_t rec;
+  log_opts_t ro = {.dir = dir, .read_only = 1};
+  log = log_open(&ro, &rec, err, sizeof err);
+  REQUIRE(log != NULL);
+  CHECK_INT(log_disk_bytes(log), segs);
+  CHECK_INT(rec.records, 50);
+  CHECK_INT(read_all(log, 0), 50);
+  log_close(log);
+  CHECK_INT(file_size(path_in(dir, PREP)), sizeof junk);
+
+  /* The roll after offset `end` renamed the prepared file, wrote its header, and died. */
+  char name[48], h[16] = "SLOG";
+  snprintf(name, sizeof name, "%020llu.log", (unsigned long long)end);
+  static char seg[16 << 10];
+  memset(seg, 0, sizeof seg);
+  h[4] = 1;
+  for (int i = 0; i < 8; i++) h[8 + i] = (char)(end >> (8 * i));
+  memcpy(seg, h, sizeof h);
+  write_file(path_in(dir, name), seg, sizeof seg);
+
+  log = logtest_open(dir, LOG_SYNC_ALWAYS, 4096, &rec);
+  REQUIRE(log != NULL);
+  CHECK_INT(file_size(path_in(dir, PREP)), -1);
+  CHECK_INT(rec.records, 50);
+  CHECK_INT(rec.dropped_bytes + rec.damaged_segments, 0);
+  CHECK_INT(file_size(path_in(dir, name)), 16);
+  CHECK_INT(append_range(log, 50, 100), 0);
+  CHECK_INT(read_all(log, 0), 150);
+  close_log(log);
+}
+
+/* When no file can be prepared (here a directory holds the name), rolls create their
+ * segments as without a preparer. */
+TEST(rolls_without_a_prepared_segment) {
+  const char *dir = test_dir("noprep");
+  mkdir(dir, 0700);
+  CHECK_INT(mkdir(path_in(dir, PREP), 0700), 0);
+  log_opts_t o = {.dir = dir, .segment_bytes = 16 << 10, .index_interval = 256,
+                  .sync = LOG_SYNC_ALWAYS, .preallocate_bytes = 4096, .loop = &loop};
+  log_t *log = log_open(&o, NULL, NULL, 0);
+  REQUIRE(log != NULL);
+  CHECK_INT(append_range(log, 0, 300), 0);
+  CHECK_INT(log_prepared_rolls(log), 0);
+  CHECK(count_files(dir, "log") >= 3);
+  long long sum = 0;
+  CHECK(sum_log_sizes(dir, &sum));
+  CHECK_INT(log_disk_bytes(log), sum);
+  CHECK_INT(read_all(log, 0), 300);
+  close_log(log);
+  log_recovery_t rec;
+  log = logtest_open(dir, LOG_SYNC_ALWAYS, 16 << 10, &rec);
+  REQUIRE(log != NULL);
+  CHECK_INT(rec.records, 300);
+  CHECK_INT(rec.dropped_bytes + rec.damaged_segments, 0);
+  close_log(log);
+  rmdir(path_in(dir, PREP));
 }
 
 TEST(recovery_torn_header_and_gaps) {
@@ -1105,17 +1246,28 @@ static int fill(const char *p) { /* write until the filesystem is full */
   return 0;
 }
 
-TEST(enospc_fails_group_and_resumes) {
-  const char *dir = test_dir("enospc");
+/* A tmpfs of `size` mounted on a fresh test dir, and the paths of a log dir and a filler
+ * file in it (600 bytes each, OUT). Returns the mount point, or NULL after saying the
+ * test is skipped when it cannot mount one. */
+static const char *tiny_fs(const char *name, const char *size, char *logdir, char *filler) {
+  const char *dir = test_dir(name);
+  char opt[32];
+  snprintf(opt, sizeof opt, "size=%s", size);
   mkdir(dir, 0700);
-  if (mount("tmpfs", dir, "tmpfs", 0, "size=256k") != 0) {
+  if (mount("tmpfs", dir, "tmpfs", 0, opt) != 0) {
     printf("  skip: cannot mount a tmpfs (%s)\n", strerror(errno));
     rmdir(dir);
-    return;
+    return NULL;
   }
+  snprintf(logdir, 600, "%s/log", dir);
+  snprintf(filler, 600, "%s/filler", dir);
+  return dir;
+}
+
+TEST(enospc_fails_group_and_resumes) {
   char logdir[600], filler[600];
-  snprintf(logdir, sizeof logdir, "%s/log", dir);
-  snprintf(filler, sizeof filler, "%s/filler", dir);
+  const char *dir = tiny_fs("enospc", "256k", logdir, filler);
+  if (!dir) return;
   log_t *log = logtest_open(logdir, LOG_SYNC_ALWAYS, 0, NULL);
   CHECK(log != NULL);
   if (!log) goto out;
@@ -1160,6 +1312,37 @@ TEST(enospc_fails_group_and_resumes) {
   CHECK(log != NULL);
   CHECK_INT(rr.dropped_bytes, 0);
   CHECK_INT(rr.records, 11);
+  close_log(log);
+out:
+  umount2(dir, MNT_DETACH);
+}
+
+/* On a nearly full file system the preparer declines (it would leave less than a
+ * segment free) instead of taking the space appends need, and rolls create their
+ * segments as without it; once space returns it prepares one by itself. */
+TEST(preparer_on_a_nearly_full_disk) {
+  char logdir[600], filler[600];
+  const char *dir = tiny_fs("prepfull", "1m", logdir, filler);
+  if (!dir) return;
+  fill(filler);
+  /* 200 KiB left: room for the records below, not for them and a prepared segment. */
+  CHECK_INT(truncate(filler, file_size(filler) - (200 << 10)), 0);
+  log_opts_t o = {.dir = logdir, .segment_bytes = 128 << 10, .index_interval = 256,
+                  .sync = LOG_SYNC_ALWAYS, .preallocate_bytes = 8192, .loop = &loop};
+  log_t *log = log_open(&o, NULL, NULL, 0);
+  CHECK(log != NULL);
+  if (!log) goto out;
+  CHECK(!run_until(prepared_ready, log, 500)); /* it declined, taking no space */
+  CHECK_INT(append_range(log, 0, 800), 0); /* one roll: ~650 records fill 128 KiB */
+  CHECK(count_files(logdir, "log") == 2);
+  CHECK_INT(log_prepared_rolls(log), 0);
+  CHECK_INT(log_error(log), 0);
+  CHECK_INT(file_size(path_in(logdir, PREP)), -1);
+  unlink(filler); /* space returns: a prepared segment follows within a retry */
+  CHECK(run_until(prepared_ready, log, 5000));
+  CHECK_INT(append_range(log, 800, 800), 0);
+  CHECK_INT(log_prepared_rolls(log), 1);
+  CHECK_INT(read_all(log, 0), 1600);
   close_log(log);
 out:
   umount2(dir, MNT_DETACH);
@@ -1247,6 +1430,9 @@ int main(void) {
   RUN(first_segment_above_zero);
   RUN(recovery_truncates_bad_tail);
   RUN(preallocated_segments);
+  RUN(roll_takes_the_prepared_segment);
+  RUN(crash_leftovers_of_preparation);
+  RUN(rolls_without_a_prepared_segment);
   RUN(recovery_torn_header_and_gaps);
   RUN(damage_in_closed_segments_is_skipped);
   RUN(seek_time_finds_first_at_or_after);
@@ -1257,6 +1443,7 @@ int main(void) {
   RUN(busy_writer_waits_for_the_turn);
   RUN(close_acks_pending);
   RUN(enospc_fails_group_and_resumes);
+  RUN(preparer_on_a_nearly_full_disk);
   RUN(drop_behind_reader_uncaches_what_it_passed);
   return logtest_finish("test_log");
 }
