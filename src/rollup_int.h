@@ -47,9 +47,11 @@ typedef struct bucket {
   int64_t idx;      /* bucket number (t / width); meaningful while n > 0 */
   cell_t *cells;    /* owned; cells[0] is the total once n > 0 */
   uint64_t *tab;    /* owned; open addressing: key << 32 | (cell index + 1), 0 = empty (a
-                       probe past another key does not touch the cells) */
+                       probe past another key does not touch the cells). NULL while the
+                       bucket is small: its cells are scanned (rollup.c, SMALL_CELLS) */
   uint32_t n, cap;  /* cells used / allocated */
-  uint32_t tbits;   /* tab has 1 << tbits slots (0: no table yet) */
+  uint32_t tbits;   /* tab has (or, while NULL, is counted at) 1 << tbits slots (0: the
+                       slot never held a bucket) */
   uint32_t folded;  /* minutes: 1 once added into the hour's cells (then late events go to
                        both), 0 while pending */
 } bucket_t;

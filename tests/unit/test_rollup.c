@@ -968,6 +968,45 @@ TEST(test_snapshot_hostile) {
   rollup_free(r);
 }
 
+/* A bucket finds its cells by a scan while it holds at most eight, through a table after
+ * that: every count stays right across the change (in a new bucket and in one whose slot
+ * comes round again, table kept), and the memory figures count the table from the
+ * bucket's start, as when it was allocated at once. */
+TEST(test_small_buckets_grow) {
+  clock_now = T0 + HOUR;
+  rollup_t *r = make(60, 60, 24, 0, 0);
+  rollup_stats_t st;
+  char names[24][16];
+  for (int v = 0; v < 24; v++) snprintf(names[v], sizeof names[v], "/p%d", v);
+  for (int round = 0; round < 2; round++) {
+    /* round 1 reuses the second ring's slot of round 0 (60 seconds later) */
+    int64_t t = T0 + HOUR + (int64_t)(10 + 60 * round) * SEC;
+    clock_now = t;
+    int count[24] = {0}, bad = 0;
+    for (int i = 0; i < 200; i++) {
+      int v = (i * 7 + i / 24) % 24 < 3 ? 0 : (i * 7 + i / 24) % 24; /* repeats, out of order */
+      if (i < 30) v = i % 24;
+      CHECK_INT(add(r, t, "e", names[v], NULL, NULL, (uint64_t)i, 1), 0);
+      count[v]++;
+      if (round == 0 && i == 0) rollup_stats(r, &st);
+      for (int w = 0; w < 24; w++) {
+        rollup_totals_t got = totals(r, t, t + SEC, "page_path", names[w]);
+        if (got.count != (uint64_t)count[w]) bad++;
+      }
+      CHECK_INT(totals(r, t, t + SEC, NULL, NULL).count, i + 1);
+    }
+    CHECK_INT(bad, 0);
+  }
+  /* after the first add, the second's bucket held three cells (the total, "e", "/p0") in
+   * an array of eight and was counted with its 16-slot table, not yet allocated */
+  rollup_t *fresh = make(60, 60, 24, 0, 0);
+  rollup_stats_t empty;
+  rollup_stats(fresh, &empty);
+  CHECK_INT(st.ring_bytes[0] - empty.ring_bytes[0], 8 * 32 + 16 * 8);
+  rollup_free(fresh);
+  rollup_free(r);
+}
+
 int main(void) {
   RUN(test_new_and_dims);
   RUN(test_buckets);
@@ -986,5 +1025,6 @@ int main(void) {
   RUN(test_hours_exact_any_order);
   RUN(test_snapshot_version1);
   RUN(test_memory_budget);
+  RUN(test_small_buckets_grow);
   return TEST_REPORT("test_rollup");
 }
