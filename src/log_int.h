@@ -303,9 +303,10 @@ struct log {
   void *w_obs_ud;
 
   /* the prepared next segment (log.c, "Preparing the next segment") */
-  pthread_mutex_t prep_mu;  /* guards prep_fd; never held with mu */
+  pthread_mutex_t prep_mu;  /* for prep_wake; never held with mu, never waited for by
+                               the writer (only tried) */
   pthread_cond_t prep_wake; /* wakes the preparer: the writer took the file, or stop */
-  int prep_fd;              /* PREP_NAME fully zeroed and synced, or -1. Only the
+  atomic_int prep_fd;       /* PREP_NAME fully zeroed and synced, or -1. Only the
                                preparer sets it, only the writer (or log_close) clears it:
                                until then the preparer leaves the name alone */
   atomic_int prep_stop;

@@ -634,6 +634,32 @@ TEST(preallocated_segments) {
 /* A roll takes the segment the preparer zeroed in the background: the new segment is
  * that very file (same inode), already at segment_bytes, so the writer wrote no zeros
  * for it; the file is counted in the disk bytes while it waits, and gone after close. */
+/* Threads of this process in the SCHED_IDLE class (policy 5, field 41 of
+ * /proc/self/task/TID/stat). */
+static int idle_threads(void) {
+  DIR *d = opendir("/proc/self/task");
+  if (!d) return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    char path[300], line[1024];
+    snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+    FILE *f = fopen(path, "r");
+    if (!f) continue;
+    size_t len = fread(line, 1, sizeof line - 1, f);
+    fclose(f);
+    line[len] = 0;
+    const char *p = strrchr(line, ')'); /* fields after the command name */
+    int field = 2, policy = -1;
+    for (; p && *p; p++)
+      if (*p == ' ' && ++field == 41) policy = atoi(p + 1);
+    n += policy == 5;
+  }
+  closedir(d);
+  return n;
+}
+
 TEST(roll_takes_the_prepared_segment) {
   const char *dir = test_dir("prepared");
   log_opts_t o = {.dir = dir, .segment_bytes = 64 << 10, .index_interval = 256,
@@ -641,6 +667,7 @@ TEST(roll_takes_the_prepared_segment) {
   log_t *log = log_open(&o, NULL, NULL, 0);
   REQUIRE(log != NULL);
   REQUIRE(run_until(prepared_ready, log, 10000));
+  CHECK_INT(idle_threads(), 1); /* the preparer never takes the CPU from the others */
   struct stat st;
   REQUIRE(stat(path_in(dir, PREP), &st) == 0);
   CHECK_INT(st.st_size, 64 << 10);
