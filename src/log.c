@@ -1089,7 +1089,8 @@ log_t *log_open(const log_opts_t *opts, log_recovery_t *rec, char *err, size_t e
   log->max_pending = opts->max_pending_bytes ? opts->max_pending_bytes : 64u << 20;
   log->prealloc = log->sync == LOG_SYNC_ALWAYS ? opts->preallocate_bytes : 0;
   log->loop = opts->loop;
-  log->dirfd = log->fd = log->idx_fd = log->evt.fd = log->prep_fd = -1;
+  log->dirfd = log->fd = log->idx_fd = log->evt.fd = -1;
+  atomic_init(&log->prep_fd, -1);
   log->last_sync_us = clock_mono_us();
   const char *dir = opts->dir;
 
