@@ -175,14 +175,21 @@ static int prepare_file(log_t *log) {
  * took time slices from the loop on a one-CPU server: ack p99 of 100-event batches at
  * about half load 7.31 / 5.11 / 7.92 ms, then 3.58 / 3.57 / 5.20 ms in SCHED_IDLE.
  * A CPU that is never idle starves it (the benchmark's one-CPU server at full load took
- * 1 prepared segment of 14, against 33 of 33 at nice 0): rolls then find no file ready
- * and create their segments as without it. */
-static void run_idle(void) {
+ * 1 prepared segment of 14, against 33 of 33 at nice 0): a roll that finds no file
+ * ready creates its segment as without it, and the next file is made at normal
+ * priority (prep_behind). */
+static void io_idle(void) {
 #ifdef __linux__
   (void)syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, (int)syscall(SYS_gettid),
                 3 << 13 /* IOPRIO_CLASS_IDLE */);
+#endif
+}
+
+/* Put thread t in the CPU class SCHED_IDLE (idle) or back in SCHED_OTHER. */
+static void cpu_class(pthread_t t, int idle) {
+#ifdef __linux__
   struct sched_param none = {0};
-  (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &none);
+  (void)pthread_setschedparam(t, idle ? SCHED_IDLE : SCHED_OTHER, &none);
 #endif
 }
 
@@ -195,7 +202,7 @@ static void prep_wait(log_t *log, int64_t ms) {
 
 static void *preparer_main(void *arg) {
   log_t *log = arg;
-  run_idle();
+  io_idle();
   pthread_mutex_lock(&log->prep_mu);
   while (!atomic_load(&log->prep_stop)) {
     if (atomic_load(&log->prep_fd) >= 0) { /* ready: wait for the writer to take it */
@@ -203,6 +210,11 @@ static void *preparer_main(void *arg) {
       continue;
     }
     pthread_mutex_unlock(&log->prep_mu);
+    /* In the idle class unless the last roll found no file ready: then the writer has
+     * moved this thread back to SCHED_OTHER (segment_take_prepared), and the next file
+     * is made at normal priority, so a saturated CPU still gets every other segment
+     * prepared. */
+    if (!atomic_load(&log->prep_behind)) cpu_class(pthread_self(), 1);
     int fd = prepare_file(log);
     pthread_mutex_lock(&log->prep_mu);
     if (fd >= 0) { /* counted before the writer can see it (and uncount it) */
@@ -220,11 +232,7 @@ static void *preparer_main(void *arg) {
 static void preparer_stop(log_t *log) {
   if (!log->preparer_started) return;
   atomic_store(&log->prep_stop, 1);
-#ifdef __linux__
-  /* Out of the idle class, so that a busy machine cannot hold up the close. */
-  struct sched_param none = {0};
-  (void)pthread_setschedparam(log->preparer, SCHED_OTHER, &none);
-#endif
+  cpu_class(log->preparer, 0); /* so that a busy machine cannot hold up the close */
   pthread_mutex_lock(&log->prep_mu);
   pthread_cond_signal(&log->prep_wake);
   pthread_mutex_unlock(&log->prep_mu);
@@ -245,7 +253,11 @@ static void preparer_stop(log_t *log) {
 static int segment_take_prepared(log_t *log, uint64_t base, int *fd_out, int *idx_out) {
   if (!log->preparer_started) return -EAGAIN;
   int fd = atomic_load(&log->prep_fd);
-  if (fd < 0) return -EAGAIN;
+  if (fd < 0) {
+    if (!atomic_exchange(&log->prep_behind, 1)) cpu_class(log->preparer, 0);
+    return -EAGAIN;
+  }
+  atomic_store(&log->prep_behind, 0);
   char name[NAME_LEN], iname[NAME_LEN], h[SEG_HDR];
   seg_name(name, base, "log");
   seg_name(iname, base, "idx");

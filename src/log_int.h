@@ -310,6 +310,8 @@ struct log {
                                preparer sets it, only the writer (or log_close) clears it:
                                until then the preparer leaves the name alone */
   atomic_int prep_stop;
+  atomic_int prep_behind;   /* the last roll found no prepared file: the next one is
+                               made at normal CPU priority, not in SCHED_IDLE */
   pthread_t preparer;
   int preparer_started;
   _Atomic uint64_t prepared_rolls; /* rolls that took the prepared file */
