@@ -174,10 +174,10 @@ static int prepare_file(log_t *log) {
  * wants it. At nice 0 its zeroing (a 64 MiB copy into the page cache every segment)
  * took time slices from the loop on a one-CPU server: ack p99 of 100-event batches at
  * about half load 7.31 / 5.11 / 7.92 ms, then 3.58 / 3.57 / 5.20 ms in SCHED_IDLE.
- * A CPU that is never idle starves it (the benchmark's one-CPU server at full load took
- * 1 prepared segment of 14, against 33 of 33 at nice 0): a roll that finds no file
- * ready creates its segment as without it, and the next file is made at normal
- * priority (prep_behind). */
+ * A CPU that is never idle starves it (the benchmark's one-CPU server at full load: 2
+ * of 32 rolls took a prepared segment, against 35 of 35 at nice 0): a roll that finds
+ * no file ready creates its segment as without it, and the next file is made at normal
+ * priority (prep_behind; then 16 of 32). */
 static void io_idle(void) {
 #ifdef __linux__
   (void)syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, (int)syscall(SYS_gettid),
