@@ -254,7 +254,10 @@ static int segment_take_prepared(log_t *log, uint64_t base, int *fd_out, int *id
   if (!log->preparer_started) return -EAGAIN;
   int fd = atomic_load(&log->prep_fd);
   if (fd < 0) {
-    if (!atomic_exchange(&log->prep_behind, 1)) cpu_class(log->preparer, 0);
+    /* On every miss, not only the first: the preparer may have put itself back in the
+     * idle class just after an earlier move (rolls are rare, the call is cheap). */
+    atomic_store(&log->prep_behind, 1);
+    cpu_class(log->preparer, 0);
     return -EAGAIN;
   }
   atomic_store(&log->prep_behind, 0);
