@@ -11,11 +11,13 @@
 #include <string.h>
 
 #include "util/mem.h"
+#include "util/plain.h"
 
 enum { OP_NOP, OP_SET, OP_DEL };
 
 typedef struct edit {
   uint8_t op, nsegs;
+  uint8_t escape; /* bit i: segment i has bytes JSON must escape (written by buf_json_escape) */
   uint64_t phash[EVDOC_MAX_DEPTH]; /* hash of the path's first i+1 segments */
   uint32_t seg_off[EVDOC_MAX_DEPTH];
   uint16_t seg_len[EVDOC_MAX_DEPTH];
@@ -79,6 +81,7 @@ typedef struct memo {
   size_t lens[EVDOC_MAX_DEPTH];
   uint64_t h[EVDOC_MAX_DEPTH];
   uint64_t nh[EVDOC_MAX_DEPTH]; /* name_hash of each segment */
+  uint8_t escape;               /* as edit_t's, for the edits made through this memo */
   uint32_t node;                /* the whole path's node (see resolve), 0 for none */
 } memo_t;
 
@@ -425,6 +428,15 @@ jscan_val_t evdoc_get_v(evdoc_t *d, const char *const *segs, size_t nsegs) {
   return get_path(d, segs, lens, nsegs);
 }
 
+/* Bit i set when segment i has a byte that JSON must escape: the writer copies the
+ * others as they are (a new member's name is written once per event). */
+static uint8_t escape_mask(const char *const *segs, const size_t *lens, size_t n) {
+  uint8_t mask = 0;
+  for (size_t i = 0; i < n; i++)
+    if (plain_end(segs[i], segs[i] + lens[i]) != segs[i] + lens[i]) mask |= (uint8_t)(1u << i);
+  return mask;
+}
+
 /* Parse and hash path into m. Returns m, or NULL when the path is too long to keep or
  * malformed (then the caller parses it itself). */
 static uint32_t intern(evdoc_t *d, const memo_t *m);
@@ -448,6 +460,7 @@ static const memo_t *memo_fill(evdoc_t *d, memo_t *m, const char *path) {
     p = dot + 1;
   }
   path_hashes(m->segs, m->lens, m->n, m->h, m->nh);
+  m->escape = escape_mask(m->segs, m->lens, m->n);
   m->node = intern(d, m);
   return m;
 }
@@ -549,7 +562,15 @@ static jscan_val_t get_memo(evdoc_t *d, const memo_t *m, const char *path) {
 
 jscan_val_t evdoc_get(evdoc_t *d, const char *path) { return get_memo(d, memo_of(d, path), path); }
 
-jscan_val_t evdoc_get_p(evdoc_t *d, evdoc_path_t *p) { return get_memo(d, path_memo(d, p), p->text); }
+jscan_val_t evdoc_get_p(evdoc_t *d, evdoc_path_t *p) {
+  /* Most reads are of a path read before in this event with no edit near it: its node's
+   * value, without the general lookup's calls. */
+  uint32_t id = atomic_load_explicit(&p->id, memory_order_relaxed);
+  const memo_t *m = id && id < d->npaths ? d->paths[id] : NULL;
+  if (m && m->node && d->nodes[m->node - 1].gen == d->gen && !(d->nedits && edits_near(d, m->h, m->n)))
+    return d->nodes[m->node - 1].val;
+  return get_memo(d, path_memo(d, p), p->text);
+}
 
 void evdoc_get_top(evdoc_t *d, const char *const *names, size_t n, jscan_val_t *out) {
   const uint64_t *nh = d->top_nh;
@@ -632,8 +653,10 @@ long evdoc_members(evdoc_t *d, const char *path, const jscan_member_t **out) {
 
 /* ---- edits ---- */
 
+/* escape: escape_mask of the segments, or -1 to compute it here. */
 static void add_edit_hashed(evdoc_t *d, int op, const char *const *segs, const size_t *lens,
-                            const uint64_t *qh, size_t nsegs, const char *val, size_t vlen);
+                            const uint64_t *qh, size_t nsegs, int escape, const char *val,
+                            size_t vlen);
 
 static void add_edit(evdoc_t *d, int op, const char *const *segs, size_t nsegs, const char *val,
                      size_t vlen) {
@@ -642,14 +665,14 @@ static void add_edit(evdoc_t *d, int op, const char *const *segs, size_t nsegs, 
   uint64_t qh[EVDOC_MAX_DEPTH];
   for (size_t i = 0; i < nsegs; i++) lens[i] = strlen(segs[i]);
   path_hashes(segs, lens, nsegs, qh, NULL);
-  add_edit_hashed(d, op, segs, lens, qh, nsegs, val, vlen);
+  add_edit_hashed(d, op, segs, lens, qh, nsegs, -1, val, vlen);
 }
 
 /* Edit at a dotted path through its memo m, or parsed here when m is NULL. */
 static void add_edit_memo(evdoc_t *d, int op, const memo_t *m, const char *path, const char *val,
                           size_t vlen) {
   if (m) {
-    add_edit_hashed(d, op, m->segs, m->lens, m->h, m->n, val, vlen);
+    add_edit_hashed(d, op, m->segs, m->lens, m->h, m->n, m->escape, val, vlen);
     return;
   }
   const char *segs[EVDOC_MAX_DEPTH];
@@ -659,7 +682,8 @@ static void add_edit_memo(evdoc_t *d, int op, const memo_t *m, const char *path,
 }
 
 static void add_edit_hashed(evdoc_t *d, int op, const char *const *segs, const size_t *lens,
-                            const uint64_t *qh, size_t nsegs, const char *val, size_t vlen) {
+                            const uint64_t *qh, size_t nsegs, int escape, const char *val,
+                            size_t vlen) {
   /* Retire earlier edits at or below the path. Each set its prefix hash's bit in
    * mask[nsegs - 1] when it was made: without that bit there is none (the usual case). */
   if (d->mask[nsegs - 1] & bit_of(qh[nsegs - 1]))
@@ -673,6 +697,7 @@ static void add_edit_hashed(evdoc_t *d, int op, const char *const *segs, const s
   edit_t *e = &d->edits[d->nedits++];
   e->op = (uint8_t)op;
   e->nsegs = (uint8_t)nsegs;
+  e->escape = escape >= 0 ? (uint8_t)escape : escape_mask(segs, lens, nsegs);
   memcpy(e->phash, qh, nsegs * sizeof *qh);
   for (size_t i = 0; i < nsegs; i++) d->mask[i] |= bit_of(qh[i]);
   d->endmask[nsegs - 1] |= bit_of(qh[nsegs - 1]);
@@ -818,11 +843,12 @@ static void write_value_at(evdoc_t *d, const jscan_val_t *orig, uint64_t *hs, si
   if (e && e->op == OP_DEL) {
     write_object(d, NULL, hs, depth, out); /* deleted, then members set below it */
   } else if (e) {
-    jscan_val_t v = edit_val(d, e);
-    if (deeper && depth < EVDOC_MAX_DEPTH)
+    if (deeper && depth < EVDOC_MAX_DEPTH) {
+      jscan_val_t v = edit_val(d, e);
       write_object(d, v.type == JSCAN_OBJECT ? &v : NULL, hs, depth, out);
-    else
+    } else {
       buf_append(out, d->arena.data + e->val_off, e->val_len);
+    }
   } else if (deeper && depth < EVDOC_MAX_DEPTH) {
     write_object(d, orig && orig->type == JSCAN_OBJECT ? orig : NULL, hs, depth, out);
   } else if (orig) {
@@ -900,7 +926,10 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
     if (!first) buf_putc(out, ',');
     first = 0;
     buf_putc(out, '"');
-    buf_json_escape(out, child, clen);
+    if (e->escape & (1u << depth))
+      buf_json_escape(out, child, clen);
+    else
+      buf_append(out, child, clen);
     buf_append(out, "\":", 2);
     write_value_at(d, NULL, hs, depth + 1, ex, deeper, out);
   }

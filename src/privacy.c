@@ -70,9 +70,9 @@ static evdoc_path_t P_PREFERENCES = EVDOC_PATH("context.consent.categoryPreferen
                     P_ANALYTICS = EVDOC_PATH("context.consent.analytics"),
                     P_MARKETING = EVDOC_PATH("context.consent.marketing");
 
-/* 1 granted, 0 denied, -1 no information, for the categories in list. */
+/* 1 granted, 0 denied, -1 no information, for the categories in list (the event has a
+ * context.consent.categoryPreferences object). */
 static int decide(evdoc_t *ev, const strlist_t *list) {
-  if (evdoc_get_p(ev, &P_PREFERENCES).type != JSCAN_OBJECT) return -1;
   int seen = 0;
   for (size_t i = 0; i < list->n; i++) {
     const char *segs[] = {"context", "consent", "categoryPreferences", list->items[i]};
@@ -96,8 +96,11 @@ int privacy_consent_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char
                          size_t msglen) {
   privacy_t *p = state;
   int dflt = strcmp(p->cfg->consent_default, "denied") != 0;
-  int analytics = decide(ev, &p->cfg->analytics_categories);
-  int marketing = decide(ev, &p->cfg->marketing_categories);
+  int analytics = -1, marketing = -1;
+  if (evdoc_get_p(ev, &P_PREFERENCES).type == JSCAN_OBJECT) {
+    analytics = decide(ev, &p->cfg->analytics_categories);
+    marketing = decide(ev, &p->cfg->marketing_categories);
+  }
   if (analytics < 0) analytics = dflt;
   if (marketing < 0) marketing = dflt;
   if (!analytics) {
@@ -105,8 +108,15 @@ int privacy_consent_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char
     reduce_to_count(ev);
     return 0;
   }
-  jscan_type_t ct = evdoc_get_p(ev, &P_CONSENT).type;
-  if (ct != JSCAN_NONE && ct != JSCAN_OBJECT) evdoc_del_p(ev, &P_CONSENT);
+  if (evdoc_get_p(ev, &P_CONSENT).type != JSCAN_OBJECT) {
+    /* No consent object to keep members of (most events): the whole object in one edit,
+     * written as the two members set one by one would be. */
+    static const char granted[] = "{\"analytics\":true,\"marketing\":true}",
+                      denied[] = "{\"analytics\":true,\"marketing\":false}";
+    evdoc_set_raw_p(ev, &P_CONSENT, marketing ? granted : denied,
+                    marketing ? sizeof granted - 1 : sizeof denied - 1);
+    return 0;
+  }
   evdoc_set_bool_p(ev, &P_ANALYTICS, 1);
   evdoc_set_bool_p(ev, &P_MARKETING, marketing);
   return 0;
