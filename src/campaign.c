@@ -187,8 +187,21 @@ int campaign_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char
   jscan_type_t rt = evdoc_get_p(ev, &P_REFERRER).type;
   if (rt != JSCAN_NONE && rt != JSCAN_OBJECT) return 0;
   if (rt == JSCAN_NONE) {
-    const char *kv[] = {"host", ref_host, "class", cls};
-    evdoc_set_strings_p(ev, &P_REFERRER, kv, 2);
+    /* {"host","class"} as evdoc_set_strings would render it (host left out when empty);
+     * class is one of this file's constants, which need no escaping. */
+    buf_t own = BUF_INIT, *obj = state ? (buf_t *)state : &own;
+    buf_reset(obj);
+    if (ref_host[0]) {
+      buf_append(obj, "{\"host\":\"", 9);
+      buf_json_escape(obj, ref_host, strlen(ref_host));
+      buf_append(obj, "\",\"class\":\"", 11);
+    } else {
+      buf_append(obj, "{\"class\":\"", 10);
+    }
+    buf_puts(obj, cls);
+    buf_append(obj, "\"}", 2);
+    evdoc_set_raw_p(ev, &P_REFERRER, obj->data, obj->len);
+    buf_free(&own);
     return 0;
   }
   if (ref_host[0] && evdoc_get_p(ev, &P_REFERRER_HOST).type == JSCAN_NONE)

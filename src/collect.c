@@ -63,6 +63,10 @@ struct collect {
   size_t entries_cap;
   jscan_elems_t elems;  /* the "batch" array's elements, recorded as the body is
                          * validated; v reused per request */
+  /* The batch body's context and integrations members (evdoc_members of c->batch), found
+   * once per request for merge_defaults: count, or -1 when the body has no such object. */
+  const jscan_member_t *defaults[2];
+  long ndefaults[2];
   flight_t *flight;     /* see flight_t; cap a power of two */
   size_t flight_cap, flight_used;
   buf_t query_event; /* pixel/redirect event text */
@@ -427,11 +431,16 @@ static void reject(collect_t *c, ingest_t *in, size_t index, const char *code, c
   buf_putc(b, '\n'); /* record separator inside badvals; see flush_bad */
 }
 
-/* Merge the batch-level object `name` (context or integrations) into the event: keys the
- * event lacks are added (Segment semantics: the event's own keys win). */
-static void merge_defaults(collect_t *c, evdoc_t *ev, const char *name) {
-  const jscan_member_t *m;
-  long n = evdoc_members(c->batch, name, &m);
+/* The batch-level objects merged into each event (Segment semantics: the event's own keys
+ * win), in the order of c->defaults. */
+static const char *const default_names[2] = {"context", "integrations"};
+
+/* Merge the batch-level object default_names[which] into the event: keys the event lacks
+ * are added. */
+static void merge_defaults(collect_t *c, evdoc_t *ev, int which) {
+  const char *name = default_names[which];
+  const jscan_member_t *m = c->defaults[which];
+  long n = c->ndefaults[which];
   if (n <= 0) return;
   jscan_type_t t = evdoc_get(ev, name).type;
   if (t != JSCAN_NONE && t != JSCAN_OBJECT && t != JSCAN_NULL) return;
@@ -484,8 +493,8 @@ static int take_event(collect_t *c, ingest_t *in, size_t index, const enrich_ctx
     return -1;
   }
   if (batch_defaults) {
-    merge_defaults(c, ev, "context");
-    merge_defaults(c, ev, "integrations");
+    merge_defaults(c, ev, 0);
+    merge_defaults(c, ev, 1);
   }
   /* Only a messageId the client sent can come back in a retry. One enrichment makes up
    * (srv-<uuid>) is new by construction and never shown to the client, so it skips the
@@ -833,6 +842,8 @@ static void handle_json(collect_t *c, ingest_t *in, char *hkey, const enrich_ctx
       st = 400, code = "empty_batch", msg = "the batch holds no event";
       goto fail;
     }
+    for (int i = 0; i < 2; i++)
+      c->ndefaults[i] = evdoc_members(c->batch, default_names[i], &c->defaults[i]);
     for (size_t index = 0; index < count; index++) {
       const jscan_val_t *e = &c->elems.v[index];
       const char *raw = e->type == JSCAN_STRING ? e->p - 1 : e->p;
