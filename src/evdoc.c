@@ -415,22 +415,21 @@ static jscan_val_t original(evdoc_t *d, const char *const *segs, const size_t *l
 static jscan_val_t get_hashed(evdoc_t *d, const char *const *segs, const size_t *lens,
                               const uint64_t *qh, const uint64_t *nhs, size_t nsegs, uint32_t node) {
   if (!d->nedits || !edits_near(d, qh, nsegs)) return original(d, segs, lens, nhs, nsegs, node);
-  for (size_t i = d->nedits; i-- > 0;) {
+  /* An edit at or above the path has set endmask's bit of its prefix at its depth. Reads
+   * near edits are mostly of a sibling or a parent of an edited member (context after
+   * context.ip was set): with no such bit, only edits below can matter. */
+  int above = 0;
+  for (size_t j = 0; j < nsegs && !above; j++) above = (d->endmask[j] & bit_of(qh[j])) != 0;
+  for (size_t i = d->nedits; above && i-- > 0;) {
     const edit_t *e = &d->edits[i];
     if (e->op == OP_NOP || e->nsegs > nsegs || !edit_under(d, e, qh, e->nsegs)) continue;
-    if (e->op == OP_DEL) break;
+    /* The latest edit at or above the path decides: a deleted ancestor hides the
+     * original, a set one holds the value. */
+    if (e->op == OP_DEL) return (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
     jscan_val_t v = descend(d, edit_val(d, e), segs + e->nsegs, lens + e->nsegs, nhs + e->nsegs,
                             nsegs - e->nsegs);
     if (v.type == JSCAN_NUMBER) v.num = jscan_num(&v);
     return v;
-  }
-  if (d->nedits) {
-    /* A deleted ancestor hides the original. */
-    for (size_t i = d->nedits; i-- > 0;) {
-      const edit_t *e = &d->edits[i];
-      if (e->op == OP_DEL && e->nsegs <= nsegs && edit_under(d, e, qh, e->nsegs))
-        return (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
-    }
   }
   jscan_val_t v = original(d, segs, lens, nhs, nsegs, node);
   if (v.type != JSCAN_OBJECT) {
@@ -586,13 +585,14 @@ static jscan_val_t get_memo(evdoc_t *d, const memo_t *m, const char *path) {
 jscan_val_t evdoc_get(evdoc_t *d, const char *path) { return get_memo(d, memo_of(d, path), path); }
 
 jscan_val_t evdoc_get_p(evdoc_t *d, evdoc_path_t *p) {
-  /* Most reads are of a path read before in this event with no edit near it: its node's
-   * value, without the general lookup's calls. */
-  uint32_t id = atomic_load_explicit(&p->id, memory_order_relaxed);
-  const memo_t *m = id && id < d->npaths ? d->paths[id] : NULL;
-  if (m && m->node && d->nodes[m->node - 1].gen == d->gen && !(d->nedits && edits_near(d, m->h, m->n)))
-    return d->nodes[m->node - 1].val;
-  return get_memo(d, path_memo(d, p), p->text);
+  /* Most reads are of a path with no edit near it: its node's value, read once per load,
+   * without the general lookup's calls. */
+  const memo_t *m = path_memo(d, p);
+  if (m && m->node && !(d->nedits && edits_near(d, m->h, m->n))) {
+    const node_t *nd = &d->nodes[m->node - 1];
+    return nd->gen == d->gen ? nd->val : resolve(d, m->node);
+  }
+  return get_memo(d, m, p->text);
 }
 
 void evdoc_get_top(evdoc_t *d, const char *const *names, size_t n, jscan_val_t *out) {
@@ -929,16 +929,26 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
     }
     if (!first) buf_putc(out, ',');
     first = 0;
+    if (!e && !deeper) {
+      /* Untouched: the client's bytes as they are; in one copy from the key's quote to
+       * the value's end when nothing lies between the key's quote, ':' and the value
+       * (compact JSON, which is what would be written). */
+      const jscan_val_t *v = &m->val;
+      const char *vp = v->type == JSCAN_STRING ? v->p - 1 : v->p;
+      size_t vn = v->type == JSCAN_STRING ? v->n + 2 : v->n;
+      if (vp == m->key + m->keylen + 2) {
+        buf_append(out, m->key - 1, (size_t)(vp + vn - (m->key - 1)));
+        continue;
+      }
+      buf_putc(out, '"');
+      buf_append(out, m->key, m->keylen);
+      buf_append(out, "\":", 2);
+      buf_append(out, vp, vn);
+      continue;
+    }
     buf_putc(out, '"');
     buf_append(out, m->key, m->keylen);
     buf_append(out, "\":", 2);
-    if (!e && !deeper) {
-      /* Untouched: the client's bytes as they are. */
-      const jscan_val_t *v = &m->val;
-      buf_append(out, v->type == JSCAN_STRING ? v->p - 1 : v->p,
-                 v->type == JSCAN_STRING ? v->n + 2 : v->n);
-      continue;
-    }
     write_value_at(d, &m->val, hs, depth + 1, e, deeper, out);
   }
   /* New members: edits one or more levels below, whose child name the object lacks. */
