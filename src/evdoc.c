@@ -100,6 +100,10 @@ typedef struct node {
   size_t len;
   char seg[MEMO_TEXT];
   jscan_val_t val; /* the original value at the path, JSCAN_NONE when absent */
+  /* The index of val (an object) when kids_gen == the document's gen: its children are
+   * found without searching the object cache. */
+  struct indexed *kids;
+  uint32_t kids_gen;
 } node_t;
 
 evdoc_t *evdoc_new(void) { return xcalloc(1, sizeof(evdoc_t)); }
@@ -167,11 +171,11 @@ static indexed_t *index_of(evdoc_t *d, const jscan_val_t *obj) {
   return x;
 }
 
-/* The member called name (n bytes, name_hash nh) of obj. The index holds every member's
- * name hash, so only a member whose hash matches is compared byte by byte. */
-static const jscan_member_t *member(evdoc_t *d, const jscan_val_t *obj, const char *name, size_t n,
-                                    uint64_t nh) {
-  indexed_t *x = index_of(d, obj);
+/* The member called name (n bytes, name_hash nh) of the object indexed in x (NULL: no
+ * object). The index holds every member's name hash, so only a member whose hash matches
+ * is compared byte by byte. */
+static const jscan_member_t *member_in(const indexed_t *x, const char *name, size_t n,
+                                       uint64_t nh) {
   if (!x) return NULL;
   for (long i = 0; i < x->count; i++) {
     if (x->names[i] != nh) continue;
@@ -183,6 +187,11 @@ static const jscan_member_t *member(evdoc_t *d, const jscan_val_t *obj, const ch
     }
   }
   return NULL;
+}
+
+static const jscan_member_t *member(evdoc_t *d, const jscan_val_t *obj, const char *name, size_t n,
+                                    uint64_t nh) {
+  return member_in(index_of(d, obj), name, n, nh);
 }
 
 /* elems: record an array member's elements while validating (evdoc_load_elems), or NULL. */
@@ -390,17 +399,32 @@ static int edits_near(const evdoc_t *d, const uint64_t *qh, size_t n) {
   return 0;
 }
 
-/* The original value at node k (index + 1), read once per load (see node_t). */
-static jscan_val_t resolve(evdoc_t *d, uint32_t k) {
+/* The original value at node k (index + 1), read once per load (see node_t). Returned by
+ * address (the node's, or the root's): valid until the next load. */
+static const jscan_val_t *resolve_at(evdoc_t *d, uint32_t k) {
   node_t *nd = &d->nodes[k - 1];
-  if (nd->gen == d->gen) return nd->val;
-  jscan_val_t parent = nd->parent ? resolve(d, nd->parent) : d->root;
-  const jscan_member_t *m = member(d, &parent, nd->seg, nd->len, nd->nh);
+  if (nd->gen == d->gen) return &nd->val;
+  const indexed_t *x;
+  if (!nd->parent) {
+    x = d->ncache ? &d->cache[0] : index_of(d, &d->root); /* the root, indexed at load */
+  } else {
+    node_t *up = &d->nodes[nd->parent - 1];
+    const jscan_val_t *pv = resolve_at(d, nd->parent);
+    /* The cache may have given the slot to another object since (round-robin). */
+    if (up->kids_gen != d->gen || !up->kids || up->kids->p != pv->p || up->kids->n != pv->n) {
+      up->kids = index_of(d, pv);
+      up->kids_gen = d->gen;
+    }
+    x = up->kids;
+  }
+  const jscan_member_t *m = member_in(x, nd->seg, nd->len, nd->nh);
   nd->val = m ? m->val : (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
   if (nd->val.type == JSCAN_NUMBER) nd->val.num = jscan_num(&nd->val);
   nd->gen = d->gen;
-  return nd->val;
+  return &nd->val;
 }
+
+static jscan_val_t resolve(evdoc_t *d, uint32_t k) { return *resolve_at(d, k); }
 
 /* The original value at a path from the root: through its node when it has one. */
 static jscan_val_t original(evdoc_t *d, const char *const *segs, const size_t *lens,
@@ -553,7 +577,8 @@ static const memo_t *memo_of(evdoc_t *d, const char *path) {
  * path's parse in its own array at that index, so no text is compared on a read. */
 static _Atomic uint32_t path_ids;
 
-static const memo_t *path_memo(evdoc_t *d, evdoc_path_t *p) {
+/* path_memo's first use of p in d: an id for p, and p parsed into a memo of d's. */
+static __attribute__((noinline)) const memo_t *path_memo_new(evdoc_t *d, evdoc_path_t *p) {
   uint32_t id = atomic_load_explicit(&p->id, memory_order_relaxed);
   if (!id) {
     uint32_t fresh = atomic_fetch_add(&path_ids, 1) + 1, none = 0;
@@ -569,6 +594,15 @@ static const memo_t *path_memo(evdoc_t *d, evdoc_path_t *p) {
   if (m) return m->n ? m : NULL;
   m = d->paths[id] = xcalloc(1, sizeof *m); /* n stays 0 if memo_fill refuses the path */
   return memo_fill(d, m, p->text);
+}
+
+/* p's memo in d, or NULL when the path is malformed or too long to keep. Every read and
+ * edit by a constant path starts here: the usual case (p used before) is inline. */
+static inline const memo_t *path_memo(evdoc_t *d, evdoc_path_t *p) {
+  uint32_t id = atomic_load_explicit(&p->id, memory_order_relaxed);
+  const memo_t *m = id && id < d->npaths ? d->paths[id] : NULL;
+  if (m) return m->n ? m : NULL;
+  return path_memo_new(d, p);
 }
 
 /* Read through m, or parse path here when m is NULL. */
