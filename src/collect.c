@@ -823,9 +823,11 @@ static void handle_json(collect_t *c, ingest_t *in, char *hkey, const enrich_ctx
     st = 400, code = EVENT_ERR_FIELD, msg = "the body has duplicate or too many top-level fields";
     goto fail;
   }
-  if (!hkey[0] && !evdoc_str(doc, "writeKey", hkey, 256)) hkey[0] = 0;
-  st = check_write_key(c->cfg, hkey, strlen(hkey), &code, &msg);
-  if (st) goto fail;
+  if (!hkey[0]) { /* a key in the Authorization header was checked by collect_handle */
+    if (!evdoc_str(doc, "writeKey", hkey, 256)) hkey[0] = 0;
+    st = check_write_key(c->cfg, hkey, strlen(hkey), &code, &msg);
+    if (st) goto fail;
+  }
   if (kind == K_SINGLE) {
     take_event(c, in, 0, ctx, body, len, 0);
   } else {
