@@ -344,6 +344,42 @@ TEST(load_elems_records_the_batch) {
   jscan_elems_free(&el);
 }
 
+/* A node remembers the index of its object for its children's first reads. With more
+ * objects read than the index cache keeps, a slot is given to another object: every read
+ * must still find its own object's member, in every load, and the written document must
+ * carry the edits. */
+TEST(reads_past_the_index_cache) {
+  /* A fresh document: earlier tests filled the shared one's node table. */
+  evdoc_t *e = evdoc_new();
+  char j[4096], path[32], buf[32], want[32];
+  size_t n = (size_t)sprintf(j, "{");
+  for (int i = 0; i < 40; i++)
+    n += (size_t)sprintf(j + n, "%s\"o%d\":{\"x\":%d,\"y\":\"v%d\"}", i ? "," : "", i, i, i);
+  n += (size_t)sprintf(j + n, "}");
+  for (int round = 0; round < 3; round++) {
+    CHECK_INT(evdoc_load(e, j, n), 0);
+    for (int i = 0; i < 40; i++) {
+      sprintf(path, "o%d.x", i);
+      jscan_val_t v = evdoc_get(e, path);
+      CHECK_INT(v.type, JSCAN_NUMBER);
+      CHECK_INT((int)v.num, i);
+    }
+    for (int i = 0; i < 40; i++) { /* the same objects again, their slots now reused */
+      sprintf(path, "o%d.y", i);
+      sprintf(want, "v%d", i);
+      CHECK_STR(evdoc_str(e, path, buf, sizeof buf), want);
+    }
+    evdoc_set_str(e, "o3.z", "new");
+    CHECK_STR(evdoc_str(e, "o3.z", buf, sizeof buf), "new");
+    CHECK_INT(evdoc_get(e, "o40.x").type, JSCAN_NONE);
+  }
+  buf_t w = BUF_INIT;
+  evdoc_write(e, &w);
+  CHECK(strstr(w.data, "\"o3\":{\"x\":3,\"y\":\"v3\",\"z\":\"new\"},\"o4\"") != NULL);
+  buf_free(&w);
+  evdoc_free(e);
+}
+
 int main(void) {
   d = evdoc_new();
   RUN(load_results);
@@ -359,6 +395,7 @@ int main(void) {
   RUN(remembered_reads_follow_edits_and_loads);
   RUN(memo_by_text);
   RUN(load_elems_records_the_batch);
+  RUN(reads_past_the_index_cache);
   evdoc_free(d);
   return TEST_REPORT("test_evdoc");
 }
