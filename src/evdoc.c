@@ -171,6 +171,24 @@ static indexed_t *index_of(evdoc_t *d, const jscan_val_t *obj) {
   return x;
 }
 
+/* Do a and b share their first w bytes and their last w bytes (w <= 8 <= n or w <= n)? */
+static inline int same_ends(const char *a, const char *b, size_t n, size_t w) {
+  uint64_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
+  memcpy(&a0, a, w);
+  memcpy(&b0, b, w);
+  memcpy(&a1, a + n - w, w);
+  memcpy(&b1, b + n - w, w);
+  return a0 == b0 && a1 == b1;
+}
+
+/* a[0..n) == b[0..n), for member names: most are 4 to 16 bytes, compared here in two
+ * overlapping words each instead of a call to memcmp (once per read of a new path). */
+static inline int same_bytes(const char *a, const char *b, size_t n) {
+  if (n >= 8 && n <= 16) return same_ends(a, b, n, 8);
+  if (n >= 4 && n < 8) return same_ends(a, b, n, 4);
+  return memcmp(a, b, n) == 0;
+}
+
 /* The member called name (n bytes, name_hash nh) of the object indexed in x (NULL: no
  * object). The index holds every member's name hash, so only a member whose hash matches
  * is compared byte by byte. */
@@ -181,7 +199,7 @@ static const jscan_member_t *member_in(const indexed_t *x, const char *name, siz
     if (x->names[i] != nh) continue;
     const jscan_member_t *m = &x->members[i];
     if (!m->key_escaped) {
-      if (m->keylen == n && m->key[0] == name[0] && memcmp(m->key, name, n) == 0) return m;
+      if (m->keylen == n && same_bytes(m->key, name, n)) return m;
     } else if (jscan_key_is(m, name, n)) {
       return m;
     }
@@ -392,7 +410,7 @@ static jscan_val_t get_path(evdoc_t *d, const char *const *segs, const size_t *l
 /* Might an edit lie at, above or below the path with prefix hashes qh? One at depth j <= n
  * has set endmask[j-1]'s bit of qh[j-1]; one at or below the path has set mask[n-1]'s bit
  * of qh[n-1]. No bit: no edit concerns the path (most reads, before and during enrichment). */
-static int edits_near(const evdoc_t *d, const uint64_t *qh, size_t n) {
+static inline int edits_near(const evdoc_t *d, const uint64_t *qh, size_t n) {
   if (d->mask[n - 1] & bit_of(qh[n - 1])) return 1;
   for (size_t j = 0; j + 1 < n; j++)
     if (d->endmask[j] & bit_of(qh[j])) return 1;
@@ -671,7 +689,7 @@ void evdoc_get_top(evdoc_t *d, const char *const *names, size_t n, jscan_val_t *
     size_t i = d->top_slot[at] - 1u;
     const jscan_member_t *m = &x->members[j];
     if (!want[i] || (m->key_escaped ? !jscan_key_is(m, names[i], len[i])
-                                    : m->keylen != len[i] || memcmp(m->key, names[i], len[i]) != 0))
+                                    : m->keylen != len[i] || !same_bytes(m->key, names[i], len[i])))
       continue;
     out[i] = m->val; /* the first member of that name, as evdoc_get finds it */
     if (out[i].type == JSCAN_NUMBER) out[i].num = jscan_num(&out[i]);
