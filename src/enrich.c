@@ -25,7 +25,32 @@ struct enrich {
   buf_t campaign_json; /* the campaign step's state (see campaign_enrich_step) */
 };
 
+/* The last address anonymised on this thread and its result: a keep-alive connection sends
+ * request after request from one address, and inet_pton is most of this step's cost. */
+static _Thread_local struct {
+  char ip[46]; /* "" when empty */
+  char out[46];
+  int rc;
+} last_anon;
+
+static int anonymise(const char *ip, char out[46]);
+
 int enrich_anonymise_ip(const char *ip, char out[46]) {
+  size_t n = strnlen(ip, sizeof last_anon.ip);
+  if (n && n < sizeof last_anon.ip && memcmp(last_anon.ip, ip, n + 1) == 0) {
+    memcpy(out, last_anon.out, strlen(last_anon.out) + 1);
+    return last_anon.rc;
+  }
+  int rc = anonymise(ip, out);
+  if (n && n < sizeof last_anon.ip) {
+    memcpy(last_anon.ip, ip, n + 1);
+    memcpy(last_anon.out, out, strlen(out) + 1);
+    last_anon.rc = rc;
+  }
+  return rc;
+}
+
+static int anonymise(const char *ip, char out[46]) {
   unsigned char a[16];
   out[0] = 0;
   if (inet_pton(AF_INET, ip, a) == 1) {
