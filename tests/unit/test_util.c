@@ -68,10 +68,12 @@ TEST(clock_iso_round_trip) {
   clock_format_iso(1795376225123000LL, out);
   CHECK_STR(out, "2026-11-22T19:37:05.123Z");
   /* The same text as gmtime_r and printf give, over leap days, centuries, the epoch,
-   * negative times and a spread of instants from 1900 to 2400. */
+   * negative times, times of one second one after the other (the second's text is
+   * remembered) and a spread of instants from 1900 to 2400. */
   static const int64_t at[] = {0, -1, -1000, -1500, -86400000000LL, 951782400000000LL,
                                951868799999000LL, 4107542400000000LL, -2208988800000000LL,
-                               13569465600000000LL, 253402300799999999LL};
+                               13569465600000000LL, 253402300799999999LL, 1795376225999000LL,
+                               1795376225000000LL, 1795376226000000LL, -1999000LL, -1001000LL};
   for (size_t i = 0; i < sizeof at / sizeof at[0] + 2000; i++) {
     int64_t t = i < sizeof at / sizeof at[0]
                     ? at[i]
