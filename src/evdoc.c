@@ -171,7 +171,7 @@ static indexed_t *index_of(evdoc_t *d, const jscan_val_t *obj) {
   return x;
 }
 
-/* Do a and b share their first w bytes and their last w bytes (w <= 8 <= n or w <= n)? */
+/* Do a and b share their first w bytes and their last w bytes (w <= 8, w <= n)? */
 static inline int same_ends(const char *a, const char *b, size_t n, size_t w) {
   uint64_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
   memcpy(&a0, a, w);
@@ -835,7 +835,9 @@ static void set_str_memo(evdoc_t *d, const memo_t *m, const char *path, const ch
   e->val_len = (uint32_t)(d->arena.len - e->val_off);
 }
 
-void evdoc_set_str(evdoc_t *d, const char *path, const char *s) { set_str_memo(d, memo_of(d, path), path, s); }
+void evdoc_set_str(evdoc_t *d, const char *path, const char *s) {
+  set_str_memo(d, memo_of(d, path), path, s);
+}
 
 void evdoc_set_str_p(evdoc_t *d, evdoc_path_t *p, const char *s) {
   set_str_memo(d, path_memo(d, p), p->text, s);
