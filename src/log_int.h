@@ -293,6 +293,9 @@ struct log {
   uint64_t seg_base, seg_size, idx_size, idx_due, next_offset;
   uint64_t seg_file;  /* the active segment's file size: seg_size plus preallocated zeros */
   uint64_t prealloc;  /* preallocate_bytes, 0 unless LOG_SYNC_ALWAYS */
+  uint64_t sync_bytes_avg; /* bytes per group sync, moving average (log.c, zeros_pay) */
+  int groups_large;        /* it passed ZEROS_OFF_BYTES (and not yet back under
+                              ZEROS_ON_BYTES): no zeros from the writer, an idle preparer */
   int idx_broken;
   uint64_t unsynced_records;
   int64_t last_sync_us;

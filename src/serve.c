@@ -78,7 +78,8 @@ void serve_log_opts(const config_t *cfg, const char *subdir, uv_loop_t *loop, lo
   /* The event log keeps 1 MiB of zeros written ahead of its records (fsync=always only):
    * each group's fdatasync then flushes data alone, not the file's size and block
    * allocation (docs/PERFORMANCE.md: about 10% less CPU per single-event request). The
-   * cost is one extra fdatasync per MiB (about 2,700 events of 380 bytes). */
+   * cost is one extra fdatasync per MiB (about 2,700 events of 380 bytes); large groups
+   * (batches at full load) get zeros only from idle CPU (log.h, Preallocation). */
   if (!strcmp(subdir, "log")) o->preallocate_bytes = 1u << 20;
   o->loop = loop;
   o->read_only = loop == NULL;

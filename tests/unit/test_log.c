@@ -746,15 +746,75 @@ TEST(crash_leftovers_of_preparation) {
   close_log(log);
 }
 
+/* A log in dir whose preparer can make no file (a directory holds its name): every roll
+ * misses. Remove the directory with rmdir(path_in(dir, PREP)) at the end. */
+static log_t *open_unpreparable(const char *dir, uint64_t seg_bytes, uint64_t prealloc,
+                                uint32_t index_interval) {
+  mkdir(dir, 0700);
+  CHECK_INT(mkdir(path_in(dir, PREP), 0700), 0);
+  log_opts_t o = {.dir = dir, .segment_bytes = seg_bytes, .index_interval = index_interval,
+                  .sync = LOG_SYNC_ALWAYS, .preallocate_bytes = prealloc, .loop = &loop};
+  return log_open(&o, NULL, NULL, 0);
+}
+
+/* The newest segment's name into out (48 bytes), or 0 when there is none. */
+static int newest_segment(const char *dir, char *out) {
+  int found = 0;
+  DIR *d = opendir(dir);
+  for (struct dirent *de; d && (de = readdir(d));)
+    if (strstr(de->d_name, ".log") && (!found || strcmp(de->d_name, out) > 0)) {
+      snprintf(out, 48, "%.47s", de->d_name);
+      found = 1;
+    }
+  if (d) closedir(d);
+  return found;
+}
+
+/* Zeros pay only for small groups or idle CPU (log.c, zeros_pay). Here no file can be
+ * prepared (a directory holds the name), so every roll misses: once the groups' syncs
+ * average more than 96 KiB, the writer writes no zeros ahead and the misses leave the
+ * preparer in the idle class; small groups bring the zeros back. */
+TEST(large_groups_write_no_zeros) {
+  const char *dir = test_dir("bigroups");
+  log_t *log = open_unpreparable(dir, 1 << 20, 8192, 4096);
+  REQUIRE(log != NULL);
+  uint64_t next = 0;
+  CHECK_INT(append_range(log, next, 10), 0); /* small: zeros ahead */
+  next += 10;
+  CHECK(!ends_with_record(path_in(dir, SEG0)));
+  /* Groups of ~160 KiB: the average passes 96 KiB at the 7th (~1.1 MiB: after the
+   * first roll, whose miss moved the preparer to normal priority), then three more
+   * rolls miss. */
+  int per_group = (int)((160u << 10) / frame_size(1));
+  for (int g = 0; g < 28; g++, next += (uint64_t)per_group)
+    CHECK_INT(append_range(log, next, per_group), 0);
+  CHECK(count_files(dir, "log") >= 4);
+  char last[48];
+  REQUIRE(newest_segment(dir, last));
+  CHECK(ends_with_record(path_in(dir, last))); /* the records reach the end: no zeros */
+  CHECK_INT(idle_threads(), 1);                 /* the misses left the preparer idle */
+  long long sum = 0;
+  CHECK(sum_log_sizes(dir, &sum));
+  CHECK_INT(log_disk_bytes(log), sum);
+
+  for (int g = 0; g < 24; g++, next++) CHECK_INT(append_range(log, next, 1), 0);
+  CHECK(!ends_with_record(path_in(dir, last))); /* small groups: zeros ahead again */
+  CHECK_INT(read_all(log, 0), (long)next);
+  close_log(log);
+  log_recovery_t rec;
+  log = logtest_open(dir, LOG_SYNC_ALWAYS, 1 << 20, &rec);
+  REQUIRE(log != NULL);
+  CHECK_INT(rec.records, (long)next);
+  CHECK_INT(rec.dropped_bytes + rec.damaged_segments, 0);
+  close_log(log);
+  rmdir(path_in(dir, PREP));
+}
+
 /* When no file can be prepared (here a directory holds the name), rolls create their
  * segments as without a preparer. */
 TEST(rolls_without_a_prepared_segment) {
   const char *dir = test_dir("noprep");
-  mkdir(dir, 0700);
-  CHECK_INT(mkdir(path_in(dir, PREP), 0700), 0);
-  log_opts_t o = {.dir = dir, .segment_bytes = 16 << 10, .index_interval = 256,
-                  .sync = LOG_SYNC_ALWAYS, .preallocate_bytes = 4096, .loop = &loop};
-  log_t *log = log_open(&o, NULL, NULL, 0);
+  log_t *log = open_unpreparable(dir, 16 << 10, 4096, 256);
   REQUIRE(log != NULL);
   CHECK_INT(append_range(log, 0, 300), 0);
   CHECK_INT(log_prepared_rolls(log), 0);
@@ -1458,6 +1518,7 @@ int main(void) {
   RUN(first_segment_above_zero);
   RUN(recovery_truncates_bad_tail);
   RUN(preallocated_segments);
+  RUN(large_groups_write_no_zeros);
   RUN(roll_takes_the_prepared_segment);
   RUN(crash_leftovers_of_preparation);
   RUN(rolls_without_a_prepared_segment);
