@@ -535,6 +535,91 @@ static inline const char *tws(const char *p, const char *end) {
   return p;
 }
 
+#if TSCAN_SSE2
+/* Bit i set when byte i lies inside a string of the 64 bytes whose quotes are q, the
+ * opening quote included and the closing one not (each quote flips the state), given
+ * whether the block starts inside one (carry, 0 or all ones). */
+static inline uint64_t tinside(uint64_t q, uint64_t carry) {
+  q ^= q << 1;
+  q ^= q << 2;
+  q ^= q << 4;
+  q ^= q << 8;
+  q ^= q << 16;
+  q ^= q << 32;
+  return q ^ carry;
+}
+
+/* The 64 bytes at b as masks: quotes, backslashes, opening and closing brackets. */
+static inline void tclassify64(const char *b, uint64_t *q, uint64_t *bs, uint64_t *open,
+                               uint64_t *close) {
+  uint64_t mq = 0, ms = 0, mo = 0, mc = 0;
+  for (int i = 0; i < 4; i++) {
+    __m128i w = _mm_loadu_si128((const __m128i *)(const void *)(b + 16 * i));
+    __m128i f = _mm_or_si128(w, _mm_set1_epi8(0x20)); /* '[' -> '{', ']' -> '}' */
+    mq |= (uint64_t)eq16(w, '"') << (16 * i);
+    ms |= (uint64_t)eq16(w, '\\') << (16 * i);
+    mo |= (uint64_t)eq16(f, '{') << (16 * i);
+    mc |= (uint64_t)eq16(f, '}') << (16 * i);
+  }
+  *q = mq, *bs = ms, *open = mo, *close = mc;
+}
+
+/* p at '{' or '[': just after the matching closing bracket, or NULL when there is none
+ * before end. Strings are skipped whole (brackets inside them do not count); nesting
+ * costs a counter, not a stack. The bytes go 64 at a time as bit masks, as simdjson's
+ * first stage does: the quotes' prefix XOR marks the bytes inside strings, brackets
+ * outside them are counted with popcount, and only a block where the depth may come
+ * back to zero is walked bit by bit. A block with a backslash (an escape, rare in
+ * events), or after one that ended on an escape, is walked byte by byte. The last few
+ * bytes are copied into a zeroed block, so nothing past end is read. */
+static const char *tskip_container(const char *p, const char *end) {
+  uint64_t depth = 0, carry = 0; /* carry: all ones while inside a string */
+  int esc = 0;                   /* the block before ended on a backslash in a string */
+  char pad[64];
+  while (p < end) {
+    size_t n = (size_t)(end - p);
+    const char *b = p;
+    if (n < 64) {
+      memset(pad, 0, sizeof pad);
+      memcpy(pad, p, n);
+      b = pad;
+    } else {
+      n = 64;
+    }
+    uint64_t q, bs, open, close;
+    tclassify64(b, &q, &bs, &open, &close);
+    if (__builtin_expect((bs | (uint64_t)esc) != 0, 0)) {
+      int in = carry != 0;
+      for (size_t i = 0; i < n; i++) {
+        char c = b[i];
+        if (esc) esc = 0;
+        else if (in) esc = c == '\\', in = c != '"';
+        else if (c == '"') in = 1;
+        else if ((c | 0x20) == '{') depth++;
+        else if ((c | 0x20) == '}' && --depth == 0) return p + i + 1;
+      }
+      carry = in ? ~(uint64_t)0 : 0;
+    } else {
+      uint64_t inside = tinside(q, carry);
+      carry = (uint64_t)((int64_t)inside >> 63);
+      open &= ~inside;
+      close &= ~inside;
+      uint64_t nc = (uint64_t)__builtin_popcountll(close);
+      if (depth > nc) { /* cannot reach zero in this block */
+        depth += (uint64_t)__builtin_popcountll(open) - nc;
+      } else {
+        for (uint64_t m = open | close; m; m &= m - 1) {
+          int i = __builtin_ctzll(m);
+          if (open >> i & 1) depth++;
+          else if (--depth == 0) return p + i + 1;
+        }
+      }
+    }
+    p += n;
+  }
+  return NULL;
+}
+#else
 /* p at '{' or '[': just after the matching closing bracket, or NULL when there is none
  * before end. Strings are skipped whole (brackets inside them do not count); no other
  * byte is looked at, and nesting costs a counter, not a stack. */
@@ -553,6 +638,7 @@ static const char *tskip_container(const char *p, const char *end) {
     p++;
   }
 }
+#endif
 
 /* What a key no path names matches: no value to store, no children. */
 static const node_t no_node = {.out = -1};

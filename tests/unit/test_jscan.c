@@ -2,6 +2,7 @@
 #include <cjson/cJSON.h>
 
 #include "jscan.h"
+#include "util/buf.h"
 
 #include "test.h"
 
@@ -205,6 +206,90 @@ TEST(trusted_matches_validating) {
   CHECK(v[3].type == JSCAN_STRING && jscan_string(&v[3], s, sizeof s) > 0 &&
         !strcmp(s, "https://x/a?b=[c]&d={e}"));
   CHECK_INT(v[4].type, JSCAN_OBJECT);
+}
+
+/* Random valid documents of up to a few KiB: containers to skip whose strings hold
+ * brackets, escaped quotes and backslashes at every offset of the 64-byte blocks the
+ * trusted skip works in. The trusted scan and indexer must agree with the validating
+ * ones, on the whole documents and on every prefix of some (the zero-padded last block,
+ * containers that do not close). */
+static uint64_t rng = 88172645463325252ull;
+static unsigned rnd(unsigned n) {
+  rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+  return (unsigned)(rng % n);
+}
+
+static void gen_string(buf_t *b) {
+  static const char *const parts[] = {"a", "bc", "{", "}", "[", "]", "\\\"", "\\\\",
+                                      "\\n", "\\u00e9", ",", ":", " ", "xyz0123456789"};
+  buf_putc(b, '"');
+  for (unsigned k = rnd(40); k; k--) buf_puts(b, parts[rnd(sizeof parts / sizeof *parts)]);
+  buf_putc(b, '"');
+}
+
+static void gen_value(buf_t *b, int depth) {
+  unsigned kind = rnd(depth < 5 ? 7 : 4);
+  switch (kind) {
+  case 0: case 1: gen_string(b); break;
+  case 2: buf_puts(b, rnd(2) ? "-12.5e3" : "7"); break;
+  case 3: buf_puts(b, rnd(2) ? "true" : "null"); break;
+  case 4: case 5: {
+    buf_putc(b, '{');
+    for (unsigned k = rnd(6), i = 0; i < k; i++) {
+      if (i) buf_putc(b, ',');
+      gen_string(b);
+      buf_puts(b, rnd(4) ? ":" : " : ");
+      gen_value(b, depth + 1);
+    }
+    buf_putc(b, '}');
+    break;
+  }
+  default: {
+    buf_putc(b, '[');
+    for (unsigned k = rnd(6), i = 0; i < k; i++) {
+      if (i) buf_puts(b, rnd(4) ? "," : " ,\n");
+      gen_value(b, depth + 1);
+    }
+    buf_putc(b, ']');
+  }
+  }
+}
+
+TEST(trusted_long_random_documents) {
+  buf_t b = {0};
+  for (int doc = 0; doc < 3000; doc++) {
+    buf_reset(&b);
+    buf_puts(&b, "{\"skip\":");
+    gen_value(&b, 1);
+    buf_puts(&b, ",\"type\":");
+    gen_string(&b);
+    buf_puts(&b, ",\"context\":{\"page\":{\"url\":");
+    gen_string(&b);
+    buf_puts(&b, "},\"other\":");
+    gen_value(&b, 2);
+    buf_puts(&b, "},\"properties\":{\"revenue\":3,\"list\":");
+    gen_value(&b, 3);
+    buf_puts(&b, "}}");
+    const char *d = b.data;
+    size_t len = b.len;
+    jscan_member_t a[16], t[16];
+    long na = jscan_members(d, len, a, 16), nt = jscan_members_trusted(d, len, t, 16);
+    if (na != 4) FAILF("generated document %d is not a valid object of 4 members", doc);
+    CHECK_INT(nt, na);
+    for (long i = 0; i < na && i < nt; i++)
+      if (a[i].val.p != t[i].val.p || a[i].val.n != t[i].val.n || a[i].val.type != t[i].val.type)
+        FAILF("document %d member %ld: spans differ", doc, i);
+    check_same(ps, NP, d, len);
+    if (doc % 100 == 0) /* every prefix: copies exactly as long, for the sanitizers */
+      for (size_t cut = 0; cut < len; cut++) {
+        char *c = malloc(cut ? cut : 1);
+        memcpy(c, d, cut);
+        check_same(ps, NP, c, cut);
+        jscan_members_trusted(c, cut, t, 16);
+        free(c);
+      }
+  }
+  buf_free(&b);
 }
 
 /* The trusted scan tries the key a member had in the document before (per thread): a key
@@ -588,6 +673,7 @@ int main(void) {
   RUN(bad_paths);
   RUN(special_bytes_at_every_offset);
   RUN(trusted_matches_validating);
+  RUN(trusted_long_random_documents);
   RUN(trusted_key_guesses);
   RUN(trusted_survives_damage);
   RUN(trusted_key_forms);
