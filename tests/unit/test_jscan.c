@@ -231,6 +231,51 @@ TEST(trusted_key_guesses) {
   jscan_paths_free(po);
 }
 
+/* Guesses past members a document leaves out: one, two or three members in a row missing
+ * anywhere in an object of 20 (more than a row of guesses holds, so the skips meet the
+ * row's end), members coming back, keys moved; and objects beyond the rows there are
+ * (14 objects on the paths, 12 rows), which are matched without guesses. */
+TEST(trusted_key_guesses_skip) {
+  const char *names[] = {"k00", "k03", "k14", "k15", "k16", "k19", "obj.v", "obj.w"};
+  jscan_paths_t *pk = jscan_compile(names, 8);
+  char doc[1024];
+  for (int round = 0; round < 2; round++)
+    for (int gap = 0; gap <= 3; gap++)
+      for (int from = 0; from < 20; from++) {
+        size_t n = 0;
+        doc[n++] = '{';
+        for (int k = 0; k < 20; k++) {
+          if (k >= from && k < from + gap) continue; /* left out */
+          int key = round && k == from + gap ? 19 - k : k; /* round 1: a key moved */
+          n += (size_t)snprintf(doc + n, sizeof doc - n, "%s\"k%02d\":\"v%d\"",
+                                n > 1 ? "," : "", key, from);
+        }
+        n += (size_t)snprintf(doc + n, sizeof doc - n, ",\"obj\":{%s\"w\":%d}}",
+                              gap & 1 ? "\"v\":1," : "", from);
+        check_same(pk, 8, doc, n);
+      }
+  jscan_paths_free(pk);
+  const char *many[14];
+  char mb[14][16];
+  for (int i = 0; i < 14; i++) {
+    snprintf(mb[i], sizeof mb[i], "o%d.x", i);
+    many[i] = mb[i];
+  }
+  jscan_paths_t *pm = jscan_compile(many, 14);
+  for (int round = 0; round < 4; round++) {
+    size_t n = 0;
+    doc[n++] = '{';
+    for (int i = 0; i < 14; i++) {
+      int o = (i * (round + 1) + round) % 14;
+      n += (size_t)snprintf(doc + n, sizeof doc - n, "%s\"o%d\":{\"y\":0,\"x\":%d}",
+                            n > 1 ? "," : "", o, round * 100 + i);
+    }
+    doc[n++] = '}';
+    check_same(pm, 14, doc, n);
+  }
+  jscan_paths_free(pm);
+}
+
 /* Damaged bytes: every prefix of every document, and every document with one byte
  * replaced by each structural byte. The trusted scan must stay inside the buffer (the
  * sanitizers check each read: the copy is exactly as long as the input) and agree with
@@ -589,6 +634,7 @@ int main(void) {
   RUN(special_bytes_at_every_offset);
   RUN(trusted_matches_validating);
   RUN(trusted_key_guesses);
+  RUN(trusted_key_guesses_skip);
   RUN(trusted_survives_damage);
   RUN(trusted_key_forms);
   RUN(trusted_many_children);
