@@ -453,6 +453,36 @@ static inline jscan_type_t scalar_type(char c) {
   return c == 't' ? JSCAN_TRUE : c == 'f' ? JSCAN_FALSE : c == 'n' ? JSCAN_NULL : JSCAN_NUMBER;
 }
 
+/* jscan_num of a number span, without strtod for the common form: an optional '-', at
+ * most 15 digits and at most one '.' among them (prices, counts). The digits then make an
+ * integer m below 2^53 and the fraction digits a power of ten 10^k of at most 10^15, both
+ * exact doubles, so m / 10^k is the correctly rounded value of the decimal, which is what
+ * strtod returns. Any other form goes to jscan_num. */
+static double tnum(const jscan_val_t *v) {
+  static const double pow10[16] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                   1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+  const char *p = v->p, *end = v->p + v->n;
+  int neg = p < end && *p == '-';
+  p += neg;
+  uint64_t m = 0;
+  int digits = 0, frac = -1; /* frac: digits after the '.', -1 before one */
+  for (; p < end; p++) {
+    unsigned d = (unsigned)(unsigned char)*p - '0';
+    if (d <= 9) {
+      m = m * 10 + d;
+      digits++;
+      frac += frac >= 0;
+    } else if (*p == '.' && frac < 0) {
+      frac = 0;
+    } else {
+      return jscan_num(v);
+    }
+  }
+  if (!digits || digits > 15) return jscan_num(v);
+  double x = (double)m / pow10[frac > 0 ? frac : 0];
+  return neg ? -x : x;
+}
+
 /* Bytes that end a number or literal. */
 static const unsigned char delim[256] = {[','] = 1, ['}'] = 1, [']'] = 1, [' '] = 1,
                                          ['\n'] = 1, ['\r'] = 1, ['\t'] = 1};
@@ -792,7 +822,7 @@ open:            /* p at the '{' of an object walked with node at (NULL: matches
     if (!q) return NULL;
     if (idx >= 0 && out[idx].type == JSCAN_NONE) {
       jscan_val_t v = {type, p, (size_t)(q - p), 0, 0};
-      if (type == JSCAN_NUMBER) v.num = jscan_num(&v);
+      if (type == JSCAN_NUMBER) v.num = tnum(&v);
       out[idx] = v;
     }
     p = q;

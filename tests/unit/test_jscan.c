@@ -276,6 +276,41 @@ TEST(trusted_key_guesses_skip) {
   jscan_paths_free(pm);
 }
 
+/* Numbers read by the trusted scan are exactly strtod's, bit for bit: decimals of up to
+ * 15 digits with the point anywhere (the form read without strtod), around that bound,
+ * with leading zeros, negative zero, exponents. */
+TEST(trusted_numbers) {
+  static const char *const fixed[] = {"0",     "-0",    "-0.0",  "0.1",    "0.3",   "273.24",
+                                      "1e3",   "-2.5E-3", "123456789012345",  "1234567890123456",
+                                      "999999999999999.9", "0.000000000000001", "9007199254740993",
+                                      "100000000000000000000000", "4.35", "-19.99"};
+  char num[40], doc[80];
+  uint64_t x = 88172645463325252ull;
+  for (int i = 0; i < 20000 + (int)(sizeof fixed / sizeof *fixed); i++) {
+    if (i < (int)(sizeof fixed / sizeof *fixed)) {
+      snprintf(num, sizeof num, "%s", fixed[i]);
+    } else {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      int nd = 1 + (int)(x % 17), dot = (int)(x >> 8) % (nd + 1), n = 0;
+      if (x >> 20 & 1) num[n++] = '-';
+      for (int k = 0; k < nd; k++) {
+        if (k == dot && k > 0) num[n++] = '.';
+        num[n++] = (char)('0' + (k == 0 && nd > 1 ? 1 + (x >> (24 + k)) % 9 : (x >> (24 + k * 2)) % 10));
+      }
+      num[n] = 0;
+    }
+    int n = snprintf(doc, sizeof doc, "{\"properties\":{\"revenue\":%s}}", num);
+    jscan_val_t v[NP];
+    if (jscan_scan_trusted(ps, doc, (size_t)n, v) != 0 || v[2].type != JSCAN_NUMBER) {
+      FAILF("trusted scan of %s", doc);
+      continue;
+    }
+    double want = strtod(num, NULL);
+    if (memcmp(&v[2].num, &want, sizeof want) != 0) FAILF("%s read as %.17g, strtod %.17g", num, v[2].num, want);
+    check_same(ps, NP, doc, (size_t)n);
+  }
+}
+
 /* Damaged bytes: every prefix of every document, and every document with one byte
  * replaced by each structural byte. The trusted scan must stay inside the buffer (the
  * sanitizers check each read: the copy is exactly as long as the input) and agree with
@@ -635,6 +670,7 @@ int main(void) {
   RUN(trusted_matches_validating);
   RUN(trusted_key_guesses);
   RUN(trusted_key_guesses_skip);
+  RUN(trusted_numbers);
   RUN(trusted_survives_damage);
   RUN(trusted_key_forms);
   RUN(trusted_many_children);
