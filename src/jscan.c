@@ -730,6 +730,10 @@ open:            /* p at the '{' of an object walked with node at (NULL: matches
 #else
   g = NULL;
 #endif
+  if (__builtin_expect(p < last16 && p[1] == '"', 1)) { /* compact JSON: a first key */
+    p += 2;
+    goto member;
+  }
   p = tws(p + 1, end);
   if (p < end && *p == '}') {
     p++;
@@ -769,11 +773,14 @@ open:            /* p at the '{' of an object walked with node at (NULL: matches
       case '"': {
         int esc = 0;
 #if TSCAN_SSE2
-        /* most values end within the sixteen bytes after the quote */
-        unsigned m =
-            p + 1 <= last16 ? quote16(_mm_loadu_si128((const __m128i *)(const void *)(p + 1))) : 0;
-        if (__builtin_expect(m != 0 && p[1 + __builtin_ctz(m)] == '"', 1))
-          q = p + 2 + __builtin_ctz(m);
+        /* sixteen bytes a step while they can be read at once (most values end in the
+         * first); a backslash or the document's last bytes take tstring */
+        const char *s16 = p + 1;
+        unsigned m = 0;
+        while (s16 <= last16 && !(m = quote16(_mm_loadu_si128((const __m128i *)(const void *)s16))))
+          s16 += 16;
+        if (__builtin_expect(m != 0 && s16[__builtin_ctz(m)] == '"', 1))
+          q = s16 + 1 + __builtin_ctz(m);
         else
 #endif
         if (!(q = tstring(p + 1, end, &esc))) return NULL;
@@ -827,9 +834,15 @@ open:            /* p at the '{' of an object walked with node at (NULL: matches
     }
     p = q;
   next: /* p just after a member's value */
-    if (__builtin_expect(p <= last16 && p[0] == ',' && p[1] == '"', 1)) { /* compact JSON */
-      p += 2;
-      goto member;
+    if (__builtin_expect(p <= last16, 1)) { /* compact JSON */
+      if (p[0] == ',' && p[1] == '"') {
+        p += 2;
+        goto member;
+      }
+      if (p[0] == '}') {
+        p++;
+        goto close;
+      }
     }
     if (p >= end || (unsigned char)*p <= ' ') {
       p = tws(p, end);
