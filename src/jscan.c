@@ -610,11 +610,13 @@ static inline const char *tcolon(const char *p, const char *end) {
  * set is shared by threads); a row serves the objects of one path set at a time
  * (guess_owner). */
 typedef struct tguess {
-  __m128i head;        /* the key, '"' and ':' (len bytes); bytes past len do not count */
+  __m128i head;        /* the byte before the key's opening quote (in compact JSON the '{'
+                          or ',' before the member), the key in its quotes and ':' (len
+                          bytes); bytes past len do not count */
   const node_t *child; /* the key's node under the object (&no_node: none) */
   uint32_t bits;       /* the low len bits: the bytes that must be equal; never all equal
                           (1 << 16) while empty */
-  uint32_t len;        /* key + 2, at most 15; 0 only in the end mark (never written) */
+  uint32_t len;        /* key + 4, at most 16; 0 only in the end mark (never written) */
 } tguess_t;
 
 /* Each row ends in an end mark: a guess that never matches and is never replaced, which
@@ -649,6 +651,18 @@ static inline int guess_is(__m128i w, const tguess_t *g) {
   return ((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(w, g->head)) & g->bits) == g->bits;
 }
 
+/* For a document that leaves out a member or two the guesses hold: the one of the two
+ * guesses after g whose bytes w holds, or NULL. */
+static inline const tguess_t *guess_skip(__m128i w, const tguess_t *g) {
+  if (!g->len) return NULL;
+  return guess_is(w, g + 1) ? g + 1 : g[1].len && guess_is(w, g + 2) ? g + 2 : NULL;
+}
+
+/* The guess whose bytes w holds: g, else one of guess_skip's; or NULL. */
+static inline const tguess_t *guess_find(__m128i w, const tguess_t *g) {
+  return guess_is(w, g) ? g : guess_skip(w, g);
+}
+
 /* The guess for the member after g's in its object (an end mark stays). */
 static inline tguess_t *guess_next(tguess_t *g) { return g + (g->len != 0); }
 #else
@@ -680,8 +694,9 @@ static inline const char *tkey(const char *k, const char *end, const char *last1
                         kw, _mm_loadu_si128((const __m128i *)(const void *)c->head))) != 0xffff)
           c = c->hnext;
         if (!c) c = &no_node;
-        if (g->len && n <= 13 && k[n + 1] == ':') /* the key, its quote and ':' */
-          *g = (tguess_t){w, c, (1u << (n + 2)) - 1, (uint32_t)n + 2};
+        if (g->len && n <= 12 && k[n + 1] == ':') /* the byte before, the key in quotes, ':' */
+          *g = (tguess_t){_mm_loadu_si128((const __m128i *)(const void *)(k - 2)), c,
+                          (1u << (n + 4)) - 1, (uint32_t)n + 4};
       }
       *child = c;
       const char *p = k + n + 1;
@@ -716,7 +731,8 @@ typedef struct tframe {
 static const char *twalk(const char *p, const char *end, const node_t *at, uint64_t owner,
                          int rows, jscan_val_t *out) {
   tframe_t stack[JSCAN_MAX_DEPTH], *top = stack; /* objects open below the document's */
-  /* p <= last16: 16 bytes can be read at p (never true in a shorter document) */
+  /* p <= last16: 16 bytes can be read at p (in a shorter document true only at its first
+   * byte, which the checks below of the byte before a key take into account) */
   const char *last16 = end - p >= 16 ? end - 16 : p;
   tguess_t *g; /* the guess for the next member's key (NULL without SSE2) */
 #if TSCAN_SSE2
@@ -724,9 +740,18 @@ static const char *twalk(const char *p, const char *end, const node_t *at, uint6
 #else
   (void)rows, (void)owner;
 #endif
+  const node_t *child;
+#if TSCAN_SSE2
+  const tguess_t *hit;
+#endif
 open:            /* p at the '{' of an object walked with node at (NULL: matches nothing) */
 #if TSCAN_SSE2
   g = guess_first(at);
+  /* a guess is compared from the byte before the key's quote: here the '{' (only the
+   * first can match: the others start with a ',' or whitespace) */
+  if (__builtin_expect(end - p >= 16, 1) && /* (p <= last16 holds in a short document's '{') */
+      guess_is(_mm_loadu_si128((const __m128i *)(const void *)p), hit = g))
+    goto take;
 #else
   g = NULL;
 #endif
@@ -742,30 +767,26 @@ open:            /* p at the '{' of an object walked with node at (NULL: matches
   for (;;) {
     if (p >= end || *p != '"') return NULL;
     p++;
-  member: /* p just after a key's opening quote */;
-    const node_t *child;
 #if TSCAN_SSE2
-    const tguess_t *hit = NULL;
-    if (__builtin_expect(p <= last16, 1)) {
-      __m128i w = _mm_loadu_si128((const __m128i *)(const void *)p);
-      if (guess_is(w, g))
-        hit = g;
-      else if (g->len) /* the document may leave out a member or two the guesses hold */
-        hit = guess_is(w, g + 1) ? g + 1 : g[1].len && guess_is(w, g + 2) ? g + 2 : NULL;
+    /* (whitespace before the key: the guesses are compared from the byte before its quote) */
+    if (end - (p - 2) >= 16 && /* (not p - 2 <= last16: see the '{' above) */
+        (hit = guess_find(_mm_loadu_si128((const __m128i *)(const void *)(p - 2)), g))) {
+      p -= 2;
+      goto take;
     }
-    if (hit) {
-      child = hit->child;
-      p += hit->len; /* after the ':', inside the 16 bytes read */
-      if (__builtin_expect((unsigned char)*p <= ' ', 0) && (p = tws(p, end)) >= end) return NULL;
-      g = (tguess_t *)hit + 1; /* a guess taken is no end mark */
-    } else
 #endif
-    {
-      if (!(p = tkey(p, end, last16, at, &child, g))) return NULL;
+  member: /* p just after a key's opening quote, its guesses tried */
+    if (!(p = tkey(p, end, last16, at, &child, g))) return NULL;
 #if TSCAN_SSE2
-      g = guess_next(g);
+    g = guess_next(g);
+    goto value;
+  take: /* hit: the guess for the member at p (the byte before its key's quote) */
+    child = hit->child;
+    p += hit->len; /* after the ':', inside the 16 bytes compared */
+    if (__builtin_expect((unsigned char)*p <= ' ', 0) && (p = tws(p, end)) >= end) return NULL;
+    g = (tguess_t *)hit + 1; /* a guess taken is no end mark */
+  value:;
 #endif
-    }
     int idx = child->out;
     jscan_type_t type;
     const char *q;
@@ -835,13 +856,26 @@ open:            /* p at the '{' of an object walked with node at (NULL: matches
     p = q;
   next: /* p just after a member's value */
     if (__builtin_expect(p <= last16, 1)) { /* compact JSON */
-      if (p[0] == ',' && p[1] == '"') {
-        p += 2;
-        goto member;
+#if TSCAN_SSE2
+      /* the next member's guess, from its ',' (past left-out members only after a ',') */
+      __m128i w = _mm_loadu_si128((const __m128i *)(const void *)p);
+      if (guess_is(w, g)) {
+        hit = g;
+        goto take;
       }
+#endif
       if (p[0] == '}') {
         p++;
         goto close;
+      }
+      if (p[0] == ',') {
+#if TSCAN_SSE2
+        if ((hit = guess_skip(w, g))) goto take;
+#endif
+        if (p[1] == '"') {
+          p += 2;
+          goto member;
+        }
       }
     }
     if (p >= end || (unsigned char)*p <= ' ') {

@@ -239,16 +239,19 @@ TEST(trusted_key_guesses_skip) {
   const char *names[] = {"k00", "k03", "k14", "k15", "k16", "k19", "obj.v", "obj.w"};
   jscan_paths_t *pk = jscan_compile(names, 8);
   char doc[1024];
-  for (int round = 0; round < 2; round++)
+  /* compact, then with the spaces and line breaks other writers put around members */
+  static const char *const sep[] = {",", ", ", ",\n  ", " ,"}, *const colon[] = {":", ": ", ":", " :"};
+  for (int round = 0; round < 2 * 4; round++)
     for (int gap = 0; gap <= 3; gap++)
       for (int from = 0; from < 20; from++) {
         size_t n = 0;
         doc[n++] = '{';
         for (int k = 0; k < 20; k++) {
           if (k >= from && k < from + gap) continue; /* left out */
-          int key = round && k == from + gap ? 19 - k : k; /* round 1: a key moved */
-          n += (size_t)snprintf(doc + n, sizeof doc - n, "%s\"k%02d\":\"v%d\"",
-                                n > 1 ? "," : "", key, from);
+          int key = round & 1 && k == from + gap ? 19 - k : k; /* odd rounds: a key moved */
+          n += (size_t)snprintf(doc + n, sizeof doc - n, "%s\"k%02d\"%s\"v%d\"",
+                                n > 1 ? sep[round / 2] : round / 2 == 2 ? "\n  " : "", key,
+                                colon[round / 2], from);
         }
         n += (size_t)snprintf(doc + n, sizeof doc - n, ",\"obj\":{%s\"w\":%d}}",
                               gap & 1 ? "\"v\":1," : "", from);
