@@ -616,7 +616,8 @@ typedef struct tguess {
   const node_t *child; /* the key's node under the object (&no_node: none) */
   uint32_t bits;       /* the low len bits: the bytes that must be equal; never all equal
                           (1 << 16) while empty */
-  uint32_t len;        /* key + 4, at most 16; 0 only in the end mark (never written) */
+  uint32_t len;        /* key + 4, at most 15 (the byte after lies in the 16 compared);
+                          0 only in the end mark (never written) */
 } tguess_t;
 
 /* Each row ends in an end mark: a guess that never matches and is never replaced, which
@@ -694,7 +695,8 @@ static inline const char *tkey(const char *k, const char *end, const char *last1
                         kw, _mm_loadu_si128((const __m128i *)(const void *)c->head))) != 0xffff)
           c = c->hnext;
         if (!c) c = &no_node;
-        if (g->len && n <= 12 && k[n + 1] == ':') /* the byte before, the key in quotes, ':' */
+        /* the byte before, the key in quotes, ':' and (within the 16 bytes) one more */
+        if (g->len && n <= 11 && k[n + 1] == ':')
           *g = (tguess_t){_mm_loadu_si128((const __m128i *)(const void *)(k - 2)), c,
                           (1u << (n + 4)) - 1, (uint32_t)n + 4};
       }

@@ -229,6 +229,24 @@ TEST(trusted_key_guesses) {
     }
   jscan_paths_free(pk);
   jscan_paths_free(po);
+  /* a guessed key (of every length a guess holds, and one more) and its ':' ending the
+   * buffer, which holds nothing after them (found by fuzzing) */
+  const char *tail_names[] = {"k", "k2345678901", "k23456789012"};
+  jscan_paths_t *pt = jscan_compile(tail_names, 3);
+  for (size_t klen = 1; klen <= 13; klen++)
+    for (int round = 0; round < 4; round++) { /* even rounds: whole, the guesses made */
+      char doc[80];
+      int n = snprintf(doc, sizeof doc, "{\"%.*s\":\"15\",\"%.*s\":%s", (int)klen,
+                       "k23456789012345", (int)klen, "x23456789012345",
+                       round % 2 ? "" : "\"after the key, more than sixteen bytes\"}");
+      char *exact = malloc((size_t)n); /* the sanitizers see every byte read past it */
+      memcpy(exact, doc, (size_t)n);
+      check_same(pt, 3, exact, (size_t)n);
+      jscan_val_t v[3];
+      (void)jscan_scan_trusted(pt, exact, (size_t)n, v);
+      free(exact);
+    }
+  jscan_paths_free(pt);
 }
 
 /* Guesses past members a document leaves out: one, two or three members in a row missing
