@@ -363,8 +363,14 @@ static void cell_add_user_rare(rollup_t *r, cell_t *c, uint64_t hash) {
 
 /* Add the user of hash to c's users (a cell of a store without users drops them). */
 static inline void cell_add_user(rollup_t *r, cell_t *c, uint64_t hash) {
-  if (c->users == U_HLL && !r->no_users) r->ring_bytes += hll_add_hash(c->u.hll, hash);
-  else if (c->users != U_NONE) cell_add_user_rare(r, c, hash); /* U_NONE stays U_NONE */
+  if (c->users == U_HLL && !r->no_users) {
+    r->ring_bytes += hll_add_hash(c->u.hll, hash);
+  } else if (c->users == U_FRESH && !r->no_users) { /* a new cell's first user */
+    c->users = U_ONE;
+    c->u.hash = hash;
+  } else if (c->users != U_NONE) { /* U_NONE stays U_NONE */
+    cell_add_user_rare(r, c, hash);
+  }
 }
 
 /* Add minute bucket mk into its hour's cells (the hour bucket claimed as needed): count,
@@ -461,12 +467,24 @@ bucket_t *rollup_claim_bucket(rollup_t *r, int g, int64_t b) {
   return bk;
 }
 
-/* rollup_claim_bucket, with the common case inline: b is the ring's last bucket, held. */
+/* rollup_claim_bucket, with the common cases inline: b is held, mostly the ring's last
+ * bucket (the sessions store's session ends go to the buckets of their starts: the
+ * slot is computed then). */
 static inline bucket_t *claim(rollup_t *r, int g, int64_t b) {
   ring_t *rg = &r->ring[g];
-  if (b == rg->memo_b && rg->slots) {
-    bucket_t *bk = &rg->slots[rg->memo_slot];
-    if (bk->n && bk->idx == b) return bk;
+  if (rg->slots) {
+    if (b == rg->memo_b) {
+      bucket_t *bk = &rg->slots[rg->memo_slot];
+      if (bk->n && bk->idx == b) return bk;
+    } else {
+      uint32_t slot = ring_slot(b, rg->size);
+      bucket_t *bk = &rg->slots[slot];
+      if (bk->n && bk->idx == b) {
+        rg->memo_b = b;
+        rg->memo_slot = slot;
+        return bk;
+      }
+    }
   }
   return rollup_claim_bucket(r, g, b);
 }
