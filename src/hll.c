@@ -117,7 +117,9 @@ static inline void pool_lock(void) {
   while (atomic_flag_test_and_set_explicit(&pool_busy, memory_order_acquire)) sched_yield();
 }
 
-static inline void pool_unlock(void) { atomic_flag_clear_explicit(&pool_busy, memory_order_release); }
+static inline void pool_unlock(void) {
+  atomic_flag_clear_explicit(&pool_busy, memory_order_release);
+}
 
 static inline uint32_t table_next(uint32_t cap);
 
@@ -165,7 +167,7 @@ static hll_t *struct_alloc(void) {
   if (h) {
     free_structs = free_structs->next;
   } else {
-    if ((size_t)(chunk_end - chunk_at) < SIZE) {
+    if (!chunk_at || (size_t)(chunk_end - chunk_at) < SIZE) {
       char *c = xmalloc(POOL_CHUNK);
       *(void **)(void *)c = chunks;
       chunks = c;

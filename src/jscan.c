@@ -647,7 +647,7 @@ static inline tguess_t *guess_first(const node_t *at) {
   return at && at->row >= 0 ? guesses[at->row] : &never_guess;
 }
 
-/* Do the 16 bytes w at a key (after its opening quote) hold g's key, quote and ':'? */
+/* Do the 16 bytes w, read from the byte before a key's opening quote, hold g's bytes? */
 static inline int guess_is(__m128i w, const tguess_t *g) {
   return ((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(w, g->head)) & g->bits) == g->bits;
 }
