@@ -3,6 +3,9 @@
 
 #include <errno.h>
 #include <math.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -86,8 +89,108 @@ static inline void fold_entry(uint8_t *d, uint32_t e) {
   reg_max(d, idx, rank);
 }
 
+/* ---- Memory ----
+ *
+ * A replay makes hundreds of thousands of sketches and replaces a sparse table at every
+ * growth step, and malloc served most of those requests on its slow path (about 170
+ * instructions each: new blocks, few freed ones of the size asked). Structs and tables
+ * come from free lists instead, one per size (tables have the sizes of the growth
+ * steps), which hll_free and the growth that replaces a table refill; structs not found
+ * there are carved from 64 KiB chunks, tables from malloc. Nothing goes back to malloc:
+ * a sketch or table freed is the next one of its size made. Sketches are made on several
+ * threads (queries make their own), so a lock guards the lists, held for a push or a
+ * pop. */
+#define POOL_CHUNK 65536
+#define TABLE_CLASSES 20
+
+typedef struct pool_block {
+  struct pool_block *next;
+} pool_block_t;
+
+static atomic_flag pool_busy = ATOMIC_FLAG_INIT;
+static pool_block_t *free_structs, *free_tables[TABLE_CLASSES];
+static uint8_t table_class[TABLE_MAX / 4 + 1]; /* cap / 4 -> its free list (0: not set) */
+static char *chunk_at, *chunk_end;             /* what is left of the chunk carved last */
+static void *chunks;                           /* every chunk, linked through its first word */
+
+static inline void pool_lock(void) {
+  while (atomic_flag_test_and_set_explicit(&pool_busy, memory_order_acquire)) sched_yield();
+}
+
+static inline void pool_unlock(void) {
+  atomic_flag_clear_explicit(&pool_busy, memory_order_release);
+}
+
+static inline uint32_t table_next(uint32_t cap);
+
+/* The free list of tables of cap slots: 1.. for the table_next sizes (INLINE_SLOTS's
+ * is never used), 0 for any other size (not pooled). Under the lock. */
+static unsigned class_of(uint32_t cap) {
+  if (__builtin_expect(!table_class[INLINE_SLOTS / 4], 0)) { /* the map, once */
+    unsigned k = 1;
+    for (uint32_t c = table_next(0);; c = table_next(c)) {
+      if (k == TABLE_CLASSES) abort(); /* TABLE_CLASSES too small for the growth steps */
+      table_class[c / 4] = (uint8_t)k++;
+      if (c == TABLE_MAX) break;
+    }
+  }
+  return cap % 4 || cap > TABLE_MAX ? 0 : table_class[cap / 4];
+}
+
+/* A table of cap slots (more than INLINE_SLOTS), contents undefined. */
+static uint32_t *table_alloc(uint32_t cap) {
+  pool_block_t *b = NULL;
+  pool_lock();
+  unsigned k = class_of(cap);
+  if (k && (b = free_tables[k])) free_tables[k] = b->next;
+  pool_unlock();
+  return b ? (uint32_t *)(void *)b : xmalloc((size_t)cap * sizeof(uint32_t));
+}
+
+static void table_release(uint32_t *t, uint32_t cap) {
+  pool_block_t *b = (pool_block_t *)(void *)t;
+  pool_lock();
+  unsigned k = class_of(cap);
+  if (k) {
+    b->next = free_tables[k];
+    free_tables[k] = b;
+  }
+  pool_unlock();
+  if (!k) free(t);
+}
+
+/* A sketch struct, contents undefined. */
+static hll_t *struct_alloc(void) {
+  enum { SIZE = (sizeof(hll_t) + 7) & ~(size_t)7 };
+  pool_lock();
+  void *h = free_structs;
+  if (h) {
+    free_structs = free_structs->next;
+  } else {
+    if (!chunk_at || (size_t)(chunk_end - chunk_at) < SIZE) {
+      char *c = xmalloc(POOL_CHUNK);
+      *(void **)(void *)c = chunks;
+      chunks = c;
+      chunk_at = c + sizeof(void *);
+      chunk_end = c + POOL_CHUNK;
+    }
+    h = chunk_at;
+    chunk_at += SIZE;
+  }
+  pool_unlock();
+  return h;
+}
+
+static void struct_release(hll_t *h) {
+  pool_block_t *b = (pool_block_t *)(void *)h;
+  pool_lock();
+  b->next = free_structs;
+  free_structs = b;
+  pool_unlock();
+}
+
 static void free_table(hll_t *h) {
-  if (h->sparse != h->small) free(h->sparse);
+  if (h->sparse && h->sparse != h->small) table_release(h->sparse, h->cap);
   h->sparse = NULL;
 }
 
@@ -188,7 +291,7 @@ static void place_all(uint32_t *t, uint32_t cap, uint8_t *fill, const uint32_t *
 static void table_resize(hll_t *h, uint32_t cap, const uint32_t *more, uint32_t nmore) {
   uint32_t *t = h->small;
   if (cap != INLINE_SLOTS) { /* malloc and memset: cheaper than calloc for small blocks */
-    t = xmalloc((size_t)cap * sizeof *t);
+    t = table_alloc(cap);
     memset(t, 0, (size_t)cap * sizeof *t);
   }
   uint8_t fill[TABLE_MAX / 4];
@@ -336,7 +439,7 @@ static uint32_t sorted_entries(const hll_t *h, uint32_t *out) {
 /* ---- Lifetime ---- */
 
 hll_t *hll_new(void) {
-  hll_t *h = xmalloc(sizeof *h);
+  hll_t *h = struct_alloc();
   memset(h, 0, sizeof *h);
   return h;
 }
@@ -351,7 +454,7 @@ void hll_free(hll_t *h) {
   if (!h) return;
   free_table(h);
   free(h->dense);
-  free(h);
+  struct_release(h);
 }
 
 hll_t *hll_clone(const hll_t *h) {
@@ -360,7 +463,7 @@ hll_t *hll_clone(const hll_t *h) {
     c->dense = xmalloc(HLL_DENSE_BYTES + 1);
     memcpy(c->dense, h->dense, HLL_DENSE_BYTES + 1);
   } else if (h->cap) {
-    c->sparse = h->cap == INLINE_SLOTS ? c->small : xmalloc((size_t)h->cap * sizeof *c->sparse);
+    c->sparse = h->cap == INLINE_SLOTS ? c->small : table_alloc(h->cap);
     memcpy(c->sparse, h->sparse, (size_t)h->cap * sizeof *c->sparse);
     c->n = h->n;
     c->cap = h->cap;
@@ -562,7 +665,8 @@ int hll_deserialize(const void *p, size_t n, hll_t **out) {
     } else if (count) {
       uint32_t cap = table_next(0);
       while (count * 4 > cap * 3) cap = table_next(cap);
-      h->sparse = cap == INLINE_SLOTS ? h->small : xcalloc(cap, sizeof *h->sparse);
+      h->sparse = cap == INLINE_SLOTS ? h->small : table_alloc(cap);
+      if (cap != INLINE_SLOTS) memset(h->sparse, 0, (size_t)cap * sizeof *h->sparse);
       h->cap = cap;
     }
     uint32_t prev = 0;

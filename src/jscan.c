@@ -26,7 +26,7 @@
  * bytes straight from the register it found the closing quote in. */
 #define NODE_BUCKETS 32
 /* Key guesses of the trusted scan (see tguess_t): rows (objects on the paths) and the
- * members of each object guessed, a power of two. */
+ * members of each object guessed. */
 #define GUESS_ROWS 12
 #define GUESS_POS 16
 
@@ -47,6 +47,7 @@ struct jscan_paths {
   node_t root;
   size_t n;
   uint64_t id; /* unique among the sets a process compiles (the key guesses' owner) */
+  int rows;    /* rows of key guesses its objects use: 0 .. rows - 1 */
 };
 
 /* head: the key's first min(n, 8) bytes as a little-endian word, zero-padded. */
@@ -143,8 +144,7 @@ jscan_paths_t *jscan_compile(const char *const *paths, size_t n) {
     }
     if (at->out < 0) at->out = (int)i;
   }
-  int rows = 0;
-  number_rows(&ps->root, &rows);
+  number_rows(&ps->root, &ps->rows);
   return ps;
 }
 
@@ -455,6 +455,36 @@ static inline jscan_type_t scalar_type(char c) {
   return c == 't' ? JSCAN_TRUE : c == 'f' ? JSCAN_FALSE : c == 'n' ? JSCAN_NULL : JSCAN_NUMBER;
 }
 
+/* jscan_num of a number span, without strtod for the common form: an optional '-', at
+ * most 15 digits and at most one '.' among them (prices, counts). The digits then make an
+ * integer m below 2^53 and the fraction digits a power of ten 10^k of at most 10^15, both
+ * exact doubles, so m / 10^k is the correctly rounded value of the decimal, which is what
+ * strtod returns. Any other form goes to jscan_num. */
+static double tnum(const jscan_val_t *v) {
+  static const double pow10[16] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                   1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+  const char *p = v->p, *end = v->p + v->n;
+  int neg = p < end && *p == '-';
+  p += neg;
+  uint64_t m = 0;
+  int digits = 0, frac = -1; /* frac: digits after the '.', -1 before one */
+  for (; p < end; p++) {
+    unsigned d = (unsigned)(unsigned char)*p - '0';
+    if (d <= 9) {
+      m = m * 10 + d;
+      digits++;
+      frac += frac >= 0;
+    } else if (*p == '.' && frac < 0) {
+      frac = 0;
+    } else {
+      return jscan_num(v);
+    }
+  }
+  if (!digits || digits > 15) return jscan_num(v);
+  double x = (double)m / pow10[frac > 0 ? frac : 0];
+  return neg ? -x : x;
+}
+
 /* Bytes that end a number or literal. */
 static const unsigned char delim[256] = {[','] = 1, ['}'] = 1, [']'] = 1, [' '] = 1,
                                          ['\n'] = 1, ['\r'] = 1, ['\t'] = 1};
@@ -660,35 +690,70 @@ static inline const char *tcolon(const char *p, const char *end) {
 /* Key guesses. Events from one source put their keys in the same order, so the trusted
  * scan remembers, for member i of each object on the paths, the key it found there last
  * and what that key matched: when the bytes at the next document's member i are that
- * key, its closing quote and the colon (one masked 16-byte comparison), the key's end,
- * hash and trie lookup are spared. A guess is taken only when the bytes are equal, so it
- * never changes a result. The guesses are per thread (no locking; a path set is shared by
- * threads); a row serves the objects of one path set at a time (guess_owner). */
+ * key, its closing quote and the colon (one 16-byte comparison), the key's end, hash and
+ * trie lookup are spared. A document that leaves out a member or two the one before had
+ * (an event without "event" or "userId") matches the guesses one or two further on, so
+ * optional members cost no lookup either. A guess is taken only when the bytes are
+ * equal, so it never changes a result. The guesses are per thread (no locking; a path
+ * set is shared by threads); a row serves the objects of one path set at a time
+ * (guess_owner). */
 typedef struct tguess {
-  __m128i head;        /* the key, '"' and ':' (len bytes), zero-padded; empty: all ones */
+  __m128i head;        /* the byte before the key's opening quote (in compact JSON the '{'
+                          or ',' before the member), the key in its quotes and ':' (len
+                          bytes); bytes past len do not count */
   const node_t *child; /* the key's node under the object (&no_node: none) */
-  uint32_t len;        /* key + 2, at most 15 */
+  uint32_t bits;       /* the low len bits: the bytes that must be equal; never all equal
+                          (1 << 16) while empty */
+  uint32_t len;        /* key + 4, at most 15 (the byte after lies in the 16 compared);
+                          0 only in the end mark (never written) */
 } tguess_t;
 
-static _Thread_local _Alignas(GUESS_POS * sizeof(tguess_t))
-    tguess_t guesses[GUESS_ROWS][GUESS_POS];
+/* Each row ends in an end mark: a guess that never matches and is never replaced, which
+ * the scan stays on past the row's last member; objects that have no row (the paths'
+ * rows ran out, or no path goes through them) start on never_guess, the same. */
+static _Thread_local tguess_t guesses[GUESS_ROWS][GUESS_POS + 1];
 static _Thread_local uint64_t guess_owner[GUESS_ROWS]; /* path set id of each row, 0 none */
-_Static_assert((sizeof guesses[0] & (sizeof guesses[0] - 1)) == 0, "rows must be 2^k bytes");
+static _Thread_local uint64_t guess_all; /* the set whose rows were all checked last */
+static tguess_t never_guess = {.bits = 1u << 16, .child = &no_node};
 
-/* Row r of this thread's guesses, emptied first if it served another path set. */
-static inline tguess_t *guess_row(int r, uint64_t owner) {
-  if (__builtin_expect(guess_owner[r] != owner, 0)) {
+/* Claim this thread's rows 0 .. rows - 1 for path set owner, emptying those that served
+ * another set: once per scan, not per object (the set checked last needs nothing). */
+static inline void guess_claim(int rows, uint64_t owner) {
+  if (__builtin_expect(guess_all == owner, 1)) return;
+  for (int r = 0; r < rows; r++) {
+    if (guess_owner[r] == owner) continue;
     for (int i = 0; i < GUESS_POS; i++)
-      guesses[r][i] = (tguess_t){_mm_set1_epi8(-1), &no_node, 2};
+      guesses[r][i] = (tguess_t){_mm_set1_epi8(-1), &no_node, 1u << 16, 2};
+    guesses[r][GUESS_POS] = never_guess;
     guess_owner[r] = owner;
   }
-  return guesses[r];
+  guess_all = owner;
 }
 
-/* The guess for the member after g's in its object, or NULL past the row. */
-static inline tguess_t *guess_next(tguess_t *g) {
-  return ((uintptr_t)(g + 1) & (sizeof guesses[0] - 1)) ? g + 1 : NULL;
+/* The guess for the first member of an object walked with node at. */
+static inline tguess_t *guess_first(const node_t *at) {
+  return at && at->row >= 0 ? guesses[at->row] : &never_guess;
 }
+
+/* Do the 16 bytes w, read from the byte before a key's opening quote, hold g's bytes? */
+static inline int guess_is(__m128i w, const tguess_t *g) {
+  return ((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(w, g->head)) & g->bits) == g->bits;
+}
+
+/* For a document that leaves out a member or two the guesses hold: the one of the two
+ * guesses after g whose bytes w holds, or NULL. */
+static inline const tguess_t *guess_skip(__m128i w, const tguess_t *g) {
+  if (!g->len) return NULL;
+  return guess_is(w, g + 1) ? g + 1 : g[1].len && guess_is(w, g + 2) ? g + 2 : NULL;
+}
+
+/* The guess whose bytes w holds: g, else one of guess_skip's; or NULL. */
+static inline const tguess_t *guess_find(__m128i w, const tguess_t *g) {
+  return guess_is(w, g) ? g : guess_skip(w, g);
+}
+
+/* The guess for the member after g's in its object (an end mark stays). */
+static inline tguess_t *guess_next(tguess_t *g) { return g + (g->len != 0); }
 #else
 typedef struct tguess tguess_t;
 #endif
@@ -718,10 +783,10 @@ static inline const char *tkey(const char *k, const char *end, const char *last1
                         kw, _mm_loadu_si128((const __m128i *)(const void *)c->head))) != 0xffff)
           c = c->hnext;
         if (!c) c = &no_node;
-        if (g && n <= 13 && k[n + 1] == ':') { /* the key, its quote and ':' */
-          __m128i gm = _mm_loadu_si128((const __m128i *)(const void *)(keep + 14 - n));
-          *g = (tguess_t){_mm_and_si128(w, gm), c, (uint32_t)n + 2};
-        }
+        /* the byte before, the key in quotes, ':' and (within the 16 bytes) one more */
+        if (g->len && n <= 11 && k[n + 1] == ':')
+          *g = (tguess_t){_mm_loadu_si128((const __m128i *)(const void *)(k - 2)), c,
+                          (1u << (n + 4)) - 1, (uint32_t)n + 4};
       }
       *child = c;
       const char *p = k + n + 1;
@@ -743,7 +808,7 @@ static inline const char *tkey(const char *k, const char *end, const char *last1
 /* An object being walked below the one the scan is in. */
 typedef struct tframe {
   const node_t *at;  /* the trie node of the enclosing object */
-  tguess_t *g;       /* the guess for the enclosing object's next member, or NULL */
+  tguess_t *g;       /* the guess for the enclosing object's next member */
   const char *open;  /* this object's '{' */
   int idx;           /* this object's index into out[], or -1 */
 } tframe_t;
@@ -754,17 +819,36 @@ typedef struct tframe {
  * after the document's '}', or NULL when the structure does not hold together before
  * end. */
 static const char *twalk(const char *p, const char *end, const node_t *at, uint64_t owner,
-                         jscan_val_t *out) {
+                         int rows, jscan_val_t *out) {
   tframe_t stack[JSCAN_MAX_DEPTH], *top = stack; /* objects open below the document's */
-  /* p <= last16: 16 bytes can be read at p (never true in a shorter document) */
+  /* p <= last16: 16 bytes can be read at p (in a shorter document true only at its first
+   * byte, which the checks below of the byte before a key take into account) */
   const char *last16 = end - p >= 16 ? end - 16 : p;
-  tguess_t *g; /* the guess for the next member's key, or NULL */
+  tguess_t *g; /* the guess for the next member's key (NULL without SSE2) */
+#if TSCAN_SSE2
+  guess_claim(rows, owner);
+#else
+  (void)rows, (void)owner;
+#endif
+  const node_t *child;
+#if TSCAN_SSE2
+  const tguess_t *hit;
+#endif
 open:            /* p at the '{' of an object walked with node at (NULL: matches nothing) */
 #if TSCAN_SSE2
-  g = at && at->row >= 0 ? guess_row(at->row, owner) : NULL;
+  g = guess_first(at);
+  /* a guess is compared from the byte before the key's quote: here the '{' (only the
+   * first can match: the others start with a ',' or whitespace) */
+  if (__builtin_expect(end - p >= 16, 1) && /* (p <= last16 holds in a short document's '{') */
+      guess_is(_mm_loadu_si128((const __m128i *)(const void *)p), hit = g))
+    goto take;
 #else
   g = NULL;
 #endif
+  if (__builtin_expect(p < last16 && p[1] == '"', 1)) { /* compact JSON: a first key */
+    p += 2;
+    goto member;
+  }
   p = tws(p + 1, end);
   if (p < end && *p == '}') {
     p++;
@@ -773,26 +857,26 @@ open:            /* p at the '{' of an object walked with node at (NULL: matches
   for (;;) {
     if (p >= end || *p != '"') return NULL;
     p++;
-  member: /* p just after a key's opening quote */;
-    const node_t *child;
 #if TSCAN_SSE2
-    if (g && p <= last16 &&
-        _mm_movemask_epi8(_mm_cmpeq_epi8(
-            _mm_and_si128(_mm_loadu_si128((const __m128i *)(const void *)p),
-                          _mm_loadu_si128((const __m128i *)(const void *)(keep + 16 - g->len))),
-            g->head)) == 0xffff) {
-      child = g->child;
-      p += g->len; /* after the ':', inside the 16 bytes read */
-      if (__builtin_expect((unsigned char)*p <= ' ', 0) && (p = tws(p, end)) >= end) return NULL;
-      g = guess_next(g);
-    } else
-#endif
-    {
-      if (!(p = tkey(p, end, last16, at, &child, g))) return NULL;
-#if TSCAN_SSE2
-      if (g) g = guess_next(g);
-#endif
+    /* (whitespace before the key: the guesses are compared from the byte before its quote) */
+    if (end - (p - 2) >= 16 && /* (not p - 2 <= last16: see the '{' above) */
+        (hit = guess_find(_mm_loadu_si128((const __m128i *)(const void *)(p - 2)), g))) {
+      p -= 2;
+      goto take;
     }
+#endif
+  member: /* p just after a key's opening quote, its guesses tried */
+    if (!(p = tkey(p, end, last16, at, &child, g))) return NULL;
+#if TSCAN_SSE2
+    g = guess_next(g);
+    goto value;
+  take: /* hit: the guess for the member at p (the byte before its key's quote) */
+    child = hit->child;
+    p += hit->len; /* after the ':', inside the 16 bytes compared */
+    if (__builtin_expect((unsigned char)*p <= ' ', 0) && (p = tws(p, end)) >= end) return NULL;
+    g = (tguess_t *)hit + 1; /* a guess taken is no end mark */
+  value:;
+#endif
     int idx = child->out;
     jscan_type_t type;
     const char *q;
@@ -800,11 +884,14 @@ open:            /* p at the '{' of an object walked with node at (NULL: matches
       case '"': {
         int esc = 0;
 #if TSCAN_SSE2
-        /* most values end within the sixteen bytes after the quote */
-        unsigned m =
-            p + 1 <= last16 ? quote16(_mm_loadu_si128((const __m128i *)(const void *)(p + 1))) : 0;
-        if (__builtin_expect(m != 0 && p[1 + __builtin_ctz(m)] == '"', 1))
-          q = p + 2 + __builtin_ctz(m);
+        /* sixteen bytes a step while they can be read at once (most values end in the
+         * first); a backslash or the document's last bytes take tstring */
+        const char *s16 = p + 1;
+        unsigned m = 0;
+        while (s16 <= last16 && !(m = quote16(_mm_loadu_si128((const __m128i *)(const void *)s16))))
+          s16 += 16;
+        if (__builtin_expect(m != 0 && s16[__builtin_ctz(m)] == '"', 1))
+          q = s16 + 1 + __builtin_ctz(m);
         else
 #endif
         if (!(q = tstring(p + 1, end, &esc))) return NULL;
@@ -853,14 +940,33 @@ open:            /* p at the '{' of an object walked with node at (NULL: matches
     if (!q) return NULL;
     if (idx >= 0 && out[idx].type == JSCAN_NONE) {
       jscan_val_t v = {type, p, (size_t)(q - p), 0, 0};
-      if (type == JSCAN_NUMBER) v.num = jscan_num(&v);
+      if (type == JSCAN_NUMBER) v.num = tnum(&v);
       out[idx] = v;
     }
     p = q;
   next: /* p just after a member's value */
-    if (__builtin_expect(p <= last16 && p[0] == ',' && p[1] == '"', 1)) { /* compact JSON */
-      p += 2;
-      goto member;
+    if (__builtin_expect(p <= last16, 1)) { /* compact JSON */
+#if TSCAN_SSE2
+      /* the next member's guess, from its ',' (past left-out members only after a ',') */
+      __m128i w = _mm_loadu_si128((const __m128i *)(const void *)p);
+      if (guess_is(w, g)) {
+        hit = g;
+        goto take;
+      }
+#endif
+      if (p[0] == '}') {
+        p++;
+        goto close;
+      }
+      if (p[0] == ',') {
+#if TSCAN_SSE2
+        if ((hit = guess_skip(w, g))) goto take;
+#endif
+        if (p[1] == '"') {
+          p += 2;
+          goto member;
+        }
+      }
     }
     if (p >= end || (unsigned char)*p <= ' ') {
       p = tws(p, end);
@@ -887,7 +993,7 @@ int jscan_scan_trusted(const jscan_paths_t *ps, const char *json, size_t len, js
   memset(out, 0, ps->n * sizeof *out);
   const char *end = json + len, *p = tws(json, end);
   if (p >= end || *p != '{') return -1;
-  p = twalk(p, end, &ps->root, ps->id, out);
+  p = twalk(p, end, &ps->root, ps->id, ps->rows, out);
   return p && tws(p, end) == end ? 0 : -1;
 }
 

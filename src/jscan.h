@@ -59,8 +59,9 @@ int jscan_scan(const jscan_paths_t *ps, const char *json, size_t len, jscan_val_
  * inside those; other values are skipped by finding their end (quotes and brackets only),
  * literals are taken whole from their first byte, and strings are not checked for UTF-8,
  * control bytes or escapes. Each thread keeps the keys it met at each member of the
- * objects on the paths (6 KiB a thread): a document that repeats them there (events of
- * one source do) is matched by comparing bytes, without a lookup. On any document
+ * objects on the paths (6.5 KiB a thread): a document that repeats them there, or leaves
+ * out one or two of them (events of one source do), is matched by comparing bytes,
+ * without a lookup. On any document
  * jscan_scan accepts it fills out exactly as jscan_scan does (fuzzed). On other bytes it never reads outside json[0..len) and keeps
  * no more open objects than the paths are deep plus one (a fixed stack, no recursion): it
  * returns -1 when the structure it walks does not hold together, or 0 with spans that may

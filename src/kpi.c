@@ -51,7 +51,8 @@ static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b < 0); }
 
 int64_t kpi_day_of(int64_t t_us) { return floor_div(t_us, DAY_US); }
 /* Day 4 of the epoch (1970-01-05) is a Monday. */
-int64_t kpi_week_of(int64_t t_us) { return floor_div(kpi_day_of(t_us) - 4, 7); }
+static int64_t week_of_day(int64_t day) { return floor_div(day - 4, 7); }
+int64_t kpi_week_of(int64_t t_us) { return week_of_day(kpi_day_of(t_us)); }
 
 /* ---- grids ---- */
 
@@ -297,8 +298,9 @@ void kpi_observe(kpi_t *k, const kpi_event_t *e) {
     fact(k, start_us, KPI_FACT_CONVERSION, 2, campaign_name(k, p->session_campaign),
          e->is_order ? e->revenue : 0);
 
-  int64_t cohort_week = (int64_t)p->first_seen * 1000000;
-  cohort_week = kpi_week_of(cohort_week);
+  /* (days and weeks each computed once: an event asks for them several times) */
+  int64_t first_day = kpi_day_of((int64_t)p->first_seen * 1000000), t_day = kpi_day_of(t);
+  int64_t cohort_week = week_of_day(first_day), t_week = week_of_day(t_day);
   if (e->is_order) {
     double rev = isfinite(e->revenue) ? e->revenue : 0;
     clv_row_t *row = clv_row(k, cohort_week, 1);
@@ -318,11 +320,10 @@ void kpi_observe(kpi_t *k, const kpi_event_t *e) {
   }
 
   /* Retention: the first event of this day (week) for the profile. */
-  int64_t first = (int64_t)p->first_seen * 1000000, prev = (int64_t)r->prev_last_seen * 1000000;
-  if (!r->prev_last_seen || kpi_day_of(t) > kpi_day_of(prev))
-    grid_add(&k->day, kpi_day_of(first), kpi_day_of(t));
-  if (!r->prev_last_seen || kpi_week_of(t) > kpi_week_of(prev))
-    grid_add(&k->week, kpi_week_of(first), kpi_week_of(t));
+  int64_t prev_day = r->prev_last_seen ? kpi_day_of((int64_t)r->prev_last_seen * 1000000) : 0;
+  if (!r->prev_last_seen || t_day > prev_day) grid_add(&k->day, first_day, t_day);
+  if (!r->prev_last_seen || t_week > week_of_day(prev_day))
+    grid_add(&k->week, cohort_week, t_week);
 }
 
 int kpi_cost(kpi_t *k, int64_t t_us, const char *campaign, double cost) {

@@ -53,6 +53,10 @@ struct profile_store {
   uint64_t seed;
   char *kinds[PROFILE_KINDS];
   size_t kind_len[PROFILE_KINDS];
+  /* The tracked names by kind_slot of their bytes: k + 1 for kind k, 0 none, KIND_SLOTS_MANY
+   * when several share the slot (profile_kind then looks at each). Every event looks up
+   * its name: one slot and one comparison instead of a pass over the names. */
+  uint8_t kind_slots[64];
   profile_evict_fn on_evict;
   profile_fetch_fn on_fetch;
   profile_session_fn on_session_end;
@@ -86,6 +90,13 @@ static inline int64_t sat_add64(int64_t a, int64_t b) {
 
 static inline uint16_t ago_add(uint16_t ago, uint32_t d) {
   return (uint16_t)((uint32_t)ago + d > AGO_MAX || d > AGO_MAX ? AGO_MAX : ago + d);
+}
+
+#define KIND_SLOTS_MANY 0xff
+
+/* The slot of name[0..len) (len > 0) in kind_slots: its length and first and last bytes. */
+static inline unsigned kind_slot(const char *name, size_t len) {
+  return (unsigned)(len + 31u * (unsigned char)name[0] + 7u * (unsigned char)name[len - 1]) & 63;
 }
 
 static size_t id_len(const char *id, size_t len) {
@@ -621,6 +632,8 @@ profile_store_t *profile_store_new(const profile_opts_t *opts) {
     if (!o.kinds[k] || !*o.kinds[k]) continue;
     s->kinds[k] = xstrdup(o.kinds[k]);
     s->kind_len[k] = strlen(o.kinds[k]);
+    uint8_t *slot = &s->kind_slots[kind_slot(s->kinds[k], s->kind_len[k])];
+    *slot = *slot ? KIND_SLOTS_MANY : (uint8_t)(k + 1);
   }
   s->on_evict = o.on_evict;
   s->on_fetch = o.on_fetch;
@@ -762,6 +775,12 @@ void profile_prefetch_profile(const profile_store_t *s, uint64_t key) {
 
 uint8_t profile_kind(const profile_store_t *s, const char *name, size_t len) {
   len = id_len(name, len);
+  if (!len) return PROFILE_KIND_NONE; /* (no tracked name is empty) */
+  unsigned e = s->kind_slots[kind_slot(name, len)];
+  if (e != KIND_SLOTS_MANY)
+    return e && s->kind_len[e - 1] == len && memcmp(s->kinds[e - 1], name, len) == 0
+               ? (uint8_t)(e - 1)
+               : PROFILE_KIND_NONE;
   for (int k = 0; k < PROFILE_KINDS; k++)
     if (s->kinds[k] && s->kind_len[k] == len && s->kinds[k][0] == name[0] &&
         memcmp(s->kinds[k], name, len) == 0)

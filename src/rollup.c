@@ -62,10 +62,41 @@ static inline int same_bytes(const char *a, const char *b, size_t n) {
     memcpy(&x4, a, 4), memcpy(&y4, b, 4), memcpy(&u4, a + n - 4, 4), memcpy(&v4, b + n - 4, 4);
     return ((x4 ^ y4) | (u4 ^ v4)) == 0;
   }
-  for (size_t i = 0; i < n; i++)
-    if (a[i] != b[i]) return 0;
-  return 1;
+  uint16_t x2, y2, u2, v2;
+  if (n >= 2) {
+    memcpy(&x2, a, 2), memcpy(&y2, b, 2), memcpy(&u2, a + n - 2, 2), memcpy(&v2, b + n - 2, 2);
+    return ((x2 ^ y2) | (u2 ^ v2)) == 0;
+  }
+  return n == 0 || a[0] == b[0];
 }
+
+/* The hash that places dimension values in their table (rollup_value_hash). Values of up to
+ * 16 bytes (nearly all: event names, paths, campaign parts) are mixed from two loads that
+ * cover every byte, inline; longer ones take XXH3. Only the table's layout depends on it:
+ * value ids follow the order values came in. */
+static inline uint32_t value_hash(const char *s, size_t len) {
+  uint64_t a, b;
+  if (len > 16) return (uint32_t)XXH3_64bits(s, len);
+  if (len >= 8) {
+    memcpy(&a, s, 8), memcpy(&b, s + len - 8, 8);
+  } else if (len >= 4) {
+    uint32_t x, y;
+    memcpy(&x, s, 4), memcpy(&y, s + len - 4, 4);
+    a = x, b = y;
+  } else {
+    a = len ? (uint64_t)(unsigned char)s[0] << 16 | (uint64_t)(unsigned char)s[len / 2] << 8 |
+                  (unsigned char)s[len - 1]
+            : 0;
+    b = 0;
+  }
+  uint64_t h = (a ^ 0x9E3779B97F4A7C15ull) * 0xBF58476D1CE4E5B9ull;
+  h ^= (b + len) * 0x94D049BB133111EBull;
+  h ^= h >> 31;
+  h *= 0xBF58476D1CE4E5B9ull;
+  return (uint32_t)(h >> 32);
+}
+
+uint32_t rollup_value_hash(const char *s, size_t len) { return value_hash(s, len); }
 
 /* Value id of s[0..len) in d, or -1. *slot gets the table slot where it would go. */
 int64_t rollup_dim_find(const dim_t *d, const char *s, size_t len, uint32_t h, uint32_t *slot) {
@@ -121,8 +152,13 @@ static uint32_t intern(rollup_t *r, dim_t *d, const char *s, size_t n) {
   /* A held value that s equals whole is the one the table find gives (held values are
    * stored cut, so one of len bytes is equal exactly when the bytes are). */
   if (d->vlen[id] != len || !same_bytes(d->vals[id], s, len)) {
-    h = (uint32_t)XXH3_64bits(s, len);
-    id = rollup_dim_find(d, s, len, h, NULL);
+    h = value_hash(s, len);
+    /* the value in its home slot (most are, the table at most 3/4 full) found inline;
+     * any other case by the full probe */
+    uint64_t e = d->tab[slot_of(h, d->tbits)];
+    id = (uint32_t)e - 1;
+    if (!e || (uint32_t)(e >> 32) != h || d->vlen[id] != len || !same_bytes(d->vals[id], s, len))
+      id = rollup_dim_find(d, s, len, h, NULL);
   }
   if (r->starved && id != 0) { /* the memory budget is spent: no new cells (enforce_budget) */
     r->folded++;
@@ -327,8 +363,14 @@ static void cell_add_user_rare(rollup_t *r, cell_t *c, uint64_t hash) {
 
 /* Add the user of hash to c's users (a cell of a store without users drops them). */
 static inline void cell_add_user(rollup_t *r, cell_t *c, uint64_t hash) {
-  if (c->users == U_HLL && !r->no_users) r->ring_bytes += hll_add_hash(c->u.hll, hash);
-  else cell_add_user_rare(r, c, hash);
+  if (c->users == U_HLL && !r->no_users) {
+    r->ring_bytes += hll_add_hash(c->u.hll, hash);
+  } else if (c->users == U_FRESH && !r->no_users) { /* a new cell's first user */
+    c->users = U_ONE;
+    c->u.hash = hash;
+  } else if (c->users != U_NONE) { /* U_NONE stays U_NONE */
+    cell_add_user_rare(r, c, hash);
+  }
 }
 
 /* Add minute bucket mk into its hour's cells (the hour bucket claimed as needed): count,
@@ -425,12 +467,24 @@ bucket_t *rollup_claim_bucket(rollup_t *r, int g, int64_t b) {
   return bk;
 }
 
-/* rollup_claim_bucket, with the common case inline: b is the ring's last bucket, held. */
+/* rollup_claim_bucket, with the common cases inline: b is held, mostly the ring's last
+ * bucket (the sessions store's session ends go to the buckets of their starts: the
+ * slot is computed then). */
 static inline bucket_t *claim(rollup_t *r, int g, int64_t b) {
   ring_t *rg = &r->ring[g];
-  if (b == rg->memo_b && rg->slots) {
-    bucket_t *bk = &rg->slots[rg->memo_slot];
-    if (bk->n && bk->idx == b) return bk;
+  if (rg->slots) {
+    if (b == rg->memo_b) {
+      bucket_t *bk = &rg->slots[rg->memo_slot];
+      if (bk->n && bk->idx == b) return bk;
+    } else {
+      uint32_t slot = ring_slot(b, rg->size);
+      bucket_t *bk = &rg->slots[slot];
+      if (bk->n && bk->idx == b) {
+        rg->memo_b = b;
+        rg->memo_slot = slot;
+        return bk;
+      }
+    }
   }
   return rollup_claim_bucket(r, g, b);
 }
@@ -482,7 +536,7 @@ rollup_t *rollup_new(const rollup_opts_t *opts) {
     d->name = xstrdup(opts->dims[i]);
     dim_grow_table(d);
     const char *other = ROLLUP_OTHER;
-    rollup_dim_insert(d, other, strlen(other), (uint32_t)XXH3_64bits(other, strlen(other)));
+    rollup_dim_insert(d, other, strlen(other), value_hash(other, strlen(other)));
   }
   set_hw(r, now_of(r));
   return r;
@@ -602,9 +656,9 @@ static void enforce_budget(rollup_t *r) {
 
 /* ---- Adding ---- */
 
-/* Move hw to t_us if later, folding (and emptying) the minutes that leave their ring. */
-static void advance_to(rollup_t *r, int64_t t_us) {
-  if (t_us <= r->hw_us) return;
+/* Move hw to t_us (later than it), folding (and emptying) the minutes that leave their
+ * ring. */
+static __attribute__((noinline)) void advance_past(rollup_t *r, int64_t t_us) {
   const ring_t *mr = &r->ring[G_MIN];
   if (!mr->slots) { /* no minute ever held */
     set_hw(r, t_us);
@@ -621,6 +675,11 @@ static void advance_to(rollup_t *r, int64_t t_us) {
     }
   }
   set_hw(r, t_us);
+}
+
+/* Move hw to t_us if later: the test inline (an add mostly finds hw ahead already). */
+static inline void advance_to(rollup_t *r, int64_t t_us) {
+  if (t_us > r->hw_us) advance_past(r, t_us);
 }
 
 void rollup_advance(rollup_t *r) {
@@ -708,7 +767,7 @@ static int filter_key(const rollup_t *r, const rollup_filter_t *f, size_t nf, ui
   if (d < 0) return -EINVAL;
   const dim_t *dm = &r->dims[d];
   size_t len = value_len(r, f[0].value, strnlen(f[0].value, (size_t)r->max_value_len + 1));
-  int64_t id = rollup_dim_find(dm, f[0].value, len, (uint32_t)XXH3_64bits(f[0].value, len), NULL);
+  int64_t id = rollup_dim_find(dm, f[0].value, len, value_hash(f[0].value, len), NULL);
   if (id < 0 || len == 0) *absent = 1;
   else *key = KEY(d, id);
   return 0;

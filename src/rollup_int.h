@@ -76,7 +76,7 @@ typedef struct dim {
   char *name;      /* owned */
   char **vals;     /* owned strings; vals[0] = "(other)" */
   uint32_t *vlen;
-  uint32_t *vhash; /* low 32 bits of each value's XXH3 */
+  uint32_t *vhash; /* each value's rollup_value_hash */
   uint32_t n, cap;
   uint64_t *tab;   /* open addressing: the value's hash << 32 | (value id + 1), 0 empty */
   uint32_t tbits;
@@ -145,7 +145,9 @@ static inline const bucket_t *find_bucket(const rollup_t *r, int g, int64_t b, i
 
 /* ---- Shared between rollup.c and rollup_snap.c ---- */
 
-/* Value id of s[0..len) (XXH3 low 32 bits h) in d, or -1; *slot (may be NULL) gets the
+/* The hash of value s[0..len) that places it in its dimension's table. */
+uint32_t rollup_value_hash(const char *s, size_t len);
+/* Value id of s[0..len) (its rollup_value_hash h) in d, or -1; *slot (may be NULL) gets the
  * table slot where it would go. */
 int64_t rollup_dim_find(const dim_t *d, const char *s, size_t len, uint32_t h, uint32_t *slot);
 /* Append s[0..len) (known absent) to d as a new value; returns its id. */

@@ -4,8 +4,6 @@
 
 #include <errno.h>
 #include <string.h>
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 
 #include "hll.h"
 #include "util/buf.h"
@@ -326,7 +324,7 @@ int rollup_deserialize(const void *p, size_t n, rollup_t **out) {
     for (uint64_t k = 0; k < nv; k++) {
       size_t len;
       const char *s = get_str(&rd, maxlen, &len);
-      uint32_t h = (uint32_t)XXH3_64bits(s, len);
+      uint32_t h = rollup_value_hash(s, len);
       int64_t id = rollup_dim_find(d, s, len, h, NULL);
       if (k == 0) { /* "(other)", already there */
         if (id != 0) goto fail;

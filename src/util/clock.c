@@ -144,38 +144,40 @@ int clock_parse_iso(const char *s, size_t n, int64_t *t_us) {
 
 /* ---- clock_parse_iso_memo ---- */
 
-#define MEMO_PREFIX 17 /* "2026-11-23T00:00:" */
+#define MEMO_PREFIX 14 /* "2026-11-23T00:" */
 static _Thread_local struct {
   char prefix[MEMO_PREFIX];
-  int64_t minute_us;
+  int64_t hour_us;
   int valid;
 } memo;
 
 static inline int is_digit(char c) { return c >= '0' && c <= '9'; }
 
-/* The seconds and milliseconds of a canonical time's tail "SS.mmmZ" in microseconds, or
- * -1 when s[0..n) has another form. */
+/* The minutes, seconds and milliseconds of a canonical time's tail "MM:SS.mmmZ" in
+ * microseconds, or -1 when s[0..n) has another form. */
 static int64_t canonical_tail_us(const char *s, size_t n) {
-  if (n != MEMO_PREFIX + 7) return -1;
+  if (n != MEMO_PREFIX + 10) return -1;
   const char *t = s + MEMO_PREFIX;
-  if (!is_digit(t[0]) || !is_digit(t[1]) || t[2] != '.' || !is_digit(t[3]) ||
-      !is_digit(t[4]) || !is_digit(t[5]) || t[6] != 'Z')
+  if (!is_digit(t[0]) || !is_digit(t[1]) || t[2] != ':' || !is_digit(t[3]) ||
+      !is_digit(t[4]) || t[5] != '.' || !is_digit(t[6]) || !is_digit(t[7]) ||
+      !is_digit(t[8]) || t[9] != 'Z')
     return -1;
-  int sec = (t[0] - '0') * 10 + (t[1] - '0');
-  if (sec > 60) return -1; /* as clock_parse_iso */
-  return (int64_t)sec * 1000000 + ((t[3] - '0') * 100 + (t[4] - '0') * 10 + (t[5] - '0')) * 1000;
+  int min = (t[0] - '0') * 10 + (t[1] - '0'), sec = (t[3] - '0') * 10 + (t[4] - '0');
+  if (min > 59 || sec > 60) return -1; /* as clock_parse_iso */
+  return ((int64_t)min * 60 + sec) * 1000000 +
+         ((t[6] - '0') * 100 + (t[7] - '0') * 10 + (t[8] - '0')) * 1000;
 }
 
 int clock_parse_iso_memo(const char *s, size_t n, int64_t *t_us) {
   int64_t tail = canonical_tail_us(s, n);
   if (tail >= 0 && memo.valid && memcmp(s, memo.prefix, MEMO_PREFIX) == 0) {
-    *t_us = memo.minute_us + tail;
+    *t_us = memo.hour_us + tail;
     return 0;
   }
   int rc = clock_parse_iso(s, n, t_us);
   if (rc == 0 && tail >= 0) {
     memcpy(memo.prefix, s, MEMO_PREFIX);
-    memo.minute_us = *t_us - tail;
+    memo.hour_us = *t_us - tail;
     memo.valid = 1;
   }
   return rc;

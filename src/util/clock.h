@@ -29,9 +29,10 @@ size_t clock_format_iso(int64_t t_us, char out[25]);
 int clock_parse_iso(const char *s, size_t n, int64_t *t_us);
 
 /* clock_parse_iso, the same answers, faster on runs of times in the form
- * clock_format_iso writes: each thread remembers the last such time's first 17 bytes
- * (up to the minute, validated by a full parse) and what they are worth, so a time of the
- * same minute costs its seconds and milliseconds (consecutive events mostly share one). */
+ * clock_format_iso writes: each thread remembers the last such time's first 14 bytes
+ * (up to the hour, validated by a full parse) and what they are worth, so a time of the
+ * same hour costs its minutes, seconds and milliseconds (consecutive events mostly share
+ * one). */
 int clock_parse_iso_memo(const char *s, size_t n, int64_t *t_us);
 
 #endif

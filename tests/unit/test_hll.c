@@ -2,6 +2,7 @@
  * dense promotion, serialization round trips and hostile encodings, memory per sketch. */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 
 #include "hll.h"
 #include "test.h"
@@ -525,6 +526,45 @@ TEST(test_sparse_model) {
   CHECK_INT(bad_find, 0);
 }
 
+/* Sketches and tables freed are made again (a free list per size): threads that make,
+ * grow (through every table size, and dense), merge and free sketches side by side get
+ * the same counts as one thread alone, and the sanitizers see every block used within its
+ * size. */
+#define POOL_THREADS 4
+#define POOL_ROUNDS 40
+static uint64_t pool_want[POOL_ROUNDS];
+
+static uint64_t pool_round(int r) {
+  uint64_t n = (uint64_t)(r * 97 % 3000) + 1; /* 1 .. 3000 distinct: sparse sizes and dense */
+  hll_t *a = hll_new(), *b = hll_new();
+  add_range(a, (uint64_t)r, 0, n);
+  add_range(b, (uint64_t)r, n / 2, n + 50);
+  hll_t *c = hll_clone(a);
+  hll_merge(c, b);
+  uint64_t got = hll_count(c) * 1000003 + hll_count(a);
+  hll_free(a);
+  hll_free(c);
+  hll_free(b);
+  return got;
+}
+
+static void *pool_thread(void *arg) {
+  int *bad = arg;
+  for (int k = 0; k < 3; k++)
+    for (int r = 0; r < POOL_ROUNDS; r++)
+      if (pool_round(r) != pool_want[r]) (*bad)++;
+  return NULL;
+}
+
+TEST(test_freed_memory_made_again) {
+  for (int r = 0; r < POOL_ROUNDS; r++) pool_want[r] = pool_round(r);
+  pthread_t th[POOL_THREADS];
+  int bad[POOL_THREADS] = {0};
+  for (int i = 0; i < POOL_THREADS; i++) pthread_create(&th[i], NULL, pool_thread, &bad[i]);
+  for (int i = 0; i < POOL_THREADS; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < POOL_THREADS; i++) CHECK_INT(bad[i], 0);
+}
+
 TEST(test_memory) {
   static const uint64_t ns[] = {0, 1, 10, 100, 1000, 3000, 5000};
   for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
@@ -556,6 +596,7 @@ int main(void) {
   RUN(test_serialize_roundtrip);
   RUN(test_malformed);
   RUN(test_sparse_model);
+  RUN(test_freed_memory_made_again);
   RUN(test_memory);
   return TEST_REPORT("test_hll");
 }

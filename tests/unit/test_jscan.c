@@ -314,6 +314,107 @@ TEST(trusted_key_guesses) {
     }
   jscan_paths_free(pk);
   jscan_paths_free(po);
+  /* a guessed key (of every length a guess holds, and one more) and its ':' ending the
+   * buffer, which holds nothing after them (found by fuzzing) */
+  const char *tail_names[] = {"k", "k2345678901", "k23456789012"};
+  jscan_paths_t *pt = jscan_compile(tail_names, 3);
+  for (size_t klen = 1; klen <= 13; klen++)
+    for (int round = 0; round < 4; round++) { /* even rounds: whole, the guesses made */
+      char doc[80];
+      int n = snprintf(doc, sizeof doc, "{\"%.*s\":\"15\",\"%.*s\":%s", (int)klen,
+                       "k23456789012345", (int)klen, "x23456789012345",
+                       round % 2 ? "" : "\"after the key, more than sixteen bytes\"}");
+      char *exact = malloc((size_t)n); /* the sanitizers see every byte read past it */
+      memcpy(exact, doc, (size_t)n);
+      check_same(pt, 3, exact, (size_t)n);
+      jscan_val_t v[3];
+      (void)jscan_scan_trusted(pt, exact, (size_t)n, v);
+      free(exact);
+    }
+  jscan_paths_free(pt);
+}
+
+/* Guesses past members a document leaves out: one, two or three members in a row missing
+ * anywhere in an object of 20 (more than a row of guesses holds, so the skips meet the
+ * row's end), members coming back, keys moved; and objects beyond the rows there are
+ * (14 objects on the paths, 12 rows), which are matched without guesses. */
+TEST(trusted_key_guesses_skip) {
+  const char *names[] = {"k00", "k03", "k14", "k15", "k16", "k19", "obj.v", "obj.w"};
+  jscan_paths_t *pk = jscan_compile(names, 8);
+  char doc[1024];
+  /* compact, then with the spaces and line breaks other writers put around members */
+  static const char *const sep[] = {",", ", ", ",\n  ", " ,"}, *const colon[] = {":", ": ", ":", " :"};
+  for (int round = 0; round < 2 * 4; round++)
+    for (int gap = 0; gap <= 3; gap++)
+      for (int from = 0; from < 20; from++) {
+        size_t n = 0;
+        doc[n++] = '{';
+        for (int k = 0; k < 20; k++) {
+          if (k >= from && k < from + gap) continue; /* left out */
+          int key = round & 1 && k == from + gap ? 19 - k : k; /* odd rounds: a key moved */
+          n += (size_t)snprintf(doc + n, sizeof doc - n, "%s\"k%02d\"%s\"v%d\"",
+                                n > 1 ? sep[round / 2] : round / 2 == 2 ? "\n  " : "", key,
+                                colon[round / 2], from);
+        }
+        n += (size_t)snprintf(doc + n, sizeof doc - n, ",\"obj\":{%s\"w\":%d}}",
+                              gap & 1 ? "\"v\":1," : "", from);
+        check_same(pk, 8, doc, n);
+      }
+  jscan_paths_free(pk);
+  const char *many[14];
+  char mb[14][16];
+  for (int i = 0; i < 14; i++) {
+    snprintf(mb[i], sizeof mb[i], "o%d.x", i);
+    many[i] = mb[i];
+  }
+  jscan_paths_t *pm = jscan_compile(many, 14);
+  for (int round = 0; round < 4; round++) {
+    size_t n = 0;
+    doc[n++] = '{';
+    for (int i = 0; i < 14; i++) {
+      int o = (i * (round + 1) + round) % 14;
+      n += (size_t)snprintf(doc + n, sizeof doc - n, "%s\"o%d\":{\"y\":0,\"x\":%d}",
+                            n > 1 ? "," : "", o, round * 100 + i);
+    }
+    doc[n++] = '}';
+    check_same(pm, 14, doc, n);
+  }
+  jscan_paths_free(pm);
+}
+
+/* Numbers read by the trusted scan are exactly strtod's, bit for bit: decimals of up to
+ * 15 digits with the point anywhere (the form read without strtod), around that bound,
+ * with leading zeros, negative zero, exponents. */
+TEST(trusted_numbers) {
+  static const char *const fixed[] = {"0",     "-0",    "-0.0",  "0.1",    "0.3",   "273.24",
+                                      "1e3",   "-2.5E-3", "123456789012345",  "1234567890123456",
+                                      "999999999999999.9", "0.000000000000001", "9007199254740993",
+                                      "100000000000000000000000", "4.35", "-19.99"};
+  char num[40], doc[80];
+  uint64_t x = 88172645463325252ull;
+  for (int i = 0; i < 20000 + (int)(sizeof fixed / sizeof *fixed); i++) {
+    if (i < (int)(sizeof fixed / sizeof *fixed)) {
+      snprintf(num, sizeof num, "%s", fixed[i]);
+    } else {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      int nd = 1 + (int)(x % 17), dot = (int)(x >> 8) % (nd + 1), n = 0;
+      if (x >> 20 & 1) num[n++] = '-';
+      for (int k = 0; k < nd; k++) {
+        if (k == dot && k > 0) num[n++] = '.';
+        num[n++] = (char)('0' + (k == 0 && nd > 1 ? 1 + (x >> (24 + k)) % 9 : (x >> (24 + k * 2)) % 10));
+      }
+      num[n] = 0;
+    }
+    int n = snprintf(doc, sizeof doc, "{\"properties\":{\"revenue\":%s}}", num);
+    jscan_val_t v[NP];
+    if (jscan_scan_trusted(ps, doc, (size_t)n, v) != 0 || v[2].type != JSCAN_NUMBER) {
+      FAILF("trusted scan of %s", doc);
+      continue;
+    }
+    double want = strtod(num, NULL);
+    if (memcmp(&v[2].num, &want, sizeof want) != 0) FAILF("%s read as %.17g, strtod %.17g", num, v[2].num, want);
+    check_same(ps, NP, doc, (size_t)n);
+  }
 }
 
 /* Damaged bytes: every prefix of every document, and every document with one byte
@@ -675,6 +776,8 @@ int main(void) {
   RUN(trusted_matches_validating);
   RUN(trusted_long_random_documents);
   RUN(trusted_key_guesses);
+  RUN(trusted_key_guesses_skip);
+  RUN(trusted_numbers);
   RUN(trusted_survives_damage);
   RUN(trusted_key_forms);
   RUN(trusted_many_children);

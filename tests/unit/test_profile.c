@@ -427,6 +427,23 @@ TEST(test_segments_and_helpers) {
   CHECK_INT(profile_kind(s, "Order Completed", 0), KIND_ORDER);
   CHECK_INT(profile_kind(s, "Order Completedx", 15), KIND_ORDER);
   CHECK_INT(profile_kind(s, "Order", 0), PROFILE_KIND_NONE);
+  CHECK_INT(profile_kind(s, "Order Cdmpleted", 0), PROFILE_KIND_NONE); /* same slot */
+  CHECK_INT(profile_kind(s, "", 0), PROFILE_KIND_NONE);
+  {
+    /* names that share a slot (length, first and last bytes), a name twice (the first
+     * kind wins), and names of other slots */
+    profile_opts_t o = {.max_profiles = 10,
+                        .kinds = {"aXz", "aYz", "", "bcd", "aXz", "Product Viewed"}};
+    profile_store_t *k = profile_store_new(&o);
+    CHECK_INT(profile_kind(k, "aXz", 0), 0);
+    CHECK_INT(profile_kind(k, "aYz", 0), 1);
+    CHECK_INT(profile_kind(k, "aZz", 0), PROFILE_KIND_NONE);
+    CHECK_INT(profile_kind(k, "bcd", 0), 3);
+    CHECK_INT(profile_kind(k, "bce", 0), PROFILE_KIND_NONE);
+    CHECK_INT(profile_kind(k, "Product Viewed", 0), 5);
+    CHECK_INT(profile_kind(k, "Product", 7), PROFILE_KIND_NONE);
+    profile_store_free(k);
+  }
   CHECK_INT(profile_type("identify", 0), PROFILE_IDENTIFY);
   CHECK_INT(profile_type("pagex", 4), PROFILE_PAGE);
   CHECK_INT(profile_type("bogus", 0), -EINVAL);

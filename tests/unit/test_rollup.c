@@ -520,6 +520,32 @@ TEST(test_repeated_values) {
   rollup_free(r);
 }
 
+/* Values of every length up to past 16 bytes that differ from one another in one byte
+ * (at every position) are told apart: the short values' hash and comparisons look at
+ * every byte. Each is added twice, never right after itself. */
+TEST(test_values_one_byte_apart) {
+  clock_now = T0 + HOUR;
+  rollup_t *r = make(0, 0, 0, 0, 0);
+  char vals[300][24];
+  size_t nv = 0;
+  for (size_t len = 1; len <= 20; len++)
+    for (size_t at = 0; at <= len; at++) { /* at == len: the unchanged value */
+      memset(vals[nv], 'a', len);
+      vals[nv][len] = 0;
+      if (at < len) vals[nv][at] = 'b';
+      nv++;
+    }
+  for (int pass = 0; pass < 2; pass++)
+    for (size_t i = 0; i < nv; i++)
+      add(r, T0 + (int64_t)(pass * nv + i) * SEC, "pv", vals[pass ? i * 7 % nv : i], NULL, NULL,
+          i, 1); /* (nv = 230: a second pass in another order) */
+  rollup_top_t top[300];
+  int n = rollup_topn(r, "page_path", ROLLUP_BY_COUNT, T0, T0 + HOUR, top, 300, NULL, NULL);
+  CHECK_INT(n, (int)nv);
+  for (int i = 0; i < n; i++) CHECK_INT(top[i].count, 2);
+  rollup_free(r);
+}
+
 TEST(test_uniques) {
   clock_now = T0 + HOUR;
   rollup_t *r = make(0, 0, 0, 0, 0);
@@ -1018,6 +1044,7 @@ int main(void) {
   RUN(test_fold_minutes_into_hours);
   RUN(test_other_and_truncation);
   RUN(test_repeated_values);
+  RUN(test_values_one_byte_apart);
   RUN(test_uniques);
   RUN(test_no_users);
   RUN(test_snapshot_roundtrip);
