@@ -63,6 +63,7 @@ struct collect {
   size_t entries_cap;
   jscan_elems_t elems;  /* the "batch" array's elements, recorded as the body is
                          * validated; v reused per request */
+  jscan_tape_t tape;    /* the objects in them, recorded by the same walk */
   /* The batch body's context and integrations members (evdoc_members of c->batch), found
    * once per request for merge_defaults: count, or -1 when the body has no such object. */
   const jscan_member_t *defaults[2];
@@ -126,6 +127,7 @@ collect_t *collect_new(const collect_deps_t *d) {
   c->batch = evdoc_new();
   c->elems.key = "batch";
   c->elems.keylen = 5;
+  c->elems.tape = &c->tape;
   c->qevent = qevent_new();
   return c;
 }
@@ -140,6 +142,7 @@ void collect_free(collect_t *c) {
   evdoc_free(c->batch);
   free(c->entries);
   jscan_elems_free(&c->elems);
+  jscan_tape_free(&c->tape);
   free(c->flight);
   buf_free(&c->query_event);
   qevent_free(c->qevent);
@@ -558,11 +561,16 @@ static int take_event(collect_t *c, ingest_t *in, size_t index, const enrich_ctx
   return 0;
 }
 
-/* Load bytes into c->ev and take the event; a load failure is the event's rejection. */
+/* Load bytes into c->ev and take the event; a load failure is the event's rejection.
+ * elem: the index of a batch element in c->elems (its objects were recorded in c->tape),
+ * or -1 for bytes to validate. */
 static int load_and_take(collect_t *c, ingest_t *in, size_t index, const enrich_ctx_t *ctx,
-                         const char *raw, size_t rawlen, int batch_defaults, int default_track) {
-  /* A batch element was validated with its batch: index it without checking again. */
-  int lr = batch_defaults ? evdoc_load_trusted(c->ev, raw, rawlen) : evdoc_load(c->ev, raw, rawlen);
+                         const char *raw, size_t rawlen, long elem, int default_track) {
+  /* A batch element was validated and indexed with its batch: not walked again. */
+  const uint32_t *o = elem >= 0 ? &c->elems.obj[2 * elem] : NULL;
+  int lr = o ? evdoc_load_indexed(c->ev, raw, rawlen, c->tape.obj + o[0], o[1] - o[0])
+             : evdoc_load(c->ev, raw, rawlen);
+  int batch_defaults = elem >= 0;
   if (lr != 0) {
     reject(c, in, index, lr == -2 ? EVENT_ERR_NOT_OBJECT : lr == -3 ? EVENT_ERR_FIELD : EVENT_ERR_JSON,
            lr == -2   ? "an event must be a JSON object"
@@ -764,7 +772,7 @@ static void take_built(collect_t *c, ingest_t *in, int st, const char *code, con
     ingest_free(in);
     return;
   }
-  load_and_take(c, in, 0, ctx, c->query_event.data, c->query_event.len, 0, 0);
+  load_and_take(c, in, 0, ctx, c->query_event.data, c->query_event.len, -1, 0);
   submit(c, in, ctx->received_us);
 }
 
@@ -792,7 +800,7 @@ static void handle_json(collect_t *c, ingest_t *in, char *hkey, const enrich_ctx
         st = 413, code = EVENT_ERR_TOO_MANY, msg = "more lines than max-batch-events";
         goto fail;
       }
-      load_and_take(c, in, index++, ctx, line, n, 0, 1);
+      load_and_take(c, in, index++, ctx, line, n, -1, 1);
     }
     if (!index) {
       st = 400, code = "empty_body", msg = "the body holds no event";
@@ -850,7 +858,7 @@ static void handle_json(collect_t *c, ingest_t *in, char *hkey, const enrich_ctx
       const jscan_val_t *e = &c->elems.v[index];
       const char *raw = e->type == JSCAN_STRING ? e->p - 1 : e->p;
       size_t rawlen = e->type == JSCAN_STRING ? e->n + 2 : e->n;
-      load_and_take(c, in, index, ctx, raw, rawlen, 1, 0);
+      load_and_take(c, in, index, ctx, raw, rawlen, (long)index, 0);
     }
   }
   submit(c, in, ctx->received_us);
@@ -899,7 +907,7 @@ void collect_emit(collect_t *c, const char *json, size_t len, void (*done)(void 
   }
   enrich_ctx_t ctx = {clock_wall_us(), "", NULL, NULL, "", 1};
   enrich_ctx_prepare(&ctx);
-  load_and_take(c, in, 0, &ctx, json, len, 0, 1);
+  load_and_take(c, in, 0, &ctx, json, len, -1, 1);
   submit(c, in, ctx.received_us);
 }
 

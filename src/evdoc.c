@@ -4,7 +4,9 @@
  * arena buffer, addressed by offset because the arena may move as it grows. Setting or
  * deleting a path retires every earlier edit at or below it, so for any path the live
  * edits are: at most one at the path itself, plus deeper ones made after it. Objects are
- * indexed (jscan_members) on first use and cached by their address for this document. */
+ * indexed (jscan_members) on first use and cached by their address for this document;
+ * those the validating walk recorded (jscan_tape_t) are in the cache from the load on,
+ * their members borrowed from the tape, their names hashed on first use. */
 #include "evdoc.h"
 
 #include <stdatomic.h>
@@ -30,9 +32,11 @@ typedef struct indexed {
   const char *p;
   size_t n;
   long count;
-  jscan_member_t *members; /* cap entries, allocated on first use */
-  uint64_t *names;         /* name_hash of each member's decoded name */
-  size_t cap;
+  const jscan_member_t *members; /* own, or a tape's (evdoc_load_indexed, evdoc_load) */
+  uint64_t *names;               /* name_hash of each member's decoded name, once hashed */
+  int hashed;                    /* names holds count hashes */
+  jscan_member_t *own;           /* cap entries, allocated on first use */
+  size_t cap, names_cap;
 } indexed_t;
 
 struct evdoc {
@@ -45,6 +49,7 @@ struct evdoc {
   indexed_t cache[CACHE];
   size_t ncache, next_evict;
   buf_t scratch; /* JSON text of values being set */
+  jscan_tape_t tape; /* the nested objects evdoc_load's walk recorded */
   uint64_t mask[EVDOC_MAX_DEPTH]; /* per depth: bit_of(prefix hash) of every edit made */
   uint64_t endmask[EVDOC_MAX_DEPTH]; /* per depth: bit_of(path hash) of edits that end there */
   struct memo *memo;              /* parsed dotted paths, see evdoc_get */
@@ -111,7 +116,7 @@ evdoc_t *evdoc_new(void) { return xcalloc(1, sizeof(evdoc_t)); }
 void evdoc_free(evdoc_t *d) {
   if (!d) return;
   for (size_t i = 0; i < CACHE; i++) {
-    free(d->cache[i].members);
+    free(d->cache[i].own);
     free(d->cache[i].names);
   }
   free(d->edits);
@@ -121,6 +126,7 @@ void evdoc_free(evdoc_t *d) {
   free(d->nodes);
   buf_free(&d->arena);
   buf_free(&d->scratch);
+  jscan_tape_free(&d->tape);
   free(d);
 }
 
@@ -128,12 +134,13 @@ void evdoc_free(evdoc_t *d) {
 
 static uint64_t name_hash(const char *s, size_t n);
 
-/* Index the object at p[0..n) into x, hashing every member's decoded name. */
-static void fill_index(indexed_t *x, const char *p, size_t n, long count_or_neg) {
-  x->p = p;
-  x->n = n;
-  x->count = count_or_neg < 0 ? 0 : count_or_neg;
-  /* names grows with members (see index_of). */
+/* Hash every member's decoded name of the object x indexes. */
+static void hash_names(indexed_t *x) {
+  if ((size_t)x->count > x->names_cap) {
+    x->names_cap = (size_t)x->count > EVDOC_MAX_MEMBERS ? (size_t)x->count : EVDOC_MAX_MEMBERS;
+    x->names = xrealloc(x->names, x->names_cap * sizeof *x->names);
+  }
+  x->hashed = 1;
   for (long i = 0; i < x->count; i++) {
     const jscan_member_t *m = &x->members[i];
     if (!m->key_escaped) {
@@ -147,10 +154,38 @@ static void fill_index(indexed_t *x, const char *p, size_t n, long count_or_neg)
   }
 }
 
+/* Index the object at p[0..n), whose members are members[0..count_or_neg), into x. */
+static void fill_index(indexed_t *x, const char *p, size_t n, const jscan_member_t *members,
+                       long count_or_neg) {
+  x->p = p;
+  x->n = n;
+  x->members = members;
+  x->count = count_or_neg < 0 ? 0 : count_or_neg;
+  hash_names(x);
+}
+
+/* Put the objects a validating walk recorded, o[0..n), in the cache from slot `from` on
+ * (as many as fit; the rest are indexed when read). Their names are hashed on first use:
+ * most are never read (properties). */
+static void adopt(evdoc_t *d, const jscan_obj_t *o, size_t n) {
+  for (size_t i = 0; i < n && d->ncache < CACHE; i++) {
+    if (!o[i].members) continue;
+    indexed_t *x = &d->cache[d->ncache++];
+    x->p = o[i].p;
+    x->n = o[i].n;
+    x->members = o[i].members;
+    x->count = (long)o[i].count;
+    x->hashed = 0;
+  }
+}
+
 static indexed_t *index_of(evdoc_t *d, const jscan_val_t *obj) {
   if (obj->type != JSCAN_OBJECT || !obj->p) return NULL;
   for (size_t i = 0; i < d->ncache; i++)
-    if (d->cache[i].p == obj->p && d->cache[i].n == obj->n) return &d->cache[i];
+    if (d->cache[i].p == obj->p && d->cache[i].n == obj->n) {
+      if (!d->cache[i].hashed) hash_names(&d->cache[i]);
+      return &d->cache[i];
+    }
   /* Full: replace round-robin, never the root (slot 0). */
   indexed_t *x;
   if (d->ncache < CACHE) {
@@ -162,12 +197,11 @@ static indexed_t *index_of(evdoc_t *d, const jscan_val_t *obj) {
    * number of members (its bytes bound them), so the arrays grow until they fit: an
    * object that is rewritten must never lose a member. */
   long n;
-  while ((n = jscan_members_trusted(obj->p, obj->n, x->members, x->cap)) == -2 || !x->members) {
+  while ((n = jscan_members_trusted(obj->p, obj->n, x->own, x->cap)) == -2 || !x->own) {
     x->cap = x->cap ? x->cap * 2 : EVDOC_MAX_MEMBERS;
-    x->members = xrealloc(x->members, x->cap * sizeof *x->members);
-    x->names = xrealloc(x->names, x->cap * sizeof *x->names);
+    x->own = xrealloc(x->own, x->cap * sizeof *x->own);
   }
-  fill_index(x, obj->p, obj->n, n);
+  fill_index(x, obj->p, obj->n, x->own, n);
   return x;
 }
 
@@ -212,20 +246,44 @@ static const jscan_member_t *member(evdoc_t *d, const jscan_val_t *obj, const ch
   return member_in(index_of(d, obj), name, n, nh);
 }
 
-/* elems: record an array member's elements while validating (evdoc_load_elems), or NULL. */
-static int load(evdoc_t *d, const char *json, size_t len, int trusted, jscan_elems_t *elems);
+/* How load finds the root's members. */
+typedef enum {
+  L_CHECK,   /* validate (recording the nested objects in d->tape) */
+  L_ELEMS,   /* validate, recording an array member's elements (evdoc_load_elems) */
+  L_TRUSTED, /* index bytes validated before */
+  L_INDEXED  /* take them from the objects a validating walk recorded */
+} load_how_t;
 
-int evdoc_load(evdoc_t *d, const char *json, size_t len) { return load(d, json, len, 0, NULL); }
+typedef struct load_src {
+  load_how_t how;
+  jscan_elems_t *elems;   /* L_ELEMS */
+  const jscan_obj_t *obj; /* L_INDEXED: the document first, then the objects inside it */
+  size_t nobj;
+} load_src_t;
+
+static int load(evdoc_t *d, const char *json, size_t len, const load_src_t *src);
+
+int evdoc_load(evdoc_t *d, const char *json, size_t len) {
+  return load(d, json, len, &(load_src_t){L_CHECK, NULL, NULL, 0});
+}
 
 int evdoc_load_trusted(evdoc_t *d, const char *json, size_t len) {
-  return load(d, json, len, 1, NULL);
+  return load(d, json, len, &(load_src_t){L_TRUSTED, NULL, NULL, 0});
 }
 
 int evdoc_load_elems(evdoc_t *d, const char *json, size_t len, jscan_elems_t *elems) {
-  return load(d, json, len, 0, elems);
+  return load(d, json, len, &(load_src_t){L_ELEMS, elems, NULL, 0});
 }
 
-static int load(evdoc_t *d, const char *json, size_t len, int trusted, jscan_elems_t *elems) {
+int evdoc_load_indexed(evdoc_t *d, const char *json, size_t len, const jscan_obj_t *obj,
+                       size_t nobj) {
+  /* The document's own members must have been kept, or it is indexed as usual. */
+  load_how_t how = nobj && obj[0].members && obj[0].p == json && obj[0].n == len ? L_INDEXED
+                                                                                : L_TRUSTED;
+  return load(d, json, len, &(load_src_t){how, NULL, obj, nobj});
+}
+
+static int load(evdoc_t *d, const char *json, size_t len, const load_src_t *src) {
   d->json = json;
   d->len = len;
   if (++d->gen == 0) { /* wrapped: no node may look current */
@@ -257,18 +315,26 @@ static int load(evdoc_t *d, const char *json, size_t len, int trusted, jscan_ele
   indexed_t *r = &d->cache[0];
   if (r->cap < EVDOC_MAX_MEMBERS) {
     r->cap = EVDOC_MAX_MEMBERS;
-    r->members = xrealloc(r->members, r->cap * sizeof *r->members);
-    r->names = xrealloc(r->names, r->cap * sizeof *r->names);
+    r->own = xrealloc(r->own, r->cap * sizeof *r->own);
   }
-  jscan_member_t *out = d->cache[0].members;
-  long n = trusted ? jscan_members_trusted(root.p, root.n, out, EVDOC_MAX_MEMBERS)
-           : elems ? jscan_members_elems(root.p, root.n, out, EVDOC_MAX_MEMBERS, elems)
-                   : jscan_members(root.p, root.n, out, EVDOC_MAX_MEMBERS);
+  jscan_member_t *out = r->own;
+  const jscan_member_t *m = out;
+  long n;
+  switch (src->how) {
+    case L_INDEXED:
+      m = src->obj[0].members;
+      n = src->obj[0].count > EVDOC_MAX_MEMBERS ? -2 : (long)src->obj[0].count;
+      break;
+    case L_TRUSTED: n = jscan_members_trusted(root.p, root.n, out, EVDOC_MAX_MEMBERS); break;
+    case L_ELEMS: n = jscan_members_elems(root.p, root.n, out, EVDOC_MAX_MEMBERS, src->elems); break;
+    default: n = jscan_members_tape(root.p, root.n, out, EVDOC_MAX_MEMBERS, &d->tape); break;
+  }
   if (n == -2) return -3;
   if (n < 0) return -1;
-  fill_index(&d->cache[0], root.p, root.n, n);
+  fill_index(r, root.p, root.n, m, n);
   d->ncache = 1;
-  const jscan_member_t *m = d->cache[0].members;
+  if (src->how == L_INDEXED) adopt(d, src->obj + 1, src->nobj - 1);
+  if (src->how == L_CHECK) adopt(d, d->tape.obj, d->tape.nobj);
   for (long i = 0; i < n; i++)
     for (long j = i + 1; j < n; j++)
       if (m[i].keylen == m[j].keylen && !m[i].key_escaped && !m[j].key_escaped &&

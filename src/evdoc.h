@@ -53,6 +53,13 @@ int evdoc_load(evdoc_t *d, const char *json, size_t len);
 /* The same for bytes known to be valid JSON (an element of a validated batch): only
  * indexes, does not check. */
 int evdoc_load_trusted(evdoc_t *d, const char *json, size_t len);
+/* evdoc_load_trusted for an element of a body validated with a tape (jscan_elems_t):
+ * obj[0..nobj) are the objects the walk recorded in it, the element itself first. Its
+ * members and those of the objects inside it are taken from the tape (borrowed: the tape
+ * must stay unchanged until the next load), so nothing is walked again. Returns what
+ * evdoc_load_trusted does. */
+int evdoc_load_indexed(evdoc_t *d, const char *json, size_t len, const jscan_obj_t *obj,
+                       size_t nobj);
 /* evdoc_load that also records, in the same pass, the elements of the top-level array
  * member named elems->key (jscan_members_elems; elems is borrowed, its v stays the
  * caller's): a /v1/batch body's events without a second walk of its "batch" array. The

@@ -380,6 +380,58 @@ TEST(reads_past_the_index_cache) {
   evdoc_free(e);
 }
 
+/* An element loaded from the objects its batch's walk recorded reads, edits and writes
+ * as the same bytes loaded by evdoc_load_trusted: with escaped keys, more nested objects
+ * than the index cache holds, objects inside arrays, and refusals. */
+TEST(load_indexed_matches_trusted) {
+  evdoc_t *a = evdoc_new(), *b = evdoc_new(), *body = evdoc_new();
+  char j[8192];
+  size_t n = (size_t)sprintf(j, "{\"batch\":[{\"type\":\"t\",\"c\\u006fntext\":{\"page\":"
+                                "{\"url\":\"u\"}},\"context\":{\"ip\":\"1.2.3.4\",\"page\":"
+                                "{\"url\":\"https://x/\",\"l\":[{\"m\":1}]}},\"props\":{");
+  for (int i = 0; i < 40; i++) n += (size_t)sprintf(j + n, "%s\"o%d\":{\"x\":%d}", i ? "," : "", i, i);
+  n += (size_t)sprintf(j + n, "}},{\"a\":1,\"a\":2},{},7,{\"deep\":{\"a\":{\"b\":{\"c\":{\"d\":1}}}}}]}");
+  jscan_tape_t t = {0};
+  jscan_elems_t el = {.key = "batch", .keylen = 5, .max = 10, .tape = &t};
+  REQUIRE(evdoc_load_elems(body, j, n, &el) == 0 && el.n == 5);
+  static const char *const paths[] = {"type", "context", "context.ip", "context.page.url",
+                                      "context.page.l", "context.page",
+                                      "props.o0.x", "props.o39.x", "props.o20", "deep.a.b.c.d",
+                                      "deep.a.b.c", "a", "missing.x"};
+  for (size_t i = 0; i < el.n; i++) {
+    const jscan_val_t *v = &el.v[i];
+    const jscan_obj_t *o = t.obj + el.obj[2 * i];
+    size_t no = el.obj[2 * i + 1] - el.obj[2 * i];
+    int ra = evdoc_load_indexed(a, v->p, v->n, o, no), rb = evdoc_load_trusted(b, v->p, v->n);
+    CHECK_INT(ra, rb);
+    if (ra) continue;
+    for (int round = 0; round < 2; round++) {
+      for (size_t k = 0; k < sizeof paths / sizeof paths[0]; k++)
+        if (!same_val(evdoc_get(a, paths[k]), evdoc_get(b, paths[k])))
+          FAILF("element %zu round %d: %s differs", i, round, paths[k]);
+      const char *edits[] = {"context.ip", "props.o7.y", "deep.a.b.z"};
+      for (size_t k = 0; k < 3; k++) {
+        evdoc_set_str(a, edits[k], "e");
+        evdoc_set_str(b, edits[k], "e");
+      }
+    }
+    buf_t wa = BUF_INIT, wb = BUF_INIT;
+    evdoc_write(a, &wa);
+    evdoc_write(b, &wb);
+    CHECK(wa.len == wb.len && !memcmp(wa.data, wb.data, wa.len));
+    buf_free(&wa);
+    buf_free(&wb);
+  }
+  /* Objects from elsewhere (not this element's): indexed as usual. */
+  CHECK_INT(evdoc_load_indexed(a, el.v[2].p, el.v[2].n, t.obj, 1), 0);
+  CHECK_INT(evdoc_get(a, "type").type, JSCAN_NONE);
+  jscan_elems_free(&el);
+  jscan_tape_free(&t);
+  evdoc_free(a);
+  evdoc_free(b);
+  evdoc_free(body);
+}
+
 int main(void) {
   d = evdoc_new();
   RUN(load_results);
@@ -396,6 +448,7 @@ int main(void) {
   RUN(memo_by_text);
   RUN(load_elems_records_the_batch);
   RUN(reads_past_the_index_cache);
+  RUN(load_indexed_matches_trusted);
   evdoc_free(d);
   return TEST_REPORT("test_evdoc");
 }
