@@ -21,8 +21,9 @@ typedef struct edit {
   uint8_t op, nsegs;
   uint8_t escape; /* bit i: segment i has bytes JSON must escape (written by buf_json_escape) */
   uint64_t phash[EVDOC_MAX_DEPTH]; /* hash of the path's first i+1 segments */
-  uint32_t seg_off[EVDOC_MAX_DEPTH];
+  uint32_t seg_off[EVDOC_MAX_DEPTH]; /* in the arena, unless segp */
   uint16_t seg_len[EVDOC_MAX_DEPTH];
+  const char *const *segp; /* the segments of a constant path's memo (they outlive the edit) */
   uint32_t val_off, val_len;
 } edit_t;
 
@@ -87,6 +88,7 @@ typedef struct memo {
   uint64_t h[EVDOC_MAX_DEPTH];
   uint64_t nh[EVDOC_MAX_DEPTH]; /* name_hash of each segment */
   uint8_t escape;               /* as edit_t's, for the edits made through this memo */
+  uint8_t stable;               /* a constant path's (never refilled): edits may point at segs */
   uint32_t node;                /* the whole path's node (see resolve), 0 for none */
 } memo_t;
 
@@ -360,7 +362,7 @@ static size_t split(const char *path, const char *segs[EVDOC_MAX_DEPTH], char st
 }
 
 static const char *seg_of(const evdoc_t *d, const edit_t *e, size_t i) {
-  return d->arena.data + e->seg_off[i];
+  return e->segp ? e->segp[i] : d->arena.data + e->seg_off[i];
 }
 
 static int seg_eq(const evdoc_t *d, const edit_t *e, size_t i, const char *s, size_t n) {
@@ -677,6 +679,7 @@ static __attribute__((noinline)) const memo_t *path_memo_new(evdoc_t *d, evdoc_p
   memo_t *m = d->paths[id]; /* allocated one by one: a memo points into itself */
   if (m) return m->n ? m : NULL;
   m = d->paths[id] = xcalloc(1, sizeof *m); /* n stays 0 if memo_fill refuses the path */
+  m->stable = 1;
   return memo_fill(d, m, p->text);
 }
 
@@ -794,10 +797,11 @@ long evdoc_members(evdoc_t *d, const char *path, const jscan_member_t **out) {
 
 /* ---- edits ---- */
 
-/* escape: escape_mask of the segments, or -1 to compute it here. */
+/* escape: escape_mask of the segments, or -1 to compute it here. stable: segs outlive
+ * the document's edits (a constant path's memo), so they are not copied. */
 static void add_edit_hashed(evdoc_t *d, int op, const char *const *segs, const size_t *lens,
-                            const uint64_t *qh, size_t nsegs, int escape, const char *val,
-                            size_t vlen);
+                            const uint64_t *qh, size_t nsegs, int escape, int stable,
+                            const char *val, size_t vlen);
 
 static void add_edit(evdoc_t *d, int op, const char *const *segs, size_t nsegs, const char *val,
                      size_t vlen) {
@@ -806,14 +810,14 @@ static void add_edit(evdoc_t *d, int op, const char *const *segs, size_t nsegs, 
   uint64_t qh[EVDOC_MAX_DEPTH];
   for (size_t i = 0; i < nsegs; i++) lens[i] = strlen(segs[i]);
   path_hashes(segs, lens, nsegs, qh, NULL);
-  add_edit_hashed(d, op, segs, lens, qh, nsegs, -1, val, vlen);
+  add_edit_hashed(d, op, segs, lens, qh, nsegs, -1, 0, val, vlen);
 }
 
 /* Edit at a dotted path through its memo m, or parsed here when m is NULL. */
 static void add_edit_memo(evdoc_t *d, int op, const memo_t *m, const char *path, const char *val,
                           size_t vlen) {
   if (m) {
-    add_edit_hashed(d, op, m->segs, m->lens, m->h, m->n, m->escape, val, vlen);
+    add_edit_hashed(d, op, m->segs, m->lens, m->h, m->n, m->escape, m->stable, val, vlen);
     return;
   }
   const char *segs[EVDOC_MAX_DEPTH];
@@ -822,10 +826,13 @@ static void add_edit_memo(evdoc_t *d, int op, const memo_t *m, const char *path,
   add_edit(d, op, segs, k, val, vlen);
 }
 
+static void store_segs(evdoc_t *d, edit_t *e, const char *const *segs, const size_t *lens,
+                       const uint64_t *qh, size_t nsegs);
+
 /* The edit add_edit_hashed makes, its segments stored and its value still empty: the
  * caller appends the value's text to the arena and sets val_len. */
 static edit_t *begin_edit(evdoc_t *d, int op, const char *const *segs, const size_t *lens,
-                          const uint64_t *qh, size_t nsegs, int escape) {
+                          const uint64_t *qh, size_t nsegs, int escape, int stable) {
   /* Retire earlier edits at or below the path. Each set its prefix hash's bit in
    * mask[nsegs - 1] when it was made: without that bit there is none (the usual case). */
   if (d->mask[nsegs - 1] & bit_of(qh[nsegs - 1]))
@@ -840,6 +847,25 @@ static edit_t *begin_edit(evdoc_t *d, int op, const char *const *segs, const siz
   e->op = (uint8_t)op;
   e->nsegs = (uint8_t)nsegs;
   e->escape = escape >= 0 ? (uint8_t)escape : escape_mask(segs, lens, nsegs);
+  e->segp = stable ? segs : NULL;
+  if (stable) {
+    for (size_t i = 0; i < nsegs; i++) {
+      e->phash[i] = qh[i];
+      d->mask[i] |= bit_of(qh[i]);
+      e->seg_len[i] = (uint16_t)lens[i]; /* < MEMO_TEXT */
+    }
+  } else {
+    store_segs(d, e, segs, lens, qh, nsegs);
+  }
+  d->endmask[nsegs - 1] |= bit_of(qh[nsegs - 1]);
+  e->val_off = (uint32_t)d->arena.len;
+  e->val_len = 0;
+  return e;
+}
+
+/* Copy an edit's segments into the arena (and note its prefix hashes). */
+static void store_segs(evdoc_t *d, edit_t *e, const char *const *segs, const size_t *lens,
+                       const uint64_t *qh, size_t nsegs) {
   /* Room for every segment and its NUL at once: one reservation, not two per segment. */
   size_t room = 0;
   for (size_t i = 0; i < nsegs; i++) room += (lens[i] < 65535 ? lens[i] : 65535) + 1;
@@ -856,16 +882,12 @@ static edit_t *begin_edit(evdoc_t *d, int op, const char *const *segs, const siz
     w += len + 1;
   }
   d->arena.len = (size_t)(w - d->arena.data);
-  d->endmask[nsegs - 1] |= bit_of(qh[nsegs - 1]);
-  e->val_off = (uint32_t)d->arena.len;
-  e->val_len = 0;
-  return e;
 }
 
 static void add_edit_hashed(evdoc_t *d, int op, const char *const *segs, const size_t *lens,
-                            const uint64_t *qh, size_t nsegs, int escape, const char *val,
-                            size_t vlen) {
-  edit_t *e = begin_edit(d, op, segs, lens, qh, nsegs, escape);
+                            const uint64_t *qh, size_t nsegs, int escape, int stable,
+                            const char *val, size_t vlen) {
+  edit_t *e = begin_edit(d, op, segs, lens, qh, nsegs, escape, stable);
   e->val_len = (uint32_t)vlen;
   if (vlen) buf_append(&d->arena, val, vlen);
 }
@@ -894,10 +916,20 @@ static void set_str_memo(evdoc_t *d, const memo_t *m, const char *path, const ch
     add_edit_memo(d, OP_SET, NULL, path, tmp->data, tmp->len);
     return;
   }
-  edit_t *e = begin_edit(d, OP_SET, m->segs, m->lens, m->h, m->n, m->escape);
-  buf_putc(&d->arena, '"');
-  buf_json_escape(&d->arena, s, strlen(s));
-  buf_putc(&d->arena, '"');
+  edit_t *e = begin_edit(d, OP_SET, m->segs, m->lens, m->h, m->n, m->escape, m->stable);
+  size_t n = strlen(s);
+  if (plain_end(s, s + n) == s + n) { /* most values set (times, ids, addresses): as they are */
+    buf_reserve(&d->arena, n + 2);
+    char *w = d->arena.data + d->arena.len;
+    w[0] = '"';
+    memcpy(w + 1, s, n);
+    w[n + 1] = '"';
+    d->arena.len += n + 2;
+  } else {
+    buf_putc(&d->arena, '"');
+    buf_json_escape(&d->arena, s, n);
+    buf_putc(&d->arena, '"');
+  }
   e->val_len = (uint32_t)(d->arena.len - e->val_off);
 }
 
