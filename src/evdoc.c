@@ -67,6 +67,7 @@ struct evdoc {
   uint64_t top_nh[EVDOC_MAX_MEMBERS];
   uint32_t top_len[EVDOC_MAX_MEMBERS];
   unsigned char top_simple[EVDOC_MAX_MEMBERS];
+  size_t top_nsimple; /* how many are */
   /* Open addressing over the plain names' hashes: index + 1 per slot, 0 empty. A root
    * member then finds its name in the table in a probe or two. */
   uint16_t top_slot[TOP_SLOTS];
@@ -736,19 +737,21 @@ void evdoc_get_top(evdoc_t *d, const char *const *names, size_t n, jscan_val_t *
       if (d->top_slot[at]) d->top_simple[i] = 0; /* a name listed twice: read by itself */
       else d->top_slot[at] = (uint16_t)(i + 1);
     }
+    d->top_nsimple = 0;
+    for (size_t i = 0; i < n; i++) d->top_nsimple += d->top_simple[i];
     d->top_names = names;
     d->top_n = n;
   }
-  for (size_t i = 0; i < n; i++) {
-    out[i] = (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
-    uint64_t h = chain(ROOT_HASH, nh[i]);
-    want[i] = d->top_simple[i] && !(d->nedits && edits_near(d, &h, 1));
-    if (!want[i]) {
-      /* A dotted or unkept name, or one with edits at or below it: read by itself. */
-      out[i] = evdoc_get(d, names[i]);
-      continue;
-    }
-    pending++;
+  memset(out, 0, n * sizeof *out); /* JSCAN_NONE */
+  memcpy(want, d->top_simple, n);
+  pending = d->top_nsimple;
+  for (size_t i = 0; (d->nedits || pending < n) && i < n; i++) {
+    /* A dotted or unkept name, or (once edited: validation comes first) one with edits at
+     * or below it, is read by itself. */
+    uint64_t h;
+    if (want[i] && !(d->nedits && (h = chain(ROOT_HASH, nh[i]), edits_near(d, &h, 1)))) continue;
+    if (want[i]) want[i] = 0, pending--;
+    out[i] = evdoc_get(d, names[i]);
   }
   const indexed_t *x = &d->cache[0]; /* the root, indexed at load */
   for (long j = 0; j < x->count && pending; j++) {
