@@ -28,6 +28,7 @@ typedef struct edit {
 } edit_t;
 
 #define CACHE 32
+#define KID_SLOTS 1024 /* > 2 * NODES_MAX (see node_t), a power of two */
 #define TOP_SLOTS 512 /* > 2 * EVDOC_MAX_MEMBERS, a power of two */
 typedef struct indexed {
   const char *p;
@@ -59,6 +60,8 @@ struct evdoc {
   size_t memo_evict;              /* round-robin way to replace in a full bucket */
   struct node *nodes;             /* interned path prefixes, see resolve */
   size_t nnodes, cap_nodes;
+  uint32_t root_filled;           /* as node_t's filled, for the nodes at the top */
+  uint16_t kid_slot[KID_SLOTS];   /* node index + 1 by kid_at(parent, nh), 0 empty */
   uint32_t gen;                   /* counts loads: a node's value is current when its gen is */
   /* evdoc_get_top's last table (by address) and, per name, its name_hash, length and
    * whether it is a plain top-level name (else it is read with evdoc_get). */
@@ -98,8 +101,11 @@ typedef struct memo {
  * first is shared with "context.ip". A node keeps what its path reads in the ORIGINAL
  * bytes of the loaded event, found on the first read after a load: edits never change
  * that (get_hashed applies them on top), so nothing is invalidated but by the next load.
- * Most reads then cost one comparison, and a new path searches only its last segment.
- * Nodes are matched by their segment's text and their parent, never by hash alone. */
+ * Most reads then cost one comparison. The first read below a node (or the root) fills
+ * all its children at once: each member of its object looks for a node of its name in a
+ * table by parent and name hash (kid_slot), so an object is walked once however many of
+ * its members are read, and a member no path names costs one probe. Nodes are matched by
+ * their segment's text and their parent, never by hash alone. */
 #define NODES_MAX 512
 typedef struct node {
   uint32_t parent; /* index + 1 of the node one segment shorter, 0 at the top */
@@ -108,10 +114,7 @@ typedef struct node {
   size_t len;
   char seg[MEMO_TEXT];
   jscan_val_t val; /* the original value at the path, JSCAN_NONE when absent */
-  /* The index of val (an object) when kids_gen == the document's gen: its children are
-   * found without searching the object cache. */
-  struct indexed *kids;
-  uint32_t kids_gen;
+  uint32_t filled; /* == the document's gen: every child node's val is this load's */
 } node_t;
 
 evdoc_t *evdoc_new(void) { return xcalloc(1, sizeof(evdoc_t)); }
@@ -290,7 +293,8 @@ static int load(evdoc_t *d, const char *json, size_t len, const load_src_t *src)
   d->json = json;
   d->len = len;
   if (++d->gen == 0) { /* wrapped: no node may look current */
-    for (size_t i = 0; i < d->nnodes; i++) d->nodes[i].gen = 0;
+    for (size_t i = 0; i < d->nnodes; i++) d->nodes[i].gen = d->nodes[i].filled = 0;
+    d->root_filled = 0;
     d->gen = 1;
   }
   d->nedits = 0;
@@ -486,28 +490,49 @@ static inline int edits_near(const evdoc_t *d, const uint64_t *qh, size_t n) {
   return 0;
 }
 
+/* The kid_slot where the search for the child named nh of node parent starts. */
+static inline size_t kid_at(uint32_t parent, uint64_t nh) {
+  return (size_t)((nh ^ (parent * 0x9E3779B97F4A7C15ull)) >> 54) & (KID_SLOTS - 1);
+}
+
+/* Give every child node of node parent (0: the root) that names a member of x (its
+ * object's index, NULL when it is not an object) that member's value: the first member
+ * of the name, as a search finds it. */
+static void fill_kids(evdoc_t *d, uint32_t parent, const indexed_t *x) {
+  for (long i = 0; x && i < x->count; i++) {
+    uint64_t nh = x->names[i];
+    for (size_t at = kid_at(parent, nh); d->kid_slot[at]; at = (at + 1) & (KID_SLOTS - 1)) {
+      node_t *nd = &d->nodes[d->kid_slot[at] - 1];
+      if (nd->nh != nh || nd->parent != parent || nd->gen == d->gen) continue;
+      const jscan_member_t *m = &x->members[i];
+      if (m->key_escaped ? !jscan_key_is(m, nd->seg, nd->len)
+                         : m->keylen != nd->len || !same_bytes(m->key, nd->seg, nd->len))
+        continue;
+      nd->val = m->val;
+      if (nd->val.type == JSCAN_NUMBER) nd->val.num = jscan_num(&nd->val);
+      nd->gen = d->gen;
+    }
+  }
+}
+
 /* The original value at node k (index + 1), read once per load (see node_t). Returned by
  * address (the node's, or the root's): valid until the next load. */
 static const jscan_val_t *resolve_at(evdoc_t *d, uint32_t k) {
   node_t *nd = &d->nodes[k - 1];
   if (nd->gen == d->gen) return &nd->val;
-  const indexed_t *x;
-  if (!nd->parent) {
-    x = d->ncache ? &d->cache[0] : index_of(d, &d->root); /* the root, indexed at load */
-  } else {
-    node_t *up = &d->nodes[nd->parent - 1];
-    const jscan_val_t *pv = resolve_at(d, nd->parent);
-    /* The cache may have given the slot to another object since (round-robin). */
-    if (up->kids_gen != d->gen || !up->kids || up->kids->p != pv->p || up->kids->n != pv->n) {
-      up->kids = index_of(d, pv);
-      up->kids_gen = d->gen;
-    }
-    x = up->kids;
+  uint32_t parent = nd->parent;
+  uint32_t *filled = parent ? &d->nodes[parent - 1].filled : &d->root_filled;
+  if (*filled != d->gen) {
+    /* The root was indexed at load; another object is indexed (or found) here. */
+    const indexed_t *x = !parent ? (d->ncache ? &d->cache[0] : index_of(d, &d->root))
+                                 : index_of(d, resolve_at(d, parent));
+    fill_kids(d, parent, x);
+    *filled = d->gen;
   }
-  const jscan_member_t *m = member_in(x, nd->seg, nd->len, nd->nh);
-  nd->val = m ? m->val : (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
-  if (nd->val.type == JSCAN_NUMBER) nd->val.num = jscan_num(&nd->val);
-  nd->gen = d->gen;
+  if (nd->gen != d->gen) { /* no member of that name */
+    nd->val = (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
+    nd->gen = d->gen;
+  }
   return &nd->val;
 }
 
@@ -624,6 +649,13 @@ static uint32_t intern(evdoc_t *d, const memo_t *m) {
       nd->len = m->lens[i]; /* < MEMO_TEXT: a segment of the memo's text */
       memcpy(nd->seg, m->segs[i], nd->len);
       k = (uint32_t)d->nnodes;
+      size_t at = kid_at(parent, nd->nh);
+      while (d->kid_slot[at]) at = (at + 1) & (KID_SLOTS - 1);
+      d->kid_slot[at] = (uint16_t)k;
+      /* Its siblings may be filled already in this load: they are filled again (only
+       * the ones not yet current, this one) on its first read. */
+      if (parent) d->nodes[parent - 1].filled = 0;
+      else d->root_filled = 0;
     }
     parent = k;
   }
