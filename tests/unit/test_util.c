@@ -179,6 +179,10 @@ TEST(ct_equal_and_uuid) {
   for (int i = 0; i < 100; i++) {
     rand_uuid(many[i]);
     CHECK(many[i][14] == '4' && strchr("89ab", many[i][19]) != NULL);
+    for (int k = 0; k < 36; k++) /* 8-4-4-4-12 lower-case hex digits */
+      if (k == 8 || k == 13 || k == 18 || k == 23 ? many[i][k] != '-'
+                                                  : !strchr("0123456789abcdef", many[i][k]) || !many[i][k])
+        FAILF("uuid %s: byte %d", many[i], k);
     for (int k = 0; k < i; k++)
       if (strcmp(many[i], many[k]) == 0) FAILF("uuid %d repeats uuid %d", i, k);
   }
