@@ -1100,6 +1100,7 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
                              * one member, such as context.*, come in runs) */
   int have_last = 0;
   int first = 1;
+  const char *run = NULL, *run_end = NULL; /* untouched members not written yet */
   buf_putc(out, '{');
   for (long i = 0; i < count; i++) {
     const jscan_member_t *m = &x->members[i];
@@ -1114,19 +1115,36 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
         if (e && e->op == OP_DEL && !deeper) continue;
       }
     }
-    if (!first) buf_putc(out, ',');
-    first = 0;
     if (!e && !deeper) {
       /* Untouched: the client's bytes as they are; in one copy from the key's quote to
        * the value's end when nothing lies between the key's quote, ':' and the value
-       * (compact JSON, which is what would be written). */
+       * (compact JSON, which is what would be written), and such members that follow
+       * each other with just a comma between them in one copy together (run). */
       const jscan_val_t *v = &m->val;
       const char *vp = v->type == JSCAN_STRING ? v->p - 1 : v->p;
       size_t vn = v->type == JSCAN_STRING ? v->n + 2 : v->n;
       if (vp == m->key + m->keylen + 2) {
-        buf_append(out, m->key - 1, (size_t)(vp + vn - (m->key - 1)));
+        const char *start = m->key - 1;
+        if (run && start == run_end + 1 && *run_end == ',') {
+          run_end = vp + vn;
+          continue;
+        }
+        if (run) buf_append(out, run, (size_t)(run_end - run));
+        if (!first) buf_putc(out, ',');
+        first = 0;
+        run = start;
+        run_end = vp + vn;
         continue;
       }
+    }
+    if (run) buf_append(out, run, (size_t)(run_end - run));
+    run = NULL;
+    if (!first) buf_putc(out, ',');
+    first = 0;
+    if (!e && !deeper) {
+      const jscan_val_t *v = &m->val;
+      const char *vp = v->type == JSCAN_STRING ? v->p - 1 : v->p;
+      size_t vn = v->type == JSCAN_STRING ? v->n + 2 : v->n;
       buf_putc(out, '"');
       buf_append(out, m->key, m->keylen);
       buf_append(out, "\":", 2);
@@ -1138,6 +1156,7 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
     buf_append(out, "\":", 2);
     write_value_at(d, &m->val, hs, depth + 1, e, deeper, out);
   }
+  if (run) buf_append(out, run, (size_t)(run_end - run));
   /* New members: edits one or more levels below, whose child name the object lacks. */
   for (size_t i = 0; i < d->nedits; i++) {
     const edit_t *e = &d->edits[i];

@@ -1,4 +1,5 @@
 /* Unit tests for the small shared pieces: buf, clock, str. */
+#include <ctype.h>
 #include <time.h>
 
 #include "util/buf.h"
@@ -188,6 +189,20 @@ TEST(ct_equal_and_uuid) {
   }
 }
 
+/* Case folds ASCII letters only, as tolower does in the C locale; never reads past n. */
+TEST(prefix_ci) {
+  CHECK(str_has_prefix_ci("Application/JSON; charset=utf-8", 31, "application/json"));
+  CHECK(str_has_prefix_ci("BASIC d2s6", 10, "Basic "));
+  CHECK(!str_has_prefix_ci("Basic", 5, "Basic "));
+  CHECK(!str_has_prefix_ci("application/jsonl", 15, "application/json"));
+  CHECK(str_has_prefix_ci("x", 1, ""));
+  for (int a = 0; a < 256; a++)
+    for (int b = 1; b < 256; b++) {
+      char sa[2] = {(char)a, 0}, pb[2] = {(char)b, 0};
+      if (str_has_prefix_ci(sa, 1, pb) != (tolower(a) == tolower(b))) FAILF("bytes %d %d", a, b);
+    }
+}
+
 int main(void) {
   RUN(buf_appends_and_escapes);
   RUN(clock_iso_round_trip);
@@ -195,5 +210,6 @@ int main(void) {
   RUN(url_decode_and_query);
   RUN(base64);
   RUN(ct_equal_and_uuid);
+  RUN(prefix_ci);
   return TEST_REPORT("test_util");
 }
