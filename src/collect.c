@@ -970,9 +970,10 @@ int collect_handle(collect_t *c, http_req_t *r) {
 
   /* The headers read below, found in one pass. */
   enum { H_ORIGIN, H_XFF, H_AUTHORIZATION, H_USER_AGENT, H_REFERER, H_CTYPE, H_CENCODING, H_N };
-  static const char *const names[H_N] = {"Origin",  "X-Forwarded-For", "Authorization",
-                                         "User-Agent", "Referer",       "Content-Type",
-                                         "Content-Encoding"};
+  static const http_hname_t names[H_N] = {
+      HTTP_HNAME("Origin"),     HTTP_HNAME("X-Forwarded-For"), HTTP_HNAME("Authorization"),
+      HTTP_HNAME("User-Agent"), HTTP_HNAME("Referer"),         HTTP_HNAME("Content-Type"),
+      HTTP_HNAME("Content-Encoding")};
   const char *hv[H_N];
   http_req_headers(r, names, H_N, hv);
   in->content_type = hv[H_CTYPE];

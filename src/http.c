@@ -631,14 +631,20 @@ query:
 static int same_name_ci(const char *a, const char *b, size_t n) {
   const uint64_t fold = 0x2020202020202020ull;
   uint64_t x, y;
-  for (; n >= 8; n -= 8, a += 8, b += 8) {
-    memcpy(&x, a, 8);
-    memcpy(&y, b, 8);
+  if (n < 8) {
+    for (; n; n--, a++, b++)
+      if ((*a | 0x20) != (*b | 0x20)) return 0;
+    return 1;
+  }
+  /* Whole words, then the last eight bytes (overlapping the words before). */
+  for (size_t i = 0; i + 8 < n; i += 8) {
+    memcpy(&x, a + i, 8);
+    memcpy(&y, b + i, 8);
     if ((x | fold) != (y | fold)) return 0;
   }
-  for (; n; n--, a++, b++)
-    if ((*a | 0x20) != (*b | 0x20)) return 0;
-  return 1;
+  memcpy(&x, a + n - 8, 8);
+  memcpy(&y, b + n - 8, 8);
+  return (x | fold) == (y | fold);
 }
 
 static const hdr_span_t *find_header(const http_req_t *r, const char *name) {
@@ -1005,22 +1011,29 @@ const char *http_req_header(const http_req_t *r, const char *name) {
   return h->val_off == SIZE_MAX ? "" : r->head.data + h->val_off;
 }
 
-void http_req_headers(const http_req_t *r, const char *const *names, size_t n, const char **out) {
-  size_t lens[HTTP_REQ_HEADERS_MAX];
-  if (n > HTTP_REQ_HEADERS_MAX) n = HTTP_REQ_HEADERS_MAX;
-  for (size_t k = 0; k < n; k++) {
-    lens[k] = strlen(names[k]);
+void http_req_headers(const http_req_t *r, const http_hname_t *names, size_t n, const char **out) {
+  /* The names by length: by_len[l] is the first name of l bytes (index + 1, 0 none) and
+   * next[k] the next one after name k; names of 64 bytes or more are looked up alone. Most
+   * of a request's headers then cost one test, the others a comparison or two. */
+  uint8_t by_len[64] = {0}, next[256];
+  if (n > 255) n = 255;
+  for (size_t k = n; k-- > 0;) {
     out[k] = NULL;
+    if (names[k].len >= 64) {
+      const hdr_span_t *h = find_header(r, names[k].name);
+      if (h) out[k] = h->val_off == SIZE_MAX ? "" : r->head.data + h->val_off;
+      continue;
+    }
+    next[k] = by_len[names[k].len];
+    by_len[names[k].len] = (uint8_t)(k + 1);
   }
-  /* Each header against every name not found yet: the first header of a name wins, as
-   * find_header finds it. */
   for (size_t i = 0; i < r->nhdrs; i++) {
     const hdr_span_t *h = &r->hdrs[i];
-    if (h->dead) continue;
-    for (size_t k = 0; k < n; k++)
-      if (!out[k] && h->name_len == lens[k] &&
-          same_name_ci(r->head.data + h->name_off, names[k], lens[k]))
-        out[k] = h->val_off == SIZE_MAX ? "" : r->head.data + h->val_off;
+    if (h->name_len >= 64 || !by_len[h->name_len] || h->dead) continue;
+    /* The first header of a name wins, as find_header finds it. */
+    for (size_t k = by_len[h->name_len]; k; k = next[k - 1])
+      if (!out[k - 1] && same_name_ci(r->head.data + h->name_off, names[k - 1].name, h->name_len))
+        out[k - 1] = h->val_off == SIZE_MAX ? "" : r->head.data + h->val_off;
   }
 }
 
