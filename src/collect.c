@@ -716,8 +716,11 @@ static int check_write_key(const config_t *cfg, const char *key, size_t n, const
 /* ---- the handler ---- */
 
 static const route_t *find_route(const char *path) {
+  /* Every route is "/v1/...": the rest is compared only for routes whose next byte
+   * matches (a strcmp per route came with every request). */
+  if (strncmp(path, "/v1/", 4) != 0) return NULL;
   for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
-    if (strcmp(routes[i].path, path) == 0) return &routes[i];
+    if (routes[i].path[4] == path[4] && strcmp(routes[i].path + 4, path + 4) == 0) return &routes[i];
   return NULL;
 }
 
@@ -989,13 +992,15 @@ int collect_handle(collect_t *c, http_req_t *r) {
     }
     snprintf(in->origin, sizeof in->origin, "%s", origin);
   }
-  if (strcmp(method, "OPTIONS") == 0) {
+  if (method[0] == 'O' && strcmp(method, "OPTIONS") == 0) {
     preflight(in);
     ingest_free(in);
     return 1;
   }
-  int is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-  if ((route->method[0] == 'G') ? !is_get : strcmp(method, "POST") != 0) {
+  /* Methods are compared only when their first byte says they may match. */
+  int is_get = (method[0] == 'G' && strcmp(method, "GET") == 0) ||
+               (method[0] == 'H' && strcmp(method, "HEAD") == 0);
+  if ((route->method[0] == 'G') ? !is_get : method[0] != 'P' || strcmp(method, "POST") != 0) {
     http_header_t h[5];
     size_t n = cors_headers(in, h, 0);
     h[n++] = (http_header_t){"Allow", route->method[0] == 'G' ? "GET, HEAD, OPTIONS" : "POST, OPTIONS"};
@@ -1032,7 +1037,8 @@ int collect_handle(collect_t *c, http_req_t *r) {
     return 1;
   }
 
-  char hkey[256] = "";
+  char hkey[256];
+  hkey[0] = 0;
   long kl = keys_from_authorization(hv[H_AUTHORIZATION], hkey, sizeof hkey);
   if (kl < 0) {
     fail_req(in, 401, "bad_authorization", "the Authorization header is malformed");

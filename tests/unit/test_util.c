@@ -160,6 +160,15 @@ TEST(base64) {
   n = str_base64_decode("aGVsbG8gd29ybGQ", 15, out); /* unpadded */
   CHECK_INT(n, 11);
   CHECK_INT(str_base64_decode("a$==", 4, out), -1);
+  /* Every byte: in one of the two alphabets, or refused. */
+  static const char alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  for (int c = 0; c < 256; c++) {
+    char two[2] = {(char)c, 'A'};
+    const char *at = c ? strchr(alpha, c) : NULL;
+    int v = at ? (int)(at - alpha) : c == '-' ? 62 : c == '_' ? 63 : -1;
+    long got = str_base64_decode(two, 2, out);
+    if (v < 0 ? got != -1 : got != 1 || out[0] != (unsigned char)(v << 2)) FAILF("byte %d", c);
+  }
   char enc[32];
   str_base64_encode((const unsigned char *)"wk:", 3, enc);
   CHECK_STR(enc, "d2s6");
