@@ -939,6 +939,16 @@ void evdoc_set_raw_p(evdoc_t *d, evdoc_path_t *p, const char *json, size_t n) {
   add_edit_memo(d, OP_SET, path_memo(d, p), p->text, json, n);
 }
 
+/* Append s[0..n), which needs no escaping, as a JSON string. */
+static void put_quoted(buf_t *b, const char *s, size_t n) {
+  buf_reserve(b, n + 2);
+  char *w = b->data + b->len;
+  w[0] = '"';
+  memcpy(w + 1, s, n);
+  w[n + 1] = '"';
+  b->len += n + 2;
+}
+
 /* Set the dotted path (through its memo m when not NULL) to the JSON string of s. The
  * string is escaped straight into the arena: no copy through scratch. */
 static void set_str_memo(evdoc_t *d, const memo_t *m, const char *path, const char *s) {
@@ -954,12 +964,7 @@ static void set_str_memo(evdoc_t *d, const memo_t *m, const char *path, const ch
   edit_t *e = begin_edit(d, OP_SET, m->segs, m->lens, m->h, m->n, m->escape, m->stable);
   size_t n = strlen(s);
   if (plain_end(s, s + n) == s + n) { /* most values set (times, ids, addresses): as they are */
-    buf_reserve(&d->arena, n + 2);
-    char *w = d->arena.data + d->arena.len;
-    w[0] = '"';
-    memcpy(w + 1, s, n);
-    w[n + 1] = '"';
-    d->arena.len += n + 2;
+    put_quoted(&d->arena, s, n);
   } else {
     buf_putc(&d->arena, '"');
     buf_json_escape(&d->arena, s, n);
@@ -974,6 +979,17 @@ void evdoc_set_str(evdoc_t *d, const char *path, const char *s) {
 
 void evdoc_set_str_p(evdoc_t *d, evdoc_path_t *p, const char *s) {
   set_str_memo(d, path_memo(d, p), p->text, s);
+}
+
+void evdoc_set_plain_p(evdoc_t *d, evdoc_path_t *p, const char *s, size_t n) {
+  const memo_t *m = path_memo(d, p);
+  if (!m) {
+    set_str_memo(d, NULL, p->text, s);
+    return;
+  }
+  edit_t *e = begin_edit(d, OP_SET, m->segs, m->lens, m->h, m->n, m->escape, m->stable);
+  put_quoted(&d->arena, s, n);
+  e->val_len = (uint32_t)(d->arena.len - e->val_off);
 }
 
 void evdoc_render_strings(buf_t *out, const char *const *kv, size_t n) {

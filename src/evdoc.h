@@ -101,6 +101,10 @@ void evdoc_set_strings(evdoc_t *d, const char *path, const char *const *kv, size
 /* The same edits by a constant path. */
 void evdoc_set_raw_p(evdoc_t *d, evdoc_path_t *p, const char *json, size_t n);
 void evdoc_set_str_p(evdoc_t *d, evdoc_path_t *p, const char *s);
+/* evdoc_set_str_p for a string the caller made and knows needs no escaping (printable
+ * ASCII without '"' or '\\': times, generated ids, formatted addresses), n bytes long
+ * and NUL-terminated there: it is copied without being looked at. */
+void evdoc_set_plain_p(evdoc_t *d, evdoc_path_t *p, const char *s, size_t n);
 void evdoc_set_bool_p(evdoc_t *d, evdoc_path_t *p, int b);
 void evdoc_del_p(evdoc_t *d, evdoc_path_t *p);
 void evdoc_set_strings_p(evdoc_t *d, evdoc_path_t *p, const char *const *kv, size_t n);
