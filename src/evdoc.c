@@ -19,6 +19,7 @@ enum { OP_NOP, OP_SET, OP_DEL };
 
 typedef struct edit {
   uint8_t op, nsegs;
+  uint8_t below; /* a later edit lies strictly below this one's path (see begin_edit) */
   uint8_t escape; /* bit i: segment i has bytes JSON must escape (written by buf_json_escape) */
   uint64_t phash[EVDOC_MAX_DEPTH]; /* hash of the path's first i+1 segments */
   uint32_t seg_off[EVDOC_MAX_DEPTH]; /* in the arena, unless segp */
@@ -874,6 +875,16 @@ static edit_t *begin_edit(evdoc_t *d, int op, const char *const *segs, const siz
     for (size_t i = 0; i < d->nedits; i++)
       if (d->edits[i].op != OP_NOP && edit_under(d, &d->edits[i], qh, nsegs))
         d->edits[i].op = OP_NOP;
+  /* Live edits at a proper prefix of the path now have one below them (the writer then
+   * need not search for it). An edit at depth j has set endmask[j-1]'s bit of its path:
+   * without that bit there is none. A mark stays right while its edit is live: what
+   * retires the edit below either retires this one too or is below it as well. */
+  for (size_t j = 0; j + 1 < nsegs; j++)
+    if (d->endmask[j] & bit_of(qh[j]))
+      for (size_t i = 0; i < d->nedits; i++) {
+        edit_t *a = &d->edits[i];
+        if (a->op != OP_NOP && a->nsegs == j + 1 && a->phash[j] == qh[j]) a->below = 1;
+      }
   if (d->nedits == d->cap_edits) {
     d->cap_edits = d->cap_edits ? d->cap_edits * 2 : 32;
     d->edits = xrealloc(d->edits, d->cap_edits * sizeof *d->edits);
@@ -881,6 +892,7 @@ static edit_t *begin_edit(evdoc_t *d, int op, const char *const *segs, const siz
   edit_t *e = &d->edits[d->nedits++];
   e->op = (uint8_t)op;
   e->nsegs = (uint8_t)nsegs;
+  e->below = 0;
   e->escape = escape >= 0 ? (uint8_t)escape : escape_mask(segs, lens, nsegs);
   e->segp = stable ? segs : NULL;
   if (stable) {
@@ -1197,8 +1209,10 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
     hs[depth] = e->phash[depth];
     int deeper;
     /* No live edit before i lies under this new member (it would have been written
-     * first), so the search starts at i. */
-    const edit_t *ex = edit_at(d, hs, depth + 1, i, &deeper);
+     * first), so the search starts at i; an edit at the member itself is the one there
+     * (a later one would have retired it), and it knows whether any lies below. */
+    const edit_t *ex = e->nsegs == depth + 1 ? (deeper = e->below, e)
+                                             : edit_at(d, hs, depth + 1, i, &deeper);
     if ((ex && ex->op == OP_DEL && !deeper) || (!ex && !deeper)) continue;
     if (!first) buf_putc(out, ',');
     first = 0;

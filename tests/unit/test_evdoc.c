@@ -61,6 +61,32 @@ TEST(edits_apply) {
   free(w);
 }
 
+/* A new member set whole and then edited below (or retired by a set above) is written
+ * with exactly the live edits, whatever their order. */
+TEST(new_members_with_edits_below) {
+  const char *j = "{\"type\":\"track\"}";
+  CHECK_INT(evdoc_load(d, j, strlen(j)), 0);
+  evdoc_set_raw(d, "a", "{\"x\":1}", 7);
+  evdoc_set_str(d, "a.y", "2");
+  evdoc_set_raw(d, "b", "{\"x\":1,\"z\":3}", 13);
+  evdoc_set_str(d, "b.y", "v");
+  evdoc_del(d, "b.z");
+  evdoc_set_str(d, "c.d", "1");
+  evdoc_set_raw(d, "c", "{\"e\":2}", 7);
+  evdoc_set_raw(d, "f", "{\"g\":1}", 7);
+  evdoc_set_str(d, "f.g.h", "i");
+  evdoc_set_str(d, "k", "v");
+  evdoc_set_str(d, "k.m", "w");
+  evdoc_set_str(d, "n", "o");
+  evdoc_set_str(d, "p.q", "r");
+  evdoc_del(d, "p.q");
+  char *w = written();
+  CHECK_STR(w, "{\"type\":\"track\",\"a\":{\"x\":1,\"y\":\"2\"},\"b\":{\"x\":1,\"y\":\"v\"},"
+               "\"c\":{\"e\":2},\"f\":{\"g\":{\"h\":\"i\"}},\"k\":{\"m\":\"w\"},\"n\":\"o\","
+               "\"p\":{}}"); /* p made by p.q, which is gone */
+  free(w);
+}
+
 /* The constant-path calls read and edit exactly as the dotted-string calls, in any
  * evdoc (each keeps its own parse), including a path too long for the parse cache. */
 TEST(constant_paths_match_dotted) {
@@ -442,6 +468,7 @@ int main(void) {
   RUN(load_results);
   RUN(untouched_is_byte_identical);
   RUN(edits_apply);
+  RUN(new_members_with_edits_below);
   RUN(constant_paths_match_dotted);
   RUN(set_replaces_non_object_and_order_rules);
   RUN(keep_only);
