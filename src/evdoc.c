@@ -171,7 +171,7 @@ static void fill_index(indexed_t *x, const char *p, size_t n, const jscan_member
   hash_names(x);
 }
 
-/* Put the objects a validating walk recorded, o[0..n), in the cache from slot `from` on
+/* Put the objects a validating walk recorded, o[0..n), in the cache after the ones there
  * (as many as fit; the rest are indexed when read). Their names are hashed on first use:
  * most are never read (properties). */
 static void adopt(evdoc_t *d, const jscan_obj_t *o, size_t n) {
