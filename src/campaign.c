@@ -57,7 +57,10 @@ const char *campaign_referrer_class(const char *ref_host, const char *page_host)
 }
 
 size_t campaign_url_host(const char *url, char *out, size_t outlen) {
-  const char *p = strstr(url, "://");
+  /* The first "://": the first ':' followed by "//", usually the first ':' (strstr
+   * costs three times as much on a URL). */
+  const char *p = strchr(url, ':');
+  while (p && (p[1] != '/' || p[2] != '/')) p = strchr(p + 1, ':');
   if (!p) return 0;
   p += 3;
   size_t n = strcspn(p, "/?#");

@@ -63,6 +63,7 @@ struct collect {
   size_t entries_cap;
   jscan_elems_t elems;  /* the "batch" array's elements, recorded as the body is
                          * validated; v reused per request */
+  jscan_tape_t tape;    /* the objects in them, recorded by the same walk */
   /* The batch body's context and integrations members (evdoc_members of c->batch), found
    * once per request for merge_defaults: count, or -1 when the body has no such object. */
   const jscan_member_t *defaults[2];
@@ -71,6 +72,8 @@ struct collect {
   size_t flight_cap, flight_used;
   buf_t query_event; /* pixel/redirect event text */
   qevent_t *qevent;  /* builds it */
+  struct ingest *spare; /* freed requests' records, for reuse (see ingest_new) */
+  size_t nspare;
 };
 
 /* One request waiting for its log ack. */
@@ -85,6 +88,7 @@ typedef struct ingest {
   buf_t rejected; /* JSON array body items, "" when none */
   char *redirect; /* K_REDIRECT target */
   char origin[256];
+  const char *content_type, *content_encoding; /* the request's headers, or NULL */
   /* Duplicates of events another request is still writing are not stored again, but
    * this request is answered only once those are durable, and fails if they fail. */
   struct ingest **owners, **deps; /* requests we wait for / requests waiting for us */
@@ -94,6 +98,7 @@ typedef struct ingest {
   int dep_failed;   /* a request we waited for failed */
   void (*emit_done)(void *ud, int rc); /* collect_emit: no request, a callback */
   void *emit_ud;
+  struct ingest *next_spare; /* in collect_t's spare list */
 } ingest_t;
 
 /* messageIds being written right now (appended, not yet acknowledged), by request: an
@@ -126,6 +131,7 @@ collect_t *collect_new(const collect_deps_t *d) {
   c->batch = evdoc_new();
   c->elems.key = "batch";
   c->elems.keylen = 5;
+  c->elems.tape = &c->tape;
   c->qevent = qevent_new();
   return c;
 }
@@ -140,9 +146,15 @@ void collect_free(collect_t *c) {
   evdoc_free(c->batch);
   free(c->entries);
   jscan_elems_free(&c->elems);
+  jscan_tape_free(&c->tape);
   free(c->flight);
   buf_free(&c->query_event);
   qevent_free(c->qevent);
+  while (c->spare) {
+    ingest_t *in = c->spare;
+    c->spare = in->next_spare;
+    free(in);
+  }
   free(c);
 }
 
@@ -303,6 +315,23 @@ static void list_del(ingest_t **list, size_t *n, ingest_t *x) {
     }
 }
 
+/* A request's record, zeroed. Records are reused: a client sends request after request,
+ * and allocating and freeing each cost a twentieth of a small request's handling. At
+ * most SPARE_MAX freed ones are kept. */
+#define SPARE_MAX 64
+static ingest_t *ingest_new(collect_t *c) {
+  ingest_t *in = c->spare;
+  if (in) {
+    c->spare = in->next_spare;
+    c->nspare--;
+    memset(in, 0, sizeof *in);
+  } else {
+    in = xcalloc(1, sizeof *in);
+  }
+  in->c = c;
+  return in;
+}
+
 static void ingest_free(ingest_t *in) {
   /* Unlink from the requests it waited for (an early failure) and forget its ids. */
   for (size_t i = 0; i < in->nowners; i++) list_del(in->owners[i]->deps, &in->owners[i]->ndeps, in);
@@ -312,7 +341,14 @@ static void ingest_free(ingest_t *in) {
   buf_free(&in->rejected);
   buf_free(&in->ids);
   free(in->redirect);
-  free(in);
+  collect_t *c = in->c;
+  if (c->nspare < SPARE_MAX) {
+    in->next_spare = c->spare;
+    c->spare = in;
+    c->nspare++;
+  } else {
+    free(in);
+  }
 }
 
 static void respond_done(ingest_t *in) {
@@ -558,11 +594,16 @@ static int take_event(collect_t *c, ingest_t *in, size_t index, const enrich_ctx
   return 0;
 }
 
-/* Load bytes into c->ev and take the event; a load failure is the event's rejection. */
+/* Load bytes into c->ev and take the event; a load failure is the event's rejection.
+ * elem: the index of a batch element in c->elems (its objects were recorded in c->tape),
+ * or -1 for bytes to validate. */
 static int load_and_take(collect_t *c, ingest_t *in, size_t index, const enrich_ctx_t *ctx,
-                         const char *raw, size_t rawlen, int batch_defaults, int default_track) {
-  /* A batch element was validated with its batch: index it without checking again. */
-  int lr = batch_defaults ? evdoc_load_trusted(c->ev, raw, rawlen) : evdoc_load(c->ev, raw, rawlen);
+                         const char *raw, size_t rawlen, long elem, int default_track) {
+  /* A batch element was validated and indexed with its batch: not walked again. */
+  const uint32_t *o = elem >= 0 ? &c->elems.obj[2 * elem] : NULL;
+  int lr = o ? evdoc_load_indexed(c->ev, raw, rawlen, c->tape.obj + o[0], o[1] - o[0])
+             : evdoc_load(c->ev, raw, rawlen);
+  int batch_defaults = elem >= 0;
   if (lr != 0) {
     reject(c, in, index, lr == -2 ? EVENT_ERR_NOT_OBJECT : lr == -3 ? EVENT_ERR_FIELD : EVENT_ERR_JSON,
            lr == -2   ? "an event must be a JSON object"
@@ -624,7 +665,7 @@ static int inflate_body(collect_t *c, const char *in, size_t inlen, int gzip, co
  * HTTP status with code/msg. */
 static int decode_body(collect_t *c, ingest_t *in, const char **body, size_t *len,
                        const char **code, const char **msg) {
-  const char *ct = http_req_header(in->req, "Content-Type");
+  const char *ct = in->content_type;
   if (ct && *ct) {
     size_t n = strlen(ct);
     int ok = str_has_prefix_ci(ct, n, "application/json") || str_has_prefix_ci(ct, n, "text/plain") ||
@@ -642,7 +683,7 @@ static int decode_body(collect_t *c, ingest_t *in, const char **body, size_t *le
   }
   char *raw = http_req_body(in->req, len);
   *body = raw;
-  const char *ce = http_req_header(in->req, "Content-Encoding");
+  const char *ce = in->content_encoding;
   if (!ce || !*ce || strcasecmp(ce, "identity") == 0) return 0;
   if (strcasecmp(ce, "gzip") == 0 || strcasecmp(ce, "x-gzip") == 0)
     return inflate_body(c, raw, *len, 1, body, len, code, msg);
@@ -675,8 +716,11 @@ static int check_write_key(const config_t *cfg, const char *key, size_t n, const
 /* ---- the handler ---- */
 
 static const route_t *find_route(const char *path) {
+  /* Every route is "/v1/...": the rest is compared only for routes whose next byte
+   * matches (a strcmp per route came with every request). */
+  if (strncmp(path, "/v1/", 4) != 0) return NULL;
   for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
-    if (strcmp(routes[i].path, path) == 0) return &routes[i];
+    if (routes[i].path[4] == path[4] && strcmp(routes[i].path + 4, path + 4) == 0) return &routes[i];
   return NULL;
 }
 
@@ -764,7 +808,7 @@ static void take_built(collect_t *c, ingest_t *in, int st, const char *code, con
     ingest_free(in);
     return;
   }
-  load_and_take(c, in, 0, ctx, c->query_event.data, c->query_event.len, 0, 0);
+  load_and_take(c, in, 0, ctx, c->query_event.data, c->query_event.len, -1, 0);
   submit(c, in, ctx->received_us);
 }
 
@@ -792,7 +836,7 @@ static void handle_json(collect_t *c, ingest_t *in, char *hkey, const enrich_ctx
         st = 413, code = EVENT_ERR_TOO_MANY, msg = "more lines than max-batch-events";
         goto fail;
       }
-      load_and_take(c, in, index++, ctx, line, n, 0, 1);
+      load_and_take(c, in, index++, ctx, line, n, -1, 1);
     }
     if (!index) {
       st = 400, code = "empty_body", msg = "the body holds no event";
@@ -850,7 +894,7 @@ static void handle_json(collect_t *c, ingest_t *in, char *hkey, const enrich_ctx
       const jscan_val_t *e = &c->elems.v[index];
       const char *raw = e->type == JSCAN_STRING ? e->p - 1 : e->p;
       size_t rawlen = e->type == JSCAN_STRING ? e->n + 2 : e->n;
-      load_and_take(c, in, index, ctx, raw, rawlen, 1, 0);
+      load_and_take(c, in, index, ctx, raw, rawlen, (long)index, 0);
     }
   }
   submit(c, in, ctx->received_us);
@@ -887,8 +931,7 @@ static void handle_query(collect_t *c, ingest_t *in, char *hkey, const enrich_ct
 void collect_emit(collect_t *c, const char *json, size_t len, void (*done)(void *ud, int rc),
                   void *ud) {
   static const route_t emit_route = {"emit", "POST", K_SINGLE, NULL, "emit"};
-  ingest_t *in = xcalloc(1, sizeof *in);
-  in->c = c;
+  ingest_t *in = ingest_new(c);
   in->route = &emit_route;
   in->emit_done = done;
   in->emit_ud = ud;
@@ -899,7 +942,7 @@ void collect_emit(collect_t *c, const char *json, size_t len, void (*done)(void 
   }
   enrich_ctx_t ctx = {clock_wall_us(), "", NULL, NULL, "", 1};
   enrich_ctx_prepare(&ctx);
-  load_and_take(c, in, 0, &ctx, json, len, 0, 1);
+  load_and_take(c, in, 0, &ctx, json, len, -1, 1);
   submit(c, in, ctx.received_us);
 }
 
@@ -924,12 +967,21 @@ int collect_handle(collect_t *c, http_req_t *r) {
   const route_t *route = find_route(http_req_path(r));
   if (!route) return 0;
   http_req_set_route(r, route->label);
-  ingest_t *in = xcalloc(1, sizeof *in);
-  in->c = c;
+  ingest_t *in = ingest_new(c);
   in->req = r;
   in->route = route;
 
-  const char *origin = http_req_header(r, "Origin");
+  /* The headers read below, found in one pass. */
+  enum { H_ORIGIN, H_XFF, H_AUTHORIZATION, H_USER_AGENT, H_REFERER, H_CTYPE, H_CENCODING, H_N };
+  static const http_hname_t names[H_N] = {
+      HTTP_HNAME("Origin"),     HTTP_HNAME("X-Forwarded-For"), HTTP_HNAME("Authorization"),
+      HTTP_HNAME("User-Agent"), HTTP_HNAME("Referer"),         HTTP_HNAME("Content-Type"),
+      HTTP_HNAME("Content-Encoding")};
+  const char *hv[H_N];
+  http_req_headers(r, names, H_N, hv);
+  in->content_type = hv[H_CTYPE];
+  in->content_encoding = hv[H_CENCODING];
+  const char *origin = hv[H_ORIGIN];
   const char *method = http_req_method(r);
   if (origin && *origin) {
     if (strlen(origin) >= sizeof in->origin ||
@@ -940,13 +992,15 @@ int collect_handle(collect_t *c, http_req_t *r) {
     }
     snprintf(in->origin, sizeof in->origin, "%s", origin);
   }
-  if (strcmp(method, "OPTIONS") == 0) {
+  if (method[0] == 'O' && strcmp(method, "OPTIONS") == 0) {
     preflight(in);
     ingest_free(in);
     return 1;
   }
-  int is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-  if ((route->method[0] == 'G') ? !is_get : strcmp(method, "POST") != 0) {
+  /* Methods are compared only when their first byte says they may match. */
+  int is_get = (method[0] == 'G' && strcmp(method, "GET") == 0) ||
+               (method[0] == 'H' && strcmp(method, "HEAD") == 0);
+  if ((route->method[0] == 'G') ? !is_get : method[0] != 'P' || strcmp(method, "POST") != 0) {
     http_header_t h[5];
     size_t n = cors_headers(in, h, 0);
     h[n++] = (http_header_t){"Allow", route->method[0] == 'G' ? "GET, HEAD, OPTIONS" : "POST, OPTIONS"};
@@ -970,8 +1024,7 @@ int collect_handle(collect_t *c, http_req_t *r) {
   }
 
   char ip[46];
-  enrich_client_ip(http_req_peer(r), http_req_header(r, "X-Forwarded-For"),
-                   &c->cfg->trusted_proxies, ip);
+  enrich_client_ip(http_req_peer(r), hv[H_XFF], &c->cfg->trusted_proxies, ip);
   uint32_t wait_s = ratelimit_take(c->limiter, ip, clock_mono_us());
   if (wait_s) {
     char ra[16];
@@ -984,8 +1037,9 @@ int collect_handle(collect_t *c, http_req_t *r) {
     return 1;
   }
 
-  char hkey[256] = "";
-  long kl = keys_from_authorization(http_req_header(r, "Authorization"), hkey, sizeof hkey);
+  char hkey[256];
+  hkey[0] = 0;
+  long kl = keys_from_authorization(hv[H_AUTHORIZATION], hkey, sizeof hkey);
   if (kl < 0) {
     fail_req(in, 401, "bad_authorization", "the Authorization header is malformed");
     ingest_free(in);
@@ -1001,8 +1055,7 @@ int collect_handle(collect_t *c, http_req_t *r) {
     }
   }
 
-  enrich_ctx_t ctx = {clock_wall_us(), ip, http_req_header(r, "User-Agent"),
-                      http_req_header(r, "Referer"), ""};
+  enrich_ctx_t ctx = {clock_wall_us(), ip, hv[H_USER_AGENT], hv[H_REFERER], ""};
   enrich_ctx_prepare(&ctx);
   if (route->kind == K_COSTS)
     handle_costs(c, in, hkey, &ctx);

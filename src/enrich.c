@@ -127,7 +127,9 @@ static int time_of(evdoc_t *ev, evdoc_path_t *name, int64_t *t) {
 }
 
 static int step_times(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg, size_t ml) {
-  evdoc_set_str_p(ev, &P_RECEIVED_AT, ctx->received_iso);
+  /* Times, ids and anonymised addresses made here need no escaping (evdoc_set_plain_p). */
+  size_t rl = strlen(ctx->received_iso);
+  evdoc_set_plain_p(ev, &P_RECEIVED_AT, ctx->received_iso, rl);
   int64_t ts, sent;
   if (time_of(ev, &P_TIMESTAMP, &ts)) {
     if (time_of(ev, &P_SENT_AT, &sent)) {
@@ -135,11 +137,11 @@ static int step_times(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *m
       if (evdoc_get_p(ev, &P_ORIGINAL_TIMESTAMP).type == JSCAN_NONE)
         evdoc_set_raw_p(ev, &P_ORIGINAL_TIMESTAMP, orig.p - 1, orig.n + 2);
       char iso[25];
-      clock_format_iso(ts + (ctx->received_us - sent), iso);
-      evdoc_set_str_p(ev, &P_TIMESTAMP, iso);
+      size_t il = clock_format_iso(ts + (ctx->received_us - sent), iso);
+      evdoc_set_plain_p(ev, &P_TIMESTAMP, iso, il);
     }
   } else {
-    evdoc_set_str_p(ev, &P_TIMESTAMP, ctx->received_iso);
+    evdoc_set_plain_p(ev, &P_TIMESTAMP, ctx->received_iso, rl);
   }
   return 0;
 }
@@ -149,7 +151,7 @@ static int step_message_id(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, ch
   if (v.type == JSCAN_STRING && v.n) return 0;
   char id[41] = "srv-";
   rand_uuid(id + 4);
-  evdoc_set_str_p(ev, &P_MESSAGE_ID, id);
+  evdoc_set_plain_p(ev, &P_MESSAGE_ID, id, 40);
   return 0;
 }
 
@@ -163,7 +165,10 @@ static int step_ip(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg,
     if (evdoc_get_p(ev, &P_IP).type != JSCAN_NONE) evdoc_del_p(ev, &P_IP);
     return 0;
   }
-  evdoc_set_str_p(ev, &P_IP, cfg->keep_full_ip ? ctx->client_ip : ctx->client_ip_anon);
+  if (cfg->keep_full_ip)
+    evdoc_set_str_p(ev, &P_IP, ctx->client_ip);
+  else
+    evdoc_set_plain_p(ev, &P_IP, ctx->client_ip_anon, strlen(ctx->client_ip_anon));
   return 0;
 }
 

@@ -4,7 +4,9 @@
  * arena buffer, addressed by offset because the arena may move as it grows. Setting or
  * deleting a path retires every earlier edit at or below it, so for any path the live
  * edits are: at most one at the path itself, plus deeper ones made after it. Objects are
- * indexed (jscan_members) on first use and cached by their address for this document. */
+ * indexed (jscan_members) on first use and cached by their address for this document;
+ * those the validating walk recorded (jscan_tape_t) are in the cache from the load on,
+ * their members borrowed from the tape, their names hashed on first use. */
 #include "evdoc.h"
 
 #include <stdatomic.h>
@@ -17,22 +19,27 @@ enum { OP_NOP, OP_SET, OP_DEL };
 
 typedef struct edit {
   uint8_t op, nsegs;
+  uint8_t below; /* a later edit lies strictly below this one's path (see begin_edit) */
   uint8_t escape; /* bit i: segment i has bytes JSON must escape (written by buf_json_escape) */
   uint64_t phash[EVDOC_MAX_DEPTH]; /* hash of the path's first i+1 segments */
-  uint32_t seg_off[EVDOC_MAX_DEPTH];
+  uint32_t seg_off[EVDOC_MAX_DEPTH]; /* in the arena, unless segp */
   uint16_t seg_len[EVDOC_MAX_DEPTH];
+  const char *const *segp; /* the segments of a constant path's memo (they outlive the edit) */
   uint32_t val_off, val_len;
 } edit_t;
 
 #define CACHE 32
+#define KID_SLOTS 1024 /* > 2 * NODES_MAX (see node_t), a power of two */
 #define TOP_SLOTS 512 /* > 2 * EVDOC_MAX_MEMBERS, a power of two */
 typedef struct indexed {
   const char *p;
   size_t n;
   long count;
-  jscan_member_t *members; /* cap entries, allocated on first use */
-  uint64_t *names;         /* name_hash of each member's decoded name */
-  size_t cap;
+  const jscan_member_t *members; /* own, or a tape's (evdoc_load_indexed, evdoc_load) */
+  uint64_t *names;               /* name_hash of each member's decoded name, once hashed */
+  int hashed;                    /* names holds count hashes */
+  jscan_member_t *own;           /* cap entries, allocated on first use */
+  size_t cap, names_cap;
 } indexed_t;
 
 struct evdoc {
@@ -45,6 +52,7 @@ struct evdoc {
   indexed_t cache[CACHE];
   size_t ncache, next_evict;
   buf_t scratch; /* JSON text of values being set */
+  jscan_tape_t tape; /* the nested objects evdoc_load's walk recorded */
   uint64_t mask[EVDOC_MAX_DEPTH]; /* per depth: bit_of(prefix hash) of every edit made */
   uint64_t endmask[EVDOC_MAX_DEPTH]; /* per depth: bit_of(path hash) of edits that end there */
   struct memo *memo;              /* parsed dotted paths, see evdoc_get */
@@ -53,6 +61,8 @@ struct evdoc {
   size_t memo_evict;              /* round-robin way to replace in a full bucket */
   struct node *nodes;             /* interned path prefixes, see resolve */
   size_t nnodes, cap_nodes;
+  uint32_t root_filled;           /* as node_t's filled, for the nodes at the top */
+  uint16_t kid_slot[KID_SLOTS];   /* node index + 1 by kid_at(parent, nh), 0 empty */
   uint32_t gen;                   /* counts loads: a node's value is current when its gen is */
   /* evdoc_get_top's last table (by address) and, per name, its name_hash, length and
    * whether it is a plain top-level name (else it is read with evdoc_get). */
@@ -61,6 +71,7 @@ struct evdoc {
   uint64_t top_nh[EVDOC_MAX_MEMBERS];
   uint32_t top_len[EVDOC_MAX_MEMBERS];
   unsigned char top_simple[EVDOC_MAX_MEMBERS];
+  size_t top_nsimple; /* how many are */
   /* Open addressing over the plain names' hashes: index + 1 per slot, 0 empty. A root
    * member then finds its name in the table in a probe or two. */
   uint16_t top_slot[TOP_SLOTS];
@@ -82,6 +93,7 @@ typedef struct memo {
   uint64_t h[EVDOC_MAX_DEPTH];
   uint64_t nh[EVDOC_MAX_DEPTH]; /* name_hash of each segment */
   uint8_t escape;               /* as edit_t's, for the edits made through this memo */
+  uint8_t stable;               /* a constant path's (never refilled): edits may point at segs */
   uint32_t node;                /* the whole path's node (see resolve), 0 for none */
 } memo_t;
 
@@ -90,8 +102,11 @@ typedef struct memo {
  * first is shared with "context.ip". A node keeps what its path reads in the ORIGINAL
  * bytes of the loaded event, found on the first read after a load: edits never change
  * that (get_hashed applies them on top), so nothing is invalidated but by the next load.
- * Most reads then cost one comparison, and a new path searches only its last segment.
- * Nodes are matched by their segment's text and their parent, never by hash alone. */
+ * Most reads then cost one comparison. The first read below a node (or the root) fills
+ * all its children at once: each member of its object looks for a node of its name in a
+ * table by parent and name hash (kid_slot), so an object is walked once however many of
+ * its members are read, and a member no path names costs one probe. Nodes are matched by
+ * their segment's text and their parent, never by hash alone. */
 #define NODES_MAX 512
 typedef struct node {
   uint32_t parent; /* index + 1 of the node one segment shorter, 0 at the top */
@@ -100,10 +115,7 @@ typedef struct node {
   size_t len;
   char seg[MEMO_TEXT];
   jscan_val_t val; /* the original value at the path, JSCAN_NONE when absent */
-  /* The index of val (an object) when kids_gen == the document's gen: its children are
-   * found without searching the object cache. */
-  struct indexed *kids;
-  uint32_t kids_gen;
+  uint32_t filled; /* == the document's gen: every child node's val is this load's */
 } node_t;
 
 evdoc_t *evdoc_new(void) { return xcalloc(1, sizeof(evdoc_t)); }
@@ -111,7 +123,7 @@ evdoc_t *evdoc_new(void) { return xcalloc(1, sizeof(evdoc_t)); }
 void evdoc_free(evdoc_t *d) {
   if (!d) return;
   for (size_t i = 0; i < CACHE; i++) {
-    free(d->cache[i].members);
+    free(d->cache[i].own);
     free(d->cache[i].names);
   }
   free(d->edits);
@@ -121,6 +133,7 @@ void evdoc_free(evdoc_t *d) {
   free(d->nodes);
   buf_free(&d->arena);
   buf_free(&d->scratch);
+  jscan_tape_free(&d->tape);
   free(d);
 }
 
@@ -128,12 +141,13 @@ void evdoc_free(evdoc_t *d) {
 
 static uint64_t name_hash(const char *s, size_t n);
 
-/* Index the object at p[0..n) into x, hashing every member's decoded name. */
-static void fill_index(indexed_t *x, const char *p, size_t n, long count_or_neg) {
-  x->p = p;
-  x->n = n;
-  x->count = count_or_neg < 0 ? 0 : count_or_neg;
-  /* names grows with members (see index_of). */
+/* Hash every member's decoded name of the object x indexes. */
+static void hash_names(indexed_t *x) {
+  if ((size_t)x->count > x->names_cap) {
+    x->names_cap = (size_t)x->count > EVDOC_MAX_MEMBERS ? (size_t)x->count : EVDOC_MAX_MEMBERS;
+    x->names = xrealloc(x->names, x->names_cap * sizeof *x->names);
+  }
+  x->hashed = 1;
   for (long i = 0; i < x->count; i++) {
     const jscan_member_t *m = &x->members[i];
     if (!m->key_escaped) {
@@ -147,10 +161,38 @@ static void fill_index(indexed_t *x, const char *p, size_t n, long count_or_neg)
   }
 }
 
+/* Index the object at p[0..n), whose members are members[0..count_or_neg), into x. */
+static void fill_index(indexed_t *x, const char *p, size_t n, const jscan_member_t *members,
+                       long count_or_neg) {
+  x->p = p;
+  x->n = n;
+  x->members = members;
+  x->count = count_or_neg < 0 ? 0 : count_or_neg;
+  hash_names(x);
+}
+
+/* Put the objects a validating walk recorded, o[0..n), in the cache after the ones there
+ * (as many as fit; the rest are indexed when read). Their names are hashed on first use:
+ * most are never read (properties). */
+static void adopt(evdoc_t *d, const jscan_obj_t *o, size_t n) {
+  for (size_t i = 0; i < n && d->ncache < CACHE; i++) {
+    if (!o[i].members) continue;
+    indexed_t *x = &d->cache[d->ncache++];
+    x->p = o[i].p;
+    x->n = o[i].n;
+    x->members = o[i].members;
+    x->count = (long)o[i].count;
+    x->hashed = 0;
+  }
+}
+
 static indexed_t *index_of(evdoc_t *d, const jscan_val_t *obj) {
   if (obj->type != JSCAN_OBJECT || !obj->p) return NULL;
   for (size_t i = 0; i < d->ncache; i++)
-    if (d->cache[i].p == obj->p && d->cache[i].n == obj->n) return &d->cache[i];
+    if (d->cache[i].p == obj->p && d->cache[i].n == obj->n) {
+      if (!d->cache[i].hashed) hash_names(&d->cache[i]);
+      return &d->cache[i];
+    }
   /* Full: replace round-robin, never the root (slot 0). */
   indexed_t *x;
   if (d->ncache < CACHE) {
@@ -162,12 +204,11 @@ static indexed_t *index_of(evdoc_t *d, const jscan_val_t *obj) {
    * number of members (its bytes bound them), so the arrays grow until they fit: an
    * object that is rewritten must never lose a member. */
   long n;
-  while ((n = jscan_members_trusted(obj->p, obj->n, x->members, x->cap)) == -2 || !x->members) {
+  while ((n = jscan_members_trusted(obj->p, obj->n, x->own, x->cap)) == -2 || !x->own) {
     x->cap = x->cap ? x->cap * 2 : EVDOC_MAX_MEMBERS;
-    x->members = xrealloc(x->members, x->cap * sizeof *x->members);
-    x->names = xrealloc(x->names, x->cap * sizeof *x->names);
+    x->own = xrealloc(x->own, x->cap * sizeof *x->own);
   }
-  fill_index(x, obj->p, obj->n, n);
+  fill_index(x, obj->p, obj->n, x->own, n);
   return x;
 }
 
@@ -212,24 +253,49 @@ static const jscan_member_t *member(evdoc_t *d, const jscan_val_t *obj, const ch
   return member_in(index_of(d, obj), name, n, nh);
 }
 
-/* elems: record an array member's elements while validating (evdoc_load_elems), or NULL. */
-static int load(evdoc_t *d, const char *json, size_t len, int trusted, jscan_elems_t *elems);
+/* How load finds the root's members. */
+typedef enum {
+  L_CHECK,   /* validate (recording the nested objects in d->tape) */
+  L_ELEMS,   /* validate, recording an array member's elements (evdoc_load_elems) */
+  L_TRUSTED, /* index bytes validated before */
+  L_INDEXED  /* take them from the objects a validating walk recorded */
+} load_how_t;
 
-int evdoc_load(evdoc_t *d, const char *json, size_t len) { return load(d, json, len, 0, NULL); }
+typedef struct load_src {
+  load_how_t how;
+  jscan_elems_t *elems;   /* L_ELEMS */
+  const jscan_obj_t *obj; /* L_INDEXED: the document first, then the objects inside it */
+  size_t nobj;
+} load_src_t;
+
+static int load(evdoc_t *d, const char *json, size_t len, const load_src_t *src);
+
+int evdoc_load(evdoc_t *d, const char *json, size_t len) {
+  return load(d, json, len, &(load_src_t){L_CHECK, NULL, NULL, 0});
+}
 
 int evdoc_load_trusted(evdoc_t *d, const char *json, size_t len) {
-  return load(d, json, len, 1, NULL);
+  return load(d, json, len, &(load_src_t){L_TRUSTED, NULL, NULL, 0});
 }
 
 int evdoc_load_elems(evdoc_t *d, const char *json, size_t len, jscan_elems_t *elems) {
-  return load(d, json, len, 0, elems);
+  return load(d, json, len, &(load_src_t){L_ELEMS, elems, NULL, 0});
 }
 
-static int load(evdoc_t *d, const char *json, size_t len, int trusted, jscan_elems_t *elems) {
+int evdoc_load_indexed(evdoc_t *d, const char *json, size_t len, const jscan_obj_t *obj,
+                       size_t nobj) {
+  /* The document's own members must have been kept, or it is indexed as usual. */
+  load_how_t how = nobj && obj[0].members && obj[0].p == json && obj[0].n == len ? L_INDEXED
+                                                                                : L_TRUSTED;
+  return load(d, json, len, &(load_src_t){how, NULL, obj, nobj});
+}
+
+static int load(evdoc_t *d, const char *json, size_t len, const load_src_t *src) {
   d->json = json;
   d->len = len;
   if (++d->gen == 0) { /* wrapped: no node may look current */
-    for (size_t i = 0; i < d->nnodes; i++) d->nodes[i].gen = 0;
+    for (size_t i = 0; i < d->nnodes; i++) d->nodes[i].gen = d->nodes[i].filled = 0;
+    d->root_filled = 0;
     d->gen = 1;
   }
   d->nedits = 0;
@@ -257,18 +323,26 @@ static int load(evdoc_t *d, const char *json, size_t len, int trusted, jscan_ele
   indexed_t *r = &d->cache[0];
   if (r->cap < EVDOC_MAX_MEMBERS) {
     r->cap = EVDOC_MAX_MEMBERS;
-    r->members = xrealloc(r->members, r->cap * sizeof *r->members);
-    r->names = xrealloc(r->names, r->cap * sizeof *r->names);
+    r->own = xrealloc(r->own, r->cap * sizeof *r->own);
   }
-  jscan_member_t *out = d->cache[0].members;
-  long n = trusted ? jscan_members_trusted(root.p, root.n, out, EVDOC_MAX_MEMBERS)
-           : elems ? jscan_members_elems(root.p, root.n, out, EVDOC_MAX_MEMBERS, elems)
-                   : jscan_members(root.p, root.n, out, EVDOC_MAX_MEMBERS);
+  jscan_member_t *out = r->own;
+  const jscan_member_t *m = out;
+  long n;
+  switch (src->how) {
+    case L_INDEXED:
+      m = src->obj[0].members;
+      n = src->obj[0].count > EVDOC_MAX_MEMBERS ? -2 : (long)src->obj[0].count;
+      break;
+    case L_TRUSTED: n = jscan_members_trusted(root.p, root.n, out, EVDOC_MAX_MEMBERS); break;
+    case L_ELEMS: n = jscan_members_elems(root.p, root.n, out, EVDOC_MAX_MEMBERS, src->elems); break;
+    default: n = jscan_members_tape(root.p, root.n, out, EVDOC_MAX_MEMBERS, &d->tape); break;
+  }
   if (n == -2) return -3;
   if (n < 0) return -1;
-  fill_index(&d->cache[0], root.p, root.n, n);
+  fill_index(r, root.p, root.n, m, n);
   d->ncache = 1;
-  const jscan_member_t *m = d->cache[0].members;
+  if (src->how == L_INDEXED) adopt(d, src->obj + 1, src->nobj - 1);
+  if (src->how == L_CHECK) adopt(d, d->tape.obj, d->tape.nobj);
   for (long i = 0; i < n; i++)
     for (long j = i + 1; j < n; j++)
       if (m[i].keylen == m[j].keylen && !m[i].key_escaped && !m[j].key_escaped &&
@@ -294,7 +368,7 @@ static size_t split(const char *path, const char *segs[EVDOC_MAX_DEPTH], char st
 }
 
 static const char *seg_of(const evdoc_t *d, const edit_t *e, size_t i) {
-  return d->arena.data + e->seg_off[i];
+  return e->segp ? e->segp[i] : d->arena.data + e->seg_off[i];
 }
 
 static int seg_eq(const evdoc_t *d, const edit_t *e, size_t i, const char *s, size_t n) {
@@ -417,28 +491,49 @@ static inline int edits_near(const evdoc_t *d, const uint64_t *qh, size_t n) {
   return 0;
 }
 
+/* The kid_slot where the search for the child named nh of node parent starts. */
+static inline size_t kid_at(uint32_t parent, uint64_t nh) {
+  return (size_t)((nh ^ (parent * 0x9E3779B97F4A7C15ull)) >> 54) & (KID_SLOTS - 1);
+}
+
+/* Give every child node of node parent (0: the root) that names a member of x (its
+ * object's index, NULL when it is not an object) that member's value: the first member
+ * of the name, as a search finds it. */
+static void fill_kids(evdoc_t *d, uint32_t parent, const indexed_t *x) {
+  for (long i = 0; x && i < x->count; i++) {
+    uint64_t nh = x->names[i];
+    for (size_t at = kid_at(parent, nh); d->kid_slot[at]; at = (at + 1) & (KID_SLOTS - 1)) {
+      node_t *nd = &d->nodes[d->kid_slot[at] - 1];
+      if (nd->nh != nh || nd->parent != parent || nd->gen == d->gen) continue;
+      const jscan_member_t *m = &x->members[i];
+      if (m->key_escaped ? !jscan_key_is(m, nd->seg, nd->len)
+                         : m->keylen != nd->len || !same_bytes(m->key, nd->seg, nd->len))
+        continue;
+      nd->val = m->val;
+      if (nd->val.type == JSCAN_NUMBER) nd->val.num = jscan_num(&nd->val);
+      nd->gen = d->gen;
+    }
+  }
+}
+
 /* The original value at node k (index + 1), read once per load (see node_t). Returned by
  * address (the node's, or the root's): valid until the next load. */
 static const jscan_val_t *resolve_at(evdoc_t *d, uint32_t k) {
   node_t *nd = &d->nodes[k - 1];
   if (nd->gen == d->gen) return &nd->val;
-  const indexed_t *x;
-  if (!nd->parent) {
-    x = d->ncache ? &d->cache[0] : index_of(d, &d->root); /* the root, indexed at load */
-  } else {
-    node_t *up = &d->nodes[nd->parent - 1];
-    const jscan_val_t *pv = resolve_at(d, nd->parent);
-    /* The cache may have given the slot to another object since (round-robin). */
-    if (up->kids_gen != d->gen || !up->kids || up->kids->p != pv->p || up->kids->n != pv->n) {
-      up->kids = index_of(d, pv);
-      up->kids_gen = d->gen;
-    }
-    x = up->kids;
+  uint32_t parent = nd->parent;
+  uint32_t *filled = parent ? &d->nodes[parent - 1].filled : &d->root_filled;
+  if (*filled != d->gen) {
+    /* The root was indexed at load; another object is indexed (or found) here. */
+    const indexed_t *x = !parent ? (d->ncache ? &d->cache[0] : index_of(d, &d->root))
+                                 : index_of(d, resolve_at(d, parent));
+    fill_kids(d, parent, x);
+    *filled = d->gen;
   }
-  const jscan_member_t *m = member_in(x, nd->seg, nd->len, nd->nh);
-  nd->val = m ? m->val : (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
-  if (nd->val.type == JSCAN_NUMBER) nd->val.num = jscan_num(&nd->val);
-  nd->gen = d->gen;
+  if (nd->gen != d->gen) { /* no member of that name */
+    nd->val = (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
+    nd->gen = d->gen;
+  }
   return &nd->val;
 }
 
@@ -555,6 +650,13 @@ static uint32_t intern(evdoc_t *d, const memo_t *m) {
       nd->len = m->lens[i]; /* < MEMO_TEXT: a segment of the memo's text */
       memcpy(nd->seg, m->segs[i], nd->len);
       k = (uint32_t)d->nnodes;
+      size_t at = kid_at(parent, nd->nh);
+      while (d->kid_slot[at]) at = (at + 1) & (KID_SLOTS - 1);
+      d->kid_slot[at] = (uint16_t)k;
+      /* Its siblings may be filled already in this load: they are filled again (only
+       * the ones not yet current, this one) on its first read. */
+      if (parent) d->nodes[parent - 1].filled = 0;
+      else d->root_filled = 0;
     }
     parent = k;
   }
@@ -611,6 +713,7 @@ static __attribute__((noinline)) const memo_t *path_memo_new(evdoc_t *d, evdoc_p
   memo_t *m = d->paths[id]; /* allocated one by one: a memo points into itself */
   if (m) return m->n ? m : NULL;
   m = d->paths[id] = xcalloc(1, sizeof *m); /* n stays 0 if memo_fill refuses the path */
+  m->stable = 1;
   return memo_fill(d, m, p->text);
 }
 
@@ -667,19 +770,21 @@ void evdoc_get_top(evdoc_t *d, const char *const *names, size_t n, jscan_val_t *
       if (d->top_slot[at]) d->top_simple[i] = 0; /* a name listed twice: read by itself */
       else d->top_slot[at] = (uint16_t)(i + 1);
     }
+    d->top_nsimple = 0;
+    for (size_t i = 0; i < n; i++) d->top_nsimple += d->top_simple[i];
     d->top_names = names;
     d->top_n = n;
   }
-  for (size_t i = 0; i < n; i++) {
-    out[i] = (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
-    uint64_t h = chain(ROOT_HASH, nh[i]);
-    want[i] = d->top_simple[i] && !(d->nedits && edits_near(d, &h, 1));
-    if (!want[i]) {
-      /* A dotted or unkept name, or one with edits at or below it: read by itself. */
-      out[i] = evdoc_get(d, names[i]);
-      continue;
-    }
-    pending++;
+  memset(out, 0, n * sizeof *out); /* JSCAN_NONE */
+  memcpy(want, d->top_simple, n);
+  pending = d->top_nsimple;
+  for (size_t i = 0; (d->nedits || pending < n) && i < n; i++) {
+    /* A dotted or unkept name, or (once edited: validation comes first) one with edits at
+     * or below it, is read by itself. */
+    uint64_t h;
+    if (want[i] && !(d->nedits && (h = chain(ROOT_HASH, nh[i]), edits_near(d, &h, 1)))) continue;
+    if (want[i]) want[i] = 0, pending--;
+    out[i] = evdoc_get(d, names[i]);
   }
   const indexed_t *x = &d->cache[0]; /* the root, indexed at load */
   for (long j = 0; j < x->count && pending; j++) {
@@ -728,10 +833,11 @@ long evdoc_members(evdoc_t *d, const char *path, const jscan_member_t **out) {
 
 /* ---- edits ---- */
 
-/* escape: escape_mask of the segments, or -1 to compute it here. */
+/* escape: escape_mask of the segments, or -1 to compute it here. stable: segs outlive
+ * the document's edits (a constant path's memo), so they are not copied. */
 static void add_edit_hashed(evdoc_t *d, int op, const char *const *segs, const size_t *lens,
-                            const uint64_t *qh, size_t nsegs, int escape, const char *val,
-                            size_t vlen);
+                            const uint64_t *qh, size_t nsegs, int escape, int stable,
+                            const char *val, size_t vlen);
 
 static void add_edit(evdoc_t *d, int op, const char *const *segs, size_t nsegs, const char *val,
                      size_t vlen) {
@@ -740,14 +846,14 @@ static void add_edit(evdoc_t *d, int op, const char *const *segs, size_t nsegs, 
   uint64_t qh[EVDOC_MAX_DEPTH];
   for (size_t i = 0; i < nsegs; i++) lens[i] = strlen(segs[i]);
   path_hashes(segs, lens, nsegs, qh, NULL);
-  add_edit_hashed(d, op, segs, lens, qh, nsegs, -1, val, vlen);
+  add_edit_hashed(d, op, segs, lens, qh, nsegs, -1, 0, val, vlen);
 }
 
 /* Edit at a dotted path through its memo m, or parsed here when m is NULL. */
 static void add_edit_memo(evdoc_t *d, int op, const memo_t *m, const char *path, const char *val,
                           size_t vlen) {
   if (m) {
-    add_edit_hashed(d, op, m->segs, m->lens, m->h, m->n, m->escape, val, vlen);
+    add_edit_hashed(d, op, m->segs, m->lens, m->h, m->n, m->escape, m->stable, val, vlen);
     return;
   }
   const char *segs[EVDOC_MAX_DEPTH];
@@ -756,16 +862,29 @@ static void add_edit_memo(evdoc_t *d, int op, const memo_t *m, const char *path,
   add_edit(d, op, segs, k, val, vlen);
 }
 
+static void store_segs(evdoc_t *d, edit_t *e, const char *const *segs, const size_t *lens,
+                       const uint64_t *qh, size_t nsegs);
+
 /* The edit add_edit_hashed makes, its segments stored and its value still empty: the
  * caller appends the value's text to the arena and sets val_len. */
 static edit_t *begin_edit(evdoc_t *d, int op, const char *const *segs, const size_t *lens,
-                          const uint64_t *qh, size_t nsegs, int escape) {
+                          const uint64_t *qh, size_t nsegs, int escape, int stable) {
   /* Retire earlier edits at or below the path. Each set its prefix hash's bit in
    * mask[nsegs - 1] when it was made: without that bit there is none (the usual case). */
   if (d->mask[nsegs - 1] & bit_of(qh[nsegs - 1]))
     for (size_t i = 0; i < d->nedits; i++)
       if (d->edits[i].op != OP_NOP && edit_under(d, &d->edits[i], qh, nsegs))
         d->edits[i].op = OP_NOP;
+  /* Live edits at a proper prefix of the path now have one below them (the writer then
+   * need not search for it). An edit at depth j has set endmask[j-1]'s bit of its path:
+   * without that bit there is none. A mark stays right while its edit is live: what
+   * retires the edit below either retires this one too or is below it as well. */
+  for (size_t j = 0; j + 1 < nsegs; j++)
+    if (d->endmask[j] & bit_of(qh[j]))
+      for (size_t i = 0; i < d->nedits; i++) {
+        edit_t *a = &d->edits[i];
+        if (a->op != OP_NOP && a->nsegs == j + 1 && a->phash[j] == qh[j]) a->below = 1;
+      }
   if (d->nedits == d->cap_edits) {
     d->cap_edits = d->cap_edits ? d->cap_edits * 2 : 32;
     d->edits = xrealloc(d->edits, d->cap_edits * sizeof *d->edits);
@@ -773,7 +892,27 @@ static edit_t *begin_edit(evdoc_t *d, int op, const char *const *segs, const siz
   edit_t *e = &d->edits[d->nedits++];
   e->op = (uint8_t)op;
   e->nsegs = (uint8_t)nsegs;
+  e->below = 0;
   e->escape = escape >= 0 ? (uint8_t)escape : escape_mask(segs, lens, nsegs);
+  e->segp = stable ? segs : NULL;
+  if (stable) {
+    for (size_t i = 0; i < nsegs; i++) {
+      e->phash[i] = qh[i];
+      d->mask[i] |= bit_of(qh[i]);
+      e->seg_len[i] = (uint16_t)lens[i]; /* < MEMO_TEXT */
+    }
+  } else {
+    store_segs(d, e, segs, lens, qh, nsegs);
+  }
+  d->endmask[nsegs - 1] |= bit_of(qh[nsegs - 1]);
+  e->val_off = (uint32_t)d->arena.len;
+  e->val_len = 0;
+  return e;
+}
+
+/* Copy an edit's segments into the arena (and note its prefix hashes). */
+static void store_segs(evdoc_t *d, edit_t *e, const char *const *segs, const size_t *lens,
+                       const uint64_t *qh, size_t nsegs) {
   /* Room for every segment and its NUL at once: one reservation, not two per segment. */
   size_t room = 0;
   for (size_t i = 0; i < nsegs; i++) room += (lens[i] < 65535 ? lens[i] : 65535) + 1;
@@ -790,16 +929,12 @@ static edit_t *begin_edit(evdoc_t *d, int op, const char *const *segs, const siz
     w += len + 1;
   }
   d->arena.len = (size_t)(w - d->arena.data);
-  d->endmask[nsegs - 1] |= bit_of(qh[nsegs - 1]);
-  e->val_off = (uint32_t)d->arena.len;
-  e->val_len = 0;
-  return e;
 }
 
 static void add_edit_hashed(evdoc_t *d, int op, const char *const *segs, const size_t *lens,
-                            const uint64_t *qh, size_t nsegs, int escape, const char *val,
-                            size_t vlen) {
-  edit_t *e = begin_edit(d, op, segs, lens, qh, nsegs, escape);
+                            const uint64_t *qh, size_t nsegs, int escape, int stable,
+                            const char *val, size_t vlen) {
+  edit_t *e = begin_edit(d, op, segs, lens, qh, nsegs, escape, stable);
   e->val_len = (uint32_t)vlen;
   if (vlen) buf_append(&d->arena, val, vlen);
 }
@@ -816,6 +951,16 @@ void evdoc_set_raw_p(evdoc_t *d, evdoc_path_t *p, const char *json, size_t n) {
   add_edit_memo(d, OP_SET, path_memo(d, p), p->text, json, n);
 }
 
+/* Append s[0..n), which needs no escaping, as a JSON string. */
+static void put_quoted(buf_t *b, const char *s, size_t n) {
+  buf_reserve(b, n + 2);
+  char *w = b->data + b->len;
+  w[0] = '"';
+  memcpy(w + 1, s, n);
+  w[n + 1] = '"';
+  b->len += n + 2;
+}
+
 /* Set the dotted path (through its memo m when not NULL) to the JSON string of s. The
  * string is escaped straight into the arena: no copy through scratch. */
 static void set_str_memo(evdoc_t *d, const memo_t *m, const char *path, const char *s) {
@@ -828,10 +973,15 @@ static void set_str_memo(evdoc_t *d, const memo_t *m, const char *path, const ch
     add_edit_memo(d, OP_SET, NULL, path, tmp->data, tmp->len);
     return;
   }
-  edit_t *e = begin_edit(d, OP_SET, m->segs, m->lens, m->h, m->n, m->escape);
-  buf_putc(&d->arena, '"');
-  buf_json_escape(&d->arena, s, strlen(s));
-  buf_putc(&d->arena, '"');
+  edit_t *e = begin_edit(d, OP_SET, m->segs, m->lens, m->h, m->n, m->escape, m->stable);
+  size_t n = strlen(s);
+  if (plain_end(s, s + n) == s + n) { /* most values set (times, ids, addresses): as they are */
+    put_quoted(&d->arena, s, n);
+  } else {
+    buf_putc(&d->arena, '"');
+    buf_json_escape(&d->arena, s, n);
+    buf_putc(&d->arena, '"');
+  }
   e->val_len = (uint32_t)(d->arena.len - e->val_off);
 }
 
@@ -841,6 +991,17 @@ void evdoc_set_str(evdoc_t *d, const char *path, const char *s) {
 
 void evdoc_set_str_p(evdoc_t *d, evdoc_path_t *p, const char *s) {
   set_str_memo(d, path_memo(d, p), p->text, s);
+}
+
+void evdoc_set_plain_p(evdoc_t *d, evdoc_path_t *p, const char *s, size_t n) {
+  const memo_t *m = path_memo(d, p);
+  if (!m) {
+    set_str_memo(d, NULL, p->text, s);
+    return;
+  }
+  edit_t *e = begin_edit(d, OP_SET, m->segs, m->lens, m->h, m->n, m->escape, m->stable);
+  put_quoted(&d->arena, s, n);
+  e->val_len = (uint32_t)(d->arena.len - e->val_off);
 }
 
 void evdoc_render_strings(buf_t *out, const char *const *kv, size_t n) {
@@ -967,6 +1128,7 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
                              * one member, such as context.*, come in runs) */
   int have_last = 0;
   int first = 1;
+  const char *run = NULL, *run_end = NULL; /* untouched members not written yet */
   buf_putc(out, '{');
   for (long i = 0; i < count; i++) {
     const jscan_member_t *m = &x->members[i];
@@ -981,19 +1143,36 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
         if (e && e->op == OP_DEL && !deeper) continue;
       }
     }
-    if (!first) buf_putc(out, ',');
-    first = 0;
     if (!e && !deeper) {
       /* Untouched: the client's bytes as they are; in one copy from the key's quote to
        * the value's end when nothing lies between the key's quote, ':' and the value
-       * (compact JSON, which is what would be written). */
+       * (compact JSON, which is what would be written), and such members that follow
+       * each other with just a comma between them in one copy together (run). */
       const jscan_val_t *v = &m->val;
       const char *vp = v->type == JSCAN_STRING ? v->p - 1 : v->p;
       size_t vn = v->type == JSCAN_STRING ? v->n + 2 : v->n;
       if (vp == m->key + m->keylen + 2) {
-        buf_append(out, m->key - 1, (size_t)(vp + vn - (m->key - 1)));
+        const char *start = m->key - 1;
+        if (run && start == run_end + 1 && *run_end == ',') {
+          run_end = vp + vn;
+          continue;
+        }
+        if (run) buf_append(out, run, (size_t)(run_end - run));
+        if (!first) buf_putc(out, ',');
+        first = 0;
+        run = start;
+        run_end = vp + vn;
         continue;
       }
+    }
+    if (run) buf_append(out, run, (size_t)(run_end - run));
+    run = NULL;
+    if (!first) buf_putc(out, ',');
+    first = 0;
+    if (!e && !deeper) {
+      const jscan_val_t *v = &m->val;
+      const char *vp = v->type == JSCAN_STRING ? v->p - 1 : v->p;
+      size_t vn = v->type == JSCAN_STRING ? v->n + 2 : v->n;
       buf_putc(out, '"');
       buf_append(out, m->key, m->keylen);
       buf_append(out, "\":", 2);
@@ -1005,6 +1184,7 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
     buf_append(out, "\":", 2);
     write_value_at(d, &m->val, hs, depth + 1, e, deeper, out);
   }
+  if (run) buf_append(out, run, (size_t)(run_end - run));
   /* New members: edits one or more levels below, whose child name the object lacks. */
   for (size_t i = 0; i < d->nedits; i++) {
     const edit_t *e = &d->edits[i];
@@ -1029,8 +1209,10 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
     hs[depth] = e->phash[depth];
     int deeper;
     /* No live edit before i lies under this new member (it would have been written
-     * first), so the search starts at i. */
-    const edit_t *ex = edit_at(d, hs, depth + 1, i, &deeper);
+     * first), so the search starts at i; an edit at the member itself is the one there
+     * (a later one would have retired it), and it knows whether any lies below. */
+    const edit_t *ex = e->nsegs == depth + 1 ? (deeper = e->below, e)
+                                             : edit_at(d, hs, depth + 1, i, &deeper);
     if ((ex && ex->op == OP_DEL && !deeper) || (!ex && !deeper)) continue;
     if (!first) buf_putc(out, ',');
     first = 0;

@@ -53,6 +53,13 @@ int evdoc_load(evdoc_t *d, const char *json, size_t len);
 /* The same for bytes known to be valid JSON (an element of a validated batch): only
  * indexes, does not check. */
 int evdoc_load_trusted(evdoc_t *d, const char *json, size_t len);
+/* evdoc_load_trusted for an element of a body validated with a tape (jscan_elems_t):
+ * obj[0..nobj) are the objects the walk recorded in it, the element itself first. Its
+ * members and those of the objects inside it are taken from the tape (borrowed: the tape
+ * must stay unchanged until the next load), so nothing is walked again. Returns what
+ * evdoc_load_trusted does. */
+int evdoc_load_indexed(evdoc_t *d, const char *json, size_t len, const jscan_obj_t *obj,
+                       size_t nobj);
 /* evdoc_load that also records, in the same pass, the elements of the top-level array
  * member named elems->key (jscan_members_elems; elems is borrowed, its v stays the
  * caller's): a /v1/batch body's events without a second walk of its "batch" array. The
@@ -94,6 +101,10 @@ void evdoc_set_strings(evdoc_t *d, const char *path, const char *const *kv, size
 /* The same edits by a constant path. */
 void evdoc_set_raw_p(evdoc_t *d, evdoc_path_t *p, const char *json, size_t n);
 void evdoc_set_str_p(evdoc_t *d, evdoc_path_t *p, const char *s);
+/* evdoc_set_str_p for a string the caller made and knows needs no escaping (printable
+ * ASCII without '"' or '\\': times, generated ids, formatted addresses), n bytes long
+ * and NUL-terminated there: it is copied without being looked at. */
+void evdoc_set_plain_p(evdoc_t *d, evdoc_path_t *p, const char *s, size_t n);
 void evdoc_set_bool_p(evdoc_t *d, evdoc_path_t *p, int b);
 void evdoc_del_p(evdoc_t *d, evdoc_path_t *p);
 void evdoc_set_strings_p(evdoc_t *d, evdoc_path_t *p, const char *const *kv, size_t n);

@@ -99,6 +99,15 @@ const char *http_req_query(const http_req_t *r);
 /* Value of the first header named name (case-insensitive), NUL-terminated, or NULL.
  * Repeated headers are joined with ", " as RFC 9110 allows. */
 const char *http_req_header(const http_req_t *r, const char *name);
+/* Several headers in one pass over the request's: out[i] receives what
+ * http_req_header(r, names[i].name) would. For a handler that reads a handful of headers
+ * of every request; names is usually a static table of HTTP_HNAME("Content-Type")... */
+typedef struct http_hname {
+  const char *name;
+  size_t len; /* strlen(name) */
+} http_hname_t;
+#define HTTP_HNAME(literal) {(literal), sizeof(literal) - 1}
+void http_req_headers(const http_req_t *r, const http_hname_t *names, size_t n, const char **out);
 /* The (de-chunked) body; *len receives its length. Never NULL (empty body = ""). The
  * handler may modify the bytes in place. NUL-terminated at [len]. */
 char *http_req_body(http_req_t *r, size_t *len /* OUT */);

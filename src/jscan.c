@@ -166,6 +166,8 @@ typedef struct scan {
   jscan_val_t *out;
   int depth;
   int lazy_num; /* leave num 0 (jscan_num computes it when needed) */
+  jscan_tape_t *tape; /* record objects there (jscan_members_tape), or NULL */
+  int level;          /* the tape level of an object opened next; -1: not recorded */
 } scan_t;
 
 static inline void ws(scan_t *s) {
@@ -321,8 +323,10 @@ static __attribute__((noinline)) const node_t *child_match_escaped(const node_t 
 }
 
 static int value(scan_t *s, const node_t *at, int out_index);
+static int object_rec(scan_t *s);
 
 static int object(scan_t *s, const node_t *at) {
+  if (s->tape && s->level >= 0) return object_rec(s);
   s->p++; /* '{' */
   ws(s);
   if (s->p < s->end && *s->p == '}') {
@@ -394,12 +398,16 @@ static int value(scan_t *s, const node_t *at, int out_index) {
       rc = object(s, at);
       s->depth--;
       break;
-    case '[':
+    case '[': {
       if (++s->depth > JSCAN_MAX_DEPTH) return -1;
       v.type = JSCAN_ARRAY;
+      int level = s->level;
+      s->level = -1; /* paths never go inside arrays: nothing there is recorded */
       rc = array(s, NULL);
+      s->level = level;
       s->depth--;
       break;
+    }
     case '"':
       v.type = JSCAN_STRING;
       rc = string(s, &v.p, &v.n, &v.escaped);
@@ -1102,14 +1110,24 @@ static int value_into(scan_t *s, jscan_val_t *v) {
 
 static int elem(scan_t *s, jscan_elems_t *e) {
   jscan_val_t v;
-  if (value_into(s, &v)) return -1;
+  uint32_t first = s->tape ? (uint32_t)s->tape->nobj : 0;
+  int level = s->level;
+  s->level = 0; /* an element is a tape's top level (when there is a tape) */
+  int rc = value_into(s, &v);
+  s->level = level;
+  if (rc) return -1;
   if (e->n < e->max) {
     if (e->n == e->cap) {
       e->cap = e->cap ? e->cap * 2 : 64;
       if (e->cap > e->max) e->cap = e->max;
       e->v = xrealloc(e->v, e->cap * sizeof *e->v);
+      e->obj = xrealloc(e->obj, 2 * e->cap * sizeof *e->obj);
     }
     e->v[e->n] = v;
+    if (s->tape) {
+      e->obj[2 * e->n] = first;
+      e->obj[2 * e->n + 1] = (uint32_t)s->tape->nobj;
+    }
   }
   e->n++; /* counted past max: the caller reports how many there were */
   return 0;
@@ -1130,13 +1148,100 @@ static int value_elems(scan_t *s, jscan_val_t *v, jscan_elems_t *e) {
   return 0;
 }
 
+/* Start a walk that records into t (NULL: none). */
+static void tape_start(jscan_tape_t *t) {
+  if (!t) return;
+  t->nobj = 0;
+  t->kept = 0;
+  for (int i = 0; i < JSCAN_TAPE_LEVELS; i++) t->lv[i].n = 0;
+}
+
+/* The walk succeeded: point each kept object at its members (the buffers no longer move). */
+static void tape_finish(jscan_tape_t *t) {
+  if (!t) return;
+  for (size_t i = 0; i < t->nobj; i++) {
+    jscan_obj_t *o = &t->obj[i];
+    if (o->members) o->members = t->lv[o->level].m + o->start;
+  }
+}
+
+/* object() for an object the tape records at level s->level (see jscan_tape_t). The same
+ * checks; each member is written straight into its level's buffer (the objects inside
+ * go to the next level's, so the slot stays put), a string value without a call. */
+static __attribute__((noinline)) int object_rec(scan_t *s) {
+  jscan_tape_t *t = s->tape;
+  int level = s->level;
+  if (level >= JSCAN_TAPE_LEVELS || t->kept >= JSCAN_TAPE_MAX) {
+    /* Deeper than kept, or past the budget: walk it and what it holds without recording. */
+    s->level = -1;
+    int rc = object(s, NULL);
+    s->level = level;
+    return rc;
+  }
+  if (t->nobj == t->cap) {
+    t->cap = t->cap ? t->cap * 2 : 64;
+    t->obj = xrealloc(t->obj, t->cap * sizeof *t->obj);
+  }
+  size_t oi = t->nobj++;
+  /* No other object uses this level while this one is open: its count can live here. */
+  __typeof__(t->lv[0]) *lv = &t->lv[level];
+  size_t start = lv->n, n = start;
+  const char *open = s->p;
+  s->p++; /* '{' */
+  ws(s);
+  if (s->p < s->end && *s->p == '}') {
+    s->p++;
+  } else {
+    for (;;) {
+      if (n == lv->cap) {
+        lv->cap = lv->cap ? lv->cap * 2 : 256;
+        lv->m = xrealloc(lv->m, lv->cap * sizeof *lv->m);
+      }
+      jscan_member_t *m = &lv->m[n];
+      ws(s);
+      if (string(s, &m->key, &m->keylen, &m->key_escaped)) return -1;
+      ws(s);
+      if (s->p >= s->end || *s->p != ':') return -1;
+      s->p++;
+      ws(s);
+      if (s->p < s->end && *s->p == '"') {
+        m->val.type = JSCAN_STRING;
+        m->val.num = 0;
+        if (string(s, &m->val.p, &m->val.n, &m->val.escaped)) return -1;
+      } else {
+        s->level = level + 1;
+        int rc = value_into(s, &m->val);
+        s->level = level;
+        if (rc) return -1;
+      }
+      n++;
+      ws(s);
+      if (s->p >= s->end) return -1;
+      if (*s->p == ',') {
+        s->p++;
+        continue;
+      }
+      if (*s->p != '}') return -1;
+      s->p++;
+      break;
+    }
+  }
+  lv->n = n;
+  t->kept += n - start;
+  /* members is only a mark (kept) until tape_finish points it at the buffer. */
+  t->obj[oi] = (jscan_obj_t){open, (size_t)(s->p - open), (const jscan_member_t *)t, n - start,
+                             (uint32_t)level, (uint32_t)start};
+  return 0;
+}
+
 static long members(const char *json, size_t len, jscan_member_t *out, size_t max,
-                    jscan_elems_t *e) {
+                    jscan_elems_t *e, jscan_tape_t *t) {
   if (e) {
     e->val = (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
     e->n = 0;
   }
-  scan_t s = {json, json + len, NULL, 1, 1};
+  tape_start(t);
+  scan_t s = {json, json + len, NULL, 1, 1, t, 0};
   ws(&s);
   if (s.p >= s.end || *s.p != '{') return -1;
   s.p++;
@@ -1173,21 +1278,37 @@ static long members(const char *json, size_t len, jscan_member_t *out, size_t ma
     }
   }
   ws(&s);
-  return s.p == s.end ? (long)n : -1;
+  if (s.p != s.end) return -1;
+  tape_finish(t);
+  return (long)n;
 }
 
 long jscan_members(const char *json, size_t len, jscan_member_t *out, size_t max) {
-  return members(json, len, out, max, NULL);
+  return members(json, len, out, max, NULL, NULL);
+}
+
+long jscan_members_tape(const char *json, size_t len, jscan_member_t *out, size_t max,
+                        jscan_tape_t *t) {
+  return members(json, len, out, max, NULL, t);
 }
 
 long jscan_members_elems(const char *json, size_t len, jscan_member_t *out, size_t max,
                          jscan_elems_t *e) {
-  return members(json, len, out, max, e);
+  return members(json, len, out, max, e, e->tape);
+}
+
+void jscan_tape_free(jscan_tape_t *t) {
+  if (!t) return;
+  free(t->obj);
+  for (int i = 0; i < JSCAN_TAPE_LEVELS; i++) free(t->lv[i].m);
+  memset(t, 0, sizeof *t);
 }
 
 void jscan_elems_free(jscan_elems_t *e) {
   if (!e) return;
   free(e->v);
+  free(e->obj);
+  e->obj = NULL;
   e->v = NULL;
   e->cap = 0;
   e->n = 0;

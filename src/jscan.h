@@ -88,6 +88,43 @@ long jscan_members(const char *json, size_t len, jscan_member_t *out, size_t max
  * never reads outside json[0..len). Numbers' num is left 0 (see jscan_num). */
 long jscan_members_trusted(const char *json, size_t len, jscan_member_t *out, size_t max);
 
+/* Objects indexed while they are validated: the collector reads members of an event's
+ * nested objects (context, context.page) after validating the event, and indexing them
+ * then walks their bytes a second time (most of the cost of a first read). A tape keeps
+ * the members of every object the validating walk meets, up to JSCAN_TAPE_LEVELS deep
+ * and outside arrays, for jscan_members_tape and jscan_members_elems. Each object's
+ * members lie together (one buffer per nesting level, so an object's children never land
+ * among its members). Once JSCAN_TAPE_MAX members are kept, the objects that open
+ * later are not recorded (they are indexed the usual way when read). */
+#define JSCAN_TAPE_LEVELS 4
+#define JSCAN_TAPE_MAX 65536
+
+typedef struct jscan_obj {
+  const char *p;                 /* the object's bytes, '{' to '}' */
+  size_t n;
+  const jscan_member_t *members; /* its members in order */
+  size_t count;
+  uint32_t level, start;         /* where they are kept (internal) */
+} jscan_obj_t;
+
+typedef struct jscan_tape {
+  jscan_obj_t *obj; /* OUT: the objects, in the order they open (a parent before its children) */
+  size_t nobj, cap;
+  struct {
+    jscan_member_t *m;
+    size_t n, cap;
+  } lv[JSCAN_TAPE_LEVELS]; /* internal */
+  size_t kept;             /* internal: members kept by this walk */
+} jscan_tape_t;
+
+/* jscan_members that also records in t (emptied first) the objects nested in the
+ * object's members (not the object itself: its members are out). Returns what
+ * jscan_members returns; t is meaningful only when that is >= 0, and until t's next use. */
+long jscan_members_tape(const char *json, size_t len, jscan_member_t *out, size_t max,
+                        jscan_tape_t *t);
+/* Free what t holds; t itself is the caller's. NULL is a no-op. */
+void jscan_tape_free(jscan_tape_t *t);
+
 /* The elements of one array member, recorded while jscan_members_elems validates it: a
  * body that is indexed and then walked element by element (a /v1/batch body and its
  * "batch" array) need not find each element's end a second time. The caller sets key,
@@ -101,6 +138,11 @@ typedef struct jscan_elems {
   jscan_val_t *v;   /* OUT: its elements v[0..min(n, max)), when val is an array */
   size_t n;         /* OUT: its element count, also past max (0 when not an array) */
   size_t cap;       /* allocated entries of v */
+  /* IN: when not NULL, the objects of the whole body are recorded there (see
+   * jscan_tape_t; an element is a tape's top level) and obj[2i], obj[2i+1] bound element
+   * i's: tape->obj[obj[2i] .. obj[2i+1]), the element itself first when it is kept. */
+  jscan_tape_t *tape;
+  uint32_t *obj;    /* OUT: 2 * cap entries */
 } jscan_elems_t;
 
 /* jscan_members that also fills e (see jscan_elems_t) from the first top-level member

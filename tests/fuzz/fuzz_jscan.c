@@ -4,7 +4,8 @@
  * must never read outside them, keep its spans inside them, and give exactly what the
  * validating scan gives on every document that one accepts. Indexing the top-level
  * members while recording one array member's elements must agree with indexing them
- * and then walking that array. */
+ * and then walking that array. Every object a tape records must hold exactly the members
+ * the trusted indexer finds in its bytes. */
 #include <cjson/cJSON.h>
 #include <stdint.h>
 #include <string.h>
@@ -37,6 +38,41 @@ static void check_trusted(const uint8_t *data, size_t size) {
   }
 }
 
+/* The objects t recorded: each one's members as jscan_members_trusted finds them, the
+ * spans inside the document. */
+static void check_tape_objects(const jscan_tape_t *t, const uint8_t *data, size_t size) {
+  static jscan_member_t b[4096];
+  for (size_t i = 0; i < t->nobj; i++) {
+    const jscan_obj_t *o = &t->obj[i];
+    if (o->p < (const char *)data || o->p + o->n > (const char *)data + size || *o->p != '{')
+      __builtin_trap();
+    long nb = jscan_members_trusted(o->p, o->n, b, 4096);
+    if (nb == -2) continue;
+    if (nb != (long)o->count) __builtin_trap();
+    for (long k = 0; k < nb; k++) {
+      const jscan_member_t *a = &o->members[k];
+      if (a->key != b[k].key || a->keylen != b[k].keylen || a->key_escaped != b[k].key_escaped ||
+          a->val.type != b[k].val.type || a->val.p != b[k].val.p || a->val.n != b[k].val.n ||
+          a->val.escaped != b[k].val.escaped)
+        __builtin_trap();
+    }
+  }
+}
+
+/* Recording the nested objects must change nothing else (see check_tape_objects). */
+static void check_tape(const uint8_t *data, size_t size) {
+  static jscan_member_t a[64], b[64];
+  static jscan_tape_t t; /* reused from input to input, as an evdoc does */
+  long na = jscan_members((const char *)data, size, a, 64);
+  long nb = jscan_members_tape((const char *)data, size, b, 64, &t);
+  if (na != nb) __builtin_trap();
+  if (na < 0) return;
+  for (long i = 0; i < na; i++)
+    if (a[i].key != b[i].key || a[i].val.p != b[i].val.p || a[i].val.n != b[i].val.n)
+      __builtin_trap();
+  check_tape_objects(&t, data, size);
+}
+
 /* Recording an array member's elements while validating must change nothing else and
  * record exactly what jscan_array_next walks. The member recorded is named after the
  * document's first array member (or "batch"), so most inputs with arrays exercise it;
@@ -44,6 +80,8 @@ static void check_trusted(const uint8_t *data, size_t size) {
 static void check_elems(const uint8_t *data, size_t size) {
   static jscan_member_t a[64], b[64];
   static jscan_elems_t e; /* v reused from input to input, as a server does */
+  static jscan_tape_t t;
+  e.tape = size % 2 ? &t : NULL; /* with and without the elements' objects */
   long na = jscan_members((const char *)data, size, a, 64);
   char name[64] = "batch";
   long nlen = 5;
@@ -75,6 +113,17 @@ static void check_elems(const uint8_t *data, size_t size) {
     return;
   }
   if (e.val.type != want->type || e.val.p != want->p || e.val.n != want->n) __builtin_trap();
+  if (e.tape) {
+    check_tape_objects(&t, data, size);
+    /* Each element's objects: in order, the element itself first when it is one. */
+    for (size_t k = 0; k < e.n && k < e.max; k++) {
+      uint32_t first = e.obj[2 * k], end = e.obj[2 * k + 1];
+      if (first > end || end > t.nobj || (k && first < e.obj[2 * k - 1])) __builtin_trap();
+      if (e.v[k].type == JSCAN_OBJECT && first < end && t.obj[first].p != e.v[k].p)
+        __builtin_trap();
+      if (e.v[k].type == JSCAN_OBJECT && first == end && t.kept < JSCAN_TAPE_MAX) __builtin_trap();
+    }
+  }
   size_t pos = 0, i = 0;
   jscan_val_t el;
   if (want->type == JSCAN_ARRAY)
@@ -91,6 +140,7 @@ static void check_elems(const uint8_t *data, size_t size) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   check_trusted(data, size);
   check_elems(data, size);
+  check_tape(data, size);
   static jscan_paths_t *ps;
   if (!ps) ps = jscan_compile(paths, sizeof paths / sizeof paths[0]);
   jscan_val_t v[sizeof paths / sizeof paths[0]];

@@ -38,6 +38,12 @@ TEST(url_host) {
   CHECK_STR(h, "www.shop.example");
   CHECK_INT(campaign_url_host("http://[2001:db8::1]:80/", h, sizeof h), 13);
   CHECK_INT(campaign_url_host("/relative/path", h, sizeof h), 0);
+  /* The host follows the first "://", wherever the first ':' is. */
+  CHECK_INT(campaign_url_host("a:b:/c://Host.Example/x", h, sizeof h), 12);
+  CHECK_STR(h, "host.example");
+  CHECK_INT(campaign_url_host("mailto:x@y.example", h, sizeof h), 0);
+  CHECK_INT(campaign_url_host("x:/", h, sizeof h), 0);
+  CHECK_INT(campaign_url_host("x:", h, sizeof h), 0);
 }
 
 static buf_t *step_state; /* the step's reused buffer, or NULL */

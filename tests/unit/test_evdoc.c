@@ -61,6 +61,32 @@ TEST(edits_apply) {
   free(w);
 }
 
+/* A new member set whole and then edited below (or retired by a set above) is written
+ * with exactly the live edits, whatever their order. */
+TEST(new_members_with_edits_below) {
+  const char *j = "{\"type\":\"track\"}";
+  CHECK_INT(evdoc_load(d, j, strlen(j)), 0);
+  evdoc_set_raw(d, "a", "{\"x\":1}", 7);
+  evdoc_set_str(d, "a.y", "2");
+  evdoc_set_raw(d, "b", "{\"x\":1,\"z\":3}", 13);
+  evdoc_set_str(d, "b.y", "v");
+  evdoc_del(d, "b.z");
+  evdoc_set_str(d, "c.d", "1");
+  evdoc_set_raw(d, "c", "{\"e\":2}", 7);
+  evdoc_set_raw(d, "f", "{\"g\":1}", 7);
+  evdoc_set_str(d, "f.g.h", "i");
+  evdoc_set_str(d, "k", "v");
+  evdoc_set_str(d, "k.m", "w");
+  evdoc_set_str(d, "n", "o");
+  evdoc_set_str(d, "p.q", "r");
+  evdoc_del(d, "p.q");
+  char *w = written();
+  CHECK_STR(w, "{\"type\":\"track\",\"a\":{\"x\":1,\"y\":\"2\"},\"b\":{\"x\":1,\"y\":\"v\"},"
+               "\"c\":{\"e\":2},\"f\":{\"g\":{\"h\":\"i\"}},\"k\":{\"m\":\"w\"},\"n\":\"o\","
+               "\"p\":{}}"); /* p made by p.q, which is gone */
+  free(w);
+}
+
 /* The constant-path calls read and edit exactly as the dotted-string calls, in any
  * evdoc (each keeps its own parse), including a path too long for the parse cache. */
 TEST(constant_paths_match_dotted) {
@@ -79,7 +105,12 @@ TEST(constant_paths_match_dotted) {
     CHECK_STR(evdoc_str_p(e, &url, buf, sizeof buf), "https://x/");
     CHECK(evdoc_get_p(e, &bad).type == JSCAN_NONE);
     evdoc_del_p(e, &key);
-    evdoc_set_str_p(e, &ip, "1.2.3.0");
+    if (round) /* the same edit, the string known plain */
+      evdoc_set_plain_p(e, &ip, "1.2.3.0", 7);
+    else
+      evdoc_set_str_p(e, &ip, "1.2.3.0");
+    evdoc_set_plain_p(e, &lng, "v", 1); /* a path too long to keep: parsed each time */
+    CHECK_STR(evdoc_str_p(e, &lng, buf, sizeof buf), "v");
     evdoc_set_bool_p(e, &consent, 1);
     const char *kv[] = {"country", "DE"};
     evdoc_set_strings_p(e, &loc, kv, 1);
@@ -380,11 +411,64 @@ TEST(reads_past_the_index_cache) {
   evdoc_free(e);
 }
 
+/* An element loaded from the objects its batch's walk recorded reads, edits and writes
+ * as the same bytes loaded by evdoc_load_trusted: with escaped keys, more nested objects
+ * than the index cache holds, objects inside arrays, and refusals. */
+TEST(load_indexed_matches_trusted) {
+  evdoc_t *a = evdoc_new(), *b = evdoc_new(), *body = evdoc_new();
+  char j[8192];
+  size_t n = (size_t)sprintf(j, "{\"batch\":[{\"type\":\"t\",\"c\\u006fntext\":{\"page\":"
+                                "{\"url\":\"u\"}},\"context\":{\"ip\":\"1.2.3.4\",\"page\":"
+                                "{\"url\":\"https://x/\",\"l\":[{\"m\":1}]}},\"props\":{");
+  for (int i = 0; i < 40; i++) n += (size_t)sprintf(j + n, "%s\"o%d\":{\"x\":%d}", i ? "," : "", i, i);
+  n += (size_t)sprintf(j + n, "}},{\"a\":1,\"a\":2},{},7,{\"deep\":{\"a\":{\"b\":{\"c\":{\"d\":1}}}}}]}");
+  jscan_tape_t t = {0};
+  jscan_elems_t el = {.key = "batch", .keylen = 5, .max = 10, .tape = &t};
+  REQUIRE(evdoc_load_elems(body, j, n, &el) == 0 && el.n == 5);
+  static const char *const paths[] = {"type", "context", "context.ip", "context.page.url",
+                                      "context.page.l", "context.page",
+                                      "props.o0.x", "props.o39.x", "props.o20", "deep.a.b.c.d",
+                                      "deep.a.b.c", "a", "missing.x"};
+  for (size_t i = 0; i < el.n; i++) {
+    const jscan_val_t *v = &el.v[i];
+    const jscan_obj_t *o = t.obj + el.obj[2 * i];
+    size_t no = el.obj[2 * i + 1] - el.obj[2 * i];
+    int ra = evdoc_load_indexed(a, v->p, v->n, o, no), rb = evdoc_load_trusted(b, v->p, v->n);
+    CHECK_INT(ra, rb);
+    if (ra) continue;
+    for (int round = 0; round < 2; round++) {
+      for (size_t k = 0; k < sizeof paths / sizeof paths[0]; k++)
+        if (!same_val(evdoc_get(a, paths[k]), evdoc_get(b, paths[k])))
+          FAILF("element %zu round %d: %s differs", i, round, paths[k]);
+      const char *edits[] = {"context.ip", "props.o7.y", "deep.a.b.z"};
+      for (size_t k = 0; k < 3; k++) {
+        evdoc_set_str(a, edits[k], "e");
+        evdoc_set_str(b, edits[k], "e");
+      }
+    }
+    buf_t wa = BUF_INIT, wb = BUF_INIT;
+    evdoc_write(a, &wa);
+    evdoc_write(b, &wb);
+    CHECK(wa.len == wb.len && !memcmp(wa.data, wb.data, wa.len));
+    buf_free(&wa);
+    buf_free(&wb);
+  }
+  /* Objects from elsewhere (not this element's): indexed as usual. */
+  CHECK_INT(evdoc_load_indexed(a, el.v[2].p, el.v[2].n, t.obj, 1), 0);
+  CHECK_INT(evdoc_get(a, "type").type, JSCAN_NONE);
+  jscan_elems_free(&el);
+  jscan_tape_free(&t);
+  evdoc_free(a);
+  evdoc_free(b);
+  evdoc_free(body);
+}
+
 int main(void) {
   d = evdoc_new();
   RUN(load_results);
   RUN(untouched_is_byte_identical);
   RUN(edits_apply);
+  RUN(new_members_with_edits_below);
   RUN(constant_paths_match_dotted);
   RUN(set_replaces_non_object_and_order_rules);
   RUN(keep_only);
@@ -396,6 +480,7 @@ int main(void) {
   RUN(memo_by_text);
   RUN(load_elems_records_the_batch);
   RUN(reads_past_the_index_cache);
+  RUN(load_indexed_matches_trusted);
   evdoc_free(d);
   return TEST_REPORT("test_evdoc");
 }

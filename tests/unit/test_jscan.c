@@ -765,6 +765,60 @@ TEST(elems_depth_limit) {
   }
 }
 
+/* ---- objects recorded while validating (jscan_tape_t) ---- */
+
+/* The tape holds every object outside arrays down to JSCAN_TAPE_LEVELS, parents first,
+ * each with the members the trusted indexer finds in its bytes. */
+TEST(tape_records_nested_objects) {
+  const char *doc = "{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":{}}}},\"s\":\"x\\\"\",\"n\":1.5},"
+                    "\"arr\":[{\"in\":{}}],\"z\":{ \"k\" : true , \"l\":null }}";
+  jscan_member_t top[8], want[8];
+  jscan_tape_t t = {0};
+  for (int round = 0; round < 2; round++) { /* the tape is reused */
+    CHECK_INT(jscan_members_tape(doc, strlen(doc), top, 8, &t), 3);
+    /* a, a.b, a.b.c, a.b.c.d (level 3), z; not a.b.c.d.e (too deep) nor arr's element */
+    REQUIRE(t.nobj == 5);
+    const char *starts[] = {"{\"b\"", "{\"c\"", "{\"d\"", "{\"e\"", "{ \"k\""};
+    size_t counts[] = {3, 1, 1, 1, 2};
+    for (size_t i = 0; i < 5; i++) {
+      const jscan_obj_t *o = &t.obj[i];
+      CHECK(!strncmp(o->p, starts[i], strlen(starts[i])));
+      CHECK_INT(o->count, counts[i]);
+      long n = jscan_members_trusted(o->p, o->n, want, 8);
+      CHECK_INT(n, (long)o->count);
+      for (long k = 0; k < n; k++)
+        CHECK(o->members[k].key == want[k].key && o->members[k].val.p == want[k].val.p &&
+              o->members[k].val.n == want[k].val.n && o->members[k].val.type == want[k].val.type &&
+              o->members[k].val.escaped == want[k].val.escaped);
+    }
+    CHECK(top[0].val.p == t.obj[0].p && top[0].val.n == t.obj[0].n);
+  }
+  /* Malformed: refused as jscan_members refuses it. */
+  CHECK_INT(jscan_members_tape("{\"a\":{\"b\":}}", 13, top, 8, &t), -1);
+  jscan_tape_free(&t);
+  jscan_tape_free(&t); /* twice: a no-op */
+  jscan_tape_free(NULL);
+}
+
+/* With a tape, each recorded element's objects are bounded by obj[2i], obj[2i+1]. */
+TEST(tape_bounds_each_element) {
+  const char *doc = "{\"context\":{\"x\":1},\"batch\":[{\"a\":{\"b\":2}},3,{},{\"c\":[{}]}]}";
+  jscan_member_t m[4];
+  jscan_tape_t t = {0};
+  jscan_elems_t e = {.key = "batch", .keylen = 5, .max = 10, .tape = &t};
+  CHECK_INT(jscan_members_elems(doc, strlen(doc), m, 4, &e), 2);
+  REQUIRE(e.n == 4);
+  /* context; element 0 and its a; element 2; element 3 (its array's object is not kept) */
+  CHECK_INT(t.nobj, 5);
+  static const uint32_t want[] = {1, 3, 3, 3, 3, 4, 4, 5};
+  for (int i = 0; i < 8; i++) CHECK_INT(e.obj[i], want[i]);
+  CHECK(t.obj[1].p == e.v[0].p && t.obj[1].count == 1);
+  CHECK(t.obj[3].p == e.v[2].p && t.obj[3].count == 0);
+  CHECK(t.obj[4].p == e.v[3].p && t.obj[4].count == 1);
+  jscan_elems_free(&e);
+  jscan_tape_free(&t);
+}
+
 int main(void) {
   ps = jscan_compile(paths, NP);
   RUN(extracts_requested_paths);
@@ -784,6 +838,8 @@ int main(void) {
   RUN(elems_match_array_walk);
   RUN(elems_count_past_max);
   RUN(elems_depth_limit);
+  RUN(tape_records_nested_objects);
+  RUN(tape_bounds_each_element);
   jscan_paths_free(ps);
   return TEST_REPORT("test_jscan");
 }

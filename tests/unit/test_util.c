@@ -1,4 +1,5 @@
 /* Unit tests for the small shared pieces: buf, clock, str. */
+#include <ctype.h>
 #include <time.h>
 
 #include "util/buf.h"
@@ -163,6 +164,15 @@ TEST(base64) {
   n = str_base64_decode("aGVsbG8gd29ybGQ", 15, out); /* unpadded */
   CHECK_INT(n, 11);
   CHECK_INT(str_base64_decode("a$==", 4, out), -1);
+  /* Every byte: in one of the two alphabets, or refused. */
+  static const char alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  for (int c = 0; c < 256; c++) {
+    char two[2] = {(char)c, 'A'};
+    const char *at = c ? strchr(alpha, c) : NULL;
+    int v = at ? (int)(at - alpha) : c == '-' ? 62 : c == '_' ? 63 : -1;
+    long got = str_base64_decode(two, 2, out);
+    if (v < 0 ? got != -1 : got != 1 || out[0] != (unsigned char)(v << 2)) FAILF("byte %d", c);
+  }
   char enc[32];
   str_base64_encode((const unsigned char *)"wk:", 3, enc);
   CHECK_STR(enc, "d2s6");
@@ -183,9 +193,27 @@ TEST(ct_equal_and_uuid) {
   for (int i = 0; i < 100; i++) {
     rand_uuid(many[i]);
     CHECK(many[i][14] == '4' && strchr("89ab", many[i][19]) != NULL);
+    for (int k = 0; k < 36; k++) /* 8-4-4-4-12 lower-case hex digits */
+      if (k == 8 || k == 13 || k == 18 || k == 23 ? many[i][k] != '-'
+                                                  : !strchr("0123456789abcdef", many[i][k]) || !many[i][k])
+        FAILF("uuid %s: byte %d", many[i], k);
     for (int k = 0; k < i; k++)
       if (strcmp(many[i], many[k]) == 0) FAILF("uuid %d repeats uuid %d", i, k);
   }
+}
+
+/* Case folds ASCII letters only, as tolower does in the C locale; never reads past n. */
+TEST(prefix_ci) {
+  CHECK(str_has_prefix_ci("Application/JSON; charset=utf-8", 31, "application/json"));
+  CHECK(str_has_prefix_ci("BASIC d2s6", 10, "Basic "));
+  CHECK(!str_has_prefix_ci("Basic", 5, "Basic "));
+  CHECK(!str_has_prefix_ci("application/jsonl", 15, "application/json"));
+  CHECK(str_has_prefix_ci("x", 1, ""));
+  for (int a = 0; a < 256; a++)
+    for (int b = 1; b < 256; b++) {
+      char sa[2] = {(char)a, 0}, pb[2] = {(char)b, 0};
+      if (str_has_prefix_ci(sa, 1, pb) != (tolower(a) == tolower(b))) FAILF("bytes %d %d", a, b);
+    }
 }
 
 int main(void) {
@@ -195,5 +223,6 @@ int main(void) {
   RUN(url_decode_and_query);
   RUN(base64);
   RUN(ct_equal_and_uuid);
+  RUN(prefix_ci);
   return TEST_REPORT("test_util");
 }
