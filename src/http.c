@@ -625,9 +625,10 @@ query:
 }
 
 /* a[0..n) and b[0..n) are the same header name but for case. Names are tokens (the
- * parser refuses other bytes), where setting bit 0x20 folds exactly the letters: no
- * two token bytes differ only in it but a letter's two cases. Eight bytes a step: the
- * collector looks up seven headers per request. */
+ * parser refuses other bytes), where setting bit 0x20 folds the letters' two cases and
+ * one more pair, '^' and '~': b, the name looked up, must hold neither (the names the
+ * server looks up are letters, digits and '-'). Eight bytes a step: the collector looks
+ * up seven headers per request. */
 static int same_name_ci(const char *a, const char *b, size_t n) {
   const uint64_t fold = 0x2020202020202020ull;
   uint64_t x, y;
@@ -1015,11 +1016,10 @@ void http_req_headers(const http_req_t *r, const http_hname_t *names, size_t n, 
   /* The names by length: by_len[l] is the first name of l bytes (index + 1, 0 none) and
    * next[k] the next one after name k; names of 64 bytes or more are looked up alone. Most
    * of a request's headers then cost one test, the others a comparison or two. */
-  uint8_t by_len[64] = {0}, next[256];
-  if (n > 255) n = 255;
+  uint8_t by_len[64] = {0}, next[255];
   for (size_t k = n; k-- > 0;) {
     out[k] = NULL;
-    if (names[k].len >= 64) {
+    if (names[k].len >= 64 || k >= 255) { /* past the index's reach: alone */
       const hdr_span_t *h = find_header(r, names[k].name);
       if (h) out[k] = h->val_off == SIZE_MAX ? "" : r->head.data + h->val_off;
       continue;

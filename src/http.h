@@ -97,11 +97,13 @@ const char *http_req_path(const http_req_t *r);
 /* Raw query string after '?', "" when absent, NUL-terminated. */
 const char *http_req_query(const http_req_t *r);
 /* Value of the first header named name (case-insensitive), NUL-terminated, or NULL.
- * Repeated headers are joined with ", " as RFC 9110 allows. */
+ * Repeated headers are joined with ", " as RFC 9110 allows. name must not hold '^' or
+ * '~' (the comparison folds them together; see same_name_ci in http.c). */
 const char *http_req_header(const http_req_t *r, const char *name);
 /* Several headers in one pass over the request's: out[i] receives what
  * http_req_header(r, names[i].name) would. For a handler that reads a handful of headers
- * of every request; names is usually a static table of HTTP_HNAME("Content-Type")... */
+ * of every request; names is usually a static table of HTTP_HNAME("Content-Type")...
+ * Names must not hold '^' or '~' (see same_name_ci in http.c). */
 typedef struct http_hname {
   const char *name;
   size_t len; /* strlen(name) */
