@@ -188,9 +188,9 @@ TEST(ct_equal_and_uuid) {
   CHECK_INT(strlen(u1), 36);
   CHECK(u1[14] == '4');
   CHECK(strcmp(u1, u2) != 0);
-  /* Across several refills of the per-thread pool: all distinct, all version 4. */
-  static char many[100][37];
-  for (int i = 0; i < 100; i++) {
+  /* Across refills of the per-thread pool (256 ids each): all distinct, all version 4. */
+  static char many[600][37];
+  for (int i = 0; i < 600; i++) {
     rand_uuid(many[i]);
     CHECK(many[i][14] == '4' && strchr("89ab", many[i][19]) != NULL);
     for (int k = 0; k < 36; k++) /* 8-4-4-4-12 lower-case hex digits */
