@@ -491,6 +491,14 @@ static inline int edits_near(const evdoc_t *d, const uint64_t *qh, size_t n) {
   return 0;
 }
 
+/* Might an edit lie at the path with prefix hashes qh, or above it? One at depth j <= n
+ * has set endmask[j-1]'s bit of qh[j-1]. */
+static inline int edits_at_or_above(const evdoc_t *d, const uint64_t *qh, size_t n) {
+  for (size_t j = 0; j < n; j++)
+    if (d->endmask[j] & bit_of(qh[j])) return 1;
+  return 0;
+}
+
 /* The kid_slot where the search for the child named nh of node parent starts. */
 static inline size_t kid_at(uint32_t parent, uint64_t nh) {
   return (size_t)((nh ^ (parent * 0x9E3779B97F4A7C15ull)) >> 54) & (KID_SLOTS - 1);
@@ -516,25 +524,32 @@ static void fill_kids(evdoc_t *d, uint32_t parent, const indexed_t *x) {
   }
 }
 
+static const jscan_val_t absent = {JSCAN_NONE, NULL, 0, 0, 0};
+
+static const jscan_val_t *resolve_fill(evdoc_t *d, uint32_t k);
+
 /* The original value at node k (index + 1), read once per load (see node_t). Returned by
- * address (the node's, or the root's): valid until the next load. */
-static const jscan_val_t *resolve_at(evdoc_t *d, uint32_t k) {
-  node_t *nd = &d->nodes[k - 1];
+ * address (the node's, or a constant's): valid until the next load. A node its parent's
+ * fill did not give a value is absent: every read of a member the event lacks
+ * (context.campaign, context.location...) ends here, without a call. */
+static inline const jscan_val_t *resolve_at(evdoc_t *d, uint32_t k) {
+  const node_t *nd = &d->nodes[k - 1];
   if (nd->gen == d->gen) return &nd->val;
   uint32_t parent = nd->parent;
-  uint32_t *filled = parent ? &d->nodes[parent - 1].filled : &d->root_filled;
-  if (*filled != d->gen) {
-    /* The root was indexed at load; another object is indexed (or found) here. */
-    const indexed_t *x = !parent ? (d->ncache ? &d->cache[0] : index_of(d, &d->root))
-                                 : index_of(d, resolve_at(d, parent));
-    fill_kids(d, parent, x);
-    *filled = d->gen;
-  }
-  if (nd->gen != d->gen) { /* no member of that name */
-    nd->val = (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
-    nd->gen = d->gen;
-  }
-  return &nd->val;
+  if ((parent ? d->nodes[parent - 1].filled : d->root_filled) == d->gen) return &absent;
+  return resolve_fill(d, k);
+}
+
+/* resolve_at for a node whose parent's children are not filled in this load yet. */
+static __attribute__((noinline)) const jscan_val_t *resolve_fill(evdoc_t *d, uint32_t k) {
+  uint32_t parent = d->nodes[k - 1].parent;
+  /* The root was indexed at load; another object is indexed (or found) here. */
+  const indexed_t *x = !parent ? (d->ncache ? &d->cache[0] : index_of(d, &d->root))
+                               : index_of(d, resolve_at(d, parent));
+  fill_kids(d, parent, x);
+  *(parent ? &d->nodes[parent - 1].filled : &d->root_filled) = d->gen;
+  const node_t *nd = &d->nodes[k - 1];
+  return nd->gen == d->gen ? &nd->val : &absent;
 }
 
 static jscan_val_t resolve(evdoc_t *d, uint32_t k) { return *resolve_at(d, k); }
@@ -555,8 +570,7 @@ static jscan_val_t get_hashed(evdoc_t *d, const char *const *segs, const size_t 
   /* An edit at or above the path has set endmask's bit of its prefix at its depth. Reads
    * near edits are mostly of a sibling or a parent of an edited member (context after
    * context.ip was set): with no such bit, only edits below can matter. */
-  int above = 0;
-  for (size_t j = 0; j < nsegs && !above; j++) above = (d->endmask[j] & bit_of(qh[j])) != 0;
+  int above = edits_at_or_above(d, qh, nsegs);
   for (size_t i = d->nedits; above && i-- > 0;) {
     const edit_t *e = &d->edits[i];
     if (e->op == OP_NOP || e->nsegs > nsegs || !edit_under(d, e, qh, e->nsegs)) continue;
@@ -743,9 +757,14 @@ jscan_val_t evdoc_get_p(evdoc_t *d, evdoc_path_t *p) {
   /* Most reads are of a path with no edit near it: its node's value, read once per load,
    * without the general lookup's calls. */
   const memo_t *m = path_memo(d, p);
-  if (m && m->node && !(d->nedits && edits_near(d, m->h, m->n))) {
-    const node_t *nd = &d->nodes[m->node - 1];
-    return nd->gen == d->gen ? nd->val : resolve(d, m->node);
+  if (m && m->node) {
+    if (!d->nedits || !edits_near(d, m->h, m->n)) return *resolve_at(d, m->node);
+    /* Edits only below an object (context once context.ip is set: every step that checks
+     * context reads it so) leave its original value, as get_hashed would find. */
+    if (!edits_at_or_above(d, m->h, m->n)) {
+      const jscan_val_t *v = resolve_at(d, m->node);
+      if (v->type == JSCAN_OBJECT) return *v;
+    }
   }
   return get_memo(d, m, p->text);
 }
