@@ -9,6 +9,7 @@
  * their members borrowed from the tape, their names hashed on first use. */
 #include "evdoc.h"
 
+#include <assert.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -1112,31 +1113,74 @@ static const edit_t *edit_at(const evdoc_t *d, const uint64_t *hs, size_t n, siz
   return exact;
 }
 
-static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_t depth, buf_t *out);
+/* The writer appends to out through a cursor w into room reserved once (evdoc_write
+ * reserves an upper bound of what it writes), so a byte or a span costs a store or a copy,
+ * not a buffer's checks each. The functions below take w and return it advanced. Only
+ * names that need escaping go through buf_json_escape, which may move out's bytes: room
+ * is then reserved again and w found anew. */
+typedef struct writer {
+  buf_t *out;
+  size_t room; /* what evdoc_write reserved: enough for all that is left to write */
+  char *limit; /* the end of the room reserved last (checked in debug builds) */
+} writer_t;
+
+static inline char *put(char *w, const void *p, size_t n) {
+  memcpy(w, p, n);
+  return w + n;
+}
+
+/* '"' name '":' with name escaped. */
+static __attribute__((noinline)) char *put_escaped_name(writer_t *o, char *w, const char *s,
+                                                        size_t n) {
+  buf_t *out = o->out;
+  out->len = (size_t)(w - out->data);
+  buf_putc(out, '"');
+  buf_json_escape(out, s, n);
+  buf_append(out, "\":", 2);
+  buf_reserve(out, o->room);
+  o->limit = out->data + out->len + o->room;
+  return out->data + out->len;
+}
+
+static char *write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_t depth,
+                          writer_t *o, char *w);
+
+/* edit_at (from 0) for a member of an object being written. An edit at the member has set
+ * endmask's bit of its path: without that bit (context, with edits below it) the search
+ * ends at the first edit below. */
+static const edit_t *member_edit(const evdoc_t *d, const uint64_t *hs, size_t n, int *deeper) {
+  if (d->endmask[n - 1] & bit_of(hs[n - 1])) return edit_at(d, hs, n, 0, deeper);
+  *deeper = 0;
+  for (size_t i = 0; i < d->nedits && !*deeper; i++) {
+    const edit_t *e = &d->edits[i];
+    *deeper = e->op != OP_NOP && e->nsegs > n && e->phash[n - 1] == hs[n - 1];
+  }
+  return NULL;
+}
 
 /* Write the value at prefix hs[0..depth): orig (the client's, or NULL) with the edits at
  * and below it; e and deeper are what edit_at says for that prefix (the caller has
  * asked already). */
-static void write_value_at(evdoc_t *d, const jscan_val_t *orig, uint64_t *hs, size_t depth,
-                           const edit_t *e, int deeper, buf_t *out) {
-  if (e && e->op == OP_DEL) {
-    write_object(d, NULL, hs, depth, out); /* deleted, then members set below it */
-  } else if (e) {
+static char *write_value_at(evdoc_t *d, const jscan_val_t *orig, uint64_t *hs, size_t depth,
+                            const edit_t *e, int deeper, writer_t *o, char *w) {
+  if (e && e->op == OP_DEL) return write_object(d, NULL, hs, depth, o, w); /* deleted, then members set below it */
+  if (e) {
     if (deeper && depth < EVDOC_MAX_DEPTH) {
       jscan_val_t v = edit_val(d, e);
-      write_object(d, v.type == JSCAN_OBJECT ? &v : NULL, hs, depth, out);
-    } else {
-      buf_append(out, d->arena.data + e->val_off, e->val_len);
+      return write_object(d, v.type == JSCAN_OBJECT ? &v : NULL, hs, depth, o, w);
     }
-  } else if (deeper && depth < EVDOC_MAX_DEPTH) {
-    write_object(d, orig && orig->type == JSCAN_OBJECT ? orig : NULL, hs, depth, out);
-  } else if (orig) {
-    buf_append(out, orig->type == JSCAN_STRING ? orig->p - 1 : orig->p,
-               orig->type == JSCAN_STRING ? orig->n + 2 : orig->n);
+    return put(w, d->arena.data + e->val_off, e->val_len);
   }
+  if (deeper && depth < EVDOC_MAX_DEPTH)
+    return write_object(d, orig && orig->type == JSCAN_OBJECT ? orig : NULL, hs, depth, o, w);
+  if (orig)
+    return put(w, orig->type == JSCAN_STRING ? orig->p - 1 : orig->p,
+               orig->type == JSCAN_STRING ? orig->n + 2 : orig->n);
+  return w;
 }
 
-static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_t depth, buf_t *out) {
+static char *write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_t depth,
+                          writer_t *o, char *w) {
   indexed_t *x = obj ? index_of(d, obj) : NULL;
   long count = x ? x->count : 0;
   uint64_t parent = depth ? hs[depth - 1] : ROOT_HASH;
@@ -1148,7 +1192,7 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
   int have_last = 0;
   int first = 1;
   const char *run = NULL, *run_end = NULL; /* untouched members not written yet */
-  buf_putc(out, '{');
+  *w++ = '{';
   for (long i = 0; i < count; i++) {
     const jscan_member_t *m = &x->members[i];
     int deeper = 0;
@@ -1158,7 +1202,7 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
       member_bits |= bit_of(hs[depth]);
       /* Most members have no edit at or below them: one bit test says so. */
       if (d->mask[depth] & bit_of(hs[depth])) {
-        e = edit_at(d, hs, depth + 1, 0, &deeper);
+        e = member_edit(d, hs, depth + 1, &deeper);
         if (e && e->op == OP_DEL && !deeper) continue;
       }
     }
@@ -1176,34 +1220,31 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
           run_end = vp + vn;
           continue;
         }
-        if (run) buf_append(out, run, (size_t)(run_end - run));
-        if (!first) buf_putc(out, ',');
+        if (run) w = put(w, run, (size_t)(run_end - run));
+        if (!first) *w++ = ',';
         first = 0;
         run = start;
         run_end = vp + vn;
         continue;
       }
     }
-    if (run) buf_append(out, run, (size_t)(run_end - run));
+    if (run) w = put(w, run, (size_t)(run_end - run));
     run = NULL;
-    if (!first) buf_putc(out, ',');
+    if (!first) *w++ = ',';
     first = 0;
+    *w++ = '"';
+    w = put(w, m->key, m->keylen);
+    *w++ = '"';
+    *w++ = ':';
     if (!e && !deeper) {
       const jscan_val_t *v = &m->val;
-      const char *vp = v->type == JSCAN_STRING ? v->p - 1 : v->p;
-      size_t vn = v->type == JSCAN_STRING ? v->n + 2 : v->n;
-      buf_putc(out, '"');
-      buf_append(out, m->key, m->keylen);
-      buf_append(out, "\":", 2);
-      buf_append(out, vp, vn);
+      w = put(w, v->type == JSCAN_STRING ? v->p - 1 : v->p,
+              v->type == JSCAN_STRING ? v->n + 2 : v->n);
       continue;
     }
-    buf_putc(out, '"');
-    buf_append(out, m->key, m->keylen);
-    buf_append(out, "\":", 2);
-    write_value_at(d, &m->val, hs, depth + 1, e, deeper, out);
+    w = write_value_at(d, &m->val, hs, depth + 1, e, deeper, o, w);
   }
-  if (run) buf_append(out, run, (size_t)(run_end - run));
+  if (run) w = put(w, run, (size_t)(run_end - run));
   /* New members: edits one or more levels below, whose child name the object lacks. */
   for (size_t i = 0; i < d->nedits; i++) {
     const edit_t *e = &d->edits[i];
@@ -1233,17 +1274,20 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
     const edit_t *ex = e->nsegs == depth + 1 ? (deeper = e->below, e)
                                              : edit_at(d, hs, depth + 1, i, &deeper);
     if ((ex && ex->op == OP_DEL && !deeper) || (!ex && !deeper)) continue;
-    if (!first) buf_putc(out, ',');
+    if (!first) *w++ = ',';
     first = 0;
-    buf_putc(out, '"');
-    if (e->escape & (1u << depth))
-      buf_json_escape(out, child, clen);
-    else
-      buf_append(out, child, clen);
-    buf_append(out, "\":", 2);
-    write_value_at(d, NULL, hs, depth + 1, ex, deeper, out);
+    if (e->escape & (1u << depth)) {
+      w = put_escaped_name(o, w, child, clen);
+    } else {
+      *w++ = '"';
+      w = put(w, child, clen);
+      *w++ = '"';
+      *w++ = ':';
+    }
+    w = write_value_at(d, NULL, hs, depth + 1, ex, deeper, o, w);
   }
-  buf_putc(out, '}');
+  *w++ = '}';
+  return w;
 }
 
 void evdoc_write(evdoc_t *d, buf_t *out) {
@@ -1252,5 +1296,21 @@ void evdoc_write(evdoc_t *d, buf_t *out) {
     buf_append(out, d->root.p, d->root.n);
     return;
   }
-  write_object(d, &d->root, hs, 0, out);
+  /* An upper bound of what is written: the client's bytes (members are copied as they
+   * are or more compactly, never longer) plus, per live edit, its value and each of its
+   * segments as a new member ("name":{...}, with a comma); escaped names are written
+   * through the buffer (see put_escaped_name). */
+  size_t room = d->root.n + 1;
+  for (size_t i = 0; i < d->nedits; i++) {
+    const edit_t *e = &d->edits[i];
+    if (e->op == OP_NOP) continue;
+    room += e->val_len;
+    for (size_t j = 0; j < e->nsegs; j++) room += (size_t)e->seg_len[j] + 6;
+  }
+  buf_reserve(out, room);
+  writer_t o = {out, room, out->data + out->len + room};
+  char *w = write_object(d, &d->root, hs, 0, &o, out->data + out->len);
+  assert(w <= o.limit);
+  out->len = (size_t)(w - out->data);
+  out->data[out->len] = 0;
 }
