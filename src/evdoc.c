@@ -140,7 +140,7 @@ void evdoc_free(evdoc_t *d) {
 
 /* ---- object index ---- */
 
-static uint64_t name_hash(const char *s, size_t n);
+static inline uint64_t name_hash(const char *s, size_t n);
 
 /* Hash every member's decoded name of the object x indexes. */
 static void hash_names(indexed_t *x) {
@@ -396,7 +396,7 @@ static uint64_t mix(uint64_t h, uint64_t w) {
   return h ^ (h >> 32);
 }
 
-static uint64_t name_hash(const char *s, size_t n) {
+static inline uint64_t name_hash(const char *s, size_t n) {
   uint64_t h = 0xcbf29ce484222325ull ^ n, w;
   size_t k = n;
   for (; k > 8; k -= 8, s += 8) {
