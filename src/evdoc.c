@@ -1294,7 +1294,10 @@ static char *write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size
       *w++ = '"';
       *w++ = ':';
     }
-    w = write_value_at(d, NULL, hs, depth + 1, ex, deeper, o, w);
+    if (ex && ex->op == OP_SET && !deeper) /* most new members: a value set, as it is */
+      w = put(w, d->arena.data + ex->val_off, ex->val_len);
+    else
+      w = write_value_at(d, NULL, hs, depth + 1, ex, deeper, o, w);
   }
   *w++ = '}';
   return w;
