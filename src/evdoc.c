@@ -586,8 +586,9 @@ static jscan_val_t get_hashed(evdoc_t *d, const char *const *segs, const size_t 
     /* The latest edit at or above the path decides: a deleted ancestor hides the
      * original, a set one holds the value. */
     if (e->op == OP_DEL) return (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
-    jscan_val_t v = descend(d, edit_val(d, e), segs + e->nsegs, lens + e->nsegs, nhs + e->nsegs,
-                            nsegs - e->nsegs);
+    jscan_val_t v = edit_val(d, e);
+    if (e->nsegs < nsegs)
+      v = descend(d, v, segs + e->nsegs, lens + e->nsegs, nhs + e->nsegs, nsegs - e->nsegs);
     if (v.type == JSCAN_NUMBER) v.num = jscan_num(&v);
     return v;
   }
