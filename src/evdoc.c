@@ -149,15 +149,20 @@ static void hash_names(indexed_t *x) {
     x->names = xrealloc(x->names, x->names_cap * sizeof *x->names);
   }
   x->hashed = 1;
-  for (long i = 0; i < x->count; i++) {
-    const jscan_member_t *m = &x->members[i];
+  /* In locals: a store to names may alias count (long and uint64_t may), which would be
+   * read again for every member. */
+  const long count = x->count;
+  const jscan_member_t *members = x->members;
+  uint64_t *names = x->names;
+  for (long i = 0; i < count; i++) {
+    const jscan_member_t *m = &members[i];
     if (!m->key_escaped) {
-      x->names[i] = name_hash(m->key, m->keylen);
+      names[i] = name_hash(m->key, m->keylen);
     } else {
       char dec[256];
       jscan_val_t kv = {JSCAN_STRING, m->key, m->keylen, 1, 0};
       long k = m->keylen < sizeof dec ? jscan_string(&kv, dec, sizeof dec) : -1;
-      x->names[i] = k >= 0 ? name_hash(dec, (size_t)k) : name_hash(m->key, m->keylen);
+      names[i] = k >= 0 ? name_hash(dec, (size_t)k) : name_hash(m->key, m->keylen);
     }
   }
 }
