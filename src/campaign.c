@@ -1,13 +1,14 @@
 /* campaign: UTM, click ids and referrer class (see campaign.h). */
 #include "campaign.h"
 
-#include <ctype.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
 #include <stdio.h>
 
 #include "util/buf.h"
+#include "util/plain.h"
 #include "util/str.h"
 
 /* Host patterns: "google." matches any label sequence containing "google." at a label
@@ -45,7 +46,9 @@ static int host_in(const char *host, const char *const *list) {
 }
 
 /* Strip one leading "www." so www.shop.example and shop.example count as one site. */
-static const char *bare(const char *h) { return strncmp(h, "www.", 4) == 0 ? h + 4 : h; }
+static const char *bare(const char *h) {
+  return h[0] == 'w' && h[1] == 'w' && h[2] == 'w' && h[3] == '.' ? h + 4 : h;
+}
 
 const char *campaign_referrer_class(const char *ref_host, const char *page_host) {
   if (!ref_host || !*ref_host) return "direct";
@@ -54,6 +57,27 @@ const char *campaign_referrer_class(const char *ref_host, const char *page_host)
   if (host_in(ref_host, search_hosts)) return "search";
   if (host_in(ref_host, social_hosts)) return "social";
   return "other";
+}
+
+/* out[0..n) = p[0..n) with ASCII capitals lowercased (tolower in the C locale), eight
+ * bytes a step: a byte gets 0x20 added when it is ASCII and its low seven bits lie in
+ * 'A'..'Z' (both tests by the carry into the byte's top bit). */
+static void lower_copy(char *out, const char *p, size_t n) {
+  const uint64_t low7 = 0x7f7f7f7f7f7f7f7full, top = 0x8080808080808080ull;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w, h;
+    memcpy(&w, p + i, 8);
+    h = w & low7;
+    uint64_t from_a = h + 0x3f3f3f3f3f3f3f3full;  /* top bit: >= 'A' */
+    uint64_t past_z = h + 0x2525252525252525ull;  /* top bit: > 'Z' */
+    w |= (from_a & ~past_z & ~w & top) >> 2;
+    memcpy(out + i, &w, 8);
+  }
+  for (; i < n; i++) {
+    unsigned char c = (unsigned char)p[i];
+    out[i] = (char)((unsigned)(c - 'A') < 26u ? c + 32 : c);
+  }
 }
 
 size_t campaign_url_host(const char *url, char *out, size_t outlen) {
@@ -78,7 +102,7 @@ size_t campaign_url_host(const char *url, char *out, size_t outlen) {
     h = colon ? (size_t)(colon - p) : n;
   }
   if (!h || h >= outlen) return 0;
-  for (size_t i = 0; i < h; i++) out[i] = (char)tolower((unsigned char)p[i]);
+  lower_copy(out, p, h);
   out[h] = 0;
   return h;
 }
@@ -173,7 +197,7 @@ int campaign_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char
     if (u) {
       buf_t own = BUF_INIT;
       email = parse_query(ev, u, state ? (buf_t *)state : &own);
-      buf_free(&own);
+      if (!state) buf_free(&own);
     }
   } else {
     const char *m = evdoc_str_p(ev, &P_CAMPAIGN_MEDIUM, medium, sizeof medium);
@@ -196,15 +220,19 @@ int campaign_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char
     buf_reset(obj);
     if (ref_host[0]) {
       buf_append(obj, "{\"host\":\"", 9);
-      buf_json_escape(obj, ref_host, strlen(ref_host));
+      size_t hl = strlen(ref_host);
+      if (plain_end(ref_host, ref_host + hl) == ref_host + hl) /* most hosts */
+        buf_append(obj, ref_host, hl);
+      else
+        buf_json_escape(obj, ref_host, hl);
       buf_append(obj, "\",\"class\":\"", 11);
     } else {
       buf_append(obj, "{\"class\":\"", 10);
     }
-    buf_puts(obj, cls);
+    buf_append(obj, cls, strlen(cls));
     buf_append(obj, "\"}", 2);
     evdoc_set_raw_p(ev, &P_REFERRER, obj->data, obj->len);
-    buf_free(&own);
+    if (!state) buf_free(&own);
     return 0;
   }
   if (ref_host[0] && evdoc_get_p(ev, &P_REFERRER_HOST).type == JSCAN_NONE)

@@ -551,7 +551,8 @@ static int take_event(collect_t *c, ingest_t *in, size_t index, const enrich_ctx
     reject(c, in, index, EVENT_ERR_FIELD, msg, raw, rawlen, ctx);
     return -1;
   }
-  char id[EVENT_MAX_ID + 8] = "";
+  char id[EVENT_MAX_ID + 8];
+  id[0] = 0; /* not `= ""`: that clears all its bytes, for every event */
   if (client_id && !evdoc_str_p(ev, &message_id, id, sizeof id)) id[0] = 0;
   size_t idlen = strlen(id);
   ingest_t *owner = idlen ? flight_owner(c, id, idlen) : NULL;

@@ -9,6 +9,7 @@
  * their members borrowed from the tape, their names hashed on first use. */
 #include "evdoc.h"
 
+#include <assert.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -139,7 +140,7 @@ void evdoc_free(evdoc_t *d) {
 
 /* ---- object index ---- */
 
-static uint64_t name_hash(const char *s, size_t n);
+static inline uint64_t name_hash(const char *s, size_t n);
 
 /* Hash every member's decoded name of the object x indexes. */
 static void hash_names(indexed_t *x) {
@@ -148,15 +149,20 @@ static void hash_names(indexed_t *x) {
     x->names = xrealloc(x->names, x->names_cap * sizeof *x->names);
   }
   x->hashed = 1;
-  for (long i = 0; i < x->count; i++) {
-    const jscan_member_t *m = &x->members[i];
+  /* In locals: a store to names may alias count (long and uint64_t may), which would be
+   * read again for every member. */
+  const long count = x->count;
+  const jscan_member_t *members = x->members;
+  uint64_t *names = x->names;
+  for (long i = 0; i < count; i++) {
+    const jscan_member_t *m = &members[i];
     if (!m->key_escaped) {
-      x->names[i] = name_hash(m->key, m->keylen);
+      names[i] = name_hash(m->key, m->keylen);
     } else {
       char dec[256];
       jscan_val_t kv = {JSCAN_STRING, m->key, m->keylen, 1, 0};
       long k = m->keylen < sizeof dec ? jscan_string(&kv, dec, sizeof dec) : -1;
-      x->names[i] = k >= 0 ? name_hash(dec, (size_t)k) : name_hash(m->key, m->keylen);
+      names[i] = k >= 0 ? name_hash(dec, (size_t)k) : name_hash(m->key, m->keylen);
     }
   }
 }
@@ -343,7 +349,15 @@ static int load(evdoc_t *d, const char *json, size_t len, const load_src_t *src)
   d->ncache = 1;
   if (src->how == L_INDEXED) adopt(d, src->obj + 1, src->nobj - 1);
   if (src->how == L_CHECK) adopt(d, d->tape.obj, d->tape.nobj);
-  for (long i = 0; i < n; i++)
+  /* Duplicate names: two members whose names (hashed by fill_index) fall in different
+   * slots of a 512-bit table differ, so the pairs are compared only when two share one. */
+  uint64_t seen[8] = {0}, clash = 0;
+  for (long i = 0; i < n; i++) {
+    uint64_t slot = r->names[i] >> 55, bit = 1ull << (slot & 63);
+    clash |= seen[slot >> 6] & bit;
+    seen[slot >> 6] |= bit;
+  }
+  for (long i = 0; clash && i < n; i++)
     for (long j = i + 1; j < n; j++)
       if (m[i].keylen == m[j].keylen && !m[i].key_escaped && !m[j].key_escaped &&
           memcmp(m[i].key, m[j].key, m[i].keylen) == 0)
@@ -387,7 +401,7 @@ static uint64_t mix(uint64_t h, uint64_t w) {
   return h ^ (h >> 32);
 }
 
-static uint64_t name_hash(const char *s, size_t n) {
+static inline uint64_t name_hash(const char *s, size_t n) {
   uint64_t h = 0xcbf29ce484222325ull ^ n, w;
   size_t k = n;
   for (; k > 8; k -= 8, s += 8) {
@@ -491,6 +505,14 @@ static inline int edits_near(const evdoc_t *d, const uint64_t *qh, size_t n) {
   return 0;
 }
 
+/* Might an edit lie at the path with prefix hashes qh, or above it? One at depth j <= n
+ * has set endmask[j-1]'s bit of qh[j-1]. */
+static inline int edits_at_or_above(const evdoc_t *d, const uint64_t *qh, size_t n) {
+  for (size_t j = 0; j < n; j++)
+    if (d->endmask[j] & bit_of(qh[j])) return 1;
+  return 0;
+}
+
 /* The kid_slot where the search for the child named nh of node parent starts. */
 static inline size_t kid_at(uint32_t parent, uint64_t nh) {
   return (size_t)((nh ^ (parent * 0x9E3779B97F4A7C15ull)) >> 54) & (KID_SLOTS - 1);
@@ -516,25 +538,32 @@ static void fill_kids(evdoc_t *d, uint32_t parent, const indexed_t *x) {
   }
 }
 
+static const jscan_val_t absent = {JSCAN_NONE, NULL, 0, 0, 0};
+
+static const jscan_val_t *resolve_fill(evdoc_t *d, uint32_t k);
+
 /* The original value at node k (index + 1), read once per load (see node_t). Returned by
- * address (the node's, or the root's): valid until the next load. */
-static const jscan_val_t *resolve_at(evdoc_t *d, uint32_t k) {
-  node_t *nd = &d->nodes[k - 1];
+ * address (the node's, or a constant's): valid until the next load. A node its parent's
+ * fill did not give a value is absent: every read of a member the event lacks
+ * (context.campaign, context.location...) ends here, without a call. */
+static inline const jscan_val_t *resolve_at(evdoc_t *d, uint32_t k) {
+  const node_t *nd = &d->nodes[k - 1];
   if (nd->gen == d->gen) return &nd->val;
   uint32_t parent = nd->parent;
-  uint32_t *filled = parent ? &d->nodes[parent - 1].filled : &d->root_filled;
-  if (*filled != d->gen) {
-    /* The root was indexed at load; another object is indexed (or found) here. */
-    const indexed_t *x = !parent ? (d->ncache ? &d->cache[0] : index_of(d, &d->root))
-                                 : index_of(d, resolve_at(d, parent));
-    fill_kids(d, parent, x);
-    *filled = d->gen;
-  }
-  if (nd->gen != d->gen) { /* no member of that name */
-    nd->val = (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
-    nd->gen = d->gen;
-  }
-  return &nd->val;
+  if ((parent ? d->nodes[parent - 1].filled : d->root_filled) == d->gen) return &absent;
+  return resolve_fill(d, k);
+}
+
+/* resolve_at for a node whose parent's children are not filled in this load yet. */
+static __attribute__((noinline)) const jscan_val_t *resolve_fill(evdoc_t *d, uint32_t k) {
+  uint32_t parent = d->nodes[k - 1].parent;
+  /* The root was indexed at load; another object is indexed (or found) here. */
+  const indexed_t *x = !parent ? (d->ncache ? &d->cache[0] : index_of(d, &d->root))
+                               : index_of(d, resolve_at(d, parent));
+  fill_kids(d, parent, x);
+  *(parent ? &d->nodes[parent - 1].filled : &d->root_filled) = d->gen;
+  const node_t *nd = &d->nodes[k - 1];
+  return nd->gen == d->gen ? &nd->val : &absent;
 }
 
 static jscan_val_t resolve(evdoc_t *d, uint32_t k) { return *resolve_at(d, k); }
@@ -555,16 +584,16 @@ static jscan_val_t get_hashed(evdoc_t *d, const char *const *segs, const size_t 
   /* An edit at or above the path has set endmask's bit of its prefix at its depth. Reads
    * near edits are mostly of a sibling or a parent of an edited member (context after
    * context.ip was set): with no such bit, only edits below can matter. */
-  int above = 0;
-  for (size_t j = 0; j < nsegs && !above; j++) above = (d->endmask[j] & bit_of(qh[j])) != 0;
+  int above = edits_at_or_above(d, qh, nsegs);
   for (size_t i = d->nedits; above && i-- > 0;) {
     const edit_t *e = &d->edits[i];
     if (e->op == OP_NOP || e->nsegs > nsegs || !edit_under(d, e, qh, e->nsegs)) continue;
     /* The latest edit at or above the path decides: a deleted ancestor hides the
      * original, a set one holds the value. */
     if (e->op == OP_DEL) return (jscan_val_t){JSCAN_NONE, NULL, 0, 0, 0};
-    jscan_val_t v = descend(d, edit_val(d, e), segs + e->nsegs, lens + e->nsegs, nhs + e->nsegs,
-                            nsegs - e->nsegs);
+    jscan_val_t v = edit_val(d, e);
+    if (e->nsegs < nsegs)
+      v = descend(d, v, segs + e->nsegs, lens + e->nsegs, nhs + e->nsegs, nsegs - e->nsegs);
     if (v.type == JSCAN_NUMBER) v.num = jscan_num(&v);
     return v;
   }
@@ -743,9 +772,14 @@ jscan_val_t evdoc_get_p(evdoc_t *d, evdoc_path_t *p) {
   /* Most reads are of a path with no edit near it: its node's value, read once per load,
    * without the general lookup's calls. */
   const memo_t *m = path_memo(d, p);
-  if (m && m->node && !(d->nedits && edits_near(d, m->h, m->n))) {
-    const node_t *nd = &d->nodes[m->node - 1];
-    return nd->gen == d->gen ? nd->val : resolve(d, m->node);
+  if (m && m->node) {
+    if (!d->nedits || !edits_near(d, m->h, m->n)) return *resolve_at(d, m->node);
+    /* Edits only below an object (context once context.ip is set: every step that checks
+     * context reads it so) leave its original value, as get_hashed would find. */
+    if (!edits_at_or_above(d, m->h, m->n)) {
+      const jscan_val_t *v = resolve_at(d, m->node);
+      if (v->type == JSCAN_OBJECT) return *v;
+    }
   }
   return get_memo(d, m, p->text);
 }
@@ -866,9 +900,11 @@ static void store_segs(evdoc_t *d, edit_t *e, const char *const *segs, const siz
                        const uint64_t *qh, size_t nsegs);
 
 /* The edit add_edit_hashed makes, its segments stored and its value still empty: the
- * caller appends the value's text to the arena and sets val_len. */
-static edit_t *begin_edit(evdoc_t *d, int op, const char *const *segs, const size_t *lens,
-                          const uint64_t *qh, size_t nsegs, int escape, int stable) {
+ * caller appends the value's text to the arena and sets val_len. Inline: a step's edit
+ * is a few dozen instructions, and the call with its eight arguments cost a fifth more. */
+static inline __attribute__((always_inline)) edit_t *
+begin_edit(evdoc_t *d, int op, const char *const *segs, const size_t *lens, const uint64_t *qh,
+           size_t nsegs, int escape, int stable) {
   /* Retire earlier edits at or below the path. Each set its prefix hash's bit in
    * mask[nsegs - 1] when it was made: without that bit there is none (the usual case). */
   if (d->mask[nsegs - 1] & bit_of(qh[nsegs - 1]))
@@ -952,7 +988,7 @@ void evdoc_set_raw_p(evdoc_t *d, evdoc_path_t *p, const char *json, size_t n) {
 }
 
 /* Append s[0..n), which needs no escaping, as a JSON string. */
-static void put_quoted(buf_t *b, const char *s, size_t n) {
+static inline void put_quoted(buf_t *b, const char *s, size_t n) {
   buf_reserve(b, n + 2);
   char *w = b->data + b->len;
   w[0] = '"';
@@ -1093,31 +1129,74 @@ static const edit_t *edit_at(const evdoc_t *d, const uint64_t *hs, size_t n, siz
   return exact;
 }
 
-static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_t depth, buf_t *out);
+/* The writer appends to out through a cursor w into room reserved once (evdoc_write
+ * reserves an upper bound of what it writes), so a byte or a span costs a store or a copy,
+ * not a buffer's checks each. The functions below take w and return it advanced. Only
+ * names that need escaping go through buf_json_escape, which may move out's bytes: room
+ * is then reserved again and w found anew. */
+typedef struct writer {
+  buf_t *out;
+  size_t room; /* what evdoc_write reserved: enough for all that is left to write */
+  char *limit; /* the end of the room reserved last (checked in debug builds) */
+} writer_t;
+
+static inline char *put(char *w, const void *p, size_t n) {
+  memcpy(w, p, n);
+  return w + n;
+}
+
+/* '"' name '":' with name escaped. */
+static __attribute__((noinline)) char *put_escaped_name(writer_t *o, char *w, const char *s,
+                                                        size_t n) {
+  buf_t *out = o->out;
+  out->len = (size_t)(w - out->data);
+  buf_putc(out, '"');
+  buf_json_escape(out, s, n);
+  buf_append(out, "\":", 2);
+  buf_reserve(out, o->room);
+  o->limit = out->data + out->len + o->room;
+  return out->data + out->len;
+}
+
+static char *write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_t depth,
+                          writer_t *o, char *w);
+
+/* edit_at (from 0) for a member of an object being written. An edit at the member has set
+ * endmask's bit of its path: without that bit (context, with edits below it) the search
+ * ends at the first edit below. */
+static const edit_t *member_edit(const evdoc_t *d, const uint64_t *hs, size_t n, int *deeper) {
+  if (d->endmask[n - 1] & bit_of(hs[n - 1])) return edit_at(d, hs, n, 0, deeper);
+  *deeper = 0;
+  for (size_t i = 0; i < d->nedits && !*deeper; i++) {
+    const edit_t *e = &d->edits[i];
+    *deeper = e->op != OP_NOP && e->nsegs > n && e->phash[n - 1] == hs[n - 1];
+  }
+  return NULL;
+}
 
 /* Write the value at prefix hs[0..depth): orig (the client's, or NULL) with the edits at
  * and below it; e and deeper are what edit_at says for that prefix (the caller has
  * asked already). */
-static void write_value_at(evdoc_t *d, const jscan_val_t *orig, uint64_t *hs, size_t depth,
-                           const edit_t *e, int deeper, buf_t *out) {
-  if (e && e->op == OP_DEL) {
-    write_object(d, NULL, hs, depth, out); /* deleted, then members set below it */
-  } else if (e) {
+static char *write_value_at(evdoc_t *d, const jscan_val_t *orig, uint64_t *hs, size_t depth,
+                            const edit_t *e, int deeper, writer_t *o, char *w) {
+  if (e && e->op == OP_DEL) return write_object(d, NULL, hs, depth, o, w); /* deleted, then members set below it */
+  if (e) {
     if (deeper && depth < EVDOC_MAX_DEPTH) {
       jscan_val_t v = edit_val(d, e);
-      write_object(d, v.type == JSCAN_OBJECT ? &v : NULL, hs, depth, out);
-    } else {
-      buf_append(out, d->arena.data + e->val_off, e->val_len);
+      return write_object(d, v.type == JSCAN_OBJECT ? &v : NULL, hs, depth, o, w);
     }
-  } else if (deeper && depth < EVDOC_MAX_DEPTH) {
-    write_object(d, orig && orig->type == JSCAN_OBJECT ? orig : NULL, hs, depth, out);
-  } else if (orig) {
-    buf_append(out, orig->type == JSCAN_STRING ? orig->p - 1 : orig->p,
-               orig->type == JSCAN_STRING ? orig->n + 2 : orig->n);
+    return put(w, d->arena.data + e->val_off, e->val_len);
   }
+  if (deeper && depth < EVDOC_MAX_DEPTH)
+    return write_object(d, orig && orig->type == JSCAN_OBJECT ? orig : NULL, hs, depth, o, w);
+  if (orig)
+    return put(w, orig->type == JSCAN_STRING ? orig->p - 1 : orig->p,
+               orig->type == JSCAN_STRING ? orig->n + 2 : orig->n);
+  return w;
 }
 
-static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_t depth, buf_t *out) {
+static char *write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_t depth,
+                          writer_t *o, char *w) {
   indexed_t *x = obj ? index_of(d, obj) : NULL;
   long count = x ? x->count : 0;
   uint64_t parent = depth ? hs[depth - 1] : ROOT_HASH;
@@ -1129,7 +1208,7 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
   int have_last = 0;
   int first = 1;
   const char *run = NULL, *run_end = NULL; /* untouched members not written yet */
-  buf_putc(out, '{');
+  *w++ = '{';
   for (long i = 0; i < count; i++) {
     const jscan_member_t *m = &x->members[i];
     int deeper = 0;
@@ -1139,7 +1218,7 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
       member_bits |= bit_of(hs[depth]);
       /* Most members have no edit at or below them: one bit test says so. */
       if (d->mask[depth] & bit_of(hs[depth])) {
-        e = edit_at(d, hs, depth + 1, 0, &deeper);
+        e = member_edit(d, hs, depth + 1, &deeper);
         if (e && e->op == OP_DEL && !deeper) continue;
       }
     }
@@ -1157,34 +1236,31 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
           run_end = vp + vn;
           continue;
         }
-        if (run) buf_append(out, run, (size_t)(run_end - run));
-        if (!first) buf_putc(out, ',');
+        if (run) w = put(w, run, (size_t)(run_end - run));
+        if (!first) *w++ = ',';
         first = 0;
         run = start;
         run_end = vp + vn;
         continue;
       }
     }
-    if (run) buf_append(out, run, (size_t)(run_end - run));
+    if (run) w = put(w, run, (size_t)(run_end - run));
     run = NULL;
-    if (!first) buf_putc(out, ',');
+    if (!first) *w++ = ',';
     first = 0;
+    *w++ = '"';
+    w = put(w, m->key, m->keylen);
+    *w++ = '"';
+    *w++ = ':';
     if (!e && !deeper) {
       const jscan_val_t *v = &m->val;
-      const char *vp = v->type == JSCAN_STRING ? v->p - 1 : v->p;
-      size_t vn = v->type == JSCAN_STRING ? v->n + 2 : v->n;
-      buf_putc(out, '"');
-      buf_append(out, m->key, m->keylen);
-      buf_append(out, "\":", 2);
-      buf_append(out, vp, vn);
+      w = put(w, v->type == JSCAN_STRING ? v->p - 1 : v->p,
+              v->type == JSCAN_STRING ? v->n + 2 : v->n);
       continue;
     }
-    buf_putc(out, '"');
-    buf_append(out, m->key, m->keylen);
-    buf_append(out, "\":", 2);
-    write_value_at(d, &m->val, hs, depth + 1, e, deeper, out);
+    w = write_value_at(d, &m->val, hs, depth + 1, e, deeper, o, w);
   }
-  if (run) buf_append(out, run, (size_t)(run_end - run));
+  if (run) w = put(w, run, (size_t)(run_end - run));
   /* New members: edits one or more levels below, whose child name the object lacks. */
   for (size_t i = 0; i < d->nedits; i++) {
     const edit_t *e = &d->edits[i];
@@ -1214,17 +1290,23 @@ static void write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size_
     const edit_t *ex = e->nsegs == depth + 1 ? (deeper = e->below, e)
                                              : edit_at(d, hs, depth + 1, i, &deeper);
     if ((ex && ex->op == OP_DEL && !deeper) || (!ex && !deeper)) continue;
-    if (!first) buf_putc(out, ',');
+    if (!first) *w++ = ',';
     first = 0;
-    buf_putc(out, '"');
-    if (e->escape & (1u << depth))
-      buf_json_escape(out, child, clen);
+    if (e->escape & (1u << depth)) {
+      w = put_escaped_name(o, w, child, clen);
+    } else {
+      *w++ = '"';
+      w = put(w, child, clen);
+      *w++ = '"';
+      *w++ = ':';
+    }
+    if (ex && ex->op == OP_SET && !deeper) /* most new members: a value set, as it is */
+      w = put(w, d->arena.data + ex->val_off, ex->val_len);
     else
-      buf_append(out, child, clen);
-    buf_append(out, "\":", 2);
-    write_value_at(d, NULL, hs, depth + 1, ex, deeper, out);
+      w = write_value_at(d, NULL, hs, depth + 1, ex, deeper, o, w);
   }
-  buf_putc(out, '}');
+  *w++ = '}';
+  return w;
 }
 
 void evdoc_write(evdoc_t *d, buf_t *out) {
@@ -1233,5 +1315,21 @@ void evdoc_write(evdoc_t *d, buf_t *out) {
     buf_append(out, d->root.p, d->root.n);
     return;
   }
-  write_object(d, &d->root, hs, 0, out);
+  /* An upper bound of what is written: the client's bytes (members are copied as they
+   * are or more compactly, never longer) plus, per live edit, its value and each of its
+   * segments as a new member ("name":{...}, with a comma); escaped names are written
+   * through the buffer (see put_escaped_name). */
+  size_t room = d->root.n + 1;
+  for (size_t i = 0; i < d->nedits; i++) {
+    const edit_t *e = &d->edits[i];
+    if (e->op == OP_NOP) continue;
+    room += e->val_len;
+    for (size_t j = 0; j < e->nsegs; j++) room += (size_t)e->seg_len[j] + 6;
+  }
+  buf_reserve(out, room);
+  writer_t o = {out, room, out->data + out->len + room};
+  char *w = write_object(d, &d->root, hs, 0, &o, out->data + out->len);
+  assert(w <= o.limit);
+  out->len = (size_t)(w - out->data);
+  out->data[out->len] = 0;
 }

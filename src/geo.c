@@ -204,29 +204,31 @@ int geo_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg
                     size_t msglen) {
   geo_t *g = state;
   if (!g || !ctx->client_ip || !ctx->client_ip[0]) return 0;
+  /* The address first (memoised): one the database does not know (a private or loopback
+   * address) needs no read of the event at all. */
+  geo_info_t fresh;
+  const geo_info_t *info = &fresh;
+  size_t n = strlen(ctx->client_ip);
+  int rc;
+  if (memo.generation == g->generation && n < sizeof memo.ip && memcmp(memo.ip, ctx->client_ip, n + 1) == 0) {
+    rc = memo.rc;
+    info = &memo.info;
+  } else {
+    rc = geo_lookup(g, ctx->client_ip, &fresh);
+    if (n < sizeof memo.ip) {
+      memo.generation = g->generation;
+      memcpy(memo.ip, ctx->client_ip, n + 1);
+      memo.rc = rc;
+      memo.info = fresh;
+    }
+  }
+  if (rc != 0) return 0;
   jscan_type_t ct = evdoc_get_p(ev, &P_CONTEXT).type;
   if (ct != JSCAN_NONE && ct != JSCAN_OBJECT) return 0; /* the validator's business, not ours */
   /* A location the client sent (a mobile SDK's device position) beats an IP guess. */
   jscan_type_t have = evdoc_get_p(ev, &P_LOCATION).type;
   if (have != JSCAN_NONE && have != JSCAN_NULL) return 0;
-
-  geo_info_t info;
-  size_t n = strlen(ctx->client_ip);
-  int rc;
-  if (memo.generation == g->generation && n < sizeof memo.ip && memcmp(memo.ip, ctx->client_ip, n + 1) == 0) {
-    rc = memo.rc;
-    info = memo.info;
-  } else {
-    rc = geo_lookup(g, ctx->client_ip, &info);
-    if (n < sizeof memo.ip) {
-      memo.generation = g->generation;
-      memcpy(memo.ip, ctx->client_ip, n + 1);
-      memo.rc = rc;
-      memo.info = info;
-    }
-  }
-  if (rc != 0) return 0;
-  const char *kv[] = {"country", info.country, "region", info.region, "city", info.city};
+  const char *kv[] = {"country", info->country, "region", info->region, "city", info->city};
   evdoc_set_strings_p(ev, &P_LOCATION, kv, 3);
   return 0;
 }

@@ -324,6 +324,7 @@ static __attribute__((noinline)) const node_t *child_match_escaped(const node_t 
 
 static int value(scan_t *s, const node_t *at, int out_index);
 static int object_rec(scan_t *s);
+static int object_rec_into(scan_t *s, int level, jscan_val_t *v);
 
 static int object(scan_t *s, const node_t *at) {
   if (s->tape && s->level >= 0) return object_rec(s);
@@ -1108,12 +1109,25 @@ static int value_into(scan_t *s, jscan_val_t *v) {
   return rc;
 }
 
+/* value_into for an object (at s->p) that the tape records at level: what value() does
+ * for it, without its calls. */
+static int object_rec_into(scan_t *s, int level, jscan_val_t *v) {
+  const char *open = s->p;
+  int outer = s->level;
+  s->level = level;
+  if (++s->depth > JSCAN_MAX_DEPTH || object_rec(s)) return -1;
+  s->depth--;
+  s->level = outer;
+  *v = (jscan_val_t){JSCAN_OBJECT, open, (size_t)(s->p - open), 0, 0};
+  return 0;
+}
+
 static int elem(scan_t *s, jscan_elems_t *e) {
   jscan_val_t v;
   uint32_t first = s->tape ? (uint32_t)s->tape->nobj : 0;
   int level = s->level;
   s->level = 0; /* an element is a tape's top level (when there is a tape) */
-  int rc = value_into(s, &v);
+  int rc = s->tape && s->p < s->end && *s->p == '{' ? object_rec_into(s, 0, &v) : value_into(s, &v);
   s->level = level;
   if (rc) return -1;
   if (e->n < e->max) {
@@ -1165,9 +1179,33 @@ static void tape_finish(jscan_tape_t *t) {
   }
 }
 
+/* ws() on a cursor held in a local (object_rec keeps its position in a register: through
+ * s->p, every member written to the tape made the compiler read it again). */
+static inline const char *ws_at(const char *p, const char *end) {
+  if (__builtin_expect(p < end && (unsigned char)*p > ' ', 1)) return p;
+  while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+  return p;
+}
+
+/* string() on a local cursor at an opening quote: the position after the string, or NULL
+ * on malformed input. */
+static inline const char *string_at(scan_t *s, const char *p, const char **sp, size_t *sn,
+                                    int *escaped) {
+  const char *start = p + 1, *q = plain_end(start, s->end);
+  if (__builtin_expect(q < s->end && *q == '"', 1)) {
+    *sp = start;
+    *sn = (size_t)(q - start);
+    *escaped = 0;
+    return q + 1;
+  }
+  s->p = p;
+  return string_slow(s, sp, sn, escaped) ? NULL : s->p;
+}
+
 /* object() for an object the tape records at level s->level (see jscan_tape_t). The same
  * checks; each member is written straight into its level's buffer (the objects inside
- * go to the next level's, so the slot stays put), a string value without a call. */
+ * go to the next level's, so the slot stays put); strings, numbers and objects are taken
+ * without value()'s calls, and the position is kept in a local (see ws_at). */
 static __attribute__((noinline)) int object_rec(scan_t *s) {
   jscan_tape_t *t = s->tape;
   int level = s->level;
@@ -1186,11 +1224,10 @@ static __attribute__((noinline)) int object_rec(scan_t *s) {
   /* No other object uses this level while this one is open: its count can live here. */
   __typeof__(t->lv[0]) *lv = &t->lv[level];
   size_t start = lv->n, n = start;
-  const char *open = s->p;
-  s->p++; /* '{' */
-  ws(s);
-  if (s->p < s->end && *s->p == '}') {
-    s->p++;
+  const char *open = s->p, *end = s->end;
+  const char *p = ws_at(open + 1, end);
+  if (p < end && *p == '}') {
+    p++;
   } else {
     for (;;) {
       if (n == lv->cap) {
@@ -1198,38 +1235,51 @@ static __attribute__((noinline)) int object_rec(scan_t *s) {
         lv->m = xrealloc(lv->m, lv->cap * sizeof *lv->m);
       }
       jscan_member_t *m = &lv->m[n];
-      ws(s);
-      if (string(s, &m->key, &m->keylen, &m->key_escaped)) return -1;
-      ws(s);
-      if (s->p >= s->end || *s->p != ':') return -1;
-      s->p++;
-      ws(s);
-      if (s->p < s->end && *s->p == '"') {
+      p = ws_at(p, end);
+      if (p >= end || *p != '"' || !(p = string_at(s, p, &m->key, &m->keylen, &m->key_escaped)))
+        return -1;
+      p = ws_at(p, end);
+      if (p >= end || *p != ':') return -1;
+      p = ws_at(p + 1, end);
+      if (p < end && *p == '"') {
         m->val.type = JSCAN_STRING;
         m->val.num = 0;
-        if (string(s, &m->val.p, &m->val.n, &m->val.escaped)) return -1;
+        if (!(p = string_at(s, p, &m->val.p, &m->val.n, &m->val.escaped))) return -1;
+      } else if (p < end && *p == '{') {
+        s->p = p;
+        if (object_rec_into(s, level + 1, &m->val)) return -1;
+        p = s->p;
+      } else if (s->lazy_num && p < end && (*p == '-' || (*p >= '0' && *p <= '9'))) {
+        const char *v = p;
+        s->p = p;
+        if (number(s)) return -1;
+        p = s->p;
+        m->val = (jscan_val_t){JSCAN_NUMBER, v, (size_t)(p - v), 0, 0};
       } else {
+        s->p = p;
         s->level = level + 1;
         int rc = value_into(s, &m->val);
         s->level = level;
         if (rc) return -1;
+        p = s->p;
       }
       n++;
-      ws(s);
-      if (s->p >= s->end) return -1;
-      if (*s->p == ',') {
-        s->p++;
+      p = ws_at(p, end);
+      if (p >= end) return -1;
+      if (*p == ',') {
+        p++;
         continue;
       }
-      if (*s->p != '}') return -1;
-      s->p++;
+      if (*p != '}') return -1;
+      p++;
       break;
     }
   }
+  s->p = p;
   lv->n = n;
   t->kept += n - start;
   /* members is only a mark (kept) until tape_finish points it at the buffer. */
-  t->obj[oi] = (jscan_obj_t){open, (size_t)(s->p - open), (const jscan_member_t *)t, n - start,
+  t->obj[oi] = (jscan_obj_t){open, (size_t)(p - open), (const jscan_member_t *)t, n - start,
                              (uint32_t)level, (uint32_t)start};
   return 0;
 }

@@ -97,7 +97,10 @@ int privacy_consent_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char
   privacy_t *p = state;
   int dflt = strcmp(p->cfg->consent_default, "denied") != 0;
   int analytics = -1, marketing = -1;
-  if (evdoc_get_p(ev, &P_PREFERENCES).type == JSCAN_OBJECT) {
+  /* Preferences are an object only inside a consent object: most events have neither,
+   * and the one read answers both questions. */
+  int consent_obj = evdoc_get_p(ev, &P_CONSENT).type == JSCAN_OBJECT;
+  if (consent_obj && evdoc_get_p(ev, &P_PREFERENCES).type == JSCAN_OBJECT) {
     analytics = decide(ev, &p->cfg->analytics_categories);
     marketing = decide(ev, &p->cfg->marketing_categories);
   }
@@ -108,7 +111,7 @@ int privacy_consent_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char
     reduce_to_count(ev);
     return 0;
   }
-  if (evdoc_get_p(ev, &P_CONSENT).type != JSCAN_OBJECT) {
+  if (!consent_obj) {
     /* No consent object to keep members of (most events): the whole object in one edit,
      * written as the two members set one by one would be. */
     static const char granted[] = "{\"analytics\":true,\"marketing\":true}",

@@ -606,10 +606,11 @@ static evdoc_path_t P_PARTS[3] = {EVDOC_PATH("context.browser"), EVDOC_PATH("con
 int uaparse_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg,
                         size_t msglen) {
   uaparse_t *p = state;
-  if (!p || evdoc_get_p(ev, &P_CONTEXT).type != JSCAN_OBJECT) return 0;
-  /* No user agent (most server-side events): nothing to read further. */
+  if (!p) return 0;
+  /* No user agent (most server-side events): nothing to read further, not even context
+   * (read second, it says the same then as first: reads change nothing). */
   jscan_val_t uav = evdoc_get_p(ev, &P_USER_AGENT);
-  if (uav.type != JSCAN_STRING) return 0;
+  if (uav.type != JSCAN_STRING || evdoc_get_p(ev, &P_CONTEXT).type != JSCAN_OBJECT) return 0;
   int need_browser = evdoc_get_p(ev, &P_PARTS[0]).type == JSCAN_NONE;
   int need_os = evdoc_get_p(ev, &P_PARTS[1]).type == JSCAN_NONE;
   int need_device = evdoc_get_p(ev, &P_PARTS[2]).type == JSCAN_NONE;

@@ -1,6 +1,8 @@
 /* Unit tests for campaign attribution: UTM, click ids, referrer classes. */
 #include "campaign.h"
 
+#include <ctype.h>
+
 #include "evtest.h"
 #include "test.h"
 
@@ -44,6 +46,25 @@ TEST(url_host) {
   CHECK_INT(campaign_url_host("mailto:x@y.example", h, sizeof h), 0);
   CHECK_INT(campaign_url_host("x:/", h, sizeof h), 0);
   CHECK_INT(campaign_url_host("x:", h, sizeof h), 0);
+}
+
+/* A host is lowercased as tolower does in the C locale, eight bytes a step: every byte
+ * value at every place of a host longer than two words. */
+TEST(url_host_lowercase) {
+  char url[64], h[64], host[20];
+  for (int c = 1; c < 256; c++) {
+    if (strchr("/?#@:[", c)) continue; /* they end or split the host */
+    for (size_t at = 0; at < 19; at++) {
+      memcpy(host, "Shop-X.EXAMPLE.Co.U", 19);
+      host[19] = 0;
+      host[at] = (char)c;
+      snprintf(url, sizeof url, "https://%s/x", host);
+      CHECK_INT(campaign_url_host(url, h, sizeof h), 19);
+      for (size_t i = 0; i < 19; i++)
+        if (h[i] != (char)tolower((unsigned char)host[i]))
+          FAILF("byte %d at %zu: %02x for %02x", c, i, (unsigned char)h[i], (unsigned char)host[i]);
+    }
+  }
 }
 
 static buf_t *step_state; /* the step's reused buffer, or NULL */
@@ -122,6 +143,7 @@ TEST(reused_state_matches_fresh) {
 int main(void) {
   RUN(referrer_classes);
   RUN(url_host);
+  RUN(url_host_lowercase);
   RUN(utm_and_click_ids);
   RUN(existing_campaign_kept_and_direct);
   RUN(reused_state_matches_fresh);
