@@ -1192,7 +1192,7 @@ TEST(sync_policies) {
 
 /* The writer is woken once per turn of the loop: the appends of one turn share one
  * group and one fdatasync, and none is written before the loop turns. A group past
- * 256 KiB wakes the writer at once, without a turn. */
+ * 1 MiB wakes the writer at once, without a turn. */
 typedef struct count {
   int acked, want;
 } count_t;
@@ -1237,12 +1237,12 @@ TEST(appends_of_one_turn_share_a_group) {
   CHECK_INT(atomic_load(&synced_records), 50);
   CHECK_INT(read_all(log, 0), 51);
 
-  /* 100 appends of 4 KiB: the group passes 256 KiB, the writer starts without a turn. */
+  /* 300 appends of 4 KiB: the group passes 1 MiB, the writer starts without a turn. */
   static char big[4096];
   memset(big, 'x', sizeof big);
   atomic_store(&syncs, 0);
-  c = (count_t){0, 100};
-  for (int k = 0; k < 100; k++) {
+  c = (count_t){0, 300};
+  for (int k = 0; k < 300; k++) {
     log_entry_t e = {.key = "k", .key_len = 1, .value = big, .value_len = sizeof big,
                      .time_us = 1000000, .event_us = 1000000};
     CHECK_INT(log_append(log, &e, 1, count_ack, &c), 0);
@@ -1250,7 +1250,7 @@ TEST(appends_of_one_turn_share_a_group) {
   for (int i = 0; i < 200 && !atomic_load(&syncs); i++) usleep(10 * 1000);
   CHECK(atomic_load(&syncs) >= 1);
   CHECK(run_until(counted, &c, 10000));
-  CHECK_INT(log_end_offset(log), 151);
+  CHECK_INT(log_end_offset(log), 351);
   close_log(log);
 }
 
