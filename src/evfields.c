@@ -6,6 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -103,7 +106,22 @@ static const char *url_path(const char *url, size_t ulen, char *buf, size_t cap,
   *len = 1;
   if (!s) return "/";
   size_t n = 0;
+#if defined(__SSE2__)
+  /* 16 bytes a step while they lie inside the URL: a path is mostly found in the first */
+  const __m128i q = _mm_set1_epi8('?'), hash = _mm_set1_epi8('#');
+  for (; end - (s + n) >= 16; n += 16) {
+    __m128i w = _mm_loadu_si128((const __m128i *)(const void *)(s + n));
+    unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(w, q), _mm_cmpeq_epi8(w, hash)));
+    if (m) {
+      n += (unsigned)__builtin_ctz(m);
+      goto found;
+    }
+  }
+#endif
   while (s + n < end && s[n] != '?' && s[n] != '#') n++;
+#if defined(__SSE2__)
+found:
+#endif
   if (n >= cap) n = cap - 1;
   memcpy(buf, s, n);
   buf[n] = 0;
@@ -168,8 +186,13 @@ static int decode_spans(const evfields_decoder_t *d, const log_record_t *rec, ev
   e->dims[0] = name;
   e->dims[1] = str_len_of(&f[F_PATH], vend, e->vb[1], EVFIELDS_VAL_CAP, &e->dlen[1]);
   if (!e->dims[1]) {
+    /* A URL without escapes is its raw bytes: its path is taken from the record, with no
+     * copy of the whole URL first. */
+    const jscan_val_t *uv = &f[F_URL];
     uint32_t urlen;
-    const char *u = str_len_of(&f[F_URL], vend, e->urlb, sizeof e->urlb, &urlen);
+    const char *u = uv->type == JSCAN_STRING && uv->n && !uv->escaped && uv->n < sizeof e->urlb
+                        ? (urlen = (uint32_t)uv->n, uv->p)
+                        : str_len_of(uv, vend, e->urlb, sizeof e->urlb, &urlen);
     e->dims[1] = u ? url_path(u, urlen, e->vb[1], EVFIELDS_VAL_CAP, &e->dlen[1]) : NULL;
   }
   static const int dim_field[PROCESS_NDIMS - 1] = {0, 0, F_SOURCE, F_MEDIUM, F_CAMPAIGN,
