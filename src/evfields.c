@@ -90,11 +90,6 @@ static inline const char *str_len_of(const jscan_val_t *v, const char *vend, cha
   return buf;
 }
 
-static const char *str_of(const jscan_val_t *v, const char *vend, char *buf, size_t cap) {
-  uint32_t len;
-  return str_len_of(v, vend, buf, cap, &len);
-}
-
 /* The path of a URL of ulen bytes (its strlen): after the host, before '?' or '#'; its
  * strlen in *len (OUT). */
 static const char *url_path(const char *url, size_t ulen, char *buf, size_t cap,
@@ -169,12 +164,14 @@ static int decode_spans(const evfields_decoder_t *d, const log_record_t *rec, ev
   e->type = type;
   if (!time_of(&f[F_TS], &e->t_us) && !time_of(&f[F_RECV], &e->t_us)) e->t_us = rec->time_us;
 
-  uint32_t ulen, alen;
-  e->user_id = str_len_of(&f[F_USER], vend, e->idb[0], sizeof e->idb[0], &ulen);
-  e->anonymous_id = str_len_of(&f[F_ANON], vend, e->idb[1], sizeof e->idb[1], &alen);
-  e->previous_id = str_of(&f[F_PREV], vend, e->idb[2], sizeof e->idb[2]);
-  e->session_id = str_of(&f[F_PSESSION], vend, e->sid, sizeof e->sid);
-  if (!e->session_id) e->session_id = str_of(&f[F_CSESSION], vend, e->sid, sizeof e->sid);
+  e->user_id = str_len_of(&f[F_USER], vend, e->idb[0], sizeof e->idb[0], &e->user_id_len);
+  e->anonymous_id =
+      str_len_of(&f[F_ANON], vend, e->idb[1], sizeof e->idb[1], &e->anonymous_id_len);
+  e->previous_id =
+      str_len_of(&f[F_PREV], vend, e->idb[2], sizeof e->idb[2], &e->previous_id_len);
+  e->session_id = str_len_of(&f[F_PSESSION], vend, e->sid, sizeof e->sid, &e->session_id_len);
+  if (!e->session_id)
+    e->session_id = str_len_of(&f[F_CSESSION], vend, e->sid, sizeof e->sid, &e->session_id_len);
 
   const char *name;
   if (type == PROFILE_TRACK) {
@@ -212,7 +209,9 @@ static int decode_spans(const evfields_decoder_t *d, const log_record_t *rec, ev
   }
   e->consent_marketing = f[F_CONSENT].type == JSCAN_TRUE;
   e->user_key = e->anonymous_id ? e->anonymous_id : e->user_id;
-  e->user_hash = e->user_key ? XXH3_64bits(e->user_key, e->anonymous_id ? alen : ulen) : 0;
+  e->user_hash =
+      e->user_key ? XXH3_64bits(e->user_key, e->anonymous_id ? e->anonymous_id_len : e->user_id_len)
+                  : 0;
   return 1;
 }
 
