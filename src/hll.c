@@ -314,6 +314,17 @@ static uint32_t table_fit(uint32_t cap, uint32_t n) {
 /* sparse_put's rare path: e needs a bigger table, or the dense form once a new index
  * would pass SPARSE_MAX. Returns how many bytes hll_bytes(h) grew by. */
 static __attribute__((noinline)) size_t sparse_put_grow(hll_t *h, uint32_t e) {
+  if (!h->cap) {
+    /* a sketch's first entry (most sketches are made for a second user and take two at
+     * once): the inline table, e in its home group, without table_resize's general work;
+     * the struct's bytes do not change */
+    memset(h->small, 0, sizeof h->small);
+    h->small[4 * home_group(e >> 6, INLINE_SLOTS / 4)] = e;
+    h->sparse = h->small;
+    h->cap = INLINE_SLOTS;
+    h->n = 1;
+    return 0;
+  }
   size_t before = hll_bytes(h);
   if (h->n == SPARSE_MAX) {
     to_dense(h);
