@@ -33,6 +33,7 @@ static const char *const field_paths[F_COUNT] = {
 struct evfields_decoder {
   jscan_paths_t *paths;
   char *conversion;
+  uint32_t conversion_len;
   size_t nextra;
   int alias[EVFIELDS_MAX_EXTRA]; /* extra path i is base path alias[i] (jscan scans a path
                                     into one slot only), or -1 */
@@ -55,6 +56,7 @@ evfields_decoder_t *evfields_new(const char *conversion, const char *const *extr
   }
   d->paths = jscan_compile(paths, F_COUNT + nextra);
   d->conversion = xstrdup(conversion && *conversion ? conversion : "Order Completed");
+  d->conversion_len = (uint32_t)strlen(d->conversion);
   if (!d->paths) {
     evfields_free(d);
     return NULL;
@@ -90,14 +92,27 @@ static inline const char *str_len_of(const jscan_val_t *v, const char *vend, cha
   return buf;
 }
 
+/* The first c in [p, end), or NULL: the first 16 bytes in one step when they lie inside
+ * (a URL's scheme and host mostly do), else memchr. */
+static inline const char *find_byte(const char *p, const char *end, char c) {
+#if defined(__SSE2__)
+  if (end - p >= 16) {
+    __m128i w = _mm_loadu_si128((const __m128i *)(const void *)p);
+    unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(w, _mm_set1_epi8(c)));
+    if (m) return p + __builtin_ctz(m);
+    p += 16;
+  }
+#endif
+  return p < end ? memchr(p, c, (size_t)(end - p)) : NULL;
+}
+
 /* The path of a URL of ulen bytes (its strlen): after the host, before '?' or '#'; its
  * strlen in *len (OUT). */
 static const char *url_path(const char *url, size_t ulen, char *buf, size_t cap,
                             uint32_t *len) {
-  const char *end = url + ulen, *s = memchr(url, ':', ulen);
-  while (s && !(end - s >= 3 && s[1] == '/' && s[2] == '/'))
-    s = memchr(s + 1, ':', (size_t)(end - s - 1));
-  s = s ? memchr(s + 3, '/', (size_t)(end - s - 3)) : (url[0] == '/' ? url : NULL);
+  const char *end = url + ulen, *s = find_byte(url, end, ':');
+  while (s && !(end - s >= 3 && s[1] == '/' && s[2] == '/')) s = find_byte(s + 1, end, ':');
+  s = s ? find_byte(s + 3, end, '/') : (url[0] == '/' ? url : NULL);
   *len = 1;
   if (!s) return "/";
   size_t n = 0;
@@ -199,7 +214,8 @@ static int decode_spans(const evfields_decoder_t *d, const log_record_t *rec, ev
   for (int i = 2; i < PROCESS_NDIMS - 1; i++)
     e->dims[i] = str_len_of(&f[dim_field[i]], vend, e->vb[i], EVFIELDS_VAL_CAP, &e->dlen[i]);
 
-  e->is_order = name && type == PROFILE_TRACK && !strcmp(name, d->conversion);
+  e->is_order = name && type == PROFILE_TRACK && e->dlen[0] == d->conversion_len &&
+                !memcmp(name, d->conversion, d->conversion_len);
   e->revenue = 0;
   if (e->is_order) {
     e->revenue = f[F_REVENUE].type == JSCAN_NUMBER ? f[F_REVENUE].num
