@@ -14,6 +14,9 @@
 #include <errno.h>
 #include <math.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -433,10 +436,16 @@ static void ring_insert(profile_t *p, uint8_t code, uint16_t ago) {
   unsigned i = 0;
   while (i < p->recent_n && p->recent_ago[i] < ago) i++;
   if (i >= PROFILE_RECENT) return;
-  unsigned last = p->recent_n < PROFILE_RECENT ? p->recent_n : PROFILE_RECENT - 1;
-  for (unsigned j = last; j > i; j--) {
-    p->recent_code[j] = p->recent_code[j - 1];
-    p->recent_ago[j] = p->recent_ago[j - 1];
+  if (i == 0) { /* the newest (events mostly come in order): every entry moves one place,
+                   the oldest drops out, and the zeros past recent_n stay zeros */
+    memmove(p->recent_code + 1, p->recent_code, PROFILE_RECENT - 1);
+    memmove(p->recent_ago + 1, p->recent_ago, (PROFILE_RECENT - 1) * sizeof *p->recent_ago);
+  } else {
+    unsigned last = p->recent_n < PROFILE_RECENT ? p->recent_n : PROFILE_RECENT - 1;
+    for (unsigned j = last; j > i; j--) {
+      p->recent_code[j] = p->recent_code[j - 1];
+      p->recent_ago[j] = p->recent_ago[j - 1];
+    }
   }
   p->recent_code[i] = code;
   p->recent_ago[i] = ago;
@@ -447,8 +456,16 @@ static void ring_insert(profile_t *p, uint8_t code, uint16_t ago) {
 static void advance_last_seen(profile_t *p, uint32_t ts) {
   if (ts <= p->last_seen) return;
   uint32_t d = ts - p->last_seen;
+#if defined(__SSE2__) && PROFILE_RECENT == 4
+  /* the four ages at once: a saturating add of d (itself capped) to the valid entries */
+  __m128i ago = _mm_loadl_epi64((const __m128i *)(const void *)p->recent_ago);
+  __m128i valid = _mm_cmpgt_epi16(_mm_set1_epi16((short)p->recent_n), _mm_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7));
+  __m128i add = _mm_and_si128(_mm_set1_epi16((short)(uint16_t)(d > AGO_MAX ? AGO_MAX : d)), valid);
+  _mm_storel_epi64((__m128i *)(void *)p->recent_ago, _mm_adds_epu16(ago, add));
+#else
   for (unsigned i = 0; i < p->recent_n; i++)
     p->recent_ago[i] = ago_add(p->recent_ago[i], d);
+#endif
   p->last_seen = ts;
 }
 
