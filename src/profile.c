@@ -1015,18 +1015,18 @@ fail:
 }
 
 int profile_type(const char *name, size_t len) {
-  static const char *const names[PROFILE_TYPES] = {"track",    "page",  "screen",
-                                                   "identify", "group", "alias"};
   len = id_len(name, len);
-  /* every event has a type: the first letters differ, so one comparison decides */
-  int k = !len              ? -1
-          : name[0] == 't' ? PROFILE_TRACK
-          : name[0] == 'p' ? PROFILE_PAGE
-          : name[0] == 's' ? PROFILE_SCREEN
-          : name[0] == 'i' ? PROFILE_IDENTIFY
-          : name[0] == 'g' ? PROFILE_GROUP
-          : name[0] == 'a' ? PROFILE_ALIAS
-                           : -1;
-  if (k >= 0 && strlen(names[k]) == len && memcmp(names[k], name, len) == 0) return k;
-  return -EINVAL;
+  /* every event has a type: the first letters differ, so one comparison decides (of
+   * constant size: inline, not a call) */
+#define TYPE_IS(lit, k) (len == sizeof lit - 1 && memcmp(name, lit, sizeof lit - 1) == 0 ? (k) : -EINVAL)
+  switch (len ? name[0] : 0) {
+    case 't': return TYPE_IS("track", PROFILE_TRACK);
+    case 'p': return TYPE_IS("page", PROFILE_PAGE);
+    case 's': return TYPE_IS("screen", PROFILE_SCREEN);
+    case 'i': return TYPE_IS("identify", PROFILE_IDENTIFY);
+    case 'g': return TYPE_IS("group", PROFILE_GROUP);
+    case 'a': return TYPE_IS("alias", PROFILE_ALIAS);
+    default: return -EINVAL;
+  }
+#undef TYPE_IS
 }

@@ -464,6 +464,17 @@ TEST(test_segments_and_helpers) {
   CHECK_INT(profile_type("identify", 0), PROFILE_IDENTIFY);
   CHECK_INT(profile_type("pagex", 4), PROFILE_PAGE);
   CHECK_INT(profile_type("bogus", 0), -EINVAL);
+  static const char *const types[] = {"track", "page", "screen", "identify", "group", "alias"};
+  for (int k = 0; k < 6; k++) {
+    size_t n = strlen(types[k]);
+    CHECK_INT(profile_type(types[k], n), k);
+    CHECK_INT(profile_type(types[k], n - 1), -EINVAL); /* a prefix */
+    char longer[16];
+    snprintf(longer, sizeof longer, "%sx", types[k]);
+    CHECK_INT(profile_type(longer, n + 1), -EINVAL);
+  }
+  CHECK_INT(profile_type("", 0), -EINVAL);
+  CHECK_INT(profile_type("trick", 5), -EINVAL);
   CHECK(profile_hash(s, "abc", 3) == profile_hash(s, "abcd", 3));
   /* the prefetch hints take anything and change nothing; the key is the id's hash */
   CHECK(profile_prefetch_index(NULL, "u", 0) == 0);
