@@ -700,9 +700,12 @@ int rollup_add_len(rollup_t *r, int64_t t_us, const char *const *dim_values,
     r->rejected_future++;
     return -ERANGE;
   }
-  /* t_us's buckets, each divisor a constant (a multiplication, not a division) */
-  const int64_t tb[NGRAN] = {floor_div(t_us, 1000000), floor_div(t_us, 60000000),
-                             floor_div(t_us, 3600000000)};
+  /* t_us's buckets, each divisor a constant (a multiplication, not a division); times
+   * after 1970 need no rounding towards minus infinity */
+  const int64_t tb[NGRAN] = {
+      t_us >= 0 ? (int64_t)((uint64_t)t_us / 1000000) : floor_div(t_us, 1000000),
+      t_us >= 0 ? (int64_t)((uint64_t)t_us / 60000000) : floor_div(t_us, 60000000),
+      t_us >= 0 ? (int64_t)((uint64_t)t_us / 3600000000) : floor_div(t_us, 3600000000)};
   if (!retained(r, G_HOUR, tb[G_HOUR], r->hw_us)) {
     r->rejected_old++;
     return -ERANGE;
@@ -720,20 +723,22 @@ int rollup_add_len(rollup_t *r, int64_t t_us, const char *const *dim_values,
       if (n) keys[nkeys++] = KEY(d, intern(r, &r->dims[d], v, n));
     }
 
-  /* An event goes to its hour directly only when its minute is gone or already folded;
-   * else the minute carries it into the hour later (see rollup_fold_minute). */
-  int64_t mb = tb[G_MIN];
-  int to_min = retained(r, G_MIN, mb, r->hw_us), to_hour = 1;
-  if (to_min) {
-    bucket_t *mk = claim(r, G_MIN, mb);
-    if (!mk->n) add_pending(r, mb);
-    to_hour = (int)mk->folded;
+  /* Which rings take the event: decided once (claiming buckets and folding minutes
+   * moves neither hw nor the floors). An event goes to its hour directly only when its
+   * minute is gone or already folded; else the minute carries it into the hour later (see
+   * rollup_fold_minute). */
+  int to[NGRAN];
+  for (int g = 0; g < G_HOUR; g++)
+    to[g] = tb[g] > r->hw_b[g] - (int64_t)r->ring[g].size && tb[g] >= r->floor[g];
+  to[G_HOUR] = 1;
+  if (to[G_MIN]) {
+    bucket_t *mk = claim(r, G_MIN, tb[G_MIN]);
+    if (!mk->n) add_pending(r, tb[G_MIN]);
+    to[G_HOUR] = (int)mk->folded;
   }
   for (int g = 0; g < NGRAN; g++) {
-    int64_t b = tb[g];
-    if ((g == G_MIN && !to_min) || (g == G_HOUR && !to_hour) || !retained(r, g, b, r->hw_us))
-      continue;
-    bucket_t *bk = claim(r, g, b);
+    if (!to[g]) continue;
+    bucket_t *bk = claim(r, g, tb[g]);
     cell_t *c = cell_of(r, bk, TOTAL_KEY);
     c->count++;
     c->sum += value_sum;
