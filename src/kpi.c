@@ -50,9 +50,15 @@ struct kpi {
 
 static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b < 0); }
 
-int64_t kpi_day_of(int64_t t_us) { return floor_div(t_us, DAY_US); }
+/* (times and days after the epoch: an unsigned division by the constant, a multiplication,
+ * with no floor correction) */
+int64_t kpi_day_of(int64_t t_us) {
+  return t_us >= 0 ? (int64_t)((uint64_t)t_us / DAY_US) : floor_div(t_us, DAY_US);
+}
 /* Day 4 of the epoch (1970-01-05) is a Monday. */
-static int64_t week_of_day(int64_t day) { return floor_div(day - 4, 7); }
+static int64_t week_of_day(int64_t day) {
+  return day >= 4 ? (int64_t)((uint64_t)(day - 4) / 7) : floor_div(day - 4, 7);
+}
 int64_t kpi_week_of(int64_t t_us) { return week_of_day(kpi_day_of(t_us)); }
 
 /* ---- grids ---- */
