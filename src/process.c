@@ -138,8 +138,10 @@ struct process {
 
 static void on_session_end(void *ud, const profile_session_t *s) {
   process_t *p = ud;
-  SESSION_ADD(p, s->start_us, "end", s->profile, 0);
-  if (s->pages == 1) SESSION_ADD(p, s->start_us, "bounce", s->profile, 0);
+  /* a bounce is counted with its end in one add (same time, user and sum) */
+  static const char *const what[2] = {"end", "bounce"};
+  static const uint32_t len[2] = {3, 6};
+  rollup_add_values(p->sessions, s->start_us, what, len, s->pages == 1 ? 2 : 1, s->profile, 0);
 }
 
 static void on_evict(void *ud, const profile_t *pr, const uint64_t *keys,

@@ -145,7 +145,8 @@ uint32_t rollup_dim_insert(dim_t *d, const char *s, size_t len, uint32_t h) {
 }
 
 /* The id of value s (n bytes, its strlen) in d, interned as needed. */
-static uint32_t intern(rollup_t *r, dim_t *d, const char *s, size_t n) {
+static inline __attribute__((always_inline)) uint32_t intern(rollup_t *r, dim_t *d,
+                                                             const char *s, size_t n) {
   size_t len = value_len(r, s, n);
   uint32_t h = 0;
   int64_t id = d->last;
@@ -691,38 +692,36 @@ int rollup_add(rollup_t *r, int64_t t_us, const char *const *dim_values, uint64_
   return rollup_add_len(r, t_us, dim_values, NULL, user_hash, value_sum);
 }
 
-int rollup_add_len(rollup_t *r, int64_t t_us, const char *const *dim_values,
-                   const uint32_t *dim_lens, uint64_t user_hash, double value_sum) {
-  if (!r || !isfinite(value_sum)) return -EINVAL;
+/* The checks and clock work of an add at t_us: the store advanced to the clock and to
+ * t_us, t_us's bucket numbers in tb (OUT). 0, or -ERANGE (counted) when t_us is too far
+ * ahead or too old (n events rejected at once). */
+static inline __attribute__((always_inline)) int add_begin(rollup_t *r, int64_t t_us,
+                                                           uint64_t n, int64_t tb[NGRAN]) {
   int64_t now = now_of(r);
   advance_to(r, now);
   if (t_us > now && (uint64_t)t_us - (uint64_t)now > (uint64_t)r->max_future_us) {
-    r->rejected_future++;
+    r->rejected_future += n;
     return -ERANGE;
   }
-  /* t_us's buckets, each divisor a constant (a multiplication, not a division); times
-   * after 1970 need no rounding towards minus infinity */
-  const int64_t tb[NGRAN] = {
-      t_us >= 0 ? (int64_t)((uint64_t)t_us / 1000000) : floor_div(t_us, 1000000),
-      t_us >= 0 ? (int64_t)((uint64_t)t_us / 60000000) : floor_div(t_us, 60000000),
-      t_us >= 0 ? (int64_t)((uint64_t)t_us / 3600000000) : floor_div(t_us, 3600000000)};
+  /* each divisor a constant (a multiplication, not a division); times after 1970 need no
+   * rounding towards minus infinity */
+  tb[G_SEC] = t_us >= 0 ? (int64_t)((uint64_t)t_us / 1000000) : floor_div(t_us, 1000000);
+  tb[G_MIN] = t_us >= 0 ? (int64_t)((uint64_t)t_us / 60000000) : floor_div(t_us, 60000000);
+  tb[G_HOUR] = t_us >= 0 ? (int64_t)((uint64_t)t_us / 3600000000) : floor_div(t_us, 3600000000);
   if (!retained(r, G_HOUR, tb[G_HOUR], r->hw_us)) {
-    r->rejected_old++;
+    r->rejected_old += n;
     return -ERANGE;
   }
   advance_to(r, t_us);
+  return 0;
+}
 
-  uint32_t keys[ROLLUP_MAX_DIMS];
-  uint32_t nkeys = 0;
-  if (dim_values)
-    for (uint32_t d = 0; d < r->ndims; d++) {
-      const char *v = dim_values[d];
-      if (!v) continue;
-      /* (a value past max_value_len is cut: its bytes beyond do not matter) */
-      size_t n = dim_lens ? dim_lens[d] : strnlen(v, (size_t)r->max_value_len + 1);
-      if (n) keys[nkeys++] = KEY(d, intern(r, &r->dims[d], v, n));
-    }
-
+/* Count one event in the buckets tb (add_begin's) with its dimension keys[0..nkeys).
+ * Returns 1 when the memory budget was enforced after it (buckets and floors may have
+ * moved), else 0. */
+static inline __attribute__((always_inline)) int
+add_event(rollup_t *r, const int64_t tb[NGRAN], const uint32_t *keys, uint32_t nkeys,
+          uint64_t user_hash, double value_sum) {
   /* Which rings take the event: decided once (claiming buckets and folding minutes
    * moves neither hw nor the floors). An event goes to its hour directly only when its
    * minute is gone or already folded; else the minute carries it into the hour later (see
@@ -752,7 +751,55 @@ int rollup_add_len(rollup_t *r, int64_t t_us, const char *const *dim_values,
     }
   }
   r->accepted++;
-  if (r->max_bytes && (r->ring_bytes > r->max_bytes || r->starved)) enforce_budget(r);
+  if (r->max_bytes && (r->ring_bytes > r->max_bytes || r->starved)) {
+    enforce_budget(r);
+    return 1;
+  }
+  return 0;
+}
+
+int rollup_add_len(rollup_t *r, int64_t t_us, const char *const *dim_values,
+                   const uint32_t *dim_lens, uint64_t user_hash, double value_sum) {
+  if (!r || !isfinite(value_sum)) return -EINVAL;
+  int64_t tb[NGRAN];
+  int rc = add_begin(r, t_us, 1, tb);
+  if (rc) return rc;
+  uint32_t keys[ROLLUP_MAX_DIMS];
+  uint32_t nkeys = 0;
+  if (dim_values)
+    for (uint32_t d = 0; d < r->ndims; d++) {
+      const char *v = dim_values[d];
+      if (!v) continue;
+      /* (a value past max_value_len is cut: its bytes beyond do not matter) */
+      size_t n = dim_lens ? dim_lens[d] : strnlen(v, (size_t)r->max_value_len + 1);
+      if (n) keys[nkeys++] = KEY(d, intern(r, &r->dims[d], v, n));
+    }
+  add_event(r, tb, keys, nkeys, user_hash, value_sum);
+  return 0;
+}
+
+int rollup_add_values(rollup_t *r, int64_t t_us, const char *const *values,
+                      const uint32_t *lens, size_t n, uint64_t user_hash, double value_sum) {
+  if (!r || !isfinite(value_sum) || (n && (!values || !lens))) return -EINVAL;
+  int64_t tb[NGRAN];
+  int rc = n ? add_begin(r, t_us, n, tb) : 0;
+  if (rc) return rc;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t key = 0, nkeys = 0;
+    if (values[i] && lens[i]) key = KEY(0, intern(r, &r->dims[0], values[i], lens[i])), nkeys = 1;
+    if (add_event(r, tb, &key, nkeys, user_hash, value_sum) && i + 1 < n) {
+      /* the budget moved buckets and floors: the rest as adds of their own */
+      const char *v[ROLLUP_MAX_DIMS] = {0};
+      uint32_t l[ROLLUP_MAX_DIMS] = {0};
+      for (size_t j = i + 1; j < n; j++) {
+        v[0] = values[j];
+        l[0] = lens[j];
+        int rcj = rollup_add_len(r, t_us, v, l, user_hash, value_sum);
+        if (rcj && !rc) rc = rcj;
+      }
+      return rc;
+    }
+  }
   return 0;
 }
 
