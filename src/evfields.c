@@ -37,6 +37,8 @@ struct evfields_decoder {
   size_t nextra;
   int alias[EVFIELDS_MAX_EXTRA]; /* extra path i is base path alias[i] (jscan scans a path
                                     into one slot only), or -1 */
+  uint8_t aliased[EVFIELDS_MAX_EXTRA]; /* the extra paths i with alias[i] >= 0 */
+  size_t naliased;
 };
 
 evfields_decoder_t *evfields_new(const char *conversion, const char *const *extra,
@@ -53,6 +55,7 @@ evfields_decoder_t *evfields_new(const char *conversion, const char *const *extr
       if (!strcmp(extra[i], field_paths[k])) d->alias[i] = k;
     /* an aliased slot is scanned as a path no event has */
     paths[F_COUNT + i] = d->alias[i] >= 0 ? "\x01" : extra[i];
+    if (d->alias[i] >= 0) d->aliased[d->naliased++] = (uint8_t)i;
   }
   d->paths = jscan_compile(paths, F_COUNT + nextra);
   d->conversion = xstrdup(conversion && *conversion ? conversion : "Order Completed");
@@ -171,8 +174,10 @@ static int decode_spans(const evfields_decoder_t *d, const log_record_t *rec, ev
   jscan_val_t *f = e->raw;
   const char *vend = rec->value + rec->value_len;
   if (rc != 0 || f[F_TYPE].type != JSCAN_STRING) return -EBADMSG;
-  for (size_t i = 0; i < d->nextra; i++)
-    if (d->alias[i] >= 0) f[F_COUNT + i] = f[d->alias[i]];
+  for (size_t k = 0; k < d->naliased; k++) {
+    size_t i = d->aliased[k];
+    f[F_COUNT + i] = f[d->alias[i]];
+  }
   /* (profile_type reads a length of 0 as "NUL-terminated": an empty type must not reach it) */
   int type = f[F_TYPE].n ? profile_type(f[F_TYPE].p, f[F_TYPE].n) : -EINVAL;
   if (type < 0) return 0; /* tombstones ("forgotten"), unknown types */
