@@ -346,9 +346,7 @@ static void cell_add_user_rare(rollup_t *r, cell_t *c, uint64_t hash) {
     if (c->u.hash != hash && r->starved) {
       c->users = U_NONE; /* no sketch to spare: this cell's users are not kept */
     } else if (c->u.hash != hash) {
-      hll_t *h = hll_new();
-      hll_add_hash(h, c->u.hash);
-      hll_add_hash(h, hash);
+      hll_t *h = hll_new_pair(c->u.hash, hash);
       c->users = U_HLL;
       c->u.hll = h;
       r->ring_bytes += hll_bytes(h);
