@@ -384,8 +384,7 @@ void rollup_fold_minute(rollup_t *r, bucket_t *mk, int with_counts) {
   bucket_t *hk = rollup_claim_bucket(r, G_HOUR, h);
   for (uint32_t i = 0; i < mk->n; i++) {
     const cell_t *c = &mk->cells[i];
-    int created;
-    cell_t *hc = with_counts ? rollup_cell_get(r, hk, c->key, &created) : (cell_t *)bucket_cell(hk, c->key);
+    cell_t *hc = with_counts ? cell_of(r, hk, c->key) : (cell_t *)bucket_cell(hk, c->key);
     if (!hc) continue;
     if (with_counts) {
       hc->count += c->count;
