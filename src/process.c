@@ -419,11 +419,14 @@ static void process_record(process_t *p, const log_record_t *rec, uint64_t pkey)
   if (dims[2] || dims[3] || dims[4]) {
     /* "source\nmedium\nname", absent parts empty (built by hand: snprintf showed in
      * replay profiles) */
-    char cb[3 * EVFIELDS_VAL_CAP + 3];
+    char cb[3 * EVFIELDS_VAL_CAP + 16];
     size_t n = 0;
     for (int i = 2; i <= 4; i++) {
       if (dims[i]) {
-        memcpy(cb + n, dims[i], e->dlen[i]);
+        /* a short part in one fixed-size move, not a call: the parts lie in e's value
+         * buffers (EVFIELDS_VAL_CAP bytes each), so 16 bytes can be read */
+        if (e->dlen[i] < 16) memcpy(cb + n, dims[i], 16);
+        else memcpy(cb + n, dims[i], e->dlen[i]);
         n += e->dlen[i];
       }
       if (i < 4) cb[n++] = '\n';
