@@ -401,34 +401,46 @@ static void fault_in(profile_store_t *s, uint64_t key, profile_result_t *res) {
 /* Before an event changes the store: bring back from on_fetch the people its ids (up to
  * three; 0: none) belong to that memory does not hold, and pin the slots they resolve
  * to, so that making room for one never evicts another. In-memory people are pinned
- * before any restore; pins matter only within PIN_MAX allocations of the bound. */
-static void hold(profile_store_t *s, uint64_t k0, uint64_t k1, uint64_t k2,
-                 profile_result_t *res) {
+ * before any restore; pins matter only within PIN_MAX allocations of the bound. Returns 1
+ * when it looked every id up and none was missing, with the index slot of k0 (else k1) in
+ * *first (OUT), still valid as nothing moved; else 0. */
+static int hold(profile_store_t *s, uint64_t k0, uint64_t k1, uint64_t k2,
+                profile_result_t *res, uint32_t *first) {
   int near_bound = s->count + PIN_MAX >= s->max_profiles;
-  if (!s->on_fetch && !near_bound) return;
+  if (!s->on_fetch && !near_bound) return 0;
   uint64_t k[3] = {k0, k1, k2};
-  int missing[3] = {0, 0, 0};
+  uint32_t pos[3] = {NONE, NONE, NONE};
+  int missing = 0;
   for (int i = 0; i < 3; i++) {
     if (!k[i]) continue;
-    uint32_t pos = t_find(s, k[i]);
-    if (pos == NONE) {
-      missing[i] = 1;
+    pos[i] = t_find(s, k[i]);
+    if (pos[i] == NONE) {
+      missing = 1;
     } else if (near_bound) {
-      uint32_t ref = s->t[pos].ref;
+      uint32_t ref = s->t[pos[i]].ref;
       pin(s, ref & ALIAS_BIT ? s->a[ref & ~ALIAS_BIT].target : ref);
     }
   }
+  if (!missing) {
+    *first = k0 ? pos[0] : pos[1];
+    return 1;
+  }
   for (int i = 0; i < 3; i++)
-    if (missing[i]) fault_in(s, k[i], res);
+    if (k[i] && pos[i] == NONE) fault_in(s, k[i], res);
+  return 0;
 }
 
-/* The slot key resolves to (following an alias), or NONE. */
-static uint32_t resolve(const profile_store_t *s, uint64_t key, uint32_t *alias_out) {
-  uint32_t pos = t_find(s, key);
+/* The slot key resolves to (following an alias), or NONE; pos: key's index slot (t_find's). */
+static uint32_t resolve_pos(const profile_store_t *s, uint32_t pos, uint32_t *alias_out) {
   if (pos == NONE) return NONE;
   uint32_t ref = s->t[pos].ref;
   if (alias_out) *alias_out = ref & ALIAS_BIT ? ref & ~ALIAS_BIT : NONE;
   return ref & ALIAS_BIT ? s->a[ref & ~ALIAS_BIT].target : ref;
+}
+
+/* The slot key resolves to (following an alias), or NONE. */
+static uint32_t resolve(const profile_store_t *s, uint64_t key, uint32_t *alias_out) {
+  return resolve_pos(s, t_find(s, key), alias_out);
 }
 
 /* Insert an event (code, seconds before last_seen) into p's ring, most recent first. */
@@ -691,10 +703,13 @@ int profile_apply(profile_store_t *s, const profile_event_t *ev, profile_result_
   uint64_t hp = pl ? key_of(s, ev->previous_id, pl) : 0;
   if (ha == hu) ha = 0; /* the same id twice */
   s->npin = 0;
-  hold(s, hu, ha, hp, &res);
+  /* (the slot hold found for the id resolved first, when the index has not changed since:
+   * no second lookup) */
+  uint32_t first;
+  int found = hold(s, hu, ha, hp, &res, &first);
 
   uint32_t alias_used = NONE;
-  uint32_t T = resolve(s, hu ? hu : ha, &alias_used);
+  uint32_t T = resolve_pos(s, found ? first : t_find(s, hu ? hu : ha), &alias_used);
   if (alias_used != NONE && ts > s->a[alias_used].last_used)
     s->a[alias_used].last_used = ts;
   int linked = 0;
