@@ -121,12 +121,13 @@ static const char *campaign_name(const kpi_t *k, uint32_t h, uint32_t *len) {
   }
 }
 
-/* Remember name for h (first name wins). 0, or -ENOSPC when the map is full. */
-static int campaign_put(kpi_t *k, uint32_t h, const char *name, size_t len) {
+/* Remember name for h (first name wins). Returns the entry that holds h, or NULL when the
+ * map is full. */
+static const campaign_t *campaign_put(kpi_t *k, uint32_t h, const char *name, size_t len) {
   size_t i = slot_of(h);
   for (; k->map[i].hash; i = (i + 1) & (MAP_SLOTS - 1))
-    if (k->map[i].hash == h) return 0;
-  if (k->ncampaigns >= KPI_MAX_CAMPAIGNS) return -ENOSPC;
+    if (k->map[i].hash == h) return &k->map[i];
+  if (k->ncampaigns >= KPI_MAX_CAMPAIGNS) return NULL;
   if (len > NAME_MAX_LEN) len = NAME_MAX_LEN;
   k->map[i].hash = h;
   k->map[i].len = (uint32_t)strnlen(name, len); /* (the name ends at a NUL, if any) */
@@ -134,7 +135,7 @@ static int campaign_put(kpi_t *k, uint32_t h, const char *name, size_t len) {
   memcpy(k->map[i].name, name, len);
   k->map[i].name[len] = 0;
   k->ncampaigns++;
-  return 0;
+  return &k->map[i];
 }
 
 /* ---- lifetime value ---- */
@@ -316,11 +317,16 @@ void kpi_observe(kpi_t *k, const kpi_event_t *e) {
   uint32_t clen;
   const char *camp;
   if (r->flags & PROFILE_R_SESSION_START) {
+    const campaign_t *c = NULL;
     if (p->session_campaign) {
       const char *name = e->campaign ? e->campaign : KPI_NO_CAMPAIGN;
-      campaign_put(k, p->session_campaign, name, strlen(name));
+      c = campaign_put(k, p->session_campaign, name,
+                       e->campaign && e->campaign_len ? e->campaign_len : strlen(name));
     }
-    camp = campaign_name(k, p->session_campaign, &clen);
+    if (c) /* the name just remembered, or remembered before (what campaign_name finds) */
+      camp = c->name, clen = c->len;
+    else
+      camp = campaign_name(k, p->session_campaign, &clen);
     FACT(k, start_us, KPI_FACT_SESSION, 1, camp, clen, 0);
   }
   if (r->flags & PROFILE_R_CONVERSION) {

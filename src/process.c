@@ -472,7 +472,7 @@ static void process_record(process_t *p, const log_record_t *rec, uint64_t pkey)
   int rules = p->decide && !decide_idle(p->decide);
   uint64_t key_before = rules ? decide_key_before(p->profiles, e) : 0;
   if (profile_apply(p->profiles, &pe, &res) != 0) return;
-  kpi_event_t ke = {t, dims[4], is_order, revenue, &res};
+  kpi_event_t ke = {t, dims[4], is_order, revenue, &res, e->dlen[4]};
   kpi_observe(p->kpi, &ke);
   if (rules)
     decide_event(p->decide, e, rec, (const char *const *)p->kinds, res.profile, key_before);
