@@ -274,51 +274,51 @@ static cell_t *append_cell(rollup_t *r, bucket_t *bk, uint32_t key) {
   return c;
 }
 
-/* The cell of key in bk; *created says whether it was just added (zeroed, U_FRESH). */
-cell_t *rollup_cell_get(rollup_t *r, bucket_t *bk, uint32_t key, int *created) {
+/* Add a zeroed cell (U_FRESH) of key, known absent from bk; slot: the empty table slot
+ * the lookup's probe ended on (any value while bk is small). A small bucket gets its table
+ * with its SMALL_CELLS + 1st cell. */
+static __attribute__((noinline)) cell_t *cell_insert(rollup_t *r, bucket_t *bk, uint32_t key,
+                                                     uint32_t slot) {
   if (!bk->tab) {
-    cell_t *c = small_find(bk, key);
-    *created = !c;
-    if (c) return c;
     if (bk->n < SMALL_CELLS) return append_cell(r, bk, key);
     table_fill(bk, bk->tbits); /* no longer small */
-  }
-  uint32_t mask = (1u << bk->tbits) - 1, i = slot_of(key, bk->tbits);
-  for (;; i = (i + 1) & mask) {
-    uint64_t e = bk->tab[i];
-    if (!e) break;
-    if ((uint32_t)(e >> 32) == key) {
-      *created = 0;
-      return &bk->cells[(uint32_t)e - 1];
-    }
+    uint32_t mask = (1u << bk->tbits) - 1;
+    for (slot = slot_of(key, bk->tbits); bk->tab[slot]; slot = (slot + 1) & mask) {}
   }
   if ((uint64_t)(bk->n + 1) * 4 > ((uint64_t)1 << bk->tbits) * 3) {
     bucket_grow_table(r, bk);
-    mask = (1u << bk->tbits) - 1;
-    for (i = slot_of(key, bk->tbits); bk->tab[i]; i = (i + 1) & mask) {}
+    uint32_t mask = (1u << bk->tbits) - 1;
+    for (slot = slot_of(key, bk->tbits); bk->tab[slot]; slot = (slot + 1) & mask) {}
   }
   cell_t *c = append_cell(r, bk, key);
-  bk->tab[i] = (uint64_t)key << 32 | bk->n;
-  *created = 1;
+  bk->tab[slot] = (uint64_t)key << 32 | bk->n;
   return c;
 }
 
-/* The cell of key in bk, created as rollup_cell_get does when absent: the lookup inline
- * (most adds find their cell), the insert out of line. */
+/* The cell of key in bk, created when absent: the lookup inline (most adds find their
+ * cell), the insert out of line, from where the lookup ended (no second lookup). */
 static inline cell_t *cell_of(rollup_t *r, bucket_t *bk, uint32_t key) {
+  uint32_t i = 0;
   if (!bk->tab) {
     cell_t *c = small_find(bk, key);
     if (c) return c;
   } else {
     uint32_t mask = (1u << bk->tbits) - 1;
-    for (uint32_t i = slot_of(key, bk->tbits);; i = (i + 1) & mask) {
+    for (i = slot_of(key, bk->tbits);; i = (i + 1) & mask) {
       uint64_t e = bk->tab[i];
       if (!e) break;
       if ((uint32_t)(e >> 32) == key) return &bk->cells[(uint32_t)e - 1];
     }
   }
-  int created;
-  return rollup_cell_get(r, bk, key, &created);
+  return cell_insert(r, bk, key, i);
+}
+
+/* The cell of key in bk; *created says whether it was just added (zeroed, U_FRESH). */
+cell_t *rollup_cell_get(rollup_t *r, bucket_t *bk, uint32_t key, int *created) {
+  uint32_t n = bk->n;
+  cell_t *c = cell_of(r, bk, key);
+  *created = bk->n != n;
+  return c;
 }
 
 /* c keeps no users from now on (its sketch freed): a per-second dimension cell, a cell of
