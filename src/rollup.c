@@ -761,17 +761,18 @@ int rollup_add_len(rollup_t *r, int64_t t_us, const char *const *dim_values,
   int64_t tb[NGRAN];
   int rc = add_begin(r, t_us, 1, tb);
   if (rc) return rc;
-  uint32_t keys[ROLLUP_MAX_DIMS];
-  uint32_t nkeys = 0;
-  if (dim_values)
-    for (uint32_t d = 0; d < r->ndims; d++) {
+  uint32_t keys[ROLLUP_MAX_DIMS], *kp = keys;
+  if (dim_values) {
+    dim_t *dm = r->dims;
+    for (uint32_t d = 0; d < r->ndims; d++, dm++) {
       const char *v = dim_values[d];
       if (!v) continue;
       /* (a value past max_value_len is cut: its bytes beyond do not matter) */
       size_t n = dim_lens ? dim_lens[d] : strnlen(v, (size_t)r->max_value_len + 1);
-      if (n) keys[nkeys++] = KEY(d, intern(r, &r->dims[d], v, n));
+      if (n) *kp++ = KEY(d, intern(r, dm, v, n));
     }
-  add_event(r, tb, keys, nkeys, user_hash, value_sum);
+  }
+  add_event(r, tb, keys, (uint32_t)(kp - keys), user_hash, value_sum);
   return 0;
 }
 
