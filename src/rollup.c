@@ -732,6 +732,7 @@ add_event(rollup_t *r, const int64_t tb[NGRAN], const uint32_t *keys, uint32_t n
     if (!mk->n) add_pending(r, tb[G_MIN]);
     to[G_HOUR] = (int)mk->folded;
   }
+#pragma GCC unroll 3 /* (each ring's code knows its ring: no per-second test per value) */
   for (int g = 0; g < NGRAN; g++) {
     if (!to[g]) continue;
     bucket_t *bk = claim(r, g, tb[g]);
