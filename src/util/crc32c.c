@@ -110,29 +110,21 @@ __attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const uns
     memcpy(&w1, p + 8, 8);
     c = __builtin_ia32_crc32di(__builtin_ia32_crc32di(c, w0), w1);
   }
-  if (n >= 8) {
-    uint64_t w;
-    memcpy(&w, p, 8);
-    c = __builtin_ia32_crc32di(c, w);
-    p += 8;
-    n -= 8;
+  /* the last 0-15 bytes: one step of each width they need */
+#define CRC_STEP(type, op, reg)      \
+  if (n >= sizeof(type)) {           \
+    type w;                          \
+    memcpy(&w, p, sizeof w);         \
+    reg = op(reg, w);                \
+    p += sizeof w;                   \
+    n -= sizeof w;                   \
   }
+  CRC_STEP(uint64_t, __builtin_ia32_crc32di, c)
   crc = (uint32_t)c;
-  if (n >= 4) {
-    uint32_t w;
-    memcpy(&w, p, 4);
-    crc = __builtin_ia32_crc32si(crc, w);
-    p += 4;
-    n -= 4;
-  }
-  if (n >= 2) {
-    uint16_t w;
-    memcpy(&w, p, 2);
-    crc = __builtin_ia32_crc32hi(crc, w);
-    p += 2;
-    n -= 2;
-  }
-  if (n) crc = __builtin_ia32_crc32qi(crc, *p);
+  CRC_STEP(uint32_t, __builtin_ia32_crc32si, crc)
+  CRC_STEP(uint16_t, __builtin_ia32_crc32hi, crc)
+  CRC_STEP(uint8_t, __builtin_ia32_crc32qi, crc)
+#undef CRC_STEP
   return crc;
 }
 #endif
