@@ -6,6 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -30,9 +33,12 @@ static const char *const field_paths[F_COUNT] = {
 struct evfields_decoder {
   jscan_paths_t *paths;
   char *conversion;
+  uint32_t conversion_len;
   size_t nextra;
   int alias[EVFIELDS_MAX_EXTRA]; /* extra path i is base path alias[i] (jscan scans a path
                                     into one slot only), or -1 */
+  uint8_t aliased[EVFIELDS_MAX_EXTRA]; /* the extra paths i with alias[i] >= 0 */
+  size_t naliased;
 };
 
 evfields_decoder_t *evfields_new(const char *conversion, const char *const *extra,
@@ -49,9 +55,11 @@ evfields_decoder_t *evfields_new(const char *conversion, const char *const *extr
       if (!strcmp(extra[i], field_paths[k])) d->alias[i] = k;
     /* an aliased slot is scanned as a path no event has */
     paths[F_COUNT + i] = d->alias[i] >= 0 ? "\x01" : extra[i];
+    if (d->alias[i] >= 0) d->aliased[d->naliased++] = (uint8_t)i;
   }
   d->paths = jscan_compile(paths, F_COUNT + nextra);
   d->conversion = xstrdup(conversion && *conversion ? conversion : "Order Completed");
+  d->conversion_len = (uint32_t)strlen(d->conversion);
   if (!d->paths) {
     evfields_free(d);
     return NULL;
@@ -87,23 +95,46 @@ static inline const char *str_len_of(const jscan_val_t *v, const char *vend, cha
   return buf;
 }
 
-static const char *str_of(const jscan_val_t *v, const char *vend, char *buf, size_t cap) {
-  uint32_t len;
-  return str_len_of(v, vend, buf, cap, &len);
+/* The first c in [p, end), or NULL: the first 16 bytes in one step when they lie inside
+ * (a URL's scheme and host mostly do), else memchr. */
+static inline const char *find_byte(const char *p, const char *end, char c) {
+#if defined(__SSE2__)
+  if (end - p >= 16) {
+    __m128i w = _mm_loadu_si128((const __m128i *)(const void *)p);
+    unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(w, _mm_set1_epi8(c)));
+    if (m) return p + __builtin_ctz(m);
+    p += 16;
+  }
+#endif
+  return p < end ? memchr(p, c, (size_t)(end - p)) : NULL;
 }
 
 /* The path of a URL of ulen bytes (its strlen): after the host, before '?' or '#'; its
  * strlen in *len (OUT). */
 static const char *url_path(const char *url, size_t ulen, char *buf, size_t cap,
                             uint32_t *len) {
-  const char *end = url + ulen, *s = memchr(url, ':', ulen);
-  while (s && !(end - s >= 3 && s[1] == '/' && s[2] == '/'))
-    s = memchr(s + 1, ':', (size_t)(end - s - 1));
-  s = s ? memchr(s + 3, '/', (size_t)(end - s - 3)) : (url[0] == '/' ? url : NULL);
+  const char *end = url + ulen, *s = find_byte(url, end, ':');
+  while (s && !(end - s >= 3 && s[1] == '/' && s[2] == '/')) s = find_byte(s + 1, end, ':');
+  s = s ? find_byte(s + 3, end, '/') : (url[0] == '/' ? url : NULL);
   *len = 1;
   if (!s) return "/";
   size_t n = 0;
+#if defined(__SSE2__)
+  /* 16 bytes a step while they lie inside the URL: a path is mostly found in the first */
+  const __m128i q = _mm_set1_epi8('?'), hash = _mm_set1_epi8('#');
+  for (; end - (s + n) >= 16; n += 16) {
+    __m128i w = _mm_loadu_si128((const __m128i *)(const void *)(s + n));
+    unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(w, q), _mm_cmpeq_epi8(w, hash)));
+    if (m) {
+      n += (unsigned)__builtin_ctz(m);
+      goto found;
+    }
+  }
+#endif
   while (s + n < end && s[n] != '?' && s[n] != '#') n++;
+#if defined(__SSE2__)
+found:
+#endif
   if (n >= cap) n = cap - 1;
   memcpy(buf, s, n);
   buf[n] = 0;
@@ -143,20 +174,24 @@ static int decode_spans(const evfields_decoder_t *d, const log_record_t *rec, ev
   jscan_val_t *f = e->raw;
   const char *vend = rec->value + rec->value_len;
   if (rc != 0 || f[F_TYPE].type != JSCAN_STRING) return -EBADMSG;
-  for (size_t i = 0; i < d->nextra; i++)
-    if (d->alias[i] >= 0) f[F_COUNT + i] = f[d->alias[i]];
+  for (size_t k = 0; k < d->naliased; k++) {
+    size_t i = d->aliased[k];
+    f[F_COUNT + i] = f[d->alias[i]];
+  }
   /* (profile_type reads a length of 0 as "NUL-terminated": an empty type must not reach it) */
   int type = f[F_TYPE].n ? profile_type(f[F_TYPE].p, f[F_TYPE].n) : -EINVAL;
   if (type < 0) return 0; /* tombstones ("forgotten"), unknown types */
   e->type = type;
   if (!time_of(&f[F_TS], &e->t_us) && !time_of(&f[F_RECV], &e->t_us)) e->t_us = rec->time_us;
 
-  uint32_t ulen, alen;
-  e->user_id = str_len_of(&f[F_USER], vend, e->idb[0], sizeof e->idb[0], &ulen);
-  e->anonymous_id = str_len_of(&f[F_ANON], vend, e->idb[1], sizeof e->idb[1], &alen);
-  e->previous_id = str_of(&f[F_PREV], vend, e->idb[2], sizeof e->idb[2]);
-  e->session_id = str_of(&f[F_PSESSION], vend, e->sid, sizeof e->sid);
-  if (!e->session_id) e->session_id = str_of(&f[F_CSESSION], vend, e->sid, sizeof e->sid);
+  e->user_id = str_len_of(&f[F_USER], vend, e->idb[0], sizeof e->idb[0], &e->user_id_len);
+  e->anonymous_id =
+      str_len_of(&f[F_ANON], vend, e->idb[1], sizeof e->idb[1], &e->anonymous_id_len);
+  e->previous_id =
+      str_len_of(&f[F_PREV], vend, e->idb[2], sizeof e->idb[2], &e->previous_id_len);
+  e->session_id = str_len_of(&f[F_PSESSION], vend, e->sid, sizeof e->sid, &e->session_id_len);
+  if (!e->session_id)
+    e->session_id = str_len_of(&f[F_CSESSION], vend, e->sid, sizeof e->sid, &e->session_id_len);
 
   const char *name;
   if (type == PROFILE_TRACK) {
@@ -168,8 +203,13 @@ static int decode_spans(const evfields_decoder_t *d, const log_record_t *rec, ev
   e->dims[0] = name;
   e->dims[1] = str_len_of(&f[F_PATH], vend, e->vb[1], EVFIELDS_VAL_CAP, &e->dlen[1]);
   if (!e->dims[1]) {
+    /* A URL without escapes is its raw bytes: its path is taken from the record, with no
+     * copy of the whole URL first. */
+    const jscan_val_t *uv = &f[F_URL];
     uint32_t urlen;
-    const char *u = str_len_of(&f[F_URL], vend, e->urlb, sizeof e->urlb, &urlen);
+    const char *u = uv->type == JSCAN_STRING && uv->n && !uv->escaped && uv->n < sizeof e->urlb
+                        ? (urlen = (uint32_t)uv->n, uv->p)
+                        : str_len_of(uv, vend, e->urlb, sizeof e->urlb, &urlen);
     e->dims[1] = u ? url_path(u, urlen, e->vb[1], EVFIELDS_VAL_CAP, &e->dlen[1]) : NULL;
   }
   static const int dim_field[PROCESS_NDIMS - 1] = {0, 0, F_SOURCE, F_MEDIUM, F_CAMPAIGN,
@@ -179,7 +219,8 @@ static int decode_spans(const evfields_decoder_t *d, const log_record_t *rec, ev
   for (int i = 2; i < PROCESS_NDIMS - 1; i++)
     e->dims[i] = str_len_of(&f[dim_field[i]], vend, e->vb[i], EVFIELDS_VAL_CAP, &e->dlen[i]);
 
-  e->is_order = name && type == PROFILE_TRACK && !strcmp(name, d->conversion);
+  e->is_order = name && type == PROFILE_TRACK && e->dlen[0] == d->conversion_len &&
+                !memcmp(name, d->conversion, d->conversion_len);
   e->revenue = 0;
   if (e->is_order) {
     e->revenue = f[F_REVENUE].type == JSCAN_NUMBER ? f[F_REVENUE].num
@@ -189,7 +230,9 @@ static int decode_spans(const evfields_decoder_t *d, const log_record_t *rec, ev
   }
   e->consent_marketing = f[F_CONSENT].type == JSCAN_TRUE;
   e->user_key = e->anonymous_id ? e->anonymous_id : e->user_id;
-  e->user_hash = e->user_key ? XXH3_64bits(e->user_key, e->anonymous_id ? alen : ulen) : 0;
+  e->user_hash =
+      e->user_key ? XXH3_64bits(e->user_key, e->anonymous_id ? e->anonymous_id_len : e->user_id_len)
+                  : 0;
   return 1;
 }
 

@@ -47,6 +47,8 @@ typedef struct evfields {
   const char *dims[PROCESS_NDIMS];   /* in PROCESS_DIMS order */
   uint32_t dlen[PROCESS_NDIMS];      /* strlen of each of dims (0 when NULL) */
   const char *user_id, *anonymous_id, *previous_id, *session_id;
+  uint32_t user_id_len, anonymous_id_len, previous_id_len, session_id_len; /* their strlen
+                                                                             (0 when NULL) */
   const char *user_key;              /* anonymous_id, else user_id, else NULL */
   uint64_t user_hash;                /* XXH3 of user_key, 0 when there is none */
   int is_order;

@@ -314,6 +314,17 @@ static uint32_t table_fit(uint32_t cap, uint32_t n) {
 /* sparse_put's rare path: e needs a bigger table, or the dense form once a new index
  * would pass SPARSE_MAX. Returns how many bytes hll_bytes(h) grew by. */
 static __attribute__((noinline)) size_t sparse_put_grow(hll_t *h, uint32_t e) {
+  if (!h->cap) {
+    /* a sketch's first entry (most sketches are made for a second user and take two at
+     * once): the inline table, e in its home group, without table_resize's general work;
+     * the struct's bytes do not change */
+    memset(h->small, 0, sizeof h->small);
+    h->small[4 * home_group(e >> 6, INLINE_SLOTS / 4)] = e;
+    h->sparse = h->small;
+    h->cap = INLINE_SLOTS;
+    h->n = 1;
+    return 0;
+  }
   size_t before = hll_bytes(h);
   if (h->n == SPARSE_MAX) {
     to_dense(h);
@@ -444,6 +455,31 @@ hll_t *hll_new(void) {
   return h;
 }
 
+/* The sparse entry of hash (hll_add_hash's). */
+static inline uint32_t sparse_entry(uint64_t hash) {
+  uint32_t idx25 = (uint32_t)(hash >> SQ);
+  unsigned rank = (unsigned)__builtin_clzll(hash << SP | (1ull << (SP - 1))) + 1;
+  return idx25 << 6 | rank;
+}
+
+hll_t *hll_new_pair(uint64_t a, uint64_t b) {
+  hll_t *h = hll_new();
+  uint32_t ea = sparse_entry(a), eb = sparse_entry(b);
+  h->sparse = h->small;
+  h->cap = INLINE_SLOTS;
+  uint32_t ga = 4 * home_group(ea >> 6, INLINE_SLOTS / 4);
+  if ((ea >> 6) == (eb >> 6)) { /* one index: the larger rank */
+    h->small[ga] = ea > eb ? ea : eb;
+    h->n = 1;
+  } else {
+    uint32_t gb = 4 * home_group(eb >> 6, INLINE_SLOTS / 4);
+    h->small[ga] = ea;
+    h->small[gb + (gb == ga)] = eb;
+    h->n = 2;
+  }
+  return h;
+}
+
 hll_t *hll_new_dense(void) {
   hll_t *h = hll_new();
   h->dense = xcalloc(1, HLL_DENSE_BYTES + 1);
@@ -480,9 +516,7 @@ size_t hll_add_hash(hll_t *h, uint64_t hash) {
     reg_max(h->dense, (uint32_t)(hash >> Q), rank);
     return 0;
   }
-  uint32_t idx25 = (uint32_t)(hash >> SQ);
-  unsigned rank = (unsigned)__builtin_clzll(hash << SP | (1ull << (SP - 1))) + 1;
-  return sparse_put(h, idx25 << 6 | rank);
+  return sparse_put(h, sparse_entry(hash));
 }
 
 void hll_add(hll_t *h, const void *p, size_t n) { (void)hll_add_hash(h, XXH3_64bits(p, n)); }

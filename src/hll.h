@@ -61,6 +61,10 @@ typedef struct hll hll_t;
 /* A new, empty (sparse) sketch; owned by the caller, free with hll_free. Never NULL
  * (allocation failure aborts, see util/mem.h). */
 hll_t *hll_new(void);
+/* A new sparse sketch holding the hashes a and b (equal or not): what hll_new and
+ * hll_add_hash of a, then of b, give, made at once (a rollup cell's second user). Owned by
+ * the caller; never NULL. */
+hll_t *hll_new_pair(uint64_t a, uint64_t b);
 /* A new, empty sketch already in the dense form (12 KiB), for an accumulator that will
  * take many sketches: merging into it costs per source entry. Never NULL. */
 hll_t *hll_new_dense(void);

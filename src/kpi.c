@@ -31,6 +31,7 @@ typedef struct clv_row {
 
 typedef struct campaign {
   uint32_t hash; /* profile_t.session_campaign; 0 = free slot */
+  uint32_t len;  /* strlen of name */
   char *name;
 } campaign_t;
 
@@ -49,9 +50,15 @@ struct kpi {
 
 static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b < 0); }
 
-int64_t kpi_day_of(int64_t t_us) { return floor_div(t_us, DAY_US); }
+/* (times and days after the epoch: an unsigned division by the constant, a multiplication,
+ * with no floor correction) */
+int64_t kpi_day_of(int64_t t_us) {
+  return t_us >= 0 ? (int64_t)((uint64_t)t_us / DAY_US) : floor_div(t_us, DAY_US);
+}
 /* Day 4 of the epoch (1970-01-05) is a Monday. */
-static int64_t week_of_day(int64_t day) { return floor_div(day - 4, 7); }
+static int64_t week_of_day(int64_t day) {
+  return day >= 4 ? (int64_t)((uint64_t)(day - 4) / 7) : floor_div(day - 4, 7);
+}
 int64_t kpi_week_of(int64_t t_us) { return week_of_day(kpi_day_of(t_us)); }
 
 /* ---- grids ---- */
@@ -95,27 +102,40 @@ static uint64_t grid_get(const grid_t *g, int64_t cohort, int off) {
 
 static size_t slot_of(uint32_t h) { return (h * 2654435761u) & (MAP_SLOTS - 1); }
 
-static const char *campaign_name(const kpi_t *k, uint32_t h) {
-  if (!h) return KPI_NO_CAMPAIGN;
+/* The name remembered for h ("(none)" for 0, "(other)" when the map has none); its strlen
+ * in *len (OUT). */
+static const char *campaign_name(const kpi_t *k, uint32_t h, uint32_t *len) {
+  if (!h) {
+    *len = sizeof KPI_NO_CAMPAIGN - 1;
+    return KPI_NO_CAMPAIGN;
+  }
   for (size_t i = slot_of(h);; i = (i + 1) & (MAP_SLOTS - 1)) {
-    if (k->map[i].hash == h) return k->map[i].name;
-    if (!k->map[i].hash) return ROLLUP_OTHER;
+    if (k->map[i].hash == h) {
+      *len = k->map[i].len;
+      return k->map[i].name;
+    }
+    if (!k->map[i].hash) {
+      *len = sizeof ROLLUP_OTHER - 1;
+      return ROLLUP_OTHER;
+    }
   }
 }
 
-/* Remember name for h (first name wins). 0, or -ENOSPC when the map is full. */
-static int campaign_put(kpi_t *k, uint32_t h, const char *name, size_t len) {
+/* Remember name for h (first name wins). Returns the entry that holds h, or NULL when the
+ * map is full. */
+static const campaign_t *campaign_put(kpi_t *k, uint32_t h, const char *name, size_t len) {
   size_t i = slot_of(h);
   for (; k->map[i].hash; i = (i + 1) & (MAP_SLOTS - 1))
-    if (k->map[i].hash == h) return 0;
-  if (k->ncampaigns >= KPI_MAX_CAMPAIGNS) return -ENOSPC;
+    if (k->map[i].hash == h) return &k->map[i];
+  if (k->ncampaigns >= KPI_MAX_CAMPAIGNS) return NULL;
   if (len > NAME_MAX_LEN) len = NAME_MAX_LEN;
   k->map[i].hash = h;
+  k->map[i].len = (uint32_t)strnlen(name, len); /* (the name ends at a NUL, if any) */
   k->map[i].name = xmalloc(len + 1);
   memcpy(k->map[i].name, name, len);
   k->map[i].name[len] = 0;
   k->ncampaigns++;
-  return 0;
+  return &k->map[i];
 }
 
 /* ---- lifetime value ---- */
@@ -268,13 +288,20 @@ int kpi_custom_eval(const kpi_t *k, int i, int64_t from, int64_t to, double *num
 
 const rollup_t *kpi_facts(const kpi_t *k) { return k->facts; }
 
-/* Add one fact record: dims[0] = fact, dims[dim] = campaign (dim 0: none). Facts are
- * read as counts and sums only: their store keeps no users (no_users). */
-static void fact(kpi_t *k, int64_t t_us, const char *name, int dim, const char *campaign,
-                 double sum) {
+/* Add one fact record: dims[0] = fact (a literal), dims[dim] = campaign of clen bytes (its
+ * strlen; dim 0: none). Facts are read as counts and sums only: their store keeps no users
+ * (no_users). The lengths spare the store measuring each value. */
+#define FACT(k, t_us, name, dim, campaign, clen, sum) \
+  fact((k), (t_us), (name), sizeof name - 1, (dim), (campaign), (clen), (sum))
+static void fact(kpi_t *k, int64_t t_us, const char *name, uint32_t nlen, int dim,
+                 const char *campaign, uint32_t clen, double sum) {
   const char *v[KPI_NDIMS] = {name};
-  if (dim) v[dim] = campaign;
-  rollup_add(k->facts, t_us, v, 0, sum);
+  uint32_t lens[KPI_NDIMS] = {nlen};
+  if (dim) {
+    v[dim] = campaign;
+    lens[dim] = clen;
+  }
+  rollup_add_len(k->facts, t_us, v, lens, 0, sum);
 }
 
 void kpi_observe(kpi_t *k, const kpi_event_t *e) {
@@ -282,21 +309,30 @@ void kpi_observe(kpi_t *k, const kpi_event_t *e) {
   if (!r || !r->profile) return;
   const profile_t *p = r->profile;
   int64_t t = e->t_us;
-  if (r->flags & PROFILE_R_NEW_PROFILE) fact(k, t, KPI_FACT_NEW_USER, 0, NULL, 0);
+  if (r->flags & PROFILE_R_NEW_PROFILE) FACT(k, t, KPI_FACT_NEW_USER, 0, NULL, 0, 0);
   if ((r->flags & PROFILE_R_MERGED) && r->merged_first_seen)
-    fact(k, (int64_t)r->merged_first_seen * 1000000, KPI_FACT_MERGED_USER, 0, NULL, 0);
+    FACT(k, (int64_t)r->merged_first_seen * 1000000, KPI_FACT_MERGED_USER, 0, NULL, 0, 0);
 
   int64_t start_us = (int64_t)p->session_start * 1000000;
+  uint32_t clen;
+  const char *camp;
   if (r->flags & PROFILE_R_SESSION_START) {
+    const campaign_t *c = NULL;
     if (p->session_campaign) {
       const char *name = e->campaign ? e->campaign : KPI_NO_CAMPAIGN;
-      campaign_put(k, p->session_campaign, name, strlen(name));
+      c = campaign_put(k, p->session_campaign, name,
+                       e->campaign && e->campaign_len ? e->campaign_len : strlen(name));
     }
-    fact(k, start_us, KPI_FACT_SESSION, 1, campaign_name(k, p->session_campaign), 0);
+    if (c) /* the name just remembered, or remembered before (what campaign_name finds) */
+      camp = c->name, clen = c->len;
+    else
+      camp = campaign_name(k, p->session_campaign, &clen);
+    FACT(k, start_us, KPI_FACT_SESSION, 1, camp, clen, 0);
   }
-  if (r->flags & PROFILE_R_CONVERSION)
-    fact(k, start_us, KPI_FACT_CONVERSION, 2, campaign_name(k, p->session_campaign),
-         e->is_order ? e->revenue : 0);
+  if (r->flags & PROFILE_R_CONVERSION) {
+    camp = campaign_name(k, p->session_campaign, &clen);
+    FACT(k, start_us, KPI_FACT_CONVERSION, 2, camp, clen, e->is_order ? e->revenue : 0);
+  }
 
   /* (days and weeks each computed once: an event asks for them several times) */
   int64_t first_day = kpi_day_of((int64_t)p->first_seen * 1000000), t_day = kpi_day_of(t);
@@ -305,7 +341,8 @@ void kpi_observe(kpi_t *k, const kpi_event_t *e) {
     double rev = isfinite(e->revenue) ? e->revenue : 0;
     clv_row_t *row = clv_row(k, cohort_week, 1);
     if (r->prev_orders == 0) {
-      fact(k, t, KPI_FACT_NEW_CUSTOMER, 3, campaign_name(k, p->session_campaign), rev);
+      camp = campaign_name(k, p->session_campaign, &clen);
+      FACT(k, t, KPI_FACT_NEW_CUSTOMER, 3, camp, clen, rev);
       k->clv.customers++;
       if (row) row->customers++;
     }
@@ -445,10 +482,10 @@ int kpi_deserialize(const void *p, size_t n, int64_t (*now_us)(void *ctx), void 
   uint64_t nc = rd_get(&r, 4);
   if (nc > KPI_MAX_CAMPAIGNS) goto fail;
   for (uint64_t i = 0; i < nc && !r.bad; i++) {
-    uint32_t h = (uint32_t)rd_get(&r, 4);
+    uint32_t h = (uint32_t)rd_get(&r, 4), known;
     size_t len = (size_t)rd_get(&r, 2);
     if (r.bad || !h || len > NAME_MAX_LEN || r.n - r.pos < len ||
-        strcmp(campaign_name(k, h), ROLLUP_OTHER))
+        strcmp(campaign_name(k, h, &known), ROLLUP_OTHER))
       goto fail;
     campaign_put(k, h, (const char *)r.p + r.pos, len);
     r.pos += len;

@@ -84,6 +84,7 @@ typedef struct kpi_event {
   int is_order;                   /* a conversion event */
   double revenue;                 /* its revenue (0 when none) */
   const profile_result_t *result; /* profile_apply's result, or NULL when not applied */
+  uint32_t campaign_len;          /* strlen of campaign when the caller knows it, else 0 */
 } kpi_event_t;
 
 typedef struct kpi_clv {

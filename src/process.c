@@ -138,8 +138,10 @@ struct process {
 
 static void on_session_end(void *ud, const profile_session_t *s) {
   process_t *p = ud;
-  SESSION_ADD(p, s->start_us, "end", s->profile, 0);
-  if (s->pages == 1) SESSION_ADD(p, s->start_us, "bounce", s->profile, 0);
+  /* a bounce is counted with its end in one add (same time, user and sum) */
+  static const char *const what[2] = {"end", "bounce"};
+  static const uint32_t len[2] = {3, 6};
+  rollup_add_values(p->sessions, s->start_us, what, len, s->pages == 1 ? 2 : 1, s->profile, 0);
 }
 
 static void on_evict(void *ud, const profile_t *pr, const uint64_t *keys,
@@ -417,11 +419,14 @@ static void process_record(process_t *p, const log_record_t *rec, uint64_t pkey)
   if (dims[2] || dims[3] || dims[4]) {
     /* "source\nmedium\nname", absent parts empty (built by hand: snprintf showed in
      * replay profiles) */
-    char cb[3 * EVFIELDS_VAL_CAP + 3];
+    char cb[3 * EVFIELDS_VAL_CAP + 16];
     size_t n = 0;
     for (int i = 2; i <= 4; i++) {
       if (dims[i]) {
-        memcpy(cb + n, dims[i], e->dlen[i]);
+        /* a short part in one fixed-size move, not a call: the parts lie in e's value
+         * buffers (EVFIELDS_VAL_CAP bytes each), so 16 bytes can be read */
+        if (e->dlen[i] < 16) memcpy(cb + n, dims[i], 16);
+        else memcpy(cb + n, dims[i], e->dlen[i]);
         n += e->dlen[i];
       }
       if (i < 4) cb[n++] = '\n';
@@ -432,9 +437,13 @@ static void process_record(process_t *p, const log_record_t *rec, uint64_t pkey)
       .t_us = t,
       .type = type,
       .user_id = user,
+      .user_id_len = e->user_id_len,
       .anonymous_id = anon,
+      .anonymous_id_len = e->anonymous_id_len,
       .previous_id = prev,
+      .previous_id_len = e->previous_id_len,
       .session_id = session,
+      .session_id_len = e->session_id_len,
       .kind = name ? profile_kind(p->profiles, name, e->dlen[0]) : PROFILE_KIND_NONE,
       .is_order = is_order,
       .revenue = revenue,
@@ -463,7 +472,7 @@ static void process_record(process_t *p, const log_record_t *rec, uint64_t pkey)
   int rules = p->decide && !decide_idle(p->decide);
   uint64_t key_before = rules ? decide_key_before(p->profiles, e) : 0;
   if (profile_apply(p->profiles, &pe, &res) != 0) return;
-  kpi_event_t ke = {t, dims[4], is_order, revenue, &res};
+  kpi_event_t ke = {t, dims[4], is_order, revenue, &res, e->dlen[4]};
   kpi_observe(p->kpi, &ke);
   if (rules)
     decide_event(p->decide, e, rec, (const char *const *)p->kinds, res.profile, key_before);

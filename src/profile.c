@@ -14,6 +14,9 @@
 #include <errno.h>
 #include <math.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -398,34 +401,46 @@ static void fault_in(profile_store_t *s, uint64_t key, profile_result_t *res) {
 /* Before an event changes the store: bring back from on_fetch the people its ids (up to
  * three; 0: none) belong to that memory does not hold, and pin the slots they resolve
  * to, so that making room for one never evicts another. In-memory people are pinned
- * before any restore; pins matter only within PIN_MAX allocations of the bound. */
-static void hold(profile_store_t *s, uint64_t k0, uint64_t k1, uint64_t k2,
-                 profile_result_t *res) {
+ * before any restore; pins matter only within PIN_MAX allocations of the bound. Returns 1
+ * when it looked every id up and none was missing, with the index slot of k0 (else k1) in
+ * *first (OUT), still valid as nothing moved; else 0. */
+static int hold(profile_store_t *s, uint64_t k0, uint64_t k1, uint64_t k2,
+                profile_result_t *res, uint32_t *first) {
   int near_bound = s->count + PIN_MAX >= s->max_profiles;
-  if (!s->on_fetch && !near_bound) return;
+  if (!s->on_fetch && !near_bound) return 0;
   uint64_t k[3] = {k0, k1, k2};
-  int missing[3] = {0, 0, 0};
+  uint32_t pos[3] = {NONE, NONE, NONE};
+  int missing = 0;
   for (int i = 0; i < 3; i++) {
     if (!k[i]) continue;
-    uint32_t pos = t_find(s, k[i]);
-    if (pos == NONE) {
-      missing[i] = 1;
+    pos[i] = t_find(s, k[i]);
+    if (pos[i] == NONE) {
+      missing = 1;
     } else if (near_bound) {
-      uint32_t ref = s->t[pos].ref;
+      uint32_t ref = s->t[pos[i]].ref;
       pin(s, ref & ALIAS_BIT ? s->a[ref & ~ALIAS_BIT].target : ref);
     }
   }
+  if (!missing) {
+    *first = k0 ? pos[0] : pos[1];
+    return 1;
+  }
   for (int i = 0; i < 3; i++)
-    if (missing[i]) fault_in(s, k[i], res);
+    if (k[i] && pos[i] == NONE) fault_in(s, k[i], res);
+  return 0;
 }
 
-/* The slot key resolves to (following an alias), or NONE. */
-static uint32_t resolve(const profile_store_t *s, uint64_t key, uint32_t *alias_out) {
-  uint32_t pos = t_find(s, key);
+/* The slot key resolves to (following an alias), or NONE; pos: key's index slot (t_find's). */
+static uint32_t resolve_pos(const profile_store_t *s, uint32_t pos, uint32_t *alias_out) {
   if (pos == NONE) return NONE;
   uint32_t ref = s->t[pos].ref;
   if (alias_out) *alias_out = ref & ALIAS_BIT ? ref & ~ALIAS_BIT : NONE;
   return ref & ALIAS_BIT ? s->a[ref & ~ALIAS_BIT].target : ref;
+}
+
+/* The slot key resolves to (following an alias), or NONE. */
+static uint32_t resolve(const profile_store_t *s, uint64_t key, uint32_t *alias_out) {
+  return resolve_pos(s, t_find(s, key), alias_out);
 }
 
 /* Insert an event (code, seconds before last_seen) into p's ring, most recent first. */
@@ -433,10 +448,16 @@ static void ring_insert(profile_t *p, uint8_t code, uint16_t ago) {
   unsigned i = 0;
   while (i < p->recent_n && p->recent_ago[i] < ago) i++;
   if (i >= PROFILE_RECENT) return;
-  unsigned last = p->recent_n < PROFILE_RECENT ? p->recent_n : PROFILE_RECENT - 1;
-  for (unsigned j = last; j > i; j--) {
-    p->recent_code[j] = p->recent_code[j - 1];
-    p->recent_ago[j] = p->recent_ago[j - 1];
+  if (i == 0) { /* the newest (events mostly come in order): every entry moves one place,
+                   the oldest drops out, and the zeros past recent_n stay zeros */
+    memmove(p->recent_code + 1, p->recent_code, PROFILE_RECENT - 1);
+    memmove(p->recent_ago + 1, p->recent_ago, (PROFILE_RECENT - 1) * sizeof *p->recent_ago);
+  } else {
+    unsigned last = p->recent_n < PROFILE_RECENT ? p->recent_n : PROFILE_RECENT - 1;
+    for (unsigned j = last; j > i; j--) {
+      p->recent_code[j] = p->recent_code[j - 1];
+      p->recent_ago[j] = p->recent_ago[j - 1];
+    }
   }
   p->recent_code[i] = code;
   p->recent_ago[i] = ago;
@@ -447,8 +468,16 @@ static void ring_insert(profile_t *p, uint8_t code, uint16_t ago) {
 static void advance_last_seen(profile_t *p, uint32_t ts) {
   if (ts <= p->last_seen) return;
   uint32_t d = ts - p->last_seen;
+#if defined(__SSE2__) && PROFILE_RECENT == 4
+  /* the four ages at once: a saturating add of d (itself capped) to the valid entries */
+  __m128i ago = _mm_loadl_epi64((const __m128i *)(const void *)p->recent_ago);
+  __m128i valid = _mm_cmpgt_epi16(_mm_set1_epi16((short)p->recent_n), _mm_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7));
+  __m128i add = _mm_and_si128(_mm_set1_epi16((short)(uint16_t)(d > AGO_MAX ? AGO_MAX : d)), valid);
+  _mm_storel_epi64((__m128i *)(void *)p->recent_ago, _mm_adds_epu16(ago, add));
+#else
   for (unsigned i = 0; i < p->recent_n; i++)
     p->recent_ago[i] = ago_add(p->recent_ago[i], d);
+#endif
   p->last_seen = ts;
 }
 
@@ -674,10 +703,13 @@ int profile_apply(profile_store_t *s, const profile_event_t *ev, profile_result_
   uint64_t hp = pl ? key_of(s, ev->previous_id, pl) : 0;
   if (ha == hu) ha = 0; /* the same id twice */
   s->npin = 0;
-  hold(s, hu, ha, hp, &res);
+  /* (the slot hold found for the id resolved first, when the index has not changed since:
+   * no second lookup) */
+  uint32_t first;
+  int found = hold(s, hu, ha, hp, &res, &first);
 
   uint32_t alias_used = NONE;
-  uint32_t T = resolve(s, hu ? hu : ha, &alias_used);
+  uint32_t T = resolve_pos(s, found ? first : t_find(s, hu ? hu : ha), &alias_used);
   if (alias_used != NONE && ts > s->a[alias_used].last_used)
     s->a[alias_used].last_used = ts;
   int linked = 0;
@@ -998,18 +1030,18 @@ fail:
 }
 
 int profile_type(const char *name, size_t len) {
-  static const char *const names[PROFILE_TYPES] = {"track",    "page",  "screen",
-                                                   "identify", "group", "alias"};
   len = id_len(name, len);
-  /* every event has a type: the first letters differ, so one comparison decides */
-  int k = !len              ? -1
-          : name[0] == 't' ? PROFILE_TRACK
-          : name[0] == 'p' ? PROFILE_PAGE
-          : name[0] == 's' ? PROFILE_SCREEN
-          : name[0] == 'i' ? PROFILE_IDENTIFY
-          : name[0] == 'g' ? PROFILE_GROUP
-          : name[0] == 'a' ? PROFILE_ALIAS
-                           : -1;
-  if (k >= 0 && strlen(names[k]) == len && memcmp(names[k], name, len) == 0) return k;
-  return -EINVAL;
+  /* every event has a type: the first letters differ, so one comparison decides (of
+   * constant size: inline, not a call) */
+#define TYPE_IS(lit, k) (len == sizeof lit - 1 && memcmp(name, lit, sizeof lit - 1) == 0 ? (k) : -EINVAL)
+  switch (len ? name[0] : 0) {
+    case 't': return TYPE_IS("track", PROFILE_TRACK);
+    case 'p': return TYPE_IS("page", PROFILE_PAGE);
+    case 's': return TYPE_IS("screen", PROFILE_SCREEN);
+    case 'i': return TYPE_IS("identify", PROFILE_IDENTIFY);
+    case 'g': return TYPE_IS("group", PROFILE_GROUP);
+    case 'a': return TYPE_IS("alias", PROFILE_ALIAS);
+    default: return -EINVAL;
+  }
+#undef TYPE_IS
 }

@@ -145,7 +145,8 @@ uint32_t rollup_dim_insert(dim_t *d, const char *s, size_t len, uint32_t h) {
 }
 
 /* The id of value s (n bytes, its strlen) in d, interned as needed. */
-static uint32_t intern(rollup_t *r, dim_t *d, const char *s, size_t n) {
+static inline __attribute__((always_inline)) uint32_t intern(rollup_t *r, dim_t *d,
+                                                             const char *s, size_t n) {
   size_t len = value_len(r, s, n);
   uint32_t h = 0;
   int64_t id = d->last;
@@ -273,51 +274,51 @@ static cell_t *append_cell(rollup_t *r, bucket_t *bk, uint32_t key) {
   return c;
 }
 
-/* The cell of key in bk; *created says whether it was just added (zeroed, U_FRESH). */
-cell_t *rollup_cell_get(rollup_t *r, bucket_t *bk, uint32_t key, int *created) {
+/* Add a zeroed cell (U_FRESH) of key, known absent from bk; slot: the empty table slot
+ * the lookup's probe ended on (any value while bk is small). A small bucket gets its table
+ * with its SMALL_CELLS + 1st cell. */
+static __attribute__((noinline)) cell_t *cell_insert(rollup_t *r, bucket_t *bk, uint32_t key,
+                                                     uint32_t slot) {
   if (!bk->tab) {
-    cell_t *c = small_find(bk, key);
-    *created = !c;
-    if (c) return c;
     if (bk->n < SMALL_CELLS) return append_cell(r, bk, key);
     table_fill(bk, bk->tbits); /* no longer small */
-  }
-  uint32_t mask = (1u << bk->tbits) - 1, i = slot_of(key, bk->tbits);
-  for (;; i = (i + 1) & mask) {
-    uint64_t e = bk->tab[i];
-    if (!e) break;
-    if ((uint32_t)(e >> 32) == key) {
-      *created = 0;
-      return &bk->cells[(uint32_t)e - 1];
-    }
+    uint32_t mask = (1u << bk->tbits) - 1;
+    for (slot = slot_of(key, bk->tbits); bk->tab[slot]; slot = (slot + 1) & mask) {}
   }
   if ((uint64_t)(bk->n + 1) * 4 > ((uint64_t)1 << bk->tbits) * 3) {
     bucket_grow_table(r, bk);
-    mask = (1u << bk->tbits) - 1;
-    for (i = slot_of(key, bk->tbits); bk->tab[i]; i = (i + 1) & mask) {}
+    uint32_t mask = (1u << bk->tbits) - 1;
+    for (slot = slot_of(key, bk->tbits); bk->tab[slot]; slot = (slot + 1) & mask) {}
   }
   cell_t *c = append_cell(r, bk, key);
-  bk->tab[i] = (uint64_t)key << 32 | bk->n;
-  *created = 1;
+  bk->tab[slot] = (uint64_t)key << 32 | bk->n;
   return c;
 }
 
-/* The cell of key in bk, created as rollup_cell_get does when absent: the lookup inline
- * (most adds find their cell), the insert out of line. */
+/* The cell of key in bk, created when absent: the lookup inline (most adds find their
+ * cell), the insert out of line, from where the lookup ended (no second lookup). */
 static inline cell_t *cell_of(rollup_t *r, bucket_t *bk, uint32_t key) {
+  uint32_t i = 0;
   if (!bk->tab) {
     cell_t *c = small_find(bk, key);
     if (c) return c;
   } else {
     uint32_t mask = (1u << bk->tbits) - 1;
-    for (uint32_t i = slot_of(key, bk->tbits);; i = (i + 1) & mask) {
+    for (i = slot_of(key, bk->tbits);; i = (i + 1) & mask) {
       uint64_t e = bk->tab[i];
       if (!e) break;
       if ((uint32_t)(e >> 32) == key) return &bk->cells[(uint32_t)e - 1];
     }
   }
-  int created;
-  return rollup_cell_get(r, bk, key, &created);
+  return cell_insert(r, bk, key, i);
+}
+
+/* The cell of key in bk; *created says whether it was just added (zeroed, U_FRESH). */
+cell_t *rollup_cell_get(rollup_t *r, bucket_t *bk, uint32_t key, int *created) {
+  uint32_t n = bk->n;
+  cell_t *c = cell_of(r, bk, key);
+  *created = bk->n != n;
+  return c;
 }
 
 /* c keeps no users from now on (its sketch freed): a per-second dimension cell, a cell of
@@ -345,9 +346,7 @@ static void cell_add_user_rare(rollup_t *r, cell_t *c, uint64_t hash) {
     if (c->u.hash != hash && r->starved) {
       c->users = U_NONE; /* no sketch to spare: this cell's users are not kept */
     } else if (c->u.hash != hash) {
-      hll_t *h = hll_new();
-      hll_add_hash(h, c->u.hash);
-      hll_add_hash(h, hash);
+      hll_t *h = hll_new_pair(c->u.hash, hash);
       c->users = U_HLL;
       c->u.hll = h;
       r->ring_bytes += hll_bytes(h);
@@ -385,8 +384,7 @@ void rollup_fold_minute(rollup_t *r, bucket_t *mk, int with_counts) {
   bucket_t *hk = rollup_claim_bucket(r, G_HOUR, h);
   for (uint32_t i = 0; i < mk->n; i++) {
     const cell_t *c = &mk->cells[i];
-    int created;
-    cell_t *hc = with_counts ? rollup_cell_get(r, hk, c->key, &created) : (cell_t *)bucket_cell(hk, c->key);
+    cell_t *hc = with_counts ? cell_of(r, hk, c->key) : (cell_t *)bucket_cell(hk, c->key);
     if (!hc) continue;
     if (with_counts) {
       hc->count += c->count;
@@ -691,49 +689,53 @@ int rollup_add(rollup_t *r, int64_t t_us, const char *const *dim_values, uint64_
   return rollup_add_len(r, t_us, dim_values, NULL, user_hash, value_sum);
 }
 
-int rollup_add_len(rollup_t *r, int64_t t_us, const char *const *dim_values,
-                   const uint32_t *dim_lens, uint64_t user_hash, double value_sum) {
-  if (!r || !isfinite(value_sum)) return -EINVAL;
+/* The checks and clock work of an add at t_us: the store advanced to the clock and to
+ * t_us, t_us's bucket numbers in tb (OUT). 0, or -ERANGE (counted) when t_us is too far
+ * ahead or too old (n events rejected at once). */
+static inline __attribute__((always_inline)) int add_begin(rollup_t *r, int64_t t_us,
+                                                           uint64_t n, int64_t tb[NGRAN]) {
   int64_t now = now_of(r);
   advance_to(r, now);
   if (t_us > now && (uint64_t)t_us - (uint64_t)now > (uint64_t)r->max_future_us) {
-    r->rejected_future++;
+    r->rejected_future += n;
     return -ERANGE;
   }
-  /* t_us's buckets, each divisor a constant (a multiplication, not a division) */
-  const int64_t tb[NGRAN] = {floor_div(t_us, 1000000), floor_div(t_us, 60000000),
-                             floor_div(t_us, 3600000000)};
+  /* each divisor a constant (a multiplication, not a division); times after 1970 need no
+   * rounding towards minus infinity */
+  tb[G_SEC] = t_us >= 0 ? (int64_t)((uint64_t)t_us / 1000000) : floor_div(t_us, 1000000);
+  tb[G_MIN] = t_us >= 0 ? (int64_t)((uint64_t)t_us / 60000000) : floor_div(t_us, 60000000);
+  tb[G_HOUR] = t_us >= 0 ? (int64_t)((uint64_t)t_us / 3600000000) : floor_div(t_us, 3600000000);
   if (!retained(r, G_HOUR, tb[G_HOUR], r->hw_us)) {
-    r->rejected_old++;
+    r->rejected_old += n;
     return -ERANGE;
   }
   advance_to(r, t_us);
+  return 0;
+}
 
-  uint32_t keys[ROLLUP_MAX_DIMS];
-  uint32_t nkeys = 0;
-  if (dim_values)
-    for (uint32_t d = 0; d < r->ndims; d++) {
-      const char *v = dim_values[d];
-      if (!v) continue;
-      /* (a value past max_value_len is cut: its bytes beyond do not matter) */
-      size_t n = dim_lens ? dim_lens[d] : strnlen(v, (size_t)r->max_value_len + 1);
-      if (n) keys[nkeys++] = KEY(d, intern(r, &r->dims[d], v, n));
-    }
-
-  /* An event goes to its hour directly only when its minute is gone or already folded;
-   * else the minute carries it into the hour later (see rollup_fold_minute). */
-  int64_t mb = tb[G_MIN];
-  int to_min = retained(r, G_MIN, mb, r->hw_us), to_hour = 1;
-  if (to_min) {
-    bucket_t *mk = claim(r, G_MIN, mb);
-    if (!mk->n) add_pending(r, mb);
-    to_hour = (int)mk->folded;
+/* Count one event in the buckets tb (add_begin's) with its dimension keys[0..nkeys).
+ * Returns 1 when the memory budget was enforced after it (buckets and floors may have
+ * moved), else 0. */
+static inline __attribute__((always_inline)) int
+add_event(rollup_t *r, const int64_t tb[NGRAN], const uint32_t *keys, uint32_t nkeys,
+          uint64_t user_hash, double value_sum) {
+  /* Which rings take the event: decided once (claiming buckets and folding minutes
+   * moves neither hw nor the floors). An event goes to its hour directly only when its
+   * minute is gone or already folded; else the minute carries it into the hour later (see
+   * rollup_fold_minute). */
+  int to[NGRAN];
+  for (int g = 0; g < G_HOUR; g++)
+    to[g] = tb[g] > r->hw_b[g] - (int64_t)r->ring[g].size && tb[g] >= r->floor[g];
+  to[G_HOUR] = 1;
+  if (to[G_MIN]) {
+    bucket_t *mk = claim(r, G_MIN, tb[G_MIN]);
+    if (!mk->n) add_pending(r, tb[G_MIN]);
+    to[G_HOUR] = (int)mk->folded;
   }
+#pragma GCC unroll 3 /* (each ring's code knows its ring: no per-second test per value) */
   for (int g = 0; g < NGRAN; g++) {
-    int64_t b = tb[g];
-    if ((g == G_MIN && !to_min) || (g == G_HOUR && !to_hour) || !retained(r, g, b, r->hw_us))
-      continue;
-    bucket_t *bk = claim(r, g, b);
+    if (!to[g]) continue;
+    bucket_t *bk = claim(r, g, tb[g]);
     cell_t *c = cell_of(r, bk, TOTAL_KEY);
     c->count++;
     c->sum += value_sum;
@@ -747,7 +749,56 @@ int rollup_add_len(rollup_t *r, int64_t t_us, const char *const *dim_values,
     }
   }
   r->accepted++;
-  if (r->max_bytes && (r->ring_bytes > r->max_bytes || r->starved)) enforce_budget(r);
+  if (r->max_bytes && (r->ring_bytes > r->max_bytes || r->starved)) {
+    enforce_budget(r);
+    return 1;
+  }
+  return 0;
+}
+
+int rollup_add_len(rollup_t *r, int64_t t_us, const char *const *dim_values,
+                   const uint32_t *dim_lens, uint64_t user_hash, double value_sum) {
+  if (!r || !isfinite(value_sum)) return -EINVAL;
+  int64_t tb[NGRAN];
+  int rc = add_begin(r, t_us, 1, tb);
+  if (rc) return rc;
+  uint32_t keys[ROLLUP_MAX_DIMS], *kp = keys;
+  if (dim_values) {
+    dim_t *dm = r->dims;
+    for (uint32_t d = 0; d < r->ndims; d++, dm++) {
+      const char *v = dim_values[d];
+      if (!v) continue;
+      /* (a value past max_value_len is cut: its bytes beyond do not matter) */
+      size_t n = dim_lens ? dim_lens[d] : strnlen(v, (size_t)r->max_value_len + 1);
+      if (n) *kp++ = KEY(d, intern(r, dm, v, n));
+    }
+  }
+  add_event(r, tb, keys, (uint32_t)(kp - keys), user_hash, value_sum);
+  return 0;
+}
+
+int rollup_add_values(rollup_t *r, int64_t t_us, const char *const *values,
+                      const uint32_t *lens, size_t n, uint64_t user_hash, double value_sum) {
+  if (!r || !isfinite(value_sum) || (n && (!values || !lens))) return -EINVAL;
+  int64_t tb[NGRAN];
+  int rc = n ? add_begin(r, t_us, n, tb) : 0;
+  if (rc) return rc;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t key = 0, nkeys = 0;
+    if (values[i] && lens[i]) key = KEY(0, intern(r, &r->dims[0], values[i], lens[i])), nkeys = 1;
+    if (add_event(r, tb, &key, nkeys, user_hash, value_sum) && i + 1 < n) {
+      /* the budget moved buckets and floors: the rest as adds of their own */
+      const char *v[ROLLUP_MAX_DIMS] = {0};
+      uint32_t l[ROLLUP_MAX_DIMS] = {0};
+      for (size_t j = i + 1; j < n; j++) {
+        v[0] = values[j];
+        l[0] = lens[j];
+        int rcj = rollup_add_len(r, t_us, v, l, user_hash, value_sum);
+        if (rcj && !rc) rc = rcj;
+      }
+      return rc;
+    }
+  }
   return 0;
 }
 

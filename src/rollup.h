@@ -167,6 +167,16 @@ int rollup_add(rollup_t *r, int64_t t_us, const char *const *dim_values, uint64_
 int rollup_add_len(rollup_t *r, int64_t t_us, const char *const *dim_values,
                    const uint32_t *dim_lens, uint64_t user_hash, double value_sum);
 
+/* n events (at most a handful) at t_us with the same user_hash and value_sum, event i
+ * having values[i] (lens[i] bytes, its strlen; NULL or 0: absent) in dimension 0 and no
+ * value in the others: e.g. a session's "end" and "bounce". Counts exactly as n
+ * rollup_add_len calls in that order would with the clock reading the same for all, and
+ * spares the later ones the clock and range work. Returns 0 when all were counted, or the
+ * error rollup_add_len gives (the same for all n: -ERANGE counts n rejected events), or
+ * -EINVAL for NULL r, a non-finite value_sum or NULL arrays with n > 0. */
+int rollup_add_values(rollup_t *r, int64_t t_us, const char *const *values,
+                      const uint32_t *lens, size_t n, uint64_t user_hash, double value_sum);
+
 /* ---- Queries ----
  * Filters select one dimension value's cells; no filter selects the bucket totals. A
  * rollup keeps per-value cells, not their intersections, so an AND across two dimensions

@@ -29,6 +29,23 @@ static void put_u64(buf_t *b, uint64_t v) {
   buf_append(b, tmp, 8);
 }
 
+/* The same encodings written at p (room reserved by the caller); they return the byte
+ * after. A cell takes one reservation and no call per field: a snapshot holds millions. */
+#define CELL_MAX (10 + 10 + 8 + 1 + 8) /* key, count, sum, user kind, one hash */
+static inline uint8_t *wr_varint(uint8_t *p, uint64_t v) {
+  while (v > 0x7f) {
+    *p++ = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  *p++ = (uint8_t)v;
+  return p;
+}
+
+static inline uint8_t *wr_u64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+  return p + 8;
+}
+
 static void put_bytes(buf_t *b, const char *s, size_t n) {
   put_varint(b, n);
   buf_append(b, s, n);
@@ -84,21 +101,27 @@ size_t rollup_serialize(const rollup_t *r, buf_t *out) {
         const cell_t *c = &bk->cells[k];
         uint64_t sum;
         memcpy(&sum, &c->sum, 8);
-        put_varint(out, c->key);
-        put_varint(out, c->count);
-        put_u64(out, sum);
+        buf_reserve(out, CELL_MAX);
+        uint8_t *p = (uint8_t *)out->data + out->len;
+        p = wr_varint(p, c->key);
+        p = wr_varint(p, c->count);
+        p = wr_u64(p, sum);
         if (c->users == U_ONE) {
-          buf_putc(out, WIRE_ONE);
-          put_u64(out, c->u.hash);
+          *p++ = WIRE_ONE;
+          p = wr_u64(p, c->u.hash);
         } else if (c->users == U_HLL) {
-          buf_putc(out, WIRE_HLL);
+          *p++ = WIRE_HLL;
+        } else if (c->users == U_NONE && (g != G_SEC || c->key == TOTAL_KEY)) {
+          *p++ = WIRE_GIVEN_UP;
+        } else {
+          *p++ = WIRE_NONE;
+        }
+        out->len = (size_t)((char *)p - out->data);
+        out->data[out->len] = 0;
+        if (c->users == U_HLL) {
           buf_reset(&sketch);
           hll_serialize(c->u.hll, &sketch);
           put_bytes(out, sketch.data, sketch.len);
-        } else if (c->users == U_NONE && (g != G_SEC || c->key == TOTAL_KEY)) {
-          buf_putc(out, WIRE_GIVEN_UP);
-        } else {
-          buf_putc(out, WIRE_NONE);
         }
       }
     }

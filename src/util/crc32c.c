@@ -81,12 +81,9 @@ static uint32_t crc_sw(uint32_t crc, const unsigned char *p, size_t n) {
 }
 
 #if defined(__x86_64__)
+/* (x86-64 loads any address: no byte steps to align p first) */
 __attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const unsigned char *p,
                                                           size_t n) {
-  while (n && ((uintptr_t)p & 7)) {
-    crc = __builtin_ia32_crc32qi(crc, *p++);
-    n--;
-  }
   uint64_t c = crc;
   if (n >= 3 * BLOCK) {
     pthread_once(&shift_once, shift_init);
@@ -107,15 +104,27 @@ __attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const uns
       n -= 3 * BLOCK;
     }
   }
-  while (n >= 8) {
-    uint64_t w;
-    memcpy(&w, p, 8);
-    c = __builtin_ia32_crc32di(c, w);
-    p += 8;
-    n -= 8;
+  for (; n >= 16; p += 16, n -= 16) { /* (two steps a round: a third fewer instructions) */
+    uint64_t w0, w1;
+    memcpy(&w0, p, 8);
+    memcpy(&w1, p + 8, 8);
+    c = __builtin_ia32_crc32di(__builtin_ia32_crc32di(c, w0), w1);
   }
+  /* the last 0-15 bytes: one step of each width they need */
+#define CRC_STEP(type, op, reg)      \
+  if (n >= sizeof(type)) {           \
+    type w;                          \
+    memcpy(&w, p, sizeof w);         \
+    reg = op(reg, w);                \
+    p += sizeof w;                   \
+    n -= sizeof w;                   \
+  }
+  CRC_STEP(uint64_t, __builtin_ia32_crc32di, c)
   crc = (uint32_t)c;
-  while (n--) crc = __builtin_ia32_crc32qi(crc, *p++);
+  CRC_STEP(uint32_t, __builtin_ia32_crc32si, crc)
+  CRC_STEP(uint16_t, __builtin_ia32_crc32hi, crc)
+  CRC_STEP(uint8_t, __builtin_ia32_crc32qi, crc)
+#undef CRC_STEP
   return crc;
 }
 #endif

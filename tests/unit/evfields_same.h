@@ -13,6 +13,11 @@ static inline int evfields_same_str(const char *a, const char *b) {
   return a == b || (a && b && strcmp(a, b) == 0);
 }
 
+/* Is alen the strlen of a (0 for NULL), and blen the same? */
+static inline int evfields_same_len(const char *a, uint32_t alen, uint32_t blen) {
+  return alen == (a ? strlen(a) : 0) && alen == blen;
+}
+
 /* 1 when a and b (decoded with nextra extra paths) agree on every field, else 0 with the
  * first difference named in why. */
 static inline int evfields_same(const evfields_t *a, const evfields_t *b, size_t nextra,
@@ -29,6 +34,11 @@ static inline int evfields_same(const evfields_t *a, const evfields_t *b, size_t
   else if (a->is_order != b->is_order) bad = "is_order";
   else if (memcmp(&a->revenue, &b->revenue, sizeof a->revenue)) bad = "revenue";
   else if (a->consent_marketing != b->consent_marketing) bad = "consent_marketing";
+  else if (!evfields_same_len(a->user_id, a->user_id_len, b->user_id_len) ||
+           !evfields_same_len(a->anonymous_id, a->anonymous_id_len, b->anonymous_id_len) ||
+           !evfields_same_len(a->previous_id, a->previous_id_len, b->previous_id_len) ||
+           !evfields_same_len(a->session_id, a->session_id_len, b->session_id_len))
+    bad = "an id's length";
   for (int i = 0; !bad && i < PROCESS_NDIMS; i++)
     if (!evfields_same_str(a->dims[i], b->dims[i])) bad = "a dimension";
     else if (a->dlen[i] != (a->dims[i] ? strlen(a->dims[i]) : 0) || a->dlen[i] != b->dlen[i])

@@ -169,6 +169,39 @@ TEST(event_times_as_parsed) {
   }
 }
 
+/* page_path from context.page.url: after the host, up to '?' or '#', wherever they fall
+ * (within the first 16 bytes of the path, past them, at the URL's end or nowhere), the
+ * same from an escaped URL (decoded first) as from its raw bytes. */
+TEST(url_paths) {
+  static const char *const cases[][2] = {
+      {"https://shop.example/p/65?utm_source=facebook", "/p/65"},
+      {"https://shop.example/p/65#top", "/p/65"},
+      {"https://h/a/rather/long/path/of/many/bytes?q=1", "/a/rather/long/path/of/many/bytes"},
+      {"https://h/a/rather/long/path/of/many/bytes#f?q", "/a/rather/long/path/of/many/bytes"},
+      {"https://h/exactly/sixteen/b?x", "/exactly/sixteen/b"},
+      {"https://h/0123456789abcdef", "/0123456789abcdef"},
+      {"https://h/0123456789abcdef0123456789abcdef", "/0123456789abcdef0123456789abcdef"},
+      {"https://h/0123456789abcde?", "/0123456789abcde"},
+      {"https://h/0123456789abcdef?", "/0123456789abcdef"},
+      {"https://h", "/"},
+      {"https://h?q=/x", "/x"}, /* (the first '/' after the host, as before) */
+      {"/only/a/path?q=1#f", "/only/a/path"},
+      {"mailto:x?y", "/"},
+      {"https:\\/\\/h\\/p\\/1?u=\\/", "/p/1"}, /* escaped slashes */
+      {"https://h/caf\\u00e9/x?y", "/caf\xc3\xa9/x"},
+  };
+  static evfields_t e;
+  char doc[256];
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int n = snprintf(doc, sizeof doc,
+                     "{\"type\":\"page\",\"context\":{\"page\":{\"url\":\"%s\"}}}", cases[i][0]);
+    log_record_t rec = {.value = doc, .value_len = (uint32_t)n};
+    REQUIRE(evfields_decode(dec, &rec, &e) == 1);
+    if (!e.dims[1] || strcmp(e.dims[1], cases[i][1]) || e.dlen[1] != strlen(cases[i][1]))
+      FAILF("%s: path \"%s\"", cases[i][0], e.dims[1] ? e.dims[1] : "(none)");
+  }
+}
+
 /* The two halves give what evfields_decode gives; the raw user id is the hint's input. */
 TEST(scan_then_finish) {
   static evfields_t a, b;
@@ -216,6 +249,7 @@ int main(void) {
   RUN(fields_of_the_corpus);
   RUN(trusted_survives_damage);
   RUN(event_times_as_parsed);
+  RUN(url_paths);
   RUN(scan_then_finish);
   evfields_free(dec);
   return TEST_REPORT("test_evfields");

@@ -106,6 +106,31 @@ TEST(test_duplicates) {
 
 /* Merging sketches of A and B gives exactly the sketch of A u B, for every representation
  * mix (including a sparse union that outgrows sparse). */
+/* hll_new_pair(a, b) is hll_new and two adds: the same entries, count and size, and the
+ * same after more adds, for pairs that differ, are equal, share an index (ranks apart
+ * both ways) or a home group. */
+TEST(test_new_pair) {
+  int bad = 0;
+  for (uint64_t i = 0; i < 4000; i++) {
+    uint64_t a = mix(i), b = mix(i + 100000);
+    if (i % 4 == 1) b = a;                                      /* equal */
+    if (i % 4 == 2) /* one index, another rank (the bits below the index: leading zeros) */
+      b = (a & ~((1ull << 39) - 1)) | mix(i + 7) >> (25 + i % 12);
+    if (i % 4 == 3) b = a ^ (1ull << 40); /* a near index: the same home group */
+    if (i % 8 == 2) { uint64_t t = a; a = b; b = t; }
+    hll_t *p = hll_new_pair(a, b), *q = hll_new();
+    hll_add_hash(q, a);
+    hll_add_hash(q, b);
+    if (!same_bytes(p, q) || hll_count(p) != hll_count(q) || hll_bytes(p) != hll_bytes(q)) bad++;
+    add_range(p, i, 0, 40);
+    add_range(q, i, 0, 40);
+    if (!same_bytes(p, q) || hll_bytes(p) != hll_bytes(q)) bad++;
+    hll_free(p);
+    hll_free(q);
+  }
+  CHECK_INT(bad, 0);
+}
+
 TEST(test_merge_equals_union) {
   static const struct { uint64_t a0, a1, b0, b1; const char *what; } cases[] = {
       {0, 500, 300, 900, "sparse+sparse"},
@@ -588,6 +613,7 @@ int main(void) {
   RUN(test_cardinalities);
   RUN(test_error_distribution);
   RUN(test_duplicates);
+  RUN(test_new_pair);
   RUN(test_merge_equals_union);
   RUN(test_merge_random);
   RUN(test_sparse_to_dense_exact);

@@ -120,6 +120,18 @@ TEST(test_days_and_weeks) {
   CHECK_INT(kpi_week_of(T0 - 2 * DAY), 2809); /* Sunday 2023-11-12 */
   CHECK_INT(kpi_week_of(T0 - DAY - 22 * 3600 * SEC), 2810); /* Monday 00:00 */
   CHECK_INT(kpi_day_of(-1), -1);
+  CHECK_INT(kpi_day_of(0), 0);
+  CHECK_INT(kpi_day_of(DAY - 1), 0);
+  CHECK_INT(kpi_day_of(DAY), 1);
+  CHECK_INT(kpi_day_of(-DAY), -1);
+  CHECK_INT(kpi_day_of(-DAY - 1), -2);
+  /* weeks start on Mondays: 1970-01-05 is day 4 */
+  CHECK_INT(kpi_week_of(4 * DAY), 0);
+  CHECK_INT(kpi_week_of(4 * DAY - 1), -1);
+  CHECK_INT(kpi_week_of(11 * DAY - 1), 0);
+  CHECK_INT(kpi_week_of(11 * DAY), 1);
+  CHECK_INT(kpi_week_of(-3 * DAY), -1);
+  CHECK_INT(kpi_week_of(-3 * DAY - 1), -2);
 }
 
 TEST(test_campaign_kpis) {

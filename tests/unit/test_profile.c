@@ -299,6 +299,23 @@ TEST(test_recent_ring) {
   CHECK_INT(p->recent_code[3], 0x80 | PROFILE_PAGE);
   CHECK_INT(p->recent_ago[3], 65535);
 
+  /* A ring not yet full ages its entries only (those past recent_n stay 0), saturating. */
+  apply(s, 0, PG, NULL, "y", NK, NULL);
+  apply(s, 100, PG, NULL, "y", NK, NULL);
+  apply(s, 65500, TR, NULL, "y", KIND_VIEW, NULL);
+  p = profile_get(s, "y", 0);
+  CHECK(p != NULL);
+  CHECK_INT(p->recent_n, 3);
+  const uint16_t young[] = {0, 65400, 65500, 0};
+  for (int i = 0; i < 4; i++) CHECK_INT(p->recent_ago[i], young[i]);
+  CHECK_INT(p->recent_code[2], 0x80 | PROFILE_PAGE);
+  CHECK_INT(p->recent_code[3], 0);
+  apply(s, 65600, PG, NULL, "y", NK, NULL);
+  p = profile_get(s, "y", 0);
+  const uint16_t aged[] = {0, 100, 65500, 65535};
+  for (int i = 0; i < 4; i++) CHECK_INT(p->recent_ago[i], aged[i]);
+  CHECK_INT(p->recent_code[1], KIND_VIEW);
+
   /* Merging interleaves the two rings by time. */
   apply(s, 1000, PG, NULL, "m1", NK, NULL);
   apply(s, 1010, TR, NULL, "m1", KIND_ORDER, NULL);
@@ -447,6 +464,17 @@ TEST(test_segments_and_helpers) {
   CHECK_INT(profile_type("identify", 0), PROFILE_IDENTIFY);
   CHECK_INT(profile_type("pagex", 4), PROFILE_PAGE);
   CHECK_INT(profile_type("bogus", 0), -EINVAL);
+  static const char *const types[] = {"track", "page", "screen", "identify", "group", "alias"};
+  for (int k = 0; k < 6; k++) {
+    size_t n = strlen(types[k]);
+    CHECK_INT(profile_type(types[k], n), k);
+    CHECK_INT(profile_type(types[k], n - 1), -EINVAL); /* a prefix */
+    char longer[16];
+    snprintf(longer, sizeof longer, "%sx", types[k]);
+    CHECK_INT(profile_type(longer, n + 1), -EINVAL);
+  }
+  CHECK_INT(profile_type("", 0), -EINVAL);
+  CHECK_INT(profile_type("trick", 5), -EINVAL);
   CHECK(profile_hash(s, "abc", 3) == profile_hash(s, "abcd", 3));
   /* the prefetch hints take anything and change nothing; the key is the id's hash */
   CHECK(profile_prefetch_index(NULL, "u", 0) == 0);
