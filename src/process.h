@@ -3,7 +3,7 @@
  * Design. The log is the source of truth; everything here is derived from it and can be
  * rebuilt by reading it again. On the loop thread, process reads the durable records
  * after its offset with a log_reader, in bounded slices (at most PROCESS_SLICE_RECORDS
- * records or about 2 ms per loop turn, continued from a uv_idle handle) so ingestion on
+ * records or about 1 ms per loop turn, continued from a uv_idle handle) so ingestion on
  * the same loop is never starved. Each record's value is decoded with evfields (jscan:
  * one pass, no tree, trusting bytes that ingestion validated and the log's CRC checked;
  * the log-scan queries of scan.h decode the same way) and feeds:
