@@ -659,7 +659,7 @@ int log_roll_active(log_t *log) {
  * and wakes the writer at once: a turn that reads many large batches would otherwise
  * hold back the first of them for the whole turn. At 256 KiB (four 100-event batches)
  * that cut groups at full load short of what the load offered: 1 MiB gave 100-event
- * batches 47% fewer fdatasyncs, 8-13% more batches per second and 1.89 against 2.01 us
+ * batches 43-47% fewer fdatasyncs, 8-13% more batches per second and 1.89 against 2.01 us
  * of CPU per event, while at half load, where a turn rarely reads that much, the ack
  * p99 stayed where it was (4.75-4.77 ms against 5.07-7.29 ms on a busy machine). */
 
