@@ -321,6 +321,7 @@ static int interval_due(const log_t *log) {
 }
 
 static int cut_zeros(log_t *log);
+static void index_flush(log_t *log);
 
 static int roll(log_t *log) {
   if (log->sync == LOG_SYNC_INTERVAL && log->unsynced_records) {
@@ -340,6 +341,7 @@ static int roll(log_t *log) {
     if (rc < 0) return rc;
     atomic_fetch_add(&log->disk_bytes, SEG_HDR);
   }
+  index_flush(log);
   evt_finish(&log->evt, log->next_offset, 1, &log->evt_pending);
   evt_start(&log->evt, log->dirfd, log->next_offset, log->next_offset, SEG_HDR, 1);
   pthread_mutex_lock(&log->mu);
@@ -470,6 +472,28 @@ static int cut_zeros(log_t *log) {
   return 0;
 }
 
+/* The segment's sparse index and event-time runs are derived data (log_open completes the
+ * index, and a reader reads the records no run speaks for), so while requests keep
+ * coming their entries gather over groups and are written together: a group of
+ * single-event requests adds about two of each, and writing them with every group cost
+ * two more pwrites per fdatasync (the writer's CPU per request at full load: 2.90 against
+ * 2.81 us, the mean of four alternating pairs). They are written once INDEX_FLUSH_BYTES
+ * gathered, when a group leaves no request waiting (before its acks, so a reader that
+ * saw the ack finds them), at a roll and at close. */
+#define INDEX_FLUSH_BYTES 4096
+
+static void index_flush(log_t *log) {
+  if (log->idx_pending.len && !log->idx_broken) {
+    if (pwrite_full(log->idx_fd, log->idx_pending.data, log->idx_pending.len,
+                    log->idx_size) == 0)
+      log->idx_size += log->idx_pending.len;
+    else
+      log->idx_broken = 1; /* derived data: log_open completes it */
+  }
+  buf_reset(&log->idx_pending);
+  evt_flush(&log->evt, &log->evt_pending);
+}
+
 /* Write waiters [i, j) of g, whose frames are the nbytes at g->data + byte. */
 static void commit(log_t *log, group_t *g, size_t i, size_t j, uint64_t byte,
                    uint64_t nbytes) {
@@ -477,8 +501,7 @@ static void commit(log_t *log, group_t *g, size_t i, size_t j, uint64_t byte,
   uint64_t off = log->next_offset, pos = log->seg_size, due = log->idx_due, records = 0;
   int status = 0;
   evt_writer_t ev = log->evt; /* the event-time runs, kept if the records are written */
-  buf_reset(&log->idx_pending);
-  buf_reset(&log->evt_pending);
+  size_t idx_keep = log->idx_pending.len, evt_keep = log->evt_pending.len;
   for (size_t k = i; k < j; k++) {
     g->w[k].first_offset = off;
     const char *times = g->times.data + g->w[k].rec0 * 8;
@@ -521,15 +544,8 @@ static void commit(log_t *log, group_t *g, size_t i, size_t j, uint64_t byte,
       goto done;
     }
   }
-  if (log->idx_pending.len && !log->idx_broken) {
-    if (pwrite_full(log->idx_fd, log->idx_pending.data, log->idx_pending.len,
-                    log->idx_size) == 0)
-      log->idx_size += log->idx_pending.len;
-    else
-      log->idx_broken = 1; /* derived data: log_open completes it */
-  }
   log->evt = ev;
-  evt_flush(&log->evt, &log->evt_pending);
+  if (log->idx_pending.len + log->evt_pending.len >= INDEX_FLUSH_BYTES) index_flush(log);
   log->idx_due = due;
   log->seg_size = pos;
   log->next_offset = off;
@@ -540,6 +556,10 @@ static void commit(log_t *log, group_t *g, size_t i, size_t j, uint64_t byte,
   }
   atomic_store_explicit(&log->durable_end, off, memory_order_release);
 done:
+  if (status < 0) { /* the entries of records not written */
+    log->idx_pending.len = idx_keep;
+    log->evt_pending.len = evt_keep;
+  }
   for (size_t k = i; k < j; k++) g->w[k].status = status;
 }
 
@@ -615,6 +635,11 @@ static void *writer_main(void *arg) {
     write_group(log, g);
 
     pthread_mutex_lock(&log->mu);
+    if (log->open->nw == 0) { /* no request waits: the entries go to the readers now */
+      pthread_mutex_unlock(&log->mu);
+      index_flush(log);
+      pthread_mutex_lock(&log->mu);
+    }
     if (log->done_tail) log->done_tail->next = g;
     else log->done = g;
     log->done_tail = g;
@@ -1250,6 +1275,7 @@ void log_close(log_t *log) {
     pthread_join(log->writer, NULL);
     preparer_stop(log);
     (void)cut_zeros(log); /* a closed log's last segment ends with its last record */
+    index_flush(log);
     evt_finish(&log->evt, log->next_offset, 0, &log->evt_pending);
     deliver(log);
     kicker_stop(log);
