@@ -154,9 +154,13 @@ static inline __attribute__((always_inline)) uint32_t intern(rollup_t *r, dim_t 
    * stored cut, so one of len bytes is equal exactly when the bytes are). */
   if (d->vlen[id] != len || !same_bytes(d->vals[id], s, len)) {
     h = value_hash(s, len);
-    /* the value in its home slot (most are, the table at most 3/4 full) found inline;
-     * any other case by the full probe */
-    uint64_t e = d->tab[slot_of(h, d->tbits)];
+    /* the value in its home slot or the one after found inline; any other case by the
+     * full probe. In a table up to 3/4 full about a quarter of the values lie past their
+     * home slot (a small dimension's frequent value among them, every time): the slot
+     * after took 225,000 of the replay's 379,000 calls of the probe (300,000 events). */
+    uint32_t mask = (1u << d->tbits) - 1, i = slot_of(h, d->tbits);
+    uint64_t e = d->tab[i];
+    if (e && (uint32_t)(e >> 32) != h) e = d->tab[(i + 1) & mask];
     id = (uint32_t)e - 1;
     if (!e || (uint32_t)(e >> 32) != h || d->vlen[id] != len || !same_bytes(d->vals[id], s, len))
       id = rollup_dim_find(d, s, len, h, NULL);
