@@ -144,11 +144,12 @@ uint32_t rollup_dim_insert(dim_t *d, const char *s, size_t len, uint32_t h) {
   return id;
 }
 
-/* The memo slot of a value of len bytes (at least one) at s: its length and end bytes
- * tell apart most of the few values that alternate in a dimension. */
+/* The memo slot of a value of len bytes (at least one) at s: its length and last byte tell
+ * apart most of the few values that alternate in a dimension. Measured on a replay of the
+ * 300,000-event uniform log: adding 31 times the first byte cost 125 instructions per
+ * event more than it saved; the length alone, 104 more (values of one length collide). */
 static inline uint32_t memo_slot(const char *s, size_t len) {
-  return (uint32_t)(len + 31u * (unsigned char)s[0] + 7u * (unsigned char)s[len - 1]) &
-         (DIM_MEMO - 1);
+  return (uint32_t)(len + (unsigned char)s[len - 1]) & (DIM_MEMO - 1);
 }
 
 /* The id of value s (n bytes, its strlen, at least one) in d, interned as needed. */

@@ -520,7 +520,7 @@ TEST(test_repeated_values) {
   rollup_free(r);
 }
 
-/* Values that alternate, some sharing a memo slot (the same length, first and last bytes:
+/* Values that alternate, some sharing a memo slot (the same length and last byte:
  * "a0z" ... "a9z"), others in slots of their own, each count where a fresh lookup puts them
  * whichever value the memo held before. */
 TEST(test_alternating_values) {
