@@ -9,7 +9,8 @@
 #   pixel   bench/ingest.sh's GET /v1/p.gif query string, the same way
 # For each: the whole server, collect_handle (ingestion) and process_record (the
 # processing stage the server runs on each stored event; the stage's `slice`, which
-# calls it, when the compiler inlined it). The whole-server figure also
+# calls it, when the compiler inlined it; a name may carry the compiler's suffix, such as
+# .part.0 or link-time optimisation's .lto_priv.0). The whole-server figure also
 # holds timer-driven work (a checkpoint written or not during a run moves it by a few
 # thousand); the other two are repeatable.
 #   bash bench/instructions.sh        (needs valgrind, curl, python3 and build/sluice)
@@ -71,9 +72,9 @@ run() { # mode count port -> "total collect_handle process_record"
   kill "$pid"; wait "$pid" 2>/dev/null || true
   callgrind_annotate --threshold=100 --inclusive=yes "$tmp/cg.$3" 2>/dev/null | awk '
     /PROGRAM TOTALS/ {gsub(",", "", $1); t = $1}
-    /collect.c:collect_handle \[/ {gsub(",", "", $1); c = $1}
-    /process.c:process_record \[/ {gsub(",", "", $1); p = $1}
-    /process.c:slice \[/ {gsub(",", "", $1); s = $1}
+    /collect.c:collect_handle(\.[a-z_0-9.]+)? \[/ {gsub(",", "", $1); c = $1}
+    /process.c:process_record(\.[a-z_0-9.]+)? \[/ {gsub(",", "", $1); p = $1}
+    /process.c:slice(\.[a-z_0-9.]+)? \[/ {gsub(",", "", $1); s = $1}
     END {print t, c + 0, (p ? p : s) + 0}'
 }
 

@@ -409,7 +409,8 @@ static void process_record(process_t *p, const log_record_t *rec, uint64_t pkey)
   int is_order = e->is_order;
   double revenue = e->revenue;
   uint64_t uh = e->user_hash;
-  if (type == PROFILE_TRACK && name && !strcmp(name, KPI_COST_EVENT)) {
+  if (type == PROFILE_TRACK && name && e->dlen[0] == sizeof KPI_COST_EVENT - 1 &&
+      !memcmp(name, KPI_COST_EVENT, sizeof KPI_COST_EVENT - 1)) { /* (no strcmp call) */
     /* Marketing cost: input of the CAC KPI only, not a visitor's event. */
     char cb[EVFIELDS_VAL_CAP];
     const jscan_val_t *cv = evfields_extra(e, X_CAMPAIGN), *costv = evfields_extra(e, X_COST);

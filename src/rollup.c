@@ -144,19 +144,31 @@ uint32_t rollup_dim_insert(dim_t *d, const char *s, size_t len, uint32_t h) {
   return id;
 }
 
-/* The id of value s (n bytes, its strlen) in d, interned as needed. */
+/* The memo slot of a value of len bytes (at least one) at s: its length and last byte tell
+ * apart most of the few values that alternate in a dimension. Measured on a replay of the
+ * 300,000-event uniform log: adding 31 times the first byte cost 125 instructions per
+ * event more than it saved; the length alone, 104 more (values of one length collide). */
+static inline uint32_t memo_slot(const char *s, size_t len) {
+  return (uint32_t)(len + (unsigned char)s[len - 1]) & (DIM_MEMO - 1);
+}
+
+/* The id of value s (n bytes, its strlen, at least one) in d, interned as needed. */
 static inline __attribute__((always_inline)) uint32_t intern(rollup_t *r, dim_t *d,
                                                              const char *s, size_t n) {
   size_t len = value_len(r, s, n);
-  uint32_t h = 0;
-  int64_t id = d->last;
+  uint32_t h = 0, *memo = &d->memo[memo_slot(s, len)];
+  int64_t id = *memo;
   /* A held value that s equals whole is the one the table find gives (held values are
    * stored cut, so one of len bytes is equal exactly when the bytes are). */
   if (d->vlen[id] != len || !same_bytes(d->vals[id], s, len)) {
     h = value_hash(s, len);
-    /* the value in its home slot (most are, the table at most 3/4 full) found inline;
-     * any other case by the full probe */
-    uint64_t e = d->tab[slot_of(h, d->tbits)];
+    /* the value in its home slot or the one after found inline; any other case by the
+     * full probe. In a table up to 3/4 full about a quarter of the values lie past their
+     * home slot (a small dimension's frequent value among them, every time): the slot
+     * after took 225,000 of the replay's 379,000 calls of the probe (300,000 events). */
+    uint32_t mask = (1u << d->tbits) - 1, i = slot_of(h, d->tbits);
+    uint64_t e = d->tab[i];
+    if (e && (uint32_t)(e >> 32) != h) e = d->tab[(i + 1) & mask];
     id = (uint32_t)e - 1;
     if (!e || (uint32_t)(e >> 32) != h || d->vlen[id] != len || !same_bytes(d->vals[id], s, len))
       id = rollup_dim_find(d, s, len, h, NULL);
@@ -167,15 +179,15 @@ static inline __attribute__((always_inline)) uint32_t intern(rollup_t *r, dim_t 
     return 0;
   }
   if (id >= 0) {
-    d->last = (uint32_t)id;
+    *memo = (uint32_t)id;
     return (uint32_t)id;
   }
   if (d->n > r->max_values) { /* full: max_values real values plus "(other)" */
     r->folded++;
     return 0;
   }
-  d->last = rollup_dim_insert(d, s, len, h);
-  return d->last;
+  *memo = rollup_dim_insert(d, s, len, h);
+  return *memo;
 }
 
 static void dim_free(dim_t *d) {

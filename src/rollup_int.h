@@ -72,6 +72,9 @@ typedef struct ring {
   uint32_t held_lo, held_hi;
 } ring_t;
 
+/* Slots of a dimension's memo of recent values (a power of two). */
+#define DIM_MEMO 16
+
 typedef struct dim {
   char *name;      /* owned */
   char **vals;     /* owned strings; vals[0] = "(other)" */
@@ -80,8 +83,10 @@ typedef struct dim {
   uint32_t n, cap;
   uint64_t *tab;   /* open addressing: the value's hash << 32 | (value id + 1), 0 empty */
   uint32_t tbits;
-  uint32_t last;   /* the value interned last: events in a row often repeat it, and a
-                      comparison with it is cheaper than hashing and a table probe */
+  uint32_t memo[DIM_MEMO]; /* ids of values interned lately, one per memo_slot: events
+                              repeat a few values of a dimension (an event name, "end",
+                              "bounce" and "start"), and a comparison with one is cheaper
+                              than hashing and a table probe */
 } dim_t;
 
 struct rollup {

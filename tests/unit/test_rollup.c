@@ -475,8 +475,8 @@ TEST(test_other_and_truncation) {
   rollup_free(r);
 }
 
-/* Interning compares a value with the one its dimension took last before it hashes: a
- * run of values that extend, shorten or repeat one another, values cut to the length
+/* Interning compares a value with the one its dimension's memo holds for it before it
+ * hashes: a run of values that extend, shorten or repeat one another, values cut to the length
  * bound (then equal to the value held, or not), values past the cardinality bound right
  * after a held one, and "(other)" itself all count where a fresh lookup puts them. */
 TEST(test_repeated_values) {
@@ -517,6 +517,31 @@ TEST(test_repeated_values) {
   buf_free(&a);
   buf_free(&b);
   rollup_free(rl);
+  rollup_free(r);
+}
+
+/* Values that alternate, some sharing a memo slot (the same length and last byte:
+ * "a0z" ... "a9z"), others in slots of their own, each count where a fresh lookup puts them
+ * whichever value the memo held before. */
+TEST(test_alternating_values) {
+  clock_now = T0 + HOUR;
+  rollup_t *r = make(0, 0, 0, 0, 0);
+  char vals[16][16];
+  for (int i = 0; i < 10; i++) snprintf(vals[i], sizeof vals[i], "a%dz", i);
+  static const char *const other[6] = {"start", "end", "bounce", "converted", "page", "p"};
+  for (int i = 0; i < 6; i++) snprintf(vals[10 + i], sizeof vals[10 + i], "%s", other[i]);
+  uint64_t want[16] = {0};
+  for (int i = 0; i < 600; i++) {
+    int k = i % 3 == 0 ? 10 + i / 3 % 6 : (i * 7 + i / 16) % 10; /* (runs of one value too) */
+    add(r, T0 + (int64_t)i * SEC, "pv", vals[k], NULL, NULL, (uint64_t)i, 1);
+    want[k]++;
+  }
+  rollup_top_t top[20];
+  int n = rollup_topn(r, "page_path", ROLLUP_BY_COUNT, T0, T0 + HOUR, top, 20, NULL, NULL);
+  CHECK_INT(n, 16);
+  for (int i = 0; i < n; i++)
+    for (int k = 0; k < 16; k++)
+      if (!strcmp(top[i].value, vals[k])) CHECK_INT(top[i].count, want[k]);
   rollup_free(r);
 }
 
@@ -1044,6 +1069,7 @@ int main(void) {
   RUN(test_fold_minutes_into_hours);
   RUN(test_other_and_truncation);
   RUN(test_repeated_values);
+  RUN(test_alternating_values);
   RUN(test_values_one_byte_apart);
   RUN(test_uniques);
   RUN(test_no_users);
