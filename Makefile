@@ -88,22 +88,35 @@ build/assets.c: scripts/embed.py $(WEB_FILES)
 	@mkdir -p $(dir $@)
 	python3 scripts/embed.py $@ web $(foreach f,$(WEB_FILES:web/%=%),$(if $(filter %.min.js,$f),$f:$(f:.min.js=.js),$f))
 
-build/rel/%.o: %.c $(wildcard src/*.h src/util/*.h)
+# build/KIND/.flags holds the flags KIND's objects were compiled with. It is rewritten,
+# and so the objects rebuilt, only when the flags change (an edit of REL_FLAGS would
+# otherwise leave an existing build tree as it was).
+FLAGS_rel = $(REL_FLAGS)
+FLAGS_asan = $(ASAN_FLAGS)
+FLAGS_fuzzobj = $(FUZZ_CC) $(FUZZ_FLAGS)
+FLAGS_tsan = $(TSAN_FLAGS)
+build/%/.flags: FORCE
+	@mkdir -p $(dir $@)
+	@printf '%s\n' '$(FLAGS_$*)' | cmp -s - $@ || printf '%s\n' '$(FLAGS_$*)' >$@
+FORCE:
+.PRECIOUS: build/%/.flags
+
+build/rel/%.o: %.c $(wildcard src/*.h src/util/*.h) build/rel/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(REL_FLAGS) -c $< -o $@
 
-build/asan/%.o: %.c $(wildcard src/*.h src/util/*.h)
+build/asan/%.o: %.c $(wildcard src/*.h src/util/*.h) build/asan/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(ASAN_FLAGS) -c $< -o $@
 
-build/fuzzobj/%.o: %.c $(wildcard src/*.h src/util/*.h)
+build/fuzzobj/%.o: %.c $(wildcard src/*.h src/util/*.h) build/fuzzobj/.flags
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS:-fsanitize=fuzzer,%=-fsanitize=fuzzer-no-link,%) -c $< -o $@
 
 build/rel/libsluice.a: $(REL_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-build/tsan/%.o: %.c $(wildcard src/*.h src/util/*.h)
+build/tsan/%.o: %.c $(wildcard src/*.h src/util/*.h) build/tsan/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(TSAN_FLAGS) -c $< -o $@
 
