@@ -49,6 +49,7 @@ struct evdoc {
   jscan_val_t root;
   edit_t *edits;
   size_t nedits, cap_edits;
+  size_t seg_room; /* each edit's segments written as new members (see evdoc_write) */
   buf_t arena;
   indexed_t cache[CACHE];
   size_t ncache, next_evict;
@@ -305,6 +306,7 @@ static int load(evdoc_t *d, const char *json, size_t len, const load_src_t *src)
     d->gen = 1;
   }
   d->nedits = 0;
+  d->seg_room = 0;
   d->ncache = 0;
   memset(d->mask, 0, sizeof d->mask);
   memset(d->endmask, 0, sizeof d->endmask);
@@ -932,11 +934,14 @@ begin_edit(evdoc_t *d, int op, const char *const *segs, const size_t *lens, cons
   e->escape = escape >= 0 ? (uint8_t)escape : escape_mask(segs, lens, nsegs);
   e->segp = stable ? segs : NULL;
   if (stable) {
+    size_t room = 0;
     for (size_t i = 0; i < nsegs; i++) {
       e->phash[i] = qh[i];
       d->mask[i] |= bit_of(qh[i]);
       e->seg_len[i] = (uint16_t)lens[i]; /* < MEMO_TEXT */
+      room += lens[i] + 6;
     }
+    d->seg_room += room;
   } else {
     store_segs(d, e, segs, lens, qh, nsegs);
   }
@@ -960,6 +965,7 @@ static void store_segs(evdoc_t *d, edit_t *e, const char *const *segs, const siz
     size_t len = lens[i] < 65535 ? lens[i] : 65535;
     e->seg_off[i] = (uint32_t)(w - d->arena.data);
     e->seg_len[i] = (uint16_t)len;
+    d->seg_room += len + 6;
     memcpy(w, segs[i], len);
     w[len] = 0;
     w += len + 1;
@@ -1316,16 +1322,12 @@ void evdoc_write(evdoc_t *d, buf_t *out) {
     return;
   }
   /* An upper bound of what is written: the client's bytes (members are copied as they
-   * are or more compactly, never longer) plus, per live edit, its value and each of its
+   * are or more compactly, never longer) plus, per edit, its value and each of its
    * segments as a new member ("name":{...}, with a comma); escaped names are written
-   * through the buffer (see put_escaped_name). */
-  size_t room = d->root.n + 1;
-  for (size_t i = 0; i < d->nedits; i++) {
-    const edit_t *e = &d->edits[i];
-    if (e->op == OP_NOP) continue;
-    room += e->val_len;
-    for (size_t j = 0; j < e->nsegs; j++) room += (size_t)e->seg_len[j] + 6;
-  }
+   * through the buffer (see put_escaped_name). Values are in the arena and seg_room was
+   * added up as the edits were made (retired ones included: a bound still), not by a
+   * loop over the edits here (-90 instructions per event). */
+  size_t room = d->root.n + 1 + d->arena.len + d->seg_room;
   buf_reserve(out, room);
   writer_t o = {out, room, out->data + out->len + room};
   char *w = write_object(d, &d->root, hs, 0, &o, out->data + out->len);
