@@ -46,9 +46,18 @@ TEST(url_host) {
   CHECK_INT(campaign_url_host("mailto:x@y.example", h, sizeof h), 0);
   CHECK_INT(campaign_url_host("x:/", h, sizeof h), 0);
   CHECK_INT(campaign_url_host("x:", h, sizeof h), 0);
+  /* Userinfo, a port or an IPv6 literal within a short authority. */
+  CHECK_INT(campaign_url_host("http://u:p@H.ex/long/path/here", h, sizeof h), 4);
+  CHECK_STR(h, "h.ex");
+  CHECK_INT(campaign_url_host("https://H.ex:8080/long/path/here", h, sizeof h), 4);
+  CHECK_STR(h, "h.ex");
+  CHECK_INT(campaign_url_host("https://[::1]:8080/long/path/here", h, sizeof h), 5);
+  CHECK_STR(h, "[::1]");
+  CHECK_INT(campaign_url_host("HTTPS://H.ex/long/path/here", h, sizeof h), 4);
+  CHECK_INT(campaign_url_host("https:///long/path/here/and/more", h, sizeof h), 0);
 }
 
-/* A span ends the URL wherever its bytes go on: the host of the first 25 bytes of a
+/* A span ends the URL wherever its bytes go on: the host of the first 24 or 20 bytes of a
  * longer text stops there, and a "://" or an authority cut by the span's end is not
  * read past it. The authority is searched sixteen bytes a step: hosts around that
  * length end at the span's end or at each delimiter. */
