@@ -1225,6 +1225,9 @@ static char *write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size
       /* Most members have no edit at or below them: one bit test says so. */
       if (d->mask[depth] & bit_of(hs[depth])) {
         e = member_edit(d, hs, depth + 1, &deeper);
+        /* The edits below it are not new members: the loop below knows at once
+         * (context's, at the top, without a search of the members for each). */
+        if (deeper) last_member = hs[depth], have_last = 1;
         if (e && e->op == OP_DEL && !deeper) continue;
       }
     }
@@ -1271,8 +1274,6 @@ static char *write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size
   for (size_t i = 0; i < d->nedits; i++) {
     const edit_t *e = &d->edits[i];
     if (e->op == OP_NOP || e->nsegs <= depth || !edit_under(d, e, hs, depth)) continue;
-    const char *child = seg_of(d, e, depth);
-    size_t clen = e->seg_len[depth];
     int seen = 0;
     uint64_t bit = bit_of(e->phash[depth]);
     if (have_last && last_member == e->phash[depth]) {
@@ -1298,6 +1299,8 @@ static char *write_object(evdoc_t *d, const jscan_val_t *obj, uint64_t *hs, size
     if ((ex && ex->op == OP_DEL && !deeper) || (!ex && !deeper)) continue;
     if (!first) *w++ = ',';
     first = 0;
+    const char *child = seg_of(d, e, depth);
+    size_t clen = e->seg_len[depth];
     if (e->escape & (1u << depth)) {
       w = put_escaped_name(o, w, child, clen);
     } else {
