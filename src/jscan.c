@@ -1187,6 +1187,14 @@ static inline const char *ws_at(const char *p, const char *end) {
   return p;
 }
 
+/* The position just past the byte c at p or after white space there, or NULL when
+ * another byte comes first. In compact JSON c is at p: one test. */
+static inline const char *past(const char *p, const char *end, char c) {
+  if (__builtin_expect(p < end && *p == c, 1)) return p + 1;
+  p = ws_at(p, end);
+  return p < end && *p == c ? p + 1 : NULL;
+}
+
 /* string() on a local cursor at an opening quote: the position after the string, or NULL
  * on malformed input. */
 static inline const char *string_at(scan_t *s, const char *p, const char **sp, size_t *sn,
@@ -1238,9 +1246,8 @@ static __attribute__((noinline)) int object_rec(scan_t *s) {
       p = ws_at(p, end);
       if (p >= end || *p != '"' || !(p = string_at(s, p, &m->key, &m->keylen, &m->key_escaped)))
         return -1;
+      if (!(p = past(p, end, ':'))) return -1;
       p = ws_at(p, end);
-      if (p >= end || *p != ':') return -1;
-      p = ws_at(p + 1, end);
       if (p < end && *p == '"') {
         m->val.type = JSCAN_STRING;
         m->val.num = 0;
@@ -1264,14 +1271,12 @@ static __attribute__((noinline)) int object_rec(scan_t *s) {
         p = s->p;
       }
       n++;
-      p = ws_at(p, end);
-      if (p >= end) return -1;
-      if (*p == ',') {
-        p++;
+      const char *next = past(p, end, ',');
+      if (next) {
+        p = next;
         continue;
       }
-      if (*p != '}') return -1;
-      p++;
+      if (!(p = past(p, end, '}'))) return -1;
       break;
     }
   }
