@@ -118,6 +118,12 @@ typedef struct node {
   char seg[MEMO_TEXT];
   jscan_val_t val; /* the original value at the path, JSCAN_NONE when absent */
   uint32_t filled; /* == the document's gen: every child node's val is this load's */
+  /* The edit evdoc_set_plain_p made last at the path, when edit_gen is the document's
+   * gen: a read (evdoc_get_p) takes its value while it is live, without the search of
+   * the edits (the enriched timestamp the collector reads back: 120 instructions less,
+   * for about 12 more in each of an event's four plain edits). Only there: noted by
+   * every edit, it cost the other edits more than it saved (+21 per event). */
+  uint32_t edit_gen, edit;
 } node_t;
 
 evdoc_t *evdoc_new(void) { return xcalloc(1, sizeof(evdoc_t)); }
@@ -301,7 +307,8 @@ static int load(evdoc_t *d, const char *json, size_t len, const load_src_t *src)
   d->json = json;
   d->len = len;
   if (++d->gen == 0) { /* wrapped: no node may look current */
-    for (size_t i = 0; i < d->nnodes; i++) d->nodes[i].gen = d->nodes[i].filled = 0;
+    for (size_t i = 0; i < d->nnodes; i++)
+      d->nodes[i].gen = d->nodes[i].filled = d->nodes[i].edit_gen = 0;
     d->root_filled = 0;
     d->gen = 1;
   }
@@ -776,6 +783,12 @@ jscan_val_t evdoc_get_p(evdoc_t *d, evdoc_path_t *p) {
   const memo_t *m = path_memo(d, p);
   if (m && m->node) {
     if (!d->nedits || !edits_near(d, m->h, m->n)) return *resolve_at(d, m->node);
+    /* The path's own edit, still live, is what get_hashed would find: an edit at or above
+     * the path made after it would have retired it, and edits below do not change a read.
+     * (edit_val gives a number's value as get_hashed's jscan_num does.) */
+    const node_t *nd = &d->nodes[m->node - 1];
+    if (nd->edit_gen == d->gen && d->edits[nd->edit].op == OP_SET)
+      return edit_val(d, &d->edits[nd->edit]);
     /* Edits only below an object (context once context.ip is set: every step that checks
      * context reads it so) leave its original value, as get_hashed would find. */
     if (!edits_at_or_above(d, m->h, m->n)) {
@@ -1042,6 +1055,11 @@ void evdoc_set_plain_p(evdoc_t *d, evdoc_path_t *p, const char *s, size_t n) {
     return;
   }
   edit_t *e = begin_edit(d, OP_SET, m->segs, m->lens, m->h, m->n, m->escape, m->stable);
+  if (m->node) {
+    node_t *nd = &d->nodes[m->node - 1];
+    nd->edit_gen = d->gen;
+    nd->edit = (uint32_t)d->nedits - 1; /* e's index */
+  }
   put_quoted(&d->arena, s, n);
   e->val_len = (uint32_t)(d->arena.len - e->val_off);
 }
