@@ -279,7 +279,7 @@ int campaign_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char
   char page_host[256], ref_host[256];
   page_host[0] = ref_host[0] = 0;
   if (u) campaign_url_host_n(u, un, page_host, sizeof page_host);
-  if (r) campaign_url_host_n(r, rn, ref_host, sizeof ref_host);
+  size_t hl = r ? campaign_url_host_n(r, rn, ref_host, sizeof ref_host) : 0;
 
   int email = 0;
   if (evdoc_get_p(ev, &P_CAMPAIGN).type == JSCAN_NONE) {
@@ -305,7 +305,6 @@ int campaign_enrich_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char
     buf_reset(obj);
     if (ref_host[0]) {
       buf_append(obj, "{\"host\":\"", 9);
-      size_t hl = strlen(ref_host);
       if (plain_end(ref_host, ref_host + hl) == ref_host + hl) /* most hosts */
         buf_append(obj, ref_host, hl);
       else
