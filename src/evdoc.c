@@ -31,7 +31,6 @@ typedef struct edit {
 
 #define CACHE 32
 #define KID_SLOTS 1024 /* > 2 * NODES_MAX (see node_t), a power of two */
-#define TOP_SLOTS 512 /* > 2 * EVDOC_MAX_MEMBERS, a power of two */
 typedef struct indexed {
   const char *p;
   size_t n;
@@ -66,17 +65,12 @@ struct evdoc {
   uint32_t root_filled;           /* as node_t's filled, for the nodes at the top */
   uint16_t kid_slot[KID_SLOTS];   /* node index + 1 by kid_at(parent, nh), 0 empty */
   uint32_t gen;                   /* counts loads: a node's value is current when its gen is */
-  /* evdoc_get_top's last table (by address) and, per name, its name_hash, length and
-   * whether it is a plain top-level name (else it is read with evdoc_get). */
+  /* evdoc_get_top's last table (by address) and, per name, its node and path hash when
+   * it is a top-level name with a node (else it is read with evdoc_get). */
   const char *const *top_names;
   size_t top_n;
-  uint64_t top_nh[EVDOC_MAX_MEMBERS];
-  uint32_t top_len[EVDOC_MAX_MEMBERS];
-  unsigned char top_simple[EVDOC_MAX_MEMBERS];
-  size_t top_nsimple; /* how many are */
-  /* Open addressing over the plain names' hashes: index + 1 per slot, 0 empty. A root
-   * member then finds its name in the table in a probe or two. */
-  uint16_t top_slot[TOP_SLOTS];
+  uint32_t top_node[EVDOC_MAX_MEMBERS];
+  uint64_t top_h[EVDOC_MAX_MEMBERS];
 };
 
 /* A dotted path parsed and hashed once. Callers pass the same few paths again and again,
@@ -800,55 +794,34 @@ jscan_val_t evdoc_get_p(evdoc_t *d, evdoc_path_t *p) {
 }
 
 void evdoc_get_top(evdoc_t *d, const char *const *names, size_t n, jscan_val_t *out) {
-  const uint64_t *nh = d->top_nh;
-  const uint32_t *len = d->top_len;
-  unsigned char want[EVDOC_MAX_MEMBERS];
-  size_t pending = 0;
   if (n > EVDOC_MAX_MEMBERS) n = EVDOC_MAX_MEMBERS;
   if (d->top_names != names || d->top_n != n) {
-    memset(d->top_slot, 0, sizeof d->top_slot);
     for (size_t i = 0; i < n; i++) {
       const memo_t *m = memo_of(d, names[i]);
-      d->top_simple[i] = m && m->n == 1;
-      d->top_nh[i] = d->top_simple[i] ? m->nh[0] : 0;
-      d->top_len[i] = d->top_simple[i] ? (uint32_t)m->lens[0] : 0;
-      if (!d->top_simple[i]) continue;
-      size_t at = d->top_nh[i] >> 55;
-      while (d->top_slot[at] && d->top_nh[d->top_slot[at] - 1] != d->top_nh[i])
-        at = (at + 1) % TOP_SLOTS;
-      if (d->top_slot[at]) d->top_simple[i] = 0; /* a name listed twice: read by itself */
-      else d->top_slot[at] = (uint16_t)(i + 1);
+      int top = m && m->n == 1 && m->node;
+      d->top_node[i] = top ? m->node : 0;
+      d->top_h[i] = top ? m->h[0] : 0;
     }
-    d->top_nsimple = 0;
-    for (size_t i = 0; i < n; i++) d->top_nsimple += d->top_simple[i];
     d->top_names = names;
     d->top_n = n;
   }
-  memset(out, 0, n * sizeof *out); /* JSCAN_NONE */
-  memcpy(want, d->top_simple, n);
-  pending = d->top_nsimple;
-  for (size_t i = 0; (d->nedits || pending < n) && i < n; i++) {
+  /* The root's nodes are filled in one walk of its members, as the first read by any
+   * path at the top fills them: later reads of these names (messageId, timestamp,
+   * userId...) take their values from there. A walk of its own with a table of the
+   * names, followed by that fill at the first later read, cost 22 instructions more per
+   * event. */
+  memset(out, 0, n * sizeof *out); /* JSCAN_NONE: most names are absent */
+  for (size_t i = 0; i < n; i++) {
+    uint32_t k = d->top_node[i];
     /* A dotted or unkept name, or (once edited: validation comes first) one with edits at
      * or below it, is read by itself. */
-    uint64_t h;
-    if (want[i] && !(d->nedits && (h = chain(ROOT_HASH, nh[i]), edits_near(d, &h, 1)))) continue;
-    if (want[i]) want[i] = 0, pending--;
-    out[i] = evdoc_get(d, names[i]);
-  }
-  const indexed_t *x = &d->cache[0]; /* the root, indexed at load */
-  for (long j = 0; j < x->count && pending; j++) {
-    size_t at = x->names[j] >> 55;
-    while (d->top_slot[at] && nh[d->top_slot[at] - 1] != x->names[j]) at = (at + 1) % TOP_SLOTS;
-    if (!d->top_slot[at]) continue; /* not a name of the table */
-    size_t i = d->top_slot[at] - 1u;
-    const jscan_member_t *m = &x->members[j];
-    if (!want[i] || (m->key_escaped ? !jscan_key_is(m, names[i], len[i])
-                                    : m->keylen != len[i] || !same_bytes(m->key, names[i], len[i])))
+    if (!k || (d->nedits && edits_near(d, &d->top_h[i], 1))) {
+      out[i] = evdoc_get(d, names[i]);
       continue;
-    out[i] = m->val; /* the first member of that name, as evdoc_get finds it */
-    if (out[i].type == JSCAN_NUMBER) out[i].num = jscan_num(&out[i]);
-    want[i] = 0;
-    pending--;
+    }
+    if (d->root_filled != d->gen) resolve_fill(d, k);
+    const node_t *nd = &d->nodes[k - 1];
+    if (nd->gen == d->gen) out[i] = nd->val;
   }
 }
 
