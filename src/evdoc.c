@@ -537,6 +537,7 @@ static void fill_kids(evdoc_t *d, uint32_t parent, const indexed_t *x) {
       nd->val = m->val;
       if (nd->val.type == JSCAN_NUMBER) nd->val.num = jscan_num(&nd->val);
       nd->gen = d->gen;
+      break; /* nodes are unique by parent and name: no other is this member's */
     }
   }
 }
