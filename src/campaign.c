@@ -180,8 +180,8 @@ static const char *const click_ids[] = {"gclid", "fbclid", "msclkid", "ttclid", 
                                         "li_fat_id", "dclid", "wbraid", "gbraid", "yclid", NULL};
 
 /* Set context.campaign from the query string of the URL url[0..len) (only called when
- * the event has no context.campaign), in one edit, its JSON built in obj (reset here). Returns whether
- * utm_medium says e-mail. */
+ * the event has no context.campaign), in one edit, its JSON built in obj (reset here).
+ * Returns whether utm_medium says e-mail. */
 static int parse_query(evdoc_t *ev, const char *url, size_t len, buf_t *obj) {
   const char *q = memchr(url, '?', len);
   if (!q) return 0;

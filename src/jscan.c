@@ -1209,12 +1209,13 @@ static inline const char *past(const char *p, const char *end, char c) {
   return p < end && *p == c ? p + 1 : NULL;
 }
 
-/* string() on a local cursor at an opening quote: the position after the string, or NULL
- * on malformed input. */
-static inline const char *string_at(scan_t *s, const char *p, const char **sp, size_t *sn,
-                                    int *escaped) {
-  const char *start = p + 1, *q = plain_end(start, s->end);
-  if (__builtin_expect(q < s->end && *q == '"', 1)) {
+/* string() on a local cursor at an opening quote (end: s->end, in a local: the stores
+ * of the span could alias s->end, which was read again for each string): the position
+ * after the string, or NULL on malformed input. */
+static inline const char *string_at(scan_t *s, const char *p, const char *end, const char **sp,
+                                    size_t *sn, int *escaped) {
+  const char *start = p + 1, *q = plain_end(start, end);
+  if (__builtin_expect(q < end && *q == '"', 1)) {
     *sp = start;
     *sn = (size_t)(q - start);
     *escaped = 0;
@@ -1258,14 +1259,15 @@ static __attribute__((noinline)) int object_rec(scan_t *s) {
       }
       jscan_member_t *m = &lv->m[n];
       p = ws_at(p, end);
-      if (p >= end || *p != '"' || !(p = string_at(s, p, &m->key, &m->keylen, &m->key_escaped)))
+      if (p >= end || *p != '"' ||
+          !(p = string_at(s, p, end, &m->key, &m->keylen, &m->key_escaped)))
         return -1;
       if (!(p = past(p, end, ':'))) return -1;
       p = ws_at(p, end);
       if (p < end && *p == '"') {
         m->val.type = JSCAN_STRING;
         m->val.num = 0;
-        if (!(p = string_at(s, p, &m->val.p, &m->val.n, &m->val.escaped))) return -1;
+        if (!(p = string_at(s, p, end, &m->val.p, &m->val.n, &m->val.escaped))) return -1;
       } else if (p < end && *p == '{') {
         s->p = p;
         if (object_rec_into(s, level + 1, &m->val)) return -1;

@@ -795,11 +795,12 @@ TEST(tape_records_nested_objects) {
   }
   /* Malformed: refused as jscan_members refuses it. */
   CHECK_INT(jscan_members_tape("{\"a\":{\"b\":}}", 13, top, 8, &t), -1);
-  static const char *bad[] = {"{\"o\":{\"a\":01}}",   "{\"o\":{\"a\":1.}}",     "{\"o\":{\"a\":-}}",
-                              "{\"o\":{\"a\":1e}}",   "{\"o\":{\"a\":1e+}}",    "{\"o\":{\"a\":.5}}",
-                              "{\"o\":{\"a\":1,}}",   "{\"o\":{\"a\" 1}}",      "{\"o\":{\"a\":1 \"b\":2}}",
-                              "{\"o\":{\"a\":1}",     "{\"o\":{\"a\":1 ,}}",    "{\"o\":{\"a\"::1}}",
-                              "{\"o\":{\"a\":1}} x",  "{\"o\":{\"a\":1]}",      "{\"o\":{\"a\":+1}}"};
+  static const char *bad[] = {
+      "{\"o\":{\"a\":01}}",   "{\"o\":{\"a\":1.}}",         "{\"o\":{\"a\":-}}",
+      "{\"o\":{\"a\":1e}}",   "{\"o\":{\"a\":1e+}}",        "{\"o\":{\"a\":.5}}",
+      "{\"o\":{\"a\":1,}}",   "{\"o\":{\"a\" 1}}",          "{\"o\":{\"a\":1 \"b\":2}}",
+      "{\"o\":{\"a\":1}",     "{\"o\":{\"a\":1 ,}}",        "{\"o\":{\"a\"::1}}",
+      "{\"o\":{\"a\":1}} x",  "{\"o\":{\"a\":1]}",          "{\"o\":{\"a\":+1}}"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     if (jscan_members_tape(bad[i], strlen(bad[i]), top, 8, &t) != -1) FAILF("accepted %s", bad[i]);
   /* White space around ':' and ',', and every number form, inside a recorded object. */
