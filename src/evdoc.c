@@ -1138,11 +1138,8 @@ typedef struct writer {
   char *limit; /* the end of the room reserved last (checked in debug builds) */
 } writer_t;
 
-/* Most spans written are short (a member's name, a value set): up to sixteen bytes are
- * copied as two overlapping words or halves, without a call to memcpy (-63 instructions
- * per event). */
+/* w[0..n) = s[0..n) for k <= n <= 2k (k <= 8): the first and the last k bytes. */
 static inline void copy_ends(char *w, const char *s, size_t n, size_t k) {
-  /* w[0..n) = s[0..n) for k <= n <= 2k (k <= 8): the first and the last k bytes. */
   uint64_t a, b; /* only their first k bytes are used */
   memcpy(&a, s, k);
   memcpy(&b, s + n - k, k);
@@ -1150,6 +1147,9 @@ static inline void copy_ends(char *w, const char *s, size_t n, size_t k) {
   memcpy(w + n - k, &b, k);
 }
 
+/* Most spans written are short (a member's name, a value set): up to sixteen bytes are
+ * copied as two overlapping words or halves, without a call to memcpy (-63 instructions
+ * per event). */
 static inline char *put(char *w, const void *p, size_t n) {
   const char *s = p;
   if (n > 16) {
