@@ -581,9 +581,18 @@ static void append_self(buf_t *b, size_t off, size_t n) {
 
 /* RFC 9110: repeated fields may be joined with ", " in order. */
 static void join_duplicates(http_req_t *r) {
+  /* Headers of one name have one length: those whose length (mod 64) no other header
+   * has cannot repeat, and are not compared at all (all of most requests' headers: the
+   * pairs cost 250 instructions a request). */
+  uint64_t seen = 0, twice = 0;
   for (size_t i = 0; i < r->nhdrs; i++) {
+    uint64_t bit = 1ull << (r->hdrs[i].name_len & 63);
+    twice |= seen & bit;
+    seen |= bit;
+  }
+  for (size_t i = 0; twice && i < r->nhdrs; i++) {
     hdr_span_t *a = &r->hdrs[i];
-    if (a->dead) continue;
+    if (a->dead || !(twice >> (a->name_len & 63) & 1)) continue;
     size_t joined = SIZE_MAX;
     for (size_t j = i + 1; j < r->nhdrs; j++) {
       hdr_span_t *b = &r->hdrs[j];
