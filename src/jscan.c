@@ -1337,8 +1337,8 @@ static long members(const char *json, size_t len, jscan_member_t *out, size_t ma
         if (value_elems(&s, &m.val, e)) return -1;
       } else if (s.p < s.end && *s.p == '"') {
         /* Strings, and objects a tape records, as value_into takes them without its
-         * calls: most members of an event's top level (about 1,000 instructions an
-         * event sent alone). */
+         * calls: most members of an event's top level (-349 instructions per event
+         * sent alone). */
         m.val = (jscan_val_t){JSCAN_STRING, NULL, 0, 0, 0};
         if (string(&s, &m.val.p, &m.val.n, &m.val.escaped)) return -1;
       } else if (t && s.p < s.end && *s.p == '{') {
