@@ -26,6 +26,9 @@ const char *campaign_referrer_class(const char *ref_host, const char *page_host)
 /* Copy the host of an absolute URL (lowercased, without port or userinfo) into out.
  * Returns its length, or 0 when url has no host. */
 size_t campaign_url_host(const char *url, char *out, size_t outlen);
+/* The same for the URL url[0..len), which need not be NUL-terminated (a span of the
+ * event's bytes). */
+size_t campaign_url_host_n(const char *url, size_t len, char *out, size_t outlen);
 
 /* enrich_step_fn: state is a buf_t (borrowed) the step reuses for the context.campaign
  * JSON it sets, so steady-state events do not allocate; NULL uses one per event. One

@@ -554,7 +554,7 @@ static int take_event(collect_t *c, ingest_t *in, size_t index, const enrich_ctx
   char id[EVENT_MAX_ID + 8];
   id[0] = 0; /* not `= ""`: that clears all its bytes, for every event */
   if (client_id && !evdoc_str_p(ev, &message_id, id, sizeof id)) id[0] = 0;
-  size_t idlen = strlen(id);
+  size_t idlen = id[0] ? strlen(id) : 0;
   ingest_t *owner = idlen ? flight_owner(c, id, idlen) : NULL;
   if (owner || (idlen && dedup_seen(c->dedup, id, idlen, ctx->received_us))) {
     in->skipped++;

@@ -109,9 +109,10 @@ void enrich_client_ip(const char *peer, const char *xff, const strlist_t *truste
 }
 
 void enrich_ctx_prepare(enrich_ctx_t *ctx) {
-  clock_format_iso(ctx->received_us, ctx->received_iso);
+  ctx->received_iso_len = clock_format_iso(ctx->received_us, ctx->received_iso);
   if (!ctx->client_ip || enrich_anonymise_ip(ctx->client_ip, ctx->client_ip_anon) != 0)
     ctx->client_ip_anon[0] = 0;
+  ctx->client_ip_anon_len = strlen(ctx->client_ip_anon);
 }
 
 /* The paths the built-in steps read and set on every event. */
@@ -128,7 +129,7 @@ static int time_of(evdoc_t *ev, evdoc_path_t *name, int64_t *t) {
 
 static int step_times(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg, size_t ml) {
   /* Times, ids and anonymised addresses made here need no escaping (evdoc_set_plain_p). */
-  size_t rl = strlen(ctx->received_iso);
+  size_t rl = ctx->received_iso_len;
   evdoc_set_plain_p(ev, &P_RECEIVED_AT, ctx->received_iso, rl);
   int64_t ts, sent;
   if (time_of(ev, &P_TIMESTAMP, &ts)) {
@@ -168,7 +169,7 @@ static int step_ip(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg,
   if (cfg->keep_full_ip)
     evdoc_set_str_p(ev, &P_IP, ctx->client_ip);
   else
-    evdoc_set_plain_p(ev, &P_IP, ctx->client_ip_anon, strlen(ctx->client_ip_anon));
+    evdoc_set_plain_p(ev, &P_IP, ctx->client_ip_anon, ctx->client_ip_anon_len);
   return 0;
 }
 
@@ -219,6 +220,7 @@ int enrich_event(enrich_t *e, evdoc_t *ev, const enrich_ctx_t *ctx_in, char *msg
   if (evdoc_str_p(ev, &P_IP, raw, sizeof raw) && enrich_anonymise_ip(raw, tmp) == 0) {
     local.client_ip = raw;
     memcpy(local.client_ip_anon, tmp, sizeof tmp);
+    local.client_ip_anon_len = strlen(tmp);
   }
   const enrich_ctx_t *ctx = &local;
   for (size_t i = 0; i < e->n; i++) {

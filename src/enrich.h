@@ -41,6 +41,8 @@ typedef struct enrich_ctx {
                                * are not pseudonymised a second time */
   char client_ip_anon[46];    /* client_ip anonymised (see enrich_anonymise_ip); "" when
                                * client_ip is not an address */
+  /* The lengths of received_iso and client_ip_anon: steps copy them per event. */
+  size_t received_iso_len, client_ip_anon_len;
 } enrich_ctx_t;
 
 /* Prepare ctx for a request: fills the derived fields. Call once per request, after

@@ -77,7 +77,8 @@ jscan_val_t evdoc_get_v(evdoc_t *d, const char *const *segs, size_t nsegs);
  * buffer holds it, in every run and build. Exposed for tests. */
 size_t evdoc_memo_bucket(const char *path, size_t len);
 /* Several top-level members at once: out[i] receives what evdoc_get(d, names[i]) would
- * (n <= EVDOC_MAX_MEMBERS). One walk over the root's members instead of one lookup per
+ * (n <= EVDOC_MAX_MEMBERS). One walk over the root's members (the one the first read of
+ * any top-level path makes, which later reads then need not) instead of one lookup per
  * name: for validators that read a dozen fields of every event. names must be a constant
  * table (static, never changed): its names are parsed and hashed on the first call and
  * then remembered by the table's address. */

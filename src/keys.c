@@ -70,16 +70,8 @@ key_kind_t keys_match(const config_t *c, const char *s, size_t n) {
 long keys_from_authorization(const char *h, char *out, size_t outlen) {
   if (!h || !*h) return 0;
   size_t n = strlen(h);
-  if (str_has_prefix_ci(h, n, "Bearer ")) {
-    const char *k = h + 7;
-    while (*k == ' ') k++;
-    size_t len = strlen(k);
-    while (len && k[len - 1] == ' ') len--;
-    if (len >= outlen) return -1;
-    memcpy(out, k, len);
-    out[len] = 0;
-    return (long)len;
-  }
+  /* Basic first: the usual scheme (the write key as the user name, as Segment's SDKs
+   * send it), found at once by str_has_prefix_ci. The two prefixes exclude each other. */
   if (str_has_prefix_ci(h, n, "Basic ")) {
     const char *b = h + 6;
     while (*b == ' ') b++;
@@ -95,6 +87,16 @@ long keys_from_authorization(const char *h, char *out, size_t outlen) {
     memcpy(out, dec, user);
     out[user] = 0;
     return (long)user;
+  }
+  if (str_has_prefix_ci(h, n, "Bearer ")) {
+    const char *k = h + 7;
+    while (*k == ' ') k++;
+    size_t len = strlen(k);
+    while (len && k[len - 1] == ' ') len--;
+    if (len >= outlen) return -1;
+    memcpy(out, k, len);
+    out[len] = 0;
+    return (long)len;
   }
   return -1;
 }

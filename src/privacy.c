@@ -19,6 +19,7 @@
 struct privacy {
   const config_t *cfg;
   int pseudonymise;
+  int granted_by_default; /* consent-default=granted, decided once (not a strcmp per event) */
   unsigned char key[KEY_BYTES];
 };
 
@@ -35,6 +36,7 @@ privacy_t *privacy_new(const config_t *cfg, char *err, size_t errlen) {
   privacy_t *p = xcalloc(1, sizeof *p);
   p->cfg = cfg;
   p->pseudonymise = cfg->pseudonymise;
+  p->granted_by_default = strcmp(cfg->consent_default, "denied") != 0;
   if (p->pseudonymise && load_key(cfg->data_dir, p->key, err, errlen) != 0) {
     free(p);
     return NULL;
@@ -95,7 +97,7 @@ static void reduce_to_count(evdoc_t *ev) {
 int privacy_consent_step(evdoc_t *ev, const enrich_ctx_t *ctx, void *state, char *msg,
                          size_t msglen) {
   privacy_t *p = state;
-  int dflt = strcmp(p->cfg->consent_default, "denied") != 0;
+  int dflt = p->granted_by_default;
   int analytics = -1, marketing = -1;
   /* Preferences are an object only inside a consent object: most events have neither,
    * and the one read answers both questions. */

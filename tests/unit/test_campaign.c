@@ -46,6 +46,44 @@ TEST(url_host) {
   CHECK_INT(campaign_url_host("mailto:x@y.example", h, sizeof h), 0);
   CHECK_INT(campaign_url_host("x:/", h, sizeof h), 0);
   CHECK_INT(campaign_url_host("x:", h, sizeof h), 0);
+  /* Userinfo, a port or an IPv6 literal within a short authority. */
+  CHECK_INT(campaign_url_host("http://u:p@H.ex/long/path/here", h, sizeof h), 4);
+  CHECK_STR(h, "h.ex");
+  CHECK_INT(campaign_url_host("https://H.ex:8080/long/path/here", h, sizeof h), 4);
+  CHECK_STR(h, "h.ex");
+  CHECK_INT(campaign_url_host("https://[::1]:8080/long/path/here", h, sizeof h), 5);
+  CHECK_STR(h, "[::1]");
+  CHECK_INT(campaign_url_host("HTTPS://H.ex/long/path/here", h, sizeof h), 4);
+  CHECK_INT(campaign_url_host("https:///long/path/here/and/more", h, sizeof h), 0);
+}
+
+/* A span ends the URL wherever its bytes go on: the host of the first 24 or 20 bytes of a
+ * longer text stops there, and a "://" or an authority cut by the span's end is not
+ * read past it. The authority is searched sixteen bytes a step: hosts around that
+ * length end at the span's end or at each delimiter. */
+TEST(url_host_span) {
+  char h[64];
+  const char *text = "https://shop.example.org/p?q=1";
+  CHECK_INT(campaign_url_host_n(text, 24, h, sizeof h), 16);
+  CHECK_STR(h, "shop.example.org");
+  CHECK_INT(campaign_url_host_n(text, 20, h, sizeof h), 12);
+  CHECK_STR(h, "shop.example");
+  CHECK_INT(campaign_url_host_n(text, 7, h, sizeof h), 0);
+  CHECK_INT(campaign_url_host_n(text, 6, h, sizeof h), 0);
+  CHECK_INT(campaign_url_host_n("x://a", 4, h, sizeof h), 0);
+  for (size_t hl = 1; hl <= 40; hl++) {
+    for (const char *d = "/?#"; *d; d++) {
+      char url[64];
+      memcpy(url, "http://", 7);
+      memset(url + 7, 'A', hl);
+      url[7 + hl] = *d;
+      memcpy(url + 8 + hl, "zz", 3);
+      CHECK_INT(campaign_url_host_n(url, 10 + hl, h, sizeof h), hl);
+      CHECK_INT(campaign_url_host_n(url, 7 + hl, h, sizeof h), hl);
+      CHECK_INT(h[0], 'a');
+      CHECK_INT(campaign_url_host(url, h, sizeof h), hl);
+    }
+  }
 }
 
 /* A host is lowercased as tolower does in the C locale, eight bytes a step: every byte
@@ -143,6 +181,7 @@ TEST(reused_state_matches_fresh) {
 int main(void) {
   RUN(referrer_classes);
   RUN(url_host);
+  RUN(url_host_span);
   RUN(url_host_lowercase);
   RUN(utm_and_click_ids);
   RUN(existing_campaign_kept_and_direct);

@@ -308,6 +308,36 @@ TEST(remembered_reads_follow_edits_and_loads) {
   buf_free(&big);
 }
 
+/* A value set with evdoc_set_plain_p reads back through any path of its text until an
+ * edit at or above it replaces it; edits below it and other loads do not leak into it. */
+TEST(plain_edits_read_back) {
+  static evdoc_path_t ts = EVDOC_PATH("timestamp"), ts2 = EVDOC_PATH("timestamp"),
+                      ip = EVDOC_PATH("context.ip"), ip2 = EVDOC_PATH("context.ip");
+  const char *j = "{\"timestamp\":\"old\",\"context\":{\"ip\":\"1.2.3.4\",\"k\":1}}";
+  char buf[64];
+  CHECK_INT(evdoc_load(d, j, strlen(j)), 0);
+  evdoc_set_plain_p(d, &ts, "2026-01-01T00:00:00.000Z", 24);
+  CHECK_STR(evdoc_str_p(d, &ts2, buf, sizeof buf), "2026-01-01T00:00:00.000Z");
+  evdoc_set_str(d, "timestamp", "again"); /* at, by another call */
+  CHECK_STR(evdoc_str_p(d, &ts2, buf, sizeof buf), "again");
+  evdoc_set_plain_p(d, &ts, "t2", 2);
+  evdoc_set_raw(d, "timestamp.x", "1", 1); /* below: a read still sees the value set */
+  CHECK_STR(evdoc_str_p(d, &ts, buf, sizeof buf), "t2");
+  evdoc_set_plain_p(d, &ip, "1.2.3.0", 7);
+  CHECK_STR(evdoc_str_p(d, &ip2, buf, sizeof buf), "1.2.3.0");
+  evdoc_set_raw(d, "context", "{\"ip\":\"x\"}", 10); /* above */
+  CHECK_STR(evdoc_str_p(d, &ip2, buf, sizeof buf), "x");
+  evdoc_set_plain_p(d, &ip, "9.9.9.0", 7);
+  evdoc_del_p(d, &ip2); /* deleted */
+  CHECK_INT(evdoc_get_p(d, &ip).type, JSCAN_NONE);
+  evdoc_set_plain_p(d, &ip, "42", 2);
+  evdoc_set_raw_p(d, &ip2, "42", 2); /* a number now */
+  CHECK(evdoc_get_p(d, &ip).type == JSCAN_NUMBER && evdoc_get_p(d, &ip).num == 42);
+  CHECK_INT(evdoc_load(d, j, strlen(j)), 0); /* the next event: its own values */
+  CHECK_STR(evdoc_str_p(d, &ts, buf, sizeof buf), "old");
+  CHECK_STR(evdoc_str_p(d, &ip, buf, sizeof buf), "1.2.3.4");
+}
+
 /* A path's memo is found by its text: the same text in another buffer reads the same,
  * a buffer reused for another path never returns the old one's value, and the paths
  * read by name on every event do not crowd one bucket (more than 4 evict each other). */
@@ -477,6 +507,7 @@ int main(void) {
   RUN(big_nested_object_keeps_every_member);
   RUN(get_top_matches_get);
   RUN(remembered_reads_follow_edits_and_loads);
+  RUN(plain_edits_read_back);
   RUN(memo_by_text);
   RUN(load_elems_records_the_batch);
   RUN(reads_past_the_index_cache);

@@ -174,7 +174,12 @@ static void handler(http_req_t *r, void *ud) {
                            {"X-Bad2", "x\ny"},
                            {"Bad Name", "v"},
                            {"Content-Length", "999"},
-                           {"X-Good2", "fine\tvalue"}};
+                           {"X-Good2", "fine\tvalue"},
+                           {"X-Bad3", "a value long enough\x7f"},
+                           {"X-Bad4", "0123456789abcdef\rX"},
+                           {"Bad(Name", "v"},
+                           {"X-Good3", "a longer value, \xc3\xa9, with\ttabs\t"},
+                           {"X~!#$%&'*+-.^_`|9z", "punctuation"}};
       http_respond(r, 200, h, sizeof h / sizeof h[0], "body", 4, 0);
       break;
     }
@@ -760,7 +765,9 @@ TEST(test_response_header_crlf_dropped) {
   char v[32];
   CHECK_STR(resp_header(f.r, "X-Good", v, sizeof v), "ok");
   CHECK_STR(resp_header(f.r, "X-Good2", v, sizeof v), "fine\tvalue");
-  static const char *dropped[] = {"X-Bad", "Set-Cookie", "Bad Name", "999"};
+  CHECK_STR(resp_header(f.r, "X-Good3", v, sizeof v), "a longer value, \xc3\xa9, with\ttabs\t");
+  CHECK_STR(resp_header(f.r, "X~!#$%&'*+-.^_`|9z", v, sizeof v), "punctuation");
+  static const char *dropped[] = {"X-Bad", "Set-Cookie", "Bad Name", "999", "Bad(Name"};
   for (size_t i = 0; i < sizeof dropped / sizeof dropped[0]; i++)
     if (has(f.r->head, dropped[i])) FAILF("head holds \"%s\"", dropped[i]);
   /* the connection is still usable: nothing injected */

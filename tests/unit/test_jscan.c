@@ -795,6 +795,20 @@ TEST(tape_records_nested_objects) {
   }
   /* Malformed: refused as jscan_members refuses it. */
   CHECK_INT(jscan_members_tape("{\"a\":{\"b\":}}", 13, top, 8, &t), -1);
+  static const char *bad[] = {
+      "{\"o\":{\"a\":01}}",   "{\"o\":{\"a\":1.}}",         "{\"o\":{\"a\":-}}",
+      "{\"o\":{\"a\":1e}}",   "{\"o\":{\"a\":1e+}}",        "{\"o\":{\"a\":.5}}",
+      "{\"o\":{\"a\":1,}}",   "{\"o\":{\"a\" 1}}",          "{\"o\":{\"a\":1 \"b\":2}}",
+      "{\"o\":{\"a\":1}",     "{\"o\":{\"a\":1 ,}}",        "{\"o\":{\"a\"::1}}",
+      "{\"o\":{\"a\":1}} x",  "{\"o\":{\"a\":1]}",          "{\"o\":{\"a\":+1}}"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    if (jscan_members_tape(bad[i], strlen(bad[i]), top, 8, &t) != -1) FAILF("accepted %s", bad[i]);
+  /* White space around ':' and ',', and every number form, inside a recorded object. */
+  const char *spaced = "{\"o\":{ \"a\" : -0.5e+3 , \"b\" :1E2,\"c\": 0 ,\"d\":12.25e-1\n}\t}";
+  CHECK_INT(jscan_members_tape(spaced, strlen(spaced), top, 8, &t), 1);
+  REQUIRE(t.nobj == 1);
+  CHECK_INT(t.obj[0].count, 4);
+  CHECK(t.obj[0].members[0].val.n == 7 && t.obj[0].members[3].val.n == 8);
   jscan_tape_free(&t);
   jscan_tape_free(&t); /* twice: a no-op */
   jscan_tape_free(NULL);

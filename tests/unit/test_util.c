@@ -204,6 +204,7 @@ TEST(ct_equal_and_uuid) {
 
 /* Case folds ASCII letters only, as tolower does in the C locale; never reads past n. */
 TEST(prefix_ci) {
+  CHECK(str_has_prefix_ci("application/json", 16, "application/json")); /* as written */
   CHECK(str_has_prefix_ci("Application/JSON; charset=utf-8", 31, "application/json"));
   CHECK(str_has_prefix_ci("BASIC d2s6", 10, "Basic "));
   CHECK(!str_has_prefix_ci("Basic", 5, "Basic "));
