@@ -15,11 +15,10 @@ CC       ?= cc
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wpointer-arith -Wformat=2 \
             -Wno-unused-parameter -Wno-missing-field-initializers
 BASE     := -std=c11 -D_GNU_SOURCE -Isrc $(WARN) $(PKG_CFLAGS)
-# Link-time optimisation: the replay's hot path crosses modules (the rollup's sketch adds,
-# the decoder's scan, the profile and KPI stages), and calls between them cost about 3%
-# of its instructions without it (`sluice replay` of a 300,000-event log under callgrind,
-# processing 9,014 -> 8,725 instructions per event).
-REL_FLAGS  := $(BASE) -O2 -g -DNDEBUG -flto=auto
+# No link-time optimisation: it cut the replay's instructions by 3.2% (callgrind, 300,000
+# events), but the replay of a 10M-event log took 8-10% more CPU time with it, and
+# 100-event batches no less (PERFORMANCE.md, "Link-time optimisation, measured").
+REL_FLAGS  := $(BASE) -O2 -g -DNDEBUG
 ASAN_FLAGS := $(BASE) -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
               -fno-sanitize-recover=undefined
 TSAN_FLAGS := $(BASE) -O1 -g -fsanitize=thread -fno-omit-frame-pointer
