@@ -38,6 +38,11 @@ static const opt_t opts[] = {
      "always: ack after fdatasync (group commit); interval: ack after write, sync every "
      "fsync-interval-ms; off: never sync"},
     {"fsync-interval-ms", T_UINT, O(fsync_interval_ms), "1000", NULL, "sync period for fsync=interval"},
+    {"commit-window-us", T_UINT, O(commit_window_us), "400", NULL,
+     "fsync=always under sustained load (a group still being written when the next request "
+     "arrives): how long the next group may gather requests, from its first, before its "
+     "fdatasync; fewer, fuller syncs for up to this much more ack latency (0 = none, at "
+     "most 100000)"},
     {"segment-bytes", T_SIZE, O(segment_bytes), "64m", NULL, "log segment roll size"},
     {"log-cache-bytes", T_SIZE, O(log_cache_bytes), "16m", NULL,
      "log bytes kept in the page cache behind the processing stage: older log pages leave "
@@ -480,6 +485,10 @@ int config_validate(const config_t *c, char *err, size_t errlen) {
   }
   if (c->max_batch_events < 1) {
     fmt(err, errlen, "max-batch-events: must be at least 1");
+    return -1;
+  }
+  if (c->commit_window_us > 100000) {
+    fmt(err, errlen, "commit-window-us: must be at most 100000 (0.1 s)");
     return -1;
   }
   if (c->segment_bytes < 4096) {

@@ -32,6 +32,7 @@ typedef struct config {
   /* log */
   char *fsync;               /* always | interval | off */
   uint64_t fsync_interval_ms;
+  uint64_t commit_window_us;  /* fsync=always: how long a group may fill under load */
   uint64_t segment_bytes;
   uint64_t log_cache_bytes;
   uint64_t max_queue_bytes;  /* appended but not yet durable: past it, 503 */

@@ -157,6 +157,7 @@ struct http_server {
   void *observer_ud;
   conn_t *conns;
   size_t nconns;
+  size_t nheld;        /* connections in ST_HANDLER: their request waits for an answer */
   size_t refs;         /* listener + conn structs + rejected handles still allocated */
   int draining, drain_done, freeing;
   void (*drained)(void *ud);
@@ -188,6 +189,12 @@ static void server_unref(http_server_t *s) {
     free(s->rbuf);
     free(s);
   }
+}
+
+/* Move c to state st, counting the connections whose request the handler holds. */
+static void conn_set_state(conn_t *c, enum conn_state st) {
+  c->srv->nheld += (size_t)(st == ST_HANDLER) - (size_t)(c->state == ST_HANDLER);
+  c->state = st;
 }
 
 static void maybe_drained(http_server_t *s) {
@@ -248,7 +255,7 @@ static void on_conn_close(uv_handle_t *h) {
 static void conn_abort(conn_t *c) {
   if (c->state == ST_CLOSED) return;
   if (c->req_pending) c->req.gone = 1;
-  c->state = ST_CLOSED;
+  conn_set_state(c, ST_CLOSED);
   c->reading = 0;
   uv_close((uv_handle_t *)&c->tcp, on_conn_close);
   uv_close((uv_handle_t *)&c->timer, on_conn_close);
@@ -278,7 +285,7 @@ static void conn_read_stop(conn_t *c) {
 /* Lingering close: FIN after the queued response, then discard input until EOF. */
 static void conn_linger(conn_t *c) {
   if (c->state >= ST_LINGER) return;
-  c->state = ST_LINGER;
+  conn_set_state(c, ST_LINGER);
   buf_free(&c->pending);
   c->pending_off = 0;
   deadline_set(c, LINGER_MS);
@@ -474,7 +481,7 @@ static void finish_response(conn_t *c, int status, const http_header_t *headers,
     return;
   }
   req_reset(&c->req);
-  c->state = ST_IDLE;
+  conn_set_state(c, ST_IDLE);
   http_parser_init(&c->parser, HTTP_REQUEST);
   c->parser.data = c;
   conn_pump(c);
@@ -520,7 +527,7 @@ static int count_head(conn_t *c, size_t n) {
 
 static int on_message_begin(http_parser *p) {
   conn_t *c = p->data;
-  c->state = ST_HEAD;
+  conn_set_state(c, ST_HEAD);
   c->req.start_us = clock_mono_us();
   deadline_set(c, c->srv->lim.header_timeout_ms);
   return 0;
@@ -715,7 +722,7 @@ static int on_headers_complete(http_parser *p) {
   if (has_length)
     buf_reserve(&r->body, p->content_length < KEEP_BUF_BYTES ? p->content_length
                                                              : KEEP_BUF_BYTES);
-  c->state = ST_BODY;
+  conn_set_state(c, ST_BODY);
   deadline_set(c, lim->body_timeout_ms);
   return 0;
 }
@@ -733,7 +740,7 @@ static int on_body(http_parser *p, const char *at, size_t n) {
 
 static int on_message_complete(http_parser *p) {
   conn_t *c = p->data;
-  c->state = ST_READY;
+  conn_set_state(c, ST_READY);
   c->req.keep_alive = http_should_keep_alive(p);
   deadline_set(c, 0);
   http_parser_pause(p, 1);
@@ -780,7 +787,7 @@ static void conn_pump(conn_t *c) {
         c->pending_off = 0;
       }
       buf_append(&c->req.body, "", 0); /* allocated and NUL-terminated, even if empty */
-      c->state = ST_HANDLER;
+      conn_set_state(c, ST_HANDLER);
       c->req_pending = 1;
       s->handler(&c->req, s->ud);
       continue;
@@ -926,7 +933,7 @@ static void on_connection(uv_stream_t *listener, int status) {
   c->next = s->conns;
   if (s->conns) s->conns->prev = c;
   s->conns = c;
-  c->state = ST_IDLE;
+  conn_set_state(c, ST_IDLE);
   if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0) {
     conn_abort(c);
     return;
@@ -1008,6 +1015,7 @@ void http_server_drain(http_server_t *s, void (*drained)(void *ud), void *ud) {
 }
 
 size_t http_server_connections(const http_server_t *s) { return s->nconns; }
+int http_server_all_held(const http_server_t *s) { return s->nconns && s->nheld == s->nconns; }
 
 void http_server_free(http_server_t *s) {
   if (!s || s->freeing) return;
@@ -1165,7 +1173,7 @@ http_stream_t *http_stream_start(http_req_t *r, int status, const http_header_t 
   buf_free(&c->out);
   buf_free(&c->scratch);
   c->stream = (http_stream_t){.conn = c, .max_queue = STREAM_MAX_QUEUE};
-  c->state = ST_STREAM;
+  conn_set_state(c, ST_STREAM);
   /* No time limit applies to a stream; reading goes on (discarding) to notice the client leave. */
   if (q->is_head || c->srv->draining || c->eof) conn_linger(c);
   else if (conn_read_start(c) < 0) conn_abort(c);

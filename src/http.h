@@ -82,6 +82,9 @@ int http_server_port(const http_server_t *s);
 void http_server_drain(http_server_t *s, void (*drained)(void *ud), void *ud);
 /* Open connections right now, streams included. */
 size_t http_server_connections(const http_server_t *s);
+/* Whether every open connection has a request the handler has not answered yet: then no
+ * request can arrive before an answer goes out, short of a new connection. */
+int http_server_all_held(const http_server_t *s);
 /* Close everything and free. Call after drain completed, or at teardown. NULL no-op.
  * Handles close asynchronously: run the loop until it has no more handles before
  * closing and freeing the loop; the memory goes with the last close callback. Requests

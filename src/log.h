@@ -35,6 +35,16 @@
  * failure other than ENOSPC makes the log fail sticky (-EIO) since the kernel may have
  * dropped the dirty pages; only a restart (which recovers from disk) clears it.
  *
+ * Commit window (opts->commit_window_us, with LOG_SYNC_ALWAYS): under sustained load,
+ * when the next group already holds requests as the writer finishes one, the writer
+ * lets that group fill until commit_window_us after its first request arrived before
+ * writing it (PostgreSQL's commit_delay and MySQL's binlog_group_commit_sync_delay do
+ * the same). A group that reaches the writer's size limit, a roll, log_close and the
+ * quiet probe (log_set_quiet_probe: no more requests can come) end the wait early. Each group costs the same fdatasync, its block requests and thread
+ * switches whatever its size, so fuller groups cost less CPU per request, at the price
+ * of up to commit_window_us more latency under load. When the writer was idle a new
+ * group is taken at once: a lone request never waits for the window.
+ *
  * Preallocation (opts->preallocate_bytes, with LOG_SYNC_ALWAYS): the writer keeps the
  * active segment written with zeros, and synced, up to that many bytes past its last
  * record (never past segment_bytes), so a group's fdatasync has only data blocks to
@@ -124,6 +134,8 @@ typedef struct log_opts {
   uint64_t max_pending_bytes;/* log_append refuses with -EAGAIN past this; 0 = 64 MiB */
   uint64_t preallocate_bytes;/* with LOG_SYNC_ALWAYS: zeros kept written ahead of the
                                 active segment's records (see Preallocation); 0 = off */
+  uint32_t commit_window_us; /* with LOG_SYNC_ALWAYS: how long a group that began while
+                                the writer was busy may fill (see Commit window); 0 = off */
   uv_loop_t *loop;           /* borrowed; ack callbacks run here. NULL with read_only */
   int read_only;             /* open for reading only: no writer, no truncation */
 } log_opts_t;
@@ -218,6 +230,12 @@ int log_prepared_ready(const log_t *log);      /* 1 when a prepared next segment
 
 /* Latency observer for metrics: called on the writer thread after every fdatasync with
  * its duration and the number of records it made durable. */
+/* The commit window's early end (see Commit window): before each poll, while the writer
+ * lets a group fill, the loop asks fn(ud) whether any more appends can come before an
+ * ack goes out (the HTTP server: every open connection waits for its answer); when fn
+ * says no, the writer takes the group at once. Loop thread; call before appending. */
+void log_set_quiet_probe(log_t *log, int (*fn)(void *ud), void *ud);
+
 typedef void (*log_sync_observer_fn)(void *ud, uint64_t sync_us, uint64_t records);
 void log_set_sync_observer(log_t *log, log_sync_observer_fn fn, void *ud);
 

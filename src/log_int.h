@@ -249,6 +249,7 @@ typedef struct group {
   buf_t times;  /* i64 event time of each record, in order */
   waiter_t *w;
   size_t nw, capw;
+  int64_t first_us; /* monotonic time of its first append */
   struct group *next;
 } group_t;
 
@@ -287,6 +288,11 @@ struct log {
   atomic_int kick;    /* an append since the writer was last woken */
   int sealed;         /* under mu: a loop turn ended (or KICK_BYTES passed) since the
                          open group began: the writer may take it */
+  atomic_int filling; /* set under mu: the writer lets the open group fill (commit window) */
+  int hurry;          /* under mu: the quiet probe ended the window of the open group */
+  int (*quiet_fn)(void *ud); /* loop thread: see log_set_quiet_probe */
+  void *quiet_ud;
+  int64_t window_us;  /* the commit window; 0 with no window or without LOG_SYNC_ALWAYS */
 
   /* writer thread only (and log_open/log_close around it) */
   int fd, idx_fd;

@@ -64,6 +64,10 @@ typedef struct server {
   int64_t started_us;
 } server_t;
 
+/* The event log's quiet probe (log.h, Commit window): every connection waits for its
+ * answer, so no request can join the group the writer lets fill. */
+static int all_held(void *http) { return http_server_all_held(http); }
+
 void serve_log_opts(const config_t *cfg, const char *subdir, uv_loop_t *loop, log_opts_t *o,
                     char *path, size_t pathlen) {
   snprintf(path, pathlen, "%s/%s", cfg->data_dir, subdir);
@@ -74,6 +78,7 @@ void serve_log_opts(const config_t *cfg, const char *subdir, uv_loop_t *loop, lo
             : !strcmp(cfg->fsync, "interval") ? LOG_SYNC_INTERVAL
                                               : LOG_SYNC_ALWAYS;
   o->sync_interval_ms = (uint32_t)cfg->fsync_interval_ms;
+  o->commit_window_us = (uint32_t)cfg->commit_window_us;
   o->max_pending_bytes = cfg->max_queue_bytes;
   /* The event log keeps 1 MiB of zeros written ahead of its records (fsync=always only):
    * each group's fdatasync then flushes data alone, not the file's size and block
@@ -711,6 +716,7 @@ int serve_run(config_t *cfg) {
   };
   s.http = http_server_new(s.loop, &lim, on_request, &s);
   http_server_set_observer(s.http, on_response, &s);
+  log_set_quiet_probe(s.log, all_held, s.http);
   int lr = http_server_listen(s.http, host, port);
   if (lr != 0) {
     msg_error("cannot listen", "listen=%s error=\"%s\"", cfg->listen, uv_strerror(lr));

@@ -25,6 +25,7 @@ TEST(defaults) {
   CHECK_STR(c.listen, "127.0.0.1:8080");
   CHECK_STR(c.data_dir, "./sluice-data");
   CHECK_STR(c.fsync, "always");
+  CHECK_INT(c.commit_window_us, 400);
   CHECK_INT(c.max_body_bytes, 500 * 1024);
   CHECK_INT(c.max_event_bytes, 32 * 1024);
   CHECK_INT(c.keep_full_ip, 0);
@@ -207,7 +208,8 @@ TEST(validate_and_split_listen) {
   /* log-scan bounds: none may be 0, and none so large that it overflows */
   static const char *const bad_scan[][2] = {{"scan-concurrency", "0"}, {"scan-max-records", "0"},
                                             {"scan-max-memory", "1k"}, {"scan-timeout-ms", "3600001"},
-                                            {"scan-late-s", "99999999999999"}};
+                                            {"scan-late-s", "99999999999999"},
+                                            {"commit-window-us", "100001"}};
   for (size_t i = 0; i < sizeof bad_scan / sizeof bad_scan[0]; i++) {
     config_defaults(&c);
     CHECK_INT(config_set(&c, bad_scan[i][0], bad_scan[i][1], err, sizeof err), 0);

@@ -724,6 +724,40 @@ static cli_t *send_held(fx_t *f, const char *req) {
   return c;
 }
 
+/* http_server_all_held, read on the loop thread. */
+static void cmd_all_held(fx_t *f, void *arg) { *(int *)arg = http_server_all_held(f->nt.srv); }
+static int all_held(fx_t *f) {
+  int v = -1;
+  fx_call(f, cmd_all_held, &v);
+  return v;
+}
+
+TEST(test_all_held) {
+  fx_t f;
+  CHECK_INT(fx_start(&f, NULL, MODE_HOLD), 0);
+  CHECK_INT(all_held(&f), 0); /* no connection */
+  cli_t *a = send_held(&f, "GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
+  CHECK_INT(all_held(&f), 1);
+  cli_t *b = cli_open(f.nt.port); /* open, but sends nothing yet */
+  CHECK(fx_wait_conns(&f, 2));
+  CHECK_INT(all_held(&f), 0);
+  cli_send(b, "POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi");
+  CHECK(fx_wait_held(&f, 2));
+  CHECK_INT(all_held(&f), 1);
+  fx_call(&f, cmd_answer_first, NULL); /* a is answered and waits for its next request */
+  CHECK_INT(all_held(&f), 0);
+  cli_reset(b); /* the held request's connection goes away */
+  CHECK(fx_wait_conns(&f, 1));
+  CHECK_INT(all_held(&f), 0);
+  cli_send(a, "GET /a2 HTTP/1.1\r\nHost: h\r\n\r\n");
+  CHECK(fx_wait_held(&f, 2)); /* b's request, still held, and a's next */
+  CHECK_INT(all_held(&f), 1);
+  fx_call(&f, cmd_answer_held, NULL);
+  CHECK_INT(all_held(&f), 0);
+  cli_close(a);
+  fx_stop(&f);
+}
+
 TEST(test_disconnect_before_async_response) {
   fx_t f;
   CHECK_INT(fx_start(&f, NULL, MODE_HOLD), 0);
@@ -1247,6 +1281,7 @@ int main(void) {
   RUN(test_idle_timeout);
   RUN(test_expect_continue);
   RUN(test_head);
+  RUN(test_all_held);
   RUN(test_disconnect_before_async_response);
   RUN(test_response_header_crlf_dropped);
   RUN(test_respond_error_json);

@@ -1293,6 +1293,138 @@ TEST(busy_writer_waits_for_the_turn) {
   close_log(log);
 }
 
+/* ---- the commit window ---- */
+
+#define WINDOW_US 2000000 /* long, so that the early ends below are plain to see */
+
+static int quiet_answer;
+static int quiet_probe(void *ud) {
+  (void)ud;
+  return quiet_answer;
+}
+
+/* A durable log with a commit window whose first sync holds the writer (on_sync_hold). */
+static log_t *window_log(const char *name) {
+  atomic_store(&held_in, 0);
+  atomic_store(&held_release, 0);
+  atomic_store(&syncs, 0);
+  atomic_store(&synced_records, 0);
+  char err[256] = "";
+  log_opts_t o = {.dir = test_dir(name), .segment_bytes = 8 << 20, .index_interval = 256,
+                  .sync = LOG_SYNC_ALWAYS, .loop = &loop, .commit_window_us = WINDOW_US};
+  log_t *log = log_open(&o, NULL, err, sizeof err);
+  if (!log) {
+    printf("  log_open: %s\n", err);
+    return NULL;
+  }
+  log_set_sync_observer(log, on_sync_hold, NULL);
+  log_set_quiet_probe(log, quiet_probe, NULL);
+  return log;
+}
+
+/* Record 0 makes a group the writer takes and is held in; records 1..n, appended in a
+ * turn of their own meanwhile, begin the next group while the writer is busy. Returns
+ * the time before their first append; the writer is still held. */
+static int64_t busy_next_group(log_t *log, count_t *first, count_t *c, int n) {
+  char key[32], val[400];
+  log_entry_t e;
+  make_entry(0, &e, key, val);
+  CHECK_INT(log_append(log, &e, 1, count_ack, first), 0);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  for (int i = 0; i < 5000 && !atomic_load(&held_in); i++) usleep(1000);
+  CHECK_INT(atomic_load(&held_in), 1);
+  int64_t t0 = clock_mono_us();
+  for (int k = 1; k <= n; k++) {
+    make_entry((uint64_t)k, &e, key, val);
+    CHECK_INT(log_append(log, &e, 1, count_ack, c), 0);
+  }
+  uv_run(&loop, UV_RUN_NOWAIT);
+  return t0;
+}
+
+TEST(busy_writer_lets_the_group_fill) {
+  quiet_answer = 0;
+  log_t *log = window_log("window");
+  REQUIRE(log != NULL);
+  count_t first = {0, 1}, c = {0, 30};
+  int64_t t0 = busy_next_group(log, &first, &c, 10);
+  atomic_store(&held_release, 1);
+  /* Turns within the window: their appends join the group that waits. */
+  char key[32], val[400];
+  for (int k = 11; k <= 30; k++) {
+    log_entry_t e;
+    make_entry((uint64_t)k, &e, key, val);
+    CHECK_INT(log_append(log, &e, 1, count_ack, &c), 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    usleep(2000);
+  }
+  CHECK(run_until(counted, &c, 30000));
+  int64_t waited = clock_mono_us() - t0;
+  CHECK_INT(first.acked, 1);
+  CHECK_INT(atomic_load(&syncs), 2);
+  CHECK_INT(atomic_load(&synced_records), 31);
+  CHECK(waited >= WINDOW_US); /* not before the window ended */
+
+  /* The writer went idle: a new group is taken at once, with no window. */
+  c = (count_t){0, 1};
+  int64_t t1 = clock_mono_us();
+  log_entry_t e;
+  make_entry(31, &e, key, val);
+  CHECK_INT(log_append(log, &e, 1, count_ack, &c), 0);
+  CHECK(run_until(counted, &c, 30000));
+  CHECK(clock_mono_us() - t1 < WINDOW_US / 2);
+  CHECK_INT(read_all(log, 0), 32);
+  close_log(log);
+}
+
+TEST(commit_window_ends_early) {
+  /* The quiet probe: no more requests can come, so the writer stops waiting. */
+  quiet_answer = 1;
+  log_t *log = window_log("quiet");
+  REQUIRE(log != NULL);
+  count_t first = {0, 1}, c = {0, 5};
+  int64_t t0 = busy_next_group(log, &first, &c, 5);
+  atomic_store(&held_release, 1);
+  CHECK(run_until(counted, &c, 30000));
+  CHECK(clock_mono_us() - t0 < WINDOW_US / 2);
+  CHECK_INT(atomic_load(&syncs), 2);
+  close_log(log);
+
+  /* A group past 1 MiB does not wait either. */
+  quiet_answer = 0;
+  log = window_log("windowbig");
+  REQUIRE(log != NULL);
+  first = (count_t){0, 1};
+  c = (count_t){0, 1};
+  t0 = busy_next_group(log, &first, &c, 1);
+  static char big[4096];
+  memset(big, 'x', sizeof big);
+  count_t b = {0, 300};
+  for (int k = 0; k < 300; k++) {
+    log_entry_t e = {.key = "k", .key_len = 1, .value = big, .value_len = sizeof big,
+                     .time_us = 1000000, .event_us = 1000000};
+    CHECK_INT(log_append(log, &e, 1, count_ack, &b), 0);
+  }
+  atomic_store(&held_release, 1);
+  CHECK(run_until(counted, &b, 30000));
+  CHECK(clock_mono_us() - t0 < WINDOW_US / 2);
+  CHECK_INT(c.acked, 1);
+  close_log(log);
+
+  /* Closing does not wait for the window: the group is written and acknowledged. */
+  log = window_log("windowclose");
+  REQUIRE(log != NULL);
+  first = (count_t){0, 1};
+  c = (count_t){0, 3};
+  t0 = busy_next_group(log, &first, &c, 3);
+  atomic_store(&held_release, 1);
+  usleep(50 * 1000); /* the writer is in the window now */
+  close_log(log);
+  CHECK_INT(c.acked, 3);
+  CHECK(clock_mono_us() - t0 < WINDOW_US / 2);
+  CHECK_INT(atomic_load(&synced_records), 4);
+}
+
 /* ---- close ---- */
 
 TEST(close_acks_pending) {
@@ -1599,6 +1731,8 @@ int main(void) {
   RUN(sync_policies);
   RUN(appends_of_one_turn_share_a_group);
   RUN(busy_writer_waits_for_the_turn);
+  RUN(busy_writer_lets_the_group_fill);
+  RUN(commit_window_ends_early);
   RUN(close_acks_pending);
   RUN(enospc_fails_group_and_resumes);
   RUN(failed_group_leaves_no_index_entries);
