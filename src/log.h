@@ -40,10 +40,11 @@
  * lets that group fill until commit_window_us after its first request arrived before
  * writing it (PostgreSQL's commit_delay and MySQL's binlog_group_commit_sync_delay do
  * the same). A group that reaches the writer's size limit, a roll, log_close and the
- * quiet probe (log_set_quiet_probe: no more requests can come) end the wait early. Each group costs the same fdatasync, its block requests and thread
- * switches whatever its size, so fuller groups cost less CPU per request, at the price
- * of up to commit_window_us more latency under load. When the writer was idle a new
- * group is taken at once: a lone request never waits for the window.
+ * quiet probe (log_set_quiet_probe: no more requests can come) end the wait early.
+ * Each group costs the same fdatasync, its block requests and thread switches whatever
+ * its size, so fuller groups cost less CPU per request, at the price of up to
+ * commit_window_us more latency under load. When the writer was idle a new group is
+ * taken at once: a lone request never waits for the window.
  *
  * Preallocation (opts->preallocate_bytes, with LOG_SYNC_ALWAYS): the writer keeps the
  * active segment written with zeros, and synced, up to that many bytes past its last
@@ -228,14 +229,14 @@ uint64_t log_prepared_rolls(const log_t *log); /* rolls that took the prepared n
 int log_prepared_ready(const log_t *log);      /* 1 when a prepared next segment is
                                                   waiting for the next roll, else 0 */
 
-/* Latency observer for metrics: called on the writer thread after every fdatasync with
- * its duration and the number of records it made durable. */
 /* The commit window's early end (see Commit window): before each poll, while the writer
  * lets a group fill, the loop asks fn(ud) whether any more appends can come before an
  * ack goes out (the HTTP server: every open connection waits for its answer); when fn
  * says no, the writer takes the group at once. Loop thread; call before appending. */
 void log_set_quiet_probe(log_t *log, int (*fn)(void *ud), void *ud);
 
+/* Latency observer for metrics: called on the writer thread after every fdatasync with
+ * its duration and the number of records it made durable. */
 typedef void (*log_sync_observer_fn)(void *ud, uint64_t sync_us, uint64_t records);
 void log_set_sync_observer(log_t *log, log_sync_observer_fn fn, void *ud);
 
