@@ -1303,8 +1303,10 @@ static int quiet_probe(void *ud) {
   return quiet_answer;
 }
 
-/* A durable log with a commit window whose first sync holds the writer (on_sync_hold). */
-static log_t *window_log(const char *name) {
+/* A durable log with a commit window whose first sync holds the writer (on_sync_hold),
+ * and whose quiet probe answers quiet. */
+static log_t *window_log(const char *name, int quiet) {
+  quiet_answer = quiet;
   atomic_store(&held_in, 0);
   atomic_store(&held_release, 0);
   atomic_store(&syncs, 0);
@@ -1343,8 +1345,7 @@ static int64_t busy_next_group(log_t *log, count_t *first, count_t *c, int n) {
 }
 
 TEST(busy_writer_lets_the_group_fill) {
-  quiet_answer = 0;
-  log_t *log = window_log("window");
+  log_t *log = window_log("window", 0);
   REQUIRE(log != NULL);
   count_t first = {0, 1}, c = {0, 30};
   int64_t t0 = busy_next_group(log, &first, &c, 10);
@@ -1379,8 +1380,7 @@ TEST(busy_writer_lets_the_group_fill) {
 
 TEST(commit_window_ends_early) {
   /* The quiet probe: no more requests can come, so the writer stops waiting. */
-  quiet_answer = 1;
-  log_t *log = window_log("quiet");
+  log_t *log = window_log("quiet", 1);
   REQUIRE(log != NULL);
   count_t first = {0, 1}, c = {0, 5};
   int64_t t0 = busy_next_group(log, &first, &c, 5);
@@ -1391,8 +1391,7 @@ TEST(commit_window_ends_early) {
   close_log(log);
 
   /* A group past 1 MiB does not wait either. */
-  quiet_answer = 0;
-  log = window_log("windowbig");
+  log = window_log("windowbig", 0);
   REQUIRE(log != NULL);
   first = (count_t){0, 1};
   c = (count_t){0, 1};
@@ -1412,7 +1411,7 @@ TEST(commit_window_ends_early) {
   close_log(log);
 
   /* Closing does not wait for the window: the group is written and acknowledged. */
-  log = window_log("windowclose");
+  log = window_log("windowclose", 0);
   REQUIRE(log != NULL);
   first = (count_t){0, 1};
   c = (count_t){0, 3};
@@ -1498,6 +1497,29 @@ static log_t *log_on_full_fs(const char *name, const char **dir, char *logdir, c
   return log;
 }
 
+/* On log_on_full_fs's log: appending the n records e fails with ENOSPC and leaves the
+ * log as it was, not failed for good; once filler is gone the same append succeeds by
+ * itself, at offset 10. */
+static void enospc_then_resume(log_t *log, const char *logdir, const char *filler,
+                               const log_entry_t *e, size_t n) {
+  const char *seg = path_in(logdir, SEG0);
+  long long before = file_size(seg);
+  ackbox_t box = {.order_ok = 1};
+  req_t q1 = {.box = &box, .seq = 0}, q2 = {.box = &box, .seq = 1};
+  CHECK_INT(log_append(log, e, n, on_ack, &q1), 0);
+  CHECK(wait_acks(&box, 1));
+  CHECK_INT(q1.status, -ENOSPC);
+  CHECK_INT(file_size(seg), before); /* no partial record left behind */
+  CHECK_INT(log_error(log), 0);      /* not sticky */
+  CHECK_INT(log_end_offset(log), 10);
+  CHECK_INT(log_pending_bytes(log), 0);
+  unlink(filler); /* space returns: the log resumes by itself */
+  CHECK_INT(log_append(log, e, n, on_ack, &q2), 0);
+  CHECK(wait_acks(&box, 2));
+  CHECK_INT(q2.status, 0);
+  CHECK_INT(q2.offset, 10);
+}
+
 TEST(enospc_fails_group_and_resumes) {
   char logdir[600], filler[600];
   const char *dir;
@@ -1506,25 +1528,10 @@ TEST(enospc_fails_group_and_resumes) {
   if (!log) goto out;
   const char *seg = path_in(logdir, SEG0);
   long long before = file_size(seg);
-
   static char big[64 << 10];
   memset(big, 'B', sizeof big);
   log_entry_t e = {.time_us = 5, .value = big, .value_len = sizeof big};
-  ackbox_t box = {.order_ok = 1};
-  req_t q1 = {.box = &box, .seq = 0}, q2 = {.box = &box, .seq = 1};
-  CHECK_INT(log_append(log, &e, 1, on_ack, &q1), 0);
-  CHECK(wait_acks(&box, 1));
-  CHECK_INT(q1.status, -ENOSPC);
-  CHECK_INT(file_size(seg), before); /* no partial record left behind */
-  CHECK_INT(log_error(log), 0);      /* not sticky */
-  CHECK_INT(log_end_offset(log), 10);
-  CHECK_INT(log_pending_bytes(log), 0);
-
-  unlink(filler); /* space returns: the log resumes by itself */
-  CHECK_INT(log_append(log, &e, 1, on_ack, &q2), 0);
-  CHECK(wait_acks(&box, 2));
-  CHECK_INT(q2.status, 0);
-  CHECK_INT(q2.offset, 10);
+  enospc_then_resume(log, logdir, filler, &e, 1);
   CHECK_INT(file_size(seg), before + FRAME_HDR + (long long)sizeof big);
   char err[256];
   log_reader_t *r = log_reader_open(log, 0, err, sizeof err);
@@ -1584,16 +1591,7 @@ TEST(failed_group_leaves_no_index_entries) {
   log_entry_t e[2] = {
       {.time_us = 5, .event_us = 7000000, .value = big, .value_len = 8192},
       {.time_us = 6, .event_us = 7000000, .value = big, .value_len = sizeof big}};
-  ackbox_t box = {.order_ok = 1};
-  req_t q1 = {.box = &box, .seq = 0}, q2 = {.box = &box, .seq = 1};
-  CHECK_INT(log_append(log, e, 2, on_ack, &q1), 0);
-  CHECK(wait_acks(&box, 1));
-  CHECK_INT(q1.status, -ENOSPC);
-  unlink(filler);
-  CHECK_INT(log_append(log, e, 2, on_ack, &q2), 0);
-  CHECK(wait_acks(&box, 2));
-  CHECK_INT(q2.status, 0);
-  CHECK_INT(q2.offset, 10);
+  enospc_then_resume(log, logdir, filler, e, 2);
   close_log(log);
   size_t n = 0;
   /* index entries (u32 offset - base, ...): offsets rising */
