@@ -390,6 +390,7 @@ sluice_start() {
   local port dir="$TMP/sluice-$1"
   port=$(free_port)
   mkdir -p "$dir"
+  SL_DIR=$dir
   taskset -c "$SRV_CPU" "$SLUICE" serve --listen="127.0.0.1:$port" --data-dir="$dir/data" --write-key=$WK \
     --read-key=$RK --admin-key=$AK --fsync="$1" --log-level=warn >"$dir/stdout" 2>"$dir/stderr" &
   SL_PID=$!
@@ -403,13 +404,17 @@ sluice_stop() { # and show what it wrote on stderr (warnings and errors only)
   stop_server "$SL_PID"
   server_stderr "$SL_ERR"
 }
-# fsync count, fsync seconds, events accepted (from /metrics, outside the measured window)
+# fsync count, fsync seconds, events accepted, rolls that took a prepared segment (from
+# /metrics), segments (files in the log's directory); outside the measured window
 sluice_stats() {
+  local segs
+  segs=$(find "$SL_DIR/data/log" -maxdepth 1 -name '*.log' 2>/dev/null | wc -l)
   timeout 5 curl -s -H "Authorization: Bearer $RK" "$SL/metrics" |
-    awk '$1 == "sluice_log_fsync_seconds_count" {c = $2}
+    awk -v segs="$segs" '$1 == "sluice_log_fsync_seconds_count" {c = $2}
          $1 == "sluice_log_fsync_seconds_sum" {s = $2}
          $1 == "sluice_events_accepted_total" {e = $2}
-         END {printf "%d %.6f %d\n", c, s, e}'
+         $1 == "sluice_log_prepared_rolls" {p = $2}
+         END {printf "%d %.6f %d %d %d\n", c, s, e, p, segs}'
 }
 GC="$TMP/groupcommit.tsv"
 : >"$GC"
@@ -420,8 +425,9 @@ sl_run() {
   run_wrk "$1" "$2" "sluice" "$3" "$4" "$5" "$6" 0 "$SL_PID"
   b=$(sluice_stats)
   echo "$1 $a $b" | awk -v req="$(col "$1" 5)" -v d="$DUR" '{
-    n = $5 - $2; s = $6 - $3; e = $7 - $4
-    printf "%s\t%d\t%.0f\t%.3f\t%.1f\n", $1, n, n / d, n ? 1000 * s / n : 0, n ? e / n : 0
+    n = $7 - $2; s = $8 - $3; e = $9 - $4
+    printf "%s\t%d\t%.0f\t%.3f\t%.1f\t%d\t%d\n", $1, n, n / d, n ? 1000 * s / n : 0,
+           n ? e / n : 0, $11 - $6, $10 - $5
   }' >>"$GC"
 }
 sl_half() { half_load "$1" "$2" "sluice" "$3" "$4" "$5" "$6" "$7" "$SL_PID"; }
@@ -507,13 +513,13 @@ report() {
   echo
   echo "sluice group commit with --fsync=always (from its /metrics, per full-load run):"
   echo
-  echo "| run | fdatasyncs | fdatasyncs/s | mean fdatasync ms | events per fdatasync |"
-  echo "|---|---:|---:|---:|---:|"
+  echo "| run | fdatasyncs | fdatasyncs/s | mean fdatasync ms | events per fdatasync | segment rolls (prepared) |"
+  echo "|---|---:|---:|---:|---:|---:|"
   local mode
-  while IFS=$'\t' read -r id n ns ms epf; do
+  while IFS=$'\t' read -r id n ns ms epf rolls prep; do
     mode=${id#sl_}
     [ "${mode%%_*}" = always ] || continue
-    echo "| $(col "$id" 2) | $n | $ns | $ms | $epf |"
+    echo "| $(col "$id" 2) | $n | $ns | $ms | $epf | $rolls ($prep) |"
   done <"$GC"
   echo
   local s n b p

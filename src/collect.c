@@ -416,7 +416,7 @@ static void on_ack(void *ud, int status, uint64_t first_offset) {
   if (status == 0) {
     metrics_add(c->metrics, MC_EVENTS_ACCEPTED, in->accepted);
     /* Durable now: from here on a retry of these events is a duplicate. */
-    int64_t now = clock_wall_us();
+    int64_t now = in->ids.len ? clock_wall_us() : 0;
     for (size_t pos = 0; pos < in->ids.len;) {
       size_t n = strlen(in->ids.data + pos);
       dedup_add(c->dedup, in->ids.data + pos, n, now);
@@ -1026,7 +1026,7 @@ int collect_handle(collect_t *c, http_req_t *r) {
 
   char ip[46];
   enrich_client_ip(http_req_peer(r), hv[H_XFF], &c->cfg->trusted_proxies, ip);
-  uint32_t wait_s = ratelimit_take(c->limiter, ip, clock_mono_us());
+  uint32_t wait_s = ratelimit_take(c->limiter, ip, http_req_start_us(r));
   if (wait_s) {
     char ra[16];
     snprintf(ra, sizeof ra, "%u", wait_s);

@@ -163,7 +163,7 @@ struct http_server {
   void (*drained)(void *ud);
   void *drained_ud;
   char *rbuf;          /* shared read buffer, READ_BUF_SIZE */
-  int64_t date_sec;
+  uint64_t date_until; /* uv_now (ms) from which date may be a second behind */
   char date[40];
   size_t date_len;
 };
@@ -332,10 +332,14 @@ static int conn_write(conn_t *c, uv_buf_t *bufs, unsigned n) {
   return rc;
 }
 
+/* The Date header's text, read from the clock at most once a second: until the loop's
+ * time (taken once per turn, as nginx caches its time) reaches the end of the second
+ * it shows. A turn is at most milliseconds long, so a response may show the second
+ * before for that long. */
 static void update_date(http_server_t *s) {
-  int64_t sec = clock_wall_us() / 1000000;
-  if (sec == s->date_sec) return;
-  s->date_sec = sec;
+  if (uv_now(s->loop) < s->date_until) return;
+  int64_t now = clock_wall_us(), sec = now / 1000000;
+  s->date_until = uv_now(s->loop) + (uint64_t)(1000000 - now % 1000000) / 1000;
   time_t t = (time_t)sec;
   struct tm tm;
   gmtime_r(&t, &tm);
@@ -954,7 +958,6 @@ http_server_t *http_server_new(uv_loop_t *loop, const http_limits_t *limits,
   s->handler = handler;
   s->ud = ud;
   s->port = -1;
-  s->date_sec = -1;
   s->lim = default_limits;
   if (limits) {
     if (limits->max_header_bytes) s->lim.max_header_bytes = limits->max_header_bytes;

@@ -33,13 +33,24 @@ void qevent_free(qevent_t *q) {
   free(q);
 }
 
-/* The top-level names a parameter without a dot may set. */
-static int plain_field(const char *name) {
-  static const char *const names[] = {"type",      "event",     "name",      "userId",
-                                      "anonymousId", "messageId", "timestamp", NULL};
-  for (const char *const *n = names; *n; n++)
-    if (!strcmp(name, *n)) return 1;
-  return 0;
+/* What a decoded parameter name is. */
+enum { N_OTHER, N_KEY, N_URL, N_DATA, N_FIELD };
+
+/* The kind of parameter name (n bytes): the write key (writeKey, k), the redirect target
+ * (u, url), data, a field (a dotted path, or one of the top-level names a parameter
+ * without a dot may set), or another (ignored). By length first: this runs for every
+ * parameter of every pixel request. */
+static int name_kind(const char *name, size_t n) {
+  static const char *const fields[] = {"type",        "event",     "name",      "userId",
+                                       "anonymousId", "messageId", "timestamp"};
+  if (memchr(name, '.', n)) return N_FIELD;
+  if (n == 1) return name[0] == 'k' ? N_KEY : name[0] == 'u' ? N_URL : N_OTHER;
+  if (n == 3 && !memcmp(name, "url", 3)) return N_URL;
+  if (n == 4 && !memcmp(name, "data", 4)) return N_DATA;
+  if (n == 8 && !memcmp(name, "writeKey", 8)) return N_KEY;
+  for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
+    if (strlen(fields[i]) == n && !memcmp(name, fields[i], n)) return N_FIELD;
+  return N_OTHER;
 }
 
 /* Set the dotted path (modified in place: dots become NULs) to the string s. Paths with
@@ -109,21 +120,22 @@ int qevent_build(qevent_t *q, const char *query, size_t qlen, qevent_kind_t kind
       *msg = "malformed percent-encoding in the query string";
       return -1;
     }
-    if (!strcmp(kd, "writeKey") || !strcmp(kd, "k")) {
+    int what = name_kind(kd, strlen(kd)); /* a decoded NUL ends the name */
+    if (what == N_KEY) {
       snprintf(key, keycap, "%s", vd);
-    } else if (!strcmp(kd, "u") || !strcmp(kd, "url")) {
+    } else if (what == N_URL) {
       free(*redirect);
       *redirect = xstrdup(vd);
-    } else if (kl >= QEVENT_MAX_NAME || fields >= QEVENT_MAX_FIELDS) {
+    } else if (what == N_OTHER || kl >= QEVENT_MAX_NAME || fields >= QEVENT_MAX_FIELDS) {
       continue;
-    } else if (!strcmp(kd, "data")) {
+    } else if (what == N_DATA) {
       fields++;
       if (merge_data(q, vd, key, keycap) != 0) {
         *code = EVENT_ERR_JSON;
         *msg = "data must be base64 of a JSON object with unique member names";
         return -1;
       }
-    } else if (strchr(kd, '.') || plain_field(kd)) {
+    } else {
       fields++;
       set_path(q, kd, vd);
     }

@@ -63,9 +63,12 @@ uint32_t ratelimit_take(ratelimit_t *rl, const char *key, int64_t now_us) {
     b->tokens = rl->burst;
     b->last_us = now_us;
   }
-  double elapsed = (double)(now_us - b->last_us) / 1e6;
-  if (elapsed > 0) b->tokens = fmin(rl->burst, b->tokens + elapsed * rl->rate);
-  b->last_us = now_us;
+  /* Times from requests read in one turn may come a little out of order: the bucket's
+   * clock only moves forward, so no interval is credited twice. */
+  if (now_us > b->last_us) {
+    b->tokens = fmin(rl->burst, b->tokens + (double)(now_us - b->last_us) / 1e6 * rl->rate);
+    b->last_us = now_us;
+  }
   if (b->tokens >= 1) {
     b->tokens -= 1;
     return 0;

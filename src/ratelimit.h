@@ -18,8 +18,9 @@ typedef struct ratelimit ratelimit_t;
 ratelimit_t *ratelimit_new(double rate, double burst, size_t slots);
 void ratelimit_free(ratelimit_t *rl);
 
-/* Take one token for key (an address) at time now_us. Returns 0 when allowed, or the
- * number of whole seconds (>= 1) after which a token will be there. */
+/* Take one token for key (an address) at time now_us (monotonic; a time before the
+ * bucket's latest counts as that one). Returns 0 when allowed, or the number of whole
+ * seconds (>= 1) after which a token will be there. */
 uint32_t ratelimit_take(ratelimit_t *rl, const char *key, int64_t now_us);
 
 #endif

@@ -387,6 +387,30 @@ static int fx_end_closed(fx_t *f, cli_t *c) {
 
 /* ---- Tests ---- */
 
+/* Seconds between the response's Date header and now (the clock is read at most once a
+ * second, and the header must still follow it); a large number when it does not parse. */
+static double date_skew(const resp_t *r) {
+  char v[64];
+  struct tm tm = {0};
+  if (!resp_header(r, "Date", v, sizeof v)) return 1e9;
+  const char *end = strptime(v, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  if (!end || *end) return 1e9;
+  return difftime(time(NULL), timegm(&tm));
+}
+
+TEST(date_follows_the_clock) {
+  fx_t f;
+  cli_t *c = fx_begin(&f, NULL, MODE_ECHO);
+  for (int i = 0; i < 3; i++) {
+    if (i) usleep(1100 * 1000); /* into another second */
+    cli_send(c, "GET /p HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK_INT(cli_response(c, f.r, 0), 200);
+    double skew = date_skew(f.r);
+    CHECK(skew >= 0 && skew <= 1);
+  }
+  fx_end(&f, c);
+}
+
 TEST(test_get) {
   fx_t f;
   cli_t *c = fx_begin(&f, NULL, MODE_ECHO);
@@ -1266,6 +1290,7 @@ TEST(test_listen) {
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   RUN(test_get);
+  RUN(date_follows_the_clock);
   RUN(test_post_content_length);
   RUN(test_chunked);
   RUN(test_keep_alive);

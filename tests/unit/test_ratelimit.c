@@ -24,6 +24,18 @@ TEST(burst_then_rate) {
   ratelimit_free(rl);
 }
 
+/* Requests read in one turn carry their own start times, a little out of order: an
+ * earlier time must not wind the bucket's clock back and have an interval credited
+ * twice. */
+TEST(times_out_of_order) {
+  ratelimit_t *rl = ratelimit_new(1, 1, 64);
+  CHECK_INT(ratelimit_take(rl, "1.2.3.4", 10000000), 0); /* the burst's one token */
+  CHECK(ratelimit_take(rl, "1.2.3.4", 9500000) >= 1);     /* earlier: nothing gained */
+  CHECK(ratelimit_take(rl, "1.2.3.4", 10500000) >= 1);    /* half a token since 10 s */
+  CHECK_INT(ratelimit_take(rl, "1.2.3.4", 11000000), 0);  /* one second after 10 s */
+  ratelimit_free(rl);
+}
+
 TEST(bounded_memory_many_addresses) {
   ratelimit_t *rl = ratelimit_new(1, 1, 16);
   char ip[32];
@@ -37,6 +49,7 @@ TEST(bounded_memory_many_addresses) {
 int main(void) {
   RUN(disabled_allows_everything);
   RUN(burst_then_rate);
+  RUN(times_out_of_order);
   RUN(bounded_memory_many_addresses);
   return TEST_REPORT("test_ratelimit");
 }
