@@ -221,7 +221,7 @@ static int skip_damage(log_reader_t *r, uint64_t end) {
 static int reader_open_seg(log_reader_t *r, uint64_t base, uint64_t next_base) {
   char name[NAME_LEN], h[SEG_HDR];
   seg_name(name, base, "log");
-  int fd = openat(r->log->dirfd, name, O_RDONLY | O_CLOEXEC);
+  int fd = open_read(r->log->dirfd, name);
   if (fd < 0) return -errno;
   ssize_t n = pread_full(fd, h, SEG_HDR, 0);
   if (n != SEG_HDR || !header_ok(h, base)) {
