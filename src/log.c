@@ -636,6 +636,11 @@ static void *writer_main(void *arg) {
       pthread_cond_broadcast(&log->rolled);
       continue;
     }
+    /* A group begun while the writer was busy fills first (its window), and only then
+     * waits for the end of the loop's turn, if that has not come yet: the loop's kick
+     * does not wake a writer that fills, so the group costs one wake-up, at the window's
+     * end or the quiet probe's word, not one at the turn's end and one more after. */
+    if (log->open->nw > 0 && window_wait(log, busy)) continue;
     if (log->open->nw == 0 || (!log->sealed && !log->stopping)) {
       if (log->stopping) break;
       if (log->sync == LOG_SYNC_INTERVAL && log->unsynced_records) {
@@ -647,7 +652,6 @@ static void *writer_main(void *arg) {
       }
       continue;
     }
-    if (window_wait(log, busy)) continue;
     group_t *g = log->open;
     log->open = group_take(log);
     log->sealed = 0;
