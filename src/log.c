@@ -614,7 +614,11 @@ static int window_wait(log_t *log, int busy) {
 
 static void *writer_main(void *arg) {
   log_t *log = arg;
-  int busy = 0; /* the open group began while the writer wrote the last one */
+  /* The open group may fill (its commit window) when it began while the writer wrote
+   * the last one, or when the quiet probe ended the last one's window: every connection
+   * was waiting for that group's answers, so as they come, the connections send again
+   * at once and the next group is as full as the last only if it waits for them. */
+  int busy = 0, hurried = 0;
   pthread_mutex_lock(&log->mu);
   for (;;) {
     log->w_obs_fn = log->obs_fn;
@@ -640,7 +644,7 @@ static void *writer_main(void *arg) {
      * waits for the end of the loop's turn, if that has not come yet: the loop's kick
      * does not wake a writer that fills, so the group costs one wake-up, at the window's
      * end or the quiet probe's word, not one at the turn's end and one more after. */
-    if (log->open->nw > 0 && window_wait(log, busy)) continue;
+    if (log->open->nw > 0 && window_wait(log, busy || hurried)) continue;
     if (log->open->nw == 0 || (!log->sealed && !log->stopping)) {
       if (log->stopping) break;
       if (log->sync == LOG_SYNC_INTERVAL && log->unsynced_records) {
@@ -655,6 +659,7 @@ static void *writer_main(void *arg) {
     group_t *g = log->open;
     log->open = group_take(log);
     log->sealed = 0;
+    hurried = log->hurry;
     log->hurry = 0;
     pthread_mutex_unlock(&log->mu);
 

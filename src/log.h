@@ -44,7 +44,10 @@
  * Each group costs the same fdatasync, its block requests and thread switches whatever
  * its size, so fuller groups cost less CPU per request, at the price of up to
  * commit_window_us more latency under load. When the writer was idle a new group is
- * taken at once: a lone request never waits for the window.
+ * taken at once, so a lone request never waits for the window; except after a group
+ * whose window the quiet probe ended: every connection was waiting for it, they send
+ * again as its answers arrive, and the next group fills the same way (at full load,
+ * groups of single events came to 62 requests instead of 53).
  *
  * Preallocation (opts->preallocate_bytes, with LOG_SYNC_ALWAYS): the writer keeps the
  * active segment written with zeros, and synced, up to that many bytes past its last

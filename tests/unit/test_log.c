@@ -1419,6 +1419,25 @@ TEST(commit_window_ends_early) {
   CHECK(run_until(counted, &c, 30000));
   CHECK(clock_mono_us() - t0 < WINDOW_US / 2);
   CHECK_INT(atomic_load(&syncs), 2);
+  /* Every connection waited for that group: the next one fills too, although the writer
+   * was idle when it began, until the probe says no more requests can come. */
+  quiet_answer = 0;
+  count_t next = {0, 1};
+  char key[32], val[400];
+  log_entry_t one;
+  make_entry(6, &one, key, val);
+  t0 = clock_mono_us();
+  CHECK_INT(log_append(log, &one, 1, count_ack, &next), 0);
+  for (int i = 0; i < 30; i++) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    usleep(10 * 1000);
+  }
+  CHECK_INT(next.acked, 0);
+  CHECK_INT(atomic_load(&syncs), 2);
+  quiet_answer = 1;
+  CHECK(run_until(counted, &next, 30000));
+  CHECK(clock_mono_us() - t0 < WINDOW_US / 2);
+  CHECK_INT(atomic_load(&syncs), 3);
   close_log(log);
 
   /* A group past 1 MiB does not wait either. */
