@@ -395,7 +395,9 @@ static int seg_eq(const evdoc_t *d, const edit_t *e, size_t i, const char *s, si
 /* Paths are compared by the hashes of their prefixes: a hash of each segment's bytes and
  * its length, chained from one segment to the next. Every lookup, edit and written
  * member compares paths against every edit, so this must be a couple of instructions;
- * a false match needs a 64-bit collision between two field names of one event. Every
+ * a false match needs a 64-bit collision between two field names of one event (the
+ * hash is not keyed: a client that crafts two such names mixes up its own event's
+ * fields, nothing else). Every
  * member name of every indexed object is hashed, so the bytes are taken eight at a time
  * (a byte-at-a-time FNV-1a cost four instructions a byte): words, then the last up to
  * eight bytes as two overlapping halves, or three bytes that cover a shorter rest. */
@@ -405,7 +407,9 @@ static uint64_t mix(uint64_t h, uint64_t w) {
 }
 
 static inline uint64_t name_hash(const char *s, size_t n) {
-  uint64_t h = 0xcbf29ce484222325ull ^ n, w;
+  /* The length spread over all 64 bits: XORed into the low byte alone, it cancelled
+   * against the first byte, and "b" and "ab", or "ip" and "hpp", hashed the same. */
+  uint64_t h = 0xcbf29ce484222325ull ^ (n * 0x9E3779B97F4A7C15ull), w;
   size_t k = n;
   for (; k > 8; k -= 8, s += 8) {
     memcpy(&w, s, 8);

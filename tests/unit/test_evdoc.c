@@ -155,6 +155,26 @@ TEST(set_replaces_non_object_and_order_rules) {
   free(w);
 }
 
+/* Names of different lengths whose bytes once hashed the same ("b" and "ab", "ip" and
+ * "hpp", "cc" and "bcc": the length cancelled against the first byte) are different
+ * members: reads find the right one, and an edit at one leaves the other alone. */
+TEST(names_that_hashed_alike_stay_apart) {
+  const char *j = "{\"context\":{\"hpp\":\"client\"},\"properties\":{\"ab\":1,\"bcc\":2}}";
+  CHECK_INT(evdoc_load(d, j, strlen(j)), 0);
+  CHECK(evdoc_get(d, "properties.b").type == JSCAN_NONE);
+  CHECK(evdoc_get(d, "properties.cc").type == JSCAN_NONE);
+  CHECK(evdoc_get(d, "context.ip").type == JSCAN_NONE);
+  evdoc_set_str(d, "context.ip", "1.2.3.0");
+  evdoc_set_str(d, "properties.b", "x");
+  char buf[32];
+  CHECK_STR(evdoc_str(d, "context.hpp", buf, sizeof buf), "client");
+  CHECK(evdoc_get(d, "properties.ab").type == JSCAN_NUMBER);
+  char *w = written();
+  CHECK_STR(w, "{\"context\":{\"hpp\":\"client\",\"ip\":\"1.2.3.0\"},"
+               "\"properties\":{\"ab\":1,\"bcc\":2,\"b\":\"x\"}}");
+  free(w);
+}
+
 TEST(keep_only) {
   const char *j = "{\"type\":\"track\",\"event\":\"E\",\"userId\":\"u\",\"context\":{\"ip\":\"x\"},\"messageId\":\"m\"}";
   CHECK_INT(evdoc_load(d, j, strlen(j)), 0);
@@ -501,6 +521,7 @@ int main(void) {
   RUN(new_members_with_edits_below);
   RUN(constant_paths_match_dotted);
   RUN(set_replaces_non_object_and_order_rules);
+  RUN(names_that_hashed_alike_stay_apart);
   RUN(keep_only);
   RUN(escaped_keys_and_members);
   RUN(reuse_many_times);
