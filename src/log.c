@@ -737,8 +737,8 @@ static void kick(log_t *log) {
   if (!atomic_exchange_explicit(&log->kick, 0, memory_order_relaxed)) return;
   pthread_mutex_lock(&log->mu);
   log->sealed = 1;
-  int wake = !atomic_load_explicit(&log->filling, memory_order_relaxed); /* else the
-                                                                            window's end wakes it */
+  /* a writer that fills is woken by its window's end or the quiet probe */
+  int wake = !atomic_load_explicit(&log->filling, memory_order_relaxed);
   pthread_mutex_unlock(&log->mu);
   if (wake) pthread_cond_signal(&log->wake);
 }

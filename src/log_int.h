@@ -54,7 +54,6 @@ static inline uint32_t rd32(const char *p) {
 }
 static inline uint64_t rd64(const char *p) { return rd32(p) | (uint64_t)rd32(p + 4) << 32; }
 
-/* "<20-digit base>.<ext>" into out (NAME_LEN bytes). */
 /* Open a log file read-only without updating its access time. The readers read behind a
  * writer that changes the file's mtime every clock tick, so under relatime every tick's
  * first read would make the inode dirty again, and on ext4 without a journal the next
@@ -67,6 +66,7 @@ static inline int open_read(int dirfd, const char *name) {
   return fd;
 }
 
+/* "<20-digit base>.<ext>" into out (NAME_LEN bytes). */
 static inline void seg_name(char *out, uint64_t base, const char *ext) {
   snprintf(out, NAME_LEN, "%020" PRIu64 ".%s", base, ext);
 }
